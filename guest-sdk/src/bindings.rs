@@ -1,0 +1,37 @@
+//! The wit-bindgen glue: one `generate!` per operator world.
+//!
+//! Nothing here is public API. The export macros wit-bindgen generates are
+//! `#[macro_export]`ed (`pub_export_macro`) so that `export_transform!` and
+//! `export_aggregate!`, which expand in the operator's crate, can reach them
+//! through `$crate`; an operator crate therefore never depends on wit-bindgen.
+//!
+//! With `pub_export_macro`, wit-bindgen puts the description of a world's
+//! *exports* inside the generated export macro rather than into this crate, so
+//! a component built with `export_transform!` does not also claim to export
+//! the aggregate interface (or the reverse).
+
+/// Bindings for the `transform-operator` world. They also own the shared
+/// `types` and `logging` interfaces, which the aggregate bindings reuse.
+pub mod transform {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "transform-operator",
+        pub_export_macro: true,
+        export_macro_name: "export_transform_world",
+    });
+}
+
+/// Bindings for the `aggregate-operator` world.
+pub mod aggregate {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "aggregate-operator",
+        pub_export_macro: true,
+        export_macro_name: "export_aggregate_world",
+        // One set of Rust types for both worlds, so the batch code is shared.
+        with: {
+            "sluice:operator/types@0.1.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.1.0": crate::bindings::transform::sluice::operator::logging,
+        },
+    });
+}

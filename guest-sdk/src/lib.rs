@@ -1,0 +1,358 @@
+//! Write [sluice](https://github.com/sluice-rs/sluice) stream operators in
+//! Rust.
+//!
+//! A sluice operator is a WebAssembly component that the host runs in a
+//! sandbox. With this crate you write it as a plain Rust type implementing
+//! [`Transform`] (map, filter, flat-map) or [`Aggregate`] (a window
+//! aggregate function), add one line to export it, and build it for
+//! `wasm32-wasip2`. The WIT contract, the batch layout and the Wasm ABI stay
+//! out of sight.
+//!
+//! # A complete operator
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "big-orders"
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! sluice-guest = "0.1"
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
+//! `src/lib.rs`, an operator that keeps orders over an amount set in the
+//! pipeline spec and reshapes them:
+//!
+//! ```rust,standalone_crate
+//! use serde::{Deserialize, Serialize};
+//! use sluice_guest::{Config, Error, Output, Record, Transform};
+//!
+//! /// The operator's `config` in the pipeline spec; every field optional.
+//! #[derive(Deserialize, Default)]
+//! #[serde(default, deny_unknown_fields)]
+//! struct Settings {
+//!     min_amount: f64,
+//! }
+//!
+//! /// An input record's value. `&str` fields borrow from the batch.
+//! #[derive(Deserialize)]
+//! struct Order<'a> {
+//!     order_id: &'a str,
+//!     amount: f64,
+//! }
+//!
+//! /// An output record's value.
+//! #[derive(Serialize)]
+//! struct BigOrder<'a> {
+//!     id: &'a str,
+//!     amount: f64,
+//! }
+//!
+//! struct BigOrders {
+//!     min_amount: f64,
+//! }
+//!
+//! impl Transform for BigOrders {
+//!     fn open(config: Config) -> Result<Self, Error> {
+//!         let settings: Settings = config.parse()?;
+//!         sluice_guest::log_info!("keeping orders over {}", settings.min_amount);
+//!         Ok(BigOrders { min_amount: settings.min_amount })
+//!     }
+//!
+//!     fn process(&mut self, record: &Record<'_>, out: &mut Output<'_>) -> Result<(), Error> {
+//!         // A value that is not an order becomes a dead letter with serde's message.
+//!         let order: Order<'_> = record.json()?;
+//!         if order.amount > self.min_amount {
+//!             // Keeps the input's key, timestamp and headers.
+//!             out.emit_json(&BigOrder { id: order.order_id, amount: order.amount })?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! sluice_guest::export_transform!(BigOrders);
+//! ```
+//!
+//! Build it, and point a pipeline spec's operator at the `.wasm` file:
+//!
+//! ```text
+//! cargo build --release --target wasm32-wasip2
+//! # -> target/wasm32-wasip2/release/big_orders.wasm
+//! ```
+//!
+//! # The pieces
+//!
+//! * [`Transform`]: called once per input record; emits zero or more output
+//!   records through an [`Output`]. Export with [`export_transform!`].
+//! * [`Aggregate`]: Flink's `AggregateFunction`: `create`, `add`, `merge`,
+//!   `result` over an accumulator that the host stores (as JSON) between
+//!   calls. Export with [`export_aggregate!`].
+//! * [`Record`]: a zero-copy view of an input record: key, value, event
+//!   timestamp, headers, and [`Record::json`] to deserialize the value.
+//! * [`Config`]: the operator's `config` from the pipeline spec;
+//!   [`Config::parse`] turns it into your settings type.
+//! * [`Error`]: a message. From `open` it stops the job; from `process` or
+//!   `add` it sends that one record to the dead-letter sink and the batch goes
+//!   on.
+//! * [`log`] and the `log_*!` macros: lines in the host's log.
+//! * [`testing`]: run your operator natively in its unit tests.
+//!
+//! A crate exports one operator: one `export_transform!` or one
+//! `export_aggregate!`.
+//!
+//! # What runs where
+//!
+//! The host sends records in batches (one flat buffer per batch, so crossing
+//! the boundary costs two copies whatever the batch size); the SDK loops over
+//! the batch and calls your code once per record. Records you emit are written
+//! straight into the output batch, and the SDK does not allocate per record, so
+//! the cost per record is essentially your own code: typically the JSON
+//! parsing.
+//!
+//! One instance of your type exists per operator instance (the host runs one
+//! per parallel subtask). The host may drop an instance and create a new one at
+//! any time (after a failure, on rescaling), so anything that must survive
+//! belongs in an [`Aggregate`]'s accumulator, which the host owns and
+//! checkpoints, not in your transform's fields.
+//!
+//! The component runs in a sandbox: the standard library compiles, but files,
+//! environment variables, clocks and the network only work as far as the host
+//! grants them (by default it grants nothing). A panic or a trap kills the
+//! instance and fails (or restarts) the job; return an [`Error`] for bad
+//! input instead.
+//!
+//! # Serde
+//!
+//! The crate re-exports [`serde`] and [`serde_json`]. The serde derives
+//! generate code that names the `serde` crate, so either depend on `serde`
+//! (with the `derive` feature) yourself, as above, or add
+//! `#[serde(crate = "sluice_guest::serde")]` to each derive.
+
+pub use serde;
+pub use serde_json;
+
+mod aggregate;
+mod batch;
+mod bindings;
+mod config;
+mod error;
+pub mod log;
+mod record;
+pub mod testing;
+mod transform;
+
+pub use aggregate::Aggregate;
+pub use config::Config;
+pub use error::Error;
+pub use record::Record;
+pub use transform::{OutRecord, Output, Transform};
+
+/// Exports a [`Transform`] as the operator of this crate's component.
+///
+/// Use it once, at the top level of the crate, with the type that implements
+/// [`Transform`]:
+///
+/// ```rust,standalone_crate
+/// use sluice_guest::{Config, Error, Output, Record, Transform};
+///
+/// struct PassThrough;
+///
+/// impl Transform for PassThrough {
+///     fn open(_config: Config) -> Result<Self, Error> {
+///         Ok(PassThrough)
+///     }
+///     fn process(&mut self, _record: &Record<'_>, out: &mut Output<'_>) -> Result<(), Error> {
+///         out.forward();
+///         Ok(())
+///     }
+/// }
+///
+/// sluice_guest::export_transform!(PassThrough);
+/// ```
+///
+/// It generates the component's exports (`sluice:operator/transform`) and
+/// keeps the instance of your type that `open` creates. Until `open` has
+/// succeeded, every record of every batch fails with "operator not opened".
+///
+/// The exports are only generated when building for Wasm; on other targets the
+/// macro expands to nothing that links, so `cargo test` of the operator's
+/// crate runs natively.
+#[macro_export]
+macro_rules! export_transform {
+    ($operator:ty $(,)?) => {
+        const _: () = {
+            struct __SluiceTransformExport;
+
+            ::std::thread_local! {
+                static __SLUICE_TRANSFORM: $crate::__private::TransformState<$operator> =
+                    const { $crate::__private::TransformState::new() };
+            }
+
+            impl $crate::__private::TransformGuest for __SluiceTransformExport {
+                fn open(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    __SLUICE_TRANSFORM.with(|state| state.open(config))
+                }
+
+                fn process(input: $crate::__private::Batch) -> $crate::__private::TransformOutput {
+                    __SLUICE_TRANSFORM.with(|state| state.process(input))
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::transform_bindings::export_transform_world!(
+                __SluiceTransformExport with_types_in $crate::__private::transform_bindings
+            );
+
+            // Elsewhere nothing calls the exports: name them, so that the
+            // operator's code does not all look unused.
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceTransformExport as $crate::__private::TransformGuest>::open,
+                <__SluiceTransformExport as $crate::__private::TransformGuest>::process,
+            );
+        };
+    };
+}
+
+/// Exports an [`Aggregate`] as the operator of this crate's component.
+///
+/// Use it once, at the top level of the crate, with the type that implements
+/// [`Aggregate`] (see there for an example). It generates the component's
+/// exports (`sluice:operator/aggregate`) and keeps the instance that `open`
+/// creates.
+///
+/// Until `open` has succeeded, `add` fails every record with "operator not
+/// opened" and returns the accumulators unchanged, `merge` and `get-result`
+/// return that error, and `create-accumulator` (which has no way to report an
+/// error) traps.
+///
+/// As with [`export_transform!`], the exports are only generated when building
+/// for Wasm.
+#[macro_export]
+macro_rules! export_aggregate {
+    ($operator:ty $(,)?) => {
+        const _: () = {
+            struct __SluiceAggregateExport;
+
+            ::std::thread_local! {
+                static __SLUICE_AGGREGATE: $crate::__private::AggregateState<$operator> =
+                    const { $crate::__private::AggregateState::new() };
+            }
+
+            impl $crate::__private::AggregateGuest for __SluiceAggregateExport {
+                fn open(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    __SLUICE_AGGREGATE.with(|state| state.open(config))
+                }
+
+                fn create_accumulator() -> ::std::vec::Vec<u8> {
+                    __SLUICE_AGGREGATE.with(|state| state.create_accumulator())
+                }
+
+                fn add(
+                    accumulators: $crate::__private::ByteList,
+                    input: $crate::__private::Batch,
+                    targets: ::std::vec::Vec<u32>,
+                ) -> $crate::__private::AddOutput {
+                    __SLUICE_AGGREGATE.with(|state| state.add(accumulators, input, targets))
+                }
+
+                fn merge(
+                    accumulators: $crate::__private::ByteList,
+                    groups: ::std::vec::Vec<$crate::__private::Span>,
+                ) -> ::core::result::Result<$crate::__private::ByteList, ::std::string::String>
+                {
+                    __SLUICE_AGGREGATE.with(|state| state.merge(accumulators, groups))
+                }
+
+                fn get_result(
+                    accumulators: $crate::__private::ByteList,
+                ) -> ::core::result::Result<$crate::__private::ByteList, ::std::string::String>
+                {
+                    __SLUICE_AGGREGATE.with(|state| state.get_result(accumulators))
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::aggregate_bindings::export_aggregate_world!(
+                __SluiceAggregateExport with_types_in $crate::__private::aggregate_bindings
+            );
+
+            // Elsewhere nothing calls the exports: name them, so that the
+            // operator's code does not all look unused.
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceAggregateExport as $crate::__private::AggregateGuest>::open,
+                <__SluiceAggregateExport as $crate::__private::AggregateGuest>::create_accumulator,
+                <__SluiceAggregateExport as $crate::__private::AggregateGuest>::add,
+                <__SluiceAggregateExport as $crate::__private::AggregateGuest>::merge,
+                <__SluiceAggregateExport as $crate::__private::AggregateGuest>::get_result,
+            );
+        };
+    };
+}
+
+/// Logs a `format!`-style message at trace level (see [`log`]).
+#[macro_export]
+macro_rules! log_trace {
+    ($($arg:tt)+) => {
+        $crate::log::__write_fmt($crate::log::__Level::Trace, ::core::format_args!($($arg)+))
+    };
+}
+
+/// Logs a `format!`-style message at debug level (see [`log`]).
+#[macro_export]
+macro_rules! log_debug {
+    ($($arg:tt)+) => {
+        $crate::log::__write_fmt($crate::log::__Level::Debug, ::core::format_args!($($arg)+))
+    };
+}
+
+/// Logs a `format!`-style message at info level (see [`log`]).
+#[macro_export]
+macro_rules! log_info {
+    ($($arg:tt)+) => {
+        $crate::log::__write_fmt($crate::log::__Level::Info, ::core::format_args!($($arg)+))
+    };
+}
+
+/// Logs a `format!`-style message at warn level (see [`log`]).
+#[macro_export]
+macro_rules! log_warn {
+    ($($arg:tt)+) => {
+        $crate::log::__write_fmt($crate::log::__Level::Warn, ::core::format_args!($($arg)+))
+    };
+}
+
+/// Logs a `format!`-style message at error level (see [`log`]).
+#[macro_export]
+macro_rules! log_error {
+    ($($arg:tt)+) => {
+        $crate::log::__write_fmt($crate::log::__Level::Error, ::core::format_args!($($arg)+))
+    };
+}
+
+/// What the export macros expand to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::aggregate::AggregateState;
+    pub use crate::bindings::aggregate as aggregate_bindings;
+    pub use crate::bindings::aggregate::exports::sluice::operator::aggregate::{
+        AddOutput, Guest as AggregateGuest,
+    };
+    pub use crate::bindings::transform as transform_bindings;
+    pub use crate::bindings::transform::exports::sluice::operator::transform::{
+        Guest as TransformGuest, TransformOutput,
+    };
+    pub use crate::bindings::transform::sluice::operator::types::{Batch, ByteList, Span};
+    pub use crate::transform::TransformState;
+}

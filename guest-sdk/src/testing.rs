@@ -1,0 +1,168 @@
+//! Running an operator natively, for its unit tests.
+//!
+//! These functions drive your [`Transform`] or [`Aggregate`] through the same
+//! code that runs inside the component (batching, rollback of failed records,
+//! JSON accumulators), without a Wasm runtime, so `cargo test` on your
+//! operator's crate works on the machine you develop on:
+//!
+//! ```
+//! use sluice_guest::testing::run_transform;
+//! use sluice_guest::{Config, Error, Output, Record, Transform};
+//!
+//! struct Upper;
+//!
+//! impl Transform for Upper {
+//!     fn open(_: Config) -> Result<Self, Error> {
+//!         Ok(Upper)
+//!     }
+//!     fn process(&mut self, record: &Record<'_>, out: &mut Output<'_>) -> Result<(), Error> {
+//!         out.emit_value(record.value_str()?.to_uppercase().as_bytes());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let mut op = Upper::open(Config::new("null")).unwrap();
+//! let run = run_transform(&mut op, &["a", "b"]);
+//! assert_eq!(run.values(), ["A", "B"]);
+//! assert!(run.errors.is_empty());
+//! ```
+//!
+//! Log lines go to standard error.
+
+use crate::aggregate;
+use crate::batch::{self, Batch, BatchBuilder, ByteListBuilder};
+use crate::transform::{self, Sink};
+use crate::{Aggregate, OutRecord, Transform};
+
+/// A record a transform emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emitted {
+    /// The index of the input record it was made from.
+    pub origin: usize,
+    /// The record's key.
+    pub key: Option<Vec<u8>>,
+    /// The record's value.
+    pub value: Vec<u8>,
+    /// The record's event time.
+    pub timestamp: Option<i64>,
+    /// The record's headers, `(name, value)`.
+    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Emitted {
+    /// The value as text; panics if it is not UTF-8.
+    pub fn value_str(&self) -> &str {
+        std::str::from_utf8(&self.value).expect("emitted value is not UTF-8")
+    }
+}
+
+/// What a transform did with a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TransformRun {
+    /// The emitted records, in order.
+    pub records: Vec<Emitted>,
+    /// The failed input records: `(index, message)`.
+    pub errors: Vec<(usize, String)>,
+}
+
+impl TransformRun {
+    /// The emitted values as text.
+    pub fn values(&self) -> Vec<&str> {
+        self.records.iter().map(Emitted::value_str).collect()
+    }
+}
+
+/// Runs `op` over one batch of records with these values (no key, timestamp
+/// or headers).
+pub fn run_transform<T: Transform>(op: &mut T, values: &[&str]) -> TransformRun {
+    let records: Vec<OutRecord<'_>> = values
+        .iter()
+        .map(|v| OutRecord {
+            value: v.as_bytes(),
+            ..OutRecord::default()
+        })
+        .collect();
+    run_transform_records(op, &records)
+}
+
+/// Runs `op` over one batch of these records (an [`OutRecord`] describes each
+/// input record here).
+pub fn run_transform_records<T: Transform>(op: &mut T, records: &[OutRecord<'_>]) -> TransformRun {
+    let input = batch_of(records);
+    let mut sink = Sink::default();
+    let mut errors = Vec::new();
+    transform::run(Some(op), &input, &mut sink, &mut errors);
+    let out = sink.batch.finish();
+    let bytes = |span| batch::slice(&out.data, span).to_vec();
+    TransformRun {
+        records: out
+            .records
+            .iter()
+            .zip(&sink.origins)
+            .map(|(r, &origin)| Emitted {
+                origin: origin as usize,
+                key: r.key.map(bytes),
+                value: bytes(r.value),
+                timestamp: r.timestamp,
+                headers: out.headers[r.headers_start as usize..][..r.headers_len as usize]
+                    .iter()
+                    .map(|h| (bytes(h.name), bytes(h.value)))
+                    .collect(),
+            })
+            .collect(),
+        errors: errors
+            .into_iter()
+            .map(|e| (e.index as usize, e.message))
+            .collect(),
+    }
+}
+
+/// What an aggregate function made of a window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateRun {
+    /// The window's result, as the host would receive it.
+    pub result: serde_json::Value,
+    /// The accumulator at the end, as the host would store it.
+    pub accumulator: serde_json::Value,
+    /// The records that could not be added: `(index, message)`.
+    pub errors: Vec<(usize, String)>,
+}
+
+/// Adds one batch of records with these values to a new accumulator, as the
+/// host does for one window, and gets the result. The accumulator goes
+/// through its JSON encoding in between, as in the component.
+pub fn run_aggregate<A: Aggregate>(op: &A, values: &[&str]) -> AggregateRun {
+    let records: Vec<OutRecord<'_>> = values
+        .iter()
+        .map(|v| OutRecord {
+            value: v.as_bytes(),
+            ..OutRecord::default()
+        })
+        .collect();
+    let input = batch_of(&records);
+    let mut accs = ByteListBuilder::with_capacity(1, 0);
+    accs.push_json(&op.create())
+        .expect("the accumulator does not encode as JSON");
+    let targets = vec![0; values.len()];
+    let (accs, errors) = aggregate::add(op, accs.finish(), &input, &targets);
+    let results = aggregate::get_result(op, &accs).expect("get-result failed");
+    let json = |list: &crate::batch::ByteList| {
+        serde_json::from_slice(batch::slice(&list.data, list.spans[0])).expect("not JSON")
+    };
+    AggregateRun {
+        result: json(&results),
+        accumulator: json(&accs),
+        errors: errors
+            .into_iter()
+            .map(|e| (e.index as usize, e.message))
+            .collect(),
+    }
+}
+
+fn batch_of(records: &[OutRecord<'_>]) -> Batch {
+    let mut b = BatchBuilder::default();
+    for r in records {
+        b.push(r.key, r.value, r.timestamp, r.headers.iter().copied());
+    }
+    b.finish()
+}

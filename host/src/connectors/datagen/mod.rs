@@ -1,0 +1,213 @@
+//! The data generator: the embedded default source, so that a pipeline runs
+//! with nothing else installed.
+//!
+//! `schema: orders` generates the benchmark's order events (see [`orders`]);
+//! with the default seed and `splits: 1` the records are exactly the lines
+//! of `bench/gen_orders.py`. A generator is bounded by `count` or runs until
+//! stopped, as fast as it can or at `rate` records per second. Each split is
+//! an independent stream (split `i` uses seed `seed + i`); a subtask takes
+//! turns among its splits.
+
+pub mod orders;
+
+use crate::connectors::SourceFactory;
+use crate::error::RuntimeError;
+use crate::runtime::PositionKind;
+use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
+use orders::{OrdersGenerator, OrdersParams};
+use serde::Deserialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatagenOptions {
+    #[serde(default)]
+    pub schema: Schema,
+    /// Records in total over all splits; unbounded when absent.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Records per second over all splits; as fast as possible when absent.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    #[serde(default = "one")]
+    pub splits: u32,
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default = "default_customers")]
+    pub customers: u32,
+    #[serde(default = "default_zipf")]
+    pub zipf_s: f64,
+    /// Mean advance of the event clock per record, in milliseconds.
+    #[serde(default = "default_step")]
+    pub clock_step_ms: i64,
+    #[serde(default = "default_start")]
+    pub start_ts: i64,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum Schema {
+    #[default]
+    Orders,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_seed() -> u64 {
+    OrdersParams::default().seed
+}
+fn default_customers() -> u32 {
+    OrdersParams::default().customers
+}
+fn default_zipf() -> f64 {
+    OrdersParams::default().zipf_s
+}
+fn default_step() -> i64 {
+    OrdersParams::default().clock_step_ms
+}
+fn default_start() -> i64 {
+    OrdersParams::default().start_ts
+}
+
+pub struct DatagenFactory {
+    options: DatagenOptions,
+}
+
+impl DatagenFactory {
+    pub fn new(options: DatagenOptions) -> Result<DatagenFactory, String> {
+        if options.splits == 0 {
+            return Err("splits must be at least 1".into());
+        }
+        if options.customers == 0 {
+            return Err("customers must be at least 1".into());
+        }
+        if let Some(r) = options.rate
+            && !(r > 0.0 && r.is_finite())
+        {
+            return Err(format!(
+                "rate must be a positive number of records per second, not {r}"
+            ));
+        }
+        if options.clock_step_ms < 0 {
+            return Err("clock_step_ms must not be negative".into());
+        }
+        Ok(DatagenFactory { options })
+    }
+}
+
+impl SourceFactory for DatagenFactory {
+    fn splits(&self) -> Option<usize> {
+        Some(self.options.splits as usize)
+    }
+
+    fn format(&self) -> Format {
+        Format::Json
+    }
+
+    fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source> {
+        let o = &self.options;
+        let mine: Vec<u32> = (subtask..o.splits).step_by(parallelism as usize).collect();
+        let rate = o.rate.map(|r| r * mine.len() as f64 / o.splits as f64);
+        let streams = mine
+            .iter()
+            .map(|&i| {
+                let count = o
+                    .count
+                    .map(|c| c / o.splits as u64 + u64::from((i as u64) < c % o.splits as u64));
+                let params = OrdersParams {
+                    seed: o.seed.wrapping_add(i as u64),
+                    customers: o.customers,
+                    zipf_s: o.zipf_s,
+                    clock_step_ms: o.clock_step_ms,
+                    start_ts: o.start_ts,
+                };
+                Stream {
+                    index: i,
+                    generator: OrdersGenerator::new(&params),
+                    remaining: count,
+                    split: None,
+                }
+            })
+            .collect();
+        Box::new(Datagen {
+            streams,
+            next: 0,
+            rate,
+            started: None,
+            produced: 0,
+            line: Vec::with_capacity(160),
+        })
+    }
+}
+
+struct Stream {
+    index: u32,
+    generator: OrdersGenerator,
+    remaining: Option<u64>,
+    split: Option<SplitId>,
+}
+
+struct Datagen {
+    streams: Vec<Stream>,
+    next: usize,
+    rate: Option<f64>,
+    started: Option<Instant>,
+    produced: u64,
+    line: Vec<u8>,
+}
+
+impl Source for Datagen {
+    fn open(&mut self, out: &mut SourceOutput) -> Result<(), RuntimeError> {
+        for s in &mut self.streams {
+            s.split =
+                Some(out.add_split(format!("datagen split {}", s.index), PositionKind::Sequence));
+        }
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput) -> Result<SourcePoll, RuntimeError> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        loop {
+            let live = self
+                .streams
+                .iter()
+                .filter(|s| s.remaining != Some(0))
+                .count();
+            if live == 0 {
+                return Ok(SourcePoll::Finished);
+            }
+            if let Some(rate) = self.rate {
+                let due = (started.elapsed().as_secs_f64() * rate) as u64;
+                if self.produced >= due {
+                    let next_at = (self.produced + 1) as f64 / rate;
+                    let wait = next_at - started.elapsed().as_secs_f64();
+                    return Ok(SourcePoll::Wait(Duration::from_secs_f64(wait.max(0.000_1))));
+                }
+            }
+            let n = self.streams.len();
+            let s = &mut self.streams[self.next % n];
+            self.next += 1;
+            if s.remaining == Some(0) {
+                continue;
+            }
+            self.line.clear();
+            s.generator.next_into(&mut self.line);
+            let split = s.split.expect("opened");
+            if let Some(r) = &mut s.remaining {
+                *r -= 1;
+                if *r == 0 {
+                    out.push(split, None, &self.line, s.generator.generated())?;
+                    out.finish_split(split);
+                    self.produced += 1;
+                    continue;
+                }
+            }
+            out.push(split, None, &self.line, s.generator.generated())?;
+            self.produced += 1;
+            if out.is_full() {
+                return Ok(SourcePoll::More);
+            }
+        }
+    }
+}

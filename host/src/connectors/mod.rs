@@ -1,0 +1,76 @@
+//! Connectors: where records come from and go to.
+//!
+//! Each connector lives in its own folder and owns its options (the keys of
+//! its spec node besides `uid`, `type`, `parallelism`, `input`, and
+//! `event_time`). [`source`] and [`sink`] are the registry: a plain match on
+//! the `type`. A factory is made once per node when the plan is built (so a
+//! bad option or a missing file is a plan error with a line number) and
+//! makes one instance per subtask when the job starts.
+
+pub mod datagen;
+pub mod file;
+pub mod stdout;
+
+use crate::error::RuntimeError;
+use crate::runtime::Operator;
+use crate::runtime::source::{Format, Source};
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+pub trait SourceFactory: Send + Sync {
+    /// The number of splits, when known before the job starts: a source
+    /// runs with at most this many subtasks unless its spec says otherwise.
+    fn splits(&self) -> Option<usize>;
+
+    fn format(&self) -> Format;
+
+    fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source>;
+}
+
+pub trait SinkFactory: Send + Sync {
+    fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Operator>;
+}
+
+/// The source connector named `kind`.
+pub fn source(kind: &str, options: serde_yaml::Mapping) -> Result<Arc<dyn SourceFactory>, String> {
+    match kind {
+        "file" => Ok(Arc::new(file::FileSourceFactory::new(options_of(
+            options,
+        )?)?)),
+        "datagen" => Ok(Arc::new(datagen::DatagenFactory::new(options_of(
+            options,
+        )?)?)),
+        other => Err(format!(
+            "unknown source type `{other}` (available: file, datagen)"
+        )),
+    }
+}
+
+/// The sink connector named `kind`.
+pub fn sink(kind: &str, options: serde_yaml::Mapping) -> Result<Arc<dyn SinkFactory>, String> {
+    match kind {
+        "file" => Ok(Arc::new(file::FileSinkFactory::new(options_of(options)?))),
+        "stdout" => Ok(Arc::new(stdout::StdoutSinkFactory::new(options_of(
+            options,
+        )?))),
+        other => Err(format!(
+            "unknown sink type `{other}` (available: file, stdout)"
+        )),
+    }
+}
+
+fn options_of<T: DeserializeOwned>(options: serde_yaml::Mapping) -> Result<T, String> {
+    serde_yaml::from_value(serde_yaml::Value::Mapping(options)).map_err(|e| e.to_string())
+}
+
+/// Writes record values as lines into a buffer that a sink flushes.
+pub(crate) fn append_lines(buf: &mut Vec<u8>, batch: &crate::runtime::Batch) {
+    for r in batch.iter() {
+        buf.extend_from_slice(r.value());
+        buf.push(b'\n');
+    }
+}
+
+pub(crate) fn io_error(what: String) -> impl FnOnce(std::io::Error) -> RuntimeError {
+    move |e| RuntimeError::io(what, e)
+}

@@ -1,0 +1,671 @@
+//! JSON as the host sees it: check that a record is one JSON document, find
+//! values in it by JSON pointer (RFC 6901) without building a tree, read
+//! numbers out of them, and write JSON output.
+//!
+//! The host never materialises records as `serde_json::Value`: a source
+//! validates each line once while it looks for the event-time field, a key-by
+//! looks for the key field, and both get the raw bytes of the value they
+//! asked for. Operators in Wasm parse what they need themselves.
+//!
+//! What this module does not do: decode whole documents (that is the
+//! guest's business) or parse non-JSON formats.
+
+use std::fmt;
+
+/// Deepest nesting accepted; deeper documents are rejected rather than
+/// risking the stack.
+const MAX_DEPTH: usize = 128;
+
+/// A JSON pointer such as `/customer_id` or `/payload/items/0/sku`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pointer {
+    text: String,
+    segments: Vec<Vec<u8>>,
+}
+
+impl Pointer {
+    /// Parses RFC 6901 text: `""` is the whole document, otherwise
+    /// `/`-separated segments with `~1` for `/` and `~0` for `~`.
+    pub fn parse(text: &str) -> Result<Pointer, String> {
+        if text.is_empty() {
+            return Ok(Pointer {
+                text: String::new(),
+                segments: Vec::new(),
+            });
+        }
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!(
+                "`{text}` is not a JSON pointer: it must start with `/` (for example `/{text}`)"
+            ));
+        };
+        let mut segments = Vec::new();
+        for raw in rest.split('/') {
+            let mut seg = Vec::with_capacity(raw.len());
+            let mut chars = raw.bytes();
+            while let Some(b) = chars.next() {
+                if b == b'~' {
+                    match chars.next() {
+                        Some(b'0') => seg.push(b'~'),
+                        Some(b'1') => seg.push(b'/'),
+                        _ => {
+                            return Err(format!(
+                                "`{text}` is not a JSON pointer: `~` must be followed by 0 or 1"
+                            ));
+                        }
+                    }
+                } else {
+                    seg.push(b);
+                }
+            }
+            segments.push(seg);
+        }
+        Ok(Pointer {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The last segment as text: the natural output field name for a key
+    /// taken from this pointer.
+    pub fn last_name(&self) -> Option<&str> {
+        self.segments
+            .last()
+            .and_then(|s| std::str::from_utf8(s).ok())
+    }
+}
+
+impl fmt::Debug for Pointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pointer({:?})", self.text)
+    }
+}
+
+impl fmt::Display for Pointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Why a document is not valid JSON, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// Byte offset in the document.
+    pub offset: usize,
+    pub message: &'static str,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid JSON at byte {}: {}", self.offset, self.message)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+/// Checks that `doc` is exactly one JSON value (whitespace around it allowed).
+pub fn validate(doc: &[u8]) -> Result<(), JsonError> {
+    find_many(doc, &[], &mut [])
+}
+
+/// Validates `doc` and returns the raw text of the value at `pointer`, if
+/// present (the first one, should an object repeat a key).
+pub fn find<'a>(doc: &'a [u8], pointer: &Pointer) -> Result<Option<&'a [u8]>, JsonError> {
+    let mut out = [None];
+    find_many(doc, &[pointer], &mut out)?;
+    Ok(out[0])
+}
+
+/// Validates `doc` and stores in `found[i]` the raw text of the value at
+/// `pointers[i]` (or `None`). One pass over the document for all pointers.
+pub fn find_many<'a>(
+    doc: &'a [u8],
+    pointers: &[&Pointer],
+    found: &mut [Option<&'a [u8]>],
+) -> Result<(), JsonError> {
+    assert!(pointers.len() <= 64 && found.len() == pointers.len());
+    if std::str::from_utf8(doc).is_err() {
+        let offset = std::str::from_utf8(doc)
+            .map_err(|e| e.valid_up_to())
+            .unwrap_err();
+        return Err(JsonError {
+            offset,
+            message: "not UTF-8",
+        });
+    }
+    found.iter_mut().for_each(|f| *f = None);
+    let mut s = Scanner {
+        doc,
+        pos: 0,
+        pointers,
+        found,
+    };
+    s.skip_ws();
+    let all = if pointers.len() == 64 {
+        u64::MAX
+    } else {
+        (1u64 << pointers.len()) - 1
+    };
+    s.value(all, 0)?;
+    s.skip_ws();
+    if s.pos != doc.len() {
+        return s.err("unexpected text after the JSON value");
+    }
+    Ok(())
+}
+
+struct Scanner<'a, 'p, 'f> {
+    doc: &'a [u8],
+    pos: usize,
+    pointers: &'p [&'p Pointer],
+    found: &'f mut [Option<&'a [u8]>],
+}
+
+impl<'a> Scanner<'a, '_, '_> {
+    fn err<T>(&self, message: &'static str) -> Result<T, JsonError> {
+        Err(JsonError {
+            offset: self.pos,
+            message,
+        })
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.doc.get(self.pos).copied()
+    }
+
+    #[inline]
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// Parses one value. `live` holds the pointers whose segments matched the
+    /// path so far, `depth` is the number of segments matched.
+    fn value(&mut self, live: u64, depth: usize) -> Result<(), JsonError> {
+        let start = self.pos;
+        let mut descend = 0u64;
+        if live != 0 {
+            for i in 0..self.pointers.len() {
+                if live & (1 << i) != 0 {
+                    if self.pointers[i].segments.len() == depth {
+                        // This value is the target of pointer i; record it below.
+                    } else {
+                        descend |= 1 << i;
+                    }
+                }
+            }
+        }
+        if depth > MAX_DEPTH {
+            return self.err("nested too deeply");
+        }
+        match self.peek() {
+            Some(b'{') => self.object(descend, depth)?,
+            Some(b'[') => self.array(descend, depth)?,
+            Some(b'"') => {
+                self.string()?;
+            }
+            Some(b'-' | b'0'..=b'9') => self.number()?,
+            Some(b't') => self.literal(b"true")?,
+            Some(b'f') => self.literal(b"false")?,
+            Some(b'n') => self.literal(b"null")?,
+            Some(_) => return self.err("expected a JSON value"),
+            None => return self.err("unexpected end of input, expected a JSON value"),
+        }
+        let targets = live & !descend;
+        if targets != 0 {
+            for i in 0..self.pointers.len() {
+                if targets & (1 << i) != 0 && self.found[i].is_none() {
+                    self.found[i] = Some(&self.doc[start..self.pos]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, live: u64, depth: usize) -> Result<(), JsonError> {
+        self.pos += 1; // '{'
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            if self.peek() != Some(b'"') {
+                return self.err("expected a string key");
+            }
+            let (key, escaped) = self.string()?;
+            let mut child = 0u64;
+            if live != 0 {
+                for i in 0..self.pointers.len() {
+                    if live & (1 << i) != 0
+                        && key_matches(key, escaped, &self.pointers[i].segments[depth])
+                    {
+                        child |= 1 << i;
+                    }
+                }
+            }
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return self.err("expected `:` after an object key");
+            }
+            self.pos += 1;
+            self.skip_ws();
+            self.value(child, depth + 1)?;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected `,` or `}` in an object"),
+            }
+        }
+    }
+
+    fn array(&mut self, live: u64, depth: usize) -> Result<(), JsonError> {
+        self.pos += 1; // '['
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        let mut index = 0usize;
+        loop {
+            let mut child = 0u64;
+            if live != 0 {
+                for i in 0..self.pointers.len() {
+                    if live & (1 << i) != 0
+                        && index_matches(index, &self.pointers[i].segments[depth])
+                    {
+                        child |= 1 << i;
+                    }
+                }
+            }
+            self.value(child, depth + 1)?;
+            index += 1;
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.skip_ws();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return self.err("expected `,` or `]` in an array"),
+            }
+        }
+    }
+
+    /// Parses a string starting at `"`; returns its raw contents (between the
+    /// quotes) and whether it contains escapes.
+    fn string(&mut self) -> Result<(&'a [u8], bool), JsonError> {
+        self.pos += 1; // opening quote
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            // Fast path: plain bytes.
+            while let Some(&b) = self.doc.get(self.pos) {
+                if b == b'"' || b == b'\\' || b < 0x20 {
+                    break;
+                }
+                self.pos += 1;
+            }
+            match self.peek() {
+                Some(b'"') => {
+                    let raw = &self.doc[start..self.pos];
+                    self.pos += 1;
+                    return Ok((raw, escaped));
+                }
+                Some(b'\\') => {
+                    escaped = true;
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.pos += 1
+                        }
+                        Some(b'u') => {
+                            self.pos += 1;
+                            for _ in 0..4 {
+                                match self.peek() {
+                                    Some(h) if h.is_ascii_hexdigit() => self.pos += 1,
+                                    _ => return self.err("expected 4 hex digits after `\\u`"),
+                                }
+                            }
+                        }
+                        _ => return self.err("invalid escape in a string"),
+                    }
+                }
+                Some(_) => return self.err("control character in a string"),
+                None => return self.err("unterminated string"),
+            }
+        }
+    }
+
+    fn number(&mut self) -> Result<(), JsonError> {
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return self.err("expected a digit"),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return self.err("expected a digit after `.`");
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return self.err("expected a digit in the exponent");
+            }
+            self.digits();
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), JsonError> {
+        if self.doc[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            self.err("expected `true`, `false` or `null`")
+        }
+    }
+}
+
+fn key_matches(raw: &[u8], escaped: bool, segment: &[u8]) -> bool {
+    if !escaped {
+        return raw == segment;
+    }
+    let mut decoded = Vec::with_capacity(raw.len());
+    unescape_into(raw, &mut decoded);
+    decoded == segment
+}
+
+fn index_matches(index: usize, segment: &[u8]) -> bool {
+    // RFC 6901: array indices are decimal without leading zeros.
+    if segment.is_empty() || (segment.len() > 1 && segment[0] == b'0') {
+        return false;
+    }
+    let mut n = 0usize;
+    for &b in segment {
+        if !b.is_ascii_digit() {
+            return false;
+        }
+        n = match n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add((b - b'0') as usize))
+        {
+            Some(n) => n,
+            None => return false,
+        };
+    }
+    n == index
+}
+
+/// Decodes the contents of a valid JSON string (without quotes) into UTF-8.
+pub fn unescape_into(raw: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < raw.len() {
+        let b = raw[i];
+        if b != b'\\' {
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let e = raw[i + 1];
+        i += 2;
+        let c = match e {
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let hex = |s: &[u8]| {
+                    std::str::from_utf8(s)
+                        .ok()
+                        .and_then(|h| u32::from_str_radix(h, 16).ok())
+                        .unwrap_or(0xFFFD)
+                };
+                let mut cp = hex(&raw[i..i + 4]);
+                i += 4;
+                if (0xD800..0xDC00).contains(&cp)
+                    && raw.get(i) == Some(&b'\\')
+                    && raw.get(i + 1) == Some(&b'u')
+                {
+                    let lo = hex(&raw[i + 2..i + 6]);
+                    if (0xDC00..0xE000).contains(&lo) {
+                        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                        i += 6;
+                    }
+                }
+                let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                continue;
+            }
+            other => other, // '"', '\\', '/'
+        };
+        out.push(c);
+    }
+}
+
+/// Reads an integer from the raw text of a JSON value: a number without a
+/// fraction (or with a zero one, `12.0`), or a string holding such a number.
+pub fn parse_i64(raw: &[u8]) -> Option<i64> {
+    let text = match raw {
+        [b'"', inner @ .., b'"'] => inner,
+        _ => raw,
+    };
+    let s = std::str::from_utf8(text).ok()?;
+    if let Ok(v) = s.parse::<i64>() {
+        return Some(v);
+    }
+    let f = s.parse::<f64>().ok()?;
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15).then_some(f as i64)
+}
+
+/// A JSON number read exactly when it is a plain decimal of moderate size
+/// (`137.52` is 13752 × 10⁻²), approximately otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    Decimal { mantissa: i128, scale: u32 },
+    Float(f64),
+}
+
+/// Most fraction digits kept exactly.
+pub const MAX_SCALE: u32 = 18;
+
+impl Number {
+    /// Parses the raw text of a JSON number (not a string).
+    pub fn parse(raw: &[u8]) -> Option<Number> {
+        let s = std::str::from_utf8(raw).ok()?;
+        if !matches!(raw.first(), Some(b'-' | b'0'..=b'9')) {
+            return None;
+        }
+        if !s.contains(['e', 'E']) {
+            let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+            if frac.len() as u32 <= MAX_SCALE && int.len() + frac.len() <= 36 {
+                let digits: String = [int, frac].concat();
+                if let Ok(mantissa) = digits.parse::<i128>() {
+                    return Some(Number::Decimal {
+                        mantissa,
+                        scale: frac.len() as u32,
+                    });
+                }
+            }
+        }
+        s.parse::<f64>().ok().map(Number::Float)
+    }
+
+    pub fn to_f64(self) -> f64 {
+        match self {
+            Number::Decimal { mantissa, scale } => mantissa as f64 / 10f64.powi(scale as i32),
+            Number::Float(f) => f,
+        }
+    }
+}
+
+/// Appends `s` as a JSON string (with quotes).
+pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in s.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&s[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&s[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&s[start..]);
+    out.push(b'"');
+}
+
+/// Appends an integer.
+pub fn write_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Pointer {
+        Pointer::parse(s).unwrap()
+    }
+
+    #[test]
+    fn finds_top_level_and_nested_values() {
+        let doc = br#"{"a":1,"b":{"c":[10,{"d":"x"}],"e\u0041":true},"f":"g"}"#;
+        assert_eq!(find(doc, &p("/a")).unwrap(), Some(&b"1"[..]));
+        assert_eq!(find(doc, &p("/b/c/1/d")).unwrap(), Some(&br#""x""#[..]));
+        assert_eq!(find(doc, &p("/b/c/0")).unwrap(), Some(&b"10"[..]));
+        assert_eq!(find(doc, &p("/b/eA")).unwrap(), Some(&b"true"[..]));
+        assert_eq!(find(doc, &p("/b/c/2")).unwrap(), None);
+        assert_eq!(find(doc, &p("/zz")).unwrap(), None);
+        assert_eq!(find(doc, &p("")).unwrap(), Some(&doc[..]));
+        let mut out = [None, None];
+        find_many(doc, &[&p("/f"), &p("/b/c")], &mut out).unwrap();
+        assert_eq!(out, [Some(&br#""g""#[..]), Some(&br#"[10,{"d":"x"}]"#[..])]);
+    }
+
+    #[test]
+    fn pointer_escapes_and_errors() {
+        let doc = br#"{"a/b":1,"m~n":2}"#;
+        assert_eq!(find(doc, &p("/a~1b")).unwrap(), Some(&b"1"[..]));
+        assert_eq!(find(doc, &p("/m~0n")).unwrap(), Some(&b"2"[..]));
+        assert!(Pointer::parse("a").is_err());
+        assert!(Pointer::parse("/a~2").is_err());
+        assert_eq!(p("/x/customer_id").last_name(), Some("customer_id"));
+    }
+
+    #[test]
+    fn rejects_malformed_documents_with_offsets() {
+        for (doc, offset) in [
+            (&br#"{"a":1"#[..], 6),
+            (br#"{"a":1,}"#, 7),
+            (br#"{"a" 1}"#, 5),
+            (br#"[1,2]x"#, 5),
+            (br#"{"a":01}"#, 6),
+            (br#"{"a":"\x"}"#, 7),
+            (b"{\"a\":\"\x01\"}", 6),
+            (br#"{"a":tru}"#, 5),
+            (br#""#, 0),
+            (br#"{"a":1.}"#, 7),
+            (br#"{"a":-}"#, 6),
+            (b"\xff", 0),
+        ] {
+            let e = validate(doc).unwrap_err();
+            assert_eq!(e.offset, offset, "{:?}: {e}", String::from_utf8_lossy(doc));
+        }
+        for ok in [
+            &b" {} "[..],
+            b"[]",
+            b"0",
+            b"-1.5e+3",
+            br#""\u00e9\n""#,
+            br#"{"a":[null,true,false,{}]}"#,
+        ] {
+            validate(ok).unwrap();
+        }
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert_eq!(
+            validate(deep.as_bytes()).unwrap_err().message,
+            "nested too deeply"
+        );
+    }
+
+    #[test]
+    fn integers_and_decimals() {
+        assert_eq!(parse_i64(b"1699999996432"), Some(1_699_999_996_432));
+        assert_eq!(parse_i64(b"-5"), Some(-5));
+        assert_eq!(parse_i64(b"12.0"), Some(12));
+        assert_eq!(parse_i64(br#""42""#), Some(42));
+        assert_eq!(parse_i64(b"12.5"), None);
+        assert_eq!(parse_i64(b"true"), None);
+        assert_eq!(
+            Number::parse(b"137.52"),
+            Some(Number::Decimal {
+                mantissa: 13752,
+                scale: 2
+            })
+        );
+        assert_eq!(
+            Number::parse(b"-7"),
+            Some(Number::Decimal {
+                mantissa: -7,
+                scale: 0
+            })
+        );
+        assert_eq!(Number::parse(b"1e3"), Some(Number::Float(1000.0)));
+        assert_eq!(Number::parse(br#""1""#), None);
+    }
+
+    #[test]
+    fn writes_escaped_strings() {
+        let mut out = Vec::new();
+        write_str(&mut out, "a\"b\\c\nd\u{1}é".as_bytes());
+        assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\nd\u0001é""#);
+        let mut s = Vec::new();
+        unescape_into(br#"a\"b\u00e9\ud83d\ude00"#, &mut s);
+        assert_eq!(String::from_utf8(s).unwrap(), "a\"bé😀");
+    }
+}

@@ -1,0 +1,27 @@
+//! sluice: a stream processor with Apache Flink's guarantees and sandboxed
+//! WebAssembly operators.
+//!
+//! A pipeline spec ([`plan::spec`]) is planned into a graph of nodes
+//! ([`plan`]) and run as tokio tasks over bounded channels ([`runtime`]).
+//! Sources ([`connectors`]) assign event time and watermarks ([`time`]);
+//! windows ([`window`]) aggregate keyed records as the watermark passes;
+//! user logic runs in Wasm components behind one WIT contract ([`wasm`]).
+//!
+//! The embedder surface is small: [`plan::load`] a spec, [`runtime::job::run`]
+//! it, read the [`runtime::job::JobSummary`]. The `sluice` binary ([`cli`])
+//! does exactly that.
+
+pub mod cli;
+pub mod connectors;
+pub mod error;
+pub mod json;
+pub mod plan;
+pub mod runtime;
+pub mod time;
+pub mod wasm;
+pub mod window;
+
+pub use error::{Error, Fault};
+
+/// The WIT package operators are built against.
+pub const WIT_PACKAGE: &str = "sluice:operator@0.1.0";

@@ -1,0 +1,916 @@
+//! From a pipeline spec to a plan the runtime can deploy.
+//!
+//! [`load`] reads the YAML (substituting `${VAR}`s), builds the logical graph
+//! — nodes with their resolved connectors, compiled modules and window
+//! settings, and edges from each input to its node — and checks it: unique
+//! uids, known inputs, no cycles, event time where windows need it, modules
+//! that implement their worlds. It then makes it physical: every node gets a
+//! parallelism, every edge a [`Partitioning`], and forward edges between
+//! nodes of equal parallelism are chained, so that a chain runs as one task
+//! per subtask. Every error names the spec file, the line and the node.
+
+pub mod env;
+pub mod locate;
+pub mod spec;
+
+use crate::connectors::{self, SinkFactory, SourceFactory};
+use crate::error::{Location, PlanError};
+use crate::json::Pointer;
+use crate::runtime::keys::KeySelector;
+use crate::runtime::router::Partitioning;
+use crate::runtime::source::{EventTime, Format};
+use crate::time::watermark::WatermarkStrategy;
+use crate::wasm::{self, InstanceSettings, Module, World};
+use crate::window::aggregate::NativeAgg;
+use crate::window::assigner::Aligned;
+use crate::window::{WindowKind, WindowSettings};
+use locate::Locator;
+use spec::{AggregateSpec, KeyBySpec, NativeFn, PartitionSpec, Spec, WasmSpec, WindowSpec};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A planned pipeline.
+pub struct Pipeline {
+    pub name: String,
+    pub spec_path: PathBuf,
+    pub nodes: Vec<Node>,
+    pub edges: Vec<Edge>,
+    /// Chains in topological order; each runs as `parallelism` tasks.
+    pub chains: Vec<Chain>,
+    pub settings: Settings,
+    pub has_dead_letter: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub batch_size: usize,
+    pub buffer_timeout: Duration,
+    pub channel_capacity: usize,
+    pub max_parallelism: u32,
+}
+
+pub struct Node {
+    pub uid: String,
+    pub kind: NodeKind,
+    pub parallelism: u32,
+    pub location: Location,
+    /// Names of the node's own side outputs (ports from
+    /// [`crate::runtime::operator::FIRST_SIDE_PORT`] on).
+    pub side_ports: &'static [&'static str],
+}
+
+pub enum NodeKind {
+    Source {
+        factory: Arc<dyn SourceFactory>,
+        event_time: Option<EventTime>,
+    },
+    Transform {
+        module: Arc<Module>,
+        settings: Arc<InstanceSettings>,
+    },
+    Window {
+        settings: Arc<WindowSettings>,
+        aggregate: AggregateKind,
+    },
+    Sink {
+        factory: Arc<dyn SinkFactory>,
+    },
+}
+
+pub enum AggregateKind {
+    Native(Vec<NativeAgg>),
+    Wasm {
+        module: Arc<Module>,
+        settings: Arc<InstanceSettings>,
+    },
+}
+
+impl NodeKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::Source { .. } => "source",
+            NodeKind::Transform { .. } => "transform",
+            NodeKind::Window { .. } => "window",
+            NodeKind::Sink { .. } => "sink",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Edge {
+    pub from: usize,
+    /// Port of `from`: main, dead letter or a side output.
+    pub port: usize,
+    pub to: usize,
+    pub partitioning: Partitioning,
+}
+
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// Node indices, the head first; every other node's single input comes
+    /// from an earlier node of the chain.
+    pub nodes: Vec<usize>,
+    pub parallelism: u32,
+}
+
+impl Pipeline {
+    pub fn chain_of(&self, node: usize) -> usize {
+        self.chains
+            .iter()
+            .position(|c| c.nodes.contains(&node))
+            .expect("every node is in a chain")
+    }
+
+    /// Whether an edge runs inside a task (no channel).
+    pub fn is_chained(&self, edge: &Edge) -> bool {
+        self.chain_of(edge.from) == self.chain_of(edge.to)
+    }
+
+    /// Port names of a node, by port index.
+    pub fn port_names(&self, node: usize) -> Vec<&'static str> {
+        let mut names = vec!["main", "dead_letter"];
+        names.extend_from_slice(self.nodes[node].side_ports);
+        names
+    }
+
+    /// A readable description of the physical plan.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "pipeline `{}` ({})", self.name, self.spec_path.display());
+        for (i, c) in self.chains.iter().enumerate() {
+            let names: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|&n| format!("{} ({})", self.nodes[n].uid, self.nodes[n].kind.name()))
+                .collect();
+            let _ = writeln!(s, "  task {i} × {}: {}", c.parallelism, names.join(" -> "));
+        }
+        for e in &self.edges {
+            if self.is_chained(e) {
+                continue;
+            }
+            let port = self.port_names(e.from)[e.port];
+            let from = &self.nodes[e.from].uid;
+            let from = if port == "main" {
+                from.clone()
+            } else {
+                format!("{from}.{port}")
+            };
+            let _ = writeln!(
+                s,
+                "  {} -> {} [{}]",
+                from,
+                self.nodes[e.to].uid,
+                match &e.partitioning {
+                    Partitioning::KeyHash { key, .. } => format!("hash {}", key.describe()),
+                    p => p.name().to_owned(),
+                }
+            );
+        }
+        s
+    }
+}
+
+/// Where modules are looked for, besides the spec's folder.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    pub module_path: Vec<PathBuf>,
+}
+
+impl PlanOptions {
+    /// `SLUICE_MODULE_PATH` (`:`-separated) followed by `extra`.
+    pub fn from_env(extra: &[PathBuf]) -> PlanOptions {
+        let mut module_path: Vec<PathBuf> = std::env::var_os("SLUICE_MODULE_PATH")
+            .map(|v| std::env::split_paths(&v).collect())
+            .unwrap_or_default();
+        module_path.extend_from_slice(extra);
+        PlanOptions { module_path }
+    }
+}
+
+/// Reads, checks and plans the spec at `path`.
+pub fn load(path: &Path, options: &PlanOptions) -> Result<Pipeline, PlanError> {
+    let here = |line: Option<usize>| Location {
+        file: path.to_owned(),
+        line,
+        node: None,
+    };
+    let raw = std::fs::read_to_string(path)
+        .map_err(|e| PlanError::new(here(None), format!("cannot read the spec: {e}")))?;
+    let text = env::substitute(&raw, |k| std::env::var(k).ok())
+        .map_err(|(line, m)| PlanError::new(here(Some(line)), m))?;
+    let spec: Spec = serde_yaml::from_str(&text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        PlanError::new(here(line), e.to_string())
+    })?;
+    let locator = Locator::new(&text);
+    Planner {
+        path,
+        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        locator,
+        options,
+        spec: &spec,
+    }
+    .plan()
+}
+
+struct Planner<'a> {
+    path: &'a Path,
+    base_dir: PathBuf,
+    locator: Locator,
+    options: &'a PlanOptions,
+    spec: &'a Spec,
+}
+
+/// A node before edges and chains are known.
+struct Draft {
+    node: Node,
+    inputs: Vec<(String, String)>, // (reference, spec path of the `input` key)
+    key_by: Option<KeySelector>,
+    partition: Option<PartitionSpec>,
+    explicit_parallelism: bool,
+    needs_event_time: bool,
+}
+
+impl Planner<'_> {
+    fn at(&self, spec_path: &str, node: Option<&str>) -> Location {
+        Location {
+            file: self.path.to_owned(),
+            line: self.locator.line(spec_path),
+            node: node.map(str::to_owned),
+        }
+    }
+
+    fn err(&self, spec_path: &str, node: Option<&str>, message: impl Into<String>) -> PlanError {
+        PlanError::new(self.at(spec_path, node), message)
+    }
+
+    fn plan(self) -> Result<Pipeline, PlanError> {
+        let spec = self.spec;
+        if spec.parallelism == 0 {
+            return Err(self.err("parallelism", None, "parallelism must be at least 1"));
+        }
+        if spec.max_parallelism == 0 || spec.max_parallelism > 32768 {
+            return Err(self.err(
+                "max_parallelism",
+                None,
+                "max_parallelism must be in 1..=32768",
+            ));
+        }
+        if spec.sources.is_empty() {
+            return Err(self.err("sources", None, "a pipeline needs at least one source"));
+        }
+        if spec.sinks.is_empty() {
+            return Err(self.err("sinks", None, "a pipeline needs at least one sink"));
+        }
+        let mut drafts = Vec::new();
+        for (i, s) in spec.sources.iter().enumerate() {
+            drafts.push(self.source(i, s)?);
+        }
+        for (i, o) in spec.operators.iter().enumerate() {
+            drafts.push(self.operator(i, o)?);
+        }
+        for (i, s) in spec.sinks.iter().enumerate() {
+            let p = format!("sinks[{i}]");
+            let inputs = self.inputs(&p, &s.uid, s.input.as_deref(), &s.inputs)?;
+            drafts.push(self.sink(&p, &s.uid, &s.connector, s.parallelism, inputs)?);
+        }
+        let has_dead_letter = spec.dead_letter.is_some();
+        if let Some(dl) = &spec.dead_letter {
+            drafts.push(self.sink("dead_letter", "dead_letter", dl, None, Vec::new())?);
+        }
+        self.check_uids(&drafts)?;
+        let index: HashMap<&str, usize> = drafts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.node.uid.as_str(), i))
+            .collect();
+
+        // Edges, by reference.
+        let mut edge_refs: Vec<(usize, usize, usize)> = Vec::new(); // (from, port, to)
+        for (to, d) in drafts.iter().enumerate() {
+            for (reference, spec_path) in &d.inputs {
+                let (uid, port_name) = match reference.split_once('.') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (reference.as_str(), None),
+                };
+                let Some(&from) = index.get(uid) else {
+                    let mut known: Vec<&str> = index.keys().copied().collect();
+                    known.sort();
+                    return Err(self.err(
+                        spec_path,
+                        Some(&d.node.uid),
+                        format!("unknown input `{uid}` (nodes: {})", known.join(", ")),
+                    ));
+                };
+                if matches!(drafts[from].node.kind, NodeKind::Sink { .. }) {
+                    return Err(self.err(
+                        spec_path,
+                        Some(&d.node.uid),
+                        format!("`{uid}` is a sink: it has no output to read"),
+                    ));
+                }
+                let port = match port_name {
+                    None => crate::runtime::operator::MAIN_PORT,
+                    Some(p) => {
+                        let side = drafts[from].node.side_ports;
+                        match side.iter().position(|s| *s == p) {
+                            Some(i) => crate::runtime::operator::FIRST_SIDE_PORT + i,
+                            None => {
+                                return Err(self.err(
+                                    spec_path,
+                                    Some(&d.node.uid),
+                                    format!(
+                                        "`{uid}` has no side output `{p}`{}",
+                                        if side.is_empty() {
+                                            String::from(" (it has none)")
+                                        } else {
+                                            format!(" (it has: {})", side.join(", "))
+                                        }
+                                    ),
+                                ));
+                            }
+                        }
+                    }
+                };
+                edge_refs.push((from, port, to));
+            }
+        }
+        if has_dead_letter {
+            let dl = drafts.len() - 1;
+            for from in 0..dl {
+                edge_refs.push((from, crate::runtime::operator::DEAD_LETTER_PORT, dl));
+            }
+        }
+
+        let order = self.topological(&drafts, &edge_refs)?;
+        self.check_event_time(&drafts, &edge_refs, &order)?;
+
+        // Parallelism.
+        for d in &mut drafts {
+            if !d.explicit_parallelism {
+                d.node.parallelism = match &d.node.kind {
+                    NodeKind::Source { factory, .. } => match factory.splits() {
+                        Some(n) => spec.parallelism.min(n.max(1) as u32),
+                        None => spec.parallelism,
+                    },
+                    _ => spec.parallelism,
+                };
+            }
+            if d.key_by.is_some() && d.node.parallelism > spec.max_parallelism {
+                return Err(PlanError::new(
+                    d.node.location.clone(),
+                    format!(
+                        "parallelism {} exceeds max_parallelism {}",
+                        d.node.parallelism, spec.max_parallelism
+                    ),
+                ));
+            }
+        }
+
+        // Partitioning.
+        let mut edges = Vec::new();
+        for &(from, port, to) in &edge_refs {
+            let (pf, pt) = (drafts[from].node.parallelism, drafts[to].node.parallelism);
+            let d = &drafts[to];
+            let partitioning = match (&d.key_by, d.partition) {
+                (Some(key), _) => Partitioning::KeyHash {
+                    key: key.clone(),
+                    max_parallelism: spec.max_parallelism,
+                },
+                (None, Some(PartitionSpec::Forward)) if pf != pt => {
+                    return Err(PlanError::new(
+                        d.node.location.clone(),
+                        format!(
+                            "`partition: forward` needs equal parallelism, but `{}` has {pf} and `{}` has {pt}",
+                            drafts[from].node.uid, d.node.uid
+                        ),
+                    ));
+                }
+                (None, Some(PartitionSpec::Broadcast)) => Partitioning::Broadcast,
+                (None, Some(PartitionSpec::Rebalance)) => Partitioning::Rebalance,
+                _ if pf == pt => Partitioning::Forward,
+                _ => Partitioning::Rebalance,
+            };
+            edges.push(Edge {
+                from,
+                port,
+                to,
+                partitioning,
+            });
+        }
+
+        // Chains: a node joins its upstream's chain when its only input is a
+        // forward edge.
+        let mut chain_of: Vec<Option<usize>> = vec![None; drafts.len()];
+        let mut chains: Vec<Chain> = Vec::new();
+        for &n in &order {
+            let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == n).collect();
+            let joined = match inputs.as_slice() {
+                [e] if matches!(e.partitioning, Partitioning::Forward) => chain_of[e.from],
+                _ => None,
+            };
+            match joined {
+                Some(c) => {
+                    chains[c].nodes.push(n);
+                    chain_of[n] = Some(c);
+                }
+                None => {
+                    chains.push(Chain {
+                        nodes: vec![n],
+                        parallelism: drafts[n].node.parallelism,
+                    });
+                    chain_of[n] = Some(chains.len() - 1);
+                }
+            }
+        }
+
+        Ok(Pipeline {
+            name: spec.name.clone().unwrap_or_else(|| {
+                self.path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "pipeline".into())
+            }),
+            spec_path: self.path.to_owned(),
+            nodes: drafts.into_iter().map(|d| d.node).collect(),
+            edges,
+            chains,
+            settings: Settings {
+                batch_size: spec.batch_size.max(1),
+                buffer_timeout: spec.buffer_timeout.0,
+                channel_capacity: spec.channel_capacity.max(1),
+                max_parallelism: spec.max_parallelism,
+            },
+            has_dead_letter,
+        })
+    }
+
+    fn check_uids(&self, drafts: &[Draft]) -> Result<(), PlanError> {
+        let mut seen: HashMap<&str, &Location> = HashMap::new();
+        for d in drafts {
+            let uid = d.node.uid.as_str();
+            if uid.is_empty()
+                || !uid
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(PlanError::new(
+                    d.node.location.clone(),
+                    format!("uid `{uid}`: use letters, digits, `_` and `-` only"),
+                ));
+            }
+            if let Some(first) = seen.insert(uid, &d.node.location) {
+                return Err(PlanError::new(
+                    d.node.location.clone(),
+                    format!(
+                        "uid `{uid}` is used twice (first at line {})",
+                        first.line.map_or("?".into(), |l| l.to_string())
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn topological(
+        &self,
+        drafts: &[Draft],
+        edges: &[(usize, usize, usize)],
+    ) -> Result<Vec<usize>, PlanError> {
+        let n = drafts.len();
+        let mut indegree = vec![0usize; n];
+        for &(_, _, to) in edges {
+            indegree[to] += 1;
+        }
+        let mut ready: Vec<usize> = (0..n).rev().filter(|&i| indegree[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop() {
+            order.push(i);
+            for &(from, _, to) in edges {
+                if from == i {
+                    indegree[to] -= 1;
+                    if indegree[to] == 0 {
+                        ready.push(to);
+                    }
+                }
+            }
+        }
+        if order.len() < n {
+            let stuck = (0..n)
+                .find(|&i| indegree[i] > 0)
+                .expect("a node in a cycle");
+            return Err(PlanError::new(
+                drafts[stuck].node.location.clone(),
+                "the inputs form a cycle".to_owned(),
+            ));
+        }
+        Ok(order)
+    }
+
+    fn check_event_time(
+        &self,
+        drafts: &[Draft],
+        edges: &[(usize, usize, usize)],
+        order: &[usize],
+    ) -> Result<(), PlanError> {
+        let mut timed = vec![false; drafts.len()];
+        for &n in order {
+            let d = &drafts[n];
+            let inputs: Vec<usize> = edges
+                .iter()
+                .filter(|e| e.2 == n && e.1 != crate::runtime::operator::DEAD_LETTER_PORT)
+                .map(|e| e.0)
+                .collect();
+            timed[n] = match &d.node.kind {
+                NodeKind::Source { event_time, .. } => event_time.is_some(),
+                NodeKind::Window { .. } => true,
+                _ => !inputs.is_empty() && inputs.iter().all(|&i| timed[i]),
+            };
+            if d.needs_event_time
+                && let Some(&untimed) = inputs.iter().find(|&&i| !timed[i])
+            {
+                return Err(PlanError::new(
+                    d.node.location.clone(),
+                    format!(
+                        "a window needs event time, but its input `{}` has none: give the source an `event_time`",
+                        drafts[untimed].node.uid
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn inputs(
+        &self,
+        spec_path: &str,
+        uid: &str,
+        input: Option<&str>,
+        inputs: &[String],
+    ) -> Result<Vec<(String, String)>, PlanError> {
+        let mut refs: Vec<(String, String)> = input
+            .map(|i| (i.to_owned(), format!("{spec_path}.input")))
+            .into_iter()
+            .collect();
+        refs.extend(
+            inputs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.clone(), format!("{spec_path}.inputs[{i}]"))),
+        );
+        if refs.is_empty() {
+            return Err(self.err(spec_path, Some(uid), "no `input` (or `inputs`) given"));
+        }
+        Ok(refs)
+    }
+
+    fn source(&self, i: usize, s: &spec::SourceSpec) -> Result<Draft, PlanError> {
+        let p = format!("sources[{i}]");
+        let node = Some(s.uid.as_str());
+        let factory = connectors::source(&s.connector.kind, s.connector.options.clone())
+            .map_err(|m| self.err(&p, node, format!("source `{}`: {m}", s.connector.kind)))?;
+        let event_time = match &s.event_time {
+            None => None,
+            Some(et) => {
+                let ep = format!("{p}.event_time");
+                if factory.format() != Format::Json {
+                    return Err(self.err(&ep, node, "event_time needs `format: json`"));
+                }
+                let timestamp = Pointer::parse(&et.timestamp)
+                    .map_err(|m| self.err(&format!("{ep}.timestamp"), node, m))?;
+                let w = &et.watermark;
+                Some(EventTime {
+                    timestamp,
+                    strategy: WatermarkStrategy::new(
+                        w.strategy,
+                        w.max_out_of_orderness.millis(),
+                        w.emit,
+                        w.interval.millis(),
+                        et.idleness.map(|d| d.millis()),
+                    ),
+                })
+            }
+        };
+        Ok(Draft {
+            node: Node {
+                uid: s.uid.clone(),
+                kind: NodeKind::Source {
+                    factory,
+                    event_time,
+                },
+                parallelism: s.parallelism.unwrap_or(0),
+                location: self.at(&p, node),
+                side_ports: &[],
+            },
+            inputs: Vec::new(),
+            key_by: None,
+            partition: None,
+            explicit_parallelism: self.explicit(&p, node, s.parallelism)?,
+            needs_event_time: false,
+        })
+    }
+
+    fn explicit(
+        &self,
+        p: &str,
+        node: Option<&str>,
+        parallelism: Option<u32>,
+    ) -> Result<bool, PlanError> {
+        match parallelism {
+            Some(0) => Err(self.err(
+                &format!("{p}.parallelism"),
+                node,
+                "parallelism must be at least 1",
+            )),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+
+    fn sink(
+        &self,
+        p: &str,
+        uid: &str,
+        connector: &spec::ConnectorSpec,
+        parallelism: Option<u32>,
+        inputs: Vec<(String, String)>,
+    ) -> Result<Draft, PlanError> {
+        let node = Some(uid);
+        let factory = connectors::sink(&connector.kind, connector.options.clone())
+            .map_err(|m| self.err(p, node, format!("sink `{}`: {m}", connector.kind)))?;
+        Ok(Draft {
+            node: Node {
+                uid: uid.to_owned(),
+                kind: NodeKind::Sink { factory },
+                parallelism: parallelism.unwrap_or(0),
+                location: self.at(p, node),
+                side_ports: &[],
+            },
+            inputs,
+            key_by: None,
+            partition: None,
+            explicit_parallelism: self.explicit(p, node, parallelism)?,
+            needs_event_time: false,
+        })
+    }
+
+    fn operator(&self, i: usize, o: &spec::OperatorSpec) -> Result<Draft, PlanError> {
+        let p = format!("operators[{i}]");
+        let node = Some(o.uid.as_str());
+        let inputs = self.inputs(&p, &o.uid, o.input.as_deref(), &o.inputs)?;
+        let key_by = match &o.key_by {
+            None => None,
+            Some(k) => Some(self.key_selector(&format!("{p}.key_by"), node, k)?),
+        };
+        if key_by.is_some() && o.partition.is_some() {
+            return Err(self.err(
+                &format!("{p}.partition"),
+                node,
+                "`partition` and `key_by` exclude each other",
+            ));
+        }
+        let (kind, side_ports, needs_event_time) = match (&o.wasm, &o.window, &o.aggregate) {
+            (Some(w), None, None) => {
+                for (field, set) in [
+                    ("allowed_lateness", o.allowed_lateness.is_some()),
+                    ("output", o.output.is_some()),
+                ] {
+                    if set {
+                        return Err(self.err(
+                            &format!("{p}.{field}"),
+                            node,
+                            format!("`{field}` belongs to windows; this is a Wasm transform"),
+                        ));
+                    }
+                }
+                let (module, settings) =
+                    self.module(&format!("{p}.wasm"), &o.uid, w, World::Transform)?;
+                (NodeKind::Transform { module, settings }, &[][..], false)
+            }
+            (None, Some(window), Some(aggregate)) => {
+                let Some(key) = key_by else {
+                    return Err(self.err(&p, node, "a window needs a `key_by`"));
+                };
+                let kind = match *window {
+                    WindowSpec::Tumbling { size, offset } => {
+                        Aligned::tumbling(size.millis(), offset.millis()).map(WindowKind::Aligned)
+                    }
+                    WindowSpec::Sliding {
+                        size,
+                        slide,
+                        offset,
+                    } => Aligned::sliding(size.millis(), slide.millis(), offset.millis())
+                        .map(WindowKind::Aligned),
+                    WindowSpec::Cumulate { size, step, offset } => {
+                        Aligned::cumulate(size.millis(), step.millis(), offset.millis())
+                            .map(WindowKind::Aligned)
+                    }
+                    WindowSpec::Session { gap } if gap.millis() > 0 => {
+                        Ok(WindowKind::Session { gap: gap.millis() })
+                    }
+                    WindowSpec::Session { .. } => Err("a session gap must be positive".to_owned()),
+                }
+                .map_err(|m| self.err(&format!("{p}.window"), node, m))?;
+                return self.window(&p, o, inputs, key, kind, aggregate);
+            }
+            (Some(_), Some(_), _) => {
+                return Err(self.err(
+                    &p,
+                    node,
+                    "an operator has either `wasm` (a transform) or `window` + `aggregate` (a window); for a Wasm aggregate write `aggregate: { wasm: ... }`",
+                ));
+            }
+            (None, Some(_), None) => {
+                return Err(self.err(&p, node, "a window needs an `aggregate`"));
+            }
+            (None, None, Some(_)) => {
+                return Err(self.err(&p, node, "`aggregate` needs a `window`"));
+            }
+            (Some(_), None, Some(_)) => {
+                return Err(self.err(&p, node, "`aggregate` needs a `window`; for a Wasm aggregate write `aggregate: { wasm: ... }`"));
+            }
+            (None, None, None) => {
+                return Err(self.err(
+                    &p,
+                    node,
+                    "an operator needs `wasm` (a transform) or `window` + `aggregate`",
+                ));
+            }
+        };
+        Ok(Draft {
+            node: Node {
+                uid: o.uid.clone(),
+                kind,
+                parallelism: o.parallelism.unwrap_or(0),
+                location: self.at(&p, node),
+                side_ports,
+            },
+            inputs,
+            key_by,
+            partition: o.partition,
+            explicit_parallelism: self.explicit(&p, node, o.parallelism)?,
+            needs_event_time,
+        })
+    }
+
+    fn window(
+        &self,
+        p: &str,
+        o: &spec::OperatorSpec,
+        inputs: Vec<(String, String)>,
+        key: KeySelector,
+        kind: WindowKind,
+        aggregate: &AggregateSpec,
+    ) -> Result<Draft, PlanError> {
+        let node = Some(o.uid.as_str());
+        let lateness = o.allowed_lateness.map_or(0, |d| d.millis());
+        let output = o.output.clone().unwrap_or_default();
+        let settings = Arc::new(WindowSettings {
+            kind,
+            allowed_lateness: lateness,
+            key_field: output.key.unwrap_or_else(|| key.field_name().to_owned()),
+            start_field: output.window_start.unwrap_or_else(|| "window_start".into()),
+            end_field: output.window_end.unwrap_or_else(|| "window_end".into()),
+        });
+        let ap = format!("{p}.aggregate");
+        let aggregate = match (&aggregate.wasm, &aggregate.native) {
+            (Some(w), None) => {
+                let (module, settings) =
+                    self.module(&format!("{ap}.wasm"), &o.uid, w, World::Aggregate)?;
+                AggregateKind::Wasm { module, settings }
+            }
+            (None, Some(list)) => {
+                if list.is_empty() {
+                    return Err(self.err(&ap, node, "list at least one aggregate function"));
+                }
+                let mut aggs = Vec::new();
+                for (j, a) in list.iter().enumerate() {
+                    let at = format!("{ap}.native[{j}]");
+                    let field = match (a.func, &a.field) {
+                        (NativeFn::Count, None) => None,
+                        (NativeFn::Count, Some(_)) => {
+                            return Err(self.err(
+                                &at,
+                                node,
+                                "`count` counts records and takes no `field`",
+                            ));
+                        }
+                        (_, None) => {
+                            return Err(self.err(
+                                &at,
+                                node,
+                                "this function needs a `field` (a JSON pointer)",
+                            ));
+                        }
+                        (_, Some(f)) => {
+                            Some(Pointer::parse(f).map_err(|m| self.err(&at, node, m))?)
+                        }
+                    };
+                    let default_name = match (&a.func, &field) {
+                        (NativeFn::Count, _) => "count".to_owned(),
+                        (f, Some(p)) => format!(
+                            "{}_{}",
+                            format!("{f:?}").to_lowercase(),
+                            p.last_name().unwrap_or("value")
+                        ),
+                        (f, None) => format!("{f:?}").to_lowercase(),
+                    };
+                    aggs.push(NativeAgg {
+                        func: a.func,
+                        field,
+                        name: a.name.clone().unwrap_or(default_name),
+                    });
+                }
+                AggregateKind::Native(aggs)
+            }
+            _ => return Err(self.err(&ap, node, "give exactly one of `wasm` and `native`")),
+        };
+        Ok(Draft {
+            node: Node {
+                uid: o.uid.clone(),
+                kind: NodeKind::Window {
+                    settings,
+                    aggregate,
+                },
+                parallelism: o.parallelism.unwrap_or(0),
+                location: self.at(p, node),
+                side_ports: &["late"],
+            },
+            inputs,
+            key_by: Some(key),
+            partition: None,
+            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
+            needs_event_time: true,
+        })
+    }
+
+    fn key_selector(
+        &self,
+        p: &str,
+        node: Option<&str>,
+        k: &KeyBySpec,
+    ) -> Result<KeySelector, PlanError> {
+        let pointers = k.pointers();
+        if pointers.is_empty() || pointers.len() > 64 {
+            return Err(self.err(p, node, "key_by takes 1 to 64 JSON pointers"));
+        }
+        let parsed = pointers
+            .iter()
+            .map(|s| Pointer::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| self.err(p, node, m))?;
+        Ok(KeySelector::new(parsed))
+    }
+
+    fn module(
+        &self,
+        p: &str,
+        uid: &str,
+        w: &WasmSpec,
+        world: World,
+    ) -> Result<(Arc<Module>, Arc<InstanceSettings>), PlanError> {
+        let node = Some(uid);
+        let mp = format!("{p}.module");
+        let path = self
+            .find_module(&w.module)
+            .map_err(|m| self.err(&mp, node, m))?;
+        let module = wasm::load(&path, world).map_err(|m| self.err(&mp, node, m))?;
+        let config = serde_json::to_string(&w.config).map_err(|e| {
+            self.err(
+                &format!("{p}.config"),
+                node,
+                format!("config is not JSON-compatible: {e}"),
+            )
+        })?;
+        let settings = InstanceSettings {
+            uid: uid.into(),
+            config,
+            memory_limit: w.memory_limit.unwrap_or(self.spec.wasm.memory_limit).0,
+            call_timeout: w.call_timeout.unwrap_or(self.spec.wasm.call_timeout).0,
+            grants: w.grants.clone(),
+            base_dir: self.base_dir.clone(),
+        };
+        Ok((module, Arc::new(settings)))
+    }
+
+    fn find_module(&self, name: &str) -> Result<PathBuf, String> {
+        let given = Path::new(name);
+        let mut tried = Vec::new();
+        let candidates = std::iter::once(self.base_dir.join(given))
+            .chain(self.options.module_path.iter().map(|d| d.join(given)));
+        for c in candidates {
+            if c.is_file() {
+                return Ok(c);
+            }
+            tried.push(c.display().to_string());
+        }
+        Err(format!(
+            "module `{name}` not found (looked at: {}); build the operator crates with scripts/build-guests.sh and point SLUICE_MODULE_PATH at their folder",
+            tried.join(", ")
+        ))
+    }
+}

@@ -1,0 +1,505 @@
+//! The pipeline spec: the YAML a user writes, as Rust types.
+//!
+//! This module only describes and parses the file. Checking that the parts fit
+//! together (inputs exist, windows have event time, modules implement their
+//! worlds) is the planner's job, in `plan/mod.rs`. Connector options are kept
+//! as raw YAML here and parsed by each connector, which owns them.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole pipeline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Default parallelism of every node.
+    #[serde(default = "one")]
+    pub parallelism: u32,
+    /// Number of key groups: the upper bound for the parallelism of keyed
+    /// nodes, fixed for the life of the job's state.
+    #[serde(default = "default_max_parallelism")]
+    pub max_parallelism: u32,
+    /// Records per batch formed by sources.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// How long a source may hold a partial batch when input is slow.
+    #[serde(default = "default_buffer_timeout")]
+    pub buffer_timeout: Dur,
+    /// Messages (batches or control messages) each task's input queue holds
+    /// before upstream tasks wait: the backpressure bound.
+    #[serde(default = "default_channel_capacity")]
+    pub channel_capacity: usize,
+    /// Defaults for every Wasm module of the pipeline.
+    #[serde(default)]
+    pub wasm: WasmDefaults,
+    pub sources: Vec<SourceSpec>,
+    #[serde(default)]
+    pub operators: Vec<OperatorSpec>,
+    pub sinks: Vec<SinkSpec>,
+    /// Where malformed records and records an operator rejected go. Without
+    /// it, such a record stops the job.
+    #[serde(default)]
+    pub dead_letter: Option<ConnectorSpec>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_max_parallelism() -> u32 {
+    128
+}
+fn default_batch_size() -> usize {
+    1024
+}
+fn default_buffer_timeout() -> Dur {
+    Dur(Duration::from_millis(100))
+}
+fn default_channel_capacity() -> usize {
+    32
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmDefaults {
+    #[serde(default = "default_memory_limit")]
+    pub memory_limit: ByteSize,
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout: Dur,
+}
+
+impl Default for WasmDefaults {
+    fn default() -> Self {
+        WasmDefaults {
+            memory_limit: default_memory_limit(),
+            call_timeout: default_call_timeout(),
+        }
+    }
+}
+
+fn default_memory_limit() -> ByteSize {
+    ByteSize(256 << 20)
+}
+fn default_call_timeout() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+/// A source node. `type` selects the connector; the connector reads the
+/// remaining keys.
+#[derive(Debug, Deserialize)]
+pub struct SourceSpec {
+    pub uid: String,
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    #[serde(default)]
+    pub event_time: Option<EventTimeSpec>,
+    #[serde(flatten)]
+    pub connector: ConnectorSpec,
+}
+
+/// A connector's `type` and its own options.
+#[derive(Debug, Deserialize)]
+pub struct ConnectorSpec {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(flatten)]
+    pub options: serde_yaml::Mapping,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTimeSpec {
+    /// JSON pointer to the event time (epoch milliseconds) in each record.
+    pub timestamp: String,
+    #[serde(default)]
+    pub watermark: WatermarkSpec,
+    /// A split that delivers nothing for this long stops holding the
+    /// watermark back until it delivers again.
+    #[serde(default)]
+    pub idleness: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkSpec {
+    #[serde(default)]
+    pub strategy: WatermarkStrategyKind,
+    /// For `bounded_out_of_orderness`: how late a record may be.
+    #[serde(default)]
+    pub max_out_of_orderness: Dur,
+    #[serde(default)]
+    pub emit: WatermarkEmit,
+    /// For `periodic`: how often, in processing time.
+    #[serde(default = "default_watermark_interval")]
+    pub interval: Dur,
+}
+
+impl Default for WatermarkSpec {
+    fn default() -> Self {
+        WatermarkSpec {
+            strategy: WatermarkStrategyKind::default(),
+            max_out_of_orderness: Dur::default(),
+            emit: WatermarkEmit::default(),
+            interval: default_watermark_interval(),
+        }
+    }
+}
+
+fn default_watermark_interval() -> Dur {
+    Dur(Duration::from_millis(200))
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WatermarkStrategyKind {
+    /// Flink's `forBoundedOutOfOrderness`: max timestamp - delay - 1 ms.
+    #[default]
+    BoundedOutOfOrderness,
+    /// Flink's `forMonotonousTimestamps`: max timestamp - 1 ms.
+    Monotonous,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WatermarkEmit {
+    /// Every `interval` of processing time (Flink's default, 200 ms).
+    #[default]
+    Periodic,
+    /// Whenever the watermark advances: results depend only on the input,
+    /// not on the machine's speed.
+    PerEvent,
+}
+
+/// How an operator's inputs are distributed over its subtasks when it has no
+/// `key_by`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PartitionSpec {
+    Forward,
+    Rebalance,
+    Broadcast,
+}
+
+/// An operator node: a Wasm transform (`wasm`) or a window (`window` +
+/// `aggregate`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorSpec {
+    pub uid: String,
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    #[serde(default)]
+    pub partition: Option<PartitionSpec>,
+    #[serde(default)]
+    pub key_by: Option<KeyBySpec>,
+    #[serde(default)]
+    pub wasm: Option<WasmSpec>,
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+    #[serde(default)]
+    pub allowed_lateness: Option<Dur>,
+    #[serde(default)]
+    pub aggregate: Option<AggregateSpec>,
+    #[serde(default)]
+    pub output: Option<WindowOutputSpec>,
+}
+
+/// One JSON pointer, or several for a composite key.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum KeyBySpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl KeyBySpec {
+    pub fn pointers(&self) -> Vec<&str> {
+        match self {
+            KeyBySpec::One(p) => vec![p.as_str()],
+            KeyBySpec::Many(ps) => ps.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// A Wasm module and how it may run.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WasmSpec {
+    /// Path of the `.wasm` component: relative to the spec's folder, or found
+    /// in a folder of `SLUICE_MODULE_PATH` / `--module-path`.
+    pub module: String,
+    /// Passed to the module's `open` as JSON.
+    #[serde(default)]
+    pub config: serde_yaml::Value,
+    #[serde(default)]
+    pub memory_limit: Option<ByteSize>,
+    #[serde(default)]
+    pub call_timeout: Option<Dur>,
+    #[serde(default)]
+    pub grants: GrantsSpec,
+}
+
+/// What a module may reach beyond its own memory. Nothing, by default.
+#[derive(Debug, Deserialize, Clone, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsSpec {
+    /// The real wall and monotonic clocks (otherwise both read zero).
+    #[serde(default)]
+    pub clock: bool,
+    /// Real randomness (otherwise a fixed, deterministic sequence).
+    #[serde(default)]
+    pub random: bool,
+    /// Environment variables the module sees.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host folders the module may read.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+}
+
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Folder on the host (relative to the spec's folder).
+    pub host: PathBuf,
+    /// Where the module sees it, e.g. `/data`.
+    pub guest: String,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowSpec {
+    Tumbling {
+        size: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+    Sliding {
+        size: Dur,
+        slide: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+    Session {
+        gap: Dur,
+    },
+    /// Flink SQL's CUMULATE: windows that grow by `step` from a common start
+    /// up to `size`.
+    Cumulate {
+        size: Dur,
+        step: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+}
+
+/// A window's aggregate function: exactly one of `wasm` and `native`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// A module of the `aggregate-operator` world.
+    #[serde(default)]
+    pub wasm: Option<WasmSpec>,
+    /// Built-in functions, all computed over the same window.
+    #[serde(default)]
+    pub native: Option<Vec<NativeAggSpec>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NativeAggSpec {
+    #[serde(rename = "fn")]
+    pub func: NativeFn,
+    /// JSON pointer of the field (all but `count`).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Output field name; defaults to `count` or `<fn>_<field>`.
+    #[serde(default, rename = "as")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NativeFn {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+/// Field names of a window's output rows.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WindowOutputSpec {
+    /// The key's field (default: the last segment of the `key_by` pointer).
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub window_start: Option<String>,
+    #[serde(default)]
+    pub window_end: Option<String>,
+}
+
+/// A sink node: `input`/`inputs` plus a connector.
+#[derive(Debug, Deserialize)]
+pub struct SinkSpec {
+    pub uid: String,
+    #[serde(default)]
+    pub input: Option<String>,
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    #[serde(default)]
+    pub parallelism: Option<u32>,
+    #[serde(flatten)]
+    pub connector: ConnectorSpec,
+}
+
+/// A duration: `250ms`, `5s`, `1h 30m`, or a number of milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn millis(self) -> i64 {
+        self.0.as_millis() as i64
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) => Ok(Dur(Duration::from_millis(ms))),
+            Raw::Text(t) => humantime::parse_duration(&t).map(Dur).map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{t}` is not a duration ({e}); write e.g. `500ms`, `5s`, `1h`"
+                ))
+            }),
+        }
+    }
+}
+
+/// A size in bytes: `64MiB`, `1GiB`, `512KiB`, `1000000`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size; write e.g. `64MiB`"))?;
+        let mult: u64 = match unit.trim() {
+            "" | "B" => 1,
+            "KiB" | "K" => 1 << 10,
+            "MiB" | "M" => 1 << 20,
+            "GiB" | "G" => 1 << 30,
+            "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            _ => {
+                return Err(format!(
+                    "`{text}`: unknown size unit (use B, KiB, MiB, GiB)"
+                ));
+            }
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{text}` is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bytes(b) => Ok(ByteSize(b)),
+            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_spec() {
+        let yaml = r#"
+name: t
+parallelism: 2
+buffer_timeout: 50ms
+wasm: { memory_limit: 32MiB, call_timeout: 2s }
+sources:
+  - uid: orders
+    type: file
+    path: in.jsonl
+    event_time:
+      timestamp: /event_ts
+      watermark: { max_out_of_orderness: 5s, emit: per_event }
+      idleness: 1m
+operators:
+  - uid: usd
+    input: orders
+    wasm: { module: usd.wasm, config: { min_amount: 100 }, grants: { clock: true } }
+  - uid: w
+    input: usd
+    key_by: /customer_id
+    window: { type: sliding, size: 10m, slide: 1m }
+    allowed_lateness: 2000
+    aggregate:
+      native:
+        - { fn: count }
+        - { fn: sum, field: /amount, as: total }
+sinks:
+  - { uid: out, input: w, type: stdout }
+dead_letter: { type: file, path: dlq.jsonl }
+"#;
+        let s: Spec = serde_yaml::from_str(yaml).unwrap();
+        assert_eq!(s.parallelism, 2);
+        assert_eq!(s.buffer_timeout.0, Duration::from_millis(50));
+        assert_eq!(s.wasm.memory_limit, ByteSize(32 << 20));
+        let et = s.sources[0].event_time.as_ref().unwrap();
+        assert_eq!(et.watermark.emit, WatermarkEmit::PerEvent);
+        assert_eq!(et.watermark.max_out_of_orderness.millis(), 5000);
+        assert_eq!(s.sources[0].connector.kind, "file");
+        assert!(s.sources[0].connector.options.contains_key("path"));
+        let w = &s.operators[1];
+        assert!(matches!(w.window, Some(WindowSpec::Sliding { .. })));
+        assert_eq!(w.allowed_lateness.unwrap().millis(), 2000);
+        let aggs = w.aggregate.as_ref().unwrap().native.as_ref().unwrap();
+        assert_eq!(aggs[1].name.as_deref(), Some("total"));
+        assert!(s.operators[0].wasm.as_ref().unwrap().grants.clock);
+        assert_eq!(s.dead_letter.unwrap().kind, "file");
+    }
+
+    #[test]
+    fn rejects_unknown_fields_and_bad_values() {
+        let e = serde_yaml::from_str::<OperatorSpec>("uid: a\nwindw: {}\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `windw`"), "{e}");
+        let e =
+            serde_yaml::from_str::<WindowSpec>("type: tumbling\nsize: 5 parsecs\n").unwrap_err();
+        assert!(e.to_string().contains("not a duration"), "{e}");
+        assert_eq!(ByteSize::parse("1GiB"), Ok(ByteSize(1 << 30)));
+        assert!(ByteSize::parse("1 lightyear").is_err());
+    }
+}

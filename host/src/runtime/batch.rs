@@ -1,0 +1,283 @@
+//! Batches: the unit in which records move between operators, and the unit
+//! in which they cross into Wasm.
+//!
+//! A batch keeps the bytes of all its records in one buffer and describes
+//! each record with a small fixed-size [`RecordMeta`]. This is the same
+//! layout as the WIT `batch` type, so handing a batch to a guest is two
+//! copies, whatever the number of records (see `wit/operator.wit`). Each
+//! record also carries its [`Origin`] — the source split and position it was
+//! read from — so that an error about it can say where it came from.
+
+/// A byte range in a batch's `data`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Span {
+    pub offset: u32,
+    pub len: u32,
+}
+
+impl Span {
+    #[inline]
+    pub fn range(self) -> std::ops::Range<usize> {
+        self.offset as usize..(self.offset + self.len) as usize
+    }
+}
+
+/// Where a record entered the pipeline: a source split (see
+/// [`crate::runtime::Splits`]) and a position in it (the line number for
+/// files, the sequence number for the generator). Records made by windows
+/// have no origin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub split: u32,
+    pub position: u64,
+}
+
+impl Origin {
+    pub const NONE: Origin = Origin {
+        split: u32::MAX,
+        position: 0,
+    };
+}
+
+/// A record header's name and value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderMeta {
+    pub name: Span,
+    pub value: Span,
+}
+
+/// One record of a batch.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordMeta {
+    pub key: Option<Span>,
+    pub value: Span,
+    /// Event time, epoch milliseconds.
+    pub timestamp: Option<i64>,
+    pub origin: Origin,
+    pub headers_start: u32,
+    pub headers_len: u32,
+}
+
+/// Records laid out flat (see the module docs).
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    pub data: Vec<u8>,
+    pub records: Vec<RecordMeta>,
+    pub headers: Vec<HeaderMeta>,
+}
+
+impl Batch {
+    pub fn with_capacity(records: usize, bytes: usize) -> Batch {
+        Batch {
+            data: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(records),
+            headers: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.records.clear();
+        self.headers.clear();
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> RecordRef<'_> {
+        RecordRef {
+            batch: self,
+            meta: &self.records[i],
+        }
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = RecordRef<'_>> {
+        self.records
+            .iter()
+            .map(move |meta| RecordRef { batch: self, meta })
+    }
+
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) -> Span {
+        let offset = self.data.len() as u32;
+        self.data.extend_from_slice(bytes);
+        Span {
+            offset,
+            len: bytes.len() as u32,
+        }
+    }
+
+    /// Appends a record without headers.
+    #[inline]
+    pub fn push(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: Option<i64>,
+        origin: Origin,
+    ) {
+        let key = key.map(|k| self.put(k));
+        let value = self.put(value);
+        self.records.push(RecordMeta {
+            key,
+            value,
+            timestamp,
+            origin,
+            headers_start: self.headers.len() as u32,
+            headers_len: 0,
+        });
+    }
+
+    /// Appends a record whose value `write` produces in place.
+    #[inline]
+    pub fn push_built(
+        &mut self,
+        key: Option<&[u8]>,
+        timestamp: Option<i64>,
+        origin: Origin,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let key = key.map(|k| self.put(k));
+        let start = self.data.len();
+        write(&mut self.data);
+        let value = Span {
+            offset: start as u32,
+            len: (self.data.len() - start) as u32,
+        };
+        self.records.push(RecordMeta {
+            key,
+            value,
+            timestamp,
+            origin,
+            headers_start: self.headers.len() as u32,
+            headers_len: 0,
+        });
+    }
+
+    /// Appends a copy of `record`, with its key replaced when `key` is given.
+    #[inline]
+    pub fn push_record(&mut self, record: RecordRef<'_>, key: Option<&[u8]>) {
+        let key = match key {
+            Some(k) => Some(self.put(k)),
+            None => record.key().map(|k| self.put(k)),
+        };
+        let value = self.put(record.value());
+        let headers_start = self.headers.len() as u32;
+        for (name, value) in record.headers() {
+            let name = self.put(name);
+            let value = self.put(value);
+            self.headers.push(HeaderMeta { name, value });
+        }
+        self.records.push(RecordMeta {
+            key,
+            value,
+            timestamp: record.timestamp(),
+            origin: record.origin(),
+            headers_start,
+            headers_len: record.meta.headers_len,
+        });
+    }
+
+    /// Keeps the records for which `keep` returns true.
+    pub fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
+        let mut i = 0;
+        self.records.retain(|_| {
+            let k = keep(i);
+            i += 1;
+            k
+        });
+    }
+}
+
+/// A record inside a batch.
+#[derive(Clone, Copy)]
+pub struct RecordRef<'a> {
+    batch: &'a Batch,
+    meta: &'a RecordMeta,
+}
+
+impl<'a> RecordRef<'a> {
+    #[inline]
+    pub fn value(&self) -> &'a [u8] {
+        &self.batch.data[self.meta.value.range()]
+    }
+
+    #[inline]
+    pub fn key(&self) -> Option<&'a [u8]> {
+        self.meta.key.map(|k| &self.batch.data[k.range()])
+    }
+
+    #[inline]
+    pub fn timestamp(&self) -> Option<i64> {
+        self.meta.timestamp
+    }
+
+    #[inline]
+    pub fn origin(&self) -> Origin {
+        self.meta.origin
+    }
+
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
+        let data = &self.batch.data;
+        let start = self.meta.headers_start as usize;
+        self.batch.headers[start..start + self.meta.headers_len as usize]
+            .iter()
+            .map(move |h| (&data[h.name.range()], &data[h.value.range()]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_and_copy_records() {
+        let mut a = Batch::default();
+        a.push(
+            Some(b"k1"),
+            b"{\"v\":1}",
+            Some(5),
+            Origin {
+                split: 0,
+                position: 1,
+            },
+        );
+        a.push(None, b"{\"v\":2}", None, Origin::NONE);
+        a.headers.push(HeaderMeta {
+            name: Span { offset: 0, len: 1 },
+            value: Span { offset: 1, len: 1 },
+        });
+        a.records[1].headers_start = 0;
+        a.records[1].headers_len = 1;
+
+        let mut b = Batch::default();
+        b.push_record(a.get(1), Some(b"new"));
+        b.push_record(a.get(0), None);
+        assert_eq!(b.get(0).key(), Some(&b"new"[..]));
+        assert_eq!(b.get(0).value(), b"{\"v\":2}");
+        assert_eq!(
+            b.get(0).headers().collect::<Vec<_>>(),
+            vec![(&b"k"[..], &b"1"[..])]
+        );
+        assert_eq!(b.get(1).key(), Some(&b"k1"[..]));
+        assert_eq!(b.get(1).timestamp(), Some(5));
+        assert_eq!(
+            b.get(1).origin(),
+            Origin {
+                split: 0,
+                position: 1
+            }
+        );
+        b.retain(|i| i == 1);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.get(0).value(), b"{\"v\":1}");
+    }
+}

@@ -1,0 +1,271 @@
+//! Deploying a plan: channels, tasks, and waiting for them.
+//!
+//! Every chain of the plan runs as one task per subtask. Each task that is
+//! not driven by a source gets one bounded channel; every upstream subtask
+//! that feeds it holds a sender and tags its messages with its own input
+//! index, so the task can tell its inputs apart (for the minimum watermark)
+//! while backpressure stays per channel. A job ends when every task has seen
+//! the end of its input; the first task that fails stops the others.
+
+use super::operator::{FIRST_SIDE_PORT, NodeInfo};
+use super::router::{Partitioning, Router, TaskSender};
+use super::source::SourceOutput;
+use super::task::{ChainNode, Head, SourceNode, Target, Task};
+use super::{NodeMetrics, Operator, Output, Splits};
+use crate::error::RuntimeError;
+use crate::plan::{AggregateKind, NodeKind, Pipeline};
+use crate::time::Clock;
+use crate::time::watermark::InputWatermarks;
+use crate::wasm::aggregate::WasmAggregator;
+use crate::wasm::transform::WasmTransform;
+use crate::window::WindowOperator;
+use crate::window::aggregate::{Aggregator, NativeAggregator};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// What a finished job did.
+#[derive(Debug)]
+pub struct JobSummary {
+    pub elapsed: Duration,
+    pub nodes: Vec<NodeSummary>,
+}
+
+#[derive(Debug)]
+pub struct NodeSummary {
+    pub uid: String,
+    pub kind: &'static str,
+    pub parallelism: u32,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub late: u64,
+    pub dead_lettered: u64,
+    pub wasm: Duration,
+}
+
+impl JobSummary {
+    pub fn node(&self, uid: &str) -> Option<&NodeSummary> {
+        self.nodes.iter().find(|n| n.uid == uid)
+    }
+
+    /// Records read by all sources.
+    pub fn records_read(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| n.kind == "source")
+            .map(|n| n.records_in + n.dead_lettered)
+            .sum()
+    }
+}
+
+/// Runs a planned pipeline to the end of its input.
+pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummary, RuntimeError> {
+    let started = Instant::now();
+    let splits = Arc::new(Splits::default());
+    let metrics: Vec<Arc<NodeMetrics>> = pipeline.nodes.iter().map(|_| Arc::default()).collect();
+    let infos: Vec<Arc<NodeInfo>> = pipeline
+        .nodes
+        .iter()
+        .zip(&metrics)
+        .map(|(n, m)| {
+            Arc::new(NodeInfo {
+                uid: n.uid.as_str().into(),
+                has_dead_letter: pipeline.has_dead_letter,
+                splits: splits.clone(),
+                metrics: m.clone(),
+            })
+        })
+        .collect();
+
+    // Inputs of each chain head: for every incoming edge, where its input
+    // indices start.
+    let mut input_offset = vec![0u32; pipeline.edges.len()];
+    let mut input_count = vec![0u32; pipeline.chains.len()];
+    for (e, edge) in pipeline.edges.iter().enumerate() {
+        if pipeline.is_chained(edge) {
+            continue;
+        }
+        let c = pipeline.chain_of(edge.to);
+        input_offset[e] = input_count[c];
+        input_count[c] += match edge.partitioning {
+            Partitioning::Forward => 1,
+            _ => pipeline.nodes[edge.from].parallelism,
+        };
+    }
+
+    let mut senders: Vec<Vec<TaskSender>> = Vec::new();
+    let mut receivers: Vec<Vec<Option<mpsc::Receiver<(u32, super::Message)>>>> = Vec::new();
+    for chain in &pipeline.chains {
+        let (mut tx, mut rx) = (Vec::new(), Vec::new());
+        for _ in 0..chain.parallelism {
+            let (t, r) = mpsc::channel(pipeline.settings.channel_capacity);
+            tx.push(t);
+            rx.push(Some(r));
+        }
+        senders.push(tx);
+        receivers.push(rx);
+    }
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for (c, chain) in pipeline.chains.iter().enumerate() {
+        for subtask in 0..chain.parallelism {
+            let mut routers = Vec::new();
+            let mut router_owner = Vec::new();
+            let mut nodes = Vec::new();
+            for (pos, &n) in chain.nodes.iter().enumerate() {
+                let node = &pipeline.nodes[n];
+                let ports = FIRST_SIDE_PORT + node.side_ports.len();
+                let mut targets: Vec<Vec<Target>> = vec![Vec::new(); ports];
+                for (e, edge) in pipeline
+                    .edges
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.from == n)
+                {
+                    let target = if pipeline.is_chained(edge) {
+                        Target::Chained(
+                            chain
+                                .nodes
+                                .iter()
+                                .position(|&m| m == edge.to)
+                                .expect("chained node"),
+                        )
+                    } else {
+                        let to = pipeline.chain_of(edge.to);
+                        let (targets, index) = match edge.partitioning {
+                            Partitioning::Forward => {
+                                (vec![senders[to][subtask as usize].clone()], input_offset[e])
+                            }
+                            _ => (senders[to].clone(), input_offset[e] + subtask),
+                        };
+                        routers.push(Router::new(edge.partitioning.clone(), targets, index));
+                        router_owner.push(pos);
+                        Target::Router(routers.len() - 1)
+                    };
+                    targets[edge.port].push(target);
+                }
+                let op = operator(pipeline, n, subtask, &infos[n]);
+                nodes.push(ChainNode::new(infos[n].clone(), op, targets));
+            }
+            let head_node = &pipeline.nodes[chain.nodes[0]];
+            let head = match &head_node.kind {
+                NodeKind::Source {
+                    factory,
+                    event_time,
+                } => Head::Source {
+                    source: factory.create(subtask, chain.parallelism),
+                    out: Box::new(SourceOutput::new(
+                        Output::new(infos[chain.nodes[0]].clone()),
+                        factory.format(),
+                        event_time.clone(),
+                        clock.clone(),
+                        pipeline.settings.batch_size,
+                        pipeline.settings.buffer_timeout,
+                    )),
+                },
+                _ => Head::Inputs {
+                    rx: receivers[c][subtask as usize]
+                        .take()
+                        .expect("one receiver per task"),
+                    watermarks: InputWatermarks::new(input_count[c] as usize),
+                },
+            };
+            let name = format!("{}#{subtask}", head_node.uid);
+            let task = Task {
+                name: name.clone(),
+                head,
+                chain: nodes,
+                routers,
+                router_owner,
+            };
+            let span = tracing::info_span!("task", job = %pipeline.name, task = %name);
+            tasks.spawn(task.run().instrument(span));
+        }
+    }
+    // Tasks hold the senders they need; the job holds none, so a task sees
+    // its inputs close when its upstream tasks are gone.
+    drop(senders);
+
+    let mut first_error: Option<RuntimeError> = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.unwrap_or_else(|e| {
+            Err(RuntimeError::Internal(if e.is_panic() {
+                format!("a task panicked: {}", panic_message(e.into_panic()))
+            } else {
+                "a task was cancelled".into()
+            }))
+        });
+        if let Err(e) = result {
+            // Keep the root cause: the errors of tasks that lost a neighbour
+            // come after it.
+            let secondary = matches!(e, RuntimeError::Disconnected(_));
+            if first_error
+                .as_ref()
+                .is_none_or(|f| matches!(f, RuntimeError::Disconnected(_)) && !secondary)
+            {
+                first_error = Some(e);
+            }
+            tasks.abort_all();
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(JobSummary {
+        elapsed: started.elapsed(),
+        nodes: pipeline
+            .nodes
+            .iter()
+            .zip(&metrics)
+            .map(|(n, m)| NodeSummary {
+                uid: n.uid.clone(),
+                kind: n.kind.name(),
+                parallelism: n.parallelism,
+                records_in: NodeMetrics::get(&m.records_in),
+                records_out: NodeMetrics::get(&m.records_out),
+                late: NodeMetrics::get(&m.late),
+                dead_lettered: NodeMetrics::get(&m.dead_lettered),
+                wasm: Duration::from_nanos(NodeMetrics::get(&m.wasm_nanos)),
+            })
+            .collect(),
+    })
+}
+
+fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// The operator of node `n` for one subtask.
+fn operator(
+    pipeline: &Pipeline,
+    n: usize,
+    subtask: u32,
+    info: &Arc<NodeInfo>,
+) -> Box<dyn Operator> {
+    let node = &pipeline.nodes[n];
+    match &node.kind {
+        NodeKind::Source { .. } => Box::new(SourceNode),
+        NodeKind::Transform { module, settings } => {
+            Box::new(WasmTransform::new(module.clone(), settings.clone()))
+        }
+        NodeKind::Window {
+            settings,
+            aggregate,
+        } => {
+            let agg: Box<dyn Aggregator> = match aggregate {
+                AggregateKind::Native(aggs) => Box::new(NativeAggregator::new(aggs.clone())),
+                AggregateKind::Wasm { module, settings } => Box::new(WasmAggregator::new(
+                    module.clone(),
+                    settings.clone(),
+                    info.clone(),
+                )),
+            };
+            Box::new(WindowOperator::new(settings.clone(), agg))
+        }
+        NodeKind::Sink { factory } => factory.create(subtask, node.parallelism),
+    }
+}

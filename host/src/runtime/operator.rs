@@ -1,0 +1,266 @@
+//! The operator lifecycle and where an operator's output goes.
+//!
+//! Every node that processes records — a Wasm transform, a window, a sink —
+//! implements [`Operator`]. The runtime calls `open` once, then
+//! `process_batch` and `on_watermark` as messages arrive in order, and
+//! `close` at the end of input (after the final watermark). Only
+//! `process_batch` is required. Checkpoint hooks (`snapshot`,
+//! `notify_checkpoint_complete`) join this trait when checkpointing does.
+//!
+//! An operator writes what it produces to an [`Output`]: the main output,
+//! side outputs by port (a window's `late` records), and the dead-letter
+//! output for records it cannot handle. The task then hands each batch to
+//! the chained operators or channels behind that port.
+
+use super::batch::{Batch, RecordRef};
+use super::{NodeMetrics, Splits};
+use crate::error::RuntimeError;
+use crate::json;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Port of the main output.
+pub const MAIN_PORT: usize = 0;
+/// Port of the dead-letter output, which every node has.
+pub const DEAD_LETTER_PORT: usize = 1;
+/// The first port of a node's own side outputs (a window's `late`).
+pub const FIRST_SIDE_PORT: usize = 2;
+
+#[async_trait]
+pub trait Operator: Send {
+    /// Prepares the operator (instantiates a Wasm module, opens a file).
+    async fn open(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError>;
+
+    /// The event-time watermark advanced to `watermark`. The runtime passes
+    /// the watermark on after this returns.
+    async fn on_watermark(
+        &mut self,
+        _watermark: i64,
+        _out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// End of input: emit what is left.
+    async fn close(&mut self, _out: &mut Output) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+}
+
+/// What an operator knows about the node it runs for.
+#[derive(Debug)]
+pub struct NodeInfo {
+    pub uid: Arc<str>,
+    /// Whether the pipeline has a dead-letter sink.
+    pub has_dead_letter: bool,
+    pub splits: Arc<Splits>,
+    pub metrics: Arc<NodeMetrics>,
+}
+
+impl NodeInfo {
+    /// A record error, for when there is no dead-letter sink.
+    pub fn bad_record(&self, record: RecordRef<'_>, message: &str) -> RuntimeError {
+        RuntimeError::BadRecord {
+            uid: self.uid.to_string(),
+            origin: self.splits.describe(record.origin()),
+            message: message.to_owned(),
+        }
+    }
+}
+
+/// Collects what an operator emits during one call.
+#[derive(Debug)]
+pub struct Output {
+    info: Arc<NodeInfo>,
+    items: Vec<(usize, Batch)>,
+    dead: Batch,
+}
+
+impl Output {
+    pub fn new(info: Arc<NodeInfo>) -> Output {
+        Output {
+            info,
+            items: Vec::new(),
+            dead: Batch::default(),
+        }
+    }
+
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// Emits to the main output.
+    pub fn emit(&mut self, batch: Batch) {
+        self.emit_to(MAIN_PORT, batch);
+    }
+
+    /// Emits to a port.
+    pub fn emit_to(&mut self, port: usize, batch: Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        if port == MAIN_PORT {
+            NodeMetrics::add(&self.info.metrics.records_out, batch.len() as u64);
+        }
+        self.items.push((port, batch));
+    }
+
+    /// Sets a record aside with the reason. Without a dead-letter sink this is
+    /// an error that stops the job: nothing is dropped silently.
+    pub fn dead_letter(
+        &mut self,
+        record: RecordRef<'_>,
+        message: &str,
+    ) -> Result<(), RuntimeError> {
+        if !self.info.has_dead_letter {
+            return Err(self.info.bad_record(record, message));
+        }
+        NodeMetrics::add(&self.info.metrics.dead_lettered, 1);
+        let origin = self.info.splits.describe(record.origin());
+        let mut v = Vec::with_capacity(record.value().len() + 128);
+        v.extend_from_slice(b"{\"node\":");
+        json::write_str(&mut v, self.info.uid.as_bytes());
+        v.extend_from_slice(b",\"origin\":");
+        json::write_str(&mut v, origin.as_bytes());
+        v.extend_from_slice(b",\"error\":");
+        json::write_str(&mut v, message.as_bytes());
+        if let Some(k) = record.key() {
+            write_bytes_field(&mut v, "key", k);
+        }
+        write_bytes_field(&mut v, "value", record.value());
+        v.push(b'}');
+        self.dead
+            .push(None, &v, record.timestamp(), record.origin());
+        Ok(())
+    }
+
+    /// Everything emitted since the last call, dead letters last.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = (usize, Batch)> + '_ {
+        if !self.dead.is_empty() {
+            let dead = std::mem::take(&mut self.dead);
+            self.items.push((DEAD_LETTER_PORT, dead));
+        }
+        self.items.drain(..)
+    }
+}
+
+/// `,"name":"text"` for UTF-8 bytes, `,"name_base64":"..."` otherwise, so
+/// that no byte of a rejected record is lost.
+fn write_bytes_field(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
+    out.push(b',');
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            json::write_str(out, name.as_bytes());
+            out.push(b':');
+            json::write_str(out, s.as_bytes());
+        }
+        Err(_) => {
+            json::write_str(out, format!("{name}_base64").as_bytes());
+            out.push(b':');
+            out.push(b'"');
+            base64_into(out, bytes);
+            out.push(b'"');
+        }
+    }
+}
+
+fn base64_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i)) as usize & 63]);
+            } else {
+                out.push(b'=');
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Origin, PositionKind};
+
+    fn info(dead: bool) -> Arc<NodeInfo> {
+        let splits = Arc::new(Splits::default());
+        splits.register("in.jsonl".into(), PositionKind::Line);
+        Arc::new(NodeInfo {
+            uid: "parse".into(),
+            has_dead_letter: dead,
+            splits,
+            metrics: Arc::default(),
+        })
+    }
+
+    #[test]
+    fn dead_letters_keep_the_record_and_say_where_it_came_from() {
+        let mut b = Batch::default();
+        b.push(
+            None,
+            b"{oops",
+            None,
+            Origin {
+                split: 0,
+                position: 3,
+            },
+        );
+        b.push(
+            Some(b"k"),
+            &[0xff, 0x00, 0x41],
+            None,
+            Origin {
+                split: 0,
+                position: 4,
+            },
+        );
+        let mut out = Output::new(info(true));
+        out.dead_letter(b.get(0), "not JSON").unwrap();
+        out.dead_letter(b.get(1), "binary").unwrap();
+        let items: Vec<_> = out.drain().collect();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].0, DEAD_LETTER_PORT);
+        let d = &items[0].1;
+        let first: serde_json::Value = serde_json::from_slice(d.get(0).value()).unwrap();
+        assert_eq!(first["node"], "parse");
+        assert_eq!(first["origin"], "in.jsonl:3");
+        assert_eq!(first["error"], "not JSON");
+        assert_eq!(first["value"], "{oops");
+        let second: serde_json::Value = serde_json::from_slice(d.get(1).value()).unwrap();
+        assert_eq!(second["value_base64"], "/wBB");
+        assert_eq!(second["key"], "k");
+    }
+
+    #[test]
+    fn without_a_dead_letter_sink_a_bad_record_is_an_error() {
+        let mut b = Batch::default();
+        b.push(
+            None,
+            b"{oops",
+            None,
+            Origin {
+                split: 0,
+                position: 9,
+            },
+        );
+        let mut out = Output::new(info(false));
+        let e = out
+            .dead_letter(b.get(0), "not JSON")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`parse`") && e.contains("in.jsonl:9") && e.contains("dead_letter"),
+            "{e}"
+        );
+    }
+}

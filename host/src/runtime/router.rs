@@ -1,0 +1,238 @@
+//! How a task's output reaches the subtasks of the next node.
+//!
+//! A [`Router`] serves one edge of the physical plan that leaves a task. Its
+//! partitioning is a value ([`Partitioning`]): `Forward` to the subtask with
+//! the same index, `Rebalance` batches round-robin, `Broadcast` to all, or
+//! `KeyHash`, which extracts each record's key, sets it as the record key and
+//! sends the record to the subtask owning its key group. Watermarks and the
+//! end of input always go to every target. Messages are queued by
+//! [`Router::push`] and sent by [`Router::flush`], which waits while a target's
+//! channel is full: that wait is the backpressure.
+
+use super::Message;
+use super::batch::Batch;
+use super::keys::{self, KeySelector};
+use crate::error::RuntimeError;
+use tokio::sync::mpsc::Sender;
+
+/// The channel into a task: messages tagged with the sender's input index.
+pub type TaskSender = Sender<(u32, Message)>;
+
+#[derive(Clone, Debug)]
+pub enum Partitioning {
+    Forward,
+    Rebalance,
+    Broadcast,
+    KeyHash {
+        key: KeySelector,
+        max_parallelism: u32,
+    },
+}
+
+impl Partitioning {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Partitioning::Forward => "forward",
+            Partitioning::Rebalance => "rebalance",
+            Partitioning::Broadcast => "broadcast",
+            Partitioning::KeyHash { .. } => "hash",
+        }
+    }
+}
+
+/// A record whose key could not be extracted, for the dead-letter output.
+pub struct Rejected {
+    pub batch: Batch,
+    pub reasons: Vec<String>,
+}
+
+pub struct Router {
+    partitioning: Partitioning,
+    targets: Vec<TaskSender>,
+    /// This task's input index at the targets.
+    input_index: u32,
+    next: usize,
+    queue: Vec<(usize, Message)>,
+    key_buf: Vec<u8>,
+    rejected: Option<Rejected>,
+}
+
+impl Router {
+    /// `targets` are the downstream subtasks in order (one for `Forward`).
+    pub fn new(partitioning: Partitioning, targets: Vec<TaskSender>, input_index: u32) -> Router {
+        assert!(!targets.is_empty());
+        assert!(!matches!(partitioning, Partitioning::Forward) || targets.len() == 1);
+        Router {
+            partitioning,
+            targets,
+            input_index,
+            next: 0,
+            queue: Vec::new(),
+            key_buf: Vec::new(),
+            rejected: None,
+        }
+    }
+
+    /// Queues a message for sending.
+    pub fn push(&mut self, msg: Message) {
+        let batch = match msg {
+            Message::Batch(b) => b,
+            control => {
+                for t in 0..self.targets.len() {
+                    self.queue.push((t, control.clone()));
+                }
+                return;
+            }
+        };
+        match &self.partitioning {
+            Partitioning::Forward => self.queue.push((0, Message::Batch(batch))),
+            Partitioning::Rebalance => {
+                let t = self.next;
+                self.next = (self.next + 1) % self.targets.len();
+                self.queue.push((t, Message::Batch(batch)));
+            }
+            Partitioning::Broadcast => {
+                for t in 0..self.targets.len() {
+                    self.queue.push((t, Message::Batch(batch.clone())));
+                }
+            }
+            Partitioning::KeyHash {
+                key,
+                max_parallelism,
+            } => {
+                let n = self.targets.len();
+                let per_target = batch.data.len() / n + 64;
+                let mut parts: Vec<Batch> = (0..n)
+                    .map(|_| Batch::with_capacity(batch.len() / n + 8, per_target))
+                    .collect();
+                for record in batch.iter() {
+                    match key.extract(record.value(), &mut self.key_buf) {
+                        Ok(()) => {
+                            let kg = keys::key_group(&self.key_buf, *max_parallelism);
+                            let t = keys::subtask_for_key_group(kg, *max_parallelism, n as u32)
+                                as usize;
+                            parts[t].push_record(record, Some(&self.key_buf));
+                        }
+                        Err(reason) => {
+                            let r = self.rejected.get_or_insert_with(|| Rejected {
+                                batch: Batch::default(),
+                                reasons: Vec::new(),
+                            });
+                            r.batch.push_record(record, None);
+                            r.reasons
+                                .push(format!("key_by {}: {reason}", key.describe()));
+                        }
+                    }
+                }
+                for (t, part) in parts.into_iter().enumerate() {
+                    if !part.is_empty() {
+                        self.queue.push((t, Message::Batch(part)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records whose key could not be extracted since the last call.
+    pub fn take_rejected(&mut self) -> Option<Rejected> {
+        self.rejected.take()
+    }
+
+    /// Sends everything queued, waiting for room in full channels.
+    pub async fn flush(&mut self) -> Result<(), RuntimeError> {
+        for (t, msg) in self.queue.drain(..) {
+            self.targets[t]
+                .send((self.input_index, msg))
+                .await
+                .map_err(|_| RuntimeError::Disconnected("a downstream task stopped".into()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::Pointer;
+    use crate::runtime::Origin;
+    use crate::time::watermark::Watermark;
+    use tokio::sync::mpsc;
+
+    fn batch(values: &[&str]) -> Batch {
+        let mut b = Batch::default();
+        for v in values {
+            b.push(None, v.as_bytes(), None, Origin::NONE);
+        }
+        b
+    }
+
+    #[tokio::test]
+    async fn key_hash_sends_each_key_to_one_subtask_and_rejects_keyless_records() {
+        let (tx0, mut rx0) = mpsc::channel(16);
+        let (tx1, mut rx1) = mpsc::channel(16);
+        let key = KeySelector::new(vec![Pointer::parse("/k").unwrap()]);
+        let mut r = Router::new(
+            Partitioning::KeyHash {
+                key,
+                max_parallelism: 128,
+            },
+            vec![tx0, tx1],
+            3,
+        );
+        let values: Vec<String> = (0..50).map(|i| format!("{{\"k\":{}}}", i % 10)).collect();
+        let mut refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        refs.push("{\"nokey\":1}");
+        r.push(Message::Batch(batch(&refs)));
+        r.push(Message::Watermark(Watermark::Time(7)));
+        r.flush().await.unwrap();
+        let rejected = r.take_rejected().unwrap();
+        assert_eq!(rejected.batch.len(), 1);
+        assert!(rejected.reasons[0].contains("no key field at /k"));
+
+        let mut seen = std::collections::HashMap::new();
+        let mut total = 0;
+        for (target, rx) in [(0, &mut rx0), (1, &mut rx1)] {
+            let mut got_wm = false;
+            while let Ok((idx, msg)) = rx.try_recv() {
+                assert_eq!(idx, 3);
+                match msg {
+                    Message::Batch(b) => {
+                        for rec in b.iter() {
+                            let k = rec.key().unwrap().to_vec();
+                            assert_eq!(*seen.entry(k).or_insert(target), target);
+                            total += 1;
+                        }
+                        assert!(!got_wm, "watermark must follow the data");
+                    }
+                    Message::Watermark(w) => {
+                        assert_eq!(w, Watermark::Time(7));
+                        got_wm = true;
+                    }
+                    Message::EndOfInput => unreachable!(),
+                }
+            }
+            assert!(got_wm);
+        }
+        assert_eq!(total, 50);
+    }
+
+    #[tokio::test]
+    async fn rebalance_alternates_batches() {
+        let (tx0, mut rx0) = mpsc::channel(16);
+        let (tx1, mut rx1) = mpsc::channel(16);
+        let mut r = Router::new(Partitioning::Rebalance, vec![tx0, tx1], 0);
+        for _ in 0..4 {
+            r.push(Message::Batch(batch(&["{}"])));
+        }
+        r.push(Message::EndOfInput);
+        r.flush().await.unwrap();
+        let count = |rx: &mut mpsc::Receiver<(u32, Message)>| {
+            let mut n = 0;
+            while let Ok((_, m)) = rx.try_recv() {
+                n += matches!(m, Message::Batch(_)) as i32;
+            }
+            n
+        };
+        assert_eq!((count(&mut rx0), count(&mut rx1)), (2, 2));
+    }
+}

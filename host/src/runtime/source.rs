@@ -1,0 +1,381 @@
+//! Sources: what every connector implements, and what they all share.
+//!
+//! A connector implements [`Source`]: it registers its splits and, when
+//! polled, pushes raw records into a [`SourceOutput`]. Everything else is
+//! common and lives in `SourceOutput`: checking the record format, reading
+//! the event time, generating per-split watermarks, cutting batches (when
+//! full, at every watermark, and after the buffer timeout when input is
+//! slow), and setting malformed records aside.
+
+use super::batch::{Batch, Origin};
+use super::operator::Output;
+use super::{Message, PositionKind};
+use crate::error::RuntimeError;
+use crate::json::{self, Pointer};
+use crate::time::Clock;
+use crate::time::watermark::{SourceWatermarks, Watermark, WatermarkStrategy};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a poll found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourcePoll {
+    /// More records are ready: poll again.
+    More,
+    /// Nothing now; poll again within this long.
+    Wait(Duration),
+    /// All splits are done.
+    Finished,
+}
+
+pub trait Source: Send {
+    /// Registers the splits this subtask reads (`out.add_split`) and opens
+    /// them.
+    fn open(&mut self, out: &mut SourceOutput) -> Result<(), RuntimeError>;
+
+    /// Pushes the records available now into `out`, stopping when
+    /// `out.is_full()`.
+    fn poll(&mut self, out: &mut SourceOutput) -> Result<SourcePoll, RuntimeError>;
+}
+
+/// How record values are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON document per record, checked.
+    Json,
+    /// Bytes as they are.
+    Raw,
+}
+
+/// A source's event-time settings.
+#[derive(Debug, Clone)]
+pub struct EventTime {
+    pub timestamp: Pointer,
+    pub strategy: WatermarkStrategy,
+}
+
+/// A split, as known to [`SourceOutput`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitId {
+    local: usize,
+    global: u32,
+}
+
+/// Collects what a source reads and turns it into messages.
+pub struct SourceOutput {
+    out: Output,
+    format: Format,
+    event_time: Option<Pointer>,
+    watermarks: Option<SourceWatermarks>,
+    clock: Arc<dyn Clock>,
+    batch: Batch,
+    batch_size: usize,
+    buffer_timeout_ms: i64,
+    /// Processing time of the first record of the current batch.
+    batch_started_ms: i64,
+    now_ms: i64,
+    messages: Vec<Message>,
+    buffered: usize,
+    scratch: Batch,
+    read: u64,
+}
+
+impl SourceOutput {
+    pub fn new(
+        out: Output,
+        format: Format,
+        event_time: Option<EventTime>,
+        clock: Arc<dyn Clock>,
+        batch_size: usize,
+        buffer_timeout: Duration,
+    ) -> SourceOutput {
+        let now_ms = clock.now_ms();
+        let (event_time, watermarks) = match event_time {
+            Some(et) => (
+                Some(et.timestamp),
+                Some(SourceWatermarks::new(et.strategy, now_ms)),
+            ),
+            None => (None, None),
+        };
+        SourceOutput {
+            out,
+            format,
+            event_time,
+            watermarks,
+            clock,
+            batch: Batch::with_capacity(batch_size, batch_size * 128),
+            batch_size: batch_size.max(1),
+            buffer_timeout_ms: buffer_timeout.as_millis() as i64,
+            batch_started_ms: now_ms,
+            now_ms,
+            messages: Vec::new(),
+            buffered: 0,
+            scratch: Batch::default(),
+            read: 0,
+        }
+    }
+
+    /// Registers a split the subtask starts reading.
+    pub fn add_split(&mut self, name: String, kind: PositionKind) -> SplitId {
+        let global = self.out.info().splits.register(name, kind);
+        let local = match &mut self.watermarks {
+            Some(w) => w.add_split(self.now_ms),
+            None => 0,
+        };
+        SplitId { local, global }
+    }
+
+    /// The split has no more records.
+    pub fn finish_split(&mut self, split: SplitId) {
+        if let Some(w) = &mut self.watermarks {
+            w.finish_split(split.local);
+        }
+    }
+
+    /// Whether the source should stop pushing and let the records go.
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.buffered >= self.batch_size || self.messages.len() >= 64
+    }
+
+    /// Records read so far (including malformed ones).
+    pub fn records_read(&self) -> u64 {
+        self.read
+    }
+
+    /// Adds a record read from `split` at `position` (line number, sequence
+    /// number). A malformed record goes to the dead-letter output (or stops
+    /// the job when there is none).
+    #[inline]
+    pub fn push(
+        &mut self,
+        split: SplitId,
+        key: Option<&[u8]>,
+        value: &[u8],
+        position: u64,
+    ) -> Result<(), RuntimeError> {
+        self.read += 1;
+        let origin = Origin {
+            split: split.global,
+            position,
+        };
+        let ts = match self.check(value) {
+            Ok(ts) => ts,
+            Err(reason) => {
+                self.scratch.clear();
+                self.scratch.push(key, value, None, origin);
+                return self.out.dead_letter(self.scratch.get(0), &reason);
+            }
+        };
+        if self.batch.is_empty() {
+            self.batch_started_ms = self.now_ms;
+        }
+        self.batch.push(key, value, ts, origin);
+        self.buffered += 1;
+        if let (Some(w), Some(ts)) = (&mut self.watermarks, ts)
+            && let Some(wm) = w.on_record(split.local, ts, self.now_ms)
+        {
+            self.cut();
+            self.messages.push(Message::Watermark(wm));
+        }
+        if self.batch.len() >= self.batch_size {
+            self.cut();
+        }
+        Ok(())
+    }
+
+    /// Checks the format and reads the event time.
+    #[inline]
+    fn check(&self, value: &[u8]) -> Result<Option<i64>, String> {
+        match (self.format, &self.event_time) {
+            (Format::Raw, _) => Ok(None),
+            (Format::Json, None) => json::validate(value)
+                .map(|()| None)
+                .map_err(|e| e.to_string()),
+            (Format::Json, Some(p)) => match json::find(value, p) {
+                Ok(Some(raw)) => json::parse_i64(raw).map(Some).ok_or_else(|| {
+                    format!(
+                        "event time at {p} is not an integer number of epoch milliseconds: {}",
+                        String::from_utf8_lossy(raw)
+                    )
+                }),
+                Ok(None) => Err(format!("no event time at {p}")),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    fn cut(&mut self) {
+        if !self.batch.is_empty() {
+            let bytes = self.batch.data.len();
+            let full = std::mem::replace(
+                &mut self.batch,
+                Batch::with_capacity(self.batch_size, bytes),
+            );
+            self.messages.push(Message::Batch(full));
+        }
+    }
+
+    /// Reads the clock; called by the task before each poll.
+    pub(crate) fn begin_poll(&mut self) {
+        self.now_ms = self.clock.now_ms();
+    }
+
+    /// Between polls: periodic watermarks, idleness and the buffer timeout.
+    /// Returns how long the partial batch may still wait, if there is one.
+    pub(crate) fn tick(&mut self, waiting: bool) -> Option<Duration> {
+        self.now_ms = self.clock.now_ms();
+        if let Some(w) = &mut self.watermarks
+            && let Some(wm) = w.on_tick(self.now_ms)
+        {
+            self.cut();
+            self.messages.push(Message::Watermark(wm));
+        }
+        if self.batch.is_empty() {
+            return None;
+        }
+        let age = self.now_ms - self.batch_started_ms;
+        if waiting && age >= self.buffer_timeout_ms {
+            self.cut();
+            None
+        } else {
+            Some(Duration::from_millis(
+                (self.buffer_timeout_ms - age).max(0) as u64
+            ))
+        }
+    }
+
+    /// End of input: the last batch, the final watermark.
+    pub(crate) fn finish(&mut self) {
+        self.cut();
+        if self.watermarks.is_some() {
+            self.messages.push(Message::Watermark(Watermark::Time(
+                crate::time::MAX_WATERMARK,
+            )));
+        }
+    }
+
+    /// Messages for the main output, in order.
+    pub(crate) fn take_messages(&mut self) -> std::vec::Drain<'_, Message> {
+        self.buffered = 0;
+        self.messages.drain(..)
+    }
+
+    /// The output collecting dead letters.
+    pub(crate) fn output(&mut self) -> &mut Output {
+        &mut self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::spec::{WatermarkEmit, WatermarkStrategyKind};
+    use crate::runtime::{NodeInfo, Splits};
+    use crate::time::ManualClock;
+
+    fn output(dead: bool, event_time: bool, batch_size: usize) -> (SourceOutput, Arc<ManualClock>) {
+        let clock = ManualClock::new(0);
+        let info = Arc::new(NodeInfo {
+            uid: "src".into(),
+            has_dead_letter: dead,
+            splits: Arc::new(Splits::default()),
+            metrics: Arc::default(),
+        });
+        let et = event_time.then(|| EventTime {
+            timestamp: Pointer::parse("/ts").unwrap(),
+            strategy: WatermarkStrategy::new(
+                WatermarkStrategyKind::BoundedOutOfOrderness,
+                10,
+                WatermarkEmit::PerEvent,
+                200,
+                None,
+            ),
+        });
+        let out = SourceOutput::new(
+            Output::new(info),
+            Format::Json,
+            et,
+            clock.clone(),
+            batch_size,
+            Duration::from_millis(100),
+        );
+        (out, clock)
+    }
+
+    fn kinds(out: &mut SourceOutput) -> Vec<String> {
+        out.take_messages()
+            .map(|m| match m {
+                Message::Batch(b) => format!("b{}", b.len()),
+                Message::Watermark(Watermark::Time(t)) => format!("w{t}"),
+                Message::Watermark(Watermark::Idle) => "idle".into(),
+                Message::EndOfInput => "end".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn cuts_batches_at_each_watermark_advance() {
+        let (mut out, _) = output(true, true, 100);
+        let s = out.add_split("f".into(), PositionKind::Line);
+        for (i, ts) in [100, 90, 95, 120, 110].iter().enumerate() {
+            out.push(s, None, format!("{{\"ts\":{ts}}}").as_bytes(), i as u64 + 1)
+                .unwrap();
+        }
+        out.finish();
+        assert_eq!(
+            kinds(&mut out),
+            ["b1", "w89", "b3", "w109", "b1", &format!("w{}", i64::MAX)]
+        );
+    }
+
+    #[test]
+    fn malformed_records_go_to_the_dead_letter_output_in_order() {
+        let (mut out, _) = output(true, true, 100);
+        let s = out.add_split("f".into(), PositionKind::Line);
+        out.push(s, None, b"{\"ts\":1}", 1).unwrap();
+        out.push(s, None, b"{\"ts\":\"x\"}", 2).unwrap();
+        out.push(s, None, b"{\"nots\":1}", 3).unwrap();
+        out.push(s, None, b"{\"ts\":", 4).unwrap();
+        let dead: Vec<_> = out.output().drain().collect();
+        assert_eq!(dead.len(), 1);
+        let reasons: Vec<String> = dead[0]
+            .1
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_slice(r.value()).unwrap();
+                format!(
+                    "{} {}",
+                    v["origin"].as_str().unwrap(),
+                    v["error"].as_str().unwrap()
+                )
+            })
+            .collect();
+        assert!(
+            reasons[0].starts_with("f:2 event time at /ts is not an integer"),
+            "{reasons:?}"
+        );
+        assert_eq!(reasons[1], "f:3 no event time at /ts");
+        assert!(reasons[2].starts_with("f:4 invalid JSON"), "{reasons:?}");
+
+        let (mut strict, _) = output(false, false, 100);
+        let s = strict.add_split("g".into(), PositionKind::Line);
+        let e = strict.push(s, None, b"nope", 7).unwrap_err().to_string();
+        assert!(e.contains("g:7") && e.contains("invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn partial_batches_leave_after_the_buffer_timeout() {
+        let (mut out, clock) = output(true, false, 100);
+        let s = out.add_split("f".into(), PositionKind::Line);
+        out.begin_poll();
+        out.push(s, None, b"{}", 1).unwrap();
+        assert_eq!(out.tick(true), Some(Duration::from_millis(100)));
+        clock.advance(60);
+        assert_eq!(out.tick(true), Some(Duration::from_millis(40)));
+        assert!(kinds(&mut out).is_empty());
+        clock.advance(40);
+        assert_eq!(out.tick(true), None);
+        assert_eq!(kinds(&mut out), ["b1"]);
+    }
+}

@@ -1,0 +1,290 @@
+//! One task: a chain of operators and the loop that feeds it.
+//!
+//! A task is either driven by a source (it polls the connector) or by its
+//! input channel (it receives messages from upstream tasks, tagged with the
+//! input they came from, and combines their watermarks). Either way a message
+//! enters the chain at node 0 and flows through the chained operators: each
+//! operator's output for a port goes to the chained operators and routers
+//! behind that port. Within a task messages are handled one at a time, in
+//! order, and every router is flushed before the next message is taken, so
+//! the order of batches and watermarks is kept on every edge.
+
+use super::batch::Batch;
+use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
+use super::router::Router;
+use super::source::{Source, SourceOutput, SourcePoll};
+use super::{Message, NodeMetrics};
+use crate::error::RuntimeError;
+use crate::time::watermark::{InputWatermarks, Watermark};
+use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use tokio::sync::mpsc::Receiver;
+
+/// Where one port of a chained operator sends its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Another operator of this chain (by index; always a later one).
+    Chained(usize),
+    /// A router of this task (by index).
+    Router(usize),
+}
+
+pub struct ChainNode {
+    pub info: Arc<NodeInfo>,
+    pub op: Box<dyn Operator>,
+    /// By port: main, dead letter, then the node's side outputs.
+    pub targets: Vec<Vec<Target>>,
+    out: Output,
+}
+
+impl ChainNode {
+    pub fn new(info: Arc<NodeInfo>, op: Box<dyn Operator>, targets: Vec<Vec<Target>>) -> ChainNode {
+        ChainNode {
+            out: Output::new(info.clone()),
+            info,
+            op,
+            targets,
+        }
+    }
+}
+
+/// What feeds a task.
+pub enum Head {
+    /// A source; chain node 0 stands for the source node itself.
+    Source {
+        source: Box<dyn Source>,
+        out: Box<SourceOutput>,
+    },
+    /// Upstream tasks.
+    Inputs {
+        rx: Receiver<(u32, Message)>,
+        watermarks: InputWatermarks,
+    },
+}
+
+pub struct Task {
+    /// `uid#subtask` of the chain's head, for logs and errors.
+    pub name: String,
+    pub head: Head,
+    pub chain: Vec<ChainNode>,
+    pub routers: Vec<Router>,
+    /// For each router, the chain node whose output it carries (for the
+    /// dead-letter output of records a key-by rejects).
+    pub router_owner: Vec<usize>,
+}
+
+impl Task {
+    pub async fn run(mut self) -> Result<(), RuntimeError> {
+        for node in &mut self.chain {
+            node.op.open().await?;
+        }
+        let head = std::mem::replace(
+            &mut self.head,
+            Head::Inputs {
+                rx: tokio::sync::mpsc::channel(1).1,
+                watermarks: InputWatermarks::new(0),
+            },
+        );
+        match head {
+            Head::Source { source, out } => self.run_source(source, out).await,
+            Head::Inputs { rx, watermarks } => self.run_inputs(rx, watermarks).await,
+        }
+    }
+
+    async fn run_source(
+        &mut self,
+        mut source: Box<dyn Source>,
+        mut out: Box<SourceOutput>,
+    ) -> Result<(), RuntimeError> {
+        source.open(&mut out)?;
+        loop {
+            out.begin_poll();
+            let poll = source.poll(&mut out)?;
+            let wait = out.tick(poll != SourcePoll::More);
+            if poll == SourcePoll::Finished {
+                out.finish();
+            }
+            let messages: Vec<Message> = out.take_messages().collect();
+            for msg in messages {
+                self.deliver(0, msg).await?;
+            }
+            let dead: Vec<(usize, Batch)> = out.output().drain().collect();
+            for (port, batch) in dead {
+                self.deliver_from(0, port, Message::Batch(batch)).await?;
+            }
+            match poll {
+                SourcePoll::More => tokio::task::consume_budget().await,
+                SourcePoll::Wait(d) => {
+                    let d = wait.map_or(d, |w| w.min(d));
+                    tokio::time::sleep(d).await;
+                }
+                SourcePoll::Finished => {
+                    return self.deliver(0, Message::EndOfInput).await;
+                }
+            }
+        }
+    }
+
+    async fn run_inputs(
+        &mut self,
+        mut rx: Receiver<(u32, Message)>,
+        mut watermarks: InputWatermarks,
+    ) -> Result<(), RuntimeError> {
+        loop {
+            let Some((input, msg)) = rx.recv().await else {
+                return Err(RuntimeError::Disconnected(format!(
+                    "{}: inputs closed before the end of input",
+                    self.name
+                )));
+            };
+            let input = input as usize;
+            match msg {
+                Message::Batch(_) => self.deliver(0, msg).await?,
+                Message::Watermark(wm) => {
+                    if let Some(wm) = watermarks.on_watermark(input, wm) {
+                        self.deliver(0, Message::Watermark(wm)).await?;
+                    }
+                }
+                Message::EndOfInput => {
+                    let (wm, all_ended) = watermarks.on_end(input);
+                    if let Some(wm) = wm {
+                        self.deliver(0, Message::Watermark(wm)).await?;
+                    }
+                    if all_ended {
+                        return self.deliver(0, Message::EndOfInput).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `msg` through chain node `start` and everything behind it, then
+    /// sends what the routers collected.
+    async fn deliver(&mut self, start: usize, msg: Message) -> Result<(), RuntimeError> {
+        let mut work = VecDeque::new();
+        work.push_back((start, msg));
+        self.run_work(work).await
+    }
+
+    /// Sends `msg` out of `port` of chain node `node` (without running the
+    /// node itself).
+    async fn deliver_from(
+        &mut self,
+        node: usize,
+        port: usize,
+        msg: Message,
+    ) -> Result<(), RuntimeError> {
+        let mut work = VecDeque::new();
+        route(
+            &self.chain[node].targets[port],
+            msg,
+            &mut work,
+            &mut self.routers,
+        );
+        self.run_work(work).await
+    }
+
+    async fn run_work(&mut self, mut work: VecDeque<(usize, Message)>) -> Result<(), RuntimeError> {
+        while let Some((i, msg)) = work.pop_front() {
+            let node = &mut self.chain[i];
+            let control = match msg {
+                Message::Batch(batch) => {
+                    NodeMetrics::add(&node.info.metrics.records_in, batch.len() as u64);
+                    node.op.process_batch(batch, &mut node.out).await?;
+                    None
+                }
+                Message::Watermark(Watermark::Time(t)) => {
+                    node.op.on_watermark(t, &mut node.out).await?;
+                    Some(Message::Watermark(Watermark::Time(t)))
+                }
+                Message::Watermark(Watermark::Idle) => Some(Message::Watermark(Watermark::Idle)),
+                Message::EndOfInput => {
+                    node.op.close(&mut node.out).await?;
+                    Some(Message::EndOfInput)
+                }
+            };
+            for (port, batch) in node.out.drain() {
+                route(
+                    &node.targets[port],
+                    Message::Batch(batch),
+                    &mut work,
+                    &mut self.routers,
+                );
+            }
+            if let Some(control) = control {
+                for targets in &node.targets {
+                    route(targets, control.clone(), &mut work, &mut self.routers);
+                }
+            }
+            self.dead_letter_rejected(&mut work)?;
+        }
+        for r in &mut self.routers {
+            r.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Records a key-by could not route go to the dead-letter output of the
+    /// node that emitted them.
+    fn dead_letter_rejected(
+        &mut self,
+        work: &mut VecDeque<(usize, Message)>,
+    ) -> Result<(), RuntimeError> {
+        for r in 0..self.routers.len() {
+            let Some(rejected) = self.routers[r].take_rejected() else {
+                continue;
+            };
+            let owner = &mut self.chain[self.router_owner[r]];
+            for (i, reason) in rejected.reasons.iter().enumerate() {
+                owner.out.dead_letter(rejected.batch.get(i), reason)?;
+            }
+            for (port, batch) in owner.out.drain() {
+                debug_assert_eq!(port, DEAD_LETTER_PORT);
+                route(
+                    &owner.targets[port],
+                    Message::Batch(batch),
+                    work,
+                    &mut self.routers,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Hands `msg` to every target, cloning only when there are several.
+fn route(
+    targets: &[Target],
+    msg: Message,
+    work: &mut VecDeque<(usize, Message)>,
+    routers: &mut [Router],
+) {
+    let Some((last, rest)) = targets.split_last() else {
+        return;
+    };
+    for t in rest {
+        send_to(*t, msg.clone(), work, routers);
+    }
+    send_to(*last, msg, work, routers);
+}
+
+#[inline]
+fn send_to(t: Target, msg: Message, work: &mut VecDeque<(usize, Message)>, routers: &mut [Router]) {
+    match t {
+        Target::Chained(j) => work.push_back((j, msg)),
+        Target::Router(r) => routers[r].push(msg),
+    }
+}
+
+/// The operator standing for a source node at the head of its chain: the
+/// records the source read pass through it to the source's targets.
+pub struct SourceNode;
+
+#[async_trait]
+impl Operator for SourceNode {
+    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        out.emit(batch);
+        Ok(())
+    }
+}

@@ -1,0 +1,406 @@
+//! Watermarks: generated per source split, combined as a minimum everywhere.
+//!
+//! A source subtask reads one or more splits (files, Kafka partitions, the
+//! generator's streams). Each split tracks the largest timestamp it has seen;
+//! its watermark is that minus the allowed out-of-orderness minus 1 ms
+//! (Flink's definition). The subtask's watermark is the minimum over its live
+//! splits — a split that has finished, or has been idle for longer than the
+//! idleness timeout, does not hold it back. [`SourceWatermarks`] does this.
+//!
+//! Downstream, a task's watermark is the minimum over its input channels
+//! that are neither idle nor ended; [`InputWatermarks`] does that. Both only
+//! ever move their output forward.
+
+use crate::plan::spec::{WatermarkEmit, WatermarkStrategyKind};
+
+/// A watermark or an idleness mark, as carried by [`crate::runtime::Message`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watermark {
+    /// No record with a timestamp at or before this is expected any more.
+    Time(i64),
+    /// The sender has no data for now and does not hold back the watermark
+    /// of its receivers until it sends `Time` again.
+    Idle,
+}
+
+/// How a source turns timestamps into watermarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatermarkStrategy {
+    /// Subtracted from the largest timestamp seen (plus 1 ms).
+    pub delay_ms: i64,
+    pub emit: WatermarkEmit,
+    /// Processing-time period of `Periodic` emission.
+    pub interval_ms: i64,
+    /// A split silent for this long (processing time) is idle.
+    pub idleness_ms: Option<i64>,
+}
+
+impl WatermarkStrategy {
+    pub fn new(
+        kind: WatermarkStrategyKind,
+        max_out_of_orderness_ms: i64,
+        emit: WatermarkEmit,
+        interval_ms: i64,
+        idleness_ms: Option<i64>,
+    ) -> WatermarkStrategy {
+        let delay_ms = match kind {
+            WatermarkStrategyKind::BoundedOutOfOrderness => max_out_of_orderness_ms,
+            WatermarkStrategyKind::Monotonous => 0,
+        };
+        WatermarkStrategy {
+            delay_ms,
+            emit,
+            interval_ms: interval_ms.max(1),
+            idleness_ms,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    max_ts: i64,
+    last_activity_ms: i64,
+    idle: bool,
+    finished: bool,
+}
+
+/// The watermark of one source subtask over its splits.
+#[derive(Debug)]
+pub struct SourceWatermarks {
+    strategy: WatermarkStrategy,
+    splits: Vec<Split>,
+    /// Last watermark sent downstream.
+    emitted: i64,
+    idle_sent: bool,
+    last_periodic_ms: i64,
+}
+
+impl SourceWatermarks {
+    pub fn new(strategy: WatermarkStrategy, now_ms: i64) -> SourceWatermarks {
+        SourceWatermarks {
+            strategy,
+            splits: Vec::new(),
+            emitted: i64::MIN,
+            idle_sent: false,
+            last_periodic_ms: now_ms,
+        }
+    }
+
+    pub fn strategy(&self) -> &WatermarkStrategy {
+        &self.strategy
+    }
+
+    /// Starts tracking a split; returns its index.
+    pub fn add_split(&mut self, now_ms: i64) -> usize {
+        self.splits.push(Split {
+            max_ts: i64::MIN,
+            last_activity_ms: now_ms,
+            idle: false,
+            finished: false,
+        });
+        self.splits.len() - 1
+    }
+
+    /// The split has no more records: it stops holding the watermark back.
+    pub fn finish_split(&mut self, split: usize) {
+        self.splits[split].finished = true;
+    }
+
+    /// Notes a record. In per-event mode returns the watermark to emit after
+    /// it, if the watermark advanced (or the source wakes up from idleness).
+    #[inline]
+    pub fn on_record(&mut self, split: usize, ts: i64, now_ms: i64) -> Option<Watermark> {
+        let s = &mut self.splits[split];
+        s.last_activity_ms = now_ms;
+        let woke = s.idle;
+        s.idle = false;
+        let advanced = ts > s.max_ts;
+        if advanced {
+            s.max_ts = ts;
+        }
+        if self.strategy.emit == WatermarkEmit::PerEvent && (advanced || woke) {
+            self.next(woke)
+        } else {
+            None
+        }
+    }
+
+    /// Called when the source has nothing to read for now, and between reads
+    /// in periodic mode: marks silent splits idle and returns what to emit.
+    pub fn on_tick(&mut self, now_ms: i64) -> Option<Watermark> {
+        if let Some(idle_ms) = self.strategy.idleness_ms {
+            for s in self.splits.iter_mut().filter(|s| !s.finished) {
+                if !s.idle && now_ms - s.last_activity_ms >= idle_ms {
+                    s.idle = true;
+                }
+            }
+        }
+        let due = now_ms - self.last_periodic_ms >= self.strategy.interval_ms;
+        if self.strategy.emit == WatermarkEmit::Periodic && due {
+            self.last_periodic_ms = now_ms;
+            return self.next(false);
+        }
+        if self.strategy.emit == WatermarkEmit::PerEvent || due {
+            // Idleness changes are reported at once in per-event mode.
+            return self.next(false);
+        }
+        None
+    }
+
+    /// The watermark to send now, if any: an advance, an idle mark when every
+    /// live split is idle, or a repeat of the last watermark when coming back
+    /// from idleness (so that receivers count this input again).
+    fn next(&mut self, woke: bool) -> Option<Watermark> {
+        let mut min: Option<i64> = None;
+        let mut any_live = false;
+        for s in &self.splits {
+            if s.finished {
+                continue;
+            }
+            any_live = true;
+            if s.idle {
+                continue;
+            }
+            let wm = s
+                .max_ts
+                .saturating_sub(self.strategy.delay_ms)
+                .saturating_sub(1);
+            min = Some(min.map_or(wm, |m| m.min(wm)));
+        }
+        match min {
+            None if any_live => {
+                if self.idle_sent {
+                    None
+                } else {
+                    self.idle_sent = true;
+                    Some(Watermark::Idle)
+                }
+            }
+            None => None,
+            Some(wm) => {
+                if wm > self.emitted {
+                    self.emitted = wm;
+                    self.idle_sent = false;
+                    Some(Watermark::Time(wm))
+                } else if self.idle_sent || woke {
+                    self.idle_sent = false;
+                    (self.emitted > i64::MIN).then_some(Watermark::Time(self.emitted))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Input {
+    watermark: i64,
+    idle: bool,
+    ended: bool,
+}
+
+/// What a task has received from its input channels, and the watermark it
+/// passes on: the minimum over inputs that are neither idle nor ended.
+#[derive(Debug)]
+pub struct InputWatermarks {
+    inputs: Vec<Input>,
+    emitted: i64,
+    idle_sent: bool,
+}
+
+impl InputWatermarks {
+    pub fn new(inputs: usize) -> InputWatermarks {
+        InputWatermarks {
+            inputs: vec![
+                Input {
+                    watermark: i64::MIN,
+                    idle: false,
+                    ended: false,
+                };
+                inputs
+            ],
+            emitted: i64::MIN,
+            idle_sent: false,
+        }
+    }
+
+    /// The current combined watermark (`i64::MIN` before any).
+    pub fn current(&self) -> i64 {
+        self.emitted
+    }
+
+    /// Notes a watermark from `input`; returns what to pass on.
+    pub fn on_watermark(&mut self, input: usize, wm: Watermark) -> Option<Watermark> {
+        let i = &mut self.inputs[input];
+        match wm {
+            Watermark::Time(t) => {
+                i.idle = false;
+                i.watermark = i.watermark.max(t);
+            }
+            Watermark::Idle => i.idle = true,
+        }
+        self.next()
+    }
+
+    /// Notes the end of `input`; returns what to pass on and whether all
+    /// inputs have ended.
+    pub fn on_end(&mut self, input: usize) -> (Option<Watermark>, bool) {
+        self.inputs[input].ended = true;
+        let all = self.inputs.iter().all(|i| i.ended);
+        (if all { None } else { self.next() }, all)
+    }
+
+    fn next(&mut self) -> Option<Watermark> {
+        let live = self.inputs.iter().filter(|i| !i.ended && !i.idle);
+        match live.map(|i| i.watermark).min() {
+            None => {
+                if self.idle_sent || self.inputs.iter().all(|i| i.ended) {
+                    None
+                } else {
+                    self.idle_sent = true;
+                    Some(Watermark::Idle)
+                }
+            }
+            Some(min) => {
+                if min > self.emitted {
+                    self.emitted = min;
+                    self.idle_sent = false;
+                    Some(Watermark::Time(min))
+                } else if self.idle_sent {
+                    self.idle_sent = false;
+                    (self.emitted > i64::MIN).then_some(Watermark::Time(self.emitted))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn per_event(delay: i64, idleness: Option<i64>) -> WatermarkStrategy {
+        WatermarkStrategy::new(
+            WatermarkStrategyKind::BoundedOutOfOrderness,
+            delay,
+            WatermarkEmit::PerEvent,
+            200,
+            idleness,
+        )
+    }
+
+    #[test]
+    fn per_event_watermark_is_max_minus_delay_minus_one() {
+        let mut w = SourceWatermarks::new(per_event(5000, None), 0);
+        let s = w.add_split(0);
+        assert_eq!(w.on_record(s, 10_000, 0), Some(Watermark::Time(4_999)));
+        assert_eq!(w.on_record(s, 9_000, 0), None, "older record: no advance");
+        assert_eq!(w.on_record(s, 10_500, 0), Some(Watermark::Time(5_499)));
+    }
+
+    #[test]
+    fn periodic_emits_on_interval_only() {
+        let strategy = WatermarkStrategy::new(
+            WatermarkStrategyKind::Monotonous,
+            0,
+            WatermarkEmit::Periodic,
+            200,
+            None,
+        );
+        let mut w = SourceWatermarks::new(strategy, 0);
+        let s = w.add_split(0);
+        assert_eq!(w.on_record(s, 100, 10), None);
+        assert_eq!(w.on_tick(150), None);
+        assert_eq!(w.on_tick(200), Some(Watermark::Time(99)));
+        assert_eq!(w.on_tick(450), None, "nothing new");
+    }
+
+    #[test]
+    fn idle_split_does_not_hold_back_and_wakes_up() {
+        let mut w = SourceWatermarks::new(per_event(0, Some(1000)), 0);
+        let a = w.add_split(0);
+        let b = w.add_split(0);
+        assert_eq!(
+            w.on_record(a, 100, 0),
+            None,
+            "b has no data yet: min is MIN"
+        );
+        assert_eq!(w.on_record(b, 50, 0), Some(Watermark::Time(49)));
+        assert_eq!(w.on_record(a, 500, 900), None, "b still holds at 49");
+        assert_eq!(w.on_tick(1500), Some(Watermark::Time(499)), "b idle now");
+        assert_eq!(w.on_tick(2000), Some(Watermark::Idle), "a idle too");
+        assert_eq!(
+            w.on_record(b, 60, 2100),
+            Some(Watermark::Time(499)),
+            "wakes up"
+        );
+        w.finish_split(a);
+        w.finish_split(b);
+        assert_eq!(w.on_tick(5000), None);
+    }
+
+    #[test]
+    fn inputs_take_the_minimum_of_live_channels() {
+        let mut i = InputWatermarks::new(3);
+        assert_eq!(i.on_watermark(0, Watermark::Time(10)), None);
+        assert_eq!(i.on_watermark(1, Watermark::Time(20)), None);
+        assert_eq!(
+            i.on_watermark(2, Watermark::Time(5)),
+            Some(Watermark::Time(5))
+        );
+        assert_eq!(
+            i.on_watermark(2, Watermark::Idle),
+            Some(Watermark::Time(10))
+        );
+        assert_eq!(i.on_end(0), (Some(Watermark::Time(20)), false));
+        assert_eq!(i.on_watermark(1, Watermark::Idle), Some(Watermark::Idle));
+        assert_eq!(
+            i.on_watermark(2, Watermark::Time(7)),
+            Some(Watermark::Time(20))
+        );
+        assert_eq!(i.on_end(1), (Some(Watermark::Time(20)), false));
+        assert_eq!(i.on_end(2), (None, true));
+    }
+
+    proptest! {
+        /// Whatever arrives in whatever order, the combined watermark never
+        /// goes back, and whenever it moves it moves to the minimum of the
+        /// live inputs.
+        #[test]
+        fn combined_watermark_is_monotone_min_of_live_inputs(
+            events in proptest::collection::vec((0usize..4, 0i64..1000, 0u8..10), 1..200)
+        ) {
+            let mut iw = InputWatermarks::new(4);
+            let mut state = [(i64::MIN, false, false); 4]; // (wm, idle, ended)
+            let mut last = i64::MIN;
+            for (input, t, kind) in events {
+                if state[input].2 { continue; }
+                let out = match kind {
+                    0 => { state[input].2 = true; iw.on_end(input).0 }
+                    1 => { state[input].1 = true; iw.on_watermark(input, Watermark::Idle) }
+                    _ => {
+                        state[input].1 = false;
+                        state[input].0 = state[input].0.max(t);
+                        iw.on_watermark(input, Watermark::Time(t))
+                    }
+                };
+                let live_min = state.iter().filter(|s| !s.1 && !s.2).map(|s| s.0).min();
+                if let Some(Watermark::Time(wm)) = out {
+                    prop_assert!(wm >= last);
+                    if wm > last {
+                        prop_assert_eq!(Some(wm), live_min);
+                    }
+                    last = wm;
+                }
+                prop_assert_eq!(iw.current(), last);
+                if out == Some(Watermark::Idle) {
+                    prop_assert!(live_min.is_none());
+                }
+            }
+        }
+    }
+}

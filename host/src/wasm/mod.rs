@@ -1,0 +1,335 @@
+//! The Wasm boundary: loading operator modules and running them sandboxed.
+//!
+//! This is the only place that generates bindings (`bindgen!`, once, for the
+//! `host` world of `wit/operator.wit`, which has every import and export) and
+//! the only place that touches wasmtime. It owns:
+//!
+//! - the process-wide [`Engine`] with epoch interruption, and the thread that
+//!   ticks its epoch (the per-call deadline is counted in ticks);
+//! - [`load`]: a module file becomes a [`Module`] — compiled once per process
+//!   and cached on disk by content hash, type-checked against the world the
+//!   node needs before anything runs;
+//! - [`sandbox`]: what a guest may reach (nothing unless the spec grants it),
+//!   its memory cap, where its log lines and stderr go, and how a trap is
+//!   described;
+//! - the adapters from a module to the runtime: [`transform::WasmTransform`]
+//!   (an [`crate::runtime::Operator`]) and [`aggregate::WasmAggregator`] (a
+//!   window's [`crate::window::aggregate::Aggregator`]).
+//!
+//! Calls are async (`call_async`): they run on a fiber inside the task's
+//! tokio task, which is what wasmtime-wasi needs when a guest writes to
+//! stdout or panics.
+
+pub mod aggregate;
+pub mod logging;
+pub mod sandbox;
+pub mod transform;
+
+use crate::plan::spec::GrantsSpec;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker};
+use wasmtime::{Config, Engine, OptLevel};
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "host",
+    ownership: Borrowing { duplicate_if_necessary: true },
+    exports: { default: async },
+});
+
+pub use exports::sluice::operator::{aggregate as wit_aggregate, transform as wit_transform};
+pub use sluice::operator::types as wit;
+
+/// Epoch tick: the resolution of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The operator world a node needs a module to implement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    Transform,
+    Aggregate,
+}
+
+impl World {
+    pub fn wit_name(self) -> &'static str {
+        match self {
+            World::Transform => "sluice:operator/transform-operator@0.1.0",
+            World::Aggregate => "sluice:operator/aggregate-operator@0.1.0",
+        }
+    }
+
+    fn export(self) -> &'static str {
+        match self {
+            World::Transform => "sluice:operator/transform@0.1.0",
+            World::Aggregate => "sluice:operator/aggregate@0.1.0",
+        }
+    }
+}
+
+/// A compiled module, checked against its world and ready to instantiate.
+pub struct Module {
+    pub path: PathBuf,
+    /// Hex SHA-256 of the module file.
+    pub sha256: String,
+    pub world: World,
+    pre: InstancePre<sandbox::StoreData>,
+    exports: Exports,
+}
+
+enum Exports {
+    Transform(wit_transform::GuestIndices),
+    Aggregate(wit_aggregate::GuestIndices),
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("world", &self.world)
+            .finish()
+    }
+}
+
+/// How one operator's instances run.
+#[derive(Debug, Clone)]
+pub struct InstanceSettings {
+    /// The node's uid, for logs and errors.
+    pub uid: Arc<str>,
+    /// JSON text passed to the module's `open`.
+    pub config: String,
+    pub memory_limit: u64,
+    pub call_timeout: Duration,
+    pub grants: GrantsSpec,
+    /// Folder that relative `grants.dirs` paths are resolved against.
+    pub base_dir: PathBuf,
+}
+
+struct Runtime {
+    engine: Engine,
+    linker: Linker<sandbox::StoreData>,
+    compiled: Mutex<HashMap<String, Component>>,
+}
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        let engine = Engine::new(&config).expect("wasmtime engine configuration");
+        let ticker = engine.weak();
+        std::thread::Builder::new()
+            .name("sluice-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .expect("spawn epoch thread");
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("link WASI");
+        sluice::operator::logging::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link logging");
+        // Guests import the (function-less) `types` instance too.
+        sluice::operator::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link types");
+        Runtime {
+            engine,
+            linker,
+            compiled: Mutex::new(HashMap::new()),
+        }
+    })
+}
+
+/// The process-wide engine.
+pub fn engine() -> &'static Engine {
+    &runtime().engine
+}
+
+/// Loads, compiles (or reuses the compiled artifact of) and type-checks the
+/// module at `path` for `world`. The error says what is wrong in words a
+/// module author can act on.
+pub fn load(path: &Path, world: World) -> Result<Arc<Module>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let rt = runtime();
+    let component = {
+        let cached = rt
+            .compiled
+            .lock()
+            .expect("module cache")
+            .get(&sha256)
+            .cloned();
+        match cached {
+            Some(c) => c,
+            None => {
+                let c = compile_cached(&rt.engine, &bytes, &sha256).map_err(|e| {
+                    format!("{} is not a valid Wasm component: {e}", path.display())
+                })?;
+                rt.compiled
+                    .lock()
+                    .expect("module cache")
+                    .insert(sha256.clone(), c.clone());
+                c
+            }
+        }
+    };
+    let exports_list = || {
+        let ty = component.component_type();
+        let names: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_owned()).collect();
+        if names.is_empty() {
+            "nothing".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    if component.get_export_index(None, world.export()).is_none() {
+        return Err(format!(
+            "{} does not implement the world {} (it must export {}; it exports {})",
+            path.display(),
+            world.wit_name(),
+            world.export(),
+            exports_list()
+        ));
+    }
+    let pre = rt.linker.instantiate_pre(&component).map_err(|e| {
+        format!(
+            "{} imports something the host does not provide: {e:#}",
+            path.display()
+        )
+    })?;
+    let wrong_world = |e: wasmtime::Error| {
+        format!(
+            "{} does not implement the world {}: {e:#}",
+            path.display(),
+            world.wit_name()
+        )
+    };
+    let exports = match world {
+        World::Transform => {
+            Exports::Transform(wit_transform::GuestIndices::new(&pre).map_err(wrong_world)?)
+        }
+        World::Aggregate => {
+            Exports::Aggregate(wit_aggregate::GuestIndices::new(&pre).map_err(wrong_world)?)
+        }
+    };
+    Ok(Arc::new(Module {
+        path: path.to_owned(),
+        sha256,
+        world,
+        pre,
+        exports,
+    }))
+}
+
+/// Compiling costs tens of milliseconds per module (seconds for big
+/// guests); loading a precompiled artifact costs well under one. Artifacts are
+/// kept under the cache folder, named by the module's hash and the engine's
+/// compatibility hash, written atomically.
+fn compile_cached(engine: &Engine, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
+    let dir = cache_dir();
+    let mut compat = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
+    let file = dir.join(format!(
+        "{sha256}-{:016x}.cwasm",
+        std::hash::Hasher::finish(&compat)
+    ));
+    if file.exists() {
+        // SAFETY: the file was written by `Component::serialize` of an engine
+        // with the same compatibility hash, into sluice's own cache folder.
+        match unsafe { Component::deserialize_file(engine, &file) } {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "ignoring unusable cached module: {e}")
+            }
+        }
+    }
+    let component = Component::new(engine, bytes)?;
+    if let Ok(artifact) = component.serialize() {
+        let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
+        let stored = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&tmp, &artifact))
+            .and_then(|()| std::fs::rename(&tmp, &file));
+        if let Err(e) = stored {
+            tracing::debug!(dir = %dir.display(), "cannot cache the compiled module: {e}");
+        }
+    }
+    Ok(component)
+}
+
+fn wit_span(s: crate::runtime::batch::Span) -> wit::Span {
+    wit::Span {
+        offset: s.offset,
+        len: s.len,
+    }
+}
+
+/// Reusable buffers for handing a host batch to a guest: only the small
+/// per-record metadata is converted; the data buffer is passed as it is.
+#[derive(Default)]
+pub(crate) struct Lowering {
+    metas: Vec<wit::RecordMeta>,
+    headers: Vec<wit::Header>,
+}
+
+impl Lowering {
+    pub(crate) fn batch<'a>(&'a mut self, b: &'a crate::runtime::Batch) -> wit::BatchParam<'a> {
+        self.metas.clear();
+        self.metas.extend(b.records.iter().map(|m| wit::RecordMeta {
+            key: m.key.map(wit_span),
+            value: wit_span(m.value),
+            timestamp: m.timestamp,
+            headers_start: m.headers_start,
+            headers_len: m.headers_len,
+        }));
+        self.headers.clear();
+        self.headers.extend(b.headers.iter().map(|h| wit::Header {
+            name: wit_span(h.name),
+            value: wit_span(h.value),
+        }));
+        wit::BatchParam {
+            data: &b.data,
+            records: &self.metas,
+            headers: &self.headers,
+        }
+    }
+}
+
+/// Checks that a guest-made span lies inside a buffer of `len` bytes.
+fn checked_span(s: wit::Span, len: usize) -> Result<crate::runtime::batch::Span, String> {
+    if s.offset as u64 + s.len as u64 > len as u64 {
+        return Err(format!(
+            "a span {}..{} reaches past the end of its {len}-byte buffer",
+            s.offset,
+            s.offset as u64 + s.len as u64
+        ));
+    }
+    Ok(crate::runtime::batch::Span {
+        offset: s.offset,
+        len: s.len,
+    })
+}
+
+/// `$SLUICE_CACHE_DIR`, else `$XDG_CACHE_HOME/sluice/modules`, else
+/// `~/.cache/sluice/modules`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("SLUICE_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("sluice").join("modules")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

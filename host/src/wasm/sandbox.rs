@@ -1,0 +1,367 @@
+//! What a guest may reach, how much memory it may take, how long a call may
+//! run, and how its failures are described.
+//!
+//! A guest built for `wasm32-wasip2` imports WASI interfaces even when it does
+//! no I/O, so the host links WASI but grants nothing by default: no files,
+//! no network, both clocks frozen at zero and randomness replaced by a fixed
+//! sequence (so a guest's run is repeatable). The spec's `grants` open these
+//! one by one. Guest stdout and stderr become log lines tagged with the
+//! operator uid; the last lines of stderr (where a Rust guest's panic message
+//! goes) are kept to explain a trap.
+
+use super::{InstanceSettings, Module};
+use crate::error::WasmError;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime::component::{Instance, ResourceTable};
+use wasmtime::{ResourceLimiter, Store, Trap, WasmBacktrace};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::{
+    Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
+    WasiCtxView, WasiView,
+};
+
+/// The data of every guest's store.
+pub struct StoreData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    memory: MemoryCap,
+    pub(crate) uid: Arc<str>,
+}
+
+impl WasiView for StoreData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Caps each linear memory; remembers that the cap was hit so that the trap
+/// that follows (a Rust guest aborts when allocation fails) can be explained.
+struct MemoryCap {
+    limit: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// One guest instance with its store.
+pub struct Sandbox {
+    pub store: Store<StoreData>,
+    pub instance: Instance,
+    deadline_ticks: u64,
+    call_timeout: Duration,
+    memory_limit: u64,
+    stderr: GuestOutput,
+}
+
+impl Sandbox {
+    /// Creates an instance of `module`. Instantiation may run guest code, so
+    /// it runs under the deadline too.
+    pub async fn new(module: &Module, settings: &InstanceSettings) -> Result<Sandbox, WasmError> {
+        let open_err = |message: String| WasmError::Open {
+            uid: settings.uid.to_string(),
+            message,
+        };
+        let stderr = GuestOutput::new(settings.uid.clone(), true);
+        let mut b = WasiCtxBuilder::new();
+        b.stdout(GuestOutput::new(settings.uid.clone(), false));
+        b.stderr(stderr.clone());
+        b.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let g = &settings.grants;
+        if !g.clock {
+            b.wall_clock(Frozen).monotonic_clock(Frozen);
+        }
+        if !g.random {
+            let fixed: Vec<u8> = (0..=255u8).collect();
+            b.secure_random(Deterministic::new(fixed.clone()));
+            b.insecure_random(Deterministic::new(fixed));
+            b.insecure_random_seed(0);
+        }
+        for (k, v) in &g.env {
+            b.env(k, v);
+        }
+        for d in &g.dirs {
+            let host = settings.base_dir.join(&d.host);
+            b.preopened_dir(&host, &d.guest, FsPerms::ReadOnly)
+                .map_err(|e| open_err(format!("cannot grant folder {}: {e}", host.display())))?;
+        }
+        let data = StoreData {
+            wasi: b.build(),
+            table: ResourceTable::new(),
+            memory: MemoryCap {
+                limit: settings.memory_limit.min(usize::MAX as u64) as usize,
+                hit: false,
+            },
+            uid: settings.uid.clone(),
+        };
+        let mut store = Store::new(super::engine(), data);
+        store.limiter(|d| &mut d.memory);
+        let tick = super::EPOCH_TICK.as_millis() as u64;
+        let deadline_ticks = (settings.call_timeout.as_millis() as u64)
+            .div_ceil(tick)
+            .max(1)
+            + 1;
+        store.set_epoch_deadline(deadline_ticks);
+        let instance = match module.pre.instantiate_async(&mut store).await {
+            Ok(i) => i,
+            Err(e) => {
+                let msg = describe(
+                    &e,
+                    &store,
+                    settings.call_timeout,
+                    settings.memory_limit,
+                    &stderr,
+                );
+                return Err(open_err(format!(
+                    "cannot instantiate {}: {msg}",
+                    module.path.display()
+                )));
+            }
+        };
+        Ok(Sandbox {
+            store,
+            instance,
+            deadline_ticks,
+            call_timeout: settings.call_timeout,
+            memory_limit: settings.memory_limit,
+            stderr,
+        })
+    }
+
+    /// Sets the deadline for the next call.
+    #[inline]
+    pub fn arm(&mut self) {
+        self.store.set_epoch_deadline(self.deadline_ticks);
+    }
+
+    /// A trap or error from a call, in words.
+    pub fn describe(&self, e: &wasmtime::Error) -> String {
+        describe(
+            e,
+            &self.store,
+            self.call_timeout,
+            self.memory_limit,
+            &self.stderr,
+        )
+    }
+}
+
+fn describe(
+    e: &wasmtime::Error,
+    store: &Store<StoreData>,
+    call_timeout: Duration,
+    memory_limit: u64,
+    stderr: &GuestOutput,
+) -> String {
+    let mut msg = if store.data().memory.hit {
+        format!(
+            "exceeded its memory limit of {} MiB ({e})",
+            memory_limit as f64 / (1 << 20) as f64
+        )
+    } else {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                format!("exceeded its call deadline of {call_timeout:?}")
+            }
+            Some(t) => format!("wasm trap: {t}"),
+            None => format!("{e:#}"),
+        }
+    };
+    let tail = stderr.tail();
+    if !tail.is_empty() {
+        msg.push_str("; guest stderr: ");
+        msg.push_str(&tail);
+    }
+    if let Some(bt) = e.downcast_ref::<WasmBacktrace>() {
+        let frames: Vec<String> = bt
+            .frames()
+            .iter()
+            .take(8)
+            .map(|f| {
+                let name = f.func_name().unwrap_or("<unknown>");
+                match f
+                    .symbols()
+                    .first()
+                    .and_then(|s| Some((s.file()?, s.line()?)))
+                {
+                    Some((file, line)) => format!("{name} ({file}:{line})"),
+                    None => name.to_owned(),
+                }
+            })
+            .collect();
+        if !frames.is_empty() {
+            msg.push_str("; at ");
+            msg.push_str(&frames.join(" <- "));
+        }
+    }
+    msg
+}
+
+/// A clock that always reads zero.
+struct Frozen;
+
+impl HostWallClock for Frozen {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for Frozen {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Guest stdout or stderr: complete lines become log events; the last lines
+/// of stderr are kept.
+#[derive(Clone)]
+pub struct GuestOutput(Arc<Mutex<OutputState>>);
+
+struct OutputState {
+    uid: Arc<str>,
+    stderr: bool,
+    partial: Vec<u8>,
+    tail: VecDeque<String>,
+}
+
+const TAIL_LINES: usize = 8;
+const MAX_LINE: usize = 4096;
+
+impl GuestOutput {
+    fn new(uid: Arc<str>, stderr: bool) -> GuestOutput {
+        GuestOutput(Arc::new(Mutex::new(OutputState {
+            uid,
+            stderr,
+            partial: Vec::new(),
+            tail: VecDeque::new(),
+        })))
+    }
+
+    fn write(&self, bytes: &[u8]) {
+        let mut s = self.0.lock().expect("guest output");
+        s.partial.extend_from_slice(bytes);
+        while let Some(nl) = memchr::memchr(b'\n', &s.partial) {
+            let line: Vec<u8> = s.partial.drain(..=nl).collect();
+            s.line(&line[..line.len() - 1]);
+        }
+        if s.partial.len() > MAX_LINE {
+            let line = std::mem::take(&mut s.partial);
+            s.line(&line);
+        }
+    }
+
+    fn tail(&self) -> String {
+        let s = self.0.lock().expect("guest output");
+        let mut lines: Vec<&str> = s.tail.iter().map(String::as_str).collect();
+        let partial = String::from_utf8_lossy(&s.partial);
+        if !partial.trim().is_empty() {
+            lines.push(&partial);
+            return lines.join(" | ");
+        }
+        lines.join(" | ")
+    }
+}
+
+impl OutputState {
+    fn line(&mut self, bytes: &[u8]) {
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        if self.stderr {
+            tracing::warn!(operator = %self.uid, "guest stderr: {text}");
+            if self.tail.len() == TAIL_LINES {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(text);
+        } else {
+            tracing::info!(operator = %self.uid, "guest stdout: {text}");
+        }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl OutputStream for GuestOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        GuestOutput::write(self, &bytes);
+        Ok(())
+    }
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for GuestOutput {
+    async fn ready(&mut self) {}
+}
+
+impl tokio::io::AsyncWrite for GuestOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        GuestOutput::write(&self, buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

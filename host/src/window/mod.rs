@@ -1,0 +1,731 @@
+//! Event-time windows over keyed streams.
+//!
+//! The window operator runs behind a `key_by`: every record has a key and an
+//! event time. It keeps, per key, one accumulator per pane (tumbling,
+//! sliding, cumulate — see [`assigner`]) or per session, and registers one
+//! timer per key and window. When the watermark passes a window's last
+//! timestamp the window fires: its panes' accumulators are merged, the
+//! aggregate's result becomes an output row
+//! `{"<key>": .., "window_start": .., "window_end": .., <result fields>}`
+//! whose event time is the window's last timestamp.
+//!
+//! Lateness follows Flink: a window stays for `allowed_lateness` after it
+//! fired, and a record that still reaches it makes it fire again with the
+//! updated result; a record whose windows have all expired goes to the
+//! `late` side output. Sessions merge when a record's `[ts, ts + gap)`
+//! overlaps or touches them.
+//!
+//! Aggregator calls are batched: records are added to a pending batch and
+//! handed to the aggregator when 2048 have gathered, or before a window that
+//! needs them fires. With a Wasm aggregator this turns tens of thousands of
+//! small calls into a few large ones.
+
+pub mod aggregate;
+pub mod assigner;
+
+use crate::error::{RuntimeError, WasmError};
+use crate::json;
+use crate::runtime::batch::Span;
+use crate::runtime::operator::FIRST_SIDE_PORT;
+use crate::runtime::{Batch, NodeMetrics, Operator, Origin, Output, RecordRef};
+use aggregate::{Aggregator, ByteList};
+use assigner::{Aligned, Window};
+use async_trait::async_trait;
+use smallvec::SmallVec;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// The port of a window's late records.
+pub const LATE_PORT: usize = FIRST_SIDE_PORT;
+
+/// Pending records handed to the aggregator at once.
+const MAX_PENDING: usize = 2048;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    Aligned(Aligned),
+    Session { gap: i64 },
+}
+
+/// A window node's settings.
+#[derive(Clone, Debug)]
+pub struct WindowSettings {
+    pub kind: WindowKind,
+    pub allowed_lateness: i64,
+    /// Output field names.
+    pub key_field: String,
+    pub start_field: String,
+    pub end_field: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    window: Window,
+    slot: u32,
+}
+
+struct KeyEntry {
+    key: Box<[u8]>,
+    /// Aligned windows: (pane start, accumulator slot).
+    panes: SmallVec<[(i64, u32); 4]>,
+    sessions: SmallVec<[Session; 2]>,
+}
+
+/// Keys with state, by index, so that timers can name a key cheaply.
+#[derive(Default)]
+struct Keys {
+    index: hashbrown::HashMap<Box<[u8]>, u32>,
+    entries: Vec<Option<KeyEntry>>,
+    free: Vec<u32>,
+}
+
+impl Keys {
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    fn insert(&mut self, key: &[u8]) -> u32 {
+        if let Some(k) = self.find(key) {
+            return k;
+        }
+        let entry = KeyEntry {
+            key: key.into(),
+            panes: SmallVec::new(),
+            sessions: SmallVec::new(),
+        };
+        let k = match self.free.pop() {
+            Some(k) => {
+                self.entries[k as usize] = Some(entry);
+                k
+            }
+            None => {
+                self.entries.push(Some(entry));
+                (self.entries.len() - 1) as u32
+            }
+        };
+        self.index.insert(key.into(), k);
+        k
+    }
+
+    fn get(&self, k: u32) -> &KeyEntry {
+        self.entries[k as usize].as_ref().expect("live key")
+    }
+
+    fn get_mut(&mut self, k: u32) -> &mut KeyEntry {
+        self.entries[k as usize].as_mut().expect("live key")
+    }
+
+    /// The key, unless it has been released (a key can have several
+    /// cleanup entries; the first one may release it).
+    fn live_mut(&mut self, k: u32) -> Option<&mut KeyEntry> {
+        self.entries.get_mut(k as usize).and_then(Option::as_mut)
+    }
+
+    /// Forgets a key that has no state left.
+    fn release_if_empty(&mut self, k: u32) {
+        let e = self.get(k);
+        if e.panes.is_empty() && e.sessions.is_empty() {
+            let e = self.entries[k as usize].take().expect("live key");
+            self.index.remove(&e.key);
+            self.free.push(k);
+        }
+    }
+}
+
+/// Accumulators by slot.
+#[derive(Default)]
+struct Slots {
+    accs: Vec<Vec<u8>>,
+    free: Vec<u32>,
+    /// `pending_gen[slot] == generation` while the slot has pending records, and
+    /// then `pending_idx[slot]` is its index in the pending accumulators.
+    pending_gen: Vec<u64>,
+    pending_idx: Vec<u32>,
+}
+
+impl Slots {
+    fn alloc(&mut self, bytes: &[u8]) -> u32 {
+        match self.free.pop() {
+            Some(s) => {
+                let acc = &mut self.accs[s as usize];
+                acc.clear();
+                acc.extend_from_slice(bytes);
+                s
+            }
+            None => {
+                self.accs.push(bytes.to_vec());
+                self.pending_gen.push(0);
+                self.pending_idx.push(0);
+                (self.accs.len() - 1) as u32
+            }
+        }
+    }
+
+    fn release(&mut self, s: u32) {
+        self.free.push(s);
+    }
+
+    fn get(&self, s: u32) -> &[u8] {
+        &self.accs[s as usize]
+    }
+
+    fn set(&mut self, s: u32, bytes: &[u8]) {
+        let acc = &mut self.accs[s as usize];
+        acc.clear();
+        acc.extend_from_slice(bytes);
+    }
+}
+
+pub struct WindowOperator {
+    settings: Arc<WindowSettings>,
+    agg: Box<dyn Aggregator>,
+    empty: Vec<u8>,
+    keys: Keys,
+    slots: Slots,
+    /// Aligned: windows to fire, by (end, start), with the keys that have data in them.
+    fire: BTreeMap<(i64, i64), Vec<u32>>,
+    /// Aligned: when panes may expire, with the keys to look at.
+    cleanup: BTreeMap<i64, Vec<u32>>,
+    /// Sessions: (last timestamp, key) of sessions not yet fired.
+    session_fire: BTreeSet<(i64, u32)>,
+    /// Sessions: (expiry, key) of sessions fired but kept for lateness.
+    session_cleanup: BTreeSet<(i64, u32)>,
+    watermark: i64,
+    pending: Batch,
+    pending_targets: Vec<u32>,
+    pending_slots: Vec<u32>,
+    generation: u64,
+    late: Batch,
+}
+
+impl WindowOperator {
+    pub fn new(settings: Arc<WindowSettings>, agg: Box<dyn Aggregator>) -> WindowOperator {
+        WindowOperator {
+            settings,
+            agg,
+            empty: Vec::new(),
+            keys: Keys::default(),
+            slots: Slots::default(),
+            fire: BTreeMap::new(),
+            cleanup: BTreeMap::new(),
+            session_fire: BTreeSet::new(),
+            session_cleanup: BTreeSet::new(),
+            watermark: i64::MIN,
+            pending: Batch::default(),
+            pending_targets: Vec::new(),
+            pending_slots: Vec::new(),
+            generation: 1,
+            late: Batch::default(),
+        }
+    }
+
+    fn lateness(&self) -> i64 {
+        self.settings.allowed_lateness
+    }
+
+    /// Whether a window has expired: fired, and past its allowed lateness.
+    fn expired(&self, w: Window) -> bool {
+        w.max_timestamp().saturating_add(self.lateness()) <= self.watermark
+    }
+
+    fn fired(&self, w: Window) -> bool {
+        w.max_timestamp() <= self.watermark
+    }
+
+    fn queue(&mut self, record: RecordRef<'_>, slot: u32) {
+        self.pending.push_record(record, None);
+        let s = slot as usize;
+        if self.slots.pending_gen[s] != self.generation {
+            self.slots.pending_gen[s] = self.generation;
+            self.slots.pending_idx[s] = self.pending_slots.len() as u32;
+            self.pending_slots.push(slot);
+        }
+        self.pending_targets.push(self.slots.pending_idx[s]);
+    }
+
+    fn is_pending(&self, slot: u32) -> bool {
+        self.slots.pending_gen[slot as usize] == self.generation
+    }
+
+    /// Hands the pending records to the aggregator.
+    async fn flush(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let mut accs = ByteList::default();
+        for &s in &self.pending_slots {
+            accs.push(self.slots.get(s));
+        }
+        self.agg
+            .add(&mut accs, &self.pending, &self.pending_targets, out)
+            .await?;
+        if accs.len() != self.pending_slots.len() {
+            return Err(self.contract(format!(
+                "add returned {} accumulators for {}",
+                accs.len(),
+                self.pending_slots.len()
+            )));
+        }
+        for (i, &s) in self.pending_slots.iter().enumerate() {
+            self.slots.set(s, accs.get(i));
+        }
+        self.pending.clear();
+        self.pending_targets.clear();
+        self.pending_slots.clear();
+        self.generation += 1;
+        Ok(())
+    }
+
+    fn contract(&self, message: String) -> RuntimeError {
+        RuntimeError::Wasm(WasmError::Contract {
+            uid: "window aggregate".into(),
+            message,
+        })
+    }
+
+    async fn add_aligned(
+        &mut self,
+        a: Aligned,
+        record: RecordRef<'_>,
+        ts: i64,
+        key: &[u8],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let last = Window {
+            start: 0,
+            end: a.last_end(ts),
+        };
+        if self.expired(last) {
+            self.late.push_record(record, None);
+            return Ok(());
+        }
+        let pane = a.pane_of(ts);
+        let k = self.keys.insert(key);
+        let existing = self
+            .keys
+            .get(k)
+            .panes
+            .iter()
+            .find(|p| p.0 == pane)
+            .map(|p| p.1);
+        let slot = match existing {
+            Some(s) => s,
+            None => {
+                let slot = self.slots.alloc(&self.empty);
+                let entry = self.keys.get_mut(k);
+                let watermark = self.watermark;
+                let fire = &mut self.fire;
+                a.for_each_window(pane, |w| {
+                    let has_other = entry.panes.iter().any(|&(p, _)| w.start <= p && p < w.end);
+                    if !has_other && w.max_timestamp() > watermark {
+                        fire.entry((w.end, w.start)).or_default().push(k);
+                    }
+                });
+                entry.panes.push((pane, slot));
+                let expiry = (a.last_end(pane) - 1).saturating_add(self.lateness());
+                self.cleanup.entry(expiry).or_default().push(k);
+                slot
+            }
+        };
+        self.queue(record, slot);
+        if self.lateness() > 0 {
+            // Windows that already fired but are within their lateness fire
+            // again, with this record.
+            let mut refire = SmallVec::<[Window; 4]>::new();
+            a.for_each_window(pane, |w| {
+                if self.fired(w) && !self.expired(w) {
+                    refire.push(w);
+                }
+            });
+            if !refire.is_empty() {
+                self.flush(out).await?;
+                let due: Vec<(Window, u32)> = refire.into_iter().map(|w| (w, k)).collect();
+                self.fire_aligned(&due, out).await?;
+            }
+        }
+        if self.pending.len() >= MAX_PENDING {
+            self.flush(out).await?;
+        }
+        Ok(())
+    }
+
+    async fn add_session(
+        &mut self,
+        gap: i64,
+        record: RecordRef<'_>,
+        ts: i64,
+        key: &[u8],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let new = Window {
+            start: ts,
+            end: ts.saturating_add(gap),
+        };
+        let overlapping: SmallVec<[usize; 2]> = match self.keys.find(key) {
+            Some(k) => self
+                .keys
+                .get(k)
+                .sessions
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.window.start <= new.end && s.window.end >= new.start)
+                .map(|(i, _)| i)
+                .collect(),
+            None => SmallVec::new(),
+        };
+        if overlapping.is_empty() && self.expired(new) {
+            self.late.push_record(record, None);
+            return Ok(());
+        }
+        let k = self.keys.insert(key);
+        let lateness = self.lateness();
+        let slot = if overlapping.is_empty() {
+            let slot = self.slots.alloc(&self.empty);
+            self.keys
+                .get_mut(k)
+                .sessions
+                .push(Session { window: new, slot });
+            if !self.fired(new) {
+                self.session_fire.insert((new.max_timestamp(), k));
+            }
+            slot
+        } else {
+            if overlapping.len() > 1 {
+                self.flush(out).await?;
+            }
+            let sessions = &self.keys.get(k).sessions;
+            let survivor = sessions[overlapping[0]];
+            let mut merged = new;
+            let mut merge_accs = ByteList::default();
+            for &i in &overlapping {
+                let s = sessions[i];
+                merged.start = merged.start.min(s.window.start);
+                merged.end = merged.end.max(s.window.end);
+                merge_accs.push(self.slots.get(s.slot));
+            }
+            let removed: SmallVec<[Session; 2]> =
+                overlapping.iter().map(|&i| sessions[i]).collect();
+            if overlapping.len() > 1 {
+                let one = self
+                    .agg
+                    .merge(
+                        &merge_accs,
+                        &[Span {
+                            offset: 0,
+                            len: overlapping.len() as u32,
+                        }],
+                    )
+                    .await?;
+                if one.len() != 1 {
+                    return Err(self.contract(format!(
+                        "merge returned {} accumulators for 1 group",
+                        one.len()
+                    )));
+                }
+                self.slots.set(survivor.slot, one.get(0));
+            }
+            for s in &removed {
+                let t = s.window.max_timestamp();
+                self.session_fire.remove(&(t, k));
+                self.session_cleanup
+                    .remove(&(t.saturating_add(lateness), k));
+                if s.slot != survivor.slot {
+                    self.slots.release(s.slot);
+                }
+            }
+            let entry = self.keys.get_mut(k);
+            entry
+                .sessions
+                .retain(|s| !removed.iter().any(|r| r.window == s.window));
+            entry.sessions.push(Session {
+                window: merged,
+                slot: survivor.slot,
+            });
+            if self.fired(merged) {
+                self.session_cleanup
+                    .insert((merged.max_timestamp().saturating_add(lateness), k));
+            } else {
+                self.session_fire.insert((merged.max_timestamp(), k));
+            }
+            survivor.slot
+        };
+        self.queue(record, slot);
+        let window = self
+            .keys
+            .get(k)
+            .sessions
+            .iter()
+            .find(|s| s.slot == slot)
+            .map(|s| s.window)
+            .expect("session just updated");
+        if self.fired(window) {
+            // Within the allowed lateness: fire again with this record.
+            self.flush(out).await?;
+            self.emit_results(&[(window, k, slot)], out).await?;
+        } else if self.pending.len() >= MAX_PENDING {
+            self.flush(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Fires aligned windows for keys: merges each window's panes and emits
+    /// the results.
+    async fn fire_aligned(
+        &mut self,
+        due: &[(Window, u32)],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let pending = due.iter().any(|&(w, k)| {
+            self.keys
+                .get(k)
+                .panes
+                .iter()
+                .any(|&(p, slot)| w.start <= p && p < w.end && self.is_pending(slot))
+        });
+        if pending {
+            self.flush(out).await?;
+        }
+        let mut pane_accs = ByteList::default();
+        let mut groups = Vec::with_capacity(due.len());
+        let mut fired = Vec::with_capacity(due.len());
+        for &(w, k) in due {
+            let start = pane_accs.len() as u32;
+            for &(p, slot) in &self.keys.get(k).panes {
+                if w.start <= p && p < w.end {
+                    pane_accs.push(self.slots.get(slot));
+                }
+            }
+            let len = pane_accs.len() as u32 - start;
+            if len > 0 {
+                groups.push(Span { offset: start, len });
+                fired.push((w, k));
+            }
+        }
+        if fired.is_empty() {
+            return Ok(());
+        }
+        let accs = if groups.iter().all(|g| g.len == 1) {
+            pane_accs
+        } else {
+            let merged = self.agg.merge(&pane_accs, &groups).await?;
+            if merged.len() != groups.len() {
+                return Err(self.contract(format!(
+                    "merge returned {} accumulators for {} groups",
+                    merged.len(),
+                    groups.len()
+                )));
+            }
+            merged
+        };
+        self.emit_rows(&fired, &accs, out).await
+    }
+
+    /// Emits results for (window, key, slot) triples.
+    async fn emit_results(
+        &mut self,
+        due: &[(Window, u32, u32)],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let mut accs = ByteList::default();
+        for &(_, _, slot) in due {
+            accs.push(self.slots.get(slot));
+        }
+        let fired: Vec<(Window, u32)> = due.iter().map(|&(w, k, _)| (w, k)).collect();
+        self.emit_rows(&fired, &accs, out).await
+    }
+
+    async fn emit_rows(
+        &mut self,
+        fired: &[(Window, u32)],
+        accs: &ByteList,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let results = self.agg.results(accs).await?;
+        if results.len() != fired.len() {
+            return Err(self.contract(format!(
+                "{} results for {} accumulators",
+                results.len(),
+                fired.len()
+            )));
+        }
+        let mut rows = Batch::with_capacity(fired.len(), fired.len() * 96);
+        let s = &self.settings;
+        for (i, &(w, k)) in fired.iter().enumerate() {
+            let result = results.get(i);
+            json::validate(result)
+                .map_err(|e| self.contract(format!("a result is not JSON: {e}")))?;
+            let key = &self.keys.get(k).key;
+            rows.push_built(Some(key), Some(w.max_timestamp()), Origin::NONE, |v| {
+                v.push(b'{');
+                json::write_str(v, s.key_field.as_bytes());
+                v.push(b':');
+                v.extend_from_slice(key);
+                v.push(b',');
+                json::write_str(v, s.start_field.as_bytes());
+                v.push(b':');
+                json::write_i64(v, w.start);
+                v.push(b',');
+                json::write_str(v, s.end_field.as_bytes());
+                v.push(b':');
+                json::write_i64(v, w.end);
+                let trimmed = result.trim_ascii();
+                match trimmed {
+                    [b'{', inner @ .., b'}'] => {
+                        if !inner.trim_ascii().is_empty() {
+                            v.push(b',');
+                            v.extend_from_slice(inner);
+                        }
+                    }
+                    other => {
+                        v.extend_from_slice(b",\"result\":");
+                        v.extend_from_slice(other);
+                    }
+                }
+                v.push(b'}');
+            });
+        }
+        out.emit(rows);
+        Ok(())
+    }
+
+    async fn advance_aligned(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        let mut due = Vec::new();
+        let watermark = self.watermark;
+        while let Some(entry) = self.fire.first_entry() {
+            let (end, start) = *entry.key();
+            let w = Window { start, end };
+            if w.max_timestamp() > watermark {
+                break;
+            }
+            for k in entry.remove() {
+                due.push((w, k));
+            }
+        }
+        if !due.is_empty() {
+            self.fire_aligned(&due, out).await?;
+        }
+        let WindowKind::Aligned(a) = self.settings.kind else {
+            unreachable!("aligned windows");
+        };
+        while let Some(entry) = self.cleanup.first_entry() {
+            if *entry.key() > self.watermark {
+                break;
+            }
+            for k in entry.remove() {
+                let Some(e) = self.keys.live_mut(k) else {
+                    continue;
+                };
+                let lateness = self.settings.allowed_lateness;
+                let watermark = self.watermark;
+                let slots = &mut self.slots;
+                e.panes.retain(|&mut (p, slot)| {
+                    let expired = (a.last_end(p) - 1).saturating_add(lateness) <= watermark;
+                    if expired {
+                        slots.release(slot);
+                    }
+                    !expired
+                });
+                self.keys.release_if_empty(k);
+            }
+        }
+        Ok(())
+    }
+
+    async fn advance_sessions(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        let mut due = Vec::new();
+        while let Some(&(t, k)) = self.session_fire.first() {
+            if t > self.watermark {
+                break;
+            }
+            self.session_fire.pop_first();
+            if let Some(s) = self
+                .keys
+                .get(k)
+                .sessions
+                .iter()
+                .find(|s| s.window.max_timestamp() == t)
+            {
+                due.push((s.window, k, s.slot));
+            }
+        }
+        if !due.is_empty() {
+            if due.iter().any(|&(_, _, slot)| self.is_pending(slot)) {
+                self.flush(out).await?;
+            }
+            self.emit_results(&due, out).await?;
+            let lateness = self.lateness();
+            for &(w, k, _) in &due {
+                self.session_cleanup
+                    .insert((w.max_timestamp().saturating_add(lateness), k));
+            }
+        }
+        while let Some(&(t, k)) = self.session_cleanup.first() {
+            if t > self.watermark {
+                break;
+            }
+            self.session_cleanup.pop_first();
+            let lateness = self.lateness();
+            let watermark = self.watermark;
+            let slots = &mut self.slots;
+            let Some(e) = self.keys.live_mut(k) else {
+                continue;
+            };
+            e.sessions.retain(|s| {
+                let expired = s.window.max_timestamp().saturating_add(lateness) <= watermark;
+                if expired {
+                    slots.release(s.slot);
+                }
+                !expired
+            });
+            self.keys.release_if_empty(k);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Operator for WindowOperator {
+    async fn open(&mut self) -> Result<(), RuntimeError> {
+        self.agg.open().await?;
+        self.empty = self.agg.empty().to_vec();
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        for i in 0..batch.len() {
+            let record = batch.get(i);
+            let (Some(ts), Some(key)) = (record.timestamp(), record.key()) else {
+                out.dead_letter(
+                    record,
+                    "a window needs records with an event time and a key",
+                )?;
+                continue;
+            };
+            match self.settings.kind {
+                WindowKind::Aligned(a) => self.add_aligned(a, record, ts, key, out).await?,
+                WindowKind::Session { gap } => self.add_session(gap, record, ts, key, out).await?,
+            }
+        }
+        if !self.late.is_empty() {
+            let late = std::mem::take(&mut self.late);
+            NodeMetrics::add(&out.info().metrics.late, late.len() as u64);
+            out.emit_to(LATE_PORT, late);
+        }
+        Ok(())
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), RuntimeError> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        match self.settings.kind {
+            WindowKind::Aligned(_) => self.advance_aligned(out).await,
+            WindowKind::Session { .. } => self.advance_sessions(out).await,
+        }
+    }
+
+    async fn close(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        self.flush(out).await
+    }
+}
