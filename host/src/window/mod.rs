@@ -729,3 +729,266 @@ impl Operator for WindowOperator {
         self.flush(out).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::aggregate::{NativeAgg, NativeAggregator};
+    use super::*;
+    use crate::plan::spec::NativeFn;
+    use crate::runtime::{NodeInfo, Splits};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// (key, start, end, count) rows and the number of late records.
+    type Rows = Vec<(u8, i64, i64, u64)>;
+
+    fn operator(kind: WindowKind, lateness: i64) -> (WindowOperator, Output) {
+        let settings = Arc::new(WindowSettings {
+            kind,
+            allowed_lateness: lateness,
+            key_field: "k".into(),
+            start_field: "s".into(),
+            end_field: "e".into(),
+        });
+        let agg = NativeAggregator::new(vec![NativeAgg {
+            func: NativeFn::Count,
+            field: None,
+            name: "n".into(),
+        }]);
+        let info = Arc::new(NodeInfo {
+            uid: "w".into(),
+            has_dead_letter: false,
+            splits: Arc::new(Splits::default()),
+            metrics: Arc::default(),
+        });
+        (
+            WindowOperator::new(settings, Box::new(agg)),
+            Output::new(info),
+        )
+    }
+
+    /// Feeds events in order with the benchmark's per-event watermark
+    /// (max - delay - 1, before each event), then the end of input, in
+    /// batches of `batch` records; returns the rows and the late count.
+    async fn drive(
+        op: &mut WindowOperator,
+        out: &mut Output,
+        events: &[(u8, i64)],
+        delay: i64,
+        batch: usize,
+    ) -> (Rows, usize) {
+        op.open().await.unwrap();
+        let mut rows = Vec::new();
+        let mut late = 0;
+        let collect = |out: &mut Output, rows: &mut Rows, late: &mut usize| {
+            for (port, b) in out.drain() {
+                if port == LATE_PORT {
+                    *late += b.len();
+                    continue;
+                }
+                for r in b.iter() {
+                    let v: serde_json::Value = serde_json::from_slice(r.value()).unwrap();
+                    rows.push((
+                        v["k"].as_u64().unwrap() as u8,
+                        v["s"].as_i64().unwrap(),
+                        v["e"].as_i64().unwrap(),
+                        v["n"].as_u64().unwrap(),
+                    ));
+                }
+            }
+        };
+        let mut max = i64::MIN;
+        let mut pending = Batch::default();
+        for &(k, ts) in events {
+            if max > i64::MIN && pending.len() >= batch {
+                op.process_batch(std::mem::take(&mut pending), out)
+                    .await
+                    .unwrap();
+                collect(out, &mut rows, &mut late);
+            }
+            pending.push(
+                Some(k.to_string().as_bytes()),
+                b"{}",
+                Some(ts),
+                Origin::NONE,
+            );
+            if ts > max {
+                max = ts;
+                op.process_batch(std::mem::take(&mut pending), out)
+                    .await
+                    .unwrap();
+                op.on_watermark(max - delay - 1, out).await.unwrap();
+                collect(out, &mut rows, &mut late);
+            }
+        }
+        op.process_batch(pending, out).await.unwrap();
+        op.on_watermark(i64::MAX, out).await.unwrap();
+        op.close(out).await.unwrap();
+        collect(out, &mut rows, &mut late);
+        rows.sort();
+        (rows, late)
+    }
+
+    /// Flink's per-window semantics, written plainly: every window of every
+    /// event, fired once when the watermark passes it, again for each record
+    /// that reaches it within the allowed lateness.
+    fn model_aligned(a: Aligned, lateness: i64, events: &[(u8, i64)], delay: i64) -> (Rows, usize) {
+        let mut state: BTreeMap<(u8, Window), (u64, bool)> = BTreeMap::new();
+        let mut rows = Vec::new();
+        let mut late = 0;
+        let mut wm = i64::MIN;
+        let advance =
+            |wm: i64, state: &mut BTreeMap<(u8, Window), (u64, bool)>, rows: &mut Rows| {
+                for ((k, w), (n, fired)) in state.iter_mut() {
+                    if !*fired && w.max_timestamp() <= wm {
+                        rows.push((*k, w.start, w.end, *n));
+                        *fired = true;
+                    }
+                }
+                state.retain(|(_, w), _| w.max_timestamp().saturating_add(lateness) > wm);
+            };
+        for &(k, ts) in events {
+            let mut any = false;
+            a.for_each_window(ts, |w| {
+                if w.max_timestamp().saturating_add(lateness) <= wm {
+                    return;
+                }
+                any = true;
+                let e = state.entry((k, w)).or_insert((0, false));
+                e.0 += 1;
+                if w.max_timestamp() <= wm {
+                    rows.push((k, w.start, w.end, e.0));
+                    e.1 = true;
+                }
+            });
+            if !any {
+                late += 1;
+            }
+            // The watermark follows each event that raises the maximum.
+            if ts - delay - 1 > wm {
+                wm = ts - delay - 1;
+                advance(wm, &mut state, &mut rows);
+            }
+        }
+        advance(i64::MAX, &mut state, &mut rows);
+        rows.sort();
+        (rows, late)
+    }
+
+    /// Event-time session windows, as bench/README's W4 defines them.
+    fn model_sessions(gap: i64, events: &[(u8, i64)], delay: i64) -> (Rows, usize) {
+        let mut live: BTreeMap<u8, Vec<(i64, i64, u64)>> = BTreeMap::new();
+        let mut rows = Vec::new();
+        let mut late = 0;
+        let mut max = i64::MIN;
+        for &(k, ts) in events {
+            let wm = if max == i64::MIN {
+                i64::MIN
+            } else {
+                max - delay - 1
+            };
+            for (key, sessions) in live.iter_mut() {
+                sessions.retain(|&(s, e, n)| {
+                    if e - 1 <= wm {
+                        rows.push((*key, s, e, n));
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            let sessions = live.entry(k).or_default();
+            let (mut ns, mut ne, mut nc) = (ts, ts + gap, 1u64);
+            let mut merged = false;
+            sessions.retain(|&(s, e, n)| {
+                if s <= ne && e >= ns {
+                    ns = ns.min(s);
+                    ne = ne.max(e);
+                    nc += n;
+                    merged = true;
+                    false
+                } else {
+                    true
+                }
+            });
+            if !merged && ne - 1 <= wm {
+                late += 1;
+            } else {
+                sessions.push((ns, ne, nc));
+            }
+            max = max.max(ts);
+        }
+        for (key, sessions) in live {
+            for (s, e, n) in sessions {
+                rows.push((key, s, e, n));
+            }
+        }
+        rows.sort();
+        (rows, late)
+    }
+
+    fn events() -> impl Strategy<Value = Vec<(u8, i64)>> {
+        // Mostly increasing timestamps with disorder and a few very late ones.
+        // Small steps make exact boundary cases (a timestamp equal to a
+        // window's end or expiry) common.
+        proptest::collection::vec(
+            (0u8..3, 0i64..6, 0i64..8, prop::bool::weighted(0.1)),
+            1..120,
+        )
+        .prop_map(|raw| {
+            let mut clock = 1000;
+            raw.into_iter()
+                .map(|(k, step, jitter, very_late)| {
+                    clock += step;
+                    (
+                        k,
+                        if very_late {
+                            clock - 40 - jitter * 5
+                        } else {
+                            clock - jitter
+                        },
+                    )
+                })
+                .collect()
+        })
+    }
+
+    fn aligned() -> impl Strategy<Value = Aligned> {
+        prop_oneof![
+            (5i64..60).prop_map(|s| Aligned::tumbling(s, 0).unwrap()),
+            (2i64..20, 1i64..4)
+                .prop_map(|(slide, n)| Aligned::sliding(slide * n, slide, 3).unwrap()),
+            (2i64..15, 1i64..5).prop_map(|(step, n)| Aligned::cumulate(step * n, step, 0).unwrap()),
+        ]
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Panes plus timers give exactly the per-window results, whatever
+        /// the batch size, with and without allowed lateness.
+        #[test]
+        fn aligned_windows_equal_the_per_window_model(
+            a in aligned(), evs in events(), delay in 0i64..12, lateness in prop_oneof![Just(0i64), 1i64..30], batch in 1usize..9
+        ) {
+            let (mut op, mut out) = operator(WindowKind::Aligned(a), lateness);
+            let got = block_on(drive(&mut op, &mut out, &evs, delay, batch));
+            prop_assert_eq!(got, model_aligned(a, lateness, &evs, delay));
+        }
+
+        /// Merging sessions give exactly W4's results.
+        #[test]
+        fn session_windows_equal_the_w4_model(gap in 1i64..40, evs in events(), delay in 0i64..12, batch in 1usize..9) {
+            let (mut op, mut out) = operator(WindowKind::Session { gap }, 0);
+            let got = block_on(drive(&mut op, &mut out, &evs, delay, batch));
+            prop_assert_eq!(got, model_sessions(gap, &evs, delay));
+        }
+    }
+}
