@@ -146,12 +146,9 @@ impl Pipeline {
                 .iter()
                 .map(|&n| format!("{} ({})", self.nodes[n].uid, self.nodes[n].kind.name()))
                 .collect();
-            let _ = writeln!(s, "  task {i} × {}: {}", c.parallelism, names.join(" -> "));
+            let _ = writeln!(s, "  task {i} × {}: {}", c.parallelism, names.join(", "));
         }
         for e in &self.edges {
-            if self.is_chained(e) {
-                continue;
-            }
             let port = self.port_names(e.from)[e.port];
             let from = &self.nodes[e.from].uid;
             let from = if port == "main" {
@@ -165,6 +162,7 @@ impl Pipeline {
                 from,
                 self.nodes[e.to].uid,
                 match &e.partitioning {
+                    _ if self.is_chained(e) => "chained".to_owned(),
                     Partitioning::KeyHash { key, .. } => format!("hash {}", key.describe()),
                     p => p.name().to_owned(),
                 }

@@ -8,7 +8,7 @@
 //! the end of its input; the first task that fails stops the others.
 
 use super::operator::{FIRST_SIDE_PORT, NodeInfo};
-use super::router::{Partitioning, Router, TaskSender};
+use super::router::{Partitioning, Router, TaskReceiver, TaskSender};
 use super::source::SourceOutput;
 use super::task::{ChainNode, Head, SourceNode, Target, Task};
 use super::{NodeMetrics, Operator, Output, Splits};
@@ -95,7 +95,7 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
     }
 
     let mut senders: Vec<Vec<TaskSender>> = Vec::new();
-    let mut receivers: Vec<Vec<Option<mpsc::Receiver<(u32, super::Message)>>>> = Vec::new();
+    let mut receivers: Vec<Vec<Option<TaskReceiver>>> = Vec::new();
     for chain in &pipeline.chains {
         let (mut tx, mut rx) = (Vec::new(), Vec::new());
         for _ in 0..chain.parallelism {

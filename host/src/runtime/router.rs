@@ -17,6 +17,8 @@ use tokio::sync::mpsc::Sender;
 
 /// The channel into a task: messages tagged with the sender's input index.
 pub type TaskSender = Sender<(u32, Message)>;
+/// The receiving end of a task's channel.
+pub type TaskReceiver = tokio::sync::mpsc::Receiver<(u32, Message)>;
 
 #[derive(Clone, Debug)]
 pub enum Partitioning {

@@ -11,7 +11,7 @@
 
 use super::batch::Batch;
 use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
-use super::router::Router;
+use super::router::{Router, TaskReceiver};
 use super::source::{Source, SourceOutput, SourcePoll};
 use super::{Message, NodeMetrics};
 use crate::error::RuntimeError;
@@ -19,7 +19,6 @@ use crate::time::watermark::{InputWatermarks, Watermark};
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use tokio::sync::mpsc::Receiver;
 
 /// Where one port of a chained operator sends its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +57,7 @@ pub enum Head {
     },
     /// Upstream tasks.
     Inputs {
-        rx: Receiver<(u32, Message)>,
+        rx: TaskReceiver,
         watermarks: InputWatermarks,
     },
 }
@@ -128,7 +127,7 @@ impl Task {
 
     async fn run_inputs(
         &mut self,
-        mut rx: Receiver<(u32, Message)>,
+        mut rx: TaskReceiver,
         mut watermarks: InputWatermarks,
     ) -> Result<(), RuntimeError> {
         loop {

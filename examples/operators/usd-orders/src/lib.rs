@@ -4,7 +4,7 @@
 //! Input: one JSON order event per record, for example
 //! `{"order_id":"o-1","customer_id":"c-1","amount":137.52,"currency":"EUR","status":"COMPLETED","event_ts":1699999996432}`.
 //! Output, for each kept record (with the input's key, timestamp and headers):
-//! `{"order_id":"o-1","customer_id":"c-1","amount_usd":151.272}`, where
+//! `{"order_id":"o-1","customer_id":"c-1","amount_usd":151.27200000000002}`, where
 //! `amount_usd` is `amount * rate` in `f64` (USD 1.0, EUR 1.1, GBP 1.25), not
 //! rounded.
 //!

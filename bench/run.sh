@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs one bench spec (examples/bench/wN.yaml) on an input file under
+# /usr/bin/time -v and prints, like ../shared/bench/flink/run.sh does:
+#   CHECKSUM ...   (bench/checksum.py over the outputs)
+#   TIME wall_s=… events_per_s_wall=… max_rss_mb=… user_s=… sys_s=… cpu=…
+#   bench/run.sh W PARALLELISM FILE        e.g. bench/run.sh W2 2 /tmp/bench/orders-5m.jsonl
+# Build first (scripts/demo.sh or scripts/build-guests.sh + cargo build --release -p sluice).
+# Env: SLUICE (the binary; default $CARGO_TARGET_DIR/release/sluice), BENCH_KEEP=1 keeps outputs.
+set -euo pipefail
+if [ $# -lt 3 ]; then sed -n '2,8p' "$0" >&2; exit 2; fi
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(dirname "$HERE")"
+W="$1"; P="$2"; FILE="$(realpath "$3")"
+w="$(echo "$W" | tr '[:upper:]' '[:lower:]')"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+SLUICE="${SLUICE:-$TARGET/release/sluice}"
+export SLUICE_MODULE_PATH="${SLUICE_MODULE_PATH:-$TARGET/wasm32-wasip2/release}"
+OUT="$(mktemp -d /tmp/sluice-bench.XXXXXX)"
+[ -n "${BENCH_KEEP:-}" ] || trap 'rm -rf "$OUT"' EXIT
+events=$(wc -l < "$FILE")
+
+set +e
+INPUT="$FILE" OUTPUT="$OUT/out.jsonl" LATE_OUTPUT="$OUT/late.jsonl" PARALLELISM="$P" \
+    /usr/bin/time -v -o "$OUT/time.txt" "$SLUICE" run "$REPO/examples/bench/$w.yaml" 2> "$OUT/stderr.txt"
+rc=$?
+set -e
+if [ "$rc" != 0 ]; then cat "$OUT/stderr.txt" >&2; exit "$rc"; fi
+if [ "$W" = W1 ]; then
+    python3 "$HERE/checksum.py" W1 "$OUT/out.jsonl"
+else
+    python3 "$HERE/checksum.py" "$W" "$OUT/out.jsonl" "$OUT/late.jsonl"
+fi
+python3 - "$OUT/time.txt" "$events" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+events = int(sys.argv[2])
+def get(label):
+    m = re.search(r"^\s*" + re.escape(label) + r":\s*(.+)$", t, re.M)
+    return m.group(1).strip() if m else "?"
+wall = get("Elapsed (wall clock) time (h:mm:ss or m:ss)")
+secs = sum(float(v) * 60 ** i for i, v in enumerate(reversed(wall.split(":"))))
+rss_mb = int(get("Maximum resident set size (kbytes)")) / 1024
+print(f"TIME wall_s={secs:.2f} events_per_s_wall={events / secs if secs else 0:.0f} max_rss_mb={rss_mb:.0f} "
+      f"user_s={get('User time (seconds)')} sys_s={get('System time (seconds)')} cpu={get('Percent of CPU this job got')}")
+PY

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: builds the example operators as Wasm components
+# (the end-to-end tests run them), then every test of the workspace — unit,
+# property, end-to-end and doc tests — in the release profile.
+#   scripts/test.sh [extra cargo test arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v python3 >/dev/null || { echo "scripts/test.sh: python3 is needed (bench/gen_orders.py, bench/checksum.py)" >&2; exit 1; }
+rustup target add wasm32-wasip2 >&2
+SLUICE_MODULE_PATH="$(scripts/build-guests.sh --quiet)"
+export SLUICE_MODULE_PATH
+cargo test --release --workspace "$@"

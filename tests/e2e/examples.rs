@@ -1,0 +1,121 @@
+//! Every example is run by a test, and a new example without one fails here.
+
+use crate::support::{self, assert_ok, stdout};
+use std::collections::BTreeSet;
+
+/// Examples and the tests that run them.
+const COVERED: &[(&str, &str)] = &[
+    (
+        "examples/bench/w1.yaml",
+        "bench::w1_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/bench/w2.yaml",
+        "bench::w2_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/bench/w3.yaml",
+        "bench::w3_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/bench/w4.yaml",
+        "bench::w4_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/orders/pipeline.yaml",
+        "examples::the_orders_demo_runs_on_the_generator",
+    ),
+    (
+        "examples/operators/usd-orders",
+        "bench::w1_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/operators/count-sum",
+        "bench::w2_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/operators/count",
+        "bench::w4_reproduces_the_reference_checksum",
+    ),
+    ("examples/operators/chaos", "sandbox (all tests)"),
+];
+
+#[test]
+fn every_example_has_a_test() {
+    let repo = support::repo();
+    let mut found = BTreeSet::new();
+    for dir in ["examples/bench", "examples/orders"] {
+        for e in std::fs::read_dir(repo.join(dir))
+            .unwrap()
+            .filter_map(Result::ok)
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".yaml") {
+                found.insert(format!("{dir}/{name}"));
+            }
+        }
+    }
+    for e in std::fs::read_dir(repo.join("examples/operators"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
+        found.insert(format!(
+            "examples/operators/{}",
+            e.file_name().to_string_lossy()
+        ));
+    }
+    for e in std::fs::read_dir(repo.join("examples"))
+        .unwrap()
+        .filter_map(Result::ok)
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        assert!(
+            ["bench", "orders", "operators"].contains(&name.as_str()),
+            "examples/{name} is new: give it a test and list it in tests/e2e/examples.rs"
+        );
+    }
+    let covered: BTreeSet<String> = COVERED.iter().map(|(e, _)| e.to_string()).collect();
+    let missing: Vec<_> = found.difference(&covered).collect();
+    assert!(
+        missing.is_empty(),
+        "examples without a test: {missing:?} (add one and list it in COVERED)"
+    );
+    let stale: Vec<_> = covered.difference(&found).collect();
+    assert!(
+        stale.is_empty(),
+        "COVERED lists examples that do not exist: {stale:?}"
+    );
+}
+
+/// The demo of the README: hourly revenue per customer from the generator,
+/// with the same results at parallelism 1 and 2 (the watermark follows every
+/// order, so lateness depends only on the data).
+#[test]
+fn the_orders_demo_runs_on_the_generator() {
+    let spec = support::repo().join("examples/orders/pipeline.yaml");
+    let mut results = Vec::new();
+    for parallelism in ["1", "2"] {
+        let o = support::run(&spec, &[("RATE", "10000000"), ("PARALLELISM", parallelism)]);
+        assert_ok(&o);
+        let text = stdout(&o);
+        let mut revenue: Vec<serde_json::Value> = text
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        revenue.sort_by_key(|v| v.to_string());
+        let late = text
+            .lines()
+            .filter(|l| l.starts_with("late order: "))
+            .count();
+        assert!(!text.contains("dead letter: "), "{text}");
+        let orders: u64 = revenue.iter().map(|v| v["orders"].as_u64().unwrap()).sum();
+        // 100000 generated, 70011 of them COMPLETED; the late ones are not counted.
+        assert_eq!(orders + late as u64, 70_011, "parallelism {parallelism}");
+        assert!(revenue.iter().all(|v| v["window_end"].as_i64().unwrap()
+            - v["window_start"].as_i64().unwrap()
+            == 3_600_000));
+        results.push((revenue, late));
+    }
+    assert_eq!(results[0], results[1], "parallelism 1 and 2 differ");
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests: the `sluice` binary run on real specs, real input files
+//! and real Wasm components built from `examples/operators/` (by
+//! `scripts/build-guests.sh`, which `scripts/test.sh` runs first).
+//!
+//! - `cases`: the data-driven cases under `tests/cases/`, each run at
+//!   parallelism 1 and 2 (`BLESS=1` rewrites their expectations);
+//! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
+//! - `sandbox`: traps, deadlines, memory caps and grants;
+//! - `cli`: the command line itself;
+//! - `examples`: every example is run, and none is left without a test.
+
+mod bench;
+mod cases;
+mod cli;
+mod examples;
+mod sandbox;
+mod support;

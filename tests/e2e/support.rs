@@ -1,0 +1,140 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("repo root")
+}
+
+/// The cargo target folder this test binary was built into.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    // <target>/<profile>/deps/e2e-<hash>
+    exe.ancestors().nth(3).expect("target folder").to_path_buf()
+}
+
+/// Where the example operators' components are.
+pub fn modules_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = match std::env::var_os("SLUICE_MODULE_PATH") {
+            Some(d) => PathBuf::from(d),
+            None => target_dir().join("wasm32-wasip2").join("release"),
+        };
+        for m in [
+            "usd_orders.wasm",
+            "count_sum.wasm",
+            "count.wasm",
+            "chaos.wasm",
+        ] {
+            assert!(
+                dir.join(m).is_file(),
+                "{} is missing: build the example operators first with scripts/build-guests.sh \
+                 (scripts/test.sh does), or point SLUICE_MODULE_PATH at them",
+                dir.join(m).display()
+            );
+        }
+        dir
+    })
+    .clone()
+}
+
+/// A temporary folder removed on drop.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sluice-e2e-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// The `sluice` binary, set up to find the example modules and to cache
+/// compiled modules inside the target folder.
+pub fn sluice() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.env("SLUICE_MODULE_PATH", modules_dir())
+        .env("SLUICE_CACHE_DIR", target_dir().join("sluice-test-cache"))
+        .env_remove("SLUICE_LOG")
+        .current_dir(repo());
+    c
+}
+
+/// Runs `sluice run SPEC` with extra environment variables.
+pub fn run(spec: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = sluice();
+    c.arg("run").arg(spec);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run sluice")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts success, showing stderr otherwise.
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "sluice failed ({}):\n{}",
+        o.status,
+        stderr(o)
+    );
+}
+
+/// Lines of a file, sorted (outputs are sets: order depends on scheduling).
+pub fn sorted_lines(path: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// The benchmark's 200k-order input (generated once per target folder).
+pub fn orders_200k() -> PathBuf {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        let dir = target_dir().join("sluice-test-data");
+        let file = dir.join("orders-200k.jsonl");
+        if std::fs::metadata(&file).map(|m| m.len()).ok() == Some(24_588_772) {
+            return file;
+        }
+        std::fs::create_dir_all(&dir).expect("data folder");
+        let tmp = dir.join(format!("orders-200k.{}.tmp", std::process::id()));
+        let status = Command::new("python3")
+            .arg(repo().join("bench/gen_orders.py"))
+            .args(["--events", "200000", "--seed", "42", "--out"])
+            .arg(&tmp)
+            .status()
+            .expect("python3 is needed to generate the benchmark input");
+        assert!(status.success(), "gen_orders.py failed");
+        std::fs::rename(&tmp, &file).expect("rename generated input");
+        file
+    })
+    .clone()
+}
+
+/// bench/checksum.py's CHECKSUM line for result (and late) files.
+pub fn checksum(workload: &str, results: &Path, late: Option<&Path>) -> String {
+    let mut c = Command::new("python3");
+    c.arg(repo().join("bench/checksum.py"))
+        .arg(workload)
+        .arg(results);
+    if let Some(l) = late {
+        c.arg(l);
+    }
+    let o = c.output().expect("python3 for checksum.py");
+    assert!(o.status.success(), "checksum.py: {}", stderr(&o));
+    stdout(&o).trim().to_owned()
+}
