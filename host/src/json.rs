@@ -126,22 +126,43 @@ pub fn find_many<'a>(
     pointers: &[&Pointer],
     found: &mut [Option<&'a [u8]>],
 ) -> Result<(), JsonError> {
+    scan(doc, pointers, found, false)
+}
+
+/// Like [`find`], but stops reading as soon as the value is found: the rest
+/// of the document is not checked. For records the pipeline has already
+/// validated (sources check JSON as records enter), where only the key is
+/// wanted.
+pub fn find_fast<'a>(doc: &'a [u8], pointer: &Pointer) -> Result<Option<&'a [u8]>, JsonError> {
+    let mut out = [None];
+    scan(doc, &[pointer], &mut out, true)?;
+    Ok(out[0])
+}
+
+/// [`find_many`] with an early exit.
+pub fn find_many_fast<'a>(
+    doc: &'a [u8],
+    pointers: &[&Pointer],
+    found: &mut [Option<&'a [u8]>],
+) -> Result<(), JsonError> {
+    scan(doc, pointers, found, true)
+}
+
+fn scan<'a>(
+    doc: &'a [u8],
+    pointers: &[&Pointer],
+    found: &mut [Option<&'a [u8]>],
+    stop_when_found: bool,
+) -> Result<(), JsonError> {
     assert!(pointers.len() <= 64 && found.len() == pointers.len());
-    if std::str::from_utf8(doc).is_err() {
-        let offset = std::str::from_utf8(doc)
-            .map_err(|e| e.valid_up_to())
-            .unwrap_err();
-        return Err(JsonError {
-            offset,
-            message: "not UTF-8",
-        });
-    }
     found.iter_mut().for_each(|f| *f = None);
     let mut s = Scanner {
         doc,
         pos: 0,
         pointers,
         found,
+        missing: pointers.len(),
+        stop_when_found,
     };
     s.skip_ws();
     let all = if pointers.len() == 64 {
@@ -149,12 +170,23 @@ pub fn find_many<'a>(
     } else {
         (1u64 << pointers.len()) - 1
     };
-    s.value(all, 0)?;
+    match s.value(all, 0) {
+        Ok(()) => {}
+        Err(Halt::AllFound) => return Ok(()),
+        Err(Halt::Invalid(e)) => return Err(e),
+    }
     s.skip_ws();
     if s.pos != doc.len() {
-        return s.err("unexpected text after the JSON value");
+        return Err(s.error("unexpected text after the JSON value"));
     }
     Ok(())
+}
+
+/// Why scanning stopped early.
+enum Halt {
+    Invalid(JsonError),
+    /// Every pointer was found and the caller wants no more.
+    AllFound,
 }
 
 struct Scanner<'a, 'p, 'f> {
@@ -162,14 +194,20 @@ struct Scanner<'a, 'p, 'f> {
     pos: usize,
     pointers: &'p [&'p Pointer],
     found: &'f mut [Option<&'a [u8]>],
+    missing: usize,
+    stop_when_found: bool,
 }
 
 impl<'a> Scanner<'a, '_, '_> {
-    fn err<T>(&self, message: &'static str) -> Result<T, JsonError> {
-        Err(JsonError {
+    fn error(&self, message: &'static str) -> JsonError {
+        JsonError {
             offset: self.pos,
             message,
-        })
+        }
+    }
+
+    fn err<T>(&self, message: &'static str) -> Result<T, Halt> {
+        Err(Halt::Invalid(self.error(message)))
     }
 
     #[inline]
@@ -186,7 +224,7 @@ impl<'a> Scanner<'a, '_, '_> {
 
     /// Parses one value. `live` holds the pointers whose segments matched the
     /// path so far, `depth` is the number of segments matched.
-    fn value(&mut self, live: u64, depth: usize) -> Result<(), JsonError> {
+    fn value(&mut self, live: u64, depth: usize) -> Result<(), Halt> {
         let start = self.pos;
         let mut descend = 0u64;
         if live != 0 {
@@ -221,13 +259,17 @@ impl<'a> Scanner<'a, '_, '_> {
             for i in 0..self.pointers.len() {
                 if targets & (1 << i) != 0 && self.found[i].is_none() {
                     self.found[i] = Some(&self.doc[start..self.pos]);
+                    self.missing -= 1;
                 }
+            }
+            if self.missing == 0 && self.stop_when_found {
+                return Err(Halt::AllFound);
             }
         }
         Ok(())
     }
 
-    fn object(&mut self, live: u64, depth: usize) -> Result<(), JsonError> {
+    fn object(&mut self, live: u64, depth: usize) -> Result<(), Halt> {
         self.pos += 1; // '{'
         self.skip_ws();
         if self.peek() == Some(b'}') {
@@ -271,7 +313,7 @@ impl<'a> Scanner<'a, '_, '_> {
         }
     }
 
-    fn array(&mut self, live: u64, depth: usize) -> Result<(), JsonError> {
+    fn array(&mut self, live: u64, depth: usize) -> Result<(), Halt> {
         self.pos += 1; // '['
         self.skip_ws();
         if self.peek() == Some(b']') {
@@ -308,18 +350,24 @@ impl<'a> Scanner<'a, '_, '_> {
     }
 
     /// Parses a string starting at `"`; returns its raw contents (between the
-    /// quotes) and whether it contains escapes.
-    fn string(&mut self) -> Result<(&'a [u8], bool), JsonError> {
+    /// quotes) and whether it contains escapes. Checks escapes, control
+    /// characters and UTF-8 (JSON text outside strings is ASCII, so this is
+    /// where non-ASCII bytes are checked).
+    fn string(&mut self) -> Result<(&'a [u8], bool), Halt> {
         self.pos += 1; // opening quote
         let start = self.pos;
         let mut escaped = false;
         loop {
-            // Fast path: plain bytes.
-            while let Some(&b) = self.doc.get(self.pos) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
+            // Eight bytes at a time until a quote, a backslash, a control
+            // character or a non-ASCII byte.
+            while let Some(chunk) = self.doc.get(self.pos..self.pos + 8) {
+                let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                let special = has_byte(w, b'"') | has_byte(w, b'\\') | has_control(w) | (w & HIGH);
+                if special != 0 {
+                    self.pos += (special.trailing_zeros() / 8) as usize;
                     break;
                 }
-                self.pos += 1;
+                self.pos += 8;
             }
             match self.peek() {
                 Some(b'"') => {
@@ -346,13 +394,26 @@ impl<'a> Scanner<'a, '_, '_> {
                         _ => return self.err("invalid escape in a string"),
                     }
                 }
-                Some(_) => return self.err("control character in a string"),
+                Some(b) if b >= 0x80 => {
+                    let width = match b {
+                        0xC2..=0xDF => 2,
+                        0xE0..=0xEF => 3,
+                        0xF0..=0xF4 => 4,
+                        _ => return self.err("not UTF-8"),
+                    };
+                    match self.doc.get(self.pos..self.pos + width) {
+                        Some(c) if std::str::from_utf8(c).is_ok() => self.pos += width,
+                        _ => return self.err("not UTF-8"),
+                    }
+                }
+                Some(b) if b < 0x20 => return self.err("control character in a string"),
+                Some(_) => self.pos += 1,
                 None => return self.err("unterminated string"),
             }
         }
     }
 
-    fn number(&mut self) -> Result<(), JsonError> {
+    fn number(&mut self) -> Result<(), Halt> {
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
@@ -388,7 +449,7 @@ impl<'a> Scanner<'a, '_, '_> {
         }
     }
 
-    fn literal(&mut self, word: &'static [u8]) -> Result<(), JsonError> {
+    fn literal(&mut self, word: &'static [u8]) -> Result<(), Halt> {
         if self.doc[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(())
@@ -396,6 +457,23 @@ impl<'a> Scanner<'a, '_, '_> {
             self.err("expected `true`, `false` or `null`")
         }
     }
+}
+
+const LOW: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// A high bit in each byte of `w` equal to `b` (exact for the lowest one,
+/// which is the one used).
+#[inline]
+fn has_byte(w: u64, b: u8) -> u64 {
+    let x = w ^ (LOW * b as u64);
+    x.wrapping_sub(LOW) & !x & HIGH
+}
+
+/// A high bit in each byte of `w` below 0x20 (exact for the lowest one).
+#[inline]
+fn has_control(w: u64) -> u64 {
+    w.wrapping_sub(LOW * 0x20) & !w & HIGH
 }
 
 fn key_matches(raw: &[u8], escaped: bool, segment: &[u8]) -> bool {

@@ -93,7 +93,9 @@ pub fn main() -> ExitCode {
 }
 
 fn run(pipeline: &Pipeline, quiet: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // Tasks run on threads of their own (see runtime::job); this runtime
+    // only waits for them and for Ctrl-C.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -109,8 +111,6 @@ fn run(pipeline: &Pipeline, quiet: bool) -> ExitCode {
             _ = tokio::signal::ctrl_c() => None,
         }
     });
-    // Do not wait for tasks blocked on I/O after an interrupt or a failure.
-    runtime.shutdown_background();
     match outcome {
         None => {
             eprintln!("sluice: interrupted");

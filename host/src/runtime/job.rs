@@ -6,6 +6,13 @@
 //! index, so the task can tell its inputs apart (for the minimum watermark)
 //! while backpressure stays per channel. A job ends when every task has seen
 //! the end of its input; the first task that fails stops the others.
+//!
+//! Each task is a tokio task on its own single-threaded runtime, on its own
+//! OS thread (Flink's thread-per-task model). Operators are CPU-bound; on a
+//! shared work-stealing runtime a task woken by its upstream's send runs next
+//! on the same worker (tokio's LIFO slot, which other workers cannot steal
+//! from), so a pipeline of tasks ends up taking turns on one core instead of
+//! running side by side.
 
 use super::operator::{FIRST_SIDE_PORT, NodeInfo};
 use super::router::{Partitioning, Router, TaskReceiver, TaskSender};
@@ -107,7 +114,9 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
         receivers.push(rx);
     }
 
-    let mut tasks = tokio::task::JoinSet::new();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let mut spawned = 0usize;
     for (c, chain) in pipeline.chains.iter().enumerate() {
         for subtask in 0..chain.parallelism {
             let mut routers = Vec::new();
@@ -180,22 +189,20 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
                 router_owner,
             };
             let span = tracing::info_span!("task", job = %pipeline.name, task = %name);
-            tasks.spawn(task.run().instrument(span));
+            spawn(task, span, done_tx.clone(), cancel_rx.clone())?;
+            spawned += 1;
         }
     }
     // Tasks hold the senders they need; the job holds none, so a task sees
     // its inputs close when its upstream tasks are gone.
     drop(senders);
 
+    drop(done_tx);
     let mut first_error: Option<RuntimeError> = None;
-    while let Some(joined) = tasks.join_next().await {
-        let result = joined.unwrap_or_else(|e| {
-            Err(RuntimeError::Internal(if e.is_panic() {
-                format!("a task panicked: {}", panic_message(e.into_panic()))
-            } else {
-                "a task was cancelled".into()
-            }))
-        });
+    for _ in 0..spawned {
+        let Some(result) = done_rx.recv().await else {
+            break;
+        };
         if let Err(e) = result {
             // Keep the root cause: the errors of tasks that lost a neighbour
             // come after it.
@@ -206,7 +213,7 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
             {
                 first_error = Some(e);
             }
-            tasks.abort_all();
+            let _ = cancel_tx.send(true);
         }
     }
     if let Some(e) = first_error {
@@ -230,6 +237,45 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
             })
             .collect(),
     })
+}
+
+/// Runs a task on its own thread and runtime; reports its result on `done`.
+/// The task stops early when `cancel` becomes true or is dropped.
+fn spawn(
+    task: Task,
+    span: tracing::Span,
+    done: tokio::sync::mpsc::UnboundedSender<Result<(), RuntimeError>>,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), RuntimeError> {
+    let name = format!("sluice {}", task.name);
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let run = move || -> Result<(), RuntimeError> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        RuntimeError::Internal(format!("cannot start a task runtime: {e}"))
+                    })?;
+                rt.block_on(async move {
+                    tokio::select! {
+                        r = task.run().instrument(span) => r,
+                        _ = cancel.wait_for(|c| *c) => Ok(()),
+                    }
+                })
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+                .unwrap_or_else(|p| {
+                    Err(RuntimeError::Internal(format!(
+                        "a task panicked: {}",
+                        panic_message(p)
+                    )))
+                });
+            let _ = done.send(result);
+        })
+        .map(drop)
+        .map_err(|e| RuntimeError::Internal(format!("cannot start a task thread: {e}")))
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {

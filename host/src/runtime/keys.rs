@@ -41,11 +41,13 @@ impl KeySelector {
     }
 
     /// Writes the key of `value` into `out` (cleared first). Fails with a
-    /// message when the value is not JSON or lacks a key field.
+    /// message when the value lacks a key field or is not JSON up to it;
+    /// reading stops at the key (values were checked when they entered the
+    /// pipeline).
     pub fn extract(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         out.clear();
         if let [p] = self.pointers.as_slice() {
-            return match json::find(value, p) {
+            return match json::find_fast(value, p) {
                 Ok(Some(raw)) => {
                     out.extend_from_slice(raw);
                     Ok(())
@@ -56,7 +58,7 @@ impl KeySelector {
         }
         let mut found = vec![None; self.pointers.len()];
         let refs: Vec<&Pointer> = self.pointers.iter().collect();
-        json::find_many(value, &refs, &mut found).map_err(|e| e.to_string())?;
+        json::find_many_fast(value, &refs, &mut found).map_err(|e| e.to_string())?;
         out.push(b'[');
         for (i, (raw, p)) in found.iter().zip(&self.pointers).enumerate() {
             let raw = raw.ok_or_else(|| format!("no key field at {p}"))?;

@@ -6,8 +6,11 @@
 //! `KeyHash`, which extracts each record's key, sets it as the record key and
 //! sends the record to the subtask owning its key group. Watermarks and the
 //! end of input always go to every target. Messages are queued by
-//! [`Router::push`] and sent by [`Router::flush`], which waits while a target's
-//! channel is full: that wait is the backpressure.
+//! [`Router::push`] and sent by [`Router::flush`], which hands each target
+//! everything queued for it as one channel item (a task often produces many
+//! small messages at once — a batch per watermark — and one send and one
+//! wake-up for all of them is much cheaper than one each) and waits while a
+//! target's channel is full: that wait is the backpressure.
 
 use super::Message;
 use super::batch::Batch;
@@ -15,10 +18,13 @@ use super::keys::{self, KeySelector};
 use crate::error::RuntimeError;
 use tokio::sync::mpsc::Sender;
 
-/// The channel into a task: messages tagged with the sender's input index.
-pub type TaskSender = Sender<(u32, Message)>;
+/// What travels on a task's channel: messages in order, tagged with the
+/// sender's input index.
+pub type Envelope = (u32, Vec<Message>);
+/// The channel into a task.
+pub type TaskSender = Sender<Envelope>;
 /// The receiving end of a task's channel.
-pub type TaskReceiver = tokio::sync::mpsc::Receiver<(u32, Message)>;
+pub type TaskReceiver = tokio::sync::mpsc::Receiver<Envelope>;
 
 #[derive(Clone, Debug)]
 pub enum Partitioning {
@@ -54,7 +60,8 @@ pub struct Router {
     /// This task's input index at the targets.
     input_index: u32,
     next: usize,
-    queue: Vec<(usize, Message)>,
+    /// Messages waiting to be sent, per target.
+    queue: Vec<Vec<Message>>,
     key_buf: Vec<u8>,
     rejected: Option<Rejected>,
 }
@@ -66,10 +73,10 @@ impl Router {
         assert!(!matches!(partitioning, Partitioning::Forward) || targets.len() == 1);
         Router {
             partitioning,
+            queue: vec![Vec::new(); targets.len()],
             targets,
             input_index,
             next: 0,
-            queue: Vec::new(),
             key_buf: Vec::new(),
             rejected: None,
         }
@@ -80,22 +87,22 @@ impl Router {
         let batch = match msg {
             Message::Batch(b) => b,
             control => {
-                for t in 0..self.targets.len() {
-                    self.queue.push((t, control.clone()));
+                for q in &mut self.queue {
+                    q.push(control.clone());
                 }
                 return;
             }
         };
         match &self.partitioning {
-            Partitioning::Forward => self.queue.push((0, Message::Batch(batch))),
+            Partitioning::Forward => self.queue[0].push(Message::Batch(batch)),
             Partitioning::Rebalance => {
                 let t = self.next;
                 self.next = (self.next + 1) % self.targets.len();
-                self.queue.push((t, Message::Batch(batch)));
+                self.queue[t].push(Message::Batch(batch));
             }
             Partitioning::Broadcast => {
-                for t in 0..self.targets.len() {
-                    self.queue.push((t, Message::Batch(batch.clone())));
+                for q in &mut self.queue {
+                    q.push(Message::Batch(batch.clone()));
                 }
             }
             Partitioning::KeyHash {
@@ -126,9 +133,9 @@ impl Router {
                         }
                     }
                 }
-                for (t, part) in parts.into_iter().enumerate() {
+                for (q, part) in self.queue.iter_mut().zip(parts) {
                     if !part.is_empty() {
-                        self.queue.push((t, Message::Batch(part)));
+                        q.push(Message::Batch(part));
                     }
                 }
             }
@@ -142,9 +149,13 @@ impl Router {
 
     /// Sends everything queued, waiting for room in full channels.
     pub async fn flush(&mut self) -> Result<(), RuntimeError> {
-        for (t, msg) in self.queue.drain(..) {
-            self.targets[t]
-                .send((self.input_index, msg))
+        for (target, queue) in self.targets.iter().zip(&mut self.queue) {
+            if queue.is_empty() {
+                continue;
+            }
+            let messages = std::mem::take(queue);
+            target
+                .send((self.input_index, messages))
                 .await
                 .map_err(|_| RuntimeError::Disconnected("a downstream task stopped".into()))?;
         }
@@ -195,8 +206,12 @@ mod tests {
         let mut total = 0;
         for (target, rx) in [(0, &mut rx0), (1, &mut rx1)] {
             let mut got_wm = false;
-            while let Ok((idx, msg)) = rx.try_recv() {
+            let mut received = Vec::new();
+            while let Ok((idx, msgs)) = rx.try_recv() {
                 assert_eq!(idx, 3);
+                received.extend(msgs);
+            }
+            for msg in received {
                 match msg {
                     Message::Batch(b) => {
                         for rec in b.iter() {
@@ -228,10 +243,13 @@ mod tests {
         }
         r.push(Message::EndOfInput);
         r.flush().await.unwrap();
-        let count = |rx: &mut mpsc::Receiver<(u32, Message)>| {
+        let count = |rx: &mut TaskReceiver| {
             let mut n = 0;
-            while let Ok((_, m)) = rx.try_recv() {
-                n += matches!(m, Message::Batch(_)) as i32;
+            while let Ok((_, msgs)) = rx.try_recv() {
+                n += msgs
+                    .iter()
+                    .filter(|m| matches!(m, Message::Batch(_)))
+                    .count();
             }
             n
         };

@@ -207,11 +207,10 @@ impl SourceOutput {
 
     fn cut(&mut self) {
         if !self.batch.is_empty() {
-            let bytes = self.batch.data.len();
-            let full = std::mem::replace(
-                &mut self.batch,
-                Batch::with_capacity(self.batch_size, bytes),
-            );
+            // The next batch will likely be like this one: small when the
+            // watermark cuts often, full otherwise.
+            let (records, bytes) = (self.batch.len(), self.batch.data.len());
+            let full = std::mem::replace(&mut self.batch, Batch::with_capacity(records, bytes));
             self.messages.push(Message::Batch(full));
         }
     }

@@ -6,8 +6,9 @@
 //! enters the chain at node 0 and flows through the chained operators: each
 //! operator's output for a port goes to the chained operators and routers
 //! behind that port. Within a task messages are handled one at a time, in
-//! order, and every router is flushed before the next message is taken, so
-//! the order of batches and watermarks is kept on every edge.
+//! order, and the routers are flushed after each group of messages (one
+//! source poll, one received channel item), so the order of batches and
+//! watermarks is kept on every edge.
 
 use super::batch::Batch;
 use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
@@ -106,12 +107,13 @@ impl Task {
             }
             let messages: Vec<Message> = out.take_messages().collect();
             for msg in messages {
-                self.deliver(0, msg).await?;
+                self.process(0, msg).await?;
             }
             let dead: Vec<(usize, Batch)> = out.output().drain().collect();
             for (port, batch) in dead {
-                self.deliver_from(0, port, Message::Batch(batch)).await?;
+                self.process_from(0, port, Message::Batch(batch)).await?;
             }
+            self.flush().await?;
             match poll {
                 SourcePoll::More => tokio::task::consume_budget().await,
                 SourcePoll::Wait(d) => {
@@ -119,7 +121,8 @@ impl Task {
                     tokio::time::sleep(d).await;
                 }
                 SourcePoll::Finished => {
-                    return self.deliver(0, Message::EndOfInput).await;
+                    self.process(0, Message::EndOfInput).await?;
+                    return self.flush().await;
                 }
             }
         }
@@ -131,36 +134,40 @@ impl Task {
         mut watermarks: InputWatermarks,
     ) -> Result<(), RuntimeError> {
         loop {
-            let Some((input, msg)) = rx.recv().await else {
+            let Some((input, messages)) = rx.recv().await else {
                 return Err(RuntimeError::Disconnected(format!(
                     "{}: inputs closed before the end of input",
                     self.name
                 )));
             };
             let input = input as usize;
-            match msg {
-                Message::Batch(_) => self.deliver(0, msg).await?,
-                Message::Watermark(wm) => {
-                    if let Some(wm) = watermarks.on_watermark(input, wm) {
-                        self.deliver(0, Message::Watermark(wm)).await?;
+            for msg in messages {
+                match msg {
+                    Message::Batch(_) => self.process(0, msg).await?,
+                    Message::Watermark(wm) => {
+                        if let Some(wm) = watermarks.on_watermark(input, wm) {
+                            self.process(0, Message::Watermark(wm)).await?;
+                        }
                     }
-                }
-                Message::EndOfInput => {
-                    let (wm, all_ended) = watermarks.on_end(input);
-                    if let Some(wm) = wm {
-                        self.deliver(0, Message::Watermark(wm)).await?;
-                    }
-                    if all_ended {
-                        return self.deliver(0, Message::EndOfInput).await;
+                    Message::EndOfInput => {
+                        let (wm, all_ended) = watermarks.on_end(input);
+                        if let Some(wm) = wm {
+                            self.process(0, Message::Watermark(wm)).await?;
+                        }
+                        if all_ended {
+                            self.process(0, Message::EndOfInput).await?;
+                            return self.flush().await;
+                        }
                     }
                 }
             }
+            self.flush().await?;
         }
     }
 
-    /// Runs `msg` through chain node `start` and everything behind it, then
-    /// sends what the routers collected.
-    async fn deliver(&mut self, start: usize, msg: Message) -> Result<(), RuntimeError> {
+    /// Runs `msg` through chain node `start` and everything behind it; what
+    /// leaves the task waits in the routers until [`Task::flush`].
+    async fn process(&mut self, start: usize, msg: Message) -> Result<(), RuntimeError> {
         let mut work = VecDeque::new();
         work.push_back((start, msg));
         self.run_work(work).await
@@ -168,7 +175,7 @@ impl Task {
 
     /// Sends `msg` out of `port` of chain node `node` (without running the
     /// node itself).
-    async fn deliver_from(
+    async fn process_from(
         &mut self,
         node: usize,
         port: usize,
@@ -218,6 +225,11 @@ impl Task {
             }
             self.dead_letter_rejected(&mut work)?;
         }
+        Ok(())
+    }
+
+    /// Sends what the routers hold (waiting while a channel is full).
+    async fn flush(&mut self) -> Result<(), RuntimeError> {
         for r in &mut self.routers {
             r.flush().await?;
         }
