@@ -142,6 +142,7 @@ mod batch;
 mod bindings;
 mod config;
 mod error;
+pub mod json;
 pub mod log;
 mod record;
 pub mod testing;
