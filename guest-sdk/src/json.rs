@@ -12,20 +12,33 @@
 //! checks that every record is valid JSON when it enters the pipeline.
 
 use crate::Error;
+use serde::Deserialize;
 use std::borrow::Cow;
 
 /// The raw JSON text of the top-level field `name` of the object `doc`, or
 /// `None` when the object has no such field. An error when `doc` is not an
 /// object (or is cut short). If a field occurs twice, the first one counts.
 pub fn field<'a>(doc: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, Error> {
+    let [found] = fields(doc, [name])?;
+    Ok(found)
+}
+
+/// Like [`field`] for several fields at once: one pass over the object,
+/// which stops as soon as all are found.
+pub fn fields<'a, const N: usize>(
+    doc: &'a [u8],
+    names: [&str; N],
+) -> Result<[Option<&'a [u8]>; N], Error> {
+    let mut found = [None; N];
+    let mut missing = N;
     let mut s = Scan { doc, pos: 0 };
     s.ws();
     if s.next() != Some(b'{') {
         return Err(Error::new("the record is not a JSON object"));
     }
     s.ws();
-    if s.peek() == Some(b'}') {
-        return Ok(None);
+    if s.peek() == Some(b'}') || N == 0 {
+        return Ok(found);
     }
     loop {
         s.ws();
@@ -42,28 +55,85 @@ pub fn field<'a>(doc: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, Error> {
         s.ws();
         let value_start = s.pos;
         s.skip_value(0)?;
-        if key_is(key, escaped, name) {
-            return Ok(Some(&doc[value_start..s.pos]));
+        for (i, name) in names.iter().enumerate() {
+            if found[i].is_none() && key_is(key, escaped, name.as_bytes()) {
+                found[i] = Some(&doc[value_start..s.pos]);
+                missing -= 1;
+                if missing == 0 {
+                    return Ok(found);
+                }
+            }
         }
         s.ws();
         match s.next() {
             Some(b',') => {}
-            Some(b'}') => return Ok(None),
+            Some(b'}') => return Ok(found),
             _ => return Err(s.broken()),
         }
     }
 }
 
-fn key_is(raw: &[u8], escaped: bool, name: &str) -> bool {
-    if !escaped {
-        return raw == name.as_bytes();
+/// One field of a record, found by [`Record::fields`](crate::Record::fields).
+#[derive(Clone, Copy, Debug)]
+pub struct Field<'a, 'n> {
+    name: &'n str,
+    raw: Option<&'a [u8]>,
+}
+
+impl<'a> Field<'a, '_> {
+    /// The field's value; an error naming the field when it is missing or
+    /// does not deserialize as `T`.
+    pub fn get<T: Deserialize<'a>>(&self) -> Result<T, Error> {
+        self.get_opt()?
+            .ok_or_else(|| Error::new(format!("field {:?} is missing", self.name)))
     }
+
+    /// The field's value, or `None` when it is missing.
+    pub fn get_opt<T: Deserialize<'a>>(&self) -> Result<Option<T>, Error> {
+        match self.raw {
+            None => Ok(None),
+            Some(raw) => serde_json::from_slice(raw)
+                .map(Some)
+                .map_err(|e| Error::new(format!("field {:?}: {e}", self.name))),
+        }
+    }
+
+    /// The field's raw JSON text.
+    pub fn raw(&self) -> Option<&'a [u8]> {
+        self.raw
+    }
+}
+
+/// [`fields`] with names attached, for [`Record::fields`](crate::Record::fields).
+pub(crate) fn named_fields<'a, 'n, const N: usize>(
+    doc: &'a [u8],
+    names: [&'n str; N],
+) -> Result<[Field<'a, 'n>; N], Error> {
+    let raw = fields(doc, names)?;
+    Ok(std::array::from_fn(|i| Field {
+        name: names[i],
+        raw: raw[i],
+    }))
+}
+
+#[inline(always)]
+fn key_is(raw: &[u8], escaped: bool, name: &[u8]) -> bool {
+    if !escaped {
+        // A plain loop: short keys, and in Wasm `==` on slices is a call to
+        // `memcmp`.
+        return raw.len() == name.len() && raw.iter().zip(name).all(|(a, b)| a == b);
+    }
+    key_is_escaped(raw, name)
+}
+
+#[cold]
+fn key_is_escaped(raw: &[u8], name: &[u8]) -> bool {
     // Rare: decode the key as a JSON string to compare.
     let mut quoted = Vec::with_capacity(raw.len() + 2);
     quoted.push(b'"');
     quoted.extend_from_slice(raw);
     quoted.push(b'"');
-    serde_json::from_slice::<Cow<'_, str>>(&quoted).is_ok_and(|k| k == name)
+    serde_json::from_slice::<Cow<'_, str>>(&quoted).is_ok_and(|k| k.as_bytes() == name)
 }
 
 struct Scan<'a> {
@@ -182,6 +252,28 @@ mod tests {
         assert_eq!(field(doc, "missing").unwrap(), None);
         assert_eq!(field(br#"{"k\u0065y":5}"#, "key").unwrap(), Some(&b"5"[..]));
         assert_eq!(field(b"{}", "a").unwrap(), None);
+    }
+
+    #[test]
+    fn reads_several_fields_in_one_pass() {
+        let doc = br#"{"a":1,"b":"x","c":[2],"d":4}"#;
+        let [d, a, z] = super::fields(doc, ["d", "a", "z"]).unwrap();
+        assert_eq!((d, a, z), (Some(&b"4"[..]), Some(&b"1"[..]), None));
+        let [b, c] = super::named_fields(doc, ["b", "c"]).unwrap();
+        assert_eq!(b.get::<&str>().unwrap(), "x");
+        assert_eq!(c.get::<Vec<u8>>().unwrap(), [2]);
+        let [z] = super::named_fields(doc, ["z"]).unwrap();
+        assert_eq!(
+            z.get::<u8>().unwrap_err().to_string(),
+            "field \"z\" is missing"
+        );
+        assert_eq!(z.get_opt::<u8>().unwrap(), None);
+        assert!(
+            b.get::<u8>()
+                .unwrap_err()
+                .to_string()
+                .starts_with("field \"b\": invalid type")
+        );
     }
 
     #[test]

@@ -130,12 +130,22 @@ impl<'a> Record<'a> {
     /// is `Ok(Some(137.52))`, `record.field::<&str>("order_id")` is
     /// `Ok(Some("o-1"))` and a missing field gives `Ok(None)`.
     pub fn field<T: Deserialize<'a>>(&self, name: &str) -> Result<Option<T>, Error> {
-        match crate::json::field(self.value, name)? {
-            None => Ok(None),
-            Some(raw) => serde_json::from_slice(raw)
-                .map(Some)
-                .map_err(|e| Error::new(format!("field {name:?}: {e}"))),
-        }
+        crate::json::named_fields(self.value, [name])?[0].get_opt()
+    }
+
+    /// Several top-level fields in one pass over the record, each read with
+    /// [`Field::get`](crate::json::Field::get) (an error naming the field when
+    /// it is missing) or `get_opt`:
+    ///
+    /// ```text
+    /// let [status, amount] = record.fields(["status", "amount"])?;
+    /// let (status, amount): (&str, f64) = (status.get()?, amount.get()?);
+    /// ```
+    pub fn fields<'n, const N: usize>(
+        &self,
+        names: [&'n str; N],
+    ) -> Result<[crate::json::Field<'a, 'n>; N], Error> {
+        crate::json::named_fields(self.value, names)
     }
 }
 
