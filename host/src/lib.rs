@@ -25,3 +25,10 @@ pub use error::{Error, Fault};
 
 /// The WIT package operators are built against.
 pub const WIT_PACKAGE: &str = "sluice:operator@0.1.0";
+
+/// When the process started (as far as sluice can tell: the first call of
+/// this function; `sluice`'s `main` calls it first thing).
+pub fn process_start() -> std::time::Instant {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *START.get_or_init(std::time::Instant::now)
+}

@@ -56,6 +56,7 @@ struct ModuleArgs {
 }
 
 pub fn main() -> ExitCode {
+    crate::process_start();
     let cli = Cli::parse();
     init_logging();
     match cli.command {
@@ -157,6 +158,17 @@ pub fn format_summary(pipeline: &Pipeline, s: &JobSummary) -> String {
         secs,
         read,
         if secs > 0.0 { read as f64 / secs } else { 0.0 }
+    );
+    let ms = |d: Option<std::time::Duration>| {
+        d.map_or("-".to_owned(), |d| {
+            format!("{:.1} ms", d.as_secs_f64() * 1e3)
+        })
+    };
+    let _ = writeln!(
+        out,
+        "  since start: first record read {}, first output {}",
+        ms(s.first_read),
+        ms(s.first_output)
     );
     let _ = writeln!(
         out,

@@ -37,6 +37,10 @@ use tracing::Instrument;
 pub struct JobSummary {
     pub elapsed: Duration,
     pub nodes: Vec<NodeSummary>,
+    /// When the first record was read, and when the first record reached a
+    /// sink, counted from the process start.
+    pub first_read: Option<Duration>,
+    pub first_output: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -221,6 +225,8 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
     }
     Ok(JobSummary {
         elapsed: started.elapsed(),
+        first_read: first(pipeline, &metrics, |k| matches!(k, NodeKind::Source { .. })),
+        first_output: first(pipeline, &metrics, |k| matches!(k, NodeKind::Sink { .. })),
         nodes: pipeline
             .nodes
             .iter()
@@ -276,6 +282,23 @@ fn spawn(
         })
         .map(drop)
         .map_err(|e| RuntimeError::Internal(format!("cannot start a task thread: {e}")))
+}
+
+/// The earliest first record among the nodes of a kind, since the process
+/// started.
+fn first(
+    pipeline: &Pipeline,
+    metrics: &[Arc<NodeMetrics>],
+    kind: impl Fn(&NodeKind) -> bool,
+) -> Option<Duration> {
+    pipeline
+        .nodes
+        .iter()
+        .zip(metrics)
+        .filter(|(n, _)| kind(&n.kind))
+        .filter_map(|(_, m)| m.first_record.get())
+        .min()
+        .map(|t| t.saturating_duration_since(crate::process_start()))
 }
 
 fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {

@@ -86,6 +86,8 @@ pub struct NodeMetrics {
     pub dead_lettered: AtomicU64,
     /// Time spent inside Wasm calls, nanoseconds.
     pub wasm_nanos: AtomicU64,
+    /// When the node's first record arrived.
+    pub first_record: std::sync::OnceLock<std::time::Instant>,
 }
 
 impl NodeMetrics {
@@ -96,5 +98,14 @@ impl NodeMetrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Counts records arriving at the node.
+    #[inline]
+    pub fn arrived(&self, n: usize) {
+        if self.first_record.get().is_none() {
+            let _ = self.first_record.set(std::time::Instant::now());
+        }
+        Self::add(&self.records_in, n as u64);
     }
 }

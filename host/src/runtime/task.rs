@@ -10,11 +10,11 @@
 //! source poll, one received channel item), so the order of batches and
 //! watermarks is kept on every edge.
 
+use super::Message;
 use super::batch::Batch;
 use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
 use super::router::{Router, TaskReceiver};
 use super::source::{Source, SourceOutput, SourcePoll};
-use super::{Message, NodeMetrics};
 use crate::error::RuntimeError;
 use crate::time::watermark::{InputWatermarks, Watermark};
 use async_trait::async_trait;
@@ -196,7 +196,7 @@ impl Task {
             let node = &mut self.chain[i];
             let control = match msg {
                 Message::Batch(batch) => {
-                    NodeMetrics::add(&node.info.metrics.records_in, batch.len() as u64);
+                    node.info.metrics.arrived(batch.len());
                     node.op.process_batch(batch, &mut node.out).await?;
                     None
                 }
