@@ -39,35 +39,39 @@ fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-#[test]
-fn a_panicking_guest_costs_only_the_record_that_made_it_panic() {
+/// Runs the chaos operator over the five records with a dead-letter sink:
+/// the four harmless records must come out, and exactly one dead letter —
+/// returned — for the third.
+fn one_dead_letter(wasm: &str) -> serde_json::Value {
     let dir = support::temp_dir();
-    let spec = spec(
-        dir.path(),
-        "{ module: chaos.wasm, config: { mode: panic } }",
-        true,
-    );
+    let spec = spec(dir.path(), wasm, true);
     let o = support::run(&spec, &[]);
     assert_ok(&o);
     let out = support::sorted_lines(&dir.path().join("out.jsonl"));
     assert_eq!(out, ["{\"n\":1}", "{\"n\":2}", "{\"n\":4}", "{\"n\":5}"]);
-    let dead = dead_letters(dir.path());
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0]["node"], "chaos");
+    let mut dead = dead_letters(dir.path());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let d = dead.remove(0);
+    assert_eq!(d["node"], "chaos");
     assert!(
-        dead[0]["origin"]
-            .as_str()
-            .unwrap()
-            .ends_with("input.jsonl:3"),
-        "{}",
-        dead[0]
+        d["origin"].as_str().unwrap().ends_with("input.jsonl:3"),
+        "{d}"
     );
-    let error = dead[0]["error"].as_str().unwrap();
+    assert_eq!(d["value"], "{\"n\":3,\"note\":\"boom\"}");
+    d
+}
+
+fn error_of(dead_letter: &serde_json::Value) -> &str {
+    dead_letter["error"].as_str().unwrap()
+}
+
+#[test]
+fn a_panicking_guest_costs_only_the_record_that_made_it_panic() {
+    let d = one_dead_letter("{ module: chaos.wasm, config: { mode: panic } }");
     assert!(
-        error.contains("chaos: panic on record {\"n\":3,\"note\":\"boom\"}"),
-        "{error}"
+        error_of(&d).contains("chaos: panic on record {\"n\":3,\"note\":\"boom\"}"),
+        "{d}"
     );
-    assert_eq!(dead[0]["value"], "{\"n\":3,\"note\":\"boom\"}");
 }
 
 #[test]
@@ -88,68 +92,31 @@ fn without_a_dead_letter_sink_a_trap_stops_the_job_naming_operator_and_record() 
 
 #[test]
 fn a_spinning_guest_is_stopped_by_its_call_deadline() {
-    let dir = support::temp_dir();
-    let spec = spec(
-        dir.path(),
-        "{ module: chaos.wasm, config: { mode: spin }, call_timeout: 200ms }",
-        true,
-    );
     let started = std::time::Instant::now();
-    let o = support::run(&spec, &[]);
-    assert_ok(&o);
+    let d = one_dead_letter("{ module: chaos.wasm, config: { mode: spin }, call_timeout: 200ms }");
     assert!(
         started.elapsed().as_secs() < 30,
         "the deadline did not stop the guest"
     );
-    assert_eq!(
-        support::sorted_lines(&dir.path().join("out.jsonl")).len(),
-        4
-    );
-    let dead = dead_letters(dir.path());
-    assert_eq!(dead.len(), 1);
-    let error = dead[0]["error"].as_str().unwrap();
     assert!(
-        error.contains("exceeded its call deadline of 200ms"),
-        "{error}"
+        error_of(&d).contains("exceeded its call deadline of 200ms"),
+        "{d}"
     );
 }
 
 #[test]
 fn a_greedy_guest_is_stopped_by_its_memory_cap() {
-    let dir = support::temp_dir();
-    let spec = spec(
-        dir.path(),
-        "{ module: chaos.wasm, config: { mode: alloc }, memory_limit: 32MiB }",
-        true,
-    );
-    let o = support::run(&spec, &[]);
-    assert_ok(&o);
-    assert_eq!(
-        support::sorted_lines(&dir.path().join("out.jsonl")).len(),
-        4
-    );
-    let dead = dead_letters(dir.path());
-    assert_eq!(dead.len(), 1);
-    let error = dead[0]["error"].as_str().unwrap();
+    let d = one_dead_letter("{ module: chaos.wasm, config: { mode: alloc }, memory_limit: 32MiB }");
     assert!(
-        error.contains("exceeded its memory limit of 32 MiB"),
-        "{error}"
+        error_of(&d).contains("exceeded its memory limit of 32 MiB"),
+        "{d}"
     );
 }
 
 #[test]
 fn a_rejected_record_goes_to_the_dead_letter_sink_with_the_guests_reason() {
-    let dir = support::temp_dir();
-    let spec = spec(
-        dir.path(),
-        "{ module: chaos.wasm, config: { mode: error } }",
-        true,
-    );
-    let o = support::run(&spec, &[]);
-    assert_ok(&o);
-    let dead = dead_letters(dir.path());
-    assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0]["error"], "chaos: rejected record");
+    let d = one_dead_letter("{ module: chaos.wasm, config: { mode: error } }");
+    assert_eq!(error_of(&d), "chaos: rejected record");
 }
 
 fn probes(dir: &Path) -> Vec<serde_json::Value> {

@@ -124,16 +124,7 @@ impl Batch {
         timestamp: Option<i64>,
         origin: Origin,
     ) {
-        let key = key.map(|k| self.put(k));
-        let value = self.put(value);
-        self.records.push(RecordMeta {
-            key,
-            value,
-            timestamp,
-            origin,
-            headers_start: self.headers.len() as u32,
-            headers_len: 0,
-        });
+        self.push_built(key, timestamp, origin, |data| data.extend_from_slice(value));
     }
 
     /// Appends a record whose value `write` produces in place.

@@ -234,6 +234,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_channel_makes_the_sender_wait() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut r = Router::new(Partitioning::Forward, vec![tx], 0);
+        r.push(Message::Batch(batch(&["{\"n\":1}"])));
+        r.flush().await.unwrap();
+        r.push(Message::Batch(batch(&["{\"n\":2}"])));
+        let sender = tokio::spawn(async move {
+            r.flush().await.unwrap();
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !sender.is_finished(),
+            "the channel is full: the sender must wait"
+        );
+        let (_, first) = rx.recv().await.unwrap();
+        assert!(matches!(&first[..], [Message::Batch(b)] if b.get(0).value() == b"{\"n\":1}"));
+        sender.await.unwrap();
+        let (_, second) = rx.recv().await.unwrap();
+        assert!(matches!(&second[..], [Message::Batch(b)] if b.get(0).value() == b"{\"n\":2}"));
+    }
+
+    #[tokio::test]
     async fn rebalance_alternates_batches() {
         let (tx0, mut rx0) = mpsc::channel(16);
         let (tx1, mut rx1) = mpsc::channel(16);

@@ -9,7 +9,10 @@
 //! single record and stops the job.
 
 use super::sandbox::Sandbox;
-use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit, wit_aggregate};
+use super::{
+    Exports, InstanceSettings, Lowering, Module, checked_span, trapped_on, wit, wit_aggregate,
+    wit_spans,
+};
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Output};
@@ -138,10 +141,8 @@ impl WasmAggregator {
         targets: &[u32],
     ) -> Result<Call<wit_aggregate::AddOutput>, RuntimeError> {
         self.spans.clear();
-        self.spans.extend(accs.spans.iter().map(|s| wit::Span {
-            offset: s.offset,
-            len: s.len,
-        }));
+        self.spans
+            .extend(accs.spans.iter().copied().map(super::wit_span));
         let live = self.live.is_none();
         if live {
             self.start().await?;
@@ -210,24 +211,51 @@ impl WasmAggregator {
                     replace(accs, t as usize, one.get(0));
                 }
                 Call::Trapped(description) => {
-                    let record = input.get(i);
-                    if out.info().has_dead_letter {
-                        out.dead_letter(record, &format!("operator trapped: {description}"))?;
-                    } else {
-                        return Err(WasmError::Trap {
-                            uid: self.uid(),
-                            at: format!(
-                                " on record {}",
-                                out.info().splits.describe(record.origin())
-                            ),
-                            message: description,
-                        }
-                        .into());
-                    }
+                    trapped_on(out, &self.settings.uid, input.get(i), description)?
                 }
             }
         }
         Ok(())
+    }
+
+    /// `merge` (with groups) or `get-result` (without): calls that involve
+    /// no single record, so a trap stops the job.
+    async fn list_call(
+        &mut self,
+        accs: &ByteList,
+        groups: Option<&[wit::Span]>,
+    ) -> Result<ByteList, RuntimeError> {
+        let started = Instant::now();
+        let spans = wit_spans(&accs.spans);
+        let (sandbox, guest) = self.live().await?;
+        sandbox.arm();
+        let param = wit::ByteListParam {
+            data: &accs.data,
+            spans: &spans,
+        };
+        let (what, expected, called) = match groups {
+            Some(g) => (
+                "merge",
+                g.len(),
+                guest.call_merge(&mut sandbox.store, param, g).await,
+            ),
+            None => (
+                "get-result",
+                accs.len(),
+                guest.call_get_result(&mut sandbox.store, param).await,
+            ),
+        };
+        let result = match called {
+            Ok(Ok(list)) => self.byte_list(list, expected, what),
+            Ok(Err(m)) => Err(self.contract(format!("{what} failed: {m}"))),
+            Err(e) => {
+                let description = sandbox.describe(&e);
+                self.live = None;
+                Err(self.trapped(what, description))
+            }
+        };
+        self.timed(started);
+        result
     }
 
     fn timed(&self, started: Instant) {
@@ -294,70 +322,11 @@ impl Aggregator for WasmAggregator {
     }
 
     async fn merge(&mut self, accs: &ByteList, groups: &[Span]) -> Result<ByteList, RuntimeError> {
-        let started = Instant::now();
-        let spans: Vec<wit::Span> = accs
-            .spans
-            .iter()
-            .map(|s| wit::Span {
-                offset: s.offset,
-                len: s.len,
-            })
-            .collect();
-        let wit_groups: Vec<wit::Span> = groups
-            .iter()
-            .map(|g| wit::Span {
-                offset: g.offset,
-                len: g.len,
-            })
-            .collect();
-        let (sandbox, guest) = self.live().await?;
-        sandbox.arm();
-        let param = wit::ByteListParam {
-            data: &accs.data,
-            spans: &spans,
-        };
-        let result = match guest
-            .call_merge(&mut sandbox.store, param, &wit_groups)
-            .await
-        {
-            Ok(Ok(list)) => self.byte_list(list, groups.len(), "merge"),
-            Ok(Err(m)) => Err(self.contract(format!("merge failed: {m}"))),
-            Err(e) => {
-                let d = sandbox.describe(&e);
-                self.live = None;
-                Err(self.trapped("merge", d))
-            }
-        };
-        self.timed(started);
-        result
+        let groups = wit_spans(groups);
+        self.list_call(accs, Some(&groups)).await
     }
 
     async fn results(&mut self, accs: &ByteList) -> Result<ByteList, RuntimeError> {
-        let started = Instant::now();
-        let spans: Vec<wit::Span> = accs
-            .spans
-            .iter()
-            .map(|s| wit::Span {
-                offset: s.offset,
-                len: s.len,
-            })
-            .collect();
-        let (sandbox, guest) = self.live().await?;
-        sandbox.arm();
-        let param = wit::ByteListParam {
-            data: &accs.data,
-            spans: &spans,
-        };
-        let result = match guest.call_get_result(&mut sandbox.store, param).await {
-            Ok(Ok(list)) => self.byte_list(list, accs.len(), "get-result"),
-            Ok(Err(m)) => Err(self.contract(format!("get-result failed: {m}"))),
-            Err(e) => {
-                let d = sandbox.describe(&e);
-                self.live = None;
-                Err(self.trapped("get-result", d))
-            }
-        };
-        self.timed(started);
-        result
+        self.list_call(accs, None).await
     }
 }

@@ -271,6 +271,30 @@ fn wit_span(s: crate::runtime::batch::Span) -> wit::Span {
     }
 }
 
+fn wit_spans(spans: &[crate::runtime::batch::Span]) -> Vec<wit::Span> {
+    spans.iter().copied().map(wit_span).collect()
+}
+
+/// A record made a guest trap (found by replaying a batch record by
+/// record): it goes to the dead-letter output, or stops the job with an error
+/// naming the operator and the record.
+fn trapped_on(
+    out: &mut crate::runtime::Output,
+    uid: &str,
+    record: crate::runtime::RecordRef<'_>,
+    description: String,
+) -> Result<(), crate::error::RuntimeError> {
+    if out.info().has_dead_letter {
+        return out.dead_letter(record, &format!("operator trapped: {description}"));
+    }
+    Err(crate::error::WasmError::Trap {
+        uid: uid.to_owned(),
+        at: format!(" on record {}", out.info().splits.describe(record.origin())),
+        message: description,
+    }
+    .into())
+}
+
 /// Reusable buffers for handing a host batch to a guest: only the small
 /// per-record metadata is converted; the data buffer is passed as it is.
 #[derive(Default)]

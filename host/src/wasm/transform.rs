@@ -9,7 +9,9 @@
 //! normally, so a trap costs neither data nor duplicates.
 
 use super::sandbox::Sandbox;
-use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit, wit_transform};
+use super::{
+    Exports, InstanceSettings, Lowering, Module, checked_span, trapped_on, wit, wit_transform,
+};
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::batch::{HeaderMeta, RecordMeta};
 use crate::runtime::{Batch, NodeMetrics, Operator, Output};
@@ -179,22 +181,7 @@ impl WasmTransform {
             single.push_record(batch.get(i), None);
             match self.call(&single).await? {
                 Ok(output) => self.emit(&single, output, out)?,
-                Err(description) => {
-                    let record = batch.get(i);
-                    if out.info().has_dead_letter {
-                        out.dead_letter(record, &format!("operator trapped: {description}"))?;
-                    } else {
-                        return Err(WasmError::Trap {
-                            uid: self.settings.uid.to_string(),
-                            at: format!(
-                                " on record {}",
-                                out.info().splits.describe(record.origin())
-                            ),
-                            message: description,
-                        }
-                        .into());
-                    }
-                }
+                Err(description) => trapped_on(out, &self.settings.uid, batch.get(i), description)?,
             }
         }
         Ok(())

@@ -260,11 +260,14 @@ impl WindowOperator {
             .add(&mut accs, &self.pending, &self.pending_targets, out)
             .await?;
         if accs.len() != self.pending_slots.len() {
-            return Err(self.contract(format!(
-                "add returned {} accumulators for {}",
-                accs.len(),
-                self.pending_slots.len()
-            )));
+            return Err(Self::contract(
+                out,
+                format!(
+                    "add returned {} accumulators for {}",
+                    accs.len(),
+                    self.pending_slots.len()
+                ),
+            ));
         }
         for (i, &s) in self.pending_slots.iter().enumerate() {
             self.slots.set(s, accs.get(i));
@@ -276,9 +279,11 @@ impl WindowOperator {
         Ok(())
     }
 
-    fn contract(&self, message: String) -> RuntimeError {
+    /// The aggregate function broke its contract (a wrong count, a result
+    /// that is not JSON).
+    fn contract(out: &Output, message: String) -> RuntimeError {
         RuntimeError::Wasm(WasmError::Contract {
-            uid: "window aggregate".into(),
+            uid: out.info().uid.to_string(),
             message,
         })
     }
@@ -417,10 +422,10 @@ impl WindowOperator {
                     )
                     .await?;
                 if one.len() != 1 {
-                    return Err(self.contract(format!(
-                        "merge returned {} accumulators for 1 group",
-                        one.len()
-                    )));
+                    return Err(Self::contract(
+                        out,
+                        format!("merge returned {} accumulators for 1 group", one.len()),
+                    ));
                 }
                 self.slots.set(survivor.slot, one.get(0));
             }
@@ -509,11 +514,14 @@ impl WindowOperator {
         } else {
             let merged = self.agg.merge(&pane_accs, &groups).await?;
             if merged.len() != groups.len() {
-                return Err(self.contract(format!(
-                    "merge returned {} accumulators for {} groups",
-                    merged.len(),
-                    groups.len()
-                )));
+                return Err(Self::contract(
+                    out,
+                    format!(
+                        "merge returned {} accumulators for {} groups",
+                        merged.len(),
+                        groups.len()
+                    ),
+                ));
             }
             merged
         };
@@ -542,18 +550,17 @@ impl WindowOperator {
     ) -> Result<(), RuntimeError> {
         let results = self.agg.results(accs).await?;
         if results.len() != fired.len() {
-            return Err(self.contract(format!(
-                "{} results for {} accumulators",
-                results.len(),
-                fired.len()
-            )));
+            return Err(Self::contract(
+                out,
+                format!("{} results for {} accumulators", results.len(), fired.len()),
+            ));
         }
         let mut rows = Batch::with_capacity(fired.len(), fired.len() * 96);
         let s = &self.settings;
         for (i, &(w, k)) in fired.iter().enumerate() {
             let result = results.get(i);
             json::validate(result)
-                .map_err(|e| self.contract(format!("a result is not JSON: {e}")))?;
+                .map_err(|e| Self::contract(out, format!("a result is not JSON: {e}")))?;
             let key = &self.keys.get(k).key;
             rows.push_built(Some(key), Some(w.max_timestamp()), Origin::NONE, |v| {
                 v.push(b'{');

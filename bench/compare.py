@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""sluice beside Apache Flink on the same file, in the same sitting.
+
+    bench/compare.py FILE [RUNS] [WORKLOADS]     e.g. bench/compare.py /tmp/bench/orders-5m.jsonl 3 W1,W2
+
+Runs every (workload, parallelism 1 and 2) RUNS times on each engine, round
+robin (sluice, Flink, sluice, ...) so that drifts of the machine's speed hit
+both alike, and prints a table of medians: wall seconds of the whole process,
+events/s over it, peak RSS, and whether the CHECKSUM lines agree. sluice runs
+through bench/run.sh (build it first); Flink through the shared harness
+(FLINK_BENCH, default ../shared/bench/flink/run.sh next to this repository).
+"""
+import os
+import re
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FLINK = os.environ.get("FLINK_BENCH", os.path.join(HERE, "..", "..", "shared", "bench", "flink", "run.sh"))
+
+
+def run(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
+    checksum = re.search(r"^CHECKSUM .*$", p.stdout, re.M).group(0)
+    t = re.search(r"^TIME wall_s=([\d.]+) events_per_s_wall=(\d+) max_rss_mb=(\d+)", p.stdout, re.M)
+    return checksum, float(t.group(1)), int(t.group(3))
+
+
+def main(argv):
+    if not argv:
+        sys.exit(__doc__)
+    file = os.path.abspath(argv[0])
+    runs = int(argv[1]) if len(argv) > 1 else 3
+    workloads = argv[2].split(",") if len(argv) > 2 else ["W1", "W2", "W3", "W4"]
+    events = sum(1 for _ in open(file, "rb"))
+    rows = []
+    for w in workloads:
+        for p in ("1", "2"):
+            res = {"sluice": [], "flink": []}
+            for i in range(runs):
+                res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file]))
+                res["flink"].append(run(["bash", FLINK, w, p, file]))
+                print(f"{w} p={p} run {i + 1}: sluice {res['sluice'][-1][1]:.2f} s, "
+                      f"flink {res['flink'][-1][1]:.2f} s", file=sys.stderr, flush=True)
+            row = {"w": w, "p": p}
+            for engine, r in res.items():
+                walls = [x[1] for x in r]
+                row[engine] = (statistics.median(walls), min(walls), max(walls),
+                               statistics.median(x[2] for x in r), {x[0] for x in r})
+            rows.append(row)
+    print(f"\n{events:,} events, {runs} runs each, medians (min-max)\n")
+    print("| workload | p | sluice wall s | sluice events/s | sluice RSS MB | Flink wall s | Flink events/s "
+          "| Flink RSS MB | speed-up | RSS ratio | checksums |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        s, f = r["sluice"], r["flink"]
+        same = "equal" if s[4] == f[4] and len(s[4]) == 1 else "DIFFER"
+        print(f"| {r['w']} | {r['p']} | {s[0]:.2f} ({s[1]:.2f}-{s[2]:.2f}) | {events / s[0]:,.0f} | {s[3]:.0f} "
+              f"| {f[0]:.2f} ({f[1]:.2f}-{f[2]:.2f}) | {events / f[0]:,.0f} | {f[3]:.0f} "
+              f"| {f[0] / s[0]:.1f}x | 1/{f[3] / s[3]:.0f} | {same} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
