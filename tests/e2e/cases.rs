@@ -2,10 +2,11 @@
 //!
 //! A case holds `spec.yaml`, its inputs, and either `expected/` — one file
 //! per output file the spec writes to `${OUT}` — or `expected-error.txt`,
-//! lines that must all appear in the error output of a failing run. The spec
-//! finds its own folder as `${CASE}` (relative to the repository root, where
-//! it runs). Each case runs at parallelism 1 and 2
-//! and must give the same output both times; outputs are compared as sorted
+//! lines that must all appear in the error output of a failing run
+//! (`{modules}` stands for the folder of the example modules). The spec runs
+//! from the repository root and finds its own folder there as `${CASE}`, so
+//! paths in outputs and errors read the same on every machine. Each case runs
+//! at parallelism 1 and 2 and must give the same output both times; outputs are compared as sorted
 //! lines, because the order of records across subtasks is not fixed.
 //!
 //! `BLESS=1 cargo test --release --test e2e cases` rewrites the expectations
@@ -56,7 +57,7 @@ fn run_case(case: &Path, parallelism: &str) -> (std::process::Output, tempfile::
         .strip_prefix(support::repo())
         .expect("case inside the repository");
     let o = support::run(
-        &case.join("spec.yaml"),
+        &relative.join("spec.yaml"),
         &[
             ("CASE", relative.to_str().expect("utf-8 path")),
             ("OUT", out.path().to_str().expect("utf-8 path")),
@@ -85,7 +86,10 @@ fn bless(case: &Path, o: &std::process::Output, out: &Path) {
             .lines()
             .find(|l| l.contains("error"))
             .unwrap_or(&err)
-            .to_owned();
+            .replace(
+                support::modules_dir().to_str().expect("utf-8 path"),
+                "{modules}",
+            );
         std::fs::write(case.join("expected-error.txt"), line + "\n").expect("write expectation");
     }
 }
@@ -115,7 +119,9 @@ fn data_driven_cases() {
                         "{name} (p={parallelism}): expected a failure, but it succeeded"
                     ));
                 }
+                let modules = support::modules_dir();
                 for line in wanted.lines().filter(|l| !l.trim().is_empty()) {
+                    let line = line.replace("{modules}", modules.to_str().expect("utf-8 path"));
                     if !err.contains(line.trim()) {
                         failures.push(format!(
                             "{name} (p={parallelism}): error output lacks `{}`:\n{err}",

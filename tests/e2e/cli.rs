@@ -41,6 +41,28 @@ fn validate_prints_the_plan_without_running() {
 }
 
 #[test]
+fn chain_false_gives_a_node_its_own_task() {
+    let dir = support::temp_dir();
+    let o = support::sluice()
+        .args(["validate", "examples/bench/w1.yaml"])
+        .env("INPUT", support::repo().join("examples/bench/w1.yaml"))
+        .env("OUTPUT", dir.path().join("out.jsonl"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = stdout(&o);
+    assert!(plan.contains("task 0 × 1: orders (source)\n"), "{plan}");
+    assert!(
+        plan.contains("task 1 × 1: usd-orders (transform), results (sink)\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("  orders -> usd-orders [forward]\n"),
+        "{plan}"
+    );
+}
+
+#[test]
 fn a_broken_spec_exits_with_2_and_a_missing_spec_names_the_file() {
     let dir = support::temp_dir();
     let bad = dir.path().join("bad.yaml");

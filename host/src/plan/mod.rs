@@ -229,6 +229,8 @@ struct Draft {
     inputs: Vec<(String, String)>, // (reference, spec path of the `input` key)
     key_by: Option<KeySelector>,
     partition: Option<PartitionSpec>,
+    /// Whether the node may share its input's task.
+    chain: bool,
     explicit_parallelism: bool,
     needs_event_time: bool,
 }
@@ -408,7 +410,9 @@ impl Planner<'_> {
         for &n in &order {
             let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == n).collect();
             let joined = match inputs.as_slice() {
-                [e] if matches!(e.partitioning, Partitioning::Forward) => chain_of[e.from],
+                [e] if drafts[n].chain && matches!(e.partitioning, Partitioning::Forward) => {
+                    chain_of[e.from]
+                }
                 _ => None,
             };
             match joined {
@@ -607,6 +611,7 @@ impl Planner<'_> {
             inputs: Vec::new(),
             key_by: None,
             partition: None,
+            chain: true,
             explicit_parallelism: self.explicit(&p, node, s.parallelism)?,
             needs_event_time: false,
         })
@@ -651,6 +656,7 @@ impl Planner<'_> {
             inputs,
             key_by: None,
             partition: None,
+            chain: true,
             explicit_parallelism: self.explicit(p, node, parallelism)?,
             needs_event_time: false,
         })
@@ -750,6 +756,7 @@ impl Planner<'_> {
             inputs,
             key_by,
             partition: o.partition,
+            chain: o.chain,
             explicit_parallelism: self.explicit(&p, node, o.parallelism)?,
             needs_event_time,
         })
@@ -841,6 +848,7 @@ impl Planner<'_> {
             inputs,
             key_by: Some(key),
             partition: None,
+            chain: o.chain,
             explicit_parallelism: self.explicit(p, node, o.parallelism)?,
             needs_event_time: true,
         })

@@ -49,6 +49,9 @@ pub struct Spec {
 fn one() -> u32 {
     1
 }
+fn yes() -> bool {
+    true
+}
 fn default_max_parallelism() -> u32 {
     128
 }
@@ -197,6 +200,11 @@ pub struct OperatorSpec {
     pub parallelism: Option<u32>,
     #[serde(default)]
     pub partition: Option<PartitionSpec>,
+    /// `false` starts a new task at this node even where it could share its
+    /// input's task (Flink's `disableChaining`): the two then run side by
+    /// side on their own threads, at the cost of a channel between them.
+    #[serde(default = "yes")]
+    pub chain: bool,
     #[serde(default)]
     pub key_by: Option<KeyBySpec>,
     #[serde(default)]
