@@ -87,6 +87,23 @@ fn a_broken_spec_exits_with_2_and_a_missing_spec_names_the_file() {
 }
 
 #[test]
+fn an_output_that_cannot_be_written_is_named_and_called_external() {
+    let dir = support::temp_dir();
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        "sources: [ { uid: gen, type: datagen, count: 10 } ]\n\
+         sinks: [ { uid: out, input: gen, type: file, path: /proc/sluice/out.jsonl } ]\n",
+    )
+    .unwrap();
+    let o = support::sluice().arg("run").arg(&spec).output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cannot create folder /proc/sluice"), "{err}");
+    assert!(err.contains("a problem outside sluice"), "{err}");
+}
+
+#[test]
 fn compiled_modules_are_cached_by_content_hash() {
     let cache = support::temp_dir();
     let run = || {

@@ -4,7 +4,7 @@
 //! module (fix the input and run again), 1 for a failure while running,
 //! 130 when interrupted.
 
-use crate::error::Error;
+use crate::error::{Error, Fault};
 use crate::plan::{self, Pipeline, PlanOptions};
 use crate::runtime::job::{self, JobSummary};
 use crate::time::SystemClock;
@@ -129,6 +129,15 @@ fn run(pipeline: &Pipeline, quiet: bool) -> ExitCode {
 
 fn fail(e: &Error) -> ExitCode {
     eprintln!("sluice: error: {e}");
+    match e.fault() {
+        Fault::User => {}
+        Fault::External => eprintln!(
+            "sluice: this is a problem outside sluice (a file, a disk); fix it and run again"
+        ),
+        Fault::Internal => eprintln!(
+            "sluice: this is a bug in sluice; please report it with the spec that caused it"
+        ),
+    }
     match e {
         Error::Plan(_) => ExitCode::from(2),
         Error::Runtime(_) => ExitCode::FAILURE,

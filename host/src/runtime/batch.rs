@@ -176,16 +176,6 @@ impl Batch {
             headers_len: record.meta.headers_len,
         });
     }
-
-    /// Keeps the records for which `keep` returns true.
-    pub fn retain(&mut self, mut keep: impl FnMut(usize) -> bool) {
-        let mut i = 0;
-        self.records.retain(|_| {
-            let k = keep(i);
-            i += 1;
-            k
-        });
-    }
 }
 
 /// A record inside a batch.
@@ -267,8 +257,5 @@ mod tests {
                 position: 1
             }
         );
-        b.retain(|i| i == 1);
-        assert_eq!(b.len(), 1);
-        assert_eq!(b.get(0).value(), b"{\"v\":1}");
     }
 }

@@ -56,10 +56,6 @@ pub struct NodeSummary {
 }
 
 impl JobSummary {
-    pub fn node(&self, uid: &str) -> Option<&NodeSummary> {
-        self.nodes.iter().find(|n| n.uid == uid)
-    }
-
     /// Records read by all sources.
     pub fn records_read(&self) -> u64 {
         self.nodes

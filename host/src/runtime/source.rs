@@ -77,7 +77,6 @@ pub struct SourceOutput {
     messages: Vec<Message>,
     buffered: usize,
     scratch: Batch,
-    read: u64,
 }
 
 impl SourceOutput {
@@ -111,7 +110,6 @@ impl SourceOutput {
             messages: Vec::new(),
             buffered: 0,
             scratch: Batch::default(),
-            read: 0,
         }
     }
 
@@ -138,11 +136,6 @@ impl SourceOutput {
         self.buffered >= self.batch_size || self.messages.len() >= 64
     }
 
-    /// Records read so far (including malformed ones).
-    pub fn records_read(&self) -> u64 {
-        self.read
-    }
-
     /// Adds a record read from `split` at `position` (line number, sequence
     /// number). A malformed record goes to the dead-letter output (or stops
     /// the job when there is none).
@@ -154,7 +147,6 @@ impl SourceOutput {
         value: &[u8],
         position: u64,
     ) -> Result<(), RuntimeError> {
-        self.read += 1;
         let origin = Origin {
             split: split.global,
             position,

@@ -86,10 +86,6 @@ impl SourceWatermarks {
         }
     }
 
-    pub fn strategy(&self) -> &WatermarkStrategy {
-        &self.strategy
-    }
-
     /// Starts tracking a split; returns its index.
     pub fn add_split(&mut self, now_ms: i64) -> usize {
         self.splits.push(Split {
