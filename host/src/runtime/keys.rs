@@ -12,6 +12,7 @@
 //! parallelism by moving whole key groups.
 
 use crate::json::{self, Pointer};
+use smallvec::SmallVec;
 use std::ops::RangeInclusive;
 
 /// Extracts keys from record values.
@@ -56,8 +57,10 @@ impl KeySelector {
                 Err(e) => Err(e.to_string()),
             };
         }
-        let mut found = vec![None; self.pointers.len()];
-        let refs: Vec<&Pointer> = self.pointers.iter().collect();
+        // On the stack for up to 8 fields: this runs for every record.
+        let mut found: SmallVec<[Option<&[u8]>; 8]> =
+            smallvec::smallvec![None; self.pointers.len()];
+        let refs: SmallVec<[&Pointer; 8]> = self.pointers.iter().collect();
         json::find_many_fast(value, &refs, &mut found).map_err(|e| e.to_string())?;
         out.push(b'[');
         for (i, (raw, p)) in found.iter().zip(&self.pointers).enumerate() {

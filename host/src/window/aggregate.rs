@@ -13,6 +13,7 @@ use crate::plan::spec::NativeFn;
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, Output};
 use async_trait::async_trait;
+use smallvec::SmallVec;
 
 /// Byte strings in one buffer, like the WIT `byte-list`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -264,9 +265,10 @@ impl NativeAggregator {
     /// Reads the fields of one record. `Ok(None)` for a field that is
     /// missing or null (it is skipped, as SQL aggregates skip NULL).
     fn read_fields(&mut self, value: &[u8]) -> Result<(), String> {
-        let refs: Vec<&Pointer> = self.fields.iter().collect();
-        let mut raw = vec![None; refs.len()];
-        json::find_many(value, &refs, &mut raw).map_err(|e| e.to_string())?;
+        // On the stack for up to 8 fields: this runs for every record.
+        let refs: SmallVec<[&Pointer; 8]> = self.fields.iter().collect();
+        let mut raw: SmallVec<[Option<&[u8]>; 8]> = smallvec::smallvec![None; refs.len()];
+        json::find_many_fast(value, &refs, &mut raw).map_err(|e| e.to_string())?;
         for (i, r) in raw.iter().enumerate() {
             self.found[i] = match r {
                 None | Some(b"null") => None,
