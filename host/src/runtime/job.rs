@@ -183,13 +183,12 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
             let name = format!("{}#{subtask}", head_node.uid);
             let task = Task {
                 name: name.clone(),
-                head,
                 chain: nodes,
                 routers,
                 router_owner,
             };
             let span = tracing::info_span!("task", job = %pipeline.name, task = %name);
-            spawn(task, span, done_tx.clone(), cancel_rx.clone())?;
+            spawn(task, head, span, done_tx.clone(), cancel_rx.clone())?;
             spawned += 1;
         }
     }
@@ -245,6 +244,7 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
 /// The task stops early when `cancel` becomes true or is dropped.
 fn spawn(
     task: Task,
+    head: Head,
     span: tracing::Span,
     done: tokio::sync::mpsc::UnboundedSender<Result<(), RuntimeError>>,
     mut cancel: tokio::sync::watch::Receiver<bool>,
@@ -262,7 +262,7 @@ fn spawn(
                     })?;
                 rt.block_on(async move {
                     tokio::select! {
-                        r = task.run().instrument(span) => r,
+                        r = task.run(head).instrument(span) => r,
                         _ = cancel.wait_for(|c| *c) => Ok(()),
                     }
                 })

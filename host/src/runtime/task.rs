@@ -66,7 +66,6 @@ pub enum Head {
 pub struct Task {
     /// `uid#subtask` of the chain's head, for logs and errors.
     pub name: String,
-    pub head: Head,
     pub chain: Vec<ChainNode>,
     pub routers: Vec<Router>,
     /// For each router, the chain node whose output it carries (for the
@@ -75,17 +74,12 @@ pub struct Task {
 }
 
 impl Task {
-    pub async fn run(mut self) -> Result<(), RuntimeError> {
+    /// Opens the chain's operators, then feeds it from `head` until the end
+    /// of input.
+    pub async fn run(mut self, head: Head) -> Result<(), RuntimeError> {
         for node in &mut self.chain {
             node.op.open().await?;
         }
-        let head = std::mem::replace(
-            &mut self.head,
-            Head::Inputs {
-                rx: tokio::sync::mpsc::channel(1).1,
-                watermarks: InputWatermarks::new(0),
-            },
-        );
         match head {
             Head::Source { source, out } => self.run_source(source, out).await,
             Head::Inputs { rx, watermarks } => self.run_inputs(rx, watermarks).await,

@@ -143,8 +143,7 @@ impl WasmAggregator {
         self.spans.clear();
         self.spans
             .extend(accs.spans.iter().copied().map(super::wit_span));
-        let live = self.live.is_none();
-        if live {
+        if self.live.is_none() {
             self.start().await?;
         }
         let (sandbox, guest) = self.live.as_mut().expect("started");
