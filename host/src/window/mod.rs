@@ -384,7 +384,7 @@ impl WindowOperator {
         }
         let k = self.keys.insert(key);
         let lateness = self.lateness();
-        let slot = if overlapping.is_empty() {
+        let (slot, window) = if overlapping.is_empty() {
             let slot = self.slots.alloc(&self.empty);
             self.keys
                 .get_mut(k)
@@ -393,7 +393,7 @@ impl WindowOperator {
             if !self.fired(new) {
                 self.session_fire.insert((new.max_timestamp(), k));
             }
-            slot
+            (slot, new)
         } else {
             if overlapping.len() > 1 {
                 self.flush(out).await?;
@@ -452,17 +452,9 @@ impl WindowOperator {
             } else {
                 self.session_fire.insert((merged.max_timestamp(), k));
             }
-            survivor.slot
+            (survivor.slot, merged)
         };
         self.queue(record, slot);
-        let window = self
-            .keys
-            .get(k)
-            .sessions
-            .iter()
-            .find(|s| s.slot == slot)
-            .map(|s| s.window)
-            .expect("session just updated");
         if self.fired(window) {
             // Within the allowed lateness: fire again with this record.
             self.flush(out).await?;
