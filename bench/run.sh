@@ -5,7 +5,8 @@
 #   TIME wall_s=… events_per_s_wall=… max_rss_mb=… user_s=… sys_s=… cpu=…
 #   bench/run.sh W PARALLELISM FILE        e.g. bench/run.sh W2 2 /tmp/bench/orders-5m.jsonl
 # Build first (scripts/demo.sh or scripts/build-guests.sh + cargo build --release -p sluice).
-# Env: SLUICE (the binary; default $CARGO_TARGET_DIR/release/sluice), BENCH_KEEP=1 keeps outputs.
+# Env: SLUICE (the binary; default $CARGO_TARGET_DIR/release/sluice), BENCH_KEEP=1 keeps outputs,
+# STATE_BACKEND=memory|rocksdb (W5; passed through to the spec).
 set -euo pipefail
 if [ $# -lt 3 ]; then sed -n '2,8p' "$0" >&2; exit 2; fi
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -20,13 +21,17 @@ OUT="$(mktemp -d /tmp/sluice-bench.XXXXXX)"
 events=$(wc -l < "$FILE")
 
 set +e
-INPUT="$FILE" OUTPUT="$OUT/out.jsonl" LATE_OUTPUT="$OUT/late.jsonl" PARALLELISM="$P" \
+INPUT="$FILE" OUTPUT="$OUT/out.jsonl" LATE_OUTPUT="$OUT/late.jsonl" DROPPED_OUTPUT="$OUT/dropped.jsonl" PARALLELISM="$P" \
     /usr/bin/time -v -o "$OUT/time.txt" "$SLUICE" run "$REPO/examples/bench/$w.yaml" 2> "$OUT/stderr.txt"
 rc=$?
 set -e
 if [ "$rc" != 0 ]; then cat "$OUT/stderr.txt" >&2; exit "$rc"; fi
 if [ "$W" = W1 ]; then
     python3 "$HERE/checksum.py" W1 "$OUT/out.jsonl"
+elif [ "$W" = W5 ]; then
+    early=$(grep -c '"early_close":true' "$OUT/out.jsonl" || true)
+    dropped=$(cat "$OUT/dropped.jsonl" 2>/dev/null | wc -l)
+    python3 "$HERE/checksum.py" W5 "$OUT/out.jsonl" "$OUT/late.jsonl" --extra "early_close=$early" "dropped_ooo=$dropped"
 else
     python3 "$HERE/checksum.py" "$W" "$OUT/out.jsonl" "$OUT/late.jsonl"
 fi

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Sets up what sluice needs (the wasm32-wasip2 Rust target), builds the host
+# Sets up what sluice needs (scripts/setup.sh: the wasm32-wasip2 Rust target,
+# libclang for RocksDB), builds the host
 # and the example operators, and runs the orders demo on the built-in
 # generator: hourly revenue per customer, late orders on their own lines.
 #   scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rustup target add wasm32-wasip2 >&2
+scripts/setup.sh
 SLUICE_MODULE_PATH="$(scripts/build-guests.sh --quiet)"
 export SLUICE_MODULE_PATH
 cargo build --release --quiet -p sluice >&2

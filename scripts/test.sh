@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v python3 >/dev/null || { echo "scripts/test.sh: python3 is needed (bench/gen_orders.py, bench/checksum.py)" >&2; exit 1; }
-rustup target add wasm32-wasip2 >&2
+scripts/setup.sh
 SLUICE_MODULE_PATH="$(scripts/build-guests.sh --quiet)"
 export SLUICE_MODULE_PATH
 cargo test --release --workspace "$@"

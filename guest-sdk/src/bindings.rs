@@ -30,8 +30,37 @@ pub mod aggregate {
         export_macro_name: "export_aggregate_world",
         // One set of Rust types for both worlds, so the batch code is shared.
         with: {
-            "sluice:operator/types@0.1.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.1.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@0.2.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.2.0": crate::bindings::transform::sluice::operator::logging,
+        },
+    });
+}
+
+/// Bindings for the `keyed-process-operator` world: the `state` and `output`
+/// imports and the `keyed-process` export.
+pub mod process {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "keyed-process-operator",
+        pub_export_macro: true,
+        export_macro_name: "export_process_world",
+        with: {
+            "sluice:operator/types@0.2.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.2.0": crate::bindings::transform::sluice::operator::logging,
+        },
+    });
+}
+
+/// Bindings for the `window-function-operator` world.
+pub mod window {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "window-function-operator",
+        pub_export_macro: true,
+        export_macro_name: "export_window_world",
+        with: {
+            "sluice:operator/types@0.2.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.2.0": crate::bindings::transform::sluice::operator::logging,
         },
     });
 }

@@ -144,15 +144,110 @@ mod config;
 mod error;
 pub mod json;
 pub mod log;
+mod process;
 mod record;
+mod state;
 pub mod testing;
 mod transform;
+mod window;
 
 pub use aggregate::Aggregate;
 pub use config::Config;
 pub use error::Error;
+pub use process::{Context, Domain, KeyedProcess, Setup, SideOutput, Timer, ValueState};
 pub use record::Record;
+pub use state::{ListState, MapState};
 pub use transform::{OutRecord, Output, Transform};
+pub use window::{Window, WindowFunction};
+
+/// Exports a [`WindowFunction`] as the operator of this crate's component
+/// (`sluice:operator/window-function`). Use it once, at the top level of the
+/// crate; see [`WindowFunction`] for an example.
+#[macro_export]
+macro_rules! export_window_function {
+    ($operator:ty $(,)?) => {
+        const _: () = {
+            struct __SluiceWindowExport;
+
+            ::std::thread_local! {
+                static __SLUICE_WINDOW: $crate::__private::WindowState<$operator> =
+                    const { $crate::__private::WindowState::new() };
+            }
+
+            impl $crate::__private::WindowGuest for __SluiceWindowExport {
+                fn open(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    __SLUICE_WINDOW.with(|state| state.open(config))
+                }
+
+                fn process(
+                    windows: ::std::vec::Vec<$crate::__private::WitWindow>,
+                    keys: ::std::vec::Vec<u8>,
+                    input: $crate::__private::Batch,
+                ) -> ::core::result::Result<$crate::__private::ByteList, ::std::string::String>
+                {
+                    __SLUICE_WINDOW.with(|state| state.process(windows, keys, input))
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::window_bindings::export_window_world!(
+                __SluiceWindowExport with_types_in $crate::__private::window_bindings
+            );
+
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceWindowExport as $crate::__private::WindowGuest>::open,
+                <__SluiceWindowExport as $crate::__private::WindowGuest>::process,
+            );
+        };
+    };
+}
+
+/// Exports a [`KeyedProcess`] as the operator of this crate's component
+/// (`sluice:operator/keyed-process`). Use it once, at the top level of the
+/// crate; see [`KeyedProcess`] for an example. Until `open` has succeeded,
+/// every call traps with "operator not opened".
+#[macro_export]
+macro_rules! export_process {
+    ($operator:ty $(,)?) => {
+        const _: () = {
+            struct __SluiceProcessExport;
+
+            ::std::thread_local! {
+                static __SLUICE_PROCESS: $crate::__private::ProcessState<$operator> =
+                    const { $crate::__private::ProcessState::new() };
+            }
+
+            impl $crate::__private::ProcessGuest for __SluiceProcessExport {
+                fn open(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    __SLUICE_PROCESS.with(|state| state.open(config))
+                }
+
+                fn process(
+                    input: $crate::__private::Batch,
+                    context: $crate::__private::KeyedInput,
+                ) -> $crate::__private::KeyedOutput {
+                    __SLUICE_PROCESS.with(|state| state.process(input, context))
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::process_bindings::export_process_world!(
+                __SluiceProcessExport with_types_in $crate::__private::process_bindings
+            );
+
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceProcessExport as $crate::__private::ProcessGuest>::open,
+                <__SluiceProcessExport as $crate::__private::ProcessGuest>::process,
+            );
+        };
+    };
+}
 
 /// Exports a [`Transform`] as the operator of this crate's component.
 ///
@@ -350,10 +445,20 @@ pub mod __private {
     pub use crate::bindings::aggregate::exports::sluice::operator::aggregate::{
         AddOutput, Guest as AggregateGuest,
     };
+    pub use crate::bindings::process as process_bindings;
+    pub use crate::bindings::process::exports::sluice::operator::keyed_process::{
+        Guest as ProcessGuest, KeyedInput, KeyedOutput,
+    };
     pub use crate::bindings::transform as transform_bindings;
     pub use crate::bindings::transform::exports::sluice::operator::transform::{
         Guest as TransformGuest, TransformOutput,
     };
     pub use crate::bindings::transform::sluice::operator::types::{Batch, ByteList, Span};
+    pub use crate::bindings::window as window_bindings;
+    pub use crate::bindings::window::exports::sluice::operator::window_function::{
+        Guest as WindowGuest, Window as WitWindow,
+    };
+    pub use crate::process::ProcessState;
     pub use crate::transform::TransformState;
+    pub use crate::window::WindowState;
 }

@@ -89,6 +89,10 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Wasm(#[from] WasmError),
+    /// Keyed state could not be read or written (a full in-memory backend,
+    /// a RocksDB error).
+    #[error("`{uid}`: state: {message}")]
+    State { uid: String, message: String },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -114,7 +118,7 @@ impl RuntimeError {
     pub fn fault(&self) -> Fault {
         match self {
             RuntimeError::BadRecord { .. } | RuntimeError::Wasm(_) => Fault::User,
-            RuntimeError::Io { .. } => Fault::External,
+            RuntimeError::Io { .. } | RuntimeError::State { .. } => Fault::External,
             RuntimeError::Internal(_) | RuntimeError::Disconnected(_) => Fault::Internal,
         }
     }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod json;
 pub mod plan;
 pub mod runtime;
+pub mod state;
 pub mod time;
 pub mod wasm;
 pub mod window;
@@ -24,7 +25,7 @@ pub mod window;
 pub use error::{Error, Fault};
 
 /// The WIT package operators are built against.
-pub const WIT_PACKAGE: &str = "sluice:operator@0.1.0";
+pub const WIT_PACKAGE: &str = "sluice:operator@0.2.0";
 
 /// When the process started (as far as sluice can tell: the first call of
 /// this function; `sluice`'s `main` calls it first thing).

@@ -9,6 +9,11 @@
 //! at parallelism 1 and 2 and must give the same output both times; outputs are compared as sorted
 //! lines, because the order of records across subtasks is not fixed.
 //!
+//! Examples with their own data (`examples/*/pipeline.yaml` next to an
+//! `expected/` folder) are cases too. A spec that mentions `STATE_BACKEND`
+//! also runs with `STATE_BACKEND=rocksdb` at both parallelisms, and must give
+//! the same output as on the heap.
+//!
 //! `BLESS=1 cargo test --release --test e2e cases` rewrites the expectations
 //! from the parallelism-1 run (review the diff before committing it).
 
@@ -16,14 +21,22 @@ use crate::support::{self, sorted_lines, stderr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn cases() -> Vec<PathBuf> {
-    let root = support::repo().join("tests/cases");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("tests/cases")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("spec.yaml").is_file())
-        .collect();
+/// Case folders and their spec files.
+fn cases() -> Vec<(PathBuf, &'static str)> {
+    let mut dirs = Vec::new();
+    for (root, spec) in [("tests/cases", "spec.yaml"), ("examples", "pipeline.yaml")] {
+        for e in std::fs::read_dir(support::repo().join(root))
+            .expect(root)
+            .filter_map(Result::ok)
+        {
+            let p = e.path();
+            let is_case =
+                p.join(spec).is_file() && (root == "tests/cases" || p.join("expected").is_dir());
+            if is_case {
+                dirs.push((p, spec));
+            }
+        }
+    }
     dirs.sort();
     dirs
 }
@@ -49,7 +62,12 @@ fn expected(case: &Path) -> BTreeMap<String, Vec<String>> {
     outputs(&dir)
 }
 
-fn run_case(case: &Path, parallelism: &str) -> (std::process::Output, tempfile::TempDir) {
+fn run_case(
+    case: &Path,
+    spec: &str,
+    parallelism: &str,
+    backend: &str,
+) -> (std::process::Output, tempfile::TempDir) {
     let out = support::temp_dir();
     // Relative to the repository (sluice runs there), so that record origins
     // in the expectations read the same on every machine.
@@ -57,11 +75,12 @@ fn run_case(case: &Path, parallelism: &str) -> (std::process::Output, tempfile::
         .strip_prefix(support::repo())
         .expect("case inside the repository");
     let o = support::run(
-        &relative.join("spec.yaml"),
+        &relative.join(spec),
         &[
             ("CASE", relative.to_str().expect("utf-8 path")),
             ("OUT", out.path().to_str().expect("utf-8 path")),
             ("PARALLELISM", parallelism),
+            ("STATE_BACKEND", backend),
         ],
     );
     (o, out)
@@ -103,12 +122,18 @@ fn data_driven_cases() {
         all.len() >= 10,
         "tests/cases should hold the data-driven cases"
     );
-    for case in &all {
+    for (case, spec) in &all {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         let error_file = case.join("expected-error.txt");
-        for parallelism in ["1", "2"] {
-            let (o, out) = run_case(case, parallelism);
-            if blessing && parallelism == "1" {
+        let text = std::fs::read_to_string(case.join(spec)).expect("spec");
+        let mut runs = vec![("1", "memory"), ("2", "memory")];
+        if text.contains("STATE_BACKEND") {
+            runs.extend([("1", "rocksdb"), ("2", "rocksdb")]);
+        }
+        for (parallelism, backend) in runs {
+            let (o, out) = run_case(case, spec, parallelism, backend);
+            let parallelism = format!("{parallelism}, {backend}");
+            if blessing && parallelism == "1, memory" {
                 bless(case, &o, out.path());
             }
             if error_file.is_file() {

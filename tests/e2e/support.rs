@@ -127,12 +127,36 @@ pub fn orders_200k() -> PathBuf {
 
 /// bench/checksum.py's CHECKSUM line for result (and late) files.
 pub fn checksum(workload: &str, results: &Path, late: Option<&Path>) -> String {
+    checksum_with(workload, results, late, &[])
+}
+
+/// W5's CHECKSUM line: `early_close` is counted from the result rows that
+/// say so, `dropped_ooo` is the number of lines in `dropped`.
+pub fn checksum_w5(results: &Path, late: &Path, dropped: &Path) -> String {
+    let rows = std::fs::read_to_string(results).expect("results");
+    let early = rows.matches("\"early_close\":true").count();
+    let dropped = std::fs::read_to_string(dropped).map_or(0, |d| d.lines().count());
+    checksum_with(
+        "W5",
+        results,
+        Some(late),
+        &[
+            format!("early_close={early}"),
+            format!("dropped_ooo={dropped}"),
+        ],
+    )
+}
+
+fn checksum_with(workload: &str, results: &Path, late: Option<&Path>, extra: &[String]) -> String {
     let mut c = Command::new("python3");
     c.arg(repo().join("bench/checksum.py"))
         .arg(workload)
         .arg(results);
     if let Some(l) = late {
         c.arg(l);
+    }
+    if !extra.is_empty() {
+        c.arg("--extra").args(extra);
     }
     let o = c.output().expect("python3 for checksum.py");
     assert!(o.status.success(), "checksum.py: {}", stderr(&o));

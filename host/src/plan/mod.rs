@@ -20,6 +20,7 @@ use crate::runtime::keys::KeySelector;
 use crate::runtime::router::Partitioning;
 use crate::runtime::source::{EventTime, Format};
 use crate::time::watermark::WatermarkStrategy;
+use crate::wasm::process::ProcessSettings;
 use crate::wasm::{self, InstanceSettings, Module, World};
 use crate::window::aggregate::NativeAgg;
 use crate::window::assigner::Aligned;
@@ -58,7 +59,7 @@ pub struct Node {
     pub location: Location,
     /// Names of the node's own side outputs (ports from
     /// [`crate::runtime::operator::FIRST_SIDE_PORT`] on).
-    pub side_ports: &'static [&'static str],
+    pub side_ports: Vec<String>,
 }
 
 pub enum NodeKind {
@@ -74,6 +75,13 @@ pub enum NodeKind {
         settings: Arc<WindowSettings>,
         aggregate: AggregateKind,
     },
+    /// A keyed process function; its side outputs are the node's side ports,
+    /// named by the pipeline's references to them.
+    Process {
+        module: Arc<Module>,
+        settings: Arc<InstanceSettings>,
+        process: Arc<ProcessSettings>,
+    },
     Sink {
         factory: Arc<dyn SinkFactory>,
     },
@@ -85,6 +93,11 @@ pub enum AggregateKind {
         module: Arc<Module>,
         settings: Arc<InstanceSettings>,
     },
+    /// A full-window function.
+    Function {
+        module: Arc<Module>,
+        settings: Arc<InstanceSettings>,
+    },
 }
 
 impl NodeKind {
@@ -93,6 +106,7 @@ impl NodeKind {
             NodeKind::Source { .. } => "source",
             NodeKind::Transform { .. } => "transform",
             NodeKind::Window { .. } => "window",
+            NodeKind::Process { .. } => "process",
             NodeKind::Sink { .. } => "sink",
         }
     }
@@ -129,9 +143,9 @@ impl Pipeline {
     }
 
     /// Port names of a node, by port index.
-    pub fn port_names(&self, node: usize) -> Vec<&'static str> {
+    pub fn port_names(&self, node: usize) -> Vec<&str> {
         let mut names = vec!["main", "dead_letter"];
-        names.extend_from_slice(self.nodes[node].side_ports);
+        names.extend(self.nodes[node].side_ports.iter().map(String::as_str));
         names
     }
 
@@ -283,46 +297,58 @@ impl Planner<'_> {
             drafts.push(self.sink("dead_letter", "dead_letter", dl, None, Vec::new())?);
         }
         self.check_uids(&drafts)?;
-        let index: HashMap<&str, usize> = drafts
+        let index: HashMap<String, usize> = drafts
             .iter()
             .enumerate()
-            .map(|(i, d)| (d.node.uid.as_str(), i))
+            .map(|(i, d)| (d.node.uid.clone(), i))
             .collect();
 
         // Edges, by reference.
         let mut edge_refs: Vec<(usize, usize, usize)> = Vec::new(); // (from, port, to)
-        for (to, d) in drafts.iter().enumerate() {
-            for (reference, spec_path) in &d.inputs {
+        for to in 0..drafts.len() {
+            let inputs = drafts[to].inputs.clone();
+            let to_uid = drafts[to].node.uid.clone();
+            for (reference, spec_path) in &inputs {
                 let (uid, port_name) = match reference.split_once('.') {
                     Some((u, p)) => (u, Some(p)),
                     None => (reference.as_str(), None),
                 };
-                let Some(&from) = index.get(uid) else {
-                    let mut known: Vec<&str> = index.keys().copied().collect();
+                let Some(from) = index.get(uid).copied() else {
+                    let mut known: Vec<&str> = index.keys().map(String::as_str).collect();
                     known.sort();
                     return Err(self.err(
                         spec_path,
-                        Some(&d.node.uid),
+                        Some(&to_uid),
                         format!("unknown input `{uid}` (nodes: {})", known.join(", ")),
                     ));
                 };
                 if matches!(drafts[from].node.kind, NodeKind::Sink { .. }) {
                     return Err(self.err(
                         spec_path,
-                        Some(&d.node.uid),
+                        Some(&to_uid),
                         format!("`{uid}` is a sink: it has no output to read"),
                     ));
                 }
                 let port = match port_name {
                     None => crate::runtime::operator::MAIN_PORT,
+                    // A process function's side outputs are whatever the
+                    // pipeline reads: the guest names them at run time.
+                    Some(p) if matches!(drafts[from].node.kind, NodeKind::Process { .. }) => {
+                        let side = &mut drafts[from].node.side_ports;
+                        let i = side.iter().position(|s| s == p).unwrap_or_else(|| {
+                            side.push(p.to_owned());
+                            side.len() - 1
+                        });
+                        crate::runtime::operator::FIRST_SIDE_PORT + i
+                    }
                     Some(p) => {
-                        let side = drafts[from].node.side_ports;
+                        let side = &drafts[from].node.side_ports;
                         match side.iter().position(|s| *s == p) {
                             Some(i) => crate::runtime::operator::FIRST_SIDE_PORT + i,
                             None => {
                                 return Err(self.err(
                                     spec_path,
-                                    Some(&d.node.uid),
+                                    Some(&to_uid),
                                     format!(
                                         "`{uid}` has no side output `{p}`{}",
                                         if side.is_empty() {
@@ -606,7 +632,7 @@ impl Planner<'_> {
                 },
                 parallelism: s.parallelism.unwrap_or(0),
                 location: self.at(&p, node),
-                side_ports: &[],
+                side_ports: Vec::new(),
             },
             inputs: Vec::new(),
             key_by: None,
@@ -651,7 +677,7 @@ impl Planner<'_> {
                 kind: NodeKind::Sink { factory },
                 parallelism: parallelism.unwrap_or(0),
                 location: self.at(p, node),
-                side_ports: &[],
+                side_ports: Vec::new(),
             },
             inputs,
             key_by: None,
@@ -677,6 +703,11 @@ impl Planner<'_> {
                 "`partition` and `key_by` exclude each other",
             ));
         }
+        if let Some(w) = &o.process
+            && o.window.is_none()
+        {
+            return self.process(&p, o, inputs, key_by, w);
+        }
         let (kind, side_ports, needs_event_time) = match (&o.wasm, &o.window, &o.aggregate) {
             (Some(w), None, None) => {
                 for (field, set) in [
@@ -693,9 +724,9 @@ impl Planner<'_> {
                 }
                 let (module, settings) =
                     self.module(&format!("{p}.wasm"), &o.uid, w, World::Transform)?;
-                (NodeKind::Transform { module, settings }, &[][..], false)
+                (NodeKind::Transform { module, settings }, Vec::new(), false)
             }
-            (None, Some(window), Some(aggregate)) => {
+            (None, Some(window), aggregate) if aggregate.is_some() != o.process.is_some() => {
                 let Some(key) = key_by else {
                     return Err(self.err(&p, node, "a window needs a `key_by`"));
                 };
@@ -719,7 +750,7 @@ impl Planner<'_> {
                     WindowSpec::Session { .. } => Err("a session gap must be positive".to_owned()),
                 }
                 .map_err(|m| self.err(&format!("{p}.window"), node, m))?;
-                return self.window(&p, o, inputs, key, kind, aggregate);
+                return self.window(&p, o, inputs, key, kind, aggregate.as_ref());
             }
             (Some(_), Some(_), _) => {
                 return Err(self.err(
@@ -728,8 +759,19 @@ impl Planner<'_> {
                     "an operator has either `wasm` (a transform) or `window` + `aggregate` (a window); for a Wasm aggregate write `aggregate: { wasm: ... }`",
                 ));
             }
+            (None, Some(_), Some(_)) => {
+                return Err(self.err(
+                    &p,
+                    node,
+                    "a window has either `aggregate` (incremental) or `process` (a full-window function), not both",
+                ));
+            }
             (None, Some(_), None) => {
-                return Err(self.err(&p, node, "a window needs an `aggregate`"));
+                return Err(self.err(
+                    &p,
+                    node,
+                    "a window needs an `aggregate` or a `process` (full-window) function",
+                ));
             }
             (None, None, Some(_)) => {
                 return Err(self.err(&p, node, "`aggregate` needs a `window`"));
@@ -762,6 +804,77 @@ impl Planner<'_> {
         })
     }
 
+    fn process(
+        &self,
+        p: &str,
+        o: &spec::OperatorSpec,
+        inputs: Vec<(String, String)>,
+        key_by: Option<KeySelector>,
+        w: &WasmSpec,
+    ) -> Result<Draft, PlanError> {
+        let node = Some(o.uid.as_str());
+        let Some(key) = key_by else {
+            return Err(self.err(
+                p,
+                node,
+                "a process function needs a `key_by`: its state and timers are per key",
+            ));
+        };
+        for (field, set) in [
+            ("wasm", o.wasm.is_some()),
+            ("aggregate", o.aggregate.is_some()),
+            ("allowed_lateness", o.allowed_lateness.is_some()),
+            ("output", o.output.is_some()),
+        ] {
+            if set {
+                return Err(self.err(
+                    &format!("{p}.{field}"),
+                    node,
+                    format!("`{field}` does not go with `process` (a keyed process function)"),
+                ));
+            }
+        }
+        let (module, settings) = self.module(&format!("{p}.process"), &o.uid, w, World::Process)?;
+        let st = &self.spec.state;
+        let backend = match st.backend {
+            spec::StateBackendKind::Memory => crate::state::Backend::Memory {
+                limit: st.memory_limit.0,
+            },
+            spec::StateBackendKind::Rocksdb => crate::state::Backend::RocksDb {
+                dir: st
+                    .dir
+                    .as_ref()
+                    .map(|d| self.base_dir.join(d))
+                    .unwrap_or_else(std::env::temp_dir),
+                cache: st.rocksdb_cache.0,
+                write_buffer: st.rocksdb_write_buffer.0,
+            },
+        };
+        Ok(Draft {
+            node: Node {
+                uid: o.uid.clone(),
+                kind: NodeKind::Process {
+                    module,
+                    settings,
+                    process: Arc::new(ProcessSettings {
+                        key: key.clone(),
+                        max_parallelism: self.spec.max_parallelism,
+                        backend,
+                    }),
+                },
+                parallelism: o.parallelism.unwrap_or(0),
+                location: self.at(p, node),
+                side_ports: Vec::new(),
+            },
+            inputs,
+            key_by: Some(key),
+            partition: None,
+            chain: o.chain,
+            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
+            needs_event_time: false,
+        })
+    }
+
     fn window(
         &self,
         p: &str,
@@ -769,7 +882,7 @@ impl Planner<'_> {
         inputs: Vec<(String, String)>,
         key: KeySelector,
         kind: WindowKind,
-        aggregate: &AggregateSpec,
+        aggregate: Option<&AggregateSpec>,
     ) -> Result<Draft, PlanError> {
         let node = Some(o.uid.as_str());
         let lateness = o.allowed_lateness.map_or(0, |d| d.millis());
@@ -782,15 +895,54 @@ impl Planner<'_> {
             end_field: output.window_end.unwrap_or_else(|| "window_end".into()),
         });
         let ap = format!("{p}.aggregate");
-        let aggregate = match (&aggregate.wasm, &aggregate.native) {
+        let aggregate = match aggregate {
+            None => {
+                let w = o
+                    .process
+                    .as_ref()
+                    .expect("a window has aggregate or process");
+                let (module, settings) =
+                    self.module(&format!("{p}.process"), &o.uid, w, World::WindowFunction)?;
+                AggregateKind::Function { module, settings }
+            }
+            Some(aggregate) => self.aggregate(&ap, node, aggregate)?,
+        };
+        Ok(Draft {
+            node: Node {
+                uid: o.uid.clone(),
+                kind: NodeKind::Window {
+                    settings,
+                    aggregate,
+                },
+                parallelism: o.parallelism.unwrap_or(0),
+                location: self.at(p, node),
+                side_ports: vec!["late".to_owned()],
+            },
+            inputs,
+            key_by: Some(key),
+            partition: None,
+            chain: o.chain,
+            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
+            needs_event_time: true,
+        })
+    }
+
+    fn aggregate(
+        &self,
+        ap: &str,
+        node: Option<&str>,
+        aggregate: &AggregateSpec,
+    ) -> Result<AggregateKind, PlanError> {
+        let uid = node.unwrap_or_default();
+        Ok(match (&aggregate.wasm, &aggregate.native) {
             (Some(w), None) => {
                 let (module, settings) =
-                    self.module(&format!("{ap}.wasm"), &o.uid, w, World::Aggregate)?;
+                    self.module(&format!("{ap}.wasm"), uid, w, World::Aggregate)?;
                 AggregateKind::Wasm { module, settings }
             }
             (None, Some(list)) => {
                 if list.is_empty() {
-                    return Err(self.err(&ap, node, "list at least one aggregate function"));
+                    return Err(self.err(ap, node, "list at least one aggregate function"));
                 }
                 let mut aggs = Vec::new();
                 for (j, a) in list.iter().enumerate() {
@@ -832,25 +984,7 @@ impl Planner<'_> {
                 }
                 AggregateKind::Native(aggs)
             }
-            _ => return Err(self.err(&ap, node, "give exactly one of `wasm` and `native`")),
-        };
-        Ok(Draft {
-            node: Node {
-                uid: o.uid.clone(),
-                kind: NodeKind::Window {
-                    settings,
-                    aggregate,
-                },
-                parallelism: o.parallelism.unwrap_or(0),
-                location: self.at(p, node),
-                side_ports: &["late"],
-            },
-            inputs,
-            key_by: Some(key),
-            partition: None,
-            chain: o.chain,
-            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
-            needs_event_time: true,
+            _ => return Err(self.err(ap, node, "give exactly one of `wasm` and `native`")),
         })
     }
 

@@ -36,6 +36,9 @@ pub struct Spec {
     /// Defaults for every Wasm module of the pipeline.
     #[serde(default)]
     pub wasm: WasmDefaults,
+    /// Where keyed state lives.
+    #[serde(default)]
+    pub state: StateSpec,
     pub sources: Vec<SourceSpec>,
     #[serde(default)]
     pub operators: Vec<OperatorSpec>,
@@ -63,6 +66,62 @@ fn default_buffer_timeout() -> Dur {
 }
 fn default_channel_capacity() -> usize {
     32
+}
+
+/// The state backend of keyed process functions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSpec {
+    /// `memory` (on the heap, per key group) or `rocksdb` (embedded, on
+    /// local disk).
+    #[serde(default = "default_backend")]
+    pub backend: StateBackendKind,
+    /// The in-memory backend's limit per operator subtask; past it the job
+    /// fails with a message that says to use RocksDB.
+    #[serde(default = "default_state_memory")]
+    pub memory_limit: ByteSize,
+    /// Where RocksDB keeps its working files (default: the system's
+    /// temporary folder).
+    #[serde(default)]
+    pub dir: Option<std::path::PathBuf>,
+    /// RocksDB block cache per operator subtask.
+    #[serde(default = "default_rocksdb_cache")]
+    pub rocksdb_cache: ByteSize,
+    /// RocksDB memtable size per operator subtask (two at most).
+    #[serde(default = "default_rocksdb_write_buffer")]
+    pub rocksdb_write_buffer: ByteSize,
+}
+
+impl Default for StateSpec {
+    fn default() -> Self {
+        StateSpec {
+            backend: default_backend(),
+            memory_limit: default_state_memory(),
+            dir: None,
+            rocksdb_cache: default_rocksdb_cache(),
+            rocksdb_write_buffer: default_rocksdb_write_buffer(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackendKind {
+    Memory,
+    Rocksdb,
+}
+
+fn default_backend() -> StateBackendKind {
+    StateBackendKind::Memory
+}
+fn default_state_memory() -> ByteSize {
+    ByteSize(1 << 30)
+}
+fn default_rocksdb_cache() -> ByteSize {
+    ByteSize(64 << 20)
+}
+fn default_rocksdb_write_buffer() -> ByteSize {
+    ByteSize(32 << 20)
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,6 +268,10 @@ pub struct OperatorSpec {
     pub key_by: Option<KeyBySpec>,
     #[serde(default)]
     pub wasm: Option<WasmSpec>,
+    /// A keyed process function (with `key_by`), or with `window` a
+    /// full-window function.
+    #[serde(default)]
+    pub process: Option<WasmSpec>,
     #[serde(default)]
     pub window: Option<WindowSpec>,
     #[serde(default)]

@@ -154,7 +154,7 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
                     };
                     targets[edge.port].push(target);
                 }
-                let op = operator(pipeline, n, subtask, &infos[n]);
+                let op = operator(pipeline, n, subtask, &infos[n], &clock);
                 nodes.push(ChainNode::new(infos[n].clone(), op, targets));
             }
             let head_node = &pipeline.nodes[chain.nodes[0]];
@@ -310,6 +310,7 @@ fn operator(
     n: usize,
     subtask: u32,
     info: &Arc<NodeInfo>,
+    clock: &Arc<dyn crate::time::Clock>,
 ) -> Box<dyn Operator> {
     let node = &pipeline.nodes[n];
     match &node.kind {
@@ -328,9 +329,28 @@ fn operator(
                     settings.clone(),
                     info.clone(),
                 )),
+                AggregateKind::Function { module, settings } => {
+                    Box::new(crate::wasm::window_fn::WasmWindowFunction::new(
+                        module.clone(),
+                        settings.clone(),
+                        info.clone(),
+                    ))
+                }
             };
             Box::new(WindowOperator::new(settings.clone(), agg))
         }
+        NodeKind::Process {
+            module,
+            settings,
+            process,
+        } => Box::new(crate::wasm::process::WasmProcess::new(
+            module.clone(),
+            settings.clone(),
+            process.clone(),
+            subtask,
+            clock.clone(),
+            node.side_ports.clone(),
+        )),
         NodeKind::Sink { factory } => factory.create(subtask, node.parallelism),
     }
 }

@@ -49,6 +49,20 @@ pub trait Operator: Send {
     async fn close(&mut self, _out: &mut Output) -> Result<(), RuntimeError> {
         Ok(())
     }
+
+    /// Whether the operator collects input until [`Operator::flush`]. The
+    /// task then does not pass watermarks on by itself: `flush` returns the
+    /// watermark to pass on once its output is out.
+    fn buffers(&self) -> bool {
+        false
+    }
+
+    /// The end of a burst of input (one channel item, one source poll):
+    /// process what was collected. Returns the watermark to pass on, if one
+    /// arrived since the last flush.
+    async fn flush(&mut self, _out: &mut Output) -> Result<Option<i64>, RuntimeError> {
+        Ok(None)
+    }
 }
 
 /// What an operator knows about the node it runs for.

@@ -196,34 +196,44 @@ impl Task {
                 }
                 Message::Watermark(Watermark::Time(t)) => {
                     node.op.on_watermark(t, &mut node.out).await?;
-                    Some(Message::Watermark(Watermark::Time(t)))
+                    // A buffering operator passes it on when it flushes.
+                    (!node.op.buffers()).then_some(Message::Watermark(Watermark::Time(t)))
                 }
                 Message::Watermark(Watermark::Idle) => Some(Message::Watermark(Watermark::Idle)),
                 Message::EndOfInput => {
+                    if node.op.buffers()
+                        && let Some(t) = node.op.flush(&mut node.out).await?
+                    {
+                        let wm = Message::Watermark(Watermark::Time(t));
+                        route_output(node, Some(wm), &mut work, &mut self.routers);
+                    }
                     node.op.close(&mut node.out).await?;
                     Some(Message::EndOfInput)
                 }
             };
-            for (port, batch) in node.out.drain() {
-                route(
-                    &node.targets[port],
-                    Message::Batch(batch),
-                    &mut work,
-                    &mut self.routers,
-                );
-            }
-            if let Some(control) = control {
-                for targets in &node.targets {
-                    route(targets, control.clone(), &mut work, &mut self.routers);
-                }
-            }
+            route_output(node, control, &mut work, &mut self.routers);
             self.dead_letter_rejected(&mut work)?;
         }
         Ok(())
     }
 
-    /// Sends what the routers hold (waiting while a channel is full).
+    /// Ends a burst of input: buffering operators process what they
+    /// collected (in chain order, so that what one emits reaches the next
+    /// before it flushes), then the routers send what they hold (waiting
+    /// while a channel is full).
     async fn flush(&mut self) -> Result<(), RuntimeError> {
+        for i in 0..self.chain.len() {
+            if !self.chain[i].op.buffers() {
+                continue;
+            }
+            let node = &mut self.chain[i];
+            let mut work = VecDeque::new();
+            let watermark = node.op.flush(&mut node.out).await?;
+            let wm = watermark.map(|t| Message::Watermark(Watermark::Time(t)));
+            route_output(node, wm, &mut work, &mut self.routers);
+            self.dead_letter_rejected(&mut work)?;
+            self.run_work(work).await?;
+        }
         for r in &mut self.routers {
             r.flush().await?;
         }
@@ -259,6 +269,24 @@ impl Task {
 }
 
 /// Hands `msg` to every target, cloning only when there are several.
+/// Routes what `node` emitted, then `control` (a watermark, the end of
+/// input) to every port: a control message follows the records before it.
+fn route_output(
+    node: &mut ChainNode,
+    control: Option<Message>,
+    work: &mut VecDeque<(usize, Message)>,
+    routers: &mut [Router],
+) {
+    for (port, batch) in node.out.drain() {
+        route(&node.targets[port], Message::Batch(batch), work, routers);
+    }
+    if let Some(control) = control {
+        for targets in &node.targets {
+            route(targets, control.clone(), work, routers);
+        }
+    }
+}
+
 fn route(
     targets: &[Target],
     msg: Message,

@@ -16,7 +16,7 @@ use super::{
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Output};
-use crate::window::aggregate::{Aggregator, ByteList};
+use crate::window::aggregate::{Aggregator, ByteList, WindowRef};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;
@@ -325,7 +325,11 @@ impl Aggregator for WasmAggregator {
         self.list_call(accs, Some(&groups)).await
     }
 
-    async fn results(&mut self, accs: &ByteList) -> Result<ByteList, RuntimeError> {
+    async fn results(
+        &mut self,
+        accs: &ByteList,
+        _windows: &[WindowRef<'_>],
+    ) -> Result<ByteList, RuntimeError> {
         self.list_call(accs, None).await
     }
 }

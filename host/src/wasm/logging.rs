@@ -6,7 +6,7 @@ use super::sluice::operator::logging::{Host, Level};
 use super::sluice::operator::types;
 
 impl Host for StoreData {
-    fn log(&mut self, level: Level, message: String) {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let uid = &*self.uid;
         match level {
             Level::Trace => tracing::trace!(operator = uid, "{message}"),
@@ -15,6 +15,7 @@ impl Host for StoreData {
             Level::Warn => tracing::warn!(operator = uid, "{message}"),
             Level::Error => tracing::error!(operator = uid, "{message}"),
         }
+        Ok(())
     }
 }
 

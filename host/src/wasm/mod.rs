@@ -22,8 +22,10 @@
 
 pub mod aggregate;
 pub mod logging;
+pub mod process;
 pub mod sandbox;
 pub mod transform;
+pub mod window_fn;
 
 use crate::plan::spec::GrantsSpec;
 use sha2::{Digest, Sha256};
@@ -39,9 +41,13 @@ wasmtime::component::bindgen!({
     world: "host",
     ownership: Borrowing { duplicate_if_necessary: true },
     exports: { default: async },
+    // An import can fail the call (a state error, a bad handle): it traps.
+    imports: { default: trappable },
 });
 
-pub use exports::sluice::operator::{aggregate as wit_aggregate, transform as wit_transform};
+pub use exports::sluice::operator::{
+    aggregate as wit_aggregate, transform as wit_transform, window_function as wit_window,
+};
 pub use sluice::operator::types as wit;
 
 /// Epoch tick: the resolution of call deadlines.
@@ -52,20 +58,26 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub enum World {
     Transform,
     Aggregate,
+    Process,
+    WindowFunction,
 }
 
 impl World {
     pub fn wit_name(self) -> &'static str {
         match self {
-            World::Transform => "sluice:operator/transform-operator@0.1.0",
-            World::Aggregate => "sluice:operator/aggregate-operator@0.1.0",
+            World::Transform => "sluice:operator/transform-operator@0.2.0",
+            World::Aggregate => "sluice:operator/aggregate-operator@0.2.0",
+            World::Process => "sluice:operator/keyed-process-operator@0.2.0",
+            World::WindowFunction => "sluice:operator/window-function-operator@0.2.0",
         }
     }
 
     fn export(self) -> &'static str {
         match self {
-            World::Transform => "sluice:operator/transform@0.1.0",
-            World::Aggregate => "sluice:operator/aggregate@0.1.0",
+            World::Transform => "sluice:operator/transform@0.2.0",
+            World::Aggregate => "sluice:operator/aggregate@0.2.0",
+            World::Process => "sluice:operator/keyed-process@0.2.0",
+            World::WindowFunction => "sluice:operator/window-function@0.2.0",
         }
     }
 }
@@ -83,6 +95,8 @@ pub struct Module {
 enum Exports {
     Transform(wit_transform::GuestIndices),
     Aggregate(wit_aggregate::GuestIndices),
+    Process(process::wit_process::GuestIndices),
+    WindowFunction(wit_window::GuestIndices),
 }
 
 impl std::fmt::Debug for Module {
@@ -137,6 +151,10 @@ fn runtime() -> &'static Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).expect("link WASI");
         sluice::operator::logging::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link logging");
+        sluice::operator::state::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link state");
+        sluice::operator::output::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link output");
         // Guests import the (function-less) `types` instance too.
         sluice::operator::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link types");
@@ -218,6 +236,12 @@ pub fn load(path: &Path, world: World) -> Result<Arc<Module>, String> {
         }
         World::Aggregate => {
             Exports::Aggregate(wit_aggregate::GuestIndices::new(&pre).map_err(wrong_world)?)
+        }
+        World::Process => {
+            Exports::Process(process::wit_process::GuestIndices::new(&pre).map_err(wrong_world)?)
+        }
+        World::WindowFunction => {
+            Exports::WindowFunction(wit_window::GuestIndices::new(&pre).map_err(wrong_world)?)
         }
     };
     Ok(Arc::new(Module {

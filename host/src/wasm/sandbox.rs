@@ -32,6 +32,8 @@ pub struct StoreData {
     table: ResourceTable,
     memory: MemoryCap,
     pub(crate) uid: Arc<str>,
+    /// What the keyed-state imports reach during a call (empty otherwise).
+    pub(crate) keyed: super::process::KeyedCall,
 }
 
 impl WasiView for StoreData {
@@ -125,6 +127,7 @@ impl Sandbox {
                 hit: false,
             },
             uid: settings.uid.clone(),
+            keyed: Default::default(),
         };
         let mut store = Store::new(super::engine(), data);
         store.limiter(|d| &mut d.memory);

@@ -80,7 +80,21 @@ pub trait Aggregator: Send {
 
     /// The result of each accumulator: a JSON object (its fields go into the
     /// window's output row) or any other JSON value (added as `result`).
-    async fn results(&mut self, accs: &ByteList) -> Result<ByteList, RuntimeError>;
+    /// `windows[i]` is the window of `accs[i]` (a full-window function needs
+    /// it; incremental aggregates do not).
+    async fn results(
+        &mut self,
+        accs: &ByteList,
+        windows: &[WindowRef<'_>],
+    ) -> Result<ByteList, RuntimeError>;
+}
+
+/// A window that fires: its key and bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowRef<'a> {
+    pub key: &'a [u8],
+    pub start: i64,
+    pub end: i64,
 }
 
 /// One native function, compiled from the spec.
@@ -417,7 +431,11 @@ impl Aggregator for NativeAggregator {
         Ok(merged)
     }
 
-    async fn results(&mut self, accs: &ByteList) -> Result<ByteList, RuntimeError> {
+    async fn results(
+        &mut self,
+        accs: &ByteList,
+        _windows: &[WindowRef<'_>],
+    ) -> Result<ByteList, RuntimeError> {
         let mut results = ByteList::default();
         let mut buf = Vec::new();
         for i in 0..accs.len() {
@@ -477,13 +495,13 @@ mod tests {
             .unwrap();
         let dead: Vec<_> = out.drain().collect();
         assert_eq!(dead[0].1.len(), 1, "the string value is rejected");
-        let r = a.results(&accs).await.unwrap();
+        let r = a.results(&accs, &[]).await.unwrap();
         assert_eq!(
             std::str::from_utf8(r.get(0)).unwrap(),
             r#"{"n":3,"sum":0.3,"min":0.1,"max":0.2,"avg":0.15}"#
         );
         let m = a.merge(&accs, &[Span { offset: 0, len: 2 }]).await.unwrap();
-        let r = a.results(&m).await.unwrap();
+        let r = a.results(&m, &[]).await.unwrap();
         assert_eq!(
             std::str::from_utf8(r.get(0)).unwrap(),
             r#"{"n":4,"sum":-0.95,"min":-1.25,"max":0.2,"avg":-0.31666666666666665}"#

@@ -28,7 +28,7 @@ use crate::json;
 use crate::runtime::batch::Span;
 use crate::runtime::operator::FIRST_SIDE_PORT;
 use crate::runtime::{Batch, NodeMetrics, Operator, Origin, Output, RecordRef};
-use aggregate::{Aggregator, ByteList};
+use aggregate::{Aggregator, ByteList, WindowRef};
 use assigner::{Aligned, Window};
 use async_trait::async_trait;
 use smallvec::SmallVec;
@@ -540,7 +540,15 @@ impl WindowOperator {
         accs: &ByteList,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
-        let results = self.agg.results(accs).await?;
+        let windows: Vec<WindowRef<'_>> = fired
+            .iter()
+            .map(|&(w, k)| WindowRef {
+                key: &self.keys.get(k).key,
+                start: w.start,
+                end: w.end,
+            })
+            .collect();
+        let results = self.agg.results(accs, &windows).await?;
         if results.len() != fired.len() {
             return Err(Self::contract(
                 out,

@@ -1,0 +1,850 @@
+//! [`KeyedProcess`]: Flink's `KeyedProcessFunction` — records in, records
+//! out, with keyed state, timers and side outputs — and the loop that runs it.
+//!
+//! The host sends a batch of records together with everything the batch
+//! needs: the distinct keys, each record's key and watermark, the timers that
+//! may fire, and the current value of every value state for every key. This
+//! module replays that call as the sequence of events it stands for (for each
+//! record: the timers the record's watermark passes, then the record; then
+//! the timers the last watermark passes) and calls the operator once per
+//! event. Value-state reads and writes and timer changes stay in guest memory
+//! during the call and go back to the host in its result; list and map states
+//! are host calls (see [`crate::state`]).
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::batch::{Batch, BatchBuilder, ByteList, Mark, RecordError, Span, slice, to_u32};
+use crate::bindings::process::exports::sluice::operator::keyed_process::{
+    KeyedInput, KeyedOutput, TimeDomain, Timer as WitTimer, TimerChange, ValueWrite,
+};
+use crate::state::{self, Declared};
+use crate::{Config, Error, Record};
+
+/// A span meaning "no value" in `keyed-input.values`.
+const ABSENT: u32 = u32::MAX;
+/// The origin of records emitted by a timer.
+const NO_ORIGIN: u32 = u32::MAX;
+
+/// A keyed process function.
+///
+/// ```
+/// use sluice_guest::{Config, Context, Error, KeyedProcess, Record, Setup, Timer, ValueState};
+///
+/// /// Counts records per key and emits the count 10 s (event time) after
+/// /// the key's last record.
+/// struct CountThenReport {
+///     count: ValueState<u64>,
+///     timer: ValueState<i64>,
+/// }
+///
+/// impl KeyedProcess for CountThenReport {
+///     fn open(_config: Config, setup: &mut Setup) -> Result<Self, Error> {
+///         Ok(CountThenReport { count: setup.value_state("count")?, timer: setup.value_state("timer")? })
+///     }
+///
+///     fn process(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+///         let ts = record.timestamp().ok_or("record without event time")?;
+///         let n = self.count.get(ctx)?.unwrap_or(0);
+///         self.count.set(ctx, &(n + 1))?;
+///         if let Some(old) = self.timer.get(ctx)? {
+///             ctx.delete_event_time_timer(old);
+///         }
+///         ctx.register_event_time_timer(ts + 10_000);
+///         self.timer.set(ctx, &(ts + 10_000))
+///     }
+///
+///     fn on_timer(&mut self, _timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+///         let n = self.count.get(ctx)?.unwrap_or(0);
+///         ctx.emit_json(&serde_json::json!({ "count": n }))?;
+///         self.count.clear(ctx);
+///         self.timer.clear(ctx);
+///         Ok(())
+///     }
+/// }
+///
+/// sluice_guest::export_process!(CountThenReport);
+/// ```
+///
+/// Each call of `process` or `on_timer` is scoped to one key: the record's or
+/// the timer's. State handles read and write that key's state, timers are
+/// registered for that key, and emitted records carry that key.
+///
+/// Returning an `Err` from `process` sends the input record to the dead-letter
+/// sink; what the call emitted, the value states it wrote and the timers it
+/// changed are undone (list and map writes are not: they went to the host
+/// already). An `Err` from `on_timer` stops the job.
+pub trait KeyedProcess: Sized + 'static {
+    /// Builds the operator and declares its states and side outputs, once per
+    /// instance.
+    fn open(config: Config, setup: &mut Setup) -> Result<Self, Error>;
+
+    /// Handles one record of the current key.
+    fn process(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error>;
+
+    /// A timer of the current key fired.
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+        let _ = (timer, ctx);
+        Ok(())
+    }
+}
+
+/// A fired timer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timer {
+    /// The time it was registered for (epoch milliseconds).
+    pub time: i64,
+    pub domain: Domain,
+}
+
+/// Event time (fires when the watermark reaches it) or processing time
+/// (fires when the host's clock does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Domain {
+    EventTime,
+    ProcessingTime,
+}
+
+/// What `open` declares: states and side outputs.
+pub struct Setup {
+    pub(crate) value_states: u32,
+}
+
+impl Setup {
+    pub(crate) fn new() -> Setup {
+        Setup { value_states: 0 }
+    }
+
+    /// A value state: one `T` per key.
+    pub fn value_state<T>(&mut self, name: &str) -> Result<ValueState<T>, Error> {
+        self.value_state_with_ttl(name, None)
+    }
+
+    /// A value state whose entries expire `ttl` (processing time) after their
+    /// last write.
+    pub fn value_state_with_ttl<T>(
+        &mut self,
+        name: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<ValueState<T>, Error> {
+        let handle = state::declare(name, state::Kind::Value, ttl)?;
+        let slot = self.value_states;
+        self.value_states += 1;
+        Ok(ValueState {
+            handle,
+            slot,
+            _t: std::marker::PhantomData,
+        })
+    }
+
+    /// A list state: a list of `T` per key.
+    pub fn list_state<T>(&mut self, name: &str) -> Result<crate::ListState<T>, Error> {
+        self.list_state_with_ttl(name, None)
+    }
+
+    /// A list state whose lists expire `ttl` after their last write.
+    pub fn list_state_with_ttl<T>(
+        &mut self,
+        name: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<crate::ListState<T>, Error> {
+        Ok(crate::ListState::new(Declared(state::declare(
+            name,
+            state::Kind::List,
+            ttl,
+        )?)))
+    }
+
+    /// A map state: a map from `K` to `V` per key.
+    pub fn map_state<K, V>(&mut self, name: &str) -> Result<crate::MapState<K, V>, Error> {
+        self.map_state_with_ttl(name, None)
+    }
+
+    /// A map state whose entries expire `ttl` after their last write.
+    pub fn map_state_with_ttl<K, V>(
+        &mut self,
+        name: &str,
+        ttl: Option<std::time::Duration>,
+    ) -> Result<crate::MapState<K, V>, Error> {
+        Ok(crate::MapState::new(Declared(state::declare(
+            name,
+            state::Kind::Map,
+            ttl,
+        )?)))
+    }
+
+    /// A side output, routed in the pipeline spec as `operator-uid.name`.
+    pub fn side_output(&mut self, name: &str) -> SideOutput {
+        SideOutput(state::side_output(name))
+    }
+}
+
+/// A handle to a named side output (Flink's `OutputTag`).
+#[derive(Clone, Copy, Debug)]
+pub struct SideOutput(u32);
+
+/// A value state handle; read and write it through a [`Context`].
+pub struct ValueState<T> {
+    handle: u32,
+    slot: u32,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + serde::de::DeserializeOwned> ValueState<T> {
+    /// The current key's value, or `None`.
+    pub fn get(&self, ctx: &Context<'_>) -> Result<Option<T>, Error> {
+        match ctx.call.value(ctx.key, self.slot) {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(bytes).map(Some).map_err(|e| {
+                Error::new(format!(
+                    "value state #{} holds a value this operator cannot read: {e}",
+                    self.handle
+                ))
+            }),
+        }
+    }
+
+    /// Sets the current key's value.
+    pub fn set(&self, ctx: &mut Context<'_>, value: &T) -> Result<(), Error> {
+        ctx.call
+            .write_value(ctx.key, self.slot, self.handle, Some(value))
+    }
+
+    /// Removes the current key's value.
+    pub fn clear(&self, ctx: &mut Context<'_>) {
+        // `None` never fails to serialize.
+        let _ = ctx
+            .call
+            .write_value::<T>(ctx.key, self.slot, self.handle, None);
+    }
+}
+
+/// Where the current record or timer is processed: its key, time, state
+/// scope, timers and outputs.
+pub struct Context<'a> {
+    call: &'a mut Call,
+    input: &'a KeyedInput,
+    key: u32,
+    origin: u32,
+    /// Timestamp of emitted records.
+    timestamp: Option<i64>,
+    watermark: i64,
+}
+
+impl Context<'_> {
+    /// The current key's bytes.
+    pub fn key(&self) -> &[u8] {
+        self.input_key()
+    }
+
+    fn input_key(&self) -> &[u8] {
+        slice(
+            &self.input.keys.data,
+            self.input.keys.spans[self.key as usize],
+        )
+    }
+
+    /// The current key's index in this call, for the host calls of list and
+    /// map states.
+    pub(crate) fn key_index(&self) -> u32 {
+        self.key
+    }
+
+    /// The event-time watermark (`i64::MIN` before the first one).
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The host's processing time for this call, epoch milliseconds.
+    pub fn current_processing_time(&self) -> i64 {
+        self.input.processing_time
+    }
+
+    /// Registers an event-time timer for the current key; it fires once the
+    /// watermark reaches `time`. One timer per key and time: registering it
+    /// again does nothing.
+    pub fn register_event_time_timer(&mut self, time: i64) {
+        self.call
+            .change_timer(self.key, time, Domain::EventTime, true);
+    }
+
+    /// Deletes an event-time timer of the current key (nothing if none).
+    pub fn delete_event_time_timer(&mut self, time: i64) {
+        self.call
+            .change_timer(self.key, time, Domain::EventTime, false);
+    }
+
+    /// Registers a processing-time timer for the current key.
+    pub fn register_processing_time_timer(&mut self, time: i64) {
+        self.call
+            .change_timer(self.key, time, Domain::ProcessingTime, true);
+    }
+
+    /// Deletes a processing-time timer of the current key.
+    pub fn delete_processing_time_timer(&mut self, time: i64) {
+        self.call
+            .change_timer(self.key, time, Domain::ProcessingTime, false);
+    }
+
+    /// Emits `value` as JSON to the main output, with the current key and
+    /// timestamp (the record's, or the timer's time for event-time timers).
+    pub fn emit_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.emit_json_to_port(0, value)
+    }
+
+    /// Emits `value` as JSON to a side output.
+    pub fn emit_json_to<T: Serialize + ?Sized>(
+        &mut self,
+        side: SideOutput,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.emit_json_to_port(side.0, value)
+    }
+
+    /// Emits these bytes as the value of a record on the main output.
+    pub fn emit_value(&mut self, value: &[u8]) {
+        self.emit_value_to_port(0, value);
+    }
+
+    /// Emits these bytes to a side output.
+    pub fn emit_value_to(&mut self, side: SideOutput, value: &[u8]) {
+        self.emit_value_to_port(side.0, value);
+    }
+
+    fn emit_json_to_port<T: Serialize + ?Sized>(
+        &mut self,
+        port: u32,
+        value: &T,
+    ) -> Result<(), Error> {
+        let data = &mut self.call.out.data;
+        let start = data.len();
+        if let Err(e) = serde_json::to_writer(&mut *data, value) {
+            data.truncate(start);
+            return Err(e.into());
+        }
+        let value = self.call.out.span_since(start);
+        self.push(port, value);
+        Ok(())
+    }
+
+    fn emit_value_to_port(&mut self, port: u32, value: &[u8]) {
+        let value = self.call.out.push_bytes(value);
+        self.push(port, value);
+    }
+
+    fn push(&mut self, port: u32, value: Span) {
+        let key = self.input.keys.spans[self.key as usize];
+        let key = slice(&self.input.keys.data, key);
+        self.call
+            .out
+            .push_record(Some(key), value, self.timestamp, std::iter::empty());
+        self.call.origins.push(self.origin);
+        self.call.ports.push(port);
+    }
+}
+
+/// A value slot: not touched in this call (read the input), or written.
+#[derive(Clone, Copy)]
+enum Slot {
+    Input,
+    /// Written in this call: a span in `value_data`, or cleared.
+    Written(Option<Span>),
+}
+
+/// What one `process` call accumulates.
+struct Call {
+    value_states: u32,
+    /// The input's value buffer and spans (moved out of the input).
+    values: ByteList,
+    slots: Vec<Slot>,
+    /// Which state handle each slot's writes go to, by slot index mod
+    /// `value_states`.
+    handles: Vec<u32>,
+    value_data: Vec<u8>,
+    /// Timers that may still fire in this call: (domain, time, key).
+    pending: BTreeSet<(Domain, i64, u32)>,
+    end_watermark: i64,
+    processing_time: i64,
+    changes: Vec<TimerChange>,
+    out: BatchBuilder,
+    origins: Vec<u32>,
+    ports: Vec<u32>,
+    /// Undo log of the current record: (slot index, previous slot).
+    undo_slots: Vec<(usize, Slot)>,
+    /// Undo log of pending-timer edits: (timer, was present).
+    undo_timers: Vec<((Domain, i64, u32), bool)>,
+}
+
+impl Call {
+    fn value(&self, key: u32, slot: u32) -> Option<&[u8]> {
+        let i = (key * self.value_states + slot) as usize;
+        match self.slots[i] {
+            Slot::Input => {
+                let span = self.values.spans[i];
+                (span.offset != ABSENT).then(|| slice(&self.values.data, span))
+            }
+            Slot::Written(None) => None,
+            Slot::Written(Some(span)) => Some(slice(&self.value_data, span)),
+        }
+    }
+
+    fn write_value<T: Serialize>(
+        &mut self,
+        key: u32,
+        slot: u32,
+        handle: u32,
+        value: Option<&T>,
+    ) -> Result<(), Error> {
+        let i = (key * self.value_states + slot) as usize;
+        self.handles[slot as usize] = handle;
+        let new = match value {
+            None => None,
+            Some(v) => {
+                let start = self.value_data.len();
+                if let Err(e) = serde_json::to_writer(&mut self.value_data, v) {
+                    self.value_data.truncate(start);
+                    return Err(e.into());
+                }
+                Some(Span {
+                    offset: to_u32(start),
+                    len: to_u32(self.value_data.len() - start),
+                })
+            }
+        };
+        self.undo_slots.push((i, self.slots[i]));
+        self.slots[i] = Slot::Written(new);
+        Ok(())
+    }
+
+    fn change_timer(&mut self, key: u32, time: i64, domain: Domain, registered: bool) {
+        let t = (domain, time, key);
+        // A timer registered now may fire within this call if the call's
+        // watermark (or processing time) already passes it.
+        let may_fire = match domain {
+            Domain::EventTime => time <= self.end_watermark,
+            Domain::ProcessingTime => false,
+        };
+        let was = self.pending.contains(&t);
+        if registered && may_fire {
+            self.pending.insert(t);
+        } else if !registered {
+            self.pending.remove(&t);
+        }
+        self.undo_timers.push((t, was));
+        self.changes.push(TimerChange {
+            timer: wit_timer(t),
+            registered,
+        });
+    }
+
+    fn begin_record(&mut self) -> (Mark, usize, usize) {
+        self.undo_slots.clear();
+        self.undo_timers.clear();
+        (self.out.mark(), self.origins.len(), self.changes.len())
+    }
+
+    fn rollback(&mut self, (mark, origins, changes): (Mark, usize, usize)) {
+        self.out.rollback(mark);
+        self.origins.truncate(origins);
+        self.ports.truncate(origins);
+        self.changes.truncate(changes);
+        for (i, old) in self.undo_slots.drain(..).rev() {
+            self.slots[i] = old;
+        }
+        for (t, was) in self.undo_timers.drain(..).rev() {
+            if was {
+                self.pending.insert(t);
+            } else {
+                self.pending.remove(&t);
+            }
+        }
+    }
+}
+
+fn wit_timer((domain, time, key): (Domain, i64, u32)) -> WitTimer {
+    WitTimer {
+        key,
+        time,
+        domain: match domain {
+            Domain::EventTime => TimeDomain::EventTime,
+            Domain::ProcessingTime => TimeDomain::ProcessingTime,
+        },
+    }
+}
+
+fn domain(d: TimeDomain) -> Domain {
+    match d {
+        TimeDomain::EventTime => Domain::EventTime,
+        TimeDomain::ProcessingTime => Domain::ProcessingTime,
+    }
+}
+
+/// Runs one call: timers and records in the order the host's contract says.
+pub(crate) fn run<T: KeyedProcess>(
+    op: &mut T,
+    value_states: u32,
+    input: &Batch,
+    mut context: KeyedInput,
+) -> Result<KeyedOutput, String> {
+    let keys = context.keys.spans.len() as u32;
+    let slots = (keys * value_states) as usize;
+    if context.values.spans.len() != slots {
+        return Err(format!(
+            "malformed call from the host: {} values for {keys} keys and {value_states} value states",
+            context.values.spans.len()
+        ));
+    }
+    if context.record_keys.len() != input.records.len()
+        || context.watermarks.len() != input.records.len()
+    {
+        return Err(
+            "malformed call from the host: record keys or watermarks do not match the batch".into(),
+        );
+    }
+    let values = std::mem::replace(
+        &mut context.values,
+        ByteList {
+            data: Vec::new(),
+            spans: Vec::new(),
+        },
+    );
+    let mut call = Call {
+        value_states,
+        values,
+        slots: vec![Slot::Input; slots],
+        handles: vec![0; value_states as usize],
+        value_data: Vec::new(),
+        pending: context
+            .timers
+            .iter()
+            .map(|t| (domain(t.domain), t.time, t.key))
+            .collect(),
+        end_watermark: context.end_watermark,
+        processing_time: context.processing_time,
+        changes: Vec::new(),
+        out: BatchBuilder::default(),
+        origins: Vec::with_capacity(input.records.len()),
+        ports: Vec::with_capacity(input.records.len()),
+        undo_slots: Vec::new(),
+        undo_timers: Vec::new(),
+    };
+    let mut errors = Vec::new();
+    let first_watermark = context.watermarks.first().copied();
+    let now = call.processing_time;
+    fire(
+        op,
+        &mut call,
+        &context,
+        Domain::ProcessingTime,
+        now,
+        first_watermark.unwrap_or(context.end_watermark),
+    )?;
+    for i in 0..input.records.len() {
+        let wm = context.watermarks[i];
+        fire(op, &mut call, &context, Domain::EventTime, wm, wm)?;
+        let record = Record::from_batch(input, i);
+        let key = context.record_keys[i];
+        if key >= keys {
+            return Err(format!(
+                "malformed call from the host: record {i} has key {key} of {keys}"
+            ));
+        }
+        let mark = call.begin_record();
+        let mut ctx = Context {
+            call: &mut call,
+            input: &context,
+            key,
+            origin: to_u32(i),
+            timestamp: record.timestamp(),
+            watermark: wm,
+        };
+        if let Err(e) = op.process(&record, &mut ctx) {
+            call.rollback(mark);
+            errors.push(RecordError {
+                index: to_u32(i),
+                message: e.to_string(),
+            });
+        }
+    }
+    let end = context.end_watermark;
+    fire(op, &mut call, &context, Domain::EventTime, end, end)?;
+    let mut value_writes = Vec::new();
+    for (i, slot) in call.slots.iter().enumerate() {
+        if let Slot::Written(value) = *slot {
+            let v = i as u32 % value_states;
+            value_writes.push(ValueWrite {
+                state: call.handles[v as usize],
+                key: i as u32 / value_states,
+                value,
+            });
+        }
+    }
+    Ok(KeyedOutput {
+        records: call.out.finish(),
+        origins: call.origins,
+        ports: call.ports,
+        timer_changes: call.changes,
+        value_data: call.value_data,
+        value_writes,
+        errors,
+    })
+}
+
+/// Fires the pending timers of `domain` up to `until`, in (time, key) order,
+/// including ones registered while firing.
+fn fire<T: KeyedProcess>(
+    op: &mut T,
+    call: &mut Call,
+    input: &KeyedInput,
+    domain: Domain,
+    until: i64,
+    watermark: i64,
+) -> Result<(), String> {
+    loop {
+        let Some(&t) = call.pending.range((domain, i64::MIN, 0)..).next() else {
+            return Ok(());
+        };
+        let (d, time, key) = t;
+        if d != domain || time > until {
+            return Ok(());
+        }
+        call.pending.remove(&t);
+        call.changes.push(TimerChange {
+            timer: wit_timer(t),
+            registered: false,
+        });
+        let mut ctx = Context {
+            call: &mut *call,
+            input,
+            key,
+            origin: NO_ORIGIN,
+            timestamp: (domain == Domain::EventTime).then_some(time),
+            watermark,
+        };
+        op.on_timer(Timer { time, domain }, &mut ctx)
+            .map_err(|e| format!("on_timer({time}) failed: {e}"))?;
+    }
+}
+
+/// One instance's keyed process function, behind `export_process!`.
+#[doc(hidden)]
+pub struct ProcessState<T> {
+    inner: RefCell<Option<(T, u32)>>,
+}
+
+impl<T: KeyedProcess> ProcessState<T> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        ProcessState {
+            inner: RefCell::new(None),
+        }
+    }
+
+    /// The `open` export.
+    pub fn open(&self, config: String) -> Result<(), String> {
+        let mut inner = self.inner.borrow_mut();
+        *inner = None;
+        let mut setup = Setup::new();
+        let op = T::open(Config::new(config), &mut setup).map_err(|e| e.to_string())?;
+        *inner = Some((op, setup.value_states));
+        Ok(())
+    }
+
+    /// The `process` export. A broken call (never opened, malformed input,
+    /// a failing timer) traps: the host then fails the job with the message.
+    pub fn process(&self, input: Batch, context: KeyedInput) -> KeyedOutput {
+        let mut inner = self.inner.borrow_mut();
+        let Some((op, value_states)) = inner.as_mut() else {
+            panic!("{}", crate::transform::NOT_OPENED);
+        };
+        match run(op, *value_states, &input, context) {
+            Ok(out) => out,
+            Err(message) => panic!("{message}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::values;
+
+    /// Sums values per key and emits the sum at a timer 10 ms after the first
+    /// record; "bad" fails after writing.
+    struct Summer {
+        sum: ValueState<i64>,
+        late: SideOutput,
+    }
+
+    impl KeyedProcess for Summer {
+        fn open(_config: Config, setup: &mut Setup) -> Result<Self, Error> {
+            Ok(Summer {
+                sum: setup.value_state("sum")?,
+                late: setup.side_output("late"),
+            })
+        }
+
+        fn process(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+            let ts = record.timestamp().unwrap_or(0);
+            if ts <= ctx.current_watermark() {
+                ctx.emit_value_to(self.late, record.value());
+                return Ok(());
+            }
+            let old = self.sum.get(ctx)?;
+            let v: i64 = record.value_str()?.parse().unwrap_or(1);
+            self.sum.set(ctx, &(old.unwrap_or(0) + v))?;
+            if old.is_none() {
+                ctx.register_event_time_timer(ts + 10);
+            }
+            if record.value_str()? == "bad" {
+                ctx.emit_value(b"never");
+                return Err("bad record".into());
+            }
+            Ok(())
+        }
+
+        fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+            let sum = self.sum.get(ctx)?.unwrap_or(0);
+            ctx.emit_json(&serde_json::json!({"sum": sum, "at": timer.time}))?;
+            self.sum.clear(ctx);
+            Ok(())
+        }
+    }
+
+    fn keys(items: &[&str]) -> ByteList {
+        crate::batch::tests::byte_list(items)
+    }
+
+    fn input(
+        batch: &Batch,
+        record_keys: Vec<u32>,
+        watermarks: Vec<i64>,
+        end: i64,
+        nkeys: usize,
+    ) -> KeyedInput {
+        let mut values = ByteList {
+            data: Vec::new(),
+            spans: Vec::new(),
+        };
+        values.spans = vec![
+            Span {
+                offset: ABSENT,
+                len: 0
+            };
+            nkeys
+        ];
+        let _ = batch;
+        KeyedInput {
+            keys: keys(&["a", "b"][..nkeys]),
+            record_keys,
+            watermarks,
+            end_watermark: end,
+            processing_time: 0,
+            timers: Vec::new(),
+            values,
+        }
+    }
+
+    fn with_ts(mut b: Batch, ts: &[i64]) -> Batch {
+        for (m, t) in b.records.iter_mut().zip(ts) {
+            m.timestamp = Some(*t);
+        }
+        b
+    }
+
+    fn open() -> Summer {
+        Summer::open(Config::new("null"), &mut Setup::new()).unwrap()
+    }
+
+    fn values_of(out: &KeyedOutput) -> Vec<String> {
+        out.records
+            .records
+            .iter()
+            .map(|m| String::from_utf8(slice(&out.records.data, m.value).to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn timers_fire_between_records_as_the_watermark_passes_them() {
+        let mut op = open();
+        // Key a at 100 (timer 110), key b at 105 (timer 115); the watermark
+        // reaches 112 before the third record: a's timer fires before it.
+        let b = with_ts(values(&["1", "2", "4"]), &[100, 105, 120]);
+        let ctx = input(&b, vec![0, 1, 0], vec![50, 60, 112], 200, 2);
+        let out = run(&mut op, 1, &b, ctx).unwrap();
+        assert_eq!(
+            values_of(&out),
+            [
+                r#"{"at":110,"sum":1}"#,
+                r#"{"at":115,"sum":2}"#,
+                r#"{"at":130,"sum":4}"#
+            ]
+        );
+        assert_eq!(out.origins, [NO_ORIGIN; 3]);
+        // Event time of a timer's output is the timer's time.
+        assert_eq!(out.records.records[0].timestamp, Some(110));
+        // Every registered timer fired within the call: register + delete each.
+        let net: Vec<(i64, bool)> = out
+            .timer_changes
+            .iter()
+            .map(|c| (c.timer.time, c.registered))
+            .collect();
+        assert_eq!(
+            net,
+            [
+                (110, true),
+                (115, true),
+                (110, false),
+                (120 + 10, true),
+                (115, false),
+                (130, false)
+            ]
+        );
+        // Both keys' sums were cleared by their timers.
+        assert_eq!(out.value_writes.len(), 2);
+        assert!(out.value_writes.iter().all(|w| w.value.is_none()));
+    }
+
+    #[test]
+    fn late_records_go_to_the_side_output_and_failures_are_undone() {
+        let mut op = open();
+        let b = with_ts(values(&["7", "bad", "3"]), &[10, 100, 100]);
+        let ctx = input(&b, vec![0, 1, 1], vec![50, 50, 50], 60, 2);
+        let out = run(&mut op, 1, &b, ctx).unwrap();
+        assert_eq!(values_of(&out), ["7"]);
+        assert_eq!(out.ports, [op.late.0]);
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(out.errors[0].index, 1);
+        // The failed record's write and timer were undone: the sum is 3 and
+        // one timer was registered, by the third record.
+        assert_eq!(out.value_writes.len(), 1);
+        let w = &out.value_writes[0];
+        assert_eq!(
+            (w.key, slice(&out.value_data, w.value.unwrap())),
+            (1, &b"3"[..])
+        );
+        assert_eq!(out.timer_changes.len(), 1);
+        assert_eq!(out.timer_changes[0].timer.time, 110);
+    }
+
+    #[test]
+    fn values_from_the_host_are_read_and_timers_from_the_host_fire() {
+        let mut op = open();
+        let b = with_ts(values(&["5"]), &[300]);
+        let mut ctx = input(&b, vec![0], vec![250], 250, 1);
+        ctx.values = keys(&["40"]);
+        ctx.timers = vec![WitTimer {
+            key: 0,
+            time: 240,
+            domain: TimeDomain::EventTime,
+        }];
+        let out = run(&mut op, 1, &b, ctx).unwrap();
+        // The host's timer fires first (sum 40, cleared), then the record
+        // starts a new sum of 5 with a new timer.
+        assert_eq!(values_of(&out), [r#"{"at":240,"sum":40}"#]);
+        let w = &out.value_writes[0];
+        assert_eq!(slice(&out.value_data, w.value.unwrap()), b"5");
+    }
+}

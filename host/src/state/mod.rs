@@ -1,0 +1,736 @@
+//! Keyed state: what a keyed process function keeps per key, owned by the
+//! host so that it outlives guest instances (and, with checkpoints, the
+//! process).
+//!
+//! Two layers:
+//!
+//! - a [`Store`] is an ordered byte map per key group: the in-memory store
+//!   ([`memory`]) keeps one table per key group, the RocksDB store
+//!   ([`rocks`]) prefixes every key with its key group (two bytes, big
+//!   endian), so a key-group range is a contiguous key range in both;
+//! - [`KeyedState`] lays an operator's declared states out in a store and
+//!   applies state TTL.
+//!
+//! The layout, within a key group (all integers big endian):
+//!
+//! | store key | value |
+//! |---|---|
+//! | `0x01 key` | the key's *row*: every value state of the key |
+//! | `0x02 state:u32 key` | a list state's elements |
+//! | `0x03 state:u32 len(key):u32 key user-key` | one map state entry |
+//!
+//! A row holds, per value state in declaration order, a tag (0 absent,
+//! 1 present, 2 present with an expiry time: i64 little endian) and then
+//! `len:u32 LE` and the bytes. List and map values start with the same
+//! expiry header (0, or 2 and the time); list elements are `len:u32 LE` and
+//! bytes each. Value states share one row because a process function reads
+//! most of them for every record: one lookup per key instead of one per
+//! state.
+//!
+//! Timers are kept by [`timers::Timers`], in memory for both backends.
+
+pub mod memory;
+pub mod rocks;
+pub mod timers;
+
+use crate::time::Clock;
+use std::sync::Arc;
+
+/// An ordered byte map per key group.
+pub trait Store: Send {
+    /// Appends the value under `key` to `out`; false when there is none.
+    fn get(&mut self, kg: u32, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String>;
+    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String>;
+    fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), String>;
+    /// Calls `f(key, value)` for every entry whose key starts with `prefix`,
+    /// in key order.
+    fn scan(
+        &mut self,
+        kg: u32,
+        prefix: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), String>;
+    /// Approximate bytes held in memory.
+    fn memory_bytes(&self) -> u64;
+}
+
+/// Which store an operator's state goes to, from the spec's `state` section.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// On the heap; the job fails once the state outgrows `limit` bytes.
+    Memory { limit: u64 },
+    /// Embedded RocksDB under `dir`, with at most about `cache` bytes of
+    /// block cache and `write_buffer` bytes of memtables per store.
+    RocksDb {
+        dir: std::path::PathBuf,
+        cache: u64,
+        write_buffer: u64,
+    },
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Memory { .. } => "memory",
+            Backend::RocksDb { .. } => "rocksdb",
+        }
+    }
+
+    /// A store for one subtask of one operator.
+    pub fn open(&self, uid: &str, subtask: u32) -> Result<Box<dyn Store>, String> {
+        Ok(match self {
+            Backend::Memory { limit } => Box::new(memory::MemoryStore::new(*limit)),
+            Backend::RocksDb {
+                dir,
+                cache,
+                write_buffer,
+            } => Box::new(rocks::RocksStore::open(
+                dir,
+                uid,
+                subtask,
+                *cache,
+                *write_buffer,
+            )?),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Value,
+    List,
+    Map,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Descriptor {
+    pub name: String,
+    pub kind: Kind,
+    pub ttl_ms: Option<u64>,
+}
+
+const ROW: u8 = 1;
+const LIST: u8 = 2;
+const MAP: u8 = 3;
+
+const ABSENT: u8 = 0;
+const PRESENT: u8 = 1;
+const EXPIRING: u8 = 2;
+
+/// One key's value states, decoded from a row: per state, the bytes' range
+/// in the row buffer and the expiry time.
+#[derive(Debug, Default, Clone)]
+pub struct Row {
+    pub slots: Vec<Option<(std::ops::Range<usize>, Option<i64>)>>,
+}
+
+/// One value slot of a row to write: the value (none: absent), the expiry
+/// it had, and whether it was written now (then its TTL starts again).
+pub type SlotWrite<'a> = (Option<&'a [u8]>, Option<i64>, bool);
+
+/// An operator subtask's keyed state.
+pub struct KeyedState {
+    store: Box<dyn Store>,
+    descriptors: Vec<Descriptor>,
+    /// For each handle, its slot among the value states (value states only).
+    value_slot: Vec<Option<u32>>,
+    /// TTL per value slot.
+    value_ttl: Vec<Option<u64>>,
+    clock: Arc<dyn Clock>,
+    key_buf: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl KeyedState {
+    pub fn new(store: Box<dyn Store>, clock: Arc<dyn Clock>) -> KeyedState {
+        KeyedState {
+            store,
+            descriptors: Vec::new(),
+            value_slot: Vec::new(),
+            value_ttl: Vec::new(),
+            clock,
+            key_buf: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Declares a state (during `open`); the same name and kind again gives
+    /// the same handle, as after a guest restart.
+    pub fn declare(&mut self, d: Descriptor) -> Result<u32, String> {
+        if d.name.is_empty() {
+            return Err("a state needs a name".into());
+        }
+        if let Some(i) = self.descriptors.iter().position(|x| x.name == d.name) {
+            let old = &self.descriptors[i];
+            return if old.kind == d.kind && old.ttl_ms == d.ttl_ms {
+                Ok(i as u32)
+            } else {
+                Err(format!(
+                    "state `{}` is already declared as {:?} with ttl {:?}",
+                    d.name, old.kind, old.ttl_ms
+                ))
+            };
+        }
+        if d.ttl_ms == Some(0) {
+            return Err(format!("state `{}`: a TTL must be positive", d.name));
+        }
+        let slot = (d.kind == Kind::Value).then(|| {
+            self.value_ttl.push(d.ttl_ms);
+            self.value_ttl.len() as u32 - 1
+        });
+        self.value_slot.push(slot);
+        self.descriptors.push(d);
+        Ok(self.descriptors.len() as u32 - 1)
+    }
+
+    pub fn descriptors(&self) -> &[Descriptor] {
+        &self.descriptors
+    }
+
+    pub fn value_states(&self) -> usize {
+        self.value_ttl.len()
+    }
+
+    /// The value slot of a handle, if it is a value state.
+    pub fn value_slot(&self, handle: u32) -> Option<u32> {
+        self.value_slot.get(handle as usize).copied().flatten()
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn memory_bytes(&self) -> u64 {
+        self.store.memory_bytes()
+    }
+
+    fn check(&self, handle: u32, kind: Kind) -> Result<&Descriptor, String> {
+        match self.descriptors.get(handle as usize) {
+            Some(d) if d.kind == kind => Ok(d),
+            Some(d) => Err(format!(
+                "state #{handle} (`{}`) is a {:?} state, not a {kind:?} state",
+                d.name, d.kind
+            )),
+            None => Err(format!("no state #{handle} was declared")),
+        }
+    }
+
+    /// Reads `key`'s row, appending its bytes to `buf` and decoding it into
+    /// `row` (one slot per value state; expired values are absent).
+    pub fn read_row(
+        &mut self,
+        kg: u32,
+        key: &[u8],
+        now: i64,
+        buf: &mut Vec<u8>,
+        row: &mut Row,
+    ) -> Result<(), String> {
+        row.slots.clear();
+        self.key_buf.clear();
+        self.key_buf.push(ROW);
+        self.key_buf.extend_from_slice(key);
+        let start = buf.len();
+        if self.store.get(kg, &self.key_buf, buf)? {
+            decode_row(&buf[start..], start, now, &mut row.slots)
+                .map_err(|e| format!("corrupt state row: {e}"))?;
+        }
+        row.slots.resize(self.value_states(), None);
+        Ok(())
+    }
+
+    /// Writes `key`'s row: slot `v` is `values(v)`, with the expiry of the
+    /// old row unless `written(v)` (then now + TTL). A row with nothing left
+    /// is deleted.
+    pub fn write_row<'a>(
+        &mut self,
+        kg: u32,
+        key: &[u8],
+        now: i64,
+        slots: impl Iterator<Item = SlotWrite<'a>>,
+    ) -> Result<(), String> {
+        self.buf.clear();
+        let mut any = false;
+        for (v, (value, expiry, written)) in slots.enumerate() {
+            match value {
+                None => self.buf.push(ABSENT),
+                Some(bytes) => {
+                    any = true;
+                    let expiry = if written {
+                        self.value_ttl[v].map(|ttl| now.saturating_add(ttl as i64))
+                    } else {
+                        expiry
+                    };
+                    match expiry {
+                        None => self.buf.push(PRESENT),
+                        Some(t) => {
+                            self.buf.push(EXPIRING);
+                            self.buf.extend_from_slice(&t.to_le_bytes());
+                        }
+                    }
+                    self.buf
+                        .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                    self.buf.extend_from_slice(bytes);
+                }
+            }
+        }
+        self.key_buf.clear();
+        self.key_buf.push(ROW);
+        self.key_buf.extend_from_slice(key);
+        if any {
+            self.store.put(kg, &self.key_buf, &self.buf)
+        } else {
+            self.store.delete(kg, &self.key_buf)
+        }
+    }
+
+    fn list_key(&mut self, handle: u32, key: &[u8]) {
+        self.key_buf.clear();
+        self.key_buf.push(LIST);
+        self.key_buf.extend_from_slice(&handle.to_be_bytes());
+        self.key_buf.extend_from_slice(key);
+    }
+
+    fn map_prefix(&mut self, handle: u32, key: &[u8]) {
+        self.key_buf.clear();
+        self.key_buf.push(MAP);
+        self.key_buf.extend_from_slice(&handle.to_be_bytes());
+        self.key_buf
+            .extend_from_slice(&(key.len() as u32).to_be_bytes());
+        self.key_buf.extend_from_slice(key);
+    }
+
+    fn header(&self, ttl: Option<u64>, out: &mut Vec<u8>) {
+        match ttl {
+            None => out.push(ABSENT),
+            Some(ttl) => {
+                out.push(EXPIRING);
+                out.extend_from_slice(&self.now().saturating_add(ttl as i64).to_le_bytes());
+            }
+        }
+    }
+
+    /// A list's elements (after the expiry header), or none when absent or
+    /// expired.
+    pub fn list_get(
+        &mut self,
+        handle: u32,
+        kg: u32,
+        key: &[u8],
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), String> {
+        self.check(handle, Kind::List)?;
+        self.list_key(handle, key);
+        self.buf.clear();
+        if !self.store.get(kg, &self.key_buf, &mut self.buf)? {
+            return Ok(());
+        }
+        let now = self.now();
+        let Some(body) = live_body(&self.buf, now)? else {
+            return Ok(());
+        };
+        let mut rest = body;
+        while !rest.is_empty() {
+            let (item, tail) = split_item(rest).ok_or("corrupt list state")?;
+            f(item);
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    pub fn list_add(
+        &mut self,
+        handle: u32,
+        kg: u32,
+        key: &[u8],
+        element: &[u8],
+    ) -> Result<(), String> {
+        let ttl = self.check(handle, Kind::List)?.ttl_ms;
+        self.list_key(handle, key);
+        self.buf.clear();
+        let found = self.store.get(kg, &self.key_buf, &mut self.buf)?;
+        let now = self.now();
+        let live = found && live_body(&self.buf, now)?.is_some();
+        let mut out = Vec::with_capacity(self.buf.len() + element.len() + 13);
+        self.header(ttl, &mut out);
+        if live {
+            let body = live_body(&self.buf, now)?.expect("live");
+            out.extend_from_slice(body);
+        }
+        out.extend_from_slice(&(element.len() as u32).to_le_bytes());
+        out.extend_from_slice(element);
+        self.store.put(kg, &self.key_buf, &out)
+    }
+
+    pub fn list_update<'a>(
+        &mut self,
+        handle: u32,
+        kg: u32,
+        key: &[u8],
+        elements: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<(), String> {
+        let ttl = self.check(handle, Kind::List)?.ttl_ms;
+        self.list_key(handle, key);
+        let mut out = Vec::new();
+        self.header(ttl, &mut out);
+        let mut any = false;
+        for e in elements {
+            any = true;
+            out.extend_from_slice(&(e.len() as u32).to_le_bytes());
+            out.extend_from_slice(e);
+        }
+        if any {
+            self.store.put(kg, &self.key_buf, &out)
+        } else {
+            self.store.delete(kg, &self.key_buf)
+        }
+    }
+
+    pub fn map_get(
+        &mut self,
+        handle: u32,
+        kg: u32,
+        key: &[u8],
+        user_key: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, String> {
+        self.check(handle, Kind::Map)?;
+        self.map_prefix(handle, key);
+        self.key_buf.extend_from_slice(user_key);
+        self.buf.clear();
+        if !self.store.get(kg, &self.key_buf, &mut self.buf)? {
+            return Ok(false);
+        }
+        match live_body(&self.buf, self.now())? {
+            Some(v) => {
+                out.extend_from_slice(v);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    pub fn map_put(
+        &mut self,
+        handle: u32,
+        kg: u32,
+        key: &[u8],
+        user_key: &[u8],
+        value: &[u8],
+    ) -> Result<(), String> {
+        let ttl = self.check(handle, Kind::Map)?.ttl_ms;
+        self.map_prefix(handle, key);
+        self.key_buf.extend_from_slice(user_key);
+        let mut out = Vec::with_capacity(value.len() + 9);
+        self.header(ttl, &mut out);
+        out.extend_from_slice(value);
+        self.store.put(kg, &self.key_buf, &out)
+    }
+
+    pub fn map_remove(
+        &mut self,
+        handle: u32,
+        kg: u32,
+        key: &[u8],
+        user_key: &[u8],
+    ) -> Result<(), String> {
+        self.check(handle, Kind::Map)?;
+        self.map_prefix(handle, key);
+        self.key_buf.extend_from_slice(user_key);
+        self.store.delete(kg, &self.key_buf)
+    }
+
+    /// Live entries of a map, by user key bytes.
+    pub fn map_entries(
+        &mut self,
+        handle: u32,
+        kg: u32,
+        key: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]),
+    ) -> Result<(), String> {
+        self.check(handle, Kind::Map)?;
+        self.map_prefix(handle, key);
+        let now = self.now();
+        let prefix_len = self.key_buf.len();
+        let mut bad = None;
+        self.store
+            .scan(kg, &self.key_buf, &mut |k, v| match live_body(v, now) {
+                Ok(Some(body)) => f(&k[prefix_len..], body),
+                Ok(None) => {}
+                Err(e) => bad = Some(e),
+            })?;
+        bad.map_or(Ok(()), Err)
+    }
+
+    /// Clears a list or map state for a key (value states are cleared
+    /// through their row).
+    pub fn clear(&mut self, handle: u32, kg: u32, key: &[u8]) -> Result<(), String> {
+        let kind = match self.descriptors.get(handle as usize) {
+            Some(d) => d.kind,
+            None => return Err(format!("no state #{handle} was declared")),
+        };
+        match kind {
+            Kind::Value => Err("value states are cleared through the call's value writes".into()),
+            Kind::List => {
+                self.list_key(handle, key);
+                self.store.delete(kg, &self.key_buf)
+            }
+            Kind::Map => {
+                self.map_prefix(handle, key);
+                let mut keys = Vec::new();
+                self.store
+                    .scan(kg, &self.key_buf, &mut |k, _| keys.push(k.to_vec()))?;
+                for k in keys {
+                    self.store.delete(kg, &k)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The body of a list or map value after its expiry header; `None` when it
+/// has expired.
+fn live_body(v: &[u8], now: i64) -> Result<Option<&[u8]>, String> {
+    match v.first() {
+        Some(&ABSENT) => Ok(Some(&v[1..])),
+        Some(&EXPIRING) if v.len() >= 9 => {
+            let t = i64::from_le_bytes(v[1..9].try_into().expect("8 bytes"));
+            Ok((t > now).then(|| &v[9..]))
+        }
+        _ => Err("corrupt state value header".into()),
+    }
+}
+
+fn split_item(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_le_bytes(v.get(..4)?.try_into().ok()?) as usize;
+    let item = v.get(4..4 + len)?;
+    Some((item, &v[4 + len..]))
+}
+
+/// Decodes a row into slots (ranges offset by `base`); expired values are
+/// absent.
+fn decode_row(
+    mut v: &[u8],
+    base: usize,
+    now: i64,
+    slots: &mut Vec<Option<(std::ops::Range<usize>, Option<i64>)>>,
+) -> Result<(), &'static str> {
+    let total = v.len();
+    while let Some((&tag, rest)) = v.split_first() {
+        v = rest;
+        let expiry = match tag {
+            ABSENT => {
+                slots.push(None);
+                continue;
+            }
+            PRESENT => None,
+            EXPIRING => {
+                let t = v.get(..8).ok_or("truncated expiry")?;
+                v = &v[8..];
+                Some(i64::from_le_bytes(t.try_into().expect("8 bytes")))
+            }
+            _ => return Err("bad tag"),
+        };
+        let (item, rest) = split_item(v).ok_or("truncated value")?;
+        let start = base + (total - v.len()) + 4;
+        v = rest;
+        if expiry.is_some_and(|t| t <= now) {
+            slots.push(None);
+        } else {
+            slots.push(Some((start..start + item.len(), expiry)));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stored value has expired (for RocksDB's compaction filter):
+/// a row whose values all expired, or an expired list or map value.
+pub(crate) fn expired(store_key: &[u8], value: &[u8], now: i64) -> bool {
+    match store_key.first() {
+        Some(&ROW) => {
+            let mut slots = Vec::new();
+            decode_row(value, 0, now, &mut slots).is_ok() && slots.iter().all(Option::is_none)
+        }
+        Some(&LIST) | Some(&MAP) => matches!(live_body(value, now), Ok(None)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::time::ManualClock;
+
+    /// The same script on a store must give the same observations.
+    pub(crate) fn exercise(store: Box<dyn Store>) -> Vec<String> {
+        let clock = ManualClock::new(1_000);
+        let mut s = KeyedState::new(store, clock.clone());
+        let mut seen = Vec::new();
+        let count = s
+            .declare(Descriptor {
+                name: "count".into(),
+                kind: Kind::Value,
+                ttl_ms: None,
+            })
+            .unwrap();
+        let seen_at = s
+            .declare(Descriptor {
+                name: "seen".into(),
+                kind: Kind::Value,
+                ttl_ms: Some(100),
+            })
+            .unwrap();
+        let list = s
+            .declare(Descriptor {
+                name: "list".into(),
+                kind: Kind::List,
+                ttl_ms: None,
+            })
+            .unwrap();
+        let map = s
+            .declare(Descriptor {
+                name: "map".into(),
+                kind: Kind::Map,
+                ttl_ms: Some(50),
+            })
+            .unwrap();
+        assert_eq!(
+            s.declare(Descriptor {
+                name: "count".into(),
+                kind: Kind::Value,
+                ttl_ms: None
+            }),
+            Ok(count)
+        );
+        assert!(
+            s.declare(Descriptor {
+                name: "count".into(),
+                kind: Kind::List,
+                ttl_ms: None
+            })
+            .is_err()
+        );
+        assert_eq!(
+            (s.value_slot(count), s.value_slot(seen_at)),
+            (Some(0), Some(1))
+        );
+        assert_eq!(s.value_slot(list), None);
+
+        let now = s.now();
+        s.write_row(
+            7,
+            b"k1",
+            now,
+            [(Some(&b"1"[..]), None, true), (Some(&b"x"[..]), None, true)].into_iter(),
+        )
+        .unwrap();
+        let row_str = |s: &mut KeyedState, key: &[u8]| {
+            let mut buf = Vec::new();
+            let mut row = Row::default();
+            let now = s.now();
+            s.read_row(7, key, now, &mut buf, &mut row).unwrap();
+            row.slots
+                .iter()
+                .map(|slot| match slot {
+                    None => "-".to_owned(),
+                    Some((r, _)) => String::from_utf8_lossy(&buf[r.clone()]).into_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        seen.push(row_str(&mut s, b"k1"));
+        seen.push(row_str(&mut s, b"k2"));
+        clock.advance(100);
+        // `seen` expired; `count` has no TTL.
+        seen.push(row_str(&mut s, b"k1"));
+
+        for e in [&b"a"[..], b"bb", b""] {
+            s.list_add(list, 7, b"k1", e).unwrap();
+        }
+        let mut items = Vec::new();
+        s.list_get(list, 7, b"k1", &mut |e| {
+            items.push(String::from_utf8_lossy(e).into_owned())
+        })
+        .unwrap();
+        seen.push(format!("{items:?}"));
+        s.list_update(list, 7, b"k1", [&b"z"[..]].into_iter())
+            .unwrap();
+        items.clear();
+        s.list_get(list, 7, b"k1", &mut |e| {
+            items.push(String::from_utf8_lossy(e).into_owned())
+        })
+        .unwrap();
+        seen.push(format!("{items:?}"));
+
+        s.map_put(map, 7, b"k1", b"u2", b"two").unwrap();
+        s.map_put(map, 7, b"k1", b"u1", b"one").unwrap();
+        s.map_put(map, 7, b"k10", b"u1", b"other key").unwrap();
+        s.map_put(map, 8, b"k1", b"u1", b"other group").unwrap();
+        s.map_remove(map, 7, b"k1", b"u2").unwrap();
+        let mut entries = Vec::new();
+        s.map_entries(map, 7, b"k1", &mut |k, v| {
+            entries.push(format!(
+                "{}={}",
+                String::from_utf8_lossy(k),
+                String::from_utf8_lossy(v)
+            ))
+        })
+        .unwrap();
+        seen.push(format!("{entries:?}"));
+        let mut v = Vec::new();
+        seen.push(format!(
+            "{}",
+            s.map_get(map, 7, b"k10", b"u1", &mut v).unwrap()
+        ));
+        clock.advance(50);
+        seen.push(format!(
+            "{}",
+            s.map_get(map, 7, b"k10", b"u1", &mut v).unwrap()
+        ));
+        s.map_put(map, 7, b"k1", b"u3", b"three").unwrap();
+        s.clear(map, 7, b"k1").unwrap();
+        entries.clear();
+        s.map_entries(map, 7, b"k1", &mut |k, _| {
+            entries.push(String::from_utf8_lossy(k).into_owned())
+        })
+        .unwrap();
+        seen.push(format!("{entries:?}"));
+        s.clear(list, 7, b"k1").unwrap();
+        let mut n = 0;
+        s.list_get(list, 7, b"k1", &mut |_| n += 1).unwrap();
+        seen.push(format!("{n}"));
+        seen
+    }
+
+    pub(crate) const EXPECTED: [&str; 10] = [
+        "1,x",
+        "-,-",
+        "1,-",
+        "[\"a\", \"bb\", \"\"]",
+        "[\"z\"]",
+        "[\"u1=one\"]",
+        "true",
+        "false",
+        "[]",
+        "0",
+    ];
+
+    #[test]
+    fn memory_store_keeps_state_per_key_group_with_ttl() {
+        assert_eq!(
+            exercise(Box::new(memory::MemoryStore::new(1 << 30))),
+            EXPECTED
+        );
+    }
+
+    #[test]
+    fn expired_values_are_recognised_for_compaction() {
+        assert!(expired(&[LIST], &[EXPIRING, 1, 0, 0, 0, 0, 0, 0, 0], 5));
+        assert!(!expired(&[LIST], &[EXPIRING, 9, 0, 0, 0, 0, 0, 0, 0], 5));
+        assert!(!expired(&[MAP], &[ABSENT, b'x'], 5));
+        // A row with one live value stays.
+        let row = [ABSENT, PRESENT, 1, 0, 0, 0, b'v'];
+        assert!(!expired(&[ROW], &row, 5));
+        assert!(expired(&[ROW], &[ABSENT, ABSENT], 5));
+    }
+}

@@ -1,0 +1,793 @@
+//! A Wasm module of the `keyed-process-operator` world as a runtime operator:
+//! Flink's `KeyedProcessFunction`, with the state in a [`KeyedState`] and the
+//! timers in [`Timers`], both owned here (not by the guest instance).
+//!
+//! Records arrive in small batches, often one per watermark step (a source
+//! with per-event watermarks cuts a batch at each advance). Calling the guest
+//! once per step would cost a boundary crossing per record, so the operator
+//! *buffers*: it collects the records and watermark steps of a whole burst of
+//! input (what one channel item or one source poll brings), remembering the
+//! watermark each record arrived under, and makes one call when the burst
+//! ends ([`Operator::flush`]). The call carries the records, the distinct
+//! keys, the timers that may fire, and every value state of those keys; the
+//! guest replays the events in order (see `keyed-process` in the WIT), so the
+//! result is the same as one call per event. The watermark is passed on only
+//! after the call's output, so nothing the call emits is late downstream.
+//!
+//! The `state` and `output` imports (list and map states, side-output
+//! handles) are implemented here too: during a call, the operator's
+//! [`KeyedCall`] sits in the store's data, where the imports find the key
+//! table of the call.
+
+use super::sandbox::{Sandbox, StoreData};
+use super::sluice::operator::{output, state as wit_state};
+use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit};
+use crate::error::{RuntimeError, WasmError};
+use crate::runtime::batch::Span;
+use crate::runtime::keys::{KeySelector, key_group};
+use crate::runtime::operator::FIRST_SIDE_PORT;
+use crate::runtime::{Batch, NodeMetrics, Operator, Origin, Output};
+use crate::state::timers::{Domain, Timers};
+use crate::state::{Backend, Descriptor, KeyedState, Kind, Row, SlotWrite};
+use crate::time::Clock;
+use async_trait::async_trait;
+use hashbrown::HashTable;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use super::exports::sluice::operator::keyed_process as wit_process;
+
+/// A span meaning "absent" in `keyed-input.values`.
+const ABSENT: u32 = u32::MAX;
+/// Records buffered before a call is made even inside a burst.
+const MAX_BUFFERED: usize = 16 * 1024;
+
+/// What a process node needs besides its module.
+#[derive(Debug)]
+pub struct ProcessSettings {
+    pub key: KeySelector,
+    pub max_parallelism: u32,
+    pub backend: Backend,
+}
+
+/// The distinct keys of one call, with their key groups.
+#[derive(Default)]
+pub(crate) struct KeyTable {
+    data: Vec<u8>,
+    keys: Vec<(Span, u32)>,
+    index: HashTable<u32>,
+    hashes: Vec<u64>,
+}
+
+impl KeyTable {
+    fn clear(&mut self) {
+        self.data.clear();
+        self.keys.clear();
+        self.index.clear();
+        self.hashes.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn key(&self, i: u32) -> Option<(&[u8], u32)> {
+        self.keys
+            .get(i as usize)
+            .map(|&(s, kg)| (&self.data[s.range()], kg))
+    }
+
+    /// The index of `key`, adding it if new.
+    fn intern(&mut self, key: &[u8], max_parallelism: u32) -> u32 {
+        let hash = xxhash_rust::xxh3::xxh3_64(key);
+        let (data, keys) = (&self.data, &self.keys);
+        if let Some(&i) = self
+            .index
+            .find(hash, |&i| &data[keys[i as usize].0.range()] == key)
+        {
+            return i;
+        }
+        let i = self.keys.len() as u32;
+        let span = Span {
+            offset: self.data.len() as u32,
+            len: key.len() as u32,
+        };
+        self.data.extend_from_slice(key);
+        // The same hash as `key_group`: one hash per key.
+        debug_assert_eq!(
+            (hash % max_parallelism as u64) as u32,
+            key_group(key, max_parallelism)
+        );
+        self.keys
+            .push((span, (hash % max_parallelism as u64) as u32));
+        self.hashes.push(hash);
+        let hashes = &self.hashes;
+        self.index.insert_unique(hash, i, |&j| hashes[j as usize]);
+        i
+    }
+}
+
+/// What the imports reach: the state, the call's keys, the side outputs.
+#[derive(Default)]
+pub(crate) struct KeyedCall {
+    state: Option<KeyedState>,
+    /// True during `open`, the only time states may be declared.
+    opening: bool,
+    keys: KeyTable,
+    side_outputs: Vec<String>,
+    /// A state error met by an import; the guest traps with it.
+    error: Option<String>,
+}
+
+impl KeyedCall {
+    fn state(&mut self) -> wasmtime::Result<&mut KeyedState> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))
+    }
+
+    fn key(&self, key: u32) -> wasmtime::Result<(Vec<u8>, u32)> {
+        match self.keys.key(key) {
+            Some((k, kg)) => Ok((k.to_vec(), kg)),
+            None => Err(wasmtime::Error::msg(format!(
+                "key index {key} is not in this call ({} keys)",
+                self.keys.len()
+            ))),
+        }
+    }
+
+    fn fail(&mut self, message: String) -> wasmtime::Error {
+        self.error = Some(message.clone());
+        wasmtime::Error::msg(message)
+    }
+}
+
+/// Builds a WIT `byte-list`.
+#[derive(Default)]
+struct ListBuilder {
+    data: Vec<u8>,
+    spans: Vec<wit::Span>,
+}
+
+impl ListBuilder {
+    fn push(&mut self, b: &[u8]) {
+        self.spans.push(wit::Span {
+            offset: self.data.len() as u32,
+            len: b.len() as u32,
+        });
+        self.data.extend_from_slice(b);
+    }
+
+    fn finish(self) -> wit_state::ByteList {
+        wit_state::ByteList {
+            data: self.data,
+            spans: self.spans,
+        }
+    }
+}
+
+fn items(list: &wit_state::ByteList) -> wasmtime::Result<Vec<&[u8]>> {
+    list.spans
+        .iter()
+        .map(|s| {
+            checked_span(*s, list.data.len())
+                .map(|s| &list.data[s.range()])
+                .map_err(wasmtime::Error::msg)
+        })
+        .collect()
+}
+
+impl wit_state::Host for StoreData {
+    fn declare(&mut self, d: wit_state::StateDescriptor) -> wasmtime::Result<Result<u32, String>> {
+        let call = &mut self.keyed;
+        if !call.opening {
+            return Ok(Err("states can only be declared in `open`".into()));
+        }
+        let kind = match d.kind {
+            wit_state::StateKind::Value => Kind::Value,
+            wit_state::StateKind::List => Kind::List,
+            wit_state::StateKind::Map => Kind::Map,
+        };
+        Ok(call.state()?.declare(Descriptor {
+            name: d.name,
+            kind,
+            ttl_ms: d.ttl_ms,
+        }))
+    }
+
+    fn list_get(&mut self, s: u32, key: u32) -> wasmtime::Result<wit_state::ByteList> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let mut list = ListBuilder::default();
+        let r = call.state()?.list_get(s, kg, &k, &mut |e| list.push(e));
+        r.map_err(|e| call.fail(e))?;
+        Ok(list.finish())
+    }
+
+    fn list_add(&mut self, s: u32, key: u32, element: Vec<u8>) -> wasmtime::Result<()> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let r = call.state()?.list_add(s, kg, &k, &element);
+        r.map_err(|e| call.fail(e))
+    }
+
+    fn list_update(
+        &mut self,
+        s: u32,
+        key: u32,
+        elements: wit_state::ByteList,
+    ) -> wasmtime::Result<()> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let elements = items(&elements)?;
+        let r = call.state()?.list_update(s, kg, &k, elements.into_iter());
+        r.map_err(|e| call.fail(e))
+    }
+
+    fn map_get(
+        &mut self,
+        s: u32,
+        key: u32,
+        user_key: Vec<u8>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let mut out = Vec::new();
+        let r = call.state()?.map_get(s, kg, &k, &user_key, &mut out);
+        Ok(r.map_err(|e| call.fail(e))?.then_some(out))
+    }
+
+    fn map_put(
+        &mut self,
+        s: u32,
+        key: u32,
+        user_key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let r = call.state()?.map_put(s, kg, &k, &user_key, &value);
+        r.map_err(|e| call.fail(e))
+    }
+
+    fn map_remove(&mut self, s: u32, key: u32, user_key: Vec<u8>) -> wasmtime::Result<()> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let r = call.state()?.map_remove(s, kg, &k, &user_key);
+        r.map_err(|e| call.fail(e))
+    }
+
+    fn map_entries(
+        &mut self,
+        s: u32,
+        key: u32,
+    ) -> wasmtime::Result<(wit_state::ByteList, wit_state::ByteList)> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let mut keys = ListBuilder::default();
+        let mut values = ListBuilder::default();
+        let r = call.state()?.map_entries(s, kg, &k, &mut |uk, v| {
+            keys.push(uk);
+            values.push(v);
+        });
+        r.map_err(|e| call.fail(e))?;
+        Ok((keys.finish(), values.finish()))
+    }
+
+    fn clear(&mut self, s: u32, key: u32) -> wasmtime::Result<()> {
+        let call = &mut self.keyed;
+        let (k, kg) = call.key(key)?;
+        let r = call.state()?.clear(s, kg, &k);
+        r.map_err(|e| call.fail(e))
+    }
+}
+
+impl output::Host for StoreData {
+    fn side_output(&mut self, name: String) -> wasmtime::Result<u32> {
+        let sides = &mut self.keyed.side_outputs;
+        let i = match sides.iter().position(|n| *n == name) {
+            Some(i) => i,
+            None => {
+                sides.push(name);
+                sides.len() - 1
+            }
+        };
+        Ok(i as u32 + 1)
+    }
+}
+
+/// The records and watermark steps of the current burst.
+#[derive(Default)]
+struct Pending {
+    batch: Batch,
+    /// Per record: its key's index and the watermark it arrived under.
+    record_keys: Vec<u32>,
+    watermarks: Vec<i64>,
+}
+
+pub struct WasmProcess {
+    module: Arc<Module>,
+    settings: Arc<InstanceSettings>,
+    process: Arc<ProcessSettings>,
+    subtask: u32,
+    clock: Arc<dyn Clock>,
+    /// Side outputs the pipeline reads, by name; the port of `side_ports[i]`
+    /// is `FIRST_SIDE_PORT + i`.
+    side_ports: Vec<String>,
+    live: Option<(Sandbox, wit_process::Guest)>,
+    call: KeyedCall,
+    timers: Timers,
+    pending: Pending,
+    watermark: i64,
+    /// The watermark received but not yet passed on.
+    held: Option<i64>,
+    /// Guest side-output handle (1-based) → port, or `None` when nothing
+    /// reads that side output.
+    ports: Vec<Option<usize>>,
+    key_buf: Vec<u8>,
+    lowering: Lowering,
+    // Reused buffers for the call's inputs.
+    rows: Vec<Row>,
+    row_data: Vec<u8>,
+}
+
+impl WasmProcess {
+    pub fn new(
+        module: Arc<Module>,
+        settings: Arc<InstanceSettings>,
+        process: Arc<ProcessSettings>,
+        subtask: u32,
+        clock: Arc<dyn Clock>,
+        side_ports: Vec<String>,
+    ) -> WasmProcess {
+        WasmProcess {
+            module,
+            settings,
+            process,
+            subtask,
+            clock,
+            side_ports,
+            live: None,
+            call: KeyedCall::default(),
+            timers: Timers::default(),
+            pending: Pending::default(),
+            watermark: i64::MIN,
+            held: None,
+            ports: Vec::new(),
+            key_buf: Vec::new(),
+            lowering: Lowering::default(),
+            rows: Vec::new(),
+            row_data: Vec::new(),
+        }
+    }
+
+    fn uid(&self) -> String {
+        self.settings.uid.to_string()
+    }
+
+    async fn start(&mut self) -> Result<(), WasmError> {
+        let uid = self.uid();
+        if self.call.state.is_none() {
+            let store = self
+                .process
+                .backend
+                .open(&uid, self.subtask)
+                .map_err(|message| WasmError::Open {
+                    uid: uid.clone(),
+                    message,
+                })?;
+            self.call.state = Some(KeyedState::new(store, self.clock.clone()));
+        }
+        let mut sandbox = Sandbox::new(&self.module, &self.settings).await?;
+        let Exports::Process(indices) = &self.module.exports else {
+            unreachable!("module loaded for the keyed-process world");
+        };
+        let guest = indices
+            .load(&mut sandbox.store, &sandbox.instance)
+            .map_err(|e| WasmError::Open {
+                uid: uid.clone(),
+                message: format!("{e:#}"),
+            })?;
+        sandbox.arm();
+        // Declarations of a restarted instance must match the first ones:
+        // `declare` returns the existing handle for the same name and kind.
+        self.call.opening = true;
+        self.call.side_outputs.clear();
+        std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
+        let result = guest
+            .call_open(&mut sandbox.store, &self.settings.config)
+            .await;
+        std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
+        self.call.opening = false;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(WasmError::Open {
+                    uid,
+                    message: format!("open failed: {message}"),
+                });
+            }
+            Err(e) => {
+                return Err(WasmError::Open {
+                    uid,
+                    message: format!("open trapped: {}", sandbox.describe(&e)),
+                });
+            }
+        }
+        self.ports = self
+            .call
+            .side_outputs
+            .iter()
+            .map(|name| {
+                let port = self.side_ports.iter().position(|s| s == name);
+                if port.is_none() {
+                    tracing::info!(
+                        operator = %uid,
+                        "side output `{name}` is not read by the pipeline; its records are dropped"
+                    );
+                }
+                port.map(|p| FIRST_SIDE_PORT + p)
+            })
+            .collect();
+        self.live = Some((sandbox, guest));
+        Ok(())
+    }
+
+    /// Takes a record into the current burst (or dead-letters it if it has
+    /// no key).
+    fn buffer(&mut self, batch: &Batch, i: usize, out: &mut Output) -> Result<(), RuntimeError> {
+        let r = batch.get(i);
+        if let Err(message) = self.process.key.extract(r.value(), &mut self.key_buf) {
+            return out.dead_letter(r, &message);
+        }
+        let k = self
+            .call
+            .keys
+            .intern(&self.key_buf, self.process.max_parallelism);
+        let p = &mut self.pending;
+        p.batch
+            .push(Some(&self.key_buf), r.value(), r.timestamp(), r.origin());
+        p.record_keys.push(k);
+        p.watermarks.push(self.watermark);
+        Ok(())
+    }
+
+    /// Makes one call for the buffered records and the timers that are due.
+    async fn run(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        let now = self.clock.now_ms();
+        let end = self.watermark;
+        let due_event = self
+            .timers
+            .next(Domain::EventTime)
+            .is_some_and(|t| t <= end);
+        let due_processing = self
+            .timers
+            .next(Domain::ProcessingTime)
+            .is_some_and(|t| t <= now);
+        if self.pending.batch.is_empty() && !due_event && !due_processing {
+            self.call.keys.clear();
+            return Ok(());
+        }
+        if self.live.is_none() {
+            self.start().await?;
+        }
+        let started = Instant::now();
+        let maxp = self.process.max_parallelism;
+        // Timers that may fire; their keys join the key table.
+        let mut timers = Vec::new();
+        for (d, until) in [(Domain::ProcessingTime, now), (Domain::EventTime, end)] {
+            for (time, _kg, key) in self.timers.due(d, until) {
+                let k = self.call.keys.intern(key, maxp);
+                timers.push(wit_process::Timer {
+                    key: k,
+                    time,
+                    domain: match d {
+                        Domain::EventTime => wit_process::TimeDomain::EventTime,
+                        Domain::ProcessingTime => wit_process::TimeDomain::ProcessingTime,
+                    },
+                });
+            }
+        }
+        // Every value state of every key.
+        let nkeys = self.call.keys.len();
+        let state = self.call.state.as_mut().expect("opened");
+        let nv = state.value_states();
+        self.row_data.clear();
+        self.rows.resize_with(nkeys, Row::default);
+        let mut spans = Vec::with_capacity(nkeys * nv);
+        for k in 0..nkeys {
+            let (key, kg) = self.call.keys.key(k as u32).expect("in table");
+            state
+                .read_row(kg, key, now, &mut self.row_data, &mut self.rows[k])
+                .map_err(|message| RuntimeError::State {
+                    uid: self.settings.uid.to_string(),
+                    message,
+                })?;
+            spans.extend(self.rows[k].slots.iter().map(|s| match s {
+                Some((r, _)) => wit::Span {
+                    offset: r.start as u32,
+                    len: r.len() as u32,
+                },
+                None => wit::Span {
+                    offset: ABSENT,
+                    len: 0,
+                },
+            }));
+        }
+        let key_spans: Vec<wit::Span> = self
+            .call
+            .keys
+            .keys
+            .iter()
+            .map(|(s, _)| super::wit_span(*s))
+            .collect();
+        let key_data = self.call.keys.data.clone();
+        let pending = std::mem::take(&mut self.pending);
+        let (sandbox, guest) = self.live.as_mut().expect("started");
+        sandbox.arm();
+        std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
+        let context = wit_process::KeyedInput {
+            keys: wit::ByteListParam {
+                data: &key_data,
+                spans: &key_spans,
+            },
+            record_keys: &pending.record_keys,
+            watermarks: &pending.watermarks,
+            end_watermark: end,
+            processing_time: now,
+            timers: &timers,
+            values: wit::ByteListParam {
+                data: &self.row_data,
+                spans: &spans,
+            },
+        };
+        let batch = self.lowering.batch(&pending.batch);
+        let result = guest.call_process(&mut sandbox.store, batch, context).await;
+        std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
+        let output = match result {
+            Ok(o) => o,
+            Err(e) => {
+                let description = match self.call.error.take() {
+                    Some(state_error) => return Err(self.state_error(state_error)),
+                    None => sandbox.describe(&e),
+                };
+                self.live = None;
+                let at = describe_call(&pending.batch, timers.len(), out);
+                return Err(WasmError::Trap {
+                    uid: self.uid(),
+                    at,
+                    message: description,
+                }
+                .into());
+            }
+        };
+        let result = self.apply(&pending, output, now, out);
+        self.call.keys.clear();
+        let mut recycled = pending;
+        recycled.batch.clear();
+        recycled.record_keys.clear();
+        recycled.watermarks.clear();
+        self.pending = recycled;
+        NodeMetrics::add(
+            &out.info().metrics.wasm_nanos,
+            started.elapsed().as_nanos() as u64,
+        );
+        result
+    }
+
+    fn state_error(&self, message: String) -> RuntimeError {
+        RuntimeError::State {
+            uid: self.uid(),
+            message,
+        }
+    }
+
+    /// Applies a call's result: state, timers, output.
+    fn apply(
+        &mut self,
+        input: &Pending,
+        o: wit_process::KeyedOutput,
+        now: i64,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let uid = self.uid();
+        let contract = |message: String| {
+            RuntimeError::Wasm(WasmError::Contract {
+                uid: uid.clone(),
+                message,
+            })
+        };
+        let nkeys = self.call.keys.len() as u32;
+        let state = self.call.state.as_mut().expect("opened");
+        let nv = state.value_states();
+        // Value writes, grouped by key: the last write of a slot wins.
+        let mut writes: Vec<(u32, u32, Option<Span>)> = Vec::with_capacity(o.value_writes.len());
+        for w in &o.value_writes {
+            let slot = state.value_slot(w.state).ok_or_else(|| {
+                contract(format!(
+                    "a value write to state #{}, which is not a value state",
+                    w.state
+                ))
+            })?;
+            if w.key >= nkeys {
+                return Err(contract(format!(
+                    "a value write for key {} of {nkeys}",
+                    w.key
+                )));
+            }
+            let value = w
+                .value
+                .map(|s| checked_span(s, o.value_data.len()))
+                .transpose()
+                .map_err(contract)?;
+            writes.push((w.key, slot, value));
+        }
+        writes.sort_by_key(|w| (w.0, w.1));
+        let mut i = 0;
+        let mut slots: Vec<SlotWrite<'_>> = Vec::with_capacity(nv);
+        while i < writes.len() {
+            let key = writes[i].0;
+            let row = &self.rows[key as usize];
+            slots.clear();
+            slots.extend(row.slots.iter().map(|s| match s {
+                Some((r, exp)) => (Some(&self.row_data[r.clone()]), *exp, false),
+                None => (None, None, false),
+            }));
+            while i < writes.len() && writes[i].0 == key {
+                let (_, slot, value) = writes[i];
+                slots[slot as usize] = (value.map(|s| &o.value_data[s.range()]), None, true);
+                i += 1;
+            }
+            let (k, kg) = self.call.keys.key(key).expect("checked");
+            state
+                .write_row(kg, k, now, slots.iter().copied())
+                .map_err(|message| RuntimeError::State {
+                    uid: uid.clone(),
+                    message,
+                })?;
+        }
+        // Timer changes, in order.
+        for c in &o.timer_changes {
+            let t = &c.timer;
+            let (k, kg) = self
+                .call
+                .keys
+                .key(t.key)
+                .ok_or_else(|| contract(format!("a timer for key {} of {nkeys}", t.key)))?;
+            let d = match t.domain {
+                wit_process::TimeDomain::EventTime => Domain::EventTime,
+                wit_process::TimeDomain::ProcessingTime => Domain::ProcessingTime,
+            };
+            if c.registered {
+                self.timers.register(d, t.time, kg, k);
+            } else {
+                self.timers.delete(d, t.time, k);
+            }
+        }
+        // Records, split by port.
+        let n = o.records.records.len();
+        if o.origins.len() != n || o.ports.len() != n {
+            return Err(contract(format!(
+                "{n} records but {} origins and {} ports",
+                o.origins.len(),
+                o.ports.len()
+            )));
+        }
+        let data_len = o.records.data.len();
+        let mut by_port: Vec<(usize, Batch)> = Vec::new();
+        for ((m, &origin), &port) in o.records.records.iter().zip(&o.origins).zip(&o.ports) {
+            let port = match port {
+                0 => Some(crate::runtime::operator::MAIN_PORT),
+                h => *self.ports.get(h as usize - 1).ok_or_else(|| {
+                    contract(format!(
+                        "side output handle {h} was never returned by `side-output`"
+                    ))
+                })?,
+            };
+            let Some(port) = port else {
+                continue;
+            };
+            let origin = match origin {
+                u32::MAX => Origin::NONE,
+                i => {
+                    input
+                        .batch
+                        .records
+                        .get(i as usize)
+                        .ok_or_else(|| contract(format!("origin {i} of {}", input.batch.len())))?
+                        .origin
+                }
+            };
+            let value = checked_span(m.value, data_len).map_err(contract)?;
+            let key = m
+                .key
+                .map(|k| checked_span(k, data_len))
+                .transpose()
+                .map_err(contract)?;
+            let b = match by_port.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, b)) => b,
+                None => {
+                    by_port.push((port, Batch::default()));
+                    &mut by_port.last_mut().expect("pushed").1
+                }
+            };
+            b.push(
+                key.map(|k| &o.records.data[k.range()]),
+                &o.records.data[value.range()],
+                m.timestamp,
+                origin,
+            );
+        }
+        for e in &o.errors {
+            if e.index as usize >= input.batch.len() {
+                return Err(contract(format!(
+                    "an error for record {} of {}",
+                    e.index,
+                    input.batch.len()
+                )));
+            }
+            out.dead_letter(input.batch.get(e.index as usize), &e.message)?;
+        }
+        for (port, b) in by_port {
+            out.emit_to(port, b);
+        }
+        Ok(())
+    }
+}
+
+/// " on a call with N records (ORIGIN .. ORIGIN) and M timers".
+fn describe_call(batch: &Batch, timers: usize, out: &Output) -> String {
+    let splits = &out.info().splits;
+    let range = match (batch.records.first(), batch.records.last()) {
+        (Some(a), Some(b)) => format!(
+            " ({} .. {})",
+            splits.describe(a.origin),
+            splits.describe(b.origin)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        " on a call with {} records{range} and {timers} due timers",
+        batch.len()
+    )
+}
+
+#[async_trait]
+impl Operator for WasmProcess {
+    async fn open(&mut self) -> Result<(), RuntimeError> {
+        Ok(self.start().await?)
+    }
+
+    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        for i in 0..batch.len() {
+            self.buffer(&batch, i, out)?;
+        }
+        if self.pending.batch.len() >= MAX_BUFFERED {
+            self.run(out).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_watermark(
+        &mut self,
+        watermark: i64,
+        _out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        self.watermark = self.watermark.max(watermark);
+        self.held = Some(self.watermark);
+        Ok(())
+    }
+
+    fn buffers(&self) -> bool {
+        true
+    }
+
+    async fn flush(&mut self, out: &mut Output) -> Result<Option<i64>, RuntimeError> {
+        self.run(out).await?;
+        Ok(self.held.take())
+    }
+
+    async fn close(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        self.run(out).await
+    }
+}
