@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """sluice beside Apache Flink on the same file, in the same sitting.
 
-    bench/compare.py FILE [RUNS] [WORKLOADS]     e.g. bench/compare.py /tmp/bench/orders-5m.jsonl 3 W1,W2
+    bench/compare.py FILE [RUNS] [WORKLOADS] [--rocksdb]
+        e.g. bench/compare.py /tmp/bench/orders-5m.jsonl 3 W5 --rocksdb
 
 Runs every (workload, parallelism 1 and 2) RUNS times on each engine, round
 robin (sluice, Flink, sluice, ...) so that drifts of the machine's speed hit
@@ -9,6 +10,8 @@ both alike, and prints a table of medians: wall seconds of the whole process,
 events/s over it, peak RSS, and whether the CHECKSUM lines agree. sluice runs
 through bench/run.sh (build it first); Flink through the shared harness
 (FLINK_BENCH, default ../shared/bench/flink/run.sh next to this repository).
+With --rocksdb, both keep keyed state in RocksDB (sluice: STATE_BACKEND=rocksdb,
+which its W5 spec reads; Flink: the harness's --rocksdb).
 """
 import os
 import re
@@ -20,8 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FLINK = os.environ.get("FLINK_BENCH", os.path.join(HERE, "..", "..", "shared", "bench", "flink", "run.sh"))
 
 
-def run(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
     checksum = re.search(r"^CHECKSUM .*$", p.stdout, re.M).group(0)
@@ -30,8 +33,12 @@ def run(cmd):
 
 
 def main(argv):
+    rocksdb = "--rocksdb" in argv
+    argv = [a for a in argv if a != "--rocksdb"]
     if not argv:
         sys.exit(__doc__)
+    env = dict(os.environ, STATE_BACKEND="rocksdb" if rocksdb else "memory")
+    flink_extra = ["--rocksdb"] if rocksdb else []
     file = os.path.abspath(argv[0])
     runs = int(argv[1]) if len(argv) > 1 else 3
     workloads = argv[2].split(",") if len(argv) > 2 else ["W1", "W2", "W3", "W4"]
@@ -41,8 +48,8 @@ def main(argv):
         for p in ("1", "2"):
             res = {"sluice": [], "flink": []}
             for i in range(runs):
-                res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file]))
-                res["flink"].append(run(["bash", FLINK, w, p, file]))
+                res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file], env))
+                res["flink"].append(run(["bash", FLINK, w, p, file] + flink_extra))
                 print(f"{w} p={p} run {i + 1}: sluice {res['sluice'][-1][1]:.2f} s, "
                       f"flink {res['flink'][-1][1]:.2f} s", file=sys.stderr, flush=True)
             row = {"w": w, "p": p}
@@ -51,7 +58,8 @@ def main(argv):
                 row[engine] = (statistics.median(walls), min(walls), max(walls),
                                statistics.median(x[2] for x in r), {x[0] for x in r})
             rows.append(row)
-    print(f"\n{events:,} events, {runs} runs each, medians (min-max)\n")
+    backend = "RocksDB" if rocksdb else "heap"
+    print(f"\n{events:,} events, {runs} runs each, {backend} state, medians (min-max)\n")
     print("| workload | p | sluice wall s | sluice events/s | sluice RSS MB | Flink wall s | Flink events/s "
           "| Flink RSS MB | speed-up | RSS ratio | checksums |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

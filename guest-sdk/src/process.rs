@@ -829,6 +829,50 @@ mod tests {
         assert_eq!(out.timer_changes[0].timer.time, 110);
     }
 
+    /// Emits the domain and time of every timer; registers a processing-time
+    /// timer for each record.
+    struct ProcTimers;
+
+    impl KeyedProcess for ProcTimers {
+        fn open(_config: Config, _setup: &mut Setup) -> Result<Self, Error> {
+            Ok(ProcTimers)
+        }
+        fn process(&mut self, _record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+            let at = ctx.current_processing_time() + 10;
+            ctx.register_processing_time_timer(at);
+            Ok(())
+        }
+        fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+            ctx.emit_json(
+                &serde_json::json!({"domain": format!("{:?}", timer.domain), "at": timer.time}),
+            )
+        }
+    }
+
+    #[test]
+    fn processing_time_timers_fire_at_the_start_of_a_call_and_never_within_it() {
+        let b = with_ts(values(&["x"]), &[1]);
+        let mut ctx = input(&b, vec![0], vec![0], 0, 1);
+        ctx.values.spans.clear();
+        ctx.processing_time = 500;
+        ctx.timers = vec![WitTimer {
+            key: 0,
+            time: 490,
+            domain: TimeDomain::ProcessingTime,
+        }];
+        let out = run(&mut ProcTimers, 0, &b, ctx).unwrap();
+        // The due timer fired first (its output has no event time); the one
+        // the record registered (at 510) waits for a later call.
+        assert_eq!(values_of(&out), [r#"{"at":490,"domain":"ProcessingTime"}"#]);
+        assert_eq!(out.records.records[0].timestamp, None);
+        let changes: Vec<(i64, bool)> = out
+            .timer_changes
+            .iter()
+            .map(|c| (c.timer.time, c.registered))
+            .collect();
+        assert_eq!(changes, [(490, false), (510, true)]);
+    }
+
     #[test]
     fn values_from_the_host_are_read_and_timers_from_the_host_fire() {
         let mut op = open();
