@@ -55,6 +55,10 @@ const COVERED: &[(&str, &str)] = &[
         "cases::data_driven_cases (examples/fraud)",
     ),
     (
+        "examples/operators/inactivity",
+        "examples::processing_time_timers_report_keys_that_go_quiet",
+    ),
+    (
         "examples/operators/dedup",
         "cases::data_driven_cases (examples/dedup)",
     ),
@@ -146,4 +150,61 @@ fn the_orders_demo_runs_on_the_generator() {
         results.push((revenue, late));
     }
     assert_eq!(results[0], results[1], "parallelism 1 and 2 differ");
+}
+
+/// Processing-time timers (examples/operators/inactivity): the generator
+/// sends 600 orders over about two seconds; every key that stays quiet for
+/// 150 ms of wall-clock time is reported once per quiet spell. Which keys go
+/// quiet depends on timing, so the test checks what holds whatever the
+/// timing: reports arrive while the job runs, each names a customer, and no
+/// record is counted twice.
+#[test]
+fn processing_time_timers_report_keys_that_go_quiet() {
+    let dir = support::temp_dir();
+    let out = dir.path().join("quiet.jsonl");
+    let spec = dir.path().join("inactivity.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"
+parallelism: 2
+state: {{ backend: ${{STATE_BACKEND}} }}
+sources:
+  - uid: orders
+    type: datagen
+    schema: orders
+    count: 600
+    rate: 300
+    customers: 40
+    parallelism: 1
+operators:
+  - uid: quiet
+    input: orders
+    key_by: /customer_id
+    process: {{ module: inactivity.wasm, config: {{ timeout_ms: 150 }} }}
+sinks:
+  - {{ uid: out, input: quiet, type: file, path: "{}" }}
+"#,
+            out.display()
+        ),
+    )
+    .unwrap();
+    for backend in ["memory", "rocksdb"] {
+        let o = support::run(&spec, &[("STATE_BACKEND", backend)]);
+        assert_ok(&o);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let reports: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!reports.is_empty(), "no key went quiet on {backend}");
+        let mut counted = 0;
+        for r in &reports {
+            assert!(r["key"].as_str().unwrap().starts_with("c-"), "{r}");
+            let n = r["records"].as_u64().unwrap();
+            assert!(n >= 1, "{r}");
+            counted += n;
+        }
+        assert!(counted <= 600, "{counted} records reported on {backend}");
+    }
 }

@@ -57,6 +57,12 @@ pub trait Operator: Send {
         false
     }
 
+    /// How soon the operator wants [`Operator::flush`] called even without
+    /// input (its first processing-time timer).
+    fn wakeup(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The end of a burst of input (one channel item, one source poll):
     /// process what was collected. Returns the watermark to pass on, if one
     /// arrived since the last flush.

@@ -128,7 +128,21 @@ impl Task {
         mut watermarks: InputWatermarks,
     ) -> Result<(), RuntimeError> {
         loop {
-            let Some((input, messages)) = rx.recv().await else {
+            // An operator with processing-time timers wants to run when the
+            // first one is due, input or not.
+            let wakeup = self.chain.iter().filter_map(|n| n.op.wakeup()).min();
+            let received = match wakeup {
+                None => Some(rx.recv().await),
+                Some(after) => tokio::select! {
+                    r = rx.recv() => Some(r),
+                    () = tokio::time::sleep(after) => None,
+                },
+            };
+            let Some(received) = received else {
+                self.flush().await?;
+                continue;
+            };
+            let Some((input, messages)) = received else {
                 return Err(RuntimeError::Disconnected(format!(
                     "{}: inputs closed before the end of input",
                     self.name

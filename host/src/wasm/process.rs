@@ -782,6 +782,12 @@ impl Operator for WasmProcess {
         true
     }
 
+    fn wakeup(&self) -> Option<std::time::Duration> {
+        let next = self.timers.next(Domain::ProcessingTime)?;
+        let ms = next.saturating_sub(self.clock.now_ms()).max(0);
+        Some(std::time::Duration::from_millis(ms as u64))
+    }
+
     async fn flush(&mut self, out: &mut Output) -> Result<Option<i64>, RuntimeError> {
         self.run(out).await?;
         Ok(self.held.take())
