@@ -23,10 +23,21 @@ const EXPECTED: [(&str, &str); 4] = [
     ),
 ];
 
+/// A workload at parallelism 1 and 2, on both state backends where it has
+/// keyed state (W2–W4 keep their window accumulators in RocksDB with
+/// `STATE_BACKEND=rocksdb`).
 fn check(workload: &str, expected: &str) {
     let input = support::orders_200k();
     let spec = support::repo().join(format!("examples/bench/{}.yaml", workload.to_lowercase()));
-    for parallelism in ["1", "2"] {
+    let backends: &[&str] = if workload == "W1" {
+        &["memory"]
+    } else {
+        &["memory", "rocksdb"]
+    };
+    for (parallelism, backend) in ["1", "2"]
+        .into_iter()
+        .flat_map(|p| backends.iter().map(move |b| (p, *b)))
+    {
         let dir = support::temp_dir();
         let out = dir.path().join("out.jsonl");
         let late = dir.path().join("late.jsonl");
@@ -37,12 +48,16 @@ fn check(workload: &str, expected: &str) {
                 ("OUTPUT", out.to_str().unwrap()),
                 ("LATE_OUTPUT", late.to_str().unwrap()),
                 ("PARALLELISM", parallelism),
+                ("STATE_BACKEND", backend),
             ],
         );
         assert_ok(&o);
         let late = (workload != "W1").then_some(late.as_path());
         let got = support::checksum(workload, &out, late);
-        assert_eq!(got, expected, "{workload} at parallelism {parallelism}");
+        assert_eq!(
+            got, expected,
+            "{workload} at parallelism {parallelism} on {backend}"
+        );
     }
 }
 

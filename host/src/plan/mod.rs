@@ -46,6 +46,9 @@ pub struct Pipeline {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where keyed state lives (process functions' state; window
+    /// accumulators with RocksDB).
+    pub state_backend: crate::state::Backend,
     pub batch_size: usize,
     pub buffer_timeout: Duration,
     pub channel_capacity: usize,
@@ -468,6 +471,7 @@ impl Planner<'_> {
             edges,
             chains,
             settings: Settings {
+                state_backend: self.backend(),
                 batch_size: spec.batch_size.max(1),
                 buffer_timeout: spec.buffer_timeout.0,
                 channel_capacity: spec.channel_capacity.max(1),
@@ -835,21 +839,7 @@ impl Planner<'_> {
             }
         }
         let (module, settings) = self.module(&format!("{p}.process"), &o.uid, w, World::Process)?;
-        let st = &self.spec.state;
-        let backend = match st.backend {
-            spec::StateBackendKind::Memory => crate::state::Backend::Memory {
-                limit: st.memory_limit.0,
-            },
-            spec::StateBackendKind::Rocksdb => crate::state::Backend::RocksDb {
-                dir: st
-                    .dir
-                    .as_ref()
-                    .map(|d| self.base_dir.join(d))
-                    .unwrap_or_else(std::env::temp_dir),
-                cache: st.rocksdb_cache.0,
-                write_buffer: st.rocksdb_write_buffer.0,
-            },
-        };
+        let backend = self.backend();
         Ok(Draft {
             node: Node {
                 uid: o.uid.clone(),
@@ -873,6 +863,25 @@ impl Planner<'_> {
             explicit_parallelism: self.explicit(p, node, o.parallelism)?,
             needs_event_time: false,
         })
+    }
+
+    /// The spec's state backend.
+    fn backend(&self) -> crate::state::Backend {
+        let st = &self.spec.state;
+        match st.backend {
+            spec::StateBackendKind::Memory => crate::state::Backend::Memory {
+                limit: st.memory_limit.0,
+            },
+            spec::StateBackendKind::Rocksdb => crate::state::Backend::RocksDb {
+                dir: st
+                    .dir
+                    .as_ref()
+                    .map(|d| self.base_dir.join(d))
+                    .unwrap_or_else(std::env::temp_dir),
+                cache: st.rocksdb_cache.0,
+                write_buffer: st.rocksdb_write_buffer.0,
+            },
+        }
     }
 
     fn window(

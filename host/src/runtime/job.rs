@@ -337,7 +337,20 @@ fn operator(
                     ))
                 }
             };
-            Box::new(WindowOperator::new(settings.clone(), agg))
+            // Window accumulators go to RocksDB with that backend; with the
+            // heap backend they stay in the window's own slots.
+            let backend = match &pipeline.settings.state_backend {
+                crate::state::Backend::Memory { .. } => None,
+                b @ crate::state::Backend::RocksDb { .. } => {
+                    Some((b.clone(), node.uid.clone(), subtask))
+                }
+            };
+            Box::new(WindowOperator::new(
+                settings.clone(),
+                agg,
+                backend,
+                pipeline.settings.max_parallelism,
+            ))
         }
         NodeKind::Process {
             module,

@@ -26,8 +26,10 @@ pub mod assigner;
 use crate::error::{RuntimeError, WasmError};
 use crate::json;
 use crate::runtime::batch::Span;
+use crate::runtime::keys::key_group;
 use crate::runtime::operator::FIRST_SIDE_PORT;
 use crate::runtime::{Batch, NodeMetrics, Operator, Origin, Output, RecordRef};
+use crate::state::{Backend, Store};
 use aggregate::{Aggregator, ByteList, WindowRef};
 use assigner::{Aligned, Window};
 use async_trait::async_trait;
@@ -133,9 +135,10 @@ impl Keys {
 }
 
 /// Accumulators by slot.
-#[derive(Default)]
 struct Slots {
-    accs: Vec<Vec<u8>>,
+    accs: Accumulators,
+    /// Number of slots ever allocated.
+    len: u32,
     free: Vec<u32>,
     /// `pending_gen[slot] == generation` while the slot has pending records, and
     /// then `pending_idx[slot]` is its index in the pending accumulators.
@@ -143,42 +146,134 @@ struct Slots {
     pending_idx: Vec<u32>,
 }
 
+/// Where accumulators live: on the heap, or in the job's state backend
+/// (RocksDB), under the key group of their key and the slot number. The
+/// window's bookkeeping (keys, panes, sessions, what fires when) stays on the
+/// heap either way, like the timers of process functions.
+enum Accumulators {
+    Heap(Vec<Vec<u8>>),
+    Store {
+        store: Box<dyn Store>,
+        /// Key group of each slot.
+        kgs: Vec<u32>,
+        key: Vec<u8>,
+        buf: Vec<u8>,
+    },
+}
+
+/// Store keys of window accumulators: a namespace apart from process
+/// functions' state, then the slot.
+const ACC_NAMESPACE: u8 = 4;
+
+impl Accumulators {
+    fn key(key: &mut Vec<u8>, s: u32) -> &[u8] {
+        key.clear();
+        key.push(ACC_NAMESPACE);
+        key.extend_from_slice(&s.to_be_bytes());
+        key
+    }
+}
+
 impl Slots {
-    fn alloc(&mut self, bytes: &[u8]) -> u32 {
-        match self.free.pop() {
-            Some(s) => {
-                let acc = &mut self.accs[s as usize];
-                acc.clear();
-                acc.extend_from_slice(bytes);
-                s
-            }
+    fn new(store: Option<Box<dyn Store>>) -> Slots {
+        Slots {
+            accs: match store {
+                None => Accumulators::Heap(Vec::new()),
+                Some(store) => Accumulators::Store {
+                    store,
+                    kgs: Vec::new(),
+                    key: Vec::new(),
+                    buf: Vec::new(),
+                },
+            },
+            len: 0,
+            free: Vec::new(),
+            pending_gen: Vec::new(),
+            pending_idx: Vec::new(),
+        }
+    }
+
+    fn alloc(&mut self, kg: u32, bytes: &[u8]) -> Result<u32, String> {
+        let s = match self.free.pop() {
+            Some(s) => s,
             None => {
-                self.accs.push(bytes.to_vec());
                 self.pending_gen.push(0);
                 self.pending_idx.push(0);
-                (self.accs.len() - 1) as u32
+                match &mut self.accs {
+                    Accumulators::Heap(accs) => accs.push(Vec::new()),
+                    Accumulators::Store { kgs, .. } => kgs.push(0),
+                }
+                self.len += 1;
+                self.len - 1
             }
+        };
+        if let Accumulators::Store { kgs, .. } = &mut self.accs {
+            kgs[s as usize] = kg;
         }
+        self.set(s, bytes)?;
+        Ok(s)
     }
 
     fn release(&mut self, s: u32) {
         self.free.push(s);
     }
 
-    fn get(&self, s: u32) -> &[u8] {
-        &self.accs[s as usize]
+    /// Appends slot `s`'s accumulator to `list`.
+    #[inline]
+    fn push_to(&mut self, s: u32, list: &mut ByteList) -> Result<(), String> {
+        match &mut self.accs {
+            Accumulators::Heap(accs) => list.push(&accs[s as usize]),
+            Accumulators::Store {
+                store,
+                kgs,
+                key,
+                buf,
+            } => {
+                buf.clear();
+                let kg = kgs[s as usize];
+                if !store.get(kg, Accumulators::key(key, s), buf)? {
+                    return Err(format!(
+                        "window accumulator {s} is missing from the state store"
+                    ));
+                }
+                list.push(buf);
+            }
+        }
+        Ok(())
     }
 
-    fn set(&mut self, s: u32, bytes: &[u8]) {
-        let acc = &mut self.accs[s as usize];
-        acc.clear();
-        acc.extend_from_slice(bytes);
+    #[inline]
+    fn set(&mut self, s: u32, bytes: &[u8]) -> Result<(), String> {
+        match &mut self.accs {
+            Accumulators::Heap(accs) => {
+                let acc = &mut accs[s as usize];
+                acc.clear();
+                acc.extend_from_slice(bytes);
+                Ok(())
+            }
+            Accumulators::Store {
+                store, kgs, key, ..
+            } => {
+                let kg = kgs[s as usize];
+                store.put(kg, Accumulators::key(key, s), bytes)
+            }
+        }
+    }
+}
+
+fn state_error(out: &Output, message: String) -> RuntimeError {
+    RuntimeError::State {
+        uid: out.info().uid.to_string(),
+        message,
     }
 }
 
 pub struct WindowOperator {
     settings: Arc<WindowSettings>,
     agg: Box<dyn Aggregator>,
+    max_parallelism: u32,
+    /// The state backend to open in `open`, when it is not the heap.
+    backend: Option<(Backend, String, u32)>,
     empty: Vec<u8>,
     keys: Keys,
     slots: Slots,
@@ -199,13 +294,22 @@ pub struct WindowOperator {
 }
 
 impl WindowOperator {
-    pub fn new(settings: Arc<WindowSettings>, agg: Box<dyn Aggregator>) -> WindowOperator {
+    /// A window operator whose accumulators live on the heap, or, with the
+    /// RocksDB backend, in a store opened for `(uid, subtask)`.
+    pub fn new(
+        settings: Arc<WindowSettings>,
+        agg: Box<dyn Aggregator>,
+        backend: Option<(Backend, String, u32)>,
+        max_parallelism: u32,
+    ) -> WindowOperator {
         WindowOperator {
             settings,
             agg,
+            max_parallelism,
+            backend,
             empty: Vec::new(),
             keys: Keys::default(),
-            slots: Slots::default(),
+            slots: Slots::new(None),
             fire: BTreeMap::new(),
             cleanup: BTreeMap::new(),
             session_fire: BTreeSet::new(),
@@ -254,7 +358,9 @@ impl WindowOperator {
         }
         let mut accs = ByteList::default();
         for &s in &self.pending_slots {
-            accs.push(self.slots.get(s));
+            self.slots
+                .push_to(s, &mut accs)
+                .map_err(|m| state_error(out, m))?;
         }
         self.agg
             .add(&mut accs, &self.pending, &self.pending_targets, out)
@@ -270,7 +376,9 @@ impl WindowOperator {
             ));
         }
         for (i, &s) in self.pending_slots.iter().enumerate() {
-            self.slots.set(s, accs.get(i));
+            self.slots
+                .set(s, accs.get(i))
+                .map_err(|m| state_error(out, m))?;
         }
         self.pending.clear();
         self.pending_targets.clear();
@@ -316,7 +424,11 @@ impl WindowOperator {
         let slot = match existing {
             Some(s) => s,
             None => {
-                let slot = self.slots.alloc(&self.empty);
+                let kg = key_group(key, self.max_parallelism);
+                let slot = self
+                    .slots
+                    .alloc(kg, &self.empty)
+                    .map_err(|m| state_error(out, m))?;
                 let entry = self.keys.get_mut(k);
                 let watermark = self.watermark;
                 let fire = &mut self.fire;
@@ -385,7 +497,11 @@ impl WindowOperator {
         let k = self.keys.insert(key);
         let lateness = self.lateness();
         let (slot, window) = if overlapping.is_empty() {
-            let slot = self.slots.alloc(&self.empty);
+            let kg = key_group(key, self.max_parallelism);
+            let slot = self
+                .slots
+                .alloc(kg, &self.empty)
+                .map_err(|m| state_error(out, m))?;
             self.keys
                 .get_mut(k)
                 .sessions
@@ -406,7 +522,9 @@ impl WindowOperator {
                 let s = sessions[i];
                 merged.start = merged.start.min(s.window.start);
                 merged.end = merged.end.max(s.window.end);
-                merge_accs.push(self.slots.get(s.slot));
+                self.slots
+                    .push_to(s.slot, &mut merge_accs)
+                    .map_err(|m| state_error(out, m))?;
             }
             let removed: SmallVec<[Session; 2]> =
                 overlapping.iter().map(|&i| sessions[i]).collect();
@@ -427,7 +545,9 @@ impl WindowOperator {
                         format!("merge returned {} accumulators for 1 group", one.len()),
                     ));
                 }
-                self.slots.set(survivor.slot, one.get(0));
+                self.slots
+                    .set(survivor.slot, one.get(0))
+                    .map_err(|m| state_error(out, m))?;
             }
             for s in &removed {
                 let t = s.window.max_timestamp();
@@ -489,7 +609,9 @@ impl WindowOperator {
             let start = pane_accs.len() as u32;
             for &(p, slot) in &self.keys.get(k).panes {
                 if w.start <= p && p < w.end {
-                    pane_accs.push(self.slots.get(slot));
+                    self.slots
+                        .push_to(slot, &mut pane_accs)
+                        .map_err(|m| state_error(out, m))?;
                 }
             }
             let len = pane_accs.len() as u32 - start;
@@ -528,7 +650,9 @@ impl WindowOperator {
     ) -> Result<(), RuntimeError> {
         let mut accs = ByteList::default();
         for &(_, _, slot) in due {
-            accs.push(self.slots.get(slot));
+            self.slots
+                .push_to(slot, &mut accs)
+                .map_err(|m| state_error(out, m))?;
         }
         let fired: Vec<(Window, u32)> = due.iter().map(|&(w, k, _)| (w, k)).collect();
         self.emit_rows(&fired, &accs, out).await
@@ -693,6 +817,12 @@ impl WindowOperator {
 #[async_trait]
 impl Operator for WindowOperator {
     async fn open(&mut self) -> Result<(), RuntimeError> {
+        if let Some((backend, uid, subtask)) = self.backend.take() {
+            let store = backend
+                .open(&uid, subtask)
+                .map_err(|message| RuntimeError::State { uid, message })?;
+            self.slots = Slots::new(Some(store));
+        }
         self.agg.open().await?;
         self.empty = self.agg.empty().to_vec();
         Ok(())
@@ -769,7 +899,7 @@ mod tests {
             metrics: Arc::default(),
         });
         (
-            WindowOperator::new(settings, Box::new(agg)),
+            WindowOperator::new(settings, Box::new(agg), None, 128),
             Output::new(info),
         )
     }
