@@ -126,19 +126,28 @@ impl KeyedCall {
             .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))
     }
 
-    fn key(&self, key: u32) -> wasmtime::Result<(Vec<u8>, u32)> {
-        match self.keys.key(key) {
-            Some((k, kg)) => Ok((k.to_vec(), kg)),
-            None => Err(wasmtime::Error::msg(format!(
+    /// Runs one state access for key `key` of the call. A state error is
+    /// remembered (the guest traps with it, and the operator reports it as
+    /// a state error, not as a guest bug).
+    fn access<T>(
+        &mut self,
+        key: u32,
+        f: impl FnOnce(&mut KeyedState, u32, &[u8]) -> Result<T, String>,
+    ) -> wasmtime::Result<T> {
+        let Some((k, kg)) = self.keys.key(key) else {
+            return Err(wasmtime::Error::msg(format!(
                 "key index {key} is not in this call ({} keys)",
                 self.keys.len()
-            ))),
-        }
-    }
-
-    fn fail(&mut self, message: String) -> wasmtime::Error {
-        self.error = Some(message.clone());
-        wasmtime::Error::msg(message)
+            )));
+        };
+        let state = self
+            .state
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))?;
+        f(state, kg, k).map_err(|message| {
+            self.error = Some(message.clone());
+            wasmtime::Error::msg(message)
+        })
     }
 }
 
@@ -196,19 +205,16 @@ impl wit_state::Host for StoreData {
     }
 
     fn list_get(&mut self, s: u32, key: u32) -> wasmtime::Result<wit_state::ByteList> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
         let mut list = ListBuilder::default();
-        let r = call.state()?.list_get(s, kg, &k, &mut |e| list.push(e));
-        r.map_err(|e| call.fail(e))?;
+        self.keyed.access(key, |st, kg, k| {
+            st.list_get(s, kg, k, &mut |e| list.push(e))
+        })?;
         Ok(list.finish())
     }
 
     fn list_add(&mut self, s: u32, key: u32, element: Vec<u8>) -> wasmtime::Result<()> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
-        let r = call.state()?.list_add(s, kg, &k, &element);
-        r.map_err(|e| call.fail(e))
+        self.keyed
+            .access(key, |st, kg, k| st.list_add(s, kg, k, &element))
     }
 
     fn list_update(
@@ -217,11 +223,10 @@ impl wit_state::Host for StoreData {
         key: u32,
         elements: wit_state::ByteList,
     ) -> wasmtime::Result<()> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
         let elements = items(&elements)?;
-        let r = call.state()?.list_update(s, kg, &k, elements.into_iter());
-        r.map_err(|e| call.fail(e))
+        self.keyed.access(key, |st, kg, k| {
+            st.list_update(s, kg, k, elements.into_iter())
+        })
     }
 
     fn map_get(
@@ -230,11 +235,11 @@ impl wit_state::Host for StoreData {
         key: u32,
         user_key: Vec<u8>,
     ) -> wasmtime::Result<Option<Vec<u8>>> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
         let mut out = Vec::new();
-        let r = call.state()?.map_get(s, kg, &k, &user_key, &mut out);
-        Ok(r.map_err(|e| call.fail(e))?.then_some(out))
+        let found = self
+            .keyed
+            .access(key, |st, kg, k| st.map_get(s, kg, k, &user_key, &mut out))?;
+        Ok(found.then_some(out))
     }
 
     fn map_put(
@@ -244,17 +249,13 @@ impl wit_state::Host for StoreData {
         user_key: Vec<u8>,
         value: Vec<u8>,
     ) -> wasmtime::Result<()> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
-        let r = call.state()?.map_put(s, kg, &k, &user_key, &value);
-        r.map_err(|e| call.fail(e))
+        self.keyed
+            .access(key, |st, kg, k| st.map_put(s, kg, k, &user_key, &value))
     }
 
     fn map_remove(&mut self, s: u32, key: u32, user_key: Vec<u8>) -> wasmtime::Result<()> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
-        let r = call.state()?.map_remove(s, kg, &k, &user_key);
-        r.map_err(|e| call.fail(e))
+        self.keyed
+            .access(key, |st, kg, k| st.map_remove(s, kg, k, &user_key))
     }
 
     fn map_entries(
@@ -262,23 +263,19 @@ impl wit_state::Host for StoreData {
         s: u32,
         key: u32,
     ) -> wasmtime::Result<(wit_state::ByteList, wit_state::ByteList)> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
         let mut keys = ListBuilder::default();
         let mut values = ListBuilder::default();
-        let r = call.state()?.map_entries(s, kg, &k, &mut |uk, v| {
-            keys.push(uk);
-            values.push(v);
-        });
-        r.map_err(|e| call.fail(e))?;
+        self.keyed.access(key, |st, kg, k| {
+            st.map_entries(s, kg, k, &mut |uk, v| {
+                keys.push(uk);
+                values.push(v);
+            })
+        })?;
         Ok((keys.finish(), values.finish()))
     }
 
     fn clear(&mut self, s: u32, key: u32) -> wasmtime::Result<()> {
-        let call = &mut self.keyed;
-        let (k, kg) = call.key(key)?;
-        let r = call.state()?.clear(s, kg, &k);
-        r.map_err(|e| call.fail(e))
+        self.keyed.access(key, |st, kg, k| st.clear(s, kg, k))
     }
 }
 
@@ -399,21 +396,7 @@ impl WasmProcess {
             .await;
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
         self.call.opening = false;
-        match result {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => {
-                return Err(WasmError::Open {
-                    uid,
-                    message: format!("open failed: {message}"),
-                });
-            }
-            Err(e) => {
-                return Err(WasmError::Open {
-                    uid,
-                    message: format!("open trapped: {}", sandbox.describe(&e)),
-                });
-            }
-        }
+        sandbox.opened(&uid, result)?;
         self.ports = self
             .call
             .side_outputs

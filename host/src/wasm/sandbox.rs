@@ -169,6 +169,23 @@ impl Sandbox {
         self.store.set_epoch_deadline(self.deadline_ticks);
     }
 
+    /// What a guest's `open` returned, as the error a user reads.
+    pub fn opened(
+        &self,
+        uid: &str,
+        result: wasmtime::Result<Result<(), String>>,
+    ) -> Result<(), WasmError> {
+        let message = match result {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(m)) => format!("open failed: {m}"),
+            Err(e) => format!("open trapped: {}", self.describe(&e)),
+        };
+        Err(WasmError::Open {
+            uid: uid.to_owned(),
+            message,
+        })
+    }
+
     /// A trap or error from a call, in words.
     pub fn describe(&self, e: &wasmtime::Error) -> String {
         describe(

@@ -49,24 +49,10 @@ impl WasmTransform {
                 message: format!("{e:#}"),
             })?;
         sandbox.arm();
-        match guest
+        let opened = guest
             .call_open(&mut sandbox.store, &self.settings.config)
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(message)) => {
-                return Err(WasmError::Open {
-                    uid,
-                    message: format!("open failed: {message}"),
-                });
-            }
-            Err(e) => {
-                return Err(WasmError::Open {
-                    uid,
-                    message: format!("open trapped: {}", sandbox.describe(&e)),
-                });
-            }
-        }
+            .await;
+        sandbox.opened(&uid, opened)?;
         self.live = Some((sandbox, guest));
         Ok(())
     }

@@ -80,14 +80,10 @@ impl WasmWindowFunction {
             .load(&mut sandbox.store, &sandbox.instance)
             .map_err(|e| open(format!("{e:#}")))?;
         sandbox.arm();
-        match guest
+        let opened = guest
             .call_open(&mut sandbox.store, &self.settings.config)
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(m)) => return Err(open(format!("open failed: {m}"))),
-            Err(e) => return Err(open(format!("open trapped: {}", sandbox.describe(&e)))),
-        }
+            .await;
+        sandbox.opened(&uid, opened)?;
         self.live = Some((sandbox, guest));
         Ok(())
     }
