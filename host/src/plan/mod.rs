@@ -714,18 +714,15 @@ impl Planner<'_> {
         }
         let (kind, side_ports, needs_event_time) = match (&o.wasm, &o.window, &o.aggregate) {
             (Some(w), None, None) => {
-                for (field, set) in [
-                    ("allowed_lateness", o.allowed_lateness.is_some()),
-                    ("output", o.output.is_some()),
-                ] {
-                    if set {
-                        return Err(self.err(
-                            &format!("{p}.{field}"),
-                            node,
-                            format!("`{field}` belongs to windows; this is a Wasm transform"),
-                        ));
-                    }
-                }
+                self.refuse(
+                    &p,
+                    node,
+                    &[
+                        ("allowed_lateness", o.allowed_lateness.is_some()),
+                        ("output", o.output.is_some()),
+                    ],
+                    "belongs to windows; this is a Wasm transform",
+                )?;
                 let (module, settings) =
                     self.module(&format!("{p}.wasm"), &o.uid, w, World::Transform)?;
                 (NodeKind::Transform { module, settings }, Vec::new(), false)
@@ -824,20 +821,17 @@ impl Planner<'_> {
                 "a process function needs a `key_by`: its state and timers are per key",
             ));
         };
-        for (field, set) in [
-            ("wasm", o.wasm.is_some()),
-            ("aggregate", o.aggregate.is_some()),
-            ("allowed_lateness", o.allowed_lateness.is_some()),
-            ("output", o.output.is_some()),
-        ] {
-            if set {
-                return Err(self.err(
-                    &format!("{p}.{field}"),
-                    node,
-                    format!("`{field}` does not go with `process` (a keyed process function)"),
-                ));
-            }
-        }
+        self.refuse(
+            p,
+            node,
+            &[
+                ("wasm", o.wasm.is_some()),
+                ("aggregate", o.aggregate.is_some()),
+                ("allowed_lateness", o.allowed_lateness.is_some()),
+                ("output", o.output.is_some()),
+            ],
+            "does not go with `process` (a keyed process function)",
+        )?;
         let (module, settings) = self.module(&format!("{p}.process"), &o.uid, w, World::Process)?;
         let backend = self.backend();
         Ok(Draft {
@@ -863,6 +857,22 @@ impl Planner<'_> {
             explicit_parallelism: self.explicit(p, node, o.parallelism)?,
             needs_event_time: false,
         })
+    }
+
+    /// An error at the first of `fields` that is set: "`field` <why>".
+    fn refuse(
+        &self,
+        p: &str,
+        node: Option<&str>,
+        fields: &[(&str, bool)],
+        why: &str,
+    ) -> Result<(), PlanError> {
+        match fields.iter().find(|(_, set)| *set) {
+            Some((field, _)) => {
+                Err(self.err(&format!("{p}.{field}"), node, format!("`{field}` {why}")))
+            }
+            None => Ok(()),
+        }
     }
 
     /// The spec's state backend.
