@@ -236,10 +236,6 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// The current key's bytes.
     pub fn key(&self) -> &[u8] {
-        self.input_key()
-    }
-
-    fn input_key(&self) -> &[u8] {
         slice(
             &self.input.keys.data,
             self.input.keys.spans[self.key as usize],
@@ -717,25 +713,17 @@ mod tests {
         crate::batch::tests::byte_list(items)
     }
 
-    fn input(
-        batch: &Batch,
-        record_keys: Vec<u32>,
-        watermarks: Vec<i64>,
-        end: i64,
-        nkeys: usize,
-    ) -> KeyedInput {
-        let mut values = ByteList {
+    fn input(record_keys: Vec<u32>, watermarks: Vec<i64>, end: i64, nkeys: usize) -> KeyedInput {
+        let values = ByteList {
             data: Vec::new(),
-            spans: Vec::new(),
+            spans: vec![
+                Span {
+                    offset: ABSENT,
+                    len: 0
+                };
+                nkeys
+            ],
         };
-        values.spans = vec![
-            Span {
-                offset: ABSENT,
-                len: 0
-            };
-            nkeys
-        ];
-        let _ = batch;
         KeyedInput {
             keys: keys(&["a", "b"][..nkeys]),
             record_keys,
@@ -772,7 +760,7 @@ mod tests {
         // Key a at 100 (timer 110), key b at 105 (timer 115); the watermark
         // reaches 112 before the third record: a's timer fires before it.
         let b = with_ts(values(&["1", "2", "4"]), &[100, 105, 120]);
-        let ctx = input(&b, vec![0, 1, 0], vec![50, 60, 112], 200, 2);
+        let ctx = input(vec![0, 1, 0], vec![50, 60, 112], 200, 2);
         let out = run(&mut op, 1, &b, ctx).unwrap();
         assert_eq!(
             values_of(&out),
@@ -811,7 +799,7 @@ mod tests {
     fn late_records_go_to_the_side_output_and_failures_are_undone() {
         let mut op = open();
         let b = with_ts(values(&["7", "bad", "3"]), &[10, 100, 100]);
-        let ctx = input(&b, vec![0, 1, 1], vec![50, 50, 50], 60, 2);
+        let ctx = input(vec![0, 1, 1], vec![50, 50, 50], 60, 2);
         let out = run(&mut op, 1, &b, ctx).unwrap();
         assert_eq!(values_of(&out), ["7"]);
         assert_eq!(out.ports, [op.late.0]);
@@ -852,7 +840,7 @@ mod tests {
     #[test]
     fn processing_time_timers_fire_at_the_start_of_a_call_and_never_within_it() {
         let b = with_ts(values(&["x"]), &[1]);
-        let mut ctx = input(&b, vec![0], vec![0], 0, 1);
+        let mut ctx = input(vec![0], vec![0], 0, 1);
         ctx.values.spans.clear();
         ctx.processing_time = 500;
         ctx.timers = vec![WitTimer {
@@ -877,7 +865,7 @@ mod tests {
     fn values_from_the_host_are_read_and_timers_from_the_host_fire() {
         let mut op = open();
         let b = with_ts(values(&["5"]), &[300]);
-        let mut ctx = input(&b, vec![0], vec![250], 250, 1);
+        let mut ctx = input(vec![0], vec![250], 250, 1);
         ctx.values = keys(&["40"]);
         ctx.timers = vec![WitTimer {
             key: 0,

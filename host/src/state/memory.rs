@@ -142,10 +142,6 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
-
-    fn memory_bytes(&self) -> u64 {
-        self.bytes
-    }
 }
 
 fn limit_error(limit: u64) -> String {
@@ -166,7 +162,7 @@ mod tests {
         let e = s.put(1, b"\x01b", &[0; 100]).unwrap_err();
         assert!(e.contains("rocksdb"), "{e}");
         s.delete(1, b"\x01a").unwrap();
-        assert_eq!(s.memory_bytes(), 0);
+        assert_eq!(s.bytes, 0);
         s.put(1, b"\x01b", &[0; 100]).unwrap();
     }
 }

@@ -50,8 +50,6 @@ pub trait Store: Send {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), String>;
-    /// Approximate bytes held in memory.
-    fn memory_bytes(&self) -> u64;
 }
 
 /// Which store an operator's state goes to, from the spec's `state` section.
@@ -183,10 +181,6 @@ impl KeyedState {
         Ok(self.descriptors.len() as u32 - 1)
     }
 
-    pub fn descriptors(&self) -> &[Descriptor] {
-        &self.descriptors
-    }
-
     pub fn value_states(&self) -> usize {
         self.value_ttl.len()
     }
@@ -198,10 +192,6 @@ impl KeyedState {
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
-    }
-
-    pub fn memory_bytes(&self) -> u64 {
-        self.store.memory_bytes()
     }
 
     fn check(&self, handle: u32, kind: Kind) -> Result<&Descriptor, String> {
@@ -348,12 +338,9 @@ impl KeyedState {
         self.list_key(handle, key);
         self.buf.clear();
         let found = self.store.get(kg, &self.key_buf, &mut self.buf)?;
-        let now = self.now();
-        let live = found && live_body(&self.buf, now)?.is_some();
         let mut out = Vec::with_capacity(self.buf.len() + element.len() + 13);
         self.header(ttl, &mut out);
-        if live {
-            let body = live_body(&self.buf, now)?.expect("live");
+        if found && let Some(body) = live_body(&self.buf, self.now())? {
             out.extend_from_slice(body);
         }
         out.extend_from_slice(&(element.len() as u32).to_le_bytes());

@@ -156,17 +156,6 @@ impl Store for RocksStore {
         }
         it.status().map_err(err)
     }
-
-    fn memory_bytes(&self) -> u64 {
-        let db = self.db();
-        [
-            "rocksdb.cur-size-all-mem-tables",
-            "rocksdb.block-cache-usage",
-        ]
-        .iter()
-        .filter_map(|p| db.property_int_value(*p).ok().flatten())
-        .sum()
-    }
 }
 
 #[cfg(test)]

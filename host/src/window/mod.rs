@@ -137,8 +137,6 @@ impl Keys {
 /// Accumulators by slot.
 struct Slots {
     accs: Accumulators,
-    /// Number of slots ever allocated.
-    len: u32,
     free: Vec<u32>,
     /// `pending_gen[slot] == generation` while the slot has pending records, and
     /// then `pending_idx[slot]` is its index in the pending accumulators.
@@ -186,7 +184,6 @@ impl Slots {
                     buf: Vec::new(),
                 },
             },
-            len: 0,
             free: Vec::new(),
             pending_gen: Vec::new(),
             pending_idx: Vec::new(),
@@ -203,8 +200,7 @@ impl Slots {
                     Accumulators::Heap(accs) => accs.push(Vec::new()),
                     Accumulators::Store { kgs, .. } => kgs.push(0),
                 }
-                self.len += 1;
-                self.len - 1
+                (self.pending_gen.len() - 1) as u32
             }
         };
         if let Accumulators::Store { kgs, .. } = &mut self.accs {
