@@ -105,6 +105,9 @@ pub enum RuntimeError {
     Disconnected(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// Someone cancelled the job (the API, the CLI).
+    #[error("the job was cancelled")]
+    Cancelled,
 }
 
 impl RuntimeError {
@@ -117,7 +120,9 @@ impl RuntimeError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            RuntimeError::BadRecord { .. } | RuntimeError::Wasm(_) => Fault::User,
+            RuntimeError::BadRecord { .. } | RuntimeError::Wasm(_) | RuntimeError::Cancelled => {
+                Fault::User
+            }
             RuntimeError::Io { .. } | RuntimeError::State { .. } => Fault::External,
             RuntimeError::Internal(_) | RuntimeError::Disconnected(_) => Fault::Internal,
         }

@@ -190,9 +190,27 @@ impl Pipeline {
 }
 
 /// Where modules are looked for, besides the spec's folder.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct PlanOptions {
     pub module_path: Vec<PathBuf>,
+    /// Uploaded modules (`sluice serve`): when set, a spec's module names
+    /// are looked up here only.
+    pub store: Option<Arc<dyn ModuleSource>>,
+}
+
+/// A place that resolves a module name (or hash) to a file.
+pub trait ModuleSource: Send + Sync {
+    /// The file of module `name`, or a message saying why there is none.
+    fn find(&self, name: &str) -> Result<PathBuf, String>;
+}
+
+impl std::fmt::Debug for PlanOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanOptions")
+            .field("module_path", &self.module_path)
+            .field("store", &self.store.is_some())
+            .finish()
+    }
 }
 
 impl PlanOptions {
@@ -202,29 +220,55 @@ impl PlanOptions {
             .map(|v| std::env::split_paths(&v).collect())
             .unwrap_or_default();
         module_path.extend_from_slice(extra);
-        PlanOptions { module_path }
+        PlanOptions {
+            module_path,
+            store: None,
+        }
     }
 }
 
-/// Reads, checks and plans the spec at `path`.
+/// Reads, checks and plans the spec at `path` (`${VAR}`s from the
+/// environment).
 pub fn load(path: &Path, options: &PlanOptions) -> Result<Pipeline, PlanError> {
+    let raw = std::fs::read_to_string(path).map_err(|e| {
+        PlanError::new(
+            Location {
+                file: path.to_owned(),
+                line: None,
+                node: None,
+            },
+            format!("cannot read the spec: {e}"),
+        )
+    })?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    load_text(&raw, path, &base_dir, &|k| std::env::var(k).ok(), options)
+}
+
+/// Checks and plans the spec `raw`, which errors call `origin`; `${VAR}`s
+/// come from `vars`, and relative module and grant paths start at
+/// `base_dir`.
+pub fn load_text(
+    raw: &str,
+    origin: &Path,
+    base_dir: &Path,
+    vars: &dyn Fn(&str) -> Option<String>,
+    options: &PlanOptions,
+) -> Result<Pipeline, PlanError> {
     let here = |line: Option<usize>| Location {
-        file: path.to_owned(),
+        file: origin.to_owned(),
         line,
         node: None,
     };
-    let raw = std::fs::read_to_string(path)
-        .map_err(|e| PlanError::new(here(None), format!("cannot read the spec: {e}")))?;
-    let text = env::substitute(&raw, |k| std::env::var(k).ok())
-        .map_err(|(line, m)| PlanError::new(here(Some(line)), m))?;
+    let text =
+        env::substitute(raw, vars).map_err(|(line, m)| PlanError::new(here(Some(line)), m))?;
     let spec: Spec = serde_yaml::from_str(&text).map_err(|e| {
         let line = e.location().map(|l| l.line());
         PlanError::new(here(line), e.to_string())
     })?;
     let locator = Locator::new(&text);
     Planner {
-        path,
-        base_dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        path: origin,
+        base_dir: base_dir.to_owned(),
         locator,
         options,
         spec: &spec,
@@ -1057,6 +1101,9 @@ impl Planner<'_> {
     }
 
     fn find_module(&self, name: &str) -> Result<PathBuf, String> {
+        if let Some(store) = &self.options.store {
+            return store.find(name);
+        }
         let given = Path::new(name);
         let mut tried = Vec::new();
         let candidates = std::iter::once(self.base_dir.join(given))

@@ -66,15 +66,37 @@ impl JobSummary {
     }
 }
 
+/// The live metrics of a job's nodes (in plan order), readable while it
+/// runs.
+pub fn node_metrics(pipeline: &Pipeline) -> Vec<Arc<NodeMetrics>> {
+    pipeline
+        .nodes
+        .iter()
+        .map(|n| Arc::new(NodeMetrics::new(n.parallelism)))
+        .collect()
+}
+
 /// Runs a planned pipeline to the end of its input.
 pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummary, RuntimeError> {
+    let (_keep, cancel) = tokio::sync::watch::channel(false);
+    run_with(pipeline, clock, &node_metrics(pipeline), cancel).await
+}
+
+/// Runs a planned pipeline to the end of its input, counting into `metrics`
+/// (from [`node_metrics`]), until `cancel` becomes true: then every task
+/// stops, and once all have, the job ends with [`RuntimeError::Cancelled`].
+pub async fn run_with(
+    pipeline: &Pipeline,
+    clock: Arc<dyn Clock>,
+    metrics: &[Arc<NodeMetrics>],
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<JobSummary, RuntimeError> {
     let started = Instant::now();
     let splits = Arc::new(Splits::default());
-    let metrics: Vec<Arc<NodeMetrics>> = pipeline.nodes.iter().map(|_| Arc::default()).collect();
     let infos: Vec<Arc<NodeInfo>> = pipeline
         .nodes
         .iter()
-        .zip(&metrics)
+        .zip(metrics)
         .map(|(n, m)| {
             Arc::new(NodeInfo {
                 uid: n.uid.as_str().into(),
@@ -148,14 +170,17 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
                             }
                             _ => (senders[to].clone(), input_offset[e] + subtask),
                         };
-                        routers.push(Router::new(edge.partitioning.clone(), targets, index));
+                        routers.push(
+                            Router::new(edge.partitioning.clone(), targets, index)
+                                .with_metrics(metrics[n].clone()),
+                        );
                         router_owner.push(pos);
                         Target::Router(routers.len() - 1)
                     };
                     targets[edge.port].push(target);
                 }
                 let op = operator(pipeline, n, subtask, &infos[n], &clock);
-                nodes.push(ChainNode::new(infos[n].clone(), op, targets));
+                nodes.push(ChainNode::new(infos[n].clone(), subtask, op, targets));
             }
             let head_node = &pipeline.nodes[chain.nodes[0]];
             let head = match &head_node.kind {
@@ -198,11 +223,26 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
 
     drop(done_tx);
     let mut first_error: Option<RuntimeError> = None;
-    for _ in 0..spawned {
-        let Some(result) = done_rx.recv().await else {
+    let mut cancelled = false;
+    let mut running = spawned;
+    while running > 0 {
+        let result = tokio::select! {
+            r = done_rx.recv() => r,
+            Ok(_) = cancel.wait_for(|c| *c), if !cancelled => {
+                cancelled = true;
+                let _ = cancel_tx.send(true);
+                continue;
+            }
+        };
+        let Some(result) = result else {
             break;
         };
-        if let Err(e) = result {
+        running -= 1;
+        // Once cancelled, tasks stop without ending their output, and their
+        // neighbours' errors say so: none of that is the job's error.
+        if let Err(e) = result
+            && !cancelled
+        {
             // Keep the root cause: the errors of tasks that lost a neighbour
             // come after it.
             let secondary = matches!(e, RuntimeError::Disconnected(_));
@@ -218,14 +258,17 @@ pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummar
     if let Some(e) = first_error {
         return Err(e);
     }
+    if cancelled {
+        return Err(RuntimeError::Cancelled);
+    }
     Ok(JobSummary {
         elapsed: started.elapsed(),
-        first_read: first(pipeline, &metrics, |k| matches!(k, NodeKind::Source { .. })),
-        first_output: first(pipeline, &metrics, |k| matches!(k, NodeKind::Sink { .. })),
+        first_read: first(pipeline, metrics, |k| matches!(k, NodeKind::Source { .. })),
+        first_output: first(pipeline, metrics, |k| matches!(k, NodeKind::Sink { .. })),
         nodes: pipeline
             .nodes
             .iter()
-            .zip(&metrics)
+            .zip(metrics)
             .map(|(n, m)| NodeSummary {
                 uid: n.uid.clone(),
                 kind: n.kind.name(),

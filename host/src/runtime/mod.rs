@@ -28,7 +28,8 @@ pub use operator::{NodeInfo, Operator, Output};
 
 use crate::time::watermark::Watermark;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// What travels between tasks, in order.
 #[derive(Debug, Clone)]
@@ -37,7 +38,15 @@ pub enum Message {
     Watermark(Watermark),
     /// The sender will send nothing more.
     EndOfInput,
+    /// Flink's latency marker: made by a source every
+    /// [`LATENCY_MARKER_INTERVAL`], passed on by every node as soon as it
+    /// arrives (it overtakes records a node holds), and timed at each node
+    /// on the way: the time it took from the source to there.
+    LatencyMarker(Instant),
 }
+
+/// How often sources emit a [`Message::LatencyMarker`].
+pub const LATENCY_MARKER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How positions in a split are written in messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +84,9 @@ impl Splits {
     }
 }
 
-/// Counters of one node (all its subtasks), read for the job summary.
-#[derive(Debug, Default)]
+/// Counters and gauges of one node (all its subtasks), read for the job
+/// summary, the API and `/metrics`.
+#[derive(Debug)]
 pub struct NodeMetrics {
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
@@ -86,11 +96,37 @@ pub struct NodeMetrics {
     pub dead_lettered: AtomicU64,
     /// Time spent inside Wasm calls, nanoseconds.
     pub wasm_nanos: AtomicU64,
+    /// Time the node's subtasks waited for room in a full channel
+    /// downstream (backpressure), nanoseconds.
+    pub backpressured_nanos: AtomicU64,
     /// When the node's first record arrived.
     pub first_record: std::sync::OnceLock<std::time::Instant>,
+    /// Per subtask: the last event-time watermark it passed on
+    /// (`i64::MIN` before the first).
+    pub watermarks: Box<[AtomicI64]>,
+    /// Per subtask: bytes of keyed state it holds (as its backend
+    /// estimates them).
+    pub state_bytes: Box<[AtomicU64]>,
+    /// Latency markers' time from their source to this node.
+    pub latency: Histogram,
 }
 
 impl NodeMetrics {
+    pub fn new(parallelism: u32) -> NodeMetrics {
+        NodeMetrics {
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            late: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            wasm_nanos: AtomicU64::new(0),
+            backpressured_nanos: AtomicU64::new(0),
+            first_record: std::sync::OnceLock::new(),
+            watermarks: (0..parallelism).map(|_| AtomicI64::new(i64::MIN)).collect(),
+            state_bytes: (0..parallelism).map(|_| AtomicU64::new(0)).collect(),
+            latency: Histogram::default(),
+        }
+    }
+
     #[inline]
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
@@ -107,5 +143,114 @@ impl NodeMetrics {
             let _ = self.first_record.set(std::time::Instant::now());
         }
         Self::add(&self.records_in, n as u64);
+    }
+
+    /// The node's watermark: the least of its subtasks' (`None` until every
+    /// subtask has passed one on).
+    pub fn watermark(&self) -> Option<i64> {
+        let min = self
+            .watermarks
+            .iter()
+            .map(|w| w.load(Ordering::Relaxed))
+            .min()?;
+        (min != i64::MIN).then_some(min)
+    }
+
+    pub fn state_size(&self) -> u64 {
+        self.state_bytes
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A histogram of durations with fixed buckets (Prometheus-style,
+/// cumulative when read).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; HISTOGRAM_BOUNDS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// Upper bounds of the histogram buckets, seconds.
+pub const HISTOGRAM_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = HISTOGRAM_BOUNDS
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(HISTOGRAM_BOUNDS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket (the last is `+Inf`: the total), and the
+    /// sum in seconds.
+    pub fn snapshot(&self) -> (Vec<u64>, f64) {
+        let mut acc = 0;
+        let cumulative = self
+            .counts
+            .iter()
+            .map(|c| {
+                acc += c.load(Ordering::Relaxed);
+                acc
+            })
+            .collect();
+        (
+            cumulative,
+            self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        )
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0..=1), seconds;
+    /// `None` without observations, infinity past the last bound.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let (cumulative, _) = self.snapshot();
+        let total = *cumulative.last()?;
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let i = cumulative.iter().position(|&c| c >= rank)?;
+        Some(HISTOGRAM_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_counts_into_buckets_and_finds_quantiles() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for _ in 0..98 {
+            h.observe(Duration::from_micros(300));
+        }
+        h.observe(Duration::from_millis(20));
+        h.observe(Duration::from_secs(30));
+        let (cumulative, sum) = h.snapshot();
+        assert_eq!(cumulative[0], 98);
+        assert_eq!(cumulative[5], 99);
+        assert_eq!(*cumulative.last().unwrap(), 100);
+        assert!((sum - (98.0 * 0.0003 + 0.02 + 30.0)).abs() < 1e-6);
+        assert_eq!(h.quantile(0.5), Some(0.0005));
+        assert_eq!(h.quantile(0.99), Some(0.025));
+        assert_eq!(h.quantile(1.0), Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn node_watermark_is_the_least_of_its_subtasks() {
+        let m = NodeMetrics::new(2);
+        assert_eq!(m.watermark(), None);
+        m.watermarks[0].store(10, Ordering::Relaxed);
+        assert_eq!(m.watermark(), None);
+        m.watermarks[1].store(7, Ordering::Relaxed);
+        assert_eq!(m.watermark(), Some(7));
     }
 }

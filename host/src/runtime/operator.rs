@@ -219,7 +219,7 @@ mod tests {
             uid: "parse".into(),
             has_dead_letter: dead,
             splits,
-            metrics: Arc::default(),
+            metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
         })
     }
 

@@ -12,11 +12,12 @@
 //! wake-up for all of them is much cheaper than one each) and waits while a
 //! target's channel is full: that wait is the backpressure.
 
-use super::Message;
 use super::batch::Batch;
 use super::keys::{self, KeySelector};
+use super::{Message, NodeMetrics};
 use crate::error::RuntimeError;
-use tokio::sync::mpsc::Sender;
+use std::sync::Arc;
+use tokio::sync::mpsc::{self, Sender};
 
 /// What travels on a task's channel: messages in order, tagged with the
 /// sender's input index.
@@ -64,6 +65,8 @@ pub struct Router {
     queue: Vec<Vec<Message>>,
     key_buf: Vec<u8>,
     rejected: Option<Rejected>,
+    /// Where the time spent waiting for a full channel is counted.
+    metrics: Option<Arc<NodeMetrics>>,
 }
 
 impl Router {
@@ -79,7 +82,15 @@ impl Router {
             next: 0,
             key_buf: Vec::new(),
             rejected: None,
+            metrics: None,
         }
+    }
+
+    /// Counts the time this router waits for room downstream as `metrics`'
+    /// backpressure.
+    pub fn with_metrics(mut self, metrics: Arc<NodeMetrics>) -> Router {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Queues a message for sending.
@@ -154,10 +165,18 @@ impl Router {
                 continue;
             }
             let messages = std::mem::take(queue);
-            target
-                .send((self.input_index, messages))
-                .await
-                .map_err(|_| RuntimeError::Disconnected("a downstream task stopped".into()))?;
+            let stopped = || RuntimeError::Disconnected("a downstream task stopped".into());
+            // Try first: only a full channel costs a clock read.
+            let item = match target.try_send((self.input_index, messages)) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(stopped()),
+                Err(mpsc::error::TrySendError::Full(item)) => item,
+            };
+            let waited = std::time::Instant::now();
+            target.send(item).await.map_err(|_| stopped())?;
+            if let Some(m) = &self.metrics {
+                NodeMetrics::add(&m.backpressured_nanos, waited.elapsed().as_nanos() as u64);
+            }
         }
         Ok(())
     }
@@ -169,7 +188,6 @@ mod tests {
     use crate::json::Pointer;
     use crate::runtime::Origin;
     use crate::time::watermark::Watermark;
-    use tokio::sync::mpsc;
 
     fn batch(values: &[&str]) -> Batch {
         let mut b = Batch::default();
@@ -225,7 +243,7 @@ mod tests {
                         assert_eq!(w, Watermark::Time(7));
                         got_wm = true;
                     }
-                    Message::EndOfInput => unreachable!(),
+                    Message::EndOfInput | Message::LatencyMarker(_) => unreachable!(),
                 }
             }
             assert!(got_wm);

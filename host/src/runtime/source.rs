@@ -271,7 +271,7 @@ mod tests {
             uid: "src".into(),
             has_dead_letter: dead,
             splits: Arc::new(Splits::default()),
-            metrics: Arc::default(),
+            metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
         });
         let et = event_time.then(|| EventTime {
             timestamp: Pointer::parse("/ts").unwrap(),
@@ -301,6 +301,7 @@ mod tests {
                 Message::Watermark(Watermark::Time(t)) => format!("w{t}"),
                 Message::Watermark(Watermark::Idle) => "idle".into(),
                 Message::EndOfInput => "end".into(),
+                Message::LatencyMarker(_) => "marker".into(),
             })
             .collect()
     }

@@ -10,11 +10,11 @@
 //! source poll, one received channel item), so the order of batches and
 //! watermarks is kept on every edge.
 
-use super::Message;
 use super::batch::Batch;
 use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
 use super::router::{Router, TaskReceiver};
 use super::source::{Source, SourceOutput, SourcePoll};
+use super::{LATENCY_MARKER_INTERVAL, Message};
 use crate::error::RuntimeError;
 use crate::time::watermark::{InputWatermarks, Watermark};
 use async_trait::async_trait;
@@ -32,6 +32,8 @@ pub enum Target {
 
 pub struct ChainNode {
     pub info: Arc<NodeInfo>,
+    /// Which subtask of the node this is.
+    pub subtask: u32,
     pub op: Box<dyn Operator>,
     /// By port: main, dead letter, then the node's side outputs.
     pub targets: Vec<Vec<Target>>,
@@ -39,13 +41,28 @@ pub struct ChainNode {
 }
 
 impl ChainNode {
-    pub fn new(info: Arc<NodeInfo>, op: Box<dyn Operator>, targets: Vec<Vec<Target>>) -> ChainNode {
+    pub fn new(
+        info: Arc<NodeInfo>,
+        subtask: u32,
+        op: Box<dyn Operator>,
+        targets: Vec<Vec<Target>>,
+    ) -> ChainNode {
         ChainNode {
             out: Output::new(info.clone()),
             info,
+            subtask,
             op,
             targets,
         }
+    }
+}
+
+impl ChainNode {
+    /// Notes the watermark the node passes on, for its metrics.
+    #[inline]
+    fn passed_on(&self, t: i64) {
+        self.info.metrics.watermarks[self.subtask as usize]
+            .store(t, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -92,6 +109,7 @@ impl Task {
         mut out: Box<SourceOutput>,
     ) -> Result<(), RuntimeError> {
         source.open(&mut out)?;
+        let mut last_marker = std::time::Instant::now();
         loop {
             out.begin_poll();
             let poll = source.poll(&mut out)?;
@@ -106,6 +124,10 @@ impl Task {
             let dead: Vec<(usize, Batch)> = out.output().drain().collect();
             for (port, batch) in dead {
                 self.process_from(0, port, Message::Batch(batch)).await?;
+            }
+            if last_marker.elapsed() >= LATENCY_MARKER_INTERVAL {
+                last_marker = std::time::Instant::now();
+                self.process(0, Message::LatencyMarker(last_marker)).await?;
             }
             self.flush().await?;
             match poll {
@@ -151,7 +173,7 @@ impl Task {
             let input = input as usize;
             for msg in messages {
                 match msg {
-                    Message::Batch(_) => self.process(0, msg).await?,
+                    Message::Batch(_) | Message::LatencyMarker(_) => self.process(0, msg).await?,
                     Message::Watermark(wm) => {
                         if let Some(wm) = watermarks.on_watermark(input, wm) {
                             self.process(0, Message::Watermark(wm)).await?;
@@ -211,13 +233,23 @@ impl Task {
                 Message::Watermark(Watermark::Time(t)) => {
                     node.op.on_watermark(t, &mut node.out).await?;
                     // A buffering operator passes it on when it flushes.
-                    (!node.op.buffers()).then_some(Message::Watermark(Watermark::Time(t)))
+                    if node.op.buffers() {
+                        None
+                    } else {
+                        node.passed_on(t);
+                        Some(Message::Watermark(Watermark::Time(t)))
+                    }
+                }
+                Message::LatencyMarker(made) => {
+                    node.info.metrics.latency.observe(made.elapsed());
+                    Some(Message::LatencyMarker(made))
                 }
                 Message::Watermark(Watermark::Idle) => Some(Message::Watermark(Watermark::Idle)),
                 Message::EndOfInput => {
                     if node.op.buffers()
                         && let Some(t) = node.op.flush(&mut node.out).await?
                     {
+                        node.passed_on(t);
                         let wm = Message::Watermark(Watermark::Time(t));
                         route_output(node, Some(wm), &mut work, &mut self.routers);
                     }
@@ -243,6 +275,9 @@ impl Task {
             let node = &mut self.chain[i];
             let mut work = VecDeque::new();
             let watermark = node.op.flush(&mut node.out).await?;
+            if let Some(t) = watermark {
+                node.passed_on(t);
+            }
             let wm = watermark.map(|t| Message::Watermark(Watermark::Time(t)));
             route_output(node, wm, &mut work, &mut self.routers);
             self.dead_letter_rejected(&mut work)?;

@@ -112,6 +112,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn size_bytes(&self) -> u64 {
+        self.bytes
+    }
+
     fn scan(
         &mut self,
         kg: u32,

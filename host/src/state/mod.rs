@@ -50,6 +50,8 @@ pub trait Store: Send {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), String>;
+    /// About how many bytes the store holds (for metrics).
+    fn size_bytes(&self) -> u64;
 }
 
 /// Which store an operator's state goes to, from the spec's `state` section.
@@ -150,6 +152,16 @@ impl KeyedState {
             key_buf: Vec::new(),
             buf: Vec::new(),
         }
+    }
+
+    /// About how many bytes the state takes in its store.
+    pub fn size_bytes(&self) -> u64 {
+        self.store.size_bytes()
+    }
+
+    /// The declared states, by handle.
+    pub fn descriptors(&self) -> &[Descriptor] {
+        &self.descriptors
     }
 
     /// Declares a state (during `open`); the same name and kind again gives

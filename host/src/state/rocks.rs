@@ -135,6 +135,17 @@ impl Store for RocksStore {
         self.db().delete_opt(&self.key, &self.write).map_err(err)
     }
 
+    fn size_bytes(&self) -> u64 {
+        let prop = |name: &str| {
+            self.db()
+                .property_int_value(name)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        prop("rocksdb.estimate-live-data-size") + prop("rocksdb.cur-size-all-mem-tables")
+    }
+
     fn scan(
         &mut self,
         kg: u32,

@@ -63,6 +63,23 @@ pub enum World {
 }
 
 impl World {
+    pub const ALL: [World; 4] = [
+        World::Transform,
+        World::Aggregate,
+        World::Process,
+        World::WindowFunction,
+    ];
+
+    /// The world's short name, as the API shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Transform => "transform",
+            World::Aggregate => "aggregate",
+            World::Process => "keyed-process",
+            World::WindowFunction => "window-function",
+        }
+    }
+
     pub fn wit_name(self) -> &'static str {
         match self {
             World::Transform => "sluice:operator/transform-operator@0.2.0",
@@ -177,44 +194,84 @@ pub fn engine() -> &'static Engine {
 pub fn load(path: &Path, world: World) -> Result<Arc<Module>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let sha256 = hex(&Sha256::digest(&bytes));
+    typed(compiled(&bytes, &sha256, path)?, path, sha256, world)
+}
+
+/// Checks a component before it is accepted (an upload): it must be a valid
+/// component that implements at least one operator world, and every world
+/// it claims (by exporting its interface) must type-check with imports the
+/// host provides. Returns it loaded for each of its worlds; `path` is where
+/// it will be kept.
+pub fn inspect(bytes: &[u8], path: &Path) -> Result<Vec<Arc<Module>>, String> {
+    let sha256 = hex(&Sha256::digest(bytes));
+    let component = compiled(bytes, &sha256, path)?;
+    let claimed: Vec<World> = World::ALL
+        .into_iter()
+        .filter(|w| component.get_export_index(None, w.export()).is_some())
+        .collect();
+    if claimed.is_empty() {
+        return Err(format!(
+            "the component implements none of the {} worlds (it must export one of {}; it exports {})",
+            crate::WIT_PACKAGE,
+            World::ALL.map(World::export).join(", "),
+            exports_of(&component)
+        ));
+    }
+    claimed
+        .into_iter()
+        .map(|w| typed(component.clone(), path, sha256.clone(), w))
+        .collect()
+}
+
+/// The component for `bytes`, compiled once per process and cached on disk.
+fn compiled(bytes: &[u8], sha256: &str, path: &Path) -> Result<Component, String> {
     let rt = runtime();
-    let component = {
-        let cached = rt
-            .compiled
-            .lock()
-            .expect("module cache")
-            .get(&sha256)
-            .cloned();
-        match cached {
-            Some(c) => c,
-            None => {
-                let c = compile_cached(&rt.engine, &bytes, &sha256).map_err(|e| {
-                    format!("{} is not a valid Wasm component: {e}", path.display())
-                })?;
-                rt.compiled
-                    .lock()
-                    .expect("module cache")
-                    .insert(sha256.clone(), c.clone());
-                c
-            }
-        }
-    };
-    let exports_list = || {
-        let ty = component.component_type();
-        let names: Vec<String> = ty.exports(&rt.engine).map(|(n, _)| n.to_owned()).collect();
-        if names.is_empty() {
-            "nothing".to_owned()
-        } else {
-            names.join(", ")
-        }
-    };
+    let cached = rt
+        .compiled
+        .lock()
+        .expect("module cache")
+        .get(sha256)
+        .cloned();
+    if let Some(c) = cached {
+        return Ok(c);
+    }
+    let c = compile_cached(&rt.engine, bytes, sha256)
+        .map_err(|e| format!("{} is not a valid Wasm component: {e}", path.display()))?;
+    rt.compiled
+        .lock()
+        .expect("module cache")
+        .insert(sha256.to_owned(), c.clone());
+    Ok(c)
+}
+
+fn exports_of(component: &Component) -> String {
+    let names: Vec<String> = component
+        .component_type()
+        .exports(&runtime().engine)
+        .map(|(n, _)| n.to_owned())
+        .collect();
+    if names.is_empty() {
+        "nothing".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Type-checks `component` for `world`.
+fn typed(
+    component: Component,
+    path: &Path,
+    sha256: String,
+    world: World,
+) -> Result<Arc<Module>, String> {
+    let rt = runtime();
     if component.get_export_index(None, world.export()).is_none() {
         return Err(format!(
             "{} does not implement the world {} (it must export {}; it exports {})",
             path.display(),
             world.wit_name(),
             world.export(),
-            exports_list()
+            exports_of(&component)
         ));
     }
     let pre = rt.linker.instantiate_pre(&component).map_err(|e| {
@@ -380,4 +437,9 @@ pub fn cache_dir() -> PathBuf {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex SHA-256 of `bytes`: how modules are named by content.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }

@@ -551,10 +551,13 @@ impl WasmProcess {
         recycled.record_keys.clear();
         recycled.watermarks.clear();
         self.pending = recycled;
-        NodeMetrics::add(
-            &out.info().metrics.wasm_nanos,
-            started.elapsed().as_nanos() as u64,
-        );
+        let metrics = &out.info().metrics;
+        NodeMetrics::add(&metrics.wasm_nanos, started.elapsed().as_nanos() as u64);
+        if let Some(state) = &self.call.state
+            && let Some(gauge) = metrics.state_bytes.get(self.subtask as usize)
+        {
+            gauge.store(state.size_bytes(), std::sync::atomic::Ordering::Relaxed);
+        }
         result
     }
 
@@ -733,6 +736,47 @@ fn describe_call(batch: &Batch, timers: usize, out: &Output) -> String {
         " on a call with {} records{range} and {timers} due timers",
         batch.len()
     )
+}
+
+/// What a keyed process module declares in `open` with `config`: its states
+/// and side outputs. The module runs as it would in a job (no grants, its
+/// memory cap and deadline), with an in-memory state that is dropped after.
+pub async fn declarations(
+    module: &Arc<Module>,
+    config: &str,
+) -> Result<(Vec<crate::state::Descriptor>, Vec<String>), String> {
+    let settings = InstanceSettings {
+        uid: "inspect".into(),
+        config: config.to_owned(),
+        memory_limit: 256 << 20,
+        call_timeout: std::time::Duration::from_secs(10),
+        grants: Default::default(),
+        base_dir: std::env::temp_dir(),
+    };
+    let process = ProcessSettings {
+        key: KeySelector::new(vec![crate::json::Pointer::parse("")?]),
+        max_parallelism: 1,
+        backend: Backend::Memory { limit: 64 << 20 },
+    };
+    let mut p = WasmProcess::new(
+        module.clone(),
+        Arc::new(settings),
+        Arc::new(process),
+        0,
+        Arc::new(crate::time::SystemClock),
+        Vec::new(),
+    );
+    p.start().await.map_err(|e| match e {
+        WasmError::Open { message, .. } => message,
+        e => e.to_string(),
+    })?;
+    let states = p
+        .call
+        .state
+        .as_ref()
+        .map(|s| s.descriptors().to_vec())
+        .unwrap_or_default();
+    Ok((states, p.call.side_outputs.clone()))
 }
 
 #[async_trait]

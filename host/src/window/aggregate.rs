@@ -487,7 +487,7 @@ mod tests {
             uid: "w".into(),
             has_dead_letter: true,
             splits: Arc::new(Splits::default()),
-            metrics: Arc::default(),
+            metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
         });
         let mut out = Output::new(info);
         a.add(&mut accs, &input, &[0, 0, 1, 0, 0], &mut out)

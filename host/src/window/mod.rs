@@ -892,7 +892,7 @@ mod tests {
             uid: "w".into(),
             has_dead_letter: false,
             splits: Arc::new(Splits::default()),
-            metrics: Arc::default(),
+            metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
         });
         (
             WindowOperator::new(settings, Box::new(agg), None, 128),
