@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# What building sluice needs besides Rust: the wasm32-wasip2 target (for the
-# example operators) and libclang (RocksDB's bindings are generated with it).
+# What building and testing sluice needs besides Rust: the wasm32-wasip2
+# target (for the example operators), libclang (RocksDB's bindings are
+# generated with it) and Chromium (the dashboard is tested in it, headless).
 # Idempotent; scripts/demo.sh and scripts/test.sh run it first.
 #   scripts/setup.sh
 set -euo pipefail
@@ -14,6 +15,19 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so
         "${sudo[@]}" apt-get install -y clang libclang-dev >&2
     else
         echo "scripts/setup.sh: install clang and libclang with your package manager" >&2
+        exit 1
+    fi
+fi
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
+    && ! command -v google-chrome >/dev/null; then
+    echo "scripts/setup.sh: installing chromium (the dashboard test runs it headless)" >&2
+    sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    if command -v apt-get >/dev/null; then
+        "${sudo[@]}" apt-get install -y chromium >&2 \
+            || { "${sudo[@]}" apt-get update >&2 && "${sudo[@]}" apt-get install -y chromium >&2; }
+    else
+        echo "scripts/setup.sh: install Chromium with your package manager" >&2
         exit 1
     fi
 fi

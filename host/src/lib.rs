@@ -17,6 +17,7 @@ pub mod error;
 pub mod json;
 pub mod plan;
 pub mod runtime;
+pub mod server;
 pub mod state;
 pub mod time;
 pub mod wasm;

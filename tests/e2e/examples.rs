@@ -26,6 +26,10 @@ const COVERED: &[(&str, &str)] = &[
         "examples::the_orders_demo_runs_on_the_generator",
     ),
     (
+        "examples/serve/orders-live.yaml",
+        "api::upload_submit_watch_metrics_and_cancel_over_http",
+    ),
+    (
         "examples/operators/usd-orders",
         "bench::w1_reproduces_the_reference_checksum",
     ),
@@ -72,7 +76,7 @@ const COVERED: &[(&str, &str)] = &[
 fn every_example_has_a_test() {
     let repo = support::repo();
     let mut found = BTreeSet::new();
-    for dir in ["examples/bench", "examples/orders"] {
+    for dir in ["examples/bench", "examples/orders", "examples/serve"] {
         for e in std::fs::read_dir(repo.join(dir))
             .unwrap()
             .filter_map(Result::ok)
@@ -102,7 +106,7 @@ fn every_example_has_a_test() {
         let is_case =
             e.path().join("pipeline.yaml").is_file() && e.path().join("expected").is_dir();
         assert!(
-            is_case || ["bench", "orders", "operators"].contains(&name.as_str()),
+            is_case || ["bench", "orders", "operators", "serve"].contains(&name.as_str()),
             "examples/{name} is new: give it a test and list it in tests/e2e/examples.rs"
         );
     }

@@ -7,11 +7,15 @@
 //! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
 //! - `sandbox`: traps, deadlines, memory caps and grants;
 //! - `cli`: the command line itself;
-//! - `examples`: every example is run, and none is left without a test.
+//! - `examples`: every example is run, and none is left without a test;
+//! - `api`: `sluice serve`, its REST API and the CLI client over HTTP;
+//! - `dashboard`: the web dashboard in headless Chromium.
 
+mod api;
 mod bench;
 mod cases;
 mod cli;
+mod dashboard;
 mod examples;
 mod sandbox;
 mod support;

@@ -1,13 +1,18 @@
-//! The `sluice` command: `run`, `validate`, `version`.
+//! The `sluice` command: `run`, `validate`, `serve`, `version`, and the
+//! API client verbs `module` and `job` (see [`client`]).
 //!
 //! Exit codes: 0 when the job finished, 2 for a problem in the spec or a
-//! module (fix the input and run again), 1 for a failure while running,
-//! 130 when interrupted.
+//! module (fix the input and run again), 1 for a failure while running
+//! (or a request the server refused), 130 when interrupted or cancelled.
 
-use crate::error::{Error, Fault};
+mod client;
+
+use crate::error::{Error, Fault, RuntimeError};
 use crate::plan::{self, Pipeline, PlanOptions};
-use crate::runtime::job::{self, JobSummary};
-use crate::time::SystemClock;
+use crate::runtime::job::JobSummary;
+use crate::server::jobs::Jobs;
+use crate::server::store::ModuleStore;
+use crate::server::{self, AppState};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -33,9 +38,47 @@ enum Command {
         spec: PathBuf,
         #[command(flatten)]
         modules: ModuleArgs,
-        /// Do not print the job summary.
+        /// Do not print the job summary (nor the API's address).
         #[arg(long, short)]
         quiet: bool,
+        /// Where to serve the API for this job (loopback; when the port is
+        /// taken, another one is used and printed).
+        #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+        listen: String,
+        /// Do not serve the API.
+        #[arg(long)]
+        no_api: bool,
+    },
+    /// Run a long-lived host: a REST API for modules and jobs, Prometheus
+    /// metrics at /metrics and a dashboard at /.
+    Serve {
+        /// Address to listen on; anything but loopback needs a token.
+        #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+        listen: String,
+        /// Bearer token that every request must carry.
+        #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Where uploaded modules are kept (default: $SLUICE_HOME/modules,
+        /// else ~/.local/share/sluice/modules).
+        #[arg(long, value_name = "DIR")]
+        store: Option<PathBuf>,
+        /// Largest module upload, e.g. 64MiB.
+        #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+        max_module_size: u64,
+    },
+    /// Upload, list, inspect and remove modules on a server.
+    Module {
+        #[command(subcommand)]
+        command: client::ModuleCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
+    },
+    /// Submit, list, inspect and cancel jobs on a server.
+    Job {
+        #[command(subcommand)]
+        command: client::JobCommand,
+        #[command(flatten)]
+        server: client::ServerArgs,
     },
     /// Check a spec and its modules, and print the plan, without running.
     Validate {
@@ -55,11 +98,27 @@ struct ModuleArgs {
     module_path: Vec<PathBuf>,
 }
 
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::plan::spec::ByteSize::parse(s).map(|b| b.0)
+}
+
 pub fn main() -> ExitCode {
     crate::process_start();
     let cli = Cli::parse();
-    init_logging();
+    init_logging(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     match cli.command {
+        Command::Module { command, server } => client::module(command, &server),
+        Command::Job { command, server } => client::job(command, &server),
+        Command::Serve {
+            listen,
+            token,
+            store,
+            max_module_size,
+        } => serve(&listen, token, store, max_module_size),
         Command::Version => {
             println!(
                 "sluice {} (WIT {}, wasmtime {})",
@@ -82,49 +141,157 @@ pub fn main() -> ExitCode {
             spec,
             modules,
             quiet,
+            listen,
+            no_api,
         } => {
             let pipeline = match plan::load(&spec, &PlanOptions::from_env(&modules.module_path)) {
                 Ok(p) => p,
                 Err(e) => return fail(&Error::Plan(e)),
             };
             tracing::debug!("plan:\n{}", pipeline.describe());
-            run(&pipeline, quiet)
+            run(pipeline, quiet, (!no_api).then_some(listen.as_str()))
         }
     }
 }
 
-fn run(pipeline: &Pipeline, quiet: bool) -> ExitCode {
-    // Tasks run on threads of their own (see runtime::job); this runtime
-    // only waits for them and for Ctrl-C.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+/// A runtime for the API and for waiting on jobs; tasks run on threads of
+/// their own (see runtime::job).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sluice api")
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("sluice: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn run(pipeline: Pipeline, quiet: bool, listen: Option<&str>) -> ExitCode {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
     };
+    let jobs = Arc::new(Jobs::default());
     let outcome = runtime.block_on(async {
+        if let Some(listen) = listen {
+            // The same API as `sluice serve`, for this one job.
+            let listener = match server::bind(listen, None).await {
+                Ok(l) => Ok(l),
+                Err(first) => server::bind("127.0.0.1:0", None).await.map_err(|_| first),
+            };
+            match listener {
+                Ok(l) => {
+                    if !quiet && let Ok(addr) = l.local_addr() {
+                        eprintln!("sluice: API and dashboard at http://{addr}");
+                    }
+                    let state = Arc::new(AppState {
+                        jobs: jobs.clone(),
+                        store: None,
+                        token: None,
+                        max_module_size: 0,
+                        base_dir: PathBuf::from("."),
+                    });
+                    tokio::spawn(server::serve(l, state));
+                }
+                Err(e) => tracing::warn!("not serving the API: {e}"),
+            }
+        }
+        let (job, done) = jobs.start(pipeline).map_err(RuntimeError::Internal)?;
         tokio::select! {
-            r = job::run(pipeline, Arc::new(SystemClock)) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
+            r = done => Ok(r.unwrap_or_else(|_| Err(RuntimeError::Internal("the job thread stopped".into())))),
+            _ = tokio::signal::ctrl_c() => {
+                job.cancel();
+                Err(RuntimeError::Cancelled)
+            }
         }
     });
     match outcome {
-        None => {
+        Err(RuntimeError::Cancelled) | Ok(Err(RuntimeError::Cancelled)) => {
             eprintln!("sluice: interrupted");
             ExitCode::from(130)
         }
-        Some(Err(e)) => fail(&Error::Runtime(e)),
-        Some(Ok(summary)) => {
+        Err(e) | Ok(Err(e)) => fail(&Error::Runtime(e)),
+        Ok(Ok(summary)) => {
             if !quiet {
-                eprint!("{}", format_summary(pipeline, &summary));
+                let pipeline_name = jobs.list().first().map(|j| j.name.clone());
+                eprint!(
+                    "{}",
+                    format_summary(pipeline_name.as_deref().unwrap_or("?"), &summary)
+                );
             }
             ExitCode::SUCCESS
         }
     }
+}
+
+fn serve(listen: &str, token: Option<String>, store: Option<PathBuf>, max: u64) -> ExitCode {
+    let dir = store.unwrap_or_else(default_store);
+    let store = match ModuleStore::open(&dir) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("sluice serve: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let listener = match server::bind(listen, token.as_deref()).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("sluice serve: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| listen.to_owned(), |a| a.to_string());
+        // The first line of output: scripts and tests read the address here.
+        println!(
+            "sluice: serving on http://{addr} (modules in {})",
+            dir.display()
+        );
+        let state = Arc::new(AppState {
+            jobs: Arc::new(Jobs::default()),
+            store: Some(store),
+            token,
+            max_module_size: max,
+            base_dir: std::env::current_dir().unwrap_or_default(),
+        });
+        let jobs = state.jobs.clone();
+        tokio::select! {
+            r = server::serve(listener, state) => {
+                if let Err(e) = r {
+                    eprintln!("sluice serve: {e}");
+                    return ExitCode::FAILURE;
+                }
+                ExitCode::SUCCESS
+            }
+            _ = tokio::signal::ctrl_c() => {
+                for j in jobs.list() {
+                    j.cancel();
+                }
+                eprintln!("sluice serve: interrupted; jobs cancelled");
+                ExitCode::from(130)
+            }
+        }
+    })
+}
+
+/// `$SLUICE_HOME/modules`, else `~/.local/share/sluice/modules`.
+fn default_store() -> PathBuf {
+    if let Some(h) = std::env::var_os("SLUICE_HOME") {
+        return PathBuf::from(h).join("modules");
+    }
+    std::env::var_os("HOME")
+        .map(|h| PathBuf::from(h).join(".local/share"))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sluice")
+        .join("modules")
 }
 
 fn fail(e: &Error) -> ExitCode {
@@ -144,18 +311,26 @@ fn fail(e: &Error) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr, filtered by `SLUICE_LOG` (default `default`), as
+/// text or, with `SLUICE_LOG_FORMAT=json`, one JSON object per line (with
+/// the job and task spans, so guest lines carry job, task and operator).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    if std::env::var("SLUICE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        let _ = builder.json().with_span_list(true).try_init();
+    } else {
+        let _ = builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init();
+    }
 }
 
 /// The table printed when a job ends.
-pub fn format_summary(pipeline: &Pipeline, s: &JobSummary) -> String {
+pub fn format_summary(name: &str, s: &JobSummary) -> String {
     use std::fmt::Write;
     let secs = s.elapsed.as_secs_f64();
     let read = s.records_read();
@@ -163,7 +338,7 @@ pub fn format_summary(pipeline: &Pipeline, s: &JobSummary) -> String {
     let _ = writeln!(
         out,
         "sluice: job `{}` finished in {:.2} s: {} records read ({:.0} records/s)",
-        pipeline.name,
+        name,
         secs,
         read,
         if secs > 0.0 { read as f64 / secs } else { 0.0 }

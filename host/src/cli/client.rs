@@ -1,0 +1,499 @@
+//! `sluice module …` and `sluice job …`: a client of the REST API (see
+//! [`crate::server`]). Tables for people; `--json` prints the server's
+//! answer as it is, for scripts.
+
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "SLUICE_SERVER",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    server: String,
+    /// Print the server's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ModuleCommand {
+    /// Upload a .wasm component (checked by the server before it is kept).
+    Upload {
+        file: PathBuf,
+        /// The name to keep it under (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List uploaded modules.
+    List,
+    /// Show a module's worlds, hash, size and (keyed process functions)
+    /// declared states.
+    Inspect {
+        /// A name, or a hash (`sha256:…` or 12+ hex digits).
+        module: String,
+        /// The JSON config to open a keyed process function with.
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Remove a module (refused while a running job uses it).
+    Rm { module: String },
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Submit a spec; its `${VAR}`s are filled from this shell's environment
+    /// (and --var), its modules are names or hashes of uploaded modules.
+    Submit {
+        spec: PathBuf,
+        /// A value for a `${VAR}` of the spec: NAME=VALUE (may be repeated).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+    },
+    /// List jobs.
+    List,
+    /// Show a job: status, graph, and per operator rates, watermark,
+    /// backpressure, late and dead-lettered counts.
+    Inspect { id: String },
+    /// Cancel a running job and wait (up to 30 s) until it has stopped.
+    Cancel { id: String },
+}
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    fn new(args: &ServerArgs) -> Client {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        Client {
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: std::env::var("SLUICE_TOKEN").ok().filter(|t| !t.is_empty()),
+            agent,
+        }
+    }
+
+    /// Sends a request; an answer that is not 2xx becomes the server's
+    /// error message.
+    fn call(&self, method: &str, path: &str, body: Option<Body>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut req = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(a) = &auth {
+            req = req.header("Authorization", a);
+        }
+        let sent = match body {
+            None => self.agent.run(req.body(()).map_err(|e| e.to_string())?),
+            Some(Body::Wasm(bytes)) => self.agent.run(
+                req.header("Content-Type", "application/wasm")
+                    .body(bytes)
+                    .map_err(|e| e.to_string())?,
+            ),
+            Some(Body::Json(v)) => self.agent.run(
+                req.header("Content-Type", "application/json")
+                    .body(v.to_string())
+                    .map_err(|e| e.to_string())?,
+            ),
+        };
+        let mut resp = sent.map_err(|e| {
+            format!(
+                "cannot reach the server at {} ({e}); start one with `sluice serve`, or point --server / SLUICE_SERVER at it",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| format!("{method} {url}: cannot read the answer: {e}"))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Ok(value)
+        } else {
+            Err(value["error"].as_str().map_or_else(
+                || format!("{method} {url}: {status}: {value}"),
+                str::to_owned,
+            ))
+        }
+    }
+}
+
+enum Body {
+    Wasm(Vec<u8>),
+    Json(Value),
+}
+
+fn finish(args: &ServerArgs, result: Result<Value, String>, table: impl Fn(&Value)) -> ExitCode {
+    match result {
+        Ok(v) => {
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            } else {
+                table(&v);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sluice: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A path segment, percent-encoded.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'-' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub fn module(cmd: ModuleCommand, args: &ServerArgs) -> ExitCode {
+    let c = Client::new(args);
+    match cmd {
+        ModuleCommand::Upload { file, name } => {
+            let name = name.unwrap_or_else(|| {
+                file.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+            let result = std::fs::read(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))
+                .and_then(|bytes| {
+                    c.call(
+                        "PUT",
+                        &format!("/v1/modules/{}", seg(&name)),
+                        Some(Body::Wasm(bytes)),
+                    )
+                });
+            finish(args, result, |m| {
+                println!(
+                    "uploaded {} (sha256:{}, {}, {})",
+                    s(&m["name"]),
+                    s(&m["sha256"]),
+                    size(m["size"].as_u64().unwrap_or(0)),
+                    worlds(m)
+                )
+            })
+        }
+        ModuleCommand::List => finish(args, c.call("GET", "/v1/modules", None), |v| {
+            let rows: Vec<Vec<String>> = list(&v["modules"])
+                .iter()
+                .map(|m| {
+                    vec![
+                        s(&m["name"]),
+                        s(&m["sha256"]).chars().take(12).collect(),
+                        size(m["size"].as_u64().unwrap_or(0)),
+                        worlds(m),
+                        list(&m["used_by"])
+                            .iter()
+                            .map(s)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ]
+                })
+                .collect();
+            table(&["NAME", "SHA256", "SIZE", "WORLDS", "USED BY"], &rows);
+        }),
+        ModuleCommand::Inspect { module, config } => {
+            let query = config
+                .map(|c| format!("?config={}", seg(&c)))
+                .unwrap_or_default();
+            let result = c.call("GET", &format!("/v1/modules/{}{query}", seg(&module)), None);
+            finish(args, result, |m| {
+                println!("name      {}", s(&m["name"]));
+                println!("sha256    {}", s(&m["sha256"]));
+                println!("size      {}", size(m["size"].as_u64().unwrap_or(0)));
+                println!("worlds    {}", worlds(m));
+                let used = list(&m["used_by"]).iter().map(s).collect::<Vec<_>>();
+                println!(
+                    "used by   {}",
+                    if used.is_empty() {
+                        "-".into()
+                    } else {
+                        used.join(", ")
+                    }
+                );
+                if let Some(states) = m["states"].as_array() {
+                    println!("states:");
+                    let rows: Vec<Vec<String>> = states
+                        .iter()
+                        .map(|st| {
+                            vec![
+                                s(&st["name"]),
+                                s(&st["kind"]),
+                                st["ttl_ms"]
+                                    .as_u64()
+                                    .map_or("-".into(), |t| format!("{t} ms")),
+                            ]
+                        })
+                        .collect();
+                    table(&["  NAME", "KIND", "TTL"], &rows);
+                    let sides = list(&m["side_outputs"]).iter().map(s).collect::<Vec<_>>();
+                    if !sides.is_empty() {
+                        println!("side outputs: {}", sides.join(", "));
+                    }
+                }
+                if let Some(e) = m["states_error"].as_str() {
+                    println!("states    unknown: {e}");
+                }
+            })
+        }
+        ModuleCommand::Rm { module } => {
+            let result = c.call("DELETE", &format!("/v1/modules/{}", seg(&module)), None);
+            finish(args, result, |v| {
+                for m in list(&v["removed"]) {
+                    println!("removed {} (sha256:{})", s(&m["name"]), s(&m["sha256"]));
+                }
+            })
+        }
+    }
+}
+
+pub fn job(cmd: JobCommand, args: &ServerArgs) -> ExitCode {
+    let c = Client::new(args);
+    match cmd {
+        JobCommand::Submit { spec, vars } => {
+            let result = submission(&spec, &vars)
+                .and_then(|body| c.call("POST", "/v1/jobs", Some(Body::Json(body))));
+            finish(args, result, |j| {
+                println!("submitted job {} (`{}`)", s(&j["id"]), s(&j["name"]))
+            })
+        }
+        JobCommand::List => finish(args, c.call("GET", "/v1/jobs", None), |v| {
+            let rows: Vec<Vec<String>> = list(&v["jobs"])
+                .iter()
+                .map(|j| {
+                    vec![
+                        s(&j["id"]),
+                        s(&j["name"]),
+                        s(&j["status"]),
+                        format!("{:.1} s", j["duration_seconds"].as_f64().unwrap_or(0.0)),
+                        num(&j["records_read"]),
+                        num(&j["records_read_per_second"]),
+                    ]
+                })
+                .collect();
+            table(
+                &["ID", "NAME", "STATUS", "RUNNING", "RECORDS", "RECORDS/S"],
+                &rows,
+            );
+        }),
+        JobCommand::Inspect { id } => {
+            let result = c.call("GET", &format!("/v1/jobs/{}", seg(&id)), None);
+            finish(args, result, print_job)
+        }
+        JobCommand::Cancel { id } => {
+            let result = c
+                .call("POST", &format!("/v1/jobs/{}/cancel", seg(&id)), None)
+                .and_then(|j| {
+                    let id = s(&j["id"]);
+                    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                    loop {
+                        let now = match c.call("GET", &format!("/v1/jobs/{id}"), None) {
+                            Ok(now) => now,
+                            // `sluice run` exits when its job has stopped.
+                            Err(e) if e.starts_with("cannot reach") => {
+                                let mut gone = j.clone();
+                                gone["status"] = json!("cancelled (its host has exited)");
+                                return Ok(gone);
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        if now["status"] != "running" {
+                            return Ok(now);
+                        }
+                        if std::time::Instant::now() > deadline {
+                            return Err(format!("job {id} is still stopping after 30 s"));
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                });
+            finish(args, result, |j| {
+                println!(
+                    "job {} (`{}`) is {}",
+                    s(&j["id"]),
+                    s(&j["name"]),
+                    s(&j["status"])
+                )
+            })
+        }
+    }
+}
+
+/// The submission body: the spec's text, its file name, and the values of
+/// the `${VAR}`s it uses (from --var, else this environment).
+fn submission(spec: &std::path::Path, vars: &[String]) -> Result<Value, String> {
+    let text = std::fs::read_to_string(spec)
+        .map_err(|e| format!("cannot read {}: {e}", spec.display()))?;
+    let mut given = BTreeMap::new();
+    for v in vars {
+        let (k, val) = v
+            .split_once('=')
+            .ok_or_else(|| format!("--var `{v}`: write NAME=VALUE"))?;
+        given.insert(k.to_owned(), val.to_owned());
+    }
+    let used = std::cell::RefCell::new(BTreeMap::new());
+    // Substituting here only finds the names; the server substitutes again
+    // (and reports errors with lines).
+    let _ = crate::plan::env::substitute(&text, |k| {
+        let v = given.get(k).cloned().or_else(|| std::env::var(k).ok());
+        if let Some(v) = &v {
+            used.borrow_mut().insert(k.to_owned(), v.clone());
+        }
+        v
+    });
+    Ok(json!({
+        "spec": text,
+        "file": spec.display().to_string(),
+        "vars": used.into_inner(),
+    }))
+}
+
+fn print_job(j: &Value) {
+    println!("job       {} (`{}`)", s(&j["id"]), s(&j["name"]));
+    println!(
+        "status    {} for {:.1} s, {} restarts",
+        s(&j["status"]),
+        j["duration_seconds"].as_f64().unwrap_or(0.0),
+        num(&j["restarts"])
+    );
+    if let Some(e) = j["last_error"].as_str() {
+        println!("error     {e}");
+    }
+    let rows: Vec<Vec<String>> = list(&j["operators"])
+        .iter()
+        .map(|o| {
+            vec![
+                s(&o["uid"]),
+                s(&o["kind"]),
+                num(&o["parallelism"]),
+                num(&o["records_in_per_second"]),
+                num(&o["records_out_per_second"]),
+                num(&o["records_in"]),
+                num(&o["records_out"]),
+                o["watermark_lag_ms"].as_i64().map_or("-".into(), lag),
+                format!("{:.0} %", o["backpressure"].as_f64().unwrap_or(0.0) * 100.0),
+                num(&o["late"]),
+                num(&o["dead_lettered"]),
+                o["state_bytes"].as_u64().map_or("-".into(), size),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "OPERATOR", "KIND", "PAR", "IN/S", "OUT/S", "IN", "OUT", "WM LAG", "BACKPR", "LATE",
+            "DEAD", "STATE",
+        ],
+        &rows,
+    );
+    let edges: Vec<String> = list(&j["graph"]["edges"])
+        .iter()
+        .map(|e| {
+            let port = s(&e["port"]);
+            format!(
+                "{}{} -> {} ({}{})",
+                s(&e["from"]),
+                if port == "main" {
+                    String::new()
+                } else {
+                    format!(".{port}")
+                },
+                s(&e["to"]),
+                s(&e["partitioning"]),
+                if e["chained"] == true {
+                    ", chained"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect();
+    if !edges.is_empty() {
+        println!("graph     {}", edges.join("; "));
+    }
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn num(v: &Value) -> String {
+    v.as_f64().map_or("-".into(), |n| format!("{n:.0}"))
+}
+
+fn worlds(m: &Value) -> String {
+    list(&m["worlds"])
+        .iter()
+        .map(s)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn lag(ms: i64) -> String {
+    let f = ms as f64;
+    match ms {
+        ..1_000 => format!("{ms} ms"),
+        1_000..60_000 => format!("{:.1} s", f / 1e3),
+        60_000..3_600_000 => format!("{:.1} min", f / 6e4),
+        3_600_000..86_400_000 => format!("{:.1} h", f / 3.6e6),
+        _ => format!("{:.1} d", f / 8.64e7),
+    }
+}
+
+fn size(b: u64) -> String {
+    match b {
+        0..1024 => format!("{b} B"),
+        1024..1048576 => format!("{:.1} KiB", b as f64 / 1024.0),
+        _ => format!("{:.1} MiB", b as f64 / 1048576.0),
+    }
+}
+
+fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}

@@ -1,0 +1,584 @@
+//! `sluice serve` and its REST API, over real HTTP to a real server
+//! process: upload real example components, submit a job on the generator,
+//! watch its metrics move, cancel it; and every way a request can be
+//! refused.
+
+use crate::support::{self, stderr, stdout};
+use serde_json::{Value, json};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `sluice serve` process on a free loopback port, stopped on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    agent: ureq::Agent,
+    token: Option<String>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = support::temp_dir();
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let mut child = support::sluice()
+            .args(["serve", "--listen", "127.0.0.1:0", "--store"])
+            .arg(dir.path().join("store"))
+            .args(extra)
+            .current_dir(dir.path())
+            .env_remove("SLUICE_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start sluice serve");
+        // The first line says where it listens.
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("sluice serve prints its address");
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_owned();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let token = extra
+            .iter()
+            .position(|a| *a == "--token")
+            .map(|i| extra[i + 1].to_owned());
+        Server {
+            child,
+            url,
+            dir,
+            agent,
+            token,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Sends a request (with the server's token, if it has one); returns
+    /// the status and the body (JSON when it parses, else a string).
+    pub fn request(&self, method: &str, path: &str, body: Option<Vec<u8>>) -> (u16, Value) {
+        self.request_with(method, path, body, self.token.as_deref())
+    }
+
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let sent = match body {
+            None => self.agent.run(req.body(()).unwrap()),
+            Some(b) => self.agent.run(req.body(b).unwrap()),
+        };
+        let mut resp = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()));
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(16 << 20)
+            .read_to_string()
+            .unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn upload(&self, name: &str, file: &str) -> (u16, Value) {
+        let bytes = std::fs::read(support::modules_dir().join(file)).unwrap();
+        self.request("PUT", &format!("/v1/modules/{name}"), Some(bytes))
+    }
+
+    /// Submits `examples/serve/orders-live.yaml` writing into the server's
+    /// folder; returns the job id.
+    pub fn submit_orders_live(&self) -> String {
+        let spec = std::fs::read_to_string(support::repo().join("examples/serve/orders-live.yaml"))
+            .unwrap();
+        let body = json!({"spec": spec, "file": "orders-live.yaml", "vars": {"RATE": "3000"}});
+        let (status, job) = self.request("POST", "/v1/jobs", Some(body.to_string().into_bytes()));
+        assert_eq!(status, 201, "{job}\n{}", self.log());
+        assert_eq!(job["status"], "running", "{job}");
+        job["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Polls the job until `done` holds (at most 30 s).
+    pub fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, job) = self.request("GET", &format!("/v1/jobs/{id}"), None);
+            assert_eq!(status, 200, "{job}");
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "waited 30 s for {what}: {job:#}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn operator<'a>(job: &'a Value, uid: &str) -> &'a Value {
+    job["operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["uid"] == uid)
+        .unwrap_or_else(|| panic!("no operator {uid} in {job:#}"))
+}
+
+fn source_in(job: &Value) -> u64 {
+    operator(job, "orders")["records_in"].as_u64().unwrap()
+}
+
+#[test]
+fn upload_submit_watch_metrics_and_cancel_over_http() {
+    let s = Server::start(&[]);
+    let (status, m) = s.upload("usd_orders.wasm", "usd_orders.wasm");
+    assert_eq!(status, 201, "{m}");
+    assert_eq!(m["worlds"], json!(["transform"]));
+    let sha = m["sha256"].as_str().unwrap().to_owned();
+    assert!(
+        s.dir.path().join(format!("store/{sha}.wasm")).is_file(),
+        "stored by content"
+    );
+    let (status, m) = s.upload("count_sum.wasm", "count_sum.wasm");
+    assert_eq!(status, 201, "{m}");
+    assert_eq!(m["worlds"], json!(["aggregate"]));
+    // The same content again under the same name replaces nothing.
+    assert_eq!(s.upload("count_sum.wasm", "count_sum.wasm").0, 200);
+    let (_, list) = s.request("GET", "/v1/modules", None);
+    let names: Vec<&str> = list["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["count_sum.wasm", "usd_orders.wasm"]);
+    // By hash prefix too.
+    let (status, m) = s.request("GET", &format!("/v1/modules/sha256:{}", &sha[..16]), None);
+    assert_eq!(
+        (status, &m["name"]),
+        (200, &json!("usd_orders.wasm")),
+        "{m}"
+    );
+
+    let id = s.submit_orders_live();
+    let first = s.wait_for(&id, "records to flow and rates to be sampled", |j| {
+        source_in(j) > 0
+            && operator(j, "orders")["records_in_per_second"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+            && operator(j, "revenue-per-minute")["watermark"].is_i64()
+    });
+    let graph = &first["graph"];
+    assert_eq!(graph["nodes"].as_array().unwrap().len(), 5, "{graph}");
+    assert!(
+        graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["from"] == "completed-usd"
+                && e["to"] == "revenue-per-minute"
+                && e["partitioning"] == "hash"),
+        "{graph}"
+    );
+    assert_eq!(operator(&first, "completed-usd")["parallelism"], 2);
+    assert!(
+        operator(&first, "completed-usd")["wasm_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    // The metrics move.
+    let before = source_in(&first);
+    let later = s.wait_for(&id, "the source count to grow", |j| {
+        source_in(j) > before + 1000
+    });
+    assert!(operator(&later, "revenue-per-minute")["watermark_lag_ms"].is_i64());
+    let (status, text) = s.request("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    let text = text.as_str().unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("sluice_records_in_total{")
+                && l.contains(&format!("job=\"{id}\""))
+                && l.contains("operator=\"orders\"")
+        })
+        .unwrap_or_else(|| panic!("no records_in series:\n{text}"));
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n > 0.0, "{line}");
+    for series in [
+        "sluice_watermark_lag_seconds{",
+        "sluice_backpressured_seconds_total{",
+        "sluice_dead_lettered_records_total{",
+        "sluice_late_records_total{",
+        "sluice_wasm_call_seconds_total{",
+        "sluice_latency_seconds_bucket{",
+        "sluice_job_status{",
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
+    // Latency markers reach the sink within a few seconds.
+    s.wait_for(&id, "a latency figure at the sink", |j| {
+        operator(j, "revenue")["latency_p99_ms"].is_f64()
+    });
+
+    // A module in use stays.
+    let (status, e) = s.request("DELETE", "/v1/modules/usd_orders.wasm", None);
+    assert_eq!(status, 409, "{e}");
+    assert!(e["error"].as_str().unwrap().contains(&id), "{e}");
+
+    let (status, j) = s.request("POST", &format!("/v1/jobs/{}/cancel", &id[..8]), None);
+    assert_eq!(status, 202, "{j}");
+    let done = s.wait_for(&id, "the job to stop", |j| j["status"] != "running");
+    assert_eq!(done["status"], "cancelled", "{done}");
+    assert_eq!(
+        s.request("POST", &format!("/v1/jobs/{id}/cancel"), None).0,
+        409
+    );
+    let (status, r) = s.request("DELETE", "/v1/modules/usd_orders.wasm", None);
+    assert_eq!(status, 200, "{r}");
+    assert!(!s.dir.path().join(format!("store/{sha}.wasm")).exists());
+    // The job wrote its results where the server runs.
+    assert!(s.dir.path().join("orders-live.jsonl").is_file());
+}
+
+#[test]
+fn the_cli_runs_the_readme_loop() {
+    let s = Server::start(&[]);
+    let cli = |args: &[&str]| {
+        let o = support::sluice()
+            .args(args)
+            .env("SLUICE_SERVER", &s.url)
+            .env("RATE", "2000")
+            .current_dir(s.dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "sluice {args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    let modules = support::modules_dir();
+    for m in ["usd_orders.wasm", "count_sum.wasm"] {
+        let out = cli(&["module", "upload", modules.join(m).to_str().unwrap()]);
+        assert!(out.starts_with(&format!("uploaded {m} (sha256:")), "{out}");
+    }
+    let out = cli(&["module", "list"]);
+    assert!(
+        out.contains("usd_orders.wasm") && out.contains("transform"),
+        "{out}"
+    );
+    let spec = support::repo().join("examples/serve/orders-live.yaml");
+    let out = cli(&["job", "submit", spec.to_str().unwrap()]);
+    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(out.starts_with("submitted job "), "{out}");
+    let job = s.wait_for(&id, "records", |j| source_in(j) > 0);
+    assert_eq!(job["name"], "orders-live");
+    let list: Value = serde_json::from_str(&cli(&["job", "list", "--json"])).unwrap();
+    assert_eq!(list["jobs"][0]["id"], id.as_str());
+    let out = cli(&["job", "inspect", &id]);
+    assert!(
+        out.contains("revenue-per-minute") && out.contains("status    running"),
+        "{out}"
+    );
+    let out = cli(&["job", "cancel", &id]);
+    assert!(out.contains("is cancelled"), "{out}");
+    let out = cli(&["module", "inspect", "count_sum.wasm"]);
+    assert!(out.contains("worlds    aggregate"), "{out}");
+    let out = cli(&["module", "rm", "count_sum.wasm"]);
+    assert!(out.starts_with("removed count_sum.wasm"), "{out}");
+}
+
+#[test]
+fn module_inspect_shows_declared_states() {
+    let s = Server::start(&[]);
+    assert_eq!(s.upload("dedup", "dedup.wasm").0, 201);
+    let (status, m) = s.request("GET", "/v1/modules/dedup", None);
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["worlds"], json!(["keyed-process"]));
+    let states = m["states"].as_array().unwrap_or_else(|| panic!("{m:#}"));
+    assert!(!states.is_empty(), "{m:#}");
+    assert!(states.iter().all(|s| s["kind"].is_string()), "{m:#}");
+    let (status, e) = s.request("GET", "/v1/modules/dedup?config=%7Bnot", None);
+    assert_eq!(status, 400, "{e}");
+}
+
+#[test]
+fn state_size_of_a_process_function_grows_in_the_api_and_metrics() {
+    let s = Server::start(&[]);
+    assert_eq!(s.upload("dedup.wasm", "dedup.wasm").0, 201);
+    let spec = "name: dedup-live\nsources:\n  - { uid: orders, type: datagen, rate: 3000 }\noperators:\n  - uid: dedup\n    input: orders\n    key_by: /order_id\n    process: { module: dedup.wasm, config: { ttl_ms: 3600000 } }\nsinks:\n  - { uid: unique, input: dedup, type: file, path: unique.jsonl }\n";
+    let body = json!({"spec": spec, "file": "dedup-live.yaml"});
+    let (status, job) = s.request("POST", "/v1/jobs", Some(body.to_string().into_bytes()));
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let state = |j: &Value| operator(j, "dedup")["state_bytes"].as_u64().unwrap();
+    let first = s.wait_for(&id, "state to be measured", |j| state(j) > 0);
+    let before = state(&first);
+    s.wait_for(&id, "state to grow (a new key per order)", |j| {
+        state(j) > before
+    });
+    assert!(
+        operator(&first, "orders")["state_bytes"].is_null(),
+        "{first}"
+    );
+    let (_, text) = s.request("GET", "/metrics", None);
+    let line = text
+        .as_str()
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("sluice_state_bytes{") && l.contains("operator=\"dedup\""))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_owned();
+    assert!(
+        line.rsplit(' ').next().unwrap().parse::<f64>().unwrap() > 0.0,
+        "{line}"
+    );
+    assert_eq!(
+        s.request("POST", &format!("/v1/jobs/{id}/cancel"), None).0,
+        202
+    );
+}
+
+#[test]
+fn an_invalid_component_is_refused_and_nothing_is_kept() {
+    let s = Server::start(&[]);
+    let (status, e) = s.request("PUT", "/v1/modules/junk.wasm", Some(b"\0asm junk".to_vec()));
+    assert_eq!(status, 422, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(msg.contains("module `junk.wasm` is not accepted"), "{msg}");
+    // A plain core module is not a component either.
+    let core = b"\0asm\x01\0\0\0".to_vec();
+    let (status, e) = s.request("PUT", "/v1/modules/core.wasm", Some(core));
+    assert_eq!(status, 422, "{e}");
+    let (status, e) = s.request("PUT", "/v1/modules/empty.wasm", Some(Vec::new()));
+    assert_eq!(status, 400, "{e}");
+    let (_, list) = s.request("GET", "/v1/modules", None);
+    assert_eq!(list["modules"], json!([]));
+    let kept: Vec<PathBuf> = std::fs::read_dir(s.dir.path().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(kept.is_empty(), "{kept:?}");
+}
+
+#[test]
+fn an_oversize_upload_gets_413() {
+    let s = Server::start(&["--max-module-size", "1MiB"]);
+    let (status, e) = s.upload("usd_orders.wasm", "usd_orders.wasm");
+    assert_eq!(status, 413, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(msg.contains("limited to 1048576 bytes"), "{msg}");
+    let (_, list) = s.request("GET", "/v1/modules", None);
+    assert_eq!(list["modules"], json!([]));
+}
+
+#[test]
+fn a_spec_naming_an_unknown_module_is_a_400_with_its_line() {
+    let s = Server::start(&[]);
+    let spec = "name: x\nsources:\n  - { uid: g, type: datagen, count: 10 }\noperators:\n  - uid: m\n    input: g\n    wasm: { module: nope.wasm }\nsinks:\n  - { uid: out, input: m, type: stdout }\n";
+    let body = json!({"spec": spec, "file": "x.yaml"});
+    let (status, e) = s.request("POST", "/v1/jobs", Some(body.to_string().into_bytes()));
+    assert_eq!(status, 400, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(
+        msg.contains("x.yaml:7") && msg.contains("module `nope.wasm` is not uploaded"),
+        "{msg}"
+    );
+    let (status, e) = s.request("POST", "/v1/jobs", Some(b"{not json".to_vec()));
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("must be JSON"), "{e}");
+    let (_, jobs) = s.request("GET", "/v1/jobs", None);
+    assert_eq!(jobs["jobs"], json!([]));
+}
+
+#[test]
+fn bad_requests_say_what_is_wrong() {
+    let s = Server::start(&[]);
+    for (method, path, status, says) in [
+        (
+            "PUT",
+            "/v1/modules/..%2F..%2Fevil",
+            400,
+            "is not a module name",
+        ),
+        ("PUT", "/v1/modules/.hidden", 400, "is not a module name"),
+        ("GET", "/v1/modules/nothing", 404, "is not uploaded"),
+        ("GET", "/v1/jobs/0123", 404, "no job `0123`"),
+        ("GET", "/v1/nowhere", 404, "no such endpoint"),
+        ("DELETE", "/v1/jobs", 405, "not allowed"),
+    ] {
+        let body = (method == "PUT").then(|| b"x".to_vec());
+        let (got, e) = s.request(method, path, body);
+        assert_eq!(got, status, "{method} {path}: {e}");
+        let msg = e["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(says), "{method} {path}: {msg}");
+    }
+    let escaped: Vec<PathBuf> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap() != "serve.log" && p.file_name().unwrap() != "store")
+        .collect();
+    assert!(escaped.is_empty(), "{escaped:?}");
+}
+
+#[test]
+fn a_token_is_required_when_set_and_needed_off_loopback() {
+    let s = Server::start(&["--token", "s3cret"]);
+    let (status, e) = s.request_with("GET", "/v1/jobs", None, None);
+    assert_eq!(status, 401, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("needs a token"),
+        "{e}"
+    );
+    assert_eq!(
+        s.request_with("GET", "/metrics", None, Some("wrong")).0,
+        401
+    );
+    assert_eq!(
+        s.request_with("GET", "/v1/jobs", None, Some("s3cret")).0,
+        200
+    );
+    // The dashboard's page is static and open; its data is not.
+    assert_eq!(s.request_with("GET", "/", None, None).0, 200);
+    // The CLI sends SLUICE_TOKEN.
+    let o = support::sluice()
+        .args(["job", "list", "--server", &s.url])
+        .env_remove("SLUICE_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("needs a token"), "{}", stderr(&o));
+    let o = support::sluice()
+        .args(["job", "list", "--server", &s.url])
+        .env("SLUICE_TOKEN", "s3cret")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Off loopback without a token: refused before listening.
+    let o = support::sluice()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env_remove("SLUICE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not a loopback address: listening there needs a token"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_openapi_document_describes_every_route() {
+    let s = Server::start(&[]);
+    let (status, doc) = s.request("GET", "/v1/openapi.json", None);
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let documented: std::collections::BTreeSet<String> =
+        doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let source = std::fs::read_to_string(support::repo().join("host/src/server/mod.rs")).unwrap();
+    let routed: std::collections::BTreeSet<String> = source
+        .split(".route(")
+        .skip(1)
+        .map(|r| {
+            r.trim_start()
+                .trim_start_matches('"')
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(!routed.is_empty());
+    assert_eq!(routed, documented);
+}
+
+#[test]
+fn sluice_run_serves_the_api_for_its_job() {
+    let dir = support::temp_dir();
+    let mut child = support::sluice()
+        .args([
+            "run",
+            "examples/orders/pipeline.yaml",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("ORDERS", "100000000")
+        .env("RATE", "2000")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let err = || std::fs::read_to_string(dir.path().join("err")).unwrap_or_default();
+    let start = Instant::now();
+    let url = loop {
+        if let Some(l) = err()
+            .lines()
+            .find(|l| l.contains("API and dashboard at http://"))
+        {
+            break l.rsplit(' ').next().unwrap().to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{}", err());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let get = |path: &str| -> (u16, Value) {
+        let mut r = agent.get(format!("{url}{path}")).call().unwrap();
+        (
+            r.status().as_u16(),
+            serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap(),
+        )
+    };
+    let (_, jobs) = get("/v1/jobs");
+    let id = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(jobs["jobs"][0]["name"], "orders-revenue");
+    let (status, e) = get("/v1/modules");
+    assert_eq!(status, 405, "{e}");
+    let o = support::sluice()
+        .args(["job", "cancel", &id, "--server", &url])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{}", err());
+}
