@@ -377,14 +377,12 @@ impl Jobs {
         }
     }
 
-    /// A running job that uses the module with this hash.
-    pub fn using_module(&self, sha256: &str) -> Option<String> {
-        self.jobs
-            .lock()
-            .expect("jobs")
-            .iter()
-            .find(|j| j.status() == Status::Running && j.uses_module(sha256))
-            .map(|j| format!("{} (`{}`)", j.id, j.name))
+    /// The running jobs that use the module with this hash.
+    pub fn using_module(&self, sha256: &str) -> Vec<Arc<Job>> {
+        self.list()
+            .into_iter()
+            .filter(|j| j.status() == Status::Running && j.uses_module(sha256))
+            .collect()
     }
 
     pub fn sample(&self) {

@@ -17,7 +17,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use jobs::{Job, Jobs, Status};
+use jobs::{Job, Jobs};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -242,9 +242,8 @@ async fn list_modules(State(state): State<Arc<AppState>>) -> ApiResult {
 fn module_json(e: &store::Entry, jobs: &Jobs) -> Value {
     let mut v = serde_json::to_value(e).expect("entry serializes");
     v["used_by"] = json!(
-        jobs.list()
+        jobs.using_module(&e.sha256)
             .iter()
-            .filter(|j| j.status() == Status::Running && j.uses_module(&e.sha256))
             .map(|j| j.id.clone())
             .collect::<Vec<_>>()
     );
@@ -369,7 +368,10 @@ async fn inspect_module(
 
 async fn delete_module(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> ApiResult {
     let store = store(&state)?;
-    let removed = store.remove(&name, |sha| state.jobs.using_module(sha))?;
+    let removed = store.remove(&name, |sha| {
+        let users = state.jobs.using_module(sha);
+        users.first().map(|j| format!("{} (`{}`)", j.id, j.name))
+    })?;
     ok(StatusCode::OK, json!({ "removed": removed }))
 }
 

@@ -326,7 +326,12 @@ pub struct WasmProcess {
     // Reused buffers for the call's inputs.
     rows: Vec<Row>,
     row_data: Vec<u8>,
+    /// When the state's size was last put in the metrics.
+    size_measured: Option<Instant>,
 }
+
+/// How often a subtask's state size is measured for the metrics.
+const SIZE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl WasmProcess {
     pub fn new(
@@ -355,6 +360,7 @@ impl WasmProcess {
             lowering: Lowering::default(),
             rows: Vec::new(),
             row_data: Vec::new(),
+            size_measured: None,
         }
     }
 
@@ -553,10 +559,15 @@ impl WasmProcess {
         self.pending = recycled;
         let metrics = &out.info().metrics;
         NodeMetrics::add(&metrics.wasm_nanos, started.elapsed().as_nanos() as u64);
-        if let Some(state) = &self.call.state
+        // RocksDB's size estimate walks its files: once a second is enough.
+        if self
+            .size_measured
+            .is_none_or(|t| t.elapsed() >= SIZE_INTERVAL)
+            && let Some(state) = &self.call.state
             && let Some(gauge) = metrics.state_bytes.get(self.subtask as usize)
         {
             gauge.store(state.size_bytes(), std::sync::atomic::Ordering::Relaxed);
+            self.size_measured = Some(Instant::now());
         }
         result
     }
