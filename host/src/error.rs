@@ -103,6 +103,9 @@ pub enum RuntimeError {
     /// error).
     #[error("{0}")]
     Disconnected(String),
+    /// A checkpoint or savepoint could not be written, read or committed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// Someone cancelled the job (the API, the CLI).
@@ -123,7 +126,9 @@ impl RuntimeError {
             RuntimeError::BadRecord { .. } | RuntimeError::Wasm(_) | RuntimeError::Cancelled => {
                 Fault::User
             }
-            RuntimeError::Io { .. } | RuntimeError::State { .. } => Fault::External,
+            RuntimeError::Io { .. } | RuntimeError::State { .. } | RuntimeError::Checkpoint(_) => {
+                Fault::External
+            }
             RuntimeError::Internal(_) | RuntimeError::Disconnected(_) => Fault::Internal,
         }
     }

@@ -11,6 +11,7 @@
 //! it, read the [`runtime::job::JobSummary`]. The `sluice` binary ([`cli`])
 //! does exactly that.
 
+pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
 pub mod error;

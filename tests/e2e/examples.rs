@@ -26,6 +26,10 @@ const COVERED: &[(&str, &str)] = &[
         "examples::the_orders_demo_runs_on_the_generator",
     ),
     (
+        "examples/savepoints/orders.yaml",
+        "recovery::savepoint_stop_and_restore_at_parallelism_1_2_3_gives_identical_results",
+    ),
+    (
         "examples/serve/orders-live.yaml",
         "api::upload_submit_watch_metrics_and_cancel_over_http",
     ),
@@ -76,7 +80,12 @@ const COVERED: &[(&str, &str)] = &[
 fn every_example_has_a_test() {
     let repo = support::repo();
     let mut found = BTreeSet::new();
-    for dir in ["examples/bench", "examples/orders", "examples/serve"] {
+    for dir in [
+        "examples/bench",
+        "examples/orders",
+        "examples/savepoints",
+        "examples/serve",
+    ] {
         for e in std::fs::read_dir(repo.join(dir))
             .unwrap()
             .filter_map(Result::ok)
@@ -106,7 +115,8 @@ fn every_example_has_a_test() {
         let is_case =
             e.path().join("pipeline.yaml").is_file() && e.path().join("expected").is_dir();
         assert!(
-            is_case || ["bench", "orders", "operators", "serve"].contains(&name.as_str()),
+            is_case
+                || ["bench", "orders", "operators", "savepoints", "serve"].contains(&name.as_str()),
             "examples/{name} is new: give it a test and list it in tests/e2e/examples.rs"
         );
     }

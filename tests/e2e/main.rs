@@ -17,5 +17,6 @@ mod cases;
 mod cli;
 mod dashboard;
 mod examples;
+mod recovery;
 mod sandbox;
 mod support;

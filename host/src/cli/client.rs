@@ -57,6 +57,12 @@ pub enum JobCommand {
         /// A value for a `${VAR}` of the spec: NAME=VALUE (may be repeated).
         #[arg(long = "var", value_name = "NAME=VALUE")]
         vars: Vec<String>,
+        /// Start from this savepoint folder (on the server's machine).
+        #[arg(long, value_name = "DIR")]
+        from_savepoint: Option<PathBuf>,
+        /// Drop state in the savepoint that no node of the spec claims.
+        #[arg(long)]
+        drop_unclaimed_state: bool,
     },
     /// List jobs.
     List,
@@ -65,6 +71,20 @@ pub enum JobCommand {
     Inspect { id: String },
     /// Cancel a running job and wait (up to 30 s) until it has stopped.
     Cancel { id: String },
+    /// Take a savepoint of a running job; it keeps running.
+    Savepoint {
+        id: String,
+        /// The folder to write it to (on the server's machine; default: a
+        /// `savepoint-<id>` folder in the job's checkpoint folder).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Take a savepoint and stop the job once it is complete.
+    Stop {
+        id: String,
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 struct Client {
@@ -273,8 +293,22 @@ pub fn module(cmd: ModuleCommand, args: &ServerArgs) -> ExitCode {
 pub fn job(cmd: JobCommand, args: &ServerArgs) -> ExitCode {
     let c = Client::new(args);
     match cmd {
-        JobCommand::Submit { spec, vars } => {
+        JobCommand::Submit {
+            spec,
+            vars,
+            from_savepoint,
+            drop_unclaimed_state,
+        } => {
             let result = submission(&spec, &vars)
+                .map(|mut body| {
+                    if let Some(d) = &from_savepoint {
+                        body["from_savepoint"] = json!(absolute(d));
+                    }
+                    if drop_unclaimed_state {
+                        body["drop_unclaimed_state"] = json!(true);
+                    }
+                    body
+                })
                 .and_then(|body| c.call("POST", "/v1/jobs", Some(Body::Json(body))));
             finish(args, result, |j| {
                 println!("submitted job {} (`{}`)", s(&j["id"]), s(&j["name"]))
@@ -303,6 +337,8 @@ pub fn job(cmd: JobCommand, args: &ServerArgs) -> ExitCode {
             let result = c.call("GET", &format!("/v1/jobs/{}", seg(&id)), None);
             finish(args, result, print_job)
         }
+        JobCommand::Savepoint { id, dir } => savepoint(&c, args, &id, dir, false),
+        JobCommand::Stop { id, dir } => savepoint(&c, args, &id, dir, true),
         JobCommand::Cancel { id } => {
             let result = c
                 .call("POST", &format!("/v1/jobs/{}/cancel", seg(&id)), None)
@@ -341,6 +377,43 @@ pub fn job(cmd: JobCommand, args: &ServerArgs) -> ExitCode {
     }
 }
 
+/// `job savepoint` and `job stop`.
+fn savepoint(
+    c: &Client,
+    args: &ServerArgs,
+    id: &str,
+    dir: Option<PathBuf>,
+    stop: bool,
+) -> ExitCode {
+    let verb = if stop { "stop" } else { "savepoints" };
+    let body = json!({ "dir": dir.as_deref().map(absolute) });
+    let result = c.call(
+        "POST",
+        &format!("/v1/jobs/{}/{verb}", seg(id)),
+        Some(Body::Json(body)),
+    );
+    finish(args, result, |j| {
+        println!("savepoint {}", s(&j["savepoint"]));
+        if stop {
+            println!(
+                "job {} (`{}`) is {}",
+                s(&j["id"]),
+                s(&j["name"]),
+                s(&j["status"])
+            );
+        }
+    })
+}
+
+/// A path made absolute against this folder: the server resolves relative
+/// paths against its own.
+fn absolute(p: &std::path::Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_owned())
+        .display()
+        .to_string()
+}
+
 /// The submission body: the spec's text, its file name, and the values of
 /// the `${VAR}`s it uses (from --var, else this environment).
 fn submission(spec: &std::path::Path, vars: &[String]) -> Result<Value, String> {
@@ -373,11 +446,17 @@ fn submission(spec: &std::path::Path, vars: &[String]) -> Result<Value, String> 
 fn print_job(j: &Value) {
     println!("job       {} (`{}`)", s(&j["id"]), s(&j["name"]));
     println!(
-        "status    {} for {:.1} s, {} restarts",
+        "status    {} for {:.1} s, {} restarts, {} checkpoints (last {} ms, {} bytes)",
         s(&j["status"]),
         j["duration_seconds"].as_f64().unwrap_or(0.0),
-        num(&j["restarts"])
+        num(&j["restarts"]),
+        num(&j["checkpoints"]["completed"]),
+        num(&j["checkpoints"]["last_duration_ms"]),
+        num(&j["checkpoints"]["last_size_bytes"]),
     );
+    if let Some(p) = j["savepoint"].as_str() {
+        println!("savepoint {p}");
+    }
     if let Some(e) = j["last_error"].as_str() {
         println!("error     {e}");
     }

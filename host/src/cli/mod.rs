@@ -1,7 +1,7 @@
 //! The `sluice` command: `run`, `validate`, `serve`, `version`, and the
 //! API client verbs `module` and `job` (see [`client`]).
 //!
-//! Exit codes: 0 when the job finished, 2 for a problem in the spec or a
+//! Exit codes: 0 when the job finished (or stopped with a savepoint), 2 for a problem in the spec or a
 //! module (fix the input and run again), 1 for a failure while running
 //! (or a request the server refused), 130 when interrupted or cancelled.
 
@@ -48,6 +48,14 @@ enum Command {
         /// Do not serve the API.
         #[arg(long)]
         no_api: bool,
+        /// Start from a savepoint (or checkpoint) folder, possibly at another
+        /// parallelism or with operators' modules replaced.
+        #[arg(long, value_name = "DIR")]
+        from_savepoint: Option<PathBuf>,
+        /// With --from-savepoint: drop state of operators the spec no longer
+        /// has, or states a module no longer declares.
+        #[arg(long)]
+        drop_unclaimed_state: bool,
     },
     /// Run a long-lived host: a REST API for modules and jobs, Prometheus
     /// metrics at /metrics and a dashboard at /.
@@ -143,13 +151,19 @@ pub fn main() -> ExitCode {
             quiet,
             listen,
             no_api,
+            from_savepoint,
+            drop_unclaimed_state,
         } => {
             let pipeline = match plan::load(&spec, &PlanOptions::from_env(&modules.module_path)) {
                 Ok(p) => p,
                 Err(e) => return fail(&Error::Plan(e)),
             };
             tracing::debug!("plan:\n{}", pipeline.describe());
-            run(pipeline, quiet, (!no_api).then_some(listen.as_str()))
+            let start = crate::runtime::job::Start {
+                from_savepoint,
+                drop_unclaimed_state,
+            };
+            run(pipeline, quiet, (!no_api).then_some(listen.as_str()), start)
         }
     }
 }
@@ -168,13 +182,19 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-fn run(pipeline: Pipeline, quiet: bool, listen: Option<&str>) -> ExitCode {
+fn run(
+    pipeline: Pipeline,
+    quiet: bool,
+    listen: Option<&str>,
+    start: crate::runtime::job::Start,
+) -> ExitCode {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
     let jobs = Arc::new(Jobs::default());
     let outcome = runtime.block_on(async {
+        let mut api = None;
         if let Some(listen) = listen {
             // The same API as `sluice serve`, for this one job.
             let listener = match server::bind(listen, None).await {
@@ -193,19 +213,30 @@ fn run(pipeline: Pipeline, quiet: bool, listen: Option<&str>) -> ExitCode {
                         max_module_size: 0,
                         base_dir: PathBuf::from("."),
                     });
-                    tokio::spawn(server::serve(l, state));
+                    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                    let task = tokio::spawn(server::serve_until(l, state, async {
+                        let _ = rx.await;
+                    }));
+                    api = Some((tx, task));
                 }
                 Err(e) => tracing::warn!("not serving the API: {e}"),
             }
         }
-        let (job, done) = jobs.start(pipeline).map_err(RuntimeError::Internal)?;
-        tokio::select! {
+        let (job, done) = jobs.start(pipeline, start).map_err(RuntimeError::Internal)?;
+        let result = tokio::select! {
             r = done => Ok(r.unwrap_or_else(|_| Err(RuntimeError::Internal("the job thread stopped".into())))),
             _ = tokio::signal::ctrl_c() => {
                 job.cancel();
                 Err(RuntimeError::Cancelled)
             }
+        };
+        // Answer the requests in flight (a `job stop` waits for the job to
+        // have stopped) before the process exits.
+        if let Some((tx, task)) = api {
+            let _ = tx.send(());
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), task).await;
         }
+        result
     });
     match outcome {
         Err(RuntimeError::Cancelled) | Ok(Err(RuntimeError::Cancelled)) => {
@@ -214,6 +245,15 @@ fn run(pipeline: Pipeline, quiet: bool, listen: Option<&str>) -> ExitCode {
         }
         Err(e) | Ok(Err(e)) => fail(&Error::Runtime(e)),
         Ok(Ok(summary)) => {
+            if let Some(at) = &summary.already_finished {
+                eprintln!(
+                    "sluice: the job had already finished (its last checkpoint, {at}, says so); nothing to do. Empty the checkpoint folder to run it again."
+                );
+                return ExitCode::SUCCESS;
+            }
+            if let Some(sp) = &summary.savepoint {
+                eprintln!("sluice: stopped with a savepoint at {}", sp.display());
+            }
             if !quiet {
                 let pipeline_name = jobs.list().first().map(|j| j.name.clone());
                 eprint!(

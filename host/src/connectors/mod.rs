@@ -29,6 +29,20 @@ pub trait SourceFactory: Send + Sync {
 
 pub trait SinkFactory: Send + Sync {
     fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Operator>;
+
+    /// What commits the sink's output when a checkpoint completes (a sink
+    /// without one writes through: at least once).
+    fn committer(&self) -> Option<Arc<dyn crate::checkpoint::Committer>> {
+        None
+    }
+}
+
+/// What a sink connector knows of the job when the plan is built.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SinkContext {
+    /// Checkpointing is on: output becomes visible when the checkpoint that
+    /// covers it completes.
+    pub exactly_once: bool,
 }
 
 /// The source connector named `kind`.
@@ -47,9 +61,13 @@ pub fn source(kind: &str, options: serde_yaml::Mapping) -> Result<Arc<dyn Source
 }
 
 /// The sink connector named `kind`.
-pub fn sink(kind: &str, options: serde_yaml::Mapping) -> Result<Arc<dyn SinkFactory>, String> {
+pub fn sink(
+    kind: &str,
+    options: serde_yaml::Mapping,
+    context: SinkContext,
+) -> Result<Arc<dyn SinkFactory>, String> {
     match kind {
-        "file" => Ok(Arc::new(file::FileSinkFactory::new(options_of(options)?))),
+        "file" => file::sink_factory(options_of(options)?, context),
         "stdout" => Ok(Arc::new(stdout::StdoutSinkFactory::new(options_of(
             options,
         )?))),

@@ -53,6 +53,9 @@ pub struct Settings {
     pub buffer_timeout: Duration,
     pub channel_capacity: usize,
     pub max_parallelism: u32,
+    /// Periodic checkpoints, when the spec has a checkpoint folder.
+    pub checkpoints: Option<crate::checkpoint::CheckpointSettings>,
+    pub restart: crate::checkpoint::RestartStrategy,
 }
 
 pub struct Node {
@@ -520,6 +523,8 @@ impl Planner<'_> {
                 buffer_timeout: spec.buffer_timeout.0,
                 channel_capacity: spec.channel_capacity.max(1),
                 max_parallelism: spec.max_parallelism,
+                checkpoints: self.checkpoints(),
+                restart: self.restart()?,
             },
             has_dead_letter,
         })
@@ -717,7 +722,10 @@ impl Planner<'_> {
         inputs: Vec<(String, String)>,
     ) -> Result<Draft, PlanError> {
         let node = Some(uid);
-        let factory = connectors::sink(&connector.kind, connector.options.clone())
+        let context = connectors::SinkContext {
+            exactly_once: self.checkpoints().is_some(),
+        };
+        let factory = connectors::sink(&connector.kind, connector.options.clone(), context)
             .map_err(|m| self.err(p, node, format!("sink `{}`: {m}", connector.kind)))?;
         Ok(Draft {
             node: Node {
@@ -920,6 +928,55 @@ impl Planner<'_> {
     }
 
     /// The spec's state backend.
+    fn checkpoints(&self) -> Option<crate::checkpoint::CheckpointSettings> {
+        let c = &self.spec.checkpoints;
+        let dir = c.dir.as_deref().map(str::trim).filter(|d| !d.is_empty())?;
+        Some(crate::checkpoint::CheckpointSettings {
+            dir: dir.into(),
+            interval: c.interval.0.max(std::time::Duration::from_millis(1)),
+            min_pause: c.min_pause.0,
+            timeout: c.timeout.0,
+            retained: c.retained.max(1),
+            tolerable_failures: c.tolerable_failures,
+        })
+    }
+
+    fn restart(&self) -> Result<crate::checkpoint::RestartStrategy, PlanError> {
+        use crate::checkpoint::RestartStrategy;
+        use spec::RestartKind;
+        let r = &self.spec.restart;
+        let checkpointing = self.checkpoints().is_some();
+        let kind = r.strategy.unwrap_or(if checkpointing {
+            RestartKind::FixedDelay
+        } else {
+            RestartKind::None
+        });
+        let attempts = r.attempts.unwrap_or(3);
+        let delay = r.delay.map_or(std::time::Duration::from_secs(1), |d| d.0);
+        Ok(match kind {
+            RestartKind::None => RestartStrategy::None,
+            RestartKind::FixedDelay => RestartStrategy::FixedDelay { attempts, delay },
+            RestartKind::Exponential => {
+                let multiplier = r.multiplier.unwrap_or(2.0);
+                if multiplier.is_nan() || multiplier < 1.0 {
+                    return Err(self.err(
+                        "restart.multiplier",
+                        None,
+                        "the multiplier must be at least 1",
+                    ));
+                }
+                RestartStrategy::Exponential {
+                    attempts,
+                    initial: delay,
+                    max: r
+                        .max_delay
+                        .map_or(std::time::Duration::from_secs(60), |d| d.0),
+                    multiplier,
+                }
+            }
+        })
+    }
+
     fn backend(&self) -> crate::state::Backend {
         let st = &self.spec.state;
         match st.backend {

@@ -39,6 +39,12 @@ pub struct Spec {
     /// Where keyed state lives.
     #[serde(default)]
     pub state: StateSpec,
+    /// Periodic checkpoints: on when `dir` is set.
+    #[serde(default)]
+    pub checkpoints: CheckpointsSpec,
+    /// What happens when a task fails.
+    #[serde(default)]
+    pub restart: RestartSpec,
     pub sources: Vec<SourceSpec>,
     #[serde(default)]
     pub operators: Vec<OperatorSpec>,
@@ -66,6 +72,86 @@ fn default_buffer_timeout() -> Dur {
 }
 fn default_channel_capacity() -> usize {
     32
+}
+
+/// The `checkpoints` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointsSpec {
+    /// The folder checkpoints go to; checkpointing is off without one (an
+    /// empty value counts as none).
+    #[serde(default)]
+    pub dir: Option<String>,
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval: Dur,
+    /// Least time between the end of a checkpoint and the next start.
+    #[serde(default = "zero")]
+    pub min_pause: Dur,
+    #[serde(default = "default_checkpoint_timeout")]
+    pub timeout: Dur,
+    /// Complete checkpoints kept.
+    #[serde(default = "default_retained")]
+    pub retained: usize,
+    /// Checkpoints that may fail in a row before the job fails.
+    #[serde(default)]
+    pub tolerable_failures: u32,
+}
+
+impl Default for CheckpointsSpec {
+    fn default() -> Self {
+        CheckpointsSpec {
+            dir: None,
+            interval: default_checkpoint_interval(),
+            min_pause: zero(),
+            timeout: default_checkpoint_timeout(),
+            retained: default_retained(),
+            tolerable_failures: 0,
+        }
+    }
+}
+
+fn default_checkpoint_interval() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+fn zero() -> Dur {
+    Dur(Duration::ZERO)
+}
+fn default_checkpoint_timeout() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+fn default_retained() -> usize {
+    3
+}
+
+/// The `restart` section: Flink's restart strategies.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    /// `none`, `fixed_delay` or `exponential`; the default is `fixed_delay`
+    /// with checkpointing and `none` without.
+    #[serde(default)]
+    pub strategy: Option<RestartKind>,
+    /// Restarts allowed (default 3).
+    #[serde(default)]
+    pub attempts: Option<u32>,
+    /// Delay before a restart; with `exponential`, before the first (default
+    /// 1 s).
+    #[serde(default)]
+    pub delay: Option<Dur>,
+    /// `exponential`: the longest delay (default 1 min).
+    #[serde(default)]
+    pub max_delay: Option<Dur>,
+    /// `exponential`: the factor between delays (default 2).
+    #[serde(default)]
+    pub multiplier: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartKind {
+    None,
+    FixedDelay,
+    Exponential,
 }
 
 /// The state backend of keyed process functions.

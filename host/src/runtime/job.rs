@@ -19,6 +19,8 @@ use super::router::{Partitioning, Router, TaskReceiver, TaskSender};
 use super::source::SourceOutput;
 use super::task::{ChainNode, Head, SourceNode, Target, Task};
 use super::{NodeMetrics, Operator, Output, Splits};
+use crate::checkpoint::coordinator::{Coordinator, Outcome, SavepointRequest, Setup};
+use crate::checkpoint::{CheckpointStats, RestorePoint};
 use crate::error::RuntimeError;
 use crate::plan::{AggregateKind, NodeKind, Pipeline};
 use crate::time::Clock;
@@ -41,6 +43,11 @@ pub struct JobSummary {
     /// sink, counted from the process start.
     pub first_read: Option<Duration>,
     pub first_output: Option<Duration>,
+    /// Set when the job stopped with a savepoint: where it is.
+    pub savepoint: Option<std::path::PathBuf>,
+    /// Set when there was nothing to do: the checkpoint folder says the job
+    /// had already finished.
+    pub already_finished: Option<String>,
 }
 
 #[derive(Debug)]
@@ -78,19 +85,216 @@ pub fn node_metrics(pipeline: &Pipeline) -> Vec<Arc<NodeMetrics>> {
 
 /// Runs a planned pipeline to the end of its input.
 pub async fn run(pipeline: &Pipeline, clock: Arc<dyn Clock>) -> Result<JobSummary, RuntimeError> {
-    let (_keep, cancel) = tokio::sync::watch::channel(false);
-    run_with(pipeline, clock, &node_metrics(pipeline), cancel).await
+    let (control, _handle) = Control::new();
+    run_with(
+        pipeline,
+        clock,
+        &node_metrics(pipeline),
+        control,
+        Start::default(),
+    )
+    .await
+}
+
+/// How a job is steered while it runs: cancelled, asked for savepoints.
+pub struct Control {
+    pub cancel: tokio::sync::watch::Receiver<bool>,
+    pub requests: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<SavepointRequest>>>,
+    pub stats: Arc<CheckpointStats>,
+}
+
+/// The other end of a [`Control`].
+#[derive(Clone)]
+pub struct ControlHandle {
+    pub cancel: Arc<tokio::sync::watch::Sender<bool>>,
+    pub requests: mpsc::UnboundedSender<SavepointRequest>,
+    pub stats: Arc<CheckpointStats>,
+}
+
+impl Control {
+    pub fn new() -> (Control, ControlHandle) {
+        let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+        let (req_tx, req_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(CheckpointStats::default());
+        (
+            Control {
+                cancel,
+                requests: Arc::new(tokio::sync::Mutex::new(req_rx)),
+                stats: stats.clone(),
+            },
+            ControlHandle {
+                cancel: Arc::new(cancel_tx),
+                requests: req_tx,
+                stats,
+            },
+        )
+    }
+}
+
+impl ControlHandle {
+    /// Asks for a savepoint (and to stop after it); waits for its folder.
+    pub async fn savepoint(
+        &self,
+        dir: Option<std::path::PathBuf>,
+        stop: bool,
+    ) -> Result<std::path::PathBuf, String> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.requests
+            .send(SavepointRequest { dir, stop, reply })
+            .map_err(|_| "the job is not running".to_owned())?;
+        rx.await
+            .map_err(|_| "the job ended before the savepoint was complete".to_owned())?
+    }
+}
+
+/// Where a job starts from.
+#[derive(Default, Clone)]
+pub struct Start {
+    /// A savepoint (or checkpoint) folder; without one a job with a
+    /// checkpoint folder resumes from its latest complete checkpoint.
+    pub from_savepoint: Option<std::path::PathBuf>,
+    /// Whether state in the snapshot that no operator claims may be dropped.
+    pub drop_unclaimed_state: bool,
 }
 
 /// Runs a planned pipeline to the end of its input, counting into `metrics`
-/// (from [`node_metrics`]), until `cancel` becomes true: then every task
-/// stops, and once all have, the job ends with [`RuntimeError::Cancelled`].
+/// (from [`node_metrics`]), restarting it from its latest checkpoint after a
+/// failure as the spec's restart strategy allows, until `control.cancel`
+/// becomes true: then every task stops, and once all have, the job ends with
+/// [`RuntimeError::Cancelled`].
 pub async fn run_with(
     pipeline: &Pipeline,
     clock: Arc<dyn Clock>,
     metrics: &[Arc<NodeMetrics>],
-    mut cancel: tokio::sync::watch::Receiver<bool>,
+    mut control: Control,
+    start: Start,
 ) -> Result<JobSummary, RuntimeError> {
+    let initial = match (&start.from_savepoint, &pipeline.settings.checkpoints) {
+        (Some(dir), _) => Some(RestorePoint::savepoint(dir).map_err(RuntimeError::Checkpoint)?),
+        (None, Some(c)) => RestorePoint::latest(&c.dir).map_err(RuntimeError::Checkpoint)?,
+        (None, None) => None,
+    }
+    .map(|mut r| {
+        r.drop_unclaimed = start.drop_unclaimed_state;
+        r
+    });
+    let committers: Vec<(String, Arc<dyn crate::checkpoint::Committer>)> = pipeline
+        .nodes
+        .iter()
+        .filter_map(|n| match &n.kind {
+            NodeKind::Sink { factory } => factory.committer().map(|c| (n.uid.clone(), c)),
+            _ => None,
+        })
+        .collect();
+    if let Some(r) = &initial {
+        if r.finished() {
+            for (uid, c) in &committers {
+                c.recover(&r.committables(uid))
+                    .map_err(|e| RuntimeError::Checkpoint(format!("sink `{uid}`: {e}")))?;
+            }
+            return Ok(JobSummary {
+                already_finished: Some(r.location.clone()),
+                ..JobSummary::empty()
+            });
+        }
+        let uids: Vec<&str> = pipeline.nodes.iter().map(|n| n.uid.as_str()).collect();
+        let unclaimed = r.unclaimed(&uids);
+        if !unclaimed.is_empty() && !r.drop_unclaimed {
+            return Err(RuntimeError::Checkpoint(format!(
+                "{} holds state of {} that no node of this spec claims (by uid); restore it with a spec that has them, or pass --drop-unclaimed-state to drop that state",
+                r.location,
+                unclaimed
+                    .iter()
+                    .map(|u| format!("`{u}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let mut restore = initial.clone();
+    let mut failures = 0u32;
+    loop {
+        for (uid, c) in &committers {
+            let items = restore
+                .as_ref()
+                .map(|r| r.committables(uid))
+                .unwrap_or_default();
+            c.recover(&items)
+                .map_err(|e| RuntimeError::Checkpoint(format!("sink `{uid}`: {e}")))?;
+        }
+        if let Some(r) = &restore {
+            control
+                .stats
+                .restored_from
+                .store(r.id(), std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(job = %pipeline.name, "restoring from {} (checkpoint {})", r.location, r.id());
+        }
+        let result = run_attempt(
+            pipeline,
+            clock.clone(),
+            metrics,
+            &mut control,
+            restore.clone(),
+            &committers,
+        )
+        .await;
+        let e = match result {
+            Err(e) if !matches!(e, RuntimeError::Cancelled) => e,
+            other => return other,
+        };
+        failures += 1;
+        let Some(delay) = pipeline.settings.restart.delay(failures) else {
+            return Err(e);
+        };
+        control
+            .stats
+            .restarts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            job = %pipeline.name,
+            "the job failed: {e}; restarting in {} (restart {failures} of {})",
+            humantime::format_duration(delay),
+            pipeline.settings.restart.attempts()
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = control.cancel.wait_for(|c| *c) => return Err(RuntimeError::Cancelled),
+        }
+        if let Some(c) = &pipeline.settings.checkpoints
+            && let Some(latest) = RestorePoint::latest(&c.dir).map_err(RuntimeError::Checkpoint)?
+        {
+            restore = Some(RestorePoint {
+                drop_unclaimed: start.drop_unclaimed_state,
+                ..latest
+            });
+        }
+    }
+}
+
+impl JobSummary {
+    fn empty() -> JobSummary {
+        JobSummary {
+            elapsed: Duration::ZERO,
+            nodes: Vec::new(),
+            first_read: None,
+            first_output: None,
+            savepoint: None,
+            already_finished: None,
+        }
+    }
+}
+
+/// One attempt at running the job: from `restore` (if any) until it ends,
+/// fails, is cancelled, or stops with a savepoint.
+async fn run_attempt(
+    pipeline: &Pipeline,
+    clock: Arc<dyn Clock>,
+    metrics: &[Arc<NodeMetrics>],
+    control: &mut Control,
+    restore: Option<RestorePoint>,
+    committers: &[(String, Arc<dyn crate::checkpoint::Committer>)],
+) -> Result<JobSummary, RuntimeError> {
+    let cancel = &mut control.cancel;
     let started = Instant::now();
     let splits = Arc::new(Splits::default());
     let infos: Vec<Arc<NodeInfo>> = pipeline
@@ -136,6 +340,37 @@ pub async fn run_with(
         receivers.push(rx);
     }
 
+    let tasks: usize = pipeline.chains.iter().map(|c| c.parallelism as usize).sum();
+    let mut triggers = Vec::new();
+    let mut trigger_rx = Vec::new();
+    for chain in &pipeline.chains {
+        if matches!(pipeline.nodes[chain.nodes[0]].kind, NodeKind::Source { .. }) {
+            for _ in 0..chain.parallelism {
+                let (t, r) = mpsc::unbounded_channel();
+                triggers.push(t);
+                trigger_rx.push(Some(r));
+            }
+        }
+    }
+    let (outcome_tx, mut outcome_rx) = mpsc::unbounded_channel();
+    let (coordinator, link) = Coordinator::new(
+        Setup {
+            job: pipeline.name.clone(),
+            max_parallelism: pipeline.settings.max_parallelism,
+            backend: pipeline.settings.state_backend.name(),
+            settings: pipeline.settings.checkpoints.clone(),
+            restored_id: restore.as_ref().map_or(0, |r| r.id()),
+            committers: committers.to_vec(),
+            stats: control.stats.clone(),
+        },
+        triggers,
+        tasks,
+        outcome_tx,
+    );
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel();
+    let coordinator = tokio::spawn(coordinator.run(control.requests.clone(), shutdown_rx));
+    let mut next_trigger = trigger_rx.iter_mut();
+
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let mut spawned = 0usize;
@@ -180,7 +415,12 @@ pub async fn run_with(
                     targets[edge.port].push(target);
                 }
                 let op = operator(pipeline, n, subtask, &infos[n], &clock);
-                nodes.push(ChainNode::new(infos[n].clone(), subtask, op, targets));
+                nodes.push(ChainNode::new(
+                    infos[n].clone(),
+                    (subtask, chain.parallelism),
+                    op,
+                    targets,
+                ));
             }
             let head_node = &pipeline.nodes[chain.nodes[0]];
             let head = match &head_node.kind {
@@ -197,6 +437,10 @@ pub async fn run_with(
                         pipeline.settings.batch_size,
                         pipeline.settings.buffer_timeout,
                     )),
+                    triggers: next_trigger
+                        .next()
+                        .and_then(Option::take)
+                        .expect("a trigger channel per source task"),
                 },
                 _ => Head::Inputs {
                     rx: receivers[c][subtask as usize]
@@ -211,6 +455,12 @@ pub async fn run_with(
                 chain: nodes,
                 routers,
                 router_owner,
+                link: link.clone(),
+                restore: restore.clone(),
+                collected: Vec::new(),
+                source_meta: None,
+                // Operators hear of the restored checkpoint first thing.
+                last_completed: 0,
             };
             let span = tracing::info_span!("task", job = %pipeline.name, task = %name);
             spawn(task, head, span, done_tx.clone(), cancel_rx.clone())?;
@@ -222,13 +472,26 @@ pub async fn run_with(
     drop(senders);
 
     drop(done_tx);
+    drop(link);
     let mut first_error: Option<RuntimeError> = None;
     let mut cancelled = false;
+    let mut stopped = None;
     let mut running = spawned;
     while running > 0 {
         let result = tokio::select! {
             r = done_rx.recv() => r,
             Ok(_) = cancel.wait_for(|c| *c), if !cancelled => {
+                cancelled = true;
+                let _ = cancel_tx.send(true);
+                continue;
+            }
+            Some(outcome) = outcome_rx.recv(), if !cancelled => {
+                match outcome {
+                    Outcome::Failed(e) => {
+                        first_error.get_or_insert(RuntimeError::Checkpoint(e));
+                    }
+                    Outcome::Stopped(path) => stopped = Some(path),
+                }
                 cancelled = true;
                 let _ = cancel_tx.send(true);
                 continue;
@@ -255,13 +518,22 @@ pub async fn run_with(
             let _ = cancel_tx.send(true);
         }
     }
+    let _ = shutdown_tx.send(());
+    let coordinator = coordinator
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("the checkpoint coordinator failed: {e}")))?;
     if let Some(e) = first_error {
         return Err(e);
     }
-    if cancelled {
+    if cancelled && stopped.is_none() {
         return Err(RuntimeError::Cancelled);
     }
+    if stopped.is_none() {
+        coordinator.finish().map_err(RuntimeError::Checkpoint)?;
+    }
     Ok(JobSummary {
+        savepoint: stopped,
+        already_finished: None,
         elapsed: started.elapsed(),
         first_read: first(pipeline, metrics, |k| matches!(k, NodeKind::Source { .. })),
         first_output: first(pipeline, metrics, |k| matches!(k, NodeKind::Sink { .. })),

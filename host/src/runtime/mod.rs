@@ -2,8 +2,8 @@
 //! channels.
 //!
 //! A physical plan (see [`crate::plan`]) becomes one tokio task per subtask
-//! of each chain. Tasks exchange [`Message`]s — data batches, watermarks and
-//! the end of input, in order — over bounded channels: a task that cannot
+//! of each chain. Tasks exchange [`Message`]s — data batches, watermarks,
+//! checkpoint barriers and the end of input, in order — over bounded channels: a task that cannot
 //! send waits, which slows its inputs down in turn (backpressure). Inside a
 //! task, chained operators hand batches to each other directly, without a
 //! channel or a copy.
@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 pub enum Message {
     Batch(Batch),
     Watermark(Watermark),
+    /// A checkpoint barrier: what came before it is in the checkpoint, what
+    /// comes after is not.
+    Barrier(crate::checkpoint::Barrier),
     /// The sender will send nothing more.
     EndOfInput,
     /// Flink's latency marker: made by a source every

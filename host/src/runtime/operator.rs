@@ -3,9 +3,10 @@
 //! Every node that processes records — a Wasm transform, a window, a sink —
 //! implements [`Operator`]. The runtime calls `open` once, then
 //! `process_batch` and `on_watermark` as messages arrive in order, and
-//! `close` at the end of input (after the final watermark). Only
-//! `process_batch` is required. Checkpoint hooks (`snapshot`,
-//! `notify_checkpoint_complete`) join this trait when checkpointing does.
+//! `close` at the end of input (after the final watermark). When a
+//! checkpoint barrier arrives, `snapshot` copies the operator's state (a
+//! buffering operator has been flushed first); a restored job calls
+//! `restore` after `open`. Only `process_batch` is required.
 //!
 //! An operator writes what it produces to an [`Output`]: the main output,
 //! side outputs by port (a window's `late` records), and the dead-letter
@@ -48,6 +49,33 @@ pub trait Operator: Send {
     /// End of input: emit what is left.
     async fn close(&mut self, _out: &mut Output) -> Result<(), RuntimeError> {
         Ok(())
+    }
+
+    /// A barrier arrived: everything before it has been processed. Returns
+    /// the operator's state, copied (the pipeline goes on while it is
+    /// written).
+    async fn snapshot(
+        &mut self,
+        _barrier: crate::checkpoint::Barrier,
+        _out: &mut Output,
+    ) -> Result<crate::checkpoint::OperatorState, RuntimeError> {
+        Ok(crate::checkpoint::OperatorState::default())
+    }
+
+    /// Takes back the state of a snapshot (after `open`, before any input).
+    async fn restore(
+        &mut self,
+        _state: crate::checkpoint::RestoredState,
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Checkpoint `id` is complete (its output is committed).
+    fn notify_checkpoint_complete(&mut self, _id: u64) {}
+
+    /// After `close`: a sink's last output, to commit when the job ends.
+    fn take_final_committables(&mut self) -> Vec<serde_json::Value> {
+        Vec::new()
     }
 
     /// Whether the operator collects input until [`Operator::flush`]. The

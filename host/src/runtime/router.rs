@@ -243,7 +243,9 @@ mod tests {
                         assert_eq!(w, Watermark::Time(7));
                         got_wm = true;
                     }
-                    Message::EndOfInput | Message::LatencyMarker(_) => unreachable!(),
+                    Message::EndOfInput | Message::LatencyMarker(_) | Message::Barrier(_) => {
+                        unreachable!()
+                    }
                 }
             }
             assert!(got_wm);

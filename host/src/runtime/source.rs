@@ -36,7 +36,22 @@ pub trait Source: Send {
     /// Pushes the records available now into `out`, stopping when
     /// `out.is_full()`.
     fn poll(&mut self, out: &mut SourceOutput) -> Result<SourcePoll, RuntimeError>;
+
+    /// Where each of the subtask's splits is, by split name, just after the
+    /// last record pushed: what a checkpoint stores.
+    fn snapshot(&self) -> serde_json::Map<String, serde_json::Value>;
+
+    /// Positions from a snapshot (of every split of the source, whichever
+    /// subtask read it): called before `open`; the subtask resumes its
+    /// splits from there.
+    fn restore(
+        &mut self,
+        positions: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), RuntimeError>;
 }
+
+/// Positions by split name.
+pub type Positions = serde_json::Map<String, serde_json::Value>;
 
 /// How record values are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +92,10 @@ pub struct SourceOutput {
     messages: Vec<Message>,
     buffered: usize,
     scratch: Batch,
+    /// Split names, by local split index.
+    names: Vec<String>,
+    /// Watermark generators' progress from a snapshot, by split name.
+    restored: Positions,
 }
 
 impl SourceOutput {
@@ -110,16 +129,48 @@ impl SourceOutput {
             messages: Vec::new(),
             buffered: 0,
             scratch: Batch::default(),
+            names: Vec::new(),
+            restored: Positions::new(),
         }
+    }
+
+    /// The watermark generators' progress per split, from a snapshot's
+    /// [`SourceOutput::split_progress`].
+    pub(crate) fn restore(&mut self, progress: Positions) {
+        self.restored = progress;
+    }
+
+    /// The highest event time seen per split (what the watermark generator
+    /// needs to go on where it stopped), by split name.
+    pub(crate) fn split_progress(&self) -> Positions {
+        let mut m = Positions::new();
+        if let Some(w) = &self.watermarks {
+            for (i, name) in self.names.iter().enumerate() {
+                m.insert(name.clone(), w.split_max(i).into());
+            }
+        }
+        m
+    }
+
+    /// Ends the current batch so that a barrier can follow it.
+    pub(crate) fn cut_for_barrier(&mut self) {
+        self.cut();
     }
 
     /// Registers a split the subtask starts reading.
     pub fn add_split(&mut self, name: String, kind: PositionKind) -> SplitId {
-        let global = self.out.info().splits.register(name, kind);
+        let global = self.out.info().splits.register(name.clone(), kind);
         let local = match &mut self.watermarks {
-            Some(w) => w.add_split(self.now_ms),
+            Some(w) => {
+                let i = w.add_split(self.now_ms);
+                if let Some(max) = self.restored.get(&name).and_then(|v| v.as_i64()) {
+                    w.set_split_max(i, max);
+                }
+                i
+            }
             None => 0,
         };
+        self.names.push(name);
         SplitId { local, global }
     }
 
@@ -302,6 +353,7 @@ mod tests {
                 Message::Watermark(Watermark::Idle) => "idle".into(),
                 Message::EndOfInput => "end".into(),
                 Message::LatencyMarker(_) => "marker".into(),
+                Message::Barrier(b) => format!("barrier{}", b.id),
             })
             .collect()
     }

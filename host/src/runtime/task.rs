@@ -9,12 +9,20 @@
 //! order, and the routers are flushed after each group of messages (one
 //! source poll, one received channel item), so the order of batches and
 //! watermarks is kept on every edge.
+//!
+//! Checkpoint barriers (see [`crate::checkpoint`]) enter at sources when the
+//! coordinator asks. A task with several inputs aligns them: after an input
+//! delivers barrier `n`, its further messages wait in the task until every
+//! live input has delivered `n`; then the barrier runs through the chain,
+//! each operator snapshots itself, and the task acknowledges.
 
 use super::batch::Batch;
 use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
 use super::router::{Router, TaskReceiver};
-use super::source::{Source, SourceOutput, SourcePoll};
+use super::source::{Positions, Source, SourceOutput, SourcePoll};
 use super::{LATENCY_MARKER_INTERVAL, Message};
+use crate::checkpoint::coordinator::{Ack, NodeAck, TaskLink};
+use crate::checkpoint::{Barrier, BarrierKind, OperatorState, RestorePoint};
 use crate::error::RuntimeError;
 use crate::time::watermark::{InputWatermarks, Watermark};
 use async_trait::async_trait;
@@ -32,18 +40,21 @@ pub enum Target {
 
 pub struct ChainNode {
     pub info: Arc<NodeInfo>,
-    /// Which subtask of the node this is.
+    /// Which subtask of the node this is, of how many.
     pub subtask: u32,
+    pub parallelism: u32,
     pub op: Box<dyn Operator>,
     /// By port: main, dead letter, then the node's side outputs.
     pub targets: Vec<Vec<Target>>,
     out: Output,
+    /// The last barrier the node snapshotted for.
+    last_barrier: u64,
 }
 
 impl ChainNode {
     pub fn new(
         info: Arc<NodeInfo>,
-        subtask: u32,
+        (subtask, parallelism): (u32, u32),
         op: Box<dyn Operator>,
         targets: Vec<Vec<Target>>,
     ) -> ChainNode {
@@ -51,8 +62,10 @@ impl ChainNode {
             out: Output::new(info.clone()),
             info,
             subtask,
+            parallelism,
             op,
             targets,
+            last_barrier: 0,
         }
     }
 }
@@ -72,6 +85,8 @@ pub enum Head {
     Source {
         source: Box<dyn Source>,
         out: Box<SourceOutput>,
+        /// Barriers to inject, from the checkpoint coordinator.
+        triggers: tokio::sync::mpsc::UnboundedReceiver<Barrier>,
     },
     /// Upstream tasks.
     Inputs {
@@ -88,6 +103,16 @@ pub struct Task {
     /// For each router, the chain node whose output it carries (for the
     /// dead-letter output of records a key-by rejects).
     pub router_owner: Vec<usize>,
+    pub link: TaskLink,
+    /// The snapshot the job starts from, if any.
+    pub restore: Option<RestorePoint>,
+    /// Snapshots of the chain's nodes for the barrier going through.
+    pub collected: Vec<NodeAck>,
+    /// The positions of the source at the head, for the barrier going
+    /// through.
+    pub source_meta: Option<serde_json::Value>,
+    /// The last complete checkpoint the operators were told of.
+    pub last_completed: u64,
 }
 
 impl Task {
@@ -97,34 +122,139 @@ impl Task {
         for node in &mut self.chain {
             node.op.open().await?;
         }
+        if let Some(restore) = &self.restore {
+            for node in &mut self.chain {
+                let state = restore
+                    .state_for(&node.info.uid, node.subtask, node.parallelism)
+                    .map_err(|message| RuntimeError::State {
+                        uid: node.info.uid.to_string(),
+                        message: format!("cannot restore from {}: {message}", restore.location),
+                    })?;
+                if let Some(state) = state {
+                    node.op.restore(state).await?;
+                }
+            }
+        }
         match head {
-            Head::Source { source, out } => self.run_source(source, out).await,
+            Head::Source {
+                source,
+                out,
+                triggers,
+            } => self.run_source(source, out, triggers).await,
             Head::Inputs { rx, watermarks } => self.run_inputs(rx, watermarks).await,
         }
+    }
+
+    /// Tells the operators of checkpoints completed since the last call.
+    fn notice_completed(&mut self) {
+        let c = self
+            .link
+            .completed
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if c > self.last_completed {
+            self.last_completed = c;
+            for node in &mut self.chain {
+                node.op.notify_checkpoint_complete(c);
+            }
+        }
+    }
+
+    /// Runs a barrier through the chain and acknowledges it.
+    async fn barrier(&mut self, b: Barrier) -> Result<(), RuntimeError> {
+        self.process(0, Message::Barrier(b)).await?;
+        let nodes = std::mem::take(&mut self.collected);
+        // A coordinator that is gone (the job is stopping) needs no ack.
+        let _ = self.link.acks.send(Ack { barrier: b, nodes });
+        Ok(())
+    }
+
+    /// The positions to resume a source from, if the job restores.
+    fn restore_source(
+        &self,
+        source: &mut dyn Source,
+        out: &mut SourceOutput,
+    ) -> Result<(), RuntimeError> {
+        let Some(restore) = &self.restore else {
+            return Ok(());
+        };
+        let node = &self.chain[0];
+        let state = restore
+            .state_for(&node.info.uid, node.subtask, node.parallelism)
+            .map_err(|message| RuntimeError::State {
+                uid: node.info.uid.to_string(),
+                message,
+            })?;
+        let Some(state) = state else {
+            return Ok(());
+        };
+        let (mut positions, mut progress) = (Positions::new(), Positions::new());
+        for meta in &state.metas {
+            if let Some(serde_json::Value::Object(m)) = meta.get("splits") {
+                positions.extend(m.clone());
+            }
+            if let Some(serde_json::Value::Object(m)) = meta.get("progress") {
+                progress.extend(m.clone());
+            }
+        }
+        source.restore(&positions)?;
+        out.restore(progress);
+        Ok(())
+    }
+
+    /// Runs what the source read (and set aside as dead letters) through
+    /// the chain.
+    async fn pass_on_read(&mut self, out: &mut SourceOutput) -> Result<(), RuntimeError> {
+        let messages: Vec<Message> = out.take_messages().collect();
+        for msg in messages {
+            self.process(0, msg).await?;
+        }
+        let dead: Vec<(usize, Batch)> = out.output().drain().collect();
+        for (port, batch) in dead {
+            self.process_from(0, port, Message::Batch(batch)).await?;
+        }
+        Ok(())
     }
 
     async fn run_source(
         &mut self,
         mut source: Box<dyn Source>,
         mut out: Box<SourceOutput>,
+        mut triggers: tokio::sync::mpsc::UnboundedReceiver<Barrier>,
     ) -> Result<(), RuntimeError> {
+        self.restore_source(&mut *source, &mut out)?;
         source.open(&mut out)?;
         let mut last_marker = std::time::Instant::now();
+        let mut early: Option<Barrier> = None;
         loop {
+            self.notice_completed();
+            let mut next = early.take().or_else(|| triggers.try_recv().ok());
+            while let Some(b) = next.take() {
+                next = triggers.try_recv().ok();
+                // Everything read so far goes before the barrier.
+                out.cut_for_barrier();
+                self.pass_on_read(&mut out).await?;
+                self.source_meta = Some(serde_json::json!({
+                    "splits": source.snapshot(),
+                    "progress": out.split_progress(),
+                }));
+                self.barrier(b).await?;
+                self.flush().await?;
+                if b.kind == BarrierKind::StopWithSavepoint {
+                    // Read nothing more; the job stops once the savepoint
+                    // is complete.
+                    loop {
+                        self.notice_completed();
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
+            }
             out.begin_poll();
             let poll = source.poll(&mut out)?;
             let wait = out.tick(poll != SourcePoll::More);
             if poll == SourcePoll::Finished {
                 out.finish();
             }
-            let messages: Vec<Message> = out.take_messages().collect();
-            for msg in messages {
-                self.process(0, msg).await?;
-            }
-            let dead: Vec<(usize, Batch)> = out.output().drain().collect();
-            for (port, batch) in dead {
-                self.process_from(0, port, Message::Batch(batch)).await?;
-            }
+            self.pass_on_read(&mut out).await?;
             if last_marker.elapsed() >= LATENCY_MARKER_INTERVAL {
                 last_marker = std::time::Instant::now();
                 self.process(0, Message::LatencyMarker(last_marker)).await?;
@@ -134,7 +264,11 @@ impl Task {
                 SourcePoll::More => tokio::task::consume_budget().await,
                 SourcePoll::Wait(d) => {
                     let d = wait.map_or(d, |w| w.min(d));
-                    tokio::time::sleep(d).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(d) => {}
+                        // A barrier need not wait for the next record.
+                        Some(b) = triggers.recv() => early = Some(b),
+                    }
                 }
                 SourcePoll::Finished => {
                     self.process(0, Message::EndOfInput).await?;
@@ -149,7 +283,16 @@ impl Task {
         mut rx: TaskReceiver,
         mut watermarks: InputWatermarks,
     ) -> Result<(), RuntimeError> {
+        let n = watermarks.len();
+        let mut align = Alignment {
+            blocked: vec![false; n],
+            ended: vec![false; n],
+            held: vec![VecDeque::new(); n],
+            barrier: None,
+        };
+        let mut inbox: VecDeque<(usize, Message)> = VecDeque::new();
         loop {
+            self.notice_completed();
             // An operator with processing-time timers wants to run when the
             // first one is due, input or not.
             let wakeup = self.chain.iter().filter_map(|n| n.op.wakeup()).min();
@@ -170,8 +313,12 @@ impl Task {
                     self.name
                 )));
             };
-            let input = input as usize;
-            for msg in messages {
+            inbox.extend(messages.into_iter().map(|m| (input as usize, m)));
+            while let Some((input, msg)) = inbox.pop_front() {
+                if align.blocked[input] {
+                    align.held[input].push_back(msg);
+                    continue;
+                }
                 match msg {
                     Message::Batch(_) | Message::LatencyMarker(_) => self.process(0, msg).await?,
                     Message::Watermark(wm) => {
@@ -179,10 +326,37 @@ impl Task {
                             self.process(0, Message::Watermark(wm)).await?;
                         }
                     }
+                    Message::Barrier(b) => {
+                        match align.barrier {
+                            Some(a) if a.id > b.id => continue,
+                            Some(a) if a.id < b.id => {
+                                // The older checkpoint was given up: let
+                                // its held messages go first.
+                                align.release(&mut inbox);
+                                inbox.push_front((input, msg));
+                                align.barrier = None;
+                                continue;
+                            }
+                            _ => {}
+                        }
+                        align.barrier = Some(b);
+                        align.blocked[input] = true;
+                        if align.complete() {
+                            self.barrier(b).await?;
+                            align.release(&mut inbox);
+                        }
+                    }
                     Message::EndOfInput => {
+                        align.ended[input] = true;
                         let (wm, all_ended) = watermarks.on_end(input);
                         if let Some(wm) = wm {
                             self.process(0, Message::Watermark(wm)).await?;
+                        }
+                        if let Some(b) = align.barrier
+                            && align.complete()
+                        {
+                            self.barrier(b).await?;
+                            align.release(&mut inbox);
                         }
                         if all_ended {
                             self.process(0, Message::EndOfInput).await?;
@@ -245,6 +419,35 @@ impl Task {
                     Some(Message::LatencyMarker(made))
                 }
                 Message::Watermark(Watermark::Idle) => Some(Message::Watermark(Watermark::Idle)),
+                Message::Barrier(b) => {
+                    if node.last_barrier >= b.id {
+                        // It reached this node by another path already.
+                        continue;
+                    }
+                    node.last_barrier = b.id;
+                    // What a buffering operator holds belongs before the
+                    // barrier.
+                    if node.op.buffers()
+                        && let Some(t) = node.op.flush(&mut node.out).await?
+                    {
+                        node.passed_on(t);
+                        let wm = Message::Watermark(Watermark::Time(t));
+                        route_output(node, Some(wm), &mut work, &mut self.routers);
+                    }
+                    let mut state = node.op.snapshot(b, &mut node.out).await?;
+                    if i == 0
+                        && let Some(meta) = self.source_meta.take()
+                    {
+                        state.meta = meta;
+                    }
+                    self.collected.push(NodeAck {
+                        uid: node.info.uid.clone(),
+                        parallelism: node.parallelism,
+                        subtask: node.subtask,
+                        state,
+                    });
+                    Some(Message::Barrier(b))
+                }
                 Message::EndOfInput => {
                     if node.op.buffers()
                         && let Some(t) = node.op.flush(&mut node.out).await?
@@ -254,6 +457,18 @@ impl Task {
                         route_output(node, Some(wm), &mut work, &mut self.routers);
                     }
                     node.op.close(&mut node.out).await?;
+                    let committables = node.op.take_final_committables();
+                    if !committables.is_empty() {
+                        let _ = self.link.finals.send(NodeAck {
+                            uid: node.info.uid.clone(),
+                            parallelism: node.parallelism,
+                            subtask: node.subtask,
+                            state: OperatorState {
+                                committables,
+                                ..Default::default()
+                            },
+                        });
+                    }
                     Some(Message::EndOfInput)
                 }
             };
@@ -314,6 +529,35 @@ impl Task {
             }
         }
         Ok(())
+    }
+}
+
+/// Barrier alignment across a task's inputs.
+struct Alignment {
+    /// Inputs that delivered the barrier being aligned.
+    blocked: Vec<bool>,
+    ended: Vec<bool>,
+    /// What blocked inputs sent after the barrier.
+    held: Vec<VecDeque<Message>>,
+    barrier: Option<Barrier>,
+}
+
+impl Alignment {
+    /// Whether every live input has delivered the barrier.
+    fn complete(&self) -> bool {
+        self.barrier.is_some() && self.blocked.iter().zip(&self.ended).all(|(b, e)| *b || *e)
+    }
+
+    /// Unblocks every input: what they sent meanwhile is handled next, in
+    /// order per input.
+    fn release(&mut self, inbox: &mut VecDeque<(usize, Message)>) {
+        for (i, held) in self.held.iter_mut().enumerate() {
+            while let Some(m) = held.pop_back() {
+                inbox.push_front((i, m));
+            }
+        }
+        self.blocked.iter_mut().for_each(|b| *b = false);
+        self.barrier = None;
     }
 }
 

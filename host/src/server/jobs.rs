@@ -19,6 +19,8 @@ pub enum Status {
     Finished,
     Failed,
     Cancelled,
+    /// Stopped with a savepoint.
+    Stopped,
 }
 
 impl Status {
@@ -28,6 +30,7 @@ impl Status {
             Status::Finished => "finished",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Stopped => "stopped",
         }
     }
 }
@@ -129,6 +132,8 @@ struct Mutable {
     /// Counters at the last sample: (when, in, out, backpressured ns).
     last_sample: Option<(Instant, Vec<Counters>)>,
     elapsed: Option<f64>,
+    /// Where the job stopped with a savepoint.
+    savepoint: Option<String>,
 }
 
 pub struct Job {
@@ -138,11 +143,10 @@ pub struct Job {
     pub submitted_at: i64,
     pub graph: Graph,
     pub metrics: Vec<Arc<NodeMetrics>>,
-    /// Restarts after failures (restart strategies come with checkpoints;
-    /// until then a failed job stays failed).
-    pub restarts: AtomicU64,
+    /// Cancel, savepoints, and the checkpoint counters (restarts among
+    /// them).
+    pub control: job::ControlHandle,
     started: Instant,
-    cancel: tokio::sync::watch::Sender<bool>,
     state: Mutex<Mutable>,
 }
 
@@ -199,8 +203,26 @@ impl Job {
         if self.status() != Status::Running {
             return false;
         }
-        self.cancel.send_replace(true);
+        self.control.cancel.send_replace(true);
         true
+    }
+
+    /// Takes a savepoint (into `dir`, or the checkpoint folder) and, with
+    /// `stop`, stops the job once it is complete. Returns its folder.
+    pub async fn savepoint(
+        &self,
+        dir: Option<std::path::PathBuf>,
+        stop: bool,
+    ) -> Result<std::path::PathBuf, String> {
+        if self.status() != Status::Running {
+            return Err(format!("job {} is {}", self.id, self.status().name()));
+        }
+        self.control.savepoint(dir, stop).await
+    }
+
+    /// Where the job stopped with a savepoint.
+    pub fn savepoint_path(&self) -> Option<String> {
+        self.state.lock().expect("job").savepoint.clone()
     }
 
     pub fn uses_module(&self, sha256: &str) -> bool {
@@ -291,18 +313,17 @@ pub struct Jobs {
 impl Jobs {
     /// Starts `pipeline` on a thread of its own. The receiver gets the
     /// job's result once it has ended (and its status is set).
-    pub fn start(&self, pipeline: Pipeline) -> Result<(Arc<Job>, Done), String> {
+    pub fn start(&self, pipeline: Pipeline, start: job::Start) -> Result<(Arc<Job>, Done), String> {
         let metrics = job::node_metrics(&pipeline);
-        let (cancel, cancel_rx) = tokio::sync::watch::channel(false);
+        let (control, handle) = job::Control::new();
         let job = Arc::new(Job {
             id: self.new_id(),
             name: pipeline.name.clone(),
             submitted_at: super::store::now_ms(),
             graph: Graph::of(&pipeline),
             metrics: metrics.clone(),
-            restarts: AtomicU64::new(0),
+            control: handle,
             started: Instant::now(),
-            cancel,
             state: Mutex::new(Mutable {
                 status: Status::Running,
                 ended_at: None,
@@ -310,6 +331,7 @@ impl Jobs {
                 rates: vec![Rates::default(); pipeline.nodes.len()],
                 last_sample: None,
                 elapsed: None,
+                savepoint: None,
             }),
         });
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -326,12 +348,14 @@ impl Jobs {
                             &pipeline,
                             Arc::new(SystemClock),
                             &metrics,
-                            cancel_rx,
+                            control,
+                            start,
                         ))
                     });
                 {
                     let mut st = handle.state.lock().expect("job");
                     st.status = match &result {
+                        Ok(s) if s.savepoint.is_some() => Status::Stopped,
                         Ok(_) => Status::Finished,
                         Err(RuntimeError::Cancelled) => Status::Cancelled,
                         Err(_) => Status::Failed,
@@ -341,6 +365,9 @@ impl Jobs {
                     {
                         tracing::error!(job = %handle.id, name = %handle.name, "job failed: {e}");
                         st.last_error = Some(e.to_string());
+                    }
+                    if let Ok(s) = &result {
+                        st.savepoint = s.savepoint.as_ref().map(|p| p.display().to_string());
                     }
                     st.ended_at = Some(super::store::now_ms());
                     st.elapsed = Some(handle.started.elapsed().as_secs_f64());

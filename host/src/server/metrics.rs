@@ -5,6 +5,7 @@ use super::jobs::{Jobs, Status};
 use super::store::ModuleStore;
 use crate::runtime::{HISTOGRAM_BOUNDS, NodeMetrics};
 use std::fmt::Write;
+use std::sync::atomic::Ordering;
 
 /// The exposition text.
 pub fn render(jobs: &Jobs, store: Option<&ModuleStore>) -> String {
@@ -35,6 +36,7 @@ pub fn render(jobs: &Jobs, store: Option<&ModuleStore>) -> String {
             Status::Finished,
             Status::Failed,
             Status::Cancelled,
+            Status::Stopped,
         ] {
             let _ = writeln!(
                 out,
@@ -46,20 +48,50 @@ pub fn render(jobs: &Jobs, store: Option<&ModuleStore>) -> String {
             );
         }
     }
-    header(
-        &mut out,
-        "sluice_job_restarts_total",
-        "counter",
-        "Restarts after failures.",
-    );
-    for j in &jobs {
-        let _ = writeln!(
-            out,
-            "sluice_job_restarts_total{{job=\"{}\",job_name=\"{}\"}} {}",
-            j.id,
-            escape(&j.name),
-            j.restarts.load(std::sync::atomic::Ordering::Relaxed)
-        );
+    type Stat = fn(&crate::checkpoint::CheckpointStats) -> f64;
+    let job_series: [(&str, &str, &str, Stat); 5] = [
+        (
+            "sluice_job_restarts_total",
+            "counter",
+            "Restarts after failures.",
+            |c| c.restarts.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sluice_checkpoints_completed_total",
+            "counter",
+            "Checkpoints and savepoints completed.",
+            |c| c.completed.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sluice_checkpoints_failed_total",
+            "counter",
+            "Checkpoints that failed (timed out, could not be written).",
+            |c| c.failed.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            "sluice_last_checkpoint_duration_seconds",
+            "gauge",
+            "How long the last complete checkpoint took, from trigger to manifest.",
+            |c| c.last_duration_ms.load(Ordering::Relaxed) as f64 / 1000.0,
+        ),
+        (
+            "sluice_last_checkpoint_size_bytes",
+            "gauge",
+            "Bytes of state the last complete checkpoint wrote.",
+            |c| c.last_size_bytes.load(Ordering::Relaxed) as f64,
+        ),
+    ];
+    for (name, kind, help, read) in job_series {
+        header(&mut out, name, kind, help);
+        for j in &jobs {
+            let _ = writeln!(
+                out,
+                "{name}{{job=\"{}\",job_name=\"{}\"}} {}",
+                j.id,
+                escape(&j.name),
+                read(&j.control.stats)
+            );
+        }
     }
 
     type Read = fn(&NodeMetrics) -> Option<f64>;

@@ -12,12 +12,13 @@ pub mod jobs;
 pub mod metrics;
 pub mod store;
 
+use crate::checkpoint::CheckpointStats;
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use jobs::{Job, Jobs};
+use jobs::{Job, Jobs, Status};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -82,6 +83,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs", get(list_jobs).post(submit_job))
         .route("/v1/jobs/{id}", get(inspect_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/savepoints", post(savepoint_job))
+        .route("/v1/jobs/{id}/stop", post(stop_job))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
@@ -110,6 +113,15 @@ pub async fn bind(addr: &str, token: Option<&str>) -> Result<tokio::net::TcpList
 
 /// Serves until the listener fails; samples job rates every second.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    serve_until(listener, state, std::future::pending()).await
+}
+
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let jobs = state.jobs.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -118,7 +130,9 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> s
             jobs.sample();
         }
     });
-    axum::serve(listener, router(state)).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn auth(
@@ -376,6 +390,7 @@ async fn delete_module(State(state): State<Arc<AppState>>, Path(name): Path<Stri
 }
 
 fn job_summary(j: &Job) -> Value {
+    let c = &j.control.stats;
     let ops = j.operators();
     let read: u64 = ops
         .iter()
@@ -396,8 +411,17 @@ fn job_summary(j: &Job) -> Value {
         "duration_seconds": j.duration(),
         "records_read": read,
         "records_read_per_second": rate,
-        "restarts": j.restarts.load(std::sync::atomic::Ordering::Relaxed),
+        "restarts": CheckpointStats::get(&c.restarts),
         "last_error": j.last_error(),
+        "savepoint": j.savepoint_path(),
+        "checkpoints": {
+            "completed": CheckpointStats::get(&c.completed),
+            "failed": CheckpointStats::get(&c.failed),
+            "last_id": CheckpointStats::get(&c.last_id),
+            "last_duration_ms": CheckpointStats::get(&c.last_duration_ms),
+            "last_size_bytes": CheckpointStats::get(&c.last_size_bytes),
+            "restored_from": CheckpointStats::get(&c.restored_from),
+        },
     })
 }
 
@@ -431,6 +455,77 @@ async fn cancel_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
     ok(StatusCode::ACCEPTED, job_summary(&job))
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SavepointBody {
+    /// The folder to write the savepoint to (default: a `savepoint-<id>`
+    /// folder in the job's checkpoint folder).
+    #[serde(default)]
+    dir: Option<PathBuf>,
+}
+
+async fn take_savepoint(
+    state: Arc<AppState>,
+    id: String,
+    body: axum::body::Bytes,
+    stop: bool,
+) -> ApiResult {
+    let job = state
+        .jobs
+        .get(&id)
+        .map_err(|m| ApiError(StatusCode::NOT_FOUND, m))?;
+    let req: SavepointBody = if body.iter().all(u8::is_ascii_whitespace) {
+        SavepointBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be JSON {{\"dir\": \"<folder>\"}} or empty: {e}"),
+            )
+        })?
+    };
+    if job.status() != Status::Running {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("job {} is {}, not running", job.id, job.status().name()),
+        ));
+    }
+    let dir = req.dir.map(|d| state.base_dir.join(d));
+    let path = job
+        .savepoint(dir, stop)
+        .await
+        .map_err(|m| ApiError(StatusCode::CONFLICT, format!("job {}: {m}", job.id)))?;
+    if stop {
+        // The job stops right after its savepoint: wait for it, so that the
+        // caller sees it stopped.
+        for _ in 0..600 {
+            if job.status() != Status::Running {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let mut body = job_summary(&job);
+    body["savepoint"] = json!(path.display().to_string());
+    ok(StatusCode::OK, body)
+}
+
+async fn savepoint_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    take_savepoint(state, id, body, false).await
+}
+
+async fn stop_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    take_savepoint(state, id, body, true).await
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Submit {
@@ -442,6 +537,12 @@ struct Submit {
     /// Values for the spec's `${VAR}`s.
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    /// A savepoint folder to start from.
+    #[serde(default)]
+    from_savepoint: Option<PathBuf>,
+    /// Drop state in the savepoint that no node claims.
+    #[serde(default)]
+    drop_unclaimed_state: bool,
 }
 
 async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes) -> ApiResult {
@@ -453,6 +554,14 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
         )
     })?;
     let base_dir = state.base_dir.clone();
+    let start = crate::runtime::job::Start {
+        from_savepoint: submit.from_savepoint.as_ref().map(|d| base_dir.join(d)),
+        drop_unclaimed_state: submit.drop_unclaimed_state,
+    };
+    if let Some(d) = &start.from_savepoint {
+        crate::checkpoint::RestorePoint::savepoint(d)
+            .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    }
     let pipeline = blocking(move || {
         let origin = PathBuf::from(submit.file.as_deref().unwrap_or("submitted spec"));
         let options = crate::plan::PlanOptions {
@@ -471,7 +580,7 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let (job, _done) = state
         .jobs
-        .start(pipeline)
+        .start(pipeline, start)
         .map_err(|m| ApiError(StatusCode::INTERNAL_SERVER_ERROR, m))?;
     tracing::info!(job = %job.id, name = %job.name, "job submitted");
     ok(StatusCode::CREATED, job_summary(&job))

@@ -116,6 +116,18 @@ impl Store for MemoryStore {
         self.bytes
     }
 
+    fn for_each(&mut self, f: &mut super::EntryVisitor<'_>) -> Result<(), String> {
+        let mut kgs: Vec<u32> = self.tables.keys().copied().collect();
+        kgs.sort_unstable();
+        for kg in kgs {
+            let t = &self.tables[&kg];
+            for (k, v) in t.points.iter().chain(t.ordered.iter()) {
+                f(kg, k, v);
+            }
+        }
+        Ok(())
+    }
+
     fn scan(
         &mut self,
         kg: u32,

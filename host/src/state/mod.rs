@@ -36,6 +36,13 @@ pub mod timers;
 use crate::time::Clock;
 use std::sync::Arc;
 
+/// Visits stored entries: `(key group, key, value)`.
+pub type EntryVisitor<'a> = dyn FnMut(u32, &[u8], &[u8]) + 'a;
+
+/// Rewrites a restored value of a state (by its old handle); `None` drops
+/// it.
+pub type Migrate<'a> = dyn FnMut(u32, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
+
 /// An ordered byte map per key group.
 pub trait Store: Send {
     /// Appends the value under `key` to `out`; false when there is none.
@@ -52,6 +59,8 @@ pub trait Store: Send {
     ) -> Result<(), String>;
     /// About how many bytes the store holds (for metrics).
     fn size_bytes(&self) -> u64;
+    /// Calls `f(key group, key, value)` for every entry (for a snapshot).
+    fn for_each(&mut self, f: &mut EntryVisitor<'_>) -> Result<(), String>;
 }
 
 /// Which store an operator's state goes to, from the spec's `state` section.
@@ -162,6 +171,103 @@ impl KeyedState {
     /// The declared states, by handle.
     pub fn descriptors(&self) -> &[Descriptor] {
         &self.descriptors
+    }
+
+    /// Every stored entry in the layout above: what a snapshot copies.
+    pub fn for_each_entry(&mut self, f: &mut EntryVisitor<'_>) -> Result<(), String> {
+        self.store.for_each(f)
+    }
+
+    /// Puts back an entry of a snapshot taken with the states `old`,
+    /// translated to the states declared now: list and map entries carry
+    /// their state's handle, rows their value states in declaration order.
+    /// `map[old handle]` is the new handle (`None`: the state is dropped);
+    /// `migrate(old handle, bytes)` may rewrite each value, list element and
+    /// map value (`None` drops it).
+    pub fn restore_entry(
+        &mut self,
+        kg: u32,
+        key: &[u8],
+        value: &[u8],
+        old: &[Descriptor],
+        map: &[Option<u32>],
+        migrate: &mut Migrate<'_>,
+    ) -> Result<(), String> {
+        let corrupt = || "corrupt state entry in the snapshot".to_owned();
+        match key.first() {
+            Some(&ROW) => {
+                let mut slots = Vec::new();
+                // Read with no clock: keep expired values as they are (their
+                // expiry is kept and checked on read).
+                decode_row(value, 0, i64::MIN, &mut slots).map_err(|e| e.to_string())?;
+                let old_values: Vec<u32> = (0..old.len() as u32)
+                    .filter(|&h| old[h as usize].kind == Kind::Value)
+                    .collect();
+                let mut new_slots: Vec<Option<(Vec<u8>, Option<i64>)>> =
+                    vec![None; self.value_states()];
+                for (slot, found) in slots.into_iter().enumerate() {
+                    let (Some((range, expiry)), Some(&h)) = (found, old_values.get(slot)) else {
+                        continue;
+                    };
+                    let Some(Some(nh)) = map.get(h as usize) else {
+                        continue;
+                    };
+                    let Some(ns) = self.value_slot(*nh) else {
+                        continue;
+                    };
+                    if let Some(v) = migrate(h, &value[range])? {
+                        new_slots[ns as usize] = Some((v, expiry));
+                    }
+                }
+                let writes: Vec<SlotWrite<'_>> = new_slots
+                    .iter()
+                    .map(|s| match s {
+                        Some((v, e)) => (Some(&v[..]), *e, false),
+                        None => (None, None, false),
+                    })
+                    .collect();
+                self.write_row(kg, &key[1..], 0, writes.into_iter())
+            }
+            Some(&LIST) | Some(&MAP) => {
+                let h =
+                    u32::from_be_bytes(key.get(1..5).ok_or_else(corrupt)?.try_into().expect("4"));
+                let Some(Some(nh)) = map.get(h as usize) else {
+                    return Ok(());
+                };
+                let mut new_key = key.to_vec();
+                new_key[1..5].copy_from_slice(&nh.to_be_bytes());
+                let header = match value.first() {
+                    Some(&ABSENT) => 1,
+                    Some(&EXPIRING) => 9,
+                    _ => return Err(corrupt()),
+                };
+                let (head, body) = value.split_at(header.min(value.len()));
+                let mut out = head.to_vec();
+                if key[0] == LIST {
+                    let mut rest = body;
+                    let mut any = false;
+                    while !rest.is_empty() {
+                        let (item, tail) = split_item(rest).ok_or_else(corrupt)?;
+                        rest = tail;
+                        if let Some(v) = migrate(h, item)? {
+                            any = true;
+                            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                            out.extend_from_slice(&v);
+                        }
+                    }
+                    if !any {
+                        return Ok(());
+                    }
+                } else {
+                    match migrate(h, body)? {
+                        Some(v) => out.extend_from_slice(&v),
+                        None => return Ok(()),
+                    }
+                }
+                self.store.put(kg, &new_key, &out)
+            }
+            _ => Err(corrupt()),
+        }
     }
 
     /// Declares a state (during `open`); the same name and kind again gives

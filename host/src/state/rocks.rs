@@ -146,6 +146,23 @@ impl Store for RocksStore {
         prop("rocksdb.estimate-live-data-size") + prop("rocksdb.cur-size-all-mem-tables")
     }
 
+    fn for_each(&mut self, f: &mut super::EntryVisitor<'_>) -> Result<(), String> {
+        // A RocksDB snapshot gives one consistent view while iterating.
+        let snap = self.db().snapshot();
+        let mut it = snap.raw_iterator();
+        it.seek_to_first();
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            if k.len() >= 2 {
+                f(u16::from_be_bytes([k[0], k[1]]) as u32, &k[2..], v);
+            }
+            it.next();
+        }
+        it.status().map_err(err)
+    }
+
     fn scan(
         &mut self,
         kg: u32,

@@ -97,6 +97,16 @@ impl SourceWatermarks {
         self.splits.len() - 1
     }
 
+    /// The highest event time split `i` has seen.
+    pub fn split_max(&self, i: usize) -> i64 {
+        self.splits[i].max_ts
+    }
+
+    /// Goes on from a snapshot: split `i` has seen up to `max_ts`.
+    pub fn set_split_max(&mut self, i: usize, max_ts: i64) {
+        self.splits[i].max_ts = max_ts;
+    }
+
     /// The split has no more records: it stops holding the watermark back.
     pub fn finish_split(&mut self, split: usize) {
         self.splits[split].finished = true;
@@ -206,6 +216,15 @@ pub struct InputWatermarks {
 }
 
 impl InputWatermarks {
+    /// How many inputs there are.
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
     pub fn new(inputs: usize) -> InputWatermarks {
         InputWatermarks {
             inputs: vec![

@@ -834,4 +834,144 @@ impl Operator for WasmProcess {
     async fn close(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
         self.run(out).await
     }
+
+    async fn snapshot(
+        &mut self,
+        _barrier: crate::checkpoint::Barrier,
+        _out: &mut Output,
+    ) -> Result<crate::checkpoint::OperatorState, RuntimeError> {
+        use crate::checkpoint::format::{EntryWriter, KIND_STATE, KIND_TIMER};
+        let mut w = EntryWriter::new();
+        let mut states = Vec::new();
+        if let Some(state) = &mut self.call.state {
+            state
+                .for_each_entry(&mut |kg, k, v| w.push(kg, KIND_STATE, k, v))
+                .map_err(|message| RuntimeError::State {
+                    uid: self.settings.uid.to_string(),
+                    message,
+                })?;
+            states = state.descriptors().iter().map(descriptor_json).collect();
+        }
+        let mut key = Vec::new();
+        for (tag, d) in [(0u8, Domain::EventTime), (1, Domain::ProcessingTime)] {
+            for (t, kg, k) in self.timers.due(d, i64::MAX) {
+                key.clear();
+                key.push(tag);
+                key.extend_from_slice(&t.to_be_bytes());
+                key.extend_from_slice(k);
+                w.push(kg, KIND_TIMER, &key, b"");
+            }
+        }
+        Ok(crate::checkpoint::OperatorState {
+            meta: serde_json::json!({ "watermark": self.watermark, "states": states }),
+            keyed: Some(w.finish()),
+            committables: Vec::new(),
+        })
+    }
+
+    async fn restore(
+        &mut self,
+        restored: crate::checkpoint::RestoredState,
+    ) -> Result<(), RuntimeError> {
+        use crate::checkpoint::format::{KIND_STATE, KIND_TIMER};
+        let uid = self.uid();
+        let state_err = |message: String| RuntimeError::State {
+            uid: uid.clone(),
+            message,
+        };
+        self.watermark = self.watermark.max(restored.watermark());
+        let old: Vec<Descriptor> = restored
+            .metas
+            .first()
+            .and_then(|m| m.get("states"))
+            .and_then(|s| s.as_array())
+            .map(|a| a.iter().filter_map(descriptor_from_json).collect())
+            .unwrap_or_default();
+        let state = self.call.state.as_mut().expect("opened");
+        let map = inherit(&old, state.descriptors(), restored.drop_unclaimed)
+            .map_err(|m| state_err(format!("cannot restore from {}: {m}", restored.location)))?;
+        let timers = &mut self.timers;
+        restored
+            .entries(&mut |e| match e.kind {
+                KIND_STATE => state.restore_entry(e.kg, e.key, e.value, &old, &map, &mut |_, v| {
+                    Ok(Some(v.to_vec()))
+                }),
+                KIND_TIMER => {
+                    let (Some(&tag), Some(t)) = (e.key.first(), e.key.get(1..9)) else {
+                        return Err("corrupt timer entry".into());
+                    };
+                    let t = i64::from_be_bytes(t.try_into().expect("8 bytes"));
+                    let d = if tag == 0 {
+                        Domain::EventTime
+                    } else {
+                        Domain::ProcessingTime
+                    };
+                    timers.register(d, t, e.kg, &e.key[9..]);
+                    Ok(())
+                }
+                k => Err(format!(
+                    "a keyed process function has no entries of kind {k}"
+                )),
+            })
+            .map_err(state_err)?;
+        Ok(())
+    }
+}
+
+fn descriptor_json(d: &Descriptor) -> serde_json::Value {
+    serde_json::json!({
+        "name": d.name,
+        "kind": match d.kind { Kind::Value => "value", Kind::List => "list", Kind::Map => "map" },
+        "ttl_ms": d.ttl_ms,
+    })
+}
+
+fn descriptor_from_json(v: &serde_json::Value) -> Option<Descriptor> {
+    Some(Descriptor {
+        name: v.get("name")?.as_str()?.to_owned(),
+        kind: match v.get("kind")?.as_str()? {
+            "value" => Kind::Value,
+            "list" => Kind::List,
+            "map" => Kind::Map,
+            _ => return None,
+        },
+        ttl_ms: v.get("ttl_ms").and_then(|t| t.as_u64()),
+    })
+}
+
+/// How the states of a snapshot (`old`, by handle) map onto the states a
+/// module declares now: by name, of the same kind. A state no longer declared
+/// is an error unless it may be dropped.
+fn inherit(old: &[Descriptor], new: &[Descriptor], drop: bool) -> Result<Vec<Option<u32>>, String> {
+    let kind = |k: Kind| match k {
+        Kind::Value => "value",
+        Kind::List => "list",
+        Kind::Map => "map",
+    };
+    let mut map = Vec::with_capacity(old.len());
+    let mut unclaimed = Vec::new();
+    for d in old {
+        match new.iter().position(|n| n.name == d.name) {
+            Some(i) if new[i].kind == d.kind => map.push(Some(i as u32)),
+            Some(i) => {
+                return Err(format!(
+                    "state `{}` is a {} state in the snapshot but the module declares it as a {} state; the module is not compatible with this state",
+                    d.name,
+                    kind(d.kind),
+                    kind(new[i].kind)
+                ));
+            }
+            None => {
+                unclaimed.push(format!("`{}`", d.name));
+                map.push(None);
+            }
+        }
+    }
+    if !unclaimed.is_empty() && !drop {
+        return Err(format!(
+            "the snapshot has state {} that the module does not declare; declare it, or pass --drop-unclaimed-state to drop it",
+            unclaimed.join(", ")
+        ));
+    }
+    Ok(map)
 }

@@ -861,6 +861,111 @@ impl Operator for WindowOperator {
     async fn close(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
         self.flush(out).await
     }
+
+    async fn snapshot(
+        &mut self,
+        _barrier: crate::checkpoint::Barrier,
+        out: &mut Output,
+    ) -> Result<crate::checkpoint::OperatorState, RuntimeError> {
+        use crate::checkpoint::format::{EntryWriter, KIND_PANE, KIND_SESSION, put_key};
+        self.flush(out).await?;
+        let mut w = EntryWriter::new();
+        let mut key = Vec::new();
+        let mut acc = ByteList::default();
+        for e in self.keys.entries.iter().flatten() {
+            let kg = key_group(&e.key, self.max_parallelism);
+            for &(pane, slot) in &e.panes {
+                acc.clear();
+                self.slots
+                    .push_to(slot, &mut acc)
+                    .map_err(|m| state_error(out, m))?;
+                key.clear();
+                put_key(&mut key, &e.key);
+                key.extend_from_slice(&pane.to_be_bytes());
+                w.push(kg, KIND_PANE, &key, acc.get(0));
+            }
+            for s in &e.sessions {
+                acc.clear();
+                self.slots
+                    .push_to(s.slot, &mut acc)
+                    .map_err(|m| state_error(out, m))?;
+                key.clear();
+                put_key(&mut key, &e.key);
+                key.extend_from_slice(&s.window.start.to_be_bytes());
+                key.extend_from_slice(&s.window.end.to_be_bytes());
+                w.push(kg, KIND_SESSION, &key, acc.get(0));
+            }
+        }
+        Ok(crate::checkpoint::OperatorState {
+            meta: serde_json::json!({ "watermark": self.watermark }),
+            keyed: Some(w.finish()),
+            committables: Vec::new(),
+        })
+    }
+
+    async fn restore(
+        &mut self,
+        restored: crate::checkpoint::RestoredState,
+    ) -> Result<(), RuntimeError> {
+        use crate::checkpoint::format::{KIND_PANE, KIND_SESSION, take_i64, take_key};
+        self.watermark = self.watermark.max(restored.watermark());
+        let watermark = self.watermark;
+        let lateness = self.lateness();
+        let kind = self.settings.kind;
+        let mut fire = std::collections::BTreeSet::new();
+        let (keys, slots) = (&mut self.keys, &mut self.slots);
+        let (cleanup, session_fire, session_cleanup) = (
+            &mut self.cleanup,
+            &mut self.session_fire,
+            &mut self.session_cleanup,
+        );
+        restored
+            .entries(&mut |e| {
+                let bad = || "corrupt window entry".to_owned();
+                let (key, rest) = take_key(e.key).ok_or_else(bad)?;
+                let k = keys.insert(key);
+                let slot = slots.alloc(e.kg, e.value)?;
+                match (e.kind, kind) {
+                    (KIND_PANE, WindowKind::Aligned(a)) => {
+                        let (pane, _) = take_i64(rest).ok_or_else(bad)?;
+                        keys.get_mut(k).panes.push((pane, slot));
+                        a.for_each_window(pane, |w| {
+                            if w.max_timestamp() > watermark {
+                                fire.insert((w.end, w.start, k));
+                            }
+                        });
+                        let expiry = (a.last_end(pane) - 1).saturating_add(lateness);
+                        cleanup.entry(expiry).or_default().push(k);
+                    }
+                    (KIND_SESSION, WindowKind::Session { .. }) => {
+                        let (start, rest) = take_i64(rest).ok_or_else(bad)?;
+                        let (end, _) = take_i64(rest).ok_or_else(bad)?;
+                        let window = Window { start, end };
+                        keys.get_mut(k).sessions.push(Session { window, slot });
+                        if window.max_timestamp() > watermark {
+                            session_fire.insert((window.max_timestamp(), k));
+                        } else {
+                            session_cleanup
+                                .insert((window.max_timestamp().saturating_add(lateness), k));
+                        }
+                    }
+                    (other, _) => {
+                        return Err(format!(
+                            "the snapshot's window entries (kind {other}) do not fit this window ({kind:?}); was the window type changed?"
+                        ));
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|message| RuntimeError::State {
+                uid: restored.location.clone(),
+                message,
+            })?;
+        for (end, start, k) in fire {
+            self.fire.entry((end, start)).or_default().push(k);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

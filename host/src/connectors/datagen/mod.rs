@@ -141,6 +141,10 @@ impl SourceFactory for DatagenFactory {
     }
 }
 
+fn split_name(index: u32) -> String {
+    format!("datagen split {index}")
+}
+
 struct Stream {
     index: u32,
     generator: OrdersGenerator,
@@ -160,8 +164,40 @@ struct Datagen {
 impl Source for Datagen {
     fn open(&mut self, out: &mut SourceOutput) -> Result<(), RuntimeError> {
         for s in &mut self.streams {
-            s.split =
-                Some(out.add_split(format!("datagen split {}", s.index), PositionKind::Sequence));
+            let split = out.add_split(split_name(s.index), PositionKind::Sequence);
+            if s.remaining == Some(0) {
+                // Read to its end before a restore.
+                out.finish_split(split);
+            }
+            s.split = Some(split);
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.streams
+            .iter()
+            .map(|s| (split_name(s.index), s.generator.generated().into()))
+            .collect()
+    }
+
+    fn restore(
+        &mut self,
+        positions: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), RuntimeError> {
+        // The generator is a pure function of its seed: skipping to a
+        // position is generating and dropping that many records.
+        for s in &mut self.streams {
+            let Some(n) = positions.get(&split_name(s.index)).and_then(|v| v.as_u64()) else {
+                continue;
+            };
+            while s.generator.generated() < n && s.remaining != Some(0) {
+                self.line.clear();
+                s.generator.next_into(&mut self.line);
+                if let Some(r) = &mut s.remaining {
+                    *r -= 1;
+                }
+            }
         }
         Ok(())
     }

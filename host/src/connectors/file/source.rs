@@ -4,7 +4,7 @@ use crate::runtime::PositionKind;
 use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
 use serde::Deserialize;
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Seek};
 use std::path::PathBuf;
 
 #[derive(Debug, Deserialize)]
@@ -88,6 +88,9 @@ impl SourceFactory for FileSourceFactory {
             current: None,
             buf: Vec::new(),
             start: 0,
+            buf_offset: 0,
+            done: Vec::new(),
+            resume: Default::default(),
             progress: None,
         })
     }
@@ -110,6 +113,12 @@ pub struct FileSource {
     /// Bytes read but not yet handed on; `buf[start..]` is unconsumed.
     buf: Vec<u8>,
     start: usize,
+    /// Where `buf[0]` is in the current file.
+    buf_offset: u64,
+    /// Files read to the end.
+    done: Vec<String>,
+    /// Restored positions: (byte offset, line) by file.
+    resume: std::collections::HashMap<String, (u64, u64)>,
     progress: Option<indicatif::ProgressBar>,
 }
 
@@ -119,16 +128,29 @@ impl FileSource {
             return Ok(false);
         };
         self.next_file += 1;
-        let file =
+        let name = path.display().to_string();
+        if self.done.contains(&name) {
+            return Ok(true);
+        }
+        let mut file =
             File::open(&path).map_err(io_error(format!("cannot open {}", path.display())))?;
-        let split = out.add_split(path.display().to_string(), PositionKind::Line);
+        let (offset, line) = self.resume.get(&name).copied().unwrap_or((0, 0));
+        if offset > 0 {
+            file.seek(std::io::SeekFrom::Start(offset))
+                .map_err(io_error(format!("cannot seek in {}", path.display())))?;
+            if let Some(p) = &self.progress {
+                p.inc(offset);
+            }
+        }
+        let split = out.add_split(name, PositionKind::Line);
         self.buf.clear();
         self.start = 0;
+        self.buf_offset = offset;
         self.current = Some(OpenFile {
             file,
             split,
             path,
-            line: 0,
+            line,
             eof: false,
         });
         Ok(true)
@@ -137,6 +159,7 @@ impl FileSource {
     fn fill(&mut self) -> Result<(), RuntimeError> {
         let f = self.current.as_mut().expect("open file");
         self.buf.drain(..self.start);
+        self.buf_offset += self.start as u64;
         self.start = 0;
         let old = self.buf.len();
         self.buf.resize(old + CHUNK, 0);
@@ -178,6 +201,45 @@ impl Source for FileSource {
         Ok(())
     }
 
+    fn snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        for name in &self.done {
+            m.insert(name.clone(), serde_json::json!({ "done": true }));
+        }
+        if let Some(f) = &self.current {
+            m.insert(
+                f.path.display().to_string(),
+                serde_json::json!({ "offset": self.buf_offset + self.start as u64, "line": f.line }),
+            );
+        }
+        m
+    }
+
+    fn restore(
+        &mut self,
+        positions: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), RuntimeError> {
+        for f in &self.files {
+            let name = f.display().to_string();
+            let Some(p) = positions.get(&name) else {
+                continue;
+            };
+            if p.get("done").and_then(|d| d.as_bool()) == Some(true) {
+                self.done.push(name);
+            } else {
+                let offset = p.get("offset").and_then(|v| v.as_u64());
+                let line = p.get("line").and_then(|v| v.as_u64());
+                let (Some(offset), Some(line)) = (offset, line) else {
+                    return Err(RuntimeError::Internal(format!(
+                        "the snapshot's position for {name} is not readable: {p}"
+                    )));
+                };
+                self.resume.insert(name, (offset, line));
+            }
+        }
+        Ok(())
+    }
+
     fn poll(&mut self, out: &mut SourceOutput) -> Result<SourcePoll, RuntimeError> {
         loop {
             if self.current.is_none() && !self.open_next(out)? {
@@ -208,6 +270,7 @@ impl Source for FileSource {
                     out.push(split, None, rest, last_line)?;
                 }
                 out.finish_split(split);
+                self.done.push(f.path.display().to_string());
                 self.current = None;
                 if out.is_full() {
                     return Ok(SourcePoll::More);
