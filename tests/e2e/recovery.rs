@@ -32,6 +32,16 @@ pub fn committed(dir: &Path, into: &Path) -> PathBuf {
     into.to_owned()
 }
 
+/// `sluice ARGS` with extra environment variables.
+fn sluice_with(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = support::sluice();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
 /// A small deterministic generator of kill delays.
 struct Lcg(u64);
 
@@ -53,12 +63,8 @@ fn crash_loop(spec: &Path, env: &[(&str, &str)], kills: u32, seed: u64, max_ms: 
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         assert!(Instant::now() < deadline, "the crash loop did not finish");
-        let mut c = support::sluice();
-        c.args(["run", "--no-api", "-q"]).arg(spec);
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        let mut child = c
+        let mut child = sluice_with(&["run", "--no-api", "-q"], env)
+            .arg(spec)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -161,14 +167,9 @@ fn w5_killed_at_random_moments_commits_each_result_exactly_once() {
 
 /// `sluice run` with its API on a free port; returns the child and the URL.
 fn run_with_api(spec: &Path, env: &[(&str, &str)], extra: &[&str]) -> (Child, String) {
-    let mut c = support::sluice();
-    c.args(["run", "--listen", "127.0.0.1:0"])
+    let mut child = sluice_with(&["run", "--listen", "127.0.0.1:0"], env)
         .arg(spec)
-        .args(extra);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    let mut child = c
+        .args(extra)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -189,9 +190,11 @@ fn run_with_api(spec: &Path, env: &[(&str, &str)], extra: &[&str]) -> (Child, St
 }
 
 fn client(url: &str, args: &[&str]) -> std::process::Output {
-    let mut c = support::sluice();
-    c.arg("job").args(args).args(["--server", url]);
-    c.output().unwrap()
+    sluice_with(&["job"], &[])
+        .args(args)
+        .args(["--server", url])
+        .output()
+        .unwrap()
 }
 
 /// The id of the one job a `sluice run` serves.
@@ -270,15 +273,12 @@ fn savepoint_stop_and_restore_at_parallelism_1_2_3_gives_identical_results() {
     }
     let vars = env("3", "memory");
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let mut c = support::sluice();
-    c.args(["run", "--no-api", "-q"])
+    let o = sluice_with(&["run", "--no-api", "-q"], &vars)
         .arg(&spec)
         .arg("--from-savepoint")
-        .arg(from.as_ref().unwrap());
-    for (k, v) in &vars {
-        c.env(k, v);
-    }
-    let o = c.output().unwrap();
+        .arg(from.as_ref().unwrap())
+        .output()
+        .unwrap();
     assert_ok(&o);
 
     for sink in ["revenue", "sessions", "late"] {
@@ -337,17 +337,13 @@ fn restoring_a_savepoint_with_state_no_node_claims_is_refused_unless_dropped() {
     let small_spec = d.join("smaller.yaml");
     std::fs::write(&small_spec, smaller).unwrap();
     let run = |extra: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
-        c.env("SLUICE_MODULE_PATH", support::modules_dir())
-            .args(["run", "--no-api", "-q"])
+        sluice_with(&["run", "--no-api", "-q"], &vars)
             .arg(&small_spec)
             .arg("--from-savepoint")
             .arg(&sp)
-            .args(extra);
-        for (k, v) in &vars {
-            c.env(k, v);
-        }
-        c.output().unwrap()
+            .args(extra)
+            .output()
+            .unwrap()
     };
     let o = run(&[]);
     assert!(!o.status.success());

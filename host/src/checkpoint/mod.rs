@@ -167,6 +167,8 @@ pub struct RestorePoint {
 
 /// The state one operator subtask restores.
 pub struct RestoredState {
+    /// The operator it is for.
+    pub uid: String,
     /// `meta` of every subtask that wrote the snapshot.
     pub metas: Vec<serde_json::Value>,
     /// Whether state no one claims may be dropped (else it is an error).
@@ -303,6 +305,7 @@ impl RestorePoint {
             }
         }
         Ok(Some(RestoredState {
+            uid: uid.to_owned(),
             metas: op.subtasks.iter().map(|s| s.meta.clone()).collect(),
             drop_unclaimed: self.drop_unclaimed,
             location: self.location.clone(),

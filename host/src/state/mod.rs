@@ -39,10 +39,6 @@ use std::sync::Arc;
 /// Visits stored entries: `(key group, key, value)`.
 pub type EntryVisitor<'a> = dyn FnMut(u32, &[u8], &[u8]) + 'a;
 
-/// Rewrites a restored value of a state (by its old handle); `None` drops
-/// it.
-pub type Migrate<'a> = dyn FnMut(u32, &[u8]) -> Result<Option<Vec<u8>>, String> + 'a;
-
 /// An ordered byte map per key group.
 pub trait Store: Send {
     /// Appends the value under `key` to `out`; false when there is none.
@@ -181,9 +177,7 @@ impl KeyedState {
     /// Puts back an entry of a snapshot taken with the states `old`,
     /// translated to the states declared now: list and map entries carry
     /// their state's handle, rows their value states in declaration order.
-    /// `map[old handle]` is the new handle (`None`: the state is dropped);
-    /// `migrate(old handle, bytes)` may rewrite each value, list element and
-    /// map value (`None` drops it).
+    /// `map[old handle]` is the new handle (`None`: the state is dropped).
     pub fn restore_entry(
         &mut self,
         kg: u32,
@@ -191,7 +185,6 @@ impl KeyedState {
         value: &[u8],
         old: &[Descriptor],
         map: &[Option<u32>],
-        migrate: &mut Migrate<'_>,
     ) -> Result<(), String> {
         let corrupt = || "corrupt state entry in the snapshot".to_owned();
         match key.first() {
@@ -203,8 +196,7 @@ impl KeyedState {
                 let old_values: Vec<u32> = (0..old.len() as u32)
                     .filter(|&h| old[h as usize].kind == Kind::Value)
                     .collect();
-                let mut new_slots: Vec<Option<(Vec<u8>, Option<i64>)>> =
-                    vec![None; self.value_states()];
+                let mut writes: Vec<SlotWrite<'_>> = vec![(None, None, false); self.value_states()];
                 for (slot, found) in slots.into_iter().enumerate() {
                     let (Some((range, expiry)), Some(&h)) = (found, old_values.get(slot)) else {
                         continue;
@@ -215,17 +207,9 @@ impl KeyedState {
                     let Some(ns) = self.value_slot(*nh) else {
                         continue;
                     };
-                    if let Some(v) = migrate(h, &value[range])? {
-                        new_slots[ns as usize] = Some((v, expiry));
-                    }
+                    // Not written now: the expiry stays as it was.
+                    writes[ns as usize] = (Some(&value[range]), expiry, false);
                 }
-                let writes: Vec<SlotWrite<'_>> = new_slots
-                    .iter()
-                    .map(|s| match s {
-                        Some((v, e)) => (Some(&v[..]), *e, false),
-                        None => (None, None, false),
-                    })
-                    .collect();
                 self.write_row(kg, &key[1..], 0, writes.into_iter())
             }
             Some(&LIST) | Some(&MAP) => {
@@ -236,35 +220,10 @@ impl KeyedState {
                 };
                 let mut new_key = key.to_vec();
                 new_key[1..5].copy_from_slice(&nh.to_be_bytes());
-                let header = match value.first() {
-                    Some(&ABSENT) => 1,
-                    Some(&EXPIRING) => 9,
-                    _ => return Err(corrupt()),
-                };
-                let (head, body) = value.split_at(header.min(value.len()));
-                let mut out = head.to_vec();
-                if key[0] == LIST {
-                    let mut rest = body;
-                    let mut any = false;
-                    while !rest.is_empty() {
-                        let (item, tail) = split_item(rest).ok_or_else(corrupt)?;
-                        rest = tail;
-                        if let Some(v) = migrate(h, item)? {
-                            any = true;
-                            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                            out.extend_from_slice(&v);
-                        }
-                    }
-                    if !any {
-                        return Ok(());
-                    }
-                } else {
-                    match migrate(h, body)? {
-                        Some(v) => out.extend_from_slice(&v),
-                        None => return Ok(()),
-                    }
+                if !matches!(value.first(), Some(&ABSENT) | Some(&EXPIRING)) {
+                    return Err(corrupt());
                 }
-                self.store.put(kg, &new_key, &out)
+                self.store.put(kg, &new_key, value)
             }
             _ => Err(corrupt()),
         }

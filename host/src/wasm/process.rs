@@ -874,7 +874,7 @@ impl Operator for WasmProcess {
         restored: crate::checkpoint::RestoredState,
     ) -> Result<(), RuntimeError> {
         use crate::checkpoint::format::{KIND_STATE, KIND_TIMER};
-        let uid = self.uid();
+        let uid = restored.uid.clone();
         let state_err = |message: String| RuntimeError::State {
             uid: uid.clone(),
             message,
@@ -893,9 +893,7 @@ impl Operator for WasmProcess {
         let timers = &mut self.timers;
         restored
             .entries(&mut |e| match e.kind {
-                KIND_STATE => state.restore_entry(e.kg, e.key, e.value, &old, &map, &mut |_, v| {
-                    Ok(Some(v.to_vec()))
-                }),
+                KIND_STATE => state.restore_entry(e.kg, e.key, e.value, &old, &map),
                 KIND_TIMER => {
                     let (Some(&tag), Some(t)) = (e.key.first(), e.key.get(1..9)) else {
                         return Err("corrupt timer entry".into());

@@ -958,8 +958,8 @@ impl Operator for WindowOperator {
                 Ok(())
             })
             .map_err(|message| RuntimeError::State {
-                uid: restored.location.clone(),
-                message,
+                uid: restored.uid.clone(),
+                message: format!("cannot restore from {}: {message}", restored.location),
             })?;
         for (end, start, k) in fire {
             self.fire.entry((end, start)).or_default().push(k);
