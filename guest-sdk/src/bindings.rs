@@ -30,8 +30,8 @@ pub mod aggregate {
         export_macro_name: "export_aggregate_world",
         // One set of Rust types for both worlds, so the batch code is shared.
         with: {
-            "sluice:operator/types@0.2.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.2.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
         },
     });
 }
@@ -45,8 +45,8 @@ pub mod process {
         pub_export_macro: true,
         export_macro_name: "export_process_world",
         with: {
-            "sluice:operator/types@0.2.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.2.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
         },
     });
 }
@@ -59,8 +59,23 @@ pub mod window {
         pub_export_macro: true,
         export_macro_name: "export_window_world",
         with: {
-            "sluice:operator/types@0.2.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.2.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
+        },
+    });
+}
+
+/// Bindings for the `state-migration` world: only the `migration` export,
+/// which `export_process!(T, migrate)` adds beside `keyed-process` (the
+/// component's world is the union of the two).
+pub mod migration {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "state-migration",
+        pub_export_macro: true,
+        export_macro_name: "export_migration_world",
+        with: {
+            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
         },
     });
 }

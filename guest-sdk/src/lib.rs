@@ -154,7 +154,9 @@ mod window;
 pub use aggregate::Aggregate;
 pub use config::Config;
 pub use error::Error;
-pub use process::{Context, Domain, KeyedProcess, Setup, SideOutput, Timer, ValueState};
+pub use process::{
+    Context, Domain, KeyedProcess, MigrateState, Setup, SideOutput, StateOptions, Timer, ValueState,
+};
 pub use record::Record;
 pub use state::{ListState, MapState};
 pub use transform::{OutRecord, Output, Transform};
@@ -209,9 +211,14 @@ macro_rules! export_window_function {
 /// (`sluice:operator/keyed-process`). Use it once, at the top level of the
 /// crate; see [`KeyedProcess`] for an example. Until `open` has succeeded,
 /// every call traps with "operator not opened".
+///
+/// `export_process!(T, migrate)` also exports the state-migration hook
+/// (`sluice:operator/migration`), implemented by [`MigrateState`] for `T`:
+/// the host runs it on inherited state whose version differs from the one
+/// `T` declares (a module swap).
 #[macro_export]
 macro_rules! export_process {
-    ($operator:ty $(,)?) => {
+    (@impl $operator:ty, { $($migrate:ident)? }) => {
         const _: () = {
             struct __SluiceProcessExport;
 
@@ -245,7 +252,36 @@ macro_rules! export_process {
                 <__SluiceProcessExport as $crate::__private::ProcessGuest>::open,
                 <__SluiceProcessExport as $crate::__private::ProcessGuest>::process,
             );
+
+            $(
+                const _: &str = ::core::stringify!($migrate);
+
+                impl $crate::__private::MigrationGuest for __SluiceProcessExport {
+                    fn migrate(
+                        state: ::std::string::String,
+                        from_version: u32,
+                        items: $crate::__private::ByteList,
+                    ) -> ::core::result::Result<$crate::__private::ByteList, ::std::string::String>
+                    {
+                        __SLUICE_PROCESS.with(|s| s.migrate(&state, from_version, items))
+                    }
+                }
+
+                #[cfg(target_arch = "wasm32")]
+                $crate::__private::migration_bindings::export_migration_world!(
+                    __SluiceProcessExport with_types_in $crate::__private::migration_bindings
+                );
+
+                #[cfg(not(target_arch = "wasm32"))]
+                let _ = <__SluiceProcessExport as $crate::__private::MigrationGuest>::migrate;
+            )?
         };
+    };
+    ($operator:ty $(,)?) => {
+        $crate::export_process!(@impl $operator, {});
+    };
+    ($operator:ty, migrate $(,)?) => {
+        $crate::export_process!(@impl $operator, { migrate });
     };
 }
 
@@ -445,6 +481,8 @@ pub mod __private {
     pub use crate::bindings::aggregate::exports::sluice::operator::aggregate::{
         AddOutput, Guest as AggregateGuest,
     };
+    pub use crate::bindings::migration as migration_bindings;
+    pub use crate::bindings::migration::exports::sluice::operator::migration::Guest as MigrationGuest;
     pub use crate::bindings::process as process_bindings;
     pub use crate::bindings::process::exports::sluice::operator::keyed_process::{
         Guest as ProcessGuest, KeyedInput, KeyedOutput,

@@ -119,7 +119,7 @@ impl Setup {
 
     /// A value state: one `T` per key.
     pub fn value_state<T>(&mut self, name: &str) -> Result<ValueState<T>, Error> {
-        self.value_state_with_ttl(name, None)
+        self.value_state_with(name, StateOptions::default())
     }
 
     /// A value state whose entries expire `ttl` (processing time) after their
@@ -129,7 +129,22 @@ impl Setup {
         name: &str,
         ttl: Option<std::time::Duration>,
     ) -> Result<ValueState<T>, Error> {
-        let handle = state::declare(name, state::Kind::Value, ttl)?;
+        self.value_state_with(
+            name,
+            StateOptions {
+                ttl,
+                ..StateOptions::default()
+            },
+        )
+    }
+
+    /// A value state with a TTL or a layout version.
+    pub fn value_state_with<T>(
+        &mut self,
+        name: &str,
+        options: StateOptions,
+    ) -> Result<ValueState<T>, Error> {
+        let handle = state::declare(name, state::Kind::Value, options.ttl, options.version)?;
         let slot = self.value_states;
         self.value_states += 1;
         Ok(ValueState {
@@ -141,7 +156,7 @@ impl Setup {
 
     /// A list state: a list of `T` per key.
     pub fn list_state<T>(&mut self, name: &str) -> Result<crate::ListState<T>, Error> {
-        self.list_state_with_ttl(name, None)
+        self.list_state_with(name, StateOptions::default())
     }
 
     /// A list state whose lists expire `ttl` after their last write.
@@ -150,16 +165,28 @@ impl Setup {
         name: &str,
         ttl: Option<std::time::Duration>,
     ) -> Result<crate::ListState<T>, Error> {
-        Ok(crate::ListState::new(Declared(state::declare(
+        self.list_state_with(
             name,
-            state::Kind::List,
-            ttl,
-        )?)))
+            StateOptions {
+                ttl,
+                ..StateOptions::default()
+            },
+        )
+    }
+
+    /// A list state with a TTL or a layout version.
+    pub fn list_state_with<T>(
+        &mut self,
+        name: &str,
+        options: StateOptions,
+    ) -> Result<crate::ListState<T>, Error> {
+        let handle = state::declare(name, state::Kind::List, options.ttl, options.version)?;
+        Ok(crate::ListState::new(Declared(handle)))
     }
 
     /// A map state: a map from `K` to `V` per key.
     pub fn map_state<K, V>(&mut self, name: &str) -> Result<crate::MapState<K, V>, Error> {
-        self.map_state_with_ttl(name, None)
+        self.map_state_with(name, StateOptions::default())
     }
 
     /// A map state whose entries expire `ttl` after their last write.
@@ -168,17 +195,77 @@ impl Setup {
         name: &str,
         ttl: Option<std::time::Duration>,
     ) -> Result<crate::MapState<K, V>, Error> {
-        Ok(crate::MapState::new(Declared(state::declare(
+        self.map_state_with(
             name,
-            state::Kind::Map,
-            ttl,
-        )?)))
+            StateOptions {
+                ttl,
+                ..StateOptions::default()
+            },
+        )
+    }
+
+    /// A map state with a TTL or a layout version.
+    pub fn map_state_with<K, V>(
+        &mut self,
+        name: &str,
+        options: StateOptions,
+    ) -> Result<crate::MapState<K, V>, Error> {
+        let handle = state::declare(name, state::Kind::Map, options.ttl, options.version)?;
+        Ok(crate::MapState::new(Declared(handle)))
     }
 
     /// A side output, routed in the pipeline spec as `operator-uid.name`.
     pub fn side_output(&mut self, name: &str) -> SideOutput {
         SideOutput(state::side_output(name))
     }
+}
+
+/// How a state is declared beyond its name and kind.
+///
+/// `version` numbers the layout of the state's bytes (the JSON shape of its
+/// values, with this SDK). Snapshots record it; when a new module declares
+/// a state with another version than the snapshot it restores from holds,
+/// the host refuses to start unless the module exports the migration hook
+/// ([`MigrateState`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateOptions {
+    /// Entries expire this long (processing time) after their last write.
+    pub ttl: Option<std::time::Duration>,
+    /// The layout version, from 1.
+    pub version: u32,
+}
+
+impl Default for StateOptions {
+    fn default() -> Self {
+        StateOptions {
+            ttl: None,
+            version: 1,
+        }
+    }
+}
+
+impl StateOptions {
+    /// The default options with layout `version`.
+    pub fn version(version: u32) -> Self {
+        StateOptions {
+            version,
+            ..StateOptions::default()
+        }
+    }
+}
+
+/// The state-migration hook of a keyed process function: converts state
+/// that an older module wrote (Flink's state schema evolution). Export it
+/// with `sluice_guest::export_process!(T, migrate)`.
+///
+/// The host calls it after `open`, before the first record, for every item
+/// of every inherited state whose version in the snapshot differs from the
+/// version `open` declares: each value of a value state, each element of a
+/// list state, each value of a map state (map keys stay as they are). Items
+/// are the bytes the old module stored: JSON text, for states of this SDK.
+pub trait MigrateState: KeyedProcess {
+    /// The item in the layout this module declares for `state`.
+    fn migrate(&self, state: &str, from_version: u32, item: &[u8]) -> Result<Vec<u8>, Error>;
 }
 
 /// A handle to a named side output (Flink's `OutputTag`).
@@ -659,6 +746,30 @@ impl<T: KeyedProcess> ProcessState<T> {
             Ok(out) => out,
             Err(message) => panic!("{message}"),
         }
+    }
+}
+
+impl<T: MigrateState> ProcessState<T> {
+    /// The `migrate` export.
+    pub fn migrate(
+        &self,
+        state: &str,
+        from_version: u32,
+        items: ByteList,
+    ) -> Result<ByteList, String> {
+        let inner = self.inner.borrow();
+        let Some((op, _)) = inner.as_ref() else {
+            return Err(crate::transform::NOT_OPENED.to_owned());
+        };
+        let mut out =
+            crate::batch::ByteListBuilder::with_capacity(items.spans.len(), items.data.len());
+        for (i, s) in items.spans.iter().enumerate() {
+            let item = op
+                .migrate(state, from_version, slice(&items.data, *s))
+                .map_err(|e| format!("item {i}: {e}"))?;
+            out.push_bytes(&item);
+        }
+        Ok(out.finish())
     }
 }
 

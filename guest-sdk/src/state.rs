@@ -26,8 +26,13 @@ pub(crate) enum Kind {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Declared(pub(crate) u32);
 
-pub(crate) fn declare(name: &str, kind: Kind, ttl: Option<Duration>) -> Result<u32, Error> {
-    host::declare(name, kind, ttl.map(|d| d.as_millis() as u64)).map_err(Error::new)
+pub(crate) fn declare(
+    name: &str,
+    kind: Kind,
+    ttl: Option<Duration>,
+    version: u32,
+) -> Result<u32, Error> {
+    host::declare(name, kind, ttl.map(|d| d.as_millis() as u64), version).map_err(Error::new)
 }
 
 pub(crate) fn side_output(name: &str) -> u32 {
@@ -167,7 +172,12 @@ mod host {
     use crate::batch::ByteList;
     use crate::bindings::process::sluice::operator::{output, state};
 
-    pub fn declare(name: &str, kind: Kind, ttl_ms: Option<u64>) -> Result<u32, String> {
+    pub fn declare(
+        name: &str,
+        kind: Kind,
+        ttl_ms: Option<u64>,
+        version: u32,
+    ) -> Result<u32, String> {
         state::declare(&state::StateDescriptor {
             name: name.to_owned(),
             kind: match kind {
@@ -176,6 +186,7 @@ mod host {
                 Kind::Map => state::StateKind::Map,
             },
             ttl_ms,
+            version,
         })
     }
 
@@ -226,7 +237,7 @@ mod host {
 
     #[derive(Default)]
     struct Store {
-        declared: Vec<(String, Kind)>,
+        declared: Vec<(String, Kind, u32)>,
         sides: Vec<String>,
         lists: HashMap<(u32, u32), Vec<Vec<u8>>>,
         maps: HashMap<(u32, u32), BTreeMap<Vec<u8>, Vec<u8>>>,
@@ -240,17 +251,24 @@ mod host {
         STORE.with(|s| f(&mut s.borrow_mut()))
     }
 
-    pub fn declare(name: &str, kind: Kind, _ttl_ms: Option<u64>) -> Result<u32, String> {
-        with(|s| match s.declared.iter().position(|(n, _)| n == name) {
-            Some(i) if s.declared[i].1 == kind => Ok(i as u32),
-            Some(_) => Err(format!(
-                "state `{name}` is already declared as another kind"
-            )),
-            None => {
-                s.declared.push((name.to_owned(), kind));
-                Ok(s.declared.len() as u32 - 1)
-            }
-        })
+    pub fn declare(
+        name: &str,
+        kind: Kind,
+        _ttl_ms: Option<u64>,
+        version: u32,
+    ) -> Result<u32, String> {
+        with(
+            |s| match s.declared.iter().position(|(n, _, _)| n == name) {
+                Some(i) if s.declared[i].1 == kind && s.declared[i].2 == version => Ok(i as u32),
+                Some(_) => Err(format!(
+                    "state `{name}` is already declared as another kind or version"
+                )),
+                None => {
+                    s.declared.push((name.to_owned(), kind, version));
+                    Ok(s.declared.len() as u32 - 1)
+                }
+            },
+        )
     }
 
     pub fn side_output(name: &str) -> u32 {

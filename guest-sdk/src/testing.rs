@@ -166,3 +166,9 @@ fn batch_of(records: &[OutRecord<'_>]) -> Batch {
     }
     b.finish()
 }
+
+/// A [`Setup`](crate::Setup) to call a [`KeyedProcess`](crate::KeyedProcess)'s
+/// `open` with in a native test: states are declared in a per-thread store.
+pub fn setup() -> crate::Setup {
+    crate::Setup::new()
+}

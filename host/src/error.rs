@@ -106,6 +106,10 @@ pub enum RuntimeError {
     /// A checkpoint or savepoint could not be written, read or committed.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// The job cannot take over the state of the snapshot it starts from (a
+    /// module that does not fit its operator's state, state nobody claims).
+    #[error("{0}")]
+    Incompatible(String),
     #[error("internal error: {0}")]
     Internal(String),
     /// Someone cancelled the job (the API, the CLI).
@@ -123,9 +127,10 @@ impl RuntimeError {
 
     pub fn fault(&self) -> Fault {
         match self {
-            RuntimeError::BadRecord { .. } | RuntimeError::Wasm(_) | RuntimeError::Cancelled => {
-                Fault::User
-            }
+            RuntimeError::BadRecord { .. }
+            | RuntimeError::Wasm(_)
+            | RuntimeError::Incompatible(_)
+            | RuntimeError::Cancelled => Fault::User,
             RuntimeError::Io { .. } | RuntimeError::State { .. } | RuntimeError::Checkpoint(_) => {
                 Fault::External
             }

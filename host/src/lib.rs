@@ -27,7 +27,7 @@ pub mod window;
 pub use error::{Error, Fault};
 
 /// The WIT package operators are built against.
-pub const WIT_PACKAGE: &str = "sluice:operator@0.2.0";
+pub const WIT_PACKAGE: &str = "sluice:operator@0.3.0";
 
 /// When the process started (as far as sluice can tell: the first call of
 /// this function; `sluice`'s `main` calls it first thing).

@@ -334,6 +334,8 @@ fn module_inspect_shows_declared_states() {
     let states = m["states"].as_array().unwrap_or_else(|| panic!("{m:#}"));
     assert!(!states.is_empty(), "{m:#}");
     assert!(states.iter().all(|s| s["kind"].is_string()), "{m:#}");
+    assert!(states.iter().all(|s| s["version"] == json!(1)), "{m:#}");
+    assert_eq!(m["state_migration"], json!(false), "{m:#}");
     let (status, e) = s.request("GET", "/v1/modules/dedup?config=%7Bnot", None);
     assert_eq!(status, 400, "{e}");
 }

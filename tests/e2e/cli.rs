@@ -8,7 +8,7 @@ fn version_names_the_wit_contract_and_wasmtime() {
     assert!(o.status.success());
     let v = stdout(&o);
     assert!(
-        v.starts_with("sluice 0.1.0 (WIT sluice:operator@0.2.0, wasmtime 48."),
+        v.starts_with("sluice 0.1.0 (WIT sluice:operator@0.3.0, wasmtime 48."),
         "{v}"
     );
 }

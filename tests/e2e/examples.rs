@@ -30,6 +30,22 @@ const COVERED: &[(&str, &str)] = &[
         "recovery::savepoint_stop_and_restore_at_parallelism_1_2_3_gives_identical_results",
     ),
     (
+        "examples/savepoints/counter.yaml",
+        "recovery::a_module_swap_keeps_counts_and_an_incompatible_module_is_refused",
+    ),
+    (
+        "examples/operators/counter-v1",
+        "recovery::a_module_swap_keeps_counts_and_an_incompatible_module_is_refused",
+    ),
+    (
+        "examples/operators/counter-v2",
+        "recovery::a_module_swap_keeps_counts_and_an_incompatible_module_is_refused",
+    ),
+    (
+        "examples/operators/counter-v3",
+        "recovery::a_module_swap_keeps_counts_and_an_incompatible_module_is_refused",
+    ),
+    (
         "examples/serve/orders-live.yaml",
         "api::upload_submit_watch_metrics_and_cancel_over_http",
     ),

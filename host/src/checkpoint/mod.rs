@@ -328,6 +328,16 @@ impl RestorePoint {
             .unwrap_or_default()
     }
 
+    /// The `meta` every subtask of operator `uid` recorded (empty when the
+    /// snapshot has none of it).
+    pub fn metas(&self, uid: &str) -> Vec<serde_json::Value> {
+        self.manifest
+            .operators
+            .get(uid)
+            .map(|o| o.subtasks.iter().map(|s| s.meta.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Operators with state in the snapshot that are not in `uids`.
     pub fn unclaimed<'a>(&'a self, uids: &[&str]) -> Vec<&'a str> {
         self.manifest

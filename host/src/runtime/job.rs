@@ -200,7 +200,7 @@ pub async fn run_with(
         let uids: Vec<&str> = pipeline.nodes.iter().map(|n| n.uid.as_str()).collect();
         let unclaimed = r.unclaimed(&uids);
         if !unclaimed.is_empty() && !r.drop_unclaimed {
-            return Err(RuntimeError::Checkpoint(format!(
+            return Err(RuntimeError::Incompatible(format!(
                 "{} holds state of {} that no node of this spec claims (by uid); restore it with a spec that has them, or pass --drop-unclaimed-state to drop that state",
                 r.location,
                 unclaimed
@@ -209,6 +209,32 @@ pub async fn run_with(
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
+        }
+    }
+    if let Some(r) = &initial {
+        // A swapped module must be able to take over its operator's state:
+        // refuse now, with the reason, rather than fail (and restart) later.
+        for n in &pipeline.nodes {
+            if let NodeKind::Process {
+                module, settings, ..
+            } = &n.kind
+            {
+                crate::wasm::process::check_inheritance(
+                    module,
+                    &settings.config,
+                    &r.metas(&n.uid),
+                    r.drop_unclaimed,
+                )
+                .await
+                .map_err(|m| {
+                    RuntimeError::Incompatible(format!(
+                        "operator `{}` ({}) cannot restore from {}: {m}",
+                        n.uid,
+                        module.path.display(),
+                        r.location
+                    ))
+                })?;
+            }
         }
     }
     let mut restore = initial.clone();

@@ -346,6 +346,7 @@ async fn inspect_module(
         .into_iter()
         .find(|m| m.world == crate::wasm::World::Process)
     {
+        body["state_migration"] = json!(m.migrates());
         // States are declared in `open`: run it, as a job would.
         let shown = config.clone();
         let declared = blocking(move || {
@@ -363,8 +364,9 @@ async fn inspect_module(
                         .iter()
                         .map(|d| json!({
                             "name": d.name,
-                            "kind": format!("{:?}", d.kind).to_lowercase(),
+                            "kind": d.kind.name(),
                             "ttl_ms": d.ttl_ms,
+                            "version": d.version,
                         }))
                         .collect::<Vec<_>>()
                 );

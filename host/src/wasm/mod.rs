@@ -46,8 +46,12 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::sluice::operator::{
-    aggregate as wit_aggregate, transform as wit_transform, window_function as wit_window,
+    aggregate as wit_aggregate, migration as wit_migration, transform as wit_transform,
+    window_function as wit_window,
 };
+
+/// The state-migration hook a keyed process module may export.
+const MIGRATION_EXPORT: &str = "sluice:operator/migration@0.3.0";
 pub use sluice::operator::types as wit;
 
 /// Epoch tick: the resolution of call deadlines.
@@ -82,19 +86,19 @@ impl World {
 
     pub fn wit_name(self) -> &'static str {
         match self {
-            World::Transform => "sluice:operator/transform-operator@0.2.0",
-            World::Aggregate => "sluice:operator/aggregate-operator@0.2.0",
-            World::Process => "sluice:operator/keyed-process-operator@0.2.0",
-            World::WindowFunction => "sluice:operator/window-function-operator@0.2.0",
+            World::Transform => "sluice:operator/transform-operator@0.3.0",
+            World::Aggregate => "sluice:operator/aggregate-operator@0.3.0",
+            World::Process => "sluice:operator/keyed-process-operator@0.3.0",
+            World::WindowFunction => "sluice:operator/window-function-operator@0.3.0",
         }
     }
 
     fn export(self) -> &'static str {
         match self {
-            World::Transform => "sluice:operator/transform@0.2.0",
-            World::Aggregate => "sluice:operator/aggregate@0.2.0",
-            World::Process => "sluice:operator/keyed-process@0.2.0",
-            World::WindowFunction => "sluice:operator/window-function@0.2.0",
+            World::Transform => "sluice:operator/transform@0.3.0",
+            World::Aggregate => "sluice:operator/aggregate@0.3.0",
+            World::Process => "sluice:operator/keyed-process@0.3.0",
+            World::WindowFunction => "sluice:operator/window-function@0.3.0",
         }
     }
 }
@@ -107,6 +111,15 @@ pub struct Module {
     pub world: World,
     pre: InstancePre<sandbox::StoreData>,
     exports: Exports,
+    /// The state-migration hook, when a keyed process module exports it.
+    migration: Option<wit_migration::GuestIndices>,
+}
+
+impl Module {
+    /// Whether the module exports the state-migration hook.
+    pub fn migrates(&self) -> bool {
+        self.migration.is_some()
+    }
 }
 
 enum Exports {
@@ -122,6 +135,7 @@ impl std::fmt::Debug for Module {
             .field("path", &self.path)
             .field("sha256", &self.sha256)
             .field("world", &self.world)
+            .field("migrates", &self.migrates())
             .finish()
     }
 }
@@ -301,12 +315,24 @@ fn typed(
             Exports::WindowFunction(wit_window::GuestIndices::new(&pre).map_err(wrong_world)?)
         }
     };
+    let migration = match world {
+        World::Process if component.get_export_index(None, MIGRATION_EXPORT).is_some() => Some(
+            wit_migration::GuestIndices::new(&pre).map_err(|e| {
+                format!(
+                    "{} exports a state-migration hook that does not match {MIGRATION_EXPORT}: {e:#}",
+                    path.display()
+                )
+            })?,
+        ),
+        _ => None,
+    };
     Ok(Arc::new(Module {
         path: path.to_owned(),
         sha256,
         world,
         pre,
         exports,
+        migration,
     }))
 }
 

@@ -201,6 +201,7 @@ impl wit_state::Host for StoreData {
             name: d.name,
             kind,
             ttl_ms: d.ttl_ms,
+            version: d.version,
         }))
     }
 
@@ -880,20 +881,20 @@ impl Operator for WasmProcess {
             message,
         };
         self.watermark = self.watermark.max(restored.watermark());
-        let old: Vec<Descriptor> = restored
-            .metas
-            .first()
-            .and_then(|m| m.get("states"))
-            .and_then(|s| s.as_array())
-            .map(|a| a.iter().filter_map(descriptor_from_json).collect())
-            .unwrap_or_default();
+        let old = snapshot_descriptors(&restored.metas).unwrap_or_default();
         let state = self.call.state.as_mut().expect("opened");
-        let map = inherit(&old, state.descriptors(), restored.drop_unclaimed)
-            .map_err(|m| state_err(format!("cannot restore from {}: {m}", restored.location)))?;
+        let plan = inherit(
+            &old,
+            state.descriptors(),
+            restored.drop_unclaimed,
+            self.module.migrates(),
+        )
+        .map_err(|m| state_err(format!("cannot restore from {}: {m}", restored.location)))?;
+        let map = &plan.map;
         let timers = &mut self.timers;
         restored
             .entries(&mut |e| match e.kind {
-                KIND_STATE => state.restore_entry(e.kg, e.key, e.value, &old, &map),
+                KIND_STATE => state.restore_entry(e.kg, e.key, e.value, &old, map),
                 KIND_TIMER => {
                     let (Some(&tag), Some(t)) = (e.key.first(), e.key.get(1..9)) else {
                         return Err("corrupt timer entry".into());
@@ -912,58 +913,189 @@ impl Operator for WasmProcess {
                 )),
             })
             .map_err(state_err)?;
+        for (handle, from) in plan.migrate {
+            self.migrate(handle, from)
+                .await
+                .map_err(|m| WasmError::Open {
+                    uid: uid.clone(),
+                    message: format!("restoring from {}: {m}", restored.location),
+                })?;
+        }
         Ok(())
     }
+}
+
+/// Items per call of the migration hook.
+const MIGRATION_BATCH: usize = 4096;
+
+impl WasmProcess {
+    /// Runs the module's migration hook over every stored item of the state
+    /// `handle`, written in layout `from`.
+    async fn migrate(&mut self, handle: u32, from: u32) -> Result<(), String> {
+        let state = self.call.state.as_mut().expect("opened");
+        let name = state.descriptors()[handle as usize].name.clone();
+        let to = state.descriptors()[handle as usize].version;
+        let taken = state.take_for_migration(handle)?;
+        let indices = self
+            .module
+            .migration
+            .as_ref()
+            .expect("checked: the module exports the migration hook");
+        let (sandbox, _) = self.live.as_mut().expect("started");
+        let hook = indices
+            .load(&mut sandbox.store, &sandbox.instance)
+            .map_err(|e| format!("{e:#}"))?;
+        let mut migrated = Vec::with_capacity(taken.items.len());
+        for chunk in taken.items.chunks(MIGRATION_BATCH) {
+            let mut list = ListBuilder::default();
+            for item in chunk {
+                list.push(item);
+            }
+            let list = list.finish();
+            sandbox.arm();
+            let result = hook
+                .call_migrate(
+                    &mut sandbox.store,
+                    &name,
+                    from,
+                    wit::ByteListParam {
+                        data: &list.data,
+                        spans: &list.spans,
+                    },
+                )
+                .await;
+            let out = match result {
+                Ok(Ok(out)) => out,
+                Ok(Err(m)) => {
+                    return Err(format!(
+                        "the migration hook failed on state `{name}` (version {from} to {to}): {m}"
+                    ));
+                }
+                Err(e) => {
+                    let description = sandbox.describe(&e);
+                    self.live = None;
+                    return Err(format!(
+                        "the migration hook trapped on state `{name}` (version {from} to {to}): {description}"
+                    ));
+                }
+            };
+            if out.spans.len() != chunk.len() {
+                return Err(format!(
+                    "the migration hook returned {} items for {} of state `{name}`",
+                    out.spans.len(),
+                    chunk.len()
+                ));
+            }
+            for s in out.spans {
+                let s = super::checked_span(s, out.data.len())
+                    .map_err(|m| format!("the migration hook broke the contract: {m}"))?;
+                migrated.push(out.data[s.offset as usize..][..s.len as usize].to_vec());
+            }
+        }
+        let n = migrated.len();
+        let state = self.call.state.as_mut().expect("opened");
+        state.put_migrated(taken, migrated)?;
+        tracing::info!(
+            operator = %self.settings.uid,
+            subtask = self.subtask,
+            "migrated {n} items of state `{name}` from version {from} to {to}"
+        );
+        Ok(())
+    }
+}
+
+/// Checks, before a job starts, that `module` (opened with `config`) can
+/// take over the state a snapshot holds for its operator (`metas`: what the
+/// snapshot's subtasks recorded): the same states by name and kind, at the
+/// same versions unless the module exports the migration hook.
+pub async fn check_inheritance(
+    module: &Arc<Module>,
+    config: &str,
+    metas: &[serde_json::Value],
+    drop_unclaimed: bool,
+) -> Result<(), String> {
+    let Some(old) = snapshot_descriptors(metas) else {
+        return Ok(());
+    };
+    let (new, _) = declarations(module, config).await?;
+    inherit(&old, &new, drop_unclaimed, module.migrates()).map(|_| ())
+}
+
+/// The states a snapshot's subtasks recorded (`None` when it has none).
+fn snapshot_descriptors(metas: &[serde_json::Value]) -> Option<Vec<Descriptor>> {
+    let states = metas.iter().find_map(|m| m.get("states"))?.as_array()?;
+    Some(states.iter().filter_map(descriptor_from_json).collect())
 }
 
 fn descriptor_json(d: &Descriptor) -> serde_json::Value {
     serde_json::json!({
         "name": d.name,
-        "kind": match d.kind { Kind::Value => "value", Kind::List => "list", Kind::Map => "map" },
+        "kind": d.kind.name(),
         "ttl_ms": d.ttl_ms,
+        "version": d.version,
     })
 }
 
 fn descriptor_from_json(v: &serde_json::Value) -> Option<Descriptor> {
     Some(Descriptor {
         name: v.get("name")?.as_str()?.to_owned(),
-        kind: match v.get("kind")?.as_str()? {
-            "value" => Kind::Value,
-            "list" => Kind::List,
-            "map" => Kind::Map,
-            _ => return None,
-        },
+        kind: Kind::from_name(v.get("kind")?.as_str()?)?,
         ttl_ms: v.get("ttl_ms").and_then(|t| t.as_u64()),
+        // Snapshots from before state versions: the first layout.
+        version: v.get("version").and_then(|t| t.as_u64()).unwrap_or(1) as u32,
     })
 }
 
+/// How a snapshot's states move to the states a module declares now.
+#[derive(Debug, PartialEq)]
+struct Inheritance {
+    /// `map[old handle]`: the new handle, or `None` when the state is dropped.
+    map: Vec<Option<u32>>,
+    /// New handles whose entries the migration hook must convert, with the
+    /// version they were written in.
+    migrate: Vec<(u32, u32)>,
+}
+
 /// How the states of a snapshot (`old`, by handle) map onto the states a
-/// module declares now: by name, of the same kind. A state no longer declared
-/// is an error unless it may be dropped.
-fn inherit(old: &[Descriptor], new: &[Descriptor], drop: bool) -> Result<Vec<Option<u32>>, String> {
-    let kind = |k: Kind| match k {
-        Kind::Value => "value",
-        Kind::List => "list",
-        Kind::Map => "map",
+/// module declares now: by name, of the same kind and version, or of another
+/// version when the module `migrates`. A state no longer declared is an
+/// error unless it may be dropped.
+fn inherit(
+    old: &[Descriptor],
+    new: &[Descriptor],
+    drop: bool,
+    migrates: bool,
+) -> Result<Inheritance, String> {
+    let mut plan = Inheritance {
+        map: Vec::with_capacity(old.len()),
+        migrate: Vec::new(),
     };
-    let mut map = Vec::with_capacity(old.len());
     let mut unclaimed = Vec::new();
     for d in old {
-        match new.iter().position(|n| n.name == d.name) {
-            Some(i) if new[i].kind == d.kind => map.push(Some(i as u32)),
-            Some(i) => {
+        let Some(i) = new.iter().position(|n| n.name == d.name) else {
+            unclaimed.push(format!("`{}`", d.name));
+            plan.map.push(None);
+            continue;
+        };
+        let n = &new[i];
+        if n.kind != d.kind {
+            return Err(format!(
+                "state `{}` is a {} state in the snapshot but the module declares it as a {} state; a state cannot change its kind (declare a new state under another name)",
+                d.name,
+                d.kind.name(),
+                n.kind.name()
+            ));
+        }
+        if n.version != d.version {
+            if !migrates {
                 return Err(format!(
-                    "state `{}` is a {} state in the snapshot but the module declares it as a {} state; the module is not compatible with this state",
-                    d.name,
-                    kind(d.kind),
-                    kind(new[i].kind)
+                    "state `{}` has version {} in the snapshot but the module declares version {} and does not export the state-migration hook (sluice:operator/migration); export it to convert the state, or keep version {}",
+                    d.name, d.version, n.version, d.version
                 ));
             }
-            None => {
-                unclaimed.push(format!("`{}`", d.name));
-                map.push(None);
-            }
+            plan.migrate.push((i as u32, d.version));
         }
+        plan.map.push(Some(i as u32));
     }
     if !unclaimed.is_empty() && !drop {
         return Err(format!(
@@ -971,5 +1103,76 @@ fn inherit(old: &[Descriptor], new: &[Descriptor], drop: bool) -> Result<Vec<Opt
             unclaimed.join(", ")
         ));
     }
-    Ok(map)
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(name: &str, kind: Kind, version: u32) -> Descriptor {
+        Descriptor {
+            name: name.into(),
+            kind,
+            ttl_ms: None,
+            version,
+        }
+    }
+
+    #[test]
+    fn inheritance_checks_names_kinds_and_versions() {
+        let old = [d("count", Kind::Value, 1), d("seen", Kind::Map, 2)];
+        // Same states, another order: remapped, nothing to migrate.
+        let same = [d("seen", Kind::Map, 2), d("count", Kind::Value, 1)];
+        assert_eq!(
+            inherit(&old, &same, false, false),
+            Ok(Inheritance {
+                map: vec![Some(1), Some(0)],
+                migrate: vec![]
+            })
+        );
+        // A new version needs the hook.
+        let v2 = [d("count", Kind::Value, 2), d("seen", Kind::Map, 2)];
+        let e = inherit(&old, &v2, false, false).unwrap_err();
+        assert!(
+            e.contains(
+                "state `count` has version 1 in the snapshot but the module declares version 2"
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            inherit(&old, &v2, false, true),
+            Ok(Inheritance {
+                map: vec![Some(0), Some(1)],
+                migrate: vec![(0, 1)]
+            })
+        );
+        // A kind change is refused even with the hook.
+        let kind = [d("count", Kind::List, 1), d("seen", Kind::Map, 2)];
+        let e = inherit(&old, &kind, false, true).unwrap_err();
+        assert!(
+            e.contains(
+                "is a value state in the snapshot but the module declares it as a list state"
+            ),
+            "{e}"
+        );
+        // A state no longer declared: only with the flag.
+        let fewer = [d("count", Kind::Value, 1)];
+        let e = inherit(&old, &fewer, false, false).unwrap_err();
+        assert!(e.contains("`seen` that the module does not declare"), "{e}");
+        assert_eq!(
+            inherit(&old, &fewer, true, false).unwrap().map,
+            vec![Some(0), None]
+        );
+        // Old snapshots without versions read as version 1.
+        let meta = serde_json::json!({"name": "count", "kind": "value", "ttl_ms": null});
+        assert_eq!(
+            descriptor_from_json(&meta),
+            Some(d("count", Kind::Value, 1))
+        );
+        assert_eq!(
+            descriptor_from_json(&descriptor_json(&old[1])),
+            Some(old[1].clone())
+        );
+    }
 }
