@@ -14,12 +14,19 @@
 //! also runs with `STATE_BACKEND=rocksdb` at both parallelisms, and must give
 //! the same output as on the heap.
 //!
+//! Every case that succeeds also runs with checkpoints (exactly-once part
+//! files) at parallelism 2, and killed half way and restored from a
+//! checkpoint at parallelism 3; the committed output must equal the
+//! expectations both times.
+//!
 //! `BLESS=1 cargo test --release --test e2e cases` rewrites the expectations
 //! from the parallelism-1 run (review the diff before committing it).
 
 use crate::support::{self, sorted_lines, stderr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Case folders and their spec files.
 fn cases() -> Vec<(PathBuf, &'static str)> {
@@ -41,7 +48,9 @@ fn cases() -> Vec<(PathBuf, &'static str)> {
     dirs
 }
 
-/// Output files of a run, as sorted lines.
+/// Output files of a run, as sorted lines. A folder is a sink's part files
+/// (with checkpointing): its committed files, those whose names do not
+/// begin with `.`, read as one.
 fn outputs(dir: &Path) -> BTreeMap<String, Vec<String>> {
     let mut out = BTreeMap::new();
     for e in std::fs::read_dir(dir)
@@ -49,7 +58,19 @@ fn outputs(dir: &Path) -> BTreeMap<String, Vec<String>> {
         .filter_map(Result::ok)
     {
         let name = e.file_name().to_string_lossy().into_owned();
-        out.insert(name, sorted_lines(&e.path()));
+        let lines = if e.path().is_dir() {
+            let mut lines: Vec<String> = std::fs::read_dir(e.path())
+                .expect("part folder")
+                .filter_map(Result::ok)
+                .filter(|p| !p.file_name().to_string_lossy().starts_with('.'))
+                .flat_map(|p| sorted_lines(&p.path()))
+                .collect();
+            lines.sort();
+            lines
+        } else {
+            sorted_lines(&e.path())
+        };
+        out.insert(name, lines);
     }
     out
 }
@@ -62,6 +83,23 @@ fn expected(case: &Path) -> BTreeMap<String, Vec<String>> {
     outputs(&dir)
 }
 
+/// `sluice run` for a case at `parallelism` on `backend`, writing to `out`.
+fn case_command(case: &Path, spec: &str, parallelism: &str, backend: &str, out: &Path) -> Command {
+    // Relative to the repository (sluice runs there), so that record origins
+    // in the expectations read the same on every machine.
+    let relative = case
+        .strip_prefix(support::repo())
+        .expect("case inside the repository");
+    let mut c = support::sluice();
+    c.args(["run", "--no-api", "-q"])
+        .arg(relative.join(spec))
+        .env("CASE", relative)
+        .env("OUT", out)
+        .env("PARALLELISM", parallelism)
+        .env("STATE_BACKEND", backend);
+    c
+}
+
 fn run_case(
     case: &Path,
     spec: &str,
@@ -69,20 +107,9 @@ fn run_case(
     backend: &str,
 ) -> (std::process::Output, tempfile::TempDir) {
     let out = support::temp_dir();
-    // Relative to the repository (sluice runs there), so that record origins
-    // in the expectations read the same on every machine.
-    let relative = case
-        .strip_prefix(support::repo())
-        .expect("case inside the repository");
-    let o = support::run(
-        &relative.join(spec),
-        &[
-            ("CASE", relative.to_str().expect("utf-8 path")),
-            ("OUT", out.path().to_str().expect("utf-8 path")),
-            ("PARALLELISM", parallelism),
-            ("STATE_BACKEND", backend),
-        ],
-    );
+    let o = case_command(case, spec, parallelism, backend, out.path())
+        .output()
+        .expect("run sluice");
     (o, out)
 }
 
@@ -110,6 +137,30 @@ fn bless(case: &Path, o: &std::process::Output, out: &Path) {
                 "{modules}",
             );
         std::fs::write(case.join("expected-error.txt"), line + "\n").expect("write expectation");
+    }
+}
+
+/// Compares a run's outputs with the case's expectations.
+fn compare(name: &str, run: &str, out: &Path, case: &Path, failures: &mut Vec<String>) {
+    let got = outputs(out);
+    let want = expected(case);
+    if got != want {
+        let mut diff = String::new();
+        for file in got
+            .keys()
+            .chain(want.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            let (g, w) = (got.get(file), want.get(file));
+            if g != w {
+                diff.push_str(&format!(
+                    "  {file}:\n    expected: {:?}\n    got:      {:?}\n",
+                    w.map(|l| l.iter().take(20).collect::<Vec<_>>()),
+                    g.map(|l| l.iter().take(20).collect::<Vec<_>>())
+                ));
+            }
+        }
+        failures.push(format!("{name} ({run}): outputs differ\n{diff}"));
     }
 }
 
@@ -160,31 +211,183 @@ fn data_driven_cases() {
                 failures.push(format!("{name} (p={parallelism}): failed:\n{}", stderr(&o)));
                 continue;
             }
-            let got = outputs(out.path());
-            let want = expected(case);
-            if got != want {
-                let mut diff = String::new();
-                for file in got
-                    .keys()
-                    .chain(want.keys())
-                    .collect::<std::collections::BTreeSet<_>>()
-                {
-                    let (g, w) = (got.get(file), want.get(file));
-                    if g != w {
-                        diff.push_str(&format!(
-                            "  {file}:\n    expected: {:?}\n    got:      {:?}\n",
-                            w.map(|l| l.iter().take(20).collect::<Vec<_>>()),
-                            g.map(|l| l.iter().take(20).collect::<Vec<_>>())
-                        ));
-                    }
-                }
-                failures.push(format!("{name} (p={parallelism}): outputs differ\n{diff}"));
-            }
+            compare(&name, &parallelism, out.path(), case, &mut failures);
         }
     }
     assert!(
         failures.is_empty(),
         "{} case run(s) failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Lines in a case's input files (everything but the spec and the
+/// expectations).
+fn input_records(case: &Path) -> usize {
+    std::fs::read_dir(case)
+        .expect("case folder")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().is_file() && !e.file_name().to_string_lossy().ends_with(".yaml"))
+        .filter(|e| !e.file_name().to_string_lossy().starts_with("expected"))
+        .map(|e| std::fs::read_to_string(e.path()).map_or(0, |t| t.lines().count()))
+        .sum()
+}
+
+/// The newest checkpoint folder of `ck` with a manifest.
+fn latest_checkpoint(ck: &Path) -> Option<PathBuf> {
+    let mut done: Vec<PathBuf> = std::fs::read_dir(ck)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("chk-"))
+        })
+        .filter(|p| p.join("_manifest.json").is_file())
+        .collect();
+    done.sort();
+    done.pop()
+}
+
+/// The source splits' positions in a checkpoint's manifest.
+fn splits(chk: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(chk.join("_manifest.json")).unwrap_or_default();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    m["operators"]
+        .as_object()
+        .into_iter()
+        .flat_map(|ops| ops.values())
+        .flat_map(|op| op["subtasks"].as_array().into_iter().flatten())
+        .filter_map(|s| s["meta"]["splits"].as_object())
+        .flat_map(|splits| splits.values().cloned())
+        .collect()
+}
+
+/// Whether a checkpoint has a source split that was still being read.
+fn reading(chk: &Path) -> bool {
+    splits(chk)
+        .iter()
+        .any(|split| split["done"] != serde_json::json!(true))
+}
+
+/// How many lines the file sources had read at a checkpoint (a finished
+/// file counts as none: this is for deciding when half the input is read).
+fn lines_read(chk: &Path) -> usize {
+    splits(chk)
+        .iter()
+        .filter_map(|split| split["line"].as_u64())
+        .sum::<u64>() as usize
+}
+
+/// Every case that succeeds runs twice more, with exactly-once part-file
+/// sinks: with checkpoints at parallelism 2; and at parallelism 2 paced
+/// (`--source-rate`) so that its input lasts about half a second, killed
+/// with SIGKILL once a complete checkpoint covers half its input, then
+/// restored from its latest checkpoint at parallelism 3. The committed output must equal
+/// the parallelism-1 expectations both times.
+#[test]
+fn data_driven_cases_with_checkpoints_and_a_restore_at_parallelism_3() {
+    let mut failures = Vec::new();
+    let mut restored = 0;
+    for (case, spec) in cases() {
+        if case.join("expected-error.txt").is_file() {
+            continue;
+        }
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let checkpointed = |c: &mut Command, ck: &Path| {
+            c.arg("--checkpoint-dir")
+                .arg(ck)
+                .args(["--checkpoint-interval", "10ms"]);
+        };
+
+        // With checkpoints, to the end.
+        let dir = support::temp_dir();
+        let (out, ck) = (dir.path().join("out"), dir.path().join("ck"));
+        std::fs::create_dir_all(&out).unwrap();
+        let mut c = case_command(&case, spec, "2", "memory", &out);
+        checkpointed(&mut c, &ck);
+        let o = c.output().expect("run sluice");
+        if !o.status.success() {
+            failures.push(format!(
+                "{name} (p=2, checkpoints): failed:\n{}",
+                stderr(&o)
+            ));
+        } else {
+            compare(&name, "p=2, checkpoints", &out, &case, &mut failures);
+        }
+
+        // Killed after its first checkpoint, restored at parallelism 3.
+        let dir = support::temp_dir();
+        let (out, ck) = (dir.path().join("out"), dir.path().join("ck"));
+        std::fs::create_dir_all(&out).unwrap();
+        let records = input_records(&case);
+        let rate = (records * 2).max(4).to_string();
+        let mut c = case_command(&case, spec, "2", "memory", &out);
+        checkpointed(&mut c, &ck);
+        let mut child = c
+            .args(["--source-rate", &rate])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sluice");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = loop {
+            if let Some(chk) = latest_checkpoint(&ck)
+                && lines_read(&chk) * 2 >= records
+            {
+                break Some(chk);
+            }
+            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        let Some(_) = first else {
+            failures.push(format!(
+                "{name}: the paced run ended ({status}) before it was half way through"
+            ));
+            continue;
+        };
+        // The kill may have come after a newer checkpoint completed.
+        let from = latest_checkpoint(&ck).unwrap();
+        if !reading(&from) {
+            failures.push(format!(
+                "{name}: {} was taken after the sources had read all input",
+                from.display()
+            ));
+            continue;
+        }
+        let mut c = case_command(&case, spec, "3", "memory", &out);
+        checkpointed(&mut c, &ck);
+        let o = c
+            .arg("--from-savepoint")
+            .arg(&from)
+            .output()
+            .expect("run sluice");
+        if !o.status.success() {
+            failures.push(format!(
+                "{name} (killed at p=2, restored at p=3 from {}): failed:\n{}",
+                from.display(),
+                stderr(&o)
+            ));
+            continue;
+        }
+        restored += 1;
+        compare(
+            &name,
+            "killed at p=2, restored at p=3",
+            &out,
+            &case,
+            &mut failures,
+        );
+    }
+    assert!(restored >= 5, "only {restored} cases were restored");
+    assert!(
+        failures.is_empty(),
+        "{} checkpointed case run(s) failed:\n{}",
         failures.len(),
         failures.join("\n")
     );

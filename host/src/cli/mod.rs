@@ -56,6 +56,17 @@ enum Command {
         /// has, or states a module no longer declares.
         #[arg(long)]
         drop_unclaimed_state: bool,
+        /// Take checkpoints into this folder (in place of the spec's
+        /// `checkpoints.dir`; turns checkpointing on).
+        #[arg(long, value_name = "DIR")]
+        checkpoint_dir: Option<String>,
+        /// The checkpoint interval, in place of the spec's (e.g. 500ms, 10s).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        checkpoint_interval: Option<std::time::Duration>,
+        /// Read at most this many records per second in each source task: to
+        /// replay a file at a realistic pace.
+        #[arg(long, value_name = "N", value_parser = parse_rate)]
+        source_rate: Option<f64>,
     },
     /// Run a long-lived host: a REST API for modules and jobs, Prometheus
     /// metrics at /metrics and a dashboard at /.
@@ -110,6 +121,19 @@ fn parse_size(s: &str) -> Result<u64, String> {
     crate::plan::spec::ByteSize::parse(s).map(|b| b.0)
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration (500ms, 10s): {e}"))
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        _ => Err(format!(
+            "`{s}` is not a positive number of records per second"
+        )),
+    }
+}
+
 pub fn main() -> ExitCode {
     crate::process_start();
     let cli = Cli::parse();
@@ -153,8 +177,17 @@ pub fn main() -> ExitCode {
             no_api,
             from_savepoint,
             drop_unclaimed_state,
+            checkpoint_dir,
+            checkpoint_interval,
+            source_rate,
         } => {
-            let pipeline = match plan::load(&spec, &PlanOptions::from_env(&modules.module_path)) {
+            let options = PlanOptions {
+                checkpoint_dir,
+                checkpoint_interval,
+                source_rate,
+                ..PlanOptions::from_env(&modules.module_path)
+            };
+            let pipeline = match plan::load(&spec, &options) {
                 Ok(p) => p,
                 Err(e) => return fail(&Error::Plan(e)),
             };

@@ -56,6 +56,8 @@ pub struct Settings {
     /// Periodic checkpoints, when the spec has a checkpoint folder.
     pub checkpoints: Option<crate::checkpoint::CheckpointSettings>,
     pub restart: crate::checkpoint::RestartStrategy,
+    /// Records per second each source task reads at most (`--source-rate`).
+    pub source_rate: Option<f64>,
 }
 
 pub struct Node {
@@ -199,6 +201,12 @@ pub struct PlanOptions {
     /// Uploaded modules (`sluice serve`): when set, a spec's module names
     /// are looked up here only.
     pub store: Option<Arc<dyn ModuleSource>>,
+    /// Checkpointing from the command line: the folder (turns it on) and
+    /// the interval, in place of the spec's.
+    pub checkpoint_dir: Option<String>,
+    pub checkpoint_interval: Option<std::time::Duration>,
+    /// Records per second each source task reads at most.
+    pub source_rate: Option<f64>,
 }
 
 /// A place that resolves a module name (or hash) to a file.
@@ -225,7 +233,7 @@ impl PlanOptions {
         module_path.extend_from_slice(extra);
         PlanOptions {
             module_path,
-            store: None,
+            ..PlanOptions::default()
         }
     }
 }
@@ -264,10 +272,16 @@ pub fn load_text(
     };
     let text =
         env::substitute(raw, vars).map_err(|(line, m)| PlanError::new(here(Some(line)), m))?;
-    let spec: Spec = serde_yaml::from_str(&text).map_err(|e| {
+    let mut spec: Spec = serde_yaml::from_str(&text).map_err(|e| {
         let line = e.location().map(|l| l.line());
         PlanError::new(here(line), e.to_string())
     })?;
+    if let Some(dir) = &options.checkpoint_dir {
+        spec.checkpoints.dir = Some(dir.clone());
+    }
+    if let Some(interval) = options.checkpoint_interval {
+        spec.checkpoints.interval = spec::Dur(interval);
+    }
     let locator = Locator::new(&text);
     Planner {
         path: origin,
@@ -524,6 +538,7 @@ impl Planner<'_> {
                 channel_capacity: spec.channel_capacity.max(1),
                 max_parallelism: spec.max_parallelism,
                 checkpoints: self.checkpoints(),
+                source_rate: self.options.source_rate,
                 restart: self.restart()?,
             },
             has_dead_letter,

@@ -455,14 +455,17 @@ async fn run_attempt(
                     event_time,
                 } => Head::Source {
                     source: factory.create(subtask, chain.parallelism),
-                    out: Box::new(SourceOutput::new(
-                        Output::new(infos[chain.nodes[0]].clone()),
-                        factory.format(),
-                        event_time.clone(),
-                        clock.clone(),
-                        pipeline.settings.batch_size,
-                        pipeline.settings.buffer_timeout,
-                    )),
+                    out: Box::new(
+                        SourceOutput::new(
+                            Output::new(infos[chain.nodes[0]].clone()),
+                            factory.format(),
+                            event_time.clone(),
+                            clock.clone(),
+                            pipeline.settings.batch_size,
+                            pipeline.settings.buffer_timeout,
+                        )
+                        .with_pace(pipeline.settings.source_rate),
+                    ),
                     triggers: next_trigger
                         .next()
                         .and_then(Option::take)

@@ -96,6 +96,17 @@ pub struct SourceOutput {
     names: Vec<String>,
     /// Watermark generators' progress from a snapshot, by split name.
     restored: Positions,
+    pace: Option<Pace>,
+}
+
+/// A pace a source task keeps (`sluice run --source-rate`): at most `rate`
+/// records per second since it started, passed on about every 10 ms.
+struct Pace {
+    rate: f64,
+    /// When the first record was read.
+    started: Option<std::time::Instant>,
+    pushed: u64,
+    per_poll: usize,
 }
 
 impl SourceOutput {
@@ -131,6 +142,7 @@ impl SourceOutput {
             scratch: Batch::default(),
             names: Vec::new(),
             restored: Positions::new(),
+            pace: None,
         }
     }
 
@@ -184,7 +196,32 @@ impl SourceOutput {
     /// Whether the source should stop pushing and let the records go.
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.buffered >= self.batch_size || self.messages.len() >= 64
+        self.buffered >= self.batch_size
+            || self.messages.len() >= 64
+            || self
+                .pace
+                .as_ref()
+                .is_some_and(|p| self.buffered >= p.per_poll)
+    }
+
+    /// Paces the source at `rate` records per second (none: as fast as it
+    /// can).
+    pub fn with_pace(mut self, rate: Option<f64>) -> SourceOutput {
+        self.pace = rate.filter(|r| *r > 0.0).map(|rate| Pace {
+            rate,
+            started: None,
+            pushed: 0,
+            per_poll: ((rate / 100.0) as usize).max(1),
+        });
+        self
+    }
+
+    /// How long to wait before reading on, to keep the pace.
+    pub fn pace_wait(&self) -> Option<Duration> {
+        let p = self.pace.as_ref()?;
+        let due = Duration::from_secs_f64(p.pushed as f64 / p.rate);
+        due.checked_sub(p.started?.elapsed())
+            .filter(|d| !d.is_zero())
     }
 
     /// Adds a record read from `split` at `position` (line number, sequence
@@ -215,13 +252,22 @@ impl SourceOutput {
         }
         self.batch.push(key, value, ts, origin);
         self.buffered += 1;
+        if let Some(p) = &mut self.pace {
+            p.started.get_or_insert_with(std::time::Instant::now);
+            p.pushed += 1;
+        }
         if let (Some(w), Some(ts)) = (&mut self.watermarks, ts)
             && let Some(wm) = w.on_record(split.local, ts, self.now_ms)
         {
             self.cut();
             self.messages.push(Message::Watermark(wm));
         }
-        if self.batch.len() >= self.batch_size {
+        if self.batch.len() >= self.batch_size
+            || self
+                .pace
+                .as_ref()
+                .is_some_and(|p| self.buffered >= p.per_poll)
+        {
             self.cut();
         }
         Ok(())
@@ -356,6 +402,23 @@ mod tests {
                 Message::Barrier(b) => format!("barrier{}", b.id),
             })
             .collect()
+    }
+
+    #[test]
+    fn a_paced_source_passes_small_batches_on_at_its_rate() {
+        let (out, _) = output(false, false, 100);
+        let mut out = out.with_pace(Some(200.0));
+        let s = out.add_split("f".into(), PositionKind::Line);
+        assert_eq!(out.pace_wait(), None, "the pace starts at the first record");
+        out.push(s, None, b"{}", 1).unwrap();
+        out.push(s, None, b"{}", 2).unwrap();
+        // 200 records/s: 2 per 10 ms poll, then wait up to 10 ms.
+        assert!(out.is_full());
+        let wait = out.pace_wait().expect("ahead of the pace");
+        assert!(wait <= Duration::from_millis(10), "{wait:?}");
+        assert_eq!(kinds(&mut out), ["b2"]);
+        std::thread::sleep(Duration::from_millis(11));
+        assert_eq!(out.pace_wait(), None);
     }
 
     #[test]

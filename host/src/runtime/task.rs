@@ -261,7 +261,13 @@ impl Task {
             }
             self.flush().await?;
             match poll {
-                SourcePoll::More => tokio::task::consume_budget().await,
+                SourcePoll::More => match out.pace_wait() {
+                    None => tokio::task::consume_budget().await,
+                    Some(d) => tokio::select! {
+                        () = tokio::time::sleep(d) => {}
+                        Some(b) = triggers.recv() => early = Some(b),
+                    },
+                },
                 SourcePoll::Wait(d) => {
                     let d = wait.map_or(d, |w| w.min(d));
                     tokio::select! {

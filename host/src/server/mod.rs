@@ -567,8 +567,8 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     let pipeline = blocking(move || {
         let origin = PathBuf::from(submit.file.as_deref().unwrap_or("submitted spec"));
         let options = crate::plan::PlanOptions {
-            module_path: Vec::new(),
             store: Some(store),
+            ..Default::default()
         };
         crate::plan::load_text(
             &submit.spec,
