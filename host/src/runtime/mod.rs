@@ -58,6 +58,8 @@ pub enum PositionKind {
     Line,
     /// `datagen orders split 0 record 17`
     Sequence,
+    /// `kafka topic orders partition 3 offset 17`
+    Offset,
 }
 
 /// The names of all source splits of a job, so that a record's [`Origin`]
@@ -82,6 +84,7 @@ impl Splits {
         match names.get(origin.split as usize) {
             Some((name, PositionKind::Line)) => format!("{name}:{}", origin.position),
             Some((name, PositionKind::Sequence)) => format!("{name} record {}", origin.position),
+            Some((name, PositionKind::Offset)) => format!("{name} offset {}", origin.position),
             None => format!("split {} position {}", origin.split, origin.position),
         }
     }

