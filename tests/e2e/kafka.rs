@@ -279,6 +279,26 @@ fn a_missing_topic_is_named() {
         e.contains("topic `nowhere`") && e.contains(&broker.bootstrap),
         "{e}"
     );
+
+    // `properties` win over sluice's own settings: here they point the
+    // client at a port nothing listens on, so the topic cannot be read.
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        &spec,
+        format!("name: dead\nsources:\n  - {{ uid: in, type: kafka, bootstrap: \"${{BOOTSTRAP}}\", topic: t, properties: {{ bootstrap.servers: \"{dead}\", socket.connection.setup.timeout.ms: \"1000\" }} }}\nsinks:\n  - {{ uid: out, input: in, type: stdout }}\n"),
+    )
+    .unwrap();
+    broker.create_topic("t", 1);
+    let o = run(&spec, &[("BOOTSTRAP", &broker.bootstrap)]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cannot read the partitions of topic `t`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Source positions are part of checkpoints: a paced copy of a topic into

@@ -120,6 +120,10 @@ impl KafkaSourceOptions {
                 "group.id",
                 self.group_id.as_deref().unwrap_or("sluice-unnamed"),
             );
+        // The spec's settings win over these defaults.
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
         c.create()
             .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.bootstrap))
     }

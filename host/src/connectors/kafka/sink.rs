@@ -138,6 +138,10 @@ impl Operator for KafkaSink {
         config
             .set("enable.idempotence", "true")
             .set("linger.ms", "5");
+        // The spec's settings win over these defaults.
+        for (k, v) in &self.properties {
+            config.set(k, v);
+        }
         let producer = ThreadedProducer::from_config_and_context(
             &config,
             Deliveries {
