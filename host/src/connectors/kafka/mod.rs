@@ -116,6 +116,11 @@ impl KafkaSourceOptions {
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false")
             .set("isolation.level", "read_committed")
+            // librdkafka stops fetching for this long (1 s by default) once
+            // its queue holds queued.min.messages; a pipeline slower than
+            // the fetcher then drains the queue and idles. With W2 on
+            // orders-1m: 5.4 s at the default, 1.6 s at 10 ms.
+            .set("fetch.queue.backoff.ms", "10")
             .set(
                 "group.id",
                 self.group_id.as_deref().unwrap_or("sluice-unnamed"),
