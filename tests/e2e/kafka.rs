@@ -97,14 +97,25 @@ impl Broker {
         Broker { child, bootstrap }
     }
 
-    pub fn create_topic(&self, name: &str, partitions: u32) {
+    /// `tansu topic ARGS` against this broker.
+    fn topic_command(&self, args: &[&str]) {
         let o = Command::new(tansu())
-            .args(["topic", "create", "--broker"])
+            .arg("topic")
+            .arg(args[0])
+            .arg("--broker")
             .arg(format!("tcp://{}", self.bootstrap))
-            .args(["--partitions", &partitions.to_string(), name])
+            .args(&args[1..])
             .output()
-            .expect("tansu topic create");
-        assert!(o.status.success(), "creating topic {name}: {}", stderr(&o));
+            .expect("tansu topic");
+        assert!(o.status.success(), "tansu topic {args:?}: {}", stderr(&o));
+    }
+
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        self.topic_command(&["create", "--partitions", &partitions.to_string(), name]);
+    }
+
+    pub fn delete_topic(&self, name: &str) {
+        self.topic_command(&["delete", name]);
     }
 
     /// Loads a file into a topic with examples/kafka/load.yaml.
@@ -179,15 +190,9 @@ fn kafka_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
     let late = broker.dump("late", &d.join("w2-late.jsonl"));
     assert_eq!(support::checksum("W2", &results, Some(&late)), W2);
 
+    // Fresh output topics for W5.
     for t in ["results", "late", "dropped"] {
-        // Fresh output topics for W5.
-        let o = Command::new(tansu())
-            .args(["topic", "delete", "--broker"])
-            .arg(format!("tcp://{}", broker.bootstrap))
-            .arg(t)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", stderr(&o));
+        broker.delete_topic(t);
     }
     output_topics(&broker);
     run_bench(&broker, "w5", "orders", "2");

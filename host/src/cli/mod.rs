@@ -122,7 +122,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration (500ms, 10s): {e}"))
+    crate::plan::spec::Dur::parse(s).map(|d| d.0)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -527,6 +527,13 @@ impl Dur {
     pub fn millis(self) -> i64 {
         self.0.as_millis() as i64
     }
+
+    /// `500ms`, `5s`, `1h`, …
+    pub fn parse(text: &str) -> Result<Dur, String> {
+        humantime::parse_duration(text).map(Dur).map_err(|e| {
+            format!("`{text}` is not a duration ({e}); write e.g. `500ms`, `5s`, `1h`")
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for Dur {
@@ -539,11 +546,7 @@ impl<'de> Deserialize<'de> for Dur {
         }
         match Raw::deserialize(d)? {
             Raw::Millis(ms) => Ok(Dur(Duration::from_millis(ms))),
-            Raw::Text(t) => humantime::parse_duration(&t).map(Dur).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{t}` is not a duration ({e}); write e.g. `500ms`, `5s`, `1h`"
-                ))
-            }),
+            Raw::Text(t) => Dur::parse(&t).map_err(serde::de::Error::custom),
         }
     }
 }

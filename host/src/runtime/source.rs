@@ -196,12 +196,14 @@ impl SourceOutput {
     /// Whether the source should stop pushing and let the records go.
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.buffered >= self.batch_size
-            || self.messages.len() >= 64
-            || self
-                .pace
-                .as_ref()
-                .is_some_and(|p| self.buffered >= p.per_poll)
+        self.buffered >= self.batch_size || self.messages.len() >= 64 || self.paced_out()
+    }
+
+    /// Whether this poll has read as much as the pace allows.
+    fn paced_out(&self) -> bool {
+        self.pace
+            .as_ref()
+            .is_some_and(|p| self.buffered >= p.per_poll)
     }
 
     /// Paces the source at `rate` records per second (none: as fast as it
@@ -262,12 +264,7 @@ impl SourceOutput {
             self.cut();
             self.messages.push(Message::Watermark(wm));
         }
-        if self.batch.len() >= self.batch_size
-            || self
-                .pace
-                .as_ref()
-                .is_some_and(|p| self.buffered >= p.per_poll)
-        {
+        if self.batch.len() >= self.batch_size || self.paced_out() {
             self.cut();
         }
         Ok(())

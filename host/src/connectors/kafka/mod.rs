@@ -26,6 +26,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a metadata or offset request may take.
@@ -90,19 +91,24 @@ fn split_name(topic: &str, partition: i32) -> String {
 }
 
 pub struct KafkaSourceFactory {
-    options: KafkaSourceOptions,
+    options: Arc<KafkaSourceOptions>,
     partitions: Vec<Partition>,
 }
 
-/// librdkafka settings common to consumers and producers.
+/// A librdkafka client's settings: sluice's `defaults`, then the spec's
+/// `properties`, which win.
 pub(crate) fn client_config(
     bootstrap: &str,
+    defaults: &[(&str, &str)],
     properties: &BTreeMap<String, String>,
 ) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap)
         .set("client.id", "sluice")
         .set("log_level", "4");
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
     for (k, v) in properties {
         c.set(k, v);
     }
@@ -111,40 +117,31 @@ pub(crate) fn client_config(
 
 impl KafkaSourceOptions {
     fn consumer(&self) -> Result<BaseConsumer, String> {
-        let mut c = client_config(&self.bootstrap, &self.properties);
-        c.set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("enable.partition.eof", "false")
-            .set("isolation.level", "read_committed")
+        let group = self.group_id.as_deref().unwrap_or("sluice-unnamed");
+        let defaults = [
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("enable.partition.eof", "false"),
+            ("isolation.level", "read_committed"),
             // librdkafka stops fetching for this long (1 s by default) once
             // its queue holds queued.min.messages; a pipeline slower than
             // the fetcher then drains the queue and idles. With W2 on
             // orders-1m: 5.4 s at the default, 1.6 s at 10 ms.
-            .set("fetch.queue.backoff.ms", "10")
-            .set(
-                "group.id",
-                self.group_id.as_deref().unwrap_or("sluice-unnamed"),
-            );
-        // The spec's settings win over these defaults.
-        for (k, v) in &self.properties {
-            c.set(k, v);
-        }
-        c.create()
+            ("fetch.queue.backoff.ms", "10"),
+            ("group.id", group),
+        ];
+        client_config(&self.bootstrap, &defaults, &self.properties)
+            .create()
             .map_err(|e| format!("cannot create a Kafka consumer for {}: {e}", self.bootstrap))
-    }
-
-    fn topics(&self) -> Vec<String> {
-        let mut t = self.topics.clone();
-        t.extend(self.topic.clone());
-        t
     }
 }
 
 impl KafkaSourceFactory {
     /// Reads the topics' partitions (and, bounded, their end offsets) from
     /// the broker.
-    pub fn new(options: KafkaSourceOptions) -> Result<KafkaSourceFactory, String> {
-        let topics = options.topics();
+    pub fn new(mut options: KafkaSourceOptions) -> Result<KafkaSourceFactory, String> {
+        options.topics.extend(options.topic.take());
+        let topics = options.topics.clone();
         if topics.is_empty() {
             return Err("a kafka source needs `topic` or `topics`".into());
         }
@@ -194,7 +191,7 @@ impl KafkaSourceFactory {
             }
         }
         Ok(KafkaSourceFactory {
-            options,
+            options: Arc::new(options),
             partitions,
         })
     }
@@ -279,17 +276,7 @@ impl SourceFactory for KafkaSourceFactory {
             })
             .collect();
         Box::new(KafkaSource {
-            options: KafkaSourceOptions {
-                bootstrap: self.options.bootstrap.clone(),
-                topics: self.options.topics(),
-                topic: None,
-                start: self.options.start,
-                start_timestamp: self.options.start_timestamp,
-                bounded: self.options.bounded,
-                group_id: self.options.group_id.clone(),
-                format: self.options.format,
-                properties: self.options.properties.clone(),
-            },
+            options: self.options.clone(),
             partitions: mine,
             consumer: None,
         })
@@ -305,7 +292,7 @@ struct Reading {
 }
 
 struct KafkaSource {
-    options: KafkaSourceOptions,
+    options: Arc<KafkaSourceOptions>,
     partitions: Vec<Reading>,
     consumer: Option<BaseConsumer>,
 }
@@ -440,11 +427,13 @@ impl Source for KafkaSource {
                     return Ok(SourcePoll::Wait(Duration::from_millis(100)));
                 }
             };
-            let Some(r) = self
-                .partitions
-                .iter_mut()
-                .find(|r| r.partition.partition == m.partition() && r.partition.topic == m.topic())
-            else {
+            // The topic name is compared only when several are read (it is
+            // decoded from librdkafka's bytes on every call).
+            let several = self.options.topics.len() > 1;
+            let Some(r) = self.partitions.iter_mut().find(|r| {
+                r.partition.partition == m.partition()
+                    && (!several || r.partition.topic == m.topic())
+            }) else {
                 continue;
             };
             if r.done {

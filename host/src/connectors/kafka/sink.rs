@@ -59,6 +59,11 @@ impl SinkFactory for KafkaSinkFactory {
             properties: self.options.properties.clone(),
             producer: None,
             failed: Arc::new(Mutex::new(None)),
+            context: format!(
+                "kafka sink to topic `{}` on {}",
+                self.options.topic, self.options.bootstrap
+            ),
+            raw: Vec::new(),
             key_buf: Vec::new(),
         })
     }
@@ -96,15 +101,23 @@ struct KafkaSink {
     properties: BTreeMap<String, String>,
     producer: Option<ThreadedProducer<Deliveries>>,
     failed: Arc<Mutex<Option<String>>>,
+    /// What errors name: the topic and the broker.
+    context: String,
+    /// The current record's key as found, and as sent.
+    raw: Vec<u8>,
     key_buf: Vec<u8>,
+}
+
+fn sink_error(context: &str, message: String) -> RuntimeError {
+    RuntimeError::Io {
+        context: context.to_owned(),
+        source: std::io::Error::other(message),
+    }
 }
 
 impl KafkaSink {
     fn error(&self, message: String) -> RuntimeError {
-        RuntimeError::Io {
-            context: format!("kafka sink to topic `{}` on {}", self.topic, self.bootstrap),
-            source: std::io::Error::other(message),
-        }
+        sink_error(&self.context, message)
     }
 
     fn check(&self) -> Result<(), RuntimeError> {
@@ -134,14 +147,8 @@ impl KafkaSink {
 #[async_trait]
 impl Operator for KafkaSink {
     async fn open(&mut self) -> Result<(), RuntimeError> {
-        let mut config = client_config(&self.bootstrap, &self.properties);
-        config
-            .set("enable.idempotence", "true")
-            .set("linger.ms", "5");
-        // The spec's settings win over these defaults.
-        for (k, v) in &self.properties {
-            config.set(k, v);
-        }
+        let defaults = [("enable.idempotence", "true"), ("linger.ms", "5")];
+        let config = client_config(&self.bootstrap, &defaults, &self.properties);
         let producer = ThreadedProducer::from_config_and_context(
             &config,
             Deliveries {
@@ -155,36 +162,42 @@ impl Operator for KafkaSink {
 
     async fn process_batch(&mut self, batch: Batch, _out: &mut Output) -> Result<(), RuntimeError> {
         self.check()?;
-        let mut raw = Vec::new();
+        let KafkaSink {
+            topic,
+            key,
+            producer,
+            context,
+            raw,
+            key_buf,
+            ..
+        } = self;
+        let producer = producer.as_ref().expect("opened");
         for r in batch.iter() {
-            // A JSON string key is sent as its text, other keys as their
-            // JSON.
-            let found = match &self.key {
-                Some(k) => k.extract(r.value(), &mut raw).is_ok(),
-                None => match r.key() {
-                    Some(k) => {
+            let found = match key {
+                Some(k) => k.extract(r.value(), raw).is_ok(),
+                None => r
+                    .key()
+                    .map(|k| {
                         raw.clear();
                         raw.extend_from_slice(k);
-                        true
-                    }
-                    None => false,
-                },
+                    })
+                    .is_some(),
             };
+            // A JSON string key is sent as its text, other keys as their
+            // JSON.
             let key: Option<&[u8]> = if !found {
                 None
             } else if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' {
-                self.key_buf.clear();
-                crate::json::unescape_into(&raw[1..raw.len() - 1], &mut self.key_buf);
-                Some(&self.key_buf)
+                key_buf.clear();
+                crate::json::unescape_into(&raw[1..raw.len() - 1], key_buf);
+                Some(key_buf)
             } else {
-                Some(&raw)
+                Some(raw)
             };
-            let mut record = BaseRecord::to(&self.topic).payload(r.value());
+            let mut record = BaseRecord::to(topic).payload(r.value());
             if let Some(k) = key {
                 record = record.key(k);
             }
-            let producer = self.producer.as_ref().expect("opened");
-            let mut record = record;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -197,15 +210,7 @@ impl Operator for KafkaSink {
                         record = back;
                         tokio::time::sleep(Duration::from_millis(1)).await;
                     }
-                    Err((e, _)) => {
-                        return Err(RuntimeError::Io {
-                            context: format!(
-                                "kafka sink to topic `{}` on {}",
-                                self.topic, self.bootstrap
-                            ),
-                            source: std::io::Error::other(e.to_string()),
-                        });
-                    }
+                    Err((e, _)) => return Err(sink_error(context, e.to_string())),
                 }
             }
         }
