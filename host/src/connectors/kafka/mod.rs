@@ -14,6 +14,7 @@
 //! broker has acknowledged everything sent before it: at least once.
 
 pub mod sink;
+mod txn;
 
 use crate::connectors::SourceFactory;
 use crate::connectors::file::source::FormatOption;
@@ -123,6 +124,10 @@ impl KafkaSourceOptions {
             ("enable.auto.offset.store", "false"),
             ("enable.partition.eof", "false"),
             ("isolation.level", "read_committed"),
+            // A position the broker no longer has is an error, never a
+            // silent jump to the end (which a bounded source would take
+            // for its end) or back to the start.
+            ("auto.offset.reset", "error"),
             // librdkafka stops fetching for this long (1 s by default) once
             // its queue holds queued.min.messages; a pipeline slower than
             // the fetcher then drains the queue and idles. With W2 on
@@ -199,9 +204,11 @@ impl KafkaSourceFactory {
 
 /// The offset after the last record of a partition now: the high
 /// watermark, or past it when the batch that holds the record just before
-/// the high watermark reaches further. (Tansu 0.6 reports the high
-/// watermark as one past the *first* record of a partition's last batch; a
-/// broker that reports it right makes this read find nothing beyond it.)
+/// the listed high watermark, or the fetch response that brings it, reaches
+/// further. (Tansu 0.6 lists the high watermark as one past the *first*
+/// record of a batch, not always the last one; its fetch responses carry the
+/// right one. A broker that lists it right makes this read find nothing
+/// beyond it.)
 fn end_offset(
     options: &KafkaSourceOptions,
     consumer: &BaseConsumer,
@@ -233,6 +240,12 @@ fn end_offset(
             Some(Ok(m)) => {
                 seen = true;
                 end = end.max(m.offset() + 1);
+                // The high watermark of the fetch response that brought it
+                // (right also where the listed one is not: Tansu with S3
+                // storage lists an offset far before the end).
+                if let Some(fetched) = fetched_high_watermark(&probe, topic, partition) {
+                    end = end.max(fetched);
+                }
             }
             Some(Err(e)) => return Err(what(e)),
             // The fetch that brought the batch is drained (or the partition
@@ -251,6 +264,28 @@ fn end_offset(
         }
     }
     Ok(end)
+}
+
+/// The high watermark of the last fetch response for a partition, as
+/// librdkafka keeps it (`rd_kafka_get_watermark_offsets`, which the rdkafka
+/// crate does not wrap).
+fn fetched_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is live for `consumer`'s lifetime, the
+    // topic is a NUL-terminated string, and librdkafka only writes the two
+    // offsets.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
 }
 
 impl SourceFactory for KafkaSourceFactory {
