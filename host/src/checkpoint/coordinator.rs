@@ -78,6 +78,8 @@ pub struct Coordinator {
     settings: Option<CheckpointSettings>,
     storage: Option<Arc<DirStorage>>,
     next_id: u64,
+    /// The id of this attempt's first checkpoint.
+    first_id: u64,
     triggers: Vec<mpsc::UnboundedSender<Barrier>>,
     tasks: usize,
     committers: Vec<(String, Arc<dyn Committer>)>,
@@ -135,6 +137,7 @@ impl Coordinator {
             settings: setup.settings,
             storage,
             next_id: setup.restored_id + 1,
+            first_id: setup.restored_id + 1,
             triggers,
             tasks,
             committers: setup.committers,
@@ -369,6 +372,13 @@ impl Coordinator {
             self.fail_pending(e);
             return;
         }
+        if crash_before_commit() == Some(p.id + 1 - self.first_id) {
+            eprintln!(
+                "sluice: SLUICE_CRASH_BEFORE_COMMIT: checkpoint {} is complete and not committed; stopping the process",
+                p.id
+            );
+            std::process::abort();
+        }
         if let Err(e) = self.commit(&manifest) {
             let _ = self.outcome.send(Outcome::Failed(e));
             return;
@@ -585,4 +595,17 @@ pub fn safe_name(uid: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A failpoint for tests of recovery: `SLUICE_CRASH_BEFORE_COMMIT=N` ends
+/// the process abruptly once the attempt's Nth checkpoint is complete (its
+/// manifest written) and before the sinks commit it: the moment a crash
+/// leaves the most to recover.
+fn crash_before_commit() -> Option<u64> {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        std::env::var("SLUICE_CRASH_BEFORE_COMMIT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    })
 }

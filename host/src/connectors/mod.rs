@@ -39,11 +39,16 @@ pub trait SinkFactory: Send + Sync {
 }
 
 /// What a sink connector knows of the job when the plan is built.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SinkContext {
     /// Checkpointing is on: output becomes visible when the checkpoint that
     /// covers it completes.
     pub exactly_once: bool,
+    /// The job's name and the sink's uid.
+    pub job: String,
+    pub uid: String,
+    /// With checkpointing: the checkpoint folder and settings.
+    pub checkpoints: Option<crate::checkpoint::CheckpointSettings>,
 }
 
 /// The source connector named `kind`.
@@ -75,9 +80,10 @@ pub fn sink(
         "stdout" => Ok(Arc::new(stdout::StdoutSinkFactory::new(options_of(
             options,
         )?))),
-        "kafka" => Ok(Arc::new(kafka::sink::KafkaSinkFactory::new(options_of(
-            options,
-        )?)?)),
+        "kafka" => Ok(Arc::new(kafka::sink::KafkaSinkFactory::new(
+            options_of(options)?,
+            context,
+        )?)),
         other => Err(format!(
             "unknown sink type `{other}` (available: file, stdout, kafka)"
         )),

@@ -521,12 +521,7 @@ impl Planner<'_> {
         }
 
         Ok(Pipeline {
-            name: spec.name.clone().unwrap_or_else(|| {
-                self.path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "pipeline".into())
-            }),
+            name: self.job_name(),
             spec_path: self.path.to_owned(),
             nodes: drafts.into_iter().map(|d| d.node).collect(),
             edges,
@@ -737,8 +732,12 @@ impl Planner<'_> {
         inputs: Vec<(String, String)>,
     ) -> Result<Draft, PlanError> {
         let node = Some(uid);
+        let checkpoints = self.checkpoints();
         let context = connectors::SinkContext {
-            exactly_once: self.checkpoints().is_some(),
+            exactly_once: checkpoints.is_some(),
+            job: self.job_name(),
+            uid: uid.to_owned(),
+            checkpoints,
         };
         let factory = connectors::sink(&connector.kind, connector.options.clone(), context)
             .map_err(|m| self.err(p, node, format!("sink `{}`: {m}", connector.kind)))?;
@@ -943,6 +942,15 @@ impl Planner<'_> {
     }
 
     /// The spec's state backend.
+    fn job_name(&self) -> String {
+        self.spec.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "pipeline".into())
+        })
+    }
+
     fn checkpoints(&self) -> Option<crate::checkpoint::CheckpointSettings> {
         let c = &self.spec.checkpoints;
         let dir = c.dir.as_deref().map(str::trim).filter(|d| !d.is_empty())?;

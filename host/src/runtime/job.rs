@@ -240,30 +240,37 @@ pub async fn run_with(
     let mut restore = initial.clone();
     let mut failures = 0u32;
     loop {
-        for (uid, c) in &committers {
+        // A sink that cannot recover now (its broker is down) fails the
+        // attempt: the restart strategy tries again.
+        let recovered = committers.iter().try_for_each(|(uid, c)| {
             let items = restore
                 .as_ref()
                 .map(|r| r.committables(uid))
                 .unwrap_or_default();
             c.recover(&items)
-                .map_err(|e| RuntimeError::Checkpoint(format!("sink `{uid}`: {e}")))?;
-        }
-        if let Some(r) = &restore {
-            control
-                .stats
-                .restored_from
-                .store(r.id(), std::sync::atomic::Ordering::Relaxed);
-            tracing::info!(job = %pipeline.name, "restoring from {} (checkpoint {})", r.location, r.id());
-        }
-        let result = run_attempt(
-            pipeline,
-            clock.clone(),
-            metrics,
-            &mut control,
-            restore.clone(),
-            &committers,
-        )
-        .await;
+                .map_err(|e| RuntimeError::Checkpoint(format!("sink `{uid}`: {e}")))
+        });
+        let result = match recovered {
+            Err(e) => Err(e),
+            Ok(()) => {
+                if let Some(r) = &restore {
+                    control
+                        .stats
+                        .restored_from
+                        .store(r.id(), std::sync::atomic::Ordering::Relaxed);
+                    tracing::info!(job = %pipeline.name, "restoring from {} (checkpoint {})", r.location, r.id());
+                }
+                run_attempt(
+                    pipeline,
+                    clock.clone(),
+                    metrics,
+                    &mut control,
+                    restore.clone(),
+                    &committers,
+                )
+                .await
+            }
+        };
         let e = match result {
             Err(e) if !matches!(e, RuntimeError::Cancelled) => e,
             other => return other,

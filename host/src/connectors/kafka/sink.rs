@@ -1,10 +1,14 @@
-//! The Kafka sink, at least once: records are sent as they come; a
+//! The Kafka sink. At least once: records are sent as they come; a
 //! checkpoint barrier and the end of input wait until the broker has
 //! acknowledged every record sent before them, and a record the broker
-//! refused fails the job (with its topic and the broker's reason).
+//! refused fails the job (with its topic and the broker's reason). Exactly
+//! once: the same, inside Kafka transactions committed when the checkpoint
+//! that covers them completes (see [`super::txn`]).
 
 use super::client_config;
-use crate::connectors::SinkFactory;
+use super::txn::{Epoch, Item, Transactions};
+use crate::checkpoint::{Barrier, Committer, OperatorState};
+use crate::connectors::{SinkContext, SinkFactory};
 use crate::error::RuntimeError;
 use crate::json::Pointer;
 use crate::runtime::keys::KeySelector;
@@ -13,6 +17,7 @@ use async_trait::async_trait;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, config::FromClientConfigAndContext};
 use serde::Deserialize;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,18 +31,35 @@ pub struct KafkaSinkOptions {
     /// record's own key (from `key_by`) is used, if it has one.
     #[serde(default)]
     pub key: Option<String>,
+    /// `exactly-once` (the default with checkpointing) or `at-least-once`.
+    #[serde(default)]
+    pub delivery: Option<Delivery>,
+    /// The start of the exactly-once sink's transactional ids (default
+    /// `sluice-JOB-UID`): unique per job writing to the cluster.
+    #[serde(default)]
+    pub transactional_id_prefix: Option<String>,
     /// librdkafka producer settings passed as they are.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
 }
 
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    ExactlyOnce,
+    AtLeastOnce,
+}
+
 pub struct KafkaSinkFactory {
-    options: KafkaSinkOptions,
+    options: Arc<KafkaSinkOptions>,
     key: Option<KeySelector>,
+    /// With exactly-once delivery.
+    transactions: Option<Arc<Transactions>>,
+    context: String,
 }
 
 impl KafkaSinkFactory {
-    pub fn new(options: KafkaSinkOptions) -> Result<KafkaSinkFactory, String> {
+    pub fn new(options: KafkaSinkOptions, job: SinkContext) -> Result<KafkaSinkFactory, String> {
         let key = options
             .key
             .as_deref()
@@ -46,32 +68,91 @@ impl KafkaSinkFactory {
         if options.topic.is_empty() {
             return Err("a kafka sink needs a `topic`".into());
         }
-        Ok(KafkaSinkFactory { options, key })
-    }
-}
-
-impl SinkFactory for KafkaSinkFactory {
-    fn create(&self, _subtask: u32, _parallelism: u32) -> Box<dyn Operator> {
-        Box::new(KafkaSink {
-            bootstrap: self.options.bootstrap.clone(),
-            topic: self.options.topic.clone(),
-            key: self.key.clone(),
-            properties: self.options.properties.clone(),
-            producer: None,
-            failed: Arc::new(Mutex::new(None)),
-            context: format!(
-                "kafka sink to topic `{}` on {}",
-                self.options.topic, self.options.bootstrap
-            ),
-            raw: Vec::new(),
-            key_buf: Vec::new(),
+        let context = format!(
+            "kafka sink to topic `{}` on {}",
+            options.topic, options.bootstrap
+        );
+        let delivery = options.delivery.unwrap_or(if job.exactly_once {
+            Delivery::ExactlyOnce
+        } else {
+            Delivery::AtLeastOnce
+        });
+        if options.properties.contains_key("transactional.id") {
+            return Err("set `transactional_id_prefix`, not the property `transactional.id`: each subtask needs ids of its own".into());
+        }
+        let prefix = options
+            .transactional_id_prefix
+            .clone()
+            .unwrap_or_else(|| format!("sluice-{}-{}", job.job, job.uid));
+        let options = Arc::new(options);
+        let transactions = match (delivery, &job.checkpoints) {
+            (Delivery::AtLeastOnce, _) => None,
+            (Delivery::ExactlyOnce, None) => {
+                return Err("`delivery: exactly-once` needs checkpointing (a `checkpoints: {dir}` section or --checkpoint-dir): transactions commit with checkpoints".into());
+            }
+            (Delivery::ExactlyOnce, Some(c)) => Some(Arc::new(Transactions::new(
+                options.clone(),
+                prefix,
+                c.dir.join(format!("kafka-sink-{}", job.uid)),
+                c,
+                context.clone(),
+            ))),
+        };
+        Ok(KafkaSinkFactory {
+            options,
+            key,
+            transactions,
+            context,
         })
     }
 }
 
+impl SinkFactory for KafkaSinkFactory {
+    fn create(&self, subtask: u32, _parallelism: u32) -> Box<dyn Operator> {
+        Box::new(KafkaSink {
+            options: self.options.clone(),
+            key: self.key.clone(),
+            mode: match &self.transactions {
+                None => Mode::AtLeastOnce {
+                    producer: None,
+                    failed: Arc::new(Mutex::new(None)),
+                },
+                Some(t) => Mode::ExactlyOnce {
+                    transactions: t.clone(),
+                    subtask,
+                    epoch: None,
+                    pending: Vec::new(),
+                    last_barrier: 0,
+                },
+            },
+            context: self.context.clone(),
+            raw: Vec::new(),
+            key_buf: Vec::new(),
+        })
+    }
+
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        self.transactions
+            .clone()
+            .map(|t| Arc::new(TxnCommitter(t)) as Arc<dyn Committer>)
+    }
+}
+
+struct TxnCommitter(Arc<Transactions>);
+
+impl Committer for TxnCommitter {
+    fn commit(&self, items: &[Value]) -> Result<(), String> {
+        self.0.commit(items)
+    }
+
+    fn recover(&self, items: &[Value]) -> Result<(), String> {
+        self.0.recover(items)
+    }
+}
+
 /// Keeps the first delivery failure for the task to report.
-struct Deliveries {
-    failed: Arc<Mutex<Option<String>>>,
+pub(crate) struct Deliveries {
+    pub failed: Arc<Mutex<Option<String>>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -82,7 +163,7 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, m)) = result {
             use rdkafka::message::Message;
-            let mut failed = self.failed.lock().expect("delivery lock");
+            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
             failed.get_or_insert_with(|| {
                 format!(
                     "the broker refused a record for {}/{}: {e}",
@@ -94,13 +175,112 @@ impl ProducerContext for Deliveries {
     }
 }
 
+fn take_failure(failed: &Mutex<Option<String>>) -> Option<String> {
+    failed.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
+fn queue_full(e: &rdkafka::error::KafkaError) -> bool {
+    matches!(
+        e,
+        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+    )
+}
+
+fn record<'a>(
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+) -> BaseRecord<'a, [u8], [u8]> {
+    let r = BaseRecord::to(topic).payload(value);
+    match key {
+        Some(k) => r.key(k),
+        None => r,
+    }
+}
+
+/// Sends one record, waiting (in this thread) while librdkafka's queue is
+/// full.
+pub(crate) fn send_blocking(
+    producer: &ThreadedProducer<Deliveries>,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
+) -> Result<(), String> {
+    let mut r = record(topic, key, value);
+    loop {
+        match producer.send(r) {
+            Ok(()) => return Ok(()),
+            Err((e, back)) if queue_full(&e) => {
+                r = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Sends one record, waiting (asynchronously) while librdkafka's queue is
+/// full.
+async fn send(
+    producer: &ThreadedProducer<Deliveries>,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
+) -> Result<(), String> {
+    let mut r = record(topic, key, value);
+    loop {
+        match producer.send(r) {
+            Ok(()) => return Ok(()),
+            Err((e, back)) if queue_full(&e) => {
+                r = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err((e, _)) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Waits until everything `producer` sent is acknowledged.
+async fn flush(
+    producer: &ThreadedProducer<Deliveries>,
+    failed: &Mutex<Option<String>>,
+) -> Result<(), String> {
+    loop {
+        match producer.flush(Duration::from_millis(100)) {
+            Ok(()) => break,
+            Err(rdkafka::error::KafkaError::Flush(_)) => {
+                if let Some(m) = take_failure(failed) {
+                    return Err(m);
+                }
+                tokio::task::yield_now().await;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    take_failure(failed).map_or(Ok(()), Err)
+}
+
+enum Mode {
+    AtLeastOnce {
+        producer: Option<ThreadedProducer<Deliveries>>,
+        failed: Arc<Mutex<Option<String>>>,
+    },
+    ExactlyOnce {
+        transactions: Arc<Transactions>,
+        subtask: u32,
+        /// The transaction of the records since the last barrier.
+        epoch: Option<Epoch>,
+        /// Transactions prepared and not yet known to be committed, by
+        /// checkpoint id.
+        pending: Vec<(u64, Item)>,
+        last_barrier: u64,
+    },
+}
+
 struct KafkaSink {
-    bootstrap: String,
-    topic: String,
+    options: Arc<KafkaSinkOptions>,
     key: Option<KeySelector>,
-    properties: BTreeMap<String, String>,
-    producer: Option<ThreadedProducer<Deliveries>>,
-    failed: Arc<Mutex<Option<String>>>,
+    mode: Mode,
     /// What errors name: the topic and the broker.
     context: String,
     /// The current record's key as found, and as sent.
@@ -120,58 +300,62 @@ impl KafkaSink {
         sink_error(&self.context, message)
     }
 
-    fn check(&self) -> Result<(), RuntimeError> {
-        match self.failed.lock().expect("delivery lock").take() {
-            Some(m) => Err(self.error(m)),
-            None => Ok(()),
-        }
-    }
-
-    /// Waits until everything sent so far is acknowledged.
-    async fn flush(&mut self) -> Result<(), RuntimeError> {
-        let producer = self.producer.as_ref().expect("opened");
-        loop {
-            match producer.flush(Duration::from_millis(100)) {
-                Ok(()) => break,
-                Err(rdkafka::error::KafkaError::Flush(_)) => {
-                    self.check()?;
-                    tokio::task::yield_now().await;
-                }
-                Err(e) => return Err(self.error(e.to_string())),
-            }
-        }
-        self.check()
+    /// Ends the current epoch at checkpoint `id` (exactly once) or waits
+    /// for every acknowledgement (at least once).
+    async fn seal(&mut self, id: u64) -> Result<(), RuntimeError> {
+        let r = match &mut self.mode {
+            Mode::AtLeastOnce { producer, failed } => match producer {
+                Some(p) => flush(p, failed).await,
+                None => Ok(()),
+            },
+            Mode::ExactlyOnce {
+                transactions,
+                epoch,
+                pending,
+                ..
+            } => match epoch.take() {
+                None => Ok(()),
+                Some(e) => match flush(&e.txn.producer, &e.txn.failed).await {
+                    Ok(()) => transactions
+                        .prepare(e, id)
+                        .map(|item| pending.push((id, item))),
+                    Err(m) => Err(m),
+                },
+            },
+        };
+        r.map_err(|m| self.error(m))
     }
 }
 
 #[async_trait]
 impl Operator for KafkaSink {
     async fn open(&mut self) -> Result<(), RuntimeError> {
-        let defaults = [("enable.idempotence", "true"), ("linger.ms", "5")];
-        let config = client_config(&self.bootstrap, &defaults, &self.properties);
-        let producer = ThreadedProducer::from_config_and_context(
-            &config,
-            Deliveries {
-                failed: self.failed.clone(),
-            },
-        )
-        .map_err(|e| self.error(format!("cannot create a producer: {e}")))?;
-        self.producer = Some(producer);
+        if let Mode::AtLeastOnce { producer, failed } = &mut self.mode {
+            let defaults = [("enable.idempotence", "true"), ("linger.ms", "5")];
+            let config =
+                client_config(&self.options.bootstrap, &defaults, &self.options.properties);
+            let p = ThreadedProducer::from_config_and_context(
+                &config,
+                Deliveries {
+                    failed: failed.clone(),
+                },
+            )
+            .map_err(|e| sink_error(&self.context, format!("cannot create a producer: {e}")))?;
+            *producer = Some(p);
+        }
         Ok(())
     }
 
     async fn process_batch(&mut self, batch: Batch, _out: &mut Output) -> Result<(), RuntimeError> {
-        self.check()?;
         let KafkaSink {
-            topic,
+            options,
             key,
-            producer,
+            mode,
             context,
             raw,
             key_buf,
-            ..
         } = self;
-        let producer = producer.as_ref().expect("opened");
+        let err = |m: String| sink_error(context, m);
         for r in batch.iter() {
             let found = match key {
                 Some(k) => k.extract(r.value(), raw).is_ok(),
@@ -194,23 +378,31 @@ impl Operator for KafkaSink {
             } else {
                 Some(raw)
             };
-            let mut record = BaseRecord::to(topic).payload(r.value());
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
-                        back,
-                    )) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+            match mode {
+                Mode::AtLeastOnce { producer, failed } => {
+                    if let Some(m) = take_failure(failed) {
+                        return Err(err(m));
                     }
-                    Err((e, _)) => return Err(sink_error(context, e.to_string())),
+                    let p = producer.as_ref().expect("opened");
+                    send(p, &options.topic, key, r.value()).await.map_err(err)?;
+                }
+                Mode::ExactlyOnce {
+                    transactions,
+                    subtask,
+                    epoch,
+                    ..
+                } => {
+                    if epoch.is_none() {
+                        *epoch = Some(transactions.begin(*subtask).map_err(err)?);
+                    }
+                    let e = epoch.as_mut().expect("begun");
+                    if let Some(m) = take_failure(&e.txn.failed) {
+                        return Err(err(m));
+                    }
+                    transactions.log(e, key, r.value()).map_err(err)?;
+                    send(&e.txn.producer, &options.topic, key, r.value())
+                        .await
+                        .map_err(err)?;
                 }
             }
         }
@@ -218,19 +410,54 @@ impl Operator for KafkaSink {
     }
 
     async fn close(&mut self, _out: &mut Output) -> Result<(), RuntimeError> {
-        self.flush().await
+        // The job's last output: committed when the whole job has ended.
+        let id = match &self.mode {
+            Mode::ExactlyOnce { last_barrier, .. } => last_barrier + 1,
+            Mode::AtLeastOnce { .. } => 0,
+        };
+        self.seal(id).await
     }
 
     async fn snapshot(
         &mut self,
-        _barrier: crate::checkpoint::Barrier,
+        barrier: Barrier,
         _out: &mut Output,
-    ) -> Result<crate::checkpoint::OperatorState, RuntimeError> {
-        self.flush().await?;
-        Ok(crate::checkpoint::OperatorState {
-            meta: serde_json::Value::Null,
-            keyed: None,
-            committables: Vec::new(),
+    ) -> Result<OperatorState, RuntimeError> {
+        if let Mode::ExactlyOnce { last_barrier, .. } = &mut self.mode {
+            *last_barrier = barrier.id;
+        }
+        self.seal(barrier.id).await?;
+        let committables = match &self.mode {
+            Mode::ExactlyOnce { pending, .. } => pending.iter().map(|(_, i)| i.to_json()).collect(),
+            Mode::AtLeastOnce { .. } => Vec::new(),
+        };
+        Ok(OperatorState {
+            committables,
+            ..Default::default()
         })
+    }
+
+    fn notify_checkpoint_complete(&mut self, id: u64) {
+        if let Mode::ExactlyOnce {
+            pending,
+            last_barrier,
+            ..
+        } = &mut self.mode
+        {
+            // Also told at the start of a restored job: checkpoint ids go
+            // on from there.
+            *last_barrier = (*last_barrier).max(id);
+            pending.retain(|(i, _)| *i > id);
+        }
+    }
+
+    fn take_final_committables(&mut self) -> Vec<Value> {
+        match &mut self.mode {
+            Mode::ExactlyOnce { pending, .. } => std::mem::take(pending)
+                .into_iter()
+                .map(|(_, i)| i.to_json())
+                .collect(),
+            Mode::AtLeastOnce { .. } => Vec::new(),
+        }
     }
 }

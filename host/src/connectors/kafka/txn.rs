@@ -1,0 +1,515 @@
+//! The exactly-once Kafka sink's transactions, bound to checkpoints.
+//!
+//! Each sink subtask writes an epoch (its records between two checkpoint
+//! barriers) in one Kafka transaction, begun with the epoch's first record,
+//! under a transactional id from a small pool per subtask
+//! (`PREFIX-SUBTASK-K`). At the barrier the subtask waits for the broker's
+//! acknowledgements, adds a *marker* to the transaction (the epoch's random
+//! token, as the committed offset of the consumer group named like the
+//! transactional id) and
+//! hands the transaction over, prepared, to the sink's [`Transactions`]. The
+//! checkpoint coordinator commits it when the checkpoint is complete; a
+//! `read_committed` reader sees the epoch then, and only then.
+//!
+//! librdkafka cannot commit a transaction that another process began, so
+//! each epoch's records are also written to a log next to the checkpoints
+//! (`CHECKPOINT_DIR/kafka-sink-UID/TXID.TOKEN.log`), synced at the barrier,
+//! removed once committed. After a crash, recovery looks at each
+//! transaction of the restored checkpoint: when its marker is committed, so
+//! is the transaction; otherwise a producer with the same transactional id
+//! fences (aborts) the lingering transaction and writes the logged records
+//! again in a new one, with the marker, and commits it. A log the
+//! checkpoint does not name belongs to an epoch after it: its transactional
+//! id is fenced the same way, so that no reader waits for it to time out.
+
+use super::client_config;
+use super::sink::{Deliveries, KafkaSinkOptions, send_blocking};
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Transactional ids per subtask: one open transaction plus those waiting
+/// for their checkpoint to complete (more than one only while checkpoints
+/// fail).
+const POOL: usize = 8;
+
+/// How long one transactional request to the broker may take.
+const TXN_REQUEST: Duration = Duration::from_secs(30);
+
+const LOG_SUFFIX: &str = ".log";
+
+/// A producer bound to one transactional id, and what marks its commits.
+pub(crate) struct Txn {
+    pub txid: String,
+    pub producer: ThreadedProducer<Deliveries>,
+    pub failed: Arc<Mutex<Option<String>>>,
+    /// A consumer in the group named like the transactional id: the marker
+    /// is that group's offset.
+    group: BaseConsumer,
+}
+
+/// An epoch being written: its transaction and its log.
+pub(crate) struct Epoch {
+    pub txn: Txn,
+    pub token: u64,
+    log: BufWriter<File>,
+    log_name: String,
+    pub records: u64,
+}
+
+/// A transaction at its barrier, as it goes into the checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Item {
+    pub txid: String,
+    pub token: u64,
+    pub checkpoint: u64,
+    pub log: String,
+    pub records: u64,
+}
+
+impl Item {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "txid": self.txid,
+            "token": format!("{:016x}", self.token),
+            "checkpoint": self.checkpoint,
+            "log": self.log,
+            "records": self.records,
+        })
+    }
+
+    fn from_json(v: &Value) -> Result<Item, String> {
+        let bad = || format!("not a kafka sink committable: {v}");
+        let s = |k: &str| v.get(k).and_then(Value::as_str).ok_or_else(bad);
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).ok_or_else(bad);
+        let log = s("log")?;
+        if log.contains('/') || log.contains('\\') || !log.ends_with(LOG_SUFFIX) {
+            return Err(bad());
+        }
+        Ok(Item {
+            txid: s("txid")?.to_owned(),
+            token: u64::from_str_radix(s("token")?, 16).map_err(|_| bad())?,
+            checkpoint: n("checkpoint")?,
+            log: log.to_owned(),
+            records: n("records")?,
+        })
+    }
+}
+
+/// The transactions of one exactly-once sink node: shared by its subtasks
+/// (which open and prepare them) and its committer (which commits them).
+pub(crate) struct Transactions {
+    options: Arc<KafkaSinkOptions>,
+    prefix: String,
+    dir: PathBuf,
+    /// librdkafka's `transaction.timeout.ms`.
+    timeout_ms: String,
+    /// What errors name.
+    pub context: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Transactions flushed at a barrier, waiting for their checkpoint, by
+    /// token.
+    prepared: HashMap<u64, Txn>,
+    /// Producers without a transaction, ready for another epoch.
+    idle: Vec<Txn>,
+    /// The transactional ids of open and prepared transactions.
+    lent: HashSet<String>,
+    /// Tokens committed by this process.
+    committed: HashSet<u64>,
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Transactions {
+    pub fn new(
+        options: Arc<KafkaSinkOptions>,
+        prefix: String,
+        dir: PathBuf,
+        checkpoints: &crate::checkpoint::CheckpointSettings,
+        context: String,
+    ) -> Transactions {
+        // A transaction lives from an epoch's first record until its
+        // checkpoint completes: give it room for two intervals and a slow
+        // checkpoint (brokers allow up to 15 minutes by default).
+        let ms = (2 * checkpoints.interval + checkpoints.timeout).as_millis();
+        let timeout_ms = ms.clamp(60_000, 900_000).to_string();
+        Transactions {
+            options,
+            prefix,
+            dir,
+            timeout_ms,
+            context,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    /// A producer with `txid`, its transactions initialized: a lingering
+    /// transaction of an earlier producer with this id is aborted (fenced).
+    fn producer(&self, txid: &str) -> Result<Txn, String> {
+        let failed = Arc::new(Mutex::new(None));
+        let defaults = [
+            ("linger.ms", "5"),
+            ("transaction.timeout.ms", self.timeout_ms.as_str()),
+        ];
+        let mut config =
+            client_config(&self.options.bootstrap, &defaults, &self.options.properties);
+        config.set("transactional.id", txid);
+        let producer = ThreadedProducer::from_config_and_context(
+            &config,
+            Deliveries {
+                failed: failed.clone(),
+            },
+        )
+        .map_err(|e| format!("cannot create a producer with transactional id `{txid}`: {e}"))?;
+        producer
+            .init_transactions(TXN_REQUEST)
+            .map_err(|e| format!("cannot initialize transactional id `{txid}`: {e}"))?;
+        let group = client_config(
+            &self.options.bootstrap,
+            &[("group.id", txid), ("enable.auto.commit", "false")],
+            &self.options.properties,
+        )
+        .create()
+        .map_err(|e| format!("cannot create a consumer for group `{txid}`: {e}"))?;
+        Ok(Txn {
+            txid: txid.to_owned(),
+            producer,
+            failed,
+            group,
+        })
+    }
+
+    /// Opens subtask `subtask`'s next epoch: a transaction begun, and its log.
+    pub fn begin(&self, subtask: u32) -> Result<Epoch, String> {
+        let head = format!("{}-{subtask}-", self.prefix);
+        let (reuse, txid) = {
+            let mut inner = lock(&self.inner);
+            if let Some(i) = inner.idle.iter().position(|t| t.txid.starts_with(&head)) {
+                let t = inner.idle.swap_remove(i);
+                inner.lent.insert(t.txid.clone());
+                let txid = t.txid.clone();
+                (Some(t), txid)
+            } else {
+                let Some(txid) = (0..POOL)
+                    .map(|k| format!("{head}{k}"))
+                    .find(|id| !inner.lent.contains(id))
+                else {
+                    return Err(format!(
+                        "all {POOL} transactional ids of subtask {subtask} ({head}0…) hold transactions waiting for checkpoints to complete"
+                    ));
+                };
+                inner.lent.insert(txid.clone());
+                (None, txid)
+            }
+        };
+        let opened = (|| {
+            let txn = match reuse {
+                Some(t) => t,
+                None => self.producer(&txid)?,
+            };
+            std::fs::create_dir_all(&self.dir)
+                .map_err(|e| format!("cannot create folder {}: {e}", self.dir.display()))?;
+            let token = random_token();
+            let log_name = format!("{txid}.{token:016x}{LOG_SUFFIX}");
+            let path = self.dir.join(&log_name);
+            let file = File::create(&path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            txn.producer
+                .begin_transaction()
+                .map_err(|e| format!("cannot begin a transaction with id `{txid}`: {e}"))?;
+            Ok(Epoch {
+                txn,
+                token,
+                log: BufWriter::with_capacity(256 << 10, file),
+                log_name,
+                records: 0,
+            })
+        })();
+        if opened.is_err() {
+            lock(&self.inner).lent.remove(&txid);
+        }
+        opened
+    }
+
+    /// Logs a record of `epoch` (before it is sent).
+    pub fn log(&self, epoch: &mut Epoch, key: Option<&[u8]>, value: &[u8]) -> Result<(), String> {
+        epoch.records += 1;
+        let mut write = |b: &[u8]| epoch.log.write_all(b);
+        let r = match key {
+            Some(k) => write(&(k.len() as u32).to_le_bytes()).and_then(|_| write(k)),
+            None => write(&u32::MAX.to_le_bytes()),
+        }
+        .and_then(|_| write(&(value.len() as u32).to_le_bytes()))
+        .and_then(|_| write(value));
+        r.map_err(|e| {
+            format!(
+                "cannot write {}: {e}",
+                self.dir.join(&epoch.log_name).display()
+            )
+        })
+    }
+
+    /// Prepares `epoch` for checkpoint `checkpoint`: its records are
+    /// acknowledged (the caller flushed the producer), its log synced and
+    /// its marker added. The transaction waits for [`Transactions::commit`].
+    pub fn prepare(&self, mut epoch: Epoch, checkpoint: u64) -> Result<Item, String> {
+        let path = self.dir.join(&epoch.log_name);
+        epoch
+            .log
+            .flush()
+            .and_then(|_| epoch.log.get_ref().sync_all())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.mark(&epoch.txn, epoch.token)?;
+        let item = Item {
+            txid: epoch.txn.txid.clone(),
+            token: epoch.token,
+            checkpoint,
+            log: epoch.log_name,
+            records: epoch.records,
+        };
+        lock(&self.inner).prepared.insert(epoch.token, epoch.txn);
+        Ok(item)
+    }
+
+    /// Adds the marker of the epoch with `token` to `txn`'s transaction.
+    fn mark(&self, txn: &Txn, token: u64) -> Result<(), String> {
+        let mut offsets = TopicPartitionList::new();
+        offsets
+            .add_partition_offset(&self.options.topic, 0, Offset::Offset(marker(token)))
+            .map_err(|e| e.to_string())?;
+        let group = txn
+            .group
+            .group_metadata()
+            .ok_or_else(|| format!("no group metadata for `{}`", txn.txid))?;
+        txn.producer
+            .send_offsets_to_transaction(&offsets, &group, TXN_REQUEST)
+            .map_err(|e| format!("cannot add the marker to transaction `{}`: {e}", txn.txid))
+    }
+
+    /// Whether the transaction with `token` is committed: its marker is.
+    fn marked(&self, group: &BaseConsumer, txid: &str, token: u64) -> Result<bool, String> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.options.topic, 0);
+        let committed = group
+            .committed_offsets(tpl, TXN_REQUEST)
+            .map_err(|e| format!("cannot read the marker of transactional id `{txid}`: {e}"))?;
+        Ok(committed
+            .find_partition(&self.options.topic, 0)
+            .is_some_and(|p| p.offset() == Offset::Offset(marker(token))))
+    }
+
+    /// Commits the transactions of a complete checkpoint (idempotent).
+    pub fn commit(&self, items: &[Value]) -> Result<(), String> {
+        self.commit_all(items)
+    }
+
+    /// Commits `items` in checkpoint order.
+    fn commit_all(&self, items: &[Value]) -> Result<(), String> {
+        let mut items = items
+            .iter()
+            .map(Item::from_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by_key(|i| i.checkpoint);
+        for item in &items {
+            self.commit_one(item)?;
+        }
+        Ok(())
+    }
+
+    fn commit_one(&self, item: &Item) -> Result<(), String> {
+        let prepared = {
+            let mut inner = lock(&self.inner);
+            if inner.committed.contains(&item.token) {
+                return Ok(());
+            }
+            inner.prepared.remove(&item.token)
+        };
+        match prepared {
+            Some(txn) => match txn.producer.commit_transaction(TXN_REQUEST) {
+                Ok(()) => self.committed(item, Some(txn)),
+                Err(e) => {
+                    // Left to recovery (after the job restarts), which knows
+                    // whether it got through.
+                    lock(&self.inner).lent.remove(&txn.txid);
+                    Err(format!(
+                        "cannot commit transaction `{}` (checkpoint {}): {e}",
+                        item.txid, item.checkpoint
+                    ))
+                }
+            },
+            None => self.recover_one(item),
+        }
+    }
+
+    /// Notes `item` committed: its log goes, its producer is free.
+    fn committed(&self, item: &Item, txn: Option<Txn>) -> Result<(), String> {
+        let path = self.dir.join(&item.log);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+        }
+        let mut inner = lock(&self.inner);
+        inner.committed.insert(item.token);
+        if let Some(t) = txn {
+            inner.lent.remove(&t.txid);
+            inner.idle.push(t);
+        }
+        Ok(())
+    }
+
+    /// Commits `item` without its producer: after a crash, or a failed
+    /// commit.
+    fn recover_one(&self, item: &Item) -> Result<(), String> {
+        let path = self.dir.join(&item.log);
+        // Fencing aborts the transaction if it is still open: look at the
+        // marker first.
+        let txn = self.producer(&item.txid)?;
+        if self.marked(&txn.group, &item.txid, item.token)? {
+            tracing::debug!(sink = %self.context, "transaction {} of checkpoint {} was committed", item.txid, item.checkpoint);
+            return self.committed(item, Some(txn));
+        }
+        if !path.exists() {
+            // A log goes only after its transaction is committed (a later
+            // transaction with this id has moved the marker on since).
+            tracing::debug!(sink = %self.context, "transaction {} of checkpoint {} was committed (its log is gone)", item.txid, item.checkpoint);
+            return self.committed(item, Some(txn));
+        }
+        let n = self.replay(&txn, &path, item)?;
+        tracing::info!(
+            sink = %self.context,
+            "wrote the {n} records of checkpoint {} again in a new transaction with id `{}` (the first did not commit before the job stopped)",
+            item.checkpoint,
+            item.txid
+        );
+        self.committed(item, Some(txn))
+    }
+
+    /// Writes the records logged at `path` in a new transaction of `txn`,
+    /// with `item`'s marker, and commits it.
+    fn replay(&self, txn: &Txn, path: &Path, item: &Item) -> Result<u64, String> {
+        let bad = |e: String| format!("cannot read {}: {e}", path.display());
+        let file = File::open(path).map_err(|e| bad(e.to_string()))?;
+        let mut r = BufReader::with_capacity(256 << 10, file);
+        txn.producer
+            .begin_transaction()
+            .map_err(|e| format!("cannot begin a transaction with id `{}`: {e}", txn.txid))?;
+        let mut n = 0u64;
+        let (mut key, mut value) = (Vec::new(), Vec::new());
+        loop {
+            let mut len = [0u8; 4];
+            match r.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(bad(e.to_string())),
+            }
+            let k = u32::from_le_bytes(len);
+            let has_key = k != u32::MAX;
+            if has_key {
+                key.resize(k as usize, 0);
+                r.read_exact(&mut key).map_err(|e| bad(e.to_string()))?;
+            }
+            r.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
+            value.resize(u32::from_le_bytes(len) as usize, 0);
+            r.read_exact(&mut value).map_err(|e| bad(e.to_string()))?;
+            send_blocking(
+                &txn.producer,
+                &self.options.topic,
+                has_key.then_some(&key[..]),
+                &value,
+            )?;
+            n += 1;
+        }
+        if n != item.records {
+            return Err(bad(format!(
+                "it holds {n} records, the checkpoint says {}",
+                item.records
+            )));
+        }
+        self.mark(txn, item.token)?;
+        txn.producer
+            .commit_transaction(TXN_REQUEST)
+            .map_err(|e| format!("cannot commit transaction `{}`: {e}", txn.txid))?;
+        if let Some(e) = txn.failed.lock().expect("delivery lock").take() {
+            return Err(e);
+        }
+        Ok(n)
+    }
+
+    /// Before the job (re)starts: commits the restored checkpoint's
+    /// transactions and aborts every other one this sink began.
+    pub fn recover(&self, items: &[Value]) -> Result<(), String> {
+        // The subtasks of a stopped attempt are gone: their producers are
+        // not lent any more (an open transaction is fenced below).
+        {
+            let mut inner = lock(&self.inner);
+            inner.lent.clear();
+            inner.idle.clear();
+        }
+        self.commit_all(items)?;
+        // Prepared after the checkpoint: aborted by the fencing below.
+        let stale: Vec<Txn> = lock(&self.inner).prepared.drain().map(|(_, t)| t).collect();
+        drop(stale);
+        let mut fence: Vec<String> = Vec::new();
+        if self.dir.exists() {
+            let entries = std::fs::read_dir(&self.dir)
+                .map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some((txid, _)) = name
+                    .strip_suffix(LOG_SUFFIX)
+                    .and_then(|s| s.rsplit_once('.'))
+                {
+                    fence.push(txid.to_owned());
+                    let p = entry.path();
+                    std::fs::remove_file(&p)
+                        .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+                }
+            }
+        }
+        fence.sort();
+        fence.dedup();
+        for txid in fence {
+            let txn = self.producer(&txid)?;
+            tracing::info!(sink = %self.context, "aborted the transaction with id `{txid}` begun after the checkpoint");
+            let mut inner = lock(&self.inner);
+            inner.idle.retain(|t| t.txid != txid);
+            inner.idle.push(txn);
+        }
+        Ok(())
+    }
+}
+
+/// A token no other epoch has: random, mixed with the time and the process.
+fn random_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+/// A transaction's marker: its token as a (non-negative) offset. Not the
+/// offset's metadata: Tansu 0.6 stores it but does not return it.
+fn marker(token: u64) -> i64 {
+    (token >> 1) as i64
+}
