@@ -322,6 +322,16 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
     broker.create_topic("orders4", 4);
     broker.load(&support::orders_200k(), "orders4", "json");
     let spec = support::repo().join("examples/bench/kafka-w2.yaml");
+    // The spec read at 100,000 records/s.
+    let paced = |env: &[(&str, &str)]| {
+        let mut c = support::sluice();
+        c.args(["run", "--no-api", "-q", "--source-rate", "100000"])
+            .arg(&spec);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    };
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -337,6 +347,18 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
             ("OUTPUT_TOPIC", results.as_str()),
             ("LATE_TOPIC", late.as_str()),
         ]);
+        // First a crash between a checkpoint's completion and its commit
+        // (paced, the input lasts 2 s): the restarted job must commit that
+        // checkpoint's output itself.
+        let o = paced(&env)
+            .env("SLUICE_CRASH_BEFORE_COMMIT", "2")
+            .output()
+            .unwrap();
+        assert!(
+            stderr(&o).contains("is complete and not committed"),
+            "{}",
+            stderr(&o)
+        );
         let mut kills = Vec::new();
         while kills.len() < 4 {
             // 0.2–1.4 s into a run that reads for 2 s.
@@ -344,15 +366,11 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let after = Duration::from_millis(200 + (seed >> 33) % 1200);
-            let mut c = support::sluice();
-            c.args(["run", "--no-api", "-q", "--source-rate", "100000"])
-                .arg(&spec)
+            let mut child = paced(&env)
                 .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            for (k, v) in &env {
-                c.env(k, v);
-            }
-            let mut child = c.spawn().unwrap();
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
             std::thread::sleep(after);
             if child.try_wait().unwrap().is_some() {
                 break;
@@ -361,17 +379,6 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
             child.wait().unwrap();
             kills.push(after);
         }
-        // And once between a checkpoint's completion and its commit: the
-        // restarted job must commit that checkpoint's output itself.
-        let mut crash = env.clone();
-        crash.push(("SLUICE_CRASH_BEFORE_COMMIT", "2"));
-        let o = run(&spec, &crash);
-        assert!(
-            stderr(&o).contains("checkpoint")
-                && stderr(&o).contains("is complete and not committed"),
-            "{}",
-            stderr(&o)
-        );
         assert_ok(&run(&spec, &env));
         let results = broker.committed(&results, &d.join(format!("{input}.jsonl")));
         let late = broker.committed(&late, &d.join(format!("{input}-late.jsonl")));
