@@ -379,6 +379,7 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
             child.wait().unwrap();
             kills.push(after);
         }
+        assert!(!kills.is_empty(), "the job ended before it was killed");
         assert_ok(&run(&spec, &env));
         let results = broker.committed(&results, &d.join(format!("{input}.jsonl")));
         let late = broker.committed(&late, &d.join(format!("{input}-late.jsonl")));

@@ -179,22 +179,27 @@ fn take_failure(failed: &Mutex<Option<String>>) -> Option<String> {
     failed.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
-fn queue_full(e: &rdkafka::error::KafkaError) -> bool {
-    matches!(
-        e,
-        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
-    )
-}
-
-fn record<'a>(
-    topic: &'a str,
-    key: Option<&'a [u8]>,
-    value: &'a [u8],
-) -> BaseRecord<'a, [u8], [u8]> {
+/// Hands one record to librdkafka: `false` while its queue is full.
+fn try_send(
+    producer: &ThreadedProducer<Deliveries>,
+    topic: &str,
+    key: Option<&[u8]>,
+    value: &[u8],
+) -> Result<bool, String> {
     let r = BaseRecord::to(topic).payload(value);
-    match key {
+    let r = match key {
         Some(k) => r.key(k),
         None => r,
+    };
+    match producer.send(r) {
+        Ok(()) => Ok(true),
+        Err((
+            rdkafka::error::KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::QueueFull,
+            ),
+            _,
+        )) => Ok(false),
+        Err((e, _)) => Err(e.to_string()),
     }
 }
 
@@ -206,17 +211,10 @@ pub(crate) fn send_blocking(
     key: Option<&[u8]>,
     value: &[u8],
 ) -> Result<(), String> {
-    let mut r = record(topic, key, value);
-    loop {
-        match producer.send(r) {
-            Ok(()) => return Ok(()),
-            Err((e, back)) if queue_full(&e) => {
-                r = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err((e, _)) => return Err(e.to_string()),
-        }
+    while !try_send(producer, topic, key, value)? {
+        std::thread::sleep(Duration::from_millis(1));
     }
+    Ok(())
 }
 
 /// Sends one record, waiting (asynchronously) while librdkafka's queue is
@@ -227,17 +225,10 @@ async fn send(
     key: Option<&[u8]>,
     value: &[u8],
 ) -> Result<(), String> {
-    let mut r = record(topic, key, value);
-    loop {
-        match producer.send(r) {
-            Ok(()) => return Ok(()),
-            Err((e, back)) if queue_full(&e) => {
-                r = back;
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err((e, _)) => return Err(e.to_string()),
-        }
+    while !try_send(producer, topic, key, value)? {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    Ok(())
 }
 
 /// Waits until everything `producer` sent is acknowledged.
@@ -356,6 +347,14 @@ impl Operator for KafkaSink {
             key_buf,
         } = self;
         let err = |m: String| sink_error(context, m);
+        // A refused record fails the job at the next batch (or barrier).
+        let failed = match mode {
+            Mode::AtLeastOnce { failed, .. } => Some(&**failed),
+            Mode::ExactlyOnce { epoch, .. } => epoch.as_ref().map(|e| &*e.txn.failed),
+        };
+        if let Some(m) = failed.and_then(take_failure) {
+            return Err(err(m));
+        }
         for r in batch.iter() {
             let found = match key {
                 Some(k) => k.extract(r.value(), raw).is_ok(),
@@ -379,10 +378,7 @@ impl Operator for KafkaSink {
                 Some(raw)
             };
             match mode {
-                Mode::AtLeastOnce { producer, failed } => {
-                    if let Some(m) = take_failure(failed) {
-                        return Err(err(m));
-                    }
+                Mode::AtLeastOnce { producer, .. } => {
                     let p = producer.as_ref().expect("opened");
                     send(p, &options.topic, key, r.value()).await.map_err(err)?;
                 }
@@ -396,9 +392,6 @@ impl Operator for KafkaSink {
                         *epoch = Some(transactions.begin(*subtask).map_err(err)?);
                     }
                     let e = epoch.as_mut().expect("begun");
-                    if let Some(m) = take_failure(&e.txn.failed) {
-                        return Err(err(m));
-                    }
                     transactions.log(e, key, r.value()).map_err(err)?;
                     send(&e.txn.producer, &options.topic, key, r.value())
                         .await

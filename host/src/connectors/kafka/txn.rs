@@ -59,20 +59,20 @@ pub(crate) struct Txn {
 /// An epoch being written: its transaction and its log.
 pub(crate) struct Epoch {
     pub txn: Txn,
-    pub token: u64,
+    token: u64,
     log: BufWriter<File>,
     log_name: String,
-    pub records: u64,
+    records: u64,
 }
 
 /// A transaction at its barrier, as it goes into the checkpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Item {
-    pub txid: String,
-    pub token: u64,
-    pub checkpoint: u64,
-    pub log: String,
-    pub records: u64,
+    txid: String,
+    token: u64,
+    checkpoint: u64,
+    log: String,
+    records: u64,
 }
 
 impl Item {
@@ -113,7 +113,7 @@ pub(crate) struct Transactions {
     /// librdkafka's `transaction.timeout.ms`.
     timeout_ms: String,
     /// What errors name.
-    pub context: String,
+    context: String,
     inner: Mutex<Inner>,
 }
 
