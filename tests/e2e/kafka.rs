@@ -214,6 +214,22 @@ impl Broker {
         into.to_owned()
     }
 
+    /// The committed records of a topic as JSON objects (partition, offset,
+    /// key, value, timestamp, headers; see kafka_committed.py --json).
+    pub fn committed_records(&self, topic: &str) -> Vec<serde_json::Value> {
+        let o = Command::new("python3")
+            .arg(support::repo().join("tests/e2e/kafka_committed.py"))
+            .args(["--bootstrap", &self.bootstrap, "--topic", topic, "--json"])
+            .output()
+            .expect("python3");
+        assert!(o.status.success(), "reading {topic}: {}", stderr(&o));
+        String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     /// Loads a file into a topic with examples/kafka/load.yaml.
     pub fn load(&self, file: &Path, topic: &str, format: &str) {
         let spec = support::repo().join("examples/kafka/load.yaml");
@@ -668,4 +684,225 @@ fn kafka_w2_through_a_broker_restart_loses_nothing() {
     };
     let (results, late) = (distinct("results"), distinct("late"));
     assert_eq!(support::checksum("W2", &results, Some(&late)), W2);
+}
+
+/// Kafka keys, headers and timestamps reach operators and go on to the
+/// sink: orders loaded with their event time as the Kafka timestamp and two
+/// headers from their fields, through the usd-orders Wasm transform (which
+/// keeps its input's key, timestamp and headers) to a topic, exactly once
+/// through a crash between a checkpoint and its commit (so the records are
+/// also written again from the sink's log). And the Kafka timestamp can be
+/// the event time: W2 on it gives what W2 on the `event_ts` field gives.
+#[test]
+fn kafka_keys_headers_and_timestamps_reach_operators_and_the_sink() {
+    use serde_json::Value;
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let input = d.join("orders.jsonl");
+    let text = std::fs::read_to_string(support::orders_200k()).unwrap();
+    let orders: Vec<&str> = text.lines().take(3000).collect();
+    std::fs::write(&input, orders.join("\n") + "\n").unwrap();
+    let spec = |name: &str, yaml: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, yaml).unwrap();
+        p
+    };
+    broker.create_topic("in", 1);
+    broker.create_topic("out", 1);
+    let load = spec(
+        "load.yaml",
+        "name: load\nsources:\n  - { uid: file, type: file, path: \"${INPUT}\", event_time: { timestamp: /event_ts } }\nsinks:\n  - uid: topic\n    input: file\n    type: kafka\n    bootstrap: \"${BOOTSTRAP}\"\n    topic: in\n    key: /customer_id\n    headers: { status: /status, order: /order_id, missing: /nowhere }\n",
+    );
+    let env = [
+        ("BOOTSTRAP", broker.bootstrap.as_str()),
+        ("INPUT", input.to_str().unwrap()),
+    ];
+    assert_ok(&run(&load, &env));
+
+    let usd = spec(
+        "usd.yaml",
+        "name: usd\nsources:\n  - { uid: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: in, bounded: true }\noperators:\n  - uid: usd\n    input: in\n    wasm: { module: usd_orders.wasm, config: { status: COMPLETED, min_amount: 100.0 } }\nsinks:\n  - { uid: out, input: usd, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: out, headers: { usd: /amount_usd } }\n",
+    );
+    let ck = d.join("ck");
+    let paced = |crash: bool| {
+        let mut c = support::sluice();
+        c.args(["run", "--no-api", "-q", "--source-rate", "2000"])
+            .args(["--checkpoint-interval", "100ms", "--checkpoint-dir"])
+            .arg(&ck)
+            .arg(&usd)
+            .env("BOOTSTRAP", &broker.bootstrap)
+            .env("SLUICE_LOG", "info");
+        if crash {
+            c.env("SLUICE_CRASH_BEFORE_COMMIT", "6");
+        }
+        c.output().unwrap()
+    };
+    let o = paced(true);
+    assert!(
+        stderr(&o).contains("is complete and not committed"),
+        "{}",
+        stderr(&o)
+    );
+    let o = paced(false);
+    assert_ok(&o);
+    assert!(
+        stderr(&o).contains("records of checkpoint 6 again"),
+        "the restarted job did not write the checkpoint's records again:\n{}",
+        stderr(&o)
+    );
+
+    let mut expected = std::collections::BTreeMap::new();
+    for line in &orders {
+        let v: Value = serde_json::from_str(line).unwrap();
+        if v["status"] == "COMPLETED" && v["amount"].as_f64().unwrap() > 100.0 {
+            expected.insert(v["order_id"].as_str().unwrap().to_owned(), v);
+        }
+    }
+    let out = broker.committed_records("out");
+    assert_eq!(out.len(), expected.len());
+    for r in &out {
+        let text = r["value"].as_str().unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
+        let usd_text = text
+            .split("\"amount_usd\":")
+            .nth(1)
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap();
+        let order = &expected[value["order_id"].as_str().unwrap()];
+        assert_eq!(r["key"], order["customer_id"], "{r}");
+        assert_eq!(r["timestamp"], order["event_ts"], "{r}");
+        let headers: Vec<(String, String)> = r["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| (h[0].as_str().unwrap().into(), h[1].as_str().unwrap().into()))
+            .collect();
+        assert_eq!(
+            headers,
+            [
+                (
+                    "order".to_owned(),
+                    order["order_id"].as_str().unwrap().to_owned()
+                ),
+                ("status".into(), "COMPLETED".into()),
+                // As the guest wrote it (serde_json's parser here may
+                // not round-trip the last digit).
+                ("usd".into(), usd_text.to_owned()),
+            ],
+            "{r}"
+        );
+    }
+
+    // W2 with the Kafka timestamp as its event time.
+    let w2 = std::fs::read_to_string(support::repo().join("examples/bench/kafka-w2.yaml"))
+        .unwrap()
+        .replace("      timestamp: /event_ts\n", "");
+    assert!(!w2.contains("/event_ts"));
+    let w2 = spec("w2.yaml", &w2);
+    broker.create_topic("results", 1);
+    broker.create_topic("late", 1);
+    assert_ok(&run(
+        &w2,
+        &[
+            ("BOOTSTRAP", &broker.bootstrap),
+            ("INPUT_TOPIC", "in"),
+            ("OUTPUT_TOPIC", "results"),
+            ("LATE_TOPIC", "late"),
+        ],
+    ));
+    let from_kafka = support::checksum(
+        "W2",
+        &broker.committed("results", &d.join("results.jsonl")),
+        Some(&broker.committed("late", &d.join("late.jsonl"))),
+    );
+    let (results, late) = (d.join("file-results.jsonl"), d.join("file-late.jsonl"));
+    assert_ok(&support::run(
+        &support::repo().join("examples/bench/w2.yaml"),
+        &[
+            ("INPUT", input.to_str().unwrap()),
+            ("OUTPUT", results.to_str().unwrap()),
+            ("LATE_OUTPUT", late.to_str().unwrap()),
+        ],
+    ));
+    assert_eq!(from_kafka, support::checksum("W2", &results, Some(&late)));
+}
+
+/// An upsert sink sends a JSON null as a tombstone, keyed; the Kafka source
+/// reads a tombstone as `null`. A record without a key fails the job with
+/// the topic named.
+#[test]
+fn upsert_kafka_sink_writes_tombstones_for_nulls() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let input = d.join("changes.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":\"a\",\"v\":{\"n\":1}}\n{\"id\":\"b\",\"v\":{\"n\":2}}\n{\"id\":\"a\",\"v\":null}\n{\"id\":\"c\",\"v\":\"text\"}\n",
+    )
+    .unwrap();
+    broker.create_topic("table", 1);
+    let spec = d.join("upsert.yaml");
+    std::fs::write(
+        &spec,
+        "name: upsert\nsources:\n  - { uid: file, type: file, path: \"${INPUT}\" }\nsinks:\n  - { uid: table, input: file, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: table, key: /id, value: /v, upsert: true }\n",
+    )
+    .unwrap();
+    let env = [
+        ("BOOTSTRAP", broker.bootstrap.as_str()),
+        ("INPUT", input.to_str().unwrap()),
+    ];
+    assert_ok(&run(&spec, &env));
+    let got: Vec<(String, Option<String>)> = broker
+        .committed_records("table")
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_owned(),
+                r["value"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let some = |k: &str, v: &str| (k.to_owned(), Some(v.to_owned()));
+    assert_eq!(
+        got,
+        [
+            some("a", "{\"n\":1}"),
+            some("b", "{\"n\":2}"),
+            ("a".to_owned(), None),
+            some("c", "text"),
+        ]
+    );
+
+    // The source reads the tombstone as null (and "text" is not JSON).
+    let read = d.join("read.yaml");
+    std::fs::write(
+        &read,
+        "name: read\nsources:\n  - { uid: t, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: table, bounded: true }\nsinks:\n  - { uid: out, input: t, type: file, path: \"${OUT}\" }\ndead_letter: { type: file, path: \"${DLQ}\" }\n",
+    )
+    .unwrap();
+    let (out, dlq) = (d.join("out.jsonl"), d.join("dlq.jsonl"));
+    assert_ok(&run(
+        &read,
+        &[
+            ("BOOTSTRAP", &broker.bootstrap),
+            ("OUT", out.to_str().unwrap()),
+            ("DLQ", dlq.to_str().unwrap()),
+        ],
+    ));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "{\"n\":1}\n{\"n\":2}\nnull\n"
+    );
+
+    // A record without a key.
+    std::fs::write(&input, "{\"id\":\"a\",\"v\":1}\n{\"v\":2}\n").unwrap();
+    let o = run(&spec, &env);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("topic `table`") && e.contains("needs a key") && e.contains("{\"v\":2}"),
+        "{e}"
+    );
 }

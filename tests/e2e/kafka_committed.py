@@ -25,13 +25,15 @@ the transaction control markers itself:
     offset (LSO) until such a transaction ends; this script still prints the
     decided records after it, and reports the LSO and the open count on stderr.
 Output: one line per record (the value bytes; `key<TAB>value` with
---with-keys), partition order then offset order.  Batch CRCs are not verified.
+--with-keys; with --json a JSON object with partition, offset, key, value
+(null for a tombstone), timestamp and headers, bytes as UTF-8 text),
+partition order then offset order.  Batch CRCs are not verified.
 Compression: none and gzip; other codecs fail with a clear error.
 
 Usage: kafka_committed.py --bootstrap HOST:PORT --topic NAME [--out FILE]
-                          [--with-keys] [--timeout SECONDS]
+                          [--with-keys | --json] [--timeout SECONDS]
 """
-import argparse, socket, struct, sys, time, zlib
+import argparse, json, socket, struct, sys, time, zlib
 
 API_FETCH, API_METADATA, API_VERSIONS = 1, 3, 18
 CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
@@ -213,7 +215,8 @@ def batches(data):
 
 def records(topic, part, base, r):
     attrs, last_delta = r.i16(), r.i32()
-    r.i64(); r.i64()  # first/max timestamp
+    first_ts = r.i64()
+    r.i64()  # max timestamp
     pid, _pepoch, _seq, count = r.i64(), r.i16(), r.i32(), r.i32()
     codec = attrs & 7
     if codec == 1:
@@ -224,12 +227,11 @@ def records(topic, part, base, r):
     recs = []
     for _ in range(count):
         r.varint(); r.i8()  # record length, attributes
-        r.varint()  # timestamp delta
+        ts = first_ts + r.varint()
         off = base + r.varint()
         key, value = r.vbytes(), r.vbytes()
-        for _ in range(r.varint()):
-            r.vbytes(); r.vbytes()  # header key, value
-        recs.append((off, key, value))
+        headers = [(r.vbytes(), r.vbytes()) for _ in range(r.varint())]
+        recs.append((off, key, value, ts, headers))
     return attrs, base + last_delta, pid, recs
 
 
@@ -256,7 +258,7 @@ def read_partition(conn, v, topic, part, deadline):
             recs = [x for x in recs if x[0] >= offset]
             offset = last + 1
             if attrs & 0x20:  # control batch: key = (int16 version, int16 type)
-                for _, key, _ in recs:
+                for _, key, *_ in recs:
                     kind = struct.unpack(">hh", key[:4])[1] if key and len(key) >= 4 else None
                     buf = pending.pop(pid, [])
                     if kind == 1:
@@ -288,6 +290,7 @@ def main():
     ap.add_argument("--topic", required=True)
     ap.add_argument("--out", help="write records here instead of stdout")
     ap.add_argument("--with-keys", action="store_true", help="print key<TAB>value")
+    ap.add_argument("--json", action="store_true", help="print records as JSON objects")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     a = ap.parse_args()
     deadline = time.monotonic() + a.timeout
@@ -312,9 +315,16 @@ def main():
         sys.exit(f"kafka_committed: topic {a.topic}: {type(e).__name__}: {e}")
     out = open(a.out, "wb") if a.out else sys.stdout.buffer
     with out:
-        for _, recs, _ in results:
-            out.write(b"".join((((k or b"") + b"\t") if a.with_keys else b"") + (v or b"") + b"\n"
-                               for _, k, v in recs))
+        for part, recs, _ in results:
+            if a.json:
+                text = lambda b: None if b is None else b.decode("utf-8", "replace")
+                out.write(b"".join(json.dumps(dict(
+                    partition=part, offset=o, key=text(k), value=text(v), timestamp=ts,
+                    headers=[[text(hk), text(hv)] for hk, hv in h])).encode() + b"\n"
+                    for o, k, v, ts, h in recs))
+            else:
+                out.write(b"".join((((k or b"") + b"\t") if a.with_keys else b"") + (v or b"") + b"\n"
+                                   for _, k, v, *_ in recs))
     print(f"kafka_committed: topic {a.topic} (Metadata v{mv}, Fetch v{fv})", file=sys.stderr)
     for part, _, s in results:
         print(f"  partition {part}: emitted={s['emitted']} aborted={s['aborted']} "

@@ -25,6 +25,12 @@ pub trait SourceFactory: Send + Sync {
 
     fn format(&self) -> Format;
 
+    /// Whether records come with timestamps of their own (Kafka's), which
+    /// can be the event time.
+    fn record_timestamps(&self) -> bool {
+        false
+    }
+
     fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source>;
 }
 

@@ -668,11 +668,32 @@ impl Planner<'_> {
             None => None,
             Some(et) => {
                 let ep = format!("{p}.event_time");
-                if factory.format() != Format::Json {
-                    return Err(self.err(&ep, node, "event_time needs `format: json`"));
-                }
-                let timestamp = Pointer::parse(&et.timestamp)
-                    .map_err(|m| self.err(&format!("{ep}.timestamp"), node, m))?;
+                let timestamp = match &et.timestamp {
+                    Some(t) => {
+                        if factory.format() != Format::Json {
+                            return Err(self.err(
+                                &ep,
+                                node,
+                                "an event_time `timestamp` field needs `format: json`",
+                            ));
+                        }
+                        Some(
+                            Pointer::parse(t)
+                                .map_err(|m| self.err(&format!("{ep}.timestamp"), node, m))?,
+                        )
+                    }
+                    None if factory.record_timestamps() => None,
+                    None => {
+                        return Err(self.err(
+                            &ep,
+                            node,
+                            format!(
+                                "event_time needs `timestamp` (a JSON pointer to epoch milliseconds): a `{}` source reads no record timestamps",
+                                s.connector.kind
+                            ),
+                        ));
+                    }
+                };
                 let w = &et.watermark;
                 Some(EventTime {
                     timestamp,

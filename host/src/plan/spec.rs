@@ -260,8 +260,11 @@ pub struct ConnectorSpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventTimeSpec {
-    /// JSON pointer to the event time (epoch milliseconds) in each record.
-    pub timestamp: String,
+    /// JSON pointer to the event time (epoch milliseconds) in each record;
+    /// without it, the timestamp the source reads with each record (a
+    /// Kafka record's timestamp).
+    #[serde(default)]
+    pub timestamp: Option<String>,
     #[serde(default)]
     pub watermark: WatermarkSpec,
     /// A split that delivers nothing for this long stops holding the

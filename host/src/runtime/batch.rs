@@ -127,6 +127,27 @@ impl Batch {
         self.push_built(key, timestamp, origin, |data| data.extend_from_slice(value));
     }
 
+    /// Appends a record with headers (name, value).
+    pub fn push_with_headers<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: Option<i64>,
+        origin: Origin,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    ) {
+        self.push(key, value, timestamp, origin);
+        let start = self.headers.len();
+        for (name, value) in headers {
+            let name = self.put(name);
+            let value = self.put(value);
+            self.headers.push(HeaderMeta { name, value });
+        }
+        let meta = self.records.last_mut().expect("just pushed");
+        meta.headers_start = start as u32;
+        meta.headers_len = (self.headers.len() - start) as u32;
+    }
+
     /// Appends a record whose value `write` produces in place.
     #[inline]
     pub fn push_built(

@@ -65,7 +65,9 @@ pub enum Format {
 /// A source's event-time settings.
 #[derive(Debug, Clone)]
 pub struct EventTime {
-    pub timestamp: Pointer,
+    /// Where the event time is: a field of the value, or (none) the
+    /// timestamp the source read with the record (Kafka's).
+    pub timestamp: Option<Pointer>,
     pub strategy: WatermarkStrategy,
 }
 
@@ -80,7 +82,7 @@ pub struct SplitId {
 pub struct SourceOutput {
     out: Output,
     format: Format,
-    event_time: Option<Pointer>,
+    event_time: Option<Option<Pointer>>,
     watermarks: Option<SourceWatermarks>,
     clock: Arc<dyn Clock>,
     batch: Batch,
@@ -237,22 +239,40 @@ impl SourceOutput {
         value: &[u8],
         position: u64,
     ) -> Result<(), RuntimeError> {
+        self.push_record(split, key, value, None, [], position)
+    }
+
+    /// [`SourceOutput::push`] for a record that comes with a timestamp
+    /// (the event time when the source's `event_time` names no field) and
+    /// headers.
+    #[inline]
+    pub fn push_record<'h>(
+        &mut self,
+        split: SplitId,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: Option<i64>,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        position: u64,
+    ) -> Result<(), RuntimeError> {
         let origin = Origin {
             split: split.global,
             position,
         };
-        let ts = match self.check(value) {
+        let ts = match self.check(value, timestamp) {
             Ok(ts) => ts,
             Err(reason) => {
                 self.scratch.clear();
-                self.scratch.push(key, value, None, origin);
+                self.scratch
+                    .push_with_headers(key, value, timestamp, origin, headers);
                 return self.out.dead_letter(self.scratch.get(0), &reason);
             }
         };
         if self.batch.is_empty() {
             self.batch_started_ms = self.now_ms;
         }
-        self.batch.push(key, value, ts, origin);
+        self.batch
+            .push_with_headers(key, value, ts, origin, headers);
         self.buffered += 1;
         if let Some(p) = &mut self.pace {
             p.started.get_or_insert_with(std::time::Instant::now);
@@ -270,15 +290,19 @@ impl SourceOutput {
         Ok(())
     }
 
-    /// Checks the format and reads the event time.
+    /// Checks the format and reads the event time (the record's own
+    /// `timestamp`, unless the event time is a field of the value).
     #[inline]
-    fn check(&self, value: &[u8]) -> Result<Option<i64>, String> {
+    fn check(&self, value: &[u8], timestamp: Option<i64>) -> Result<Option<i64>, String> {
         match (self.format, &self.event_time) {
-            (Format::Raw, _) => Ok(None),
-            (Format::Json, None) => json::validate(value)
-                .map(|()| None)
+            (_, Some(None)) if timestamp.is_none() => {
+                Err("the record has no timestamp to take the event time from".into())
+            }
+            (Format::Raw, _) => Ok(timestamp),
+            (Format::Json, None | Some(None)) => json::validate(value)
+                .map(|()| timestamp)
                 .map_err(|e| e.to_string()),
-            (Format::Json, Some(p)) => match json::find(value, p) {
+            (Format::Json, Some(Some(p))) => match json::find(value, p) {
                 Ok(Some(raw)) => json::parse_i64(raw).map(Some).ok_or_else(|| {
                     format!(
                         "event time at {p} is not an integer number of epoch milliseconds: {}",
@@ -368,7 +392,7 @@ mod tests {
             metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
         });
         let et = event_time.then(|| EventTime {
-            timestamp: Pointer::parse("/ts").unwrap(),
+            timestamp: Some(Pointer::parse("/ts").unwrap()),
             strategy: WatermarkStrategy::new(
                 WatermarkStrategyKind::BoundedOutOfOrderness,
                 10,

@@ -23,7 +23,7 @@ use crate::runtime::PositionKind;
 use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -297,6 +297,10 @@ impl SourceFactory for KafkaSourceFactory {
         self.options.format.into()
     }
 
+    fn record_timestamps(&self) -> bool {
+        true
+    }
+
     fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source> {
         let mine = self
             .partitions
@@ -476,10 +480,23 @@ impl Source for KafkaSource {
             }
             let split = r.split.expect("registered");
             r.next = Some(m.offset() + 1);
-            out.push(
+            // A tombstone (no value) reads as JSON `null`; a header without
+            // a value as an empty one.
+            let value = m.payload().unwrap_or(match self.options.format {
+                FormatOption::Json => b"null",
+                FormatOption::Raw => b"",
+            });
+            let headers = m
+                .headers()
+                .into_iter()
+                .flat_map(|h| h.iter())
+                .map(|h| (h.key.as_bytes(), h.value.unwrap_or(b"")));
+            out.push_record(
                 split,
                 m.key(),
-                m.payload().unwrap_or(b""),
+                value,
+                m.timestamp().to_millis(),
+                headers,
                 m.offset() as u64,
             )?;
             if let Some(end) = r.partition.end

@@ -14,6 +14,7 @@ use crate::json::Pointer;
 use crate::runtime::keys::KeySelector;
 use crate::runtime::{Batch, Operator, Output};
 use async_trait::async_trait;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientContext, config::FromClientConfigAndContext};
 use serde::Deserialize;
@@ -38,6 +39,20 @@ pub struct KafkaSinkOptions {
     /// `sluice-JOB-UID`): unique per job writing to the cluster.
     #[serde(default)]
     pub transactional_id_prefix: Option<String>,
+    /// A JSON pointer to the part of each record to send as the value (a
+    /// JSON string is sent as its text); without it, the whole record.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// Headers set from each record: header name → JSON pointer (a JSON
+    /// string is sent as its text, other values as JSON; a missing or null
+    /// field sets no header). The record's own headers are sent too,
+    /// except those these names replace.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Upsert semantics, for compacted topics: every record needs a key,
+    /// and a value that is JSON `null` is sent as a tombstone (a delete).
+    #[serde(default)]
+    pub upsert: bool,
     /// librdkafka producer settings passed as they are.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
@@ -53,6 +68,7 @@ pub enum Delivery {
 pub struct KafkaSinkFactory {
     options: Arc<KafkaSinkOptions>,
     key: Option<KeySelector>,
+    fields: Arc<Fields>,
     /// With exactly-once delivery.
     transactions: Option<Arc<Transactions>>,
     context: String,
@@ -68,6 +84,22 @@ impl KafkaSinkFactory {
         if options.topic.is_empty() {
             return Err("a kafka sink needs a `topic`".into());
         }
+        let fields = Arc::new(Fields {
+            value: options
+                .value
+                .as_deref()
+                .map(|p| Pointer::parse(p).map_err(|e| format!("`value`: {e}")))
+                .transpose()?,
+            headers: options
+                .headers
+                .iter()
+                .map(|(name, p)| {
+                    Pointer::parse(p)
+                        .map(|p| (name.clone(), p))
+                        .map_err(|e| format!("`headers.{name}`: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
+        });
         let context = format!(
             "kafka sink to topic `{}` on {}",
             options.topic, options.bootstrap
@@ -101,6 +133,7 @@ impl KafkaSinkFactory {
         Ok(KafkaSinkFactory {
             options,
             key,
+            fields,
             transactions,
             context,
         })
@@ -112,6 +145,7 @@ impl SinkFactory for KafkaSinkFactory {
         Box::new(KafkaSink {
             options: self.options.clone(),
             key: self.key.clone(),
+            fields: self.fields.clone(),
             mode: match &self.transactions {
                 None => Mode::AtLeastOnce {
                     producer: None,
@@ -128,6 +162,8 @@ impl SinkFactory for KafkaSinkFactory {
             context: self.context.clone(),
             raw: Vec::new(),
             key_buf: Vec::new(),
+            value_buf: Vec::new(),
+            header_buf: Vec::new(),
         })
     }
 
@@ -179,26 +215,38 @@ fn take_failure(failed: &Mutex<Option<String>>) -> Option<String> {
     failed.lock().unwrap_or_else(|e| e.into_inner()).take()
 }
 
+/// One record as the sink sends it (and, exactly once, logs it).
+pub(crate) struct Outgoing<'a> {
+    pub key: Option<&'a [u8]>,
+    /// None: a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Epoch milliseconds (none: the producer's clock).
+    pub timestamp: Option<i64>,
+    pub headers: Option<OwnedHeaders>,
+}
+
 /// Hands one record to librdkafka: `false` while its queue is full.
 fn try_send(
     producer: &ThreadedProducer<Deliveries>,
     topic: &str,
-    key: Option<&[u8]>,
-    value: &[u8],
+    record: &mut Outgoing<'_>,
 ) -> Result<bool, String> {
-    let r = BaseRecord::to(topic).payload(value);
-    let r = match key {
-        Some(k) => r.key(k),
-        None => r,
-    };
+    let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+    r.payload = record.value;
+    r.key = record.key;
+    r.timestamp = record.timestamp;
+    r.headers = record.headers.take();
     match producer.send(r) {
         Ok(()) => Ok(true),
         Err((
             rdkafka::error::KafkaError::MessageProduction(
                 rdkafka::types::RDKafkaErrorCode::QueueFull,
             ),
-            _,
-        )) => Ok(false),
+            r,
+        )) => {
+            record.headers = r.headers;
+            Ok(false)
+        }
         Err((e, _)) => Err(e.to_string()),
     }
 }
@@ -208,10 +256,9 @@ fn try_send(
 pub(crate) fn send_blocking(
     producer: &ThreadedProducer<Deliveries>,
     topic: &str,
-    key: Option<&[u8]>,
-    value: &[u8],
+    mut record: Outgoing<'_>,
 ) -> Result<(), String> {
-    while !try_send(producer, topic, key, value)? {
+    while !try_send(producer, topic, &mut record)? {
         std::thread::sleep(Duration::from_millis(1));
     }
     Ok(())
@@ -222,13 +269,34 @@ pub(crate) fn send_blocking(
 async fn send(
     producer: &ThreadedProducer<Deliveries>,
     topic: &str,
-    key: Option<&[u8]>,
-    value: &[u8],
+    mut record: Outgoing<'_>,
 ) -> Result<(), String> {
-    while !try_send(producer, topic, key, value)? {
+    while !try_send(producer, topic, &mut record)? {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(())
+}
+
+/// A JSON string as its text (unescaped into `buf`), any other JSON value
+/// as it is.
+fn text_of<'a>(raw: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
+    if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' {
+        buf.clear();
+        crate::json::unescape_into(&raw[1..raw.len() - 1], buf);
+        buf
+    } else {
+        raw
+    }
+}
+
+/// The start of a record's value, for error messages.
+fn excerpt(value: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&value[..value.len().min(200)]);
+    if value.len() > 200 {
+        format!("{s}…")
+    } else {
+        s.into_owned()
+    }
 }
 
 /// Waits until everything `producer` sent is acknowledged.
@@ -251,6 +319,39 @@ async fn flush(
     take_failure(failed).map_or(Ok(()), Err)
 }
 
+/// A record's headers as sent: its own, then those the options set from
+/// its value (which replace its own of the same name).
+fn outgoing_headers(
+    r: crate::runtime::batch::RecordRef<'_>,
+    fields: &Fields,
+    buf: &mut Vec<u8>,
+    doc: &[u8],
+) -> Result<Option<OwnedHeaders>, String> {
+    let own = r
+        .headers()
+        .filter(|(name, _)| !fields.headers.iter().any(|(n, _)| n.as_bytes() == *name));
+    let mut headers: Option<OwnedHeaders> = None;
+    for (name, value) in own {
+        let name = String::from_utf8_lossy(name);
+        headers = Some(headers.unwrap_or_default().insert(Header {
+            key: &name,
+            value: Some(value),
+        }));
+    }
+    for (name, p) in &fields.headers {
+        let raw = match crate::json::find(doc, p) {
+            Ok(Some(v)) if v != b"null" => v,
+            Ok(_) => continue,
+            Err(e) => return Err(format!("{e} in {}", excerpt(doc))),
+        };
+        headers = Some(headers.unwrap_or_default().insert(Header {
+            key: name,
+            value: Some(text_of(raw, buf)),
+        }));
+    }
+    Ok(headers)
+}
+
 enum Mode {
     AtLeastOnce {
         producer: Option<ThreadedProducer<Deliveries>>,
@@ -268,15 +369,24 @@ enum Mode {
     },
 }
 
+/// The parts of a record the sink's options point at.
+struct Fields {
+    value: Option<Pointer>,
+    headers: Vec<(String, Pointer)>,
+}
+
 struct KafkaSink {
     options: Arc<KafkaSinkOptions>,
     key: Option<KeySelector>,
+    fields: Arc<Fields>,
     mode: Mode,
     /// What errors name: the topic and the broker.
     context: String,
     /// The current record's key as found, and as sent.
     raw: Vec<u8>,
     key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+    header_buf: Vec<u8>,
 }
 
 fn sink_error(context: &str, message: String) -> RuntimeError {
@@ -341,10 +451,13 @@ impl Operator for KafkaSink {
         let KafkaSink {
             options,
             key,
+            fields,
             mode,
             context,
             raw,
             key_buf,
+            value_buf,
+            header_buf,
         } = self;
         let err = |m: String| sink_error(context, m);
         // A refused record fails the job at the next batch (or barrier).
@@ -356,8 +469,9 @@ impl Operator for KafkaSink {
             return Err(err(m));
         }
         for r in batch.iter() {
+            let doc = r.value();
             let found = match key {
-                Some(k) => k.extract(r.value(), raw).is_ok(),
+                Some(k) => k.extract(doc, raw).is_ok(),
                 None => r
                     .key()
                     .map(|k| {
@@ -368,19 +482,43 @@ impl Operator for KafkaSink {
             };
             // A JSON string key is sent as its text, other keys as their
             // JSON.
-            let key: Option<&[u8]> = if !found {
-                None
-            } else if raw.len() >= 2 && raw[0] == b'"' && raw[raw.len() - 1] == b'"' {
-                key_buf.clear();
-                crate::json::unescape_into(&raw[1..raw.len() - 1], key_buf);
-                Some(key_buf)
+            let key: Option<&[u8]> = found.then(|| text_of(raw, key_buf));
+            let value = match &fields.value {
+                None => doc,
+                Some(p) => match crate::json::find(doc, p) {
+                    Ok(Some(v)) => v,
+                    Ok(None) => {
+                        return Err(err(format!("no value at {p} in {}", excerpt(doc))));
+                    }
+                    Err(e) => return Err(err(format!("{e} in {}", excerpt(doc)))),
+                },
+            };
+            let value = if options.upsert {
+                if key.is_none() {
+                    return Err(err(format!(
+                        "an upsert sink needs a key for every record (`key: /pointer`, or a keyed input), and this one has none: {}",
+                        excerpt(doc)
+                    )));
+                }
+                (value.trim_ascii() != b"null").then_some(value)
             } else {
-                Some(raw)
+                Some(value)
+            };
+            let value = match (value, &fields.value) {
+                (Some(v), Some(_)) => Some(text_of(v, value_buf)),
+                (v, _) => v,
+            };
+            let headers = outgoing_headers(r, fields, header_buf, doc).map_err(err)?;
+            let record = Outgoing {
+                key,
+                value,
+                timestamp: r.timestamp(),
+                headers,
             };
             match mode {
                 Mode::AtLeastOnce { producer, .. } => {
                     let p = producer.as_ref().expect("opened");
-                    send(p, &options.topic, key, r.value()).await.map_err(err)?;
+                    send(p, &options.topic, record).await.map_err(err)?;
                 }
                 Mode::ExactlyOnce {
                     transactions,
@@ -392,8 +530,8 @@ impl Operator for KafkaSink {
                         *epoch = Some(transactions.begin(*subtask).map_err(err)?);
                     }
                     let e = epoch.as_mut().expect("begun");
-                    transactions.log(e, key, r.value()).map_err(err)?;
-                    send(&e.txn.producer, &options.topic, key, r.value())
+                    transactions.log(e, &record).map_err(err)?;
+                    send(&e.txn.producer, &options.topic, record)
                         .await
                         .map_err(err)?;
                 }

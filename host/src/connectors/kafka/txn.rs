@@ -23,9 +23,10 @@
 //! id is fenced the same way, so that no reader waits for it to time out.
 
 use super::client_config;
-use super::sink::{Deliveries, KafkaSinkOptions, send_blocking};
+use super::sink::{Deliveries, KafkaSinkOptions, Outgoing, send_blocking};
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
@@ -45,6 +46,102 @@ const POOL: usize = 8;
 const TXN_REQUEST: Duration = Duration::from_secs(30);
 
 const LOG_SUFFIX: &str = ".log";
+
+/// The first bytes of a log: its format's version.
+const LOG_MAGIC: &[u8; 8] = b"sluicek2";
+
+/// Appends a record to a log: key, value (length-prefixed, `u32::MAX` for
+/// none), timestamp (`i64::MIN` for none), then the number of headers and
+/// each header's name and value, all little-endian.
+fn write_record(w: &mut impl Write, r: &Outgoing<'_>) -> std::io::Result<()> {
+    fn bytes(w: &mut impl Write, b: Option<&[u8]>) -> std::io::Result<()> {
+        match b {
+            Some(b) => {
+                w.write_all(&(b.len() as u32).to_le_bytes())?;
+                w.write_all(b)
+            }
+            None => w.write_all(&u32::MAX.to_le_bytes()),
+        }
+    }
+    bytes(w, r.key)?;
+    bytes(w, r.value)?;
+    w.write_all(&r.timestamp.unwrap_or(i64::MIN).to_le_bytes())?;
+    let count = r.headers.as_ref().map_or(0, |h| h.count());
+    w.write_all(&(count as u32).to_le_bytes())?;
+    if let Some(h) = &r.headers {
+        for h in h.iter() {
+            bytes(w, Some(h.key.as_bytes()))?;
+            bytes(w, h.value)?;
+        }
+    }
+    Ok(())
+}
+
+/// A record read back from a log.
+#[derive(Default)]
+struct Logged {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: Option<i64>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Logged {
+    /// Reads the next record: `false` at the end of the log.
+    fn read(&mut self, r: &mut impl Read) -> std::io::Result<bool> {
+        fn u32_of(r: &mut impl Read) -> std::io::Result<u32> {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b)?;
+            Ok(u32::from_le_bytes(b))
+        }
+        fn bytes(r: &mut impl Read, len: u32) -> std::io::Result<Option<Vec<u8>>> {
+            if len == u32::MAX {
+                return Ok(None);
+            }
+            let mut b = vec![0u8; len as usize];
+            r.read_exact(&mut b)?;
+            Ok(Some(b))
+        }
+        let len = match u32_of(r) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.key = bytes(r, len)?;
+        let len = u32_of(r)?;
+        self.value = bytes(r, len)?;
+        let mut ts = [0u8; 8];
+        r.read_exact(&mut ts)?;
+        self.timestamp = Some(i64::from_le_bytes(ts)).filter(|t| *t != i64::MIN);
+        self.headers.clear();
+        for _ in 0..u32_of(r)? {
+            let len = u32_of(r)?;
+            let name = bytes(r, len)?.unwrap_or_default();
+            let len = u32_of(r)?;
+            let value = bytes(r, len)?;
+            self.headers
+                .push((String::from_utf8_lossy(&name).into_owned(), value));
+        }
+        Ok(true)
+    }
+
+    fn outgoing(&self) -> Outgoing<'_> {
+        let headers = (!self.headers.is_empty()).then(|| {
+            self.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                h.insert(Header {
+                    key: k,
+                    value: v.as_deref(),
+                })
+            })
+        });
+        Outgoing {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            timestamp: self.timestamp,
+            headers,
+        }
+    }
+}
 
 /// A producer bound to one transactional id, and what marks its commits.
 pub(crate) struct Txn {
@@ -227,6 +324,7 @@ impl Transactions {
             let log_name = format!("{txid}.{token:016x}{LOG_SUFFIX}");
             let path = self.dir.join(&log_name);
             let file = File::create(&path)
+                .and_then(|mut f| f.write_all(LOG_MAGIC).map(|()| f))
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
             txn.producer
                 .begin_transaction()
@@ -246,16 +344,9 @@ impl Transactions {
     }
 
     /// Logs a record of `epoch` (before it is sent).
-    pub fn log(&self, epoch: &mut Epoch, key: Option<&[u8]>, value: &[u8]) -> Result<(), String> {
+    pub fn log(&self, epoch: &mut Epoch, record: &Outgoing<'_>) -> Result<(), String> {
         epoch.records += 1;
-        let mut write = |b: &[u8]| epoch.log.write_all(b);
-        let r = match key {
-            Some(k) => write(&(k.len() as u32).to_le_bytes()).and_then(|_| write(k)),
-            None => write(&u32::MAX.to_le_bytes()),
-        }
-        .and_then(|_| write(&(value.len() as u32).to_le_bytes()))
-        .and_then(|_| write(value));
-        r.map_err(|e| {
+        write_record(&mut epoch.log, record).map_err(|e| {
             format!(
                 "cannot write {}: {e}",
                 self.dir.join(&epoch.log_name).display()
@@ -405,33 +496,18 @@ impl Transactions {
         let bad = |e: String| format!("cannot read {}: {e}", path.display());
         let file = File::open(path).map_err(|e| bad(e.to_string()))?;
         let mut r = BufReader::with_capacity(256 << 10, file);
+        let mut magic = [0u8; LOG_MAGIC.len()];
+        r.read_exact(&mut magic)
+            .ok()
+            .filter(|()| magic == *LOG_MAGIC)
+            .ok_or_else(|| bad("not a sluice Kafka sink log of this version".into()))?;
         txn.producer
             .begin_transaction()
             .map_err(|e| format!("cannot begin a transaction with id `{}`: {e}", txn.txid))?;
         let mut n = 0u64;
-        let (mut key, mut value) = (Vec::new(), Vec::new());
-        loop {
-            let mut len = [0u8; 4];
-            match r.read_exact(&mut len) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(bad(e.to_string())),
-            }
-            let k = u32::from_le_bytes(len);
-            let has_key = k != u32::MAX;
-            if has_key {
-                key.resize(k as usize, 0);
-                r.read_exact(&mut key).map_err(|e| bad(e.to_string()))?;
-            }
-            r.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
-            value.resize(u32::from_le_bytes(len) as usize, 0);
-            r.read_exact(&mut value).map_err(|e| bad(e.to_string()))?;
-            send_blocking(
-                &txn.producer,
-                &self.options.topic,
-                has_key.then_some(&key[..]),
-                &value,
-            )?;
+        let mut logged = Logged::default();
+        while logged.read(&mut r).map_err(|e| bad(e.to_string()))? {
+            send_blocking(&txn.producer, &self.options.topic, logged.outgoing())?;
             n += 1;
         }
         if n != item.records {
