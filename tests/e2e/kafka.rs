@@ -906,3 +906,77 @@ fn upsert_kafka_sink_writes_tombstones_for_nulls() {
         "{e}"
     );
 }
+
+/// With a `group_id` the positions of completed checkpoints are committed
+/// to the group, and `start: group` starts where it left off (a partition
+/// the group has no offset for starts per `group_fallback`).
+#[test]
+fn kafka_group_offsets_are_committed_on_checkpoints_and_read_by_start_group() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let input = d.join("lines.jsonl");
+    let lines: Vec<String> = (0..1000).map(|i| format!("{{\"n\":{i}}}")).collect();
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    broker.create_topic("g", 1);
+    broker.load(&input, "g", "json");
+    let spec = d.join("group.yaml");
+    std::fs::write(
+        &spec,
+        "name: group\nsources:\n  - { uid: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: g, bounded: true, start: group, group_id: \"${GROUP}\", group_fallback: \"${FALLBACK}\" }\nsinks:\n  - { uid: out, input: in, type: file, path: \"${OUT}\" }\n",
+    )
+    .unwrap();
+    let run_group = |group: &str, fallback: &str, out: &Path, ck: &str| {
+        let mut c = support::sluice();
+        c.args(["run", "--no-api", "-q", "--source-rate", "2000"])
+            .args(["--checkpoint-interval", "100ms", "--checkpoint-dir"])
+            .arg(d.join(ck))
+            .arg(&spec)
+            .env("BOOTSTRAP", &broker.bootstrap)
+            .env("GROUP", group)
+            .env("FALLBACK", fallback)
+            .env("OUT", out);
+        c.output().unwrap()
+    };
+    // The `n`s in a folder of committed part files, sorted.
+    let numbers = |folder: &Path| {
+        let mut n: Vec<u64> = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with('.'))
+            .flat_map(|p| {
+                std::fs::read_to_string(p)
+                    .unwrap()
+                    .lines()
+                    .map(|l| l["{\"n\":".len()..l.len() - 1].parse::<u64>().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        n.sort_unstable();
+        n
+    };
+    // A new group starts at the earliest offset and commits as it goes.
+    let first = d.join("first");
+    assert_ok(&run_group("monitor", "earliest", &first, "ck1"));
+    assert_eq!(numbers(&first), (0..1000).collect::<Vec<_>>());
+    // Again, without a checkpoint to restore: from the group's offset,
+    // the last completed checkpoint's position.
+    let second = d.join("second");
+    assert_ok(&run_group("monitor", "fail", &second, "ck2"));
+    let again = numbers(&second);
+    assert!(
+        !again.is_empty() && again.len() < 1000,
+        "{} records read again",
+        again.len()
+    );
+    assert_eq!(again, (1000 - again.len() as u64..1000).collect::<Vec<_>>());
+    // A group without offsets, with `group_fallback: fail`.
+    let o = run_group("new", "fail", &d.join("none"), "ck3");
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains("kafka topic g partition 0")
+            && e.contains("group `new` has no committed offset"),
+        "{e}"
+    );
+}

@@ -41,6 +41,11 @@ pub trait Source: Send {
     /// last record pushed: what a checkpoint stores.
     fn snapshot(&self) -> serde_json::Map<String, serde_json::Value>;
 
+    /// The checkpoint that stored `positions` (from [`Source::snapshot`])
+    /// is complete. (Kafka commits them to its consumer group, for
+    /// monitoring; recovery reads positions from checkpoints only.)
+    fn checkpoint_complete(&mut self, _positions: &Positions) {}
+
     /// Positions from a snapshot (of every split of the source, whichever
     /// subtask read it): called before `open`; the subtask resumes its
     /// splits from there.

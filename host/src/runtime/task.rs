@@ -145,8 +145,9 @@ impl Task {
         }
     }
 
-    /// Tells the operators of checkpoints completed since the last call.
-    fn notice_completed(&mut self) {
+    /// Tells the operators of checkpoints completed since the last call;
+    /// returns the latest, if one completed.
+    fn notice_completed(&mut self) -> Option<u64> {
         let c = self
             .link
             .completed
@@ -156,7 +157,9 @@ impl Task {
             for node in &mut self.chain {
                 node.op.notify_checkpoint_complete(c);
             }
+            return Some(c);
         }
+        None
     }
 
     /// Runs a barrier through the chain and acknowledges it.
@@ -225,16 +228,28 @@ impl Task {
         source.open(&mut out)?;
         let mut last_marker = std::time::Instant::now();
         let mut early: Option<Barrier> = None;
+        // Positions at the barriers of checkpoints not yet complete.
+        let mut taken: VecDeque<(u64, Positions)> = VecDeque::new();
         loop {
-            self.notice_completed();
+            if let Some(c) = self.notice_completed() {
+                let mut latest = None;
+                while taken.front().is_some_and(|(id, _)| *id <= c) {
+                    latest = taken.pop_front();
+                }
+                if let Some((_, positions)) = latest {
+                    source.checkpoint_complete(&positions);
+                }
+            }
             let mut next = early.take().or_else(|| triggers.try_recv().ok());
             while let Some(b) = next.take() {
                 next = triggers.try_recv().ok();
                 // Everything read so far goes before the barrier.
                 out.cut_for_barrier();
                 self.pass_on_read(&mut out).await?;
+                let positions = source.snapshot();
+                taken.push_back((b.id, positions.clone()));
                 self.source_meta = Some(serde_json::json!({
-                    "splits": source.snapshot(),
+                    "splits": positions,
                     "progress": out.split_progress(),
                 }));
                 self.barrier(b).await?;

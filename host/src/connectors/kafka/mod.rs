@@ -22,7 +22,7 @@ use crate::error::RuntimeError;
 use crate::runtime::PositionKind;
 use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
@@ -52,10 +52,16 @@ pub struct KafkaSourceOptions {
     /// Stop at the end offsets seen at job start.
     #[serde(default)]
     pub bounded: bool,
-    /// The consumer group id librdkafka uses (no offsets are committed to
-    /// it yet: positions live in checkpoints).
+    /// The consumer group: with `start: group` partitions start at its
+    /// committed offsets, and the positions of each completed checkpoint
+    /// are committed to it (for monitoring: recovery reads positions from
+    /// checkpoints, never from the group).
     #[serde(default)]
     pub group_id: Option<String>,
+    /// With `start: group`: where a partition the group has no offset for
+    /// starts (`earliest`, `latest`, or `fail`).
+    #[serde(default)]
+    pub group_fallback: GroupFallback,
     #[serde(default)]
     pub format: FormatOption,
     /// librdkafka settings passed as they are (`fetch.max.bytes`, …).
@@ -70,6 +76,17 @@ pub enum StartOption {
     Earliest,
     Latest,
     Timestamp,
+    /// The group's committed offsets.
+    Group,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum GroupFallback {
+    #[default]
+    Earliest,
+    Latest,
+    Fail,
 }
 
 /// One partition to read.
@@ -149,6 +166,9 @@ impl KafkaSourceFactory {
         let topics = options.topics.clone();
         if topics.is_empty() {
             return Err("a kafka source needs `topic` or `topics`".into());
+        }
+        if options.start == StartOption::Group && options.group_id.is_none() {
+            return Err("`start: group` needs a `group_id`".into());
         }
         if (options.start == StartOption::Timestamp) != options.start_timestamp.is_some() {
             return Err(
@@ -348,8 +368,43 @@ impl KafkaSource {
         match self.options.start {
             StartOption::Earliest => Offset::Beginning,
             StartOption::Latest => Offset::End,
-            StartOption::Timestamp => Offset::Beginning,
+            StartOption::Timestamp | StartOption::Group => Offset::Beginning,
         }
+    }
+
+    /// The group's committed offsets for `list`'s partitions (`start:
+    /// group`), or the fallback for those it has none for.
+    fn group_offsets(
+        &self,
+        consumer: &BaseConsumer,
+        list: TopicPartitionList,
+    ) -> Result<TopicPartitionList, RuntimeError> {
+        let group = self.options.group_id.as_deref().expect("checked");
+        let found = consumer
+            .committed_offsets(list, REQUEST_TIMEOUT)
+            .map_err(kafka_error(format!(
+                "reading the offsets of group `{group}` on {}",
+                self.options.bootstrap
+            )))?;
+        let mut list = TopicPartitionList::new();
+        for e in found.elements() {
+            let offset = match (e.offset(), self.options.group_fallback) {
+                (Offset::Offset(o), _) => Offset::Offset(o),
+                (_, GroupFallback::Earliest) => Offset::Beginning,
+                (_, GroupFallback::Latest) => Offset::End,
+                (_, GroupFallback::Fail) => {
+                    return Err(RuntimeError::Io {
+                        context: format!("kafka topic {} partition {}", e.topic(), e.partition()),
+                        source: std::io::Error::other(format!(
+                            "group `{group}` has no committed offset for it (set `group_fallback: earliest` or `latest` to start anyway)"
+                        )),
+                    });
+                }
+            };
+            list.add_partition_offset(e.topic(), e.partition(), offset)
+                .map_err(kafka_error(split_name(e.topic(), e.partition())))?;
+        }
+        Ok(list)
     }
 }
 
@@ -361,6 +416,7 @@ impl Source for KafkaSource {
         })?;
         let mut list = TopicPartitionList::new();
         let mut by_time = TopicPartitionList::new();
+        let mut by_group = TopicPartitionList::new();
         let default = self.start_offset();
         for r in &mut self.partitions {
             let p = &r.partition;
@@ -377,10 +433,20 @@ impl Source for KafkaSource {
                         .map_err(kafka_error(p.name()))?;
                     continue;
                 }
+                None if self.options.start == StartOption::Group => {
+                    by_group.add_partition(&p.topic, p.partition);
+                    continue;
+                }
                 None => default,
             };
             list.add_partition_offset(&p.topic, p.partition, offset)
                 .map_err(kafka_error(p.name()))?;
+        }
+        if by_group.count() > 0 {
+            for e in self.group_offsets(&consumer, by_group)?.elements() {
+                list.add_partition_offset(e.topic(), e.partition(), e.offset())
+                    .map_err(kafka_error(split_name(e.topic(), e.partition())))?;
+            }
         }
         if by_time.count() > 0 {
             let found = consumer
@@ -513,6 +579,26 @@ impl Source for KafkaSource {
             .iter()
             .filter_map(|r| Some((r.partition.name(), r.next?.into())))
             .collect()
+    }
+
+    fn checkpoint_complete(&mut self, positions: &serde_json::Map<String, serde_json::Value>) {
+        let (Some(consumer), Some(group)) = (&self.consumer, &self.options.group_id) else {
+            return;
+        };
+        let mut list = TopicPartitionList::new();
+        for r in &self.partitions {
+            let p = &r.partition;
+            if let Some(n) = positions.get(&p.name()).and_then(|v| v.as_i64()) {
+                let _ = list.add_partition_offset(&p.topic, p.partition, Offset::Offset(n));
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        // Asynchronous, and only for monitoring: a failure is logged.
+        if let Err(e) = consumer.commit(&list, CommitMode::Async) {
+            tracing::warn!(bootstrap = %self.options.bootstrap, "kafka: cannot commit the checkpoint's offsets to group `{group}`: {e}");
+        }
     }
 
     fn restore(
