@@ -980,3 +980,70 @@ fn kafka_group_offsets_are_committed_on_checkpoints_and_read_by_start_group() {
         "{e}"
     );
 }
+
+/// An unbounded source with a `topic_pattern` finds topics created while
+/// it runs (partition discovery) and reads them from their start, across
+/// its subtasks; topics that do not match are left alone.
+#[test]
+fn kafka_topic_pattern_discovers_new_topics_while_running() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let records = |name: &str, from: u32, n: u32| {
+        let path = d.join(format!("{name}.jsonl"));
+        let lines: String = (from..from + n)
+            .map(|i| format!("{{\"n\":{i}}}\n"))
+            .collect();
+        std::fs::write(&path, lines).unwrap();
+        path
+    };
+    broker.create_topic("grow-a", 1);
+    broker.load(&records("a", 0, 10), "grow-a", "json");
+    broker.create_topic("other", 1);
+    broker.load(&records("other", 1000, 5), "other", "json");
+    let spec = d.join("pattern.yaml");
+    std::fs::write(
+        &spec,
+        "name: pattern\nsources:\n  - { uid: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic_pattern: \"grow-.*\", discovery_interval: 200ms, parallelism: 2 }\nsinks:\n  - { uid: out, input: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: seen }\n",
+    )
+    .unwrap();
+    broker.create_topic("seen", 1);
+    let mut child = support::sluice()
+        .args(["run", "--no-api", "-q"])
+        .arg(&spec)
+        .env("BOOTSTRAP", &broker.bootstrap)
+        .env("SLUICE_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let numbers = || -> Vec<u32> {
+        let mut n: Vec<u32> = broker
+            .committed_records("seen")
+            .iter()
+            .map(|r| {
+                let v: serde_json::Value =
+                    serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
+                v["n"].as_u64().unwrap() as u32
+            })
+            .collect();
+        n.sort_unstable();
+        n
+    };
+    let wait_for = |count: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while numbers().len() < count && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for(10);
+    let first = numbers();
+    broker.create_topic("grow-b", 3);
+    broker.load(&records("b", 10, 30), "grow-b", "json");
+    wait_for(40);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(first, (0..10).collect::<Vec<_>>(), "{}", stderr(&o));
+    assert_eq!(numbers(), (0..40).collect::<Vec<_>>(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("found grow-b/2"), "{}", stderr(&o));
+}

@@ -1,9 +1,11 @@
 //! Kafka: a partitioned source and a sink, over librdkafka (the copy bundled
 //! with the `rdkafka` crate, so that it speaks to any broker version).
 //!
-//! Source: every partition of the topics is a split, read by subtask
-//! `index % parallelism` (partitions in topic, then partition order), with
-//! its own watermark. Positions (the next offset per partition) go into
+//! Source: every partition of the topics (named, or matching
+//! `topic_pattern`) is a split, read by subtask
+//! `(hash(topic) + partition) % parallelism` (as Flink assigns them), with
+//! its own watermark. Unbounded sources look for new partitions and topics
+//! every `discovery_interval` and read them from their earliest offset. Positions (the next offset per partition) go into
 //! checkpoints and come back on restore. `bounded: true` reads
 //! up to the end offsets seen when the job starts and then ends the input
 //! (Flink's `setBounded(latest)`).
@@ -20,7 +22,7 @@ use crate::connectors::SourceFactory;
 use crate::connectors::file::source::FormatOption;
 use crate::error::RuntimeError;
 use crate::runtime::PositionKind;
-use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
+use crate::runtime::source::{Format, Positions, Source, SourceOutput, SourcePoll, SplitId};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -43,6 +45,13 @@ pub struct KafkaSourceOptions {
     pub topics: Vec<String>,
     #[serde(default)]
     pub topic: Option<String>,
+    /// A regular expression: every topic whose whole name matches it.
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// How often an unbounded source looks for new partitions (and, with
+    /// a pattern, topics); `0s` never (default 30 s; bounded: never).
+    #[serde(default)]
+    pub discovery_interval: Option<crate::plan::spec::Dur>,
     /// Where partitions without a checkpointed position start.
     #[serde(default)]
     pub start: StartOption,
@@ -111,6 +120,73 @@ fn split_name(topic: &str, partition: i32) -> String {
 pub struct KafkaSourceFactory {
     options: Arc<KafkaSourceOptions>,
     partitions: Vec<Partition>,
+    /// The pattern of `topic_pattern`, anchored.
+    pattern: Option<regex::Regex>,
+}
+
+/// Which subtask of `parallelism` reads a partition: stable across runs and
+/// as partitions are added (FNV-1a of the topic name, then round robin).
+fn owner(topic: &str, partition: i32, parallelism: u32) -> u32 {
+    let h = topic.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let p = u64::from(parallelism.max(1));
+    ((h % p + partition.max(0) as u64) % p) as u32
+}
+
+/// The partitions of `topics`, or of the topics `pattern` matches, sorted.
+fn list_partitions(
+    consumer: &BaseConsumer,
+    bootstrap: &str,
+    topics: &[String],
+    pattern: Option<&regex::Regex>,
+) -> Result<Vec<(String, i32)>, String> {
+    let mut found = Vec::new();
+    let mut read = |topic: Option<&str>| -> Result<(), String> {
+        let md = consumer
+            .fetch_metadata(topic, REQUEST_TIMEOUT)
+            .map_err(|e| match topic {
+                Some(t) => {
+                    format!("cannot read the partitions of topic `{t}` from {bootstrap}: {e}")
+                }
+                None => format!("cannot list the topics of {bootstrap}: {e}"),
+            })?;
+        for t in md.topics() {
+            let wanted = match (topic, pattern) {
+                (Some(name), _) => t.name() == name,
+                (None, Some(p)) => p.is_match(t.name()),
+                (None, None) => false,
+            };
+            if !wanted {
+                continue;
+            }
+            if let Some(e) = t.error() {
+                return Err(format!("topic `{}` on {bootstrap}: {e:?}", t.name()));
+            }
+            if t.partitions().is_empty() {
+                return Err(format!(
+                    "topic `{}` on {bootstrap} has no partitions",
+                    t.name()
+                ));
+            }
+            found.extend(t.partitions().iter().map(|p| (t.name().to_owned(), p.id())));
+        }
+        if let Some(name) = topic
+            && !found.iter().any(|(t, _)| t == name)
+        {
+            return Err(format!("no topic `{name}` on {bootstrap}"));
+        }
+        Ok(())
+    };
+    for t in topics {
+        read(Some(t))?;
+    }
+    if pattern.is_some() {
+        read(None)?;
+    }
+    found.sort_unstable();
+    found.dedup();
+    Ok(found)
 }
 
 /// A librdkafka client's settings: sluice's `defaults`, then the spec's
@@ -163,9 +239,16 @@ impl KafkaSourceFactory {
     /// the broker.
     pub fn new(mut options: KafkaSourceOptions) -> Result<KafkaSourceFactory, String> {
         options.topics.extend(options.topic.take());
-        let topics = options.topics.clone();
-        if topics.is_empty() {
-            return Err("a kafka source needs `topic` or `topics`".into());
+        let pattern = options
+            .topic_pattern
+            .as_deref()
+            .map(|p| {
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| format!("`topic_pattern`: {e}"))
+            })
+            .transpose()?;
+        if options.topics.is_empty() && pattern.is_none() {
+            return Err("a kafka source needs `topic`, `topics` or `topic_pattern`".into());
         }
         if options.start == StartOption::Group && options.group_id.is_none() {
             return Err("`start: group` needs a `group_id`".into());
@@ -177,48 +260,50 @@ impl KafkaSourceFactory {
             );
         }
         let consumer = options.consumer()?;
+        let found = list_partitions(
+            &consumer,
+            &options.bootstrap,
+            &options.topics,
+            pattern.as_ref(),
+        )?;
+        if found.is_empty() && options.bounded {
+            return Err(format!(
+                "no topic on {} matches `{}`",
+                options.bootstrap,
+                options.topic_pattern.as_deref().unwrap_or_default()
+            ));
+        }
         let mut partitions = Vec::new();
-        for topic in &topics {
-            let md = consumer
-                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
-                .map_err(|e| {
-                    format!(
-                        "cannot read the partitions of topic `{topic}` from {}: {e}",
-                        options.bootstrap
-                    )
-                })?;
-            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
-                return Err(format!("no topic `{topic}` on {}", options.bootstrap));
+        for (topic, partition) in found {
+            let end = if options.bounded {
+                Some(end_offset(&options, &consumer, &topic, partition)?)
+            } else {
+                None
             };
-            if let Some(e) = t.error() {
-                return Err(format!("topic `{topic}` on {}: {:?}", options.bootstrap, e));
-            }
-            let mut ids: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
-            if ids.is_empty() {
-                return Err(format!(
-                    "topic `{topic}` on {} has no partitions",
-                    options.bootstrap
-                ));
-            }
-            ids.sort_unstable();
-            for partition in ids {
-                let end = if options.bounded {
-                    Some(end_offset(&options, &consumer, topic, partition)?)
-                } else {
-                    None
-                };
-                tracing::debug!(bootstrap = %options.bootstrap, "kafka: {topic}/{partition}, end offset {end:?}");
-                partitions.push(Partition {
-                    topic: topic.clone(),
-                    partition,
-                    end,
-                });
-            }
+            tracing::debug!(bootstrap = %options.bootstrap, "kafka: {topic}/{partition}, end offset {end:?}");
+            partitions.push(Partition {
+                topic,
+                partition,
+                end,
+            });
         }
         Ok(KafkaSourceFactory {
             options: Arc::new(options),
             partitions,
+            pattern,
         })
+    }
+
+    /// How often to look for new partitions: never when bounded.
+    fn discovery_interval(&self) -> Option<Duration> {
+        if self.options.bounded {
+            return None;
+        }
+        let d = self
+            .options
+            .discovery_interval
+            .map_or(Duration::from_secs(30), |d| d.0);
+        (!d.is_zero()).then_some(d)
     }
 }
 
@@ -310,7 +395,7 @@ fn fetched_high_watermark(consumer: &BaseConsumer, topic: &str, partition: i32) 
 
 impl SourceFactory for KafkaSourceFactory {
     fn splits(&self) -> Option<usize> {
-        Some(self.partitions.len())
+        Some(self.partitions.len().max(1))
     }
 
     fn format(&self) -> Format {
@@ -325,9 +410,8 @@ impl SourceFactory for KafkaSourceFactory {
         let mine = self
             .partitions
             .iter()
-            .enumerate()
-            .filter(|(i, _)| *i as u32 % parallelism == subtask)
-            .map(|(_, p)| Reading {
+            .filter(|p| owner(&p.topic, p.partition, parallelism) == subtask)
+            .map(|p| Reading {
                 partition: p.clone(),
                 next: None,
                 split: None,
@@ -338,6 +422,15 @@ impl SourceFactory for KafkaSourceFactory {
             options: self.options.clone(),
             partitions: mine,
             consumer: None,
+            several_topics: self.pattern.is_some() || self.options.topics.len() > 1,
+            discovery: self.discovery_interval().map(|every| Discovery {
+                every,
+                pattern: self.pattern.clone(),
+                subtask,
+                parallelism,
+                found: None,
+            }),
+            restored: Positions::new(),
         })
     }
 }
@@ -354,6 +447,65 @@ struct KafkaSource {
     options: Arc<KafkaSourceOptions>,
     partitions: Vec<Reading>,
     consumer: Option<BaseConsumer>,
+    /// Records are matched to partitions by topic name too.
+    several_topics: bool,
+    discovery: Option<Discovery>,
+    /// Positions from the restored checkpoint, for partitions found later.
+    restored: Positions,
+}
+
+/// What one discovery round found: topics and partitions.
+type Found = Result<Vec<(String, i32)>, String>;
+
+/// Looking for new partitions, in a thread of its own (metadata requests
+/// block).
+struct Discovery {
+    every: Duration,
+    pattern: Option<regex::Regex>,
+    subtask: u32,
+    parallelism: u32,
+    /// The thread's findings; it stops when this is dropped.
+    found: Option<std::sync::mpsc::Receiver<Found>>,
+}
+
+impl Discovery {
+    fn start(&mut self, options: Arc<KafkaSourceOptions>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (every, pattern) = (self.every, self.pattern.clone());
+        let spawned = std::thread::Builder::new()
+            .name("kafka-discovery".into())
+            .spawn(move || {
+                let consumer = match options.consumer() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                loop {
+                    // Sleeps in steps, to notice a source that is gone.
+                    let due = std::time::Instant::now() + every;
+                    while std::time::Instant::now() < due {
+                        std::thread::sleep(Duration::from_millis(50).min(every));
+                    }
+                    let found = list_partitions(
+                        &consumer,
+                        &options.bootstrap,
+                        &options.topics,
+                        pattern.as_ref(),
+                    );
+                    match tx.try_send(found) {
+                        Ok(()) | Err(std::sync::mpsc::TrySendError::Full(_)) => {}
+                        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("kafka: no partition discovery (cannot start its thread: {e})");
+            return;
+        }
+        self.found = Some(rx);
+    }
 }
 
 fn kafka_error(what: String) -> impl FnOnce(rdkafka::error::KafkaError) -> RuntimeError {
@@ -405,6 +557,60 @@ impl KafkaSource {
                 .map_err(kafka_error(split_name(e.topic(), e.partition())))?;
         }
         Ok(list)
+    }
+}
+
+impl KafkaSource {
+    /// Starts reading the partitions discovery found that are this
+    /// subtask's and new: from the restored position, else the earliest
+    /// offset (as Flink does, so that nothing written to a new partition
+    /// before it was found is missed).
+    fn add_partitions(
+        &mut self,
+        found: Vec<(String, i32)>,
+        out: &mut SourceOutput,
+    ) -> Result<(), RuntimeError> {
+        let d = self.discovery.as_ref().expect("discovering");
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in found {
+            if owner(&topic, partition, d.parallelism) != d.subtask
+                || self
+                    .partitions
+                    .iter()
+                    .any(|r| r.partition.partition == partition && r.partition.topic == topic)
+            {
+                continue;
+            }
+            let p = Partition {
+                topic,
+                partition,
+                end: None,
+            };
+            let next = self.restored.get(&p.name()).and_then(|v| v.as_i64());
+            tracing::info!(bootstrap = %self.options.bootstrap, "kafka: found {}/{}, reading it from {}", p.topic, p.partition, next.map_or("the earliest offset".into(), |n| format!("offset {n}")));
+            list.add_partition_offset(
+                &p.topic,
+                p.partition,
+                next.map_or(Offset::Beginning, Offset::Offset),
+            )
+            .map_err(kafka_error(p.name()))?;
+            self.partitions.push(Reading {
+                split: Some(out.add_split(p.name(), PositionKind::Offset)),
+                partition: p,
+                next,
+                done: false,
+            });
+        }
+        if list.count() > 0 {
+            let consumer = self.consumer.as_ref().expect("opened");
+            consumer
+                .incremental_assign(&list)
+                .map_err(kafka_error(format!(
+                    "assigning new partitions on {}",
+                    self.options.bootstrap
+                )))?;
+        }
+        Ok(())
     }
 }
 
@@ -487,10 +693,24 @@ impl Source for KafkaSource {
             }
         }
         self.consumer = Some(consumer);
+        if let Some(d) = &mut self.discovery {
+            d.start(self.options.clone());
+        }
         Ok(())
     }
 
     fn poll(&mut self, out: &mut SourceOutput) -> Result<SourcePoll, RuntimeError> {
+        let found = self
+            .discovery
+            .as_ref()
+            .and_then(|d| d.found.as_ref()?.try_recv().ok());
+        match found {
+            Some(Ok(found)) => self.add_partitions(found, out)?,
+            Some(Err(e)) => {
+                tracing::warn!(bootstrap = %self.options.bootstrap, "kafka: partition discovery: {e}")
+            }
+            None => {}
+        }
         let consumer = self.consumer.as_ref().expect("opened");
         loop {
             if self.options.bounded && self.partitions.iter().all(|r| r.done) {
@@ -534,7 +754,7 @@ impl Source for KafkaSource {
             };
             // The topic name is compared only when several are read (it is
             // decoded from librdkafka's bytes on every call).
-            let several = self.options.topics.len() > 1;
+            let several = self.several_topics;
             let Some(r) = self.partitions.iter_mut().find(|r| {
                 r.partition.partition == m.partition()
                     && (!several || r.partition.topic == m.topic())
@@ -610,6 +830,7 @@ impl Source for KafkaSource {
                 r.next = Some(n);
             }
         }
+        self.restored = positions.clone();
         Ok(())
     }
 }
