@@ -745,6 +745,20 @@ impl Source for KafkaSource {
             };
             let m = match m {
                 Ok(m) => m,
+                // A position the broker no longer has (`auto.offset.reset`
+                // is `error`): the job cannot go on from there.
+                Err(
+                    e @ rdkafka::error::KafkaError::MessageConsumption(
+                        rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
+                    ),
+                ) => {
+                    return Err(RuntimeError::Io {
+                        context: format!("kafka source on {}", self.options.bootstrap),
+                        source: std::io::Error::other(format!(
+                            "{e} (the position is gone from the broker, for example by retention; set `properties: {{auto.offset.reset: earliest}}` to skip to what is left)"
+                        )),
+                    });
+                }
                 Err(e) => {
                     // librdkafka retries broker and network failures by
                     // itself; they are reported here for the log.
