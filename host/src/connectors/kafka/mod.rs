@@ -25,7 +25,7 @@ use crate::runtime::PositionKind;
 use crate::runtime::source::{Format, Positions, Source, SourceOutput, SourcePoll, SplitId};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -560,6 +560,16 @@ impl KafkaSource {
     }
 }
 
+/// The next record or error ready in the consumer's queue. A poll that
+/// takes an event that is neither (a log line, an offset commit's result)
+/// from the queue returns none, though records may wait behind it: polls
+/// go on until the queue yields one, or seems empty.
+fn next_message(
+    consumer: &BaseConsumer,
+) -> Option<rdkafka::error::KafkaResult<BorrowedMessage<'_>>> {
+    (0..32).find_map(|_| consumer.poll(Duration::ZERO))
+}
+
 impl KafkaSource {
     /// Starts reading the partitions discovery found that are this
     /// subtask's and new: from the restored position, else the earliest
@@ -719,7 +729,7 @@ impl Source for KafkaSource {
             if out.is_full() {
                 return Ok(SourcePoll::More);
             }
-            let Some(m) = consumer.poll(Duration::ZERO) else {
+            let Some(m) = next_message(consumer) else {
                 if self.options.bounded {
                     // A partition whose last records are transaction
                     // markers ends where the consumer's position passes
