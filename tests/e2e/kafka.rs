@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const W1: &str =
+    "CHECKSUM W1 results=112008 sum_usd_cents=3622360232 spec_sum=3622472240 hash=70bb42d7f8f10814";
 const W2: &str = "CHECKSUM W2 results=22061 sum_count=199818 sum_cents=4989540265 sum_ws=21950058283 late=182 hash=d19d85e6f8f3e0e4";
 const W5: &str = "CHECKSUM W5 results=17704 sum_count=199931 sum_len=880560263 late=69 early_close=866 dropped_ooo=0 hash=afb64e595aba9bd6";
 
@@ -289,7 +291,7 @@ fn output_topics(broker: &Broker) {
 }
 
 #[test]
-fn kafka_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
+fn kafka_w1_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
     let broker = Broker::start();
     let dir = support::temp_dir();
     let d = dir.path();
@@ -312,6 +314,13 @@ fn kafka_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
     let late = broker.committed("late", &d.join("w5-late.jsonl"));
     let dropped = broker.committed("dropped", &d.join("w5-dropped.jsonl"));
     assert_eq!(support::checksum_w5(&results, &late, &dropped), W5);
+
+    // W1, unchained and stateless, at parallelism 2.
+    broker.delete_topic("results");
+    broker.create_topic("results", 1);
+    run_bench(&broker, "w1", "orders", "2", &d.join("ck-w1"));
+    let results = broker.committed("results", &d.join("w1.jsonl"));
+    assert_eq!(support::checksum("W1", &results, None), W1);
 }
 
 /// The field `name` of a CHECKSUM line.
