@@ -634,23 +634,30 @@ fn kafka_start_positions_latest_and_timestamp() {
     );
 }
 
-/// The broker killed and restarted mid-run (its data kept in S3): librdkafka
-/// reconnects, the job goes on (the outage is in its log) and nothing is
-/// lost. At least once, and not run by default: in about one run of three a
-/// late row (of 182) is missing afterwards, even at least once; with
-/// transactions Tansu 0.6 also once lost a commit marker across the restart.
-/// Whether Tansu acknowledges writes it has not stored yet is not settled
-/// (issue 6's notes); `cargo test -- --ignored` runs it.
-#[test]
-#[ignore = "loses a record in about one run of three: Tansu 0.6 across a restart, under investigation"]
-fn kafka_w2_through_a_broker_restart_loses_nothing() {
+/// kafka-w2 with checkpoints every 500 ms, its sinks `delivery` as given,
+/// and the broker (its data kept in S3) killed 2 s into the 5 s the input
+/// takes, and restarted 3 s later on the same port. Returns the job's log
+/// and the committed lines of the two topics.
+fn w2_through_a_broker_restart(delivery: &str) -> (String, Vec<String>, Vec<String>) {
     let mut broker = Broker::start_persistent();
     let dir = support::temp_dir();
     let d = dir.path();
     broker.create_topic("orders", 1);
     broker.load(&support::orders_200k(), "orders", "json");
     output_topics(&broker);
-    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
+    let spec = d.join("kafka-w2.yaml");
+    let text = std::fs::read_to_string(support::repo().join("examples/bench/kafka-w2.yaml"))
+        .unwrap()
+        .replace(
+            "    topic: ${OUTPUT_TOPIC}\n",
+            &format!("    topic: ${{OUTPUT_TOPIC}}\n    delivery: {delivery}\n"),
+        )
+        .replace(
+            "    topic: ${LATE_TOPIC}\n",
+            &format!("    topic: ${{LATE_TOPIC}}\n    delivery: {delivery}\n"),
+        );
+    assert_eq!(text.matches("delivery:").count(), 2);
+    std::fs::write(&spec, text).unwrap();
     let ck = d.join("ck");
     let mut c = support::sluice();
     c.args(["run", "--no-api", "--source-rate", "40000"])
@@ -658,12 +665,10 @@ fn kafka_w2_through_a_broker_restart_loses_nothing() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in bench_env(&broker, "orders", "1", &ck) {
-        if !k.starts_with("CHECKPOINT") {
-            c.env(k, v);
-        }
+        c.env(k, v);
     }
+    c.env("CHECKPOINT_INTERVAL", "500ms");
     let mut child = c.spawn().unwrap();
-    // Reading takes 5 s: the broker goes away 2 s in, for 3 s.
     std::thread::sleep(Duration::from_secs(2));
     assert!(child.try_wait().unwrap().is_none(), "the job ended early");
     broker.kill_and_restart(Duration::from_secs(3));
@@ -671,7 +676,11 @@ fn kafka_w2_through_a_broker_restart_loses_nothing() {
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("the job did not end within 2 minutes of the broker's restart");
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "the job did not end within 2 minutes of the broker's restart:\n{}",
+                stderr(&o)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -682,17 +691,59 @@ fn kafka_w2_through_a_broker_restart_loses_nothing() {
         log.contains("AllBrokersDown") || log.contains("BrokerTransportFailure"),
         "the outage is not in the log: {log}"
     );
-    // Records sent again after the outage are duplicates, not losses.
-    let distinct = |topic: &str| {
-        let path = broker.committed(topic, &d.join(format!("{topic}.jsonl")));
-        let mut lines = support::sorted_lines(&path);
-        lines.dedup();
-        let out = d.join(format!("{topic}-distinct.jsonl"));
-        std::fs::write(&out, lines.join("\n") + "\n").unwrap();
-        out
-    };
-    let (results, late) = (distinct("results"), distinct("late"));
-    assert_eq!(support::checksum("W2", &results, Some(&late)), W2);
+    // What happened, for `--nocapture`.
+    for l in log.lines().filter(|l| l.contains("sluice::")) {
+        eprintln!("{l}");
+    }
+    let results = broker.committed("results", &d.join("results.jsonl"));
+    let late = broker.committed("late", &d.join("late.jsonl"));
+    (
+        log,
+        support::sorted_lines(&results),
+        support::sorted_lines(&late),
+    )
+}
+
+/// The broker killed and restarted mid-run, at least once: librdkafka
+/// reconnects and the job goes on (the outage is in its log). Tansu 0.6
+/// can lose a produce request in flight at the kill and answer its retry
+/// as a duplicate, without an offset; the sink takes that for a failure, so
+/// the job restarts from its last checkpoint and writes those records
+/// again. Nothing is lost (records written twice are allowed).
+#[test]
+fn kafka_w2_through_a_broker_restart_loses_nothing() {
+    let dir = support::temp_dir();
+    let (log, mut results, mut late) = w2_through_a_broker_restart("at-least-once");
+    results.dedup();
+    late.dedup();
+    let (r, l) = (dir.path().join("r.jsonl"), dir.path().join("l.jsonl"));
+    std::fs::write(&r, results.join("\n") + "\n").unwrap();
+    std::fs::write(&l, late.join("\n") + "\n").unwrap();
+    assert_eq!(
+        support::checksum("W2", &r, Some(&l)),
+        W2,
+        "after the broker's restart; the job's log:\n{log}"
+    );
+}
+
+/// The same exactly once. Not run by default (`cargo test -- --ignored`):
+/// against Tansu 0.6 the transactional producers often wait out their
+/// 30 s timeouts after the restart (`init_transactions` of an id whose
+/// transaction was open at the kill), and once the job did not end within
+/// 2 minutes; once, earlier, a transaction's commit marker was lost.
+#[test]
+#[ignore = "Tansu 0.6's transaction coordinator after a crash: stalls, and once a lost commit marker"]
+fn exactly_once_kafka_w2_through_a_broker_restart() {
+    let dir = support::temp_dir();
+    let (log, results, late) = w2_through_a_broker_restart("exactly-once");
+    let (r, l) = (dir.path().join("r.jsonl"), dir.path().join("l.jsonl"));
+    std::fs::write(&r, results.join("\n") + "\n").unwrap();
+    std::fs::write(&l, late.join("\n") + "\n").unwrap();
+    assert_eq!(
+        support::checksum("W2", &r, Some(&l)),
+        W2,
+        "after the broker's restart; the job's log:\n{log}"
+    );
 }
 
 /// Kafka keys, headers and timestamps reach operators and go on to the

@@ -189,6 +189,20 @@ impl Committer for TxnCommitter {
 /// Keeps the first delivery failure for the task to report.
 pub(crate) struct Deliveries {
     pub failed: Arc<Mutex<Option<String>>>,
+    /// The broker answers with offsets (`acks` is not 0).
+    offsets: bool,
+}
+
+impl Deliveries {
+    pub fn new(failed: Arc<Mutex<Option<String>>>, properties: &BTreeMap<String, String>) -> Self {
+        let acks = ["acks", "request.required.acks"]
+            .iter()
+            .find_map(|k| properties.get(*k));
+        Deliveries {
+            failed,
+            offsets: acks.is_none_or(|a| a.trim() != "0"),
+        }
+    }
 }
 
 impl ClientContext for Deliveries {}
@@ -197,17 +211,28 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((e, m)) = result {
-            use rdkafka::message::Message;
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            failed.get_or_insert_with(|| {
-                format!(
-                    "the broker refused a record for {}/{}: {e}",
-                    m.topic(),
-                    m.partition()
-                )
-            });
-        }
+        use rdkafka::message::Message;
+        let failure = match result {
+            Err((e, m)) => format!(
+                "the broker refused a record for {}/{}: {e}",
+                m.topic(),
+                m.partition()
+            ),
+            // librdkafka reports a record as delivered when the broker
+            // answers a retried request with "duplicate sequence number",
+            // without an offset. A broker that answers so for a request it
+            // never stored (Tansu 0.6 after a crash between its writes)
+            // has lost the record: fail, so that the job goes back to its
+            // last checkpoint and writes it again.
+            Ok(m) if self.offsets && m.offset() < 0 => format!(
+                "the broker acknowledged a record for {}/{} without an offset (a retried request it took for a duplicate): it may not have stored it",
+                m.topic(),
+                m.partition()
+            ),
+            Ok(_) => return,
+        };
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        failed.get_or_insert(failure);
     }
 }
 
@@ -437,9 +462,7 @@ impl Operator for KafkaSink {
                 client_config(&self.options.bootstrap, &defaults, &self.options.properties);
             let p = ThreadedProducer::from_config_and_context(
                 &config,
-                Deliveries {
-                    failed: failed.clone(),
-                },
+                Deliveries::new(failed.clone(), &self.options.properties),
             )
             .map_err(|e| sink_error(&self.context, format!("cannot create a producer: {e}")))?;
             *producer = Some(p);

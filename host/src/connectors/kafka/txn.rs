@@ -267,9 +267,7 @@ impl Transactions {
         config.set("transactional.id", txid);
         let producer = ThreadedProducer::from_config_and_context(
             &config,
-            Deliveries {
-                failed: failed.clone(),
-            },
+            Deliveries::new(failed.clone(), &self.options.properties),
         )
         .map_err(|e| format!("cannot create a producer with transactional id `{txid}`: {e}"))?;
         producer
