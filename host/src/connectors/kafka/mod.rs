@@ -431,6 +431,8 @@ impl SourceFactory for KafkaSourceFactory {
                 found: None,
             }),
             restored: Positions::new(),
+            warned: None,
+            unreported: 0,
         })
     }
 }
@@ -452,6 +454,9 @@ struct KafkaSource {
     discovery: Option<Discovery>,
     /// Positions from the restored checkpoint, for partitions found later.
     restored: Positions,
+    /// When a consumer error was last logged, and how many since.
+    warned: Option<std::time::Instant>,
+    unreported: u64,
 }
 
 /// What one discovery round found: topics and partitions.
@@ -771,8 +776,24 @@ impl Source for KafkaSource {
                 }
                 Err(e) => {
                     // librdkafka retries broker and network failures by
-                    // itself; they are reported here for the log.
-                    tracing::warn!(bootstrap = %self.options.bootstrap, "kafka: {e}");
+                    // itself; they are reported here for the log, at most
+                    // every 5 s (an outage brings one every 100 ms).
+                    let now = std::time::Instant::now();
+                    if self
+                        .warned
+                        .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(5))
+                    {
+                        let more = std::mem::take(&mut self.unreported);
+                        let more = if more > 0 {
+                            format!(" ({more} more errors since the last report)")
+                        } else {
+                            String::new()
+                        };
+                        tracing::warn!(bootstrap = %self.options.bootstrap, "kafka: {e}{more}");
+                        self.warned = Some(now);
+                    } else {
+                        self.unreported += 1;
+                    }
                     return Ok(SourcePoll::Wait(Duration::from_millis(100)));
                 }
             };
