@@ -5,7 +5,8 @@
 //! `topic_pattern`) is a split, read by subtask
 //! `(hash(topic) + partition) % parallelism` (as Flink assigns them), with
 //! its own watermark. Unbounded sources look for new partitions and topics
-//! every `discovery_interval` and read them from their earliest offset. Positions (the next offset per partition) go into
+//! every `discovery_interval` and read them from their earliest offset.
+//! Positions (the next offset per partition) go into
 //! checkpoints and come back on restore. `bounded: true` reads
 //! up to the end offsets seen when the job starts and then ends the input
 //! (Flink's `setBounded(latest)`).
@@ -422,13 +423,13 @@ impl SourceFactory for KafkaSourceFactory {
             options: self.options.clone(),
             partitions: mine,
             consumer: None,
-            several_topics: self.pattern.is_some() || self.options.topics.len() > 1,
             discovery: self.discovery_interval().map(|every| Discovery {
                 every,
                 pattern: self.pattern.clone(),
                 subtask,
                 parallelism,
                 found: None,
+                _stop: None,
             }),
             restored: Positions::new(),
             warned: None,
@@ -449,8 +450,6 @@ struct KafkaSource {
     options: Arc<KafkaSourceOptions>,
     partitions: Vec<Reading>,
     consumer: Option<BaseConsumer>,
-    /// Records are matched to partitions by topic name too.
-    several_topics: bool,
     discovery: Option<Discovery>,
     /// Positions from the restored checkpoint, for partitions found later.
     restored: Positions,
@@ -469,13 +468,16 @@ struct Discovery {
     pattern: Option<regex::Regex>,
     subtask: u32,
     parallelism: u32,
-    /// The thread's findings; it stops when this is dropped.
+    /// The thread's findings.
     found: Option<std::sync::mpsc::Receiver<Found>>,
+    /// The thread ends as soon as this is dropped (with the source).
+    _stop: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl Discovery {
     fn start(&mut self, options: Arc<KafkaSourceOptions>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let (every, pattern) = (self.every, self.pattern.clone());
         let spawned = std::thread::Builder::new()
             .name("kafka-discovery".into())
@@ -487,12 +489,11 @@ impl Discovery {
                         return;
                     }
                 };
-                loop {
-                    // Sleeps in steps, to notice a source that is gone.
-                    let due = std::time::Instant::now() + every;
-                    while std::time::Instant::now() < due {
-                        std::thread::sleep(Duration::from_millis(50).min(every));
-                    }
+                // Nothing is ever sent on `stop`: the wait ends early only
+                // when the source drops it.
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(every)
+                {
                     let found = list_partitions(
                         &consumer,
                         &options.bootstrap,
@@ -510,6 +511,7 @@ impl Discovery {
             return;
         }
         self.found = Some(rx);
+        self._stop = Some(stop);
     }
 }
 
@@ -529,21 +531,21 @@ impl KafkaSource {
         }
     }
 
-    /// The group's committed offsets for `list`'s partitions (`start:
-    /// group`), or the fallback for those it has none for.
-    fn group_offsets(
+    /// Adds to `into` the group's committed offsets for `partitions`'
+    /// (`start: group`), or the fallback for those it has none for.
+    fn add_group_offsets(
         &self,
         consumer: &BaseConsumer,
-        list: TopicPartitionList,
-    ) -> Result<TopicPartitionList, RuntimeError> {
+        partitions: TopicPartitionList,
+        into: &mut TopicPartitionList,
+    ) -> Result<(), RuntimeError> {
         let group = self.options.group_id.as_deref().expect("checked");
         let found = consumer
-            .committed_offsets(list, REQUEST_TIMEOUT)
+            .committed_offsets(partitions, REQUEST_TIMEOUT)
             .map_err(kafka_error(format!(
                 "reading the offsets of group `{group}` on {}",
                 self.options.bootstrap
             )))?;
-        let mut list = TopicPartitionList::new();
         for e in found.elements() {
             let offset = match (e.offset(), self.options.group_fallback) {
                 (Offset::Offset(o), _) => Offset::Offset(o),
@@ -558,10 +560,10 @@ impl KafkaSource {
                     });
                 }
             };
-            list.add_partition_offset(e.topic(), e.partition(), offset)
+            into.add_partition_offset(e.topic(), e.partition(), offset)
                 .map_err(kafka_error(split_name(e.topic(), e.partition())))?;
         }
-        Ok(list)
+        Ok(())
     }
 }
 
@@ -664,10 +666,7 @@ impl Source for KafkaSource {
                 .map_err(kafka_error(p.name()))?;
         }
         if by_group.count() > 0 {
-            for e in self.group_offsets(&consumer, by_group)?.elements() {
-                list.add_partition_offset(e.topic(), e.partition(), e.offset())
-                    .map_err(kafka_error(split_name(e.topic(), e.partition())))?;
-            }
+            self.add_group_offsets(&consumer, by_group, &mut list)?;
         }
         if by_time.count() > 0 {
             let found = consumer
@@ -799,7 +798,7 @@ impl Source for KafkaSource {
             };
             // The topic name is compared only when several are read (it is
             // decoded from librdkafka's bytes on every call).
-            let several = self.several_topics;
+            let several = self.options.topic_pattern.is_some() || self.options.topics.len() > 1;
             let Some(r) = self.partitions.iter_mut().find(|r| {
                 r.partition.partition == m.partition()
                     && (!several || r.partition.topic == m.topic())
@@ -846,7 +845,7 @@ impl Source for KafkaSource {
             .collect()
     }
 
-    fn checkpoint_complete(&mut self, positions: &serde_json::Map<String, serde_json::Value>) {
+    fn checkpoint_complete(&mut self, positions: &Positions) {
         let (Some(consumer), Some(group)) = (&self.consumer, &self.options.group_id) else {
             return;
         };

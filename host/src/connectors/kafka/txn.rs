@@ -77,66 +77,92 @@ fn write_record(w: &mut impl Write, r: &Outgoing<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A record read back from a log.
+/// A record read back from a log, into buffers kept from one record to the
+/// next.
 #[derive(Default)]
 struct Logged {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
+    key: Field,
+    value: Field,
     timestamp: Option<i64>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The first `header_count` are this record's.
+    headers: Vec<(Field, Field)>,
+    header_count: usize,
+}
+
+/// Bytes that may be absent (length `u32::MAX` in the log).
+#[derive(Default)]
+struct Field {
+    present: bool,
+    bytes: Vec<u8>,
+}
+
+impl Field {
+    fn read(&mut self, r: &mut impl Read) -> std::io::Result<()> {
+        self.read_after(u32_of(r)?, r)
+    }
+
+    /// Reads the bytes of a field whose length was read already.
+    fn read_after(&mut self, len: u32, r: &mut impl Read) -> std::io::Result<()> {
+        self.present = len != u32::MAX;
+        self.bytes.clear();
+        if self.present {
+            self.bytes.resize(len as usize, 0);
+            r.read_exact(&mut self.bytes)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self) -> Option<&[u8]> {
+        self.present.then_some(&self.bytes[..])
+    }
+}
+
+fn u32_of(r: &mut impl Read) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    r.read_exact(&mut b)?;
+    Ok(u32::from_le_bytes(b))
 }
 
 impl Logged {
     /// Reads the next record: `false` at the end of the log.
     fn read(&mut self, r: &mut impl Read) -> std::io::Result<bool> {
-        fn u32_of(r: &mut impl Read) -> std::io::Result<u32> {
-            let mut b = [0u8; 4];
-            r.read_exact(&mut b)?;
-            Ok(u32::from_le_bytes(b))
-        }
-        fn bytes(r: &mut impl Read, len: u32) -> std::io::Result<Option<Vec<u8>>> {
-            if len == u32::MAX {
-                return Ok(None);
-            }
-            let mut b = vec![0u8; len as usize];
-            r.read_exact(&mut b)?;
-            Ok(Some(b))
-        }
         let len = match u32_of(r) {
             Ok(l) => l,
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
             Err(e) => return Err(e),
         };
-        self.key = bytes(r, len)?;
-        let len = u32_of(r)?;
-        self.value = bytes(r, len)?;
+        self.key.read_after(len, r)?;
+        self.value.read(r)?;
         let mut ts = [0u8; 8];
         r.read_exact(&mut ts)?;
         self.timestamp = Some(i64::from_le_bytes(ts)).filter(|t| *t != i64::MIN);
-        self.headers.clear();
-        for _ in 0..u32_of(r)? {
-            let len = u32_of(r)?;
-            let name = bytes(r, len)?.unwrap_or_default();
-            let len = u32_of(r)?;
-            let value = bytes(r, len)?;
+        self.header_count = u32_of(r)? as usize;
+        if self.headers.len() < self.header_count {
             self.headers
-                .push((String::from_utf8_lossy(&name).into_owned(), value));
+                .resize_with(self.header_count, Default::default);
+        }
+        for (name, value) in &mut self.headers[..self.header_count] {
+            name.read(r)?;
+            value.read(r)?;
         }
         Ok(true)
     }
 
     fn outgoing(&self) -> Outgoing<'_> {
-        let headers = (!self.headers.is_empty()).then(|| {
-            self.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
-                h.insert(Header {
-                    key: k,
-                    value: v.as_deref(),
-                })
-            })
+        let headers = (self.header_count > 0).then(|| {
+            self.headers[..self.header_count].iter().fold(
+                OwnedHeaders::new(),
+                |h, (name, value)| {
+                    h.insert(Header {
+                        key: &String::from_utf8_lossy(&name.bytes),
+                        value: value.get(),
+                    })
+                },
+            )
         });
         Outgoing {
-            key: self.key.as_deref(),
-            value: self.value.as_deref(),
+            key: self.key.get(),
+            value: self.value.get(),
             timestamp: self.timestamp,
             headers,
         }
