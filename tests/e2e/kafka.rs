@@ -290,6 +290,36 @@ fn output_topics(broker: &Broker) {
     }
 }
 
+/// Writes `text` to `dir/name`.
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A file of the records `{"n":i}` for `i` in `range`.
+fn numbered(dir: &Path, name: &str, range: std::ops::Range<u64>) -> PathBuf {
+    let lines: String = range.map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    write(dir, name, &lines)
+}
+
+/// The `n` of a `{"n":i}` record.
+fn n_of(record: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(record).unwrap();
+    v["n"].as_u64().unwrap()
+}
+
+/// `sluice run SPEC` at `rate` records per second, with checkpoints into
+/// `ck` every 100 ms.
+fn paced_with_checkpoints(spec: &Path, ck: &Path, rate: u32) -> Command {
+    let mut c = support::sluice();
+    c.args(["run", "--no-api", "-q", "--source-rate", &rate.to_string()])
+        .args(["--checkpoint-interval", "100ms", "--checkpoint-dir"])
+        .arg(ck)
+        .arg(spec);
+    c
+}
+
 #[test]
 fn kafka_w1_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
     let broker = Broker::start();
@@ -539,13 +569,12 @@ fn kafka_positions_survive_a_kill_and_a_restart() {
 
     let (out, ck) = (d.join("out"), d.join("ck"));
     let command = || {
-        let mut c = support::sluice();
-        c.args(["run", "--no-api", "-q"])
-            .arg(support::repo().join("examples/kafka/dump.yaml"))
-            .arg("--checkpoint-dir")
-            .arg(&ck)
-            .args(["--checkpoint-interval", "100ms", "--source-rate", "10000"])
-            .env("BOOTSTRAP", &broker.bootstrap)
+        let mut c = paced_with_checkpoints(
+            &support::repo().join("examples/kafka/dump.yaml"),
+            &ck,
+            10_000,
+        );
+        c.env("BOOTSTRAP", &broker.bootstrap)
             .env("TOPIC", "orders")
             .env("OUTPUT", &out);
         c
@@ -637,15 +666,15 @@ fn kafka_start_positions_latest_and_timestamp() {
 /// kafka-w2 with checkpoints every 500 ms, its sinks `delivery` as given,
 /// and the broker (its data kept in S3) killed 2 s into the 5 s the input
 /// takes, and restarted 3 s later on the same port. Returns the job's log
-/// and the committed lines of the two topics.
-fn w2_through_a_broker_restart(delivery: &str) -> (String, Vec<String>, Vec<String>) {
+/// and the checksum of the committed output (of its distinct lines, with
+/// `distinct`: at least once, a record may be written twice).
+fn w2_through_a_broker_restart(delivery: &str, distinct: bool) -> (String, String) {
     let mut broker = Broker::start_persistent();
     let dir = support::temp_dir();
     let d = dir.path();
     broker.create_topic("orders", 1);
     broker.load(&support::orders_200k(), "orders", "json");
     output_topics(&broker);
-    let spec = d.join("kafka-w2.yaml");
     let text = std::fs::read_to_string(support::repo().join("examples/bench/kafka-w2.yaml"))
         .unwrap()
         .replace(
@@ -657,7 +686,7 @@ fn w2_through_a_broker_restart(delivery: &str) -> (String, Vec<String>, Vec<Stri
             &format!("    topic: ${{LATE_TOPIC}}\n    delivery: {delivery}\n"),
         );
     assert_eq!(text.matches("delivery:").count(), 2);
-    std::fs::write(&spec, text).unwrap();
+    let spec = write(d, "kafka-w2.yaml", &text);
     let ck = d.join("ck");
     let mut c = support::sluice();
     c.args(["run", "--no-api", "--source-rate", "40000"])
@@ -695,13 +724,21 @@ fn w2_through_a_broker_restart(delivery: &str) -> (String, Vec<String>, Vec<Stri
     for l in log.lines().filter(|l| l.contains("sluice::")) {
         eprintln!("{l}");
     }
-    let results = broker.committed("results", &d.join("results.jsonl"));
-    let late = broker.committed("late", &d.join("late.jsonl"));
-    (
-        log,
-        support::sorted_lines(&results),
-        support::sorted_lines(&late),
-    )
+    let read = |topic: &str| {
+        let path = broker.committed(topic, &d.join(format!("{topic}.jsonl")));
+        if !distinct {
+            return path;
+        }
+        let mut lines = support::sorted_lines(&path);
+        lines.dedup();
+        write(
+            d,
+            &format!("{topic}-distinct.jsonl"),
+            &(lines.join("\n") + "\n"),
+        )
+    };
+    let sum = support::checksum("W2", &read("results"), Some(&read("late")));
+    (log, sum)
 }
 
 /// The broker killed and restarted mid-run, at least once: librdkafka
@@ -712,18 +749,8 @@ fn w2_through_a_broker_restart(delivery: &str) -> (String, Vec<String>, Vec<Stri
 /// again. Nothing is lost (records written twice are allowed).
 #[test]
 fn kafka_w2_through_a_broker_restart_loses_nothing() {
-    let dir = support::temp_dir();
-    let (log, mut results, mut late) = w2_through_a_broker_restart("at-least-once");
-    results.dedup();
-    late.dedup();
-    let (r, l) = (dir.path().join("r.jsonl"), dir.path().join("l.jsonl"));
-    std::fs::write(&r, results.join("\n") + "\n").unwrap();
-    std::fs::write(&l, late.join("\n") + "\n").unwrap();
-    assert_eq!(
-        support::checksum("W2", &r, Some(&l)),
-        W2,
-        "after the broker's restart; the job's log:\n{log}"
-    );
+    let (log, sum) = w2_through_a_broker_restart("at-least-once", true);
+    assert_eq!(sum, W2, "after the broker's restart; the job's log:\n{log}");
 }
 
 /// The same exactly once. Not run by default (`cargo test -- --ignored`):
@@ -734,16 +761,8 @@ fn kafka_w2_through_a_broker_restart_loses_nothing() {
 #[test]
 #[ignore = "Tansu 0.6's transaction coordinator after a crash: stalls, and once a lost commit marker"]
 fn exactly_once_kafka_w2_through_a_broker_restart() {
-    let dir = support::temp_dir();
-    let (log, results, late) = w2_through_a_broker_restart("exactly-once");
-    let (r, l) = (dir.path().join("r.jsonl"), dir.path().join("l.jsonl"));
-    std::fs::write(&r, results.join("\n") + "\n").unwrap();
-    std::fs::write(&l, late.join("\n") + "\n").unwrap();
-    assert_eq!(
-        support::checksum("W2", &r, Some(&l)),
-        W2,
-        "after the broker's restart; the job's log:\n{log}"
-    );
+    let (log, sum) = w2_through_a_broker_restart("exactly-once", false);
+    assert_eq!(sum, W2, "after the broker's restart; the job's log:\n{log}");
 }
 
 /// Kafka keys, headers and timestamps reach operators and go on to the
@@ -759,15 +778,10 @@ fn kafka_keys_headers_and_timestamps_reach_operators_and_the_sink() {
     let broker = Broker::start();
     let dir = support::temp_dir();
     let d = dir.path();
-    let input = d.join("orders.jsonl");
     let text = std::fs::read_to_string(support::orders_200k()).unwrap();
     let orders: Vec<&str> = text.lines().take(3000).collect();
-    std::fs::write(&input, orders.join("\n") + "\n").unwrap();
-    let spec = |name: &str, yaml: &str| {
-        let p = d.join(name);
-        std::fs::write(&p, yaml).unwrap();
-        p
-    };
+    let input = write(d, "orders.jsonl", &(orders.join("\n") + "\n"));
+    let spec = |name: &str, yaml: &str| write(d, name, yaml);
     broker.create_topic("in", 1);
     broker.create_topic("out", 1);
     let load = spec(
@@ -786,12 +800,8 @@ fn kafka_keys_headers_and_timestamps_reach_operators_and_the_sink() {
     );
     let ck = d.join("ck");
     let paced = |crash: bool| {
-        let mut c = support::sluice();
-        c.args(["run", "--no-api", "-q", "--source-rate", "2000"])
-            .args(["--checkpoint-interval", "100ms", "--checkpoint-dir"])
-            .arg(&ck)
-            .arg(&usd)
-            .env("BOOTSTRAP", &broker.bootstrap)
+        let mut c = paced_with_checkpoints(&usd, &ck, 2000);
+        c.env("BOOTSTRAP", &broker.bootstrap)
             .env("SLUICE_LOG", "info");
         if crash {
             c.env("SLUICE_CRASH_BEFORE_COMMIT", "6");
@@ -896,19 +906,17 @@ fn upsert_kafka_sink_writes_tombstones_for_nulls() {
     let broker = Broker::start();
     let dir = support::temp_dir();
     let d = dir.path();
-    let input = d.join("changes.jsonl");
-    std::fs::write(
-        &input,
+    let input = write(
+        d,
+        "changes.jsonl",
         "{\"id\":\"a\",\"v\":{\"n\":1}}\n{\"id\":\"b\",\"v\":{\"n\":2}}\n{\"id\":\"a\",\"v\":null}\n{\"id\":\"c\",\"v\":\"text\"}\n",
-    )
-    .unwrap();
+    );
     broker.create_topic("table", 1);
-    let spec = d.join("upsert.yaml");
-    std::fs::write(
-        &spec,
+    let spec = write(
+        d,
+        "upsert.yaml",
         "name: upsert\nsources:\n  - { uid: file, type: file, path: \"${INPUT}\" }\nsinks:\n  - { uid: table, input: file, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: table, key: /id, value: /v, upsert: true }\n",
-    )
-    .unwrap();
+    );
     let env = [
         ("BOOTSTRAP", broker.bootstrap.as_str()),
         ("INPUT", input.to_str().unwrap()),
@@ -936,12 +944,11 @@ fn upsert_kafka_sink_writes_tombstones_for_nulls() {
     );
 
     // The source reads the tombstone as null (and "text" is not JSON).
-    let read = d.join("read.yaml");
-    std::fs::write(
-        &read,
+    let read = write(
+        d,
+        "read.yaml",
         "name: read\nsources:\n  - { uid: t, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: table, bounded: true }\nsinks:\n  - { uid: out, input: t, type: file, path: \"${OUT}\" }\ndead_letter: { type: file, path: \"${DLQ}\" }\n",
-    )
-    .unwrap();
+    );
     let (out, dlq) = (d.join("out.jsonl"), d.join("dlq.jsonl"));
     assert_ok(&run(
         &read,
@@ -954,6 +961,11 @@ fn upsert_kafka_sink_writes_tombstones_for_nulls() {
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
         "{\"n\":1}\n{\"n\":2}\nnull\n"
+    );
+    let dead = std::fs::read_to_string(&dlq).unwrap();
+    assert!(
+        dead.contains("kafka topic table partition 0 offset 3"),
+        "{dead}"
     );
 
     // A record without a key.
@@ -975,24 +987,16 @@ fn kafka_group_offsets_are_committed_on_checkpoints_and_read_by_start_group() {
     let broker = Broker::start();
     let dir = support::temp_dir();
     let d = dir.path();
-    let input = d.join("lines.jsonl");
-    let lines: Vec<String> = (0..1000).map(|i| format!("{{\"n\":{i}}}")).collect();
-    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
     broker.create_topic("g", 1);
-    broker.load(&input, "g", "json");
-    let spec = d.join("group.yaml");
-    std::fs::write(
-        &spec,
+    broker.load(&numbered(d, "lines.jsonl", 0..1000), "g", "json");
+    let spec = write(
+        d,
+        "group.yaml",
         "name: group\nsources:\n  - { uid: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: g, bounded: true, start: group, group_id: \"${GROUP}\", group_fallback: \"${FALLBACK}\" }\nsinks:\n  - { uid: out, input: in, type: file, path: \"${OUT}\" }\n",
-    )
-    .unwrap();
+    );
     let run_group = |group: &str, fallback: &str, out: &Path, ck: &str| {
-        let mut c = support::sluice();
-        c.args(["run", "--no-api", "-q", "--source-rate", "2000"])
-            .args(["--checkpoint-interval", "100ms", "--checkpoint-dir"])
-            .arg(d.join(ck))
-            .arg(&spec)
-            .env("BOOTSTRAP", &broker.bootstrap)
+        let mut c = paced_with_checkpoints(&spec, &d.join(ck), 2000);
+        c.env("BOOTSTRAP", &broker.bootstrap)
             .env("GROUP", group)
             .env("FALLBACK", fallback)
             .env("OUT", out);
@@ -1000,17 +1004,11 @@ fn kafka_group_offsets_are_committed_on_checkpoints_and_read_by_start_group() {
     };
     // The `n`s in a folder of committed part files, sorted.
     let numbers = |folder: &Path| {
-        let mut n: Vec<u64> = std::fs::read_dir(folder)
+        let all = crate::recovery::committed(folder, &folder.with_extension("jsonl"));
+        let mut n: Vec<u64> = std::fs::read_to_string(all)
             .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with('.'))
-            .flat_map(|p| {
-                std::fs::read_to_string(p)
-                    .unwrap()
-                    .lines()
-                    .map(|l| l["{\"n\":".len()..l.len() - 1].parse::<u64>().unwrap())
-                    .collect::<Vec<_>>()
-            })
+            .lines()
+            .map(n_of)
             .collect();
         n.sort_unstable();
         n
@@ -1049,24 +1047,15 @@ fn kafka_topic_pattern_discovers_new_topics_while_running() {
     let broker = Broker::start();
     let dir = support::temp_dir();
     let d = dir.path();
-    let records = |name: &str, from: u32, n: u32| {
-        let path = d.join(format!("{name}.jsonl"));
-        let lines: String = (from..from + n)
-            .map(|i| format!("{{\"n\":{i}}}\n"))
-            .collect();
-        std::fs::write(&path, lines).unwrap();
-        path
-    };
     broker.create_topic("grow-a", 1);
-    broker.load(&records("a", 0, 10), "grow-a", "json");
+    broker.load(&numbered(d, "a.jsonl", 0..10), "grow-a", "json");
     broker.create_topic("other", 1);
-    broker.load(&records("other", 1000, 5), "other", "json");
-    let spec = d.join("pattern.yaml");
-    std::fs::write(
-        &spec,
+    broker.load(&numbered(d, "other.jsonl", 1000..1005), "other", "json");
+    let spec = write(
+        d,
+        "pattern.yaml",
         "name: pattern\nsources:\n  - { uid: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic_pattern: \"grow-.*\", discovery_interval: 200ms, parallelism: 2 }\nsinks:\n  - { uid: out, input: in, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: seen }\n",
-    )
-    .unwrap();
+    );
     broker.create_topic("seen", 1);
     let mut child = support::sluice()
         .args(["run", "--no-api", "-q"])
@@ -1076,15 +1065,11 @@ fn kafka_topic_pattern_discovers_new_topics_while_running() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let numbers = || -> Vec<u32> {
-        let mut n: Vec<u32> = broker
+    let numbers = || -> Vec<u64> {
+        let mut n: Vec<u64> = broker
             .committed_records("seen")
             .iter()
-            .map(|r| {
-                let v: serde_json::Value =
-                    serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
-                v["n"].as_u64().unwrap() as u32
-            })
+            .map(|r| n_of(r["value"].as_str().unwrap()))
             .collect();
         n.sort_unstable();
         n
@@ -1098,7 +1083,7 @@ fn kafka_topic_pattern_discovers_new_topics_while_running() {
     wait_for(10);
     let first = numbers();
     broker.create_topic("grow-b", 3);
-    broker.load(&records("b", 10, 30), "grow-b", "json");
+    broker.load(&numbered(d, "b.jsonl", 10..40), "grow-b", "json");
     wait_for(40);
     std::thread::sleep(Duration::from_millis(300));
     let _ = child.kill();
