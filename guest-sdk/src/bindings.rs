@@ -79,3 +79,18 @@ pub mod migration {
         },
     });
 }
+
+/// Bindings for the `async-enricher-operator` world: the `http` import and
+/// the `enrich` export.
+pub mod enrich {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "async-enricher-operator",
+        pub_export_macro: true,
+        export_macro_name: "export_enrich_world",
+        with: {
+            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
+        },
+    });
+}

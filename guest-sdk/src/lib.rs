@@ -142,6 +142,7 @@ mod batch;
 mod bindings;
 mod config;
 mod error;
+pub mod http;
 pub mod json;
 pub mod log;
 mod process;
@@ -354,6 +355,67 @@ macro_rules! export_transform {
     };
 }
 
+/// Exports a [`Transform`] as an async enricher
+/// (`sluice:operator/enrich`): the host calls it with one record at a time,
+/// up to the spec's `async.capacity` calls at once on as many instances, so
+/// `process` may block in [`http::fetch`] without holding up the pipeline.
+/// A record error is an attempt that failed: the host retries it with
+/// backoff (`async.retries`), then sends the record to the dead-letter sink.
+///
+/// ```ignore
+/// struct Tier { url: String }
+/// impl Transform for Tier {
+///     fn open(config: Config) -> Result<Self, Error> { /* ... */ }
+///     fn process(&mut self, record: &Record<'_>, out: &mut Output<'_>) -> Result<(), Error> {
+///         let id: &str = record.field("customer_id")?.ok_or("no customer_id")?;
+///         let tier: serde_json::Value = sluice_guest::http::get(&format!("{}{id}", self.url))?.json()?;
+///         out.emit_json(&tier)
+///     }
+/// }
+/// sluice_guest::export_enrich!(Tier);
+/// ```
+#[macro_export]
+macro_rules! export_enrich {
+    ($operator:ty $(,)?) => {
+        const _: () = {
+            struct __SluiceEnrichExport;
+
+            ::std::thread_local! {
+                static __SLUICE_ENRICH: $crate::__private::TransformState<$operator> =
+                    const { $crate::__private::TransformState::new() };
+            }
+
+            impl $crate::__private::EnrichGuest for __SluiceEnrichExport {
+                fn open(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    __SLUICE_ENRICH.with(|state| state.open(config))
+                }
+
+                fn process(input: $crate::__private::Batch) -> $crate::__private::EnrichOutput {
+                    let out = __SLUICE_ENRICH.with(|state| state.process(input));
+                    $crate::__private::EnrichOutput {
+                        records: out.records,
+                        origins: out.origins,
+                        errors: out.errors,
+                    }
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::enrich_bindings::export_enrich_world!(
+                __SluiceEnrichExport with_types_in $crate::__private::enrich_bindings
+            );
+
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceEnrichExport as $crate::__private::EnrichGuest>::open,
+                <__SluiceEnrichExport as $crate::__private::EnrichGuest>::process,
+            );
+        };
+    };
+}
+
 /// Exports an [`Aggregate`] as the operator of this crate's component.
 ///
 /// Use it once, at the top level of the crate, with the type that implements
@@ -480,6 +542,10 @@ pub mod __private {
     pub use crate::bindings::aggregate as aggregate_bindings;
     pub use crate::bindings::aggregate::exports::sluice::operator::aggregate::{
         AddOutput, Guest as AggregateGuest,
+    };
+    pub use crate::bindings::enrich as enrich_bindings;
+    pub use crate::bindings::enrich::exports::sluice::operator::enrich::{
+        EnrichOutput, Guest as EnrichGuest,
     };
     pub use crate::bindings::migration as migration_bindings;
     pub use crate::bindings::migration::exports::sluice::operator::migration::Guest as MigrationGuest;

@@ -70,6 +70,10 @@ pub enum WasmError {
         at: String,
         message: String,
     },
+    /// The guest asked for something its grants do not allow (a network
+    /// address outside `grants.network`); the message names the operator.
+    #[error("{message}")]
+    Denied { message: String },
     /// The guest broke the contract (an out-of-range index, a wrong count).
     #[error("operator `{uid}` returned an invalid result: {message}")]
     Contract { uid: String, message: String },

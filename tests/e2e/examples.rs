@@ -110,6 +110,8 @@ const COVERED: &[(&str, &str)] = &[
         "examples/operators/percentile",
         "cases::data_driven_cases (examples/latency)",
     ),
+    ("examples/enrich/orders-tier.yaml", "enrich (all tests)"),
+    ("examples/operators/customer-tier", "enrich (all tests)"),
 ];
 
 #[test]
@@ -118,6 +120,7 @@ fn every_example_has_a_test() {
     let mut found = BTreeSet::new();
     for dir in [
         "examples/bench",
+        "examples/enrich",
         "examples/kafka",
         "examples/orders",
         "examples/savepoints",
@@ -155,6 +158,7 @@ fn every_example_has_a_test() {
             is_case
                 || [
                     "bench",
+                    "enrich",
                     "kafka",
                     "orders",
                     "operators",

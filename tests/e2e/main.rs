@@ -6,6 +6,7 @@
 //!   parallelism 1 and 2 (`BLESS=1` rewrites their expectations);
 //! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
 //! - `sandbox`: traps, deadlines, memory caps and grants;
+//! - `enrich`: async enrichment against a real HTTP service process;
 //! - `cli`: the command line itself;
 //! - `examples`: every example is run, and none is left without a test;
 //! - `api`: `sluice serve`, its REST API and the CLI client over HTTP;
@@ -16,6 +17,7 @@ mod bench;
 mod cases;
 mod cli;
 mod dashboard;
+mod enrich;
 mod examples;
 mod kafka;
 mod recovery;

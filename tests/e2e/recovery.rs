@@ -57,7 +57,19 @@ impl Lcg {
 
 /// Runs `spec` until it exits 0, killing it with SIGKILL after a random
 /// moment up to `kills` times; returns how many times it was killed.
-fn crash_loop(spec: &Path, env: &[(&str, &str)], kills: u32, seed: u64, max_ms: u64) -> u32 {
+pub fn crash_loop(spec: &Path, env: &[(&str, &str)], kills: u32, seed: u64, max_ms: u64) -> u32 {
+    crash_loop_with(spec, env, kills, seed, max_ms, &mut || {})
+}
+
+/// [`crash_loop`], calling `after_kill` after each kill (before the restart).
+pub fn crash_loop_with(
+    spec: &Path,
+    env: &[(&str, &str)],
+    kills: u32,
+    seed: u64,
+    max_ms: u64,
+    after_kill: &mut dyn FnMut(),
+) -> u32 {
     let mut rng = Lcg(seed);
     let mut killed = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -78,6 +90,7 @@ fn crash_loop(spec: &Path, env: &[(&str, &str)], kills: u32, seed: u64, max_ms: 
                 child.kill().unwrap();
                 child.wait().unwrap();
                 killed += 1;
+                after_kill();
                 continue;
             }
         }

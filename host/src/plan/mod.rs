@@ -93,6 +93,12 @@ pub enum NodeKind {
     Sink {
         factory: Arc<dyn SinkFactory>,
     },
+    /// An async enricher.
+    Enrich {
+        module: Arc<Module>,
+        settings: Arc<InstanceSettings>,
+        enrich: Arc<crate::wasm::enrich::EnrichSettings>,
+    },
 }
 
 pub enum AggregateKind {
@@ -116,6 +122,7 @@ impl NodeKind {
             NodeKind::Window { .. } => "window",
             NodeKind::Process { .. } => "process",
             NodeKind::Sink { .. } => "sink",
+            NodeKind::Enrich { .. } => "enrich",
         }
     }
 }
@@ -799,6 +806,16 @@ impl Planner<'_> {
         {
             return self.process(&p, o, inputs, key_by, w);
         }
+        if let Some(w) = &o.enrich {
+            return self.enrich(&p, o, inputs, key_by, w);
+        }
+        if o.async_io.is_some() {
+            return Err(self.err(
+                &format!("{p}.async"),
+                node,
+                "`async` tunes an async enricher: it needs `enrich`",
+            ));
+        }
         let (kind, side_ports, needs_event_time) = match (&o.wasm, &o.window, &o.aggregate) {
             (Some(w), None, None) => {
                 self.refuse(
@@ -940,6 +957,81 @@ impl Planner<'_> {
             inputs,
             key_by: Some(key),
             partition: None,
+            chain: o.chain,
+            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
+            needs_event_time: false,
+        })
+    }
+
+    /// An async enricher: `enrich` (the module) and `async` (how it runs).
+    fn enrich(
+        &self,
+        p: &str,
+        o: &spec::OperatorSpec,
+        inputs: Vec<(String, String)>,
+        key_by: Option<KeySelector>,
+        w: &WasmSpec,
+    ) -> Result<Draft, PlanError> {
+        let node = Some(o.uid.as_str());
+        self.refuse(
+            p,
+            node,
+            &[
+                ("wasm", o.wasm.is_some()),
+                ("process", o.process.is_some()),
+                ("window", o.window.is_some()),
+                ("aggregate", o.aggregate.is_some()),
+                ("allowed_lateness", o.allowed_lateness.is_some()),
+                ("output", o.output.is_some()),
+            ],
+            "does not go with `enrich` (an async enricher)",
+        )?;
+        let a = o.async_io.clone().unwrap_or_default();
+        let ap = format!("{p}.async");
+        let capacity = a.capacity.unwrap_or(100);
+        if !(1..=10_000).contains(&capacity) {
+            return Err(self.err(
+                &format!("{ap}.capacity"),
+                node,
+                format!("capacity must be between 1 and 10000, not {capacity}"),
+            ));
+        }
+        let timeout = a.timeout.map_or(Duration::from_secs(5), |d| d.0);
+        if timeout.is_zero() {
+            return Err(self.err(
+                &format!("{ap}.timeout"),
+                node,
+                "the timeout must be positive",
+            ));
+        }
+        let backoff = a.backoff.map_or(Duration::from_millis(100), |d| d.0);
+        let settings = crate::wasm::enrich::EnrichSettings {
+            capacity: capacity as usize,
+            timeout,
+            retries: a.retries.unwrap_or(2),
+            backoff,
+            max_backoff: a
+                .max_backoff
+                .map_or(Duration::from_secs(5), |d| d.0)
+                .max(backoff),
+            ordered: a.order != Some(spec::AsyncOrder::Unordered),
+        };
+        let (module, instance) = self.module(&format!("{p}.enrich"), &o.uid, w, World::Enrich)?;
+        Ok(Draft {
+            node: Node {
+                uid: o.uid.clone(),
+                kind: NodeKind::Enrich {
+                    module,
+                    settings: instance,
+                    enrich: Arc::new(settings),
+                },
+                parallelism: o.parallelism.unwrap_or(0),
+                location: self.at(p, node),
+                side_ports: Vec::new(),
+            },
+            inputs,
+            key_by,
+            partition: o.partition,
             chain: o.chain,
             explicit_parallelism: self.explicit(p, node, o.parallelism)?,
             needs_event_time: false,
@@ -1183,6 +1275,17 @@ impl Planner<'_> {
             .find_module(&w.module)
             .map_err(|m| self.err(&mp, node, m))?;
         let module = wasm::load(&path, world).map_err(|m| self.err(&mp, node, m))?;
+        let np = format!("{p}.grants.network");
+        if !w.grants.network.is_empty() && world != World::Enrich {
+            return Err(self.err(
+                &np,
+                node,
+                "network access is for async enrichers (`enrich:`) only",
+            ));
+        }
+        for rule in &w.grants.network {
+            wasm::http::NetRule::parse(rule).map_err(|m| self.err(&np, node, m))?;
+        }
         let config = serde_json::to_string(&w.config).map_err(|e| {
             self.err(
                 &format!("{p}.config"),

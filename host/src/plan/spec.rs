@@ -369,6 +369,42 @@ pub struct OperatorSpec {
     pub aggregate: Option<AggregateSpec>,
     #[serde(default)]
     pub output: Option<WindowOutputSpec>,
+    /// An async enricher (Flink's Async I/O), tuned by `async`.
+    #[serde(default)]
+    pub enrich: Option<WasmSpec>,
+    #[serde(default, rename = "async")]
+    pub async_io: Option<AsyncSpec>,
+}
+
+/// How an enricher runs (`async:`); every field has a default.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncSpec {
+    /// Records in flight per subtask (default 100).
+    #[serde(default)]
+    pub capacity: Option<u32>,
+    /// Bound on one attempt (default 5s).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Attempts after the first failure (default 2).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// First wait before a retry (default 100ms), doubling...
+    #[serde(default)]
+    pub backoff: Option<Dur>,
+    /// ... up to this (default 5s).
+    #[serde(default)]
+    pub max_backoff: Option<Dur>,
+    /// `ordered` (default) or `unordered`.
+    #[serde(default)]
+    pub order: Option<AsyncOrder>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AsyncOrder {
+    Ordered,
+    Unordered,
 }
 
 /// One JSON pointer, or several for a composite key.
@@ -422,6 +458,10 @@ pub struct GrantsSpec {
     /// Host folders the module may read.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
+    /// Addresses an async enricher may send HTTP requests to: `host:port`,
+    /// `host:*` or `host` (any port). Nothing else is reachable.
+    #[serde(default)]
+    pub network: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, PartialEq)]

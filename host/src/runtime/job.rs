@@ -669,6 +669,17 @@ fn operator(
         NodeKind::Transform { module, settings } => {
             Box::new(WasmTransform::new(module.clone(), settings.clone()))
         }
+        NodeKind::Enrich {
+            module,
+            settings,
+            enrich,
+        } => Box::new(crate::wasm::enrich::WasmEnricher::new(
+            module.clone(),
+            settings.clone(),
+            enrich.clone(),
+            subtask,
+            node.parallelism,
+        )),
         NodeKind::Window {
             settings,
             aggregate,

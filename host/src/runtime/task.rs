@@ -285,6 +285,13 @@ impl Task {
                 },
                 SourcePoll::Wait(d) => {
                     let d = wait.map_or(d, |w| w.min(d));
+                    // A chained operator with work under way wants to be
+                    // flushed sooner.
+                    let d = self
+                        .chain
+                        .iter()
+                        .filter_map(|n| n.op.wakeup())
+                        .fold(d, std::time::Duration::min);
                     tokio::select! {
                         () = tokio::time::sleep(d) => {}
                         // A barrier need not wait for the next record.
@@ -505,7 +512,10 @@ impl Task {
     /// while a channel is full).
     async fn flush(&mut self) -> Result<(), RuntimeError> {
         for i in 0..self.chain.len() {
-            if !self.chain[i].op.buffers() {
+            // An operator with work under way (an async enricher's results)
+            // is flushed too, so that its results leave.
+            let op = &self.chain[i].op;
+            if !op.buffers() && op.wakeup().is_none() {
                 continue;
             }
             let node = &mut self.chain[i];

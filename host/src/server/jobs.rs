@@ -97,9 +97,9 @@ impl Graph {
 
 fn module_of(kind: &NodeKind) -> Option<&str> {
     match kind {
-        NodeKind::Transform { module, .. } | NodeKind::Process { module, .. } => {
-            Some(&module.sha256)
-        }
+        NodeKind::Transform { module, .. }
+        | NodeKind::Process { module, .. }
+        | NodeKind::Enrich { module, .. } => Some(&module.sha256),
         NodeKind::Window {
             aggregate: AggregateKind::Wasm { module, .. } | AggregateKind::Function { module, .. },
             ..

@@ -21,6 +21,8 @@
 //! stdout or panics.
 
 pub mod aggregate;
+pub mod enrich;
+pub mod http;
 pub mod logging;
 pub mod process;
 pub mod sandbox;
@@ -42,12 +44,16 @@ wasmtime::component::bindgen!({
     ownership: Borrowing { duplicate_if_necessary: true },
     exports: { default: async },
     // An import can fail the call (a state error, a bad handle): it traps.
-    imports: { default: trappable },
+    // Outbound HTTP waits on the network: the guest's fiber yields meanwhile.
+    imports: {
+        "sluice:operator/http.fetch": async | trappable,
+        default: trappable,
+    },
 });
 
 pub use exports::sluice::operator::{
-    aggregate as wit_aggregate, migration as wit_migration, transform as wit_transform,
-    window_function as wit_window,
+    aggregate as wit_aggregate, enrich as wit_enrich, migration as wit_migration,
+    transform as wit_transform, window_function as wit_window,
 };
 
 /// The state-migration hook a keyed process module may export.
@@ -64,14 +70,16 @@ pub enum World {
     Aggregate,
     Process,
     WindowFunction,
+    Enrich,
 }
 
 impl World {
-    pub const ALL: [World; 4] = [
+    pub const ALL: [World; 5] = [
         World::Transform,
         World::Aggregate,
         World::Process,
         World::WindowFunction,
+        World::Enrich,
     ];
 
     /// The world's short name, as the API shows it.
@@ -81,6 +89,7 @@ impl World {
             World::Aggregate => "aggregate",
             World::Process => "keyed-process",
             World::WindowFunction => "window-function",
+            World::Enrich => "async-enricher",
         }
     }
 
@@ -90,6 +99,7 @@ impl World {
             World::Aggregate => "sluice:operator/aggregate-operator@0.3.0",
             World::Process => "sluice:operator/keyed-process-operator@0.3.0",
             World::WindowFunction => "sluice:operator/window-function-operator@0.3.0",
+            World::Enrich => "sluice:operator/async-enricher-operator@0.3.0",
         }
     }
 
@@ -99,6 +109,7 @@ impl World {
             World::Aggregate => "sluice:operator/aggregate@0.3.0",
             World::Process => "sluice:operator/keyed-process@0.3.0",
             World::WindowFunction => "sluice:operator/window-function@0.3.0",
+            World::Enrich => "sluice:operator/enrich@0.3.0",
         }
     }
 }
@@ -127,6 +138,7 @@ enum Exports {
     Aggregate(wit_aggregate::GuestIndices),
     Process(process::wit_process::GuestIndices),
     WindowFunction(wit_window::GuestIndices),
+    Enrich(wit_enrich::GuestIndices),
 }
 
 impl std::fmt::Debug for Module {
@@ -186,6 +198,8 @@ fn runtime() -> &'static Runtime {
             .expect("link state");
         sluice::operator::output::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link output");
+        sluice::operator::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link http");
         // Guests import the (function-less) `types` instance too.
         sluice::operator::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link types");
@@ -314,6 +328,7 @@ fn typed(
         World::WindowFunction => {
             Exports::WindowFunction(wit_window::GuestIndices::new(&pre).map_err(wrong_world)?)
         }
+        World::Enrich => Exports::Enrich(wit_enrich::GuestIndices::new(&pre).map_err(wrong_world)?),
     };
     let migration = match world {
         World::Process if component.get_export_index(None, MIGRATION_EXPORT).is_some() => Some(

@@ -386,12 +386,7 @@ impl WasmProcess {
         let Exports::Process(indices) = &self.module.exports else {
             unreachable!("module loaded for the keyed-process world");
         };
-        let guest = indices
-            .load(&mut sandbox.store, &sandbox.instance)
-            .map_err(|e| WasmError::Open {
-                uid: uid.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let guest = sandbox.exports(&uid, |store, instance| indices.load(store, instance))?;
         sandbox.arm();
         // Declarations of a restarted instance must match the first ones:
         // `declare` returns the existing handle for the same name and kind.

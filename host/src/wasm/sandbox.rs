@@ -34,6 +34,12 @@ pub struct StoreData {
     pub(crate) uid: Arc<str>,
     /// What the keyed-state imports reach during a call (empty otherwise).
     pub(crate) keyed: super::process::KeyedCall,
+    /// The addresses `http.fetch` may reach (`grants.network`), parsed and
+    /// as the spec wrote them.
+    pub(crate) network: Vec<super::http::NetRule>,
+    pub(crate) network_text: Vec<String>,
+    /// `http.fetch`'s kept-alive connection.
+    pub(crate) connection: Option<super::http::Connection>,
 }
 
 impl WasiView for StoreData {
@@ -119,6 +125,12 @@ impl Sandbox {
             b.preopened_dir(&host, &d.guest, FsPerms::ReadOnly)
                 .map_err(|e| open_err(format!("cannot grant folder {}: {e}", host.display())))?;
         }
+        let network = g
+            .network
+            .iter()
+            .map(|r| super::http::NetRule::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(open_err)?;
         let data = StoreData {
             wasi: b.build(),
             table: ResourceTable::new(),
@@ -128,6 +140,9 @@ impl Sandbox {
             },
             uid: settings.uid.clone(),
             keyed: Default::default(),
+            network,
+            network_text: g.network.clone(),
+            connection: None,
         };
         let mut store = Store::new(super::engine(), data);
         store.limiter(|d| &mut d.memory);
@@ -160,6 +175,19 @@ impl Sandbox {
             call_timeout: settings.call_timeout,
             memory_limit: settings.memory_limit,
             stderr,
+        })
+    }
+
+    /// The instance's exports of one world, loaded with `load` (that world's
+    /// `GuestIndices::load`); a failure is an open error of operator `uid`.
+    pub fn exports<T>(
+        &mut self,
+        uid: &str,
+        load: impl FnOnce(&mut Store<StoreData>, &Instance) -> wasmtime::Result<T>,
+    ) -> Result<T, WasmError> {
+        load(&mut self.store, &self.instance).map_err(|e| WasmError::Open {
+            uid: uid.to_owned(),
+            message: format!("{e:#}"),
         })
     }
 

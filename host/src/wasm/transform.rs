@@ -42,12 +42,7 @@ impl WasmTransform {
         let Exports::Transform(indices) = &self.module.exports else {
             unreachable!("module loaded for the transform world");
         };
-        let guest = indices
-            .load(&mut sandbox.store, &sandbox.instance)
-            .map_err(|e| WasmError::Open {
-                uid: uid.clone(),
-                message: format!("{e:#}"),
-            })?;
+        let guest = sandbox.exports(&uid, |store, instance| indices.load(store, instance))?;
         sandbox.arm();
         let opened = guest
             .call_open(&mut sandbox.store, &self.settings.config)
@@ -84,74 +79,18 @@ impl WasmTransform {
         output: wit_transform::TransformOutput,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
-        let contract = |message: String| {
-            RuntimeError::Wasm(WasmError::Contract {
-                uid: self.settings.uid.to_string(),
-                message,
-            })
-        };
         let wit_transform::TransformOutput {
             records,
             origins,
             errors,
         } = output;
-        let wit::BatchResult {
-            data,
-            records: metas,
-            headers: wit_headers,
-        } = records;
-        if origins.len() != metas.len() {
-            return Err(contract(format!(
-                "{} records but {} origins",
-                metas.len(),
-                origins.len()
-            )));
-        }
-        let len = data.len();
-        let mut headers = Vec::with_capacity(wit_headers.len());
-        for h in &wit_headers {
-            headers.push(HeaderMeta {
-                name: checked_span(h.name, len).map_err(contract)?,
-                value: checked_span(h.value, len).map_err(contract)?,
-            });
-        }
-        let mut batch = Batch {
-            data,
-            records: Vec::with_capacity(metas.len()),
-            headers,
-        };
-        for (m, &o) in metas.iter().zip(&origins) {
-            let from = input.records.get(o as usize).ok_or_else(|| {
-                contract(format!(
-                    "origin {o} but the input had {} records",
-                    input.len()
-                ))
-            })?;
-            if m.headers_start as u64 + m.headers_len as u64 > batch.headers.len() as u64 {
-                return Err(contract(
-                    "a record's headers reach past the header list".into(),
-                ));
-            }
-            batch.records.push(RecordMeta {
-                key: m
-                    .key
-                    .map(|k| checked_span(k, len))
-                    .transpose()
-                    .map_err(contract)?,
-                value: checked_span(m.value, len).map_err(contract)?,
-                timestamp: m.timestamp,
-                origin: from.origin,
-                headers_start: m.headers_start,
-                headers_len: m.headers_len,
-            });
-        }
+        let batch = lift(&self.settings.uid, input, records, &origins)?;
         for e in errors {
             if e.index as usize >= input.len() {
-                return Err(contract(format!(
-                    "an error for record {} of {}",
-                    e.index,
-                    input.len()
-                )));
+                return Err(contract(
+                    &self.settings.uid,
+                    format!("an error for record {} of {}", e.index, input.len()),
+                ));
             }
             out.dead_letter(input.get(e.index as usize), &e.message)?;
         }
@@ -199,4 +138,74 @@ impl Operator for WasmTransform {
         );
         result
     }
+}
+
+fn contract(uid: &str, message: String) -> RuntimeError {
+    RuntimeError::Wasm(WasmError::Contract {
+        uid: uid.to_owned(),
+        message,
+    })
+}
+
+/// A guest's output records as a host batch, checked: every span inside
+/// the data, every origin an input record (whose origin the output record
+/// takes).
+pub(super) fn lift(
+    uid: &str,
+    input: &Batch,
+    records: wit::BatchResult,
+    origins: &[u32],
+) -> Result<Batch, RuntimeError> {
+    let contract = |message: String| contract(uid, message);
+    let wit::BatchResult {
+        data,
+        records: metas,
+        headers: wit_headers,
+    } = records;
+    if origins.len() != metas.len() {
+        return Err(contract(format!(
+            "{} records but {} origins",
+            metas.len(),
+            origins.len()
+        )));
+    }
+    let len = data.len();
+    let mut headers = Vec::with_capacity(wit_headers.len());
+    for h in &wit_headers {
+        headers.push(HeaderMeta {
+            name: checked_span(h.name, len).map_err(contract)?,
+            value: checked_span(h.value, len).map_err(contract)?,
+        });
+    }
+    let mut batch = Batch {
+        data,
+        records: Vec::with_capacity(metas.len()),
+        headers,
+    };
+    for (m, &o) in metas.iter().zip(origins) {
+        let from = input.records.get(o as usize).ok_or_else(|| {
+            contract(format!(
+                "origin {o} but the input had {} records",
+                input.len()
+            ))
+        })?;
+        if m.headers_start as u64 + m.headers_len as u64 > batch.headers.len() as u64 {
+            return Err(contract(
+                "a record's headers reach past the header list".into(),
+            ));
+        }
+        batch.records.push(RecordMeta {
+            key: m
+                .key
+                .map(|k| checked_span(k, len))
+                .transpose()
+                .map_err(contract)?,
+            value: checked_span(m.value, len).map_err(contract)?,
+            timestamp: m.timestamp,
+            origin: from.origin,
+            headers_start: m.headers_start,
+            headers_len: m.headers_len,
+        });
+    }
+    Ok(batch)
 }
