@@ -366,14 +366,29 @@ fn compile_cached(engine: &Engine, bytes: &[u8], sha256: &str) -> wasmtime::Resu
     if file.exists() {
         // SAFETY: the file was written by `Component::serialize` of an engine
         // with the same compatibility hash, into sluice's own cache folder.
+        let started = std::time::Instant::now();
         match unsafe { Component::deserialize_file(engine, &file) } {
-            Ok(c) => return Ok(c),
+            Ok(c) => {
+                tracing::debug!(
+                    "loaded compiled module {} from the cache in {:.2?}",
+                    &sha256[..12],
+                    started.elapsed()
+                );
+                return Ok(c);
+            }
             Err(e) => {
                 tracing::warn!(file = %file.display(), "ignoring unusable cached module: {e}")
             }
         }
     }
+    let started = std::time::Instant::now();
     let component = Component::new(engine, bytes)?;
+    tracing::info!(
+        "compiled a {:.1} MiB module ({}) in {:.2?}; cached for the next start",
+        bytes.len() as f64 / (1 << 20) as f64,
+        &sha256[..12],
+        started.elapsed()
+    );
     if let Ok(artifact) = component.serialize() {
         let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
         let stored = std::fs::create_dir_all(&dir)

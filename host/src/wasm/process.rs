@@ -529,6 +529,7 @@ impl WasmProcess {
         let batch = self.lowering.batch(&pending.batch);
         let result = guest.call_process(&mut sandbox.store, batch, context).await;
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
+        let worn = sandbox.worn();
         let output = match result {
             Ok(o) => o,
             Err(e) => {
@@ -546,6 +547,10 @@ impl WasmProcess {
                 .into());
             }
         };
+        if worn {
+            tracing::debug!(operator = %self.uid(), "replacing an instance near its memory limit");
+            self.live = None;
+        }
         let result = self.apply(&pending, output, now, out);
         self.call.keys.clear();
         let mut recycled = pending;

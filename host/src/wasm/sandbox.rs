@@ -56,6 +56,8 @@ impl WasiView for StoreData {
 struct MemoryCap {
     limit: usize,
     hit: bool,
+    /// The largest size a linear memory has grown to.
+    used: usize,
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -69,6 +71,7 @@ impl ResourceLimiter for MemoryCap {
             self.hit = true;
             return Ok(false);
         }
+        self.used = self.used.max(desired);
         Ok(true)
     }
 
@@ -137,6 +140,7 @@ impl Sandbox {
             memory: MemoryCap {
                 limit: settings.memory_limit.min(usize::MAX as u64) as usize,
                 hit: false,
+                used: 0,
             },
             uid: settings.uid.clone(),
             keyed: Default::default(),
@@ -152,8 +156,17 @@ impl Sandbox {
             .max(1)
             + 1;
         store.set_epoch_deadline(deadline_ticks);
+        let started = std::time::Instant::now();
         let instance = match module.pre.instantiate_async(&mut store).await {
-            Ok(i) => i,
+            Ok(i) => {
+                tracing::debug!(
+                    operator = %settings.uid,
+                    "instantiated {} in {:?}",
+                    module.path.display(),
+                    started.elapsed()
+                );
+                i
+            }
             Err(e) => {
                 let msg = describe(
                     &e,
@@ -189,6 +202,16 @@ impl Sandbox {
             uid: uid.to_owned(),
             message: format!("{e:#}"),
         })
+    }
+
+    /// Whether the instance's memory has grown past three quarters of its
+    /// limit. An operator whose state lives in the host then replaces the
+    /// instance after the call rather than wait for it to fail: a guest that
+    /// leaks (componentize-js's glue does, per keyed-process call) keeps
+    /// running.
+    pub fn worn(&self) -> bool {
+        let m = &self.store.data().memory;
+        m.used > m.limit / 4 * 3
     }
 
     /// Sets the deadline for the next call.

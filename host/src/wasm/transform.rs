@@ -64,7 +64,13 @@ impl WasmTransform {
         sandbox.arm();
         let param = self.lowering.batch(batch);
         match guest.call_process(&mut sandbox.store, param).await {
-            Ok(output) => Ok(Ok(output)),
+            Ok(output) => {
+                if sandbox.worn() {
+                    tracing::debug!(operator = %self.settings.uid, "replacing an instance near its memory limit");
+                    self.live = None;
+                }
+                Ok(Ok(output))
+            }
             Err(e) => {
                 let description = sandbox.describe(&e);
                 self.live = None;
