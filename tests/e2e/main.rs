@@ -7,6 +7,7 @@
 //! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
 //! - `sandbox`: traps, deadlines, memory caps and grants;
 //! - `enrich`: async enrichment against a real HTTP service process;
+//! - `polyglot`: Python and JavaScript operators give the Rust results;
 //! - `cli`: the command line itself;
 //! - `examples`: every example is run, and none is left without a test;
 //! - `api`: `sluice serve`, its REST API and the CLI client over HTTP;
@@ -20,6 +21,7 @@ mod dashboard;
 mod enrich;
 mod examples;
 mod kafka;
+mod polyglot;
 mod recovery;
 mod sandbox;
 mod support;

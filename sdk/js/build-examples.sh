@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Builds the JavaScript example operators into OUTDIR:
+#
+#   sdk/js/build-examples.sh OUTDIR
+#
+#   examples/js/usd-orders.js        -> OUTDIR/usd_orders_js.wasm
+#   examples/js/session-detector.js  -> OUTDIR/session_detector_js.wasm
+#
+# An output newer than all its inputs (the example, the SDK's files,
+# wit/operator.wit) is left as it is. Quiet on success; on failure prints the
+# build's error and exits non-zero. Needs `npm ci --prefix sdk/js` first.
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: sdk/js/build-examples.sh OUTDIR" >&2
+    exit 2
+fi
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+out=$1
+mkdir -p "$out"
+
+# What every example depends on besides its own source.
+common=("$here/sluice.js" "$here/build.mjs" "$here/build" "$here/package-lock.json" "$root/wit/operator.wit")
+
+# up_to_date OUT INPUT...: OUT exists and is newer than every INPUT.
+up_to_date() {
+    local target=$1 input
+    shift
+    [[ -f "$target" ]] || return 1
+    for input in "$@"; do
+        [[ "$target" -nt "$input" ]] || return 1
+    done
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# build SOURCE OUTPUT: starts the build of examples/js/SOURCE in the
+# background unless OUTDIR/OUTPUT is up to date.
+pids=()
+names=()
+build() {
+    local src=$root/examples/js/$1 target=$out/$2
+    up_to_date "$target" "$src" "${common[@]}" && return 0
+    "$here/build" "$src" "$target" >"$tmp/$2.log" 2>&1 &
+    pids+=($!)
+    names+=("$1:$2")
+}
+
+build usd-orders.js usd_orders_js.wasm
+build session-detector.js session_detector_js.wasm
+
+# Both at once: each build is mostly one single-threaded process.
+status=0
+for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then
+        src=${names[$i]%%:*}
+        target=${names[$i]#*:}
+        cat "$tmp/$target.log" >&2
+        echo "sdk/js/build-examples.sh: building $out/$target from examples/js/$src failed" >&2
+        status=1
+    fi
+done
+exit $status

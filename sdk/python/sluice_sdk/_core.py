@@ -1,0 +1,428 @@
+"""What every operator kind shares: errors, config, records, JSON, logging.
+
+Nothing here imports the generated bindings (`wit_world`): the export glue
+(`sluice_sdk._exports`) hands them over with `_bind`, so that this package
+loads in every operator world and, for unit tests, under plain CPython.
+"""
+
+import dataclasses
+import json
+import types
+import typing
+
+__all__ = [
+    "Error",
+    "Config",
+    "Record",
+    "dumps",
+    "float_json",
+    "log_trace",
+    "log_debug",
+    "log_info",
+    "log_warn",
+    "log_error",
+]
+
+
+class Error(Exception):
+    """An operator error: a message for a person.
+
+    Raised from `open` it stops the job; raised from `process` it sends the
+    one input record to the dead-letter sink with `str(error)` as the message.
+    Any other exception does the same, with the message
+    `"<ExceptionType>: <text>"` (a `KeyError` says only the key otherwise).
+    """
+
+
+def error_message(e):
+    """The message an exception becomes (a record error, a failed `open`)."""
+    if isinstance(e, Error):
+        return str(e)
+    text = str(e)
+    name = type(e).__name__
+    return f"{name}: {text}" if text else name
+
+
+# --- JSON -------------------------------------------------------------------
+
+def _not_json(o):
+    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+
+try:
+    from json.encoder import c_make_encoder as _c_make_encoder
+    from json.encoder import encode_basestring as _encode_str
+except ImportError:  # pragma: no cover - CPython without the C accelerator
+    _c_make_encoder = None
+    from json.encoder import encode_basestring as _encode_str
+
+if _c_make_encoder is not None:
+    # One C encoder for the process, without the circular-reference check:
+    # what `json.dumps(o, ensure_ascii=False, separators=(",", ":"),
+    # allow_nan=False)` does, minus building an encoder per call.
+    _c_encoder = _c_make_encoder(
+        None, _not_json, _encode_str, None, ":", ",", False, False, False
+    )
+
+    def dumps(obj):
+        """`obj` as compact JSON text, as serde_json writes it: no spaces,
+        non-ASCII characters kept (not `\\u` escaped).
+
+        Floats are written by Python's `repr` (`1e+16` where serde_json
+        writes `1e16`: the same number); use `float_json` where the exact
+        text matters. NaN and infinities raise `ValueError`.
+        """
+        if type(obj) is str:
+            return _encode_str(obj)
+        return "".join(_c_encoder(obj, 0))
+
+else:  # pragma: no cover
+    _py_encoder = json.JSONEncoder(
+        ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_not_json
+    )
+    dumps = _py_encoder.encode
+
+
+def float_json(x):
+    """The JSON text serde_json (ryu) writes for the f64 `x`: `250.0`,
+    `0.00001`, `1e16`, `1.5e-7`; `null` for NaN and infinities."""
+    r = repr(x)
+    if "e" not in r:
+        if r[-1] == "f" or r[-1] == "n":  # inf, -inf, nan
+            return "null"
+        return r
+    mant, exp = r.split("e")
+    neg = mant[0] == "-"
+    if neg:
+        mant = mant[1:]
+    digits = mant.replace(".", "")
+    kk = int(exp) + 1  # the decimal point's position after the first digit
+    # repr writes an exponent below 1e-4 and from 1e16 on; ryu writes one
+    # below 1e-5 and from 1e16 on, without a `+` or leading zeros.
+    if -5 < kk <= 0:
+        s = "0." + "0" * -kk + digits
+    elif len(digits) == 1:
+        s = f"{digits}e{kk - 1}"
+    else:
+        s = f"{digits[0]}.{digits[1:]}e{kk - 1}"
+    return "-" + s if neg else s
+
+
+_decoder = json.JSONDecoder()
+try:
+    from json.scanner import c_make_scanner as _c_make_scanner
+
+    _scan = _c_make_scanner(_decoder)
+except ImportError:  # pragma: no cover
+    _scan = None
+
+
+def _json_error(e):
+    return Error(f"{e.msg} at line {e.lineno} column {e.colno}")
+
+
+def loads(text):
+    """Parses JSON text (a whole document) like `json.loads`; an `Error`
+    with the position when it is not JSON."""
+    if _scan is not None:
+        try:
+            obj, end = _scan(text, 0)
+            if end == len(text):
+                return obj
+        except StopIteration:
+            pass
+        except json.JSONDecodeError as e:
+            raise _json_error(e) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise _json_error(e) from None
+
+
+# --- config -----------------------------------------------------------------
+
+def _one_of(names):
+    names = [f"`{n}`" for n in names]
+    if not names:
+        return "there are no fields"
+    if len(names) == 1:
+        return f"expected {names[0]}"
+    if len(names) == 2:
+        return f"expected {names[0]} or {names[1]}"
+    return "expected one of " + ", ".join(names)
+
+
+def _json_kind(v):
+    if v is None:
+        return "null"
+    if type(v) is bool:
+        return f"boolean `{'true' if v else 'false'}`"
+    if type(v) is int:
+        return f"integer `{v}`"
+    if type(v) is float:
+        return f"floating point `{v!r}`"
+    if type(v) is str:
+        return f"string {dumps(v)}"
+    if type(v) is list:
+        return "a sequence"
+    return "a map"
+
+
+def _check_type(name, value, hint):
+    """Checks a config field against a simple annotation (str, int, float,
+    bool, list, dict, Optional[...] and unions of those); anything else is
+    accepted as it is."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        options = typing.get_args(hint)
+    else:
+        options = (hint,)
+    for h in options:
+        o = typing.get_origin(h) or h
+        if h is type(None) or h is None:
+            if value is None:
+                return value
+        elif o is typing.Any:
+            return value
+        elif o is float:
+            if type(value) is float:
+                return value
+            if type(value) is int:
+                return float(value)
+        elif o is int:
+            if type(value) is int:
+                return value
+        elif o is bool:
+            if type(value) is bool:
+                return value
+        elif o is str:
+            if type(value) is str:
+                return value
+        elif o is list or o is tuple:
+            if type(value) is list:
+                return value
+        elif o is dict:
+            if type(value) is dict:
+                return value
+        else:
+            return value  # not checked
+    want = " or ".join(getattr(h, "__name__", str(h)) for h in options)
+    raise ValueError(f"field `{name}`: invalid type: {_json_kind(value)}, expected {want}")
+
+
+class Config:
+    """The operator's `config` from the pipeline spec, as JSON text (`null`
+    when the spec gives none)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def __repr__(self):
+        return f"Config({self.raw!r})"
+
+    def json(self):
+        """The config parsed as JSON (`None` for `null` or nothing)."""
+        raw = self.raw.strip()
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise self._invalid(f"{e.msg} at line {e.lineno} column {e.colno}") from None
+
+    def parse(self, schema):
+        """The config as an instance of the dataclass `schema`.
+
+        `null` (no config) gives `schema()`, so give every field a default to
+        make it optional. Unknown fields are an error (a typo must not
+        silently turn a setting off), and so is a field whose value does not
+        match a simple annotation (`str`, `int`, `float`, `bool`, `list`,
+        `dict`, `Optional[...]`; an `int` is accepted for a `float`). The
+        error quotes the config, as the Rust SDK's does.
+        """
+        value = self.json()
+        if value is None:
+            try:
+                return schema()
+            except TypeError as e:
+                raise self._invalid(f"missing fields: {e}") from None
+        if type(value) is not dict:
+            raise self._invalid(f"invalid type: {_json_kind(value)}, expected struct {schema.__name__}")
+        fields = [f for f in dataclasses.fields(schema) if f.init]
+        names = [f.name for f in fields]
+        for k in value:
+            if k not in names:
+                raise self._invalid(f"unknown field `{k}`, {_one_of(names)}")
+        hints = typing.get_type_hints(schema)
+        kwargs = {}
+        for f in fields:
+            if f.name in value:
+                try:
+                    kwargs[f.name] = _check_type(f.name, value[f.name], hints.get(f.name, typing.Any))
+                except ValueError as e:
+                    raise self._invalid(str(e)) from None
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise self._invalid(f"missing field `{f.name}`")
+        return schema(**kwargs)
+
+    def _invalid(self, why):
+        raw = self.raw.strip()
+        shown = raw if len(raw) <= 200 else raw[:200] + "..."
+        return Error(f"invalid operator config {shown}: {why}")
+
+
+# --- records ----------------------------------------------------------------
+
+class Record:
+    """One input record: a view into the batch the host sent.
+
+    The SDK reuses one `Record` object for all records of a call: read what
+    you need during `process`, and do not keep the object itself (keep
+    `record.value` or what you parsed from it instead).
+    """
+
+    __slots__ = ("_data", "_text", "_meta", "_headers")
+
+    def __init__(self):
+        self._data = b""
+        self._text = None
+        self._meta = None
+        self._headers = ()
+
+    @property
+    def value(self):
+        """The value's bytes: with the JSON format, one JSON document."""
+        s = self._meta.value
+        o = s.offset
+        return self._data[o:o + s.len]
+
+    def value_str(self):
+        """The value as text; an `Error` if it is not UTF-8."""
+        s = self._meta.value
+        o = s.offset
+        text = self._text
+        if text is not None:  # the batch is ASCII: byte offsets are char offsets
+            return text[o:o + s.len]
+        try:
+            return self._data[o:o + s.len].decode()
+        except UnicodeDecodeError as e:
+            raise Error(f"record value is not UTF-8: {e}") from None
+
+    def json(self):
+        """The value parsed as JSON; an `Error` saying what is wrong and where
+        (it becomes the dead-letter message when not caught)."""
+        s = self._meta.value
+        o = s.offset
+        text = self._text
+        if text is not None:
+            text = text[o:o + s.len]
+        else:
+            try:
+                text = self._data[o:o + s.len].decode()
+            except UnicodeDecodeError as e:
+                raise Error(f"not UTF-8: {e}") from None
+        return loads(text)
+
+    @property
+    def key(self):
+        """The key's bytes (set by a `key_by` or by the source), or `None`."""
+        k = self._meta.key
+        if k is None:
+            return None
+        o = k.offset
+        return self._data[o:o + k.len]
+
+    @property
+    def timestamp(self):
+        """Event time in epoch milliseconds, or `None`."""
+        return self._meta.timestamp
+
+    @property
+    def headers(self):
+        """The headers as a list of `(name, value)` byte strings, in order; a
+        name can occur more than once."""
+        m = self._meta
+        n = m.headers_len
+        if not n:
+            return []
+        d = self._data
+        out = []
+        for h in self._headers[m.headers_start:m.headers_start + n]:
+            a, b = h.name, h.value
+            out.append((d[a.offset:a.offset + a.len], d[b.offset:b.offset + b.len]))
+        return out
+
+    def header(self, name):
+        """The value of the first header called `name` (str or bytes), or
+        `None`."""
+        if isinstance(name, str):
+            name = name.encode()
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+    def __repr__(self):
+        def show(b):
+            if b is None:
+                return "None"
+            try:
+                return repr(b.decode())
+            except UnicodeDecodeError:
+                return repr(b)
+
+        return (
+            f"Record(key={show(self.key)}, value={show(self.value)}, "
+            f"timestamp={self.timestamp!r}, headers={self.headers!r})"
+        )
+
+
+def _batch_text(data):
+    """The batch's data as `str` when it is ASCII (so that byte spans index
+    it directly), else `None`."""
+    if data.isascii():
+        return data.decode("ascii")
+    return None
+
+
+# --- logging ----------------------------------------------------------------
+
+_logging = None  # the bindings' `logging` import, set by `_bind`
+
+
+def _log(level, message):
+    if _logging is None:
+        import sys
+
+        print(f"[{level}] {message}", file=sys.stderr)
+        return
+    _logging.log(getattr(_logging.Level, level), str(message))
+
+
+def log_trace(message):
+    """A line in the host's log at trace level. A log line is a host call:
+    log per batch or per problem, not per record."""
+    _log("TRACE", message)
+
+
+def log_debug(message):
+    _log("DEBUG", message)
+
+
+def log_info(message):
+    _log("INFO", message)
+
+
+def log_warn(message):
+    _log("WARN", message)
+
+
+def log_error(message):
+    _log("ERROR", message)
+
+
+def _bind(logging_module):
+    global _logging
+    _logging = logging_module

@@ -1,0 +1,78 @@
+"""The export glue between the generated bindings (`wit_world`) and the SDK.
+
+`sdk/python/build` writes an app module that calls one of these with the
+operator class; they bind the SDK to the world's imports and return the
+classes componentize-py looks for in the app module (`Transform`,
+`KeyedProcess`, `Migration`). This runs at build time (componentize-py
+snapshots the initialized interpreter), so an error here fails the build.
+"""
+
+from . import _core, process, transform
+
+
+def _check(cls, base):
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise TypeError(f"{cls!r} is not a subclass of sluice_sdk.{base.__name__}")
+
+
+def transform_exports(cls):
+    """`Transform`, the export of the `transform-operator` world, running
+    the `sluice_sdk.Transform` subclass `cls`."""
+    _check(cls, transform.Transform)
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.exports import transform as wit_transform
+    from wit_world.imports import logging, types
+
+    _core._bind(logging)
+    transform._bind(types, wit_transform)
+    runner = transform._Runner(cls)
+
+    class Transform(exports.Transform):
+        def open(self, config):
+            message = runner.open(config)
+            if message is not None:
+                raise Err(message)
+
+        def process(self, input):
+            return runner.process(input)
+
+    return Transform
+
+
+def keyed_process_exports(cls, migrating=False):
+    """`KeyedProcess` (and `Migration` when `migrating`), the exports of the
+    `keyed-process-operator` (`keyed-process-migrating-operator`) world,
+    running the `sluice_sdk.KeyedProcess` subclass `cls`."""
+    _check(cls, process.KeyedProcess)
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.exports import keyed_process
+    from wit_world.imports import logging, output, state, types
+
+    _core._bind(logging)
+    process._bind(types, keyed_process, state, output)
+    runner = process._Runner(cls)
+
+    class KeyedProcess(exports.KeyedProcess):
+        def open(self, config):
+            message = runner.open(config)
+            if message is not None:
+                raise Err(message)
+
+        def process(self, input, context):
+            return runner.process(input, context)
+
+    if not migrating:
+        return KeyedProcess, None
+    if not callable(getattr(cls, "migrate", None)):
+        raise TypeError(f"{cls.__name__} has no migrate(self, state, from_version, item) method")
+
+    class Migration(exports.Migration):
+        def migrate(self, state, from_version, items):
+            try:
+                return runner.migrate(state, from_version, items)
+            except Exception as e:
+                raise Err(_core.error_message(e)) from None
+
+    return KeyedProcess, Migration

@@ -1,0 +1,280 @@
+"""Stand-ins for the bindings componentize-py generates from wit/operator.wit
+(`wit_world.imports.types`, `...exports.transform`, `...exports.keyed_process`,
+`...imports.state`, `...imports.output`, `...imports.logging`), so that the
+SDK's loops run under plain CPython in unit tests. The host side of `state`
+and `output` is an in-memory store, as in the Rust SDK's native stand-in."""
+
+import types as _types
+from dataclasses import dataclass
+from enum import Enum
+from typing import List, Optional
+
+
+# --- types ---
+@dataclass
+class Span:
+    offset: int
+    len: int
+
+
+@dataclass
+class Header:
+    name: Span
+    value: Span
+
+
+@dataclass
+class RecordMeta:
+    key: Optional[Span]
+    value: Span
+    timestamp: Optional[int]
+    headers_start: int
+    headers_len: int
+
+
+@dataclass
+class Batch:
+    data: bytes
+    records: List[RecordMeta]
+    headers: List[Header]
+
+
+@dataclass
+class RecordError:
+    index: int
+    message: str
+
+
+@dataclass
+class ByteList:
+    data: bytes
+    spans: List[Span]
+
+
+types = _types.SimpleNamespace(
+    Span=Span, Header=Header, RecordMeta=RecordMeta, Batch=Batch,
+    RecordError=RecordError, ByteList=ByteList,
+)
+
+
+# --- transform ---
+@dataclass
+class TransformOutput:
+    records: Batch
+    origins: List[int]
+    errors: List[RecordError]
+
+
+transform = _types.SimpleNamespace(TransformOutput=TransformOutput)
+
+
+# --- keyed-process ---
+class TimeDomain(Enum):
+    EVENT_TIME = 0
+    PROCESSING_TIME = 1
+
+
+@dataclass
+class Timer:
+    key: int
+    time: int
+    domain: TimeDomain
+
+
+@dataclass
+class KeyedInput:
+    keys: ByteList
+    record_keys: List[int]
+    watermarks: List[int]
+    end_watermark: int
+    processing_time: int
+    timers: List[Timer]
+    values: ByteList
+
+
+@dataclass
+class ValueWrite:
+    state: int
+    key: int
+    value: Optional[Span]
+
+
+@dataclass
+class TimerChange:
+    timer: Timer
+    registered: bool
+
+
+@dataclass
+class KeyedOutput:
+    records: Batch
+    origins: List[int]
+    ports: List[int]
+    timer_changes: List[TimerChange]
+    value_data: bytes
+    value_writes: List[ValueWrite]
+    errors: List[RecordError]
+
+
+keyed_process = _types.SimpleNamespace(
+    TimeDomain=TimeDomain, Timer=Timer, KeyedInput=KeyedInput, ValueWrite=ValueWrite,
+    TimerChange=TimerChange, KeyedOutput=KeyedOutput,
+)
+
+
+# --- state and output: an in-memory host ---
+class StateKind(Enum):
+    VALUE = 0
+    LIST = 1
+    MAP = 2
+
+
+@dataclass
+class StateDescriptor:
+    name: str
+    kind: StateKind
+    ttl_ms: Optional[int]
+    version: int
+
+
+class Err(Exception):
+    def __init__(self, value):
+        super().__init__(value)
+        self.value = value
+
+
+class Host:
+    """What the host keeps: declared states, side outputs, list and map
+    states by (handle, key index)."""
+
+    def __init__(self):
+        self.declared = []
+        self.sides = []
+        self.lists = {}
+        self.maps = {}
+
+    def module(self):
+        h = self
+
+        def declare(d):
+            for i, (name, kind, version) in enumerate(h.declared):
+                if name == d.name:
+                    if kind == d.kind and version == d.version:
+                        return i
+                    raise Err(f"state `{d.name}` is already declared as another kind or version")
+            h.declared.append((d.name, d.kind, d.version))
+            return len(h.declared) - 1
+
+        def side_output(name):
+            if name not in h.sides:
+                h.sides.append(name)
+            return h.sides.index(name) + 1
+
+        def byte_list(items):
+            data, spans = b"", []
+            for it in items:
+                spans.append(Span(len(data), len(it)))
+                data += it
+            return ByteList(data, spans)
+
+        def list_get(s, k):
+            return byte_list(h.lists.get((s, k), []))
+
+        def list_add(s, k, e):
+            h.lists.setdefault((s, k), []).append(bytes(e))
+
+        def list_update(s, k, es):
+            h.lists[(s, k)] = [es.data[sp.offset:sp.offset + sp.len] for sp in es.spans]
+
+        def map_get(s, k, uk):
+            return h.maps.get((s, k), {}).get(bytes(uk))
+
+        def map_put(s, k, uk, v):
+            h.maps.setdefault((s, k), {})[bytes(uk)] = bytes(v)
+
+        def map_remove(s, k, uk):
+            h.maps.get((s, k), {}).pop(bytes(uk), None)
+
+        def map_entries(s, k):
+            m = h.maps.get((s, k), {})
+            ks = sorted(m)
+            return byte_list(ks), byte_list([m[x] for x in ks])
+
+        def clear(s, k):
+            h.lists.pop((s, k), None)
+            h.maps.pop((s, k), None)
+
+        state = _types.SimpleNamespace(
+            StateKind=StateKind, StateDescriptor=StateDescriptor, declare=declare,
+            list_get=list_get, list_add=list_add, list_update=list_update, map_get=map_get,
+            map_put=map_put, map_remove=map_remove, map_entries=map_entries, clear=clear,
+        )
+        output = _types.SimpleNamespace(side_output=side_output)
+        return state, output
+
+
+def bind(host=None):
+    """Binds the SDK to these stand-ins; returns the in-memory host."""
+    from sluice_sdk import _core, process, transform as tr
+
+    host = host or Host()
+    state, output = host.module()
+    _core._bind(None)
+    tr._bind(types, transform)
+    process._bind(types, keyed_process, state, output)
+    return host
+
+
+# --- helpers to build inputs and read outputs ---
+def batch(values, keys=None, timestamps=None, headers=None):
+    data = bytearray()
+    metas, hs = [], []
+
+    def put(b):
+        if isinstance(b, str):
+            b = b.encode()
+        off = len(data)
+        data.extend(b)
+        return Span(off, len(b))
+
+    for i, v in enumerate(values):
+        k = keys[i] if keys else None
+        ks = put(k) if k is not None else None
+        vs = put(v)
+        start = len(hs)
+        for n, hv in (headers[i] if headers else []):
+            hs.append(Header(put(n), put(hv)))
+        metas.append(RecordMeta(ks, vs, timestamps[i] if timestamps else None, start, len(hs) - start))
+    return Batch(bytes(data), metas, hs)
+
+
+def byte_list(items):
+    data, spans = b"", []
+    for it in items:
+        if isinstance(it, str):
+            it = it.encode()
+        spans.append(Span(len(data), len(it)))
+        data += it
+    return ByteList(data, spans)
+
+
+ABSENT_SPAN = Span(0xFFFFFFFF, 0)
+
+
+def records_of(b):
+    """(key, value, timestamp, headers) of every record of an output batch."""
+    d = b.data
+    out = []
+    for m in b.records:
+        key = None if m.key is None else d[m.key.offset:m.key.offset + m.key.len]
+        value = d[m.value.offset:m.value.offset + m.value.len]
+        hs = [
+            (d[h.name.offset:h.name.offset + h.name.len], d[h.value.offset:h.value.offset + h.value.len])
+            for h in b.headers[m.headers_start:m.headers_start + m.headers_len]
+        ]
+        out.append((key, value, m.timestamp, hs))
+    return out
+
+
+def values_of(b):
+    return [r[1].decode() for r in records_of(b)]

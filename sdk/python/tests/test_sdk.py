@@ -1,0 +1,391 @@
+"""Unit tests of the Python SDK and the Python examples, under plain CPython
+with stand-in bindings (no Wasm, no componentize-py):
+
+    python3 -m unittest discover -s sdk/python/tests
+
+The keyed-process cases are those of the Rust SDK's `process.rs` tests, so
+that both SDKs replay a call the same way."""
+
+import importlib.util
+import sys
+import unittest
+from pathlib import Path
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the examples
+
+HERE = Path(__file__).resolve().parent
+SDK = HERE.parent
+REPO = SDK.parent.parent
+sys.path.insert(0, str(SDK))
+sys.path.insert(0, str(HERE))
+
+import fake_bindings as fb  # noqa: E402
+from sluice_sdk import (  # noqa: E402
+    Config, Error, KeyedProcess, PROCESSING_TIME, Transform, float_json,
+)
+from sluice_sdk import process as P  # noqa: E402
+from sluice_sdk import transform as T  # noqa: E402
+
+I64_MIN = -(1 << 63)
+
+
+def load_example(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / "python" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run_transform(cls, config, batch):
+    r = T._Runner(cls)
+    err = r.open(config)
+    if err is not None:
+        raise AssertionError(err)
+    return r.process(batch)
+
+
+def order(i, amount, currency, status):
+    return (f'{{"order_id":"o-{i}","customer_id":"c-9","amount":{amount},"currency":"{currency}",'
+            f'"status":"{status}","event_ts":1699999996432}}')
+
+
+class FloatJson(unittest.TestCase):
+    def test_matches_serde_json(self):
+        cases = [
+            (250.0, "250.0"), (151.27200000000002, "151.27200000000002"), (0.0125, "0.0125"),
+            (1e16, "1e16"), (1.5e16, "1.5e16"), (1e-5, "0.00001"), (1.234e-5, "0.00001234"),
+            (1e-7, "1e-7"), (1.5e-7, "1.5e-7"), (-2.5e-6, "-2.5e-6"), (1e300, "1e300"),
+            (123456789012345.6, "123456789012345.6"), (0.0, "0.0"), (-0.0, "-0.0"),
+            (float("nan"), "null"), (float("inf"), "null"),
+        ]
+        for x, want in cases:
+            self.assertEqual(float_json(x), want, repr(x))
+
+
+class UsdOrders(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        fb.bind()
+        cls.mod = load_example("usd_orders")
+
+    def test_keeps_by_status_and_amount_and_converts(self):
+        inputs = [
+            order(1, "137.52", "EUR", "COMPLETED"),
+            order(2, "100.00", "USD", "COMPLETED"),
+            order(3, "500.00", "GBP", "PENDING"),
+            order(4, "100.01", "GBP", "COMPLETED"),
+            order(5, "250.00", "USD", "COMPLETED"),
+        ]
+        out = run_transform(self.mod.UsdOrders, '{"status": "COMPLETED", "min_amount": 100.0}', fb.batch(inputs))
+        self.assertEqual(out.errors, [])
+        self.assertEqual(fb.values_of(out.records), [
+            '{"order_id":"o-1","customer_id":"c-9","amount_usd":151.27200000000002}',
+            '{"order_id":"o-4","customer_id":"c-9","amount_usd":125.0125}',
+            '{"order_id":"o-5","customer_id":"c-9","amount_usd":250.0}',
+        ])
+        self.assertEqual(out.origins, [0, 3, 4])
+
+    def test_no_config_keeps_everything(self):
+        inputs = [order(1, "0.01", "GBP", "CANCELLED"), order(2, "3.00", "EUR", "PENDING")]
+        out = run_transform(self.mod.UsdOrders, "null", fb.batch(inputs))
+        self.assertEqual(fb.values_of(out.records), [
+            '{"order_id":"o-1","customer_id":"c-9","amount_usd":0.0125}',
+            '{"order_id":"o-2","customer_id":"c-9","amount_usd":3.3000000000000003}',
+        ])
+
+    def test_bad_records_are_record_errors(self):
+        inputs = [
+            order(1, "200.00", "JPY", "COMPLETED"),
+            "not json",
+            '{"order_id":"o-3"}',
+            order(4, "200.00", "JPY", "PENDING"),
+        ]
+        out = run_transform(self.mod.UsdOrders, '{"status": "COMPLETED"}', fb.batch(inputs))
+        self.assertEqual(fb.values_of(out.records), [])
+        self.assertEqual([e.index for e in out.errors], [0, 1, 2])
+        self.assertEqual(out.errors[0].message, 'unknown currency "JPY" (expected USD, EUR or GBP)')
+        self.assertTrue(out.errors[1].message.startswith("Expecting value at line 1 column 1"), out.errors[1])
+        self.assertTrue(out.errors[2].message.startswith("missing field"), out.errors[2])
+
+    def test_output_keeps_key_timestamp_and_headers(self):
+        b = fb.batch([order(1, "1.00", "USD", "COMPLETED")], keys=["c-9"], timestamps=[1699999996432],
+                     headers=[[("trace", "t-1")]])
+        out = run_transform(self.mod.UsdOrders, "null", b)
+        [(key, _, ts, hs)] = fb.records_of(out.records)
+        self.assertEqual((key, ts, hs), (b"c-9", 1699999996432, [(b"trace", b"t-1")]))
+
+    def test_config_typos_fail_open(self):
+        r = T._Runner(self.mod.UsdOrders)
+        err = r.open('{"min_ammount": 1}')
+        self.assertIn("unknown field `min_ammount`", err)
+        self.assertIn("invalid type", T._Runner(self.mod.UsdOrders).open('{"min_amount": "x"}'))
+
+
+class TransformLoop(unittest.TestCase):
+    def setUp(self):
+        fb.bind()
+
+    def test_failed_record_emits_nothing_and_custom_fields(self):
+        class Op(Transform):
+            def process(self, record, out):
+                out.emit(b"a")
+                out.emit_json({"v": record.value_str(), "k": record.key and record.key.decode()},
+                              key="new", timestamp=None, headers=[("h", "x")])
+                if record.value == b"bad":
+                    raise ValueError("nope")
+                out.forward()
+
+        b = fb.batch(["ok", "bad", "é"], keys=["k1", None, "k3"], timestamps=[1, 2, 3])
+        out = run_transform(Op, "null", b)
+        recs = fb.records_of(out.records)
+        self.assertEqual(recs, [
+            (b"k1", b"a", 1, []),
+            (b"new", b'{"v":"ok","k":"k1"}', None, [(b"h", b"x")]),
+            (b"k1", b"ok", 1, []),
+            (b"k3", b"a", 3, []),
+            (b"new", '{"v":"é","k":"k3"}'.encode(), None, [(b"h", b"x")]),
+            (b"k3", "é".encode(), 3, []),
+        ])
+        self.assertEqual(out.origins, [0, 0, 0, 2, 2, 2])
+        self.assertEqual([(e.index, e.message) for e in out.errors], [(1, "ValueError: nope")])
+
+    def test_not_opened_fails_every_record(self):
+        r = T._Runner(Transform)
+        out = r.process(fb.batch(["a", "b"]))
+        self.assertEqual([e.message for e in out.errors], ["operator not opened"] * 2)
+
+    def test_record_accessors(self):
+        seen = []
+
+        class Op(Transform):
+            def process(self, record, out):
+                seen.append((record.key, record.value, record.timestamp, record.headers,
+                             record.header("trace"), record.header(b"nope"), record.json()))
+
+        b = fb.batch(['{"a":1}'], keys=["c-1"], timestamps=[7],
+                     headers=[[("trace", "t1"), ("src", "kafka"), ("trace", "t2")]])
+        run_transform(Op, "null", b)
+        self.assertEqual(seen, [(b"c-1", b'{"a":1}', 7, [(b"trace", b"t1"), (b"src", b"kafka"), (b"trace", b"t2")],
+                                 b"t1", None, {"a": 1})])
+
+    def test_non_utf8_value(self):
+        class Op(Transform):
+            def process(self, record, out):
+                record.value_str()
+
+        out = run_transform(Op, "null", fb.Batch(b"\xff\xfe", [fb.RecordMeta(None, fb.Span(0, 2), None, 0, 0)], []))
+        self.assertTrue(out.errors[0].message.startswith("record value is not UTF-8"), out.errors)
+
+
+class Summer(KeyedProcess):
+    """Sums values per key and emits the sum at a timer 10 ms after the first
+    record; "bad" fails after writing (the Rust SDK's test operator)."""
+
+    def open(self, config, setup):
+        self.sum = setup.value_state("sum")
+        self.late = setup.side_output("late")
+
+    def process(self, record, ctx):
+        ts = record.timestamp or 0
+        if ts <= ctx.current_watermark:
+            ctx.emit_to(self.late, record.value)
+            return
+        old = self.sum.get(ctx)
+        try:
+            v = int(record.value_str())
+        except ValueError:
+            v = 1
+        self.sum.set(ctx, (old or 0) + v)
+        if old is None:
+            ctx.register_event_time_timer(ts + 10)
+        if record.value_str() == "bad":
+            ctx.emit(b"never")
+            raise Error("bad record")
+
+    def on_timer(self, timer, ctx):
+        ctx.emit_json({"at": timer.time, "sum": self.sum.get(ctx) or 0})
+        self.sum.clear(ctx)
+
+
+def keyed_input(record_keys, watermarks, end, nkeys, nvs=1):
+    return fb.KeyedInput(
+        keys=fb.byte_list(["a", "b"][:nkeys]),
+        record_keys=record_keys,
+        watermarks=watermarks,
+        end_watermark=end,
+        processing_time=0,
+        timers=[],
+        values=fb.ByteList(b"", [fb.ABSENT_SPAN] * (nkeys * nvs)),
+    )
+
+
+def opened(cls, config="null", host=None):
+    fb.bind(host)
+    r = P._Runner(cls)
+    err = r.open(config)
+    if err is not None:
+        raise AssertionError(err)
+    return r
+
+
+class KeyedProcessLoop(unittest.TestCase):
+    def test_timers_fire_between_records_as_the_watermark_passes_them(self):
+        r = opened(Summer)
+        b = fb.batch(["1", "2", "4"], timestamps=[100, 105, 120])
+        out = r.process(b, keyed_input([0, 1, 0], [50, 60, 112], 200, 2))
+        self.assertEqual(fb.values_of(out.records),
+                         ['{"at":110,"sum":1}', '{"at":115,"sum":2}', '{"at":130,"sum":4}'])
+        self.assertEqual(out.origins, [P.NO_ORIGIN] * 3)
+        self.assertEqual(out.records.records[0].timestamp, 110)
+        self.assertEqual([(c.timer.time, c.registered) for c in out.timer_changes],
+                         [(110, True), (115, True), (110, False), (130, True), (115, False), (130, False)])
+        self.assertEqual(len(out.value_writes), 2)
+        self.assertTrue(all(w.value is None for w in out.value_writes))
+        # Every emitted record carries its key.
+        self.assertEqual([k for k, *_ in fb.records_of(out.records)], [b"a", b"b", b"a"])
+
+    def test_late_records_go_to_the_side_output_and_failures_are_undone(self):
+        r = opened(Summer)
+        late_port = r.op.late.port
+        b = fb.batch(["7", "bad", "3"], timestamps=[10, 100, 100])
+        out = r.process(b, keyed_input([0, 1, 1], [50, 50, 50], 60, 2))
+        self.assertEqual(fb.values_of(out.records), ["7"])
+        self.assertEqual(out.ports, [late_port])
+        self.assertEqual([(e.index, e.message) for e in out.errors], [(1, "bad record")])
+        self.assertEqual(len(out.value_writes), 1)
+        w = out.value_writes[0]
+        self.assertEqual((w.key, out.value_data[w.value.offset:w.value.offset + w.value.len]), (1, b"3"))
+        self.assertEqual([(c.timer.time, c.registered) for c in out.timer_changes], [(110, True)])
+
+    def test_processing_time_timers_fire_at_the_start_of_a_call_and_never_within_it(self):
+        class ProcTimers(KeyedProcess):
+            def process(self, record, ctx):
+                ctx.register_processing_time_timer(ctx.current_processing_time + 10)
+
+            def on_timer(self, timer, ctx):
+                ctx.emit_json({"at": timer.time, "domain": timer.domain.name})
+
+        r = opened(ProcTimers)
+        inp = keyed_input([0], [0], 0, 1, nvs=0)
+        inp.processing_time = 500
+        inp.timers = [fb.Timer(0, 490, fb.TimeDomain.PROCESSING_TIME)]
+        out = r.process(fb.batch(["x"], timestamps=[1]), inp)
+        self.assertEqual(fb.values_of(out.records), ['{"at":490,"domain":"PROCESSING_TIME"}'])
+        self.assertIsNone(out.records.records[0].timestamp)
+        self.assertEqual([(c.timer.time, c.registered, c.timer.domain) for c in out.timer_changes],
+                         [(490, False, fb.TimeDomain.PROCESSING_TIME), (510, True, fb.TimeDomain.PROCESSING_TIME)])
+
+    def test_values_from_the_host_are_read_and_timers_from_the_host_fire(self):
+        r = opened(Summer)
+        inp = keyed_input([0], [250], 250, 1)
+        inp.values = fb.byte_list(["40"])
+        inp.timers = [fb.Timer(0, 240, fb.TimeDomain.EVENT_TIME)]
+        out = r.process(fb.batch(["5"], timestamps=[300]), inp)
+        self.assertEqual(fb.values_of(out.records), ['{"at":240,"sum":40}'])
+        w = out.value_writes[0]
+        self.assertEqual(out.value_data[w.value.offset:w.value.offset + w.value.len], b"5")
+
+    def test_failing_timer_raises(self):
+        class Bad(KeyedProcess):
+            def process(self, record, ctx):
+                ctx.register_event_time_timer(5)
+
+            def on_timer(self, timer, ctx):
+                raise Error("broken")
+
+        r = opened(Bad)
+        with self.assertRaisesRegex(RuntimeError, r"on_timer\(5\) failed: broken"):
+            r.process(fb.batch(["x"], timestamps=[1]), keyed_input([0], [0], 10, 1, nvs=0))
+
+    def test_timer_state_is_not_undone_by_a_failing_record(self):
+        """What a timer did before a record stays when the record fails."""
+
+        class Op(KeyedProcess):
+            def open(self, config, setup):
+                self.v = setup.value_state("v")
+
+            def process(self, record, ctx):
+                if record.value == b"fail":
+                    self.v.set(ctx, "from-failed-record")
+                    raise Error("x")
+                ctx.register_event_time_timer(record.timestamp)
+
+            def on_timer(self, timer, ctx):
+                self.v.set(ctx, timer.time)
+                ctx.register_event_time_timer(timer.time + 1000)
+
+        r = opened(Op)
+        out = r.process(fb.batch(["ok", "fail"], timestamps=[5, 6]), keyed_input([0, 0], [0, 10], 10, 1))
+        [w] = out.value_writes
+        self.assertEqual(out.value_data[w.value.offset:w.value.offset + w.value.len], b"5")
+        self.assertEqual([(c.timer.time, c.registered) for c in out.timer_changes],
+                         [(5, True), (5, False), (1005, True)])
+
+    def test_list_and_map_state_encoding_matches_the_rust_sdk(self):
+        class Op(KeyedProcess):
+            def open(self, config, setup):
+                self.l = setup.list_state("l", ttl=1.5)
+                self.m = setup.map_state("m", version=2)
+
+            def process(self, record, ctx):
+                self.l.add(ctx, {"x": 1.0})
+                self.l.add(ctx, "é")
+                self.m.put(ctx, "k", [1, 2])
+                self.m.put(ctx, 7, None)
+                ctx.emit_json({"l": self.l.get(ctx), "m": self.m.entries(ctx), "has": self.m.contains(ctx, "k"),
+                               "get": self.m.get(ctx, "zz", "dflt")})
+
+        host = fb.Host()
+        r = opened(Op, host=host)
+        out = r.process(fb.batch(["x"], timestamps=[1]), keyed_input([0], [0], 0, 1, nvs=0))
+        self.assertEqual(host.lists[(0, 0)], [b'{"x":1.0}', '"é"'.encode()])
+        self.assertEqual(host.maps[(1, 0)], {b'"k"': b"[1,2]", b"7": b"null"})
+        self.assertEqual(fb.values_of(out.records),
+                         ['{"l":[{"x":1.0},"é"],"m":[["k",[1,2]],[7,null]],"has":true,"get":"dflt"}'])
+        self.assertEqual([(d[0], d[1].name, d[2]) for d in host.declared], [("l", "LIST", 1), ("m", "MAP", 2)])
+
+    def test_session_detector_example(self):
+        mod = load_example("session_detector")
+        r = opened(mod.SessionDetector, '{"gap_ms": 100}')
+        k = '"c-1"'
+        b = fb.batch(["r1", "r2", "r3", "r4", "r5"], timestamps=[1000, 1050, 1300, 1100, 1299])
+        inp = fb.KeyedInput(
+            keys=fb.byte_list([k]), record_keys=[0] * 5,
+            watermarks=[I64_MIN, 995, 1045, 1295, 1295], end_watermark=1500, processing_time=0,
+            timers=[], values=fb.ByteList(b"", [fb.ABSENT_SPAN] * 3))
+        out = r.process(b, inp)
+        self.assertEqual(fb.values_of(out.records), [
+            '{"customer_id":"c-1","session_start":1000,"session_end":1150,"count":2,"early_close":true}',
+            'r4',
+            '{"customer_id":"c-1","session_start":1299,"session_end":1400,"count":2}',
+        ])
+        ports = dict((name, i + 1) for i, name in enumerate(["late", "dropped_ooo"]))
+        self.assertEqual(out.ports, [0, ports["late"], 0])
+        self.assertIn("unknown field `gap`", P._Runner(mod.SessionDetector).open('{"gap": 1}'))
+        self.assertEqual(P._Runner(mod.SessionDetector).open('{"gap_ms": 0}'), "gap_ms must be positive")
+
+
+class Configs(unittest.TestCase):
+    def test_parse(self):
+        from dataclasses import dataclass, field
+        from typing import List, Optional
+
+        @dataclass
+        class S:
+            a: int = 1
+            b: Optional[float] = None
+            c: List[str] = field(default_factory=list)
+
+        self.assertEqual(Config("null").parse(S), S())
+        self.assertEqual(Config("").parse(S), S())
+        self.assertEqual(Config('{"b": 2, "c": ["x"]}').parse(S), S(1, 2.0, ["x"]))
+        with self.assertRaisesRegex(Error, "unknown field `d`, expected one of `a`, `b`, `c`"):
+            Config('{"d": 1}').parse(S)
+        with self.assertRaisesRegex(Error, "field `a`: invalid type: floating point `1.5`, expected int"):
+            Config('{"a": 1.5}').parse(S)
+        with self.assertRaisesRegex(Error, "invalid operator config"):
+            Config("{").parse(S)
+
+
+if __name__ == "__main__":
+    unittest.main()
