@@ -93,6 +93,11 @@ pub struct Sandbox {
     call_timeout: Duration,
     memory_limit: u64,
     stderr: GuestOutput,
+    /// Calls armed so far (`open` included).
+    calls: u64,
+    /// Whether [`Sandbox::worn`] warned that the instance was past the mark
+    /// after one call (it is then never replaced for its memory).
+    warned: bool,
 }
 
 impl Sandbox {
@@ -188,6 +193,8 @@ impl Sandbox {
             call_timeout: settings.call_timeout,
             memory_limit: settings.memory_limit,
             stderr,
+            calls: 0,
+            warned: false,
         })
     }
 
@@ -209,14 +216,32 @@ impl Sandbox {
     /// instance after the call rather than wait for it to fail: a guest that
     /// leaks (componentize-js's glue does, per keyed-process call) keeps
     /// running.
-    pub fn worn(&self) -> bool {
+    ///
+    /// An instance that is past that mark after its first call is kept (a
+    /// new one would be no better) and logged once: its limit is too low.
+    pub fn worn(&mut self) -> bool {
         let m = &self.store.data().memory;
-        m.used > m.limit / 4 * 3
+        if m.used <= m.limit / 4 * 3 || self.warned {
+            return false;
+        }
+        // `open` and one call.
+        if self.calls <= 2 {
+            tracing::warn!(
+                operator = %self.store.data().uid,
+                "the module uses {:.1} MiB of its {:.1} MiB memory limit after one call; raise `memory_limit`",
+                m.used as f64 / (1 << 20) as f64,
+                m.limit as f64 / (1 << 20) as f64
+            );
+            self.warned = true;
+            return false;
+        }
+        true
     }
 
     /// Sets the deadline for the next call.
     #[inline]
     pub fn arm(&mut self) {
+        self.calls += 1;
         self.store.set_epoch_deadline(self.deadline_ticks);
     }
 
