@@ -47,7 +47,11 @@ if ! python3 -c "import componentize_py, importlib.metadata as m; assert m.versi
     echo "scripts/setup.sh: installing componentize-py==0.25.1 (builds the Python example operators)" >&2
     python3 -m pip install --quiet -r sdk/python/requirements.txt >&2
 fi
-if [ ! -x sdk/js/node_modules/.bin/jco ] && [ -f sdk/js/package-lock.json ]; then
+if ! command -v npm >/dev/null; then
+    apt_install "the JavaScript operators are built with Node.js packages" nodejs npm
+fi
+if [ ! -x sdk/js/node_modules/.bin/jco ] \
+    || [ sdk/js/package-lock.json -nt sdk/js/node_modules/.package-lock.json ]; then
     echo "scripts/setup.sh: installing sdk/js's npm packages (componentize-js, jco: build the JavaScript example operators)" >&2
     npm ci --prefix sdk/js --no-audit --no-fund --loglevel=error >&2
 fi
