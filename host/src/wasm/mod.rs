@@ -383,20 +383,28 @@ fn compile_cached(engine: &Engine, bytes: &[u8], sha256: &str) -> wasmtime::Resu
     }
     let started = std::time::Instant::now();
     let component = Component::new(engine, bytes)?;
-    tracing::info!(
-        "compiled a {:.1} MiB module ({}) in {:.2?}; cached for the next start",
-        bytes.len() as f64 / (1 << 20) as f64,
-        &sha256[..12],
-        started.elapsed()
-    );
-    if let Ok(artifact) = component.serialize() {
-        let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
-        let stored = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&tmp, &artifact))
-            .and_then(|()| std::fs::rename(&tmp, &file));
-        if let Err(e) = stored {
-            tracing::debug!(dir = %dir.display(), "cannot cache the compiled module: {e}");
+    let took = started.elapsed();
+    let stored = match component.serialize() {
+        Ok(artifact) => {
+            let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&tmp, &artifact))
+                .and_then(|()| std::fs::rename(&tmp, &file))
+                .map_err(|e| format!("cannot write to {}: {e}", dir.display()))
         }
+        Err(e) => Err(format!("{e:#}")),
+    };
+    let size = bytes.len() as f64 / (1 << 20) as f64;
+    match stored {
+        Ok(()) => tracing::info!(
+            "compiled a {size:.1} MiB module ({}) in {took:.2?}; later starts load it from {}",
+            &sha256[..12],
+            dir.display()
+        ),
+        Err(e) => tracing::info!(
+            "compiled a {size:.1} MiB module ({}) in {took:.2?}; not cached: {e}",
+            &sha256[..12]
+        ),
     }
     Ok(component)
 }
