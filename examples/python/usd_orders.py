@@ -30,7 +30,7 @@ or `sdk/python/build-examples.sh OUTDIR` for both Python examples.
 from dataclasses import dataclass
 from typing import Optional
 
-from sluice_sdk import Error, Transform, float_json, log_info
+from sluice_sdk import Error, Transform, float_json, json_kind, log_info
 from sluice_sdk import dumps as json_str
 
 
@@ -48,34 +48,19 @@ USD_RATE = {"USD": 1.0, "EUR": 1.1, "GBP": 1.25}
 FIELDS = (("order_id", str), ("customer_id", str), ("amount", float), ("currency", str), ("status", str))
 
 
-def kind(v):
-    """A JSON value as serde's messages name it."""
-    if v is None:
-        return "null"
-    if type(v) is bool:
-        return "boolean `%s`" % ("true" if v else "false")
-    if type(v) is int:
-        return "integer `%d`" % v
-    if type(v) is float:
-        return "floating point `%s`" % float_json(v)
-    if type(v) is str:
-        return "string " + json_str(v)
-    return "a sequence" if type(v) is list else "a map"
-
-
 def bad_order(order):
     """The error for a value that is not an order, worded as serde's (less
     the position)."""
     if type(order) is not dict:
-        return Error(f"invalid type: {kind(order)}, expected struct Order")
+        return Error(f"invalid type: {json_kind(order)}, expected struct Order")
     for name, want in FIELDS:
         if name not in order:
             return Error(f"missing field `{name}`")
         v = order[name]
         if want is float and type(v) is not float and type(v) is not int:
-            return Error(f"invalid type: {kind(v)}, expected f64")
+            return Error(f"invalid type: {json_kind(v)}, expected f64")
         if want is str and type(v) is not str:
-            return Error(f"invalid type: {kind(v)}, expected a borrowed string")
+            return Error(f"invalid type: {json_kind(v)}, expected a borrowed string")
     return Error("not an order")
 
 

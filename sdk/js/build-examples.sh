@@ -5,6 +5,7 @@
 #
 #   examples/js/usd-orders.js        -> OUTDIR/usd_orders_js.wasm
 #   examples/js/session-detector.js  -> OUTDIR/session_detector_js.wasm
+#   examples/js/customer-tier.js     -> OUTDIR/customer_tier_js.wasm
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit) is left as it is. Quiet on success; on failure prints the
@@ -50,8 +51,9 @@ build() {
 
 build usd-orders.js usd_orders_js.wasm
 build session-detector.js session_detector_js.wasm
+build customer-tier.js customer_tier_js.wasm
 
-# Both at once: each build is mostly one single-threaded process.
+# All at once: each build is mostly one single-threaded process.
 status=0
 for i in "${!pids[@]}"; do
     if ! wait "${pids[$i]}"; then

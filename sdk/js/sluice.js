@@ -16,6 +16,20 @@
 //       },
 //     });
 //
+// An async enricher (world `async-enricher-operator`): a transform that
+// may call out over HTTP (the host's `http`, to the hosts the spec grants),
+// one record per call:
+//
+//     import { defineEnricher, http } from "sluice";
+//     export const enrich = defineEnricher({
+//       open(config) { this.url = config.parse({ url: "" }).url; },
+//       process(record, out) {
+//         const order = record.json();
+//         order.tier = http.get(this.url + order.customer_id).ok().json().tier;
+//         out.emitJson(order);
+//       },
+//     });
+//
 // A keyed process function (world `keyed-process-operator`; add
 // `export const migration = defineMigration(op)` for
 // `keyed-process-migrating-operator`):
@@ -43,9 +57,10 @@
 //   `null`).
 // * Map state keys are stored as their JSON text, as in Rust: strings and
 //   integers give the same bytes in both SDKs; prefer them over floats.
-// * Throwing from `process` is the record's error (dead letter) with the
-//   exception's message; throwing from `onTimer` fails the call (a trap), and
-//   so the job, as an `Err` from Rust's `on_timer` does.
+// * Throwing from `process` is the record's error (dead letter; for an
+//   enricher, a failed attempt the host retries) with the exception's
+//   message; throwing from `onTimer` fails the call (a trap), and so the
+//   job, as an `Err` from Rust's `on_timer` does.
 
 import { log as hostLog } from "sluice:operator/logging@0.3.0";
 import {
@@ -60,6 +75,9 @@ import {
   clear as hostClear,
 } from "sluice:operator/state@0.3.0";
 import { sideOutput as hostSideOutput } from "sluice:operator/output@0.3.0";
+// Only in `async-enricher-operator`; the build drops the import from modules
+// that do not use `http`.
+import { fetch as hostFetch } from "sluice:operator/http@0.3.0";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 const UTF8_LOSSY = new TextDecoder("utf-8");
@@ -145,7 +163,7 @@ function toJson(value) {
 /// for messages like a Rust module's.
 export function describeJson(v) {
   if (v === null) return "null";
-  if (Array.isArray(v)) return "a sequence";
+  if (Array.isArray(v)) return "sequence";
   switch (typeof v) {
     case "string":
       return `string ${JSON.stringify(v)}`;
@@ -154,7 +172,7 @@ export function describeJson(v) {
     case "boolean":
       return `boolean \`${v}\``;
     default:
-      return "a map";
+      return "map";
   }
 }
 
@@ -647,8 +665,14 @@ class Output {
 /// input record to the dead-letter sink with the message; what it emitted
 /// is discarded, and the batch goes on.
 export function defineTransform(op) {
+  return transformExport(op, "defineTransform");
+}
+
+/// The export of `defineTransform` and `defineEnricher` (`transform` and
+/// `enrich` have the same functions and output).
+function transformExport(op, what) {
   if (typeof op?.process !== "function") {
-    throw new TypeError("defineTransform: the operator needs a process(record, out) method");
+    throw new TypeError(`${what}: the operator needs a process(record, out) method`);
   }
   let opened = false;
   const input = new Input();
@@ -704,6 +728,162 @@ export function defineTransform(op) {
       };
     },
   };
+}
+
+// ---------------------------------------------------------------------------
+// Async enricher: outbound HTTP and the `enrich` export
+
+/// `s` as Rust's `{:?}` writes a string (quoted, `\"`, `\\`, `\n`, `\u{1}`):
+/// for error messages like a Rust module's.
+function debugString(s) {
+  let out = '"';
+  for (const ch of s) {
+    const c = ch.codePointAt(0);
+    if (ch === '"') out += '\\"';
+    else if (ch === "\\") out += "\\\\";
+    else if (ch === "\n") out += "\\n";
+    else if (ch === "\r") out += "\\r";
+    else if (ch === "\t") out += "\\t";
+    else if (c === 0) out += "\\0";
+    else if (c < 0x20 || (c >= 0x7f && c < 0xa0)) out += `\\u{${c.toString(16)}}`;
+    else out += ch;
+  }
+  return out + '"';
+}
+
+/// The start of a body (60 bytes at most, lossy UTF-8), quoted, as the Rust
+/// SDK quotes it in its errors.
+function bodyStart(body) {
+  return debugString(UTF8_LOSSY.decode(body.subarray(0, Math.min(body.length, 60))));
+}
+
+/// A response of `http.fetch`: any status (check it, or call `ok()`),
+/// `headers` as `[name, value]` strings in order, and the whole `body`
+/// (a Uint8Array).
+class HttpResponse {
+  constructor(status, headers, body) {
+    this.status = status;
+    this.headers = headers;
+    this.body = body;
+  }
+
+  /// The body as text; throws if it is not UTF-8.
+  text() {
+    try {
+      return UTF8.decode(this.body);
+    } catch (e) {
+      throw new Error(`the response body is not UTF-8: ${message(e)}`);
+    }
+  }
+
+  /// The body parsed as JSON. `check(value)`, if given, is called with the
+  /// parsed value and its result returned; what it throws (an Error or a
+  /// string: "missing field `tier`") counts as the body not being the JSON
+  /// expected, like serde's typed parse in Rust. The error quotes the start
+  /// of the body:
+  /// `the response body is not the JSON expected (...): "<html>..."`.
+  json(check) {
+    let value;
+    try {
+      value = JSON.parse(UTF8.decode(this.body));
+      if (typeof check === "function") value = check(value);
+    } catch (e) {
+      // SpiderMonkey's messages start with where they come from.
+      const why = message(e).replace(/^JSON\.parse: /, "");
+      throw new Error(`the response body is not the JSON expected (${why}): ${bodyStart(this.body)}`);
+    }
+    return value;
+  }
+
+  /// This response if its status is 2xx; else throws `HTTP status 500:
+  /// "<start of the body>"`.
+  ok() {
+    if (this.status >= 200 && this.status < 300) return this;
+    throw new Error(`HTTP status ${this.status}: ${bodyStart(this.body)}`);
+  }
+
+  /// The value of the first header called `name` (case-insensitive), or
+  /// `null`.
+  header(name) {
+    const want = String(name).toLowerCase();
+    for (const [n, v] of this.headers) {
+      if (n.toLowerCase() === want) return v;
+    }
+    return null;
+  }
+}
+
+function requestHeaders(headers) {
+  if (headers === undefined || headers === null) return [];
+  const pairs = Array.isArray(headers) ? headers : Object.entries(headers);
+  return pairs.map((h) => {
+    if (!Array.isArray(h) || h.length !== 2) {
+      throw new TypeError("request headers must be [name, value] pairs or an object of name: value");
+    }
+    return [String(h[0]), String(h[1])];
+  });
+}
+
+function requestBody(body) {
+  if (body === undefined || body === null) return new Uint8Array(0);
+  if (typeof body === "string") return ENCODER.encode(body);
+  if (isBytes(body)) return body;
+  throw new TypeError("a request body must be a string or a Uint8Array (JSON.stringify other values)");
+}
+
+/// Outbound HTTP, for async enrichers (world `async-enricher-operator`;
+/// the host's `sluice:operator/http`, not the web's `fetch`).
+///
+/// Plain `http://` only, and only to the hosts and ports the pipeline spec
+/// grants the operator (`grants.network`): a request anywhere else stops
+/// the job with an error naming the operator and the host. The host bounds
+/// each enrichment by `async.timeout`, so these have no timeout of their
+/// own. The call blocks: the host runs up to `async.capacity` instances at
+/// once instead.
+export const http = {
+  /// Sends a request and reads the whole response. `headers`: `[name,
+  /// value]` pairs or an object; `body`: a string (UTF-8) or bytes. Throws
+  /// on a transport failure (connection refused, closed, not HTTP) with the
+  /// host's message; any status, 500 included, is a response.
+  fetch(method, url, headers = [], body = null) {
+    const request = {
+      method: String(method),
+      url: String(url),
+      headers: requestHeaders(headers),
+      body: requestBody(body),
+    };
+    let r;
+    try {
+      r = hostFetch(request);
+    } catch (e) {
+      // The bindings throw the `err` string as the error's payload.
+      const payload = e !== null && typeof e === "object" ? e.payload : undefined;
+      throw new Error(typeof payload === "string" ? payload : message(e));
+    }
+    return new HttpResponse(r.status, r.headers, r.body);
+  },
+
+  /// `GET url` (with optional `headers`).
+  get(url, headers = []) {
+    return http.fetch("GET", url, headers, null);
+  },
+
+  Response: HttpResponse,
+};
+
+/// The `enrich` export of an async enricher (Flink's Async I/O; world
+/// `async-enricher-operator`): `export const enrich = defineEnricher(op)`.
+///
+/// `op` is a transform's (`open(config)`, `process(record, out)`, see
+/// `defineTransform`); `process` typically asks a service with `http.get`
+/// and emits the record enriched. The host calls it with one record at a
+/// time, up to the spec's `async.capacity` calls at once on as many
+/// instances, so blocking in `http.fetch` does not hold up the pipeline.
+/// Throwing from `process` fails this attempt: the host retries the record
+/// with backoff (`async.retries`), then sends it to the dead-letter sink
+/// with the message.
+export function defineEnricher(op) {
+  return transformExport(op, "defineEnricher");
 }
 
 // ---------------------------------------------------------------------------

@@ -125,6 +125,14 @@ const COVERED: &[(&str, &str)] = &[
         "polyglot::python_operators_give_the_rust_results",
     ),
     (
+        "examples/python/customer_tier.py",
+        "enrich::python_and_javascript_enrichers_give_the_rust_results",
+    ),
+    (
+        "examples/js/customer-tier.js",
+        "enrich::python_and_javascript_enrichers_give_the_rust_results",
+    ),
+    (
         "examples/bench/w5-js.yaml",
         "polyglot::javascript_operators_give_the_rust_results",
     ),

@@ -1,6 +1,10 @@
 // A stand-in for the sluice host in the SDK's unit tests: the WIT imports
-// (`logging`, `state`, `output`) as in-memory modules, and `load`, which
-// bundles an operator module with the SDK against them and imports it.
+// (`logging`, `state`, `output`, `http`) as in-memory modules, and `load`,
+// which bundles an operator module with the SDK against them and imports it.
+//
+// `http.fetch` records each request in `host().requests` and answers with
+// what `host().http(request)` returns: `{status, headers, body}` (body a
+// string or bytes) or `{err: "message"}` for a transport failure.
 //
 // The state store behaves as the Rust SDK's native stand-in
 // (guest-sdk/src/state.rs): keyed by state handle and key index.
@@ -57,6 +61,18 @@ export function mapEntries(s, key) {
   return [byteList(es.map(([, [uk]]) => uk)), byteList(es.map(([, [, v]]) => v))];
 }
 export function clear(s, key) { host.lists.delete(k(s, key)); host.maps.delete(k(s, key)); }
+// The bindings' error for an import's \`err\`: the value is the payload.
+class ComponentError extends Error {
+  constructor(value) { super(String(value)); this.payload = value; }
+}
+export function fetch(request) {
+  (host.requests ??= []).push(request);
+  if (typeof host.http !== "function") throw new Error("the stand-in host has no http handler (set host().http)");
+  const r = host.http(request);
+  if (r.err !== undefined) throw new ComponentError(r.err);
+  const body = typeof r.body === "string" ? enc.encode(r.body) : (r.body ?? new Uint8Array(0));
+  return { status: r.status ?? 200, headers: r.headers ?? [], body };
+}
 `;
 
 /// The stand-in's recorded logs and store (shared by every loaded module).
@@ -74,7 +90,7 @@ export async function load(source) {
     const input = join(dir, "op.js");
     await writeFile(input, source);
     const alias = { sluice: join(here, "..", "sluice.js") };
-    for (const i of ["logging", "state", "output"]) alias[`sluice:operator/${i}@0.3.0`] = hostPath;
+    for (const i of ["logging", "state", "output", "http"]) alias[`sluice:operator/${i}@0.3.0`] = hostPath;
     const bundle = await rollup({
       input,
       plugins: [{ name: "stand-in", resolveId: (id) => alias[id] ?? null }],

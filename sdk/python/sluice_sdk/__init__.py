@@ -2,8 +2,9 @@
 
 A sluice operator is a WebAssembly component that the host runs in a
 sandbox. With this package you write it as a Python class, subclassing
-`Transform` (map, filter, flat-map) or `KeyedProcess` (keyed state, timers,
-side outputs), in one module, and build that module into a component with
+`Transform` (map, filter, flat-map), `KeyedProcess` (keyed state, timers,
+side outputs) or `Enricher` (a transform that asks an outside service, with
+`sluice_sdk.http`), in one module, and build that module into a component with
 
     sdk/python/build my_operator.py my_operator.wasm
 
@@ -39,6 +40,7 @@ from ._core import (
     Record,
     dumps,
     float_json,
+    json_kind,
     loads,
     log_debug,
     log_error,
@@ -46,6 +48,8 @@ from ._core import (
     log_trace,
     log_warn,
 )
+from . import http
+from .enrich import Enricher
 from .process import (
     Context,
     Domain,
@@ -67,6 +71,7 @@ __all__ = [
     "Context",
     "Domain",
     "EVENT_TIME",
+    "Enricher",
     "Error",
     "KeyedProcess",
     "ListState",
@@ -81,6 +86,8 @@ __all__ = [
     "ValueState",
     "dumps",
     "float_json",
+    "http",
+    "json_kind",
     "loads",
     "log_debug",
     "log_error",

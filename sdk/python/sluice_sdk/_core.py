@@ -16,6 +16,7 @@ __all__ = [
     "Record",
     "dumps",
     "float_json",
+    "json_kind",
     "log_trace",
     "log_debug",
     "log_info",
@@ -152,7 +153,9 @@ def _one_of(names):
     return "expected one of " + ", ".join(names)
 
 
-def _json_kind(v):
+def json_kind(v):
+    """A JSON value as serde's "invalid type" messages name it: `null`,
+    ``integer `5` ``, `string "x"`, `sequence`, `map`, ..."""
     if v is None:
         return "null"
     if type(v) is bool:
@@ -160,12 +163,12 @@ def _json_kind(v):
     if type(v) is int:
         return f"integer `{v}`"
     if type(v) is float:
-        return f"floating point `{v!r}`"
+        return f"floating point `{float_json(v)}`"
     if type(v) is str:
         return f"string {dumps(v)}"
     if type(v) is list:
-        return "a sequence"
-    return "a map"
+        return "sequence"
+    return "map"
 
 
 def _check_type(name, value, hint):
@@ -207,7 +210,30 @@ def _check_type(name, value, hint):
         else:
             return value  # not checked
     want = " or ".join(getattr(h, "__name__", str(h)) for h in options)
-    raise ValueError(f"field `{name}`: invalid type: {_json_kind(value)}, expected {want}")
+    raise ValueError(f"field `{name}`: invalid type: {json_kind(value)}, expected {want}")
+
+
+def _from_json(value, schema, deny_unknown):
+    """The parsed JSON `value` as an instance of the dataclass `schema`, as
+    serde derives it: a `ValueError` saying what does not fit. Fields without
+    a default are required; with `deny_unknown`, other fields are an error
+    (else ignored)."""
+    if type(value) is not dict:
+        raise ValueError(f"invalid type: {json_kind(value)}, expected struct {schema.__name__}")
+    fields = [f for f in dataclasses.fields(schema) if f.init]
+    names = [f.name for f in fields]
+    if deny_unknown:
+        for k in value:
+            if k not in names:
+                raise ValueError(f"unknown field `{k}`, {_one_of(names)}")
+    hints = typing.get_type_hints(schema)
+    kwargs = {}
+    for f in fields:
+        if f.name in value:
+            kwargs[f.name] = _check_type(f.name, value[f.name], hints.get(f.name, typing.Any))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ValueError(f"missing field `{f.name}`")
+    return schema(**kwargs)
 
 
 class Config:
@@ -248,24 +274,10 @@ class Config:
                 return schema()
             except TypeError as e:
                 raise self._invalid(f"missing fields: {e}") from None
-        if type(value) is not dict:
-            raise self._invalid(f"invalid type: {_json_kind(value)}, expected struct {schema.__name__}")
-        fields = [f for f in dataclasses.fields(schema) if f.init]
-        names = [f.name for f in fields]
-        for k in value:
-            if k not in names:
-                raise self._invalid(f"unknown field `{k}`, {_one_of(names)}")
-        hints = typing.get_type_hints(schema)
-        kwargs = {}
-        for f in fields:
-            if f.name in value:
-                try:
-                    kwargs[f.name] = _check_type(f.name, value[f.name], hints.get(f.name, typing.Any))
-                except ValueError as e:
-                    raise self._invalid(str(e)) from None
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise self._invalid(f"missing field `{f.name}`")
-        return schema(**kwargs)
+        try:
+            return _from_json(value, schema, deny_unknown=True)
+        except ValueError as e:
+            raise self._invalid(str(e)) from None
 
     def _invalid(self, why):
         raw = self.raw.strip()

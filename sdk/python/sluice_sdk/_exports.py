@@ -3,11 +3,11 @@
 `sdk/python/build` writes an app module that calls one of these with the
 operator class; they bind the SDK to the world's imports and return the
 classes componentize-py looks for in the app module (`Transform`,
-`KeyedProcess`, `Migration`). This runs at build time (componentize-py
+`KeyedProcess`, `Migration`, `Enrich`). This runs at build time (componentize-py
 snapshots the initialized interpreter), so an error here fails the build.
 """
 
-from . import _core, process, transform
+from . import _core, http, process, transform
 
 
 def _check(cls, base):
@@ -28,7 +28,33 @@ def transform_exports(cls):
     transform._bind(types, wit_transform)
     runner = transform._Runner(cls)
 
-    class Transform(exports.Transform):
+    return _batch_export(exports.Transform, runner, Err)
+
+
+def enrich_exports(cls):
+    """`Enrich`, the export of the `async-enricher-operator` world, running
+    the `sluice_sdk.Enricher` subclass `cls` (any `Transform` subclass runs,
+    as with the Rust SDK's `export_enrich!`)."""
+    _check(cls, transform.Transform)
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.exports import enrich as wit_enrich
+    from wit_world.imports import http as wit_http
+    from wit_world.imports import logging, types
+
+    _core._bind(logging)
+    transform._bind(types)
+    http._bind(wit_http, Err)
+    runner = transform._Runner(cls, wit_enrich.EnrichOutput)
+
+    return _batch_export(exports.Enrich, runner, Err)
+
+
+def _batch_export(base, runner, Err):
+    """The export class of a world whose `open` and `process(batch)` a
+    `transform._Runner` serves (transform, enrich)."""
+
+    class Export(base):
         def open(self, config):
             message = runner.open(config)
             if message is not None:
@@ -37,7 +63,7 @@ def transform_exports(cls):
         def process(self, input):
             return runner.process(input)
 
-    return Transform
+    return Export
 
 
 def keyed_process_exports(cls, migrating=False):

@@ -12,14 +12,18 @@ NOT_OPENED = "operator not opened"
 _Span = _RecordMeta = _Header = _Batch = _RecordError = _TransformOutput = None
 
 
-def _bind(types_module, transform_module):
+def _bind(types_module, transform_module=None):
+    """Binds the loop to the world's `types` (and, in the transform world,
+    to the `transform` export's types; the enrich world gives its output
+    type to `_Runner` instead)."""
     global _Span, _RecordMeta, _Header, _Batch, _RecordError, _TransformOutput
     _Span = types_module.Span
     _RecordMeta = types_module.RecordMeta
     _Header = types_module.Header
     _Batch = types_module.Batch
     _RecordError = types_module.RecordError
-    _TransformOutput = transform_module.TransformOutput
+    if transform_module is not None:
+        _TransformOutput = transform_module.TransformOutput
 
 
 class Transform:
@@ -129,10 +133,13 @@ class Output:
 
 
 class _Runner:
-    """One instance's operator, behind the `transform` exports."""
+    """One instance's operator, behind the `transform` exports (or the
+    `enrich` ones: `output` is then their `enrich-output` type, which has
+    the fields of `transform-output`)."""
 
-    def __init__(self, cls):
+    def __init__(self, cls, output=None):
         self.cls = cls
+        self.output = output
         self.op = None
         self.record = Record()
         self.out = Output()
@@ -154,9 +161,10 @@ class _Runner:
         errors = []
         op = self.op
         data = batch.data
+        make_output = self.output or _TransformOutput
         if op is None:
             errors = [_RecordError(i, NOT_OPENED) for i in range(len(metas))]
-            return _TransformOutput(_Batch(b"", [], []), [], errors)
+            return make_output(_Batch(b"", [], []), [], errors)
         # The output's data starts with a copy of the input's, so that
         # records keeping the input's key and headers (or its whole value)
         # point at the same bytes: nothing is copied or allocated for them.
@@ -190,4 +198,4 @@ class _Runner:
                 errors.append(_RecordError(i, error_message(e)))
             i += 1
         rec._meta = out._meta = None
-        return _TransformOutput(_Batch(bytes(buf), records, headers), origins, errors)
+        return make_output(_Batch(bytes(buf), records, headers), origins, errors)

@@ -1,13 +1,15 @@
 """Stand-ins for the bindings componentize-py generates from wit/operator.wit
 (`wit_world.imports.types`, `...exports.transform`, `...exports.keyed_process`,
-`...imports.state`, `...imports.output`, `...imports.logging`), so that the
-SDK's loops run under plain CPython in unit tests. The host side of `state`
-and `output` is an in-memory store, as in the Rust SDK's native stand-in."""
+`...exports.enrich`, `...imports.state`, `...imports.output`,
+`...imports.http`, `...imports.logging`), so that the SDK's loops run under
+plain CPython in unit tests. The host side of `state` and `output` is an
+in-memory store, as in the Rust SDK's native stand-in; that of `http` is a
+function of the request (`Web`)."""
 
 import types as _types
 from dataclasses import dataclass
 from enum import Enum
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 
 # --- types ---
@@ -66,6 +68,54 @@ class TransformOutput:
 
 
 transform = _types.SimpleNamespace(TransformOutput=TransformOutput)
+
+
+# --- enrich ---
+@dataclass
+class EnrichOutput:
+    records: Batch
+    origins: List[int]
+    errors: List[RecordError]
+
+
+enrich = _types.SimpleNamespace(EnrichOutput=EnrichOutput)
+
+
+# --- http: a function of the request ---
+@dataclass
+class Request:
+    method: str
+    url: str
+    headers: List[Tuple[str, str]]
+    body: bytes
+
+
+@dataclass
+class Response:
+    status: int
+    headers: List[Tuple[str, str]]
+    body: bytes
+
+
+class Web:
+    """The host side of `http`: `handler(request)` returns a `Response`, or
+    a str for a transport failure; `requests` keeps what was sent."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.requests = []
+
+    def module(self):
+        def fetch(request):
+            assert isinstance(request, Request) and isinstance(request.body, bytes)
+            assert all(isinstance(n, str) and isinstance(v, str) for n, v in request.headers)
+            self.requests.append(request)
+            r = self.handler(request)
+            if isinstance(r, str):
+                raise Err(r)
+            return r
+
+        return _types.SimpleNamespace(Request=Request, Response=Response, fetch=fetch)
 
 
 # --- keyed-process ---
@@ -213,15 +263,17 @@ class Host:
         return state, output
 
 
-def bind(host=None):
-    """Binds the SDK to these stand-ins; returns the in-memory host."""
-    from sluice_sdk import _core, process, transform as tr
+def bind(host=None, web=None):
+    """Binds the SDK to these stand-ins (`http` to `web`, a `Web`, when
+    given); returns the in-memory host."""
+    from sluice_sdk import _core, http, process, transform as tr
 
     host = host or Host()
     state, output = host.module()
     _core._bind(None)
     tr._bind(types, transform)
     process._bind(types, keyed_process, state, output)
+    http._bind(web.module() if web else None, Err)
     return host
 
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE))
 
 import fake_bindings as fb  # noqa: E402
 from sluice_sdk import (  # noqa: E402
-    Config, Error, KeyedProcess, PROCESSING_TIME, Transform, float_json,
+    Config, Enricher, Error, KeyedProcess, PROCESSING_TIME, Transform, float_json, http,
 )
 from sluice_sdk import process as P  # noqa: E402
 from sluice_sdk import transform as T  # noqa: E402
@@ -385,6 +385,218 @@ class Configs(unittest.TestCase):
             Config('{"a": 1.5}').parse(S)
         with self.assertRaisesRegex(Error, "invalid operator config"):
             Config("{").parse(S)
+
+
+def tier_service(mode="ok"):
+    """The stand-in of examples/enrich/tier_service.py."""
+    def handle(req):
+        prefix = "http://tiers/customers/"
+        if mode == "down":
+            return "cannot connect to tiers:80: Connection refused (os error 111)"
+        if mode == "error":
+            return fb.Response(500, [], b'{"error":"internal"}')
+        if mode == "garbage":
+            return fb.Response(200, [("Content-Type", "text/html")], b"<html>tier service</html>")
+        if mode == "no-tier":
+            return fb.Response(200, [], b'{"customer_id":"c-1"}')
+        customer = req.url[len(prefix):]
+        k = int(customer.split("-", 1)[1])
+        t = "gold" if k % 10 == 0 else "silver" if k % 3 == 0 else "bronze"
+        return fb.Response(200, [("Content-Type", "application/json")],
+                           ('{"customer_id": "%s", "tier": "%s"}' % (customer, t)).encode())
+    return fb.Web(handle)
+
+
+def run_enrich(cls, config, batch):
+    r = T._Runner(cls, fb.EnrichOutput)
+    err = r.open(config)
+    if err is not None:
+        raise AssertionError(err)
+    return r.process(batch)
+
+
+class Http(unittest.TestCase):
+    def tearDown(self):
+        fb.bind()
+
+    def test_fetch_sends_the_request_and_reads_the_response(self):
+        web = fb.Web(lambda req: fb.Response(201, [("X-Id", "7"), ("x-id", "8")], b'{"a": [1, 2.5]}'))
+        fb.bind(web=web)
+        r = http.fetch("POST", "http://svc/x", {"Content-Type": "application/json"}, '{"q":"é"}')
+        self.assertEqual(web.requests, [fb.Request("POST", "http://svc/x", [("Content-Type", "application/json")],
+                                                   '{"q":"é"}'.encode())])
+        self.assertEqual(r.status, 201)
+        self.assertIs(r.ok(), r)
+        self.assertEqual(r.json(), {"a": [1, 2.5]})
+        self.assertEqual(r.text(), '{"a": [1, 2.5]}')
+        self.assertEqual(r.header("X-ID"), "7")
+        self.assertIsNone(r.header("y"))
+        http.get("http://svc/y")
+        self.assertEqual(web.requests[-1], fb.Request("GET", "http://svc/y", [], b""))
+
+    def test_errors_say_what_and_quote_the_body_as_the_rust_sdk(self):
+        fb.bind(web=fb.Web(lambda req: "cannot connect to svc:80: Connection refused"))
+        with self.assertRaises(Error) as e:
+            http.get("http://svc/")
+        self.assertEqual(str(e.exception), "cannot connect to svc:80: Connection refused")
+
+        r = http.Response(500, [], b'{"error":"internal"}')
+        with self.assertRaises(Error) as e:
+            r.ok()
+        self.assertEqual(str(e.exception), r'HTTP status 500: "{\"error\":\"internal\"}"')
+        r = http.Response(200, [], b"<html>tier service</html>\n\t\x01" + b"x" * 100)
+        with self.assertRaises(Error) as e:
+            r.json()
+        self.assertEqual(str(e.exception),
+                         "the response body is not the JSON expected (Expecting value at line 1 column 1): "
+                         '"<html>tier service</html>\\n\\t\\u{1}' + "x" * 32 + '"')
+        # A cut UTF-8 sequence at byte 60 and invalid UTF-8 are shown lossily.
+        r = http.Response(404, [], b"a" * 59 + "é".encode())
+        with self.assertRaisesRegex(Error, '^HTTP status 404: "a{59}\ufffd"$'):
+            r.ok()
+        r = http.Response(200, [], b"\xff")
+        with self.assertRaisesRegex(Error, r"^the response body is not UTF-8: "):
+            r.text()
+        with self.assertRaisesRegex(Error, r'^the response body is not the JSON expected \(not UTF-8: .*\): "\ufffd"$'):
+            r.json()
+
+    def test_json_into_a_dataclass(self):
+        from dataclasses import dataclass
+        from typing import Optional
+
+        @dataclass
+        class Customer:
+            tier: str
+            since: Optional[int] = None
+
+        r = http.Response(200, [], b'{"customer_id":"c-1","tier":"gold"}')
+        self.assertEqual(r.json(Customer), Customer("gold"))
+        r = http.Response(200, [], b'{"customer_id":"c-1"}')
+        with self.assertRaises(Error) as e:
+            r.json(Customer)
+        self.assertEqual(str(e.exception),
+                         'the response body is not the JSON expected (missing field `tier`): "{\\"customer_id\\":\\"c-1\\"}"')
+        with self.assertRaisesRegex(Error, r"\(field `tier`: invalid type: integer `1`, expected str\)"):
+            http.Response(200, [], b'{"tier":1}').json(Customer)
+        with self.assertRaisesRegex(Error, r"\(invalid type: sequence, expected struct Customer\)"):
+            http.Response(200, [], b"[]").json(Customer)
+        self.assertIn("(no string `tier`)", str(r.not_expected("no string `tier`")))
+
+    def test_http_outside_an_enricher(self):
+        fb.bind()
+        with self.assertRaisesRegex(Error, "only available to enrichers"):
+            http.get("http://svc/")
+
+
+class EnrichLoop(unittest.TestCase):
+    def tearDown(self):
+        fb.bind()
+
+    def test_an_enricher_is_a_transform_with_the_enrich_output(self):
+        fb.bind(web=fb.Web(lambda req: fb.Response(200, [], req.url.rsplit("/", 1)[1].encode())))
+
+        class Upper(Enricher):
+            def process(self, record, out):
+                reply = http.get("http://svc/" + record.value_str()).ok().text()
+                if reply == "bad":
+                    out.emit("partial")
+                    raise Error("bad record")
+                out.emit(reply.upper(), key="k")
+
+        out = run_enrich(Upper, "null", fb.batch(["abc"], timestamps=[5]))
+        self.assertIsInstance(out, fb.EnrichOutput)
+        self.assertEqual(fb.records_of(out.records), [(b"k", b"ABC", 5, [])])
+        self.assertEqual((out.origins, out.errors), ([0], []))
+        out = run_enrich(Upper, "null", fb.batch(["bad"]))
+        self.assertEqual((fb.values_of(out.records), out.origins), ([], []))
+        self.assertEqual(out.errors, [fb.RecordError(0, "bad record")])
+        r = T._Runner(Upper, fb.EnrichOutput)
+        out = r.process(fb.batch(["abc"]))
+        self.assertIsInstance(out, fb.EnrichOutput)
+        self.assertEqual(out.errors, [fb.RecordError(0, "operator not opened")])
+
+    def test_customer_tier_example(self):
+        mod = load_example("customer_tier")
+        web = tier_service()
+        fb.bind(web=web)
+        config = '{"url": "http://tiers/customers/"}'
+        inputs = [
+            '{"order_id":"o-1","customer_id":"c-1","amount":137.52,"currency":"USD","status":"PENDING","event_ts":1699999996432}',
+            '{"order_id":"o-2","customer_id":"c-12","amount":14.90,"currency":"USD","status":"COMPLETED","event_ts":1699999999206}',
+            '{"order_id":"o-3","customer_id":"c-30","amount":1e-7,"nested":{"b":1,"a":[2.0,1e16]}}',
+        ]
+        want = [
+            '{"amount":137.52,"currency":"USD","customer_id":"c-1","event_ts":1699999996432,"order_id":"o-1","status":"PENDING","tier":"bronze"}',
+            '{"amount":14.9,"currency":"USD","customer_id":"c-12","event_ts":1699999999206,"order_id":"o-2","status":"COMPLETED","tier":"silver"}',
+            '{"amount":1e-7,"customer_id":"c-30","nested":{"a":[2.0,1e16],"b":1},"order_id":"o-3","tier":"gold"}',
+        ]
+        for value, expected in zip(inputs, want):
+            out = run_enrich(mod.CustomerTier, config, fb.batch([value], keys=["c"], timestamps=[7], headers=[[("h", "v")]]))
+            self.assertEqual(out.errors, [])
+            self.assertEqual(fb.records_of(out.records), [(b"c", expected.encode(), 7, [(b"h", b"v")])])
+            self.assertEqual(out.origins, [0])
+        self.assertEqual([r.url for r in web.requests],
+                         ["http://tiers/customers/c-1", "http://tiers/customers/c-12", "http://tiers/customers/c-30"])
+
+        def error(value, mode="ok"):
+            fb.bind(web=tier_service(mode))
+            out = run_enrich(mod.CustomerTier, config, fb.batch([value]))
+            self.assertEqual((out.records.records, out.origins), ([], []))
+            return out.errors[0].message
+
+        self.assertEqual(error(inputs[0], "error"), 'HTTP status 500: "{\\"error\\":\\"internal\\"}"')
+        self.assertEqual(error(inputs[0], "garbage"),
+                         "the response body is not the JSON expected (Expecting value at line 1 column 1): "
+                         '"<html>tier service</html>"')
+        self.assertEqual(error(inputs[0], "no-tier"),
+                         'the response body is not the JSON expected (missing field `tier`): "{\\"customer_id\\":\\"c-1\\"}"')
+        self.assertEqual(error(inputs[0], "down"), "cannot connect to tiers:80: Connection refused (os error 111)")
+        self.assertEqual(error('{"order_id":"o-1"}'), "the order has no string customer_id")
+        self.assertEqual(error('{"customer_id":7}'), "the order has no string customer_id")
+        self.assertEqual(error("[1]"), "invalid type: sequence, expected a map")
+        self.assertEqual(error("{"), "Expecting property name enclosed in double quotes at line 1 column 2")
+
+        r = T._Runner(mod.CustomerTier, fb.EnrichOutput)
+        self.assertEqual(r.open("null"), "config needs `url`, the service's address (customer ids are appended)")
+        self.assertIn("unknown field `uri`, expected `url`", r.open('{"uri": "http://x/"}'))
+        self.assertIn("field `url`: invalid type: integer `1`, expected str", r.open('{"url": 1}'))
+
+
+class BuildWorlds(unittest.TestCase):
+    """`sdk/python/build` picks the world from the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        from importlib.machinery import SourceFileLoader
+        loader = SourceFileLoader("sluice_build", str(SDK / "build"))
+        spec = importlib.util.spec_from_loader("sluice_build", loader)
+        cls.build = importlib.util.module_from_spec(spec)
+        loader.exec_module(cls.build)
+
+    def find(self, source, wanted=None):
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "op.py"
+            path.write_text(source)
+            return self.build.find_operator(path, wanted)
+
+    def test_kinds(self):
+        self.assertEqual(self.find("from sluice_sdk import Enricher\nclass A(Enricher): pass\n"),
+                         ("A", "enrich", False))
+        self.assertEqual(self.find("import sluice_sdk\nclass A(sluice_sdk.Enricher): pass\n"),
+                         ("A", "enrich", False))
+        self.assertEqual(self.find("from sluice_sdk import Enricher as E\nclass B(E): pass\nclass A(B): pass\n"),
+                         ("A", "enrich", False))
+        self.assertEqual(self.find("from sluice_sdk import Transform\nclass A(Transform): pass\n"),
+                         ("A", "transform", False))
+        self.assertEqual(self.find("from sluice_sdk import KeyedProcess\nclass A(KeyedProcess):\n"
+                                   "    def migrate(self, s, v, i): return i\n"),
+                         ("A", "keyed-process", True))
+        for name in ("usd_orders", "session_detector", "customer_tier"):
+            kind = self.build.find_operator(REPO / "examples" / "python" / f"{name}.py", None)[1]
+            self.assertEqual(self.build.WORLDS[kind], {"usd_orders": "transform-operator",
+                                                       "session_detector": "keyed-process-operator",
+                                                       "customer_tier": "async-enricher-operator"}[name])
 
 
 if __name__ == "__main__":
