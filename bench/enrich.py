@@ -3,16 +3,17 @@
 
     bench/enrich.py [--latency-ms 20] [--capacities 1,10,100] [--seconds 5]
                     [--file /tmp/bench/orders-200k.jsonl] [--order ordered]
+                    [--module customer_tier.wasm]
 
 Starts examples/enrich/tier_service.py on a free loopback port (every
 request answered after --latency-ms), then for each capacity runs
-examples/enrich/orders-tier.yaml (the customer-tier module, at parallelism
-1) on the first N orders of --file, where N is what the ideal rate
+examples/enrich/orders-tier.yaml (the customer-tier module, or --module:
+customer_tier_py.wasm, customer_tier_js.wasm; at parallelism 1) on the first N orders of --file, where N is what the ideal rate
 (capacity / latency) would do in --seconds. It reads the job's own figure
 (records read / run time, from `sluice run`'s summary, so process start and
 module compilation are not in it) and checks that every order came out
 once. One line per capacity:
-    ENRICH capacity=10 latency_ms=20 order=ordered records=2500 seconds=5.31 records_per_s=471 ideal=500 efficiency=0.94
+    ENRICH module=customer_tier.wasm capacity=10 latency_ms=20 order=ordered records=2500 seconds=5.31 records_per_s=471 ideal=500 efficiency=0.94
 
 Needs the release build (cargo build --release -p sluice) and the example
 modules (scripts/build-guests.sh).
@@ -35,6 +36,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--file", default="/tmp/bench/orders-200k.jsonl")
     ap.add_argument("--order", choices=["ordered", "unordered"], default="ordered")
+    ap.add_argument("--module", default="customer_tier.wasm")
     args = ap.parse_args()
     sluice = os.path.join(TARGET, "release", "sluice")
     modules = os.environ.get("SLUICE_MODULE_PATH", os.path.join(TARGET, "wasm32-wasip2", "release"))
@@ -55,7 +57,7 @@ def main():
                     f.writelines(lines[:n])
                 env = dict(os.environ, INPUT=inp, OUTPUT=out, TIER_SERVICE=address,
                            TIER_GRANT=address, CAPACITY=str(cap), ORDER=args.order,
-                           TIMEOUT="10s", SLUICE_MODULE_PATH=modules)
+                           TIMEOUT="10s", SLUICE_MODULE_PATH=modules, TIER_MODULE=args.module)
                 r = subprocess.run([sluice, "run", "--no-api", os.path.join(REPO, "examples/enrich/orders-tier.yaml")],
                                    env=env, capture_output=True, text=True)
                 if r.returncode != 0:
@@ -69,7 +71,7 @@ def main():
                 if ids != list(range(1, n + 1)):
                     sys.exit(f"capacity {cap}: {len(ids)} results for {n} orders, or not each once")
                 rate = read / seconds
-                print(f"ENRICH capacity={cap} latency_ms={args.latency_ms:g} order={args.order} "
+                print(f"ENRICH module={args.module} capacity={cap} latency_ms={args.latency_ms:g} order={args.order} "
                       f"records={read} seconds={seconds:.2f} records_per_s={rate:.0f} "
                       f"ideal={ideal:.0f} efficiency={rate / ideal:.2f}", flush=True)
     finally:
