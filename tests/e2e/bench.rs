@@ -98,7 +98,7 @@ fn w4_reproduces_the_reference_checksum() {
     check(EXPECTED[3].0, EXPECTED[3].1);
 }
 
-const W5: &str = "CHECKSUM W5 results=17704 sum_count=199931 sum_len=880560263 late=69 early_close=866 dropped_ooo=0 hash=afb64e595aba9bd6";
+pub const W5: &str = "CHECKSUM W5 results=17704 sum_count=199931 sum_len=880560263 late=69 early_close=866 dropped_ooo=0 hash=afb64e595aba9bd6";
 
 /// W5 (a Wasm keyed process function with three value states and a moving
 /// timer) on one state backend, at parallelism 1 and 2.

@@ -4,6 +4,7 @@
 //! session detector must give exactly the Rust modules' results.
 
 use crate::bench::{check_w1_with, check_w5_spec};
+use crate::recovery::committed;
 use crate::support::{self, assert_ok, sorted_lines};
 
 /// W1 through `usd_orders_<lang>.wasm` gives the reference checksum and the
@@ -133,4 +134,74 @@ fn a_leaking_javascript_module_is_replaced_before_it_runs_out_of_memory() {
     let capped = dir.path().join("w5-js-40mib.yaml");
     std::fs::write(&capped, format!("wasm: {{ memory_limit: 40MiB }}\n{spec}")).unwrap();
     check_w5_spec(&capped, "memory", "1");
+}
+
+/// The session detector's state is the same JSON in every language, so a
+/// job can change language at a restore: W5 runs in Python until it has
+/// checkpointed, is killed, resumes from that checkpoint in JavaScript, is
+/// killed again, and finishes in Rust, with W5's reference results.
+#[test]
+fn a_checkpoint_of_python_state_restores_into_javascript_and_then_rust() {
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let (out, late, dropped, ck) = (
+        d.join("out"),
+        d.join("late"),
+        d.join("dropped"),
+        d.join("ck"),
+    );
+    let input = support::orders_200k();
+    let env = [
+        ("INPUT", input.to_str().unwrap()),
+        ("OUTPUT", out.to_str().unwrap()),
+        ("LATE_OUTPUT", late.to_str().unwrap()),
+        ("DROPPED_OUTPUT", dropped.to_str().unwrap()),
+        ("CHECKPOINT_DIR", ck.to_str().unwrap()),
+        ("CHECKPOINT_INTERVAL", "100ms"),
+    ];
+    for spec in ["w5-py", "w5-js"] {
+        let before = checkpoints(&ck);
+        let mut c = support::sluice();
+        c.args(["run", "--no-api", "-q"])
+            .arg(support::repo().join(format!("examples/bench/{spec}.yaml")))
+            .envs(env)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        // Two checkpoints of this run, then a kill mid-way.
+        while checkpoints(&ck) < before + 2 {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{spec} ended before it was killed"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{spec}: no checkpoint"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    let o = support::run(&support::repo().join("examples/bench/w5.yaml"), &env);
+    assert_ok(&o);
+    let got = support::checksum_w5(
+        &committed(&out, &d.join("out.jsonl")),
+        &committed(&late, &d.join("late.jsonl")),
+        &committed(&dropped, &d.join("dropped.jsonl")),
+    );
+    assert_eq!(got, crate::bench::W5);
+}
+
+/// Checkpoints completed so far (their ids grow; old ones are deleted).
+fn checkpoints(dir: &std::path::Path) -> u32 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("_manifest.json").is_file())
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+        .max()
+        .unwrap_or(0)
 }
