@@ -234,22 +234,6 @@ fn input_records(case: &Path) -> usize {
         .sum()
 }
 
-/// The newest checkpoint folder of `ck` with a manifest.
-fn latest_checkpoint(ck: &Path) -> Option<PathBuf> {
-    let mut done: Vec<PathBuf> = std::fs::read_dir(ck)
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("chk-"))
-        })
-        .filter(|p| p.join("_manifest.json").is_file())
-        .collect();
-    done.sort();
-    done.pop()
-}
-
 /// The source splits' positions in a checkpoint's manifest.
 fn splits(chk: &Path) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(chk.join("_manifest.json")).unwrap_or_default();
@@ -333,7 +317,7 @@ fn data_driven_cases_with_checkpoints_and_a_restore_at_parallelism_3() {
             .expect("start sluice");
         let deadline = Instant::now() + Duration::from_secs(20);
         let first = loop {
-            if let Some(chk) = latest_checkpoint(&ck)
+            if let Some(chk) = support::latest_checkpoint(&ck)
                 && lines_read(&chk) * 2 >= records
             {
                 break Some(chk);
@@ -352,7 +336,7 @@ fn data_driven_cases_with_checkpoints_and_a_restore_at_parallelism_3() {
             continue;
         };
         // The kill may have come after a newer checkpoint completed.
-        let from = latest_checkpoint(&ck).unwrap();
+        let from = support::latest_checkpoint(&ck).unwrap();
         if !reading(&from) {
             failures.push(format!(
                 "{name}: {} was taken after the sources had read all input",

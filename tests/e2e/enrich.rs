@@ -138,6 +138,21 @@ fn numbered(ids: &[String]) -> Vec<u64> {
     ids.iter().map(|i| i[2..].parse().unwrap()).collect()
 }
 
+/// Runs the example on `input` against `service` (granted), with `extra`
+/// settings; checks every row and returns the order numbers in output order.
+fn enrich_all(service: &Service, input: &Path, out: &Path, extra: &[(&str, &str)]) -> Vec<u64> {
+    let address = service.address();
+    let mut env = vec![
+        ("INPUT", input.to_str().unwrap()),
+        ("OUTPUT", out.to_str().unwrap()),
+        ("TIER_SERVICE", address.as_str()),
+        ("TIER_GRANT", address.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    assert_ok(&support::run(&spec(), &env));
+    numbered(&check_rows(input, out))
+}
+
 #[test]
 fn ordered_enrichment_keeps_input_order_and_unordered_loses_nothing() {
     // 0-8 ms per request, so that results complete out of order.
@@ -147,19 +162,12 @@ fn ordered_enrichment_keeps_input_order_and_unordered_loses_nothing() {
     let input = orders(d, 1500);
     for order in ["ordered", "unordered"] {
         let out = d.join(format!("{order}.jsonl"));
-        let o = support::run(
-            &spec(),
-            &[
-                ("INPUT", input.to_str().unwrap()),
-                ("OUTPUT", out.to_str().unwrap()),
-                ("TIER_SERVICE", &service.address()),
-                ("TIER_GRANT", &service.address()),
-                ("CAPACITY", "30"),
-                ("ORDER", order),
-            ],
+        let ids = enrich_all(
+            &service,
+            &input,
+            &out,
+            &[("CAPACITY", "30"), ("ORDER", order)],
         );
-        assert_ok(&o);
-        let ids = numbered(&check_rows(&input, &out));
         assert_exactly_once(&ids, 1500);
         if order == "ordered" {
             assert!(ids.is_sorted(), "ordered mode reordered records");
@@ -184,19 +192,12 @@ fn python_and_javascript_enrichers_give_the_rust_results() {
         "customer_tier_js.wasm",
     ] {
         let out = d.join(format!("{module}.jsonl"));
-        let o = support::run(
-            &spec(),
-            &[
-                ("INPUT", input.to_str().unwrap()),
-                ("OUTPUT", out.to_str().unwrap()),
-                ("TIER_SERVICE", &service.address()),
-                ("TIER_GRANT", &service.address()),
-                ("TIER_MODULE", module),
-                ("CAPACITY", "10"),
-            ],
+        let ids = enrich_all(
+            &service,
+            &input,
+            &out,
+            &[("TIER_MODULE", module), ("CAPACITY", "10")],
         );
-        assert_ok(&o);
-        let ids = numbered(&check_rows(&input, &out));
         assert_exactly_once(&ids, 300);
         assert!(ids.is_sorted(), "{module} reordered records");
 
@@ -350,19 +351,11 @@ fn records_in_flight_at_a_checkpoint_are_issued_again_after_a_crash() {
 
 /// Records in flight stored by the newest complete checkpoint (0 if none).
 fn in_flight_at_latest_checkpoint(dir: &Path) -> usize {
-    let mut manifests: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path().join("_manifest.json"))
-        .filter(|m| m.is_file())
-        .collect();
-    manifests.sort();
-    let Some(latest) = manifests.last() else {
+    let Some(latest) = support::latest_checkpoint(dir) else {
         return 0;
     };
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(latest).unwrap()).unwrap();
+    let text = std::fs::read_to_string(latest.join("_manifest.json")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
     m["operators"]["tier"]["subtasks"]
         .as_array()
         .into_iter()

@@ -194,14 +194,10 @@ fn a_checkpoint_of_python_state_restores_into_javascript_and_then_rust() {
     assert_eq!(got, crate::bench::W5);
 }
 
-/// Checkpoints completed so far (their ids grow; old ones are deleted).
+/// The id of the newest complete checkpoint (0 if none); ids grow across
+/// restores.
 fn checkpoints(dir: &std::path::Path) -> u32 {
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("_manifest.json").is_file())
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-        .max()
+    support::latest_checkpoint(dir)
+        .and_then(|c| c.file_name()?.to_str()?.strip_prefix("chk-")?.parse().ok())
         .unwrap_or(0)
 }

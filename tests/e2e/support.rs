@@ -162,3 +162,19 @@ fn checksum_with(workload: &str, results: &Path, late: Option<&Path>, extra: &[S
     assert!(o.status.success(), "checksum.py: {}", stderr(&o));
     stdout(&o).trim().to_owned()
 }
+
+/// The newest checkpoint folder of `ck` with a manifest.
+pub fn latest_checkpoint(ck: &Path) -> Option<PathBuf> {
+    let mut done: Vec<PathBuf> = std::fs::read_dir(ck)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("chk-"))
+        })
+        .filter(|p| p.join("_manifest.json").is_file())
+        .collect();
+    done.sort();
+    done.pop()
+}

@@ -806,18 +806,26 @@ impl Planner<'_> {
         {
             return self.process(&p, o, inputs, key_by, w);
         }
-        if let Some(w) = &o.enrich {
-            return self.enrich(&p, o, inputs, key_by, w);
-        }
-        if o.async_io.is_some() {
+        let enricher = o
+            .enrich
+            .as_ref()
+            .map(|w| self.enrich(&p, o, w))
+            .transpose()?;
+        if o.async_io.is_some() && enricher.is_none() {
             return Err(self.err(
                 &format!("{p}.async"),
                 node,
                 "`async` tunes an async enricher: it needs `enrich`",
             ));
         }
-        let (kind, side_ports, needs_event_time) = match (&o.wasm, &o.window, &o.aggregate) {
-            (Some(w), None, None) => {
+        let (kind, side_ports, needs_event_time) = match (
+            enricher,
+            &o.wasm,
+            &o.window,
+            &o.aggregate,
+        ) {
+            (Some(kind), ..) => (kind, Vec::new(), false),
+            (None, Some(w), None, None) => {
                 self.refuse(
                     &p,
                     node,
@@ -831,7 +839,7 @@ impl Planner<'_> {
                     self.module(&format!("{p}.wasm"), &o.uid, w, World::Transform)?;
                 (NodeKind::Transform { module, settings }, Vec::new(), false)
             }
-            (None, Some(window), aggregate) if aggregate.is_some() != o.process.is_some() => {
+            (None, None, Some(window), aggregate) if aggregate.is_some() != o.process.is_some() => {
                 let Some(key) = key_by else {
                     return Err(self.err(&p, node, "a window needs a `key_by`"));
                 };
@@ -857,34 +865,34 @@ impl Planner<'_> {
                 .map_err(|m| self.err(&format!("{p}.window"), node, m))?;
                 return self.window(&p, o, inputs, key, kind, aggregate.as_ref());
             }
-            (Some(_), Some(_), _) => {
+            (None, Some(_), Some(_), _) => {
                 return Err(self.err(
                     &p,
                     node,
                     "an operator has either `wasm` (a transform) or `window` + `aggregate` (a window); for a Wasm aggregate write `aggregate: { wasm: ... }`",
                 ));
             }
-            (None, Some(_), Some(_)) => {
+            (None, None, Some(_), Some(_)) => {
                 return Err(self.err(
                     &p,
                     node,
                     "a window has either `aggregate` (incremental) or `process` (a full-window function), not both",
                 ));
             }
-            (None, Some(_), None) => {
+            (None, None, Some(_), None) => {
                 return Err(self.err(
                     &p,
                     node,
                     "a window needs an `aggregate` or a `process` (full-window) function",
                 ));
             }
-            (None, None, Some(_)) => {
+            (None, None, None, Some(_)) => {
                 return Err(self.err(&p, node, "`aggregate` needs a `window`"));
             }
-            (Some(_), None, Some(_)) => {
+            (None, Some(_), None, Some(_)) => {
                 return Err(self.err(&p, node, "`aggregate` needs a `window`; for a Wasm aggregate write `aggregate: { wasm: ... }`"));
             }
-            (None, None, None) => {
+            (None, None, None, None) => {
                 return Err(self.err(
                     &p,
                     node,
@@ -964,14 +972,7 @@ impl Planner<'_> {
     }
 
     /// An async enricher: `enrich` (the module) and `async` (how it runs).
-    fn enrich(
-        &self,
-        p: &str,
-        o: &spec::OperatorSpec,
-        inputs: Vec<(String, String)>,
-        key_by: Option<KeySelector>,
-        w: &WasmSpec,
-    ) -> Result<Draft, PlanError> {
+    fn enrich(&self, p: &str, o: &spec::OperatorSpec, w: &WasmSpec) -> Result<NodeKind, PlanError> {
         let node = Some(o.uid.as_str());
         self.refuse(
             p,
@@ -1017,24 +1018,10 @@ impl Planner<'_> {
             ordered: a.order != Some(spec::AsyncOrder::Unordered),
         };
         let (module, instance) = self.module(&format!("{p}.enrich"), &o.uid, w, World::Enrich)?;
-        Ok(Draft {
-            node: Node {
-                uid: o.uid.clone(),
-                kind: NodeKind::Enrich {
-                    module,
-                    settings: instance,
-                    enrich: Arc::new(settings),
-                },
-                parallelism: o.parallelism.unwrap_or(0),
-                location: self.at(p, node),
-                side_ports: Vec::new(),
-            },
-            inputs,
-            key_by,
-            partition: o.partition,
-            chain: o.chain,
-            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
-            needs_event_time: false,
+        Ok(NodeKind::Enrich {
+            module,
+            settings: instance,
+            enrich: Arc::new(settings),
         })
     }
 

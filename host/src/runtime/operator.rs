@@ -86,14 +86,17 @@ pub trait Operator: Send {
     }
 
     /// How soon the operator wants [`Operator::flush`] called even without
-    /// input (its first processing-time timer).
+    /// input: its first processing-time timer, or (an async enricher) soon,
+    /// while it has work under way whose results should leave.
     fn wakeup(&self) -> Option<std::time::Duration> {
         None
     }
 
-    /// The end of a burst of input (one channel item, one source poll):
-    /// process what was collected. Returns the watermark to pass on, if one
-    /// arrived since the last flush.
+    /// The end of a burst of input (one channel item, one source poll), for
+    /// an operator that [`Operator::buffers`] or has a [`Operator::wakeup`]:
+    /// process what was collected, emit what is ready. Returns the watermark
+    /// to pass on, if one arrived since the last flush (buffering operators
+    /// only).
     async fn flush(&mut self, _out: &mut Output) -> Result<Option<i64>, RuntimeError> {
         Ok(None)
     }

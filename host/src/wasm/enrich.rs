@@ -23,7 +23,7 @@
 use super::http::NetworkDenied;
 use super::sandbox::Sandbox;
 use super::transform::lift;
-use super::{Exports, InstanceSettings, Lowering, Module, hex, wit_enrich};
+use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enrich};
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::batch::Origin;
@@ -87,8 +87,8 @@ enum Outcome {
 /// A record that arrived and whose result has not left yet.
 struct Pending {
     seq: u64,
-    /// The input record, alone in its batch.
-    input: Batch,
+    /// The input record, alone in its batch (shared with its task).
+    input: Arc<Batch>,
     outcome: Option<Outcome>,
 }
 
@@ -104,8 +104,10 @@ pub struct WasmEnricher {
     parallelism: u32,
     idle: Vec<Instance>,
     running: JoinSet<Finished>,
-    /// In input order.
+    /// In input order (so sorted by `seq`).
     pending: VecDeque<Pending>,
+    /// How many of `pending` have their outcome.
+    completed: usize,
     next_seq: u64,
 }
 
@@ -126,12 +128,14 @@ impl WasmEnricher {
             idle: Vec::new(),
             running: JoinSet::new(),
             pending: VecDeque::new(),
+            completed: 0,
             next_seq: 0,
         }
     }
 
     /// Starts enriching `input` (one record).
     fn issue(&mut self, input: Batch) {
+        let input = Arc::new(input);
         let seq = self.next_seq;
         self.next_seq += 1;
         let instance = self.idle.pop();
@@ -166,12 +170,12 @@ impl WasmEnricher {
         if let Some(i) = instance {
             self.idle.push(i);
         }
-        let p = self
+        let i = self
             .pending
-            .iter_mut()
-            .find(|p| p.seq == seq)
+            .binary_search_by_key(&seq, |p| p.seq)
             .expect("a finished record is pending");
-        p.outcome = Some(outcome);
+        self.pending[i].outcome = Some(outcome);
+        self.completed += 1;
         Ok(())
     }
 
@@ -197,14 +201,19 @@ impl WasmEnricher {
         if self.enrich.ordered {
             while self.pending.front().is_some_and(|p| p.outcome.is_some()) {
                 let p = self.pending.pop_front().expect("front");
+                self.completed -= 1;
                 emit(p, out)?;
             }
-        } else if self.pending.iter().any(|p| p.outcome.is_some()) {
-            let (done, waiting): (VecDeque<Pending>, VecDeque<Pending>) =
-                self.pending.drain(..).partition(|p| p.outcome.is_some());
-            self.pending = waiting;
-            for p in done {
+            return Ok(());
+        }
+        let mut i = 0;
+        while self.completed > 0 && i < self.pending.len() {
+            if self.pending[i].outcome.is_some() {
+                let p = self.pending.remove(i).expect("in range");
+                self.completed -= 1;
                 emit(p, out)?;
+            } else {
+                i += 1;
             }
         }
         Ok(())
@@ -237,7 +246,7 @@ async fn attempts(
     settings: Arc<InstanceSettings>,
     enrich: Arc<EnrichSettings>,
     mut instance: Option<Instance>,
-    input: Batch,
+    input: Arc<Batch>,
     seq: u64,
 ) -> Finished {
     let mut lowering = Lowering::default();
@@ -453,16 +462,6 @@ fn decode(v: &serde_json::Value) -> Result<Batch, String> {
         headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
     );
     Ok(b)
-}
-
-fn unhex(s: &str) -> Result<Vec<u8>, String> {
-    if !s.len().is_multiple_of(2) {
-        return Err("odd-length hex".into());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| "not hex".to_owned()))
-        .collect()
 }
 
 #[cfg(test)]

@@ -703,20 +703,12 @@ class _Runner:
         if undo:
             del call.changes[len(call.changes) - len(undo):]
             for t, event, was in reversed(undo):
-                if event:
-                    if was:
-                        if t not in call.epending:
-                            call.epending.add(t)
-                            heapq.heappush(call.eheap, t)
-                    else:
-                        call.epending.discard(t)
-                else:
-                    if was:
-                        if t not in call.ppending:
-                            call.ppending.add(t)
-                            heapq.heappush(call.pheap, t)
-                    else:
-                        call.ppending.discard(t)
+                pending, heap = (call.epending, call.eheap) if event else (call.ppending, call.pheap)
+                if not was:
+                    pending.discard(t)
+                elif t not in pending:
+                    pending.add(t)
+                    heapq.heappush(heap, t)
         cache, written = call.cache, call.written
         for slot, old_cache, old_written in reversed(call.undo_slots):
             cache[slot] = old_cache
