@@ -35,3 +35,15 @@ pub fn process_start() -> std::time::Instant {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     *START.get_or_init(std::time::Instant::now)
 }
+
+/// sluice's own folder for what `sluice serve` keeps (modules, tokens):
+/// `$SLUICE_HOME`, else `~/.local/share/sluice`.
+pub fn home_dir() -> std::path::PathBuf {
+    if let Some(h) = std::env::var_os("SLUICE_HOME") {
+        return std::path::PathBuf::from(h);
+    }
+    std::env::var_os("HOME")
+        .map(|h| std::path::PathBuf::from(h).join(".local/share"))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("sluice")
+}

@@ -29,21 +29,30 @@ impl Server {
             .args(extra)
             .current_dir(dir.path())
             .env_remove("SLUICE_TOKEN")
+            // Where it keeps its token file.
+            .env("SLUICE_HOME", dir.path())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("start sluice serve");
-        // The first line says where it listens.
+        // The first line says where it listens, the second where the
+        // dashboard is (with the token).
         let out = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = std::io::BufReader::new(out).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut out = std::io::BufReader::new(out);
+            for _ in 0..2 {
+                let mut line = String::new();
+                let _ = out.read_line(&mut line);
+                let _ = tx.send(line);
+            }
         });
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("sluice serve prints its address");
+        let dashboard = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("sluice serve prints the dashboard's address");
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
@@ -54,16 +63,39 @@ impl Server {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let token = extra
-            .iter()
-            .position(|a| *a == "--token")
-            .map(|i| extra[i + 1].to_owned());
+        // The token it was given, or the one it made up (printed in the
+        // dashboard's URL).
+        let token = match extra.iter().position(|a| *a == "--token") {
+            Some(i) => Some(extra[i + 1].to_owned()),
+            None => dashboard
+                .split_whitespace()
+                .find_map(|w| w.split_once("#token="))
+                .map(|(_, t)| t.to_owned()),
+        };
+        assert_eq!(
+            token.is_none(),
+            extra.contains(&"--no-token"),
+            "a token unless --no-token: {dashboard:?}"
+        );
         Server {
             child,
             url,
             dir,
             agent,
             token,
+        }
+    }
+
+    /// The token the server wants, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The dashboard's address, with the token in its fragment.
+    pub fn dashboard_url(&self) -> String {
+        match &self.token {
+            Some(t) => format!("{}/#token={t}", self.url),
+            None => format!("{}/", self.url),
         }
     }
 
@@ -89,6 +121,9 @@ impl Server {
             .uri(format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        if method == "POST" {
+            req = req.header("Content-Type", "application/json");
         }
         let sent = match body {
             None => self.agent.run(req.body(()).unwrap()),
@@ -286,6 +321,9 @@ fn the_cli_runs_the_readme_loop() {
         let o = support::sluice()
             .args(args)
             .env("SLUICE_SERVER", &s.url)
+            // The CLI finds the server's token in its file there.
+            .env("SLUICE_HOME", s.dir.path())
+            .env_remove("SLUICE_TOKEN")
             .env("RATE", "2000")
             .current_dir(s.dir.path())
             .output()
@@ -454,7 +492,10 @@ fn bad_requests_say_what_is_wrong() {
     let escaped: Vec<PathBuf> = std::fs::read_dir(s.dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap() != "serve.log" && p.file_name().unwrap() != "store")
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name != "serve.log" && name != "store" && !name.ends_with(".token")
+        })
         .collect();
     assert!(escaped.is_empty(), "{escaped:?}");
 }
@@ -478,10 +519,12 @@ fn a_token_is_required_when_set_and_needed_off_loopback() {
     );
     // The dashboard's page is static and open; its data is not.
     assert_eq!(s.request_with("GET", "/", None, None).0, 200);
-    // The CLI sends SLUICE_TOKEN.
+    // The CLI sends SLUICE_TOKEN, else the token in the server's file.
+    let elsewhere = support::temp_dir();
     let o = support::sluice()
         .args(["job", "list", "--server", &s.url])
         .env_remove("SLUICE_TOKEN")
+        .env("SLUICE_HOME", elsewhere.path())
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -489,13 +532,21 @@ fn a_token_is_required_when_set_and_needed_off_loopback() {
     let o = support::sluice()
         .args(["job", "list", "--server", &s.url])
         .env("SLUICE_TOKEN", "s3cret")
+        .env("SLUICE_HOME", elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = support::sluice()
+        .args(["job", "list", "--server", &s.url])
+        .env_remove("SLUICE_TOKEN")
+        .env("SLUICE_HOME", s.dir.path())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
 
     // Off loopback without a token: refused before listening.
     let o = support::sluice()
-        .args(["serve", "--listen", "0.0.0.0:0"])
+        .args(["serve", "--listen", "0.0.0.0:0", "--no-token"])
         .env_remove("SLUICE_TOKEN")
         .output()
         .unwrap();
@@ -583,4 +634,275 @@ fn sluice_run_serves_the_api_for_its_job() {
     assert!(o.status.success(), "{}", stderr(&o));
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{}", err());
+}
+
+/// A job spec that writes `marker.txt` into `dir` (the file a hostile page
+/// would overwrite).
+fn writing_spec(dir: &std::path::Path) -> Value {
+    let spec = format!(
+        "name: cross-site\nsources:\n  - {{ uid: g, type: datagen, schema: orders, rate: 1000, count: 10 }}\nsinks:\n  - {{ uid: out, input: g, type: file, path: \"{}/marker.txt\" }}\n",
+        dir.display()
+    );
+    json!({ "spec": spec })
+}
+
+/// Sends one raw HTTP/1.1 request (any headers, as a browser or an attacker
+/// would) and returns the status.
+fn raw_status(url: &str, head: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://").unwrap();
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        c,
+        "{head}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = c.read_to_string(&mut answer);
+    answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {answer:?}"))
+}
+
+#[test]
+fn a_web_page_cannot_submit_a_job_across_sites_nor_by_dns_rebinding() {
+    // Even without a token, which is the weakest the server can be.
+    let s = Server::start(&["--no-token"]);
+    let target = s.dir.path().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let body = writing_spec(&target).to_string();
+    let host = s.url.strip_prefix("http://").unwrap().to_owned();
+    // What a page of any site can send without a CORS preflight: a form or a
+    // fetch with a text/plain body.
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let status = raw_status(
+            &s.url,
+            &format!(
+                "POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\nContent-Type: {ct}"
+            ),
+            &body,
+        );
+        assert_eq!(status, 403, "{ct}");
+        let status = raw_status(
+            &s.url,
+            &format!("POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nContent-Type: {ct}"),
+            &body,
+        );
+        assert_eq!(status, 415, "{ct}");
+    }
+    // A foreign origin even with JSON (had a preflight been answered).
+    let status = raw_status(
+        &s.url,
+        &format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nOrigin: http://evil.example\r\nContent-Type: application/json"
+        ),
+        &body,
+    );
+    assert_eq!(status, 403);
+    // DNS rebinding: the page's own name resolves to 127.0.0.1, so the
+    // browser sends it as Host, and the Origin matches it.
+    let port = host.rsplit(':').next().unwrap();
+    for (method, ct) in [("POST", "application/json"), ("GET", "application/json")] {
+        let status = raw_status(
+            &s.url,
+            &format!(
+                "{method} /v1/jobs HTTP/1.1\r\nHost: rebind.evil.example:{port}\r\nOrigin: http://rebind.evil.example:{port}\r\nContent-Type: {ct}"
+            ),
+            &body,
+        );
+        assert_eq!(status, 403, "{method}");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!target.join("marker.txt").exists());
+    assert_eq!(s.request("GET", "/v1/jobs", None).1["jobs"], json!([]));
+    assert!(s.log().contains("refused"), "{}", s.log());
+
+    // The server's own dashboard (same origin, by name or address) and the
+    // CLI (no Origin) are served.
+    for origin_host in [host.clone(), format!("localhost:{port}")] {
+        let status = raw_status(
+            &s.url,
+            &format!(
+                "GET /v1/jobs HTTP/1.1\r\nHost: {origin_host}\r\nOrigin: http://{origin_host}"
+            ),
+            "",
+        );
+        assert_eq!(status, 200, "{origin_host}");
+    }
+    let status = raw_status(
+        &s.url,
+        &format!(
+            "POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/json"
+        ),
+        &body,
+    );
+    assert_eq!(status, 201);
+}
+
+#[test]
+fn a_token_is_made_up_by_default_kept_for_the_user_alone_and_sent_by_the_cli() {
+    use std::os::unix::fs::MetadataExt;
+    let s = Server::start(&[]);
+    let token = s.token().expect("a token by default").to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+    let port = s.url.rsplit(':').next().unwrap();
+    let file = s.dir.path().join(format!("serve-{port}.token"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), token);
+    assert_eq!(std::fs::metadata(&file).unwrap().mode() & 0o777, 0o600);
+    // Without it nothing but the dashboard's static page is served.
+    assert_eq!(s.request_with("GET", "/v1/jobs", None, None).0, 401);
+    let body = writing_spec(s.dir.path()).to_string().into_bytes();
+    assert_eq!(
+        s.request_with("POST", "/v1/jobs", Some(body.clone()), None)
+            .0,
+        401
+    );
+    assert_eq!(s.request_with("GET", "/", None, None).0, 200);
+    // With it, a job runs; the CLI finds it in the file.
+    let (status, job) = s.request("POST", "/v1/jobs", Some(body));
+    assert_eq!(status, 201, "{job}");
+    let o = support::sluice()
+        .args(["job", "list", "--json", "--server", &s.url])
+        .env_remove("SLUICE_TOKEN")
+        .env("SLUICE_HOME", s.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("cross-site"), "{}", stdout(&o));
+}
+
+#[test]
+fn a_refused_component_leaves_no_compiled_artifact() {
+    use sha2::Digest;
+    let s = Server::start(&[]);
+    // A valid component that implements no operator world: it compiles, and
+    // is refused.
+    let empty = b"\0asm\x0d\0\x01\0".to_vec();
+    let sha: String = sha2::Sha256::digest(&empty)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (status, e) = s.request("PUT", "/v1/modules/nothing.wasm", Some(empty));
+    assert_eq!(status, 422, "{e}");
+    assert!(
+        e["error"].as_str().unwrap().contains("implements none"),
+        "{e}"
+    );
+    let cache = support::target_dir().join("sluice-test-cache");
+    let left: Vec<String> = std::fs::read_dir(&cache)
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(&sha))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?} in {}", cache.display());
+}
+
+#[test]
+fn many_uploads_of_the_same_module_at_once_all_succeed() {
+    let s = std::sync::Arc::new(Server::start(&[]));
+    let bytes =
+        std::sync::Arc::new(std::fs::read(support::modules_dir().join("count_sum.wasm")).unwrap());
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let (s, bytes) = (s.clone(), bytes.clone());
+            std::thread::spawn(move || {
+                let name = format!("cs-{}", i % 20);
+                s.request("PUT", &format!("/v1/modules/{name}"), Some(bytes.to_vec()))
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, body) = t.join().unwrap();
+        assert!(status == 200 || status == 201, "{status}: {body}");
+    }
+    let (_, list) = s.request("GET", "/v1/modules", None);
+    assert_eq!(list["modules"].as_array().unwrap().len(), 20, "{list}");
+    // One file for the content, no temporary ones left.
+    let files: Vec<String> = std::fs::read_dir(s.dir.path().join("store"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        files.iter().filter(|f| f.ends_with(".wasm")).count(),
+        1,
+        "{files:?}"
+    );
+    assert!(files.iter().all(|f| !f.starts_with('.')), "{files:?}");
+}
+
+#[test]
+fn a_submitted_job_may_use_only_the_folders_the_server_allows() {
+    let elsewhere = support::temp_dir();
+    let s = Server::start(&[]);
+    // By default: the server's folder only.
+    let (status, e) = s.request(
+        "POST",
+        "/v1/jobs",
+        Some(writing_spec(elsewhere.path()).to_string().into_bytes()),
+    );
+    assert_eq!(status, 400, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    let marker = elsewhere.path().join("marker.txt");
+    assert!(
+        msg.contains(&format!(
+            "`{}` is outside the folders jobs may use",
+            marker.display()
+        )) && msg.contains("--allow-dir"),
+        "{msg}"
+    );
+    // Every kind of path: a source, the dead letters, checkpoints, a grant.
+    let outside = elsewhere.path().display().to_string();
+    for (what, spec) in [
+        (
+            "a file source",
+            format!("sources:\n  - {{ uid: f, type: file, path: \"{outside}/*.jsonl\" }}\nsinks:\n  - {{ uid: out, input: f, type: file, path: out.jsonl }}\n"),
+        ),
+        (
+            "a dead-letter file",
+            format!("sources:\n  - {{ uid: g, type: datagen, schema: orders, count: 1 }}\nsinks:\n  - {{ uid: out, input: g, type: file, path: out.jsonl }}\ndead_letter: {{ type: file, path: \"{outside}/dead.jsonl\" }}\n"),
+        ),
+        (
+            "a checkpoint folder",
+            format!("checkpoints: {{ dir: \"{outside}/ck\" }}\nsources:\n  - {{ uid: g, type: datagen, schema: orders, count: 1 }}\nsinks:\n  - {{ uid: out, input: g, type: file, path: out.jsonl }}\n"),
+        ),
+        (
+            "a climb out with ..",
+            "sources:\n  - { uid: g, type: datagen, schema: orders, count: 1 }\nsinks:\n  - { uid: out, input: g, type: file, path: ../out.jsonl }\n".to_owned(),
+        ),
+    ] {
+        let body = json!({ "spec": spec, "file": "x.yaml" });
+        let (status, e) = s.request("POST", "/v1/jobs", Some(body.to_string().into_bytes()));
+        assert_eq!(status, 400, "{what}: {e}");
+        let msg = e["error"].as_str().unwrap();
+        assert!(msg.contains("x.yaml:") && msg.contains("--allow-dir"), "{what}: {msg}");
+    }
+    assert!(
+        std::fs::read_dir(elsewhere.path())
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert_eq!(s.request("GET", "/v1/jobs", None).1["jobs"], json!([]));
+
+    // Allowed by the server's operator, the same job runs.
+    let allowed = Server::start(&["--allow-dir", elsewhere.path().to_str().unwrap()]);
+    let (status, job) = allowed.request(
+        "POST",
+        "/v1/jobs",
+        Some(writing_spec(elsewhere.path()).to_string().into_bytes()),
+    );
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    allowed.wait_for(&id, "the job to finish", |j| j["status"] == "finished");
+    assert!(marker.exists());
 }

@@ -54,7 +54,7 @@ fn the_dashboard_shows_a_running_job_live() {
             > 0.0
     });
     let browser = support::temp_dir();
-    let o = chromium(browser.path(), &["--dump-dom"], &s.url);
+    let o = chromium(browser.path(), &["--dump-dom"], &s.dashboard_url());
     assert!(o.status.success(), "{}", stderr(&o));
     let dom = String::from_utf8_lossy(&o.stdout);
     // What the script rendered from the API: the job, its status, the graph
@@ -91,7 +91,7 @@ fn the_dashboard_shows_a_running_job_live() {
     let shot = support::target_dir().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
     let arg = format!("--screenshot={}", shot.display());
-    let o = chromium(browser.path(), &[&arg], &s.url);
+    let o = chromium(browser.path(), &[&arg], &s.dashboard_url());
     assert!(o.status.success(), "{}", stderr(&o));
     let png = std::fs::read(&shot).expect("the screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");

@@ -83,6 +83,14 @@ const COVERED: &[(&str, &str)] = &[
     ),
     ("examples/operators/chaos", "sandbox (all tests)"),
     (
+        "examples/operators/chaos-process",
+        "sandbox::a_trap_in_a_keyed_process_function_costs_only_its_record_and_its_writes_are_undone",
+    ),
+    (
+        "examples/operators/chaos-enrich",
+        "sandbox::an_enricher_that_spins_is_stopped_by_its_attempt_timeout_not_the_call_deadline",
+    ),
+    (
         "examples/bench/w5.yaml",
         "bench::w5_reproduces_the_reference_checksum_on_the_heap (and _on_rocksdb)",
     ),

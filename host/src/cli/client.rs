@@ -100,11 +100,16 @@ impl Client {
             .timeout_global(Some(Duration::from_secs(120)))
             .build()
             .into();
-        Client {
-            base: args.server.trim_end_matches('/').to_owned(),
-            token: std::env::var("SLUICE_TOKEN").ok().filter(|t| !t.is_empty()),
-            agent,
-        }
+        let base = args.server.trim_end_matches('/').to_owned();
+        let token = std::env::var("SLUICE_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                server_port(&base).and_then(|p| {
+                    crate::server::guard::read_token(&crate::server::guard::token_file(p))
+                })
+            });
+        Client { base, token, agent }
     }
 
     /// Sends a request; an answer that is not 2xx becomes the server's
@@ -117,6 +122,12 @@ impl Client {
             req = req.header("Authorization", a);
         }
         let sent = match body {
+            // The server takes a POST only as JSON, even an empty one.
+            None if method == "POST" => self.agent.run(
+                req.header("Content-Type", "application/json")
+                    .body(())
+                    .map_err(|e| e.to_string())?,
+            ),
             None => self.agent.run(req.body(()).map_err(|e| e.to_string())?),
             Some(Body::Wasm(bytes)) => self.agent.run(
                 req.header("Content-Type", "application/wasm")
@@ -151,6 +162,18 @@ impl Client {
                 str::to_owned,
             ))
         }
+    }
+}
+
+/// The port of a server URL (`http://host:port/...`; 80 when it has none),
+/// by which `sluice serve` names its token file.
+fn server_port(url: &str) -> Option<u16> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split('/').next()?;
+    let authority = authority.rsplit('@').next()?;
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') && !host.is_empty() => port.parse().ok(),
+        _ => Some(80),
     }
 }
 
@@ -574,5 +597,20 @@ fn table(headers: &[&str], rows: &[Vec<String>]) {
     line(headers.to_vec());
     for r in rows {
         line(r.iter().map(String::as_str).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_port;
+
+    #[test]
+    fn the_port_names_the_token_file() {
+        assert_eq!(server_port("http://127.0.0.1:8081"), Some(8081));
+        assert_eq!(server_port("http://localhost:9000/x"), Some(9000));
+        assert_eq!(server_port("http://[::1]:8082"), Some(8082));
+        assert_eq!(server_port("http://[::1]"), Some(80));
+        assert_eq!(server_port("http://example"), Some(80));
+        assert_eq!(server_port("https://example:1"), None);
     }
 }

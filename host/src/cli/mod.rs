@@ -74,9 +74,28 @@ enum Command {
         /// Address to listen on; anything but loopback needs a token.
         #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
         listen: String,
-        /// Bearer token that every request must carry.
+        /// Bearer token that every request must carry (default: a random
+        /// one made up at start, printed, and kept where the CLI finds it:
+        /// $SLUICE_HOME/serve-<port>.token, else
+        /// ~/.local/share/sluice/serve-<port>.token, readable by you alone).
         #[arg(long, env = "SLUICE_TOKEN", hide_env_values = true)]
         token: Option<String>,
+        /// Serve without a token: then any program on this machine, run by
+        /// any user, may submit jobs that read and write your files (web
+        /// pages still may not). Loopback only.
+        #[arg(long)]
+        no_token: bool,
+        /// Another name clients may reach the server by (the `Host` they
+        /// send), besides IP addresses, `localhost` and the --listen name:
+        /// e.g. its name on a container network. May be repeated.
+        #[arg(long = "allow-host", value_name = "NAME")]
+        allow_hosts: Vec<String>,
+        /// A folder submitted jobs may read and write (file sources and
+        /// sinks, dead letters, checkpoints, state, folders granted to
+        /// modules, savepoints); may be repeated. Default: the folder the
+        /// server runs in.
+        #[arg(long = "allow-dir", value_name = "DIR")]
+        allow_dirs: Vec<PathBuf>,
         /// Where uploaded modules are kept (default: $SLUICE_HOME/modules,
         /// else ~/.local/share/sluice/modules).
         #[arg(long, value_name = "DIR")]
@@ -148,9 +167,34 @@ pub fn main() -> ExitCode {
         Command::Serve {
             listen,
             token,
+            no_token,
+            allow_hosts,
+            allow_dirs,
             store,
             max_module_size,
-        } => serve(&listen, token, store, max_module_size),
+        } => {
+            let hosts = allow_hosts
+                .iter()
+                .fold(server::guard::Hosts::for_listen(&listen), |h, n| h.with(n));
+            let dirs = if allow_dirs.is_empty() {
+                vec![std::env::current_dir().unwrap_or_default()]
+            } else {
+                allow_dirs
+            };
+            let allowed = match crate::plan::confine::AllowedDirs::new(&dirs) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("sluice serve: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let limits = ServeLimits {
+                hosts,
+                allowed,
+                max_module_size,
+            };
+            serve(&listen, TokenChoice::new(token, no_token), limits, store)
+        }
         Command::Version => {
             println!(
                 "sluice {} (WIT {}, wasmtime {})",
@@ -243,8 +287,10 @@ fn run(
                         jobs: jobs.clone(),
                         store: None,
                         token: None,
+                        hosts: server::guard::Hosts::for_listen(listen),
                         max_module_size: 0,
                         base_dir: PathBuf::from("."),
+                        allowed_dirs: None,
                     });
                     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                     let task = tokio::spawn(server::serve_until(l, state, async {
@@ -299,7 +345,39 @@ fn run(
     }
 }
 
-fn serve(listen: &str, token: Option<String>, store: Option<PathBuf>, max: u64) -> ExitCode {
+/// What `sluice serve` was told about tokens.
+enum TokenChoice {
+    /// `--token` or `SLUICE_TOKEN`.
+    Given(String),
+    /// Neither: one is made up.
+    Generate,
+    /// `--no-token`.
+    None,
+}
+
+impl TokenChoice {
+    fn new(token: Option<String>, no_token: bool) -> TokenChoice {
+        match token.filter(|t| !t.is_empty()) {
+            _ if no_token => TokenChoice::None,
+            Some(t) => TokenChoice::Given(t),
+            None => TokenChoice::Generate,
+        }
+    }
+}
+
+/// What `sluice serve` lets clients do.
+struct ServeLimits {
+    hosts: server::guard::Hosts,
+    allowed: crate::plan::confine::AllowedDirs,
+    max_module_size: u64,
+}
+
+fn serve(
+    listen: &str,
+    choice: TokenChoice,
+    limits: ServeLimits,
+    store: Option<PathBuf>,
+) -> ExitCode {
     let dir = store.unwrap_or_else(default_store);
     let store = match ModuleStore::open(&dir) {
         Ok(s) => Arc::new(s),
@@ -307,6 +385,17 @@ fn serve(listen: &str, token: Option<String>, store: Option<PathBuf>, max: u64) 
             eprintln!("sluice serve: {e}");
             return ExitCode::from(2);
         }
+    };
+    let token = match choice {
+        TokenChoice::Given(t) => Some(t),
+        TokenChoice::Generate => match server::guard::new_token() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("sluice serve: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        TokenChoice::None => None,
     };
     let runtime = match runtime() {
         Ok(r) => r,
@@ -320,29 +409,53 @@ fn serve(listen: &str, token: Option<String>, store: Option<PathBuf>, max: u64) 
                 return ExitCode::from(2);
             }
         };
-        let addr = listener
-            .local_addr()
-            .map_or_else(|_| listen.to_owned(), |a| a.to_string());
+        let local = listener.local_addr().ok();
+        let addr = local.map_or_else(|| listen.to_owned(), |a| a.to_string());
+        // The token goes where the CLI looks for it, by port.
+        let token_file = match (&token, local) {
+            (Some(t), Some(a)) => {
+                let file = server::guard::token_file(a.port());
+                if let Err(e) = server::guard::write_token(&file, t) {
+                    eprintln!("sluice serve: {e}");
+                    return ExitCode::FAILURE;
+                }
+                Some(file)
+            }
+            _ => None,
+        };
         // The first line of output: scripts and tests read the address here.
         println!(
             "sluice: serving on http://{addr} (modules in {})",
             dir.display()
         );
+        match (&token, &token_file) {
+            (Some(t), Some(f)) => println!(
+                "sluice: dashboard at http://{addr}/#token={t} (the token is in {}, where the CLI finds it)",
+                f.display()
+            ),
+            (Some(_), None) => println!("sluice: dashboard at http://{addr}/#token=<the token>"),
+            (None, _) => println!(
+                "sluice: dashboard at http://{addr}/ (no token: any program on this machine may submit jobs)"
+            ),
+        }
         let state = Arc::new(AppState {
             jobs: Arc::new(Jobs::default()),
             store: Some(store),
             token,
-            max_module_size: max,
+            hosts: limits.hosts,
+            max_module_size: limits.max_module_size,
             base_dir: std::env::current_dir().unwrap_or_default(),
+            allowed_dirs: Some(limits.allowed),
         });
         let jobs = state.jobs.clone();
-        tokio::select! {
+        let code = tokio::select! {
             r = server::serve(listener, state) => {
                 if let Err(e) = r {
                     eprintln!("sluice serve: {e}");
-                    return ExitCode::FAILURE;
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
                 }
-                ExitCode::SUCCESS
             }
             _ = tokio::signal::ctrl_c() => {
                 for j in jobs.list() {
@@ -351,20 +464,17 @@ fn serve(listen: &str, token: Option<String>, store: Option<PathBuf>, max: u64) 
                 eprintln!("sluice serve: interrupted; jobs cancelled");
                 ExitCode::from(130)
             }
+        };
+        if let Some(f) = token_file {
+            let _ = std::fs::remove_file(f);
         }
+        code
     })
 }
 
 /// `$SLUICE_HOME/modules`, else `~/.local/share/sluice/modules`.
 fn default_store() -> PathBuf {
-    if let Some(h) = std::env::var_os("SLUICE_HOME") {
-        return PathBuf::from(h).join("modules");
-    }
-    std::env::var_os("HOME")
-        .map(|h| PathBuf::from(h).join(".local/share"))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("sluice")
-        .join("modules")
+    crate::home_dir().join("modules")
 }
 
 fn fail(e: &Error) -> ExitCode {

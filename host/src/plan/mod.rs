@@ -9,6 +9,7 @@
 //! nodes of equal parallelism are chained, so that a chain runs as one task
 //! per subtask. Every error names the spec file, the line and the node.
 
+pub mod confine;
 pub mod env;
 pub mod locate;
 pub mod spec;
@@ -214,6 +215,9 @@ pub struct PlanOptions {
     pub checkpoint_interval: Option<std::time::Duration>,
     /// Records per second each source task reads at most.
     pub source_rate: Option<f64>,
+    /// The folders the spec's files and folders must be in (`sluice serve`);
+    /// `None`: anywhere (`sluice run`).
+    pub allowed_dirs: Option<confine::AllowedDirs>,
 }
 
 /// A place that resolves a module name (or hash) to a file.
@@ -333,6 +337,34 @@ impl Planner<'_> {
         PlanError::new(self.at(spec_path, node), message)
     }
 
+    /// Checks that a host path the spec names is one the job may use.
+    fn confine(&self, spec_path: &str, node: Option<&str>, path: &Path) -> Result<(), PlanError> {
+        match &self.options.allowed_dirs {
+            Some(allowed) => allowed
+                .check(path, &self.base_dir)
+                .map_err(|m| self.err(spec_path, node, m)),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks the `path` of a file source or sink.
+    fn confine_connector(
+        &self,
+        spec_path: &str,
+        node: Option<&str>,
+        connector: &spec::ConnectorSpec,
+    ) -> Result<(), PlanError> {
+        if connector.kind != "file" {
+            return Ok(());
+        }
+        match connector.options.get("path") {
+            Some(serde_yaml::Value::String(path)) => {
+                self.confine(&format!("{spec_path}.path"), node, Path::new(path))
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn plan(self) -> Result<Pipeline, PlanError> {
         let spec = self.spec;
         if spec.parallelism == 0 {
@@ -350,6 +382,12 @@ impl Planner<'_> {
         }
         if spec.sinks.is_empty() {
             return Err(self.err("sinks", None, "a pipeline needs at least one sink"));
+        }
+        if let Some(dir) = spec.checkpoints.dir.as_deref() {
+            self.confine("checkpoints.dir", None, Path::new(dir.trim()))?;
+        }
+        if let Some(dir) = &spec.state.dir {
+            self.confine("state.dir", None, dir)?;
         }
         let mut drafts = Vec::new();
         for (i, s) in spec.sources.iter().enumerate() {
@@ -669,6 +707,7 @@ impl Planner<'_> {
     fn source(&self, i: usize, s: &spec::SourceSpec) -> Result<Draft, PlanError> {
         let p = format!("sources[{i}]");
         let node = Some(s.uid.as_str());
+        self.confine_connector(&p, node, &s.connector)?;
         let factory = connectors::source(&s.connector.kind, s.connector.options.clone())
             .map_err(|m| self.err(&p, node, format!("source `{}`: {m}", s.connector.kind)))?;
         let event_time = match &s.event_time {
@@ -760,6 +799,7 @@ impl Planner<'_> {
         inputs: Vec<(String, String)>,
     ) -> Result<Draft, PlanError> {
         let node = Some(uid);
+        self.confine_connector(p, node, connector)?;
         let checkpoints = self.checkpoints();
         let context = connectors::SinkContext {
             exactly_once: checkpoints.is_some(),
@@ -1114,6 +1154,7 @@ impl Planner<'_> {
                     .unwrap_or_else(std::env::temp_dir),
                 cache: st.rocksdb_cache.0,
                 write_buffer: st.rocksdb_write_buffer.0,
+                heap_limit: st.memory_limit.0,
             },
         }
     }
@@ -1273,6 +1314,9 @@ impl Planner<'_> {
         for rule in &w.grants.network {
             wasm::http::NetRule::parse(rule).map_err(|m| self.err(&np, node, m))?;
         }
+        for (i, d) in w.grants.dirs.iter().enumerate() {
+            self.confine(&format!("{p}.grants.dirs[{i}].host"), node, &d.host)?;
+        }
         let config = serde_json::to_string(&w.config).map_err(|e| {
             self.err(
                 &format!("{p}.config"),
@@ -1280,8 +1324,11 @@ impl Planner<'_> {
                 format!("config is not JSON-compatible: {e}"),
             )
         })?;
+        let uid: Arc<str> = uid.into();
         let settings = InstanceSettings {
-            uid: uid.into(),
+            logs: Arc::new(wasm::logging::LogBudget::new(uid.clone())),
+            shared_memory: None,
+            uid,
             config,
             memory_limit: w.memory_limit.unwrap_or(self.spec.wasm.memory_limit).0,
             call_timeout: w.call_timeout.unwrap_or(self.spec.wasm.call_timeout).0,

@@ -4,10 +4,14 @@
 //!
 //! `sluice serve` runs it with a module store and any number of jobs;
 //! `sluice run` runs it beside its one job (module and job submission then
-//! answer 405). It listens on loopback unless told otherwise, and binding
-//! elsewhere needs a token, which every request but the dashboard's static
-//! page must then carry as `Authorization: Bearer <token>`.
+//! answer 405). It listens on loopback unless told otherwise. A browser on
+//! the same machine reaches loopback too, so every request passes the
+//! [`guard`] first (its `Host`, `Origin` and content type), and `sluice
+//! serve` makes up a token unless given one or `--no-token`: every request
+//! but the dashboard's static page must then carry it as
+//! `Authorization: Bearer <token>`.
 
+pub mod guard;
 pub mod jobs;
 pub mod metrics;
 pub mod store;
@@ -34,9 +38,27 @@ pub struct AppState {
     /// Uploaded modules; `None` for `sluice run`.
     pub store: Option<Arc<ModuleStore>>,
     pub token: Option<String>,
+    /// The names the `Host` header may carry.
+    pub hosts: guard::Hosts,
     pub max_module_size: u64,
     /// Where relative paths of submitted specs start.
     pub base_dir: PathBuf,
+    /// The folders submitted jobs may read and write (`sluice serve`);
+    /// `None`: anywhere (`sluice run`'s own job).
+    pub allowed_dirs: Option<crate::plan::confine::AllowedDirs>,
+}
+
+impl AppState {
+    /// Checks a folder a request names (a savepoint's), as a spec's paths
+    /// are checked.
+    fn confine(&self, what: &str, dir: &std::path::Path) -> Result<(), ApiError> {
+        match &self.allowed_dirs {
+            Some(a) => a
+                .check(dir, &self.base_dir)
+                .map_err(|m| ApiError(StatusCode::FORBIDDEN, format!("{what}: {m}"))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// An error answer: a status and a message saying what is wrong.
@@ -103,7 +125,7 @@ pub async fn bind(addr: &str, token: Option<&str>) -> Result<tokio::net::TcpList
     }
     if token.is_none_or(str::is_empty) && !addrs.iter().all(|a| a.ip().is_loopback()) {
         return Err(format!(
-            "`{addr}` is not a loopback address: listening there needs a token (set SLUICE_TOKEN or --token), which clients then send"
+            "`{addr}` is not a loopback address: listening there needs a token, which clients then send (`sluice serve` makes one up unless told --no-token)"
         ));
     }
     tokio::net::TcpListener::bind(&addrs[..])
@@ -140,6 +162,14 @@ async fn auth(
     req: Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if let Err((status, message)) = guard::check(req.method(), req.headers(), &state.hosts) {
+        tracing::warn!(
+            method = %req.method(),
+            path = req.uri().path(),
+            "{message}"
+        );
+        return ApiError(status, message).into_response();
+    }
     let Some(token) = state.token.as_deref().filter(|t| !t.is_empty()) else {
         return next.run(req).await;
     };
@@ -492,6 +522,9 @@ async fn take_savepoint(
             format!("job {} is {}, not running", job.id, job.status().name()),
         ));
     }
+    if let Some(d) = &req.dir {
+        state.confine("the savepoint folder", d)?;
+    }
     let dir = req.dir.map(|d| state.base_dir.join(d));
     let path = job
         .savepoint(dir, stop)
@@ -555,7 +588,11 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
             format!("the body must be JSON {{\"spec\": \"<YAML>\", \"file\": \"name.yaml\", \"vars\": {{...}}}}: {e}"),
         )
     })?;
+    if let Some(d) = &submit.from_savepoint {
+        state.confine("from_savepoint", d)?;
+    }
     let base_dir = state.base_dir.clone();
+    let allowed_dirs = state.allowed_dirs.clone();
     let start = crate::runtime::job::Start {
         from_savepoint: submit.from_savepoint.as_ref().map(|d| base_dir.join(d)),
         drop_unclaimed_state: submit.drop_unclaimed_state,
@@ -568,6 +605,7 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
         let origin = PathBuf::from(submit.file.as_deref().unwrap_or("submitted spec"));
         let options = crate::plan::PlanOptions {
             store: Some(store),
+            allowed_dirs,
             ..Default::default()
         };
         crate::plan::load_text(

@@ -105,9 +105,13 @@ impl ModuleStore {
         let modules = wasm::inspect(bytes, Path::new(name))
             .map_err(|m| StoreError::Invalid(format!("module `{name}` is not accepted: {m}")))?;
         if !file.exists() {
+            // A name of its own per upload: the same content may be
+            // uploaded many times at once.
+            static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let tmp = self
                 .dir
-                .join(format!(".upload-{sha256}-{}", std::process::id()));
+                .join(format!(".upload-{sha256}-{}-{n}", std::process::id()));
             std::fs::write(&tmp, bytes)
                 .and_then(|()| std::fs::rename(&tmp, &file))
                 .map_err(|e| {

@@ -162,7 +162,15 @@ impl Store for MemoryStore {
 
 fn limit_error(limit: u64) -> String {
     format!(
-        "the in-memory state backend is full ({} MiB, `state.memory_limit`); raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state on disk",
+        "{}; raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state on disk",
+        full(limit)
+    )
+}
+
+/// The start of every message that says the heap backend is full.
+pub(crate) fn full(limit: u64) -> String {
+    format!(
+        "the in-memory state backend is full ({} MiB, `state.memory_limit`)",
         limit >> 20
     )
 }

@@ -27,7 +27,8 @@
 //! most of them for every record: one lookup per key instead of one per
 //! state.
 //!
-//! Timers are kept by [`timers::Timers`], in memory for both backends.
+//! Timers are kept by [`timers::Timers`], in memory for both backends, and
+//! count against [`Backend::heap_limit`].
 
 pub mod memory;
 pub mod rocks;
@@ -65,11 +66,13 @@ pub enum Backend {
     /// On the heap; the job fails once the state outgrows `limit` bytes.
     Memory { limit: u64 },
     /// Embedded RocksDB under `dir`, with at most about `cache` bytes of
-    /// block cache and `write_buffer` bytes of memtables per store.
+    /// block cache and `write_buffer` bytes of memtables per store; what
+    /// stays on the heap (timers) may take at most `heap_limit` bytes.
     RocksDb {
         dir: std::path::PathBuf,
         cache: u64,
         write_buffer: u64,
+        heap_limit: u64,
     },
 }
 
@@ -81,6 +84,41 @@ impl Backend {
         }
     }
 
+    /// How many bytes of an operator subtask's state may be on the heap:
+    /// the store's and the timers' together on the heap backend, the
+    /// timers' on RocksDB (`state.memory_limit` for both).
+    pub fn heap_limit(&self) -> u64 {
+        match self {
+            Backend::Memory { limit } => *limit,
+            Backend::RocksDb { heap_limit, .. } => *heap_limit,
+        }
+    }
+
+    /// Checks that state of `store_bytes` (in the store) and timers of
+    /// `timer_bytes` fit in [`Backend::heap_limit`].
+    pub fn check_timers(&self, store_bytes: u64, timer_bytes: u64) -> Result<(), String> {
+        let (used, limit) = match self {
+            Backend::Memory { limit } => (store_bytes + timer_bytes, *limit),
+            Backend::RocksDb { heap_limit, .. } => (timer_bytes, *heap_limit),
+        };
+        if used <= limit {
+            return Ok(());
+        }
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        Err(match self {
+            Backend::Memory { .. } => format!(
+                "{} (timers take {:.1} MiB of it); raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state on disk",
+                memory::full(limit),
+                mib(timer_bytes)
+            ),
+            Backend::RocksDb { .. } => format!(
+                "the timers take {:.1} MiB, more than `state.memory_limit` ({:.1} MiB), which bounds them on the RocksDB backend too: raise the limit, or register fewer timers per key",
+                mib(timer_bytes),
+                mib(limit)
+            ),
+        })
+    }
+
     /// A store for one subtask of one operator.
     pub fn open(&self, uid: &str, subtask: u32) -> Result<Box<dyn Store>, String> {
         Ok(match self {
@@ -89,6 +127,7 @@ impl Backend {
                 dir,
                 cache,
                 write_buffer,
+                ..
             } => Box::new(rocks::RocksStore::open(
                 dir,
                 uid,
@@ -173,7 +212,14 @@ pub struct KeyedState {
     clock: Arc<dyn Clock>,
     key_buf: Vec<u8>,
     buf: Vec<u8>,
+    /// While journaling: what each list and map write replaced, in order
+    /// (key group, store key, old value), so that a failed call's writes can
+    /// be undone.
+    journal: Option<Vec<Undo>>,
 }
+
+/// What a journaled write replaced: key group, store key, old value.
+type Undo = (u32, Vec<u8>, Option<Vec<u8>>);
 
 impl KeyedState {
     pub fn new(store: Box<dyn Store>, clock: Arc<dyn Clock>) -> KeyedState {
@@ -185,7 +231,59 @@ impl KeyedState {
             clock,
             key_buf: Vec::new(),
             buf: Vec::new(),
+            journal: None,
         }
+    }
+
+    /// Starts recording list and map writes (the writes a guest makes
+    /// through the imports during a call), so that [`KeyedState::rollback`]
+    /// can undo them. Value states are written after a call and need none.
+    pub fn begin(&mut self) {
+        match &mut self.journal {
+            Some(j) => j.clear(),
+            None => self.journal = Some(Vec::new()),
+        }
+    }
+
+    /// Keeps the writes since [`KeyedState::begin`] and stops recording.
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    /// Undoes the writes since [`KeyedState::begin`], newest first, and stops
+    /// recording.
+    pub fn rollback(&mut self) -> Result<(), String> {
+        let Some(journal) = self.journal.take() else {
+            return Ok(());
+        };
+        for (kg, key, old) in journal.into_iter().rev() {
+            match old {
+                Some(v) => self.store.put(kg, &key, &v)?,
+                None => self.store.delete(kg, &key)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts (`Some`) or deletes (`None`) the entry under `key`, journaled.
+    fn write_entry(&mut self, kg: u32, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        if let Some(journal) = &mut self.journal {
+            let mut old = Vec::new();
+            let had = self.store.get(kg, key, &mut old)?;
+            journal.push((kg, key.to_vec(), had.then_some(old)));
+        }
+        match value {
+            Some(v) => self.store.put(kg, key, v),
+            None => self.store.delete(kg, key),
+        }
+    }
+
+    /// [`KeyedState::write_entry`] at the key in `key_buf`.
+    fn write_here(&mut self, kg: u32, value: Option<&[u8]>) -> Result<(), String> {
+        let key = std::mem::take(&mut self.key_buf);
+        let r = self.write_entry(kg, &key, value);
+        self.key_buf = key;
+        r
     }
 
     /// About how many bytes the state takes in its store.
@@ -588,7 +686,7 @@ impl KeyedState {
         }
         out.extend_from_slice(&(element.len() as u32).to_le_bytes());
         out.extend_from_slice(element);
-        self.store.put(kg, &self.key_buf, &out)
+        self.write_here(kg, Some(&out))
     }
 
     pub fn list_update<'a>(
@@ -608,11 +706,7 @@ impl KeyedState {
             out.extend_from_slice(&(e.len() as u32).to_le_bytes());
             out.extend_from_slice(e);
         }
-        if any {
-            self.store.put(kg, &self.key_buf, &out)
-        } else {
-            self.store.delete(kg, &self.key_buf)
-        }
+        self.write_here(kg, any.then_some(&out[..]))
     }
 
     pub fn map_get(
@@ -653,7 +747,7 @@ impl KeyedState {
         let mut out = Vec::with_capacity(value.len() + 9);
         self.header(ttl, &mut out);
         out.extend_from_slice(value);
-        self.store.put(kg, &self.key_buf, &out)
+        self.write_here(kg, Some(&out))
     }
 
     pub fn map_remove(
@@ -666,7 +760,7 @@ impl KeyedState {
         self.check(handle, Kind::Map)?;
         self.map_prefix(handle, key);
         self.key_buf.extend_from_slice(user_key);
-        self.store.delete(kg, &self.key_buf)
+        self.write_here(kg, None)
     }
 
     /// Live entries of a map, by user key bytes.
@@ -702,7 +796,7 @@ impl KeyedState {
             Kind::Value => Err("value states are cleared through the call's value writes".into()),
             Kind::List => {
                 self.list_key(handle, key);
-                self.store.delete(kg, &self.key_buf)
+                self.write_here(kg, None)
             }
             Kind::Map => {
                 self.map_prefix(handle, key);
@@ -710,7 +804,7 @@ impl KeyedState {
                 self.store
                     .scan(kg, &self.key_buf, &mut |k, _| keys.push(k.to_vec()))?;
                 for k in keys {
-                    self.store.delete(kg, &k)?;
+                    self.write_entry(kg, &k, None)?;
                 }
                 Ok(())
             }
@@ -950,6 +1044,51 @@ pub(crate) mod tests {
         "[]",
         "0",
     ];
+
+    #[test]
+    fn a_rollback_undoes_list_and_map_writes_since_begin() {
+        let clock = ManualClock::new(1_000);
+        let mut s = KeyedState::new(Box::new(memory::MemoryStore::new(1 << 20)), clock);
+        let d = |name: &str, kind| Descriptor {
+            name: name.into(),
+            kind,
+            ttl_ms: None,
+            version: 1,
+        };
+        let list = s.declare(d("list", Kind::List)).unwrap();
+        let map = s.declare(d("map", Kind::Map)).unwrap();
+        s.list_add(list, 3, b"k", b"kept").unwrap();
+        s.map_put(map, 3, b"k", b"a", b"1").unwrap();
+        s.map_put(map, 3, b"k", b"b", b"2").unwrap();
+        let mut before = Vec::new();
+        s.for_each_entry(&mut |kg, k, v| before.push((kg, k.to_vec(), v.to_vec())))
+            .unwrap();
+        s.begin();
+        s.list_add(list, 3, b"k", b"x").unwrap();
+        s.list_add(list, 3, b"k", b"y").unwrap();
+        s.list_add(list, 4, b"new", b"z").unwrap();
+        s.map_put(map, 3, b"k", b"a", b"changed").unwrap();
+        s.map_remove(map, 3, b"k", b"b").unwrap();
+        s.map_put(map, 3, b"k", b"c", b"3").unwrap();
+        s.clear(map, 3, b"k").unwrap();
+        s.rollback().unwrap();
+        let mut after = Vec::new();
+        s.for_each_entry(&mut |kg, k, v| after.push((kg, k.to_vec(), v.to_vec())))
+            .unwrap();
+        before.sort();
+        after.sort();
+        assert_eq!(before, after);
+        // Committed writes stay, and nothing is journaled after a commit.
+        s.begin();
+        s.list_add(list, 3, b"k", b"x").unwrap();
+        s.commit();
+        s.list_add(list, 3, b"k", b"y").unwrap();
+        s.rollback().unwrap();
+        let mut items = Vec::new();
+        s.list_get(list, 3, b"k", &mut |e| items.push(e.to_vec()))
+            .unwrap();
+        assert_eq!(items, [&b"kept"[..], b"x", b"y"]);
+    }
 
     #[test]
     fn memory_store_keeps_state_per_key_group_with_ttl() {

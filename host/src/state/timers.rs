@@ -6,6 +6,9 @@
 //! timer), so that a timer is two integers in an ordered set and deleting and
 //! re-registering one — what a process function does for every record that
 //! moves its timeout — costs two set operations and no allocation.
+//!
+//! Timers are state: [`Timers::bytes`] says about how much memory they take,
+//! so that the operator counts them against its state budget.
 
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
@@ -22,6 +25,13 @@ struct KeyEntry {
     timers: u32,
 }
 
+/// About what one timer costs: its 16 bytes in a B-tree node, with the
+/// node's slack and bookkeeping (measured: ~35 bytes per timer).
+const TIMER_BYTES: u64 = 40;
+/// About what a key with timers costs besides its bytes: its entry, the
+/// interning table's slot and two allocations.
+const KEY_BYTES: u64 = 96;
+
 #[derive(Default)]
 pub struct Timers {
     ids: HashMap<Box<[u8]>, u32>,
@@ -29,6 +39,8 @@ pub struct Timers {
     free: Vec<u32>,
     event: BTreeSet<(i64, u32)>,
     processing: BTreeSet<(i64, u32)>,
+    /// Bytes of the interned keys.
+    key_bytes: u64,
 }
 
 impl Timers {
@@ -48,6 +60,7 @@ impl Timers {
             kg,
             timers: 0,
         };
+        self.key_bytes += key.len() as u64 + KEY_BYTES;
         let id = match self.free.pop() {
             Some(id) => {
                 self.keys[id as usize] = Some(entry);
@@ -67,6 +80,7 @@ impl Timers {
         e.timers -= 1;
         if e.timers == 0 {
             let e = self.keys[id as usize].take().expect("live key");
+            self.key_bytes -= e.key.len() as u64 + KEY_BYTES;
             self.ids.remove(&e.key);
             self.free.push(id);
         }
@@ -101,6 +115,11 @@ impl Timers {
             let e = self.keys[id as usize].as_ref().expect("live key");
             (t, e.kg, &e.key[..])
         })
+    }
+
+    /// About how many bytes of memory the timers take.
+    pub fn bytes(&self) -> u64 {
+        (self.event.len() + self.processing.len()) as u64 * TIMER_BYTES + self.key_bytes
     }
 
     /// The earliest timer's time.
@@ -151,6 +170,7 @@ mod tests {
         assert!(t.is_empty());
         // Every key was released.
         assert!(t.ids.is_empty());
+        assert_eq!(t.bytes(), 0);
     }
 
     proptest! {
@@ -173,6 +193,7 @@ mod tests {
             let want: Vec<(i64, u8)> = model.into_iter().collect();
             prop_assert_eq!(got, want);
             prop_assert_eq!(t.ids.len(), t.keys.iter().filter(|k| k.is_some()).count());
+            prop_assert_eq!(t.bytes(), t.len() as u64 * TIMER_BYTES + t.ids.len() as u64 * (1 + KEY_BYTES));
         }
     }
 }

@@ -10,6 +10,12 @@
 //! output with the last error (or stops the job without one). A request
 //! outside the operator's `grants.network` stops the job at once.
 //!
+//! Memory: a subtask's instances share one `memory_limit` (a pool of
+//! `capacity` instances with a limit each could take `capacity` times it).
+//! A record waits for an instance to come back rather than start one that
+//! would not fit; an instance that grows past what is left traps, and its
+//! record is tried again as for any trap.
+//!
 //! Order: results leave in input order (`ordered`) or as they complete; in
 //! both modes a watermark waits for every record that arrived before it, so
 //! no result crosses a watermark (as in Flink's `AsyncWaitOperator`).
@@ -21,7 +27,7 @@
 //! written twice.
 
 use super::http::NetworkDenied;
-use super::sandbox::Sandbox;
+use super::sandbox::{MemoryBudget, Sandbox};
 use super::transform::lift;
 use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enrich};
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
@@ -69,8 +75,11 @@ impl Instance {
         sandbox.opened(&uid, opened)?;
         // From here on the attempt timeout bounds a call: the guest yields to
         // the executor every epoch tick, so that the timeout can stop even a
-        // guest that computes without end.
+        // guest that computes without end (and the subtask's other records
+        // run meanwhile). The first yield comes one tick into a call, not
+        // after the `call_timeout` that `arm` set for `open`.
         sandbox.store.epoch_deadline_async_yield_and_update(1);
+        sandbox.store.set_epoch_deadline(1);
         Ok(Instance { sandbox, guest })
     }
 }
@@ -99,6 +108,8 @@ type Finished = (u64, Outcome, Option<Instance>);
 pub struct WasmEnricher {
     module: Arc<Module>,
     settings: Arc<InstanceSettings>,
+    /// The subtask's instances share one `memory_limit`.
+    memory: Arc<MemoryBudget>,
     enrich: Arc<EnrichSettings>,
     subtask: u32,
     parallelism: u32,
@@ -119,9 +130,15 @@ impl WasmEnricher {
         subtask: u32,
         parallelism: u32,
     ) -> WasmEnricher {
+        let memory = Arc::new(MemoryBudget::new(settings.memory_limit));
+        let settings = Arc::new(InstanceSettings {
+            shared_memory: Some(memory.clone()),
+            ..(*settings).clone()
+        });
         WasmEnricher {
             module,
             settings,
+            memory,
             enrich,
             subtask,
             parallelism,
@@ -183,6 +200,16 @@ impl WasmEnricher {
     fn collect_finished(&mut self) -> Result<(), RuntimeError> {
         while let Some(joined) = self.running.try_join_next() {
             self.finished(joined)?;
+        }
+        Ok(())
+    }
+
+    /// Before a record is issued: when no instance is idle and another one
+    /// (as big as the biggest so far) would not fit in the memory budget,
+    /// waits for running records to hand theirs back.
+    async fn make_room(&mut self) -> Result<(), RuntimeError> {
+        while self.idle.is_empty() && !self.running.is_empty() && !self.memory.room_for_another() {
+            self.wait_one().await?;
         }
         Ok(())
     }
@@ -259,11 +286,20 @@ async fn attempts(
         }
         let mut live = match instance.take() {
             Some(i) => i,
+            // The operator's first instance opened when the job started, so
+            // a later one that cannot start lacks memory (its budget is
+            // shared): an attempt that failed.
             None => match Instance::start(&module, &settings).await {
                 Ok(i) => i,
-                Err(e) => return (seq, Outcome::Fatal(e.into()), None),
+                Err(e) => {
+                    last = format!("no instance could start: {e}");
+                    continue;
+                }
             },
         };
+        // Each attempt's deadline is the epoch's: yield every tick, so that
+        // `timeout` below stops a guest that never returns.
+        live.sandbox.store.set_epoch_deadline(1);
         let call = live
             .guest
             .call_process(&mut live.sandbox.store, lowering.batch(&input));
@@ -319,6 +355,8 @@ impl Operator for WasmEnricher {
                 self.wait_one().await?;
                 self.emit_ready(out)?;
             }
+            self.make_room().await?;
+            self.emit_ready(out)?;
             let mut single = Batch::default();
             single.push_record(batch.get(i), None);
             self.issue(single);
@@ -401,6 +439,7 @@ impl Operator for WasmEnricher {
             );
         }
         for r in records {
+            self.make_room().await?;
             self.issue(r);
         }
         Ok(())

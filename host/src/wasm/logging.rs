@@ -1,23 +1,165 @@
 //! The `logging` import: guest log lines become the host's `tracing` events,
 //! tagged with the operator uid (the task's span adds the job).
+//!
+//! A guest may log as much as it likes, but the host's log is shared: each
+//! operator (all its subtasks and instances, its `logging` calls, stdout and
+//! stderr together) may put at most [`MAX_LINES`] lines and [`MAX_BYTES`]
+//! bytes into it per [`INTERVAL`]. What is over is dropped and counted, and
+//! one warning says how much was, when the operator next logs or when it
+//! ends.
 
 use super::sandbox::StoreData;
 use super::sluice::operator::logging::{Host, Level};
 use super::sluice::operator::types;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The window the limits apply to.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+/// Lines per operator per [`INTERVAL`].
+pub const MAX_LINES: u32 = 200;
+/// Bytes per operator per [`INTERVAL`].
+pub const MAX_BYTES: u64 = 128 << 10;
+
+/// One operator's share of the host's log.
+pub struct LogBudget {
+    uid: std::sync::Arc<str>,
+    window: Mutex<Window>,
+}
+
+struct Window {
+    started: Instant,
+    lines: u32,
+    bytes: u64,
+    dropped_lines: u64,
+    dropped_bytes: u64,
+    /// When lines were first dropped, for the report.
+    dropping_since: Option<Instant>,
+}
+
+impl std::fmt::Debug for LogBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogBudget").field("uid", &self.uid).finish()
+    }
+}
+
+impl LogBudget {
+    pub fn new(uid: std::sync::Arc<str>) -> LogBudget {
+        LogBudget {
+            uid,
+            window: Mutex::new(Window {
+                started: Instant::now(),
+                lines: 0,
+                bytes: 0,
+                dropped_lines: 0,
+                dropped_bytes: 0,
+                dropping_since: None,
+            }),
+        }
+    }
+
+    /// Whether a line of `len` bytes may go to the log now; counts it as
+    /// dropped otherwise.
+    pub fn admit(&self, len: usize) -> bool {
+        let mut w = self.window.lock().expect("log budget");
+        let now = Instant::now();
+        if now.duration_since(w.started) >= INTERVAL {
+            self.report(&mut w);
+            w.started = now;
+            w.lines = 0;
+            w.bytes = 0;
+        }
+        if w.lines < MAX_LINES && w.bytes + len as u64 <= MAX_BYTES {
+            w.lines += 1;
+            w.bytes += len as u64;
+            return true;
+        }
+        w.dropped_lines += 1;
+        w.dropped_bytes += len as u64;
+        w.dropping_since.get_or_insert(now);
+        false
+    }
+
+    fn report(&self, w: &mut Window) {
+        let Some(since) = w.dropping_since.take() else {
+            return;
+        };
+        tracing::warn!(
+            operator = %self.uid,
+            "suppressed {} lines ({} bytes) of guest output over {:.1} s: an operator may log at most {MAX_LINES} lines and {} KiB per second",
+            w.dropped_lines,
+            w.dropped_bytes,
+            since.elapsed().as_secs_f64(),
+            MAX_BYTES >> 10
+        );
+        w.dropped_lines = 0;
+        w.dropped_bytes = 0;
+    }
+}
+
+impl Drop for LogBudget {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.window.lock() {
+            self.report(&mut w);
+        }
+    }
+}
+
+/// Logs one guest line at `level`, if the operator's budget admits it.
+pub fn emit(budget: &LogBudget, level: Level, message: &str) {
+    if !budget.admit(message.len()) {
+        return;
+    }
+    let uid = &*budget.uid;
+    match level {
+        Level::Trace => tracing::trace!(operator = uid, "{message}"),
+        Level::Debug => tracing::debug!(operator = uid, "{message}"),
+        Level::Info => tracing::info!(operator = uid, "{message}"),
+        Level::Warn => tracing::warn!(operator = uid, "{message}"),
+        Level::Error => tracing::error!(operator = uid, "{message}"),
+    }
+}
 
 impl Host for StoreData {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let uid = &*self.uid;
-        match level {
-            Level::Trace => tracing::trace!(operator = uid, "{message}"),
-            Level::Debug => tracing::debug!(operator = uid, "{message}"),
-            Level::Info => tracing::info!(operator = uid, "{message}"),
-            Level::Warn => tracing::warn!(operator = uid, "{message}"),
-            Level::Error => tracing::error!(operator = uid, "{message}"),
-        }
+        emit(&self.logs, level, &message);
         Ok(())
     }
 }
 
 /// `types` has no functions; guests still import the instance.
 impl types::Host for StoreData {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operator_gets_a_bounded_share_of_the_log_per_interval() {
+        let b = LogBudget::new("op".into());
+        let admitted = (0..10 * MAX_LINES).filter(|_| b.admit(10)).count();
+        assert_eq!(admitted, MAX_LINES as usize);
+        // Bytes count too: one big line fills the window.
+        let b = LogBudget::new("op".into());
+        assert!(b.admit(MAX_BYTES as usize));
+        assert!(!b.admit(1));
+        let w = b.window.lock().unwrap();
+        assert_eq!((w.dropped_lines, w.dropped_bytes), (1, 1));
+    }
+
+    #[test]
+    fn a_new_interval_admits_again_and_reports_what_was_dropped() {
+        let b = LogBudget::new("op".into());
+        for _ in 0..=MAX_LINES {
+            b.admit(1);
+        }
+        {
+            let mut w = b.window.lock().unwrap();
+            assert_eq!(w.dropped_lines, 1);
+            w.started -= INTERVAL;
+        }
+        assert!(b.admit(1));
+        let w = b.window.lock().unwrap();
+        assert_eq!((w.lines, w.dropped_lines, w.dropping_since), (1, 0, None));
+    }
+}

@@ -164,6 +164,11 @@ pub struct InstanceSettings {
     pub grants: GrantsSpec,
     /// Folder that relative `grants.dirs` paths are resolved against.
     pub base_dir: PathBuf,
+    /// The operator's share of the host's log, for all its instances.
+    pub logs: Arc<logging::LogBudget>,
+    /// Set for instances that share one `memory_limit` (an enricher
+    /// subtask's pool); `None`: each instance has `memory_limit` of its own.
+    pub shared_memory: Option<Arc<sandbox::MemoryBudget>>,
 }
 
 struct Runtime {
@@ -229,10 +234,19 @@ pub fn load(path: &Path, world: World) -> Result<Arc<Module>, String> {
 /// component that implements at least one operator world, and every world
 /// it claims (by exporting its interface) must type-check with imports the
 /// host provides. Returns it loaded for each of its worlds; `path` is where
-/// it will be kept.
+/// it will be kept. A refused component leaves nothing behind: it is
+/// compiled outside the caches, and only an accepted one is remembered (in
+/// memory and on disk).
 pub fn inspect(bytes: &[u8], path: &Path) -> Result<Vec<Arc<Module>>, String> {
     let sha256 = hex(&Sha256::digest(bytes));
-    let component = compiled(bytes, &sha256, path)?;
+    let (component, fresh) = match cached(&sha256) {
+        Some(c) => (c, false),
+        None => (
+            compile_serially(&sha256, || Component::new(&runtime().engine, bytes))
+                .map_err(|e| format!("{} is not a valid Wasm component: {e}", path.display()))?,
+            true,
+        ),
+    };
     let claimed: Vec<World> = World::ALL
         .into_iter()
         .filter(|w| component.get_export_index(None, w.export()).is_some())
@@ -245,30 +259,64 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<Vec<Arc<Module>>, String> {
             exports_of(&component)
         ));
     }
-    claimed
+    let modules = claimed
         .into_iter()
         .map(|w| typed(component.clone(), path, sha256.clone(), w))
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    if fresh {
+        store_compiled(&component, bytes.len(), &sha256, None);
+        remember(&sha256, &component);
+    }
+    Ok(modules)
+}
+
+/// The component for `sha256` if this process or the disk cache has it.
+fn cached(sha256: &str) -> Option<Component> {
+    let rt = runtime();
+    if let Some(c) = rt.compiled.lock().expect("module cache").get(sha256) {
+        return Some(c.clone());
+    }
+    load_compiled(&rt.engine, sha256)
+}
+
+fn remember(sha256: &str, component: &Component) {
+    runtime()
+        .compiled
+        .lock()
+        .expect("module cache")
+        .insert(sha256.to_owned(), component.clone());
+}
+
+/// Runs `compile` unless another thread compiled `sha256` while this one
+/// waited: one compilation at a time, so that many uploads of the same
+/// module at once compile it once (and many different ones do not take all
+/// the memory together).
+fn compile_serially(
+    sha256: &str,
+    compile: impl FnOnce() -> wasmtime::Result<Component>,
+) -> wasmtime::Result<Component> {
+    static COMPILING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = COMPILING.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = runtime().compiled.lock().expect("module cache").get(sha256) {
+        return Ok(c.clone());
+    }
+    compile()
 }
 
 /// The component for `bytes`, compiled once per process and cached on disk.
 fn compiled(bytes: &[u8], sha256: &str, path: &Path) -> Result<Component, String> {
-    let rt = runtime();
-    let cached = rt
-        .compiled
-        .lock()
-        .expect("module cache")
-        .get(sha256)
-        .cloned();
-    if let Some(c) = cached {
+    if let Some(c) = cached(sha256) {
+        remember(sha256, &c);
         return Ok(c);
     }
-    let c = compile_cached(&rt.engine, bytes, sha256)
-        .map_err(|e| format!("{} is not a valid Wasm component: {e}", path.display()))?;
-    rt.compiled
-        .lock()
-        .expect("module cache")
-        .insert(sha256.to_owned(), c.clone());
+    let c = compile_serially(sha256, || {
+        let started = std::time::Instant::now();
+        let c = Component::new(&runtime().engine, bytes)?;
+        store_compiled(&c, bytes.len(), sha256, Some(started.elapsed()));
+        Ok(c)
+    })
+    .map_err(|e| format!("{} is not a valid Wasm component: {e}", path.display()))?;
+    remember(sha256, &c);
     Ok(c)
 }
 
@@ -355,58 +403,77 @@ fn typed(
 /// guests); loading a precompiled artifact costs well under one. Artifacts are
 /// kept under the cache folder, named by the module's hash and the engine's
 /// compatibility hash, written atomically.
-fn compile_cached(engine: &Engine, bytes: &[u8], sha256: &str) -> wasmtime::Result<Component> {
-    let dir = cache_dir();
+fn cache_file(engine: &Engine, sha256: &str) -> PathBuf {
     let mut compat = std::collections::hash_map::DefaultHasher::new();
     std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
-    let file = dir.join(format!(
+    cache_dir().join(format!(
         "{sha256}-{:016x}.cwasm",
         std::hash::Hasher::finish(&compat)
-    ));
-    if file.exists() {
-        // SAFETY: the file was written by `Component::serialize` of an engine
-        // with the same compatibility hash, into sluice's own cache folder.
-        let started = std::time::Instant::now();
-        match unsafe { Component::deserialize_file(engine, &file) } {
-            Ok(c) => {
-                tracing::debug!(
-                    "loaded compiled module {} from the cache in {:.2?}",
-                    &sha256[..12],
-                    started.elapsed()
-                );
-                return Ok(c);
-            }
-            Err(e) => {
-                tracing::warn!(file = %file.display(), "ignoring unusable cached module: {e}")
-            }
+    ))
+}
+
+/// The compiled artifact of `sha256` from the disk cache, if it is there
+/// and usable.
+fn load_compiled(engine: &Engine, sha256: &str) -> Option<Component> {
+    let file = cache_file(engine, sha256);
+    if !file.exists() {
+        return None;
+    }
+    // SAFETY: the file was written by `Component::serialize` of an engine
+    // with the same compatibility hash, into sluice's own cache folder.
+    let started = std::time::Instant::now();
+    match unsafe { Component::deserialize_file(engine, &file) } {
+        Ok(c) => {
+            tracing::debug!(
+                "loaded compiled module {} from the cache in {:.2?}",
+                &sha256[..12],
+                started.elapsed()
+            );
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(file = %file.display(), "ignoring unusable cached module: {e}");
+            None
         }
     }
-    let started = std::time::Instant::now();
-    let component = Component::new(engine, bytes)?;
-    let took = started.elapsed();
+}
+
+/// Writes a compiled component to the disk cache (logging how long it took
+/// to compile, when known).
+fn store_compiled(component: &Component, size: usize, sha256: &str, took: Option<Duration>) {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let engine = &runtime().engine;
+    let file = cache_file(engine, sha256);
+    let dir = cache_dir();
     let stored = match component.serialize() {
         Ok(artifact) => {
-            let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
+            // A name of its own per write: two threads may store the same
+            // module at once.
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let tmp = dir.join(format!(".{sha256}.{}.{n}.tmp", std::process::id()));
             std::fs::create_dir_all(&dir)
                 .and_then(|()| std::fs::write(&tmp, &artifact))
                 .and_then(|()| std::fs::rename(&tmp, &file))
-                .map_err(|e| format!("cannot write to {}: {e}", dir.display()))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    format!("cannot write to {}: {e}", dir.display())
+                })
         }
         Err(e) => Err(format!("{e:#}")),
     };
-    let size = bytes.len() as f64 / (1 << 20) as f64;
+    let size = size as f64 / (1 << 20) as f64;
+    let took = took.map_or_else(String::new, |t| format!(" in {t:.2?}"));
     match stored {
         Ok(()) => tracing::info!(
-            "compiled a {size:.1} MiB module ({}) in {took:.2?}; later starts load it from {}",
+            "compiled a {size:.1} MiB module ({}){took}; later starts load it from {}",
             &sha256[..12],
             dir.display()
         ),
         Err(e) => tracing::info!(
-            "compiled a {size:.1} MiB module ({}) in {took:.2?}; not cached: {e}",
+            "compiled a {size:.1} MiB module ({}){took}; not cached: {e}",
             &sha256[..12]
         ),
     }
-    Ok(component)
 }
 
 fn wit_span(s: crate::runtime::batch::Span) -> wit::Span {
@@ -499,7 +566,7 @@ pub fn cache_dir() -> PathBuf {
     base.join("sluice").join("modules")
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -517,4 +584,23 @@ fn unhex(s: &str) -> Result<Vec<u8>, String> {
 /// Hex SHA-256 of `bytes`: how modules are named by content.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The smallest valid component: a header and nothing else.
+    const EMPTY_COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    #[test]
+    fn a_refused_component_is_not_kept_in_memory() {
+        let sha = sha256_hex(EMPTY_COMPONENT);
+        let e = inspect(EMPTY_COMPONENT, Path::new("empty.wasm")).unwrap_err();
+        assert!(e.contains("implements none of the"), "{e}");
+        assert!(
+            !runtime().compiled.lock().unwrap().contains_key(&sha),
+            "a refused component stayed in the process's cache"
+        );
+    }
 }

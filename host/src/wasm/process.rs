@@ -438,25 +438,145 @@ impl WasmProcess {
     }
 
     /// Makes one call for the buffered records and the timers that are due.
+    /// When the call traps and the pipeline has a dead-letter sink, the call
+    /// is undone and replayed record by record ([`WasmProcess::isolate`]),
+    /// so that a record that makes the guest trap costs itself alone.
     async fn run(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
         let now = self.clock.now_ms();
         let end = self.watermark;
-        let due_event = self
-            .timers
-            .next(Domain::EventTime)
-            .is_some_and(|t| t <= end);
-        let due_processing = self
-            .timers
-            .next(Domain::ProcessingTime)
-            .is_some_and(|t| t <= now);
-        if self.pending.batch.is_empty() && !due_event && !due_processing {
+        if self.pending.batch.is_empty() && !self.timers_due(end, now) {
             self.call.keys.clear();
             return Ok(());
+        }
+        let started = Instant::now();
+        let pending = std::mem::take(&mut self.pending);
+        let isolate = out.info().has_dead_letter && !pending.batch.is_empty();
+        let result = match self.call(&pending, end, now, isolate, out).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err((description, timers))) if isolate => {
+                tracing::warn!(
+                    operator = %self.uid(),
+                    "trapped on a call with {} records and {timers} due timers ({description}); replaying them one by one",
+                    pending.batch.len()
+                );
+                self.isolate(&pending, end, now, out).await
+            }
+            Ok(Err((description, timers))) => Err(WasmError::Trap {
+                uid: self.uid(),
+                at: describe_call(&pending.batch, timers, out),
+                message: description,
+            }
+            .into()),
+            Err(e) => Err(e),
+        };
+        let mut recycled = pending;
+        recycled.batch.clear();
+        recycled.record_keys.clear();
+        recycled.watermarks.clear();
+        self.pending = recycled;
+        let metrics = &out.info().metrics;
+        NodeMetrics::add(&metrics.wasm_nanos, started.elapsed().as_nanos() as u64);
+        // RocksDB's size estimate walks its files: once a second is enough.
+        if self
+            .size_measured
+            .is_none_or(|t| t.elapsed() >= SIZE_INTERVAL)
+            && let Some(state) = &self.call.state
+            && let Some(gauge) = metrics.state_bytes.get(self.subtask as usize)
+        {
+            gauge.store(state.size_bytes(), std::sync::atomic::Ordering::Relaxed);
+            self.size_measured = Some(Instant::now());
+        }
+        result
+    }
+
+    /// After a trap (its writes undone, its instance gone): replays the
+    /// call's records one per call, each after the timers due by the
+    /// watermark it arrived under (on their own, so that a timer's trap is
+    /// not blamed on a record), then the timers due by the call's end. A
+    /// record that traps goes to the dead-letter output; a timer that traps
+    /// stops the job.
+    async fn isolate(
+        &mut self,
+        input: &Pending,
+        end: i64,
+        now: i64,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let maxp = self.process.max_parallelism;
+        let mut single = Pending::default();
+        let none = Pending::default();
+        for i in 0..input.batch.len() {
+            let watermark = input.watermarks[i];
+            self.timers_alone(&none, watermark, now, out).await?;
+            let r = input.batch.get(i);
+            single.batch.clear();
+            single.record_keys.clear();
+            single.watermarks.clear();
+            let key = r.key().unwrap_or_default();
+            self.call.keys.clear();
+            single.record_keys.push(self.call.keys.intern(key, maxp));
+            single.watermarks.push(watermark);
+            single
+                .batch
+                .push(r.key(), r.value(), r.timestamp(), r.origin());
+            if let Err((description, _)) = self.call(&single, watermark, now, true, out).await? {
+                super::trapped_on(out, &self.settings.uid, r, description)?;
+            }
+        }
+        self.timers_alone(&none, end, now, out).await
+    }
+
+    /// Whether a timer is due by the watermark `end` or the time `now`.
+    fn timers_due(&self, end: i64, now: i64) -> bool {
+        self.timers
+            .next(Domain::EventTime)
+            .is_some_and(|t| t <= end)
+            || self
+                .timers
+                .next(Domain::ProcessingTime)
+                .is_some_and(|t| t <= now)
+    }
+
+    /// A call for the timers due by `watermark` alone; a trap stops the job.
+    async fn timers_alone(
+        &mut self,
+        none: &Pending,
+        watermark: i64,
+        now: i64,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        self.call.keys.clear();
+        match self.call(none, watermark, now, false, out).await? {
+            Ok(()) => Ok(()),
+            Err((description, timers)) => Err(WasmError::Trap {
+                uid: self.uid(),
+                at: format!(" on {timers} due timers"),
+                message: description,
+            }
+            .into()),
+        }
+    }
+
+    /// Makes one call for `pending`'s records (their keys already in the
+    /// call's key table) and the timers due by `end` (event time) and `now`
+    /// (processing time), and applies its result. A trap is `Ok(Err(its
+    /// description, the number of due timers))`: the instance is dropped,
+    /// and with `undoable` the list and map writes the call made are undone.
+    async fn call(
+        &mut self,
+        pending: &Pending,
+        end: i64,
+        now: i64,
+        undoable: bool,
+        out: &mut Output,
+    ) -> Result<Result<(), (String, usize)>, RuntimeError> {
+        if pending.batch.is_empty() && !self.timers_due(end, now) {
+            self.call.keys.clear();
+            return Ok(Ok(()));
         }
         if self.live.is_none() {
             self.start().await?;
         }
-        let started = Instant::now();
         let maxp = self.process.max_parallelism;
         // Timers that may fire; their keys join the key table.
         let mut timers = Vec::new();
@@ -499,6 +619,9 @@ impl WasmProcess {
                 },
             }));
         }
+        if undoable {
+            state.begin();
+        }
         let key_spans: Vec<wit::Span> = self
             .call
             .keys
@@ -507,7 +630,6 @@ impl WasmProcess {
             .map(|(s, _)| super::wit_span(*s))
             .collect();
         let key_data = self.call.keys.data.clone();
-        let pending = std::mem::take(&mut self.pending);
         let (sandbox, guest) = self.live.as_mut().expect("started");
         sandbox.arm();
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
@@ -538,39 +660,24 @@ impl WasmProcess {
                     None => sandbox.describe(&e),
                 };
                 self.live = None;
-                let at = describe_call(&pending.batch, timers.len(), out);
-                return Err(WasmError::Trap {
-                    uid: self.uid(),
-                    at,
-                    message: description,
+                self.call.keys.clear();
+                if undoable {
+                    let undone = self.call.state.as_mut().expect("opened").rollback();
+                    undone.map_err(|message| self.state_error(message))?;
                 }
-                .into());
+                return Ok(Err((description, timers.len())));
             }
         };
+        if let Some(state) = &mut self.call.state {
+            state.commit();
+        }
         if worn {
             tracing::debug!(operator = %self.uid(), "replacing an instance near its memory limit");
             self.live = None;
         }
-        let result = self.apply(&pending, output, now, out);
+        let result = self.apply(pending, output, now, out);
         self.call.keys.clear();
-        let mut recycled = pending;
-        recycled.batch.clear();
-        recycled.record_keys.clear();
-        recycled.watermarks.clear();
-        self.pending = recycled;
-        let metrics = &out.info().metrics;
-        NodeMetrics::add(&metrics.wasm_nanos, started.elapsed().as_nanos() as u64);
-        // RocksDB's size estimate walks its files: once a second is enough.
-        if self
-            .size_measured
-            .is_none_or(|t| t.elapsed() >= SIZE_INTERVAL)
-            && let Some(state) = &self.call.state
-            && let Some(gauge) = metrics.state_bytes.get(self.subtask as usize)
-        {
-            gauge.store(state.size_bytes(), std::sync::atomic::Ordering::Relaxed);
-            self.size_measured = Some(Instant::now());
-        }
-        result
+        result.map(Ok)
     }
 
     fn state_error(&self, message: String) -> RuntimeError {
@@ -661,6 +768,16 @@ impl WasmProcess {
             } else {
                 self.timers.delete(d, t.time, k);
             }
+        }
+        // Timers are state: they count against its budget.
+        if !o.timer_changes.is_empty() {
+            self.process
+                .backend
+                .check_timers(state.size_bytes(), self.timers.bytes())
+                .map_err(|message| RuntimeError::State {
+                    uid: uid.clone(),
+                    message,
+                })?;
         }
         // Records, split by port.
         let n = o.records.records.len();
@@ -759,6 +876,8 @@ pub async fn declarations(
 ) -> Result<(Vec<crate::state::Descriptor>, Vec<String>), String> {
     let settings = InstanceSettings {
         uid: "inspect".into(),
+        logs: Arc::new(super::logging::LogBudget::new("inspect".into())),
+        shared_memory: None,
         config: config.to_owned(),
         memory_limit: 256 << 20,
         call_timeout: std::time::Duration::from_secs(10),

@@ -32,6 +32,8 @@ pub struct StoreData {
     table: ResourceTable,
     memory: MemoryCap,
     pub(crate) uid: Arc<str>,
+    /// The operator's share of the host's log.
+    pub(crate) logs: Arc<super::logging::LogBudget>,
     /// What the keyed-state imports reach during a call (empty otherwise).
     pub(crate) keyed: super::process::KeyedCall,
     /// The addresses `http.fetch` may reach (`grants.network`), parsed and
@@ -51,6 +53,53 @@ impl WasiView for StoreData {
     }
 }
 
+/// One `memory_limit` shared by several instances (an enricher subtask's
+/// pool, which grows to `capacity` instances): each byte a linear memory
+/// grows by is taken from it, and given back when the instance goes.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+    /// The most one instance has taken so far: what another one is expected
+    /// to need.
+    largest: std::sync::atomic::AtomicU64,
+}
+
+impl MemoryBudget {
+    pub fn new(limit: u64) -> MemoryBudget {
+        MemoryBudget {
+            limit,
+            used: Default::default(),
+            largest: Default::default(),
+        }
+    }
+
+    fn take(&self, bytes: u64) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.used
+            .fetch_update(SeqCst, SeqCst, |u| {
+                u.checked_add(bytes).filter(|&n| n <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: u64) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether another instance, as big as the biggest so far, would fit.
+    pub fn room_for_another(&self) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.used.load(SeqCst) + self.largest.load(SeqCst) <= self.limit
+    }
+
+    /// Bytes taken by all instances.
+    pub fn used(&self) -> u64 {
+        self.used.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Caps each linear memory; remembers that the cap was hit so that the trap
 /// that follows (a Rust guest aborts when allocation fails) can be explained.
 struct MemoryCap {
@@ -58,18 +107,40 @@ struct MemoryCap {
     hit: bool,
     /// The largest size a linear memory has grown to.
     used: usize,
+    /// The pool's budget, if the instance shares one, and what this
+    /// instance has taken from it.
+    shared: Option<Arc<MemoryBudget>>,
+    taken: u64,
+}
+
+impl Drop for MemoryCap {
+    fn drop(&mut self) {
+        if let Some(b) = &self.shared {
+            b.give_back(self.taken);
+        }
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
             return Ok(false);
+        }
+        if let Some(b) = &self.shared {
+            let more = desired.saturating_sub(current) as u64;
+            if !b.take(more) {
+                self.hit = true;
+                return Ok(false);
+            }
+            self.taken += more;
+            b.largest
+                .fetch_max(self.taken, std::sync::atomic::Ordering::SeqCst);
         }
         self.used = self.used.max(desired);
         Ok(true)
@@ -108,9 +179,9 @@ impl Sandbox {
             uid: settings.uid.to_string(),
             message,
         };
-        let stderr = GuestOutput::new(settings.uid.clone(), true);
+        let stderr = GuestOutput::new(settings.logs.clone(), true);
         let mut b = WasiCtxBuilder::new();
-        b.stdout(GuestOutput::new(settings.uid.clone(), false));
+        b.stdout(GuestOutput::new(settings.logs.clone(), false));
         b.stderr(stderr.clone());
         b.allow_tcp(false)
             .allow_udp(false)
@@ -146,8 +217,11 @@ impl Sandbox {
                 limit: settings.memory_limit.min(usize::MAX as u64) as usize,
                 hit: false,
                 used: 0,
+                shared: settings.shared_memory.clone(),
+                taken: 0,
             },
             uid: settings.uid.clone(),
+            logs: settings.logs.clone(),
             keyed: Default::default(),
             network,
             network_text: g.network.clone(),
@@ -282,8 +356,13 @@ fn describe(
     stderr: &GuestOutput,
 ) -> String {
     let mut msg = if store.data().memory.hit {
+        let shared = if store.data().memory.shared.is_some() {
+            ", shared by the subtask's instances"
+        } else {
+            ""
+        };
         format!(
-            "exceeded its memory limit of {} MiB ({e})",
+            "exceeded its memory limit of {} MiB{shared} ({e})",
             memory_limit as f64 / (1 << 20) as f64
         )
     } else {
@@ -346,13 +425,14 @@ impl HostMonotonicClock for Frozen {
     }
 }
 
-/// Guest stdout or stderr: complete lines become log events; the last lines
-/// of stderr are kept.
+/// Guest stdout or stderr: complete lines (cut at [`MAX_LINE`] bytes) become
+/// log events, within the operator's [`LogBudget`](super::logging::LogBudget);
+/// the last lines of stderr are kept whatever the budget says.
 #[derive(Clone)]
 pub struct GuestOutput(Arc<Mutex<OutputState>>);
 
 struct OutputState {
-    uid: Arc<str>,
+    logs: Arc<super::logging::LogBudget>,
     stderr: bool,
     partial: Vec<u8>,
     tail: VecDeque<String>,
@@ -362,26 +442,26 @@ const TAIL_LINES: usize = 8;
 const MAX_LINE: usize = 4096;
 
 impl GuestOutput {
-    fn new(uid: Arc<str>, stderr: bool) -> GuestOutput {
+    fn new(logs: Arc<super::logging::LogBudget>, stderr: bool) -> GuestOutput {
         GuestOutput(Arc::new(Mutex::new(OutputState {
-            uid,
+            logs,
             stderr,
             partial: Vec::new(),
             tail: VecDeque::new(),
         })))
     }
 
-    fn write(&self, bytes: &[u8]) {
+    fn write(&self, mut bytes: &[u8]) {
         let mut s = self.0.lock().expect("guest output");
-        s.partial.extend_from_slice(bytes);
-        while let Some(nl) = memchr::memchr(b'\n', &s.partial) {
-            let line: Vec<u8> = s.partial.drain(..=nl).collect();
-            s.line(&line[..line.len() - 1]);
-        }
-        if s.partial.len() > MAX_LINE {
+        while let Some(nl) = memchr::memchr(b'\n', bytes) {
+            s.push(&bytes[..nl]);
             let line = std::mem::take(&mut s.partial);
             s.line(&line);
+            s.partial = line;
+            s.partial.clear();
+            bytes = &bytes[nl + 1..];
         }
+        s.push(bytes);
     }
 
     fn tail(&self) -> String {
@@ -397,16 +477,33 @@ impl GuestOutput {
 }
 
 impl OutputState {
+    /// Adds to the line being written; a line that reaches [`MAX_LINE`]
+    /// bytes is cut there, so a guest writing without newlines costs the
+    /// host no more than that.
+    fn push(&mut self, mut bytes: &[u8]) {
+        while self.partial.len() + bytes.len() > MAX_LINE {
+            let room = MAX_LINE - self.partial.len();
+            self.partial.extend_from_slice(&bytes[..room]);
+            bytes = &bytes[room..];
+            let line = std::mem::take(&mut self.partial);
+            self.line(&line);
+            self.partial = line;
+            self.partial.clear();
+        }
+        self.partial.extend_from_slice(bytes);
+    }
+
     fn line(&mut self, bytes: &[u8]) {
-        let text = String::from_utf8_lossy(bytes).into_owned();
+        use super::sluice::operator::logging::Level;
+        let text = String::from_utf8_lossy(bytes);
         if self.stderr {
-            tracing::warn!(operator = %self.uid, "guest stderr: {text}");
+            super::logging::emit(&self.logs, Level::Warn, &format!("guest stderr: {text}"));
             if self.tail.len() == TAIL_LINES {
                 self.tail.pop_front();
             }
-            self.tail.push_back(text);
+            self.tail.push_back(text.into_owned());
         } else {
-            tracing::info!(operator = %self.uid, "guest stdout: {text}");
+            super::logging::emit(&self.logs, Level::Info, &format!("guest stdout: {text}"));
         }
     }
 }
@@ -459,5 +556,36 @@ impl tokio::io::AsyncWrite for GuestOutput {
     }
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_sharing_a_budget_take_from_it_and_give_back_when_they_go() {
+        let budget = Arc::new(MemoryBudget::new(100));
+        let cap = |b: &Arc<MemoryBudget>| MemoryCap {
+            limit: 1000,
+            hit: false,
+            used: 0,
+            shared: Some(b.clone()),
+            taken: 0,
+        };
+        let mut a = cap(&budget);
+        let mut b = cap(&budget);
+        assert!(a.memory_growing(0, 60, None).unwrap());
+        assert!(!budget.room_for_another());
+        // Together past the budget: refused, and remembered for the message.
+        assert!(!b.memory_growing(0, 50, None).unwrap());
+        assert!(b.hit);
+        assert!(b.memory_growing(0, 40, None).unwrap());
+        assert_eq!(budget.used(), 100);
+        drop(a);
+        assert_eq!(budget.used(), 40);
+        assert!(budget.room_for_another());
+        drop(b);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -11,6 +11,7 @@
 //! | `spin`  | loops forever (fuel or epoch interruption must stop it)       |
 //! | `alloc` | allocates 1 MiB blocks forever and keeps them (memory limit)  |
 //! | `error` | is a record error: `chaos: rejected record`                   |
+//! | `flood` | writes 16 MiB to stderr in 1 KiB lines, then 1 MiB without a newline, and logs 20,000 lines (the host must cap guest logs) |
 //!
 //! Every other record passes through unchanged. Two modes ignore the trigger:
 //!
@@ -28,7 +29,14 @@
 //! ```
 //!
 //! which writes `target/wasm32-wasip2/release/chaos.wasm`, the module the
-//! pipeline specs under `examples/` refer to.
+//! pipeline specs under `examples/` refer to. The `chaos-enrich` crate builds
+//! the same source as an async enricher (`chaos_enrich.wasm`), and the
+//! `chaos-process` crate a keyed process function (`chaos_process.wasm`, see
+//! the `keyed` module) that panics on a triggering record.
+
+// `chaos-process` exports only the keyed process function; the transform's
+// code is built but unused there.
+#![cfg_attr(feature = "process", allow(dead_code))]
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -49,6 +57,7 @@ enum Mode {
     Error,
     Probe,
     Log,
+    Flood,
 }
 
 /// The operator's config.
@@ -96,7 +105,7 @@ impl Transform for Chaos {
             path,
         } = config.parse()?;
         let mode = mode.ok_or(
-            "chaos needs a config with a \"mode\": panic, spin, alloc, error, probe or log",
+            "chaos needs a config with a \"mode\": panic, spin, alloc, error, probe, log or flood",
         )?;
         Ok(Chaos {
             mode,
@@ -115,6 +124,7 @@ impl Transform for Chaos {
             Mode::Spin => spin(),
             Mode::Alloc => hoard(),
             Mode::Error => return Err("chaos: rejected record".into()),
+            Mode::Flood => flood(),
         }
         out.forward();
         Ok(())
@@ -144,11 +154,80 @@ impl Chaos {
     }
 }
 
+#[cfg(not(any(feature = "enrich", feature = "process")))]
 sluice_guest::export_transform!(Chaos);
+// `chaos-enrich`: the same operator as an async enricher.
+#[cfg(feature = "enrich")]
+sluice_guest::export_enrich!(Chaos);
+
+/// `chaos-process`: a keyed process function that, for every record, adds
+/// its value to the key's list state `seen` and counts it in the value state
+/// `count`, then emits `{"key": <key>, "count": n, "seen": <list length>}` —
+/// except that a triggering record panics after its writes, so that the
+/// host must undo them before it replays the call record by record.
+#[cfg(feature = "process")]
+mod keyed {
+    use super::{Settings, contains};
+    use sluice_guest::{
+        Config, Context, Error, KeyedProcess, ListState, Record, Setup, ValueState,
+    };
+
+    struct ChaosProcess {
+        trigger: String,
+        seen: ListState<String>,
+        count: ValueState<u64>,
+    }
+
+    impl KeyedProcess for ChaosProcess {
+        fn open(config: Config, setup: &mut Setup) -> Result<Self, Error> {
+            let Settings { trigger, .. } = config.parse()?;
+            Ok(ChaosProcess {
+                trigger: trigger.unwrap_or_else(|| "boom".to_owned()),
+                seen: setup.list_state("seen")?,
+                count: setup.value_state("count")?,
+            })
+        }
+
+        fn process(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+            let value = String::from_utf8_lossy(record.value()).into_owned();
+            self.seen.add(ctx, &value)?;
+            let count = self.count.get(ctx)?.unwrap_or(0) + 1;
+            self.count.set(ctx, &count)?;
+            if contains(record.value(), self.trigger.as_bytes()) {
+                panic!("chaos: panic on record {value}");
+            }
+            let seen = self.seen.get(ctx)?.len();
+            let key = String::from_utf8_lossy(ctx.key()).into_owned();
+            ctx.emit_json(&sluice_guest::serde_json::json!({
+                "key": key.trim_matches('"'),
+                "count": count,
+                "seen": seen,
+            }))
+        }
+    }
+
+    sluice_guest::export_process!(ChaosProcess);
+}
 
 /// Whether `haystack` contains `needle` (an empty needle is everywhere).
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Floods stderr and the log.
+fn flood() {
+    use std::io::Write;
+    let mut line = vec![b'x'; 1023];
+    line.push(b'\n');
+    let mut err = std::io::stderr().lock();
+    for _ in 0..16 << 10 {
+        let _ = err.write_all(&line);
+    }
+    let _ = err.write_all(&vec![b'y'; 1 << 20]);
+    drop(err);
+    for i in 0..20_000 {
+        log::info(&format!("chaos flood {i}"));
+    }
 }
 
 /// Never returns; `black_box` keeps the optimizer from proving the loop

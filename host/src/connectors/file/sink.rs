@@ -67,6 +67,30 @@ impl FileSink {
     }
 }
 
+/// A job that fails stops its tasks without closing them: what this sink
+/// holds was processed before the failure, so it is written now rather than
+/// lost. (The sink writes through, at least once, so a restart after this
+/// may write it again, as it may after any flush.)
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let Ok(mut file) = self.shared.file.lock() else {
+            return;
+        };
+        if let Some(f) = file.as_mut()
+            && let Err(e) = f.write_all(&self.buf)
+        {
+            tracing::error!(
+                "cannot write the last {} bytes of output to {}: {e}",
+                self.buf.len(),
+                self.shared.path.display()
+            );
+        }
+    }
+}
+
 #[async_trait]
 impl Operator for FileSink {
     async fn open(&mut self) -> Result<(), RuntimeError> {
