@@ -370,23 +370,29 @@ fn timers_count_against_the_heap_backends_state_budget() {
 }
 
 #[test]
-fn timers_on_the_rocksdb_backend_are_bounded_by_the_memory_limit() {
-    let o = many_timers(
-        60_000,
-        "{ backend: rocksdb, memory_limit: 4MiB, rocksdb_cache: 8MiB, rocksdb_write_buffer: 4MiB }",
-    );
+fn timers_on_the_rocksdb_backend_live_on_disk_unless_asked_to_stay_on_the_heap() {
+    // The job that fills the heap backend above, with less memory still:
+    // RocksDB keeps the timers (as Flink does), so they cost no heap.
+    let rocks =
+        "backend: rocksdb, memory_limit: 4MiB, rocksdb_cache: 8MiB, rocksdb_write_buffer: 4MiB";
+    assert_ok(&many_timers(60_000, &format!("{{ {rocks} }}")));
+    // `timers: heap` (Flink's HEAP timer service) bounds them by the limit.
+    let o = many_timers(60_000, &format!("{{ {rocks}, timers: heap }}"));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.contains(
-            "more than `state.memory_limit` (4.0 MiB), which bounds them on the RocksDB backend too"
-        ),
+        err.contains("the timers on the heap take")
+            && err.contains("more than `state.memory_limit` (4.0 MiB)"),
         "{err}"
     );
-    assert_ok(&many_timers(
-        60_000,
-        "{ backend: rocksdb, memory_limit: 64MiB, rocksdb_cache: 8MiB, rocksdb_write_buffer: 4MiB }",
-    ));
+    // The heap backend has no RocksDB to keep them in.
+    let o = many_timers(10, "{ backend: memory, timers: rocksdb }");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`timers: rocksdb` needs `backend: rocksdb`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -572,7 +572,7 @@ impl Planner<'_> {
             edges,
             chains,
             settings: Settings {
-                state_backend: self.backend(),
+                state_backend: self.backend()?,
                 batch_size: spec.batch_size.max(1),
                 buffer_timeout: spec.buffer_timeout.0,
                 channel_capacity: spec.channel_capacity.max(1),
@@ -985,7 +985,7 @@ impl Planner<'_> {
             "does not go with `process` (a keyed process function)",
         )?;
         let (module, settings) = self.module(&format!("{p}.process"), &o.uid, w, World::Process)?;
-        let backend = self.backend();
+        let backend = self.backend()?;
         Ok(Draft {
             node: Node {
                 uid: o.uid.clone(),
@@ -1140,12 +1140,21 @@ impl Planner<'_> {
         })
     }
 
-    fn backend(&self) -> crate::state::Backend {
+    fn backend(&self) -> Result<crate::state::Backend, PlanError> {
         let st = &self.spec.state;
-        match st.backend {
-            spec::StateBackendKind::Memory => crate::state::Backend::Memory {
-                limit: st.memory_limit.0,
-            },
+        Ok(match st.backend {
+            spec::StateBackendKind::Memory => {
+                if st.timers == Some(spec::TimerStoreKind::Rocksdb) {
+                    return Err(self.err(
+                        "state.timers",
+                        None,
+                        "`timers: rocksdb` needs `backend: rocksdb` (the heap backend keeps timers on the heap)",
+                    ));
+                }
+                crate::state::Backend::Memory {
+                    limit: st.memory_limit.0,
+                }
+            }
             spec::StateBackendKind::Rocksdb => crate::state::Backend::RocksDb {
                 dir: st
                     .dir
@@ -1154,9 +1163,10 @@ impl Planner<'_> {
                     .unwrap_or_else(std::env::temp_dir),
                 cache: st.rocksdb_cache.0,
                 write_buffer: st.rocksdb_write_buffer.0,
-                heap_limit: st.memory_limit.0,
+                heap_timers: (st.timers == Some(spec::TimerStoreKind::Heap))
+                    .then_some(st.memory_limit.0),
             },
-        }
+        })
     }
 
     fn window(

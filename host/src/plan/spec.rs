@@ -176,6 +176,18 @@ pub struct StateSpec {
     /// RocksDB memtable size per operator subtask (two at most).
     #[serde(default = "default_rocksdb_write_buffer")]
     pub rocksdb_write_buffer: ByteSize,
+    /// Where a RocksDB backend keeps timers: `rocksdb` (the default, as
+    /// Flink's `timer-service.factory`) or `heap` (faster; bounded by
+    /// `memory_limit`). The heap backend keeps them on the heap.
+    #[serde(default)]
+    pub timers: Option<TimerStoreKind>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TimerStoreKind {
+    Rocksdb,
+    Heap,
 }
 
 impl Default for StateSpec {
@@ -186,6 +198,7 @@ impl Default for StateSpec {
             dir: None,
             rocksdb_cache: default_rocksdb_cache(),
             rocksdb_write_buffer: default_rocksdb_write_buffer(),
+            timers: None,
         }
     }
 }

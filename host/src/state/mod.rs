@@ -18,6 +18,7 @@
 //! | `0x01 key` | the key's *row*: every value state of the key |
 //! | `0x02 state:u32 key` | a list state's elements |
 //! | `0x03 state:u32 len(key):u32 key user-key` | one map state entry |
+//! | `0x04 domain:u8 time:u64 key` | a timer (RocksDB only; empty value) |
 //!
 //! A row holds, per value state in declaration order, a tag (0 absent,
 //! 1 present, 2 present with an expiry time: i64 little endian) and then
@@ -27,8 +28,10 @@
 //! most of them for every record: one lookup per key instead of one per
 //! state.
 //!
-//! Timers are kept by [`timers::Timers`], in memory for both backends, and
-//! count against [`Backend::heap_limit`].
+//! Timers are kept by [`timers::Timers`] on the heap backend, where they
+//! count against `state.memory_limit`, and in the store itself with RocksDB
+//! ([`timers::StoredTimers`]), as Flink keeps them. Snapshots carry them as
+//! timer entries either way, so a savepoint moves between backends.
 
 pub mod memory;
 pub mod rocks;
@@ -54,6 +57,29 @@ pub trait Store: Send {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), String>;
+    /// Like [`Store::scan`], but from the first key at or after `from`
+    /// (which starts with `prefix`), and stopping when `f` returns false.
+    /// RocksDB seeks there, past the tombstones of deleted keys before it.
+    fn scan_from(
+        &mut self,
+        kg: u32,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), String> {
+        let mut go = true;
+        self.scan(kg, prefix, &mut |k, v| {
+            if go && k >= from {
+                go = f(k, v);
+            }
+        })
+    }
+    /// Whether timers are kept in this store ([`timers::StoredTimers`]):
+    /// a store on disk, ordered by key; the heap store keeps them in
+    /// [`timers::Timers`].
+    fn holds_timers(&self) -> bool {
+        false
+    }
     /// About how many bytes the store holds (for metrics).
     fn size_bytes(&self) -> u64;
     /// Calls `f(key group, key, value)` for every entry (for a snapshot).
@@ -66,13 +92,14 @@ pub enum Backend {
     /// On the heap; the job fails once the state outgrows `limit` bytes.
     Memory { limit: u64 },
     /// Embedded RocksDB under `dir`, with at most about `cache` bytes of
-    /// block cache and `write_buffer` bytes of memtables per store; what
-    /// stays on the heap (timers) may take at most `heap_limit` bytes.
+    /// block cache and `write_buffer` bytes of memtables per store. Timers
+    /// are kept in it too, unless `heap_timers` says they stay on the heap
+    /// with at most that many bytes.
     RocksDb {
         dir: std::path::PathBuf,
         cache: u64,
         write_buffer: u64,
-        heap_limit: u64,
+        heap_timers: Option<u64>,
     },
 }
 
@@ -84,39 +111,27 @@ impl Backend {
         }
     }
 
-    /// How many bytes of an operator subtask's state may be on the heap:
-    /// the store's and the timers' together on the heap backend, the
-    /// timers' on RocksDB (`state.memory_limit` for both).
-    pub fn heap_limit(&self) -> u64 {
-        match self {
-            Backend::Memory { limit } => *limit,
-            Backend::RocksDb { heap_limit, .. } => *heap_limit,
-        }
-    }
-
-    /// Checks that state of `store_bytes` (in the store) and timers of
-    /// `timer_bytes` fit in [`Backend::heap_limit`].
+    /// Checks that timers of `timer_bytes` (and, on the heap backend, state
+    /// of `store_bytes`) fit in the memory they may take: timers are state
+    /// too. Timers kept in RocksDB take none.
     pub fn check_timers(&self, store_bytes: u64, timer_bytes: u64) -> Result<(), String> {
-        let (used, limit) = match self {
-            Backend::Memory { limit } => (store_bytes + timer_bytes, *limit),
-            Backend::RocksDb { heap_limit, .. } => (timer_bytes, *heap_limit),
-        };
-        if used <= limit {
-            return Ok(());
-        }
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
-        Err(match self {
-            Backend::Memory { .. } => format!(
-                "{} (timers take {:.1} MiB of it); raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state on disk",
-                memory::full(limit),
+        match self {
+            Backend::Memory { limit } if store_bytes + timer_bytes > *limit => Err(format!(
+                "{} (timers take {:.1} MiB of it); raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state and timers on disk",
+                memory::full(*limit),
                 mib(timer_bytes)
-            ),
-            Backend::RocksDb { .. } => format!(
-                "the timers take {:.1} MiB, more than `state.memory_limit` ({:.1} MiB), which bounds them on the RocksDB backend too: raise the limit, or register fewer timers per key",
+            )),
+            Backend::RocksDb {
+                heap_timers: Some(limit),
+                ..
+            } if timer_bytes > *limit => Err(format!(
+                "the timers on the heap take {:.1} MiB, more than `state.memory_limit` ({:.1} MiB): raise it, or leave out `state.timers: heap` to keep timers in RocksDB",
                 mib(timer_bytes),
-                mib(limit)
-            ),
-        })
+                mib(*limit)
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A store for one subtask of one operator.
@@ -127,13 +142,13 @@ impl Backend {
                 dir,
                 cache,
                 write_buffer,
-                ..
+                heap_timers,
             } => Box::new(rocks::RocksStore::open(
                 dir,
-                uid,
-                subtask,
+                (uid, subtask),
                 *cache,
                 *write_buffer,
+                heap_timers.is_none(),
             )?),
         })
     }
@@ -216,6 +231,13 @@ pub struct KeyedState {
     /// (key group, store key, old value), so that a failed call's writes can
     /// be undone.
     journal: Option<Vec<Undo>>,
+    timers: TimerService,
+}
+
+/// Where a keyed state keeps its timers.
+enum TimerService {
+    Heap(timers::Timers),
+    Stored(timers::StoredTimers),
 }
 
 /// What a journaled write replaced: key group, store key, old value.
@@ -224,7 +246,6 @@ type Undo = (u32, Vec<u8>, Option<Vec<u8>>);
 impl KeyedState {
     pub fn new(store: Box<dyn Store>, clock: Arc<dyn Clock>) -> KeyedState {
         KeyedState {
-            store,
             descriptors: Vec::new(),
             value_slot: Vec::new(),
             value_ttl: Vec::new(),
@@ -232,6 +253,81 @@ impl KeyedState {
             key_buf: Vec::new(),
             buf: Vec::new(),
             journal: None,
+            timers: if store.holds_timers() {
+                TimerService::Stored(Default::default())
+            } else {
+                TimerService::Heap(Default::default())
+            },
+            store,
+        }
+    }
+
+    /// Registers a timer; registering an existing one does nothing.
+    pub fn register_timer(
+        &mut self,
+        d: timers::Domain,
+        time: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), String> {
+        match &mut self.timers {
+            TimerService::Heap(t) => {
+                t.register(d, time, kg, key);
+                Ok(())
+            }
+            TimerService::Stored(t) => t.register(&mut *self.store, d, time, kg, key),
+        }
+    }
+
+    /// Deletes a timer, if it exists.
+    pub fn delete_timer(
+        &mut self,
+        d: timers::Domain,
+        time: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), String> {
+        match &mut self.timers {
+            TimerService::Heap(t) => {
+                t.delete(d, time, key);
+                Ok(())
+            }
+            TimerService::Stored(t) => t.delete(&mut *self.store, d, time, kg, key),
+        }
+    }
+
+    /// Calls `f(time, key group, key)` for every timer with `time <= until`,
+    /// in time order.
+    pub fn due_timers(
+        &mut self,
+        d: timers::Domain,
+        until: i64,
+        f: &mut dyn FnMut(i64, u32, &[u8]),
+    ) -> Result<(), String> {
+        match &self.timers {
+            TimerService::Heap(t) => {
+                for (time, kg, key) in t.due(d, until) {
+                    f(time, kg, key);
+                }
+                Ok(())
+            }
+            TimerService::Stored(t) => t.due(&mut *self.store, d, until, f),
+        }
+    }
+
+    /// The earliest timer's time.
+    pub fn next_timer(&self, d: timers::Domain) -> Option<i64> {
+        match &self.timers {
+            TimerService::Heap(t) => t.next(d),
+            TimerService::Stored(t) => t.next(d),
+        }
+    }
+
+    /// About how many bytes of memory the timers take.
+    pub fn timer_bytes(&self) -> u64 {
+        match &self.timers {
+            TimerService::Heap(t) => t.bytes(),
+            TimerService::Stored(t) => t.bytes(),
         }
     }
 
@@ -296,9 +392,14 @@ impl KeyedState {
         &self.descriptors
     }
 
-    /// Every stored entry in the layout above: what a snapshot copies.
+    /// Every stored entry of the states in the layout above (not the
+    /// timers, see [`KeyedState::due_timers`]): what a snapshot copies.
     pub fn for_each_entry(&mut self, f: &mut EntryVisitor<'_>) -> Result<(), String> {
-        self.store.for_each(f)
+        self.store.for_each(&mut |kg, k, v| {
+            if k.first() != Some(&timers::TIMER) {
+                f(kg, k, v)
+            }
+        })
     }
 
     /// Puts back an entry of a snapshot taken with the states `old`,

@@ -7,7 +7,8 @@
 //! Flink). Every key starts with its key group (u16, big endian), so a
 //! key-group range is one contiguous key range. Memory is bounded by the
 //! block cache and the memtables, both set from the spec. Expired TTL state is
-//! dropped by a compaction filter as well as hidden on read.
+//! dropped by a compaction filter as well as hidden on read. Timers are kept
+//! here too ([`super::timers::StoredTimers`]).
 
 use super::Store;
 use rocksdb::compaction_filter::Decision;
@@ -19,15 +20,19 @@ pub struct RocksStore {
     path: PathBuf,
     write: WriteOptions,
     key: Vec<u8>,
+    /// Whether timers are kept here (`state.timers`).
+    timers: bool,
 }
 
 impl RocksStore {
+    /// Opens a fresh database for subtask `subtask` of operator `uid`;
+    /// `timers`: whether it keeps the operator's timers too.
     pub fn open(
         base: &Path,
-        uid: &str,
-        subtask: u32,
+        (uid, subtask): (&str, u32),
         cache_bytes: u64,
         write_buffer: u64,
+        timers: bool,
     ) -> Result<RocksStore, String> {
         let safe: String = uid
             .chars()
@@ -85,6 +90,7 @@ impl RocksStore {
             path,
             write,
             key: Vec::new(),
+            timers,
         })
     }
 
@@ -169,20 +175,41 @@ impl Store for RocksStore {
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
     ) -> Result<(), String> {
+        self.scan_from(kg, prefix, prefix, &mut |k, v| {
+            f(k, v);
+            true
+        })
+    }
+
+    fn scan_from(
+        &mut self,
+        kg: u32,
+        prefix: &[u8],
+        from: &[u8],
+        f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), String> {
+        debug_assert!(from.starts_with(prefix));
         self.full_key(kg, prefix);
+        let end = self.key.len();
+        self.key.truncate(2);
+        self.key.extend_from_slice(from);
         let mut it = self.db().raw_iterator();
         it.seek(&self.key);
+        let prefix = &self.key[..end.min(self.key.len())];
         while it.valid() {
             let (Some(k), Some(v)) = (it.key(), it.value()) else {
                 break;
             };
-            if !k.starts_with(&self.key) {
+            if !k.starts_with(prefix) || !f(&k[2..], v) {
                 break;
             }
-            f(&k[2..], v);
             it.next();
         }
         it.status().map_err(err)
+    }
+
+    fn holds_timers(&self) -> bool {
+        self.timers
     }
 }
 
@@ -193,7 +220,7 @@ mod tests {
     #[test]
     fn rocksdb_store_behaves_like_the_memory_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RocksStore::open(dir.path(), "op/1", 0, 8 << 20, 4 << 20).unwrap();
+        let store = RocksStore::open(dir.path(), ("op/1", 0), 8 << 20, 4 << 20, true).unwrap();
         assert_eq!(
             super::super::tests::exercise(Box::new(store)),
             super::super::tests::EXPECTED

@@ -9,7 +9,13 @@
 //!
 //! Timers are state: [`Timers::bytes`] says about how much memory they take,
 //! so that the operator counts them against its state budget.
+//!
+//! That is the heap backend's timer service. With RocksDB, timers live in
+//! the operator's database as Flink keeps them ([`StoredTimers`]): one entry
+//! per timer, ordered by time within its key group, and in memory only each
+//! key group's earliest time, so that a job may hold more timers than memory.
 
+use super::Store;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
 
@@ -141,6 +147,282 @@ impl Timers {
     }
 }
 
+/// Timers in a [`Store`], under the key `TIMER domain time key` of their key
+/// group (the time with its sign bit flipped, big endian, so that byte order
+/// is time order), with an empty value.
+///
+/// As Flink's RocksDB timer queue does, each key group keeps its earliest
+/// timers (up to [`CACHED`]) in memory as well, so that finding what is due
+/// and what comes next seldom reads the store: a read seeks past deleted
+/// timers' tombstones, which is what makes a queue in RocksDB slow.
+pub struct StoredTimers {
+    /// Per domain: each key group's timers.
+    groups: [HashMap<u32, Group>; 2],
+    /// Per domain: (earliest time, key group) of every key group with
+    /// timers.
+    heads: [BTreeSet<(i64, u32)>; 2],
+    /// How many timers a key group keeps in memory.
+    cached: usize,
+    key: Vec<u8>,
+}
+
+impl Default for StoredTimers {
+    fn default() -> StoredTimers {
+        StoredTimers::with_cache(CACHED)
+    }
+}
+
+/// Timers kept in memory per key group and domain.
+pub const CACHED: usize = 128;
+
+/// A key group's earliest timers: the first `cache.len()` of its timers in
+/// (time, key) order; `complete` when the store has no others.
+struct Group {
+    cache: BTreeSet<(i64, Box<[u8]>)>,
+    complete: bool,
+    /// Bytes of the cached keys.
+    bytes: u64,
+}
+
+/// The first byte of a timer's store key.
+pub const TIMER: u8 = 4;
+
+fn slot(d: Domain) -> usize {
+    match d {
+        Domain::EventTime => 0,
+        Domain::ProcessingTime => 1,
+    }
+}
+
+/// The store key of a timer: `TIMER domain time key`.
+pub fn timer_key(out: &mut Vec<u8>, d: Domain, time: i64, key: &[u8]) {
+    out.clear();
+    out.push(TIMER);
+    out.push(slot(d) as u8);
+    out.extend_from_slice(&((time as u64) ^ (1 << 63)).to_be_bytes());
+    out.extend_from_slice(key);
+}
+
+/// A timer's domain, time and key from its store key.
+pub fn parse_timer_key(k: &[u8]) -> Option<(Domain, i64, &[u8])> {
+    if k.len() < 10 || k[0] != TIMER {
+        return None;
+    }
+    let d = match k[1] {
+        0 => Domain::EventTime,
+        1 => Domain::ProcessingTime,
+        _ => return None,
+    };
+    let t = (u64::from_be_bytes(k[2..10].try_into().expect("8 bytes")) ^ (1 << 63)) as i64;
+    Some((d, t, &k[10..]))
+}
+
+impl Group {
+    fn insert(&mut self, t: i64, key: &[u8]) {
+        if self.cache.insert((t, key.into())) {
+            self.bytes += key.len() as u64;
+        }
+    }
+
+    fn remove(&mut self, t: i64, key: &[u8]) -> bool {
+        // A borrowed lookup of a boxed key would need a wrapper type; timers
+        // are removed one at a time, so a small allocation is fine.
+        let removed = self.cache.remove(&(t, key.into()));
+        if removed {
+            self.bytes -= key.len() as u64;
+        }
+        removed
+    }
+
+    fn evict_last(&mut self) {
+        if let Some((_, k)) = self.cache.pop_last() {
+            self.bytes -= k.len() as u64;
+            self.complete = false;
+        }
+    }
+
+    /// Reads the timers after `after` (a store key) from the store into the
+    /// cache, up to `cached`.
+    fn refill(
+        &mut self,
+        store: &mut dyn Store,
+        (kg, d): (u32, Domain),
+        after: &[u8],
+        cached: usize,
+    ) -> Result<(), String> {
+        let prefix = [TIMER, slot(d) as u8];
+        let mut from = after.to_vec();
+        // The first key after `after`.
+        from.push(0);
+        let mut loaded = Vec::new();
+        store.scan_from(kg, &prefix, &from, &mut |k, _| {
+            if let Some((_, t, key)) = parse_timer_key(k) {
+                loaded.push((t, key.to_vec()));
+            }
+            loaded.len() <= cached
+        })?;
+        self.complete = loaded.len() <= cached;
+        for (t, key) in loaded.into_iter().take(cached) {
+            self.insert(t, &key);
+        }
+        Ok(())
+    }
+}
+
+impl StoredTimers {
+    /// Timers that keep `cached` per key group in memory.
+    pub fn with_cache(cached: usize) -> StoredTimers {
+        StoredTimers {
+            groups: Default::default(),
+            heads: Default::default(),
+            cached: cached.max(1),
+            key: Vec::new(),
+        }
+    }
+
+    /// Keeps `heads` in step with key group `kg`'s earliest timer, which was
+    /// `before`.
+    fn rehead(&mut self, i: usize, kg: u32, before: Option<i64>) {
+        let group = self.groups[i].get(&kg);
+        let now = group.and_then(|g| g.cache.first().map(|f| f.0));
+        if now != before {
+            if let Some(b) = before {
+                self.heads[i].remove(&(b, kg));
+            }
+            if let Some(n) = now {
+                self.heads[i].insert((n, kg));
+            }
+        }
+        if group.is_some_and(|g| g.cache.is_empty() && g.complete) {
+            self.groups[i].remove(&kg);
+        }
+    }
+
+    fn head(&self, i: usize, kg: u32) -> Option<i64> {
+        self.groups[i]
+            .get(&kg)
+            .and_then(|g| g.cache.first().map(|f| f.0))
+    }
+
+    /// Registers a timer; registering an existing one does nothing.
+    pub fn register(
+        &mut self,
+        store: &mut dyn Store,
+        d: Domain,
+        time: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), String> {
+        timer_key(&mut self.key, d, time, key);
+        store.put(kg, &self.key, b"")?;
+        let i = slot(d);
+        let before = self.head(i, kg);
+        let g = self.groups[i].entry(kg).or_insert_with(|| Group {
+            cache: BTreeSet::new(),
+            complete: true,
+            bytes: 0,
+        });
+        // The cache holds the earliest timers: a later one than all of them
+        // goes to the store alone, unless the cache holds every timer.
+        let earlier = g
+            .cache
+            .last()
+            .is_none_or(|(t, k)| (time, key) < (*t, &k[..]));
+        if g.complete || earlier {
+            g.insert(time, key);
+            if g.cache.len() > self.cached {
+                g.evict_last();
+            }
+        }
+        self.rehead(i, kg, before);
+        Ok(())
+    }
+
+    /// Deletes a timer, if it exists.
+    pub fn delete(
+        &mut self,
+        store: &mut dyn Store,
+        d: Domain,
+        time: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), String> {
+        timer_key(&mut self.key, d, time, key);
+        store.delete(kg, &self.key)?;
+        let i = slot(d);
+        let before = self.head(i, kg);
+        if let Some(g) = self.groups[i].get_mut(&kg)
+            && g.remove(time, key)
+            && g.cache.is_empty()
+            && !g.complete
+        {
+            // Every timer left comes after this one.
+            g.refill(store, (kg, d), &self.key, self.cached)?;
+        }
+        self.rehead(i, kg, before);
+        Ok(())
+    }
+
+    /// Calls `f(time, key group, key)` for the timers with `time <= until`,
+    /// in (time, key) order.
+    pub fn due(
+        &self,
+        store: &mut dyn Store,
+        d: Domain,
+        until: i64,
+        f: &mut dyn FnMut(i64, u32, &[u8]),
+    ) -> Result<(), String> {
+        let i = slot(d);
+        let mut found: Vec<(i64, Vec<u8>, u32)> = Vec::new();
+        let prefix = [TIMER, i as u8];
+        let mut from = Vec::new();
+        for &(_, kg) in self.heads[i].range(..=(until, u32::MAX)) {
+            let g = &self.groups[i][&kg];
+            let mut beyond = true;
+            for (t, key) in &g.cache {
+                if *t > until {
+                    beyond = false;
+                    break;
+                }
+                found.push((*t, key.to_vec(), kg));
+            }
+            if beyond && !g.complete {
+                // Due past the cache: read on from its last timer.
+                let (t, key) = g.cache.last().expect("a head");
+                timer_key(&mut from, d, *t, key);
+                from.push(0);
+                store.scan_from(kg, &prefix, &from, &mut |k, _| match parse_timer_key(k) {
+                    Some((_, t, key)) if t <= until => {
+                        found.push((t, key.to_vec(), kg));
+                        true
+                    }
+                    _ => false,
+                })?;
+            }
+        }
+        found.sort_unstable();
+        for (t, key, kg) in &found {
+            f(*t, *kg, key);
+        }
+        Ok(())
+    }
+
+    /// The earliest timer's time.
+    pub fn next(&self, d: Domain) -> Option<i64> {
+        self.heads[slot(d)].first().map(|h| h.0)
+    }
+
+    /// About how many bytes of memory they take (the cached timers: the
+    /// rest are in the store).
+    pub fn bytes(&self) -> u64 {
+        self.groups
+            .iter()
+            .flat_map(|m| m.values())
+            .map(|g| g.cache.len() as u64 * TIMER_BYTES + g.bytes + KEY_BYTES)
+            .sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +476,124 @@ mod tests {
             prop_assert_eq!(got, want);
             prop_assert_eq!(t.ids.len(), t.keys.iter().filter(|k| k.is_some()).count());
             prop_assert_eq!(t.bytes(), t.len() as u64 * TIMER_BYTES + t.ids.len() as u64 * (1 + KEY_BYTES));
+        }
+    }
+}
+
+#[cfg(test)]
+mod stored_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rocks() -> (tempfile::TempDir, crate::state::rocks::RocksStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::state::rocks::RocksStore::open(
+            dir.path(),
+            ("timers", 0),
+            8 << 20,
+            4 << 20,
+            true,
+        )
+        .unwrap();
+        (dir, store)
+    }
+
+    fn due(t: &StoredTimers, s: &mut dyn Store, d: Domain, until: i64) -> Vec<(i64, u32, Vec<u8>)> {
+        let mut v = Vec::new();
+        t.due(s, d, until, &mut |tm, kg, k| v.push((tm, kg, k.to_vec())))
+            .unwrap();
+        v
+    }
+
+    #[test]
+    fn timer_keys_sort_by_time_and_round_trip() {
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for (x, y) in [(-5i64, 3i64), (i64::MIN, -1), (0, 1), (1, i64::MAX)] {
+            timer_key(&mut a, Domain::EventTime, x, b"k");
+            timer_key(&mut b, Domain::EventTime, y, b"a");
+            assert!(a < b, "{x} {y}");
+            assert_eq!(parse_timer_key(&a), Some((Domain::EventTime, x, &b"k"[..])));
+        }
+    }
+
+    #[test]
+    fn many_timers_take_no_more_memory_than_their_key_groups() {
+        let (_dir, mut store) = rocks();
+        let mut t = StoredTimers::default();
+        for i in 0..50_000u32 {
+            t.register(
+                &mut store,
+                Domain::ProcessingTime,
+                i64::from(i % 977),
+                i % 8,
+                &i.to_be_bytes(),
+            )
+            .unwrap();
+        }
+        // At most CACHED timers of each of the 8 key groups in memory.
+        assert!(
+            t.bytes() <= 8 * (CACHED as u64 * (TIMER_BYTES + 4) + KEY_BYTES),
+            "{}",
+            t.bytes()
+        );
+        assert_eq!(t.next(Domain::ProcessingTime), Some(0));
+        let want = (0..50_000).filter(|i| i % 977 <= 1).count();
+        assert_eq!(due(&t, &mut store, Domain::ProcessingTime, 1).len(), want);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The same operations give the same timers, due in the same order,
+        /// as the heap's timer service.
+        #[test]
+        fn behave_like_the_heap_timers(ops in proptest::collection::vec((0u8..3, any::<bool>(), -3i64..8, 0u8..6), 0..300)) {
+            let (_dir, mut store) = rocks();
+            // A cache of two timers per key group, so that reading the
+            // store past it is exercised too.
+            let mut stored = StoredTimers::with_cache(2);
+            let mut heap = Timers::default();
+            for (op, event, time, key) in ops {
+                let d = if event { Domain::EventTime } else { Domain::ProcessingTime };
+                let (k, kg) = ([key], u32::from(key % 2));
+                match op {
+                    0 => {
+                        stored.register(&mut store, d, time, kg, &k).unwrap();
+                        heap.register(d, time, kg, &k);
+                    }
+                    1 => {
+                        stored.delete(&mut store, d, time, kg, &k).unwrap();
+                        heap.delete(d, time, &k);
+                    }
+                    // What an operator does: fire what is due, deleting it.
+                    _ => {
+                        let fired: Vec<_> = heap.due(d, time).map(|(t, kg, k)| (t, kg, k.to_vec())).collect();
+                        for (t, kg, k) in fired {
+                            stored.delete(&mut store, d, t, kg, &k).unwrap();
+                            heap.delete(d, t, &k);
+                        }
+                    }
+                }
+                for d in [Domain::EventTime, Domain::ProcessingTime] {
+                    prop_assert_eq!(stored.next(d), heap.next(d));
+                    let mut want: Vec<_> = heap.due(d, 3).map(|(t, kg, k)| (t, kg, k.to_vec())).collect();
+                    let mut got = due(&stored, &mut store, d, 3);
+                    want.sort();
+                    got.sort();
+                    prop_assert_eq!(got, want);
+                }
+            }
+            for d in [Domain::EventTime, Domain::ProcessingTime] {
+                for until in [-6, 0, 7, i64::MAX] {
+                    let want: Vec<_> = heap.due(d, until).map(|(t, kg, k)| (t, kg, k.to_vec())).collect();
+                    let mut got = due(&stored, &mut store, d, until);
+                    // The heap orders equal times by key id, the store by key.
+                    let mut w = want.clone();
+                    w.sort();
+                    got.sort();
+                    prop_assert_eq!(got, w);
+                }
+            }
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A Wasm module of the `keyed-process-operator` world as a runtime operator:
 //! Flink's `KeyedProcessFunction`, with the state in a [`KeyedState`] and the
-//! timers in [`Timers`], both owned here (not by the guest instance).
+//! timers in its timer service (on the heap, or in RocksDB with that
+//! backend), owned here (not by the guest instance).
 //!
 //! Records arrive in small batches, often one per watermark step (a source
 //! with per-event watermarks cuts a batch at each advance). Calling the guest
@@ -27,7 +28,7 @@ use crate::runtime::batch::Span;
 use crate::runtime::keys::{KeySelector, key_group};
 use crate::runtime::operator::FIRST_SIDE_PORT;
 use crate::runtime::{Batch, NodeMetrics, Operator, Origin, Output};
-use crate::state::timers::{Domain, Timers};
+use crate::state::timers::Domain;
 use crate::state::{Backend, Descriptor, KeyedState, Kind, Row, SlotWrite};
 use crate::time::Clock;
 use async_trait::async_trait;
@@ -314,7 +315,6 @@ pub struct WasmProcess {
     side_ports: Vec<String>,
     live: Option<(Sandbox, wit_process::Guest)>,
     call: KeyedCall,
-    timers: Timers,
     pending: Pending,
     watermark: i64,
     /// The watermark received but not yet passed on.
@@ -352,7 +352,6 @@ impl WasmProcess {
             side_ports,
             live: None,
             call: KeyedCall::default(),
-            timers: Timers::default(),
             pending: Pending::default(),
             watermark: i64::MIN,
             held: None,
@@ -528,12 +527,14 @@ impl WasmProcess {
 
     /// Whether a timer is due by the watermark `end` or the time `now`.
     fn timers_due(&self, end: i64, now: i64) -> bool {
-        self.timers
-            .next(Domain::EventTime)
+        let Some(state) = &self.call.state else {
+            return false;
+        };
+        state
+            .next_timer(Domain::EventTime)
             .is_some_and(|t| t <= end)
-            || self
-                .timers
-                .next(Domain::ProcessingTime)
+            || state
+                .next_timer(Domain::ProcessingTime)
                 .is_some_and(|t| t <= now)
     }
 
@@ -580,18 +581,22 @@ impl WasmProcess {
         let maxp = self.process.max_parallelism;
         // Timers that may fire; their keys join the key table.
         let mut timers = Vec::new();
+        let KeyedCall { state, keys, .. } = &mut self.call;
+        let state = state.as_mut().expect("opened");
         for (d, until) in [(Domain::ProcessingTime, now), (Domain::EventTime, end)] {
-            for (time, _kg, key) in self.timers.due(d, until) {
-                let k = self.call.keys.intern(key, maxp);
-                timers.push(wit_process::Timer {
-                    key: k,
-                    time,
-                    domain: match d {
-                        Domain::EventTime => wit_process::TimeDomain::EventTime,
-                        Domain::ProcessingTime => wit_process::TimeDomain::ProcessingTime,
-                    },
-                });
-            }
+            let domain = match d {
+                Domain::EventTime => wit_process::TimeDomain::EventTime,
+                Domain::ProcessingTime => wit_process::TimeDomain::ProcessingTime,
+            };
+            state
+                .due_timers(d, until, &mut |time, _kg, key| {
+                    let key = keys.intern(key, maxp);
+                    timers.push(wit_process::Timer { key, time, domain });
+                })
+                .map_err(|message| RuntimeError::State {
+                    uid: self.settings.uid.to_string(),
+                    message,
+                })?;
         }
         // Every value state of every key.
         let nkeys = self.call.keys.len();
@@ -763,17 +768,21 @@ impl WasmProcess {
                 wit_process::TimeDomain::EventTime => Domain::EventTime,
                 wit_process::TimeDomain::ProcessingTime => Domain::ProcessingTime,
             };
-            if c.registered {
-                self.timers.register(d, t.time, kg, k);
+            let changed = if c.registered {
+                state.register_timer(d, t.time, kg, k)
             } else {
-                self.timers.delete(d, t.time, k);
-            }
+                state.delete_timer(d, t.time, kg, k)
+            };
+            changed.map_err(|message| RuntimeError::State {
+                uid: uid.clone(),
+                message,
+            })?;
         }
         // Timers are state: they count against its budget.
         if !o.timer_changes.is_empty() {
             self.process
                 .backend
-                .check_timers(state.size_bytes(), self.timers.bytes())
+                .check_timers(state.size_bytes(), state.timer_bytes())
                 .map_err(|message| RuntimeError::State {
                     uid: uid.clone(),
                     message,
@@ -941,7 +950,11 @@ impl Operator for WasmProcess {
     }
 
     fn wakeup(&self) -> Option<std::time::Duration> {
-        let next = self.timers.next(Domain::ProcessingTime)?;
+        let next = self
+            .call
+            .state
+            .as_ref()?
+            .next_timer(Domain::ProcessingTime)?;
         let ms = next.saturating_sub(self.clock.now_ms()).max(0);
         Some(std::time::Duration::from_millis(ms as u64))
     }
@@ -964,22 +977,25 @@ impl Operator for WasmProcess {
         let mut w = EntryWriter::new();
         let mut states = Vec::new();
         if let Some(state) = &mut self.call.state {
+            let state_err = |message| RuntimeError::State {
+                uid: self.settings.uid.to_string(),
+                message,
+            };
             state
                 .for_each_entry(&mut |kg, k, v| w.push(kg, KIND_STATE, k, v))
-                .map_err(|message| RuntimeError::State {
-                    uid: self.settings.uid.to_string(),
-                    message,
-                })?;
+                .map_err(state_err)?;
             states = state.descriptors().iter().map(descriptor_json).collect();
-        }
-        let mut key = Vec::new();
-        for (tag, d) in [(0u8, Domain::EventTime), (1, Domain::ProcessingTime)] {
-            for (t, kg, k) in self.timers.due(d, i64::MAX) {
-                key.clear();
-                key.push(tag);
-                key.extend_from_slice(&t.to_be_bytes());
-                key.extend_from_slice(k);
-                w.push(kg, KIND_TIMER, &key, b"");
+            let mut key = Vec::new();
+            for (tag, d) in [(0u8, Domain::EventTime), (1, Domain::ProcessingTime)] {
+                state
+                    .due_timers(d, i64::MAX, &mut |t, kg, k| {
+                        key.clear();
+                        key.push(tag);
+                        key.extend_from_slice(&t.to_be_bytes());
+                        key.extend_from_slice(k);
+                        w.push(kg, KIND_TIMER, &key, b"");
+                    })
+                    .map_err(state_err)?;
             }
         }
         Ok(crate::checkpoint::OperatorState {
@@ -1010,7 +1026,6 @@ impl Operator for WasmProcess {
         )
         .map_err(|m| state_err(format!("cannot restore from {}: {m}", restored.location)))?;
         let map = &plan.map;
-        let timers = &mut self.timers;
         restored
             .entries(&mut |e| match e.kind {
                 KIND_STATE => state.restore_entry(e.kg, e.key, e.value, &old, map),
@@ -1024,8 +1039,7 @@ impl Operator for WasmProcess {
                     } else {
                         Domain::ProcessingTime
                     };
-                    timers.register(d, t, e.kg, &e.key[9..]);
-                    Ok(())
+                    state.register_timer(d, t, e.kg, &e.key[9..])
                 }
                 k => Err(format!(
                     "a keyed process function has no entries of kind {k}"
