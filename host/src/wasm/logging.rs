@@ -33,8 +33,6 @@ struct Window {
     bytes: u64,
     dropped_lines: u64,
     dropped_bytes: u64,
-    /// When lines were first dropped, for the report.
-    dropping_since: Option<Instant>,
 }
 
 impl std::fmt::Debug for LogBudget {
@@ -53,7 +51,6 @@ impl LogBudget {
                 bytes: 0,
                 dropped_lines: 0,
                 dropped_bytes: 0,
-                dropping_since: None,
             }),
         }
     }
@@ -76,20 +73,18 @@ impl LogBudget {
         }
         w.dropped_lines += 1;
         w.dropped_bytes += len as u64;
-        w.dropping_since.get_or_insert(now);
         false
     }
 
     fn report(&self, w: &mut Window) {
-        let Some(since) = w.dropping_since.take() else {
+        if w.dropped_lines == 0 {
             return;
-        };
+        }
         tracing::warn!(
             operator = %self.uid,
-            "suppressed {} lines ({} bytes) of guest output over {:.1} s: an operator may log at most {MAX_LINES} lines and {} KiB per second",
+            "suppressed {} lines ({} bytes) of guest output: an operator may log at most {MAX_LINES} lines and {} KiB per second",
             w.dropped_lines,
             w.dropped_bytes,
-            since.elapsed().as_secs_f64(),
             MAX_BYTES >> 10
         );
         w.dropped_lines = 0;
@@ -160,6 +155,6 @@ mod tests {
         }
         assert!(b.admit(1));
         let w = b.window.lock().unwrap();
-        assert_eq!((w.lines, w.dropped_lines, w.dropping_since), (1, 0, None));
+        assert_eq!((w.lines, w.dropped_lines, w.dropped_bytes), (1, 0, 0));
     }
 }
