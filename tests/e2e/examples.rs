@@ -231,6 +231,34 @@ fn every_example_has_a_test() {
         stale.is_empty(),
         "COVERED lists examples that do not exist: {stale:?}"
     );
+    // Each named test exists: `module::test` is a `#[test] fn test` in
+    // tests/e2e/module.rs, and a bare `module` (all its tests) is a file of
+    // tests. Deleting or renaming a test an example relies on fails here.
+    let mut unknown = Vec::new();
+    for (example, test) in COVERED {
+        let name = test.split_whitespace().next().unwrap_or_default();
+        let (module, function) = name.split_once("::").unwrap_or((name, ""));
+        let source = std::fs::read_to_string(repo.join("tests/e2e").join(format!("{module}.rs")))
+            .unwrap_or_default();
+        let exists = if function.is_empty() {
+            source.contains("#[test]")
+        } else {
+            // The first line after `#[test]` and its other attributes.
+            source.split("#[test]").skip(1).any(|t| {
+                t.lines()
+                    .map(str::trim_start)
+                    .find(|l| !l.is_empty() && !l.starts_with("#["))
+                    .is_some_and(|l| l.starts_with(&format!("fn {function}(")))
+            })
+        };
+        if !exists {
+            unknown.push(format!("{example}: {test}"));
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "COVERED names tests that do not exist (in tests/e2e/<module>.rs): {unknown:#?}"
+    );
 }
 
 /// The demo of the README: hourly revenue per customer from the generator,
