@@ -41,26 +41,45 @@ impl DirStorage {
     }
 }
 
-impl Storage for DirStorage {
-    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path(name);
-        let dir = path.parent().unwrap_or(&self.root);
-        std::fs::create_dir_all(dir)?;
-        let file_name = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+/// Writes `bytes` to the file `path` atomically and durably: into a
+/// temporary file beside it, named for this write alone (several writes of
+/// one path may run at once), synced, then renamed into place; the folder is
+/// created if missing and synced after the rename. A failed write leaves no
+/// temporary file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let file_name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{file_name}.tmp-{}-{n}", std::process::id()));
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, &path)?;
-        // The rename itself is durable once the folder is synced.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    // The rename itself is durable once the folder is synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+impl Storage for DirStorage {
+    fn put(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        write_atomically(&self.path(name), bytes)
     }
 
     fn get(&self, name: &str) -> std::io::Result<Vec<u8>> {

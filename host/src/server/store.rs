@@ -5,9 +5,11 @@
 //! cannot reach outside the folder. An upload is checked in memory (a valid
 //! component implementing at least one operator world, every world it claims
 //! type-checked against the host) before anything is written; it is then
-//! written to a dot-file and renamed into place, and the index is replaced
-//! the same way, so a crash leaves either the old state or the new.
+//! written aside and renamed into place, and the index is replaced the same
+//! way ([`write_atomically`]), so a crash leaves either the old state or the
+//! new.
 
+use crate::checkpoint::storage::write_atomically;
 use crate::plan::ModuleSource;
 use crate::wasm::{self, Module};
 use serde::{Deserialize, Serialize};
@@ -105,19 +107,8 @@ impl ModuleStore {
         let modules = wasm::inspect(bytes, Path::new(name))
             .map_err(|m| StoreError::Invalid(format!("module `{name}` is not accepted: {m}")))?;
         if !file.exists() {
-            // A name of its own per upload: the same content may be
-            // uploaded many times at once.
-            static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = self
-                .dir
-                .join(format!(".upload-{sha256}-{}-{n}", std::process::id()));
-            std::fs::write(&tmp, bytes)
-                .and_then(|()| std::fs::rename(&tmp, &file))
-                .map_err(|e| {
-                    let _ = std::fs::remove_file(&tmp);
-                    StoreError::Io(format!("cannot store module `{name}`: {e}"))
-                })?;
+            write_atomically(&file, bytes)
+                .map_err(|e| StoreError::Io(format!("cannot store module `{name}`: {e}")))?;
         }
         let entry = Entry {
             name: name.to_owned(),
@@ -217,9 +208,7 @@ impl ModuleStore {
     fn save(&self, index: &BTreeMap<String, Entry>) -> Result<(), StoreError> {
         let entries: Vec<&Entry> = index.values().collect();
         let text = serde_json::to_vec_pretty(&entries).expect("entries serialize");
-        let tmp = self.dir.join(format!(".{INDEX}.{}", std::process::id()));
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, self.dir.join(INDEX)))
+        write_atomically(&self.dir.join(INDEX), &text)
             .map_err(|e| StoreError::Io(format!("cannot write the module index: {e}")))
     }
 }

@@ -39,6 +39,7 @@ pub mod timers;
 
 use crate::time::Clock;
 use std::sync::Arc;
+use timers::Domain;
 
 /// Visits stored entries: `(key group, key, value)`.
 pub type EntryVisitor<'a> = dyn FnMut(u32, &[u8], &[u8]) + 'a;
@@ -74,12 +75,6 @@ pub trait Store: Send {
             }
         })
     }
-    /// Whether timers are kept in this store ([`timers::StoredTimers`]):
-    /// a store on disk, ordered by key; the heap store keeps them in
-    /// [`timers::Timers`].
-    fn holds_timers(&self) -> bool {
-        false
-    }
     /// About how many bytes the store holds (for metrics).
     fn size_bytes(&self) -> u64;
     /// Calls `f(key group, key, value)` for every entry (for a snapshot).
@@ -111,27 +106,57 @@ impl Backend {
         }
     }
 
-    /// Checks that timers of `timer_bytes` (and, on the heap backend, state
-    /// of `store_bytes`) fit in the memory they may take: timers are state
-    /// too. Timers kept in RocksDB take none.
-    pub fn check_timers(&self, store_bytes: u64, timer_bytes: u64) -> Result<(), String> {
+    /// Checks that a keyed state's timers fit in the memory they may take
+    /// (timers are state too): with the rest of the state on the heap
+    /// backend, on their own when `state.timers: heap` keeps them on the heap
+    /// beside RocksDB. Timers kept in RocksDB take none, and cost no check.
+    pub fn check_timers(&self, state: &KeyedState) -> Result<(), String> {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         match self {
-            Backend::Memory { limit } if store_bytes + timer_bytes > *limit => Err(format!(
-                "{} (timers take {:.1} MiB of it); raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state and timers on disk",
-                memory::full(*limit),
-                mib(timer_bytes)
-            )),
+            Backend::Memory { limit } => {
+                let timers = state.timers.bytes();
+                if state.size_bytes() + timers <= *limit {
+                    return Ok(());
+                }
+                Err(format!(
+                    "{} (timers take {:.1} MiB of it); raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state and timers on disk",
+                    memory::full(*limit),
+                    mib(timers)
+                ))
+            }
             Backend::RocksDb {
                 heap_timers: Some(limit),
                 ..
-            } if timer_bytes > *limit => Err(format!(
-                "the timers on the heap take {:.1} MiB, more than `state.memory_limit` ({:.1} MiB): raise it, or leave out `state.timers: heap` to keep timers in RocksDB",
-                mib(timer_bytes),
-                mib(*limit)
-            )),
-            _ => Ok(()),
+            } => {
+                let timers = state.timers.bytes();
+                if timers <= *limit {
+                    return Ok(());
+                }
+                Err(format!(
+                    "the timers on the heap take {:.1} MiB, more than `state.memory_limit` ({:.1} MiB): raise it, or leave out `state.timers: heap` to keep timers in RocksDB",
+                    mib(timers),
+                    mib(*limit)
+                ))
+            }
+            Backend::RocksDb { .. } => Ok(()),
         }
+    }
+
+    /// The keyed state of one subtask of one operator: its store, and its
+    /// timers where the backend keeps them.
+    pub fn keyed_state(
+        &self,
+        uid: &str,
+        subtask: u32,
+        clock: Arc<dyn Clock>,
+    ) -> Result<KeyedState, String> {
+        let state = KeyedState::new(self.open(uid, subtask)?, clock);
+        Ok(match self {
+            Backend::RocksDb {
+                heap_timers: None, ..
+            } => state.with_timers(Box::new(timers::StoredTimers::default())),
+            _ => state,
+        })
     }
 
     /// A store for one subtask of one operator.
@@ -142,13 +167,13 @@ impl Backend {
                 dir,
                 cache,
                 write_buffer,
-                heap_timers,
+                ..
             } => Box::new(rocks::RocksStore::open(
                 dir,
-                (uid, subtask),
+                uid,
+                subtask,
                 *cache,
                 *write_buffer,
-                heap_timers.is_none(),
             )?),
         })
     }
@@ -231,13 +256,7 @@ pub struct KeyedState {
     /// (key group, store key, old value), so that a failed call's writes can
     /// be undone.
     journal: Option<Vec<Undo>>,
-    timers: TimerService,
-}
-
-/// Where a keyed state keeps its timers.
-enum TimerService {
-    Heap(timers::Timers),
-    Stored(timers::StoredTimers),
+    timers: Box<dyn timers::TimerQueue>,
 }
 
 /// What a journaled write replaced: key group, store key, old value.
@@ -253,82 +272,42 @@ impl KeyedState {
             key_buf: Vec::new(),
             buf: Vec::new(),
             journal: None,
-            timers: if store.holds_timers() {
-                TimerService::Stored(Default::default())
-            } else {
-                TimerService::Heap(Default::default())
-            },
+            timers: Box::new(timers::Timers::default()),
             store,
         }
     }
 
+    /// The same state with its timers kept by `timers` (on the heap
+    /// otherwise).
+    pub fn with_timers(mut self, timers: Box<dyn timers::TimerQueue>) -> KeyedState {
+        self.timers = timers;
+        self
+    }
+
     /// Registers a timer; registering an existing one does nothing.
-    pub fn register_timer(
-        &mut self,
-        d: timers::Domain,
-        time: i64,
-        kg: u32,
-        key: &[u8],
-    ) -> Result<(), String> {
-        match &mut self.timers {
-            TimerService::Heap(t) => {
-                t.register(d, time, kg, key);
-                Ok(())
-            }
-            TimerService::Stored(t) => t.register(&mut *self.store, d, time, kg, key),
-        }
+    pub fn register_timer(&mut self, d: Domain, t: i64, kg: u32, key: &[u8]) -> Result<(), String> {
+        self.timers.register(&mut *self.store, d, t, kg, key)
     }
 
     /// Deletes a timer, if it exists.
-    pub fn delete_timer(
-        &mut self,
-        d: timers::Domain,
-        time: i64,
-        kg: u32,
-        key: &[u8],
-    ) -> Result<(), String> {
-        match &mut self.timers {
-            TimerService::Heap(t) => {
-                t.delete(d, time, key);
-                Ok(())
-            }
-            TimerService::Stored(t) => t.delete(&mut *self.store, d, time, kg, key),
-        }
+    pub fn delete_timer(&mut self, d: Domain, t: i64, kg: u32, key: &[u8]) -> Result<(), String> {
+        self.timers.delete(&mut *self.store, d, t, kg, key)
     }
 
     /// Calls `f(time, key group, key)` for every timer with `time <= until`,
     /// in time order.
     pub fn due_timers(
         &mut self,
-        d: timers::Domain,
+        d: Domain,
         until: i64,
         f: &mut dyn FnMut(i64, u32, &[u8]),
     ) -> Result<(), String> {
-        match &self.timers {
-            TimerService::Heap(t) => {
-                for (time, kg, key) in t.due(d, until) {
-                    f(time, kg, key);
-                }
-                Ok(())
-            }
-            TimerService::Stored(t) => t.due(&mut *self.store, d, until, f),
-        }
+        self.timers.due(&mut *self.store, d, until, f)
     }
 
     /// The earliest timer's time.
-    pub fn next_timer(&self, d: timers::Domain) -> Option<i64> {
-        match &self.timers {
-            TimerService::Heap(t) => t.next(d),
-            TimerService::Stored(t) => t.next(d),
-        }
-    }
-
-    /// About how many bytes of memory the timers take.
-    pub fn timer_bytes(&self) -> u64 {
-        match &self.timers {
-            TimerService::Heap(t) => t.bytes(),
-            TimerService::Stored(t) => t.bytes(),
-        }
+    pub fn next_timer(&self, d: Domain) -> Option<i64> {
+        self.timers.next(d)
     }
 
     /// Starts recording list and map writes (the writes a guest makes

@@ -8,7 +8,7 @@
 //! key-group range is one contiguous key range. Memory is bounded by the
 //! block cache and the memtables, both set from the spec. Expired TTL state is
 //! dropped by a compaction filter as well as hidden on read. Timers are kept
-//! here too ([`super::timers::StoredTimers`]).
+//! here too ([`super::timers::StoredTimers`]) unless `state.timers: heap`.
 
 use super::Store;
 use rocksdb::compaction_filter::Decision;
@@ -20,19 +20,15 @@ pub struct RocksStore {
     path: PathBuf,
     write: WriteOptions,
     key: Vec<u8>,
-    /// Whether timers are kept here (`state.timers`).
-    timers: bool,
 }
 
 impl RocksStore {
-    /// Opens a fresh database for subtask `subtask` of operator `uid`;
-    /// `timers`: whether it keeps the operator's timers too.
     pub fn open(
         base: &Path,
-        (uid, subtask): (&str, u32),
+        uid: &str,
+        subtask: u32,
         cache_bytes: u64,
         write_buffer: u64,
-        timers: bool,
     ) -> Result<RocksStore, String> {
         let safe: String = uid
             .chars()
@@ -90,7 +86,6 @@ impl RocksStore {
             path,
             write,
             key: Vec::new(),
-            timers,
         })
     }
 
@@ -207,10 +202,6 @@ impl Store for RocksStore {
         }
         it.status().map_err(err)
     }
-
-    fn holds_timers(&self) -> bool {
-        self.timers
-    }
 }
 
 #[cfg(test)]
@@ -220,7 +211,7 @@ mod tests {
     #[test]
     fn rocksdb_store_behaves_like_the_memory_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = RocksStore::open(dir.path(), ("op/1", 0), 8 << 20, 4 << 20, true).unwrap();
+        let store = RocksStore::open(dir.path(), "op/1", 0, 8 << 20, 4 << 20).unwrap();
         assert_eq!(
             super::super::tests::exercise(Box::new(store)),
             super::super::tests::EXPECTED

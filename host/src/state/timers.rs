@@ -147,6 +147,89 @@ impl Timers {
     }
 }
 
+/// A keyed state's timer service: where its timers are kept. The store is
+/// the state's own; the heap's service does not use it.
+pub trait TimerQueue: Send {
+    /// Registers a timer; registering an existing one does nothing.
+    fn register(
+        &mut self,
+        store: &mut dyn Store,
+        d: Domain,
+        time: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), String>;
+    /// Deletes a timer, if it exists.
+    fn delete(
+        &mut self,
+        store: &mut dyn Store,
+        d: Domain,
+        time: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), String>;
+    /// Calls `f(time, key group, key)` for the timers with `time <= until`,
+    /// in time order.
+    fn due(
+        &self,
+        store: &mut dyn Store,
+        d: Domain,
+        until: i64,
+        f: &mut dyn FnMut(i64, u32, &[u8]),
+    ) -> Result<(), String>;
+    /// The earliest timer's time.
+    fn next(&self, d: Domain) -> Option<i64>;
+    /// About how many bytes of memory the timers take.
+    fn bytes(&self) -> u64;
+}
+
+impl TimerQueue for Timers {
+    fn register(
+        &mut self,
+        _: &mut dyn Store,
+        d: Domain,
+        time: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), String> {
+        Timers::register(self, d, time, kg, key);
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        _: &mut dyn Store,
+        d: Domain,
+        time: i64,
+        _: u32,
+        key: &[u8],
+    ) -> Result<(), String> {
+        Timers::delete(self, d, time, key);
+        Ok(())
+    }
+
+    fn due(
+        &self,
+        _: &mut dyn Store,
+        d: Domain,
+        until: i64,
+        f: &mut dyn FnMut(i64, u32, &[u8]),
+    ) -> Result<(), String> {
+        for (time, kg, key) in Timers::due(self, d, until) {
+            f(time, kg, key);
+        }
+        Ok(())
+    }
+
+    fn next(&self, d: Domain) -> Option<i64> {
+        Timers::next(self, d)
+    }
+
+    fn bytes(&self) -> u64 {
+        Timers::bytes(self)
+    }
+}
+
 /// Timers in a [`Store`], under the key `TIMER domain time key` of their key
 /// group (the time with its sign bit flipped, big endian, so that byte order
 /// is time order), with an empty value.
@@ -225,9 +308,14 @@ impl Group {
     }
 
     fn remove(&mut self, t: i64, key: &[u8]) -> bool {
-        // A borrowed lookup of a boxed key would need a wrapper type; timers
-        // are removed one at a time, so a small allocation is fine.
-        let removed = self.cache.remove(&(t, key.into()));
+        // Found from its time on without boxing `key` (an empty box does not
+        // allocate): a process function deletes a timer per record.
+        let from = (t, Box::<[u8]>::default());
+        let removed = self
+            .cache
+            .extract_if(from.., |(time, k)| *time == t && **k == *key)
+            .next()
+            .is_some();
         if removed {
             self.bytes -= key.len() as u64;
         }
@@ -303,9 +391,10 @@ impl StoredTimers {
             .get(&kg)
             .and_then(|g| g.cache.first().map(|f| f.0))
     }
+}
 
-    /// Registers a timer; registering an existing one does nothing.
-    pub fn register(
+impl TimerQueue for StoredTimers {
+    fn register(
         &mut self,
         store: &mut dyn Store,
         d: Domain,
@@ -338,8 +427,7 @@ impl StoredTimers {
         Ok(())
     }
 
-    /// Deletes a timer, if it exists.
-    pub fn delete(
+    fn delete(
         &mut self,
         store: &mut dyn Store,
         d: Domain,
@@ -363,9 +451,7 @@ impl StoredTimers {
         Ok(())
     }
 
-    /// Calls `f(time, key group, key)` for the timers with `time <= until`,
-    /// in (time, key) order.
-    pub fn due(
+    fn due(
         &self,
         store: &mut dyn Store,
         d: Domain,
@@ -407,14 +493,12 @@ impl StoredTimers {
         Ok(())
     }
 
-    /// The earliest timer's time.
-    pub fn next(&self, d: Domain) -> Option<i64> {
+    fn next(&self, d: Domain) -> Option<i64> {
         self.heads[slot(d)].first().map(|h| h.0)
     }
 
-    /// About how many bytes of memory they take (the cached timers: the
-    /// rest are in the store).
-    pub fn bytes(&self) -> u64 {
+    /// The cached timers: the rest are in the store.
+    fn bytes(&self) -> u64 {
         self.groups
             .iter()
             .flat_map(|m| m.values())
@@ -487,14 +571,9 @@ mod stored_tests {
 
     fn rocks() -> (tempfile::TempDir, crate::state::rocks::RocksStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::state::rocks::RocksStore::open(
-            dir.path(),
-            ("timers", 0),
-            8 << 20,
-            4 << 20,
-            true,
-        )
-        .unwrap();
+        let store =
+            crate::state::rocks::RocksStore::open(dir.path(), "timers", 0, 8 << 20, 4 << 20)
+                .unwrap();
         (dir, store)
     }
 

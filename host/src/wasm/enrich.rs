@@ -74,12 +74,10 @@ impl Instance {
         let opened = guest.call_open(&mut sandbox.store, &settings.config).await;
         sandbox.opened(&uid, opened)?;
         // From here on the attempt timeout bounds a call: the guest yields to
-        // the executor every epoch tick, so that the timeout can stop even a
-        // guest that computes without end (and the subtask's other records
-        // run meanwhile). The first yield comes one tick into a call, not
-        // after the `call_timeout` that `arm` set for `open`.
+        // the executor every epoch tick (see `attempts`), so that the timeout
+        // can stop even a guest that computes without end, and the subtask's
+        // other records run meanwhile.
         sandbox.store.epoch_deadline_async_yield_and_update(1);
-        sandbox.store.set_epoch_deadline(1);
         Ok(Instance { sandbox, guest })
     }
 }
@@ -297,8 +295,9 @@ async fn attempts(
                 }
             },
         };
-        // Each attempt's deadline is the epoch's: yield every tick, so that
-        // `timeout` below stops a guest that never returns.
+        // The first yield one tick into the attempt (not after the
+        // `call_timeout` that `open` ran under), so that `timeout` below stops
+        // a guest that never returns.
         live.sandbox.store.set_epoch_deadline(1);
         let call = live
             .guest

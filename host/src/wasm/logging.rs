@@ -100,24 +100,25 @@ impl Drop for LogBudget {
     }
 }
 
-/// Logs one guest line at `level`, if the operator's budget admits it.
-pub fn emit(budget: &LogBudget, level: Level, message: &str) {
-    if !budget.admit(message.len()) {
+/// Logs one guest line, `prefix` then `message`, at `level`, if the
+/// operator's budget admits it.
+pub fn emit(budget: &LogBudget, level: Level, prefix: &str, message: &str) {
+    if !budget.admit(prefix.len() + message.len()) {
         return;
     }
     let uid = &*budget.uid;
     match level {
-        Level::Trace => tracing::trace!(operator = uid, "{message}"),
-        Level::Debug => tracing::debug!(operator = uid, "{message}"),
-        Level::Info => tracing::info!(operator = uid, "{message}"),
-        Level::Warn => tracing::warn!(operator = uid, "{message}"),
-        Level::Error => tracing::error!(operator = uid, "{message}"),
+        Level::Trace => tracing::trace!(operator = uid, "{prefix}{message}"),
+        Level::Debug => tracing::debug!(operator = uid, "{prefix}{message}"),
+        Level::Info => tracing::info!(operator = uid, "{prefix}{message}"),
+        Level::Warn => tracing::warn!(operator = uid, "{prefix}{message}"),
+        Level::Error => tracing::error!(operator = uid, "{prefix}{message}"),
     }
 }
 
 impl Host for StoreData {
     fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        emit(&self.logs, level, &message);
+        emit(&self.logs, level, "", &message);
         Ok(())
     }
 }

@@ -239,14 +239,7 @@ pub fn load(path: &Path, world: World) -> Result<Arc<Module>, String> {
 /// memory and on disk).
 pub fn inspect(bytes: &[u8], path: &Path) -> Result<Vec<Arc<Module>>, String> {
     let sha256 = hex(&Sha256::digest(bytes));
-    let (component, fresh) = match cached(&sha256) {
-        Some(c) => (c, false),
-        None => (
-            compile_serially(&sha256, || Component::new(&runtime().engine, bytes))
-                .map_err(|e| format!("{} is not a valid Wasm component: {e}", path.display()))?,
-            true,
-        ),
-    };
+    let (component, found) = component(bytes, &sha256, path)?;
     let claimed: Vec<World> = World::ALL
         .into_iter()
         .filter(|w| component.get_export_index(None, w.export()).is_some())
@@ -263,60 +256,70 @@ pub fn inspect(bytes: &[u8], path: &Path) -> Result<Vec<Arc<Module>>, String> {
         .into_iter()
         .map(|w| typed(component.clone(), path, sha256.clone(), w))
         .collect::<Result<Vec<_>, _>>()?;
-    if fresh {
-        store_compiled(&component, bytes.len(), &sha256, None);
-        remember(&sha256, &component);
-    }
+    keep(&component, found, bytes.len(), &sha256);
     Ok(modules)
 }
 
-/// The component for `sha256` if this process or the disk cache has it.
-fn cached(sha256: &str) -> Option<Component> {
+/// Where [`component`] found a component.
+enum Found {
+    /// In this process's map.
+    Memory,
+    /// In the disk cache.
+    Disk,
+    /// Nowhere: compiled now, in this long.
+    Compiled(Duration),
+}
+
+/// The component for `bytes`: from this process's map or the disk cache, or
+/// compiled now. Compilations run one at a time (and look in the map again
+/// after waiting), so that many uploads of one module at once compile it
+/// once and many different ones do not take all the memory together. What
+/// is found or compiled is not kept yet: see [`keep`].
+fn component(bytes: &[u8], sha256: &str, path: &Path) -> Result<(Component, Found), String> {
     let rt = runtime();
-    if let Some(c) = rt.compiled.lock().expect("module cache").get(sha256) {
-        return Some(c.clone());
+    let in_memory = || {
+        rt.compiled
+            .lock()
+            .expect("module cache")
+            .get(sha256)
+            .cloned()
+    };
+    if let Some(c) = in_memory() {
+        return Ok((c, Found::Memory));
     }
-    load_compiled(&rt.engine, sha256)
-}
-
-fn remember(sha256: &str, component: &Component) {
-    runtime()
-        .compiled
-        .lock()
-        .expect("module cache")
-        .insert(sha256.to_owned(), component.clone());
-}
-
-/// Runs `compile` unless another thread compiled `sha256` while this one
-/// waited: one compilation at a time, so that many uploads of the same
-/// module at once compile it once (and many different ones do not take all
-/// the memory together).
-fn compile_serially(
-    sha256: &str,
-    compile: impl FnOnce() -> wasmtime::Result<Component>,
-) -> wasmtime::Result<Component> {
+    if let Some(c) = load_compiled(&rt.engine, sha256) {
+        return Ok((c, Found::Disk));
+    }
     static COMPILING: Mutex<()> = Mutex::new(());
     let _one_at_a_time = COMPILING.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = runtime().compiled.lock().expect("module cache").get(sha256) {
-        return Ok(c.clone());
+    if let Some(c) = in_memory() {
+        return Ok((c, Found::Memory));
     }
-    compile()
+    let started = std::time::Instant::now();
+    let c = Component::new(&rt.engine, bytes)
+        .map_err(|e| format!("{} is not a valid Wasm component: {e}", path.display()))?;
+    Ok((c, Found::Compiled(started.elapsed())))
+}
+
+/// Keeps a component [`component`] gave: in this process's map, and, when it
+/// was compiled now, in the disk cache.
+fn keep(component: &Component, found: Found, size: usize, sha256: &str) {
+    if let Found::Compiled(took) = found {
+        store_compiled(component, size, sha256, took);
+    }
+    if !matches!(found, Found::Memory) {
+        runtime()
+            .compiled
+            .lock()
+            .expect("module cache")
+            .insert(sha256.to_owned(), component.clone());
+    }
 }
 
 /// The component for `bytes`, compiled once per process and cached on disk.
 fn compiled(bytes: &[u8], sha256: &str, path: &Path) -> Result<Component, String> {
-    if let Some(c) = cached(sha256) {
-        remember(sha256, &c);
-        return Ok(c);
-    }
-    let c = compile_serially(sha256, || {
-        let started = std::time::Instant::now();
-        let c = Component::new(&runtime().engine, bytes)?;
-        store_compiled(&c, bytes.len(), sha256, Some(started.elapsed()));
-        Ok(c)
-    })
-    .map_err(|e| format!("{} is not a valid Wasm component: {e}", path.display()))?;
-    remember(sha256, &c);
+    let (c, found) = component(bytes, sha256, path)?;
+    keep(&c, found, bytes.len(), sha256);
     Ok(c)
 }
 
@@ -438,39 +441,24 @@ fn load_compiled(engine: &Engine, sha256: &str) -> Option<Component> {
     }
 }
 
-/// Writes a compiled component to the disk cache (logging how long it took
-/// to compile, when known).
-fn store_compiled(component: &Component, size: usize, sha256: &str, took: Option<Duration>) {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let engine = &runtime().engine;
-    let file = cache_file(engine, sha256);
-    let dir = cache_dir();
+/// Writes a compiled component to the disk cache, and logs how long it took
+/// to compile.
+fn store_compiled(component: &Component, size: usize, sha256: &str, took: Duration) {
+    let file = cache_file(&runtime().engine, sha256);
     let stored = match component.serialize() {
-        Ok(artifact) => {
-            // A name of its own per write: two threads may store the same
-            // module at once.
-            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let tmp = dir.join(format!(".{sha256}.{}.{n}.tmp", std::process::id()));
-            std::fs::create_dir_all(&dir)
-                .and_then(|()| std::fs::write(&tmp, &artifact))
-                .and_then(|()| std::fs::rename(&tmp, &file))
-                .map_err(|e| {
-                    let _ = std::fs::remove_file(&tmp);
-                    format!("cannot write to {}: {e}", dir.display())
-                })
-        }
+        Ok(artifact) => crate::checkpoint::storage::write_atomically(&file, &artifact)
+            .map_err(|e| format!("cannot write {}: {e}", file.display())),
         Err(e) => Err(format!("{e:#}")),
     };
     let size = size as f64 / (1 << 20) as f64;
-    let took = took.map_or_else(String::new, |t| format!(" in {t:.2?}"));
     match stored {
         Ok(()) => tracing::info!(
-            "compiled a {size:.1} MiB module ({}){took}; later starts load it from {}",
+            "compiled a {size:.1} MiB module ({}) in {took:.2?}; later starts load it from {}",
             &sha256[..12],
-            dir.display()
+            cache_dir().display()
         ),
         Err(e) => tracing::info!(
-            "compiled a {size:.1} MiB module ({}){took}; not cached: {e}",
+            "compiled a {size:.1} MiB module ({}) in {took:.2?}; not cached: {e}",
             &sha256[..12]
         ),
     }

@@ -371,15 +371,15 @@ impl WasmProcess {
     async fn start(&mut self) -> Result<(), WasmError> {
         let uid = self.uid();
         if self.call.state.is_none() {
-            let store = self
+            let state = self
                 .process
                 .backend
-                .open(&uid, self.subtask)
+                .keyed_state(&uid, self.subtask, self.clock.clone())
                 .map_err(|message| WasmError::Open {
                     uid: uid.clone(),
                     message,
                 })?;
-            self.call.state = Some(KeyedState::new(store, self.clock.clone()));
+            self.call.state = Some(state);
         }
         let mut sandbox = Sandbox::new(&self.module, &self.settings).await?;
         let Exports::Process(indices) = &self.module.exports else {
@@ -503,10 +503,9 @@ impl WasmProcess {
     ) -> Result<(), RuntimeError> {
         let maxp = self.process.max_parallelism;
         let mut single = Pending::default();
-        let none = Pending::default();
         for i in 0..input.batch.len() {
             let watermark = input.watermarks[i];
-            self.timers_alone(&none, watermark, now, out).await?;
+            self.timers_alone(watermark, now, out).await?;
             let r = input.batch.get(i);
             single.batch.clear();
             single.record_keys.clear();
@@ -522,7 +521,7 @@ impl WasmProcess {
                 super::trapped_on(out, &self.settings.uid, r, description)?;
             }
         }
-        self.timers_alone(&none, end, now, out).await
+        self.timers_alone(end, now, out).await
     }
 
     /// Whether a timer is due by the watermark `end` or the time `now`.
@@ -541,13 +540,15 @@ impl WasmProcess {
     /// A call for the timers due by `watermark` alone; a trap stops the job.
     async fn timers_alone(
         &mut self,
-        none: &Pending,
         watermark: i64,
         now: i64,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         self.call.keys.clear();
-        match self.call(none, watermark, now, false, out).await? {
+        match self
+            .call(&Pending::default(), watermark, now, false, out)
+            .await?
+        {
             Ok(()) => Ok(()),
             Err((description, timers)) => Err(WasmError::Trap {
                 uid: self.uid(),
@@ -782,7 +783,7 @@ impl WasmProcess {
         if !o.timer_changes.is_empty() {
             self.process
                 .backend
-                .check_timers(state.size_bytes(), state.timer_bytes())
+                .check_timers(state)
                 .map_err(|message| RuntimeError::State {
                     uid: uid.clone(),
                     message,

@@ -95,7 +95,8 @@ impl MemoryBudget {
     }
 
     /// Bytes taken by all instances.
-    pub fn used(&self) -> u64 {
+    #[cfg(test)]
+    fn used(&self) -> u64 {
         self.used.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
@@ -455,10 +456,7 @@ impl GuestOutput {
         let mut s = self.0.lock().expect("guest output");
         while let Some(nl) = memchr::memchr(b'\n', bytes) {
             s.push(&bytes[..nl]);
-            let line = std::mem::take(&mut s.partial);
-            s.line(&line);
-            s.partial = line;
-            s.partial.clear();
+            s.end_line();
             bytes = &bytes[nl + 1..];
         }
         s.push(bytes);
@@ -485,26 +483,27 @@ impl OutputState {
             let room = MAX_LINE - self.partial.len();
             self.partial.extend_from_slice(&bytes[..room]);
             bytes = &bytes[room..];
-            let line = std::mem::take(&mut self.partial);
-            self.line(&line);
-            self.partial = line;
-            self.partial.clear();
+            self.end_line();
         }
         self.partial.extend_from_slice(bytes);
     }
 
-    fn line(&mut self, bytes: &[u8]) {
+    /// Logs the line written so far and starts the next one (in the same
+    /// buffer).
+    fn end_line(&mut self) {
         use super::sluice::operator::logging::Level;
-        let text = String::from_utf8_lossy(bytes);
+        let text = String::from_utf8_lossy(&self.partial);
         if self.stderr {
-            super::logging::emit(&self.logs, Level::Warn, &format!("guest stderr: {text}"));
+            super::logging::emit(&self.logs, Level::Warn, "guest stderr: ", &text);
             if self.tail.len() == TAIL_LINES {
                 self.tail.pop_front();
             }
-            self.tail.push_back(text.into_owned());
+            let text = text.into_owned();
+            self.tail.push_back(text);
         } else {
-            super::logging::emit(&self.logs, Level::Info, &format!("guest stdout: {text}"));
+            super::logging::emit(&self.logs, Level::Info, "guest stdout: ", &text);
         }
+        self.partial.clear();
     }
 }
 
