@@ -21,10 +21,14 @@ pub mod runtime;
 pub mod server;
 pub mod state;
 pub mod time;
+pub mod units;
 pub mod wasm;
 pub mod window;
 
 pub use error::{Error, Fault};
+
+#[cfg(test)]
+mod layering;
 
 /// The WIT package operators are built against.
 pub const WIT_PACKAGE: &str = "sluice:operator@0.3.0";

@@ -288,7 +288,7 @@ impl RestorePoint {
         let Some(op) = self.manifest.operators.get(uid) else {
             return Ok(None);
         };
-        let key_groups = crate::runtime::keys::key_group_range(
+        let key_groups = crate::state::key_groups::key_group_range(
             subtask,
             self.manifest.max_parallelism,
             parallelism,

@@ -13,34 +13,28 @@ pub mod kafka;
 pub mod stdout;
 
 use crate::error::RuntimeError;
-use crate::runtime::Operator;
-use crate::runtime::source::{Format, Source};
+use crate::runtime::OperatorFactory;
+use crate::runtime::source::{Format, SourceFactory};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-pub trait SourceFactory: Send + Sync {
-    /// The number of splits, when known before the job starts: a source
-    /// runs with at most this many subtasks unless its spec says otherwise.
-    fn splits(&self) -> Option<usize>;
-
-    fn format(&self) -> Format;
-
-    /// Whether records come with timestamps of their own (Kafka's), which
-    /// can be the event time.
-    fn record_timestamps(&self) -> bool {
-        false
-    }
-
-    fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source>;
+/// How a source reads its records' bytes: `format: json` (the default) or
+/// `raw`.
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatOption {
+    #[default]
+    Json,
+    Raw,
 }
 
-pub trait SinkFactory: Send + Sync {
-    fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Operator>;
-
-    /// What commits the sink's output when a checkpoint completes (a sink
-    /// without one writes through: at least once).
-    fn committer(&self) -> Option<Arc<dyn crate::checkpoint::Committer>> {
-        None
+impl From<FormatOption> for Format {
+    fn from(f: FormatOption) -> Format {
+        match f {
+            FormatOption::Json => Format::Json,
+            FormatOption::Raw => Format::Raw,
+        }
     }
 }
 
@@ -80,7 +74,7 @@ pub fn sink(
     kind: &str,
     options: serde_yaml::Mapping,
     context: SinkContext,
-) -> Result<Arc<dyn SinkFactory>, String> {
+) -> Result<Arc<dyn OperatorFactory>, String> {
     match kind {
         "file" => file::sink_factory(options_of(options)?, context),
         "stdout" => Ok(Arc::new(stdout::StdoutSinkFactory::new(options_of(

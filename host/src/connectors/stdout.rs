@@ -1,9 +1,9 @@
 //! Records to standard output, one value per line, written after every batch
 //! so that a slow stream shows up as it happens.
 
-use crate::connectors::{SinkFactory, append_lines, io_error};
+use crate::connectors::{append_lines, io_error};
 use crate::error::RuntimeError;
-use crate::runtime::{Batch, Operator, Output};
+use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::io::Write;
@@ -28,8 +28,13 @@ impl StdoutSinkFactory {
     }
 }
 
-impl SinkFactory for StdoutSinkFactory {
-    fn create(&self, _subtask: u32, _parallelism: u32) -> Box<dyn Operator> {
+#[async_trait]
+impl OperatorFactory for StdoutSinkFactory {
+    fn kind(&self) -> &'static str {
+        "sink"
+    }
+
+    fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
         Box::new(StdoutSink {
             prefix: self.prefix.clone(),
             buf: Vec::new(),

@@ -14,18 +14,20 @@ pub mod env;
 pub mod locate;
 pub mod spec;
 
-use crate::connectors::{self, SinkFactory, SourceFactory};
+use crate::connectors;
 use crate::error::{Location, PlanError};
 use crate::json::Pointer;
 use crate::runtime::keys::KeySelector;
 use crate::runtime::router::Partitioning;
 use crate::runtime::source::{EventTime, Format};
+use crate::runtime::{Chain, Edge, Node};
 use crate::time::watermark::WatermarkStrategy;
-use crate::wasm::process::ProcessSettings;
-use crate::wasm::{self, InstanceSettings, Module, World};
-use crate::window::aggregate::NativeAgg;
+use crate::wasm::enrich::EnrichFactory;
+use crate::wasm::process::{ProcessFactory, ProcessSettings};
+use crate::wasm::{self, Guest, InstanceSettings, World};
+use crate::window::aggregate::{AggregatorFactory, NativeAgg, NativeAggregates};
 use crate::window::assigner::Aligned;
-use crate::window::{WindowKind, WindowSettings};
+use crate::window::{WindowFactory, WindowKind, WindowSettings};
 use locate::Locator;
 use spec::{AggregateSpec, KeyBySpec, NativeFn, PartitionSpec, Spec, WasmSpec, WindowSpec};
 use std::collections::HashMap;
@@ -33,174 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A planned pipeline.
-pub struct Pipeline {
-    pub name: String,
-    pub spec_path: PathBuf,
-    pub nodes: Vec<Node>,
-    pub edges: Vec<Edge>,
-    /// Chains in topological order; each runs as `parallelism` tasks.
-    pub chains: Vec<Chain>,
-    pub settings: Settings,
-    pub has_dead_letter: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Where keyed state lives (process functions' state; window
-    /// accumulators with RocksDB).
-    pub state_backend: crate::state::Backend,
-    pub batch_size: usize,
-    pub buffer_timeout: Duration,
-    pub channel_capacity: usize,
-    pub max_parallelism: u32,
-    /// Periodic checkpoints, when the spec has a checkpoint folder.
-    pub checkpoints: Option<crate::checkpoint::CheckpointSettings>,
-    pub restart: crate::checkpoint::RestartStrategy,
-    /// Records per second each source task reads at most (`--source-rate`).
-    pub source_rate: Option<f64>,
-}
-
-pub struct Node {
-    pub uid: String,
-    pub kind: NodeKind,
-    pub parallelism: u32,
-    pub location: Location,
-    /// Names of the node's own side outputs (ports from
-    /// [`crate::runtime::operator::FIRST_SIDE_PORT`] on).
-    pub side_ports: Vec<String>,
-}
-
-pub enum NodeKind {
-    Source {
-        factory: Arc<dyn SourceFactory>,
-        event_time: Option<EventTime>,
-    },
-    Transform {
-        module: Arc<Module>,
-        settings: Arc<InstanceSettings>,
-    },
-    Window {
-        settings: Arc<WindowSettings>,
-        aggregate: AggregateKind,
-    },
-    /// A keyed process function; its side outputs are the node's side ports,
-    /// named by the pipeline's references to them.
-    Process {
-        module: Arc<Module>,
-        settings: Arc<InstanceSettings>,
-        process: Arc<ProcessSettings>,
-    },
-    Sink {
-        factory: Arc<dyn SinkFactory>,
-    },
-    /// An async enricher.
-    Enrich {
-        module: Arc<Module>,
-        settings: Arc<InstanceSettings>,
-        enrich: Arc<crate::wasm::enrich::EnrichSettings>,
-    },
-}
-
-pub enum AggregateKind {
-    Native(Vec<NativeAgg>),
-    Wasm {
-        module: Arc<Module>,
-        settings: Arc<InstanceSettings>,
-    },
-    /// A full-window function.
-    Function {
-        module: Arc<Module>,
-        settings: Arc<InstanceSettings>,
-    },
-}
-
-impl NodeKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            NodeKind::Source { .. } => "source",
-            NodeKind::Transform { .. } => "transform",
-            NodeKind::Window { .. } => "window",
-            NodeKind::Process { .. } => "process",
-            NodeKind::Sink { .. } => "sink",
-            NodeKind::Enrich { .. } => "enrich",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Edge {
-    pub from: usize,
-    /// Port of `from`: main, dead letter or a side output.
-    pub port: usize,
-    pub to: usize,
-    pub partitioning: Partitioning,
-}
-
-#[derive(Debug, Clone)]
-pub struct Chain {
-    /// Node indices, the head first; every other node's single input comes
-    /// from an earlier node of the chain.
-    pub nodes: Vec<usize>,
-    pub parallelism: u32,
-}
-
-impl Pipeline {
-    pub fn chain_of(&self, node: usize) -> usize {
-        self.chains
-            .iter()
-            .position(|c| c.nodes.contains(&node))
-            .expect("every node is in a chain")
-    }
-
-    /// Whether an edge runs inside a task (no channel).
-    pub fn is_chained(&self, edge: &Edge) -> bool {
-        self.chain_of(edge.from) == self.chain_of(edge.to)
-    }
-
-    /// Port names of a node, by port index.
-    pub fn port_names(&self, node: usize) -> Vec<&str> {
-        let mut names = vec!["main", "dead_letter"];
-        names.extend(self.nodes[node].side_ports.iter().map(String::as_str));
-        names
-    }
-
-    /// A readable description of the physical plan.
-    pub fn describe(&self) -> String {
-        use std::fmt::Write;
-        let mut s = String::new();
-        let _ = writeln!(s, "pipeline `{}` ({})", self.name, self.spec_path.display());
-        for (i, c) in self.chains.iter().enumerate() {
-            let names: Vec<String> = c
-                .nodes
-                .iter()
-                .map(|&n| format!("{} ({})", self.nodes[n].uid, self.nodes[n].kind.name()))
-                .collect();
-            let _ = writeln!(s, "  task {i} × {}: {}", c.parallelism, names.join(", "));
-        }
-        for e in &self.edges {
-            let port = self.port_names(e.from)[e.port];
-            let from = &self.nodes[e.from].uid;
-            let from = if port == "main" {
-                from.clone()
-            } else {
-                format!("{from}.{port}")
-            };
-            let _ = writeln!(
-                s,
-                "  {} -> {} [{}]",
-                from,
-                self.nodes[e.to].uid,
-                match &e.partitioning {
-                    _ if self.is_chained(e) => "chained".to_owned(),
-                    Partitioning::KeyHash { key, .. } => format!("hash {}", key.describe()),
-                    p => p.name().to_owned(),
-                }
-            );
-        }
-        s
-    }
-}
+pub use crate::runtime::{NodeKind, Pipeline, Settings};
 
 /// Where modules are looked for, besides the spec's folder.
 #[derive(Clone, Default)]
@@ -322,6 +157,9 @@ struct Draft {
     chain: bool,
     explicit_parallelism: bool,
     needs_event_time: bool,
+    /// Whether the node's side outputs are whatever the pipeline reads (a
+    /// process function's: the guest names them at run time).
+    open_side_ports: bool,
 }
 
 impl Planner<'_> {
@@ -431,7 +269,7 @@ impl Planner<'_> {
                         format!("unknown input `{uid}` (nodes: {})", known.join(", ")),
                     ));
                 };
-                if matches!(drafts[from].node.kind, NodeKind::Sink { .. }) {
+                if drafts[from].node.kind.is_sink() {
                     return Err(self.err(
                         spec_path,
                         Some(&to_uid),
@@ -442,7 +280,7 @@ impl Planner<'_> {
                     None => crate::runtime::operator::MAIN_PORT,
                     // A process function's side outputs are whatever the
                     // pipeline reads: the guest names them at run time.
-                    Some(p) if matches!(drafts[from].node.kind, NodeKind::Process { .. }) => {
+                    Some(p) if drafts[from].open_side_ports => {
                         let side = &mut drafts[from].node.side_ports;
                         let i = side.iter().position(|s| s == p).unwrap_or_else(|| {
                             side.push(p.to_owned());
@@ -661,9 +499,10 @@ impl Planner<'_> {
                 .filter(|e| e.2 == n && e.1 != crate::runtime::operator::DEAD_LETTER_PORT)
                 .map(|e| e.0)
                 .collect();
+            // A window's output is timed by its windows' ends.
             timed[n] = match &d.node.kind {
                 NodeKind::Source { event_time, .. } => event_time.is_some(),
-                NodeKind::Window { .. } => true,
+                _ if d.needs_event_time => true,
                 _ => !inputs.is_empty() && inputs.iter().all(|&i| timed[i]),
             };
             if d.needs_event_time
@@ -744,9 +583,9 @@ impl Planner<'_> {
                 Some(EventTime {
                     timestamp,
                     strategy: WatermarkStrategy::new(
-                        w.strategy,
+                        w.strategy.into(),
                         w.max_out_of_orderness.millis(),
-                        w.emit,
+                        w.emit.into(),
                         w.interval.millis(),
                         et.idleness.map(|d| d.millis()),
                     ),
@@ -770,6 +609,7 @@ impl Planner<'_> {
             chain: true,
             explicit_parallelism: self.explicit(&p, node, s.parallelism)?,
             needs_event_time: false,
+            open_side_ports: false,
         })
     }
 
@@ -812,7 +652,7 @@ impl Planner<'_> {
         Ok(Draft {
             node: Node {
                 uid: uid.to_owned(),
-                kind: NodeKind::Sink { factory },
+                kind: NodeKind::Operator(factory),
                 parallelism: parallelism.unwrap_or(0),
                 location: self.at(p, node),
                 side_ports: Vec::new(),
@@ -823,6 +663,7 @@ impl Planner<'_> {
             chain: true,
             explicit_parallelism: self.explicit(p, node, parallelism)?,
             needs_event_time: false,
+            open_side_ports: false,
         })
     }
 
@@ -875,9 +716,9 @@ impl Planner<'_> {
                     ],
                     "belongs to windows; this is a Wasm transform",
                 )?;
-                let (module, settings) =
-                    self.module(&format!("{p}.wasm"), &o.uid, w, World::Transform)?;
-                (NodeKind::Transform { module, settings }, Vec::new(), false)
+                let guest = self.module(&format!("{p}.wasm"), &o.uid, w, World::Transform)?;
+                let factory = crate::wasm::transform::TransformFactory(guest);
+                (NodeKind::Operator(Arc::new(factory)), Vec::new(), false)
             }
             (None, None, Some(window), aggregate) if aggregate.is_some() != o.process.is_some() => {
                 let Some(key) = key_by else {
@@ -954,6 +795,7 @@ impl Planner<'_> {
             chain: o.chain,
             explicit_parallelism: self.explicit(&p, node, o.parallelism)?,
             needs_event_time,
+            open_side_ports: false,
         })
     }
 
@@ -984,20 +826,19 @@ impl Planner<'_> {
             ],
             "does not go with `process` (a keyed process function)",
         )?;
-        let (module, settings) = self.module(&format!("{p}.process"), &o.uid, w, World::Process)?;
+        let guest = self.module(&format!("{p}.process"), &o.uid, w, World::Process)?;
         let backend = self.backend()?;
         Ok(Draft {
             node: Node {
                 uid: o.uid.clone(),
-                kind: NodeKind::Process {
-                    module,
-                    settings,
+                kind: NodeKind::Operator(Arc::new(ProcessFactory {
+                    guest,
                     process: Arc::new(ProcessSettings {
                         key: key.clone(),
                         max_parallelism: self.spec.max_parallelism,
                         backend,
                     }),
-                },
+                })),
                 parallelism: o.parallelism.unwrap_or(0),
                 location: self.at(p, node),
                 side_ports: Vec::new(),
@@ -1008,6 +849,7 @@ impl Planner<'_> {
             chain: o.chain,
             explicit_parallelism: self.explicit(p, node, o.parallelism)?,
             needs_event_time: false,
+            open_side_ports: true,
         })
     }
 
@@ -1057,12 +899,11 @@ impl Planner<'_> {
                 .max(backoff),
             ordered: a.order != Some(spec::AsyncOrder::Unordered),
         };
-        let (module, instance) = self.module(&format!("{p}.enrich"), &o.uid, w, World::Enrich)?;
-        Ok(NodeKind::Enrich {
-            module,
-            settings: instance,
+        let guest = self.module(&format!("{p}.enrich"), &o.uid, w, World::Enrich)?;
+        Ok(NodeKind::Operator(Arc::new(EnrichFactory {
+            guest,
             enrich: Arc::new(settings),
-        })
+        })))
     }
 
     /// An error at the first of `fields` that is set: "`field` <why>".
@@ -1195,19 +1036,21 @@ impl Planner<'_> {
                     .process
                     .as_ref()
                     .expect("a window has aggregate or process");
-                let (module, settings) =
+                let guest =
                     self.module(&format!("{p}.process"), &o.uid, w, World::WindowFunction)?;
-                AggregateKind::Function { module, settings }
+                Arc::new(crate::wasm::window_fn::WindowFunctionFactory(guest))
             }
             Some(aggregate) => self.aggregate(&ap, node, aggregate)?,
         };
         Ok(Draft {
             node: Node {
                 uid: o.uid.clone(),
-                kind: NodeKind::Window {
+                kind: NodeKind::Operator(Arc::new(WindowFactory {
                     settings,
-                    aggregate,
-                },
+                    aggregator: aggregate,
+                    backend: self.backend()?,
+                    max_parallelism: self.spec.max_parallelism,
+                })),
                 parallelism: o.parallelism.unwrap_or(0),
                 location: self.at(p, node),
                 side_ports: vec!["late".to_owned()],
@@ -1218,6 +1061,7 @@ impl Planner<'_> {
             chain: o.chain,
             explicit_parallelism: self.explicit(p, node, o.parallelism)?,
             needs_event_time: true,
+            open_side_ports: false,
         })
     }
 
@@ -1226,13 +1070,12 @@ impl Planner<'_> {
         ap: &str,
         node: Option<&str>,
         aggregate: &AggregateSpec,
-    ) -> Result<AggregateKind, PlanError> {
+    ) -> Result<Arc<dyn AggregatorFactory>, PlanError> {
         let uid = node.unwrap_or_default();
         Ok(match (&aggregate.wasm, &aggregate.native) {
             (Some(w), None) => {
-                let (module, settings) =
-                    self.module(&format!("{ap}.wasm"), uid, w, World::Aggregate)?;
-                AggregateKind::Wasm { module, settings }
+                let guest = self.module(&format!("{ap}.wasm"), uid, w, World::Aggregate)?;
+                Arc::new(crate::wasm::aggregate::AggregateFactory(guest))
             }
             (None, Some(list)) => {
                 if list.is_empty() {
@@ -1271,12 +1114,12 @@ impl Planner<'_> {
                         (f, None) => format!("{f:?}").to_lowercase(),
                     };
                     aggs.push(NativeAgg {
-                        func: a.func,
+                        func: a.func.into(),
                         field,
                         name: a.name.clone().unwrap_or(default_name),
                     });
                 }
-                AggregateKind::Native(aggs)
+                Arc::new(NativeAggregates(aggs))
             }
             _ => return Err(self.err(ap, node, "give exactly one of `wasm` and `native`")),
         })
@@ -1300,13 +1143,7 @@ impl Planner<'_> {
         Ok(KeySelector::new(parsed))
     }
 
-    fn module(
-        &self,
-        p: &str,
-        uid: &str,
-        w: &WasmSpec,
-        world: World,
-    ) -> Result<(Arc<Module>, Arc<InstanceSettings>), PlanError> {
+    fn module(&self, p: &str, uid: &str, w: &WasmSpec, world: World) -> Result<Guest, PlanError> {
         let node = Some(uid);
         let mp = format!("{p}.module");
         let path = self
@@ -1342,10 +1179,13 @@ impl Planner<'_> {
             config,
             memory_limit: w.memory_limit.unwrap_or(self.spec.wasm.memory_limit).0,
             call_timeout: w.call_timeout.unwrap_or(self.spec.wasm.call_timeout).0,
-            grants: w.grants.clone(),
+            grants: (&w.grants).into(),
             base_dir: self.base_dir.clone(),
         };
-        Ok((module, Arc::new(settings)))
+        Ok(Guest {
+            module,
+            settings: Arc::new(settings),
+        })
     }
 
     fn find_module(&self, name: &str) -> Result<PathBuf, String> {

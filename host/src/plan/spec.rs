@@ -5,10 +5,12 @@
 //! worlds) is the planner's job, in `plan/mod.rs`. Connector options are kept
 //! as raw YAML here and parsed by each connector, which owns them.
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+pub use crate::units::{ByteSize, Dur};
 
 /// A whole pipeline.
 #[derive(Debug, Deserialize)]
@@ -337,6 +339,24 @@ pub enum WatermarkEmit {
     PerEvent,
 }
 
+impl From<WatermarkStrategyKind> for crate::time::watermark::StrategyKind {
+    fn from(k: WatermarkStrategyKind) -> Self {
+        match k {
+            WatermarkStrategyKind::BoundedOutOfOrderness => Self::BoundedOutOfOrderness,
+            WatermarkStrategyKind::Monotonous => Self::Monotonous,
+        }
+    }
+}
+
+impl From<WatermarkEmit> for crate::time::watermark::Emit {
+    fn from(e: WatermarkEmit) -> Self {
+        match e {
+            WatermarkEmit::Periodic => Self::Periodic,
+            WatermarkEmit::PerEvent => Self::PerEvent,
+        }
+    }
+}
+
 /// How an operator's inputs are distributed over its subtasks when it has no
 /// `key_by`.
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -477,6 +497,22 @@ pub struct GrantsSpec {
     pub network: Vec<String>,
 }
 
+impl From<&GrantsSpec> for crate::wasm::Grants {
+    fn from(g: &GrantsSpec) -> Self {
+        crate::wasm::Grants {
+            clock: g.clock,
+            random: g.random,
+            env: g.env.clone(),
+            dirs: g
+                .dirs
+                .iter()
+                .map(|d| (d.host.clone(), d.guest.clone()))
+                .collect(),
+            network: g.network.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DirGrant {
@@ -548,6 +584,18 @@ pub enum NativeFn {
     Avg,
 }
 
+impl From<NativeFn> for crate::window::aggregate::NativeFn {
+    fn from(f: NativeFn) -> Self {
+        match f {
+            NativeFn::Count => Self::Count,
+            NativeFn::Sum => Self::Sum,
+            NativeFn::Min => Self::Min,
+            NativeFn::Max => Self::Max,
+            NativeFn::Avg => Self::Avg,
+        }
+    }
+}
+
 /// Field names of a window's output rows.
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -573,85 +621,6 @@ pub struct SinkSpec {
     pub parallelism: Option<u32>,
     #[serde(flatten)]
     pub connector: ConnectorSpec,
-}
-
-/// A duration: `250ms`, `5s`, `1h 30m`, or a number of milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    pub fn millis(self) -> i64 {
-        self.0.as_millis() as i64
-    }
-
-    /// `500ms`, `5s`, `1h`, …
-    pub fn parse(text: &str) -> Result<Dur, String> {
-        humantime::parse_duration(text).map(Dur).map_err(|e| {
-            format!("`{text}` is not a duration ({e}); write e.g. `500ms`, `5s`, `1h`")
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Millis(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Millis(ms) => Ok(Dur(Duration::from_millis(ms))),
-            Raw::Text(t) => Dur::parse(&t).map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-/// A size in bytes: `64MiB`, `1GiB`, `512KiB`, `1000000`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteSize(pub u64);
-
-impl ByteSize {
-    pub fn parse(text: &str) -> Result<ByteSize, String> {
-        let t = text.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size; write e.g. `64MiB`"))?;
-        let mult: u64 = match unit.trim() {
-            "" | "B" => 1,
-            "KiB" | "K" => 1 << 10,
-            "MiB" | "M" => 1 << 20,
-            "GiB" | "G" => 1 << 30,
-            "KB" => 1_000,
-            "MB" => 1_000_000,
-            "GB" => 1_000_000_000,
-            _ => {
-                return Err(format!(
-                    "`{text}`: unknown size unit (use B, KiB, MiB, GiB)"
-                ));
-            }
-        };
-        n.checked_mul(mult)
-            .map(ByteSize)
-            .ok_or_else(|| format!("`{text}` is too large"))
-    }
-}
-
-impl<'de> Deserialize<'de> for ByteSize {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ByteSize, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bytes(u64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Bytes(b) => Ok(ByteSize(b)),
-            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@
 //! from), so a pipeline of tasks ends up taking turns on one core instead of
 //! running side by side.
 
-use super::operator::{FIRST_SIDE_PORT, NodeInfo};
+use super::graph::{NodeKind, Pipeline};
+use super::operator::{FIRST_SIDE_PORT, NodeInfo, Subtask};
 use super::router::{Partitioning, Router, TaskReceiver, TaskSender};
 use super::source::SourceOutput;
 use super::task::{ChainNode, Head, SourceNode, Target, Task};
@@ -22,13 +23,8 @@ use super::{NodeMetrics, Operator, Output, Splits};
 use crate::checkpoint::coordinator::{Coordinator, Outcome, SavepointRequest, Setup};
 use crate::checkpoint::{CheckpointStats, RestorePoint};
 use crate::error::RuntimeError;
-use crate::plan::{AggregateKind, NodeKind, Pipeline};
 use crate::time::Clock;
 use crate::time::watermark::InputWatermarks;
-use crate::wasm::aggregate::WasmAggregator;
-use crate::wasm::transform::WasmTransform;
-use crate::window::WindowOperator;
-use crate::window::aggregate::{Aggregator, NativeAggregator};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -181,9 +177,9 @@ pub async fn run_with(
     let committers: Vec<(String, Arc<dyn crate::checkpoint::Committer>)> = pipeline
         .nodes
         .iter()
-        .filter_map(|n| match &n.kind {
-            NodeKind::Sink { factory } => factory.committer().map(|c| (n.uid.clone(), c)),
-            _ => None,
+        .filter_map(|n| {
+            let c = n.kind.factory()?.committer()?;
+            Some((n.uid.clone(), c))
         })
         .collect();
     if let Some(r) = &initial {
@@ -215,26 +211,19 @@ pub async fn run_with(
         // A swapped module must be able to take over its operator's state:
         // refuse now, with the reason, rather than fail (and restart) later.
         for n in &pipeline.nodes {
-            if let NodeKind::Process {
-                module, settings, ..
-            } = &n.kind
-            {
-                crate::wasm::process::check_inheritance(
-                    module,
-                    &settings.config,
-                    &r.metas(&n.uid),
-                    r.drop_unclaimed,
-                )
-                .await
-                .map_err(|m| {
-                    RuntimeError::Incompatible(format!(
-                        "operator `{}` ({}) cannot restore from {}: {m}",
-                        n.uid,
-                        module.path.display(),
-                        r.location
-                    ))
-                })?;
-            }
+            let Some(factory) = n.kind.factory() else {
+                continue;
+            };
+            factory.check_restore(&n.uid, r).await.map_err(|m| {
+                let module = factory
+                    .module()
+                    .map(|m| format!(" ({})", m.path.display()))
+                    .unwrap_or_default();
+                RuntimeError::Incompatible(format!(
+                    "operator `{}`{module} cannot restore from {}: {m}",
+                    n.uid, r.location
+                ))
+            })?;
         }
     }
     let mut restore = initial.clone();
@@ -377,7 +366,7 @@ async fn run_attempt(
     let mut triggers = Vec::new();
     let mut trigger_rx = Vec::new();
     for chain in &pipeline.chains {
-        if matches!(pipeline.nodes[chain.nodes[0]].kind, NodeKind::Source { .. }) {
+        if pipeline.nodes[chain.nodes[0]].kind.is_source() {
             for _ in 0..chain.parallelism {
                 let (t, r) = mpsc::unbounded_channel();
                 triggers.push(t);
@@ -447,7 +436,16 @@ async fn run_attempt(
                     };
                     targets[edge.port].push(target);
                 }
-                let op = operator(pipeline, n, subtask, &infos[n], &clock);
+                let op: Box<dyn Operator> = match &node.kind {
+                    NodeKind::Source { .. } => Box::new(SourceNode),
+                    NodeKind::Operator(factory) => factory.create(&Subtask {
+                        index: subtask,
+                        parallelism: chain.parallelism,
+                        info: &infos[n],
+                        clock: &clock,
+                        side_ports: &node.side_ports,
+                    }),
+                };
                 nodes.push(ChainNode::new(
                     infos[n].clone(),
                     (subtask, chain.parallelism),
@@ -571,8 +569,8 @@ async fn run_attempt(
         savepoint: stopped,
         already_finished: None,
         elapsed: started.elapsed(),
-        first_read: first(pipeline, metrics, |k| matches!(k, NodeKind::Source { .. })),
-        first_output: first(pipeline, metrics, |k| matches!(k, NodeKind::Sink { .. })),
+        first_read: first(pipeline, metrics, NodeKind::is_source),
+        first_output: first(pipeline, metrics, NodeKind::is_sink),
         nodes: pipeline
             .nodes
             .iter()
@@ -653,79 +651,4 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
-}
-
-/// The operator of node `n` for one subtask.
-fn operator(
-    pipeline: &Pipeline,
-    n: usize,
-    subtask: u32,
-    info: &Arc<NodeInfo>,
-    clock: &Arc<dyn crate::time::Clock>,
-) -> Box<dyn Operator> {
-    let node = &pipeline.nodes[n];
-    match &node.kind {
-        NodeKind::Source { .. } => Box::new(SourceNode),
-        NodeKind::Transform { module, settings } => {
-            Box::new(WasmTransform::new(module.clone(), settings.clone()))
-        }
-        NodeKind::Enrich {
-            module,
-            settings,
-            enrich,
-        } => Box::new(crate::wasm::enrich::WasmEnricher::new(
-            module.clone(),
-            settings.clone(),
-            enrich.clone(),
-            subtask,
-            node.parallelism,
-        )),
-        NodeKind::Window {
-            settings,
-            aggregate,
-        } => {
-            let agg: Box<dyn Aggregator> = match aggregate {
-                AggregateKind::Native(aggs) => Box::new(NativeAggregator::new(aggs.clone())),
-                AggregateKind::Wasm { module, settings } => Box::new(WasmAggregator::new(
-                    module.clone(),
-                    settings.clone(),
-                    info.clone(),
-                )),
-                AggregateKind::Function { module, settings } => {
-                    Box::new(crate::wasm::window_fn::WasmWindowFunction::new(
-                        module.clone(),
-                        settings.clone(),
-                        info.clone(),
-                    ))
-                }
-            };
-            // Window accumulators go to RocksDB with that backend; with the
-            // heap backend they stay in the window's own slots.
-            let backend = match &pipeline.settings.state_backend {
-                crate::state::Backend::Memory { .. } => None,
-                b @ crate::state::Backend::RocksDb { .. } => {
-                    Some((b.clone(), node.uid.clone(), subtask))
-                }
-            };
-            Box::new(WindowOperator::new(
-                settings.clone(),
-                agg,
-                backend,
-                pipeline.settings.max_parallelism,
-            ))
-        }
-        NodeKind::Process {
-            module,
-            settings,
-            process,
-        } => Box::new(crate::wasm::process::WasmProcess::new(
-            module.clone(),
-            settings.clone(),
-            process.clone(),
-            subtask,
-            clock.clone(),
-            node.side_ports.clone(),
-        )),
-        NodeKind::Sink { factory } => factory.create(subtask, node.parallelism),
-    }
 }

@@ -1,7 +1,7 @@
 //! The runtime: tasks that run chains of operators and talk over bounded
 //! channels.
 //!
-//! A physical plan (see [`crate::plan`]) becomes one tokio task per subtask
+//! A physical plan ([`graph`]) becomes one tokio task per subtask
 //! of each chain. Tasks exchange [`Message`]s — data batches, watermarks,
 //! checkpoint barriers and the end of input, in order — over bounded channels: a task that cannot
 //! send waits, which slows its inputs down in turn (backpressure). Inside a
@@ -16,6 +16,7 @@
 //! (deploying a plan and waiting for it).
 
 pub mod batch;
+pub mod graph;
 pub mod job;
 pub mod keys;
 pub mod operator;
@@ -24,7 +25,8 @@ pub mod source;
 pub mod task;
 
 pub use batch::{Batch, Origin, RecordRef};
-pub use operator::{NodeInfo, Operator, Output};
+pub use graph::{Chain, Edge, Node, NodeKind, Pipeline, Settings};
+pub use operator::{ModuleRef, NodeInfo, Operator, OperatorFactory, Output, Subtask};
 
 use crate::time::watermark::Watermark;
 use std::sync::Mutex;

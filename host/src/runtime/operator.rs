@@ -15,9 +15,12 @@
 
 use super::batch::{Batch, RecordRef};
 use super::{NodeMetrics, Splits};
+use crate::checkpoint::{Committer, RestorePoint};
 use crate::error::RuntimeError;
 use crate::json;
+use crate::time::Clock;
 use async_trait::async_trait;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Port of the main output.
@@ -99,6 +102,52 @@ pub trait Operator: Send {
     /// only).
     async fn flush(&mut self, _out: &mut Output) -> Result<Option<i64>, RuntimeError> {
         Ok(None)
+    }
+}
+
+/// What a factory is given to make the operator of one subtask.
+pub struct Subtask<'a> {
+    pub index: u32,
+    pub parallelism: u32,
+    pub info: &'a Arc<NodeInfo>,
+    pub clock: &'a Arc<dyn Clock>,
+    /// The names of the node's side outputs (ports from
+    /// [`FIRST_SIDE_PORT`] on).
+    pub side_ports: &'a [String],
+}
+
+/// The module an operator runs.
+#[derive(Clone, Copy, Debug)]
+pub struct ModuleRef<'a> {
+    pub path: &'a Path,
+    pub sha256: &'a str,
+}
+
+/// Makes a node's operator, one per subtask. The planner builds one per
+/// node, from the spec, with everything the operator needs already checked
+/// and resolved; the runtime knows operators only through it.
+#[async_trait]
+pub trait OperatorFactory: Send + Sync {
+    /// The kind of node, as plans and summaries name it (`window`, `sink`).
+    fn kind(&self) -> &'static str;
+
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator>;
+
+    /// The Wasm module the operator runs, if any.
+    fn module(&self) -> Option<ModuleRef<'_>> {
+        None
+    }
+
+    /// Checks, before a job starts from `restore`, that the operator can take
+    /// over the state its node (`uid`) has there; the error says why not.
+    async fn check_restore(&self, _uid: &str, _restore: &RestorePoint) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// What commits the operator's output when a checkpoint completes (a
+    /// transactional sink's); `None`: output is visible as it is written.
+    fn committer(&self) -> Option<Arc<dyn Committer>> {
+        None
     }
 }
 

@@ -13,9 +13,10 @@
 //! target's channel is full: that wait is the backpressure.
 
 use super::batch::Batch;
-use super::keys::{self, KeySelector};
+use super::keys::KeySelector;
 use super::{Message, NodeMetrics};
 use crate::error::RuntimeError;
+use crate::state::key_groups as keys;
 use std::sync::Arc;
 use tokio::sync::mpsc::{self, Sender};
 

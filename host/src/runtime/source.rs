@@ -67,6 +67,23 @@ pub enum Format {
     Raw,
 }
 
+/// Makes a source node's readers, one per subtask (connectors implement it).
+pub trait SourceFactory: Send + Sync {
+    /// The number of splits, when known before the job starts: a source
+    /// runs with at most this many subtasks unless its spec says otherwise.
+    fn splits(&self) -> Option<usize>;
+
+    fn format(&self) -> Format;
+
+    /// Whether records come with timestamps of their own (Kafka's), which
+    /// can be the event time.
+    fn record_timestamps(&self) -> bool {
+        false
+    }
+
+    fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source>;
+}
+
 /// A source's event-time settings.
 #[derive(Debug, Clone)]
 pub struct EventTime {
@@ -384,9 +401,9 @@ impl SourceOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::spec::{WatermarkEmit, WatermarkStrategyKind};
     use crate::runtime::{NodeInfo, Splits};
     use crate::time::ManualClock;
+    use crate::time::watermark::{Emit, StrategyKind};
 
     fn output(dead: bool, event_time: bool, batch_size: usize) -> (SourceOutput, Arc<ManualClock>) {
         let clock = ManualClock::new(0);
@@ -399,9 +416,9 @@ mod tests {
         let et = event_time.then(|| EventTime {
             timestamp: Some(Pointer::parse("/ts").unwrap()),
             strategy: WatermarkStrategy::new(
-                WatermarkStrategyKind::BoundedOutOfOrderness,
+                StrategyKind::BoundedOutOfOrderness,
                 10,
-                WatermarkEmit::PerEvent,
+                Emit::PerEvent,
                 200,
                 None,
             ),

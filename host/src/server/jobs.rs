@@ -3,7 +3,7 @@
 //! it runs and after it ends.
 
 use crate::error::RuntimeError;
-use crate::plan::{AggregateKind, NodeKind, Pipeline};
+use crate::plan::{NodeKind, Pipeline};
 use crate::runtime::NodeMetrics;
 use crate::runtime::job::{self, JobSummary};
 use crate::time::SystemClock;
@@ -96,16 +96,7 @@ impl Graph {
 }
 
 fn module_of(kind: &NodeKind) -> Option<&str> {
-    match kind {
-        NodeKind::Transform { module, .. }
-        | NodeKind::Process { module, .. }
-        | NodeKind::Enrich { module, .. } => Some(&module.sha256),
-        NodeKind::Window {
-            aggregate: AggregateKind::Wasm { module, .. } | AggregateKind::Function { module, .. },
-            ..
-        } => Some(&module.sha256),
-        _ => None,
-    }
+    kind.factory()?.module().map(|m| m.sha256)
 }
 
 /// Rates of one node over the last sampling interval.

@@ -33,6 +33,7 @@
 //! ([`timers::StoredTimers`]), as Flink keeps them. Snapshots carry them as
 //! timer entries either way, so a savepoint moves between backends.
 
+pub mod key_groups;
 pub mod memory;
 pub mod rocks;
 pub mod timers;

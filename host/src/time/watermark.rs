@@ -11,9 +11,26 @@
 //! that are neither idle nor ended; [`InputWatermarks`] does that. Both only
 //! ever move their output forward.
 
-use crate::plan::spec::{WatermarkEmit, WatermarkStrategyKind};
+/// How the largest timestamp seen becomes a watermark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrategyKind {
+    /// Flink's `forBoundedOutOfOrderness`: max timestamp - delay - 1 ms.
+    BoundedOutOfOrderness,
+    /// Flink's `forMonotonousTimestamps`: max timestamp - 1 ms.
+    Monotonous,
+}
 
-/// A watermark or an idleness mark, as carried by [`crate::runtime::Message`].
+/// When a source sends its watermark downstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Emit {
+    /// Every `interval` of processing time (Flink's default, 200 ms).
+    Periodic,
+    /// Whenever the watermark advances: results depend only on the input,
+    /// not on the machine's speed.
+    PerEvent,
+}
+
+/// A watermark or an idleness mark, as the runtime's messages carry it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Watermark {
     /// No record with a timestamp at or before this is expected any more.
@@ -28,7 +45,7 @@ pub enum Watermark {
 pub struct WatermarkStrategy {
     /// Subtracted from the largest timestamp seen (plus 1 ms).
     pub delay_ms: i64,
-    pub emit: WatermarkEmit,
+    pub emit: Emit,
     /// Processing-time period of `Periodic` emission.
     pub interval_ms: i64,
     /// A split silent for this long (processing time) is idle.
@@ -37,15 +54,15 @@ pub struct WatermarkStrategy {
 
 impl WatermarkStrategy {
     pub fn new(
-        kind: WatermarkStrategyKind,
+        kind: StrategyKind,
         max_out_of_orderness_ms: i64,
-        emit: WatermarkEmit,
+        emit: Emit,
         interval_ms: i64,
         idleness_ms: Option<i64>,
     ) -> WatermarkStrategy {
         let delay_ms = match kind {
-            WatermarkStrategyKind::BoundedOutOfOrderness => max_out_of_orderness_ms,
-            WatermarkStrategyKind::Monotonous => 0,
+            StrategyKind::BoundedOutOfOrderness => max_out_of_orderness_ms,
+            StrategyKind::Monotonous => 0,
         };
         WatermarkStrategy {
             delay_ms,
@@ -124,7 +141,7 @@ impl SourceWatermarks {
         if advanced {
             s.max_ts = ts;
         }
-        if self.strategy.emit == WatermarkEmit::PerEvent && (advanced || woke) {
+        if self.strategy.emit == Emit::PerEvent && (advanced || woke) {
             self.next(woke)
         } else {
             None
@@ -142,11 +159,11 @@ impl SourceWatermarks {
             }
         }
         let due = now_ms - self.last_periodic_ms >= self.strategy.interval_ms;
-        if self.strategy.emit == WatermarkEmit::Periodic && due {
+        if self.strategy.emit == Emit::Periodic && due {
             self.last_periodic_ms = now_ms;
             return self.next(false);
         }
-        if self.strategy.emit == WatermarkEmit::PerEvent || due {
+        if self.strategy.emit == Emit::PerEvent || due {
             // Idleness changes are reported at once in per-event mode.
             return self.next(false);
         }
@@ -300,9 +317,9 @@ mod tests {
 
     fn per_event(delay: i64, idleness: Option<i64>) -> WatermarkStrategy {
         WatermarkStrategy::new(
-            WatermarkStrategyKind::BoundedOutOfOrderness,
+            StrategyKind::BoundedOutOfOrderness,
             delay,
-            WatermarkEmit::PerEvent,
+            Emit::PerEvent,
             200,
             idleness,
         )
@@ -319,13 +336,8 @@ mod tests {
 
     #[test]
     fn periodic_emits_on_interval_only() {
-        let strategy = WatermarkStrategy::new(
-            WatermarkStrategyKind::Monotonous,
-            0,
-            WatermarkEmit::Periodic,
-            200,
-            None,
-        );
+        let strategy =
+            WatermarkStrategy::new(StrategyKind::Monotonous, 0, Emit::Periodic, 200, None);
         let mut w = SourceWatermarks::new(strategy, 0);
         let s = w.add_split(0);
         assert_eq!(w.on_record(s, 100, 10), None);

@@ -26,6 +26,7 @@
 //! after the barrier, belong to the next checkpoint, so nothing is lost or
 //! written twice.
 
+use super::Guest;
 use super::http::NetworkDenied;
 use super::sandbox::{MemoryBudget, Sandbox};
 use super::transform::lift;
@@ -33,7 +34,7 @@ use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enrich}
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::batch::Origin;
-use crate::runtime::{Batch, NodeMetrics, Operator, Output};
+use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -500,6 +501,32 @@ fn decode(v: &serde_json::Value) -> Result<Batch, String> {
         headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
     );
     Ok(b)
+}
+
+/// Makes an async enricher's subtasks.
+pub struct EnrichFactory {
+    pub guest: Guest,
+    pub enrich: Arc<EnrichSettings>,
+}
+
+impl OperatorFactory for EnrichFactory {
+    fn kind(&self) -> &'static str {
+        "enrich"
+    }
+
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        Box::new(WasmEnricher::new(
+            self.guest.module.clone(),
+            self.guest.settings.clone(),
+            self.enrich.clone(),
+            subtask.index,
+            subtask.parallelism,
+        ))
+    }
+
+    fn module(&self) -> Option<ModuleRef<'_>> {
+        Some(self.guest.module_ref())
+    }
 }
 
 #[cfg(test)]

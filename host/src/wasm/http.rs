@@ -6,12 +6,12 @@
 //! traps; the enricher then fails the job with [`NetworkDenied`]'s message,
 //! which names the operator and the host.
 
-use super::sandbox::StoreData;
-use super::sluice::operator::http::{Host, Request, Response};
+use super::sluice::operator::http::{Request, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 
 /// The largest response body a guest may receive.
 const MAX_BODY: usize = 16 << 20;
@@ -155,21 +155,46 @@ pub struct Connection {
     sender: SendRequest<Full<Bytes>>,
 }
 
-impl StoreData {
+/// What one instance may reach, and its kept-alive connection.
+pub struct Network {
+    uid: Arc<str>,
+    rules: Vec<NetRule>,
+    /// The rules as the spec wrote them, for messages.
+    text: Vec<String>,
+    connection: Option<Connection>,
+}
+
+impl Network {
+    /// The network of operator `uid`, from its `grants.network` entries.
+    pub fn new(uid: Arc<str>, granted: &[String]) -> Result<Network, String> {
+        Ok(Network {
+            uid,
+            rules: granted
+                .iter()
+                .map(|r| NetRule::parse(r))
+                .collect::<Result<_, _>>()?,
+            text: granted.to_vec(),
+            connection: None,
+        })
+    }
+
     /// Checks the grant, then sends the request (reusing the connection when
     /// it goes to the same address and is still open).
-    async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, String>> {
+    pub async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, String>> {
         let target = match parse_url(&request.url) {
             Ok(t) => t,
             Err(e) => return Ok(Err(e)),
         };
-        let rules = &self.network;
-        if !rules.iter().any(|r| r.allows(&target.host, target.port)) {
+        if !self
+            .rules
+            .iter()
+            .any(|r| r.allows(&target.host, target.port))
+        {
             return Err(wasmtime::Error::new(NetworkDenied {
                 uid: self.uid.to_string(),
                 host: target.host,
                 port: target.port,
-                allowed: self.network_text.clone(),
+                allowed: self.text.clone(),
             }));
         }
         let reuse = self
@@ -253,12 +278,6 @@ async fn connect(target: &Target) -> Result<Connection, String> {
         port: target.port,
         sender,
     })
-}
-
-impl Host for StoreData {
-    async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, String>> {
-        self.send(request).await
-    }
 }
 
 #[cfg(test)]

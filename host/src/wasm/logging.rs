@@ -8,9 +8,7 @@
 //! one warning says how much was, when the operator next logs or when it
 //! ends.
 
-use super::sandbox::StoreData;
-use super::sluice::operator::logging::{Host, Level};
-use super::sluice::operator::types;
+use super::sluice::operator::logging::Level;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -115,16 +113,6 @@ pub fn emit(budget: &LogBudget, level: Level, prefix: &str, message: &str) {
         Level::Error => tracing::error!(operator = uid, "{prefix}{message}"),
     }
 }
-
-impl Host for StoreData {
-    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        emit(&self.logs, level, "", &message);
-        Ok(())
-    }
-}
-
-/// `types` has no functions; guests still import the instance.
-impl types::Host for StoreData {}
 
 #[cfg(test)]
 mod tests {

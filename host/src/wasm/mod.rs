@@ -23,13 +23,14 @@
 pub mod aggregate;
 pub mod enrich;
 pub mod http;
+mod imports;
+mod keyed;
 pub mod logging;
 pub mod process;
 pub mod sandbox;
 pub mod transform;
 pub mod window_fn;
 
-use crate::plan::spec::GrantsSpec;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -152,6 +153,40 @@ impl std::fmt::Debug for Module {
     }
 }
 
+/// What a module may reach beyond its own memory. Nothing, by default.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Grants {
+    /// The real wall and monotonic clocks (otherwise both read zero).
+    pub clock: bool,
+    /// Real randomness (otherwise a fixed, deterministic sequence).
+    pub random: bool,
+    /// Environment variables the module sees.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// Host folders (relative to `base_dir`) the module may read, each with
+    /// the path the module sees it at.
+    pub dirs: Vec<(PathBuf, String)>,
+    /// Addresses an async enricher may send HTTP requests to (see
+    /// [`http::NetRule`]).
+    pub network: Vec<String>,
+}
+
+/// A module and how its instances run: what every Wasm operator's factory
+/// holds.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    pub module: Arc<Module>,
+    pub settings: Arc<InstanceSettings>,
+}
+
+impl Guest {
+    pub fn module_ref(&self) -> crate::runtime::ModuleRef<'_> {
+        crate::runtime::ModuleRef {
+            path: &self.module.path,
+            sha256: &self.module.sha256,
+        }
+    }
+}
+
 /// How one operator's instances run.
 #[derive(Debug, Clone)]
 pub struct InstanceSettings {
@@ -161,7 +196,7 @@ pub struct InstanceSettings {
     pub config: String,
     pub memory_limit: u64,
     pub call_timeout: Duration,
-    pub grants: GrantsSpec,
+    pub grants: Grants,
     /// Folder that relative `grants.dirs` paths are resolved against.
     pub base_dir: PathBuf,
     /// The operator's share of the host's log, for all its instances.

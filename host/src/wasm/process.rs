@@ -15,24 +15,25 @@
 //! result is the same as one call per event. The watermark is passed on only
 //! after the call's output, so nothing the call emits is late downstream.
 //!
-//! The `state` and `output` imports (list and map states, side-output
-//! handles) are implemented here too: during a call, the operator's
-//! [`KeyedCall`] sits in the store's data, where the imports find the key
-//! table of the call.
+//! During a call, the operator's [`KeyedCall`] sits in the store's data,
+//! where the `state` and `output` imports find the key table of the call.
 
-use super::sandbox::{Sandbox, StoreData};
-use super::sluice::operator::{output, state as wit_state};
+use super::Guest;
+use super::keyed::{KeyedCall, ListBuilder};
+use super::sandbox::Sandbox;
 use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit};
+use crate::checkpoint::RestorePoint;
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::batch::Span;
-use crate::runtime::keys::{KeySelector, key_group};
+use crate::runtime::keys::KeySelector;
 use crate::runtime::operator::FIRST_SIDE_PORT;
-use crate::runtime::{Batch, NodeMetrics, Operator, Origin, Output};
+use crate::runtime::{
+    Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Origin, Output, Subtask,
+};
 use crate::state::timers::Domain;
-use crate::state::{Backend, Descriptor, KeyedState, Kind, Row, SlotWrite};
+use crate::state::{Backend, Descriptor, Kind, Row, SlotWrite};
 use crate::time::Clock;
 use async_trait::async_trait;
-use hashbrown::HashTable;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,250 +50,6 @@ pub struct ProcessSettings {
     pub key: KeySelector,
     pub max_parallelism: u32,
     pub backend: Backend,
-}
-
-/// The distinct keys of one call, with their key groups.
-#[derive(Default)]
-pub(crate) struct KeyTable {
-    data: Vec<u8>,
-    keys: Vec<(Span, u32)>,
-    index: HashTable<u32>,
-    hashes: Vec<u64>,
-}
-
-impl KeyTable {
-    fn clear(&mut self) {
-        self.data.clear();
-        self.keys.clear();
-        self.index.clear();
-        self.hashes.clear();
-    }
-
-    fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    fn key(&self, i: u32) -> Option<(&[u8], u32)> {
-        self.keys
-            .get(i as usize)
-            .map(|&(s, kg)| (&self.data[s.range()], kg))
-    }
-
-    /// The index of `key`, adding it if new.
-    fn intern(&mut self, key: &[u8], max_parallelism: u32) -> u32 {
-        let hash = xxhash_rust::xxh3::xxh3_64(key);
-        let (data, keys) = (&self.data, &self.keys);
-        if let Some(&i) = self
-            .index
-            .find(hash, |&i| &data[keys[i as usize].0.range()] == key)
-        {
-            return i;
-        }
-        let i = self.keys.len() as u32;
-        let span = Span {
-            offset: self.data.len() as u32,
-            len: key.len() as u32,
-        };
-        self.data.extend_from_slice(key);
-        // The same hash as `key_group`: one hash per key.
-        debug_assert_eq!(
-            (hash % max_parallelism as u64) as u32,
-            key_group(key, max_parallelism)
-        );
-        self.keys
-            .push((span, (hash % max_parallelism as u64) as u32));
-        self.hashes.push(hash);
-        let hashes = &self.hashes;
-        self.index.insert_unique(hash, i, |&j| hashes[j as usize]);
-        i
-    }
-}
-
-/// What the imports reach: the state, the call's keys, the side outputs.
-#[derive(Default)]
-pub(crate) struct KeyedCall {
-    state: Option<KeyedState>,
-    /// True during `open`, the only time states may be declared.
-    opening: bool,
-    keys: KeyTable,
-    side_outputs: Vec<String>,
-    /// A state error met by an import; the guest traps with it.
-    error: Option<String>,
-}
-
-impl KeyedCall {
-    fn state(&mut self) -> wasmtime::Result<&mut KeyedState> {
-        self.state
-            .as_mut()
-            .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))
-    }
-
-    /// Runs one state access for key `key` of the call. A state error is
-    /// remembered (the guest traps with it, and the operator reports it as
-    /// a state error, not as a guest bug).
-    fn access<T>(
-        &mut self,
-        key: u32,
-        f: impl FnOnce(&mut KeyedState, u32, &[u8]) -> Result<T, String>,
-    ) -> wasmtime::Result<T> {
-        let Some((k, kg)) = self.keys.key(key) else {
-            return Err(wasmtime::Error::msg(format!(
-                "key index {key} is not in this call ({} keys)",
-                self.keys.len()
-            )));
-        };
-        let state = self
-            .state
-            .as_mut()
-            .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))?;
-        f(state, kg, k).map_err(|message| {
-            self.error = Some(message.clone());
-            wasmtime::Error::msg(message)
-        })
-    }
-}
-
-/// Builds a WIT `byte-list`.
-#[derive(Default)]
-struct ListBuilder {
-    data: Vec<u8>,
-    spans: Vec<wit::Span>,
-}
-
-impl ListBuilder {
-    fn push(&mut self, b: &[u8]) {
-        self.spans.push(wit::Span {
-            offset: self.data.len() as u32,
-            len: b.len() as u32,
-        });
-        self.data.extend_from_slice(b);
-    }
-
-    fn finish(self) -> wit_state::ByteList {
-        wit_state::ByteList {
-            data: self.data,
-            spans: self.spans,
-        }
-    }
-}
-
-fn items(list: &wit_state::ByteList) -> wasmtime::Result<Vec<&[u8]>> {
-    list.spans
-        .iter()
-        .map(|s| {
-            checked_span(*s, list.data.len())
-                .map(|s| &list.data[s.range()])
-                .map_err(wasmtime::Error::msg)
-        })
-        .collect()
-}
-
-impl wit_state::Host for StoreData {
-    fn declare(&mut self, d: wit_state::StateDescriptor) -> wasmtime::Result<Result<u32, String>> {
-        let call = &mut self.keyed;
-        if !call.opening {
-            return Ok(Err("states can only be declared in `open`".into()));
-        }
-        let kind = match d.kind {
-            wit_state::StateKind::Value => Kind::Value,
-            wit_state::StateKind::List => Kind::List,
-            wit_state::StateKind::Map => Kind::Map,
-        };
-        Ok(call.state()?.declare(Descriptor {
-            name: d.name,
-            kind,
-            ttl_ms: d.ttl_ms,
-            version: d.version,
-        }))
-    }
-
-    fn list_get(&mut self, s: u32, key: u32) -> wasmtime::Result<wit_state::ByteList> {
-        let mut list = ListBuilder::default();
-        self.keyed.access(key, |st, kg, k| {
-            st.list_get(s, kg, k, &mut |e| list.push(e))
-        })?;
-        Ok(list.finish())
-    }
-
-    fn list_add(&mut self, s: u32, key: u32, element: Vec<u8>) -> wasmtime::Result<()> {
-        self.keyed
-            .access(key, |st, kg, k| st.list_add(s, kg, k, &element))
-    }
-
-    fn list_update(
-        &mut self,
-        s: u32,
-        key: u32,
-        elements: wit_state::ByteList,
-    ) -> wasmtime::Result<()> {
-        let elements = items(&elements)?;
-        self.keyed.access(key, |st, kg, k| {
-            st.list_update(s, kg, k, elements.into_iter())
-        })
-    }
-
-    fn map_get(
-        &mut self,
-        s: u32,
-        key: u32,
-        user_key: Vec<u8>,
-    ) -> wasmtime::Result<Option<Vec<u8>>> {
-        let mut out = Vec::new();
-        let found = self
-            .keyed
-            .access(key, |st, kg, k| st.map_get(s, kg, k, &user_key, &mut out))?;
-        Ok(found.then_some(out))
-    }
-
-    fn map_put(
-        &mut self,
-        s: u32,
-        key: u32,
-        user_key: Vec<u8>,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<()> {
-        self.keyed
-            .access(key, |st, kg, k| st.map_put(s, kg, k, &user_key, &value))
-    }
-
-    fn map_remove(&mut self, s: u32, key: u32, user_key: Vec<u8>) -> wasmtime::Result<()> {
-        self.keyed
-            .access(key, |st, kg, k| st.map_remove(s, kg, k, &user_key))
-    }
-
-    fn map_entries(
-        &mut self,
-        s: u32,
-        key: u32,
-    ) -> wasmtime::Result<(wit_state::ByteList, wit_state::ByteList)> {
-        let mut keys = ListBuilder::default();
-        let mut values = ListBuilder::default();
-        self.keyed.access(key, |st, kg, k| {
-            st.map_entries(s, kg, k, &mut |uk, v| {
-                keys.push(uk);
-                values.push(v);
-            })
-        })?;
-        Ok((keys.finish(), values.finish()))
-    }
-
-    fn clear(&mut self, s: u32, key: u32) -> wasmtime::Result<()> {
-        self.keyed.access(key, |st, kg, k| st.clear(s, kg, k))
-    }
-}
-
-impl output::Host for StoreData {
-    fn side_output(&mut self, name: String) -> wasmtime::Result<u32> {
-        let sides = &mut self.keyed.side_outputs;
-        let i = match sides.iter().position(|n| *n == name) {
-            Some(i) => i,
-            None => {
-                sides.push(name);
-                sides.len() - 1
-            }
-        };
-        Ok(i as u32 + 1)
-    }
 }
 
 /// The records and watermark steps of the current burst.
@@ -1238,6 +995,45 @@ fn inherit(
         ));
     }
     Ok(plan)
+}
+
+/// Makes a keyed process function's subtasks; before a restore, checks that
+/// its module can take over the state (see [`check_inheritance`]).
+pub struct ProcessFactory {
+    pub guest: Guest,
+    pub process: Arc<ProcessSettings>,
+}
+
+#[async_trait]
+impl OperatorFactory for ProcessFactory {
+    fn kind(&self) -> &'static str {
+        "process"
+    }
+
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        Box::new(WasmProcess::new(
+            self.guest.module.clone(),
+            self.guest.settings.clone(),
+            self.process.clone(),
+            subtask.index,
+            subtask.clock.clone(),
+            subtask.side_ports.to_vec(),
+        ))
+    }
+
+    fn module(&self) -> Option<ModuleRef<'_>> {
+        Some(self.guest.module_ref())
+    }
+
+    async fn check_restore(&self, uid: &str, restore: &RestorePoint) -> Result<(), String> {
+        check_inheritance(
+            &self.guest.module,
+            &self.guest.settings.config,
+            &restore.metas(uid),
+            restore.drop_unclaimed,
+        )
+        .await
+    }
 }
 
 #[cfg(test)]

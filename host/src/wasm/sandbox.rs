@@ -35,13 +35,10 @@ pub struct StoreData {
     /// The operator's share of the host's log.
     pub(crate) logs: Arc<super::logging::LogBudget>,
     /// What the keyed-state imports reach during a call (empty otherwise).
-    pub(crate) keyed: super::process::KeyedCall,
-    /// The addresses `http.fetch` may reach (`grants.network`), parsed and
-    /// as the spec wrote them.
-    pub(crate) network: Vec<super::http::NetRule>,
-    pub(crate) network_text: Vec<String>,
-    /// `http.fetch`'s kept-alive connection.
-    pub(crate) connection: Option<super::http::Connection>,
+    pub(crate) keyed: super::keyed::KeyedCall,
+    /// What `http.fetch` may reach (`grants.network`), and its kept-alive
+    /// connection.
+    pub(crate) network: super::http::Network,
 }
 
 impl WasiView for StoreData {
@@ -200,17 +197,13 @@ impl Sandbox {
         for (k, v) in &g.env {
             b.env(k, v);
         }
-        for d in &g.dirs {
-            let host = settings.base_dir.join(&d.host);
-            b.preopened_dir(&host, &d.guest, FsPerms::ReadOnly)
+        for (host, guest) in &g.dirs {
+            let host = settings.base_dir.join(host);
+            b.preopened_dir(&host, guest, FsPerms::ReadOnly)
                 .map_err(|e| open_err(format!("cannot grant folder {}: {e}", host.display())))?;
         }
-        let network = g
-            .network
-            .iter()
-            .map(|r| super::http::NetRule::parse(r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(open_err)?;
+        let network =
+            super::http::Network::new(settings.uid.clone(), &g.network).map_err(open_err)?;
         let data = StoreData {
             wasi: b.build(),
             table: ResourceTable::new(),
@@ -225,8 +218,6 @@ impl Sandbox {
             logs: settings.logs.clone(),
             keyed: Default::default(),
             network,
-            network_text: g.network.clone(),
-            connection: None,
         };
         let mut store = Store::new(super::engine(), data);
         store.limiter(|d| &mut d.memory);

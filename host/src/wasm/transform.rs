@@ -8,13 +8,14 @@
 //! naming the operator and the record's origin; the others are processed
 //! normally, so a trap costs neither data nor duplicates.
 
+use super::Guest;
 use super::sandbox::Sandbox;
 use super::{
     Exports, InstanceSettings, Lowering, Module, checked_span, trapped_on, wit, wit_transform,
 };
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::batch::{HeaderMeta, RecordMeta};
-use crate::runtime::{Batch, NodeMetrics, Operator, Output};
+use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;
@@ -214,4 +215,24 @@ pub(super) fn lift(
         });
     }
     Ok(batch)
+}
+
+/// Makes a Wasm transform's instances.
+pub struct TransformFactory(pub Guest);
+
+impl OperatorFactory for TransformFactory {
+    fn kind(&self) -> &'static str {
+        "transform"
+    }
+
+    fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        Box::new(WasmTransform::new(
+            self.0.module.clone(),
+            self.0.settings.clone(),
+        ))
+    }
+
+    fn module(&self) -> Option<ModuleRef<'_>> {
+        Some(self.0.module_ref())
+    }
 }

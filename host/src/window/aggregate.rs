@@ -9,11 +9,11 @@
 
 use crate::error::RuntimeError;
 use crate::json::{self, Number, Pointer};
-use crate::plan::spec::NativeFn;
 use crate::runtime::batch::Span;
-use crate::runtime::{Batch, Output};
+use crate::runtime::{Batch, ModuleRef, NodeInfo, Output};
 use async_trait::async_trait;
 use smallvec::SmallVec;
+use std::sync::Arc;
 
 /// Byte strings in one buffer, like the WIT `byte-list`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -95,6 +95,16 @@ pub struct WindowRef<'a> {
     pub key: &'a [u8],
     pub start: i64,
     pub end: i64,
+}
+
+/// A built-in aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativeFn {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
 }
 
 /// One native function, compiled from the spec.
@@ -444,6 +454,25 @@ impl Aggregator for NativeAggregator {
             results.push(&buf);
         }
         Ok(results)
+    }
+}
+
+/// Makes a window's aggregator, one per subtask.
+pub trait AggregatorFactory: Send + Sync {
+    fn create(&self, info: &Arc<NodeInfo>) -> Box<dyn Aggregator>;
+
+    /// The Wasm module the aggregator runs, if any.
+    fn module(&self) -> Option<ModuleRef<'_>> {
+        None
+    }
+}
+
+/// Built-in aggregate functions, computed by the host.
+pub struct NativeAggregates(pub Vec<NativeAgg>);
+
+impl AggregatorFactory for NativeAggregates {
+    fn create(&self, _info: &Arc<NodeInfo>) -> Box<dyn Aggregator> {
+        Box::new(NativeAggregator::new(self.0.clone()))
     }
 }
 

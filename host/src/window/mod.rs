@@ -26,9 +26,11 @@ pub mod assigner;
 use crate::error::{RuntimeError, WasmError};
 use crate::json;
 use crate::runtime::batch::Span;
-use crate::runtime::keys::key_group;
 use crate::runtime::operator::FIRST_SIDE_PORT;
-use crate::runtime::{Batch, NodeMetrics, Operator, Origin, Output, RecordRef};
+use crate::runtime::{
+    Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Origin, Output, RecordRef, Subtask,
+};
+use crate::state::key_groups::key_group;
 use crate::state::{Backend, Store};
 use aggregate::{Aggregator, ByteList, WindowRef};
 use assigner::{Aligned, Window};
@@ -968,12 +970,47 @@ impl Operator for WindowOperator {
     }
 }
 
+/// Makes a window's subtasks.
+pub struct WindowFactory {
+    pub settings: Arc<WindowSettings>,
+    pub aggregator: Arc<dyn aggregate::AggregatorFactory>,
+    /// Window accumulators go to RocksDB with that backend; with the heap
+    /// backend they stay in the window's own slots.
+    pub backend: Backend,
+    pub max_parallelism: u32,
+}
+
+impl OperatorFactory for WindowFactory {
+    fn kind(&self) -> &'static str {
+        "window"
+    }
+
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        let backend = match &self.backend {
+            Backend::Memory { .. } => None,
+            b @ Backend::RocksDb { .. } => {
+                Some((b.clone(), subtask.info.uid.to_string(), subtask.index))
+            }
+        };
+        Box::new(WindowOperator::new(
+            self.settings.clone(),
+            self.aggregator.create(subtask.info),
+            backend,
+            self.max_parallelism,
+        ))
+    }
+
+    fn module(&self) -> Option<ModuleRef<'_>> {
+        self.aggregator.module()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::aggregate::{NativeAgg, NativeAggregator};
     use super::*;
-    use crate::plan::spec::NativeFn;
     use crate::runtime::{NodeInfo, Splits};
+    use crate::window::aggregate::NativeFn;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 

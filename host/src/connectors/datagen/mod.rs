@@ -10,9 +10,9 @@
 
 pub mod orders;
 
-use crate::connectors::SourceFactory;
 use crate::error::RuntimeError;
 use crate::runtime::PositionKind;
+use crate::runtime::source::SourceFactory;
 use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
 use orders::{OrdersGenerator, OrdersParams};
 use serde::Deserialize;

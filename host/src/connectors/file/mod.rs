@@ -20,13 +20,14 @@ pub(crate) mod source;
 pub use sink::FileSinkFactory;
 pub use source::FileSourceFactory;
 
-use super::{SinkContext, SinkFactory};
+use super::SinkContext;
+use crate::runtime::OperatorFactory;
 use std::sync::Arc;
 
 pub fn sink_factory(
     options: sink::FileSinkOptions,
     context: SinkContext,
-) -> Result<Arc<dyn SinkFactory>, String> {
+) -> Result<Arc<dyn OperatorFactory>, String> {
     let special = std::fs::metadata(&options.path).is_ok_and(|m| !m.is_file() && !m.is_dir());
     if context.exactly_once && !special {
         if options.path.is_file() {

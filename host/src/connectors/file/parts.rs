@@ -17,9 +17,9 @@
 //! the restored job.
 
 use crate::checkpoint::{Barrier, Committer, OperatorState};
-use crate::connectors::{SinkFactory, append_lines, io_error};
+use crate::connectors::{append_lines, io_error};
 use crate::error::RuntimeError;
-use crate::runtime::{Batch, Operator, Output};
+use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::fs::File;
@@ -40,8 +40,14 @@ impl PartsFactory {
     }
 }
 
-impl SinkFactory for PartsFactory {
-    fn create(&self, subtask: u32, _parallelism: u32) -> Box<dyn Operator> {
+#[async_trait]
+impl OperatorFactory for PartsFactory {
+    fn kind(&self) -> &'static str {
+        "sink"
+    }
+
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        let subtask = subtask.index;
         Box::new(PartSink {
             dir: self.dir.clone(),
             subtask,

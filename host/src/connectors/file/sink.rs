@@ -1,6 +1,6 @@
-use crate::connectors::{SinkFactory, append_lines, io_error};
+use crate::connectors::{append_lines, io_error};
 use crate::error::RuntimeError;
-use crate::runtime::{Batch, Operator, Output};
+use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
 use serde::Deserialize;
 use std::fs::File;
@@ -36,8 +36,13 @@ impl FileSinkFactory {
     }
 }
 
-impl SinkFactory for FileSinkFactory {
-    fn create(&self, _subtask: u32, _parallelism: u32) -> Box<dyn Operator> {
+#[async_trait]
+impl OperatorFactory for FileSinkFactory {
+    fn kind(&self) -> &'static str {
+        "sink"
+    }
+
+    fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
         Box::new(FileSink {
             shared: self.shared.clone(),
             buf: Vec::with_capacity(FLUSH_AT + 4096),

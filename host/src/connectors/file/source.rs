@@ -1,6 +1,7 @@
-use crate::connectors::{SourceFactory, io_error};
+use crate::connectors::{FormatOption, io_error};
 use crate::error::RuntimeError;
 use crate::runtime::PositionKind;
+use crate::runtime::source::SourceFactory;
 use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
 use serde::Deserialize;
 use std::fs::File;
@@ -14,23 +15,6 @@ pub struct FileSourceOptions {
     pub path: String,
     #[serde(default)]
     pub format: FormatOption,
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-pub enum FormatOption {
-    #[default]
-    Json,
-    Raw,
-}
-
-impl From<FormatOption> for Format {
-    fn from(f: FormatOption) -> Format {
-        match f {
-            FormatOption::Json => Format::Json,
-            FormatOption::Raw => Format::Raw,
-        }
-    }
 }
 
 pub struct FileSourceFactory {

@@ -16,13 +16,14 @@
 //! librdkafka's key hash. At a checkpoint barrier the sink waits until the
 //! broker has acknowledged everything sent before it: at least once.
 
+mod producer;
 pub mod sink;
 mod txn;
 
-use crate::connectors::SourceFactory;
-use crate::connectors::file::source::FormatOption;
+use crate::connectors::FormatOption;
 use crate::error::RuntimeError;
 use crate::runtime::PositionKind;
+use crate::runtime::source::SourceFactory;
 use crate::runtime::source::{Format, Positions, Source, SourceOutput, SourcePoll, SplitId};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -52,7 +53,7 @@ pub struct KafkaSourceOptions {
     /// How often an unbounded source looks for new partitions (and, with
     /// a pattern, topics); `0s` never (default 30 s; bounded: never).
     #[serde(default)]
-    pub discovery_interval: Option<crate::plan::spec::Dur>,
+    pub discovery_interval: Option<crate::units::Dur>,
     /// Where partitions without a checkpointed position start.
     #[serde(default)]
     pub start: StartOption,

@@ -23,7 +23,7 @@
 //! id is fenced the same way, so that no reader waits for it to time out.
 
 use super::client_config;
-use super::sink::{Deliveries, KafkaSinkOptions, Outgoing, send_blocking};
+use super::producer::{Deliveries, KafkaSinkOptions, Outgoing, send_blocking};
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};

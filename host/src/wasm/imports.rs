@@ -1,0 +1,135 @@
+//! The host's side of the WIT imports: what a guest's calls to `logging`,
+//! `state`, `output` and `http` do. Each reaches its part of the store's
+//! data ([`StoreData`]).
+
+use super::keyed::{ListBuilder, items};
+use super::logging::emit;
+use super::sandbox::StoreData;
+use super::sluice::operator::http::{self, Request, Response};
+use super::sluice::operator::logging::{self, Level};
+use super::sluice::operator::{output, state as wit_state, types};
+use crate::state::{Descriptor, Kind};
+
+impl logging::Host for StoreData {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        emit(&self.logs, level, "", &message);
+        Ok(())
+    }
+}
+
+/// `types` has no functions; guests still import the instance.
+impl types::Host for StoreData {}
+
+impl http::Host for StoreData {
+    async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, String>> {
+        self.network.send(request).await
+    }
+}
+
+impl wit_state::Host for StoreData {
+    fn declare(&mut self, d: wit_state::StateDescriptor) -> wasmtime::Result<Result<u32, String>> {
+        let call = &mut self.keyed;
+        if !call.opening {
+            return Ok(Err("states can only be declared in `open`".into()));
+        }
+        let kind = match d.kind {
+            wit_state::StateKind::Value => Kind::Value,
+            wit_state::StateKind::List => Kind::List,
+            wit_state::StateKind::Map => Kind::Map,
+        };
+        Ok(call.state()?.declare(Descriptor {
+            name: d.name,
+            kind,
+            ttl_ms: d.ttl_ms,
+            version: d.version,
+        }))
+    }
+
+    fn list_get(&mut self, s: u32, key: u32) -> wasmtime::Result<wit_state::ByteList> {
+        let mut list = ListBuilder::default();
+        self.keyed.access(key, |st, kg, k| {
+            st.list_get(s, kg, k, &mut |e| list.push(e))
+        })?;
+        Ok(list.finish())
+    }
+
+    fn list_add(&mut self, s: u32, key: u32, element: Vec<u8>) -> wasmtime::Result<()> {
+        self.keyed
+            .access(key, |st, kg, k| st.list_add(s, kg, k, &element))
+    }
+
+    fn list_update(
+        &mut self,
+        s: u32,
+        key: u32,
+        elements: wit_state::ByteList,
+    ) -> wasmtime::Result<()> {
+        let elements = items(&elements)?;
+        self.keyed.access(key, |st, kg, k| {
+            st.list_update(s, kg, k, elements.into_iter())
+        })
+    }
+
+    fn map_get(
+        &mut self,
+        s: u32,
+        key: u32,
+        user_key: Vec<u8>,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        let found = self
+            .keyed
+            .access(key, |st, kg, k| st.map_get(s, kg, k, &user_key, &mut out))?;
+        Ok(found.then_some(out))
+    }
+
+    fn map_put(
+        &mut self,
+        s: u32,
+        key: u32,
+        user_key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
+        self.keyed
+            .access(key, |st, kg, k| st.map_put(s, kg, k, &user_key, &value))
+    }
+
+    fn map_remove(&mut self, s: u32, key: u32, user_key: Vec<u8>) -> wasmtime::Result<()> {
+        self.keyed
+            .access(key, |st, kg, k| st.map_remove(s, kg, k, &user_key))
+    }
+
+    fn map_entries(
+        &mut self,
+        s: u32,
+        key: u32,
+    ) -> wasmtime::Result<(wit_state::ByteList, wit_state::ByteList)> {
+        let mut keys = ListBuilder::default();
+        let mut values = ListBuilder::default();
+        self.keyed.access(key, |st, kg, k| {
+            st.map_entries(s, kg, k, &mut |uk, v| {
+                keys.push(uk);
+                values.push(v);
+            })
+        })?;
+        Ok((keys.finish(), values.finish()))
+    }
+
+    fn clear(&mut self, s: u32, key: u32) -> wasmtime::Result<()> {
+        self.keyed.access(key, |st, kg, k| st.clear(s, kg, k))
+    }
+}
+
+impl output::Host for StoreData {
+    fn side_output(&mut self, name: String) -> wasmtime::Result<u32> {
+        let sides = &mut self.keyed.side_outputs;
+        let i = match sides.iter().position(|n| *n == name) {
+            Some(i) => i,
+            None => {
+                sides.push(name);
+                sides.len() - 1
+            }
+        };
+        Ok(i as u32 + 1)
+    }
+}

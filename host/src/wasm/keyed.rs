@@ -1,0 +1,146 @@
+//! What the `state` and `output` imports of a keyed process function reach
+//! during a call: the state, the call's distinct keys with their key
+//! groups, and the side outputs the guest has named.
+
+use super::sluice::operator::state as wit_state;
+use super::{checked_span, wit};
+use crate::runtime::batch::Span;
+use crate::state::KeyedState;
+use crate::state::key_groups::key_group;
+use hashbrown::HashTable;
+
+/// The distinct keys of one call, with their key groups.
+#[derive(Default)]
+pub(crate) struct KeyTable {
+    pub(super) data: Vec<u8>,
+    pub(super) keys: Vec<(Span, u32)>,
+    index: HashTable<u32>,
+    hashes: Vec<u64>,
+}
+
+impl KeyTable {
+    pub(super) fn clear(&mut self) {
+        self.data.clear();
+        self.keys.clear();
+        self.index.clear();
+        self.hashes.clear();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub(super) fn key(&self, i: u32) -> Option<(&[u8], u32)> {
+        self.keys
+            .get(i as usize)
+            .map(|&(s, kg)| (&self.data[s.range()], kg))
+    }
+
+    /// The index of `key`, adding it if new.
+    pub(super) fn intern(&mut self, key: &[u8], max_parallelism: u32) -> u32 {
+        let hash = xxhash_rust::xxh3::xxh3_64(key);
+        let (data, keys) = (&self.data, &self.keys);
+        if let Some(&i) = self
+            .index
+            .find(hash, |&i| &data[keys[i as usize].0.range()] == key)
+        {
+            return i;
+        }
+        let i = self.keys.len() as u32;
+        let span = Span {
+            offset: self.data.len() as u32,
+            len: key.len() as u32,
+        };
+        self.data.extend_from_slice(key);
+        // The same hash as `key_group`: one hash per key.
+        debug_assert_eq!(
+            (hash % max_parallelism as u64) as u32,
+            key_group(key, max_parallelism)
+        );
+        self.keys
+            .push((span, (hash % max_parallelism as u64) as u32));
+        self.hashes.push(hash);
+        let hashes = &self.hashes;
+        self.index.insert_unique(hash, i, |&j| hashes[j as usize]);
+        i
+    }
+}
+
+/// What the imports reach: the state, the call's keys, the side outputs.
+#[derive(Default)]
+pub(crate) struct KeyedCall {
+    pub(super) state: Option<KeyedState>,
+    /// True during `open`, the only time states may be declared.
+    pub(super) opening: bool,
+    pub(super) keys: KeyTable,
+    pub(super) side_outputs: Vec<String>,
+    /// A state error met by an import; the guest traps with it.
+    pub(super) error: Option<String>,
+}
+
+impl KeyedCall {
+    pub(super) fn state(&mut self) -> wasmtime::Result<&mut KeyedState> {
+        self.state
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))
+    }
+
+    /// Runs one state access for key `key` of the call. A state error is
+    /// remembered (the guest traps with it, and the operator reports it as
+    /// a state error, not as a guest bug).
+    pub(super) fn access<T>(
+        &mut self,
+        key: u32,
+        f: impl FnOnce(&mut KeyedState, u32, &[u8]) -> Result<T, String>,
+    ) -> wasmtime::Result<T> {
+        let Some((k, kg)) = self.keys.key(key) else {
+            return Err(wasmtime::Error::msg(format!(
+                "key index {key} is not in this call ({} keys)",
+                self.keys.len()
+            )));
+        };
+        let state = self
+            .state
+            .as_mut()
+            .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))?;
+        f(state, kg, k).map_err(|message| {
+            self.error = Some(message.clone());
+            wasmtime::Error::msg(message)
+        })
+    }
+}
+
+/// Builds a WIT `byte-list`.
+#[derive(Default)]
+pub(super) struct ListBuilder {
+    data: Vec<u8>,
+    spans: Vec<wit::Span>,
+}
+
+impl ListBuilder {
+    pub(super) fn push(&mut self, b: &[u8]) {
+        self.spans.push(wit::Span {
+            offset: self.data.len() as u32,
+            len: b.len() as u32,
+        });
+        self.data.extend_from_slice(b);
+    }
+
+    pub(super) fn finish(self) -> wit_state::ByteList {
+        wit_state::ByteList {
+            data: self.data,
+            spans: self.spans,
+        }
+    }
+}
+
+pub(super) fn items(list: &wit_state::ByteList) -> wasmtime::Result<Vec<&[u8]>> {
+    list.spans
+        .iter()
+        .map(|s| {
+            checked_span(*s, list.data.len())
+                .map(|s| &list.data[s.range()])
+                .map_err(wasmtime::Error::msg)
+        })
+        .collect()
+}
