@@ -22,7 +22,7 @@ use super::task::{ChainNode, Head, SourceNode, Target, Task};
 use super::{NodeMetrics, Operator, Output, Splits};
 use crate::checkpoint::coordinator::{Coordinator, Outcome, SavepointRequest, Setup};
 use crate::checkpoint::{CheckpointStats, RestorePoint};
-use crate::error::RuntimeError;
+use crate::error::{Fault, RuntimeError};
 use crate::time::Clock;
 use crate::time::watermark::InputWatermarks;
 use std::sync::Arc;
@@ -264,6 +264,18 @@ pub async fn run_with(
             Err(e) if !matches!(e, RuntimeError::Cancelled) => e,
             other => return other,
         };
+        // Whose fault it is decides: a broken spec, module or record fails
+        // the same way again, so the job fails now, with its message; the
+        // outside world (a file, a broker) may recover; a bug in sluice is
+        // retried too, but said to be one.
+        match e.fault() {
+            Fault::User => return Err(e),
+            Fault::External => {}
+            Fault::Internal => tracing::error!(
+                job = %pipeline.name,
+                "internal error (a bug in sluice; please report it): {e}"
+            ),
+        }
         failures += 1;
         let Some(delay) = pipeline.settings.restart.delay(failures) else {
             return Err(e);
