@@ -1,14 +1,16 @@
-//! The wit-bindgen glue: one `generate!` per operator world.
-//!
-//! Nothing here is public API. The export macros wit-bindgen generates are
-//! `#[macro_export]`ed (`pub_export_macro`) so that `export_transform!` and
-//! `export_aggregate!`, which expand in the operator's crate, can reach them
-//! through `$crate`; an operator crate therefore never depends on wit-bindgen.
-//!
-//! With `pub_export_macro`, wit-bindgen puts the description of a world's
-//! *exports* inside the generated export macro rather than into this crate, so
-//! a component built with `export_transform!` does not also claim to export
-//! the aggregate interface (or the reverse).
+// The wit-bindgen glue: one `generate!` per operator world. build.rs puts
+// the WIT package's version (from wit/operator.wit) in place of
+// `{WIT_VERSION}` and the crate includes the result.
+//
+// Nothing here is public API. The export macros wit-bindgen generates are
+// `#[macro_export]`ed (`pub_export_macro`) so that `export_transform!` and
+// `export_aggregate!`, which expand in the operator's crate, can reach them
+// through `$crate`; an operator crate therefore never depends on wit-bindgen.
+//
+// With `pub_export_macro`, wit-bindgen puts the description of a world's
+// *exports* inside the generated export macro rather than into this crate, so
+// a component built with `export_transform!` does not also claim to export
+// the aggregate interface (or the reverse).
 
 /// Bindings for the `transform-operator` world. They also own the shared
 /// `types` and `logging` interfaces, which the aggregate bindings reuse.
@@ -30,8 +32,8 @@ pub mod aggregate {
         export_macro_name: "export_aggregate_world",
         // One set of Rust types for both worlds, so the batch code is shared.
         with: {
-            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
         },
     });
 }
@@ -45,8 +47,8 @@ pub mod process {
         pub_export_macro: true,
         export_macro_name: "export_process_world",
         with: {
-            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
         },
     });
 }
@@ -59,8 +61,8 @@ pub mod window {
         pub_export_macro: true,
         export_macro_name: "export_window_world",
         with: {
-            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
         },
     });
 }
@@ -75,7 +77,7 @@ pub mod migration {
         pub_export_macro: true,
         export_macro_name: "export_migration_world",
         with: {
-            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
         },
     });
 }
@@ -89,8 +91,8 @@ pub mod enrich {
         pub_export_macro: true,
         export_macro_name: "export_enrich_world",
         with: {
-            "sluice:operator/types@0.3.0": crate::bindings::transform::sluice::operator::types,
-            "sluice:operator/logging@0.3.0": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
         },
     });
 }

@@ -139,7 +139,10 @@ pub use serde_json;
 
 mod aggregate;
 mod batch;
-mod bindings;
+/// The wit-bindgen glue (src/bindings.in.rs with the WIT version filled in).
+mod bindings {
+    include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+}
 mod config;
 mod error;
 pub mod http;

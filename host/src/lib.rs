@@ -30,8 +30,18 @@ pub use error::{Error, Fault};
 #[cfg(test)]
 mod layering;
 
-/// The WIT package operators are built against.
-pub const WIT_PACKAGE: &str = "sluice:operator@0.3.0";
+/// The WIT package operators are built against; its version is the one
+/// `wit/operator.wit` declares (read by `build.rs`).
+pub const WIT_PACKAGE: &str = concat!("sluice:operator@", env!("SLUICE_WIT_VERSION"));
+
+/// The full name of an item of the WIT package: `wit_name!("transform")` is
+/// `sluice:operator/transform@` and the package's version.
+#[macro_export]
+macro_rules! wit_name {
+    ($name:literal) => {
+        concat!("sluice:operator/", $name, "@", env!("SLUICE_WIT_VERSION"))
+    };
+}
 
 /// When the process started (as far as sluice can tell: the first call of
 /// this function; `sluice`'s `main` calls it first thing).

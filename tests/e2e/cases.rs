@@ -3,7 +3,8 @@
 //! A case holds `spec.yaml`, its inputs, and either `expected/` — one file
 //! per output file the spec writes to `${OUT}` — or `expected-error.txt`,
 //! lines that must all appear in the error output of a failing run
-//! (`{modules}` stands for the folder of the example modules). The spec runs
+//! (`{modules}` stands for the folder of the example modules, `{wit}` for
+//! the WIT package's version). The spec runs
 //! from the repository root and finds its own folder there as `${CASE}`, so
 //! paths in outputs and errors read the same on every machine. Each case runs
 //! at parallelism 1 and 2 and must give the same output both times; outputs are compared as sorted
@@ -135,7 +136,8 @@ fn bless(case: &Path, o: &std::process::Output, out: &Path) {
             .replace(
                 support::modules_dir().to_str().expect("utf-8 path"),
                 "{modules}",
-            );
+            )
+            .replace(&format!("@{}", support::wit_version()), "@{wit}");
         std::fs::write(case.join("expected-error.txt"), line + "\n").expect("write expectation");
     }
 }
@@ -196,8 +198,11 @@ fn data_driven_cases() {
                     ));
                 }
                 let modules = support::modules_dir();
+                let wit = support::wit_version();
                 for line in wanted.lines().filter(|l| !l.trim().is_empty()) {
-                    let line = line.replace("{modules}", modules.to_str().expect("utf-8 path"));
+                    let line = line
+                        .replace("{modules}", modules.to_str().expect("utf-8 path"))
+                        .replace("{wit}", &wit);
                     if !err.contains(line.trim()) {
                         failures.push(format!(
                             "{name} (p={parallelism}): error output lacks `{}`:\n{err}",

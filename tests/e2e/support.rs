@@ -5,6 +5,16 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The repository root.
+/// The WIT package's version, as `wit/operator.wit` declares it.
+pub fn wit_version() -> String {
+    let wit = std::fs::read_to_string(repo().join("wit/operator.wit")).expect("wit/operator.wit");
+    wit.lines()
+        .find_map(|l| l.trim().strip_prefix("package sluice:operator@"))
+        .and_then(|v| v.strip_suffix(';'))
+        .expect("a package line")
+        .to_owned()
+}
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")

@@ -58,7 +58,7 @@ pub use exports::sluice::operator::{
 };
 
 /// The state-migration hook a keyed process module may export.
-const MIGRATION_EXPORT: &str = "sluice:operator/migration@0.3.0";
+const MIGRATION_EXPORT: &str = crate::wit_name!("migration");
 pub use sluice::operator::types as wit;
 
 /// Epoch tick: the resolution of call deadlines.
@@ -96,21 +96,21 @@ impl World {
 
     pub fn wit_name(self) -> &'static str {
         match self {
-            World::Transform => "sluice:operator/transform-operator@0.3.0",
-            World::Aggregate => "sluice:operator/aggregate-operator@0.3.0",
-            World::Process => "sluice:operator/keyed-process-operator@0.3.0",
-            World::WindowFunction => "sluice:operator/window-function-operator@0.3.0",
-            World::Enrich => "sluice:operator/async-enricher-operator@0.3.0",
+            World::Transform => crate::wit_name!("transform-operator"),
+            World::Aggregate => crate::wit_name!("aggregate-operator"),
+            World::Process => crate::wit_name!("keyed-process-operator"),
+            World::WindowFunction => crate::wit_name!("window-function-operator"),
+            World::Enrich => crate::wit_name!("async-enricher-operator"),
         }
     }
 
     fn export(self) -> &'static str {
         match self {
-            World::Transform => "sluice:operator/transform@0.3.0",
-            World::Aggregate => "sluice:operator/aggregate@0.3.0",
-            World::Process => "sluice:operator/keyed-process@0.3.0",
-            World::WindowFunction => "sluice:operator/window-function@0.3.0",
-            World::Enrich => "sluice:operator/enrich@0.3.0",
+            World::Transform => crate::wit_name!("transform"),
+            World::Aggregate => crate::wit_name!("aggregate"),
+            World::Process => crate::wit_name!("keyed-process"),
+            World::WindowFunction => crate::wit_name!("window-function"),
+            World::Enrich => crate::wit_name!("enrich"),
         }
     }
 }
