@@ -9,7 +9,34 @@
 //!
 //! The embedder surface is small: [`plan::load`] a spec, [`runtime::job::run`]
 //! it, read the [`runtime::job::JobSummary`]. The `sluice` binary ([`cli`])
-//! does exactly that.
+//! does exactly that:
+//!
+//! ```
+//! use sluice_host::plan::{self, PlanOptions};
+//! use std::path::Path;
+//!
+//! let out = std::env::temp_dir().join(format!("sluice-doc-{}.jsonl", std::process::id()));
+//! let spec = format!(
+//!     "sources:\n  - {{ uid: orders, type: datagen, count: 100 }}\n\
+//!      sinks:\n  - {{ uid: out, input: orders, type: file, path: {} }}\n",
+//!     out.display()
+//! );
+//! let no_vars = |_: &str| None;
+//! let pipeline = plan::load_text(
+//!     &spec,
+//!     Path::new("inline.yaml"),
+//!     Path::new("."),
+//!     &no_vars,
+//!     &PlanOptions::default(),
+//! )?;
+//! let clock = std::sync::Arc::new(sluice_host::time::SystemClock);
+//! let summary = tokio::runtime::Runtime::new()?
+//!     .block_on(sluice_host::runtime::job::run(&pipeline, clock))?;
+//! assert_eq!(summary.records_read(), 100);
+//! assert_eq!(std::fs::read_to_string(&out)?.lines().count(), 100);
+//! # std::fs::remove_file(&out)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 pub mod checkpoint;
 pub mod cli;

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    sluice::cli::main()
+    sluice_host::cli::main()
 }

@@ -721,7 +721,7 @@ fn w2_through_a_broker_restart(delivery: &str, distinct: bool) -> (String, Strin
         "the outage is not in the log: {log}"
     );
     // What happened, for `--nocapture`.
-    for l in log.lines().filter(|l| l.contains("sluice::")) {
+    for l in log.lines().filter(|l| l.contains("sluice_host::")) {
         eprintln!("{l}");
     }
     let read = |topic: &str| {
