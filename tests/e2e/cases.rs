@@ -20,14 +20,25 @@
 //! checkpoint at parallelism 3; the committed output must equal the
 //! expectations both times.
 //!
-//! `BLESS=1 cargo test --release --test e2e cases` rewrites the expectations
+//! Every case is three tests, run by name (`cargo test --release --test
+//! cases -- NAME`): `NAME` (parallelism 1 and 2, and RocksDB where the spec
+//! asks), `NAME::checkpoints` and `NAME::restored_at_p3`. This file is its
+//! own test target with its own harness (libtest-mimic), since the cases are
+//! found at run time.
+//!
+//! `BLESS=1 cargo test --release --test cases` rewrites the expectations
 //! from the parallelism-1 run (review the diff before committing it).
 
-use crate::support::{self, sorted_lines, stderr};
+#[path = "support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use libtest_mimic::{Arguments, Failed, Trial};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::{sorted_lines, stderr};
 
 /// Case folders and their spec files.
 fn cases() -> Vec<(PathBuf, &'static str)> {
@@ -166,65 +177,62 @@ fn compare(name: &str, run: &str, out: &Path, case: &Path, failures: &mut Vec<St
     }
 }
 
-#[test]
-fn data_driven_cases() {
+/// A case's runs at parallelism 1 and 2 (and on RocksDB where the spec
+/// names `STATE_BACKEND`): each gives the expected output or error.
+fn plain_runs(case: &Path, spec: &str) -> Result<(), Failed> {
     let blessing = std::env::var_os("BLESS").is_some();
     let mut failures = Vec::new();
-    let all = cases();
-    assert!(
-        all.len() >= 10,
-        "tests/cases should hold the data-driven cases"
-    );
-    for (case, spec) in &all {
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let error_file = case.join("expected-error.txt");
-        let text = std::fs::read_to_string(case.join(spec)).expect("spec");
-        let mut runs = vec![("1", "memory"), ("2", "memory")];
-        if text.contains("STATE_BACKEND") {
-            runs.extend([("1", "rocksdb"), ("2", "rocksdb")]);
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let error_file = case.join("expected-error.txt");
+    let text = std::fs::read_to_string(case.join(spec)).expect("spec");
+    let mut runs = vec![("1", "memory"), ("2", "memory")];
+    if text.contains("STATE_BACKEND") {
+        runs.extend([("1", "rocksdb"), ("2", "rocksdb")]);
+    }
+    for (parallelism, backend) in runs {
+        let (o, out) = run_case(case, spec, parallelism, backend);
+        let parallelism = format!("{parallelism}, {backend}");
+        if blessing && parallelism == "1, memory" {
+            bless(case, &o, out.path());
         }
-        for (parallelism, backend) in runs {
-            let (o, out) = run_case(case, spec, parallelism, backend);
-            let parallelism = format!("{parallelism}, {backend}");
-            if blessing && parallelism == "1, memory" {
-                bless(case, &o, out.path());
+        if error_file.is_file() {
+            let wanted = std::fs::read_to_string(&error_file).expect("expected-error.txt");
+            let err = stderr(&o);
+            if o.status.success() {
+                failures.push(format!(
+                    "{name} (p={parallelism}): expected a failure, but it succeeded"
+                ));
             }
-            if error_file.is_file() {
-                let wanted = std::fs::read_to_string(&error_file).expect("expected-error.txt");
-                let err = stderr(&o);
-                if o.status.success() {
+            let modules = support::modules_dir();
+            let wit = support::wit_version();
+            for line in wanted.lines().filter(|l| !l.trim().is_empty()) {
+                let line = line
+                    .replace("{modules}", modules.to_str().expect("utf-8 path"))
+                    .replace("{wit}", &wit);
+                if !err.contains(line.trim()) {
                     failures.push(format!(
-                        "{name} (p={parallelism}): expected a failure, but it succeeded"
+                        "{name} (p={parallelism}): error output lacks `{}`:\n{err}",
+                        line.trim()
                     ));
                 }
-                let modules = support::modules_dir();
-                let wit = support::wit_version();
-                for line in wanted.lines().filter(|l| !l.trim().is_empty()) {
-                    let line = line
-                        .replace("{modules}", modules.to_str().expect("utf-8 path"))
-                        .replace("{wit}", &wit);
-                    if !err.contains(line.trim()) {
-                        failures.push(format!(
-                            "{name} (p={parallelism}): error output lacks `{}`:\n{err}",
-                            line.trim()
-                        ));
-                    }
-                }
-                continue;
             }
-            if !o.status.success() {
-                failures.push(format!("{name} (p={parallelism}): failed:\n{}", stderr(&o)));
-                continue;
-            }
-            compare(&name, &parallelism, out.path(), case, &mut failures);
+            continue;
         }
+        if !o.status.success() {
+            failures.push(format!("{name} (p={parallelism}): failed:\n{}", stderr(&o)));
+            continue;
+        }
+        compare(&name, &parallelism, out.path(), case, &mut failures);
     }
-    assert!(
-        failures.is_empty(),
-        "{} case run(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    verdict(failures)
+}
+
+fn verdict(failures: Vec<String>) -> Result<(), Failed> {
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("\n").into())
+    }
 }
 
 /// Lines in a case's input files (everything but the spec and the
@@ -269,115 +277,132 @@ fn lines_read(chk: &Path) -> usize {
         .sum::<u64>() as usize
 }
 
-/// Every case that succeeds runs twice more, with exactly-once part-file
-/// sinks: with checkpoints at parallelism 2; and at parallelism 2 paced
-/// (`--source-rate`) so that its input lasts about half a second, killed
-/// with SIGKILL once a complete checkpoint covers half its input, then
-/// restored from its latest checkpoint at parallelism 3. The committed output must equal
-/// the parallelism-1 expectations both times.
-#[test]
-fn data_driven_cases_with_checkpoints_and_a_restore_at_parallelism_3() {
+/// A case that succeeds, with exactly-once part-file sinks and checkpoints
+/// at parallelism 2: the committed output equals the expectations.
+fn with_checkpoints(case: &Path, spec: &str) -> Result<(), Failed> {
     let mut failures = Vec::new();
-    let mut restored = 0;
-    for (case, spec) in cases() {
-        if case.join("expected-error.txt").is_file() {
-            continue;
-        }
-        let name = case.file_name().unwrap().to_string_lossy().into_owned();
-        let checkpointed = |c: &mut Command, ck: &Path| {
-            c.arg("--checkpoint-dir")
-                .arg(ck)
-                .args(["--checkpoint-interval", "10ms"]);
-        };
-
-        // With checkpoints, to the end.
-        let dir = support::temp_dir();
-        let (out, ck) = (dir.path().join("out"), dir.path().join("ck"));
-        std::fs::create_dir_all(&out).unwrap();
-        let mut c = case_command(&case, spec, "2", "memory", &out);
-        checkpointed(&mut c, &ck);
-        let o = c.output().expect("run sluice");
-        if !o.status.success() {
-            failures.push(format!(
-                "{name} (p=2, checkpoints): failed:\n{}",
-                stderr(&o)
-            ));
-        } else {
-            compare(&name, "p=2, checkpoints", &out, &case, &mut failures);
-        }
-
-        // Killed after its first checkpoint, restored at parallelism 3.
-        let dir = support::temp_dir();
-        let (out, ck) = (dir.path().join("out"), dir.path().join("ck"));
-        std::fs::create_dir_all(&out).unwrap();
-        let records = input_records(&case);
-        let rate = (records * 2).max(4).to_string();
-        let mut c = case_command(&case, spec, "2", "memory", &out);
-        checkpointed(&mut c, &ck);
-        let mut child = c
-            .args(["--source-rate", &rate])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start sluice");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let first = loop {
-            if let Some(chk) = support::latest_checkpoint(&ck)
-                && lines_read(&chk) * 2 >= records
-            {
-                break Some(chk);
-            }
-            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        };
-        let _ = child.kill();
-        let status = child.wait().unwrap();
-        let Some(_) = first else {
-            failures.push(format!(
-                "{name}: the paced run ended ({status}) before it was half way through"
-            ));
-            continue;
-        };
-        // The kill may have come after a newer checkpoint completed.
-        let from = support::latest_checkpoint(&ck).unwrap();
-        if !reading(&from) {
-            failures.push(format!(
-                "{name}: {} was taken after the sources had read all input",
-                from.display()
-            ));
-            continue;
-        }
-        let mut c = case_command(&case, spec, "3", "memory", &out);
-        checkpointed(&mut c, &ck);
-        let o = c
-            .arg("--from-savepoint")
-            .arg(&from)
-            .output()
-            .expect("run sluice");
-        if !o.status.success() {
-            failures.push(format!(
-                "{name} (killed at p=2, restored at p=3 from {}): failed:\n{}",
-                from.display(),
-                stderr(&o)
-            ));
-            continue;
-        }
-        restored += 1;
-        compare(
-            &name,
-            "killed at p=2, restored at p=3",
-            &out,
-            &case,
-            &mut failures,
-        );
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = support::temp_dir();
+    let (out, ck) = (dir.path().join("out"), dir.path().join("ck"));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut c = case_command(case, spec, "2", "memory", &out);
+    checkpointed(&mut c, &ck);
+    let o = c.output().expect("run sluice");
+    if !o.status.success() {
+        failures.push(format!(
+            "{name} (p=2, checkpoints): failed:\n{}",
+            stderr(&o)
+        ));
+    } else {
+        compare(&name, "p=2, checkpoints", &out, case, &mut failures);
     }
-    assert!(restored >= 5, "only {restored} cases were restored");
-    assert!(
-        failures.is_empty(),
-        "{} checkpointed case run(s) failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+    verdict(failures)
+}
+
+fn checkpointed(c: &mut Command, ck: &Path) {
+    c.arg("--checkpoint-dir")
+        .arg(ck)
+        .args(["--checkpoint-interval", "10ms"]);
+}
+
+/// A case that succeeds, at parallelism 2 paced (`--source-rate`) so that its
+/// input lasts about half a second, killed with SIGKILL once a complete
+/// checkpoint covers half its input, then restored from its latest
+/// checkpoint at parallelism 3: the committed output equals the
+/// expectations.
+fn killed_and_restored(case: &Path, spec: &str) -> Result<(), Failed> {
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = support::temp_dir();
+    let (out, ck) = (dir.path().join("out"), dir.path().join("ck"));
+    std::fs::create_dir_all(&out).unwrap();
+    let records = input_records(case);
+    let rate = (records * 2).max(4).to_string();
+    let mut c = case_command(case, spec, "2", "memory", &out);
+    checkpointed(&mut c, &ck);
+    let mut child = c
+        .args(["--source-rate", &rate])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sluice");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if let Some(chk) = support::latest_checkpoint(&ck)
+            && lines_read(&chk) * 2 >= records
+        {
+            break Some(chk);
+        }
+        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    if first.is_none() {
+        return Err(format!(
+            "{name}: the paced run ended ({status}) before it was half way through"
+        )
+        .into());
+    }
+    // The kill may have come after a newer checkpoint completed.
+    let from = support::latest_checkpoint(&ck).unwrap();
+    if !reading(&from) {
+        return Err(format!(
+            "{name}: {} was taken after the sources had read all input",
+            from.display()
+        )
+        .into());
+    }
+    let mut c = case_command(case, spec, "3", "memory", &out);
+    checkpointed(&mut c, &ck);
+    let o = c
+        .arg("--from-savepoint")
+        .arg(&from)
+        .output()
+        .expect("run sluice");
+    if !o.status.success() {
+        return Err(format!(
+            "{name} (killed at p=2, restored at p=3 from {}): failed:\n{}",
+            from.display(),
+            stderr(&o)
+        )
+        .into());
+    }
+    let mut failures = Vec::new();
+    compare(
+        &name,
+        "killed at p=2, restored at p=3",
+        &out,
+        case,
+        &mut failures,
     );
+    verdict(failures)
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let all = cases();
+    assert!(
+        all.len() >= 10,
+        "tests/cases should hold the data-driven cases"
+    );
+    let mut trials = Vec::new();
+    for (case, spec) in all {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let fails = case.join("expected-error.txt").is_file();
+        let c = case.clone();
+        trials.push(Trial::test(name.clone(), move || plain_runs(&c, spec)));
+        if fails {
+            continue;
+        }
+        let c = case.clone();
+        trials.push(Trial::test(format!("{name}::checkpoints"), move || {
+            with_checkpoints(&c, spec)
+        }));
+        trials.push(Trial::test(format!("{name}::restored_at_p3"), move || {
+            killed_and_restored(&case, spec)
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit();
 }

@@ -102,22 +102,13 @@ const COVERED: &[(&str, &str)] = &[
         "examples/operators/session-detector",
         "bench::w5_reproduces_the_reference_checksum_on_the_heap (and _on_rocksdb)",
     ),
-    (
-        "examples/operators/fraud-detector",
-        "cases::data_driven_cases (examples/fraud)",
-    ),
+    ("examples/operators/fraud-detector", "cases::fraud"),
     (
         "examples/operators/inactivity",
         "examples::processing_time_timers_report_keys_that_go_quiet",
     ),
-    (
-        "examples/operators/dedup",
-        "cases::data_driven_cases (examples/dedup)",
-    ),
-    (
-        "examples/operators/percentile",
-        "cases::data_driven_cases (examples/latency)",
-    ),
+    ("examples/operators/dedup", "cases::dedup"),
+    ("examples/operators/percentile", "cases::latency"),
     ("examples/enrich/orders-tier.yaml", "enrich (all tests)"),
     ("examples/operators/customer-tier", "enrich (all tests)"),
     (
@@ -232,15 +223,32 @@ fn every_example_has_a_test() {
         "COVERED lists examples that do not exist: {stale:?}"
     );
     // Each named test exists: `module::test` is a `#[test] fn test` in
-    // tests/e2e/module.rs, and a bare `module` (all its tests) is a file of
-    // tests. Deleting or renaming a test an example relies on fails here.
+    // tests/e2e/module.rs, a bare `module` (all its tests) is a file of
+    // tests, and `cases::NAME` is a data-driven case (a folder the `cases`
+    // target runs). Deleting or renaming a test an example relies on fails
+    // here.
     let mut unknown = Vec::new();
     for (example, test) in COVERED {
         let name = test.split_whitespace().next().unwrap_or_default();
         let (module, function) = name.split_once("::").unwrap_or((name, ""));
         let source = std::fs::read_to_string(repo.join("tests/e2e").join(format!("{module}.rs")))
             .unwrap_or_default();
-        let exists = if function.is_empty() {
+        let exists = if module == "cases" {
+            repo.join("tests/cases")
+                .join(function)
+                .join("spec.yaml")
+                .is_file()
+                || (repo
+                    .join("examples")
+                    .join(function)
+                    .join("pipeline.yaml")
+                    .is_file()
+                    && repo
+                        .join("examples")
+                        .join(function)
+                        .join("expected")
+                        .is_dir())
+        } else if function.is_empty() {
             source.contains("#[test]")
         } else {
             // The first line after `#[test]` and its other attributes.

@@ -2,8 +2,8 @@
 //! and real Wasm components built from `examples/operators/` (by
 //! `scripts/build-guests.sh`, which `scripts/test.sh` runs first).
 //!
-//! - `cases`: the data-driven cases under `tests/cases/`, each run at
-//!   parallelism 1 and 2 (`BLESS=1` rewrites their expectations);
+//! (The data-driven cases under `tests/cases/` are their own test target,
+//! `cases`: one test per case and run; see `cases.rs`.)
 //! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
 //! - `sandbox`: traps, deadlines, memory caps and grants;
 //! - `enrich`: async enrichment against a real HTTP service process;
@@ -15,7 +15,6 @@
 
 mod api;
 mod bench;
-mod cases;
 mod cli;
 mod dashboard;
 mod enrich;
