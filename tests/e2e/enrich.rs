@@ -4,12 +4,13 @@
 //! too slow, garbage, a host outside the grant) and records in flight at a
 //! checkpoint surviving crashes.
 
-use crate::recovery::{committed, crash_loop_with};
+use crate::recovery::{committed, sluice_with};
 use crate::support::{self, assert_ok, stderr};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The tier service, stopped on drop.
 struct Service {
@@ -330,12 +331,49 @@ fn records_in_flight_at_a_checkpoint_are_issued_again_after_a_crash() {
         ("TIER_GRANT", &service.address()),
         ("CAPACITY", "40"),
     ];
-    // After each kill: how many records in flight the checkpoint the
-    // restart restores holds.
+    // Each run is killed once a checkpoint newer than the one it started
+    // from holds records in flight (waiting for that state, not for a
+    // moment that may come too early on a busy machine); the next run
+    // restores the latest checkpoint. After each kill: how many records in
+    // flight that checkpoint holds (a newer one may have completed just
+    // before the kill).
     let mut restored_in_flight = Vec::new();
-    let killed = crash_loop_with(&spec(), &env, 3, 7, 700, &mut || {
-        restored_in_flight.push(in_flight_at_latest_checkpoint(&cks));
-    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut killed = 0;
+    let mut started_from = None;
+    loop {
+        assert!(Instant::now() < deadline, "the crash loop did not finish");
+        let mut child = sluice_with(&["run", "--no-api", "-q"], &env)
+            .arg(spec())
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        if killed < 3 {
+            let ready = || {
+                support::latest_checkpoint(&cks) != started_from
+                    && in_flight_at_latest_checkpoint(&cks) > 0
+            };
+            while child.try_wait().unwrap().is_none() && !ready() {
+                assert!(
+                    Instant::now() < deadline,
+                    "no checkpoint held records in flight"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                killed += 1;
+                restored_in_flight.push(in_flight_at_latest_checkpoint(&cks));
+                started_from = support::latest_checkpoint(&cks);
+                continue;
+            }
+        }
+        let o = child.wait_with_output().unwrap();
+        assert_ok(&o);
+        break;
+    }
     assert!(killed > 0, "the job ended before it could be killed");
     // Exactly once, in input order within what each run committed.
     let ids = numbered(&check_rows(&input, &committed(&out, &d.join("out.jsonl"))));

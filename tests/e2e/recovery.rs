@@ -34,7 +34,7 @@ pub fn committed(dir: &Path, into: &Path) -> PathBuf {
 }
 
 /// `sluice ARGS` with extra environment variables.
-fn sluice_with(args: &[&str], env: &[(&str, &str)]) -> Command {
+pub fn sluice_with(args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = support::sluice();
     c.args(args);
     for (k, v) in env {
@@ -63,7 +63,7 @@ pub fn crash_loop(spec: &Path, env: &[(&str, &str)], kills: u32, seed: u64, max_
 }
 
 /// [`crash_loop`], calling `after_kill` after each kill (before the restart).
-pub fn crash_loop_with(
+fn crash_loop_with(
     spec: &Path,
     env: &[(&str, &str)],
     kills: u32,
