@@ -7,8 +7,9 @@
 # S3 server that keeps a restarted broker's data; componentize-py (PyPI) and
 # componentize-js with jco (npm, into sdk/js/node_modules), which build the
 # Python and JavaScript operators.
-# Idempotent; scripts/demo.sh and scripts/test.sh run it first.
-#   scripts/setup.sh
+# Idempotent; scripts/test.sh runs it first, scripts/demo.sh with --demo:
+# only what the demo builds (the target, libclang, cmake).
+#   scripts/setup.sh [--demo]
 set -euo pipefail
 rustup target add wasm32-wasip2 >&2
 
@@ -32,12 +33,13 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* /usr/lib/x86_64-linux-gnu/libclang*.so
     || ! command -v clang >/dev/null; then
     apt_install "RocksDB's build needs them" clang libclang-dev
 fi
+if ! command -v cmake >/dev/null; then
+    apt_install "the bundled librdkafka is built with it" cmake
+fi
+[ "${1:-}" = "--demo" ] && exit 0
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
     && ! command -v google-chrome >/dev/null; then
     apt_install "the dashboard test runs it headless" chromium
-fi
-if ! command -v cmake >/dev/null; then
-    apt_install "the bundled librdkafka is built with it" cmake
 fi
 if ! python3 -c "import moto.server" 2>/dev/null; then
     echo "scripts/setup.sh: installing moto[server]==5.2.5 (S3 storage for the Kafka broker-restart test)" >&2
