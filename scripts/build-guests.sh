@@ -33,7 +33,7 @@ cargo build "${quiet[@]}" --release --target wasm32-wasip2 "${packages[@]}" >&2
 if [ "$all" = 1 ]; then
     # The Python and JavaScript examples, with their SDKs (skipped when up
     # to date).
-    sdk/python/build-examples.sh "$out" >&2
-    sdk/js/build-examples.sh "$out" >&2
+    guest-sdk/python/build-examples.sh "$out" >&2
+    guest-sdk/js/build-examples.sh "$out" >&2
 fi
 echo "$out"

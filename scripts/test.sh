@@ -10,6 +10,6 @@ scripts/setup.sh
 SLUICE_MODULE_PATH="$(scripts/build-guests.sh --quiet)"
 export SLUICE_MODULE_PATH
 # The Python and JavaScript SDKs' own tests (no Wasm; a second or two).
-python3 -m unittest discover -q -s sdk/python/tests 2>&1 | tail -n 3 >&2
-node --test --test-reporter=dot sdk/js/test/ >&2
+python3 -m unittest discover -q -s guest-sdk/python/tests 2>&1 | tail -n 3 >&2
+node --test --test-reporter=dot guest-sdk/js/test/ >&2
 cargo test --release --workspace "$@"

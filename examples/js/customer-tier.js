@@ -16,9 +16,9 @@
 // the service's address: `grants: { network: ["127.0.0.1:8080"] }` (see
 // examples/enrich/orders-tier.yaml, with TIER_MODULE=customer_tier_js.wasm).
 //
-// Build (from the repository root; `npm ci --prefix sdk/js` once):
+// Build (from the repository root; `npm ci --prefix guest-sdk/js` once):
 //
-//     sdk/js/build examples/js/customer-tier.js customer_tier_js.wasm
+//     guest-sdk/js/build examples/js/customer-tier.js customer_tier_js.wasm
 
 import { defineEnricher, describeJson, http } from "sluice";
 

@@ -26,9 +26,9 @@
 // Config (both optional, unknown fields are an error):
 // `{"gap_ms": 30000, "key_field": "customer_id"}`.
 //
-// Build (from the repository root; `npm ci --prefix sdk/js` once):
+// Build (from the repository root; `npm ci --prefix guest-sdk/js` once):
 //
-//     sdk/js/build examples/js/session-detector.js session_detector_js.wasm
+//     guest-sdk/js/build examples/js/session-detector.js session_detector_js.wasm
 
 import { defineKeyedProcess } from "sluice";
 

@@ -22,11 +22,11 @@
 // a record error naming it (a dropped record is not converted, so not
 // checked), as is a value that is not an order.
 //
-// Build (from the repository root; `npm ci --prefix sdk/js` once):
+// Build (from the repository root; `npm ci --prefix guest-sdk/js` once):
 //
-//     sdk/js/build examples/js/usd-orders.js usd_orders_js.wasm
+//     guest-sdk/js/build examples/js/usd-orders.js usd_orders_js.wasm
 //
-// or `sdk/js/build-examples.sh DIR` for both JS examples.
+// or `guest-sdk/js/build-examples.sh DIR` for both JS examples.
 
 import { defineTransform, describeJson, jsonNumber, log } from "sluice";
 

@@ -17,9 +17,9 @@ the service's address: `grants: { network: ["127.0.0.1:8080"] }`. See
 
 Build (from the repository root):
 
-    sdk/python/build examples/python/customer_tier.py customer_tier_py.wasm
+    guest-sdk/python/build examples/python/customer_tier.py customer_tier_py.wasm
 
-or `sdk/python/build-examples.sh OUTDIR` for all the Python examples.
+or `guest-sdk/python/build-examples.sh OUTDIR` for all the Python examples.
 """
 
 from dataclasses import dataclass

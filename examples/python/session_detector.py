@@ -27,7 +27,7 @@ restores into the other.
 
 Build (from the repository root):
 
-    sdk/python/build examples/python/session_detector.py session_detector_py.wasm
+    guest-sdk/python/build examples/python/session_detector.py session_detector_py.wasm
 """
 
 from dataclasses import dataclass

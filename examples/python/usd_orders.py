@@ -22,9 +22,9 @@ value that is not an order.
 
 Build (from the repository root):
 
-    sdk/python/build examples/python/usd_orders.py usd_orders_py.wasm
+    guest-sdk/python/build examples/python/usd_orders.py usd_orders_py.wasm
 
-or `sdk/python/build-examples.sh OUTDIR` for both Python examples.
+or `guest-sdk/python/build-examples.sh OUTDIR` for both Python examples.
 """
 
 from dataclasses import dataclass

@@ -1,5 +1,5 @@
-//! Operators in Python (`sdk/python`, componentize-py) and JavaScript
-//! (`sdk/js`, componentize-js + jco), built from `examples/python/` and
+//! Operators in Python (`guest-sdk/python`, componentize-py) and JavaScript
+//! (`guest-sdk/js`, componentize-js + jco), built from `examples/python/` and
 //! `examples/js/` by `scripts/build-guests.sh`: the USD map and the W5
 //! session detector must give exactly the Rust modules' results.
 

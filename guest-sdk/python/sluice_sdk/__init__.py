@@ -6,11 +6,11 @@ sandbox. With this package you write it as a Python class, subclassing
 side outputs) or `Enricher` (a transform that asks an outside service, with
 `sluice_sdk.http`), in one module, and build that module into a component with
 
-    sdk/python/build my_operator.py my_operator.wasm
+    guest-sdk/python/build my_operator.py my_operator.wasm
 
-(componentize-py underneath; see `sdk/python/README.md`). The WIT contract
+(componentize-py underneath; see `guest-sdk/python/README.md`). The WIT contract
 (`wit/operator.wit`), the batch layout and the Wasm ABI stay out of sight; the
-semantics are those of the Rust SDK (`guest-sdk/`), including the state
+semantics are those of the Rust SDK (`guest-sdk/rust/`), including the state
 encoding (JSON), so either can restore the other's savepoints.
 
     from dataclasses import dataclass

@@ -1,7 +1,7 @@
 // Unit tests of the JS SDK's async enricher (`defineEnricher`, `http`)
 // against the stand-in host (test/host.mjs) with a fake `http.fetch`; they
-// mirror guest-sdk/src/http.rs and examples/operators/customer-tier.
-// Run: `node --test sdk/js/test/`.
+// mirror guest-sdk/rust/src/http.rs and examples/operators/customer-tier.
+// Run: `node --test guest-sdk/js/test/`.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";

@@ -2,8 +2,8 @@
 // `sluice:operator@0.3.0` (wit/operator.wit).
 //
 // An operator is one ES module that imports from "sluice" and exports what
-// its world needs; `sdk/js/build OPERATOR.js OUT.wasm` bundles it with this
-// file and makes a Wasm component of it (see the header of `sdk/js/build`).
+// its world needs; `guest-sdk/js/build OPERATOR.js OUT.wasm` bundles it with this
+// file and makes a Wasm component of it (see the header of `guest-sdk/js/build`).
 //
 // A map, filter or flat-map (world `transform-operator`):
 //
@@ -44,7 +44,7 @@
 //       onTimer(timer, ctx) { ctx.emitJson({ count: this.count.get(ctx) }); this.count.clear(ctx); },
 //     });
 //
-// The semantics are the Rust guest SDK's (guest-sdk/src): the same replay of
+// The semantics are the Rust guest SDK's (guest-sdk/rust/src): the same replay of
 // a batched keyed call as events, the same rollback of a failed record, the
 // same JSON encoding of every state (a savepoint written by a Rust module can
 // be restored by a JS one and back, as long as both read the same JSON

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the JavaScript example operators into OUTDIR:
 #
-#   sdk/js/build-examples.sh OUTDIR
+#   guest-sdk/js/build-examples.sh OUTDIR
 #
 #   examples/js/usd-orders.js        -> OUTDIR/usd_orders_js.wasm
 #   examples/js/session-detector.js  -> OUTDIR/session_detector_js.wasm
@@ -9,11 +9,11 @@
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit) is left as it is. Quiet on success; on failure prints the
-# build's error and exits non-zero. Needs `npm ci --prefix sdk/js` first.
+# build's error and exits non-zero. Needs `npm ci --prefix guest-sdk/js` first.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
-    echo "usage: sdk/js/build-examples.sh OUTDIR" >&2
+    echo "usage: guest-sdk/js/build-examples.sh OUTDIR" >&2
     exit 2
 fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -60,7 +60,7 @@ for i in "${!pids[@]}"; do
         src=${names[$i]%%:*}
         target=${names[$i]#*:}
         cat "$tmp/$target.log" >&2
-        echo "sdk/js/build-examples.sh: building $out/$target from examples/js/$src failed" >&2
+        echo "guest-sdk/js/build-examples.sh: building $out/$target from examples/js/$src failed" >&2
         status=1
     fi
 done

@@ -1,6 +1,6 @@
 """The export glue between the generated bindings (`wit_world`) and the SDK.
 
-`sdk/python/build` writes an app module that calls one of these with the
+`guest-sdk/python/build` writes an app module that calls one of these with the
 operator class; they bind the SDK to the world's imports and return the
 classes componentize-py looks for in the app module (`Transform`,
 `KeyedProcess`, `Migration`, `Enrich`). This runs at build time (componentize-py

@@ -16,7 +16,7 @@
 /// `types` and `logging` interfaces, which the aggregate bindings reuse.
 pub mod transform {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "transform-operator",
         pub_export_macro: true,
         export_macro_name: "export_transform_world",
@@ -26,7 +26,7 @@ pub mod transform {
 /// Bindings for the `aggregate-operator` world.
 pub mod aggregate {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "aggregate-operator",
         pub_export_macro: true,
         export_macro_name: "export_aggregate_world",
@@ -42,7 +42,7 @@ pub mod aggregate {
 /// imports and the `keyed-process` export.
 pub mod process {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "keyed-process-operator",
         pub_export_macro: true,
         export_macro_name: "export_process_world",
@@ -56,7 +56,7 @@ pub mod process {
 /// Bindings for the `window-function-operator` world.
 pub mod window {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "window-function-operator",
         pub_export_macro: true,
         export_macro_name: "export_window_world",
@@ -72,7 +72,7 @@ pub mod window {
 /// component's world is the union of the two).
 pub mod migration {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "state-migration",
         pub_export_macro: true,
         export_macro_name: "export_migration_world",
@@ -86,7 +86,7 @@ pub mod migration {
 /// the `enrich` export.
 pub mod enrich {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../../wit",
         world: "async-enricher-operator",
         pub_export_macro: true,
         export_macro_name: "export_enrich_world",

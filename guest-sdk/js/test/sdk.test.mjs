@@ -1,6 +1,6 @@
 // Unit tests of the JS SDK against a stand-in host (test/host.mjs); they
-// mirror the Rust SDK's tests (guest-sdk/src/process.rs, transform.rs) and
-// the examples'. Run: `node --test sdk/js/test/` (after `npm ci --prefix sdk/js`).
+// mirror the Rust SDK's tests (guest-sdk/rust/src/process.rs, transform.rs) and
+// the examples'. Run: `node --test guest-sdk/js/test/` (after `npm ci --prefix guest-sdk/js`).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";

@@ -6,7 +6,7 @@ The host sends a batch of records together with everything it needs: the
 distinct keys, each record's key and watermark, the timers that may fire, and
 the current value of every value state for every key. This module replays
 that call as the events it stands for, exactly as the Rust SDK does
-(`guest-sdk/src/process.rs`):
+(`guest-sdk/rust/src/process.rs`):
 
 1. processing-time timers due at the call's processing time;
 2. for each record: the event-time timers whose time is at most the record's
@@ -89,7 +89,7 @@ class Timer(NamedTuple):
 
 class KeyedProcess:
     """A keyed process function. Subclass it in a module and build the module
-    with `sdk/python/build`:
+    with `guest-sdk/python/build`:
 
         class CountThenReport(KeyedProcess):
             def open(self, config, setup):

@@ -3,7 +3,7 @@
 fn main() {
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     let dir = std::path::Path::new(&manifest);
-    let wit = dir.join("../wit/operator.wit");
+    let wit = dir.join("../../wit/operator.wit");
     let template = dir.join("src/bindings.in.rs");
     println!("cargo:rerun-if-changed={}", wit.display());
     println!("cargo:rerun-if-changed={}", template.display());

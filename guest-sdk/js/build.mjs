@@ -1,7 +1,7 @@
 // Builds a JavaScript operator into a sluice Wasm component; run through
-// `sdk/js/build` (its header says how the world is chosen).
+// `guest-sdk/js/build` (its header says how the world is chosen).
 //
-//   node sdk/js/build.mjs OPERATOR.js OUT.wasm [--world NAME] [--wit PATH]
+//   node guest-sdk/js/build.mjs OPERATOR.js OUT.wasm [--world NAME] [--wit PATH]
 //        [--enable FEATURE]... [--bundle PATH]
 
 import { existsSync } from "node:fs";
@@ -24,7 +24,7 @@ const NOT_OPERATOR_WORLDS = new Set(["host"]);
 function usage(msg) {
   if (msg) console.error(`build: ${msg}`);
   console.error(
-    "usage: sdk/js/build OPERATOR.js OUT.wasm [--world NAME] [--wit PATH] [--enable FEATURE]... [--bundle PATH]",
+    "usage: guest-sdk/js/build OPERATOR.js OUT.wasm [--world NAME] [--wit PATH] [--enable FEATURE]... [--bundle PATH]",
   );
   process.exit(2);
 }

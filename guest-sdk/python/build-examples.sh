@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Python example operators into OUTDIR:
 #
-#   sdk/python/build-examples.sh OUTDIR
+#   guest-sdk/python/build-examples.sh OUTDIR
 #
 #   examples/python/usd_orders.py       -> OUTDIR/usd_orders_py.wasm
 #   examples/python/session_detector.py -> OUTDIR/session_detector_py.wasm
@@ -10,7 +10,7 @@
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit, the build script) is left as it is. Quiet on success;
 # on failure it prints the tool's error and exits non-zero. Needs
-# componentize-py (see sdk/python/requirements.txt):
+# componentize-py (see guest-sdk/python/requirements.txt):
 #   python3 -m pip install componentize-py==0.25.1
 set -euo pipefail
 

@@ -7,7 +7,7 @@
 // string or bytes) or `{err: "message"}` for a transport failure.
 //
 // The state store behaves as the Rust SDK's native stand-in
-// (guest-sdk/src/state.rs): keyed by state handle and key index.
+// (guest-sdk/rust/src/state.rs): keyed by state handle and key index.
 
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -10,7 +10,7 @@ __all__ = ["Enricher"]
 class Enricher(Transform):
     """An async enricher: a `Transform` that may ask an outside service
     (`sluice_sdk.http`) about each record. Subclass it in a module and build
-    the module with `sdk/python/build`:
+    the module with `guest-sdk/python/build`:
 
         from sluice_sdk import Enricher, http
 

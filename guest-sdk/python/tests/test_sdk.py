@@ -1,7 +1,7 @@
 """Unit tests of the Python SDK and the Python examples, under plain CPython
 with stand-in bindings (no Wasm, no componentize-py):
 
-    python3 -m unittest discover -s sdk/python/tests
+    python3 -m unittest discover -s guest-sdk/python/tests
 
 The keyed-process cases are those of the Rust SDK's `process.rs` tests, so
 that both SDKs replay a call the same way."""
@@ -563,7 +563,7 @@ class EnrichLoop(unittest.TestCase):
 
 
 class BuildWorlds(unittest.TestCase):
-    """`sdk/python/build` picks the world from the class."""
+    """`guest-sdk/python/build` picks the world from the class."""
 
     @classmethod
     def setUpClass(cls):

@@ -28,7 +28,7 @@ def _bind(types_module, transform_module=None):
 
 class Transform:
     """A map, filter or flat-map operator. Subclass it in a module and build
-    the module with `sdk/python/build`:
+    the module with `guest-sdk/python/build`:
 
         class Grep(Transform):
             def open(self, config):
