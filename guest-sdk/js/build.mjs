@@ -18,8 +18,6 @@ const DEFAULT_WIT = resolve(here, "../../wit/operator.wit");
 /// that console output and uncaught exceptions reach the host's log.
 const FEATURES = ["stdio", "random", "clocks", "http", "fetch-event"];
 const DEFAULT_ON = ["stdio"];
-/// Worlds no operator implements.
-const NOT_OPERATOR_WORLDS = new Set(["host"]);
 
 function usage(msg) {
   if (msg) console.error(`build: ${msg}`);
@@ -90,11 +88,10 @@ function witWorlds(text) {
 function chooseWorld(worlds, exports, witPath) {
   const have = [...exports].sort().join(",");
   const matches = [...worlds]
-    .filter(([name, set]) => !NOT_OPERATOR_WORLDS.has(name) && [...set].sort().join(",") === have)
+    .filter(([, set]) => [...set].sort().join(",") === have)
     .map(([name]) => name);
   if (matches.length === 1) return matches[0];
   const known = [...worlds]
-    .filter(([name]) => !NOT_OPERATOR_WORLDS.has(name))
     .map(([name, set]) => `  ${name}: ${[...set].join(", ")}`)
     .join("\n");
   throw new Error(
