@@ -6,6 +6,7 @@
 #   examples/js/usd-orders.js        -> OUTDIR/usd_orders_js.wasm
 #   examples/js/session-detector.js  -> OUTDIR/session_detector_js.wasm
 #   examples/js/customer-tier.js     -> OUTDIR/customer_tier_js.wasm
+#   examples/js/count-sum.js         -> OUTDIR/count_sum_js.wasm
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit) is left as it is. Quiet on success; on failure prints the
@@ -52,6 +53,7 @@ build() {
 build usd-orders.js usd_orders_js.wasm
 build session-detector.js session_detector_js.wasm
 build customer-tier.js customer_tier_js.wasm
+build count-sum.js count_sum_js.wasm
 
 # All at once: each build is mostly one single-threaded process.
 status=0

@@ -668,6 +668,16 @@ export function defineTransform(op) {
   return transformExport(op, "defineTransform");
 }
 
+/// Calls `op.open(config)` if it has one: the `open` export's result.
+function openOp(op, raw) {
+  try {
+    if (typeof op.open === "function") op.open(new Config(raw));
+  } catch (e) {
+    return { tag: "err", val: message(e) };
+  }
+  return { tag: "ok", val: undefined };
+}
+
 /// The export of `defineTransform` and `defineEnricher` (`transform` and
 /// `enrich` have the same functions and output).
 function transformExport(op, what) {
@@ -680,14 +690,9 @@ function transformExport(op, what) {
   const out = new Output(input);
   return {
     open(raw) {
-      opened = false;
-      try {
-        if (typeof op.open === "function") op.open(new Config(raw));
-      } catch (e) {
-        return { tag: "err", val: message(e) };
-      }
-      opened = true;
-      return { tag: "ok", val: undefined };
+      const r = openOp(op, raw);
+      opened = r.tag === "ok";
+      return r;
     },
 
     process(batch) {
@@ -884,6 +889,139 @@ export const http = {
 /// with the message.
 export function defineEnricher(op) {
   return transformExport(op, "defineEnricher");
+}
+
+// ---------------------------------------------------------------------------
+// Window aggregate: the `aggregate` export
+
+/// The `aggregate` export of a window's incremental aggregate (Flink's
+/// `AggregateFunction`).
+///
+/// `op` has `create()` (the accumulator of an empty window), `add(acc,
+/// record)`, `merge(acc, other)` and `result(acc)`, each returning the new
+/// value, and optionally `open(config)`; all are called with `this` = `op`.
+/// The host keeps one accumulator per window and key, as JSON (the Rust
+/// SDK's encoding of its `Acc`, so either reads the other's savepoints).
+/// `result` is what the window emits: an object's fields join the window's
+/// output row, any other value becomes the field `result`.
+///
+/// `add` throwing sends that record to the dead-letter sink and leaves its
+/// accumulator as it was before that record: the SDK decodes it again and
+/// replays the call's earlier adds to it (so `add` must be deterministic).
+/// `open`, `merge` or `result` throwing stops the job with the message.
+export function defineAggregate(op) {
+  for (const f of ["create", "add", "merge", "result"]) {
+    if (typeof op?.[f] !== "function") {
+      throw new TypeError(`defineAggregate: the operator needs a ${f} method`);
+    }
+  }
+  let opened = false;
+  const input = new Input();
+  const record = new Record(input);
+  const items = (list) => list.spans.map((s) => list.data.subarray(s.offset, s.offset + s.len));
+  const decode = (b) => {
+    try {
+      return JSON.parse(UTF8.decode(b));
+    } catch (e) {
+      // The host hands back what it was given: a bug, or a module that
+      // changed its accumulator's layout.
+      throw new Error(`an accumulator does not decode: ${message(e)}`);
+    }
+  };
+  /// A byte-list of encoded accumulators: strings (JSON) or bytes as given.
+  const list = (pieces) => {
+    const d = new OutData(256);
+    const spans = pieces.map((p) => (typeof p === "string" ? d.text(p) : d.raw(p)));
+    return { data: d.finish(), spans };
+  };
+  const mustBeOpen = () => {
+    if (!opened) throw new Error(NOT_OPENED);
+  };
+  return {
+    open(raw) {
+      const r = openOp(op, raw);
+      opened = r.tag === "ok";
+      return r;
+    },
+
+    createAccumulator() {
+      mustBeOpen();
+      return ENCODER.encode(toJson(op.create()));
+    },
+
+    add(accumulators, batch, targets) {
+      const metas = batch.records;
+      const errors = [];
+      if (!opened) {
+        for (let i = 0; i < metas.length; i++) errors.push({ index: i, message: NOT_OPENED });
+        return { accumulators, errors };
+      }
+      const raw = items(accumulators);
+      if (targets.length !== metas.length) {
+        throw new Error(`${targets.length} targets for ${metas.length} records`);
+      }
+      input.reset(batch.data, batch.headers);
+      const live = new Map(); // accumulator index -> its value
+      const added = new Map(); // accumulator index -> records added to it in this call
+      for (let i = 0; i < metas.length; i++) {
+        const t = targets[i];
+        if (t >= raw.length) {
+          throw new Error(`target ${t} of record ${i} is out of range (${raw.length} accumulators)`);
+        }
+        const acc = live.has(t) ? live.get(t) : decode(raw[t]);
+        try {
+          live.set(t, op.add(acc, record._at(metas[i])));
+          if (!added.has(t)) added.set(t, []);
+          added.get(t).push(i);
+        } catch (e) {
+          errors.push({ index: i, message: message(e) });
+          const done = added.get(t);
+          if (done === undefined) {
+            live.delete(t);
+          } else {
+            let again = decode(raw[t]);
+            for (const j of done) again = op.add(again, record._at(metas[j]));
+            live.set(t, again);
+          }
+        }
+      }
+      const out = raw.map((b, k) => (live.has(k) ? toJson(live.get(k)) : b));
+      return { accumulators: list(out), errors };
+    },
+
+    merge(accumulators, groups) {
+      mustBeOpen();
+      const raw = items(accumulators);
+      const out = [];
+      for (const g of groups) {
+        if (g.len === 0 || g.offset + g.len > raw.length) {
+          throw new Error(`merge group ${g.offset}..+${g.len} of ${raw.length} accumulators`);
+        }
+        let acc = decode(raw[g.offset]);
+        try {
+          for (let k = g.offset + 1; k < g.offset + g.len; k++) acc = op.merge(acc, decode(raw[k]));
+          out.push(toJson(acc));
+        } catch (e) {
+          return { tag: "err", val: `merge: ${message(e)}` };
+        }
+      }
+      return { tag: "ok", val: list(out) };
+    },
+
+    getResult(accumulators) {
+      mustBeOpen();
+      const out = [];
+      for (const b of items(accumulators)) {
+        const acc = decode(b);
+        try {
+          out.push(toJson(op.result(acc)));
+        } catch (e) {
+          return { tag: "err", val: `result: ${message(e)}` };
+        }
+      }
+      return { tag: "ok", val: list(out) };
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------

@@ -44,6 +44,22 @@ pub fn check_w1_with(module: &str, parallelism: &str, out: &std::path::Path) {
 /// keyed state (W2–W4 keep their window accumulators in RocksDB with
 /// `STATE_BACKEND=rocksdb`).
 fn check(workload: &str, expected: &str) {
+    check_with(workload, expected, &[]);
+}
+
+/// W2 and W3 with `module` as their aggregate (`COUNT_SUM_MODULE`) give the
+/// reference checksums, at parallelism 1 and 2, on both state backends.
+pub fn check_count_sum_with(module: &str) {
+    for i in [1, 2] {
+        check_with(
+            EXPECTED[i].0,
+            EXPECTED[i].1,
+            &[("COUNT_SUM_MODULE", module)],
+        );
+    }
+}
+
+fn check_with(workload: &str, expected: &str, env: &[(&str, &str)]) {
     let input = support::orders_200k();
     let spec = support::repo().join(format!("examples/bench/{}.yaml", workload.to_lowercase()));
     let backends: &[&str] = if workload == "W1" {
@@ -66,14 +82,17 @@ fn check(workload: &str, expected: &str) {
                 ("LATE_OUTPUT", late.to_str().unwrap()),
                 ("PARALLELISM", parallelism),
                 ("STATE_BACKEND", backend),
-            ],
+            ]
+            .into_iter()
+            .chain(env.iter().copied())
+            .collect::<Vec<_>>(),
         );
         assert_ok(&o);
         let late = (workload != "W1").then_some(late.as_path());
         let got = support::checksum(workload, &out, late);
         assert_eq!(
             got, expected,
-            "{workload} at parallelism {parallelism} on {backend}"
+            "{workload} at parallelism {parallelism} on {backend} ({env:?})"
         );
     }
 }

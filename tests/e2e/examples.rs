@@ -128,6 +128,14 @@ const COVERED: &[(&str, &str)] = &[
         "enrich::python_and_javascript_enrichers_give_the_rust_results",
     ),
     (
+        "examples/python/count_sum.py",
+        "polyglot::a_python_aggregate_gives_the_rust_results",
+    ),
+    (
+        "examples/js/count-sum.js",
+        "polyglot::a_javascript_aggregate_gives_the_rust_results",
+    ),
+    (
         "examples/js/customer-tier.js",
         "enrich::python_and_javascript_enrichers_give_the_rust_results",
     ),

@@ -1,9 +1,10 @@
 //! Operators in Python (`guest-sdk/python`, componentize-py) and JavaScript
 //! (`guest-sdk/js`, componentize-js + jco), built from `examples/python/` and
-//! `examples/js/` by `scripts/build-guests.sh`: the USD map and the W5
-//! session detector must give exactly the Rust modules' results.
+//! `examples/js/` by `scripts/build-guests.sh`: the USD map, the W5 session
+//! detector and the count-sum aggregate (W2 and W3) must give exactly the
+//! Rust modules' results.
 
-use crate::bench::{check_w1_with, check_w5_spec};
+use crate::bench::{check_count_sum_with, check_w1_with, check_w5_spec};
 use crate::recovery::committed;
 use crate::support::{self, assert_ok, sorted_lines};
 
@@ -105,6 +106,20 @@ fn sorted(text: &str) -> Vec<serde_json::Value> {
 #[test]
 fn python_operators_give_the_rust_results() {
     same_results_as_rust("py");
+}
+
+/// The Python count-sum aggregate gives W2's and W3's reference checksums
+/// (tumbling and sliding windows: `add`, `merge` and `get-result`), at
+/// parallelism 1 and 2, with accumulators on the heap and in RocksDB.
+#[test]
+fn a_python_aggregate_gives_the_rust_results() {
+    check_count_sum_with("count_sum_py.wasm");
+}
+
+/// The JavaScript count-sum aggregate, likewise.
+#[test]
+fn a_javascript_aggregate_gives_the_rust_results() {
+    check_count_sum_with("count_sum_js.wasm");
 }
 
 #[test]

@@ -482,3 +482,52 @@ test("keyed: output keys survive a rollback and non-ASCII text", async () => {
   );
   assert.deepEqual(out.errors, [{ index: 0, message: "no" }]);
 });
+
+const texts = (list) => list.spans.map((s) => new TextDecoder().decode(list.data.subarray(s.offset, s.offset + s.len)));
+
+test("aggregate: count-sum counts, sums cents as Rust rounds, and reports bad records", async () => {
+  const { aggregate } = await example("count-sum.js");
+  assert.deepEqual(aggregate.open("null"), { tag: "ok", val: undefined });
+  const empty = new TextDecoder().decode(aggregate.createAccumulator());
+  assert.equal(empty, '{"count":0,"sum_cents":0}');
+  const values = ['{"amount":137.52,"currency":"USD"}', '{"amount":"137.52"}', '{"amount":0.29}', '{"other":1}', '{"amount":10}', '{"amount":-0.125}'];
+  const out = aggregate.add(byteList([empty]), batch(values), new Uint32Array(values.length));
+  assert.deepEqual(out.errors, [
+    { index: 1, message: 'field "amount" is not a number' },
+    { index: 3, message: 'field "amount" is missing' },
+  ]);
+  // 13752 + 29 + 1000 - 13 (-12.5 rounds away from zero)
+  assert.deepEqual(texts(out.accumulators), ['{"count":4,"sum_cents":14768}']);
+  const result = aggregate.getResult(out.accumulators);
+  assert.equal(result.tag, "ok");
+  assert.deepEqual(texts(result.val), ['{"count":4,"sum_cents":14768}']);
+  const merged = aggregate.merge(
+    byteList(['{"count":1,"sum_cents":2}', '{"count":3,"sum_cents":4}', '{"count":5,"sum_cents":6}']),
+    [{ offset: 0, len: 2 }, { offset: 2, len: 1 }],
+  );
+  assert.deepEqual(texts(merged.val), ['{"count":4,"sum_cents":6}', '{"count":5,"sum_cents":6}']);
+  assert.match(aggregate.open('{"count_as": "x", "sum_as": "x"}').val, /name them apart/);
+  assert.match(aggregate.open('{"feild": "amount"}').val, /unknown field/);
+});
+
+test("aggregate: a failed add leaves its accumulator as before that record; a failed result is the call's error", async () => {
+  const { aggregate } = await load(`
+    import { defineAggregate } from "sluice";
+    export const aggregate = defineAggregate({
+      create() { return { count: 0, sum_cents: 0 }; },
+      add(acc, record) {
+        acc.count += 1; // changed before failing
+        if (record.json().fail) throw new Error("no");
+        acc.sum_cents += 1;
+        return acc;
+      },
+      merge(acc, other) { return acc; },
+      result(acc) { throw new Error("cannot"); },
+    });`);
+  assert.deepEqual(aggregate.open("null"), { tag: "ok", val: undefined });
+  const accs = byteList(['{"count":5,"sum_cents":5}', '{"count":1,"sum_cents":1}', '{"count":7,"sum_cents":7}']);
+  const out = aggregate.add(accs, batch(["{}", '{"fail":true}', "{}", '{"fail":true}']), new Uint32Array([0, 0, 0, 1]));
+  assert.deepEqual(out.errors.map((e) => e.index), [1, 3]);
+  assert.deepEqual(texts(out.accumulators), ['{"count":7,"sum_cents":7}', '{"count":1,"sum_cents":1}', '{"count":7,"sum_cents":7}']);
+  assert.deepEqual(aggregate.getResult(accs), { tag: "err", val: "result: cannot" });
+});

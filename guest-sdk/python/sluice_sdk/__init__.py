@@ -3,8 +3,9 @@
 A sluice operator is a WebAssembly component that the host runs in a
 sandbox. With this package you write it as a Python class, subclassing
 `Transform` (map, filter, flat-map), `KeyedProcess` (keyed state, timers,
-side outputs) or `Enricher` (a transform that asks an outside service, with
-`sluice_sdk.http`), in one module, and build that module into a component with
+side outputs), `Enricher` (a transform that asks an outside service, with
+`sluice_sdk.http`) or `Aggregate` (a window's incremental aggregate), in one
+module, and build that module into a component with
 
     guest-sdk/python/build my_operator.py my_operator.wasm
 
@@ -49,6 +50,7 @@ from ._core import (
     log_warn,
 )
 from . import http
+from .aggregate import Aggregate
 from .enrich import Enricher
 from .process import (
     Context,
@@ -67,6 +69,7 @@ EVENT_TIME = Domain.EVENT_TIME
 PROCESSING_TIME = Domain.PROCESSING_TIME
 
 __all__ = [
+    "Aggregate",
     "Config",
     "Context",
     "Domain",

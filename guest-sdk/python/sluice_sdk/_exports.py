@@ -3,11 +3,11 @@
 `guest-sdk/python/build` writes an app module that calls one of these with the
 operator class; they bind the SDK to the world's imports and return the
 classes componentize-py looks for in the app module (`Transform`,
-`KeyedProcess`, `Migration`, `Enrich`). This runs at build time (componentize-py
+`KeyedProcess`, `Migration`, `Enrich`, `Aggregate`). This runs at build time (componentize-py
 snapshots the initialized interpreter), so an error here fails the build.
 """
 
-from . import _core, http, process, transform
+from . import _core, aggregate, http, process, transform
 
 
 def _check(cls, base):
@@ -48,6 +48,46 @@ def enrich_exports(cls):
     runner = transform._Runner(cls, wit_enrich.EnrichOutput)
 
     return _batch_export(exports.Enrich, runner, Err)
+
+
+def aggregate_exports(cls):
+    """`Aggregate`, the export of the `aggregate-operator` world, running the
+    `sluice_sdk.Aggregate` subclass `cls`."""
+    _check(cls, aggregate.Aggregate)
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.exports import aggregate as wit_aggregate
+    from wit_world.imports import logging, types
+
+    _core._bind(logging)
+    aggregate._bind(types, wit_aggregate)
+    runner = aggregate._Runner(cls)
+
+    class Export(exports.Aggregate):
+        def open(self, config):
+            message = runner.open(config)
+            if message is not None:
+                raise Err(message)
+
+        def create_accumulator(self):
+            return runner.create_accumulator()
+
+        def add(self, accumulators, input, targets):
+            return runner.add(accumulators, input, targets)
+
+        def merge(self, accumulators, groups):
+            try:
+                return runner.merge(accumulators, groups)
+            except aggregate._Failed as e:
+                raise Err(str(e))
+
+        def get_result(self, accumulators):
+            try:
+                return runner.get_result(accumulators)
+            except aggregate._Failed as e:
+                raise Err(str(e))
+
+    return Export
 
 
 def _batch_export(base, runner, Err):

@@ -132,6 +132,17 @@ class Output:
         self._records.append(_RecordMeta(key, span, timestamp, start, n))
 
 
+def _open(cls, config):
+    """A new instance of operator class `cls`, opened with `config`:
+    `(operator, None)`, or `(None, the error message)`."""
+    try:
+        op = cls()
+        op.open(Config(config))
+    except Exception as e:
+        return None, error_message(e)
+    return op, None
+
+
 class _Runner:
     """One instance's operator, behind the `transform` exports (or the
     `enrich` ones: `output` is then their `enrich-output` type, which has
@@ -146,14 +157,8 @@ class _Runner:
 
     def open(self, config):
         """The `open` export: `None`, or the error message."""
-        self.op = None
-        try:
-            op = self.cls()
-            op.open(Config(config))
-        except Exception as e:
-            return error_message(e)
-        self.op = op
-        return None
+        self.op, message = _open(self.cls, config)
+        return message
 
     def process(self, batch):
         """The `process` export."""

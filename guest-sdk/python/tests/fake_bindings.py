@@ -1,5 +1,6 @@
 """Stand-ins for the bindings componentize-py generates from wit/operator.wit
-(`wit_world.imports.types`, `...exports.transform`, `...exports.keyed_process`,
+(`wit_world.imports.types`, `...exports.transform`, `...exports.aggregate`,
+`...exports.keyed_process`,
 `...exports.enrich`, `...imports.state`, `...imports.output`,
 `...imports.http`, `...imports.logging`), so that the SDK's loops run under
 plain CPython in unit tests. The host side of `state` and `output` is an
@@ -68,6 +69,16 @@ class TransformOutput:
 
 
 transform = _types.SimpleNamespace(TransformOutput=TransformOutput)
+
+
+# --- aggregate ---
+@dataclass
+class AddOutput:
+    accumulators: ByteList
+    errors: List[RecordError]
+
+
+aggregate = _types.SimpleNamespace(AddOutput=AddOutput)
 
 
 # --- enrich ---
@@ -266,12 +277,13 @@ class Host:
 def bind(host=None, web=None):
     """Binds the SDK to these stand-ins (`http` to `web`, a `Web`, when
     given); returns the in-memory host."""
-    from sluice_sdk import _core, http, process, transform as tr
+    from sluice_sdk import _core, aggregate as ag, http, process, transform as tr
 
     host = host or Host()
     state, output = host.module()
     _core._bind(None)
     tr._bind(types, transform)
+    ag._bind(types, aggregate)
     process._bind(types, keyed_process, state, output)
     http._bind(web.module() if web else None, Err)
     return host
@@ -330,3 +342,20 @@ def records_of(b):
 
 def values_of(b):
     return [r[1].decode() for r in records_of(b)]
+
+
+def byte_list(items):
+    """A `ByteList` of `items` (bytes or str), in order."""
+    data = bytearray()
+    spans = []
+    for b in items:
+        if isinstance(b, str):
+            b = b.encode()
+        spans.append(Span(len(data), len(b)))
+        data.extend(b)
+    return ByteList(bytes(data), spans)
+
+
+def items(byte_list):
+    """The items of a `ByteList`, as str."""
+    return [byte_list.data[s.offset:s.offset + s.len].decode() for s in byte_list.spans]

@@ -23,6 +23,7 @@ import fake_bindings as fb  # noqa: E402
 from sluice_sdk import (  # noqa: E402
     Config, Enricher, Error, KeyedProcess, PROCESSING_TIME, Transform, float_json, http,
 )
+from sluice_sdk import aggregate as A  # noqa: E402
 from sluice_sdk import process as P  # noqa: E402
 from sluice_sdk import transform as T  # noqa: E402
 
@@ -601,3 +602,70 @@ class BuildWorlds(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CountSum(unittest.TestCase):
+    """The Python count-sum aggregate, as the Rust module's tests run it."""
+
+    @classmethod
+    def setUpClass(cls):
+        fb.bind()
+        cls.mod = load_example("count_sum")
+
+    def runner(self, config="null"):
+        r = A._Runner(self.mod.CountSum)
+        self.assertIsNone(r.open(config))
+        return r
+
+    def test_counts_and_sums_cents_and_reports_bad_records(self):
+        r = self.runner()
+        empty = r.create_accumulator().decode()
+        self.assertEqual(empty, '{"count":0,"sum_cents":0}')
+        values = ['{"amount":137.52,"currency":"USD"}', '{"amount":"137.52"}', '{"amount":0.29}',
+                  '{"other":1}', '{"amount":10}', '{"amount":-0.125}']
+        out = r.add(fb.byte_list([empty]), fb.batch(values), [0] * len(values))
+        self.assertEqual([(e.index, e.message) for e in out.errors],
+                         [(1, 'field "amount" is not a number'), (3, 'field "amount" is missing')])
+        # 13752 + 29 + 1000 - 13 (-12.5 rounds away from zero)
+        self.assertEqual(fb.items(out.accumulators), ['{"count":4,"sum_cents":14768}'])
+        result = r.get_result(out.accumulators)
+        self.assertEqual(fb.items(result), ['{"count":4,"sum_cents":14768}'])
+
+    def test_a_failed_add_leaves_its_accumulator_as_before_that_record(self):
+        class Fragile(self.mod.CountSum):
+            def add(self, acc, record):
+                acc["count"] += 1  # changed before failing
+                if record.json().get("fail"):
+                    raise Error("no")
+                acc["sum_cents"] += 1
+                return acc
+
+        r = A._Runner(Fragile)
+        self.assertIsNone(r.open("null"))
+        accs = fb.byte_list(['{"count":5,"sum_cents":5}', '{"count":1,"sum_cents":1}', '{"count":7,"sum_cents":7}'])
+        values = ['{}', '{"fail":true}', '{}', '{"fail":true}']
+        out = r.add(accs, fb.batch(values), [0, 0, 0, 1])
+        self.assertEqual([e.index for e in out.errors], [1, 3])
+        self.assertEqual(fb.items(out.accumulators),
+                         ['{"count":7,"sum_cents":7}', '{"count":1,"sum_cents":1}', '{"count":7,"sum_cents":7}'])
+
+    def test_merge_groups_and_config(self):
+        r = self.runner('{"count_as": "n", "sum_as": "cents"}')
+        accs = fb.byte_list(['{"count":1,"sum_cents":2}', '{"count":3,"sum_cents":4}', '{"count":5,"sum_cents":6}'])
+        merged = r.merge(accs, [fb.Span(0, 2), fb.Span(2, 1)])
+        self.assertEqual(fb.items(merged), ['{"count":4,"sum_cents":6}', '{"count":5,"sum_cents":6}'])
+        self.assertEqual(fb.items(r.get_result(merged)), ['{"n":4,"cents":6}', '{"n":5,"cents":6}'])
+        bad = A._Runner(self.mod.CountSum)
+        self.assertIn("name them apart", bad.open('{"count_as": "x", "sum_as": "x"}'))
+        self.assertIn("unknown", bad.open('{"feild": "amount"}').lower())
+
+    def test_a_failing_result_is_the_calls_error(self):
+        class Broken(self.mod.CountSum):
+            def result(self, acc):
+                raise Error("cannot")
+
+        r = A._Runner(Broken)
+        self.assertIsNone(r.open("null"))
+        with self.assertRaises(A._Failed) as e:
+            r.get_result(fb.byte_list(['{"count":1,"sum_cents":1}']))
+        self.assertEqual(str(e.exception), "result: cannot")
