@@ -1025,6 +1025,95 @@ export function defineAggregate(op) {
 }
 
 // ---------------------------------------------------------------------------
+// Full-window function: the `window-function` export
+
+/// JSON text that a window's result carries as it is (see `f64`).
+class JsonText {
+  constructor(text) {
+    this.text = text;
+  }
+}
+
+/// `x` in a window's result, written as serde_json (Rust) writes an `f64`
+/// (`410.0`, where a JS number would give `410`): for results byte-equal to
+/// a Rust module's.
+export function f64(x) {
+  return new JsonText(jsonNumber(x));
+}
+
+/// `value` as JSON, with `f64(...)` values written as their text.
+function resultJson(value) {
+  if (value instanceof JsonText) return value.text;
+  if (Array.isArray(value)) {
+    return `[${value.map((v) => (v === undefined || typeof v === "function" ? "null" : resultJson(v))).join(",")}]`;
+  }
+  if (value !== null && typeof value === "object" && typeof value.toJSON !== "function") {
+    const parts = [];
+    for (const k of Object.keys(value)) {
+      const v = value[k];
+      if (v === undefined || typeof v === "function") continue;
+      parts.push(`${JSON.stringify(k)}:${resultJson(v)}`);
+    }
+    return `{${parts.join(",")}}`;
+  }
+  return toJson(value);
+}
+
+/// The `windowFunction` export of a full-window function (Flink's
+/// `ProcessWindowFunction`), for results an incremental aggregate cannot
+/// compute (percentiles, medians, top-n).
+///
+/// `op` has `process(window, records)` and optionally `open(config)`, called
+/// with `this` = `op`. `window` is `{ key, keyText(), start, end }` (the key's
+/// bytes; start inclusive, end exclusive, epoch ms) and `records` the
+/// window's records in arrival order (valid during the call only). The
+/// result's fields join the window's output row (any other value becomes the
+/// field `result`); wrap floats in `f64(x)` to write them as Rust does. A
+/// throw stops the job with the message, naming the window: it concerns a
+/// whole window, not one record.
+export function defineWindowFunction(op) {
+  if (typeof op?.process !== "function") {
+    throw new TypeError("defineWindowFunction: the operator needs a process(window, records) method");
+  }
+  let opened = false;
+  const input = new Input();
+  return {
+    open(raw) {
+      const r = openOp(op, raw);
+      opened = r.tag === "ok";
+      return r;
+    },
+
+    process(windows, keys, batch) {
+      if (!opened) return { tag: "err", val: NOT_OPENED };
+      input.reset(batch.data, batch.headers);
+      const metas = batch.records;
+      const out = [];
+      for (const w of windows) {
+        const first = w.records.offset;
+        const end = first + w.records.len;
+        if (end > metas.length) {
+          return { tag: "err", val: "malformed call from the host: window records out of range" };
+        }
+        const records = [];
+        for (let i = first; i < end; i++) records.push(new Record(input)._at(metas[i]));
+        const key = keys.subarray(w.key.offset, w.key.offset + w.key.len);
+        const window = { key, keyText: () => UTF8_LOSSY.decode(key), start: Number(w.start), end: Number(w.end) };
+        try {
+          out.push(resultJson(op.process(window, records)));
+        } catch (e) {
+          return {
+            tag: "err",
+            val: `window [${window.start}, ${window.end}) of key ${window.keyText()}: ${message(e)}`,
+          };
+        }
+      }
+      return { tag: "ok", val: byteList(out) };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
 // Keyed process: states and setup
 
 /// A value state: one JSON value per key, carried in the call.

@@ -7,6 +7,7 @@
 #   examples/python/session_detector.py -> OUTDIR/session_detector_py.wasm
 #   examples/python/customer_tier.py    -> OUTDIR/customer_tier_py.wasm
 #   examples/python/count_sum.py        -> OUTDIR/count_sum_py.wasm
+#   examples/python/percentile.py       -> OUTDIR/percentile_py.wasm
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit, the build script) is left as it is. Quiet on success;
@@ -40,7 +41,7 @@ up_to_date() {
 }
 
 status=0
-for name in usd_orders session_detector customer_tier count_sum; do
+for name in usd_orders session_detector customer_tier count_sum percentile; do
     src="$repo/examples/python/$name.py"
     dst="$out/${name}_py.wasm"
     if up_to_date "$dst" "$src" "${shared[@]}"; then

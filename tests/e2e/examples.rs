@@ -128,6 +128,14 @@ const COVERED: &[(&str, &str)] = &[
         "enrich::python_and_javascript_enrichers_give_the_rust_results",
     ),
     (
+        "examples/python/percentile.py",
+        "polyglot::python_and_javascript_window_functions_give_the_rust_rows",
+    ),
+    (
+        "examples/js/percentile.js",
+        "polyglot::python_and_javascript_window_functions_give_the_rust_rows",
+    ),
+    (
         "examples/python/count_sum.py",
         "polyglot::a_python_aggregate_gives_the_rust_results",
     ),

@@ -122,6 +122,35 @@ fn a_javascript_aggregate_gives_the_rust_results() {
     check_count_sum_with("count_sum_js.wasm");
 }
 
+/// The Python and JavaScript percentile window functions write the Rust
+/// module's rows, byte for byte (examples/latency's expectations), at
+/// parallelism 1 and 2.
+#[test]
+fn python_and_javascript_window_functions_give_the_rust_rows() {
+    let case = support::repo().join("examples/latency");
+    let expected = sorted_lines(&case.join("expected/p99.jsonl"));
+    for module in ["percentile_py.wasm", "percentile_js.wasm"] {
+        for parallelism in ["1", "2"] {
+            let dir = support::temp_dir();
+            let o = support::run(
+                &case.join("pipeline.yaml"),
+                &[
+                    ("CASE", case.to_str().unwrap()),
+                    ("OUT", dir.path().to_str().unwrap()),
+                    ("PARALLELISM", parallelism),
+                    ("PERCENTILE_MODULE", module),
+                ],
+            );
+            assert_ok(&o);
+            assert_eq!(
+                sorted_lines(&dir.path().join("p99.jsonl")),
+                expected,
+                "{module} at parallelism {parallelism}"
+            );
+        }
+    }
+}
+
 #[test]
 fn python_operators_report_the_same_record_errors() {
     same_record_errors_as_rust("py");

@@ -531,3 +531,24 @@ test("aggregate: a failed add leaves its accumulator as before that record; a fa
   assert.deepEqual(texts(out.accumulators), ['{"count":7,"sum_cents":7}', '{"count":1,"sum_cents":1}', '{"count":7,"sum_cents":7}']);
   assert.deepEqual(aggregate.getResult(accs), { tag: "err", val: "result: cannot" });
 });
+
+test("window function: percentile per window, floats as Rust writes them, a failing window named", async () => {
+  const { windowFunction } = await example("percentile.js");
+  assert.deepEqual(windowFunction.open('{"p": 50}'), { tag: "ok", val: undefined });
+  const keys = new TextEncoder().encode('"api""db"');
+  const windows = [
+    { key: { offset: 0, len: 5 }, start: 0n, end: 60000n, records: { offset: 0, len: 4 } },
+    { key: { offset: 5, len: 4 }, start: 0n, end: 60000n, records: { offset: 4, len: 1 } },
+  ];
+  const out = windowFunction.process(windows, keys, batch(['{"latency_ms":30}', '{"latency_ms":10.5}', '{"other":1}', '{"latency_ms":20}', '{"x":1}']));
+  assert.equal(out.tag, "ok");
+  assert.deepEqual(texts(out.val), ['{"count":3,"p50_latency_ms":20.0}', '{"count":0,"p50_latency_ms":null}']);
+  const one = [{ key: { offset: 0, len: 5 }, start: 0n, end: 60000n, records: { offset: 0, len: 1 } }];
+  const bad = windowFunction.process(one, keys, batch(['{"latency_ms":"slow"}']));
+  assert.deepEqual(bad, {
+    tag: "err",
+    val: 'window [0, 60000) of key "api": field `latency_ms`: invalid type: string "slow", expected f64',
+  });
+  assert.match(windowFunction.open('{"p": 150}').val, /p must be in \(0, 100\], not 150/);
+  assert.match(windowFunction.open('{"feild": "x"}').val, /unknown field/);
+});

@@ -4,8 +4,8 @@ A sluice operator is a WebAssembly component that the host runs in a
 sandbox. With this package you write it as a Python class, subclassing
 `Transform` (map, filter, flat-map), `KeyedProcess` (keyed state, timers,
 side outputs), `Enricher` (a transform that asks an outside service, with
-`sluice_sdk.http`) or `Aggregate` (a window's incremental aggregate), in one
-module, and build that module into a component with
+`sluice_sdk.http`), `Aggregate` (a window's incremental aggregate) or
+`WindowFunction` (all of a window's records at once), in one module, and build that module into a component with
 
     guest-sdk/python/build my_operator.py my_operator.wasm
 
@@ -64,6 +64,7 @@ from .process import (
     ValueState,
 )
 from .transform import Output, Transform
+from .window import Window, WindowFunction
 
 EVENT_TIME = Domain.EVENT_TIME
 PROCESSING_TIME = Domain.PROCESSING_TIME
@@ -87,6 +88,8 @@ __all__ = [
     "Timer",
     "Transform",
     "ValueState",
+    "Window",
+    "WindowFunction",
     "dumps",
     "float_json",
     "http",

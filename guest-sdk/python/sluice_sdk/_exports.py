@@ -3,11 +3,11 @@
 `guest-sdk/python/build` writes an app module that calls one of these with the
 operator class; they bind the SDK to the world's imports and return the
 classes componentize-py looks for in the app module (`Transform`,
-`KeyedProcess`, `Migration`, `Enrich`, `Aggregate`). This runs at build time (componentize-py
+`KeyedProcess`, `Migration`, `Enrich`, `Aggregate`, `WindowFunction`). This runs at build time (componentize-py
 snapshots the initialized interpreter), so an error here fails the build.
 """
 
-from . import _core, aggregate, http, process, transform
+from . import _core, aggregate, http, process, transform, window
 
 
 def _check(cls, base):
@@ -85,6 +85,33 @@ def aggregate_exports(cls):
             try:
                 return runner.get_result(accumulators)
             except aggregate._Failed as e:
+                raise Err(str(e))
+
+    return Export
+
+
+def window_function_exports(cls):
+    """`WindowFunction`, the export of the `window-function-operator` world,
+    running the `sluice_sdk.WindowFunction` subclass `cls`."""
+    _check(cls, window.WindowFunction)
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.imports import logging, types
+
+    _core._bind(logging)
+    window._bind(types)
+    runner = window._Runner(cls)
+
+    class Export(exports.WindowFunction):
+        def open(self, config):
+            message = runner.open(config)
+            if message is not None:
+                raise Err(message)
+
+        def process(self, windows, keys, input):
+            try:
+                return runner.process(windows, keys, input)
+            except window._Failed as e:
                 raise Err(str(e))
 
     return Export

@@ -277,13 +277,14 @@ class Host:
 def bind(host=None, web=None):
     """Binds the SDK to these stand-ins (`http` to `web`, a `Web`, when
     given); returns the in-memory host."""
-    from sluice_sdk import _core, aggregate as ag, http, process, transform as tr
+    from sluice_sdk import _core, aggregate as ag, http, process, transform as tr, window as win
 
     host = host or Host()
     state, output = host.module()
     _core._bind(None)
     tr._bind(types, transform)
     ag._bind(types, aggregate)
+    win._bind(types)
     process._bind(types, keyed_process, state, output)
     http._bind(web.module() if web else None, Err)
     return host

@@ -25,6 +25,7 @@ from sluice_sdk import (  # noqa: E402
 )
 from sluice_sdk import aggregate as A  # noqa: E402
 from sluice_sdk import process as P  # noqa: E402
+from sluice_sdk import window as W  # noqa: E402
 from sluice_sdk import transform as T  # noqa: E402
 
 I64_MIN = -(1 << 63)
@@ -669,3 +670,36 @@ class CountSum(unittest.TestCase):
         with self.assertRaises(A._Failed) as e:
             r.get_result(fb.byte_list(['{"count":1,"sum_cents":1}']))
         self.assertEqual(str(e.exception), "result: cannot")
+
+
+class Percentile(unittest.TestCase):
+    """The Python percentile window function, over windows as the host
+    sends them (records of several windows in one batch)."""
+
+    @classmethod
+    def setUpClass(cls):
+        fb.bind()
+        cls.mod = load_example("percentile")
+
+    def test_nearest_rank_per_window_in_the_rust_modules_field_order(self):
+        from types import SimpleNamespace as NS
+        r = W._Runner(self.mod.Percentile)
+        self.assertIsNone(r.open('{"p": 50}'))
+        values = ['{"latency_ms":30}', '{"latency_ms":10.5}', '{"other":1}', '{"latency_ms":20}', '{"x":1}']
+        keys = b'"api""db"'
+        windows = [NS(key=fb.Span(0, 5), start=0, end=60000, records=fb.Span(0, 4)),
+                   NS(key=fb.Span(5, 4), start=0, end=60000, records=fb.Span(4, 1))]
+        out = r.process(windows, keys, fb.batch(values))
+        self.assertEqual(fb.items(out), ['{"count":3,"p50_latency_ms":20.0}', '{"count":0,"p50_latency_ms":null}'])
+
+    def test_a_failing_window_names_itself_and_bad_configs_are_refused(self):
+        from types import SimpleNamespace as NS
+        r = W._Runner(self.mod.Percentile)
+        self.assertIsNone(r.open("null"))
+        windows = [NS(key=fb.Span(0, 5), start=0, end=60000, records=fb.Span(0, 1))]
+        with self.assertRaises(W._Failed) as e:
+            r.process(windows, b'"api"', fb.batch(['{"latency_ms":"slow"}']))
+        self.assertEqual(str(e.exception),
+                         'window [0, 60000) of key "api": field `latency_ms`: invalid type: string "slow", expected f64')
+        self.assertIn("p must be in (0, 100], not 150", r.open('{"p": 150}'))
+        self.assertIn("unknown field `feild`", r.open('{"feild": "x"}'))
