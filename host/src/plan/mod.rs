@@ -1208,3 +1208,160 @@ impl Planner<'_> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Plans `spec` (no variables, modules nowhere).
+    fn plan(spec: &str) -> Result<Pipeline, PlanError> {
+        load_text(
+            spec,
+            Path::new("t.yaml"),
+            Path::new("."),
+            &|_| None,
+            &PlanOptions::default(),
+        )
+    }
+
+    fn err(spec: &str) -> PlanError {
+        match plan(spec) {
+            Ok(_) => panic!("planned a broken spec:\n{spec}"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn forward_edges_of_equal_parallelism_chain_and_other_edges_do_not() {
+        let p = plan(
+            "parallelism: 2\n\
+             sources: [{ uid: a, type: datagen, count: 10, splits: 2 }]\n\
+             sinks:\n\
+             \x20 - { uid: out, input: a, type: stdout }\n\
+             \x20 - { uid: one, input: a, type: stdout, parallelism: 1 }\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = p.nodes.iter().map(|n| n.kind.name()).collect();
+        assert_eq!(names, ["source", "sink", "sink"]);
+        // `a` and `out` share a task; `one` (parallelism 1) is its own,
+        // reached by rebalancing.
+        assert_eq!(p.chains.len(), 2);
+        assert_eq!(p.chains[0].nodes, [0, 1]);
+        assert_eq!(
+            (p.chains[1].nodes.clone(), p.chains[1].parallelism),
+            (vec![2], 1)
+        );
+        let to_one = p.edges.iter().find(|e| e.to == 2).unwrap();
+        assert!(matches!(to_one.partitioning, Partitioning::Rebalance));
+        assert!(!p.is_chained(to_one));
+        assert!(
+            p.describe().contains("a -> one [rebalance]"),
+            "{}",
+            p.describe()
+        );
+    }
+
+    #[test]
+    fn a_source_runs_with_at_most_as_many_subtasks_as_splits() {
+        let p = plan(
+            "parallelism: 4\n\
+             sources: [{ uid: a, type: datagen, count: 10, splits: 3 }]\n\
+             sinks: [{ uid: out, input: a, type: stdout }]\n",
+        )
+        .unwrap();
+        assert_eq!(p.nodes[0].parallelism, 3);
+        assert_eq!(p.nodes[1].parallelism, 4);
+        assert_eq!(p.chains.len(), 2, "unequal parallelism: no chain");
+    }
+
+    #[test]
+    fn a_dead_letter_sink_reads_every_node_from_its_port() {
+        let p = plan(
+            "sources: [{ uid: a, type: datagen, count: 1 }]\n\
+             sinks: [{ uid: out, input: a, type: stdout }]\n\
+             dead_letter: { type: stdout }\n",
+        )
+        .unwrap();
+        assert!(p.has_dead_letter);
+        let dl = p.nodes.iter().position(|n| n.uid == "dead_letter").unwrap();
+        let into: Vec<(usize, usize)> = p
+            .edges
+            .iter()
+            .filter(|e| e.to == dl)
+            .map(|e| (e.from, e.port))
+            .collect();
+        assert_eq!(
+            into,
+            [
+                (0, crate::runtime::operator::DEAD_LETTER_PORT),
+                (1, crate::runtime::operator::DEAD_LETTER_PORT)
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_node() {
+        let e = err("sources: [{ uid: a, type: datagen }]\n\
+             sinks:\n\
+             \x20 - { uid: a, input: a, type: stdout }\n");
+        assert_eq!(e.location.line, Some(3));
+        assert!(
+            e.message
+                .contains("uid `a` is used twice (first at line 1)"),
+            "{e}"
+        );
+
+        let e = err("sources: [{ uid: a, type: datagen }]\n\
+             sinks:\n\
+             \x20 - { uid: out, input: nope, type: stdout }\n");
+        assert_eq!(e.location.node.as_deref(), Some("out"));
+        assert!(e.to_string().starts_with("t.yaml:3 (node `out`)"), "{e}");
+        assert!(
+            e.message.contains("unknown input `nope` (nodes: a, out)"),
+            "{e}"
+        );
+
+        let e = err("sources: [{ uid: a, type: datagen }]\n\
+             sinks: [{ uid: out, input: a, type: nope }]\n");
+        assert!(e.message.contains("unknown sink type `nope`"), "{e}");
+
+        let e = err("parallelism: 0\nsources: []\nsinks: []\n");
+        assert_eq!(e.location.line, Some(1));
+    }
+
+    #[test]
+    fn a_window_needs_a_key_and_event_time() {
+        let window = "    window: { type: tumbling, size: 1m }\n    aggregate: { native: [{ fn: count }] }\n";
+        let e = err(&format!(
+            "sources: [{{ uid: a, type: datagen }}]\n\
+             operators:\n\
+             \x20 - uid: w\n    input: a\n{window}\
+             sinks: [{{ uid: out, input: w, type: stdout }}]\n"
+        ));
+        assert!(e.message.contains("a window needs a `key_by`"), "{e}");
+        let e = err(&format!(
+            "sources: [{{ uid: a, type: datagen }}]\n\
+             operators:\n\
+             \x20 - uid: w\n    input: a\n    key_by: /customer_id\n{window}\
+             sinks: [{{ uid: out, input: w, type: stdout }}]\n"
+        ));
+        assert!(e.message.contains("a window needs event time"), "{e}");
+        let p = plan(&format!(
+            "sources:\n\
+             \x20 - {{ uid: a, type: datagen, event_time: {{ timestamp: /event_ts }} }}\n\
+             operators:\n\
+             \x20 - uid: w\n    input: a\n    key_by: /customer_id\n{window}\
+             sinks: [{{ uid: out, input: w.late, type: stdout }}]\n"
+        ))
+        .unwrap();
+        let w = &p.nodes[1];
+        assert_eq!(
+            (w.kind.name(), w.side_ports.clone()),
+            ("window", vec!["late".to_owned()])
+        );
+        let into_w = p.edges.iter().find(|e| e.to == 1).unwrap();
+        assert!(matches!(into_w.partitioning, Partitioning::KeyHash { .. }));
+        let late = p.edges.iter().find(|e| e.to == 2).unwrap();
+        assert_eq!(p.port_names(1)[late.port], "late");
+    }
+}
