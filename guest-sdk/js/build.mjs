@@ -13,6 +13,8 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 const SDK = join(here, "sluice.js");
 const DEFAULT_WIT = resolve(here, "../../wit/operator.wit");
+/// An import of the SDK's WIT package without a version.
+const UNVERSIONED = /^sluice:operator\/[a-z-]+$/;
 /// The StarlingMonkey features componentize-js can leave out, and the ones
 /// an operator gets unless `--enable` names them: only `stdio` stays, so
 /// that console output and uncaught exceptions reach the host's log.
@@ -108,6 +110,12 @@ async function main() {
   if (!existsSync(source)) throw new Error(`no such file: ${source}`);
   if (!existsSync(witPath)) throw new Error(`no such WIT file: ${witPath}`);
 
+  // The WIT imports name no version (`sluice:operator/logging`): they get
+  // the package's, from the WIT file, the one place it is written.
+  const witText = await readFile(witPath, "utf8");
+  const version = /^package\s+sluice:operator@([^;\s]+)\s*;/m.exec(witText)?.[1];
+  if (version === undefined) throw new Error(`${witPath} declares no package sluice:operator@VERSION`);
+
   const { rollup } = await import("@rollup/wasm-node");
   const { componentize } = await import("@bytecodealliance/componentize-js");
 
@@ -116,8 +124,19 @@ async function main() {
   const warnings = [];
   const bundle = await rollup({
     input: source,
-    external: (id) => /^[a-z][a-z0-9-]*:[a-z][a-z0-9-]*\//.test(id),
-    plugins: [{ name: "sluice-sdk", resolveId: (id) => (id === "sluice" ? SDK : null) }],
+    // WIT imports stay imports; the SDK's unversioned ones are resolved
+    // (to the versioned name, external) by the plugin below.
+    external: (id) => /^[a-z][a-z0-9-]*:[a-z][a-z0-9-]*\//.test(id) && !UNVERSIONED.test(id),
+    plugins: [
+      {
+        name: "sluice-sdk",
+        resolveId: (id) => {
+          if (id === "sluice") return SDK;
+          if (UNVERSIONED.test(id)) return { id: `${id}@${version}`, external: true };
+          return null;
+        },
+      },
+    ],
     // An import of a WIT interface the operator does not use must go: its
     // world may not have it (a transform has no `state`).
     treeshake: { moduleSideEffects: (id, isExternal) => !isExternal },
@@ -135,7 +154,7 @@ async function main() {
   const chunk = output.find((o) => o.type === "chunk" && o.isEntry);
   const exports = new Set(chunk.exports);
 
-  const worlds = witWorlds(await readFile(witPath, "utf8"));
+  const worlds = witWorlds(witText);
   const world = opts.world ?? chooseWorld(worlds, exports, witPath);
   if (!worlds.has(world)) throw new Error(`${witPath} has no world ${world}`);
 

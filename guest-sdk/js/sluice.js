@@ -1,5 +1,6 @@
 // sluice operators in JavaScript: the SDK over the WIT contract
-// `sluice:operator@0.3.0` (wit/operator.wit).
+// `sluice:operator` (wit/operator.wit). Its imports name the interfaces
+// without a version: the build adds the one wit/operator.wit declares.
 //
 // An operator is one ES module that imports from "sluice" and exports what
 // its world needs; `guest-sdk/js/build OPERATOR.js OUT.wasm` bundles it with this
@@ -62,7 +63,7 @@
 //   message; throwing from `onTimer` fails the call (a trap), and so the
 //   job, as an `Err` from Rust's `on_timer` does.
 
-import { log as hostLog } from "sluice:operator/logging@0.3.0";
+import { log as hostLog } from "sluice:operator/logging";
 import {
   declare as hostDeclare,
   listGet as hostListGet,
@@ -73,11 +74,11 @@ import {
   mapRemove as hostMapRemove,
   mapEntries as hostMapEntries,
   clear as hostClear,
-} from "sluice:operator/state@0.3.0";
-import { sideOutput as hostSideOutput } from "sluice:operator/output@0.3.0";
+} from "sluice:operator/state";
+import { sideOutput as hostSideOutput } from "sluice:operator/output";
 // Only in `async-enricher-operator`; the build drops the import from modules
 // that do not use `http`.
-import { fetch as hostFetch } from "sluice:operator/http@0.3.0";
+import { fetch as hostFetch } from "sluice:operator/http";
 
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 const UTF8_LOSSY = new TextDecoder("utf-8");

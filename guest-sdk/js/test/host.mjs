@@ -90,7 +90,7 @@ export async function load(source) {
     const input = join(dir, "op.js");
     await writeFile(input, source);
     const alias = { sluice: join(here, "..", "sluice.js") };
-    for (const i of ["logging", "state", "output", "http"]) alias[`sluice:operator/${i}@0.3.0`] = hostPath;
+    for (const i of ["logging", "state", "output", "http"]) alias[`sluice:operator/${i}`] = hostPath;
     const bundle = await rollup({
       input,
       plugins: [{ name: "stand-in", resolveId: (id) => alias[id] ?? null }],
