@@ -664,3 +664,130 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
 }
+
+#[cfg(test)]
+mod tests {
+    //! Jobs run in this process (no `sluice` binary): planned from inline
+    //! specs with generated input.
+
+    use super::*;
+    use crate::plan::{PlanOptions, load_text};
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
+
+    fn plan(spec: &str, options: &PlanOptions) -> Pipeline {
+        load_text(
+            spec,
+            Path::new("t.yaml"),
+            Path::new("."),
+            &|_| None,
+            options,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs `pipeline`; its result and how often it restarted.
+    fn run(pipeline: &Pipeline) -> (Result<JobSummary, RuntimeError>, u64) {
+        let (control, handle) = Control::new();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let result = rt.block_on(run_with(
+            pipeline,
+            Arc::new(crate::time::SystemClock),
+            &node_metrics(pipeline),
+            control,
+            Start::default(),
+        ));
+        (result, handle.stats.restarts.load(Ordering::Relaxed))
+    }
+
+    fn lines(path: &Path) -> usize {
+        std::fs::read_to_string(path).unwrap().lines().count()
+    }
+
+    #[test]
+    fn a_job_reads_every_record_once_at_parallelism_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        let p = plan(
+            &format!(
+                "parallelism: 2\n\
+                 sources: [{{ uid: a, type: datagen, count: 1000, splits: 2 }}]\n\
+                 sinks: [{{ uid: out, input: a, type: file, path: {} }}]\n",
+                out.display()
+            ),
+            &PlanOptions::default(),
+        );
+        let (summary, restarts) = run(&p);
+        let summary = summary.unwrap();
+        assert_eq!((summary.records_read(), restarts), (1000, 0));
+        assert_eq!(lines(&out), 1000);
+        let sink = summary.nodes.iter().find(|n| n.uid == "out").unwrap();
+        assert_eq!(
+            (sink.kind, sink.parallelism, sink.records_in),
+            ("sink", 2, 1000)
+        );
+    }
+
+    #[test]
+    fn a_finished_checkpointed_job_says_so_when_run_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let options = PlanOptions {
+            checkpoint_dir: Some(dir.path().join("ck").display().to_string()),
+            checkpoint_interval: Some(Duration::from_millis(5)),
+            ..PlanOptions::default()
+        };
+        let spec = format!(
+            "sources: [{{ uid: a, type: datagen, count: 500 }}]\n\
+             sinks: [{{ uid: out, input: a, type: file, path: {} }}]\n",
+            out.display()
+        );
+        let (first, _) = run(&plan(&spec, &options));
+        assert!(first.unwrap().already_finished.is_none());
+        // With checkpoints the sink writes committed part files.
+        let committed: usize = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .map(|e| lines(&e.path()))
+            .sum();
+        assert_eq!(committed, 500);
+        let (again, _) = run(&plan(&spec, &options));
+        assert!(again.unwrap().already_finished.is_some());
+    }
+
+    #[test]
+    fn an_external_fault_restarts_per_the_strategy_and_a_user_fault_fails_at_once() {
+        let restart = "restart: { strategy: fixed_delay, attempts: 2, delay: 1ms }\n";
+        // The sink cannot create its folder: the outside world's fault.
+        let (result, restarts) = run(&plan(
+            &format!(
+                "{restart}sources: [{{ uid: a, type: datagen, count: 10 }}]\n\
+                 sinks: [{{ uid: out, input: a, type: file, path: /dev/null/x/out.jsonl }}]\n"
+            ),
+            &PlanOptions::default(),
+        ));
+        let e = result.unwrap_err();
+        assert_eq!((e.fault(), restarts), (crate::Fault::External, 2), "{e}");
+
+        // A record without the key field and no dead-letter sink: the same
+        // record would fail every attempt.
+        let dir = tempfile::tempdir().unwrap();
+        let (result, restarts) = run(&plan(
+            &format!(
+                "{restart}sources:\n\
+                 \x20 - {{ uid: a, type: datagen, count: 10, event_time: {{ timestamp: /event_ts }} }}\n\
+                 operators:\n\
+                 \x20 - uid: w\n    input: a\n    key_by: /no_such_field\n\
+                 \x20   window: {{ type: tumbling, size: 1m }}\n\
+                 \x20   aggregate: {{ native: [{{ fn: count }}] }}\n\
+                 sinks: [{{ uid: out, input: w, type: file, path: {} }}]\n",
+                dir.path().join("out.jsonl").display()
+            ),
+            &PlanOptions::default(),
+        ));
+        let e = result.unwrap_err();
+        assert_eq!((e.fault(), restarts), (crate::Fault::User, 0), "{e}");
+        assert!(e.to_string().contains("/no_such_field"), "{e}");
+    }
+}
