@@ -1038,7 +1038,7 @@ impl Planner<'_> {
                     .expect("a window has aggregate or process");
                 let guest =
                     self.module(&format!("{p}.process"), &o.uid, w, World::WindowFunction)?;
-                Arc::new(crate::wasm::window_fn::WindowFunctionFactory(guest))
+                Arc::new(wasm::GuestAggregator::window_function(guest))
             }
             Some(aggregate) => self.aggregate(&ap, node, aggregate)?,
         };
@@ -1075,7 +1075,7 @@ impl Planner<'_> {
         Ok(match (&aggregate.wasm, &aggregate.native) {
             (Some(w), None) => {
                 let guest = self.module(&format!("{ap}.wasm"), uid, w, World::Aggregate)?;
-                Arc::new(crate::wasm::aggregate::AggregateFactory(guest))
+                Arc::new(wasm::GuestAggregator::aggregate(guest))
             }
             (None, Some(list)) => {
                 if list.is_empty() {

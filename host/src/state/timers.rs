@@ -123,19 +123,6 @@ impl Timers {
         })
     }
 
-    /// About how many bytes of memory the timers take.
-    pub fn bytes(&self) -> u64 {
-        (self.event.len() + self.processing.len()) as u64 * TIMER_BYTES + self.key_bytes
-    }
-
-    /// The earliest timer's time.
-    pub fn next(&self, d: Domain) -> Option<i64> {
-        match d {
-            Domain::EventTime => self.event.first().map(|t| t.0),
-            Domain::ProcessingTime => self.processing.first().map(|t| t.0),
-        }
-    }
-
     #[cfg(test)]
     fn len(&self) -> usize {
         self.event.len() + self.processing.len()
@@ -222,11 +209,15 @@ impl TimerQueue for Timers {
     }
 
     fn next(&self, d: Domain) -> Option<i64> {
-        Timers::next(self, d)
+        match d {
+            Domain::EventTime => self.event.first().map(|t| t.0),
+            Domain::ProcessingTime => self.processing.first().map(|t| t.0),
+        }
     }
 
+    /// About how many bytes of memory the timers take.
     fn bytes(&self) -> u64 {
-        Timers::bytes(self)
+        (self.event.len() + self.processing.len()) as u64 * TIMER_BYTES + self.key_bytes
     }
 }
 

@@ -8,17 +8,15 @@
 //! accumulators stay exact. A trap in `merge` or `get-result` involves no
 //! single record and stops the job.
 
-use super::Guest;
 use super::sandbox::Sandbox;
 use super::{
     Exports, InstanceSettings, Lowering, Module, checked_span, trapped_on, wit, wit_aggregate,
     wit_spans,
 };
 use crate::error::{RuntimeError, WasmError};
-use crate::runtime::ModuleRef;
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Output};
-use crate::window::aggregate::{Aggregator, AggregatorFactory, ByteList, WindowRef};
+use crate::window::aggregate::{Aggregator, ByteList, WindowRef};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;
@@ -329,22 +327,5 @@ impl Aggregator for WasmAggregator {
         _windows: &[WindowRef<'_>],
     ) -> Result<ByteList, RuntimeError> {
         self.list_call(accs, None).await
-    }
-}
-
-/// Makes a window's Wasm aggregators.
-pub struct AggregateFactory(pub Guest);
-
-impl AggregatorFactory for AggregateFactory {
-    fn create(&self, info: &Arc<NodeInfo>) -> Box<dyn Aggregator> {
-        Box::new(WasmAggregator::new(
-            self.0.module.clone(),
-            self.0.settings.clone(),
-            info.clone(),
-        ))
-    }
-
-    fn module(&self) -> Option<ModuleRef<'_>> {
-        Some(self.0.module_ref())
     }
 }

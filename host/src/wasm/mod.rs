@@ -31,6 +31,7 @@ pub mod sandbox;
 pub mod transform;
 pub mod window_fn;
 
+use crate::window::aggregate::{Aggregator, AggregatorFactory};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -184,6 +185,53 @@ impl Guest {
             path: &self.module.path,
             sha256: &self.module.sha256,
         }
+    }
+}
+
+/// Makes a window's Wasm aggregator (an incremental aggregate or a
+/// full-window function), one per subtask.
+pub struct GuestAggregator {
+    guest: Guest,
+    make: fn(&Guest, &Arc<crate::runtime::NodeInfo>) -> Box<dyn Aggregator>,
+}
+
+impl GuestAggregator {
+    /// A module of the `aggregate-operator` world.
+    pub fn aggregate(guest: Guest) -> GuestAggregator {
+        GuestAggregator {
+            guest,
+            make: |g, info| {
+                Box::new(aggregate::WasmAggregator::new(
+                    g.module.clone(),
+                    g.settings.clone(),
+                    info.clone(),
+                ))
+            },
+        }
+    }
+
+    /// A module of the `window-function-operator` world.
+    pub fn window_function(guest: Guest) -> GuestAggregator {
+        GuestAggregator {
+            guest,
+            make: |g, info| {
+                Box::new(window_fn::WasmWindowFunction::new(
+                    g.module.clone(),
+                    g.settings.clone(),
+                    info.clone(),
+                ))
+            },
+        }
+    }
+}
+
+impl AggregatorFactory for GuestAggregator {
+    fn create(&self, info: &Arc<crate::runtime::NodeInfo>) -> Box<dyn Aggregator> {
+        (self.make)(&self.guest, info)
+    }
+
+    fn module(&self) -> Option<crate::runtime::ModuleRef<'_>> {
+        Some(self.guest.module_ref())
     }
 }
 

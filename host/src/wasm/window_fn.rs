@@ -9,14 +9,12 @@
 //! bounds and returns one result per window. A trap there involves no single
 //! record and stops the job with the windows it was computing.
 
-use super::Guest;
 use super::sandbox::Sandbox;
 use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit, wit_window};
 use crate::error::{RuntimeError, WasmError};
-use crate::runtime::ModuleRef;
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Origin, Output};
-use crate::window::aggregate::{Aggregator, AggregatorFactory, ByteList, WindowRef};
+use crate::window::aggregate::{Aggregator, ByteList, WindowRef};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;
@@ -206,23 +204,6 @@ impl Aggregator for WasmWindowFunction {
             started.elapsed().as_nanos() as u64,
         );
         Ok(results)
-    }
-}
-
-/// Makes a window's full-window functions.
-pub struct WindowFunctionFactory(pub Guest);
-
-impl AggregatorFactory for WindowFunctionFactory {
-    fn create(&self, info: &Arc<NodeInfo>) -> Box<dyn Aggregator> {
-        Box::new(WasmWindowFunction::new(
-            self.0.module.clone(),
-            self.0.settings.clone(),
-            info.clone(),
-        ))
-    }
-
-    fn module(&self) -> Option<ModuleRef<'_>> {
-        Some(self.0.module_ref())
     }
 }
 
