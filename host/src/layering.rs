@@ -182,6 +182,23 @@ fn the_runtime_knows_no_operator_kind() {
 }
 
 #[test]
+fn operator_modules_do_not_use_each_other() {
+    // Windows, Wasm operators and connectors meet only through the
+    // runtime's contracts (factories, kinds, the aggregate contract); the
+    // planner wires them together.
+    let g = graph(&src(), "crate::");
+    let peers = ["window", "wasm", "connectors"];
+    for a in peers {
+        for b in peers {
+            assert!(
+                a == b || !g[a].contains(b),
+                "{a}/ uses {b}/: operator modules reach each other through runtime/"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_files_of_wasm_form_no_cycle() {
     assert_acyclic(&src().join("wasm"), "crate::wasm::");
 }

@@ -17,19 +17,17 @@ pub mod spec;
 use crate::connectors;
 use crate::error::{Location, PlanError};
 use crate::json::Pointer;
+use crate::runtime::aggregate::AggregatorFactory;
 use crate::runtime::keys::KeySelector;
+use crate::runtime::kind::{OperatorKind, PlanContext, Registry};
 use crate::runtime::router::Partitioning;
 use crate::runtime::source::{EventTime, Format};
 use crate::runtime::{Chain, Edge, Node};
 use crate::time::watermark::WatermarkStrategy;
-use crate::wasm::enrich::EnrichFactory;
-use crate::wasm::process::{ProcessFactory, ProcessSettings};
-use crate::wasm::{self, Guest, InstanceSettings, World};
-use crate::window::aggregate::{AggregatorFactory, NativeAgg, NativeAggregates};
-use crate::window::assigner::Aligned;
-use crate::window::{WindowFactory, WindowKind, WindowSettings};
+use crate::wasm::{self, World};
+use crate::window;
 use locate::Locator;
-use spec::{AggregateSpec, KeyBySpec, NativeFn, PartitionSpec, Spec, WasmSpec, WindowSpec};
+use spec::{KeyBySpec, PartitionSpec, Spec};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,9 +35,13 @@ use std::time::Duration;
 
 pub use crate::runtime::{NodeKind, Pipeline, Settings};
 
-/// Where modules are looked for, besides the spec's folder.
-#[derive(Clone, Default)]
+/// What the planner is given besides the spec: the operator kinds it knows,
+/// where modules are looked for besides the spec's folder, and settings
+/// from the command line or the server.
+#[derive(Clone)]
 pub struct PlanOptions {
+    /// The operator kinds (default: [`builtin_kinds`]).
+    pub kinds: Registry,
     pub module_path: Vec<PathBuf>,
     /// Uploaded modules (`sluice serve`): when set, a spec's module names
     /// are looked up here only.
@@ -61,9 +63,24 @@ pub trait ModuleSource: Send + Sync {
     fn find(&self, name: &str) -> Result<PathBuf, String>;
 }
 
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            kinds: builtin_kinds(),
+            module_path: Vec::new(),
+            store: None,
+            checkpoint_dir: None,
+            checkpoint_interval: None,
+            source_rate: None,
+            allowed_dirs: None,
+        }
+    }
+}
+
 impl std::fmt::Debug for PlanOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlanOptions")
+            .field("kinds", &self.kinds)
             .field("module_path", &self.module_path)
             .field("store", &self.store.is_some())
             .finish()
@@ -203,7 +220,41 @@ impl Planner<'_> {
         }
     }
 
+    /// Plans the spec in passes: settings, nodes, edges, order and event
+    /// time, parallelism, partitioning, chains.
     fn plan(self) -> Result<Pipeline, PlanError> {
+        self.check_settings()?;
+        let mut drafts = self.drafts()?;
+        self.check_uids(&drafts)?;
+        let edge_refs = self.connect(&mut drafts)?;
+        let order = self.topological(&drafts, &edge_refs)?;
+        self.check_event_time(&drafts, &edge_refs, &order)?;
+        self.parallelism(&mut drafts)?;
+        let edges = self.partitioning(&drafts, &edge_refs)?;
+        let chains = chains(&drafts, &edges, &order);
+        let spec = self.spec;
+        Ok(Pipeline {
+            name: self.job_name(),
+            spec_path: self.path.to_owned(),
+            nodes: drafts.into_iter().map(|d| d.node).collect(),
+            edges,
+            chains,
+            settings: Settings {
+                state_backend: self.backend()?,
+                batch_size: spec.batch_size.max(1),
+                buffer_timeout: spec.buffer_timeout.0,
+                channel_capacity: spec.channel_capacity.max(1),
+                max_parallelism: spec.max_parallelism,
+                checkpoints: self.checkpoints(),
+                source_rate: self.options.source_rate,
+                restart: self.restart()?,
+            },
+            has_dead_letter: spec.dead_letter.is_some(),
+        })
+    }
+
+    /// The pipeline-wide settings that nodes do not check.
+    fn check_settings(&self) -> Result<(), PlanError> {
         let spec = self.spec;
         if spec.parallelism == 0 {
             return Err(self.err("parallelism", None, "parallelism must be at least 1"));
@@ -227,31 +278,45 @@ impl Planner<'_> {
         if let Some(dir) = &spec.state.dir {
             self.confine("state.dir", None, dir)?;
         }
+        Ok(())
+    }
+
+    /// One draft per node: sources, operators, sinks, then the dead-letter
+    /// sink if there is one.
+    fn drafts(&self) -> Result<Vec<Draft>, PlanError> {
+        let spec = self.spec;
+        // The operators' shapes first: a misspelt key is the first thing
+        // to say.
+        let kinds = (spec.operators.iter().enumerate())
+            .map(|(i, o)| self.kind_of(i, o))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut drafts = Vec::new();
         for (i, s) in spec.sources.iter().enumerate() {
             drafts.push(self.source(i, s)?);
         }
-        for (i, o) in spec.operators.iter().enumerate() {
-            drafts.push(self.operator(i, o)?);
+        for ((i, o), kind) in spec.operators.iter().enumerate().zip(kinds) {
+            drafts.push(self.operator(i, o, kind)?);
         }
         for (i, s) in spec.sinks.iter().enumerate() {
             let p = format!("sinks[{i}]");
             let inputs = self.inputs(&p, &s.uid, s.input.as_deref(), &s.inputs)?;
             drafts.push(self.sink(&p, &s.uid, &s.connector, s.parallelism, inputs)?);
         }
-        let has_dead_letter = spec.dead_letter.is_some();
         if let Some(dl) = &spec.dead_letter {
             drafts.push(self.sink("dead_letter", "dead_letter", dl, None, Vec::new())?);
         }
-        self.check_uids(&drafts)?;
+        Ok(drafts)
+    }
+
+    /// The edges `(from, port, to)` the nodes' inputs name, and one from
+    /// every node to the dead-letter sink.
+    fn connect(&self, drafts: &mut [Draft]) -> Result<Vec<(usize, usize, usize)>, PlanError> {
         let index: HashMap<String, usize> = drafts
             .iter()
             .enumerate()
             .map(|(i, d)| (d.node.uid.clone(), i))
             .collect();
-
-        // Edges, by reference.
-        let mut edge_refs: Vec<(usize, usize, usize)> = Vec::new(); // (from, port, to)
+        let mut edge_refs: Vec<(usize, usize, usize)> = Vec::new();
         for to in 0..drafts.len() {
             let inputs = drafts[to].inputs.clone();
             let to_uid = drafts[to].node.uid.clone();
@@ -278,52 +343,58 @@ impl Planner<'_> {
                 }
                 let port = match port_name {
                     None => crate::runtime::operator::MAIN_PORT,
-                    // A process function's side outputs are whatever the
-                    // pipeline reads: the guest names them at run time.
-                    Some(p) if drafts[from].open_side_ports => {
-                        let side = &mut drafts[from].node.side_ports;
-                        let i = side.iter().position(|s| s == p).unwrap_or_else(|| {
-                            side.push(p.to_owned());
-                            side.len() - 1
-                        });
-                        crate::runtime::operator::FIRST_SIDE_PORT + i
-                    }
-                    Some(p) => {
-                        let side = &drafts[from].node.side_ports;
-                        match side.iter().position(|s| *s == p) {
-                            Some(i) => crate::runtime::operator::FIRST_SIDE_PORT + i,
-                            None => {
-                                return Err(self.err(
-                                    spec_path,
-                                    Some(&to_uid),
-                                    format!(
-                                        "`{uid}` has no side output `{p}`{}",
-                                        if side.is_empty() {
-                                            String::from(" (it has none)")
-                                        } else {
-                                            format!(" (it has: {})", side.join(", "))
-                                        }
-                                    ),
-                                ));
-                            }
-                        }
-                    }
+                    Some(p) => self.side_port(&mut drafts[from], p, spec_path, &to_uid)?,
                 };
                 edge_refs.push((from, port, to));
             }
         }
-        if has_dead_letter {
+        if self.spec.dead_letter.is_some() {
             let dl = drafts.len() - 1;
             for from in 0..dl {
                 edge_refs.push((from, crate::runtime::operator::DEAD_LETTER_PORT, dl));
             }
         }
+        Ok(edge_refs)
+    }
 
-        let order = self.topological(&drafts, &edge_refs)?;
-        self.check_event_time(&drafts, &edge_refs, &order)?;
+    /// The port of side output `name` of `from`, which `to_uid` reads.
+    fn side_port(
+        &self,
+        from: &mut Draft,
+        name: &str,
+        spec_path: &str,
+        to_uid: &str,
+    ) -> Result<usize, PlanError> {
+        let side = &mut from.node.side_ports;
+        if let Some(i) = side.iter().position(|s| s == name) {
+            return Ok(crate::runtime::operator::FIRST_SIDE_PORT + i);
+        }
+        // A process function's side outputs are whatever the pipeline
+        // reads: the guest names them at run time.
+        if from.open_side_ports {
+            side.push(name.to_owned());
+            return Ok(crate::runtime::operator::FIRST_SIDE_PORT + side.len() - 1);
+        }
+        Err(self.err(
+            spec_path,
+            Some(to_uid),
+            format!(
+                "`{}` has no side output `{name}`{}",
+                from.node.uid,
+                if side.is_empty() {
+                    String::from(" (it has none)")
+                } else {
+                    format!(" (it has: {})", side.join(", "))
+                }
+            ),
+        ))
+    }
 
-        // Parallelism.
-        for d in &mut drafts {
+    /// Every node's parallelism: its own, else the pipeline's (a source's
+    /// at most its number of splits).
+    fn parallelism(&self, drafts: &mut [Draft]) -> Result<(), PlanError> {
+        let spec = self.spec;
+        for d in drafts {
             if !d.explicit_parallelism {
                 d.node.parallelism = match &d.node.kind {
                     NodeKind::Source { factory, .. } => match factory.splits() {
@@ -343,16 +414,23 @@ impl Planner<'_> {
                 ));
             }
         }
+        Ok(())
+    }
 
-        // Partitioning.
+    /// How each edge distributes records over its target's subtasks.
+    fn partitioning(
+        &self,
+        drafts: &[Draft],
+        edge_refs: &[(usize, usize, usize)],
+    ) -> Result<Vec<Edge>, PlanError> {
         let mut edges = Vec::new();
-        for &(from, port, to) in &edge_refs {
+        for &(from, port, to) in edge_refs {
             let (pf, pt) = (drafts[from].node.parallelism, drafts[to].node.parallelism);
             let d = &drafts[to];
             let partitioning = match (&d.key_by, d.partition) {
                 (Some(key), _) => Partitioning::KeyHash {
                     key: key.clone(),
-                    max_parallelism: spec.max_parallelism,
+                    max_parallelism: self.spec.max_parallelism,
                 },
                 (None, Some(PartitionSpec::Forward)) if pf != pt => {
                     return Err(PlanError::new(
@@ -375,52 +453,7 @@ impl Planner<'_> {
                 partitioning,
             });
         }
-
-        // Chains: a node joins its upstream's chain when its only input is a
-        // forward edge.
-        let mut chain_of: Vec<Option<usize>> = vec![None; drafts.len()];
-        let mut chains: Vec<Chain> = Vec::new();
-        for &n in &order {
-            let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == n).collect();
-            let joined = match inputs.as_slice() {
-                [e] if drafts[n].chain && matches!(e.partitioning, Partitioning::Forward) => {
-                    chain_of[e.from]
-                }
-                _ => None,
-            };
-            match joined {
-                Some(c) => {
-                    chains[c].nodes.push(n);
-                    chain_of[n] = Some(c);
-                }
-                None => {
-                    chains.push(Chain {
-                        nodes: vec![n],
-                        parallelism: drafts[n].node.parallelism,
-                    });
-                    chain_of[n] = Some(chains.len() - 1);
-                }
-            }
-        }
-
-        Ok(Pipeline {
-            name: self.job_name(),
-            spec_path: self.path.to_owned(),
-            nodes: drafts.into_iter().map(|d| d.node).collect(),
-            edges,
-            chains,
-            settings: Settings {
-                state_backend: self.backend()?,
-                batch_size: spec.batch_size.max(1),
-                buffer_timeout: spec.buffer_timeout.0,
-                channel_capacity: spec.channel_capacity.max(1),
-                max_parallelism: spec.max_parallelism,
-                checkpoints: self.checkpoints(),
-                source_rate: self.options.source_rate,
-                restart: self.restart()?,
-            },
-            has_dead_letter,
-        })
+        Ok(edges)
     }
 
     fn check_uids(&self, drafts: &[Draft]) -> Result<(), PlanError> {
@@ -667,7 +700,47 @@ impl Planner<'_> {
         })
     }
 
-    fn operator(&self, i: usize, o: &spec::OperatorSpec) -> Result<Draft, PlanError> {
+    /// The kind of operator `i`, found in the registry by the kind keys it
+    /// sets.
+    fn kind_of(&self, i: usize, o: &spec::OperatorSpec) -> Result<&dyn OperatorKind, PlanError> {
+        let p = format!("operators[{i}]");
+        let kinds = &self.options.kinds;
+        let known = kinds.keys();
+        let mut keys = Vec::new();
+        for k in o.kind.keys() {
+            match k.as_str() {
+                Some(k) if known.contains(&k) => keys.push(k),
+                _ => {
+                    let name = k.as_str().map_or_else(|| format!("{k:?}"), str::to_owned);
+                    let expected: Vec<String> = COMMON_OPERATOR_KEYS
+                        .iter()
+                        .chain(&known)
+                        .map(|k| format!("`{k}`"))
+                        .collect();
+                    return Err(self.err(
+                        &format!("{p}.{name}"),
+                        None,
+                        format!(
+                            "{p}: unknown field `{name}`, expected one of {}",
+                            expected.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        kinds
+            .kind_of(&keys)
+            .map_err(|(key, why)| self.err(&format!("{p}.{key}"), Some(&o.uid), why))
+    }
+
+    /// An operator: the keys every operator has, then the keys of its kind,
+    /// which plans itself.
+    fn operator(
+        &self,
+        i: usize,
+        o: &spec::OperatorSpec,
+        kind: &dyn OperatorKind,
+    ) -> Result<Draft, PlanError> {
         let p = format!("operators[{i}]");
         let node = Some(o.uid.as_str());
         let inputs = self.inputs(&p, &o.uid, o.input.as_deref(), &o.inputs)?;
@@ -682,247 +755,31 @@ impl Planner<'_> {
                 "`partition` and `key_by` exclude each other",
             ));
         }
-        if let Some(w) = &o.process
-            && o.window.is_none()
-        {
-            return self.process(&p, o, inputs, key_by, w);
-        }
-        let enricher = o
-            .enrich
-            .as_ref()
-            .map(|w| self.enrich(&p, o, w))
-            .transpose()?;
-        if o.async_io.is_some() && enricher.is_none() {
-            return Err(self.err(
-                &format!("{p}.async"),
-                node,
-                "`async` tunes an async enricher: it needs `enrich`",
-            ));
-        }
-        let (kind, side_ports, needs_event_time) = match (
-            enricher,
-            &o.wasm,
-            &o.window,
-            &o.aggregate,
-        ) {
-            (Some(kind), ..) => (kind, Vec::new(), false),
-            (None, Some(w), None, None) => {
-                self.refuse(
-                    &p,
-                    node,
-                    &[
-                        ("allowed_lateness", o.allowed_lateness.is_some()),
-                        ("output", o.output.is_some()),
-                    ],
-                    "belongs to windows; this is a Wasm transform",
-                )?;
-                let guest = self.module(&format!("{p}.wasm"), &o.uid, w, World::Transform)?;
-                let factory = crate::wasm::transform::TransformFactory(guest);
-                (NodeKind::Operator(Arc::new(factory)), Vec::new(), false)
-            }
-            (None, None, Some(window), aggregate) if aggregate.is_some() != o.process.is_some() => {
-                let Some(key) = key_by else {
-                    return Err(self.err(&p, node, "a window needs a `key_by`"));
-                };
-                let kind = match *window {
-                    WindowSpec::Tumbling { size, offset } => {
-                        Aligned::tumbling(size.millis(), offset.millis()).map(WindowKind::Aligned)
-                    }
-                    WindowSpec::Sliding {
-                        size,
-                        slide,
-                        offset,
-                    } => Aligned::sliding(size.millis(), slide.millis(), offset.millis())
-                        .map(WindowKind::Aligned),
-                    WindowSpec::Cumulate { size, step, offset } => {
-                        Aligned::cumulate(size.millis(), step.millis(), offset.millis())
-                            .map(WindowKind::Aligned)
-                    }
-                    WindowSpec::Session { gap } if gap.millis() > 0 => {
-                        Ok(WindowKind::Session { gap: gap.millis() })
-                    }
-                    WindowSpec::Session { .. } => Err("a session gap must be positive".to_owned()),
-                }
-                .map_err(|m| self.err(&format!("{p}.window"), node, m))?;
-                return self.window(&p, o, inputs, key, kind, aggregate.as_ref());
-            }
-            (None, Some(_), Some(_), _) => {
-                return Err(self.err(
-                    &p,
-                    node,
-                    "an operator has either `wasm` (a transform) or `window` + `aggregate` (a window); for a Wasm aggregate write `aggregate: { wasm: ... }`",
-                ));
-            }
-            (None, None, Some(_), Some(_)) => {
-                return Err(self.err(
-                    &p,
-                    node,
-                    "a window has either `aggregate` (incremental) or `process` (a full-window function), not both",
-                ));
-            }
-            (None, None, Some(_), None) => {
-                return Err(self.err(
-                    &p,
-                    node,
-                    "a window needs an `aggregate` or a `process` (full-window) function",
-                ));
-            }
-            (None, None, None, Some(_)) => {
-                return Err(self.err(&p, node, "`aggregate` needs a `window`"));
-            }
-            (None, Some(_), None, Some(_)) => {
-                return Err(self.err(&p, node, "`aggregate` needs a `window`; for a Wasm aggregate write `aggregate: { wasm: ... }`"));
-            }
-            (None, None, None, None) => {
-                return Err(self.err(
-                    &p,
-                    node,
-                    "an operator needs `wasm` (a transform) or `window` + `aggregate`",
-                ));
-            }
-        };
+        let planned = kind.plan(&OperatorContext {
+            planner: self,
+            path: &p,
+            spec: o,
+            key: key_by.as_ref(),
+        })?;
         Ok(Draft {
             node: Node {
                 uid: o.uid.clone(),
-                kind,
+                kind: NodeKind::Operator(planned.factory),
                 parallelism: o.parallelism.unwrap_or(0),
                 location: self.at(&p, node),
-                side_ports,
+                side_ports: planned.side_ports,
             },
             inputs,
             key_by,
             partition: o.partition,
             chain: o.chain,
             explicit_parallelism: self.explicit(&p, node, o.parallelism)?,
-            needs_event_time,
-            open_side_ports: false,
+            needs_event_time: planned.needs_event_time,
+            open_side_ports: planned.open_side_ports,
         })
     }
 
-    fn process(
-        &self,
-        p: &str,
-        o: &spec::OperatorSpec,
-        inputs: Vec<(String, String)>,
-        key_by: Option<KeySelector>,
-        w: &WasmSpec,
-    ) -> Result<Draft, PlanError> {
-        let node = Some(o.uid.as_str());
-        let Some(key) = key_by else {
-            return Err(self.err(
-                p,
-                node,
-                "a process function needs a `key_by`: its state and timers are per key",
-            ));
-        };
-        self.refuse(
-            p,
-            node,
-            &[
-                ("wasm", o.wasm.is_some()),
-                ("aggregate", o.aggregate.is_some()),
-                ("allowed_lateness", o.allowed_lateness.is_some()),
-                ("output", o.output.is_some()),
-            ],
-            "does not go with `process` (a keyed process function)",
-        )?;
-        let guest = self.module(&format!("{p}.process"), &o.uid, w, World::Process)?;
-        let backend = self.backend()?;
-        Ok(Draft {
-            node: Node {
-                uid: o.uid.clone(),
-                kind: NodeKind::Operator(Arc::new(ProcessFactory {
-                    guest,
-                    process: Arc::new(ProcessSettings {
-                        key: key.clone(),
-                        max_parallelism: self.spec.max_parallelism,
-                        backend,
-                    }),
-                })),
-                parallelism: o.parallelism.unwrap_or(0),
-                location: self.at(p, node),
-                side_ports: Vec::new(),
-            },
-            inputs,
-            key_by: Some(key),
-            partition: None,
-            chain: o.chain,
-            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
-            needs_event_time: false,
-            open_side_ports: true,
-        })
-    }
-
-    /// An async enricher: `enrich` (the module) and `async` (how it runs).
-    fn enrich(&self, p: &str, o: &spec::OperatorSpec, w: &WasmSpec) -> Result<NodeKind, PlanError> {
-        let node = Some(o.uid.as_str());
-        self.refuse(
-            p,
-            node,
-            &[
-                ("wasm", o.wasm.is_some()),
-                ("process", o.process.is_some()),
-                ("window", o.window.is_some()),
-                ("aggregate", o.aggregate.is_some()),
-                ("allowed_lateness", o.allowed_lateness.is_some()),
-                ("output", o.output.is_some()),
-            ],
-            "does not go with `enrich` (an async enricher)",
-        )?;
-        let a = o.async_io.clone().unwrap_or_default();
-        let ap = format!("{p}.async");
-        let capacity = a.capacity.unwrap_or(100);
-        if !(1..=10_000).contains(&capacity) {
-            return Err(self.err(
-                &format!("{ap}.capacity"),
-                node,
-                format!("capacity must be between 1 and 10000, not {capacity}"),
-            ));
-        }
-        let timeout = a.timeout.map_or(Duration::from_secs(5), |d| d.0);
-        if timeout.is_zero() {
-            return Err(self.err(
-                &format!("{ap}.timeout"),
-                node,
-                "the timeout must be positive",
-            ));
-        }
-        let backoff = a.backoff.map_or(Duration::from_millis(100), |d| d.0);
-        let settings = crate::wasm::enrich::EnrichSettings {
-            capacity: capacity as usize,
-            timeout,
-            retries: a.retries.unwrap_or(2),
-            backoff,
-            max_backoff: a
-                .max_backoff
-                .map_or(Duration::from_secs(5), |d| d.0)
-                .max(backoff),
-            ordered: a.order != Some(spec::AsyncOrder::Unordered),
-        };
-        let guest = self.module(&format!("{p}.enrich"), &o.uid, w, World::Enrich)?;
-        Ok(NodeKind::Operator(Arc::new(EnrichFactory {
-            guest,
-            enrich: Arc::new(settings),
-        })))
-    }
-
-    /// An error at the first of `fields` that is set: "`field` <why>".
-    fn refuse(
-        &self,
-        p: &str,
-        node: Option<&str>,
-        fields: &[(&str, bool)],
-        why: &str,
-    ) -> Result<(), PlanError> {
-        match fields.iter().find(|(_, set)| *set) {
-            Some((field, _)) => {
-                Err(self.err(&format!("{p}.{field}"), node, format!("`{field}` {why}")))
-            }
-            None => Ok(()),
-        }
-    }
-
-    /// The spec's state backend.
+    /// The job's name: the spec's, else its file's stem.
     fn job_name(&self) -> String {
         self.spec.name.clone().unwrap_or_else(|| {
             self.path
@@ -1010,121 +867,6 @@ impl Planner<'_> {
         })
     }
 
-    fn window(
-        &self,
-        p: &str,
-        o: &spec::OperatorSpec,
-        inputs: Vec<(String, String)>,
-        key: KeySelector,
-        kind: WindowKind,
-        aggregate: Option<&AggregateSpec>,
-    ) -> Result<Draft, PlanError> {
-        let node = Some(o.uid.as_str());
-        let lateness = o.allowed_lateness.map_or(0, |d| d.millis());
-        let output = o.output.clone().unwrap_or_default();
-        let settings = Arc::new(WindowSettings {
-            kind,
-            allowed_lateness: lateness,
-            key_field: output.key.unwrap_or_else(|| key.field_name().to_owned()),
-            start_field: output.window_start.unwrap_or_else(|| "window_start".into()),
-            end_field: output.window_end.unwrap_or_else(|| "window_end".into()),
-        });
-        let ap = format!("{p}.aggregate");
-        let aggregate = match aggregate {
-            None => {
-                let w = o
-                    .process
-                    .as_ref()
-                    .expect("a window has aggregate or process");
-                let guest =
-                    self.module(&format!("{p}.process"), &o.uid, w, World::WindowFunction)?;
-                Arc::new(wasm::GuestAggregator::window_function(guest))
-            }
-            Some(aggregate) => self.aggregate(&ap, node, aggregate)?,
-        };
-        Ok(Draft {
-            node: Node {
-                uid: o.uid.clone(),
-                kind: NodeKind::Operator(Arc::new(WindowFactory {
-                    settings,
-                    aggregator: aggregate,
-                    backend: self.backend()?,
-                    max_parallelism: self.spec.max_parallelism,
-                })),
-                parallelism: o.parallelism.unwrap_or(0),
-                location: self.at(p, node),
-                side_ports: vec!["late".to_owned()],
-            },
-            inputs,
-            key_by: Some(key),
-            partition: None,
-            chain: o.chain,
-            explicit_parallelism: self.explicit(p, node, o.parallelism)?,
-            needs_event_time: true,
-            open_side_ports: false,
-        })
-    }
-
-    fn aggregate(
-        &self,
-        ap: &str,
-        node: Option<&str>,
-        aggregate: &AggregateSpec,
-    ) -> Result<Arc<dyn AggregatorFactory>, PlanError> {
-        let uid = node.unwrap_or_default();
-        Ok(match (&aggregate.wasm, &aggregate.native) {
-            (Some(w), None) => {
-                let guest = self.module(&format!("{ap}.wasm"), uid, w, World::Aggregate)?;
-                Arc::new(wasm::GuestAggregator::aggregate(guest))
-            }
-            (None, Some(list)) => {
-                if list.is_empty() {
-                    return Err(self.err(ap, node, "list at least one aggregate function"));
-                }
-                let mut aggs = Vec::new();
-                for (j, a) in list.iter().enumerate() {
-                    let at = format!("{ap}.native[{j}]");
-                    let field = match (a.func, &a.field) {
-                        (NativeFn::Count, None) => None,
-                        (NativeFn::Count, Some(_)) => {
-                            return Err(self.err(
-                                &at,
-                                node,
-                                "`count` counts records and takes no `field`",
-                            ));
-                        }
-                        (_, None) => {
-                            return Err(self.err(
-                                &at,
-                                node,
-                                "this function needs a `field` (a JSON pointer)",
-                            ));
-                        }
-                        (_, Some(f)) => {
-                            Some(Pointer::parse(f).map_err(|m| self.err(&at, node, m))?)
-                        }
-                    };
-                    let default_name = match (&a.func, &field) {
-                        (NativeFn::Count, _) => "count".to_owned(),
-                        (f, Some(p)) => format!(
-                            "{}_{}",
-                            format!("{f:?}").to_lowercase(),
-                            p.last_name().unwrap_or("value")
-                        ),
-                        (f, None) => format!("{f:?}").to_lowercase(),
-                    };
-                    aggs.push(NativeAgg {
-                        func: a.func.into(),
-                        field,
-                        name: a.name.clone().unwrap_or(default_name),
-                    });
-                }
-                Arc::new(NativeAggregates(aggs))
-            }
-            _ => return Err(self.err(ap, node, "give exactly one of `wasm` and `native`")),
-        })
-    }
-
     fn key_selector(
         &self,
         p: &str,
@@ -1141,51 +883,6 @@ impl Planner<'_> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|m| self.err(p, node, m))?;
         Ok(KeySelector::new(parsed))
-    }
-
-    fn module(&self, p: &str, uid: &str, w: &WasmSpec, world: World) -> Result<Guest, PlanError> {
-        let node = Some(uid);
-        let mp = format!("{p}.module");
-        let path = self
-            .find_module(&w.module)
-            .map_err(|m| self.err(&mp, node, m))?;
-        let module = wasm::load(&path, world).map_err(|m| self.err(&mp, node, m))?;
-        let np = format!("{p}.grants.network");
-        if !w.grants.network.is_empty() && world != World::Enrich {
-            return Err(self.err(
-                &np,
-                node,
-                "network access is for async enrichers (`enrich:`) only",
-            ));
-        }
-        for rule in &w.grants.network {
-            wasm::http::NetRule::parse(rule).map_err(|m| self.err(&np, node, m))?;
-        }
-        for (i, d) in w.grants.dirs.iter().enumerate() {
-            self.confine(&format!("{p}.grants.dirs[{i}].host"), node, &d.host)?;
-        }
-        let config = serde_json::to_string(&w.config).map_err(|e| {
-            self.err(
-                &format!("{p}.config"),
-                node,
-                format!("config is not JSON-compatible: {e}"),
-            )
-        })?;
-        let uid: Arc<str> = uid.into();
-        let settings = InstanceSettings {
-            logs: Arc::new(wasm::logging::LogBudget::new(uid.clone())),
-            shared_memory: None,
-            uid,
-            config,
-            memory_limit: w.memory_limit.unwrap_or(self.spec.wasm.memory_limit).0,
-            call_timeout: w.call_timeout.unwrap_or(self.spec.wasm.call_timeout).0,
-            grants: (&w.grants).into(),
-            base_dir: self.base_dir.clone(),
-        };
-        Ok(Guest {
-            module,
-            settings: Arc::new(settings),
-        })
     }
 
     fn find_module(&self, name: &str) -> Result<PathBuf, String> {
@@ -1206,6 +903,141 @@ impl Planner<'_> {
             "module `{name}` not found (looked at: {}); build the operator crates with scripts/build-guests.sh and point SLUICE_MODULE_PATH at their folder",
             tried.join(", ")
         ))
+    }
+}
+
+/// Chains: a node joins its upstream's chain when its only input is a
+/// forward edge (and it does not ask for a task of its own).
+fn chains(drafts: &[Draft], edges: &[Edge], order: &[usize]) -> Vec<Chain> {
+    let mut chain_of: Vec<Option<usize>> = vec![None; drafts.len()];
+    let mut chains: Vec<Chain> = Vec::new();
+    for &n in order {
+        let inputs: Vec<&Edge> = edges.iter().filter(|e| e.to == n).collect();
+        let joined = match inputs.as_slice() {
+            [e] if drafts[n].chain && matches!(e.partitioning, Partitioning::Forward) => {
+                chain_of[e.from]
+            }
+            _ => None,
+        };
+        match joined {
+            Some(c) => {
+                chains[c].nodes.push(n);
+                chain_of[n] = Some(c);
+            }
+            None => {
+                chains.push(Chain {
+                    nodes: vec![n],
+                    parallelism: drafts[n].node.parallelism,
+                });
+                chain_of[n] = Some(chains.len() - 1);
+            }
+        }
+    }
+    chains
+}
+
+/// The keys of an operator that are not its kind's.
+const COMMON_OPERATOR_KEYS: [&str; 7] = [
+    "uid",
+    "input",
+    "inputs",
+    "parallelism",
+    "partition",
+    "chain",
+    "key_by",
+];
+
+/// The operator kinds `sluice` knows, in the order errors list their keys.
+/// A new kind is one line here.
+pub fn builtin_kinds() -> Registry {
+    Registry::new(vec![
+        Arc::new(wasm::transform::TransformKind),
+        Arc::new(wasm::process::ProcessKind),
+        Arc::new(window::plan::WindowOperatorKind),
+        Arc::new(wasm::enrich::EnrichKind),
+    ])
+}
+
+/// The planner's services to the kind planning one operator.
+struct OperatorContext<'a> {
+    planner: &'a Planner<'a>,
+    /// `operators[i]`.
+    path: &'a str,
+    spec: &'a spec::OperatorSpec,
+    key: Option<&'a KeySelector>,
+}
+
+impl OperatorContext<'_> {
+    fn full_path(&self, path: &str) -> String {
+        if path.is_empty() {
+            self.path.to_owned()
+        } else {
+            format!("{}.{path}", self.path)
+        }
+    }
+}
+
+impl PlanContext for OperatorContext<'_> {
+    fn uid(&self) -> &str {
+        &self.spec.uid
+    }
+
+    fn value(&self, path: &str) -> Option<&serde_yaml::Value> {
+        let mut parts = path.split('.');
+        let mut value = self.spec.kind.get(parts.next()?)?;
+        for part in parts {
+            value = value.as_mapping()?.get(part)?;
+        }
+        Some(value)
+    }
+
+    fn at(&self, path: &str) -> Location {
+        self.planner
+            .at(&self.full_path(path), Some(self.spec.uid.as_str()))
+    }
+
+    fn key(&self) -> Option<&KeySelector> {
+        self.key
+    }
+
+    fn max_parallelism(&self) -> u32 {
+        self.planner.spec.max_parallelism
+    }
+
+    fn backend(&self) -> Result<crate::state::Backend, PlanError> {
+        self.planner.backend()
+    }
+
+    fn base_dir(&self) -> &Path {
+        &self.planner.base_dir
+    }
+
+    fn confine(&self, path: &str, host: &Path) -> Result<(), PlanError> {
+        self.planner
+            .confine(&self.full_path(path), Some(self.uid()), host)
+    }
+
+    fn find_module(&self, name: &str) -> Result<PathBuf, String> {
+        self.planner.find_module(name)
+    }
+
+    fn module_limits(&self) -> (u64, Duration) {
+        let w = &self.planner.spec.wasm;
+        (w.memory_limit.0, w.call_timeout.0)
+    }
+
+    fn guest_aggregator(
+        &self,
+        path: &str,
+        full_window: bool,
+    ) -> Result<Arc<dyn AggregatorFactory>, PlanError> {
+        Ok(Arc::new(if full_window {
+            let guest = wasm::plan::guest(self, path, World::WindowFunction)?;
+            wasm::GuestAggregator::window_function(guest)
+        } else {
+            let guest = wasm::plan::guest(self, path, World::Aggregate)?;
+            wasm::GuestAggregator::aggregate(guest)
+        }))
     }
 }
 
@@ -1363,5 +1195,63 @@ mod tests {
         assert!(matches!(into_w.partitioning, Partitioning::KeyHash { .. }));
         let late = p.edges.iter().find(|e| e.to == 2).unwrap();
         assert_eq!(p.port_names(1)[late.port], "late");
+    }
+
+    /// An operator with `keys` (YAML lines under `  - uid: o`), reading a
+    /// timed source.
+    fn operator_err(keys: &str) -> PlanError {
+        err(&format!(
+            "sources: [{{ uid: a, type: datagen, count: 1, event_time: {{ timestamp: /event_ts }} }}]\n\
+             operators:\n\
+             \x20 - uid: o\n    input: a\n    key_by: /customer_id\n{keys}\
+             sinks: [{{ uid: out, input: o, type: stdout }}]\n"
+        ))
+    }
+
+    #[test]
+    fn an_operator_is_of_one_kind_and_says_which_key_does_not_fit() {
+        // Two kinds at once: blamed at the second tag's line.
+        let e =
+            operator_err("    wasm: { module: m.wasm }\n    window: { type: session, gap: 1s }\n");
+        assert_eq!(e.location.line, Some(7), "{e}");
+        assert!(
+            e.message
+                .contains("`wasm` (a Wasm transform) and `window` (a window) exclude each other"),
+            "{e}"
+        );
+        // A key of another kind.
+        let e = operator_err("    process: { module: m.wasm }\n    output: { key: k }\n");
+        assert_eq!(e.location.line, Some(7), "{e}");
+        assert!(
+            e.message
+                .contains("`output` does not go with `process` (a keyed process function)"),
+            "{e}"
+        );
+        // A kind's key without its tag.
+        let e = operator_err("    aggregate: { native: [{ fn: count }] }\n");
+        assert!(
+            e.message
+                .contains("`aggregate` belongs to `window` (a window), which is not set"),
+            "{e}"
+        );
+        let e = operator_err("");
+        assert!(e.message.contains("an operator needs one of `wasm`"), "{e}");
+        // `process` beside `window` is the window's full-window function:
+        // planning gets as far as looking for the module.
+        let e = operator_err(
+            "    window: { type: session, gap: 1s }\n    process: { module: nowhere.wasm }\n",
+        );
+        assert!(e.message.contains("module `nowhere.wasm` not found"), "{e}");
+        assert_eq!(e.location.line, Some(7), "{e}");
+        // A kind's own settings are checked by the kind, at their line.
+        let e = operator_err("    window: { type: tumbling, size: 5 parsecs }\n");
+        assert_eq!(e.location.line, Some(6), "{e}");
+        assert!(e.message.contains("not a duration"), "{e}");
+        let e = operator_err("    enrich: { module: m.wasm }\n    async: { capacity: 0 }\n");
+        assert_eq!(e.location.line, Some(7), "{e}");
+        assert!(
+            e.message.contains("capacity must be between 1 and 10000"),
+            "{e}"
+        );
     }
 }

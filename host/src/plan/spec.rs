@@ -6,8 +6,6 @@
 //! as raw YAML here and parsed by each connector, which owns them.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::units::{ByteSize, Dur};
@@ -367,10 +365,11 @@ pub enum PartitionSpec {
     Broadcast,
 }
 
-/// An operator node: a Wasm transform (`wasm`) or a window (`window` +
-/// `aggregate`).
+/// An operator node: the keys every operator has, and the keys of its kind
+/// (`wasm: …`, `window: … aggregate: …`, …), which the kind's
+/// [`crate::runtime::kind::OperatorKind`] reads. Which kinds there are, and
+/// which keys go together, is the planner's registry's to say.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct OperatorSpec {
     pub uid: String,
     #[serde(default)]
@@ -388,56 +387,9 @@ pub struct OperatorSpec {
     pub chain: bool,
     #[serde(default)]
     pub key_by: Option<KeyBySpec>,
-    #[serde(default)]
-    pub wasm: Option<WasmSpec>,
-    /// A keyed process function (with `key_by`), or with `window` a
-    /// full-window function.
-    #[serde(default)]
-    pub process: Option<WasmSpec>,
-    #[serde(default)]
-    pub window: Option<WindowSpec>,
-    #[serde(default)]
-    pub allowed_lateness: Option<Dur>,
-    #[serde(default)]
-    pub aggregate: Option<AggregateSpec>,
-    #[serde(default)]
-    pub output: Option<WindowOutputSpec>,
-    /// An async enricher (Flink's Async I/O), tuned by `async`.
-    #[serde(default)]
-    pub enrich: Option<WasmSpec>,
-    #[serde(default, rename = "async")]
-    pub async_io: Option<AsyncSpec>,
-}
-
-/// How an enricher runs (`async:`); every field has a default.
-#[derive(Debug, Deserialize, Clone, Default)]
-#[serde(deny_unknown_fields)]
-pub struct AsyncSpec {
-    /// Records in flight per subtask (default 100).
-    #[serde(default)]
-    pub capacity: Option<u32>,
-    /// Bound on one attempt (default 5s).
-    #[serde(default)]
-    pub timeout: Option<Dur>,
-    /// Attempts after the first failure (default 2).
-    #[serde(default)]
-    pub retries: Option<u32>,
-    /// First wait before a retry (default 100ms), doubling...
-    #[serde(default)]
-    pub backoff: Option<Dur>,
-    /// ... up to this (default 5s).
-    #[serde(default)]
-    pub max_backoff: Option<Dur>,
-    /// `ordered` (default) or `unordered`.
-    #[serde(default)]
-    pub order: Option<AsyncOrder>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum AsyncOrder {
-    Ordered,
-    Unordered,
+    /// The kind's keys, in the order the spec writes them.
+    #[serde(flatten)]
+    pub kind: serde_yaml::Mapping,
 }
 
 /// One JSON pointer, or several for a composite key.
@@ -455,158 +407,6 @@ impl KeyBySpec {
             KeyBySpec::Many(ps) => ps.iter().map(String::as_str).collect(),
         }
     }
-}
-
-/// A Wasm module and how it may run.
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct WasmSpec {
-    /// Path of the `.wasm` component: relative to the spec's folder, or found
-    /// in a folder of `SLUICE_MODULE_PATH` / `--module-path`.
-    pub module: String,
-    /// Passed to the module's `open` as JSON.
-    #[serde(default)]
-    pub config: serde_yaml::Value,
-    #[serde(default)]
-    pub memory_limit: Option<ByteSize>,
-    #[serde(default)]
-    pub call_timeout: Option<Dur>,
-    #[serde(default)]
-    pub grants: GrantsSpec,
-}
-
-/// What a module may reach beyond its own memory. Nothing, by default.
-#[derive(Debug, Deserialize, Clone, Default, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GrantsSpec {
-    /// The real wall and monotonic clocks (otherwise both read zero).
-    #[serde(default)]
-    pub clock: bool,
-    /// Real randomness (otherwise a fixed, deterministic sequence).
-    #[serde(default)]
-    pub random: bool,
-    /// Environment variables the module sees.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Host folders the module may read.
-    #[serde(default)]
-    pub dirs: Vec<DirGrant>,
-    /// Addresses an async enricher may send HTTP requests to: `host:port`,
-    /// `host:*` or `host` (any port). Nothing else is reachable.
-    #[serde(default)]
-    pub network: Vec<String>,
-}
-
-impl From<&GrantsSpec> for crate::wasm::Grants {
-    fn from(g: &GrantsSpec) -> Self {
-        crate::wasm::Grants {
-            clock: g.clock,
-            random: g.random,
-            env: g.env.clone(),
-            dirs: g
-                .dirs
-                .iter()
-                .map(|d| (d.host.clone(), d.guest.clone()))
-                .collect(),
-            network: g.network.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DirGrant {
-    /// Folder on the host (relative to the spec's folder).
-    pub host: PathBuf,
-    /// Where the module sees it, e.g. `/data`.
-    pub guest: String,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum WindowSpec {
-    Tumbling {
-        size: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-    Sliding {
-        size: Dur,
-        slide: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-    Session {
-        gap: Dur,
-    },
-    /// Flink SQL's CUMULATE: windows that grow by `step` from a common start
-    /// up to `size`.
-    Cumulate {
-        size: Dur,
-        step: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-}
-
-/// A window's aggregate function: exactly one of `wasm` and `native`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AggregateSpec {
-    /// A module of the `aggregate-operator` world.
-    #[serde(default)]
-    pub wasm: Option<WasmSpec>,
-    /// Built-in functions, all computed over the same window.
-    #[serde(default)]
-    pub native: Option<Vec<NativeAggSpec>>,
-}
-
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct NativeAggSpec {
-    #[serde(rename = "fn")]
-    pub func: NativeFn,
-    /// JSON pointer of the field (all but `count`).
-    #[serde(default)]
-    pub field: Option<String>,
-    /// Output field name; defaults to `count` or `<fn>_<field>`.
-    #[serde(default, rename = "as")]
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum NativeFn {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-}
-
-impl From<NativeFn> for crate::window::aggregate::NativeFn {
-    fn from(f: NativeFn) -> Self {
-        match f {
-            NativeFn::Count => Self::Count,
-            NativeFn::Sum => Self::Sum,
-            NativeFn::Min => Self::Min,
-            NativeFn::Max => Self::Max,
-            NativeFn::Avg => Self::Avg,
-        }
-    }
-}
-
-/// Field names of a window's output rows.
-#[derive(Debug, Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct WindowOutputSpec {
-    /// The key's field (default: the last segment of the `key_by` pointer).
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub window_start: Option<String>,
-    #[serde(default)]
-    pub window_end: Option<String>,
 }
 
 /// A sink node: `input`/`inputs` plus a connector.
@@ -669,21 +469,25 @@ dead_letter: { type: file, path: dlq.jsonl }
         assert_eq!(s.sources[0].connector.kind, "file");
         assert!(s.sources[0].connector.options.contains_key("path"));
         let w = &s.operators[1];
-        assert!(matches!(w.window, Some(WindowSpec::Sliding { .. })));
-        assert_eq!(w.allowed_lateness.unwrap().millis(), 2000);
-        let aggs = w.aggregate.as_ref().unwrap().native.as_ref().unwrap();
-        assert_eq!(aggs[1].name.as_deref(), Some("total"));
-        assert!(s.operators[0].wasm.as_ref().unwrap().grants.clock);
+        let keys: Vec<&str> = w.kind.keys().filter_map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["window", "allowed_lateness", "aggregate"]);
+        assert_eq!(w.key_by.as_ref().unwrap().pointers(), ["/customer_id"]);
+        assert!(s.operators[0].kind.contains_key("wasm"));
         assert_eq!(s.dead_letter.unwrap().kind, "file");
     }
 
     #[test]
     fn rejects_unknown_fields_and_bad_values() {
-        let e = serde_yaml::from_str::<OperatorSpec>("uid: a\nwindw: {}\n").unwrap_err();
-        assert!(e.to_string().contains("unknown field `windw`"), "{e}");
         let e =
-            serde_yaml::from_str::<WindowSpec>("type: tumbling\nsize: 5 parsecs\n").unwrap_err();
-        assert!(e.to_string().contains("not a duration"), "{e}");
+            serde_yaml::from_str::<Spec>("sources: []\nsinks: []\nparalelism: 2\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field `paralelism`"), "{e}");
+        let e = serde_yaml::from_str::<OperatorSpec>("uid: a\nparallelism: many\n").unwrap_err();
+        assert!(e.to_string().contains("parallelism"), "{e}");
+        assert!(
+            Dur::parse("5 parsecs")
+                .unwrap_err()
+                .contains("not a duration")
+        );
         assert_eq!(ByteSize::parse("1GiB"), Ok(ByteSize(1 << 30)));
         assert!(ByteSize::parse("1 lightyear").is_err());
     }

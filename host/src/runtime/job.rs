@@ -675,7 +675,7 @@ mod tests {
     use std::path::Path;
     use std::sync::atomic::Ordering;
 
-    fn plan(spec: &str, options: &PlanOptions) -> Pipeline {
+    fn try_plan(spec: &str, options: &PlanOptions) -> Result<Pipeline, crate::error::PlanError> {
         load_text(
             spec,
             Path::new("t.yaml"),
@@ -683,7 +683,10 @@ mod tests {
             &|_| None,
             options,
         )
-        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn plan(spec: &str, options: &PlanOptions) -> Pipeline {
+        try_plan(spec, options).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Runs `pipeline`; its result and how often it restarted.
@@ -789,5 +792,114 @@ mod tests {
         let e = result.unwrap_err();
         assert_eq!((e.fault(), restarts), (crate::Fault::User, 0), "{e}");
         assert!(e.to_string().contains("/no_such_field"), "{e}");
+    }
+
+    /// `sample: { every: N }` keeps every Nth record of each subtask: a
+    /// native operator kind the caller adds to the planner's registry, as a
+    /// new kind of sluice is added.
+    struct SampleKind;
+
+    impl crate::runtime::kind::OperatorKind for SampleKind {
+        fn tag(&self) -> &'static str {
+            "sample"
+        }
+
+        fn what(&self) -> &'static str {
+            "a sampler"
+        }
+
+        fn plan(
+            &self,
+            cx: &dyn crate::runtime::kind::PlanContext,
+        ) -> Result<crate::runtime::kind::Planned, crate::error::PlanError> {
+            use crate::runtime::kind::{Planned, error, field};
+            #[derive(serde::Deserialize)]
+            struct Sample {
+                every: usize,
+            }
+            let s = field::<Sample>(cx, "sample")?.expect("the tag is set");
+            if s.every == 0 {
+                return Err(error(cx, "sample.every", "`every` must be at least 1"));
+            }
+            Ok(Planned::new(Arc::new(SampleFactory(s.every))))
+        }
+    }
+
+    struct SampleFactory(usize);
+
+    impl crate::runtime::OperatorFactory for SampleFactory {
+        fn kind(&self) -> &'static str {
+            "sample"
+        }
+
+        fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
+            Box::new(Sampler {
+                every: self.0,
+                seen: 0,
+            })
+        }
+    }
+
+    struct Sampler {
+        every: usize,
+        seen: usize,
+    }
+
+    #[async_trait::async_trait]
+    impl Operator for Sampler {
+        async fn process_batch(
+            &mut self,
+            batch: crate::runtime::Batch,
+            out: &mut Output,
+        ) -> Result<(), RuntimeError> {
+            let mut kept = crate::runtime::Batch::default();
+            for r in batch.iter() {
+                self.seen += 1;
+                if self.seen.is_multiple_of(self.every) {
+                    kept.push_record(r, None);
+                }
+            }
+            out.emit(kept);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_kind_the_caller_registers_plans_and_runs_and_others_do_not_know_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.jsonl");
+        let spec = |every: u32| {
+            format!(
+                "sources: [{{ uid: a, type: datagen, count: 1000 }}]\n\
+                 operators:\n\
+                 \x20 - uid: s\n    input: a\n    sample: {{ every: {every} }}\n\
+                 sinks: [{{ uid: out, input: s, type: file, path: {} }}]\n",
+                out.display()
+            )
+        };
+        let options = PlanOptions {
+            kinds: crate::plan::builtin_kinds().with(Arc::new(SampleKind)),
+            ..PlanOptions::default()
+        };
+        let (summary, _) = run(&plan(&spec(10), &options));
+        assert_eq!(summary.unwrap().records_read(), 1000);
+        assert_eq!(lines(&out), 100);
+
+        let refused = |spec: &str, options: &PlanOptions| {
+            load_text(
+                spec,
+                Path::new("t.yaml"),
+                Path::new("."),
+                &|_| None,
+                options,
+            )
+            .err()
+            .expect("a plan error")
+        };
+        let e = refused(&spec(0), &options);
+        assert_eq!(e.location.line, Some(5), "{e}");
+        assert!(e.message.contains("`every` must be at least 1"), "{e}");
+        let e = refused(&spec(10), &PlanOptions::default());
+        assert!(e.message.contains("unknown field `sample`"), "{e}");
     }
 }

@@ -15,10 +15,12 @@
 //! reaches the next tasks), [`task`] (the loop of one task) and [`job`]
 //! (deploying a plan and waiting for it).
 
+pub mod aggregate;
 pub mod batch;
 pub mod graph;
 pub mod job;
 pub mod keys;
+pub mod kind;
 pub mod operator;
 pub mod router;
 pub mod source;

@@ -14,9 +14,9 @@ use super::{
     wit_spans,
 };
 use crate::error::{RuntimeError, WasmError};
+use crate::runtime::aggregate::{Aggregator, ByteList, WindowRef};
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Output};
-use crate::window::aggregate::{Aggregator, ByteList, WindowRef};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;

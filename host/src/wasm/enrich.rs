@@ -26,16 +26,19 @@
 //! after the barrier, belong to the next checkpoint, so nothing is lost or
 //! written twice.
 
-use super::Guest;
 use super::http::NetworkDenied;
 use super::sandbox::{MemoryBudget, Sandbox};
 use super::transform::lift;
 use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enrich};
+use super::{Guest, World};
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
-use crate::error::{RuntimeError, WasmError};
+use crate::error::{PlanError, RuntimeError, WasmError};
 use crate::runtime::batch::Origin;
+use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned};
 use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
+use crate::units::Dur;
 use async_trait::async_trait;
+use serde::Deserialize;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -501,6 +504,97 @@ fn decode(v: &serde_json::Value) -> Result<Batch, String> {
         headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
     );
     Ok(b)
+}
+
+/// How an enricher runs, as a spec writes it (`async:`); every field has a
+/// default.
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AsyncSpec {
+    /// Records in flight per subtask (default 100).
+    #[serde(default)]
+    pub capacity: Option<u32>,
+    /// Bound on one attempt (default 5s).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
+    /// Attempts after the first failure (default 2).
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// First wait before a retry (default 100ms), doubling...
+    #[serde(default)]
+    pub backoff: Option<Dur>,
+    /// ... up to this (default 5s).
+    #[serde(default)]
+    pub max_backoff: Option<Dur>,
+    /// `ordered` (default) or `unordered`.
+    #[serde(default)]
+    pub order: Option<AsyncOrder>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AsyncOrder {
+    Ordered,
+    Unordered,
+}
+
+impl AsyncSpec {
+    /// The settings, or the field that is out of range and why.
+    pub fn settings(&self) -> Result<EnrichSettings, (&'static str, String)> {
+        let capacity = self.capacity.unwrap_or(100);
+        if !(1..=10_000).contains(&capacity) {
+            return Err((
+                "capacity",
+                format!("capacity must be between 1 and 10000, not {capacity}"),
+            ));
+        }
+        let timeout = self.timeout.map_or(Duration::from_secs(5), |d| d.0);
+        if timeout.is_zero() {
+            return Err(("timeout", "the timeout must be positive".to_owned()));
+        }
+        let backoff = self.backoff.map_or(Duration::from_millis(100), |d| d.0);
+        Ok(EnrichSettings {
+            capacity: capacity as usize,
+            timeout,
+            retries: self.retries.unwrap_or(2),
+            backoff,
+            max_backoff: self
+                .max_backoff
+                .map_or(Duration::from_secs(5), |d| d.0)
+                .max(backoff),
+            ordered: self.order != Some(AsyncOrder::Unordered),
+        })
+    }
+}
+
+/// `enrich:` (the module) and `async:` (how it runs) in a spec: an async
+/// enricher.
+pub struct EnrichKind;
+
+impl OperatorKind for EnrichKind {
+    fn tag(&self) -> &'static str {
+        "enrich"
+    }
+
+    fn what(&self) -> &'static str {
+        "an async enricher"
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &["async"]
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        let settings = kind::field::<AsyncSpec>(cx, "async")?
+            .unwrap_or_default()
+            .settings()
+            .map_err(|(f, m)| kind::error(cx, &format!("async.{f}"), m))?;
+        let guest = super::plan::guest(cx, "enrich", World::Enrich)?;
+        Ok(Planned::new(Arc::new(EnrichFactory {
+            guest,
+            enrich: Arc::new(settings),
+        })))
+    }
 }
 
 /// Makes an async enricher's subtasks.

@@ -14,7 +14,7 @@
 //!   described;
 //! - the adapters from a module to the runtime: [`transform::WasmTransform`]
 //!   (an [`crate::runtime::Operator`]) and [`aggregate::WasmAggregator`] (a
-//!   window's [`crate::window::aggregate::Aggregator`]).
+//!   window's [`crate::runtime::aggregate::Aggregator`]).
 //!
 //! Calls are async (`call_async`): they run on a fiber inside the task's
 //! tokio task, which is what wasmtime-wasi needs when a guest writes to
@@ -26,12 +26,13 @@ pub mod http;
 mod imports;
 mod keyed;
 pub mod logging;
+pub mod plan;
 pub mod process;
 pub mod sandbox;
 pub mod transform;
 pub mod window_fn;
 
-use crate::window::aggregate::{Aggregator, AggregatorFactory};
+use crate::runtime::aggregate::{Aggregator, AggregatorFactory};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -18,14 +18,15 @@
 //! During a call, the operator's [`KeyedCall`] sits in the store's data,
 //! where the `state` and `output` imports find the key table of the call.
 
-use super::Guest;
 use super::keyed::{KeyedCall, ListBuilder};
 use super::sandbox::Sandbox;
 use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit};
+use super::{Guest, World};
 use crate::checkpoint::RestorePoint;
-use crate::error::{RuntimeError, WasmError};
+use crate::error::{PlanError, RuntimeError, WasmError};
 use crate::runtime::batch::Span;
 use crate::runtime::keys::KeySelector;
+use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned};
 use crate::runtime::operator::FIRST_SIDE_PORT;
 use crate::runtime::{
     Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Origin, Output, Subtask,
@@ -995,6 +996,40 @@ fn inherit(
         ));
     }
     Ok(plan)
+}
+
+/// `process:` in a spec (without `window:`): a keyed process function.
+pub struct ProcessKind;
+
+impl OperatorKind for ProcessKind {
+    fn tag(&self) -> &'static str {
+        "process"
+    }
+
+    fn what(&self) -> &'static str {
+        "a keyed process function"
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        let key = kind::key(
+            cx,
+            "a process function needs a `key_by`: its state and timers are per key",
+        )?
+        .clone();
+        let guest = super::plan::guest(cx, "process", World::Process)?;
+        let factory = ProcessFactory {
+            guest,
+            process: Arc::new(ProcessSettings {
+                key,
+                max_parallelism: cx.max_parallelism(),
+                backend: cx.backend()?,
+            }),
+        };
+        Ok(Planned {
+            open_side_ports: true,
+            ..Planned::new(Arc::new(factory))
+        })
+    }
 }
 
 /// Makes a keyed process function's subtasks; before a restore, checks that

@@ -8,13 +8,14 @@
 //! naming the operator and the record's origin; the others are processed
 //! normally, so a trap costs neither data nor duplicates.
 
-use super::Guest;
 use super::sandbox::Sandbox;
 use super::{
     Exports, InstanceSettings, Lowering, Module, checked_span, trapped_on, wit, wit_transform,
 };
-use crate::error::{RuntimeError, WasmError};
+use super::{Guest, World};
+use crate::error::{PlanError, RuntimeError, WasmError};
 use crate::runtime::batch::{HeaderMeta, RecordMeta};
+use crate::runtime::kind::{OperatorKind, PlanContext, Planned};
 use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -219,6 +220,24 @@ pub(super) fn lift(
 
 /// Makes a Wasm transform's instances.
 pub struct TransformFactory(pub Guest);
+
+/// `wasm:` in a spec: a stateless Wasm transform.
+pub struct TransformKind;
+
+impl OperatorKind for TransformKind {
+    fn tag(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn what(&self) -> &'static str {
+        "a Wasm transform"
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        let guest = super::plan::guest(cx, "wasm", World::Transform)?;
+        Ok(Planned::new(Arc::new(TransformFactory(guest))))
+    }
+}
 
 impl OperatorFactory for TransformFactory {
     fn kind(&self) -> &'static str {

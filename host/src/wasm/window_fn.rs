@@ -12,9 +12,9 @@
 use super::sandbox::Sandbox;
 use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit, wit_window};
 use crate::error::{RuntimeError, WasmError};
+use crate::runtime::aggregate::{Aggregator, ByteList, WindowRef};
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Origin, Output};
-use crate::window::aggregate::{Aggregator, ByteList, WindowRef};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;

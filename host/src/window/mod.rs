@@ -22,6 +22,7 @@
 
 pub mod aggregate;
 pub mod assigner;
+pub mod plan;
 
 use crate::error::{RuntimeError, WasmError};
 use crate::json;

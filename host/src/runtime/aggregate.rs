@@ -1,0 +1,106 @@
+//! The contract between a window and the aggregate function it runs.
+//!
+//! An [`Aggregator`] never owns state: the window operator keeps one
+//! accumulator (bytes) per key and pane or session, and hands the aggregator
+//! batches of them to update, merge and read. Two modules implement it: the
+//! built-in functions in `window/aggregate.rs` and the Wasm aggregators in
+//! `wasm/`. The contract sits here, below both, so that neither depends on
+//! the other and a window's planning can ask for either.
+
+use super::batch::Span;
+use super::{Batch, ModuleRef, NodeInfo, Output};
+use crate::error::RuntimeError;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Byte strings in one buffer, like the WIT `byte-list`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ByteList {
+    pub data: Vec<u8>,
+    pub spans: Vec<Span>,
+}
+
+impl ByteList {
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.spans.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.spans.push(Span {
+            offset: self.data.len() as u32,
+            len: bytes.len() as u32,
+        });
+        self.data.extend_from_slice(bytes);
+    }
+
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.data[self.spans[i].range()]
+    }
+
+    pub fn get_mut(&mut self, i: usize) -> &mut [u8] {
+        let r = self.spans[i].range();
+        &mut self.data[r]
+    }
+}
+
+#[async_trait]
+pub trait Aggregator: Send {
+    /// Prepares the function (instantiates a Wasm module).
+    async fn open(&mut self) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// The accumulator of an empty window.
+    fn empty(&self) -> &[u8];
+
+    /// Adds record `i` of `input` to accumulator `targets[i]`, in order.
+    /// Records that cannot be added go to `out`'s dead-letter output.
+    async fn add(
+        &mut self,
+        accs: &mut ByteList,
+        input: &Batch,
+        targets: &[u32],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError>;
+
+    /// One accumulator per group; a group is a range of indices into `accs`.
+    async fn merge(&mut self, accs: &ByteList, groups: &[Span]) -> Result<ByteList, RuntimeError>;
+
+    /// The result of each accumulator: a JSON object (its fields go into the
+    /// window's output row) or any other JSON value (added as `result`).
+    /// `windows[i]` is the window of `accs[i]` (a full-window function needs
+    /// it; incremental aggregates do not).
+    async fn results(
+        &mut self,
+        accs: &ByteList,
+        windows: &[WindowRef<'_>],
+    ) -> Result<ByteList, RuntimeError>;
+}
+
+/// A window that fires: its key and bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowRef<'a> {
+    pub key: &'a [u8],
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Makes a window's aggregator, one per subtask.
+pub trait AggregatorFactory: Send + Sync {
+    fn create(&self, info: &Arc<NodeInfo>) -> Box<dyn Aggregator>;
+
+    /// The Wasm module the aggregator runs, if any.
+    fn module(&self) -> Option<ModuleRef<'_>> {
+        None
+    }
+}

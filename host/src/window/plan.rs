@@ -1,0 +1,214 @@
+//! `window:` in a spec: the window kind, its settings as the spec writes
+//! them, and how they become a [`WindowFactory`].
+
+use super::aggregate::{AggregatorFactory, NativeAgg, NativeAggregates, NativeFn};
+use super::assigner::Aligned;
+use super::{WindowFactory, WindowKind, WindowSettings};
+use crate::error::PlanError;
+use crate::json::Pointer;
+use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
+use crate::units::Dur;
+use serde::Deserialize;
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowSpec {
+    Tumbling {
+        size: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+    Sliding {
+        size: Dur,
+        slide: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+    Session {
+        gap: Dur,
+    },
+    /// Flink SQL's CUMULATE: windows that grow by `step` from a common start
+    /// up to `size`.
+    Cumulate {
+        size: Dur,
+        step: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+}
+
+impl WindowSpec {
+    pub fn kind(self) -> Result<WindowKind, String> {
+        match self {
+            WindowSpec::Tumbling { size, offset } => {
+                Aligned::tumbling(size.millis(), offset.millis()).map(WindowKind::Aligned)
+            }
+            WindowSpec::Sliding {
+                size,
+                slide,
+                offset,
+            } => Aligned::sliding(size.millis(), slide.millis(), offset.millis())
+                .map(WindowKind::Aligned),
+            WindowSpec::Cumulate { size, step, offset } => {
+                Aligned::cumulate(size.millis(), step.millis(), offset.millis())
+                    .map(WindowKind::Aligned)
+            }
+            WindowSpec::Session { gap } if gap.millis() > 0 => {
+                Ok(WindowKind::Session { gap: gap.millis() })
+            }
+            WindowSpec::Session { .. } => Err("a session gap must be positive".to_owned()),
+        }
+    }
+}
+
+/// A window's aggregate function: exactly one of `wasm` (a module of the
+/// `aggregate-operator` world) and `native` (built-in functions, all over
+/// the same window).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    #[serde(default)]
+    pub wasm: Option<serde_yaml::Value>,
+    #[serde(default)]
+    pub native: Option<Vec<NativeAggSpec>>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NativeAggSpec {
+    #[serde(rename = "fn")]
+    pub func: NativeFn,
+    /// JSON pointer of the field (all but `count`).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Output field name; defaults to `count` or `<fn>_<field>`.
+    #[serde(default, rename = "as")]
+    pub name: Option<String>,
+}
+
+/// Field names of a window's output rows.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WindowOutputSpec {
+    /// The key's field (default: the last segment of the `key_by` pointer).
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub window_start: Option<String>,
+    #[serde(default)]
+    pub window_end: Option<String>,
+}
+
+/// `window:` with `aggregate:` (incremental) or `process:` (a full-window
+/// Wasm function).
+pub struct WindowOperatorKind;
+
+impl OperatorKind for WindowOperatorKind {
+    fn tag(&self) -> &'static str {
+        "window"
+    }
+
+    fn what(&self) -> &'static str {
+        "a window"
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &["allowed_lateness", "aggregate", "output", "process"]
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        let key = kind::key(cx, "a window needs a `key_by`")?.clone();
+        let spec = field::<WindowSpec>(cx, "window")?.expect("the tag is set");
+        let window = spec.kind().map_err(|m| error(cx, "window", m))?;
+        let lateness = field::<Dur>(cx, "allowed_lateness")?.map_or(0, |d| d.millis());
+        let output = field::<WindowOutputSpec>(cx, "output")?.unwrap_or_default();
+        let settings = Arc::new(WindowSettings {
+            kind: window,
+            allowed_lateness: lateness,
+            key_field: output.key.unwrap_or_else(|| key.field_name().to_owned()),
+            start_field: output.window_start.unwrap_or_else(|| "window_start".into()),
+            end_field: output.window_end.unwrap_or_else(|| "window_end".into()),
+        });
+        let aggregator = match (cx.value("aggregate"), cx.value("process")) {
+            (Some(_), None) => aggregator(cx)?,
+            (None, Some(_)) => cx.guest_aggregator("process", true)?,
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    cx,
+                    "process",
+                    "a window has either `aggregate` (incremental) or `process` (a full-window function), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(error(
+                    cx,
+                    "",
+                    "a window needs an `aggregate` or a `process` (full-window) function",
+                ));
+            }
+        };
+        Ok(Planned {
+            side_ports: vec!["late".to_owned()],
+            needs_event_time: true,
+            ..Planned::new(Arc::new(WindowFactory {
+                settings,
+                aggregator,
+                backend: cx.backend()?,
+                max_parallelism: cx.max_parallelism(),
+            }))
+        })
+    }
+}
+
+/// The `aggregate:` section: a Wasm module or built-in functions.
+fn aggregator(cx: &dyn PlanContext) -> Result<Arc<dyn AggregatorFactory>, PlanError> {
+    let ap = "aggregate";
+    let spec = field::<AggregateSpec>(cx, ap)?.expect("the caller saw it");
+    Ok(match (&spec.wasm, spec.native) {
+        (Some(_), None) => cx.guest_aggregator("aggregate.wasm", false)?,
+        (None, Some(list)) => {
+            if list.is_empty() {
+                return Err(error(cx, ap, "list at least one aggregate function"));
+            }
+            let mut aggs = Vec::new();
+            for (j, a) in list.iter().enumerate() {
+                let at = format!("{ap}.native[{j}]");
+                let field = match (a.func, &a.field) {
+                    (NativeFn::Count, None) => None,
+                    (NativeFn::Count, Some(_)) => {
+                        return Err(error(
+                            cx,
+                            &at,
+                            "`count` counts records and takes no `field`",
+                        ));
+                    }
+                    (_, None) => {
+                        return Err(error(
+                            cx,
+                            &at,
+                            "this function needs a `field` (a JSON pointer)",
+                        ));
+                    }
+                    (_, Some(f)) => Some(Pointer::parse(f).map_err(|m| error(cx, &at, m))?),
+                };
+                let default_name = match (&a.func, &field) {
+                    (NativeFn::Count, _) => "count".to_owned(),
+                    (f, Some(p)) => format!(
+                        "{}_{}",
+                        format!("{f:?}").to_lowercase(),
+                        p.last_name().unwrap_or("value")
+                    ),
+                    (f, None) => format!("{f:?}").to_lowercase(),
+                };
+                aggs.push(NativeAgg {
+                    func: a.func,
+                    field,
+                    name: a.name.clone().unwrap_or(default_name),
+                });
+            }
+            Arc::new(NativeAggregates(aggs))
+        }
+        _ => return Err(error(cx, ap, "give exactly one of `wasm` and `native`")),
+    })
+}
