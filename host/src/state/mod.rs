@@ -34,6 +34,7 @@
 //! timer entries either way, so a savepoint moves between backends.
 
 pub mod key_groups;
+pub mod keys;
 pub mod memory;
 pub mod rocks;
 pub mod timers;

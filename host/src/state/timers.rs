@@ -2,10 +2,13 @@
 //! kept in time order so that the ones a watermark (or the clock) passes are
 //! found without a scan.
 //!
-//! Keys with timers are interned (an id per key, released with its last
-//! timer), so that a timer is two integers in an ordered set and deleting and
-//! re-registering one — what a process function does for every record that
-//! moves its timeout — costs two set operations and no allocation.
+//! Keys with timers are interned in a [`KeyTable`] (an id per key, released
+//! with its last timer), so that a timer is two integers in an ordered
+//! [`TimerSet`] and deleting and re-registering one — what a process function
+//! does for every record that moves its timeout — costs two set operations
+//! and no allocation. `TimerSet` is every keyed operator's timer structure:
+//! the window operator keeps its firing and cleanup times in them too, under
+//! the ids of its own key table.
 //!
 //! Timers are state: [`Timers::bytes`] says about how much memory they take,
 //! so that the operator counts them against its state budget.
@@ -16,6 +19,7 @@
 //! key group's earliest time, so that a job may hold more timers than memory.
 
 use super::Store;
+use super::keys::KeyTable;
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
 
@@ -25,88 +29,111 @@ pub enum Domain {
     ProcessingTime,
 }
 
-struct KeyEntry {
-    key: Box<[u8]>,
-    kg: u32,
-    timers: u32,
-}
-
 /// About what one timer costs: its 16 bytes in a B-tree node, with the
 /// node's slack and bookkeeping (measured: ~35 bytes per timer).
 const TIMER_BYTES: u64 = 40;
-/// About what a key with timers costs besides its bytes: its entry, the
-/// interning table's slot and two allocations.
-const KEY_BYTES: u64 = 96;
 
+/// Timers in time order, at most one per `(time, key, namespace)`: the one
+/// timer structure of keyed operators. A key is its id in the operator's
+/// [`KeyTable`]; the namespace tells a key's timers at one time apart where
+/// an operator needs that (an aligned window's start, as Flink's timers carry
+/// their window), and is `()` where it does not.
+pub struct TimerSet<N: Ord + Copy = ()> {
+    set: BTreeSet<(i64, u32, N)>,
+}
+
+impl<N: Ord + Copy> Default for TimerSet<N> {
+    fn default() -> Self {
+        TimerSet {
+            set: BTreeSet::new(),
+        }
+    }
+}
+
+impl<N: Ord + Copy> TimerSet<N> {
+    /// Adds a timer; false if it was there.
+    #[inline]
+    pub fn insert(&mut self, time: i64, key: u32, ns: N) -> bool {
+        self.set.insert((time, key, ns))
+    }
+
+    /// Removes a timer; false if it was not there.
+    #[inline]
+    pub fn remove(&mut self, time: i64, key: u32, ns: N) -> bool {
+        self.set.remove(&(time, key, ns))
+    }
+
+    /// The earliest timer's time.
+    #[inline]
+    pub fn next(&self) -> Option<i64> {
+        self.set.first().map(|t| t.0)
+    }
+
+    /// Removes and returns the earliest timer if its time is `<= until`.
+    #[inline]
+    pub fn pop_due(&mut self, until: i64) -> Option<(i64, u32, N)> {
+        match self.set.first() {
+            Some(t) if t.0 <= until => self.set.pop_first(),
+            _ => None,
+        }
+    }
+
+    /// The timers with `time <= until`, in order.
+    pub fn due(&self, until: i64) -> impl Iterator<Item = (i64, u32, N)> + '_ {
+        self.set.iter().take_while(move |t| t.0 <= until).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// About how many bytes of memory the timers take.
+    pub fn bytes(&self) -> u64 {
+        self.set.len() as u64 * (TIMER_BYTES + std::mem::size_of::<N>() as u64)
+    }
+}
+
+/// The heap timer service of a keyed state: its keys with timers (each
+/// with its number of timers, released with its last) and a [`TimerSet`]
+/// per domain.
 #[derive(Default)]
 pub struct Timers {
-    ids: HashMap<Box<[u8]>, u32>,
-    keys: Vec<Option<KeyEntry>>,
-    free: Vec<u32>,
-    event: BTreeSet<(i64, u32)>,
-    processing: BTreeSet<(i64, u32)>,
-    /// Bytes of the interned keys.
-    key_bytes: u64,
+    keys: KeyTable<u32>,
+    event: TimerSet,
+    processing: TimerSet,
 }
 
 impl Timers {
-    fn set(&mut self, d: Domain) -> &mut BTreeSet<(i64, u32)> {
+    fn set(&mut self, d: Domain) -> &mut TimerSet {
         match d {
             Domain::EventTime => &mut self.event,
             Domain::ProcessingTime => &mut self.processing,
         }
     }
 
-    fn intern(&mut self, kg: u32, key: &[u8]) -> u32 {
-        if let Some(&id) = self.ids.get(key) {
-            return id;
-        }
-        let entry = KeyEntry {
-            key: key.into(),
-            kg,
-            timers: 0,
-        };
-        self.key_bytes += key.len() as u64 + KEY_BYTES;
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.keys[id as usize] = Some(entry);
-                id
-            }
-            None => {
-                self.keys.push(Some(entry));
-                self.keys.len() as u32 - 1
-            }
-        };
-        self.ids.insert(key.into(), id);
-        id
-    }
-
-    fn release(&mut self, id: u32) {
-        let e = self.keys[id as usize].as_mut().expect("live key");
-        e.timers -= 1;
-        if e.timers == 0 {
-            let e = self.keys[id as usize].take().expect("live key");
-            self.key_bytes -= e.key.len() as u64 + KEY_BYTES;
-            self.ids.remove(&e.key);
-            self.free.push(id);
-        }
-    }
-
     /// Registers a timer; registering an existing one does nothing.
     pub fn register(&mut self, d: Domain, time: i64, kg: u32, key: &[u8]) {
-        let id = self.intern(kg, key);
-        if self.set(d).insert((time, id)) {
-            self.keys[id as usize].as_mut().expect("live key").timers += 1;
+        let id = self.keys.intern_in_group(key, kg, || 0);
+        if self.set(d).insert(time, id, ()) {
+            *self.keys.get_mut(id) += 1;
         }
     }
 
     /// Deletes a timer, if it exists.
     pub fn delete(&mut self, d: Domain, time: i64, key: &[u8]) {
-        let Some(&id) = self.ids.get(key) else {
+        let Some(id) = self.keys.find(key) else {
             return;
         };
-        if self.set(d).remove(&(time, id)) {
-            self.release(id);
+        if self.set(d).remove(time, id, ()) {
+            let count = self.keys.get_mut(id);
+            *count -= 1;
+            if *count == 0 {
+                self.keys.release(id);
+            }
         }
     }
 
@@ -117,10 +144,8 @@ impl Timers {
             Domain::EventTime => &self.event,
             Domain::ProcessingTime => &self.processing,
         };
-        set.range(..=(until, u32::MAX)).map(|&(t, id)| {
-            let e = self.keys[id as usize].as_ref().expect("live key");
-            (t, e.kg, &e.key[..])
-        })
+        set.due(until)
+            .map(|(t, id, ())| (t, self.keys.key_group(id), self.keys.key(id)))
     }
 
     #[cfg(test)]
@@ -210,14 +235,14 @@ impl TimerQueue for Timers {
 
     fn next(&self, d: Domain) -> Option<i64> {
         match d {
-            Domain::EventTime => self.event.first().map(|t| t.0),
-            Domain::ProcessingTime => self.processing.first().map(|t| t.0),
+            Domain::EventTime => self.event.next(),
+            Domain::ProcessingTime => self.processing.next(),
         }
     }
 
     /// About how many bytes of memory the timers take.
     fn bytes(&self) -> u64 {
-        (self.event.len() + self.processing.len()) as u64 * TIMER_BYTES + self.key_bytes
+        self.event.bytes() + self.processing.bytes() + self.keys.bytes()
     }
 }
 
@@ -248,6 +273,8 @@ impl Default for StoredTimers {
 
 /// Timers kept in memory per key group and domain.
 pub const CACHED: usize = 128;
+/// About what a key group with timers costs besides its cached timers.
+const GROUP_BYTES: u64 = 96;
 
 /// A key group's earliest timers: the first `cache.len()` of its timers in
 /// (time, key) order; `complete` when the store has no others.
@@ -493,7 +520,7 @@ impl TimerQueue for StoredTimers {
         self.groups
             .iter()
             .flat_map(|m| m.values())
-            .map(|g| g.cache.len() as u64 * TIMER_BYTES + g.bytes + KEY_BYTES)
+            .map(|g| g.cache.len() as u64 * TIMER_BYTES + g.bytes + GROUP_BYTES)
             .sum()
     }
 }
@@ -526,7 +553,7 @@ mod tests {
         t.delete(Domain::ProcessingTime, 5, b"a");
         assert!(t.is_empty());
         // Every key was released.
-        assert!(t.ids.is_empty());
+        assert!(t.keys.is_empty());
         assert_eq!(t.bytes(), 0);
     }
 
@@ -549,8 +576,10 @@ mod tests {
             got.sort();
             let want: Vec<(i64, u8)> = model.into_iter().collect();
             prop_assert_eq!(got, want);
-            prop_assert_eq!(t.ids.len(), t.keys.iter().filter(|k| k.is_some()).count());
-            prop_assert_eq!(t.bytes(), t.len() as u64 * TIMER_BYTES + t.ids.len() as u64 * (1 + KEY_BYTES));
+            // A key stays while it has timers.
+            let keys: std::collections::BTreeSet<u8> = t.due(Domain::EventTime, i64::MAX).map(|(_, _, k)| k[0]).collect();
+            prop_assert_eq!(t.keys.len(), keys.len());
+            prop_assert_eq!(t.bytes(), t.len() as u64 * TIMER_BYTES + t.keys.len() as u64 * (1 + crate::state::keys::ENTRY_BYTES));
         }
     }
 }
@@ -603,7 +632,7 @@ mod stored_tests {
         }
         // At most CACHED timers of each of the 8 key groups in memory.
         assert!(
-            t.bytes() <= 8 * (CACHED as u64 * (TIMER_BYTES + 4) + KEY_BYTES),
+            t.bytes() <= 8 * (CACHED as u64 * (TIMER_BYTES + 4) + GROUP_BYTES),
             "{}",
             t.bytes()
         );

@@ -4,65 +4,42 @@
 
 use super::sluice::operator::state as wit_state;
 use super::{checked_span, wit};
-use crate::runtime::batch::Span;
 use crate::state::KeyedState;
-use crate::state::key_groups::key_group;
-use hashbrown::HashTable;
+use crate::state::keys::KeyTable as KeyTableOf;
 
-/// The distinct keys of one call, with their key groups.
+/// The distinct keys of one call, with their key groups: a key table
+/// emptied after each call, whose ids are the key indices the guest sees.
 #[derive(Default)]
-pub(crate) struct KeyTable {
-    pub(super) data: Vec<u8>,
-    pub(super) keys: Vec<(Span, u32)>,
-    index: HashTable<u32>,
-    hashes: Vec<u64>,
-}
+pub(crate) struct KeyTable(KeyTableOf<()>);
 
 impl KeyTable {
     pub(super) fn clear(&mut self) {
-        self.data.clear();
-        self.keys.clear();
-        self.index.clear();
-        self.hashes.clear();
+        self.0.clear();
     }
 
     pub(super) fn len(&self) -> usize {
-        self.keys.len()
+        self.0.len()
     }
 
+    /// Key `i` and its key group, if the call has it.
     pub(super) fn key(&self, i: u32) -> Option<(&[u8], u32)> {
-        self.keys
-            .get(i as usize)
-            .map(|&(s, kg)| (&self.data[s.range()], kg))
+        self.0.entry(i)
     }
 
     /// The index of `key`, adding it if new.
     pub(super) fn intern(&mut self, key: &[u8], max_parallelism: u32) -> u32 {
-        let hash = xxhash_rust::xxh3::xxh3_64(key);
-        let (data, keys) = (&self.data, &self.keys);
-        if let Some(&i) = self
-            .index
-            .find(hash, |&i| &data[keys[i as usize].0.range()] == key)
-        {
-            return i;
-        }
-        let i = self.keys.len() as u32;
-        let span = Span {
-            offset: self.data.len() as u32,
-            len: key.len() as u32,
-        };
-        self.data.extend_from_slice(key);
-        // The same hash as `key_group`: one hash per key.
-        debug_assert_eq!(
-            (hash % max_parallelism as u64) as u32,
-            key_group(key, max_parallelism)
-        );
-        self.keys
-            .push((span, (hash % max_parallelism as u64) as u32));
-        self.hashes.push(hash);
-        let hashes = &self.hashes;
-        self.index.insert_unique(hash, i, |&j| hashes[j as usize]);
-        i
+        self.0.intern(key, max_parallelism, || ())
+    }
+
+    /// The keys' bytes and their spans, in index order.
+    pub(super) fn lowered(&self) -> (Vec<u8>, Vec<wit::Span>) {
+        let spans = (0..self.0.len() as u32)
+            .map(|i| {
+                let (offset, len) = self.0.span(i);
+                wit::Span { offset, len }
+            })
+            .collect();
+        (self.0.buffer().to_vec(), spans)
     }
 }
 

@@ -386,14 +386,7 @@ impl WasmProcess {
         if undoable {
             state.begin();
         }
-        let key_spans: Vec<wit::Span> = self
-            .call
-            .keys
-            .keys
-            .iter()
-            .map(|(s, _)| super::wit_span(*s))
-            .collect();
-        let key_data = self.call.keys.data.clone();
+        let (key_data, key_spans) = self.call.keys.lowered();
         let (sandbox, guest) = self.live.as_mut().expect("started");
         sandbox.arm();
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);

@@ -31,13 +31,13 @@ use crate::runtime::operator::FIRST_SIDE_PORT;
 use crate::runtime::{
     Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Origin, Output, RecordRef, Subtask,
 };
-use crate::state::key_groups::key_group;
+use crate::state::keys::KeyTable;
+use crate::state::timers::TimerSet;
 use crate::state::{Backend, Store};
 use aggregate::{Aggregator, ByteList, WindowRef};
 use assigner::{Aligned, Window};
 use async_trait::async_trait;
 use smallvec::SmallVec;
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The port of a window's late records.
@@ -69,71 +69,19 @@ struct Session {
     slot: u32,
 }
 
+/// A key's windows: its value in the window's key table.
+#[derive(Default)]
 struct KeyEntry {
-    key: Box<[u8]>,
     /// Aligned windows: (pane start, accumulator slot).
     panes: SmallVec<[(i64, u32); 4]>,
     sessions: SmallVec<[Session; 2]>,
 }
 
-/// Keys with state, by index, so that timers can name a key cheaply.
-#[derive(Default)]
-struct Keys {
-    index: hashbrown::HashMap<Box<[u8]>, u32>,
-    entries: Vec<Option<KeyEntry>>,
-    free: Vec<u32>,
-}
-
-impl Keys {
-    fn find(&self, key: &[u8]) -> Option<u32> {
-        self.index.get(key).copied()
-    }
-
-    fn insert(&mut self, key: &[u8]) -> u32 {
-        if let Some(k) = self.find(key) {
-            return k;
-        }
-        let entry = KeyEntry {
-            key: key.into(),
-            panes: SmallVec::new(),
-            sessions: SmallVec::new(),
-        };
-        let k = match self.free.pop() {
-            Some(k) => {
-                self.entries[k as usize] = Some(entry);
-                k
-            }
-            None => {
-                self.entries.push(Some(entry));
-                (self.entries.len() - 1) as u32
-            }
-        };
-        self.index.insert(key.into(), k);
-        k
-    }
-
-    fn get(&self, k: u32) -> &KeyEntry {
-        self.entries[k as usize].as_ref().expect("live key")
-    }
-
-    fn get_mut(&mut self, k: u32) -> &mut KeyEntry {
-        self.entries[k as usize].as_mut().expect("live key")
-    }
-
-    /// The key, unless it has been released (a key can have several
-    /// cleanup entries; the first one may release it).
-    fn live_mut(&mut self, k: u32) -> Option<&mut KeyEntry> {
-        self.entries.get_mut(k as usize).and_then(Option::as_mut)
-    }
-
-    /// Forgets a key that has no state left.
-    fn release_if_empty(&mut self, k: u32) {
-        let e = self.get(k);
-        if e.panes.is_empty() && e.sessions.is_empty() {
-            let e = self.entries[k as usize].take().expect("live key");
-            self.index.remove(&e.key);
-            self.free.push(k);
-        }
+/// Forgets key `k` once it has no windows left.
+fn release_if_empty(keys: &mut KeyTable<KeyEntry>, k: u32) {
+    let e = keys.get(k);
+    if e.panes.is_empty() && e.sessions.is_empty() {
+        keys.release(k);
     }
 }
 
@@ -274,16 +222,19 @@ pub struct WindowOperator {
     /// The state backend to open in `open`, when it is not the heap.
     backend: Option<(Backend, String, u32)>,
     empty: Vec<u8>,
-    keys: Keys,
+    /// The keys with windows, and each key's windows. Timers name keys by
+    /// their ids here.
+    keys: KeyTable<KeyEntry>,
     slots: Slots,
-    /// Aligned: windows to fire, by (end, start), with the keys that have data in them.
-    fire: BTreeMap<(i64, i64), Vec<u32>>,
-    /// Aligned: when panes may expire, with the keys to look at.
-    cleanup: BTreeMap<i64, Vec<u32>>,
+    /// Aligned: (last timestamp, key, start) of windows with data that have
+    /// not fired.
+    fire: TimerSet<i64>,
+    /// Aligned: (time, key) when some of the key's panes may expire.
+    cleanup: TimerSet,
     /// Sessions: (last timestamp, key) of sessions not yet fired.
-    session_fire: BTreeSet<(i64, u32)>,
+    session_fire: TimerSet,
     /// Sessions: (expiry, key) of sessions fired but kept for lateness.
-    session_cleanup: BTreeSet<(i64, u32)>,
+    session_cleanup: TimerSet,
     watermark: i64,
     pending: Batch,
     pending_targets: Vec<u32>,
@@ -307,12 +258,12 @@ impl WindowOperator {
             max_parallelism,
             backend,
             empty: Vec::new(),
-            keys: Keys::default(),
+            keys: KeyTable::default(),
             slots: Slots::new(None),
-            fire: BTreeMap::new(),
-            cleanup: BTreeMap::new(),
-            session_fire: BTreeSet::new(),
-            session_cleanup: BTreeSet::new(),
+            fire: TimerSet::default(),
+            cleanup: TimerSet::default(),
+            session_fire: TimerSet::default(),
+            session_cleanup: TimerSet::default(),
             watermark: i64::MIN,
             pending: Batch::default(),
             pending_targets: Vec::new(),
@@ -412,7 +363,9 @@ impl WindowOperator {
             return Ok(());
         }
         let pane = a.pane_of(ts);
-        let k = self.keys.insert(key);
+        let k = self
+            .keys
+            .intern(key, self.max_parallelism, KeyEntry::default);
         let existing = self
             .keys
             .get(k)
@@ -423,7 +376,7 @@ impl WindowOperator {
         let slot = match existing {
             Some(s) => s,
             None => {
-                let kg = key_group(key, self.max_parallelism);
+                let kg = self.keys.key_group(k);
                 let slot = self
                     .slots
                     .alloc(kg, &self.empty)
@@ -434,12 +387,12 @@ impl WindowOperator {
                 a.for_each_window(pane, |w| {
                     let has_other = entry.panes.iter().any(|&(p, _)| w.start <= p && p < w.end);
                     if !has_other && w.max_timestamp() > watermark {
-                        fire.entry((w.end, w.start)).or_default().push(k);
+                        fire.insert(w.max_timestamp(), k, w.start);
                     }
                 });
                 entry.panes.push((pane, slot));
                 let expiry = (a.last_end(pane) - 1).saturating_add(self.lateness());
-                self.cleanup.entry(expiry).or_default().push(k);
+                self.cleanup.insert(expiry, k, ());
                 slot
             }
         };
@@ -493,10 +446,12 @@ impl WindowOperator {
             self.late.push_record(record, None);
             return Ok(());
         }
-        let k = self.keys.insert(key);
+        let k = self
+            .keys
+            .intern(key, self.max_parallelism, KeyEntry::default);
         let lateness = self.lateness();
         let (slot, window) = if overlapping.is_empty() {
-            let kg = key_group(key, self.max_parallelism);
+            let kg = self.keys.key_group(k);
             let slot = self
                 .slots
                 .alloc(kg, &self.empty)
@@ -506,7 +461,7 @@ impl WindowOperator {
                 .sessions
                 .push(Session { window: new, slot });
             if !self.fired(new) {
-                self.session_fire.insert((new.max_timestamp(), k));
+                self.session_fire.insert(new.max_timestamp(), k, ());
             }
             (slot, new)
         } else {
@@ -550,9 +505,9 @@ impl WindowOperator {
             }
             for s in &removed {
                 let t = s.window.max_timestamp();
-                self.session_fire.remove(&(t, k));
+                self.session_fire.remove(t, k, ());
                 self.session_cleanup
-                    .remove(&(t.saturating_add(lateness), k));
+                    .remove(t.saturating_add(lateness), k, ());
                 if s.slot != survivor.slot {
                     self.slots.release(s.slot);
                 }
@@ -567,9 +522,9 @@ impl WindowOperator {
             });
             if self.fired(merged) {
                 self.session_cleanup
-                    .insert((merged.max_timestamp().saturating_add(lateness), k));
+                    .insert(merged.max_timestamp().saturating_add(lateness), k, ());
             } else {
-                self.session_fire.insert((merged.max_timestamp(), k));
+                self.session_fire.insert(merged.max_timestamp(), k, ());
             }
             (survivor.slot, merged)
         };
@@ -666,7 +621,7 @@ impl WindowOperator {
         let windows: Vec<WindowRef<'_>> = fired
             .iter()
             .map(|&(w, k)| WindowRef {
-                key: &self.keys.get(k).key,
+                key: self.keys.key(k),
                 start: w.start,
                 end: w.end,
             })
@@ -684,7 +639,7 @@ impl WindowOperator {
             let result = results.get(i);
             json::validate(result)
                 .map_err(|e| Self::contract(out, format!("a result is not JSON: {e}")))?;
-            let key = &self.keys.get(k).key;
+            let key = self.keys.key(k);
             rows.push_built(Some(key), Some(w.max_timestamp()), Origin::NONE, |v| {
                 v.push(b'{');
                 json::write_str(v, s.key_field.as_bytes());
@@ -720,16 +675,14 @@ impl WindowOperator {
 
     async fn advance_aligned(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
         let mut due = Vec::new();
-        let watermark = self.watermark;
-        while let Some(entry) = self.fire.first_entry() {
-            let (end, start) = *entry.key();
-            let w = Window { start, end };
-            if w.max_timestamp() > watermark {
-                break;
-            }
-            for k in entry.remove() {
-                due.push((w, k));
-            }
+        while let Some((last, k, start)) = self.fire.pop_due(self.watermark) {
+            due.push((
+                Window {
+                    start,
+                    end: last + 1,
+                },
+                k,
+            ));
         }
         if !due.is_empty() {
             self.fire_aligned(&due, out).await?;
@@ -737,37 +690,29 @@ impl WindowOperator {
         let WindowKind::Aligned(a) = self.settings.kind else {
             unreachable!("aligned windows");
         };
-        while let Some(entry) = self.cleanup.first_entry() {
-            if *entry.key() > self.watermark {
-                break;
-            }
-            for k in entry.remove() {
-                let Some(e) = self.keys.live_mut(k) else {
-                    continue;
-                };
-                let lateness = self.settings.allowed_lateness;
-                let watermark = self.watermark;
-                let slots = &mut self.slots;
-                e.panes.retain(|&mut (p, slot)| {
-                    let expired = (a.last_end(p) - 1).saturating_add(lateness) <= watermark;
-                    if expired {
-                        slots.release(slot);
-                    }
-                    !expired
-                });
-                self.keys.release_if_empty(k);
-            }
+        while let Some((_, k, ())) = self.cleanup.pop_due(self.watermark) {
+            // A key released by an earlier cleanup of the same advance.
+            let Some(e) = self.keys.live_mut(k) else {
+                continue;
+            };
+            let lateness = self.settings.allowed_lateness;
+            let watermark = self.watermark;
+            let slots = &mut self.slots;
+            e.panes.retain(|&mut (p, slot)| {
+                let expired = (a.last_end(p) - 1).saturating_add(lateness) <= watermark;
+                if expired {
+                    slots.release(slot);
+                }
+                !expired
+            });
+            release_if_empty(&mut self.keys, k);
         }
         Ok(())
     }
 
     async fn advance_sessions(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
         let mut due = Vec::new();
-        while let Some(&(t, k)) = self.session_fire.first() {
-            if t > self.watermark {
-                break;
-            }
-            self.session_fire.pop_first();
+        while let Some((t, k, ())) = self.session_fire.pop_due(self.watermark) {
             if let Some(s) = self
                 .keys
                 .get(k)
@@ -786,14 +731,10 @@ impl WindowOperator {
             let lateness = self.lateness();
             for &(w, k, _) in &due {
                 self.session_cleanup
-                    .insert((w.max_timestamp().saturating_add(lateness), k));
+                    .insert(w.max_timestamp().saturating_add(lateness), k, ());
             }
         }
-        while let Some(&(t, k)) = self.session_cleanup.first() {
-            if t > self.watermark {
-                break;
-            }
-            self.session_cleanup.pop_first();
+        while let Some((_, k, ())) = self.session_cleanup.pop_due(self.watermark) {
             let lateness = self.lateness();
             let watermark = self.watermark;
             let slots = &mut self.slots;
@@ -807,7 +748,7 @@ impl WindowOperator {
                 }
                 !expired
             });
-            self.keys.release_if_empty(k);
+            release_if_empty(&mut self.keys, k);
         }
         Ok(())
     }
@@ -875,15 +816,14 @@ impl Operator for WindowOperator {
         let mut w = EntryWriter::new();
         let mut key = Vec::new();
         let mut acc = ByteList::default();
-        for e in self.keys.entries.iter().flatten() {
-            let kg = key_group(&e.key, self.max_parallelism);
+        for (_, kg, record_key, e) in self.keys.iter() {
             for &(pane, slot) in &e.panes {
                 acc.clear();
                 self.slots
                     .push_to(slot, &mut acc)
                     .map_err(|m| state_error(out, m))?;
                 key.clear();
-                put_key(&mut key, &e.key);
+                put_key(&mut key, record_key);
                 key.extend_from_slice(&pane.to_be_bytes());
                 w.push(kg, KIND_PANE, &key, acc.get(0));
             }
@@ -893,7 +833,7 @@ impl Operator for WindowOperator {
                     .push_to(s.slot, &mut acc)
                     .map_err(|m| state_error(out, m))?;
                 key.clear();
-                put_key(&mut key, &e.key);
+                put_key(&mut key, record_key);
                 key.extend_from_slice(&s.window.start.to_be_bytes());
                 key.extend_from_slice(&s.window.end.to_be_bytes());
                 w.push(kg, KIND_SESSION, &key, acc.get(0));
@@ -915,9 +855,10 @@ impl Operator for WindowOperator {
         let watermark = self.watermark;
         let lateness = self.lateness();
         let kind = self.settings.kind;
-        let mut fire = std::collections::BTreeSet::new();
+        let max_parallelism = self.max_parallelism;
         let (keys, slots) = (&mut self.keys, &mut self.slots);
-        let (cleanup, session_fire, session_cleanup) = (
+        let (fire, cleanup, session_fire, session_cleanup) = (
+            &mut self.fire,
             &mut self.cleanup,
             &mut self.session_fire,
             &mut self.session_cleanup,
@@ -926,7 +867,7 @@ impl Operator for WindowOperator {
             .entries(&mut |e| {
                 let bad = || "corrupt window entry".to_owned();
                 let (key, rest) = take_key(e.key).ok_or_else(bad)?;
-                let k = keys.insert(key);
+                let k = keys.intern(key, max_parallelism, KeyEntry::default);
                 let slot = slots.alloc(e.kg, e.value)?;
                 match (e.kind, kind) {
                     (KIND_PANE, WindowKind::Aligned(a)) => {
@@ -934,11 +875,11 @@ impl Operator for WindowOperator {
                         keys.get_mut(k).panes.push((pane, slot));
                         a.for_each_window(pane, |w| {
                             if w.max_timestamp() > watermark {
-                                fire.insert((w.end, w.start, k));
+                                fire.insert(w.max_timestamp(), k, w.start);
                             }
                         });
                         let expiry = (a.last_end(pane) - 1).saturating_add(lateness);
-                        cleanup.entry(expiry).or_default().push(k);
+                        cleanup.insert(expiry, k, ());
                     }
                     (KIND_SESSION, WindowKind::Session { .. }) => {
                         let (start, rest) = take_i64(rest).ok_or_else(bad)?;
@@ -946,10 +887,13 @@ impl Operator for WindowOperator {
                         let window = Window { start, end };
                         keys.get_mut(k).sessions.push(Session { window, slot });
                         if window.max_timestamp() > watermark {
-                            session_fire.insert((window.max_timestamp(), k));
+                            session_fire.insert(window.max_timestamp(), k, ());
                         } else {
-                            session_cleanup
-                                .insert((window.max_timestamp().saturating_add(lateness), k));
+                            session_cleanup.insert(
+                                window.max_timestamp().saturating_add(lateness),
+                                k,
+                                (),
+                            );
                         }
                     }
                     (other, _) => {
@@ -964,9 +908,6 @@ impl Operator for WindowOperator {
                 uid: restored.uid.clone(),
                 message: format!("cannot restore from {}: {message}", restored.location),
             })?;
-        for (end, start, k) in fire {
-            self.fire.entry((end, start)).or_default().push(k);
-        }
         Ok(())
     }
 }
