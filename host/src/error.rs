@@ -79,6 +79,48 @@ pub enum WasmError {
     Contract { uid: String, message: String },
 }
 
+/// Why keyed state could not be read or written. The kind decides what
+/// happens to the job: see [`StateError::fault`].
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state outgrew the memory it may take (the heap backend's limit,
+    /// timers kept on the heap). The same input fills it again: a user fault.
+    #[error("{0}")]
+    Full(String),
+    /// An operator used its state against the contract: a state it did not
+    /// declare, the wrong kind, a bad declaration.
+    #[error("{0}")]
+    Misuse(String),
+    /// What was read back is not what was written: a bug.
+    #[error("{0}")]
+    Corrupt(String),
+    /// The backend failed (RocksDB, the disk, a snapshot that cannot be
+    /// read): the outside world's fault.
+    #[error("{0}")]
+    Backend(String),
+}
+
+impl StateError {
+    pub fn fault(&self) -> Fault {
+        match self {
+            StateError::Full(_) | StateError::Misuse(_) => Fault::User,
+            StateError::Corrupt(_) => Fault::Internal,
+            StateError::Backend(_) => Fault::External,
+        }
+    }
+
+    /// The same error, its message after `context: `.
+    pub fn context(self, context: impl std::fmt::Display) -> StateError {
+        let wrap = |m: String| format!("{context}: {m}");
+        match self {
+            StateError::Full(m) => StateError::Full(wrap(m)),
+            StateError::Misuse(m) => StateError::Misuse(wrap(m)),
+            StateError::Corrupt(m) => StateError::Corrupt(wrap(m)),
+            StateError::Backend(m) => StateError::Backend(wrap(m)),
+        }
+    }
+}
+
 /// Why a running job stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -95,8 +137,12 @@ pub enum RuntimeError {
     Wasm(#[from] WasmError),
     /// Keyed state could not be read or written (a full in-memory backend,
     /// a RocksDB error).
-    #[error("`{uid}`: state: {message}")]
-    State { uid: String, message: String },
+    #[error("`{uid}`: state: {error}")]
+    State {
+        uid: String,
+        #[source]
+        error: StateError,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -135,9 +181,8 @@ impl RuntimeError {
             | RuntimeError::Wasm(_)
             | RuntimeError::Incompatible(_)
             | RuntimeError::Cancelled => Fault::User,
-            RuntimeError::Io { .. } | RuntimeError::State { .. } | RuntimeError::Checkpoint(_) => {
-                Fault::External
-            }
+            RuntimeError::State { error, .. } => error.fault(),
+            RuntimeError::Io { .. } | RuntimeError::Checkpoint(_) => Fault::External,
             RuntimeError::Internal(_) | RuntimeError::Disconnected(_) => Fault::Internal,
         }
     }

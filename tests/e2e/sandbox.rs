@@ -329,6 +329,11 @@ fn guest_log_lines_reach_the_host_log_with_the_operator_uid() {
 /// Runs the inactivity process function (one processing-time timer per key)
 /// over `keys` distinct keys with the given `state:` section.
 fn many_timers(keys: usize, state: &str) -> std::process::Output {
+    many_timers_with(keys, state, "")
+}
+
+/// `many_timers` with `extra` lines at the top of the spec.
+fn many_timers_with(keys: usize, state: &str, extra: &str) -> std::process::Output {
     let dir = support::temp_dir();
     let d = dir.path();
     let input: String = (0..keys).map(|i| format!("{{\"k\":\"k{i}\"}}\n")).collect();
@@ -337,7 +342,7 @@ fn many_timers(keys: usize, state: &str) -> std::process::Output {
     std::fs::write(
         &spec,
         format!(
-            "state: {state}\n\
+            "{extra}state: {state}\n\
              sources:\n  - {{ uid: keys, type: file, path: \"{0}/keys.jsonl\" }}\n\
              operators:\n  - uid: quiet\n    input: keys\n    key_by: /k\n    process: {{ module: inactivity.wasm, config: {{ timeout_ms: 600000 }} }}\n\
              sinks:\n  - {{ uid: out, input: quiet, type: file, path: \"{0}/out.jsonl\" }}\n",
@@ -352,8 +357,15 @@ fn many_timers(keys: usize, state: &str) -> std::process::Output {
 fn timers_count_against_the_heap_backends_state_budget() {
     // 60,000 keys: their value states (~6 MB) fit in 8 MiB, their timers
     // on top of them (~9 MB more) do not.
-    let o = many_timers(60_000, "{ backend: memory, memory_limit: 8MiB }");
+    // Under a restart strategy: a full backend fills again on every attempt
+    // (a user fault), so the job fails at once.
+    let o = many_timers_with(
+        60_000,
+        "{ backend: memory, memory_limit: 8MiB }",
+        "restart: { strategy: fixed_delay, attempts: 2, delay: 10ms }\n",
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("restarting"), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
         err.contains(

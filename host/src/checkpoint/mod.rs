@@ -24,6 +24,7 @@ pub mod coordinator;
 pub mod format;
 pub mod storage;
 
+use crate::error::StateError;
 use format::{Manifest, SnapshotKind, SubtaskManifest};
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -184,17 +185,25 @@ impl RestoredState {
     /// owns.
     pub fn entries(
         &self,
-        f: &mut dyn FnMut(format::Entry<'_>) -> Result<(), String>,
-    ) -> Result<(), String> {
+        f: &mut dyn FnMut(format::Entry<'_>) -> Result<(), StateError>,
+    ) -> Result<(), StateError> {
         for (name, bytes) in &self.objects {
-            format::read_entries(bytes, &mut |e| {
-                if self.key_groups.contains(&e.kg) {
-                    f(e)
-                } else {
-                    Ok(())
+            let mut failed = None;
+            let read = format::read_entries(bytes, &mut |e| {
+                if !self.key_groups.contains(&e.kg) {
+                    return Ok(());
                 }
-            })
-            .map_err(|e| format!("{name}: {e}"))?;
+                f(e).map_err(|error| {
+                    let message = error.to_string();
+                    failed = Some(error);
+                    message
+                })
+            });
+            match (read, failed) {
+                (Ok(()), _) => {}
+                (Err(_), Some(error)) => return Err(error.context(name)),
+                (Err(e), None) => return Err(StateError::Corrupt(format!("{name}: {e}"))),
+            }
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ use super::source::{Positions, Source, SourceOutput, SourcePoll};
 use super::{LATENCY_MARKER_INTERVAL, Message};
 use crate::checkpoint::coordinator::{Ack, NodeAck, TaskLink};
 use crate::checkpoint::{Barrier, BarrierKind, OperatorState, RestorePoint};
-use crate::error::RuntimeError;
+use crate::error::{RuntimeError, StateError};
 use crate::time::watermark::{InputWatermarks, Watermark};
 use async_trait::async_trait;
 use std::collections::VecDeque;
@@ -128,7 +128,10 @@ impl Task {
                     .state_for(&node.info.uid, node.subtask, node.parallelism)
                     .map_err(|message| RuntimeError::State {
                         uid: node.info.uid.to_string(),
-                        message: format!("cannot restore from {}: {message}", restore.location),
+                        error: StateError::Backend(format!(
+                            "cannot restore from {}: {message}",
+                            restore.location
+                        )),
                     })?;
                 if let Some(state) = state {
                     node.op.restore(state).await?;
@@ -185,7 +188,7 @@ impl Task {
             .state_for(&node.info.uid, node.subtask, node.parallelism)
             .map_err(|message| RuntimeError::State {
                 uid: node.info.uid.to_string(),
-                message,
+                error: StateError::Backend(message),
             })?;
         let Some(state) = state else {
             return Ok(());

@@ -6,7 +6,7 @@
 //! RocksDB: a job whose state outgrows memory stops with a clear message
 //! instead of taking the machine down.
 
-use super::Store;
+use super::{StateError, Store};
 use hashbrown::HashMap;
 use std::collections::BTreeMap;
 
@@ -45,7 +45,7 @@ fn cost(key: &[u8], value: &[u8]) -> u64 {
 }
 
 impl Store for MemoryStore {
-    fn get(&mut self, kg: u32, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+    fn get(&mut self, kg: u32, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StateError> {
         let Some(t) = self.tables.get(&kg) else {
             return Ok(false);
         };
@@ -63,7 +63,7 @@ impl Store for MemoryStore {
         })
     }
 
-    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
+    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
         let t = self.tables.entry(kg).or_default();
         let ordered = Self::ordered(key);
         let old = if ordered {
@@ -94,7 +94,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), String> {
+    fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), StateError> {
         let Some(t) = self.tables.get_mut(&kg) else {
             return Ok(());
         };
@@ -116,7 +116,7 @@ impl Store for MemoryStore {
         self.bytes
     }
 
-    fn for_each(&mut self, f: &mut super::EntryVisitor<'_>) -> Result<(), String> {
+    fn for_each(&mut self, f: &mut super::EntryVisitor<'_>) -> Result<(), StateError> {
         let mut kgs: Vec<u32> = self.tables.keys().copied().collect();
         kgs.sort_unstable();
         for kg in kgs {
@@ -133,7 +133,7 @@ impl Store for MemoryStore {
         kg: u32,
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let Some(t) = self.tables.get(&kg) else {
             return Ok(());
         };
@@ -160,11 +160,11 @@ impl Store for MemoryStore {
     }
 }
 
-fn limit_error(limit: u64) -> String {
-    format!(
+fn limit_error(limit: u64) -> StateError {
+    StateError::Full(format!(
         "{}; raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state on disk",
         full(limit)
-    )
+    ))
 }
 
 /// The start of every message that says the heap backend is full.
@@ -184,7 +184,12 @@ mod tests {
         let mut s = MemoryStore::new(200);
         s.put(1, b"\x01a", &[0; 50]).unwrap();
         let e = s.put(1, b"\x01b", &[0; 100]).unwrap_err();
-        assert!(e.contains("rocksdb"), "{e}");
+        assert!(
+            matches!(&e, StateError::Full(m) if m.contains("rocksdb")),
+            "{e}"
+        );
+        // The same input fills it again: restarting does not help.
+        assert_eq!(e.fault(), crate::Fault::User);
         s.delete(1, b"\x01a").unwrap();
         assert_eq!(s.bytes, 0);
         s.put(1, b"\x01b", &[0; 100]).unwrap();

@@ -39,6 +39,7 @@ pub mod memory;
 pub mod rocks;
 pub mod timers;
 
+pub use crate::error::StateError;
 use crate::time::Clock;
 use std::sync::Arc;
 use timers::Domain;
@@ -49,9 +50,9 @@ pub type EntryVisitor<'a> = dyn FnMut(u32, &[u8], &[u8]) + 'a;
 /// An ordered byte map per key group.
 pub trait Store: Send {
     /// Appends the value under `key` to `out`; false when there is none.
-    fn get(&mut self, kg: u32, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String>;
-    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String>;
-    fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), String>;
+    fn get(&mut self, kg: u32, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StateError>;
+    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), StateError>;
+    fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), StateError>;
     /// Calls `f(key, value)` for every entry whose key starts with `prefix`,
     /// in key order.
     fn scan(
@@ -59,7 +60,7 @@ pub trait Store: Send {
         kg: u32,
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> Result<(), String>;
+    ) -> Result<(), StateError>;
     /// Like [`Store::scan`], but from the first key at or after `from`
     /// (which starts with `prefix`), and stopping when `f` returns false.
     /// RocksDB seeks there, past the tombstones of deleted keys before it.
@@ -69,7 +70,7 @@ pub trait Store: Send {
         prefix: &[u8],
         from: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let mut go = true;
         self.scan(kg, prefix, &mut |k, v| {
             if go && k >= from {
@@ -80,7 +81,7 @@ pub trait Store: Send {
     /// About how many bytes the store holds (for metrics).
     fn size_bytes(&self) -> u64;
     /// Calls `f(key group, key, value)` for every entry (for a snapshot).
-    fn for_each(&mut self, f: &mut EntryVisitor<'_>) -> Result<(), String>;
+    fn for_each(&mut self, f: &mut EntryVisitor<'_>) -> Result<(), StateError>;
 }
 
 /// Which store an operator's state goes to, from the spec's `state` section.
@@ -112,7 +113,7 @@ impl Backend {
     /// (timers are state too): with the rest of the state on the heap
     /// backend, on their own when `state.timers: heap` keeps them on the heap
     /// beside RocksDB. Timers kept in RocksDB take none, and cost no check.
-    pub fn check_timers(&self, state: &KeyedState) -> Result<(), String> {
+    pub fn check_timers(&self, state: &KeyedState) -> Result<(), StateError> {
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         match self {
             Backend::Memory { limit } => {
@@ -120,11 +121,11 @@ impl Backend {
                 if state.size_bytes() + timers <= *limit {
                     return Ok(());
                 }
-                Err(format!(
+                Err(StateError::Full(format!(
                     "{} (timers take {:.1} MiB of it); raise the limit or use `state: {{ backend: rocksdb }}`, which keeps state and timers on disk",
                     memory::full(*limit),
                     mib(timers)
-                ))
+                )))
             }
             Backend::RocksDb {
                 heap_timers: Some(limit),
@@ -134,11 +135,11 @@ impl Backend {
                 if timers <= *limit {
                     return Ok(());
                 }
-                Err(format!(
+                Err(StateError::Full(format!(
                     "the timers on the heap take {:.1} MiB, more than `state.memory_limit` ({:.1} MiB): raise it, or leave out `state.timers: heap` to keep timers in RocksDB",
                     mib(timers),
                     mib(*limit)
-                ))
+                )))
             }
             Backend::RocksDb { .. } => Ok(()),
         }
@@ -151,7 +152,7 @@ impl Backend {
         uid: &str,
         subtask: u32,
         clock: Arc<dyn Clock>,
-    ) -> Result<KeyedState, String> {
+    ) -> Result<KeyedState, StateError> {
         let state = KeyedState::new(self.open(uid, subtask)?, clock);
         Ok(match self {
             Backend::RocksDb {
@@ -162,7 +163,7 @@ impl Backend {
     }
 
     /// A store for one subtask of one operator.
-    pub fn open(&self, uid: &str, subtask: u32) -> Result<Box<dyn Store>, String> {
+    pub fn open(&self, uid: &str, subtask: u32) -> Result<Box<dyn Store>, StateError> {
         Ok(match self {
             Backend::Memory { limit } => Box::new(memory::MemoryStore::new(*limit)),
             Backend::RocksDb {
@@ -287,12 +288,24 @@ impl KeyedState {
     }
 
     /// Registers a timer; registering an existing one does nothing.
-    pub fn register_timer(&mut self, d: Domain, t: i64, kg: u32, key: &[u8]) -> Result<(), String> {
+    pub fn register_timer(
+        &mut self,
+        d: Domain,
+        t: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), StateError> {
         self.timers.register(&mut *self.store, d, t, kg, key)
     }
 
     /// Deletes a timer, if it exists.
-    pub fn delete_timer(&mut self, d: Domain, t: i64, kg: u32, key: &[u8]) -> Result<(), String> {
+    pub fn delete_timer(
+        &mut self,
+        d: Domain,
+        t: i64,
+        kg: u32,
+        key: &[u8],
+    ) -> Result<(), StateError> {
         self.timers.delete(&mut *self.store, d, t, kg, key)
     }
 
@@ -303,7 +316,7 @@ impl KeyedState {
         d: Domain,
         until: i64,
         f: &mut dyn FnMut(i64, u32, &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         self.timers.due(&mut *self.store, d, until, f)
     }
 
@@ -329,7 +342,7 @@ impl KeyedState {
 
     /// Undoes the writes since [`KeyedState::begin`], newest first, and stops
     /// recording.
-    pub fn rollback(&mut self) -> Result<(), String> {
+    pub fn rollback(&mut self) -> Result<(), StateError> {
         let Some(journal) = self.journal.take() else {
             return Ok(());
         };
@@ -343,7 +356,7 @@ impl KeyedState {
     }
 
     /// Puts (`Some`) or deletes (`None`) the entry under `key`, journaled.
-    fn write_entry(&mut self, kg: u32, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+    fn write_entry(&mut self, kg: u32, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
         if let Some(journal) = &mut self.journal {
             let mut old = Vec::new();
             let had = self.store.get(kg, key, &mut old)?;
@@ -356,7 +369,7 @@ impl KeyedState {
     }
 
     /// [`KeyedState::write_entry`] at the key in `key_buf`.
-    fn write_here(&mut self, kg: u32, value: Option<&[u8]>) -> Result<(), String> {
+    fn write_here(&mut self, kg: u32, value: Option<&[u8]>) -> Result<(), StateError> {
         let key = std::mem::take(&mut self.key_buf);
         let r = self.write_entry(kg, &key, value);
         self.key_buf = key;
@@ -375,7 +388,7 @@ impl KeyedState {
 
     /// Every stored entry of the states in the layout above (not the
     /// timers, see [`KeyedState::due_timers`]): what a snapshot copies.
-    pub fn for_each_entry(&mut self, f: &mut EntryVisitor<'_>) -> Result<(), String> {
+    pub fn for_each_entry(&mut self, f: &mut EntryVisitor<'_>) -> Result<(), StateError> {
         self.store.for_each(&mut |kg, k, v| {
             if k.first() != Some(&timers::TIMER) {
                 f(kg, k, v)
@@ -394,14 +407,15 @@ impl KeyedState {
         value: &[u8],
         old: &[Descriptor],
         map: &[Option<u32>],
-    ) -> Result<(), String> {
-        let corrupt = || "corrupt state entry in the snapshot".to_owned();
+    ) -> Result<(), StateError> {
+        let corrupt = || StateError::Corrupt("corrupt state entry in the snapshot".to_owned());
         match key.first() {
             Some(&ROW) => {
                 let mut slots = Vec::new();
                 // Read with no clock: keep expired values as they are (their
                 // expiry is kept and checked on read).
-                decode_row(value, 0, i64::MIN, &mut slots).map_err(|e| e.to_string())?;
+                decode_row(value, 0, i64::MIN, &mut slots)
+                    .map_err(|e| StateError::Corrupt(e.to_string()))?;
                 let old_values: Vec<u32> = (0..old.len() as u32)
                     .filter(|&h| old[h as usize].kind == Kind::Value)
                     .collect();
@@ -442,11 +456,11 @@ impl KeyedState {
     /// module swap): each value of a value state, each element of a list
     /// state, each value of a map state. Expiry times are kept aside and go
     /// back unchanged with [`KeyedState::put_migrated`].
-    pub fn take_for_migration(&mut self, handle: u32) -> Result<Migration, String> {
+    pub fn take_for_migration(&mut self, handle: u32) -> Result<Migration, StateError> {
         let kind = self
             .descriptors
             .get(handle as usize)
-            .ok_or_else(|| format!("no state #{handle} was declared"))?
+            .ok_or_else(|| StateError::Misuse(format!("no state #{handle} was declared")))?
             .kind;
         let slot = self.value_slot(handle);
         let mut m = Migration {
@@ -508,7 +522,7 @@ impl KeyedState {
                 .push((kg, key.to_vec(), expiry, m.items.len() - before));
         })?;
         match corrupt {
-            Some(c) => Err(c.to_owned()),
+            Some(c) => Err(StateError::Corrupt(c.to_owned())),
             None => Ok(m),
         }
     }
@@ -517,13 +531,13 @@ impl KeyedState {
     /// `items` holds one new item per item taken, in order.
     ///
     /// [`take_for_migration`]: KeyedState::take_for_migration
-    pub fn put_migrated(&mut self, m: Migration, items: Vec<Vec<u8>>) -> Result<(), String> {
+    pub fn put_migrated(&mut self, m: Migration, items: Vec<Vec<u8>>) -> Result<(), StateError> {
         if items.len() != m.items.len() {
-            return Err(format!(
+            return Err(StateError::Misuse(format!(
                 "migration returned {} items for {}",
                 items.len(),
                 m.items.len()
-            ));
+            )));
         }
         let kind = self.descriptors[m.handle as usize].kind;
         let slot = self.value_slot(m.handle);
@@ -537,7 +551,8 @@ impl KeyedState {
                     row.clear();
                     self.store.get(kg, &key, &mut row)?;
                     let mut slots = Vec::new();
-                    decode_row(&row, 0, i64::MIN, &mut slots).map_err(str::to_owned)?;
+                    decode_row(&row, 0, i64::MIN, &mut slots)
+                        .map_err(|e| StateError::Corrupt(e.to_owned()))?;
                     slots.resize(self.value_states(), None);
                     let writes: Vec<SlotWrite<'_>> = slots
                         .iter()
@@ -574,26 +589,29 @@ impl KeyedState {
 
     /// Declares a state (during `open`); the same name and kind again gives
     /// the same handle, as after a guest restart.
-    pub fn declare(&mut self, d: Descriptor) -> Result<u32, String> {
+    pub fn declare(&mut self, d: Descriptor) -> Result<u32, StateError> {
         if d.name.is_empty() {
-            return Err("a state needs a name".into());
+            return Err(StateError::Misuse("a state needs a name".into()));
         }
         if let Some(i) = self.descriptors.iter().position(|x| x.name == d.name) {
             let old = &self.descriptors[i];
             return if old.kind == d.kind && old.ttl_ms == d.ttl_ms && old.version == d.version {
                 Ok(i as u32)
             } else {
-                Err(format!(
+                Err(StateError::Misuse(format!(
                     "state `{}` is already declared as a {} state with ttl {:?}, version {}",
                     d.name,
                     old.kind.name(),
                     old.ttl_ms,
                     old.version
-                ))
+                )))
             };
         }
         if d.ttl_ms == Some(0) {
-            return Err(format!("state `{}`: a TTL must be positive", d.name));
+            return Err(StateError::Misuse(format!(
+                "state `{}`: a TTL must be positive",
+                d.name
+            )));
         }
         let slot = (d.kind == Kind::Value).then(|| {
             self.value_ttl.push(d.ttl_ms);
@@ -617,14 +635,16 @@ impl KeyedState {
         self.clock.now_ms()
     }
 
-    fn check(&self, handle: u32, kind: Kind) -> Result<&Descriptor, String> {
+    fn check(&self, handle: u32, kind: Kind) -> Result<&Descriptor, StateError> {
         match self.descriptors.get(handle as usize) {
             Some(d) if d.kind == kind => Ok(d),
-            Some(d) => Err(format!(
+            Some(d) => Err(StateError::Misuse(format!(
                 "state #{handle} (`{}`) is a {:?} state, not a {kind:?} state",
                 d.name, d.kind
-            )),
-            None => Err(format!("no state #{handle} was declared")),
+            ))),
+            None => Err(StateError::Misuse(format!(
+                "no state #{handle} was declared"
+            ))),
         }
     }
 
@@ -637,7 +657,7 @@ impl KeyedState {
         now: i64,
         buf: &mut Vec<u8>,
         row: &mut Row,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         row.slots.clear();
         self.key_buf.clear();
         self.key_buf.push(ROW);
@@ -645,7 +665,7 @@ impl KeyedState {
         let start = buf.len();
         if self.store.get(kg, &self.key_buf, buf)? {
             decode_row(&buf[start..], start, now, &mut row.slots)
-                .map_err(|e| format!("corrupt state row: {e}"))?;
+                .map_err(|e| StateError::Corrupt(format!("corrupt state row: {e}")))?;
         }
         row.slots.resize(self.value_states(), None);
         Ok(())
@@ -660,7 +680,7 @@ impl KeyedState {
         key: &[u8],
         now: i64,
         slots: impl Iterator<Item = SlotWrite<'a>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         self.buf.clear();
         let mut any = false;
         for (v, (value, expiry, written)) in slots.enumerate() {
@@ -730,7 +750,7 @@ impl KeyedState {
         kg: u32,
         key: &[u8],
         f: &mut dyn FnMut(&[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         self.check(handle, Kind::List)?;
         self.list_key(handle, key);
         self.buf.clear();
@@ -743,7 +763,8 @@ impl KeyedState {
         };
         let mut rest = body;
         while !rest.is_empty() {
-            let (item, tail) = split_item(rest).ok_or("corrupt list state")?;
+            let (item, tail) =
+                split_item(rest).ok_or_else(|| StateError::Corrupt("corrupt list state".into()))?;
             f(item);
             rest = tail;
         }
@@ -756,7 +777,7 @@ impl KeyedState {
         kg: u32,
         key: &[u8],
         element: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let ttl = self.check(handle, Kind::List)?.ttl_ms;
         self.list_key(handle, key);
         self.buf.clear();
@@ -777,7 +798,7 @@ impl KeyedState {
         kg: u32,
         key: &[u8],
         elements: impl Iterator<Item = &'a [u8]>,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let ttl = self.check(handle, Kind::List)?.ttl_ms;
         self.list_key(handle, key);
         let mut out = Vec::new();
@@ -798,7 +819,7 @@ impl KeyedState {
         key: &[u8],
         user_key: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StateError> {
         self.check(handle, Kind::Map)?;
         self.map_prefix(handle, key);
         self.key_buf.extend_from_slice(user_key);
@@ -822,7 +843,7 @@ impl KeyedState {
         key: &[u8],
         user_key: &[u8],
         value: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let ttl = self.check(handle, Kind::Map)?.ttl_ms;
         self.map_prefix(handle, key);
         self.key_buf.extend_from_slice(user_key);
@@ -838,7 +859,7 @@ impl KeyedState {
         kg: u32,
         key: &[u8],
         user_key: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         self.check(handle, Kind::Map)?;
         self.map_prefix(handle, key);
         self.key_buf.extend_from_slice(user_key);
@@ -852,7 +873,7 @@ impl KeyedState {
         kg: u32,
         key: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         self.check(handle, Kind::Map)?;
         self.map_prefix(handle, key);
         let now = self.now();
@@ -869,13 +890,19 @@ impl KeyedState {
 
     /// Clears a list or map state for a key (value states are cleared
     /// through their row).
-    pub fn clear(&mut self, handle: u32, kg: u32, key: &[u8]) -> Result<(), String> {
+    pub fn clear(&mut self, handle: u32, kg: u32, key: &[u8]) -> Result<(), StateError> {
         let kind = match self.descriptors.get(handle as usize) {
             Some(d) => d.kind,
-            None => return Err(format!("no state #{handle} was declared")),
+            None => {
+                return Err(StateError::Misuse(format!(
+                    "no state #{handle} was declared"
+                )));
+            }
         };
         match kind {
-            Kind::Value => Err("value states are cleared through the call's value writes".into()),
+            Kind::Value => Err(StateError::Misuse(
+                "value states are cleared through the call's value writes".into(),
+            )),
             Kind::List => {
                 self.list_key(handle, key);
                 self.write_here(kg, None)
@@ -896,14 +923,14 @@ impl KeyedState {
 
 /// The body of a list or map value after its expiry header; `None` when it
 /// has expired.
-fn live_body(v: &[u8], now: i64) -> Result<Option<&[u8]>, String> {
+fn live_body(v: &[u8], now: i64) -> Result<Option<&[u8]>, StateError> {
     match v.first() {
         Some(&ABSENT) => Ok(Some(&v[1..])),
         Some(&EXPIRING) if v.len() >= 9 => {
             let t = i64::from_le_bytes(v[1..9].try_into().expect("8 bytes"));
             Ok((t > now).then(|| &v[9..]))
         }
-        _ => Err("corrupt state value header".into()),
+        _ => Err(StateError::Corrupt("corrupt state value header".into())),
     }
 }
 
@@ -1010,18 +1037,19 @@ pub(crate) mod tests {
                 kind: Kind::Value,
                 ttl_ms: None,
                 version: 1,
-            }),
-            Ok(count)
+            })
+            .unwrap(),
+            count
         );
-        assert!(
+        assert!(matches!(
             s.declare(Descriptor {
                 name: "count".into(),
                 kind: Kind::List,
                 ttl_ms: None,
                 version: 1,
-            })
-            .is_err()
-        );
+            }),
+            Err(StateError::Misuse(_))
+        ));
         assert_eq!(
             (s.value_slot(count), s.value_slot(seen_at)),
             (Some(0), Some(1))

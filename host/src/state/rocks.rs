@@ -10,7 +10,7 @@
 //! dropped by a compaction filter as well as hidden on read. Timers are kept
 //! here too ([`super::timers::StoredTimers`]) unless `state.timers: heap`.
 
-use super::Store;
+use super::{StateError, Store};
 use rocksdb::compaction_filter::Decision;
 use rocksdb::{BlockBasedOptions, Cache, DB, Options, WriteOptions};
 use std::path::{Path, PathBuf};
@@ -29,7 +29,7 @@ impl RocksStore {
         subtask: u32,
         cache_bytes: u64,
         write_buffer: u64,
-    ) -> Result<RocksStore, String> {
+    ) -> Result<RocksStore, StateError> {
         let safe: String = uid
             .chars()
             .map(|c| {
@@ -48,8 +48,12 @@ impl RocksStore {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        std::fs::create_dir_all(base)
-            .map_err(|e| format!("cannot create the RocksDB folder {}: {e}", base.display()))?;
+        std::fs::create_dir_all(base).map_err(|e| {
+            StateError::Backend(format!(
+                "cannot create the RocksDB folder {}: {e}",
+                base.display()
+            ))
+        })?;
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_write_buffer_size(write_buffer as usize);
@@ -77,8 +81,9 @@ impl RocksStore {
                 Decision::Keep
             }
         });
-        let db = DB::open(&opts, &path)
-            .map_err(|e| format!("cannot open RocksDB at {}: {e}", path.display()))?;
+        let db = DB::open(&opts, &path).map_err(|e| {
+            StateError::Backend(format!("cannot open RocksDB at {}: {e}", path.display()))
+        })?;
         let mut write = WriteOptions::default();
         write.disable_wal(true);
         Ok(RocksStore {
@@ -108,12 +113,12 @@ impl Drop for RocksStore {
     }
 }
 
-fn err(e: rocksdb::Error) -> String {
-    format!("RocksDB: {e}")
+fn err(e: rocksdb::Error) -> StateError {
+    StateError::Backend(format!("RocksDB: {e}"))
 }
 
 impl Store for RocksStore {
-    fn get(&mut self, kg: u32, key: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
+    fn get(&mut self, kg: u32, key: &[u8], out: &mut Vec<u8>) -> Result<bool, StateError> {
         self.full_key(kg, key);
         match self.db().get_pinned(&self.key).map_err(err)? {
             Some(v) => {
@@ -124,14 +129,14 @@ impl Store for RocksStore {
         }
     }
 
-    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), String> {
+    fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
         self.full_key(kg, key);
         self.db()
             .put_opt(&self.key, value, &self.write)
             .map_err(err)
     }
 
-    fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), String> {
+    fn delete(&mut self, kg: u32, key: &[u8]) -> Result<(), StateError> {
         self.full_key(kg, key);
         self.db().delete_opt(&self.key, &self.write).map_err(err)
     }
@@ -147,7 +152,7 @@ impl Store for RocksStore {
         prop("rocksdb.estimate-live-data-size") + prop("rocksdb.cur-size-all-mem-tables")
     }
 
-    fn for_each(&mut self, f: &mut super::EntryVisitor<'_>) -> Result<(), String> {
+    fn for_each(&mut self, f: &mut super::EntryVisitor<'_>) -> Result<(), StateError> {
         // A RocksDB snapshot gives one consistent view while iterating.
         let snap = self.db().snapshot();
         let mut it = snap.raw_iterator();
@@ -169,7 +174,7 @@ impl Store for RocksStore {
         kg: u32,
         prefix: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         self.scan_from(kg, prefix, prefix, &mut |k, v| {
             f(k, v);
             true
@@ -182,7 +187,7 @@ impl Store for RocksStore {
         prefix: &[u8],
         from: &[u8],
         f: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         debug_assert!(from.starts_with(prefix));
         self.full_key(kg, prefix);
         let end = self.key.len();

@@ -18,8 +18,8 @@
 //! per timer, ordered by time within its key group, and in memory only each
 //! key group's earliest time, so that a job may hold more timers than memory.
 
-use super::Store;
 use super::keys::KeyTable;
+use super::{StateError, Store};
 use hashbrown::HashMap;
 use std::collections::BTreeSet;
 
@@ -170,7 +170,7 @@ pub trait TimerQueue: Send {
         time: i64,
         kg: u32,
         key: &[u8],
-    ) -> Result<(), String>;
+    ) -> Result<(), StateError>;
     /// Deletes a timer, if it exists.
     fn delete(
         &mut self,
@@ -179,7 +179,7 @@ pub trait TimerQueue: Send {
         time: i64,
         kg: u32,
         key: &[u8],
-    ) -> Result<(), String>;
+    ) -> Result<(), StateError>;
     /// Calls `f(time, key group, key)` for the timers with `time <= until`,
     /// in time order.
     fn due(
@@ -188,7 +188,7 @@ pub trait TimerQueue: Send {
         d: Domain,
         until: i64,
         f: &mut dyn FnMut(i64, u32, &[u8]),
-    ) -> Result<(), String>;
+    ) -> Result<(), StateError>;
     /// The earliest timer's time.
     fn next(&self, d: Domain) -> Option<i64>;
     /// About how many bytes of memory the timers take.
@@ -203,7 +203,7 @@ impl TimerQueue for Timers {
         time: i64,
         kg: u32,
         key: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         Timers::register(self, d, time, kg, key);
         Ok(())
     }
@@ -215,7 +215,7 @@ impl TimerQueue for Timers {
         time: i64,
         _: u32,
         key: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         Timers::delete(self, d, time, key);
         Ok(())
     }
@@ -226,7 +226,7 @@ impl TimerQueue for Timers {
         d: Domain,
         until: i64,
         f: &mut dyn FnMut(i64, u32, &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         for (time, kg, key) in Timers::due(self, d, until) {
             f(time, kg, key);
         }
@@ -355,7 +355,7 @@ impl Group {
         (kg, d): (u32, Domain),
         after: &[u8],
         cached: usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let prefix = [TIMER, slot(d) as u8];
         let mut from = after.to_vec();
         // The first key after `after`.
@@ -419,7 +419,7 @@ impl TimerQueue for StoredTimers {
         time: i64,
         kg: u32,
         key: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         timer_key(&mut self.key, d, time, key);
         store.put(kg, &self.key, b"")?;
         let i = slot(d);
@@ -452,7 +452,7 @@ impl TimerQueue for StoredTimers {
         time: i64,
         kg: u32,
         key: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         timer_key(&mut self.key, d, time, key);
         store.delete(kg, &self.key)?;
         let i = slot(d);
@@ -475,7 +475,7 @@ impl TimerQueue for StoredTimers {
         d: Domain,
         until: i64,
         f: &mut dyn FnMut(i64, u32, &[u8]),
-    ) -> Result<(), String> {
+    ) -> Result<(), StateError> {
         let i = slot(d);
         let mut found: Vec<(i64, Vec<u8>, u32)> = Vec::new();
         let prefix = [TIMER, i as u8];

@@ -32,7 +32,7 @@ use super::transform::lift;
 use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enrich};
 use super::{Guest, World};
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
-use crate::error::{PlanError, RuntimeError, WasmError};
+use crate::error::{PlanError, RuntimeError, StateError, WasmError};
 use crate::runtime::batch::Origin;
 use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned};
 use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
@@ -415,7 +415,7 @@ impl Operator for WasmEnricher {
     async fn restore(&mut self, state: RestoredState) -> Result<(), RuntimeError> {
         let bad = |message: String| RuntimeError::State {
             uid: self.settings.uid.to_string(),
-            message: format!("{}: {message}", state.location),
+            error: StateError::Corrupt(format!("{}: {message}", state.location)),
         };
         let mut records = Vec::new();
         // The records of old subtask j go to new subtask j % parallelism.

@@ -37,12 +37,15 @@ impl wit_state::Host for StoreData {
             wit_state::StateKind::List => Kind::List,
             wit_state::StateKind::Map => Kind::Map,
         };
-        Ok(call.state()?.declare(Descriptor {
-            name: d.name,
-            kind,
-            ttl_ms: d.ttl_ms,
-            version: d.version,
-        }))
+        Ok(call
+            .state()?
+            .declare(Descriptor {
+                name: d.name,
+                kind,
+                ttl_ms: d.ttl_ms,
+                version: d.version,
+            })
+            .map_err(|e| e.to_string()))
     }
 
     fn list_get(&mut self, s: u32, key: u32) -> wasmtime::Result<wit_state::ByteList> {

@@ -4,8 +4,8 @@
 
 use super::sluice::operator::state as wit_state;
 use super::{checked_span, wit};
-use crate::state::KeyedState;
 use crate::state::keys::KeyTable as KeyTableOf;
+use crate::state::{KeyedState, StateError};
 
 /// The distinct keys of one call, with their key groups: a key table
 /// emptied after each call, whose ids are the key indices the guest sees.
@@ -51,8 +51,9 @@ pub(crate) struct KeyedCall {
     pub(super) opening: bool,
     pub(super) keys: KeyTable,
     pub(super) side_outputs: Vec<String>,
-    /// A state error met by an import; the guest traps with it.
-    pub(super) error: Option<String>,
+    /// A state error met by an import that is not the guest's doing (a
+    /// full backend, a RocksDB error); the guest traps with it.
+    pub(super) error: Option<StateError>,
 }
 
 impl KeyedCall {
@@ -62,13 +63,14 @@ impl KeyedCall {
             .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))
     }
 
-    /// Runs one state access for key `key` of the call. A state error is
-    /// remembered (the guest traps with it, and the operator reports it as
-    /// a state error, not as a guest bug).
+    /// Runs one state access for key `key` of the call. The guest traps on
+    /// an error. One the guest caused (a state it did not declare) is its
+    /// own bug; any other is remembered, and the operator reports it as the
+    /// state error it is.
     pub(super) fn access<T>(
         &mut self,
         key: u32,
-        f: impl FnOnce(&mut KeyedState, u32, &[u8]) -> Result<T, String>,
+        f: impl FnOnce(&mut KeyedState, u32, &[u8]) -> Result<T, StateError>,
     ) -> wasmtime::Result<T> {
         let Some((k, kg)) = self.keys.key(key) else {
             return Err(wasmtime::Error::msg(format!(
@@ -80,8 +82,11 @@ impl KeyedCall {
             .state
             .as_mut()
             .ok_or_else(|| wasmtime::Error::msg("this operator has no keyed state"))?;
-        f(state, kg, k).map_err(|message| {
-            self.error = Some(message.clone());
+        f(state, kg, k).map_err(|error| {
+            let message = error.to_string();
+            if !matches!(error, StateError::Misuse(_)) {
+                self.error = Some(error);
+            }
             wasmtime::Error::msg(message)
         })
     }

@@ -32,7 +32,7 @@ use crate::runtime::{
     Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Origin, Output, Subtask,
 };
 use crate::state::timers::Domain;
-use crate::state::{Backend, Descriptor, Kind, Row, SlotWrite};
+use crate::state::{Backend, Descriptor, Kind, Row, SlotWrite, StateError};
 use crate::time::Clock;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -126,16 +126,16 @@ impl WasmProcess {
         self.settings.uid.to_string()
     }
 
-    async fn start(&mut self) -> Result<(), WasmError> {
+    async fn start(&mut self) -> Result<(), RuntimeError> {
         let uid = self.uid();
         if self.call.state.is_none() {
             let state = self
                 .process
                 .backend
                 .keyed_state(&uid, self.subtask, self.clock.clone())
-                .map_err(|message| WasmError::Open {
+                .map_err(|error| RuntimeError::State {
                     uid: uid.clone(),
-                    message,
+                    error,
                 })?;
             self.call.state = Some(state);
         }
@@ -352,9 +352,9 @@ impl WasmProcess {
                     let key = keys.intern(key, maxp);
                     timers.push(wit_process::Timer { key, time, domain });
                 })
-                .map_err(|message| RuntimeError::State {
+                .map_err(|error| RuntimeError::State {
                     uid: self.settings.uid.to_string(),
-                    message,
+                    error,
                 })?;
         }
         // Every value state of every key.
@@ -368,9 +368,9 @@ impl WasmProcess {
             let (key, kg) = self.call.keys.key(k as u32).expect("in table");
             state
                 .read_row(kg, key, now, &mut self.row_data, &mut self.rows[k])
-                .map_err(|message| RuntimeError::State {
+                .map_err(|error| RuntimeError::State {
                     uid: self.settings.uid.to_string(),
-                    message,
+                    error,
                 })?;
             spans.extend(self.rows[k].slots.iter().map(|s| match s {
                 Some((r, _)) => wit::Span {
@@ -437,10 +437,10 @@ impl WasmProcess {
         result.map(Ok)
     }
 
-    fn state_error(&self, message: String) -> RuntimeError {
+    fn state_error(&self, error: StateError) -> RuntimeError {
         RuntimeError::State {
             uid: self.uid(),
-            message,
+            error,
         }
     }
 
@@ -503,9 +503,9 @@ impl WasmProcess {
             let (k, kg) = self.call.keys.key(key).expect("checked");
             state
                 .write_row(kg, k, now, slots.iter().copied())
-                .map_err(|message| RuntimeError::State {
+                .map_err(|error| RuntimeError::State {
                     uid: uid.clone(),
-                    message,
+                    error,
                 })?;
         }
         // Timer changes, in order.
@@ -525,9 +525,9 @@ impl WasmProcess {
             } else {
                 state.delete_timer(d, t.time, kg, k)
             };
-            changed.map_err(|message| RuntimeError::State {
+            changed.map_err(|error| RuntimeError::State {
                 uid: uid.clone(),
-                message,
+                error,
             })?;
         }
         // Timers are state: they count against its budget.
@@ -535,9 +535,9 @@ impl WasmProcess {
             self.process
                 .backend
                 .check_timers(state)
-                .map_err(|message| RuntimeError::State {
+                .map_err(|error| RuntimeError::State {
                     uid: uid.clone(),
-                    message,
+                    error,
                 })?;
         }
         // Records, split by port.
@@ -659,7 +659,7 @@ pub async fn declarations(
         Vec::new(),
     );
     p.start().await.map_err(|e| match e {
-        WasmError::Open { message, .. } => message,
+        RuntimeError::Wasm(WasmError::Open { message, .. }) => message,
         e => e.to_string(),
     })?;
     let states = p
@@ -729,9 +729,9 @@ impl Operator for WasmProcess {
         let mut w = EntryWriter::new();
         let mut states = Vec::new();
         if let Some(state) = &mut self.call.state {
-            let state_err = |message| RuntimeError::State {
+            let state_err = |error| RuntimeError::State {
                 uid: self.settings.uid.to_string(),
-                message,
+                error,
             };
             state
                 .for_each_entry(&mut |kg, k, v| w.push(kg, KIND_STATE, k, v))
@@ -763,9 +763,9 @@ impl Operator for WasmProcess {
     ) -> Result<(), RuntimeError> {
         use crate::checkpoint::format::{KIND_STATE, KIND_TIMER};
         let uid = restored.uid.clone();
-        let state_err = |message: String| RuntimeError::State {
+        let state_err = |error| RuntimeError::State {
             uid: uid.clone(),
-            message,
+            error,
         };
         self.watermark = self.watermark.max(restored.watermark());
         let old = snapshot_descriptors(&restored.metas).unwrap_or_default();
@@ -776,14 +776,19 @@ impl Operator for WasmProcess {
             restored.drop_unclaimed,
             self.module.migrates(),
         )
-        .map_err(|m| state_err(format!("cannot restore from {}: {m}", restored.location)))?;
+        .map_err(|m| {
+            RuntimeError::Incompatible(format!(
+                "`{uid}` cannot restore from {}: {m}",
+                restored.location
+            ))
+        })?;
         let map = &plan.map;
         restored
             .entries(&mut |e| match e.kind {
                 KIND_STATE => state.restore_entry(e.kg, e.key, e.value, &old, map),
                 KIND_TIMER => {
                     let (Some(&tag), Some(t)) = (e.key.first(), e.key.get(1..9)) else {
-                        return Err("corrupt timer entry".into());
+                        return Err(StateError::Corrupt("corrupt timer entry".into()));
                     };
                     let t = i64::from_be_bytes(t.try_into().expect("8 bytes"));
                     let d = if tag == 0 {
@@ -793,18 +798,16 @@ impl Operator for WasmProcess {
                     };
                     state.register_timer(d, t, e.kg, &e.key[9..])
                 }
-                k => Err(format!(
+                k => Err(StateError::Corrupt(format!(
                     "a keyed process function has no entries of kind {k}"
-                )),
+                ))),
             })
-            .map_err(state_err)?;
+            .map_err(|e| {
+                state_err(e.context(format!("cannot restore from {}", restored.location)))
+            })?;
         for (handle, from) in plan.migrate {
-            self.migrate(handle, from)
-                .await
-                .map_err(|m| WasmError::Open {
-                    uid: uid.clone(),
-                    message: format!("restoring from {}: {m}", restored.location),
-                })?;
+            self.migrate(handle, from, &restored.location.to_string())
+                .await?;
         }
         Ok(())
     }
@@ -816,11 +819,26 @@ const MIGRATION_BATCH: usize = 4096;
 impl WasmProcess {
     /// Runs the module's migration hook over every stored item of the state
     /// `handle`, written in layout `from`.
-    async fn migrate(&mut self, handle: u32, from: u32) -> Result<(), String> {
+    /// `restoring` names the snapshot, for errors.
+    async fn migrate(
+        &mut self,
+        handle: u32,
+        from: u32,
+        restoring: &str,
+    ) -> Result<(), RuntimeError> {
+        let uid = self.uid();
+        let state_error = |error: StateError| RuntimeError::State {
+            uid: uid.clone(),
+            error: error.context(format!("restoring from {restoring}")),
+        };
+        let guest_error = |message: String| WasmError::Open {
+            uid: uid.clone(),
+            message: format!("restoring from {restoring}: {message}"),
+        };
         let state = self.call.state.as_mut().expect("opened");
         let name = state.descriptors()[handle as usize].name.clone();
         let to = state.descriptors()[handle as usize].version;
-        let taken = state.take_for_migration(handle)?;
+        let taken = state.take_for_migration(handle).map_err(state_error)?;
         let indices = self
             .module
             .migration
@@ -829,7 +847,7 @@ impl WasmProcess {
         let (sandbox, _) = self.live.as_mut().expect("started");
         let hook = indices
             .load(&mut sandbox.store, &sandbox.instance)
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| guest_error(format!("{e:#}")))?;
         let mut migrated = Vec::with_capacity(taken.items.len());
         for chunk in taken.items.chunks(MIGRATION_BATCH) {
             let mut list = ListBuilder::default();
@@ -852,34 +870,38 @@ impl WasmProcess {
             let out = match result {
                 Ok(Ok(out)) => out,
                 Ok(Err(m)) => {
-                    return Err(format!(
+                    return Err(guest_error(format!(
                         "the migration hook failed on state `{name}` (version {from} to {to}): {m}"
-                    ));
+                    ))
+                    .into());
                 }
                 Err(e) => {
                     let description = sandbox.describe(&e);
                     self.live = None;
-                    return Err(format!(
+                    return Err(guest_error(format!(
                         "the migration hook trapped on state `{name}` (version {from} to {to}): {description}"
-                    ));
+                    ))
+                    .into());
                 }
             };
             if out.spans.len() != chunk.len() {
-                return Err(format!(
+                return Err(guest_error(format!(
                     "the migration hook returned {} items for {} of state `{name}`",
                     out.spans.len(),
                     chunk.len()
-                ));
+                ))
+                .into());
             }
             for s in out.spans {
-                let s = super::checked_span(s, out.data.len())
-                    .map_err(|m| format!("the migration hook broke the contract: {m}"))?;
+                let s = super::checked_span(s, out.data.len()).map_err(|m| {
+                    guest_error(format!("the migration hook broke the contract: {m}"))
+                })?;
                 migrated.push(out.data[s.offset as usize..][..s.len as usize].to_vec());
             }
         }
         let n = migrated.len();
         let state = self.call.state.as_mut().expect("opened");
-        state.put_migrated(taken, migrated)?;
+        state.put_migrated(taken, migrated).map_err(state_error)?;
         tracing::info!(
             operator = %self.settings.uid,
             subtask = self.subtask,

@@ -24,7 +24,7 @@ pub mod aggregate;
 pub mod assigner;
 pub mod plan;
 
-use crate::error::{RuntimeError, WasmError};
+use crate::error::{RuntimeError, StateError, WasmError};
 use crate::json;
 use crate::runtime::batch::Span;
 use crate::runtime::operator::FIRST_SIDE_PORT;
@@ -141,7 +141,7 @@ impl Slots {
         }
     }
 
-    fn alloc(&mut self, kg: u32, bytes: &[u8]) -> Result<u32, String> {
+    fn alloc(&mut self, kg: u32, bytes: &[u8]) -> Result<u32, StateError> {
         let s = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -167,7 +167,7 @@ impl Slots {
 
     /// Appends slot `s`'s accumulator to `list`.
     #[inline]
-    fn push_to(&mut self, s: u32, list: &mut ByteList) -> Result<(), String> {
+    fn push_to(&mut self, s: u32, list: &mut ByteList) -> Result<(), StateError> {
         match &mut self.accs {
             Accumulators::Heap(accs) => list.push(&accs[s as usize]),
             Accumulators::Store {
@@ -179,9 +179,9 @@ impl Slots {
                 buf.clear();
                 let kg = kgs[s as usize];
                 if !store.get(kg, Accumulators::key(key, s), buf)? {
-                    return Err(format!(
+                    return Err(StateError::Corrupt(format!(
                         "window accumulator {s} is missing from the state store"
-                    ));
+                    )));
                 }
                 list.push(buf);
             }
@@ -190,7 +190,7 @@ impl Slots {
     }
 
     #[inline]
-    fn set(&mut self, s: u32, bytes: &[u8]) -> Result<(), String> {
+    fn set(&mut self, s: u32, bytes: &[u8]) -> Result<(), StateError> {
         match &mut self.accs {
             Accumulators::Heap(accs) => {
                 let acc = &mut accs[s as usize];
@@ -208,10 +208,10 @@ impl Slots {
     }
 }
 
-fn state_error(out: &Output, message: String) -> RuntimeError {
+fn state_error(out: &Output, error: StateError) -> RuntimeError {
     RuntimeError::State {
         uid: out.info().uid.to_string(),
-        message,
+        error,
     }
 }
 
@@ -760,7 +760,7 @@ impl Operator for WindowOperator {
         if let Some((backend, uid, subtask)) = self.backend.take() {
             let store = backend
                 .open(&uid, subtask)
-                .map_err(|message| RuntimeError::State { uid, message })?;
+                .map_err(|error| RuntimeError::State { uid, error })?;
             self.slots = Slots::new(Some(store));
         }
         self.agg.open().await?;
@@ -863,9 +863,9 @@ impl Operator for WindowOperator {
             &mut self.session_fire,
             &mut self.session_cleanup,
         );
-        restored
-            .entries(&mut |e| {
-                let bad = || "corrupt window entry".to_owned();
+        let mut misfit = None;
+        let result = restored.entries(&mut |e| {
+                let bad = || StateError::Corrupt("corrupt window entry".to_owned());
                 let (key, rest) = take_key(e.key).ok_or_else(bad)?;
                 let k = keys.intern(key, max_parallelism, KeyEntry::default);
                 let slot = slots.alloc(e.kg, e.value)?;
@@ -897,18 +897,27 @@ impl Operator for WindowOperator {
                         }
                     }
                     (other, _) => {
-                        return Err(format!(
+                        let m = format!(
                             "the snapshot's window entries (kind {other}) do not fit this window ({kind:?}); was the window type changed?"
-                        ));
+                        );
+                        misfit = Some(m.clone());
+                        return Err(StateError::Misuse(m));
                     }
                 }
                 Ok(())
-            })
-            .map_err(|message| RuntimeError::State {
+            });
+        let context = format!("cannot restore from {}", restored.location);
+        match (result, misfit) {
+            (Ok(()), _) => Ok(()),
+            (Err(_), Some(misfit)) => Err(RuntimeError::Incompatible(format!(
+                "`{}` {context}: {misfit}",
+                restored.uid
+            ))),
+            (Err(error), None) => Err(RuntimeError::State {
                 uid: restored.uid.clone(),
-                message: format!("cannot restore from {}: {message}", restored.location),
-            })?;
-        Ok(())
+                error: error.context(context),
+            }),
+        }
     }
 }
 
