@@ -47,6 +47,7 @@ pub mod plan;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod testing;
 pub mod time;
 pub mod units;
 pub mod wasm;
