@@ -5,9 +5,9 @@
                     [--file /tmp/bench/orders-200k.jsonl] [--order ordered]
                     [--module customer_tier.wasm]
 
-Starts examples/enrich/tier_service.py on a free loopback port (every
+Starts examples/enricher/tier_service.py on a free loopback port (every
 request answered after --latency-ms), then for each capacity runs
-examples/enrich/orders-tier.yaml (the customer-tier module, or --module:
+examples/enricher/orders-tier.yaml (the customer-tier module, or --module:
 customer_tier_py.wasm, customer_tier_js.wasm; at parallelism 1) on the first N orders of --file, where N is what the ideal rate
 (capacity / latency) would do in --seconds. It reads the job's own figure
 (records read / run time, from `sluice run`'s summary, so process start and
@@ -43,7 +43,7 @@ def main():
     with open(args.file) as f:
         lines = f.readlines()
     service = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "examples/enrich/tier_service.py"),
+        [sys.executable, os.path.join(REPO, "examples/enricher/tier_service.py"),
          "--latency-ms", str(args.latency_ms)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -58,7 +58,7 @@ def main():
                 env = dict(os.environ, INPUT=inp, OUTPUT=out, TIER_SERVICE=address,
                            TIER_GRANT=address, CAPACITY=str(cap), ORDER=args.order,
                            TIMEOUT="10s", SLUICE_MODULE_PATH=modules, TIER_MODULE=args.module)
-                r = subprocess.run([sluice, "run", "--no-api", os.path.join(REPO, "examples/enrich/orders-tier.yaml")],
+                r = subprocess.run([sluice, "run", "--no-api", os.path.join(REPO, "examples/enricher/orders-tier.yaml")],
                                    env=env, capture_output=True, text=True)
                 if r.returncode != 0:
                     sys.exit(f"capacity {cap}: sluice failed:\n{r.stderr}")

@@ -8,13 +8,13 @@
 // `GET <url>c-7` and expects `200` with `{"tier":"gold",…}`; it emits the
 // order with `"tier":"gold"` added (key, timestamp and headers kept). Any
 // other status, a body that is not such JSON, or a transport failure is an
-// error for this attempt: the host retries the record (`async.retries`),
+// error for this attempt: the host retries the record (`enricher.retries`),
 // then sends it to the dead-letter sink.
 //
 // Config: `{"url": "http://127.0.0.1:8080/customers/"}` (required; the
 // customer id is appended; unknown fields are an error). The spec must grant
 // the service's address: `grants: { network: ["127.0.0.1:8080"] }` (see
-// examples/enrich/orders-tier.yaml, with TIER_MODULE=customer_tier_js.wasm).
+// examples/enricher/orders-tier.yaml, with TIER_MODULE=customer_tier_js.wasm).
 //
 // Build (from the repository root; `npm ci --prefix guest-sdk/js` once):
 //
@@ -35,7 +35,7 @@ function customerTier(c) {
   return tier;
 }
 
-export const enrich = defineEnricher({
+export const enricher = defineEnricher({
   open(config) {
     const { url } = config.parse({ url: "" });
     if (url === "") {

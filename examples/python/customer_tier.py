@@ -7,13 +7,13 @@ For an order `{"order_id":"o-1","customer_id":"c-7",...}` it sends
 `GET <url>c-7` and expects `200` with `{"tier":"gold",...}`; it emits the
 order with `"tier":"gold"` added (key, timestamp and headers kept). Any other
 status, a body that is not such JSON, or a transport failure is an error for
-this attempt: the host retries the record (`async.retries`), then sends it to
+this attempt: the host retries the record (`enricher.retries`), then sends it to
 the dead-letter sink.
 
 Config: `{"url": "http://127.0.0.1:8080/customers/"}` (required; the
 customer id is appended; unknown fields are an error). The spec must grant
 the service's address: `grants: { network: ["127.0.0.1:8080"] }`. See
-`examples/enrich/orders-tier.yaml` (`TIER_MODULE=customer_tier_py.wasm`).
+`examples/enricher/orders-tier.yaml` (`TIER_MODULE=customer_tier_py.wasm`).
 
 Build (from the repository root):
 

@@ -17,12 +17,12 @@
 //       },
 //     });
 //
-// An async enricher (world `async-enricher-operator`): a transform that
+// An async enricher (world `enricher-operator`): a transform that
 // may call out over HTTP (the host's `http`, to the hosts the spec grants),
 // one record per call:
 //
 //     import { defineEnricher, http } from "sluice";
-//     export const enrich = defineEnricher({
+//     export const enricher = defineEnricher({
 //       open(config) { this.url = config.parse({ url: "" }).url; },
 //       process(record, out) {
 //         const order = record.json();
@@ -76,7 +76,7 @@ import {
   clear as hostClear,
 } from "sluice:operator/state";
 import { sideOutput as hostSideOutput } from "sluice:operator/output";
-// Only in `async-enricher-operator`; the build drops the import from modules
+// Only in `enricher-operator`; the build drops the import from modules
 // that do not use `http`.
 import { fetch as hostFetch } from "sluice:operator/http";
 
@@ -680,7 +680,7 @@ function openOp(op, raw) {
 }
 
 /// The export of `defineTransform` and `defineEnricher` (`transform` and
-/// `enrich` have the same functions and output).
+/// `enricher` have the same functions and output).
 function transformExport(op, what) {
   if (typeof op?.process !== "function") {
     throw new TypeError(`${what}: the operator needs a process(record, out) method`);
@@ -737,7 +737,7 @@ function transformExport(op, what) {
 }
 
 // ---------------------------------------------------------------------------
-// Async enricher: outbound HTTP and the `enrich` export
+// Async enricher: outbound HTTP and the `enricher` export
 
 /// `s` as Rust's `{:?}` writes a string (quoted, `\"`, `\\`, `\n`, `\u{1}`):
 /// for error messages like a Rust module's.
@@ -837,14 +837,14 @@ function requestBody(body) {
   throw new TypeError("a request body must be a string or a Uint8Array (JSON.stringify other values)");
 }
 
-/// Outbound HTTP, for async enrichers (world `async-enricher-operator`;
+/// Outbound HTTP, for async enrichers (world `enricher-operator`;
 /// the host's `sluice:operator/http`, not the web's `fetch`).
 ///
 /// Plain `http://` only, and only to the hosts and ports the pipeline spec
 /// grants the operator (`grants.network`): a request anywhere else stops
 /// the job with an error naming the operator and the host. The host bounds
-/// each enrichment by `async.timeout`, so these have no timeout of their
-/// own. The call blocks: the host runs up to `async.capacity` instances at
+/// each enrichment by `enricher.timeout`, so these have no timeout of their
+/// own. The call blocks: the host runs up to `enricher.capacity` instances at
 /// once instead.
 export const http = {
   /// Sends a request and reads the whole response. `headers`: `[name,
@@ -877,16 +877,16 @@ export const http = {
   Response: HttpResponse,
 };
 
-/// The `enrich` export of an async enricher (Flink's Async I/O; world
-/// `async-enricher-operator`): `export const enrich = defineEnricher(op)`.
+/// The `enricher` export of an async enricher (Flink's Async I/O; world
+/// `enricher-operator`): `export const enricher = defineEnricher(op)`.
 ///
 /// `op` is a transform's (`open(config)`, `process(record, out)`, see
 /// `defineTransform`); `process` typically asks a service with `http.get`
 /// and emits the record enriched. The host calls it with one record at a
-/// time, up to the spec's `async.capacity` calls at once on as many
+/// time, up to the spec's `enricher.capacity` calls at once on as many
 /// instances, so blocking in `http.fetch` does not hold up the pipeline.
 /// Throwing from `process` fails this attempt: the host retries the record
-/// with backoff (`async.retries`), then sends it to the dead-letter sink
+/// with backoff (`enricher.retries`), then sends it to the dead-letter sink
 /// with the message.
 export function defineEnricher(op) {
   return transformExport(op, "defineEnricher");

@@ -87,7 +87,7 @@ const COVERED: &[(&str, &str)] = &[
         "sandbox::a_trap_in_a_keyed_process_function_costs_only_its_record_and_its_writes_are_undone",
     ),
     (
-        "examples/operators/chaos-enrich",
+        "examples/operators/chaos-enricher",
         "sandbox::an_enricher_that_spins_is_stopped_by_its_attempt_timeout_not_the_call_deadline",
     ),
     (
@@ -109,8 +109,8 @@ const COVERED: &[(&str, &str)] = &[
     ),
     ("examples/operators/dedup", "cases::dedup"),
     ("examples/operators/percentile", "cases::latency"),
-    ("examples/enrich/orders-tier.yaml", "enrich (all tests)"),
-    ("examples/operators/customer-tier", "enrich (all tests)"),
+    ("examples/enricher/orders-tier.yaml", "enricher (all tests)"),
+    ("examples/operators/customer-tier", "enricher (all tests)"),
     (
         "examples/bench/w5-py.yaml",
         "polyglot::python_operators_give_the_rust_results",
@@ -125,7 +125,7 @@ const COVERED: &[(&str, &str)] = &[
     ),
     (
         "examples/python/customer_tier.py",
-        "enrich::python_and_javascript_enrichers_give_the_rust_results",
+        "enricher::python_and_javascript_enrichers_give_the_rust_results",
     ),
     (
         "examples/python/percentile.py",
@@ -145,7 +145,7 @@ const COVERED: &[(&str, &str)] = &[
     ),
     (
         "examples/js/customer-tier.js",
-        "enrich::python_and_javascript_enrichers_give_the_rust_results",
+        "enricher::python_and_javascript_enrichers_give_the_rust_results",
     ),
     (
         "examples/bench/w5-js.yaml",
@@ -167,7 +167,7 @@ fn every_example_has_a_test() {
     let mut found = BTreeSet::new();
     for dir in [
         "examples/bench",
-        "examples/enrich",
+        "examples/enricher",
         "examples/kafka",
         "examples/orders",
         "examples/savepoints",
@@ -214,7 +214,7 @@ fn every_example_has_a_test() {
             is_case
                 || [
                     "bench",
-                    "enrich",
+                    "enricher",
                     "js",
                     "kafka",
                     "orders",

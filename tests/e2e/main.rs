@@ -6,7 +6,7 @@
 //! `cases`: one test per case and run; see `cases.rs`.)
 //! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
 //! - `sandbox`: traps, deadlines, memory caps and grants;
-//! - `enrich`: async enrichment against a real HTTP service process;
+//! - `enricher`: async enrichment against a real HTTP service process;
 //! - `polyglot`: Python and JavaScript operators give the Rust results;
 //! - `cli`: the command line itself;
 //! - `examples`: every example is run, and none is left without a test;
@@ -17,7 +17,7 @@ mod api;
 mod bench;
 mod cli;
 mod dashboard;
-mod enrich;
+mod enricher;
 mod examples;
 mod kafka;
 mod polyglot;

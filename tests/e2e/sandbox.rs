@@ -12,10 +12,10 @@ fn spec(dir: &Path, wasm: &str, dead_letter: bool) -> std::path::PathBuf {
     spec_with(dir, &format!("wasm: {wasm}"), dead_letter)
 }
 
-/// The same with the chaos module as an async enricher: `enrich` and
-/// `async_` are the operator's `enrich:` and `async:`.
-fn enrich_spec(dir: &Path, enrich: &str, async_: &str) -> std::path::PathBuf {
-    spec_with(dir, &format!("enrich: {enrich}\n    async: {async_}"), true)
+/// The same with the chaos module as an async enricher: `enricher` is the
+/// operator's `enricher:` (its module's keys and how it runs).
+fn enricher_spec(dir: &Path, enricher: &str) -> std::path::PathBuf {
+    spec_with(dir, &format!("enricher: {enricher}"), true)
 }
 
 /// The spec with `operator` as the chaos node's operator fields.
@@ -204,10 +204,10 @@ fn a_guest_that_floods_its_log_gets_a_bounded_share_of_the_hosts() {
 #[test]
 fn an_enricher_that_spins_is_stopped_by_its_attempt_timeout_not_the_call_deadline() {
     let dir = support::temp_dir();
-    let spec = enrich_spec(
+    let spec = enricher_spec(
         dir.path(),
-        "{ module: chaos_enrich.wasm, config: { mode: spin }, call_timeout: 60s }",
-        "{ capacity: 4, timeout: 300ms, retries: 1, backoff: 10ms }",
+        "{ module: chaos_enricher.wasm, config: { mode: spin }, call_timeout: 60s, \
+         capacity: 4, timeout: 300ms, retries: 1, backoff: 10ms }",
     );
     let started = std::time::Instant::now();
     let d = one_dead_letter_of(&spec, dir.path());
@@ -480,10 +480,10 @@ fn a_trap_in_a_keyed_process_function_costs_only_its_record_and_its_writes_are_u
 #[test]
 fn an_enrichers_instances_share_one_memory_limit() {
     let dir = support::temp_dir();
-    let spec = enrich_spec(
+    let spec = enricher_spec(
         dir.path(),
-        "{ module: chaos_enrich.wasm, config: { mode: alloc }, memory_limit: 48MiB }",
-        "{ capacity: 4, timeout: 20s, retries: 2, backoff: 10ms }",
+        "{ module: chaos_enricher.wasm, config: { mode: alloc }, memory_limit: 48MiB, \
+         capacity: 4, timeout: 20s, retries: 2, backoff: 10ms }",
     );
     let d = one_dead_letter_of(&spec, dir.path());
     assert!(

@@ -51,7 +51,7 @@ from ._core import (
 )
 from . import http
 from .aggregate import Aggregate
-from .enrich import Enricher
+from .enricher import Enricher
 from .process import (
     Context,
     Domain,

@@ -31,23 +31,23 @@ def transform_exports(cls):
     return _batch_export(exports.Transform, runner, Err)
 
 
-def enrich_exports(cls):
-    """`Enrich`, the export of the `async-enricher-operator` world, running
-    the `sluice_sdk.Enricher` subclass `cls` (any `Transform` subclass runs,
-    as with the Rust SDK's `export_enrich!`)."""
+def enricher_exports(cls):
+    """`Enricher`, the export of the `enricher-operator` world, running the
+    `sluice_sdk.Enricher` subclass `cls` (any `Transform` subclass runs, as
+    with the Rust SDK's `export_enricher!`)."""
     _check(cls, transform.Transform)
     from componentize_py_types import Err
     from wit_world import exports
-    from wit_world.exports import enrich as wit_enrich
+    from wit_world.exports import enricher as wit_enricher
     from wit_world.imports import http as wit_http
     from wit_world.imports import logging, types
 
     _core._bind(logging)
     transform._bind(types)
     http._bind(wit_http, Err)
-    runner = transform._Runner(cls, wit_enrich.EnrichOutput)
+    runner = transform._Runner(cls, wit_enricher.EnricherOutput)
 
-    return _batch_export(exports.Enrich, runner, Err)
+    return _batch_export(exports.Enricher, runner, Err)
 
 
 def aggregate_exports(cls):
@@ -119,7 +119,7 @@ def window_function_exports(cls):
 
 def _batch_export(base, runner, Err):
     """The export class of a world whose `open` and `process(batch)` a
-    `transform._Runner` serves (transform, enrich)."""
+    `transform._Runner` serves (transform, enricher)."""
 
     class Export(base):
         def open(self, config):

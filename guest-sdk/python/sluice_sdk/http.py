@@ -7,10 +7,10 @@
 Plain `http://` only, and only to the hosts and ports the pipeline spec
 grants the operator (`grants.network`): a request anywhere else stops the job
 with an error naming the operator and the host (the module cannot catch it).
-The host bounds each call of `process` by the operator's `async.timeout`, so
+The host bounds each call of `process` by the operator's `enricher.timeout`, so
 these functions have no timeout of their own; each instance keeps one
 connection alive between calls. The calls block: the host gets concurrency
-by running up to `async.capacity` instances at once, each on one record.
+by running up to `enricher.capacity` instances at once, each on one record.
 
 The same functions as the Rust SDK's `sluice_guest::http`, with the same
 error messages (but Python's JSON messages: `Expecting value at line 1
@@ -22,7 +22,7 @@ from ._core import Error, _from_json, loads
 __all__ = ["Response", "fetch", "get"]
 
 # The bindings' `http` import and its error type, set by `_bind` (the
-# generated `wit_world.imports.http` in the enrich world, a stand-in in unit
+# generated `wit_world.imports.http` in the enricher world, a stand-in in unit
 # tests).
 _http = None
 _Err = None

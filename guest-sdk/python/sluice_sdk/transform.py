@@ -14,7 +14,7 @@ _Span = _RecordMeta = _Header = _Batch = _RecordError = _TransformOutput = None
 
 def _bind(types_module, transform_module=None):
     """Binds the loop to the world's `types` (and, in the transform world,
-    to the `transform` export's types; the enrich world gives its output
+    to the `transform` export's types; the enricher world gives its output
     type to `_Runner` instead)."""
     global _Span, _RecordMeta, _Header, _Batch, _RecordError, _TransformOutput
     _Span = types_module.Span
@@ -145,7 +145,7 @@ def _open(cls, config):
 
 class _Runner:
     """One instance's operator, behind the `transform` exports (or the
-    `enrich` ones: `output` is then their `enrich-output` type, which has
+    `enricher` ones: `output` is then their `enricher-output` type, which has
     the fields of `transform-output`)."""
 
     def __init__(self, cls, output=None):

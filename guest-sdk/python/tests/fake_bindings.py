@@ -1,7 +1,7 @@
 """Stand-ins for the bindings componentize-py generates from wit/operator.wit
 (`wit_world.imports.types`, `...exports.transform`, `...exports.aggregate`,
 `...exports.keyed_process`,
-`...exports.enrich`, `...imports.state`, `...imports.output`,
+`...exports.enricher`, `...imports.state`, `...imports.output`,
 `...imports.http`, `...imports.logging`), so that the SDK's loops run under
 plain CPython in unit tests. The host side of `state` and `output` is an
 in-memory store, as in the Rust SDK's native stand-in; that of `http` is a
@@ -81,15 +81,15 @@ class AddOutput:
 aggregate = _types.SimpleNamespace(AddOutput=AddOutput)
 
 
-# --- enrich ---
+# --- enricher ---
 @dataclass
-class EnrichOutput:
+class EnricherOutput:
     records: Batch
     origins: List[int]
     errors: List[RecordError]
 
 
-enrich = _types.SimpleNamespace(EnrichOutput=EnrichOutput)
+enricher = _types.SimpleNamespace(EnricherOutput=EnricherOutput)
 
 
 # --- http: a function of the request ---

@@ -390,7 +390,7 @@ class Configs(unittest.TestCase):
 
 
 def tier_service(mode="ok"):
-    """The stand-in of examples/enrich/tier_service.py."""
+    """The stand-in of examples/enricher/tier_service.py."""
     def handle(req):
         prefix = "http://tiers/customers/"
         if mode == "down":
@@ -410,7 +410,7 @@ def tier_service(mode="ok"):
 
 
 def run_enrich(cls, config, batch):
-    r = T._Runner(cls, fb.EnrichOutput)
+    r = T._Runner(cls, fb.EnricherOutput)
     err = r.open(config)
     if err is not None:
         raise AssertionError(err)
@@ -506,15 +506,15 @@ class EnrichLoop(unittest.TestCase):
                 out.emit(reply.upper(), key="k")
 
         out = run_enrich(Upper, "null", fb.batch(["abc"], timestamps=[5]))
-        self.assertIsInstance(out, fb.EnrichOutput)
+        self.assertIsInstance(out, fb.EnricherOutput)
         self.assertEqual(fb.records_of(out.records), [(b"k", b"ABC", 5, [])])
         self.assertEqual((out.origins, out.errors), ([0], []))
         out = run_enrich(Upper, "null", fb.batch(["bad"]))
         self.assertEqual((fb.values_of(out.records), out.origins), ([], []))
         self.assertEqual(out.errors, [fb.RecordError(0, "bad record")])
-        r = T._Runner(Upper, fb.EnrichOutput)
+        r = T._Runner(Upper, fb.EnricherOutput)
         out = r.process(fb.batch(["abc"]))
-        self.assertIsInstance(out, fb.EnrichOutput)
+        self.assertIsInstance(out, fb.EnricherOutput)
         self.assertEqual(out.errors, [fb.RecordError(0, "operator not opened")])
 
     def test_customer_tier_example(self):
@@ -558,7 +558,7 @@ class EnrichLoop(unittest.TestCase):
         self.assertEqual(error("[1]"), "invalid type: sequence, expected a map")
         self.assertEqual(error("{"), "Expecting property name enclosed in double quotes at line 1 column 2")
 
-        r = T._Runner(mod.CustomerTier, fb.EnrichOutput)
+        r = T._Runner(mod.CustomerTier, fb.EnricherOutput)
         self.assertEqual(r.open("null"), "config needs `url`, the service's address (customer ids are appended)")
         self.assertIn("unknown field `uri`, expected `url`", r.open('{"uri": "http://x/"}'))
         self.assertIn("field `url`: invalid type: integer `1`, expected str", r.open('{"url": 1}'))
@@ -584,11 +584,11 @@ class BuildWorlds(unittest.TestCase):
 
     def test_kinds(self):
         self.assertEqual(self.find("from sluice_sdk import Enricher\nclass A(Enricher): pass\n"),
-                         ("A", "enrich", False))
+                         ("A", "enricher", False))
         self.assertEqual(self.find("import sluice_sdk\nclass A(sluice_sdk.Enricher): pass\n"),
-                         ("A", "enrich", False))
+                         ("A", "enricher", False))
         self.assertEqual(self.find("from sluice_sdk import Enricher as E\nclass B(E): pass\nclass A(B): pass\n"),
-                         ("A", "enrich", False))
+                         ("A", "enricher", False))
         self.assertEqual(self.find("from sluice_sdk import Transform\nclass A(Transform): pass\n"),
                          ("A", "transform", False))
         self.assertEqual(self.find("from sluice_sdk import KeyedProcess\nclass A(KeyedProcess):\n"
@@ -598,7 +598,7 @@ class BuildWorlds(unittest.TestCase):
             kind = self.build.find_operator(REPO / "examples" / "python" / f"{name}.py", None)[1]
             self.assertEqual(self.build.WORLDS[kind], {"usd_orders": "transform-operator",
                                                        "session_detector": "keyed-process-operator",
-                                                       "customer_tier": "async-enricher-operator"}[name])
+                                                       "customer_tier": "enricher-operator"}[name])
 
 
 if __name__ == "__main__":

@@ -82,14 +82,14 @@ pub mod migration {
     });
 }
 
-/// Bindings for the `async-enricher-operator` world: the `http` import and
-/// the `enrich` export.
-pub mod enrich {
+/// Bindings for the `enricher-operator` world: the `http` import and the
+/// `enricher` export.
+pub mod enricher {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "async-enricher-operator",
+        world: "enricher-operator",
         pub_export_macro: true,
-        export_macro_name: "export_enrich_world",
+        export_macro_name: "export_enricher_world",
         with: {
             "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
             "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,

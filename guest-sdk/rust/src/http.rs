@@ -1,13 +1,13 @@
-//! Outbound HTTP for async enrichers ([`crate::export_enrich!`]).
+//! Outbound HTTP for async enrichers ([`crate::export_enricher!`]).
 //!
 //! Plain `http://` only, and only to the hosts and ports the pipeline spec
 //! grants the operator (`grants.network`); a request anywhere else stops the
 //! job with an error naming the operator and the host. The host bounds each
-//! call by `async.timeout`, so these functions have no timeout of their own.
+//! call by `enricher.timeout`, so these functions have no timeout of their own.
 //! Each instance keeps one connection alive between calls.
 
 use crate::Error;
-use crate::bindings::enrich::sluice::operator::http as wit;
+use crate::bindings::enricher::sluice::operator::http as wit;
 use serde::de::DeserializeOwned;
 
 /// A response: any status (check it), headers, and the whole body.

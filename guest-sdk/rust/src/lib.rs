@@ -359,11 +359,12 @@ macro_rules! export_transform {
 }
 
 /// Exports a [`Transform`] as an async enricher
-/// (`sluice:operator/enrich`): the host calls it with one record at a time,
-/// up to the spec's `async.capacity` calls at once on as many instances, so
-/// `process` may block in [`http::fetch`] without holding up the pipeline.
-/// A record error is an attempt that failed: the host retries it with
-/// backoff (`async.retries`), then sends the record to the dead-letter sink.
+/// (`sluice:operator/enricher`): the host calls it with one record at a
+/// time, up to the spec's `enricher.capacity` calls at once on as many
+/// instances, so `process` may block in [`http::fetch`] without holding up
+/// the pipeline. A record error is an attempt that failed: the host retries
+/// it with backoff (`enricher.retries`), then sends the record to the
+/// dead-letter sink.
 ///
 /// ```ignore
 /// struct Tier { url: String }
@@ -375,29 +376,29 @@ macro_rules! export_transform {
 ///         out.emit_json(&tier)
 ///     }
 /// }
-/// sluice_guest::export_enrich!(Tier);
+/// sluice_guest::export_enricher!(Tier);
 /// ```
 #[macro_export]
-macro_rules! export_enrich {
+macro_rules! export_enricher {
     ($operator:ty $(,)?) => {
         const _: () = {
-            struct __SluiceEnrichExport;
+            struct __SluiceEnricherExport;
 
             ::std::thread_local! {
-                static __SLUICE_ENRICH: $crate::__private::TransformState<$operator> =
+                static __SLUICE_ENRICHER: $crate::__private::TransformState<$operator> =
                     const { $crate::__private::TransformState::new() };
             }
 
-            impl $crate::__private::EnrichGuest for __SluiceEnrichExport {
+            impl $crate::__private::EnricherGuest for __SluiceEnricherExport {
                 fn open(
                     config: ::std::string::String,
                 ) -> ::core::result::Result<(), ::std::string::String> {
-                    __SLUICE_ENRICH.with(|state| state.open(config))
+                    __SLUICE_ENRICHER.with(|state| state.open(config))
                 }
 
-                fn process(input: $crate::__private::Batch) -> $crate::__private::EnrichOutput {
-                    let out = __SLUICE_ENRICH.with(|state| state.process(input));
-                    $crate::__private::EnrichOutput {
+                fn process(input: $crate::__private::Batch) -> $crate::__private::EnricherOutput {
+                    let out = __SLUICE_ENRICHER.with(|state| state.process(input));
+                    $crate::__private::EnricherOutput {
                         records: out.records,
                         origins: out.origins,
                         errors: out.errors,
@@ -406,14 +407,14 @@ macro_rules! export_enrich {
             }
 
             #[cfg(target_arch = "wasm32")]
-            $crate::__private::enrich_bindings::export_enrich_world!(
-                __SluiceEnrichExport with_types_in $crate::__private::enrich_bindings
+            $crate::__private::enricher_bindings::export_enricher_world!(
+                __SluiceEnricherExport with_types_in $crate::__private::enricher_bindings
             );
 
             #[cfg(not(target_arch = "wasm32"))]
             let _ = (
-                <__SluiceEnrichExport as $crate::__private::EnrichGuest>::open,
-                <__SluiceEnrichExport as $crate::__private::EnrichGuest>::process,
+                <__SluiceEnricherExport as $crate::__private::EnricherGuest>::open,
+                <__SluiceEnricherExport as $crate::__private::EnricherGuest>::process,
             );
         };
     };
@@ -546,9 +547,9 @@ pub mod __private {
     pub use crate::bindings::aggregate::exports::sluice::operator::aggregate::{
         AddOutput, Guest as AggregateGuest,
     };
-    pub use crate::bindings::enrich as enrich_bindings;
-    pub use crate::bindings::enrich::exports::sluice::operator::enrich::{
-        EnrichOutput, Guest as EnrichGuest,
+    pub use crate::bindings::enricher as enricher_bindings;
+    pub use crate::bindings::enricher::exports::sluice::operator::enricher::{
+        EnricherOutput, Guest as EnricherGuest,
     };
     pub use crate::bindings::migration as migration_bindings;
     pub use crate::bindings::migration::exports::sluice::operator::migration::Guest as MigrationGuest;

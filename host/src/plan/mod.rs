@@ -954,7 +954,7 @@ pub fn builtin_kinds() -> Registry {
         Arc::new(wasm::transform::TransformKind),
         Arc::new(wasm::process::ProcessKind),
         Arc::new(window::plan::WindowOperatorKind),
-        Arc::new(wasm::enrich::EnrichKind),
+        Arc::new(wasm::enricher::EnricherKind),
     ])
 }
 
@@ -1247,8 +1247,8 @@ mod tests {
         let e = operator_err("    window: { type: tumbling, size: 5 parsecs }\n");
         assert_eq!(e.location.line, Some(6), "{e}");
         assert!(e.message.contains("not a duration"), "{e}");
-        let e = operator_err("    enrich: { module: m.wasm }\n    async: { capacity: 0 }\n");
-        assert_eq!(e.location.line, Some(7), "{e}");
+        let e = operator_err("    enricher:\n      module: m.wasm\n      capacity: 0\n");
+        assert_eq!(e.location.line, Some(8), "{e}");
         assert!(
             e.message.contains("capacity must be between 1 and 10000"),
             "{e}"

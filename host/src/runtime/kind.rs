@@ -3,7 +3,7 @@
 //! A spec's operator has the keys every operator has (`uid`, `input(s)`,
 //! `parallelism`, `partition`, `chain`, `key_by`), which the planner reads,
 //! and the keys of its kind: a tag that says which kind it is (`wasm`,
-//! `process`, `window`, `enrich`, …) and the kind's own settings. Each kind
+//! `process`, `window`, `enricher`, …) and the kind's own settings. Each kind
 //! is an [`OperatorKind`], kept beside its operator; the planner finds the
 //! kind by its tag in a [`Registry`] its caller hands it, and the kind plans
 //! itself through a [`PlanContext`] — the services only the planner has (the

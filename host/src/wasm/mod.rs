@@ -21,7 +21,7 @@
 //! stdout or panics.
 
 pub mod aggregate;
-pub mod enrich;
+pub mod enricher;
 pub mod http;
 mod imports;
 mod keyed;
@@ -55,7 +55,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::sluice::operator::{
-    aggregate as wit_aggregate, enrich as wit_enrich, migration as wit_migration,
+    aggregate as wit_aggregate, enricher as wit_enricher, migration as wit_migration,
     transform as wit_transform, window_function as wit_window,
 };
 
@@ -73,7 +73,7 @@ pub enum World {
     Aggregate,
     Process,
     WindowFunction,
-    Enrich,
+    Enricher,
 }
 
 impl World {
@@ -82,7 +82,7 @@ impl World {
         World::Aggregate,
         World::Process,
         World::WindowFunction,
-        World::Enrich,
+        World::Enricher,
     ];
 
     /// The world's short name, as the API shows it.
@@ -92,7 +92,7 @@ impl World {
             World::Aggregate => "aggregate",
             World::Process => "keyed-process",
             World::WindowFunction => "window-function",
-            World::Enrich => "async-enricher",
+            World::Enricher => "enricher",
         }
     }
 
@@ -102,7 +102,7 @@ impl World {
             World::Aggregate => crate::wit_name!("aggregate-operator"),
             World::Process => crate::wit_name!("keyed-process-operator"),
             World::WindowFunction => crate::wit_name!("window-function-operator"),
-            World::Enrich => crate::wit_name!("async-enricher-operator"),
+            World::Enricher => crate::wit_name!("enricher-operator"),
         }
     }
 
@@ -112,7 +112,7 @@ impl World {
             World::Aggregate => crate::wit_name!("aggregate"),
             World::Process => crate::wit_name!("keyed-process"),
             World::WindowFunction => crate::wit_name!("window-function"),
-            World::Enrich => crate::wit_name!("enrich"),
+            World::Enricher => crate::wit_name!("enricher"),
         }
     }
 }
@@ -141,7 +141,7 @@ enum Exports {
     Aggregate(wit_aggregate::GuestIndices),
     Process(process::wit_process::GuestIndices),
     WindowFunction(wit_window::GuestIndices),
-    Enrich(wit_enrich::GuestIndices),
+    Enricher(wit_enricher::GuestIndices),
 }
 
 impl std::fmt::Debug for Module {
@@ -463,7 +463,9 @@ fn typed(
         World::WindowFunction => {
             Exports::WindowFunction(wit_window::GuestIndices::new(&pre).map_err(wrong_world)?)
         }
-        World::Enrich => Exports::Enrich(wit_enrich::GuestIndices::new(&pre).map_err(wrong_world)?),
+        World::Enricher => {
+            Exports::Enricher(wit_enricher::GuestIndices::new(&pre).map_err(wrong_world)?)
+        }
     };
     let migration = match world {
         World::Process if component.get_export_index(None, MIGRATION_EXPORT).is_some() => Some(

@@ -1,4 +1,4 @@
-//! A module section of a spec (`wasm:`, `process:`, `enrich:`,
+//! A module section of a spec (`wasm:`, `process:`, `enricher:`,
 //! `aggregate: { wasm: … }`) and how it becomes a [`Guest`]: the module
 //! found, compiled and checked against its world, its grants checked, its
 //! limits set.
@@ -83,15 +83,26 @@ pub fn guest(cx: &dyn PlanContext, path: &str, world: World) -> Result<Guest, Pl
     let Some(w) = field::<WasmSpec>(cx, path)? else {
         return Err(error(cx, path, format!("`{path}` is missing")));
     };
+    guest_of(cx, path, w, world)
+}
+
+/// The module section `w`, written at `path`, loaded as a module of
+/// `world`.
+pub fn guest_of(
+    cx: &dyn PlanContext,
+    path: &str,
+    w: WasmSpec,
+    world: World,
+) -> Result<Guest, PlanError> {
     let mp = format!("{path}.module");
     let file = cx.find_module(&w.module).map_err(|m| error(cx, &mp, m))?;
     let module = super::load(&file, world).map_err(|m| error(cx, &mp, m))?;
     let np = format!("{path}.grants.network");
-    if !w.grants.network.is_empty() && world != World::Enrich {
+    if !w.grants.network.is_empty() && world != World::Enricher {
         return Err(error(
             cx,
             &np,
-            "network access is for async enrichers (`enrich:`) only",
+            "network access is for async enrichers (`enricher:`) only",
         ));
     }
     for rule in &w.grants.network {

@@ -29,8 +29,8 @@
 //! ```
 //!
 //! which writes `target/wasm32-wasip2/release/chaos.wasm`, the module the
-//! pipeline specs under `examples/` refer to. The `chaos-enrich` crate builds
-//! the same source as an async enricher (`chaos_enrich.wasm`), and the
+//! pipeline specs under `examples/` refer to. The `chaos-enricher` crate builds
+//! the same source as an async enricher (`chaos_enricher.wasm`), and the
 //! `chaos-process` crate a keyed process function (`chaos_process.wasm`, see
 //! the `keyed` module) that panics on a triggering record.
 
@@ -154,11 +154,11 @@ impl Chaos {
     }
 }
 
-#[cfg(not(any(feature = "enrich", feature = "process")))]
+#[cfg(not(any(feature = "enricher", feature = "process")))]
 sluice_guest::export_transform!(Chaos);
-// `chaos-enrich`: the same operator as an async enricher.
-#[cfg(feature = "enrich")]
-sluice_guest::export_enrich!(Chaos);
+// `chaos-enricher`: the same operator as an async enricher.
+#[cfg(feature = "enricher")]
+sluice_guest::export_enricher!(Chaos);
 
 /// `chaos-process`: a keyed process function that, for every record, adds
 /// its value to the key's list state `seen` and counts it in the value state

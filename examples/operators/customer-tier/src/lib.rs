@@ -5,7 +5,7 @@
 //! `GET <url>c-7` and expects `200` with `{"tier":"gold",…}`; it emits the
 //! order with `"tier":"gold"` added (key, timestamp and headers kept). Any
 //! other status, a body that is not such JSON, or a transport failure is an
-//! error for this attempt: the host retries the record (`async.retries`),
+//! error for this attempt: the host retries the record (`enricher.retries`),
 //! then sends it to the dead-letter sink.
 //!
 //! Config: `{"url": "http://127.0.0.1:8080/customers/"}` (required; the
@@ -55,4 +55,4 @@ impl Transform for CustomerTier {
     }
 }
 
-sluice_guest::export_enrich!(CustomerTier);
+sluice_guest::export_enricher!(CustomerTier);

@@ -1,5 +1,5 @@
-//! Async enrichment (`enrich:` + `async:`): the customer-tier module against
-//! a real HTTP service process on loopback (`examples/enrich/tier_service.py`),
+//! Async enrichment (`enricher:`): the customer-tier module against
+//! a real HTTP service process on loopback (`examples/enricher/tier_service.py`),
 //! with injected latency: results and order, the failure paths (service down,
 //! too slow, garbage, a host outside the grant) and records in flight at a
 //! checkpoint surviving crashes.
@@ -21,7 +21,7 @@ struct Service {
 impl Service {
     fn start(args: &[&str]) -> Service {
         let mut child = Command::new("python3")
-            .arg(support::repo().join("examples/enrich/tier_service.py"))
+            .arg(support::repo().join("examples/enricher/tier_service.py"))
             .args(args)
             .stdout(Stdio::piped())
             .spawn()
@@ -76,7 +76,7 @@ fn orders(dir: &Path, n: usize) -> PathBuf {
 }
 
 fn spec() -> PathBuf {
-    support::repo().join("examples/enrich/orders-tier.yaml")
+    support::repo().join("examples/enricher/orders-tier.yaml")
 }
 
 /// Checks every output row against its input order and the service's tier;

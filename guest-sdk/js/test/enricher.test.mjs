@@ -17,15 +17,15 @@ const dec = new TextDecoder();
 /// Runs `fn(http)` inside an enricher's `process` (where operators call
 /// `http`) and returns what it emitted as JSON, or the record's error.
 async function probe() {
-  const { enrich } = await load(`
+  const { enricher } = await load(`
     import { defineEnricher, http } from "sluice";
-    export const enrich = defineEnricher({
+    export const enricher = defineEnricher({
       process(record, out) { out.emitJson(globalThis.__probe(http)); },
     });`);
-  enrich.open("null");
+  enricher.open("null");
   return (fn) => {
     globalThis.__probe = fn;
-    const out = enrich.process(batch(["{}"]));
+    const out = enricher.process(batch(["{}"]));
     if (out.errors.length) return { error: out.errors[0].message };
     return records(out)[0].value;
   };
@@ -97,10 +97,10 @@ test("http: a transport failure is an error with the host's message", async () =
   });
 });
 
-test("enricher: a transform under the enrich export; a failed attempt emits nothing", async () => {
-  const { enrich } = await load(`
+test("enricher: a transform under the enricher export; a failed attempt emits nothing", async () => {
+  const { enricher } = await load(`
     import { defineEnricher } from "sluice";
-    export const enrich = defineEnricher({
+    export const enricher = defineEnricher({
       open(config) { this.suffix = config.parse({ suffix: "!" }).suffix; },
       process(record, out) {
         out.emit(record.text() + this.suffix);
@@ -108,30 +108,30 @@ test("enricher: a transform under the enrich export; a failed attempt emits noth
         out.forward();
       },
     });`);
-  assert.match(enrich.process(batch(["x"])).errors[0].message, /operator not opened/);
-  assert.deepEqual(enrich.open('{"sufix": "?"}'), {
+  assert.match(enricher.process(batch(["x"])).errors[0].message, /operator not opened/);
+  assert.deepEqual(enricher.open('{"sufix": "?"}'), {
     tag: "err",
     val: 'invalid operator config {"sufix": "?"}: unknown field `sufix`, expected `suffix`',
   });
-  assert.deepEqual(enrich.open('{"suffix": "?"}'), { tag: "ok", val: undefined });
-  const out = enrich.process(batch([{ value: "a", key: "k", timestamp: 5, headers: [["h", "v"]] }]));
+  assert.deepEqual(enricher.open('{"suffix": "?"}'), { tag: "ok", val: undefined });
+  const out = enricher.process(batch([{ value: "a", key: "k", timestamp: 5, headers: [["h", "v"]] }]));
   assert.deepEqual(records(out), [
     { key: "k", value: "a?", timestamp: 5, headers: [["h", "v"]] },
     { key: "k", value: "a", timestamp: 5, headers: [["h", "v"]] },
   ]);
   assert.deepEqual(Array.from(out.origins), [0, 0]);
   assert.deepEqual(out.errors, []);
-  const failed = enrich.process(batch(["fail"]));
+  const failed = enricher.process(batch(["fail"]));
   assert.deepEqual(records(failed), []);
   assert.deepEqual(Array.from(failed.origins), []);
   assert.deepEqual(failed.errors, [{ index: 0, message: "attempt failed" }]);
-  await assert.rejects(load(`import { defineEnricher } from "sluice"; export const enrich = defineEnricher({});`), {
+  await assert.rejects(load(`import { defineEnricher } from "sluice"; export const enricher = defineEnricher({});`), {
     message: "defineEnricher: the operator needs a process(record, out) method",
   });
 });
 
 test("customer-tier: the Rust module's requests, rows and errors", async () => {
-  const { enrich } = await example("customer-tier.js");
+  const { enricher } = await example("customer-tier.js");
   const h = host();
   const tier = (id) => {
     const k = Number(id.split("-")[1]);
@@ -143,19 +143,19 @@ test("customer-tier: the Rust module's requests, rows and errors", async () => {
     return { status: 200, headers: [["Content-Type", "application/json"]], body: JSON.stringify({ customer_id: id, tier: tier(id) }) };
   };
 
-  assert.deepEqual(enrich.open('{"url": "x", "timeout": 1}'), {
+  assert.deepEqual(enricher.open('{"url": "x", "timeout": 1}'), {
     tag: "err",
     val: 'invalid operator config {"url": "x", "timeout": 1}: unknown field `timeout`, expected `url`',
   });
-  assert.deepEqual(enrich.open("null"), {
+  assert.deepEqual(enricher.open("null"), {
     tag: "err",
     val: "config needs `url`, the service's address (customer ids are appended)",
   });
-  assert.deepEqual(enrich.open('{"url": "http://127.0.0.1:8088/customers/"}'), { tag: "ok", val: undefined });
+  assert.deepEqual(enricher.open('{"url": "http://127.0.0.1:8088/customers/"}'), { tag: "ok", val: undefined });
 
   const one = (value) => {
     h.requests = [];
-    const out = enrich.process(batch([{ value, key: '"k"', timestamp: 1699999996432, headers: [["trace", "t"]] }]));
+    const out = enricher.process(batch([{ value, key: '"k"', timestamp: 1699999996432, headers: [["trace", "t"]] }]));
     return { rows: records(out), errors: out.errors, urls: h.requests.map((r) => `${r.method} ${r.url}`) };
   };
   const order = '{"order_id":"o-2","customer_id":"c-12","amount":14.90,"currency":"USD","status":"COMPLETED","event_ts":1699999999206}';

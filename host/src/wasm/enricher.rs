@@ -1,4 +1,4 @@
-//! A Wasm module of the `async-enricher-operator` world as a runtime
+//! A Wasm module of the `enricher-operator` world as a runtime
 //! operator: Flink's Async I/O.
 //!
 //! Up to `capacity` records are in flight per subtask, each enriched by its
@@ -29,7 +29,7 @@
 use super::http::NetworkDenied;
 use super::sandbox::{MemoryBudget, Sandbox};
 use super::transform::lift;
-use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enrich};
+use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enricher};
 use super::{Guest, World};
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
 use crate::error::{PlanError, RuntimeError, StateError, WasmError};
@@ -44,9 +44,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 
-/// How an enricher runs its calls (`async:` in the spec).
+/// How an enricher runs its calls (`capacity`, `timeout`, … in the spec).
 #[derive(Debug, Clone, PartialEq)]
-pub struct EnrichSettings {
+pub struct EnricherSettings {
     /// Records in flight per subtask.
     pub capacity: usize,
     /// Bound on one attempt (the call and all its requests).
@@ -63,15 +63,15 @@ pub struct EnrichSettings {
 /// One instance, ready for calls.
 struct Instance {
     sandbox: Sandbox,
-    guest: wit_enrich::Guest,
+    guest: wit_enricher::Guest,
 }
 
 impl Instance {
     async fn start(module: &Module, settings: &InstanceSettings) -> Result<Instance, WasmError> {
         let uid = settings.uid.to_string();
         let mut sandbox = Sandbox::new(module, settings).await?;
-        let Exports::Enrich(indices) = &module.exports else {
-            unreachable!("module loaded for the async-enricher world");
+        let Exports::Enricher(indices) = &module.exports else {
+            unreachable!("module loaded for the enricher world");
         };
         let guest = sandbox.exports(&uid, |store, instance| indices.load(store, instance))?;
         sandbox.arm();
@@ -112,7 +112,7 @@ pub struct WasmEnricher {
     settings: Arc<InstanceSettings>,
     /// The subtask's instances share one `memory_limit`.
     memory: Arc<MemoryBudget>,
-    enrich: Arc<EnrichSettings>,
+    enrich: Arc<EnricherSettings>,
     subtask: u32,
     parallelism: u32,
     idle: Vec<Instance>,
@@ -128,7 +128,7 @@ impl WasmEnricher {
     pub fn new(
         module: Arc<Module>,
         settings: Arc<InstanceSettings>,
-        enrich: Arc<EnrichSettings>,
+        enrich: Arc<EnricherSettings>,
         subtask: u32,
         parallelism: u32,
     ) -> WasmEnricher {
@@ -273,7 +273,7 @@ fn emit(p: Pending, out: &mut Output) -> Result<(), RuntimeError> {
 async fn attempts(
     module: Arc<Module>,
     settings: Arc<InstanceSettings>,
-    enrich: Arc<EnrichSettings>,
+    enrich: Arc<EnricherSettings>,
     mut instance: Option<Instance>,
     input: Arc<Batch>,
     seq: u64,
@@ -506,11 +506,11 @@ fn decode(v: &serde_json::Value) -> Result<Batch, String> {
     Ok(b)
 }
 
-/// How an enricher runs, as a spec writes it (`async:`); every field has a
-/// default.
+/// How an enricher runs, as a spec writes it (beside the module's keys in
+/// `enricher:`); every field has a default.
 #[derive(Debug, Deserialize, Clone, Default)]
 #[serde(deny_unknown_fields)]
-pub struct AsyncSpec {
+pub struct EnricherOptions {
     /// Records in flight per subtask (default 100).
     #[serde(default)]
     pub capacity: Option<u32>,
@@ -528,19 +528,29 @@ pub struct AsyncSpec {
     pub max_backoff: Option<Dur>,
     /// `ordered` (default) or `unordered`.
     #[serde(default)]
-    pub order: Option<AsyncOrder>,
+    pub order: Option<Order>,
 }
+
+/// The keys of [`EnricherOptions`].
+const OPTIONS: [&str; 6] = [
+    "capacity",
+    "timeout",
+    "retries",
+    "backoff",
+    "max_backoff",
+    "order",
+];
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub enum AsyncOrder {
+pub enum Order {
     Ordered,
     Unordered,
 }
 
-impl AsyncSpec {
+impl EnricherOptions {
     /// The settings, or the field that is out of range and why.
-    pub fn settings(&self) -> Result<EnrichSettings, (&'static str, String)> {
+    pub fn settings(&self) -> Result<EnricherSettings, (&'static str, String)> {
         let capacity = self.capacity.unwrap_or(100);
         if !(1..=10_000).contains(&capacity) {
             return Err((
@@ -553,7 +563,7 @@ impl AsyncSpec {
             return Err(("timeout", "the timeout must be positive".to_owned()));
         }
         let backoff = self.backoff.map_or(Duration::from_millis(100), |d| d.0);
-        Ok(EnrichSettings {
+        Ok(EnricherSettings {
             capacity: capacity as usize,
             timeout,
             retries: self.retries.unwrap_or(2),
@@ -562,35 +572,53 @@ impl AsyncSpec {
                 .max_backoff
                 .map_or(Duration::from_secs(5), |d| d.0)
                 .max(backoff),
-            ordered: self.order != Some(AsyncOrder::Unordered),
+            ordered: self.order != Some(Order::Unordered),
         })
     }
 }
 
-/// `enrich:` (the module) and `async:` (how it runs) in a spec: an async
-/// enricher.
-pub struct EnrichKind;
+/// `enricher:` in a spec: an async enricher, its module's keys (`module`,
+/// `config`, `grants`, …) beside how it runs (`capacity`, `timeout`, …).
+pub struct EnricherKind;
 
-impl OperatorKind for EnrichKind {
+impl OperatorKind for EnricherKind {
     fn tag(&self) -> &'static str {
-        "enrich"
+        "enricher"
     }
 
     fn what(&self) -> &'static str {
         "an async enricher"
     }
 
-    fn fields(&self) -> &'static [&'static str] {
-        &["async"]
-    }
-
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        let settings = kind::field::<AsyncSpec>(cx, "async")?
-            .unwrap_or_default()
+        let Some(serde_yaml::Value::Mapping(all)) = cx.value("enricher") else {
+            return Err(kind::error(
+                cx,
+                "enricher",
+                "`enricher` takes a module (`module`, `config`, `grants`, …) and how it runs (`capacity`, `timeout`, …)",
+            ));
+        };
+        let (mut options, mut module) = (serde_yaml::Mapping::new(), serde_yaml::Mapping::new());
+        for (k, v) in all {
+            if k.as_str().is_some_and(|k| OPTIONS.contains(&k)) {
+                options.insert(k.clone(), v.clone());
+            } else {
+                module.insert(k.clone(), v.clone());
+            }
+        }
+        fn parse<T: serde::de::DeserializeOwned>(
+            cx: &dyn PlanContext,
+            section: serde_yaml::Mapping,
+        ) -> Result<T, PlanError> {
+            serde_yaml::from_value(serde_yaml::Value::Mapping(section))
+                .map_err(|e| kind::error(cx, "enricher", format!("`enricher`: {e}")))
+        }
+        let options: EnricherOptions = parse(cx, options)?;
+        let settings = options
             .settings()
-            .map_err(|(f, m)| kind::error(cx, &format!("async.{f}"), m))?;
-        let guest = super::plan::guest(cx, "enrich", World::Enrich)?;
-        Ok(Planned::new(Arc::new(EnrichFactory {
+            .map_err(|(f, m)| kind::error(cx, &format!("enricher.{f}"), m))?;
+        let guest = super::plan::guest_of(cx, "enricher", parse(cx, module)?, World::Enricher)?;
+        Ok(Planned::new(Arc::new(EnricherFactory {
             guest,
             enrich: Arc::new(settings),
         })))
@@ -598,14 +626,14 @@ impl OperatorKind for EnrichKind {
 }
 
 /// Makes an async enricher's subtasks.
-pub struct EnrichFactory {
+pub struct EnricherFactory {
     pub guest: Guest,
-    pub enrich: Arc<EnrichSettings>,
+    pub enrich: Arc<EnricherSettings>,
 }
 
-impl OperatorFactory for EnrichFactory {
+impl OperatorFactory for EnricherFactory {
     fn kind(&self) -> &'static str {
-        "enrich"
+        "enricher"
     }
 
     fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {

@@ -1,5 +1,5 @@
 """`Enricher`: async enrichers (Flink's Async I/O), the operators of the
-`async-enricher-operator` world. The loop is `Transform`'s; what differs is
+`enricher-operator` world. The loop is `Transform`'s; what differs is
 the world (it can call `sluice_sdk.http`) and how the host runs it."""
 
 from .transform import Transform
@@ -26,15 +26,15 @@ class Enricher(Transform):
 
     The API is `Transform`'s: `open(self, config)` once per instance, then
     `process(self, record, out)`, emitting zero or more records. The host
-    runs up to `async.capacity` instances at once per subtask and gives each
+    runs up to `enricher.capacity` instances at once per subtask and gives each
     one record per call, so `process` may block in `http` calls without
     holding up the others.
 
     An exception raised by `process` means "this attempt failed": the host
     tries the record again (on any instance) with backoff, up to
-    `async.retries` times, then sends it to the dead-letter sink with the
+    `enricher.retries` times, then sends it to the dead-letter sink with the
     last message. What an attempt emitted before failing is discarded, so
     `process` may be retried safely as long as the service calls it makes
-    are. A call that takes longer than `async.timeout` is a failed attempt
+    are. A call that takes longer than `enricher.timeout` is a failed attempt
     too. An exception raised by `open` stops the job.
     """
