@@ -167,7 +167,8 @@ struct Planner<'a> {
 /// A node before edges and chains are known.
 struct Draft {
     node: Node,
-    inputs: Vec<(String, String)>, // (reference, spec path of the `input` key)
+    /// (reference, spec path of the `input` key, logical input).
+    inputs: Vec<(String, String, usize)>,
     key_by: Option<KeySelector>,
     partition: Option<PartitionSpec>,
     /// Whether the node may share its input's task.
@@ -310,17 +311,17 @@ impl Planner<'_> {
 
     /// The edges `(from, port, to)` the nodes' inputs name, and one from
     /// every node to the dead-letter sink.
-    fn connect(&self, drafts: &mut [Draft]) -> Result<Vec<(usize, usize, usize)>, PlanError> {
+    fn connect(&self, drafts: &mut [Draft]) -> Result<Vec<EdgeRef>, PlanError> {
         let index: HashMap<String, usize> = drafts
             .iter()
             .enumerate()
             .map(|(i, d)| (d.node.uid.clone(), i))
             .collect();
-        let mut edge_refs: Vec<(usize, usize, usize)> = Vec::new();
+        let mut edge_refs: Vec<EdgeRef> = Vec::new();
         for to in 0..drafts.len() {
             let inputs = drafts[to].inputs.clone();
             let to_uid = drafts[to].node.uid.clone();
-            for (reference, spec_path) in &inputs {
+            for (reference, spec_path, logical) in &inputs {
                 let (uid, port_name) = match reference.split_once('.') {
                     Some((u, p)) => (u, Some(p)),
                     None => (reference.as_str(), None),
@@ -345,13 +346,13 @@ impl Planner<'_> {
                     None => crate::runtime::operator::MAIN_PORT,
                     Some(p) => self.side_port(&mut drafts[from], p, spec_path, &to_uid)?,
                 };
-                edge_refs.push((from, port, to));
+                edge_refs.push((from, port, to, *logical));
             }
         }
         if self.spec.dead_letter.is_some() {
             let dl = drafts.len() - 1;
             for from in 0..dl {
-                edge_refs.push((from, crate::runtime::operator::DEAD_LETTER_PORT, dl));
+                edge_refs.push((from, crate::runtime::operator::DEAD_LETTER_PORT, dl, 0));
             }
         }
         Ok(edge_refs)
@@ -421,10 +422,10 @@ impl Planner<'_> {
     fn partitioning(
         &self,
         drafts: &[Draft],
-        edge_refs: &[(usize, usize, usize)],
+        edge_refs: &[EdgeRef],
     ) -> Result<Vec<Edge>, PlanError> {
         let mut edges = Vec::new();
-        for &(from, port, to) in edge_refs {
+        for &(from, port, to, input) in edge_refs {
             let (pf, pt) = (drafts[from].node.parallelism, drafts[to].node.parallelism);
             let d = &drafts[to];
             let partitioning = match (&d.key_by, d.partition) {
@@ -450,6 +451,7 @@ impl Planner<'_> {
                 from,
                 port,
                 to,
+                input,
                 partitioning,
             });
         }
@@ -483,21 +485,17 @@ impl Planner<'_> {
         Ok(())
     }
 
-    fn topological(
-        &self,
-        drafts: &[Draft],
-        edges: &[(usize, usize, usize)],
-    ) -> Result<Vec<usize>, PlanError> {
+    fn topological(&self, drafts: &[Draft], edges: &[EdgeRef]) -> Result<Vec<usize>, PlanError> {
         let n = drafts.len();
         let mut indegree = vec![0usize; n];
-        for &(_, _, to) in edges {
+        for &(_, _, to, _) in edges {
             indegree[to] += 1;
         }
         let mut ready: Vec<usize> = (0..n).rev().filter(|&i| indegree[i] == 0).collect();
         let mut order = Vec::with_capacity(n);
         while let Some(i) = ready.pop() {
             order.push(i);
-            for &(from, _, to) in edges {
+            for &(from, _, to, _) in edges {
                 if from == i {
                     indegree[to] -= 1;
                     if indegree[to] == 0 {
@@ -521,7 +519,7 @@ impl Planner<'_> {
     fn check_event_time(
         &self,
         drafts: &[Draft],
-        edges: &[(usize, usize, usize)],
+        edges: &[EdgeRef],
         order: &[usize],
     ) -> Result<(), PlanError> {
         let mut timed = vec![false; drafts.len()];
@@ -559,16 +557,16 @@ impl Planner<'_> {
         uid: &str,
         input: Option<&str>,
         inputs: &[String],
-    ) -> Result<Vec<(String, String)>, PlanError> {
-        let mut refs: Vec<(String, String)> = input
-            .map(|i| (i.to_owned(), format!("{spec_path}.input")))
+    ) -> Result<Vec<(String, String, usize)>, PlanError> {
+        let mut refs: Vec<(String, String, usize)> = input
+            .map(|i| (i.to_owned(), format!("{spec_path}.input"), 0))
             .into_iter()
             .collect();
         refs.extend(
             inputs
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (r.clone(), format!("{spec_path}.inputs[{i}]"))),
+                .map(|(i, r)| (r.clone(), format!("{spec_path}.inputs[{i}]"), 0)),
         );
         if refs.is_empty() {
             return Err(self.err(spec_path, Some(uid), "no `input` (or `inputs`) given"));
@@ -669,7 +667,7 @@ impl Planner<'_> {
         uid: &str,
         connector: &spec::ConnectorSpec,
         parallelism: Option<u32>,
-        inputs: Vec<(String, String)>,
+        inputs: Vec<(String, String, usize)>,
     ) -> Result<Draft, PlanError> {
         let node = Some(uid);
         self.confine_connector(p, node, connector)?;
@@ -698,6 +696,90 @@ impl Planner<'_> {
             needs_event_time: false,
             open_side_ports: false,
         })
+    }
+
+    /// The inputs of an operator: for a kind with named inputs one per name
+    /// (`input: { left: a, right: b }`, logical input = the name's index),
+    /// otherwise `input` and `inputs`, all logical input 0 (a union).
+    fn operator_inputs(
+        &self,
+        p: &str,
+        o: &spec::OperatorSpec,
+        kind: &dyn OperatorKind,
+    ) -> Result<Vec<(String, String, usize)>, PlanError> {
+        let node = Some(o.uid.as_str());
+        let names = kind.inputs();
+        let list = |names: &[&str]| {
+            names
+                .iter()
+                .map(|n| format!("{n}: …"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match (&o.input, names.is_empty()) {
+            (Some(spec::InputSpec::Named(map)), false) => {
+                if !o.inputs.is_empty() {
+                    return Err(self.err(
+                        &format!("{p}.inputs"),
+                        node,
+                        format!(
+                            "{} names its inputs in `input`; `inputs` is for unions",
+                            kind.what()
+                        ),
+                    ));
+                }
+                if let Some(other) = map.keys().find(|k| !names.contains(&k.as_str())) {
+                    return Err(self.err(
+                        &format!("{p}.input.{other}"),
+                        node,
+                        format!(
+                            "`{other}` is not an input of {} (its inputs: {})",
+                            kind.what(),
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| match map.get(*name) {
+                        Some(r) => Ok((r.clone(), format!("{p}.input.{name}"), i)),
+                        None => Err(self.err(
+                            &format!("{p}.input"),
+                            node,
+                            format!(
+                                "input `{name}` is missing: write `input: {{ {} }}`",
+                                list(names)
+                            ),
+                        )),
+                    })
+                    .collect()
+            }
+            (_, false) => Err(self.err(
+                &format!("{p}.input"),
+                node,
+                format!(
+                    "{} has named inputs: write `input: {{ {} }}`",
+                    kind.what(),
+                    list(names)
+                ),
+            )),
+            (Some(spec::InputSpec::Named(_)), true) => Err(self.err(
+                &format!("{p}.input"),
+                node,
+                format!(
+                    "{} has one input: write `input: NODE` (or `inputs: [A, B]` for their union)",
+                    kind.what()
+                ),
+            )),
+            (one, true) => {
+                let one = match one {
+                    Some(spec::InputSpec::One(r)) => Some(r.as_str()),
+                    _ => None,
+                };
+                self.inputs(p, &o.uid, one, &o.inputs)
+            }
+        }
     }
 
     /// The kind of operator `i`, found in the registry by the kind keys it
@@ -743,7 +825,7 @@ impl Planner<'_> {
     ) -> Result<Draft, PlanError> {
         let p = format!("operators[{i}]");
         let node = Some(o.uid.as_str());
-        let inputs = self.inputs(&p, &o.uid, o.input.as_deref(), &o.inputs)?;
+        let inputs = self.operator_inputs(&p, o, kind)?;
         let key_by = match &o.key_by {
             None => None,
             Some(k) => Some(self.key_selector(&format!("{p}.key_by"), node, k)?),
@@ -935,6 +1017,9 @@ fn chains(drafts: &[Draft], edges: &[Edge], order: &[usize]) -> Vec<Chain> {
     }
     chains
 }
+
+/// An edge by node indices: (from, port, to, logical input of `to`).
+type EdgeRef = (usize, usize, usize, usize);
 
 /// The keys of an operator that are not its kind's.
 const COMMON_OPERATOR_KEYS: [&str; 7] = [

@@ -6,6 +6,7 @@
 //! as raw YAML here and parsed by each connector, which owns them.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use crate::units::{ByteSize, Dur};
@@ -373,7 +374,7 @@ pub enum PartitionSpec {
 pub struct OperatorSpec {
     pub uid: String,
     #[serde(default)]
-    pub input: Option<String>,
+    pub input: Option<InputSpec>,
     #[serde(default)]
     pub inputs: Vec<String>,
     #[serde(default)]
@@ -390,6 +391,15 @@ pub struct OperatorSpec {
     /// The kind's keys, in the order the spec writes them.
     #[serde(flatten)]
     pub kind: serde_yaml::Mapping,
+}
+
+/// An operator's `input`: a node (`orders`, `w.late`), or for a kind with
+/// named inputs one node per name (`{ left: orders, right: payments }`).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum InputSpec {
+    One(String),
+    Named(BTreeMap<String, String>),
 }
 
 /// One JSON pointer, or several for a composite key.

@@ -94,6 +94,9 @@ pub struct Edge {
     /// Port of `from`: main, dead letter or a side output.
     pub port: usize,
     pub to: usize,
+    /// Which logical input of `to` the edge feeds: 0, or for an operator
+    /// with named inputs, the name's index in its kind's `inputs`.
+    pub input: usize,
     pub partitioning: Partitioning,
 }
 

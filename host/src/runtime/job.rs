@@ -349,16 +349,20 @@ async fn run_attempt(
     // indices start.
     let mut input_offset = vec![0u32; pipeline.edges.len()];
     let mut input_count = vec![0u32; pipeline.chains.len()];
+    // The head's logical input of each input index.
+    let mut logical: Vec<Vec<usize>> = vec![Vec::new(); pipeline.chains.len()];
     for (e, edge) in pipeline.edges.iter().enumerate() {
         if pipeline.is_chained(edge) {
             continue;
         }
         let c = pipeline.chain_of(edge.to);
         input_offset[e] = input_count[c];
-        input_count[c] += match edge.partitioning {
+        let n = match edge.partitioning {
             Partitioning::Forward => 1,
             _ => pipeline.nodes[edge.from].parallelism,
         };
+        input_count[c] += n;
+        logical[c].extend(std::iter::repeat_n(edge.input, n as usize));
     }
 
     let mut senders: Vec<Vec<TaskSender>> = Vec::new();
@@ -493,6 +497,7 @@ async fn run_attempt(
                         .take()
                         .expect("one receiver per task"),
                     watermarks: InputWatermarks::new(input_count[c] as usize),
+                    logical: logical[c].clone(),
                 },
             };
             let name = format!("{}#{subtask}", head_node.uid);
@@ -901,5 +906,164 @@ mod tests {
         assert!(e.message.contains("`every` must be at least 1"), "{e}");
         let e = refused(&spec(10), &PlanOptions::default());
         assert!(e.message.contains("unknown field `sample`"), "{e}");
+    }
+
+    /// `tag: {}` with `input: { left: …, right: … }`: emits each record as
+    /// `{"input": NAME, "ts": …, "late": …}`, late meaning behind the
+    /// watermark the operator had when the record came: a two-input kind, as
+    /// the joins are.
+    struct TagKind;
+
+    impl crate::runtime::kind::OperatorKind for TagKind {
+        fn tag(&self) -> &'static str {
+            "tag"
+        }
+
+        fn what(&self) -> &'static str {
+            "a tagger"
+        }
+
+        fn inputs(&self) -> &'static [&'static str] {
+            &["left", "right"]
+        }
+
+        fn plan(
+            &self,
+            _cx: &dyn crate::runtime::kind::PlanContext,
+        ) -> Result<crate::runtime::kind::Planned, crate::error::PlanError> {
+            Ok(crate::runtime::kind::Planned::new(Arc::new(TagFactory)))
+        }
+    }
+
+    struct TagFactory;
+
+    impl crate::runtime::OperatorFactory for TagFactory {
+        fn kind(&self) -> &'static str {
+            "tag"
+        }
+
+        fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
+            Box::new(Tagger {
+                watermark: i64::MIN,
+            })
+        }
+    }
+
+    struct Tagger {
+        watermark: i64,
+    }
+
+    impl Tagger {
+        fn tag(&self, name: &str, batch: &crate::runtime::Batch, out: &mut Output) {
+            let mut tagged = crate::runtime::Batch::default();
+            for r in batch.iter() {
+                let ts = r.timestamp().expect("event time");
+                let late = ts <= self.watermark;
+                let row = format!(r#"{{"input":"{name}","ts":{ts},"late":{late}}}"#);
+                tagged.push(None, row.as_bytes(), Some(ts), r.origin());
+            }
+            out.emit(tagged);
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Operator for Tagger {
+        async fn process_batch(
+            &mut self,
+            batch: crate::runtime::Batch,
+            out: &mut Output,
+        ) -> Result<(), RuntimeError> {
+            self.tag("left", &batch, out);
+            Ok(())
+        }
+
+        async fn process_input(
+            &mut self,
+            input: usize,
+            batch: crate::runtime::Batch,
+            out: &mut Output,
+        ) -> Result<(), RuntimeError> {
+            assert_eq!(input, 1, "two inputs");
+            self.tag("right", &batch, out);
+            Ok(())
+        }
+
+        async fn on_watermark(
+            &mut self,
+            watermark: i64,
+            _out: &mut Output,
+        ) -> Result<(), RuntimeError> {
+            self.watermark = watermark;
+            Ok(())
+        }
+    }
+
+    fn tag_spec(input: &str, parallelism: u32) -> String {
+        format!(
+            "parallelism: {parallelism}\n\
+             sources:\n\
+             \x20 - {{ uid: a, type: datagen, count: 0, event_time: {{ timestamp: /ts, watermark: {{ emit: per_event }} }} }}\n\
+             \x20 - {{ uid: b, type: datagen, count: 0, event_time: {{ timestamp: /ts, watermark: {{ emit: per_event }} }} }}\n\
+             operators:\n\
+             \x20 - uid: t\n    input: {input}\n    tag: {{}}\n\
+             sinks: [{{ uid: out, input: t, type: stdout }}]\n"
+        )
+    }
+
+    #[test]
+    fn a_two_input_operator_gets_each_record_with_its_input_and_a_finished_input_does_not_make_the_other_late()
+     {
+        let options = PlanOptions {
+            kinds: crate::plan::builtin_kinds().with(Arc::new(TagKind)),
+            ..PlanOptions::default()
+        };
+        for parallelism in [1, 2] {
+            let mut h = crate::testing::Harness::plan_with(
+                &tag_spec("{ left: a, right: b }", parallelism),
+                &options,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            // The left input ends at once; the right one goes on far ahead.
+            h.input("a", ["{\"ts\":1}", "{\"ts\":2}"]);
+            let right: Vec<String> = (100..400).map(|t| format!("{{\"ts\":{t}}}")).collect();
+            h.input("b", &right);
+            h.run().unwrap();
+            let mut rows = h.output("out");
+            rows.sort();
+            assert_eq!(rows.len(), 302);
+            assert_eq!(rows[0], r#"{"input":"left","ts":1,"late":false}"#);
+            let late: Vec<&String> = rows.iter().filter(|r| r.ends_with("true}")).collect();
+            assert!(late.is_empty(), "p={parallelism}: late rows {late:?}");
+            assert_eq!(rows.iter().filter(|r| r.contains("right")).count(), 300);
+        }
+
+        let refused = |input: &str, options: &PlanOptions| {
+            try_plan(&tag_spec(input, 1), options)
+                .err()
+                .expect("a plan error")
+        };
+        let e = refused("{ left: a }", &options);
+        assert!(e.message.contains("input `right` is missing"), "{e}");
+        assert_eq!(e.location.line, Some(7), "{e}");
+        let e = refused("{ left: a, right: b, middle: a }", &options);
+        assert!(
+            e.message.contains("`middle` is not an input of a tagger"),
+            "{e}"
+        );
+        let e = refused("a", &options);
+        assert!(
+            e.message
+                .contains("a tagger has named inputs: write `input: { left: …, right: … }`"),
+            "{e}"
+        );
+        // A one-input kind refuses names.
+        let e = try_plan(
+            &tag_spec("{ left: a, right: b }", 1)
+                .replace("tag: {}", "window: { type: session, gap: 1s }"),
+            &options,
+        )
+        .err()
+        .expect("a plan error");
+        assert!(e.message.contains("a window has one input"), "{e}");
     }
 }

@@ -35,6 +35,15 @@ pub trait OperatorKind: Send + Sync {
         &[]
     }
 
+    /// The names of its inputs, for an operator with several
+    /// (`["left", "right"]`): the spec then writes `input: { left: …,
+    /// right: … }`, and a batch from input `i` reaches the operator through
+    /// [`crate::runtime::Operator::process_input`]. Empty (the default): one
+    /// input, which `input` and `inputs` (a union) feed.
+    fn inputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Builds the operator's factory from its keys.
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError>;
 }

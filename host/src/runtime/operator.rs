@@ -39,6 +39,19 @@ pub trait Operator: Send {
 
     async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError>;
 
+    /// A batch from logical input `input` (`1..`) of an operator with
+    /// several inputs (input 0 arrives through [`Operator::process_batch`]).
+    /// Its kind names the inputs ([`crate::runtime::kind::OperatorKind::inputs`]).
+    async fn process_input(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let _ = input;
+        self.process_batch(batch, out).await
+    }
+
     /// The event-time watermark advanced to `watermark`. The runtime passes
     /// the watermark on after this returns.
     async fn on_watermark(

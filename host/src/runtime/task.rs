@@ -47,6 +47,9 @@ pub struct ChainNode {
     /// By port: main, dead letter, then the node's side outputs.
     pub targets: Vec<Vec<Target>>,
     out: Output,
+    /// The logical input of the batch being handed to the node (always 0
+    /// but at the head of a task whose node has several inputs).
+    input: usize,
     /// The last barrier the node snapshotted for.
     last_barrier: u64,
 }
@@ -66,6 +69,7 @@ impl ChainNode {
             op,
             targets,
             last_barrier: 0,
+            input: 0,
         }
     }
 }
@@ -92,6 +96,8 @@ pub enum Head {
     Inputs {
         rx: TaskReceiver,
         watermarks: InputWatermarks,
+        /// The head node's logical input of each input channel.
+        logical: Vec<usize>,
     },
 }
 
@@ -144,7 +150,11 @@ impl Task {
                 out,
                 triggers,
             } => self.run_source(source, out, triggers).await,
-            Head::Inputs { rx, watermarks } => self.run_inputs(rx, watermarks).await,
+            Head::Inputs {
+                rx,
+                watermarks,
+                logical,
+            } => self.run_inputs(rx, watermarks, logical).await,
         }
     }
 
@@ -313,6 +323,7 @@ impl Task {
         &mut self,
         mut rx: TaskReceiver,
         mut watermarks: InputWatermarks,
+        logical: Vec<usize>,
     ) -> Result<(), RuntimeError> {
         let n = watermarks.len();
         let mut align = Alignment {
@@ -351,7 +362,11 @@ impl Task {
                     continue;
                 }
                 match msg {
-                    Message::Batch(_) | Message::LatencyMarker(_) => self.process(0, msg).await?,
+                    Message::Batch(_) => {
+                        self.chain[0].input = logical[input];
+                        self.process(0, msg).await?
+                    }
+                    Message::LatencyMarker(_) => self.process(0, msg).await?,
                     Message::Watermark(wm) => {
                         if let Some(wm) = watermarks.on_watermark(input, wm) {
                             self.process(0, Message::Watermark(wm)).await?;
@@ -432,7 +447,13 @@ impl Task {
             let control = match msg {
                 Message::Batch(batch) => {
                     node.info.metrics.arrived(batch.len());
-                    node.op.process_batch(batch, &mut node.out).await?;
+                    if node.input == 0 {
+                        node.op.process_batch(batch, &mut node.out).await?;
+                    } else {
+                        node.op
+                            .process_input(node.input, batch, &mut node.out)
+                            .await?;
+                    }
                     None
                 }
                 Message::Watermark(Watermark::Time(t)) => {
