@@ -169,7 +169,8 @@ struct Draft {
     node: Node,
     /// (reference, spec path of the `input` key, logical input).
     inputs: Vec<(String, String, usize)>,
-    key_by: Option<KeySelector>,
+    /// Its key: none, one for every input, or one per named input.
+    keys: Vec<KeySelector>,
     partition: Option<PartitionSpec>,
     /// Whether the node may share its input's task.
     chain: bool,
@@ -405,7 +406,7 @@ impl Planner<'_> {
                     _ => spec.parallelism,
                 };
             }
-            if d.key_by.is_some() && d.node.parallelism > spec.max_parallelism {
+            if !d.keys.is_empty() && d.node.parallelism > spec.max_parallelism {
                 return Err(PlanError::new(
                     d.node.location.clone(),
                     format!(
@@ -428,7 +429,11 @@ impl Planner<'_> {
         for &(from, port, to, input) in edge_refs {
             let (pf, pt) = (drafts[from].node.parallelism, drafts[to].node.parallelism);
             let d = &drafts[to];
-            let partitioning = match (&d.key_by, d.partition) {
+            let key = match d.keys.len() {
+                1 => d.keys.first(),
+                _ => d.keys.get(input),
+            };
+            let partitioning = match (key, d.partition) {
                 (Some(key), _) => Partitioning::KeyHash {
                     key: key.clone(),
                     max_parallelism: self.spec.max_parallelism,
@@ -635,7 +640,7 @@ impl Planner<'_> {
                 side_ports: Vec::new(),
             },
             inputs: Vec::new(),
-            key_by: None,
+            keys: Vec::new(),
             partition: None,
             chain: true,
             explicit_parallelism: self.explicit(&p, node, s.parallelism)?,
@@ -689,7 +694,7 @@ impl Planner<'_> {
                 side_ports: Vec::new(),
             },
             inputs,
-            key_by: None,
+            keys: Vec::new(),
             partition: None,
             chain: true,
             explicit_parallelism: self.explicit(p, node, parallelism)?,
@@ -782,6 +787,58 @@ impl Planner<'_> {
         }
     }
 
+    /// An operator's key: none, one for all its inputs, or for a kind with
+    /// named inputs one per input (`key_by: { left: /a, right: /b }`), in
+    /// input order.
+    fn operator_keys(
+        &self,
+        p: &str,
+        o: &spec::OperatorSpec,
+        kind: &dyn OperatorKind,
+    ) -> Result<Vec<KeySelector>, PlanError> {
+        let node = Some(o.uid.as_str());
+        let kp = format!("{p}.key_by");
+        match &o.key_by {
+            None => Ok(Vec::new()),
+            Some(KeyBySpec::PerInput(map)) => {
+                let names = kind.inputs();
+                if names.is_empty() {
+                    return Err(self.err(
+                        &kp,
+                        node,
+                        format!(
+                            "{} has one input: give `key_by` one JSON pointer (or a list for a composite key)",
+                            kind.what()
+                        ),
+                    ));
+                }
+                if let Some(other) = map.keys().find(|k| !names.contains(&k.as_str())) {
+                    return Err(self.err(
+                        &format!("{kp}.{other}"),
+                        node,
+                        format!(
+                            "`{other}` is not an input of {} (its inputs: {})",
+                            kind.what(),
+                            names.join(", ")
+                        ),
+                    ));
+                }
+                names
+                    .iter()
+                    .map(|name| match map.get(*name) {
+                        Some(k) => self.key_selector(&format!("{kp}.{name}"), node, k),
+                        None => Err(self.err(
+                            &kp,
+                            node,
+                            format!("no key for input `{name}`: give every input its key, or one key for all"),
+                        )),
+                    })
+                    .collect()
+            }
+            Some(k) => Ok(vec![self.key_selector(&kp, node, k)?]),
+        }
+    }
+
     /// The kind of operator `i`, found in the registry by the kind keys it
     /// sets.
     fn kind_of(&self, i: usize, o: &spec::OperatorSpec) -> Result<&dyn OperatorKind, PlanError> {
@@ -826,11 +883,8 @@ impl Planner<'_> {
         let p = format!("operators[{i}]");
         let node = Some(o.uid.as_str());
         let inputs = self.operator_inputs(&p, o, kind)?;
-        let key_by = match &o.key_by {
-            None => None,
-            Some(k) => Some(self.key_selector(&format!("{p}.key_by"), node, k)?),
-        };
-        if key_by.is_some() && o.partition.is_some() {
+        let keys = self.operator_keys(&p, o, kind)?;
+        if !keys.is_empty() && o.partition.is_some() {
             return Err(self.err(
                 &format!("{p}.partition"),
                 node,
@@ -841,7 +895,7 @@ impl Planner<'_> {
             planner: self,
             path: &p,
             spec: o,
-            key: key_by.as_ref(),
+            keys: &keys,
         })?;
         Ok(Draft {
             node: Node {
@@ -852,7 +906,7 @@ impl Planner<'_> {
                 side_ports: planned.side_ports,
             },
             inputs,
-            key_by,
+            keys,
             partition: o.partition,
             chain: o.chain,
             explicit_parallelism: self.explicit(&p, node, o.parallelism)?,
@@ -1049,7 +1103,8 @@ struct OperatorContext<'a> {
     /// `operators[i]`.
     path: &'a str,
     spec: &'a spec::OperatorSpec,
-    key: Option<&'a KeySelector>,
+    /// One key for all inputs, or one per named input.
+    keys: &'a [KeySelector],
 }
 
 impl OperatorContext<'_> {
@@ -1082,7 +1137,14 @@ impl PlanContext for OperatorContext<'_> {
     }
 
     fn key(&self) -> Option<&KeySelector> {
-        self.key
+        self.keys.first()
+    }
+
+    fn input_key(&self, input: usize) -> Option<&KeySelector> {
+        match self.keys.len() {
+            1 => self.keys.first(),
+            _ => self.keys.get(input),
+        }
     }
 
     fn max_parallelism(&self) -> u32 {

@@ -402,19 +402,23 @@ pub enum InputSpec {
     Named(BTreeMap<String, String>),
 }
 
-/// One JSON pointer, or several for a composite key.
+/// One JSON pointer, or several for a composite key; for an operator with
+/// named inputs, also one key per input (`{ left: /a, right: /b }`).
 #[derive(Debug, Deserialize, Clone)]
 #[serde(untagged)]
 pub enum KeyBySpec {
     One(String),
     Many(Vec<String>),
+    PerInput(BTreeMap<String, KeyBySpec>),
 }
 
 impl KeyBySpec {
+    /// The pointers of one key (none for a key per input).
     pub fn pointers(&self) -> Vec<&str> {
         match self {
             KeyBySpec::One(p) => vec![p.as_str()],
             KeyBySpec::Many(ps) => ps.iter().map(String::as_str).collect(),
+            KeyBySpec::PerInput(_) => Vec::new(),
         }
     }
 }

@@ -942,15 +942,17 @@ mod tests {
             "tag"
         }
 
-        fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
             Box::new(Tagger {
                 watermark: i64::MIN,
+                subtask: subtask.index,
             })
         }
     }
 
     struct Tagger {
         watermark: i64,
+        subtask: u32,
     }
 
     impl Tagger {
@@ -959,7 +961,13 @@ mod tests {
             for r in batch.iter() {
                 let ts = r.timestamp().expect("event time");
                 let late = ts <= self.watermark;
-                let row = format!(r#"{{"input":"{name}","ts":{ts},"late":{late}}}"#);
+                let (subtask, key) = (
+                    self.subtask,
+                    String::from_utf8_lossy(r.key().unwrap_or(b"-")),
+                );
+                let row = format!(
+                    r#"{{"input":"{name}","ts":{ts},"subtask":{subtask},"key":{key:?},"late":{late}}}"#
+                );
                 tagged.push(None, row.as_bytes(), Some(ts), r.origin());
             }
             out.emit(tagged);
@@ -999,13 +1007,18 @@ mod tests {
     }
 
     fn tag_spec(input: &str, parallelism: u32) -> String {
+        tag_spec_keyed(input, "", parallelism)
+    }
+
+    /// `tag_spec` with `keys` (lines under the operator, e.g. a `key_by`).
+    fn tag_spec_keyed(input: &str, keys: &str, parallelism: u32) -> String {
         format!(
             "parallelism: {parallelism}\n\
              sources:\n\
              \x20 - {{ uid: a, type: datagen, count: 0, event_time: {{ timestamp: /ts, watermark: {{ emit: per_event }} }} }}\n\
              \x20 - {{ uid: b, type: datagen, count: 0, event_time: {{ timestamp: /ts, watermark: {{ emit: per_event }} }} }}\n\
              operators:\n\
-             \x20 - uid: t\n    input: {input}\n    tag: {{}}\n\
+             \x20 - uid: t\n    input: {input}\n    tag: {{}}\n{keys}\
              sinks: [{{ uid: out, input: t, type: stdout }}]\n"
         )
     }
@@ -1031,7 +1044,11 @@ mod tests {
             let mut rows = h.output("out");
             rows.sort();
             assert_eq!(rows.len(), 302);
-            assert_eq!(rows[0], r#"{"input":"left","ts":1,"late":false}"#);
+            assert!(
+                rows[0].starts_with(r#"{"input":"left","ts":1,"#),
+                "{}",
+                rows[0]
+            );
             let late: Vec<&String> = rows.iter().filter(|r| r.ends_with("true}")).collect();
             assert!(late.is_empty(), "p={parallelism}: late rows {late:?}");
             assert_eq!(rows.iter().filter(|r| r.contains("right")).count(), 300);
@@ -1065,5 +1082,80 @@ mod tests {
         .err()
         .expect("a plan error");
         assert!(e.message.contains("a window has one input"), "{e}");
+    }
+
+    #[test]
+    fn a_two_input_operator_keyed_per_input_gets_each_keys_records_of_both_inputs_on_one_subtask() {
+        let options = PlanOptions {
+            kinds: crate::plan::builtin_kinds().with(Arc::new(TagKind)),
+            ..PlanOptions::default()
+        };
+        let spec = tag_spec_keyed(
+            "{ left: a, right: b }",
+            "    key_by: { left: /k, right: /id }\n",
+            2,
+        );
+        let mut h =
+            crate::testing::Harness::plan_with(&spec, &options).unwrap_or_else(|e| panic!("{e}"));
+        let left: Vec<String> = (0..40)
+            .map(|i| format!("{{\"k\":\"c{}\",\"ts\":{i}}}", i % 10))
+            .collect();
+        let right: Vec<String> = (0..40)
+            .map(|i| format!("{{\"id\":\"c{}\",\"ts\":{i}}}", i % 10))
+            .collect();
+        h.input("a", &left).input("b", &right);
+        h.run().unwrap();
+        let rows: Vec<serde_json::Value> = h
+            .output("out")
+            .iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect();
+        assert_eq!(rows.len(), 80);
+        let mut subtask_of: std::collections::BTreeMap<String, std::collections::BTreeSet<u64>> =
+            Default::default();
+        for r in &rows {
+            subtask_of
+                .entry(r["key"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(r["subtask"].as_u64().unwrap());
+        }
+        // Ten keys, each on one subtask with both inputs' records; both
+        // subtasks get some.
+        assert_eq!(subtask_of.len(), 10, "{subtask_of:?}");
+        assert!(subtask_of.values().all(|s| s.len() == 1), "{subtask_of:?}");
+        let used: std::collections::BTreeSet<u64> =
+            subtask_of.values().flatten().copied().collect();
+        assert_eq!(used.len(), 2);
+
+        let refused = |keys: &str| {
+            try_plan(&tag_spec_keyed("{ left: a, right: b }", keys, 2), &options)
+                .err()
+                .expect("a plan error")
+        };
+        let e = refused("    key_by: { left: /k }\n");
+        assert!(e.message.contains("no key for input `right`"), "{e}");
+        let e = refused("    key_by: { left: /k, rite: /id }\n");
+        assert!(
+            e.message.contains("`rite` is not an input of a tagger"),
+            "{e}"
+        );
+        assert_eq!(e.location.line, Some(9), "{e}");
+        // A one-input kind takes one key.
+        let e = try_plan(
+            "sources: [{ uid: a, type: datagen, count: 0, event_time: { timestamp: /ts } }]\n\
+             operators:\n\
+             \x20 - uid: w\n    input: a\n    key_by: { left: /k }\n\
+             \x20   window: { type: session, gap: 1s }\n\
+             \x20   aggregate: { native: [{ fn: count }] }\n\
+             sinks: [{ uid: out, input: w, type: stdout }]\n",
+            &options,
+        )
+        .err()
+        .expect("a plan error");
+        assert!(
+            e.message
+                .contains("a window has one input: give `key_by` one JSON pointer"),
+            "{e}"
+        );
     }
 }

@@ -83,8 +83,12 @@ pub trait PlanContext {
     /// Where `path` is written (the operator itself for `""`).
     fn at(&self, path: &str) -> Location;
 
-    /// The operator's key, if it has a `key_by`.
+    /// The operator's key, if it has a `key_by` (for a kind with named
+    /// inputs and a key per input: the first input's).
     fn key(&self) -> Option<&KeySelector>;
+
+    /// The key of logical input `input`: its own, or the one key of all.
+    fn input_key(&self, input: usize) -> Option<&KeySelector>;
 
     /// The job's number of key groups.
     fn max_parallelism(&self) -> u32;
