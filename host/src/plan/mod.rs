@@ -733,17 +733,7 @@ impl Planner<'_> {
                         ),
                     ));
                 }
-                if let Some(other) = map.keys().find(|k| !names.contains(&k.as_str())) {
-                    return Err(self.err(
-                        &format!("{p}.input.{other}"),
-                        node,
-                        format!(
-                            "`{other}` is not an input of {} (its inputs: {})",
-                            kind.what(),
-                            names.join(", ")
-                        ),
-                    ));
-                }
+                self.only_inputs(&format!("{p}.input"), node, kind, map.keys())?;
                 names
                     .iter()
                     .enumerate()
@@ -787,6 +777,29 @@ impl Planner<'_> {
         }
     }
 
+    /// Checks that the names under `path` are inputs of `kind`.
+    fn only_inputs<'n>(
+        &self,
+        path: &str,
+        node: Option<&str>,
+        kind: &dyn OperatorKind,
+        mut names: impl Iterator<Item = &'n String>,
+    ) -> Result<(), PlanError> {
+        let inputs = kind.inputs();
+        match names.find(|n| !inputs.contains(&n.as_str())) {
+            Some(other) => Err(self.err(
+                &format!("{path}.{other}"),
+                node,
+                format!(
+                    "`{other}` is not an input of {} (its inputs: {})",
+                    kind.what(),
+                    inputs.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// An operator's key: none, one for all its inputs, or for a kind with
     /// named inputs one per input (`key_by: { left: /a, right: /b }`), in
     /// input order.
@@ -812,17 +825,7 @@ impl Planner<'_> {
                         ),
                     ));
                 }
-                if let Some(other) = map.keys().find(|k| !names.contains(&k.as_str())) {
-                    return Err(self.err(
-                        &format!("{kp}.{other}"),
-                        node,
-                        format!(
-                            "`{other}` is not an input of {} (its inputs: {})",
-                            kind.what(),
-                            names.join(", ")
-                        ),
-                    ));
-                }
+                self.only_inputs(&kp, node, kind, map.keys())?;
                 names
                     .iter()
                     .map(|name| match map.get(*name) {
