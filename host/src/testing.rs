@@ -88,11 +88,6 @@ impl Harness {
         })
     }
 
-    /// The planned pipeline.
-    pub fn pipeline(&self) -> &Pipeline {
-        &self.pipeline
-    }
-
     /// Processing time, which moves only when the test moves it.
     pub fn clock(&self) -> &ManualClock {
         &self.clock
@@ -453,13 +448,18 @@ mod tests {
 
     /// `windows()` with `extra` lines at the top of the spec.
     fn windows_with(extra: &str) -> Harness {
+        windows_of(extra, "{ type: tumbling, size: 10ms }")
+    }
+
+    /// `windows_with(extra)` with another `window`.
+    fn windows_of(extra: &str, window: &str) -> Harness {
         let mut h = Harness::plan(&format!(
             "{extra}sources:\n\
              \x20 - uid: in\n    type: datagen\n    count: 0\n\
              \x20   event_time: {{ timestamp: /ts, watermark: {{ emit: per_event }} }}\n\
              operators:\n\
              \x20 - uid: w\n    input: in\n    key_by: /k\n\
-             \x20   window: {{ type: tumbling, size: 10ms }}\n\
+             \x20   window: {window}\n\
              \x20   aggregate: {{ native: [{{ fn: count }}] }}\n\
              sinks: [{{ uid: out, input: w, type: stdout }}]\n",
         ))
@@ -510,6 +510,22 @@ mod tests {
         ));
         h.run().unwrap();
         assert_eq!(sorted(h.output("out")), expected);
+    }
+
+    #[test]
+    fn a_window_restored_from_another_window_types_savepoint_fails_at_once_as_incompatible() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut h = windows();
+        h.pause_after("in", 155);
+        let savepoint = h.savepoint(dir.path()).unwrap();
+        let mut h = windows_of("", "{ type: session, gap: 10ms }");
+        let e = h.restore(&savepoint).run().unwrap_err();
+        assert!(matches!(e, RuntimeError::Incompatible(_)), "{e:?}");
+        assert_eq!(e.fault(), crate::Fault::User);
+        assert!(
+            e.to_string().contains("was the window type changed?"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -870,9 +870,14 @@ impl Planner<'_> {
                 }
             }
         }
-        kinds
-            .kind_of(&keys)
-            .map_err(|(key, why)| self.err(&format!("{p}.{key}"), Some(&o.uid), why))
+        kinds.kind_of(&keys).map_err(|(key, why)| {
+            let at = if key.is_empty() {
+                p.clone()
+            } else {
+                format!("{p}.{key}")
+            };
+            self.err(&at, Some(&o.uid), why)
+        })
     }
 
     /// An operator: the keys every operator has, then the keys of its kind,

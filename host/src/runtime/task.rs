@@ -47,9 +47,6 @@ pub struct ChainNode {
     /// By port: main, dead letter, then the node's side outputs.
     pub targets: Vec<Vec<Target>>,
     out: Output,
-    /// The logical input of the batch being handed to the node (always 0
-    /// but at the head of a task whose node has several inputs).
-    input: usize,
     /// The last barrier the node snapshotted for.
     last_barrier: u64,
 }
@@ -69,7 +66,6 @@ impl ChainNode {
             op,
             targets,
             last_barrier: 0,
-            input: 0,
         }
     }
 }
@@ -362,10 +358,7 @@ impl Task {
                     continue;
                 }
                 match msg {
-                    Message::Batch(_) => {
-                        self.chain[0].input = logical[input];
-                        self.process(0, msg).await?
-                    }
+                    Message::Batch(_) => self.process_input(logical[input], msg).await?,
                     Message::LatencyMarker(_) => self.process(0, msg).await?,
                     Message::Watermark(wm) => {
                         if let Some(wm) = watermarks.on_watermark(input, wm) {
@@ -420,7 +413,15 @@ impl Task {
     async fn process(&mut self, start: usize, msg: Message) -> Result<(), RuntimeError> {
         let mut work = VecDeque::new();
         work.push_back((start, msg));
-        self.run_work(work).await
+        self.run_work(work, 0).await
+    }
+
+    /// [`Task::process`] of a batch that came to the head node through its
+    /// logical input `input`.
+    async fn process_input(&mut self, input: usize, msg: Message) -> Result<(), RuntimeError> {
+        let mut work = VecDeque::new();
+        work.push_back((0, msg));
+        self.run_work(work, input).await
     }
 
     /// Sends `msg` out of `port` of chain node `node` (without running the
@@ -438,21 +439,27 @@ impl Task {
             &mut work,
             &mut self.routers,
         );
-        self.run_work(work).await
+        self.run_work(work, 0).await
     }
 
-    async fn run_work(&mut self, mut work: VecDeque<(usize, Message)>) -> Result<(), RuntimeError> {
+    /// Runs the work items in order; the first one came through logical
+    /// input `input` of its node (every other one through input 0: chained
+    /// nodes have one input).
+    async fn run_work(
+        &mut self,
+        mut work: VecDeque<(usize, Message)>,
+        mut input: usize,
+    ) -> Result<(), RuntimeError> {
         while let Some((i, msg)) = work.pop_front() {
+            let from = std::mem::take(&mut input);
             let node = &mut self.chain[i];
             let control = match msg {
                 Message::Batch(batch) => {
                     node.info.metrics.arrived(batch.len());
-                    if node.input == 0 {
+                    if from == 0 {
                         node.op.process_batch(batch, &mut node.out).await?;
                     } else {
-                        node.op
-                            .process_input(node.input, batch, &mut node.out)
-                            .await?;
+                        node.op.process_input(from, batch, &mut node.out).await?;
                     }
                     None
                 }
@@ -551,7 +558,7 @@ impl Task {
             let wm = watermark.map(|t| Message::Watermark(Watermark::Time(t)));
             route_output(node, wm, &mut work, &mut self.routers);
             self.dead_letter_rejected(&mut work)?;
-            self.run_work(work).await?;
+            self.run_work(work, 0).await?;
         }
         for r in &mut self.routers {
             r.flush().await?;

@@ -863,7 +863,6 @@ impl Operator for WindowOperator {
             &mut self.session_fire,
             &mut self.session_cleanup,
         );
-        let mut misfit = None;
         let result = restored.entries(&mut |e| {
                 let bad = || StateError::Corrupt("corrupt window entry".to_owned());
                 let (key, rest) = take_key(e.key).ok_or_else(bad)?;
@@ -897,23 +896,22 @@ impl Operator for WindowOperator {
                         }
                     }
                     (other, _) => {
-                        let m = format!(
+                        // The only misuse: the snapshot is another window's.
+                        return Err(StateError::Misuse(format!(
                             "the snapshot's window entries (kind {other}) do not fit this window ({kind:?}); was the window type changed?"
-                        );
-                        misfit = Some(m.clone());
-                        return Err(StateError::Misuse(m));
+                        )));
                     }
                 }
                 Ok(())
             });
         let context = format!("cannot restore from {}", restored.location);
-        match (result, misfit) {
-            (Ok(()), _) => Ok(()),
-            (Err(_), Some(misfit)) => Err(RuntimeError::Incompatible(format!(
+        match result {
+            Ok(()) => Ok(()),
+            Err(StateError::Misuse(misfit)) => Err(RuntimeError::Incompatible(format!(
                 "`{}` {context}: {misfit}",
                 restored.uid
             ))),
-            (Err(error), None) => Err(RuntimeError::State {
+            Err(error) => Err(RuntimeError::State {
                 uid: restored.uid.clone(),
                 error: error.context(context),
             }),
