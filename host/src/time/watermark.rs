@@ -8,8 +8,12 @@
 //! idleness timeout, does not hold it back. [`SourceWatermarks`] does this.
 //!
 //! Downstream, a task's watermark is the minimum over its input channels
-//! that are neither idle nor ended; [`InputWatermarks`] does that. Both only
-//! ever move their output forward.
+//! that are neither idle nor finished (ended, or at the final watermark);
+//! [`InputWatermarks`] does that. When no input is active but one is idle,
+//! the watermark holds: a finished input never carries it to the end while an
+//! idle one may still send data. Both only ever move their output forward.
+
+use super::MAX_WATERMARK;
 
 /// How the largest timestamp seen becomes a watermark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,6 +227,18 @@ struct Input {
     ended: bool,
 }
 
+impl Input {
+    /// Whether the input has nothing more to say about event time: it ended,
+    /// or sent the final watermark. A finished input does not hold the
+    /// others back, and it does not carry the watermark forward either: if
+    /// every other input is idle, the combined watermark stays where it is
+    /// (an idle input may still have data; FLINK-38477 let the final
+    /// watermark of a finished input through and made all of it late).
+    fn finished(&self) -> bool {
+        self.ended || self.watermark == MAX_WATERMARK
+    }
+}
+
 /// What a task has received from its input channels, and the watermark it
 /// passes on: the minimum over inputs that are neither idle nor ended.
 #[derive(Debug)]
@@ -284,8 +300,18 @@ impl InputWatermarks {
     }
 
     fn next(&mut self) -> Option<Watermark> {
-        let live = self.inputs.iter().filter(|i| !i.ended && !i.idle);
-        match live.map(|i| i.watermark).min() {
+        let live = self.inputs.iter().filter(|i| !i.finished() && !i.idle);
+        let min = match live.map(|i| i.watermark).min() {
+            // Every input has finished: pass on the final watermark if one
+            // of them sent it.
+            None if self.inputs.iter().all(Input::finished) => self
+                .inputs
+                .iter()
+                .any(|i| i.watermark == MAX_WATERMARK)
+                .then_some(MAX_WATERMARK),
+            min => min,
+        };
+        match min {
             None => {
                 if self.idle_sent || self.inputs.iter().all(|i| i.ended) {
                     None
@@ -393,13 +419,49 @@ mod tests {
         assert_eq!(i.on_end(2), (None, true));
     }
 
+    /// FLINK-38477: one input finished (final watermark, then its end) and
+    /// the other idle. The idle input may still have data, so the combined
+    /// watermark stays where the idle input left it; it reaches the end only
+    /// when the idle input finishes too.
+    #[test]
+    fn a_finished_input_and_an_idle_one_do_not_end_event_time() {
+        let mut i = InputWatermarks::new(2);
+        assert_eq!(i.on_watermark(0, Watermark::Time(100)), None);
+        assert_eq!(
+            i.on_watermark(1, Watermark::Time(50)),
+            Some(Watermark::Time(50))
+        );
+        assert_eq!(
+            i.on_watermark(1, Watermark::Idle),
+            Some(Watermark::Time(100)),
+            "an idle input does not hold back the active one"
+        );
+        assert_eq!(
+            i.on_watermark(0, Watermark::Time(MAX_WATERMARK)),
+            Some(Watermark::Idle),
+            "the finished input's final watermark does not pass: input 1 is only idle"
+        );
+        assert_eq!(i.on_end(0), (None, false));
+        assert_eq!(i.current(), 100);
+        assert_eq!(
+            i.on_watermark(1, Watermark::Time(120)),
+            Some(Watermark::Time(120)),
+            "input 1 comes back and leads"
+        );
+        assert_eq!(
+            i.on_watermark(1, Watermark::Time(MAX_WATERMARK)),
+            Some(Watermark::Time(MAX_WATERMARK))
+        );
+        assert_eq!(i.on_end(1), (None, true));
+    }
+
     proptest! {
         /// Whatever arrives in whatever order, the combined watermark never
         /// goes back, and whenever it moves it moves to the minimum of the
         /// live inputs.
         #[test]
         fn combined_watermark_is_monotone_min_of_live_inputs(
-            events in proptest::collection::vec((0usize..4, 0i64..1000, 0u8..10), 1..200)
+            events in proptest::collection::vec((0usize..4, 0i64..1000, 0u8..11), 1..200)
         ) {
             let mut iw = InputWatermarks::new(4);
             let mut state = [(i64::MIN, false, false); 4]; // (wm, idle, ended)
@@ -409,13 +471,20 @@ mod tests {
                 let out = match kind {
                     0 => { state[input].2 = true; iw.on_end(input).0 }
                     1 => { state[input].1 = true; iw.on_watermark(input, Watermark::Idle) }
+                    2 => {
+                        state[input].1 = false;
+                        state[input].0 = MAX_WATERMARK;
+                        iw.on_watermark(input, Watermark::Time(MAX_WATERMARK))
+                    }
                     _ => {
                         state[input].1 = false;
                         state[input].0 = state[input].0.max(t);
                         iw.on_watermark(input, Watermark::Time(t))
                     }
                 };
-                let live_min = state.iter().filter(|s| !s.1 && !s.2).map(|s| s.0).min();
+                let finished = |s: &(i64, bool, bool)| s.2 || s.0 == MAX_WATERMARK;
+                let live_min = state.iter().filter(|s| !s.1 && !finished(s)).map(|s| s.0).min()
+                    .or_else(|| state.iter().all(finished).then_some(MAX_WATERMARK));
                 if let Some(Watermark::Time(wm)) = out {
                     prop_assert!(wm >= last);
                     if wm > last {
