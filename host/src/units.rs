@@ -38,6 +38,34 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A duration that may be negative (a join bound): `-5s`, `10m`, `-1500`
+/// (milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedDur(pub i64);
+
+impl<'de> Deserialize<'de> for SignedDur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SignedDur, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Millis(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Millis(ms) => Ok(SignedDur(ms)),
+            Raw::Text(t) => {
+                let (sign, rest) = match t.trim().strip_prefix('-') {
+                    Some(rest) => (-1, rest.trim()),
+                    None => (1, t.trim()),
+                };
+                Dur::parse(rest)
+                    .map(|d| SignedDur(sign * d.millis()))
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    }
+}
+
 /// A size in bytes: `64MiB`, `1GiB`, `512KiB`, `1000000`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);

@@ -27,7 +27,9 @@
 //! record key; empty value); `3` a window pane (key: the record key's length
 //! u32 LE and bytes, then the pane start i64 BE; value: the accumulator);
 //! `4` a session window (key: the record key's length and bytes, start and
-//! end i64 BE; value: the accumulator). Because every entry carries its key
+//! end i64 BE; value: the accumulator); `5` a record buffered by a join
+//! (key: the record key's length and bytes, the side u8 — 0 left, 1 right —
+//! and the record's time i64 BE; value: the record). Because every entry carries its key
 //! group, a subtask restoring at another parallelism keeps exactly the
 //! entries of the key groups it now owns.
 
@@ -42,6 +44,7 @@ pub const KIND_STATE: u8 = 1;
 pub const KIND_TIMER: u8 = 2;
 pub const KIND_PANE: u8 = 3;
 pub const KIND_SESSION: u8 = 4;
+pub const KIND_JOIN_ROW: u8 = 5;
 
 /// Builds a keyed-state object.
 #[derive(Default)]

@@ -16,6 +16,7 @@ pub mod spec;
 
 use crate::connectors;
 use crate::error::{Location, PlanError};
+use crate::join;
 use crate::json::Pointer;
 use crate::runtime::aggregate::AggregatorFactory;
 use crate::runtime::keys::KeySelector;
@@ -1102,6 +1103,7 @@ pub fn builtin_kinds() -> Registry {
         Arc::new(wasm::process::ProcessKind),
         Arc::new(window::plan::WindowOperatorKind),
         Arc::new(wasm::enricher::EnricherKind),
+        Arc::new(join::interval::IntervalJoinKind),
     ])
 }
 

@@ -37,6 +37,7 @@ pub mod key_groups;
 pub mod keys;
 pub mod memory;
 pub mod rocks;
+pub mod slots;
 pub mod timers;
 
 pub use crate::error::StateError;

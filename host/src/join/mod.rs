@@ -1,0 +1,227 @@
+//! Joins of two keyed streams: the `left` and `right` inputs of an operator,
+//! each with its own `key_by`, so that the records of one key from both
+//! sides reach one subtask.
+//!
+//! - [`interval`]: Flink's interval join — a pair for every left and right
+//!   record of a key with `l.ts + lower <= r.ts <= l.ts + upper`.
+//!
+//! What the joins share lives here: how an output row is shaped
+//! ([`Select`]), the sides, and the treatment of late records. A record is
+//! late when its time is at or behind the operator's watermark (the
+//! watermark promises that no such record follows): a join drops it from the
+//! join, counts it in the node's `late` metric and sends it to the node's
+//! `late` side output, which a sink may read (`input: <uid>.late`) or not
+//! (then it is dropped, as Flink drops late join input).
+//!
+//! Keys compare as the JSON text `key_by` extracts: `5` and `"5"` are
+//! different keys and never join.
+
+pub mod interval;
+
+use crate::error::PlanError;
+use crate::json::{self, Pointer};
+use crate::runtime::kind::{PlanContext, error};
+use crate::runtime::operator::FIRST_SIDE_PORT;
+
+/// The port of a join's late records.
+pub const LATE_PORT: usize = FIRST_SIDE_PORT;
+
+/// The left input (input 0) and the right one (input 1).
+pub const LEFT: usize = 0;
+pub const RIGHT: usize = 1;
+
+/// The names of a join's inputs, in input order.
+pub const SIDES: &[&str] = &["left", "right"];
+
+/// Store keys of buffered join rows: a namespace of their own.
+pub const ROW_NAMESPACE: u8 = 5;
+
+/// Where an output field comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A field of one side's record (`/left/amount`), or the whole record
+    /// (`/left`); `null` where the side has no record (an outer join).
+    Side(usize, Option<Pointer>),
+    /// The join key, as `key_by` extracted it.
+    Key,
+    /// One side's event time (`$left_time`).
+    Time(usize),
+}
+
+/// How a join shapes its output rows: by default `{"left": L, "right": R}`;
+/// with `select`, an object of the fields it lists, in order.
+#[derive(Debug, Clone)]
+pub enum Select {
+    Pair,
+    Fields(Vec<(String, Source)>),
+}
+
+/// One output row's inputs: the key, and each side's record and time
+/// (absent on the padded side of an outer join).
+pub struct Row<'a> {
+    pub key: &'a [u8],
+    pub sides: [Option<(&'a [u8], i64)>; 2],
+}
+
+impl Select {
+    /// The `select:` of the operator, if any: field name → source, where a
+    /// source is a JSON pointer into the pair (`/left/order_id`, `/right`)
+    /// or one of `$key`, `$left_time`, `$right_time`.
+    pub fn plan(cx: &dyn PlanContext) -> Result<Select, PlanError> {
+        let Some(v) = cx.value("select") else {
+            return Ok(Select::Pair);
+        };
+        let serde_yaml::Value::Mapping(m) = v else {
+            return Err(error(
+                cx,
+                "select",
+                "`select` maps output field names to sources: `{ id: /left/order_id, paid: /right/amount }`",
+            ));
+        };
+        if m.is_empty() {
+            return Err(error(cx, "select", "`select` lists no fields"));
+        }
+        let mut fields = Vec::new();
+        for (name, source) in m {
+            let (Some(name), Some(text)) = (name.as_str(), source.as_str()) else {
+                return Err(error(
+                    cx,
+                    "select",
+                    "`select` entries are `name: source`, both text",
+                ));
+            };
+            let at = format!("select.{name}");
+            let source = Self::source(text).map_err(|m| error(cx, &at, m))?;
+            fields.push((name.to_owned(), source));
+        }
+        Ok(Select::Fields(fields))
+    }
+
+    fn source(text: &str) -> Result<Source, String> {
+        let unknown = || {
+            format!(
+                "`{text}` is not a join source: write a JSON pointer below `/left` or `/right` (`/left/order_id`, `/right`), or `$key`, `$left_time`, `$right_time`"
+            )
+        };
+        match text {
+            "$key" => return Ok(Source::Key),
+            "$left_time" => return Ok(Source::Time(LEFT)),
+            "$right_time" => return Ok(Source::Time(RIGHT)),
+            _ => {}
+        }
+        let rest = text.strip_prefix('/').ok_or_else(unknown)?;
+        let (side, pointer) = rest
+            .split_once('/')
+            .map_or((rest, None), |(s, p)| (s, Some(p)));
+        let side = SIDES.iter().position(|s| *s == side).ok_or_else(unknown)?;
+        let pointer = match pointer {
+            None => None,
+            Some(p) => Some(Pointer::parse(&format!("/{p}"))?),
+        };
+        Ok(Source::Side(side, pointer))
+    }
+
+    /// Writes the output row of `row` to `v`.
+    pub fn write(&self, row: &Row<'_>, v: &mut Vec<u8>) {
+        let side = |v: &mut Vec<u8>, i: usize, pointer: Option<&Pointer>| match row.sides[i] {
+            None => v.extend_from_slice(b"null"),
+            Some((doc, _)) => match pointer {
+                None => v.extend_from_slice(doc.trim_ascii()),
+                Some(p) => match json::find_fast(doc, p) {
+                    Ok(Some(found)) => v.extend_from_slice(found),
+                    _ => v.extend_from_slice(b"null"),
+                },
+            },
+        };
+        v.push(b'{');
+        match self {
+            Select::Pair => {
+                v.extend_from_slice(b"\"left\":");
+                side(v, LEFT, None);
+                v.extend_from_slice(b",\"right\":");
+                side(v, RIGHT, None);
+            }
+            Select::Fields(fields) => {
+                for (i, (name, source)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        v.push(b',');
+                    }
+                    json::write_str(v, name.as_bytes());
+                    v.push(b':');
+                    match source {
+                        Source::Side(s, p) => side(v, *s, p.as_ref()),
+                        Source::Key => v.extend_from_slice(row.key),
+                        Source::Time(s) => match row.sides[*s] {
+                            Some((_, ts)) => json::write_i64(v, ts),
+                            None => v.extend_from_slice(b"null"),
+                        },
+                    }
+                }
+            }
+        }
+        v.push(b'}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> Select {
+        Select::Fields(
+            pairs
+                .iter()
+                .map(|(n, s)| (n.to_string(), Select::source(s).unwrap()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn rows_take_fields_of_either_side_the_key_and_the_times() {
+        let row = Row {
+            key: b"\"o-1\"",
+            sides: [
+                Some((b"{\"id\":\"o-1\",\"n\":{\"x\":2}}", 10)),
+                Some((b" {\"amount\":1.5} ", 20)),
+            ],
+        };
+        let mut v = Vec::new();
+        Select::Pair.write(&row, &mut v);
+        assert_eq!(
+            std::str::from_utf8(&v).unwrap(),
+            r#"{"left":{"id":"o-1","n":{"x":2}},"right":{"amount":1.5}}"#
+        );
+        v.clear();
+        let s = fields(&[
+            ("k", "$key"),
+            ("x", "/left/n/x"),
+            ("paid", "/right/amount"),
+            ("missing", "/right/nope"),
+            ("lt", "$left_time"),
+            ("r", "/right"),
+        ]);
+        s.write(&row, &mut v);
+        assert_eq!(
+            std::str::from_utf8(&v).unwrap(),
+            r#"{"k":"o-1","x":2,"paid":1.5,"missing":null,"lt":10,"r":{"amount":1.5}}"#
+        );
+        v.clear();
+        let padded = Row {
+            key: b"7",
+            sides: [Some((b"{}", 1)), None],
+        };
+        fields(&[("paid", "/right/amount"), ("rt", "$right_time")]).write(&padded, &mut v);
+        assert_eq!(
+            std::str::from_utf8(&v).unwrap(),
+            r#"{"paid":null,"rt":null}"#
+        );
+    }
+
+    #[test]
+    fn an_unknown_source_says_what_a_source_is() {
+        for bad in ["left/x", "/middle/x", "$now", ""] {
+            let e = Select::source(bad).unwrap_err();
+            assert!(e.contains("/left") && e.contains("$key"), "{bad}: {e}");
+        }
+    }
+}
