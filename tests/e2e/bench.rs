@@ -199,3 +199,163 @@ fn state_larger_than_the_memory_limit_runs_on_rocksdb() {
     let unique = std::fs::read_to_string(&out).unwrap();
     assert_eq!(unique.lines().count(), 200_000);
 }
+
+pub const W6: &str = "CHECKSUM W6 results=122295 sum_paid_cents=2900157598 sum_delay=36615922498 hash=26c79432c613ecc2";
+
+/// The variables of a join workload's spec for orders-200k.
+fn join_vars() -> Vec<(&'static str, String)> {
+    let (payments, rates) = support::join_inputs_200k();
+    vec![
+        ("INPUT", support::orders_200k().display().to_string()),
+        ("PAYMENTS", payments.display().to_string()),
+        ("RATES", rates.display().to_string()),
+    ]
+}
+
+fn with_vars<'a>(
+    vars: &'a [(&'static str, String)],
+    more: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    vars.iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .chain(more.iter().copied())
+        .collect()
+}
+
+/// A join workload (`examples/bench/<w>.yaml`) at parallelism 1 and 2 on
+/// both state backends gives `expected`.
+pub fn check_join(spec: &std::path::Path, workload: &str, expected: &str) {
+    let vars = join_vars();
+    for parallelism in ["1", "2"] {
+        for backend in ["memory", "rocksdb"] {
+            let dir = support::temp_dir();
+            let out = dir.path().join("out.jsonl");
+            let o = support::run(
+                spec,
+                &with_vars(
+                    &vars,
+                    &[
+                        ("OUTPUT", out.to_str().unwrap()),
+                        ("PARALLELISM", parallelism),
+                        ("STATE_BACKEND", backend),
+                    ],
+                ),
+            );
+            assert_ok(&o);
+            let got = support::checksum(workload, &out, None);
+            assert_eq!(
+                got,
+                expected,
+                "{workload} ({}) at parallelism {parallelism} on {backend}",
+                spec.display()
+            );
+        }
+    }
+}
+
+/// A join workload the other two ways of tests/cases: at parallelism 2 with
+/// checkpoints (exactly-once part files), and paced, killed at parallelism 2
+/// once a checkpoint was taken while the sources were still reading, then
+/// restored from that checkpoint at parallelism 3. The committed output gives
+/// `expected` both times.
+fn check_join_checkpointed(workload: &str, expected: &str) {
+    let spec = support::repo().join(format!("examples/bench/{}.yaml", workload.to_lowercase()));
+    let vars = join_vars();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let (out, ck) = (d.join("out"), d.join("ck"));
+    let ck_vars = |out: &std::path::Path, ck: &std::path::Path, p: &'static str| {
+        [
+            ("OUTPUT", out.display().to_string()),
+            ("CHECKPOINT_DIR", ck.display().to_string()),
+            ("CHECKPOINT_INTERVAL", "50ms".to_owned()),
+            ("PARALLELISM", p.to_owned()),
+        ]
+    };
+    let env = |more: &[(&'static str, String)]| -> Vec<(String, String)> {
+        vars.iter()
+            .chain(more.iter())
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    };
+    let command = |more: &[(&'static str, String)]| {
+        let mut c = support::sluice();
+        c.arg("run").arg(&spec);
+        for (k, v) in env(more) {
+            c.env(k, v);
+        }
+        c
+    };
+    let o = command(&ck_vars(&out, &ck, "2"))
+        .output()
+        .expect("run sluice");
+    assert_ok(&o);
+    let got = support::checksum(
+        workload,
+        &crate::recovery::committed(&out, &d.join("out.jsonl")),
+        None,
+    );
+    assert_eq!(
+        got, expected,
+        "{workload} at parallelism 2 with checkpoints"
+    );
+
+    let (out, ck) = (d.join("out-killed"), d.join("ck-killed"));
+    let mut child = command(&ck_vars(&out, &ck, "2"))
+        // Both sources together: about 2 s of input.
+        .args(["--source-rate", "100000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sluice");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let taken = loop {
+        if let Some(chk) = support::latest_checkpoint(&ck)
+            && support::checkpoint_reading(&chk)
+        {
+            break true;
+        }
+        if std::time::Instant::now() > deadline || child.try_wait().unwrap().is_some() {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // Let a few more checkpoints pass, so that state is in them.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    assert!(taken, "{workload}: no checkpoint while reading ({status})");
+    let from = support::latest_checkpoint(&ck).unwrap();
+    assert!(
+        support::checkpoint_reading(&from),
+        "{workload}: {} was taken after all input was read",
+        from.display()
+    );
+    let o = command(&ck_vars(&out, &ck, "3"))
+        .arg("--from-savepoint")
+        .arg(&from)
+        .output()
+        .expect("run sluice");
+    assert_ok(&o);
+    let got = support::checksum(
+        workload,
+        &crate::recovery::committed(&out, &d.join("out-killed.jsonl")),
+        None,
+    );
+    assert_eq!(
+        got,
+        expected,
+        "{workload} killed at parallelism 2 and restored at 3 from {}",
+        from.display()
+    );
+}
+
+#[test]
+fn w6_reproduces_the_reference_checksum() {
+    check_join(&support::repo().join("examples/bench/w6.yaml"), "W6", W6);
+}
+
+#[test]
+fn w6_with_checkpoints_and_killed_and_restored_at_another_parallelism() {
+    check_join_checkpointed("W6", W6);
+}

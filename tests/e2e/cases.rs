@@ -247,31 +247,10 @@ fn input_records(case: &Path) -> usize {
         .sum()
 }
 
-/// The source splits' positions in a checkpoint's manifest.
-fn splits(chk: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(chk.join("_manifest.json")).unwrap_or_default();
-    let m: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    m["operators"]
-        .as_object()
-        .into_iter()
-        .flat_map(|ops| ops.values())
-        .flat_map(|op| op["subtasks"].as_array().into_iter().flatten())
-        .filter_map(|s| s["meta"]["splits"].as_object())
-        .flat_map(|splits| splits.values().cloned())
-        .collect()
-}
-
-/// Whether a checkpoint has a source split that was still being read.
-fn reading(chk: &Path) -> bool {
-    splits(chk)
-        .iter()
-        .any(|split| split["done"] != serde_json::json!(true))
-}
-
 /// How many lines the file sources had read at a checkpoint (a finished
 /// file counts as none: this is for deciding when half the input is read).
 fn lines_read(chk: &Path) -> usize {
-    splits(chk)
+    support::checkpoint_splits(chk)
         .iter()
         .filter_map(|split| split["line"].as_u64())
         .sum::<u64>() as usize
@@ -347,7 +326,7 @@ fn killed_and_restored(case: &Path, spec: &str) -> Result<(), Failed> {
     }
     // The kill may have come after a newer checkpoint completed.
     let from = support::latest_checkpoint(&ck).unwrap();
-    if !reading(&from) {
+    if !support::checkpoint_reading(&from) {
         return Err(format!(
             "{name}: {} was taken after the sources had read all input",
             from.display()

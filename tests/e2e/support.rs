@@ -139,6 +139,68 @@ pub fn orders_200k() -> PathBuf {
     .clone()
 }
 
+/// The second inputs of W6 and W7 for orders-200k: (payments, rates), as
+/// `gen_orders.py --payments --rates` derives them (the orders file it writes
+/// beside them is byte-identical to [`orders_200k`]'s).
+pub fn join_inputs_200k() -> (PathBuf, PathBuf) {
+    static FILES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    FILES
+        .get_or_init(|| {
+            let dir = target_dir().join("sluice-test-data");
+            let payments = dir.join("payments-200k.jsonl");
+            let rates = dir.join("rates-200k.jsonl");
+            let sizes = (11_567_120, 5_985);
+            let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+            if (size(&payments), size(&rates)) == sizes {
+                return (payments, rates);
+            }
+            std::fs::create_dir_all(&dir).expect("data folder");
+            let tmp = tempfile::tempdir_in(&dir).expect("a temporary folder");
+            let (o, p, r) = (
+                tmp.path().join("orders.jsonl"),
+                tmp.path().join("payments.jsonl"),
+                tmp.path().join("rates.jsonl"),
+            );
+            let status = Command::new("python3")
+                .arg(repo().join("bench/gen_orders.py"))
+                .args(["--events", "200000", "--seed", "42", "--out"])
+                .arg(&o)
+                .arg("--payments")
+                .arg(&p)
+                .arg("--rates")
+                .arg(&r)
+                .status()
+                .expect("python3 is needed to generate the benchmark input");
+            assert!(status.success(), "gen_orders.py failed");
+            std::fs::rename(&p, &payments).expect("rename generated payments");
+            std::fs::rename(&r, &rates).expect("rename generated rates");
+            assert_eq!((size(&payments), size(&rates)), sizes, "join inputs");
+            (payments, rates)
+        })
+        .clone()
+}
+
+/// The source splits' positions in a checkpoint's manifest.
+pub fn checkpoint_splits(chk: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(chk.join("_manifest.json")).unwrap_or_default();
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    m["operators"]
+        .as_object()
+        .into_iter()
+        .flat_map(|ops| ops.values())
+        .flat_map(|op| op["subtasks"].as_array().into_iter().flatten())
+        .filter_map(|s| s["meta"]["splits"].as_object())
+        .flat_map(|splits| splits.values().cloned())
+        .collect()
+}
+
+/// Whether a checkpoint has a source split that was still being read.
+pub fn checkpoint_reading(chk: &Path) -> bool {
+    checkpoint_splits(chk)
+        .iter()
+        .any(|split| split["done"] != serde_json::json!(true))
+}
+
 /// bench/checksum.py's CHECKSUM line for result (and late) files.
 pub fn checksum(workload: &str, results: &Path, late: Option<&Path>) -> String {
     checksum_with(workload, results, late, &[])
