@@ -14,31 +14,20 @@
 //! that can match nothing that is still to come is not buffered at all.
 //! After the final watermark nothing is left.
 //!
-//! The row bytes live in [`Slots`] (the heap, or the RocksDB store); the
-//! key table, the per-key time lists and the timers stay on the heap, as
-//! the window's bookkeeping does. Snapshots hold one entry per buffered
-//! record under its key group, so a savepoint restores at any parallelism
-//! and on either backend.
+//! The records are held in [`Buffers`], on either state backend.
 
-use super::{LATE_PORT, LEFT, RIGHT, ROW_NAMESPACE, Row, SIDES, Select};
-use crate::checkpoint::format::{EntryWriter, KIND_JOIN_ROW, put_key, take_i64, take_key};
+use super::buffer::{Buffers, Held};
+use super::{LEFT, RIGHT, Row, SIDES, Select, late, state_error};
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
-use crate::error::{PlanError, RuntimeError, StateError};
+use crate::error::{PlanError, RuntimeError};
 use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
-use crate::runtime::{Batch, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
+use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
 use crate::state::Backend;
-use crate::state::keys::KeyTable;
-use crate::state::slots::Slots;
-use crate::state::timers::TimerSet;
 use crate::units::SignedDur;
 use async_trait::async_trait;
 use serde::Deserialize;
 use smallvec::SmallVec;
 use std::sync::Arc;
-
-/// What the heap keeps per buffered record besides its bytes: its list
-/// entry and its share of a cleanup timer.
-const ROW_BOOKKEEPING: u64 = 16 + 40;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,12 +118,12 @@ impl OperatorKind for IntervalJoinKind {
         Ok(Planned {
             side_ports: vec!["late".to_owned()],
             needs_event_time: true,
-            ..Planned::new(Arc::new(IntervalJoinFactory {
-                bounds: Bounds { lower, upper },
-                select: Arc::new(Select::plan(cx)?),
-                backend: cx.backend()?,
-                max_parallelism: cx.max_parallelism(),
-            }))
+            ..Planned::new(Arc::new(IntervalJoinFactory::new(
+                Bounds { lower, upper },
+                Arc::new(Select::plan(cx)?),
+                cx.backend()?,
+                cx.max_parallelism(),
+            )))
         })
     }
 }
@@ -146,6 +135,22 @@ pub struct IntervalJoinFactory {
     max_parallelism: u32,
 }
 
+impl IntervalJoinFactory {
+    pub fn new(
+        bounds: Bounds,
+        select: Arc<Select>,
+        backend: Backend,
+        max_parallelism: u32,
+    ) -> IntervalJoinFactory {
+        IntervalJoinFactory {
+            bounds,
+            select,
+            backend,
+            max_parallelism,
+        }
+    }
+}
+
 impl OperatorFactory for IntervalJoinFactory {
     fn kind(&self) -> &'static str {
         "interval_join"
@@ -155,83 +160,27 @@ impl OperatorFactory for IntervalJoinFactory {
         Box::new(IntervalJoin {
             bounds: self.bounds,
             select: self.select.clone(),
-            max_parallelism: self.max_parallelism,
-            backend: self.backend.clone(),
-            uid: subtask.info.uid.to_string(),
-            subtask: subtask.index,
-            keys: KeyTable::default(),
-            rows: None,
-            cleanup: TimerSet::default(),
+            held: Buffers::new(
+                self.backend.clone(),
+                subtask.info.uid.to_string(),
+                subtask.index,
+                self.max_parallelism,
+            ),
             watermark: i64::MIN,
-            buf: Vec::new(),
         })
-    }
-}
-
-/// A buffered record: its time and the slot of its bytes.
-#[derive(Clone, Copy, Debug)]
-struct Buffered {
-    ts: i64,
-    slot: u32,
-}
-
-/// A key's buffered records, per side, in time (then arrival) order.
-#[derive(Default)]
-struct KeyRows {
-    sides: [SmallVec<[Buffered; 2]>; 2],
-}
-
-impl KeyRows {
-    fn insert(&mut self, side: usize, b: Buffered) {
-        let list = &mut self.sides[side];
-        let at = list.partition_point(|x| x.ts <= b.ts);
-        list.insert(at, b);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.sides.iter().all(|s| s.is_empty())
     }
 }
 
 pub struct IntervalJoin {
     bounds: Bounds,
     select: Arc<Select>,
-    max_parallelism: u32,
-    backend: Backend,
-    uid: String,
-    subtask: u32,
-    keys: KeyTable<KeyRows>,
-    rows: Option<Slots>,
-    /// (time, key, side): when some of a key's records of a side can go.
-    cleanup: TimerSet<u8>,
+    /// The records of both sides; a timer (time, key, side) says when some
+    /// of a key's records of a side can go.
+    held: Buffers,
     watermark: i64,
-    buf: Vec<u8>,
 }
 
 impl IntervalJoin {
-    fn state_error(&self, error: StateError) -> RuntimeError {
-        RuntimeError::State {
-            uid: self.uid.clone(),
-            error,
-        }
-    }
-
-    fn rows(&mut self) -> &mut Slots {
-        self.rows.as_mut().expect("opened")
-    }
-
-    fn report_size(&self, out: &Output) {
-        if let (Some(rows), Some(gauge)) = (
-            &self.rows,
-            out.info().metrics.state_bytes.get(self.subtask as usize),
-        ) {
-            gauge.store(
-                rows.bytes() + self.keys.bytes(),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
-    }
-
     async fn process(
         &mut self,
         side: usize,
@@ -239,8 +188,9 @@ impl IntervalJoin {
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         let mut rows = Batch::default();
-        let mut late = Batch::default();
-        let mut matches: SmallVec<[Buffered; 4]> = SmallVec::new();
+        let mut late_records = Batch::default();
+        let mut matches: SmallVec<[Held; 4]> = SmallVec::new();
+        let other = 1 - side;
         for i in 0..batch.len() {
             let record = batch.get(i);
             let (Some(ts), Some(key)) = (record.timestamp(), record.key()) else {
@@ -251,37 +201,29 @@ impl IntervalJoin {
                 continue;
             };
             if ts <= self.watermark {
-                late.push_record(record, None);
+                late_records.push_record(record, None);
                 continue;
             }
             let (from, to) = self.bounds.matching(side, ts);
-            let other = 1 - side;
             matches.clear();
-            if let Some(k) = self.keys.find(key) {
-                let list = &self.keys.get(k).sides[other];
-                let start = list.partition_point(|b| b.ts < from);
-                matches.extend(list[start..].iter().take_while(|b| b.ts <= to).copied());
+            if let Some(k) = self.held.keys.find(key) {
+                let list = &self.held.keys.get(k).sides[other];
+                let start = list.partition_point(|h| h.ts < from);
+                matches.extend(list[start..].iter().take_while(|h| h.ts <= to).copied());
             }
             for m in &matches {
-                let rows_out = &mut rows;
                 let select = &self.select;
-                let value = record.value();
-                let out_ts = ts.max(m.ts);
-                self.rows
-                    .as_mut()
-                    .expect("opened")
-                    .with(m.slot, &mut self.buf, |stored| {
+                let rows = &mut rows;
+                self.held
+                    .with(m.slot, |stored| {
                         let mut sides = [None, None];
-                        sides[side] = Some((value, ts));
+                        sides[side] = Some((record.value(), ts));
                         sides[other] = Some((stored, m.ts));
-                        rows_out.push_built(Some(key), Some(out_ts), record.origin(), |v| {
+                        rows.push_built(Some(key), Some(ts.max(m.ts)), record.origin(), |v| {
                             select.write(&Row { key, sides }, v)
                         });
                     })
-                    .map_err(|e| RuntimeError::State {
-                        uid: self.uid.clone(),
-                        error: e,
-                    })?;
+                    .map_err(|e| state_error(self.held.uid(), e))?;
             }
             let cleanup = self.bounds.cleanup(side, ts);
             if cleanup <= self.watermark {
@@ -289,44 +231,32 @@ impl IntervalJoin {
                 continue;
             }
             let k = self
-                .keys
-                .intern(key, self.max_parallelism, KeyRows::default);
-            let kg = self.keys.key_group(k);
-            let slot = self
-                .rows()
-                .alloc(kg, record.value(), ROW_BOOKKEEPING)
-                .map_err(|e| self.state_error(e))?;
-            self.keys.get_mut(k).insert(side, Buffered { ts, slot });
-            self.cleanup.insert(cleanup, k, side as u8);
+                .held
+                .add(side, key, ts, record.value())
+                .map_err(|e| state_error(self.held.uid(), e))?;
+            self.held.timers.insert(cleanup, k, side as u8);
         }
         out.emit(rows);
-        if !late.is_empty() {
-            NodeMetrics::add(&out.info().metrics.late, late.len() as u64);
-            out.emit_to(LATE_PORT, late);
-        }
-        self.report_size(out);
+        late(out, late_records);
+        self.held.report_size(out);
         Ok(())
     }
 
-    /// Drops the records no future record can match.
-    fn clean_up(&mut self) -> Result<(), StateError> {
+    /// Lets go of the records no future record can match.
+    fn clean_up(&mut self) -> Result<(), RuntimeError> {
         let watermark = self.watermark;
         let bounds = self.bounds;
-        while let Some((_, k, side)) = self.cleanup.pop_due(watermark) {
+        while let Some((_, k, side)) = self.held.timers.pop_due(watermark) {
             let side = side as usize;
             // A key released by an earlier timer of this advance.
-            let Some(entry) = self.keys.live_mut(k) else {
+            let Some(entry) = self.held.keys.live_mut(k) else {
                 continue;
             };
-            let list = &mut entry.sides[side];
-            let gone = list.partition_point(|b| bounds.cleanup(side, b.ts) <= watermark);
-            let slots = self.rows.as_mut().expect("opened");
-            for b in list.drain(..gone) {
-                slots.release(b.slot, ROW_BOOKKEEPING)?;
-            }
-            if entry.is_empty() {
-                self.keys.release(k);
-            }
+            let gone =
+                entry.sides[side].partition_point(|h| bounds.cleanup(side, h.ts) <= watermark);
+            self.held
+                .drop_range(k, side, 0..gone)
+                .map_err(|e| state_error(self.held.uid(), e))?;
         }
         Ok(())
     }
@@ -335,10 +265,9 @@ impl IntervalJoin {
 #[async_trait]
 impl Operator for IntervalJoin {
     async fn open(&mut self) -> Result<(), RuntimeError> {
-        let rows = Slots::open(&self.backend, &self.uid, self.subtask, ROW_NAMESPACE)
-            .map_err(|e| self.state_error(e))?;
-        self.rows = Some(rows);
-        Ok(())
+        self.held
+            .open()
+            .map_err(|e| state_error(self.held.uid(), e))
     }
 
     async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
@@ -360,8 +289,8 @@ impl Operator for IntervalJoin {
             return Ok(());
         }
         self.watermark = watermark;
-        self.clean_up().map_err(|e| self.state_error(e))?;
-        self.report_size(out);
+        self.clean_up()?;
+        self.held.report_size(out);
         Ok(())
     }
 
@@ -370,29 +299,13 @@ impl Operator for IntervalJoin {
         _barrier: Barrier,
         _out: &mut Output,
     ) -> Result<OperatorState, RuntimeError> {
-        let mut w = EntryWriter::new();
-        let mut key = Vec::new();
-        let rows = self.rows.as_mut().expect("opened");
-        for (_, kg, record_key, entry) in self.keys.iter() {
-            for (side, list) in entry.sides.iter().enumerate() {
-                for b in list {
-                    key.clear();
-                    put_key(&mut key, record_key);
-                    key.push(side as u8);
-                    key.extend_from_slice(&b.ts.to_be_bytes());
-                    rows.with(b.slot, &mut self.buf, |v| {
-                        w.push(kg, KIND_JOIN_ROW, &key, v)
-                    })
-                    .map_err(|error| RuntimeError::State {
-                        uid: self.uid.clone(),
-                        error,
-                    })?;
-                }
-            }
-        }
+        let keyed = self
+            .held
+            .snapshot()
+            .map_err(|e| state_error(self.held.uid(), e))?;
         Ok(OperatorState {
             meta: serde_json::json!({ "watermark": self.watermark }),
-            keyed: Some(w.finish()),
+            keyed: Some(keyed),
             committables: Vec::new(),
         })
     }
@@ -400,31 +313,104 @@ impl Operator for IntervalJoin {
     async fn restore(&mut self, restored: RestoredState) -> Result<(), RuntimeError> {
         self.watermark = self.watermark.max(restored.watermark());
         let bounds = self.bounds;
-        let (keys, cleanup) = (&mut self.keys, &mut self.cleanup);
-        let rows = self.rows.as_mut().expect("opened");
-        let result = restored.entries(&mut |e| {
-            if e.kind != KIND_JOIN_ROW {
-                return Err(StateError::Misuse(format!(
-                    "the snapshot holds state of kind {} where an interval join keeps its buffered records",
-                    e.kind
-                )));
-            }
-            let bad = || StateError::Corrupt("corrupt interval join entry".to_owned());
-            let (key, rest) = take_key(e.key).ok_or_else(bad)?;
-            let (&side, rest) = rest.split_first().ok_or_else(bad)?;
-            let (ts, _) = take_i64(rest).ok_or_else(bad)?;
-            let side = side as usize;
-            if side > RIGHT {
-                return Err(bad());
-            }
-            let k = keys.intern_in_group(key, e.kg, KeyRows::default);
-            let slot = rows.alloc(e.kg, e.value, ROW_BOOKKEEPING)?;
-            keys.get_mut(k).insert(side, Buffered { ts, slot });
-            cleanup.insert(bounds.cleanup(side, ts), k, side as u8);
-            Ok(())
-        });
-        result.map_err(|e| self.state_error(e))?;
+        self.held
+            .restore(&restored, "an interval join", &|side, ts| {
+                Some((bounds.cleanup(side, ts), side as u8))
+            })
+            .map_err(|e| state_error(self.held.uid(), e))?;
         // Records a lower restored watermark kept that this one drops.
-        self.clean_up().map_err(|e| self.state_error(e))
+        self.clean_up()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::join::temporal::tests::two_inputs;
+    use crate::testing::Harness;
+
+    fn run(
+        bounds: &str,
+        left: &[&str],
+        right: &[&str],
+        parallelism: u32,
+    ) -> (Vec<String>, Vec<String>, crate::runtime::job::JobSummary) {
+        let spec = two_inputs(
+            &format!(
+                "    interval_join: {{ {bounds} }}\n    select: {{ l: /left/id, r: /right/id }}\n"
+            ),
+            parallelism,
+        );
+        let mut h = Harness::plan(&spec).unwrap_or_else(|e| panic!("{e}"));
+        h.input("a", left).input("b", right);
+        let summary = h.run().unwrap();
+        let (mut out, mut late) = (h.output("out"), h.output("late"));
+        out.sort();
+        late.sort();
+        (out, late, summary)
+    }
+
+    /// Flink's bounds, inclusive and exclusive, with a negative lower one:
+    /// the pairs, at parallelism 1 and 2; nothing is held after the final
+    /// watermark.
+    #[test]
+    fn pairs_within_the_bounds_and_nothing_is_left() {
+        let left = [
+            r#"{"k":1,"id":"a","ts":100}"#,
+            r#"{"k":1,"id":"b","ts":100}"#,
+            r#"{"k":2,"id":"c","ts":100}"#,
+        ];
+        let right = [
+            r#"{"k":1,"id":"x","ts":95}"#,
+            r#"{"k":1,"id":"y","ts":100}"#,
+            r#"{"k":1,"id":"z","ts":110}"#,
+            r#"{"k":1,"id":"w","ts":111}"#,
+            r#"{"k":2,"id":"v","ts":105}"#,
+        ];
+        for parallelism in [1, 2] {
+            let (out, late, summary) = run("lower: -5ms, upper: 10ms", &left, &right, parallelism);
+            let want = [
+                ("a", "x"),
+                ("a", "y"),
+                ("a", "z"),
+                ("b", "x"),
+                ("b", "y"),
+                ("b", "z"),
+                ("c", "v"),
+            ];
+            let mut want: Vec<String> = want
+                .iter()
+                .map(|(l, r)| format!(r#"{{"l":"{l}","r":"{r}"}}"#))
+                .collect();
+            want.sort();
+            assert_eq!(out, want, "p={parallelism}");
+            assert!(late.is_empty());
+            let join = summary.nodes.iter().find(|n| n.uid == "j").unwrap();
+            assert_eq!((join.late, join.state_bytes), (0, 0), "p={parallelism}");
+
+            let (out, _, _) = run(
+                "lower: -5ms, upper: 10ms, lower_exclusive: true, upper_exclusive: true",
+                &left[..1],
+                &right[..4],
+                parallelism,
+            );
+            assert_eq!(
+                out,
+                [r#"{"l":"a","r":"y"}"#],
+                "exclusive bounds at p={parallelism}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounds_that_admit_no_pair_are_a_plan_error() {
+        let spec = two_inputs(
+            "    interval_join: { lower: 5s, upper: 5s, upper_exclusive: true }\n",
+            1,
+        );
+        let e = Harness::plan(&spec).err().expect("refused").to_string();
+        assert!(
+            e.contains("harness.yaml:9") && e.contains("admit no pair"),
+            "{e}"
+        );
     }
 }

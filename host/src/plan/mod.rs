@@ -1104,6 +1104,7 @@ pub fn builtin_kinds() -> Registry {
         Arc::new(window::plan::WindowOperatorKind),
         Arc::new(wasm::enricher::EnricherKind),
         Arc::new(join::interval::IntervalJoinKind),
+        Arc::new(join::temporal::TemporalJoinKind),
     ])
 }
 

@@ -56,6 +56,9 @@ pub struct NodeSummary {
     pub late: u64,
     pub dead_lettered: u64,
     pub wasm: Duration,
+    /// Bytes of keyed state the node's subtasks held at the end, as their
+    /// backends estimate them (operators that report it).
+    pub state_bytes: u64,
 }
 
 impl JobSummary {
@@ -601,6 +604,7 @@ async fn run_attempt(
                 late: NodeMetrics::get(&m.late),
                 dead_lettered: NodeMetrics::get(&m.dead_lettered),
                 wasm: Duration::from_nanos(NodeMetrics::get(&m.wasm_nanos)),
+                state_bytes: m.state_bytes.iter().map(NodeMetrics::get).sum(),
             })
             .collect(),
     })

@@ -1,0 +1,437 @@
+//! `temporal_join:` — an event-time temporal join, Flink SQL's
+//! `JOIN versioned FOR SYSTEM_TIME AS OF probe.ts ON key`.
+//!
+//! The left input is the probe stream (orders); the right input is the
+//! changelog of a versioned table whose primary key is the join key (rates
+//! by currency): each right record is the key's row from its time on. A
+//! probe joins the key's version with the greatest time `<= probe.ts` (a
+//! version at exactly the probe's time applies; of two versions with the
+//! same time the one that arrived last). A probe is emitted once the
+//! watermark reaches its time — until then a version for an earlier instant
+//! may still arrive — with the probe's time. With `type: left` a probe
+//! without a version is emitted with the right side `null` (left outer join);
+//! with `type: inner` (the default) it is dropped.
+//!
+//! A version whose field at `deleted` (a JSON pointer) is `true` deletes
+//! the row: probes at or after its time find no version until the next one.
+//!
+//! State: the probes waiting for the watermark, and per key the versions
+//! still needed — every version after the watermark and the latest one at
+//! or before it (older ones can never be chosen again; a latest one that is
+//! a delete is not kept either). After the final watermark no probe can
+//! come, and nothing is left.
+//!
+//! Late records: a probe at or behind the watermark goes to the `late` port
+//! (its answer may already be wrong). A version at or behind the watermark
+//! is still applied to later probes — it is the table's newest row — unless
+//! a version at least as new already covers every probe still to come; then
+//! it is late.
+
+use super::buffer::Buffers;
+use super::{LEFT, RIGHT, Row, SIDES, Select, late, state_error};
+use crate::checkpoint::{Barrier, OperatorState, RestoredState};
+use crate::error::{PlanError, RuntimeError, StateError};
+use crate::json::{self, Pointer};
+use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
+use crate::runtime::{Batch, Operator, OperatorFactory, Origin, Output, Subtask};
+use crate::state::Backend;
+use crate::time::MAX_WATERMARK;
+use async_trait::async_trait;
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// Timer namespaces: a probe is due, a version may make older ones useless.
+const PROBE: u8 = 0;
+const VERSION: u8 = 1;
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum JoinType {
+    #[default]
+    Inner,
+    Left,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TemporalSpec {
+    #[serde(default, rename = "type")]
+    join: JoinType,
+    #[serde(default)]
+    deleted: Option<String>,
+}
+
+pub struct TemporalJoinKind;
+
+impl OperatorKind for TemporalJoinKind {
+    fn tag(&self) -> &'static str {
+        "temporal_join"
+    }
+
+    fn what(&self) -> &'static str {
+        "an event-time temporal join"
+    }
+
+    fn fields(&self) -> &'static [&'static str] {
+        &["select"]
+    }
+
+    fn inputs(&self) -> &'static [&'static str] {
+        SIDES
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        kind::key(
+            cx,
+            "a temporal join needs a `key_by`: the versioned table's primary key",
+        )?;
+        let spec = match cx.value("temporal_join") {
+            Some(serde_yaml::Value::Null) | None => TemporalSpec::default(),
+            Some(_) => field::<TemporalSpec>(cx, "temporal_join")?.expect("set"),
+        };
+        let deleted = match &spec.deleted {
+            None => None,
+            Some(p) => Some(Pointer::parse(p).map_err(|m| error(cx, "temporal_join.deleted", m))?),
+        };
+        Ok(Planned {
+            side_ports: vec!["late".to_owned()],
+            needs_event_time: true,
+            ..Planned::new(Arc::new(TemporalJoinFactory::new(
+                spec.join == JoinType::Left,
+                deleted,
+                Arc::new(Select::plan(cx)?),
+                cx.backend()?,
+                cx.max_parallelism(),
+            )))
+        })
+    }
+}
+
+pub struct TemporalJoinFactory {
+    outer: bool,
+    deleted: Option<Pointer>,
+    select: Arc<Select>,
+    backend: Backend,
+    max_parallelism: u32,
+}
+
+impl TemporalJoinFactory {
+    /// With `outer`, a probe without a version is emitted padded; a version
+    /// whose field at `deleted` is `true` deletes the key's row.
+    pub fn new(
+        outer: bool,
+        deleted: Option<Pointer>,
+        select: Arc<Select>,
+        backend: Backend,
+        max_parallelism: u32,
+    ) -> TemporalJoinFactory {
+        TemporalJoinFactory {
+            outer,
+            deleted,
+            select,
+            backend,
+            max_parallelism,
+        }
+    }
+}
+
+impl OperatorFactory for TemporalJoinFactory {
+    fn kind(&self) -> &'static str {
+        "temporal_join"
+    }
+
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        Box::new(TemporalJoin {
+            outer: self.outer,
+            deleted: self.deleted.clone(),
+            select: self.select.clone(),
+            held: Buffers::new(
+                self.backend.clone(),
+                subtask.info.uid.to_string(),
+                subtask.index,
+                self.max_parallelism,
+            ),
+            watermark: i64::MIN,
+        })
+    }
+}
+
+pub struct TemporalJoin {
+    outer: bool,
+    deleted: Option<Pointer>,
+    select: Arc<Select>,
+    /// Probes (left) and versions (right); a delete version is held as an
+    /// empty value.
+    held: Buffers,
+    watermark: i64,
+}
+
+impl TemporalJoin {
+    fn is_delete(&self, value: &[u8]) -> bool {
+        self.deleted
+            .as_ref()
+            .is_some_and(|p| matches!(json::find_fast(value, p), Ok(Some(b"true"))))
+    }
+
+    async fn process(
+        &mut self,
+        side: usize,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let mut late_records = Batch::default();
+        for i in 0..batch.len() {
+            let record = batch.get(i);
+            let (Some(ts), Some(key)) = (record.timestamp(), record.key()) else {
+                out.dead_letter(
+                    record,
+                    "a temporal join needs records with an event time and a key",
+                )?;
+                continue;
+            };
+            let behind = ts <= self.watermark;
+            if side == LEFT {
+                if behind {
+                    late_records.push_record(record, None);
+                    continue;
+                }
+                let k = self
+                    .held
+                    .add(LEFT, key, ts, record.value())
+                    .map_err(|e| state_error(self.held.uid(), e))?;
+                self.held.timers.insert(ts, k, PROBE);
+                continue;
+            }
+            if behind && let Some(k) = self.held.keys.find(key) {
+                let w = self.watermark;
+                let covered = self.held.keys.get(k).sides[RIGHT]
+                    .iter()
+                    .any(|v| v.ts >= ts && v.ts <= w);
+                if covered {
+                    late_records.push_record(record, None);
+                    continue;
+                }
+            }
+            let value: &[u8] = if self.is_delete(record.value()) {
+                b""
+            } else {
+                record.value()
+            };
+            let k = self
+                .held
+                .add(RIGHT, key, ts, value)
+                .map_err(|e| state_error(self.held.uid(), e))?;
+            // Past or not, the next advance compacts the key's versions.
+            self.held.timers.insert(ts, k, VERSION);
+        }
+        late(out, late_records);
+        self.held.report_size(out);
+        Ok(())
+    }
+
+    /// Emits the probes the watermark has reached and drops the versions no
+    /// probe still to come can choose.
+    fn advance(&mut self, out: &mut Output) -> Result<(), StateError> {
+        let w = self.watermark;
+        let mut rows = Batch::default();
+        let (mut key, mut version) = (Vec::new(), Vec::new());
+        let select = self.select.clone();
+        while let Some((_, k, _)) = self.held.timers.pop_due(w) {
+            // Every due timer of the key is handled at its first one.
+            let Some(entry) = self.held.keys.live_mut(k) else {
+                continue;
+            };
+            let due = entry.sides[LEFT].partition_point(|p| p.ts <= w);
+            key.clear();
+            key.extend_from_slice(self.held.keys.key(k));
+            for i in 0..due {
+                let entry = self.held.keys.get(k);
+                let probe = entry.sides[LEFT][i];
+                let versions = &entry.sides[RIGHT];
+                let chosen = versions
+                    .partition_point(|v| v.ts <= probe.ts)
+                    .checked_sub(1)
+                    .map(|j| versions[j]);
+                version.clear();
+                if let Some(v) = chosen {
+                    self.held.with(v.slot, |b| version.extend_from_slice(b))?;
+                }
+                // An empty value is a delete: no row.
+                let found = chosen.filter(|_| !version.is_empty());
+                if found.is_none() && !self.outer {
+                    continue;
+                }
+                let right = found.map(|v| (version.as_slice(), v.ts));
+                self.held.with(probe.slot, |p| {
+                    let row = Row {
+                        key: &key,
+                        sides: [Some((p, probe.ts)), right],
+                    };
+                    rows.push_built(Some(&key), Some(probe.ts), Origin::NONE, |v| {
+                        select.write(&row, v)
+                    });
+                })?;
+            }
+            if due > 0 {
+                self.held.drop_range(k, LEFT, 0..due)?;
+            }
+            let Some(entry) = self.held.keys.live_mut(k) else {
+                continue;
+            };
+            // The latest version at or before the watermark stays (unless it
+            // is a delete); older ones go.
+            let versions = &entry.sides[RIGHT];
+            let at_or_before = versions.partition_point(|v| v.ts <= w);
+            if at_or_before == 0 {
+                continue;
+            }
+            let latest = versions[at_or_before - 1];
+            let keep = !self.held.with(latest.slot, |b| b.is_empty())?;
+            let gone = at_or_before - usize::from(keep);
+            if gone > 0 {
+                self.held.drop_range(k, RIGHT, 0..gone)?;
+            }
+        }
+        out.emit(rows);
+        if w == MAX_WATERMARK {
+            // No probe can come any more: the versions are of no use.
+            self.held.drop_all()?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Operator for TemporalJoin {
+    async fn open(&mut self) -> Result<(), RuntimeError> {
+        self.held
+            .open()
+            .map_err(|e| state_error(self.held.uid(), e))
+    }
+
+    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        self.process(LEFT, batch, out).await
+    }
+
+    async fn process_input(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        debug_assert_eq!(input, RIGHT);
+        self.process(input, batch, out).await
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), RuntimeError> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        self.advance(out)
+            .map_err(|e| state_error(self.held.uid(), e))?;
+        self.held.report_size(out);
+        Ok(())
+    }
+
+    async fn snapshot(
+        &mut self,
+        _barrier: Barrier,
+        _out: &mut Output,
+    ) -> Result<OperatorState, RuntimeError> {
+        let keyed = self
+            .held
+            .snapshot()
+            .map_err(|e| state_error(self.held.uid(), e))?;
+        Ok(OperatorState {
+            meta: serde_json::json!({ "watermark": self.watermark }),
+            keyed: Some(keyed),
+            committables: Vec::new(),
+        })
+    }
+
+    async fn restore(&mut self, restored: RestoredState) -> Result<(), RuntimeError> {
+        self.watermark = self.watermark.max(restored.watermark());
+        self.held
+            .restore(&restored, "a temporal join", &|side, ts| {
+                Some((ts, if side == LEFT { PROBE } else { VERSION }))
+            })
+            .map_err(|e| state_error(self.held.uid(), e))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use crate::testing::Harness;
+
+    pub(crate) fn two_inputs(operator: &str, parallelism: u32) -> String {
+        format!(
+            "parallelism: {parallelism}\n\
+             sources:\n\
+             \x20 - {{ uid: a, type: datagen, count: 0, event_time: {{ timestamp: /ts, watermark: {{ max_out_of_orderness: 10ms, emit: per_event }} }} }}\n\
+             \x20 - {{ uid: b, type: datagen, count: 0, event_time: {{ timestamp: /ts, watermark: {{ max_out_of_orderness: 10ms, emit: per_event }} }} }}\n\
+             operators:\n\
+             \x20 - uid: j\n    input: {{ left: a, right: b }}\n    key_by: /k\n{operator}\
+             sinks:\n\
+             \x20 - {{ uid: out, input: j, type: stdout }}\n\
+             \x20 - {{ uid: late, input: j.late, type: stdout }}\n"
+        )
+    }
+
+    /// Rates of two currencies with a change each, a delete, and orders
+    /// around them: each order gets the version valid at its time, at
+    /// parallelism 1 and 2; nothing is held after the final watermark.
+    #[test]
+    fn each_probe_gets_the_version_valid_at_its_time_and_nothing_is_left() {
+        for (kind, parallelism) in [("inner", 1), ("left", 1), ("left", 2)] {
+            let spec = two_inputs(
+                &format!(
+                    "    temporal_join: {{ type: {kind}, deleted: /gone }}\n    select: {{ id: /left/id, rate: /right/r, at: $right_time }}\n"
+                ),
+                parallelism,
+            );
+            let mut h = Harness::plan(&spec).unwrap_or_else(|e| panic!("{e}"));
+            h.input(
+                "a",
+                [
+                    r#"{"k":"E","id":1,"ts":5}"#,
+                    r#"{"k":"E","id":2,"ts":10}"#,
+                    r#"{"k":"E","id":3,"ts":19}"#,
+                    r#"{"k":"G","id":4,"ts":20}"#,
+                    r#"{"k":"E","id":5,"ts":30}"#,
+                    r#"{"k":"E","id":6,"ts":41}"#,
+                ],
+            );
+            h.input(
+                "b",
+                [
+                    r#"{"k":"E","r":100,"ts":10}"#,
+                    r#"{"k":"E","r":101,"ts":10}"#,
+                    r#"{"k":"G","r":200,"ts":12}"#,
+                    r#"{"k":"E","r":110,"ts":20}"#,
+                    r#"{"k":"E","gone":true,"ts":40}"#,
+                ],
+            );
+            let summary = h.run().unwrap();
+            let mut rows = h.output("out");
+            rows.sort();
+            let mut want = vec![
+                // Two versions at 10: the last one applies, also at exactly 10.
+                r#"{"id":2,"rate":101,"at":10}"#,
+                r#"{"id":3,"rate":101,"at":10}"#,
+                r#"{"id":4,"rate":200,"at":12}"#,
+                r#"{"id":5,"rate":110,"at":20}"#,
+            ];
+            if kind == "left" {
+                // Before the first version, and after the delete.
+                want.push(r#"{"id":1,"rate":null,"at":null}"#);
+                want.push(r#"{"id":6,"rate":null,"at":null}"#);
+            }
+            want.sort();
+            assert_eq!(rows, want, "{kind} at p={parallelism}");
+            let join = summary.nodes.iter().find(|n| n.uid == "j").unwrap();
+            assert_eq!(join.state_bytes, 0, "{kind} at p={parallelism}: state left");
+            assert_eq!(join.late, 0);
+        }
+    }
+}
