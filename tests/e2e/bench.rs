@@ -254,11 +254,11 @@ pub fn check_join(spec: &std::path::Path, workload: &str, expected: &str) {
 }
 
 /// A join workload the other two ways of tests/cases: at parallelism 2 with
-/// checkpoints (exactly-once part files), and (with `kill`) paced, killed at parallelism 2
+/// checkpoints (exactly-once part files), and paced, killed at parallelism 2
 /// once a checkpoint was taken while the sources were still reading, then
 /// restored from that checkpoint at parallelism 3. The committed output gives
 /// `expected` both times.
-fn check_join_checkpointed(workload: &str, expected: &str, kill: bool) {
+fn check_join_checkpointed(workload: &str, expected: &str) {
     let spec = support::repo().join(format!("examples/bench/{}.yaml", workload.to_lowercase()));
     let vars = join_vars();
     let dir = support::temp_dir();
@@ -299,9 +299,6 @@ fn check_join_checkpointed(workload: &str, expected: &str, kill: bool) {
         got, expected,
         "{workload} at parallelism 2 with checkpoints"
     );
-    if !kill {
-        return;
-    }
 
     let (out, ck) = (d.join("out-killed"), d.join("ck-killed"));
     let mut child = command(&ck_vars(&out, &ck, "2"))
@@ -360,7 +357,7 @@ fn w6_reproduces_the_reference_checksum() {
 
 #[test]
 fn w6_with_checkpoints_and_killed_and_restored_at_another_parallelism() {
-    check_join_checkpointed("W6", W6, true);
+    check_join_checkpointed("W6", W6);
 }
 
 pub const W7: &str = "CHECKSUM W7 results=139951 sum_usd_cents=3789295733 sum_rate_ppm=151803121451 hash=5af1965272b1ad1e";
@@ -370,11 +367,10 @@ fn w7_reproduces_the_reference_checksum() {
     check_join(&support::repo().join("examples/bench/w7.yaml"), "W7", W7);
 }
 
-/// W7 with checkpoints at parallelism 2. It is not killed and restored like
-/// W6: its rates file (95 records) is read at once, and sluice takes no
-/// checkpoint after a source has finished (Flink's FLIP-147 is not built
-/// yet), so there is no checkpoint to restore from.
+/// W7 the two other ways. Its rates file (95 records) is read at once; the
+/// job goes on checkpointing its orders (the finished source's final
+/// positions stand in for it).
 #[test]
-fn w7_with_checkpoints() {
-    check_join_checkpointed("W7", W7, false);
+fn w7_with_checkpoints_and_killed_and_restored_at_another_parallelism() {
+    check_join_checkpointed("W7", W7);
 }

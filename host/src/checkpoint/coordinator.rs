@@ -18,11 +18,24 @@ use tokio::sync::{mpsc, oneshot};
 
 /// What a task sends once a barrier has passed its whole chain.
 pub struct Ack {
+    /// The task's index in the job.
+    pub task: usize,
     pub barrier: Barrier,
     pub nodes: Vec<NodeAck>,
 }
 
+/// What a task sends when it has processed all its input and ends: its
+/// nodes' part of every later snapshot (a source's final positions, a
+/// sink's last output to commit; no keyed state — what a finished operator
+/// held has been emitted). Checkpoints go on without it (Flink's FLIP-147):
+/// a job whose small rates file has been read still checkpoints its orders.
+pub struct Finished {
+    pub task: usize,
+    pub nodes: Vec<NodeAck>,
+}
+
 /// One operator subtask's part of a snapshot.
+#[derive(Clone)]
 pub struct NodeAck {
     pub uid: Arc<str>,
     pub parallelism: u32,
@@ -52,8 +65,8 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct TaskLink {
     pub acks: mpsc::UnboundedSender<Ack>,
-    /// Sinks' last output, sent when they close at the end of input.
-    pub finals: mpsc::UnboundedSender<NodeAck>,
+    /// Tasks that have processed all their input.
+    pub finished: mpsc::UnboundedSender<Finished>,
     /// The id of the last complete checkpoint (its output is committed).
     pub completed: Arc<AtomicU64>,
 }
@@ -62,7 +75,10 @@ struct InFlight {
     id: u64,
     kind: BarrierKind,
     started: Instant,
-    acks: usize,
+    /// The tasks that acknowledged it.
+    acked: std::collections::HashSet<usize>,
+    /// The finished tasks whose final parts it holds.
+    included: Vec<usize>,
     writes: usize,
     failed_write: Option<String>,
     operators: super::Operators,
@@ -86,8 +102,10 @@ pub struct Coordinator {
     stats: Arc<CheckpointStats>,
     completed: Arc<AtomicU64>,
     acks: mpsc::UnboundedReceiver<Ack>,
-    finals: mpsc::UnboundedReceiver<NodeAck>,
-    final_acks: Vec<NodeAck>,
+    finished_rx: mpsc::UnboundedReceiver<Finished>,
+    /// Finished tasks and their final parts (their committables cleared
+    /// once a complete checkpoint has committed them).
+    finished: std::collections::BTreeMap<usize, Vec<NodeAck>>,
     writes_tx: mpsc::UnboundedSender<(u64, Result<(), String>)>,
     writes_rx: mpsc::UnboundedReceiver<(u64, Result<(), String>)>,
     outcome: mpsc::UnboundedSender<Outcome>,
@@ -96,7 +114,7 @@ pub struct Coordinator {
     last_end: Instant,
     last_trigger: Instant,
     failures_in_row: u32,
-    /// A source has ended: no more barriers can be injected.
+    /// Every source has ended: no more barriers can be injected.
     finishing: bool,
 }
 
@@ -122,7 +140,7 @@ impl Coordinator {
         outcome: mpsc::UnboundedSender<Outcome>,
     ) -> (Coordinator, TaskLink) {
         let (acks_tx, acks) = mpsc::unbounded_channel();
-        let (finals_tx, finals) = mpsc::unbounded_channel();
+        let (finished_tx, finished_rx) = mpsc::unbounded_channel();
         let (writes_tx, writes_rx) = mpsc::unbounded_channel();
         let completed = Arc::new(AtomicU64::new(setup.restored_id));
         let storage = setup
@@ -144,8 +162,8 @@ impl Coordinator {
             stats: setup.stats,
             completed: completed.clone(),
             acks,
-            finals,
-            final_acks: Vec::new(),
+            finished_rx,
+            finished: Default::default(),
             writes_tx,
             writes_rx,
             outcome,
@@ -158,7 +176,7 @@ impl Coordinator {
         };
         let link = TaskLink {
             acks: acks_tx,
-            finals: finals_tx,
+            finished: finished_tx,
             completed,
         };
         (c, link)
@@ -178,7 +196,7 @@ impl Coordinator {
                 _ = &mut shutdown => return self,
                 Some(ack) = self.acks.recv() => self.on_ack(ack),
                 Some((id, r)) = self.writes_rx.recv() => self.on_write(id, r),
-                Some(f) = self.finals.recv() => self.final_acks.push(f),
+                Some(f) = self.finished_rx.recv() => self.on_finished(f),
                 Some(req) = requests.recv() => {
                     self.queued.push_back(req);
                     self.on_tick();
@@ -264,13 +282,15 @@ impl Coordinator {
         };
         self.next_id += 1;
         let barrier = Barrier { id, kind };
-        for t in &self.triggers {
-            if t.send(barrier).is_err() {
-                // A source has read all its input: it takes no barrier.
-                self.finishing = true;
-            }
-        }
-        if self.finishing {
+        // A source that has read all its input takes no barrier; its final
+        // part stands in for its acknowledgement.
+        let taken = self
+            .triggers
+            .iter()
+            .filter(|t| t.send(barrier).is_ok())
+            .count();
+        if taken == 0 {
+            self.finishing = true;
             refuse_finishing(request);
             return;
         }
@@ -280,7 +300,8 @@ impl Coordinator {
             id,
             kind,
             started: Instant::now(),
-            acks: 0,
+            acked: Default::default(),
+            included: Vec::new(),
             writes: 0,
             failed_write: None,
             operators: Default::default(),
@@ -288,6 +309,28 @@ impl Coordinator {
             prefix,
             request,
         });
+        let p = self.pending.as_mut().expect("just set");
+        for (&task, nodes) in &self.finished {
+            p.included.push(task);
+            for node in nodes {
+                Self::add_node(p, node.clone(), &self.writes_tx);
+            }
+        }
+    }
+
+    /// A task has ended: the pending checkpoint, if the task did not
+    /// acknowledge it, takes its final part instead.
+    fn on_finished(&mut self, f: Finished) {
+        if let Some(p) = &mut self.pending
+            && !p.acked.contains(&f.task)
+        {
+            p.included.push(f.task);
+            for node in &f.nodes {
+                Self::add_node(p, node.clone(), &self.writes_tx);
+            }
+        }
+        self.finished.insert(f.task, f.nodes);
+        self.maybe_complete();
     }
 
     fn on_ack(&mut self, ack: Ack) {
@@ -297,8 +340,21 @@ impl Coordinator {
         if p.id != ack.barrier.id {
             return;
         }
-        p.acks += 1;
+        p.acked.insert(ack.task);
         for node in ack.nodes {
+            Self::add_node(p, node, &self.writes_tx);
+        }
+        self.maybe_complete();
+    }
+
+    /// Adds one operator subtask's part to a pending snapshot (its keyed
+    /// state is written on the side).
+    fn add_node(
+        p: &mut InFlight,
+        node: NodeAck,
+        writes_tx: &mpsc::UnboundedSender<(u64, Result<(), String>)>,
+    ) {
+        {
             let mut sub = SubtaskManifest {
                 subtask: node.subtask,
                 meta: node.state.meta,
@@ -313,7 +369,7 @@ impl Coordinator {
                 p.writes += 1;
                 let target = p.target.clone();
                 let full = format!("{}{name}", p.prefix);
-                let done = self.writes_tx.clone();
+                let done = writes_tx.clone();
                 let id = p.id;
                 tokio::task::spawn_blocking(move || {
                     let r = target
@@ -331,7 +387,6 @@ impl Coordinator {
                 });
             op.subtasks.push(sub);
         }
-        self.maybe_complete();
     }
 
     fn on_write(&mut self, id: u64, r: Result<(), String>) {
@@ -352,7 +407,9 @@ impl Coordinator {
         let Some(p) = &self.pending else {
             return;
         };
-        if p.acks < self.tasks || p.writes > 0 {
+        let covered =
+            (0..self.tasks).all(|t| p.acked.contains(&t) || self.finished.contains_key(&t));
+        if !covered || p.writes > 0 {
             return;
         }
         if let Some(e) = p.failed_write.clone() {
@@ -382,6 +439,13 @@ impl Coordinator {
         if let Err(e) = self.commit(&manifest) {
             let _ = self.outcome.send(Outcome::Failed(e));
             return;
+        }
+        // What finished sinks left is committed now; later snapshots and
+        // the end of the job need not commit it again.
+        for t in &p.included {
+            for node in self.finished.get_mut(t).into_iter().flatten() {
+                node.state.committables.clear();
+            }
         }
         self.completed.store(p.id, Ordering::Relaxed);
         let took = p.started.elapsed();
@@ -537,15 +601,16 @@ impl Coordinator {
     /// After every task has ended: with checkpointing on, commits the sinks'
     /// last output under a final manifest (so a rerun knows the job is done).
     pub fn finish(mut self) -> Result<(), String> {
-        while let Ok(f) = self.finals.try_recv() {
-            self.final_acks.push(f);
+        while let Ok(f) = self.finished_rx.try_recv() {
+            self.finished.insert(f.task, f.nodes);
         }
         let Some(storage) = self.storage.clone() else {
             return Ok(());
         };
         let id = self.next_id;
         let mut operators = super::Operators::new();
-        for node in std::mem::take(&mut self.final_acks) {
+        let last_parts = std::mem::take(&mut self.finished).into_values().flatten();
+        for node in last_parts.filter(|n| !n.state.committables.is_empty()) {
             operators
                 .entry(node.uid.to_string())
                 .or_insert_with(|| OperatorManifest {

@@ -112,7 +112,7 @@ impl RestartStrategy {
 }
 
 /// What one operator subtask puts into a snapshot.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct OperatorState {
     /// Small, non-keyed facts: a source's positions, a watermark.
     pub meta: serde_json::Value,

@@ -506,6 +506,7 @@ async fn run_attempt(
             let name = format!("{}#{subtask}", head_node.uid);
             let task = Task {
                 name: name.clone(),
+                index: spawned,
                 chain: nodes,
                 routers,
                 router_owner,
@@ -515,6 +516,7 @@ async fn run_attempt(
                 source_meta: None,
                 // Operators hear of the restored checkpoint first thing.
                 last_completed: 0,
+                final_parts: Vec::new(),
             };
             let span = tracing::info_span!("task", job = %pipeline.name, task = %name);
             spawn(task, head, span, done_tx.clone(), cancel_rx.clone())?;

@@ -21,7 +21,7 @@ use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
 use super::router::{Router, TaskReceiver};
 use super::source::{Positions, Source, SourceOutput, SourcePoll};
 use super::{LATENCY_MARKER_INTERVAL, Message};
-use crate::checkpoint::coordinator::{Ack, NodeAck, TaskLink};
+use crate::checkpoint::coordinator::{Ack, Finished, NodeAck, TaskLink};
 use crate::checkpoint::{Barrier, BarrierKind, OperatorState, RestorePoint};
 use crate::error::{RuntimeError, StateError};
 use crate::time::watermark::{InputWatermarks, Watermark};
@@ -100,6 +100,8 @@ pub enum Head {
 pub struct Task {
     /// `uid#subtask` of the chain's head, for logs and errors.
     pub name: String,
+    /// The task's index in the job (how the coordinator counts it).
+    pub index: usize,
     pub chain: Vec<ChainNode>,
     pub routers: Vec<Router>,
     /// For each router, the chain node whose output it carries (for the
@@ -115,6 +117,8 @@ pub struct Task {
     pub source_meta: Option<serde_json::Value>,
     /// The last complete checkpoint the operators were told of.
     pub last_completed: u64,
+    /// The nodes' final parts, gathered as they close at the end of input.
+    pub final_parts: Vec<NodeAck>,
 }
 
 impl Task {
@@ -171,12 +175,25 @@ impl Task {
         None
     }
 
+    /// Tells the coordinator that the task has processed all its input:
+    /// its nodes' final parts stand in for it in later snapshots.
+    fn finished(&mut self) {
+        let _ = self.link.finished.send(Finished {
+            task: self.index,
+            nodes: std::mem::take(&mut self.final_parts),
+        });
+    }
+
     /// Runs a barrier through the chain and acknowledges it.
     async fn barrier(&mut self, b: Barrier) -> Result<(), RuntimeError> {
         self.process(0, Message::Barrier(b)).await?;
         let nodes = std::mem::take(&mut self.collected);
         // A coordinator that is gone (the job is stopping) needs no ack.
-        let _ = self.link.acks.send(Ack { barrier: b, nodes });
+        let _ = self.link.acks.send(Ack {
+            task: self.index,
+            barrier: b,
+            nodes,
+        });
         Ok(())
     }
 
@@ -309,7 +326,16 @@ impl Task {
                 }
                 SourcePoll::Finished => {
                     self.process(0, Message::EndOfInput).await?;
-                    return self.flush().await;
+                    self.flush().await?;
+                    let meta = serde_json::json!({
+                        "splits": source.snapshot(),
+                        "progress": out.split_progress(),
+                    });
+                    if let Some(head) = self.final_parts.first_mut() {
+                        head.state.meta = meta;
+                    }
+                    self.finished();
+                    return Ok(());
                 }
             }
         }
@@ -399,7 +425,9 @@ impl Task {
                         }
                         if all_ended {
                             self.process(0, Message::EndOfInput).await?;
-                            return self.flush().await;
+                            self.flush().await?;
+                            self.finished();
+                            return Ok(());
                         }
                     }
                 }
@@ -516,18 +544,16 @@ impl Task {
                         route_output(node, Some(wm), &mut work, &mut self.routers);
                     }
                     node.op.close(&mut node.out).await?;
-                    let committables = node.op.take_final_committables();
-                    if !committables.is_empty() {
-                        let _ = self.link.finals.send(NodeAck {
-                            uid: node.info.uid.clone(),
-                            parallelism: node.parallelism,
-                            subtask: node.subtask,
-                            state: OperatorState {
-                                committables,
-                                ..Default::default()
-                            },
-                        });
-                    }
+                    self.final_parts.push(NodeAck {
+                        uid: node.info.uid.clone(),
+                        parallelism: node.parallelism,
+                        subtask: node.subtask,
+                        state: OperatorState {
+                            meta: serde_json::json!({ "finished": true }),
+                            keyed: None,
+                            committables: node.op.take_final_committables(),
+                        },
+                    });
                     Some(Message::EndOfInput)
                 }
             };

@@ -107,6 +107,8 @@ pub struct FileSource {
 }
 
 impl FileSource {
+    /// Moves on to the next file: false when there is none. A file a
+    /// restored snapshot says is done is passed over (true, nothing open).
     fn open_next(&mut self, out: &mut SourceOutput) -> Result<bool, RuntimeError> {
         let Some(path) = self.files.get(self.next_file).cloned() else {
             return Ok(false);
@@ -226,11 +228,14 @@ impl Source for FileSource {
 
     fn poll(&mut self, out: &mut SourceOutput) -> Result<SourcePoll, RuntimeError> {
         loop {
-            if self.current.is_none() && !self.open_next(out)? {
-                if let Some(p) = self.progress.take() {
-                    p.finish_and_clear();
+            // Files a restored snapshot says are done open to nothing.
+            while self.current.is_none() {
+                if !self.open_next(out)? {
+                    if let Some(p) = self.progress.take() {
+                        p.finish_and_clear();
+                    }
+                    return Ok(SourcePoll::Finished);
                 }
-                return Ok(SourcePoll::Finished);
             }
             while let Some(nl) = memchr::memchr(b'\n', &self.buf[self.start..]) {
                 let f = self.current.as_mut().expect("open file");
