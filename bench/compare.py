@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """sluice beside Apache Flink on the same file, in the same sitting.
 
-    bench/compare.py FILE [RUNS] [WORKLOADS] [--rocksdb]
+    bench/compare.py FILE [RUNS] [WORKLOADS] [--rocksdb] [--payments FILE] [--rates FILE]
         e.g. bench/compare.py /tmp/bench/orders-5m.jsonl 3 W5 --rocksdb
+             bench/compare.py /tmp/bench/orders-5m.jsonl 3 W6,W7 \
+                 --payments /tmp/bench/payments-5m.jsonl --rates /tmp/bench/rates-5m.jsonl
 
 Runs every (workload, parallelism 1 and 2) RUNS times on each engine, round
 robin (sluice, Flink, sluice, ...) so that drifts of the machine's speed hit
@@ -11,7 +13,8 @@ events/s over it, peak RSS, and whether the CHECKSUM lines agree. sluice runs
 through bench/run.sh (build it first); Flink through the shared harness
 (FLINK_BENCH, default ../shared/bench/flink/run.sh next to this repository).
 With --rocksdb, both keep keyed state in RocksDB (sluice: STATE_BACKEND=rocksdb,
-which its W5 spec reads; Flink: the harness's --rocksdb).
+which its W5 spec reads; Flink: the harness's --rocksdb). W6 and W7 take their
+second inputs from --payments and --rates; their events/s count both inputs.
 """
 import os
 import re
@@ -32,9 +35,21 @@ def run(cmd, env=None):
     return checksum, float(t.group(1)), int(t.group(3))
 
 
+def take_option(argv, name):
+    """The value after `name` in argv (removed from it), or None."""
+    if name not in argv:
+        return None
+    i = argv.index(name)
+    value = os.path.abspath(argv[i + 1])
+    del argv[i:i + 2]
+    return value
+
+
 def main(argv):
     rocksdb = "--rocksdb" in argv
     argv = [a for a in argv if a != "--rocksdb"]
+    second = {"W6": ("--payments", take_option(argv, "--payments")),
+              "W7": ("--rates", take_option(argv, "--rates"))}
     if not argv:
         sys.exit(__doc__)
     env = dict(os.environ, STATE_BACKEND="rocksdb" if rocksdb else "memory")
@@ -42,29 +57,37 @@ def main(argv):
     file = os.path.abspath(argv[0])
     runs = int(argv[1]) if len(argv) > 1 else 3
     workloads = argv[2].split(",") if len(argv) > 2 else ["W1", "W2", "W3", "W4"]
-    events = sum(1 for _ in open(file, "rb"))
+    lines = lambda path: sum(1 for _ in open(path, "rb"))
+    orders = lines(file)
     rows = []
     for w in workloads:
+        extra = []
+        if w in second:
+            flag, path = second[w]
+            if path is None:
+                sys.exit(f"{w} needs {flag} FILE")
+            extra = [flag, path]
+        events = orders + (lines(extra[1]) if extra else 0)
         for p in ("1", "2"):
             res = {"sluice": [], "flink": []}
             for i in range(runs):
-                res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file], env))
-                res["flink"].append(run(["bash", FLINK, w, p, file] + flink_extra))
+                res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file] + extra, env))
+                res["flink"].append(run(["bash", FLINK, w, p, file] + extra + flink_extra))
                 print(f"{w} p={p} run {i + 1}: sluice {res['sluice'][-1][1]:.2f} s, "
                       f"flink {res['flink'][-1][1]:.2f} s", file=sys.stderr, flush=True)
-            row = {"w": w, "p": p}
+            row = {"w": w, "p": p, "events": events}
             for engine, r in res.items():
                 walls = [x[1] for x in r]
                 row[engine] = (statistics.median(walls), min(walls), max(walls),
                                statistics.median(x[2] for x in r), {x[0] for x in r})
             rows.append(row)
     backend = "RocksDB" if rocksdb else "heap"
-    print(f"\n{events:,} events, {runs} runs each, {backend} state, medians (min-max)\n")
+    print(f"\n{orders:,} orders (W6/W7: and their second input), {runs} runs each, {backend} state, medians (min-max)\n")
     print("| workload | p | sluice wall s | sluice events/s | sluice RSS MB | Flink wall s | Flink events/s "
           "| Flink RSS MB | speed-up | RSS ratio | checksums |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        s, f = r["sluice"], r["flink"]
+        s, f, events = r["sluice"], r["flink"], r["events"]
         same = "equal" if s[4] == f[4] and len(s[4]) == 1 else "DIFFER"
         print(f"| {r['w']} | {r['p']} | {s[0]:.2f} ({s[1]:.2f}-{s[2]:.2f}) | {events / s[0]:,.0f} | {s[3]:.0f} "
               f"| {f[0]:.2f} ({f[1]:.2f}-{f[2]:.2f}) | {events / f[0]:,.0f} | {f[3]:.0f} "
