@@ -189,12 +189,12 @@ impl Buffers {
     }
 
     /// Takes back the records of a snapshot; `timer(side, ts)` says when a
-    /// restored record is due (a timer time and namespace), if ever.
+    /// restored record is due (a timer time and namespace).
     pub fn restore(
         &mut self,
         restored: &RestoredState,
         what: &str,
-        timer: &dyn Fn(usize, i64) -> Option<(i64, u8)>,
+        timer: &dyn Fn(usize, i64) -> (i64, u8),
     ) -> Result<(), StateError> {
         let (keys, timers) = (&mut self.keys, &mut self.timers);
         let rows = self.rows.as_mut().expect("opened");
@@ -216,9 +216,8 @@ impl Buffers {
             let k = keys.intern_in_group(key, e.kg, KeyRows::default);
             let slot = rows.alloc(e.kg, e.value, ROW_BOOKKEEPING)?;
             keys.get_mut(k).insert(side, Held { ts, slot });
-            if let Some((time, ns)) = timer(side, ts) {
-                timers.insert(time, k, ns);
-            }
+            let (time, ns) = timer(side, ts);
+            timers.insert(time, k, ns);
             Ok(())
         })
     }

@@ -14,17 +14,15 @@
 //! that can match nothing that is still to come is not buffered at all.
 //! After the final watermark nothing is left.
 //!
-//! The records are held in [`Buffers`], on either state backend.
+//! The records are held in [`Buffers`], on either state backend; a timer
+//! (time, key, side) says when some of a key's records of a side can go.
 
 use super::buffer::{Buffers, Held};
-use super::{LEFT, RIGHT, Row, SIDES, Select, late, state_error};
-use crate::checkpoint::{Barrier, OperatorState, RestoredState};
-use crate::error::{PlanError, RuntimeError};
+use super::{JoinFactory, JoinLogic, LEFT, Row, SIDES, Select};
+use crate::error::{PlanError, StateError};
 use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
-use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
-use crate::state::Backend;
+use crate::runtime::{Batch, RecordRef};
 use crate::units::SignedDur;
-use async_trait::async_trait;
 use serde::Deserialize;
 use smallvec::SmallVec;
 use std::sync::Arc;
@@ -118,9 +116,11 @@ impl OperatorKind for IntervalJoinKind {
         Ok(Planned {
             side_ports: vec!["late".to_owned()],
             needs_event_time: true,
-            ..Planned::new(Arc::new(IntervalJoinFactory::new(
-                Bounds { lower, upper },
-                Arc::new(Select::plan(cx)?),
+            ..Planned::new(Arc::new(JoinFactory::new(
+                IntervalJoin {
+                    bounds: Bounds { lower, upper },
+                    select: Arc::new(Select::plan(cx)?),
+                },
                 cx.backend()?,
                 cx.max_parallelism(),
             )))
@@ -128,198 +128,86 @@ impl OperatorKind for IntervalJoinKind {
     }
 }
 
-pub struct IntervalJoinFactory {
-    bounds: Bounds,
-    select: Arc<Select>,
-    backend: Backend,
-    max_parallelism: u32,
+/// An interval join's settings.
+pub struct IntervalJoin {
+    pub bounds: Bounds,
+    pub select: Arc<Select>,
 }
 
-impl IntervalJoinFactory {
-    pub fn new(
-        bounds: Bounds,
-        select: Arc<Select>,
-        backend: Backend,
-        max_parallelism: u32,
-    ) -> IntervalJoinFactory {
-        IntervalJoinFactory {
-            bounds,
-            select,
-            backend,
-            max_parallelism,
-        }
-    }
-}
-
-impl OperatorFactory for IntervalJoinFactory {
+impl JoinLogic for IntervalJoin {
     fn kind(&self) -> &'static str {
         "interval_join"
     }
 
-    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
-        Box::new(IntervalJoin {
-            bounds: self.bounds,
-            select: self.select.clone(),
-            held: Buffers::new(
-                self.backend.clone(),
-                subtask.info.uid.to_string(),
-                subtask.index,
-                self.max_parallelism,
-            ),
-            watermark: i64::MIN,
-        })
+    fn what(&self) -> &'static str {
+        "an interval join"
     }
-}
 
-pub struct IntervalJoin {
-    bounds: Bounds,
-    select: Arc<Select>,
-    /// The records of both sides; a timer (time, key, side) says when some
-    /// of a key's records of a side can go.
-    held: Buffers,
-    watermark: i64,
-}
-
-impl IntervalJoin {
-    async fn process(
-        &mut self,
+    fn record(
+        &self,
+        held: &mut Buffers,
+        watermark: i64,
         side: usize,
-        batch: Batch,
-        out: &mut Output,
-    ) -> Result<(), RuntimeError> {
-        let mut rows = Batch::default();
-        let mut late_records = Batch::default();
-        let mut matches: SmallVec<[Held; 4]> = SmallVec::new();
-        let other = 1 - side;
-        for i in 0..batch.len() {
-            let record = batch.get(i);
-            let (Some(ts), Some(key)) = (record.timestamp(), record.key()) else {
-                out.dead_letter(
-                    record,
-                    "an interval join needs records with an event time and a key",
-                )?;
-                continue;
-            };
-            if ts <= self.watermark {
-                late_records.push_record(record, None);
-                continue;
-            }
-            let (from, to) = self.bounds.matching(side, ts);
-            matches.clear();
-            if let Some(k) = self.held.keys.find(key) {
-                let list = &self.held.keys.get(k).sides[other];
-                let start = list.partition_point(|h| h.ts < from);
-                matches.extend(list[start..].iter().take_while(|h| h.ts <= to).copied());
-            }
-            for m in &matches {
-                let select = &self.select;
-                let rows = &mut rows;
-                self.held
-                    .with(m.slot, |stored| {
-                        let mut sides = [None, None];
-                        sides[side] = Some((record.value(), ts));
-                        sides[other] = Some((stored, m.ts));
-                        rows.push_built(Some(key), Some(ts.max(m.ts)), record.origin(), |v| {
-                            select.write(&Row { key, sides }, v)
-                        });
-                    })
-                    .map_err(|e| state_error(self.held.uid(), e))?;
-            }
-            let cleanup = self.bounds.cleanup(side, ts);
-            if cleanup <= self.watermark {
-                // Nothing still to come on the other side can match it.
-                continue;
-            }
-            let k = self
-                .held
-                .add(side, key, ts, record.value())
-                .map_err(|e| state_error(self.held.uid(), e))?;
-            self.held.timers.insert(cleanup, k, side as u8);
+        record: RecordRef<'_>,
+        ts: i64,
+        key: &[u8],
+        rows: &mut Batch,
+        late: &mut Batch,
+    ) -> Result<(), StateError> {
+        if ts <= watermark {
+            late.push_record(record, None);
+            return Ok(());
         }
-        out.emit(rows);
-        late(out, late_records);
-        self.held.report_size(out);
+        let other = 1 - side;
+        let (from, to) = self.bounds.matching(side, ts);
+        let mut matches: SmallVec<[Held; 4]> = SmallVec::new();
+        if let Some(k) = held.keys.find(key) {
+            let list = &held.keys.get(k).sides[other];
+            let start = list.partition_point(|h| h.ts < from);
+            matches.extend(list[start..].iter().take_while(|h| h.ts <= to).copied());
+        }
+        for m in &matches {
+            held.with(m.slot, |stored| {
+                let mut sides = [None, None];
+                sides[side] = Some((record.value(), ts));
+                sides[other] = Some((stored, m.ts));
+                rows.push_built(Some(key), Some(ts.max(m.ts)), record.origin(), |v| {
+                    self.select.write(&Row { key, sides }, v)
+                });
+            })?;
+        }
+        let cleanup = self.bounds.cleanup(side, ts);
+        if cleanup > watermark {
+            let k = held.add(side, key, ts, record.value())?;
+            held.timers.insert(cleanup, k, side as u8);
+        }
+        // Else nothing still to come on the other side can match it.
         Ok(())
     }
 
     /// Lets go of the records no future record can match.
-    fn clean_up(&mut self) -> Result<(), RuntimeError> {
-        let watermark = self.watermark;
-        let bounds = self.bounds;
-        while let Some((_, k, side)) = self.held.timers.pop_due(watermark) {
+    fn advance(
+        &self,
+        held: &mut Buffers,
+        watermark: i64,
+        _rows: &mut Batch,
+    ) -> Result<(), StateError> {
+        while let Some((_, k, side)) = held.timers.pop_due(watermark) {
             let side = side as usize;
             // A key released by an earlier timer of this advance.
-            let Some(entry) = self.held.keys.live_mut(k) else {
+            let Some(entry) = held.keys.live_mut(k) else {
                 continue;
             };
+            let bounds = self.bounds;
             let gone =
                 entry.sides[side].partition_point(|h| bounds.cleanup(side, h.ts) <= watermark);
-            self.held
-                .drop_range(k, side, 0..gone)
-                .map_err(|e| state_error(self.held.uid(), e))?;
+            held.drop_range(k, side, 0..gone)?;
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl Operator for IntervalJoin {
-    async fn open(&mut self) -> Result<(), RuntimeError> {
-        self.held
-            .open()
-            .map_err(|e| state_error(self.held.uid(), e))
-    }
-
-    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
-        self.process(LEFT, batch, out).await
-    }
-
-    async fn process_input(
-        &mut self,
-        input: usize,
-        batch: Batch,
-        out: &mut Output,
-    ) -> Result<(), RuntimeError> {
-        debug_assert_eq!(input, RIGHT);
-        self.process(input, batch, out).await
-    }
-
-    async fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), RuntimeError> {
-        if watermark <= self.watermark {
-            return Ok(());
-        }
-        self.watermark = watermark;
-        self.clean_up()?;
-        self.held.report_size(out);
-        Ok(())
-    }
-
-    async fn snapshot(
-        &mut self,
-        _barrier: Barrier,
-        _out: &mut Output,
-    ) -> Result<OperatorState, RuntimeError> {
-        let keyed = self
-            .held
-            .snapshot()
-            .map_err(|e| state_error(self.held.uid(), e))?;
-        Ok(OperatorState {
-            meta: serde_json::json!({ "watermark": self.watermark }),
-            keyed: Some(keyed),
-            committables: Vec::new(),
-        })
-    }
-
-    async fn restore(&mut self, restored: RestoredState) -> Result<(), RuntimeError> {
-        self.watermark = self.watermark.max(restored.watermark());
-        let bounds = self.bounds;
-        self.held
-            .restore(&restored, "an interval join", &|side, ts| {
-                Some((bounds.cleanup(side, ts), side as u8))
-            })
-            .map_err(|e| state_error(self.held.uid(), e))?;
-        // Records a lower restored watermark kept that this one drops.
-        self.clean_up()
+    fn timer(&self, side: usize, ts: i64) -> (i64, u8) {
+        (self.bounds.cleanup(side, ts), side as u8)
     }
 }
 

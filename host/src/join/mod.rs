@@ -20,11 +20,16 @@ pub mod buffer;
 pub mod interval;
 pub mod temporal;
 
+use crate::checkpoint::{Barrier, OperatorState, RestoredState};
 use crate::error::{PlanError, RuntimeError, StateError};
 use crate::json::{self, Pointer};
 use crate::runtime::kind::{PlanContext, error};
 use crate::runtime::operator::FIRST_SIDE_PORT;
-use crate::runtime::{Batch, NodeMetrics, Output};
+use crate::runtime::{Batch, NodeMetrics, Operator, OperatorFactory, Output, RecordRef, Subtask};
+use crate::state::Backend;
+use async_trait::async_trait;
+use buffer::Buffers;
+use std::sync::Arc;
 
 /// The port of a join's late records.
 pub const LATE_PORT: usize = FIRST_SIDE_PORT;
@@ -39,18 +44,198 @@ pub const SIDES: &[&str] = &["left", "right"];
 /// Store keys of buffered join rows: a namespace of their own.
 pub const ROW_NAMESPACE: u8 = 5;
 
-/// Sends late records to the `late` port and counts them.
-fn late(out: &mut Output, records: Batch) {
-    if !records.is_empty() {
-        NodeMetrics::add(&out.info().metrics.late, records.len() as u64);
-        out.emit_to(LATE_PORT, records);
+/// What makes a join kind: its settings, and what a record or an advance of
+/// the watermark does to the records it holds. [`Join`] runs it.
+pub trait JoinLogic: Send + Sync + 'static {
+    /// The node kind, as plans name it (`interval_join`).
+    fn kind(&self) -> &'static str;
+
+    /// What it is, for messages ("an interval join").
+    fn what(&self) -> &'static str;
+
+    /// A record of `side` with its time and key arrived while the watermark
+    /// is `watermark`: hold it, emit rows to `rows`, or set it aside in
+    /// `late`.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        held: &mut Buffers,
+        watermark: i64,
+        side: usize,
+        record: RecordRef<'_>,
+        ts: i64,
+        key: &[u8],
+        rows: &mut Batch,
+        late: &mut Batch,
+    ) -> Result<(), StateError>;
+
+    /// The watermark advanced to `watermark`: emit what is due to `rows`,
+    /// let go of what can match nothing more.
+    fn advance(
+        &self,
+        held: &mut Buffers,
+        watermark: i64,
+        rows: &mut Batch,
+    ) -> Result<(), StateError>;
+
+    /// The timer (time, namespace) of a restored record of `side` at `ts`.
+    fn timer(&self, side: usize, ts: i64) -> (i64, u8);
+}
+
+/// Makes the subtasks of a join.
+pub struct JoinFactory<L> {
+    logic: Arc<L>,
+    backend: Backend,
+    max_parallelism: u32,
+}
+
+impl<L: JoinLogic> JoinFactory<L> {
+    pub fn new(logic: L, backend: Backend, max_parallelism: u32) -> JoinFactory<L> {
+        JoinFactory {
+            logic: Arc::new(logic),
+            backend,
+            max_parallelism,
+        }
     }
 }
 
-fn state_error(uid: &str, error: StateError) -> RuntimeError {
-    RuntimeError::State {
-        uid: uid.to_owned(),
-        error,
+impl<L: JoinLogic> OperatorFactory for JoinFactory<L> {
+    fn kind(&self) -> &'static str {
+        self.logic.kind()
+    }
+
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        Box::new(Join {
+            logic: self.logic.clone(),
+            held: Buffers::new(
+                self.backend.clone(),
+                subtask.info.uid.to_string(),
+                subtask.index,
+                self.max_parallelism,
+            ),
+            watermark: i64::MIN,
+        })
+    }
+}
+
+/// One subtask of a join: the records it holds and its watermark.
+pub struct Join<L> {
+    logic: Arc<L>,
+    held: Buffers,
+    watermark: i64,
+}
+
+impl<L: JoinLogic> Join<L> {
+    fn state_error(&self, error: StateError) -> RuntimeError {
+        RuntimeError::State {
+            uid: self.held.uid().to_owned(),
+            error,
+        }
+    }
+
+    async fn process(
+        &mut self,
+        side: usize,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let mut rows = Batch::default();
+        let mut late = Batch::default();
+        for i in 0..batch.len() {
+            let record = batch.get(i);
+            let (Some(ts), Some(key)) = (record.timestamp(), record.key()) else {
+                let what = self.logic.what();
+                out.dead_letter(
+                    record,
+                    &format!("{what} needs records with an event time and a key"),
+                )?;
+                continue;
+            };
+            self.logic
+                .record(
+                    &mut self.held,
+                    self.watermark,
+                    side,
+                    record,
+                    ts,
+                    key,
+                    &mut rows,
+                    &mut late,
+                )
+                .map_err(|e| self.state_error(e))?;
+        }
+        out.emit(rows);
+        if !late.is_empty() {
+            NodeMetrics::add(&out.info().metrics.late, late.len() as u64);
+            out.emit_to(LATE_PORT, late);
+        }
+        self.held.report_size(out);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<L: JoinLogic> Operator for Join<L> {
+    async fn open(&mut self) -> Result<(), RuntimeError> {
+        self.held.open().map_err(|e| self.state_error(e))
+    }
+
+    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        self.process(LEFT, batch, out).await
+    }
+
+    async fn process_input(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        debug_assert_eq!(input, RIGHT);
+        self.process(input, batch, out).await
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), RuntimeError> {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        let mut rows = Batch::default();
+        self.logic
+            .advance(&mut self.held, watermark, &mut rows)
+            .map_err(|e| self.state_error(e))?;
+        out.emit(rows);
+        self.held.report_size(out);
+        Ok(())
+    }
+
+    async fn snapshot(
+        &mut self,
+        _barrier: Barrier,
+        _out: &mut Output,
+    ) -> Result<OperatorState, RuntimeError> {
+        let keyed = self.held.snapshot().map_err(|e| self.state_error(e))?;
+        Ok(OperatorState {
+            meta: serde_json::json!({ "watermark": self.watermark }),
+            keyed: Some(keyed),
+            committables: Vec::new(),
+        })
+    }
+
+    async fn restore(&mut self, restored: RestoredState) -> Result<(), RuntimeError> {
+        self.watermark = self.watermark.max(restored.watermark());
+        let logic = self.logic.clone();
+        self.held
+            .restore(&restored, logic.what(), &|side, ts| logic.timer(side, ts))
+            .map_err(|e| self.state_error(e))?;
+        // Restored records the restored watermark has passed can go (a
+        // subtask restores at the least watermark of those that wrote the
+        // snapshot). Nothing is due: what was, was emitted before it.
+        let mut rows = Batch::default();
+        self.logic
+            .advance(&mut self.held, self.watermark, &mut rows)
+            .map_err(|e| self.state_error(e))?;
+        debug_assert!(rows.is_empty(), "rows due at restore");
+        Ok(())
     }
 }
 
@@ -246,12 +431,14 @@ mod tests {
     #[tokio::test]
     async fn records_at_or_behind_the_watermark_are_late() {
         let memory = crate::state::Backend::Memory { limit: 1 << 20 };
-        let interval = interval::IntervalJoinFactory::new(
-            interval::Bounds {
-                lower: 0,
-                upper: 10,
+        let interval = JoinFactory::new(
+            interval::IntervalJoin {
+                bounds: interval::Bounds {
+                    lower: 0,
+                    upper: 10,
+                },
+                select: Arc::new(Select::Pair),
             },
-            Arc::new(Select::Pair),
             memory.clone(),
             128,
         );
@@ -268,8 +455,15 @@ mod tests {
         .await;
         assert_eq!(got, (1, 2, 2), "interval join: (rows, late, counted)");
 
-        let temporal =
-            temporal::TemporalJoinFactory::new(false, None, Arc::new(Select::Pair), memory, 128);
+        let temporal = JoinFactory::new(
+            temporal::TemporalJoin {
+                outer: false,
+                deleted: None,
+                select: Arc::new(Select::Pair),
+            },
+            memory,
+            128,
+        );
         let got = drive(
             &temporal,
             &[

@@ -28,15 +28,12 @@
 //! it is late.
 
 use super::buffer::Buffers;
-use super::{LEFT, RIGHT, Row, SIDES, Select, late, state_error};
-use crate::checkpoint::{Barrier, OperatorState, RestoredState};
-use crate::error::{PlanError, RuntimeError, StateError};
+use super::{JoinFactory, JoinLogic, LEFT, RIGHT, Row, SIDES, Select};
+use crate::error::{PlanError, StateError};
 use crate::json::{self, Pointer};
 use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
-use crate::runtime::{Batch, Operator, OperatorFactory, Origin, Output, Subtask};
-use crate::state::Backend;
+use crate::runtime::{Batch, Origin, RecordRef};
 use crate::time::MAX_WATERMARK;
-use async_trait::async_trait;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -96,10 +93,12 @@ impl OperatorKind for TemporalJoinKind {
         Ok(Planned {
             side_ports: vec!["late".to_owned()],
             needs_event_time: true,
-            ..Planned::new(Arc::new(TemporalJoinFactory::new(
-                spec.join == JoinType::Left,
-                deleted,
-                Arc::new(Select::plan(cx)?),
+            ..Planned::new(Arc::new(JoinFactory::new(
+                TemporalJoin {
+                    outer: spec.join == JoinType::Left,
+                    deleted,
+                    select: Arc::new(Select::plan(cx)?),
+                },
                 cx.backend()?,
                 cx.max_parallelism(),
             )))
@@ -107,63 +106,13 @@ impl OperatorKind for TemporalJoinKind {
     }
 }
 
-pub struct TemporalJoinFactory {
-    outer: bool,
-    deleted: Option<Pointer>,
-    select: Arc<Select>,
-    backend: Backend,
-    max_parallelism: u32,
-}
-
-impl TemporalJoinFactory {
-    /// With `outer`, a probe without a version is emitted padded; a version
-    /// whose field at `deleted` is `true` deletes the key's row.
-    pub fn new(
-        outer: bool,
-        deleted: Option<Pointer>,
-        select: Arc<Select>,
-        backend: Backend,
-        max_parallelism: u32,
-    ) -> TemporalJoinFactory {
-        TemporalJoinFactory {
-            outer,
-            deleted,
-            select,
-            backend,
-            max_parallelism,
-        }
-    }
-}
-
-impl OperatorFactory for TemporalJoinFactory {
-    fn kind(&self) -> &'static str {
-        "temporal_join"
-    }
-
-    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
-        Box::new(TemporalJoin {
-            outer: self.outer,
-            deleted: self.deleted.clone(),
-            select: self.select.clone(),
-            held: Buffers::new(
-                self.backend.clone(),
-                subtask.info.uid.to_string(),
-                subtask.index,
-                self.max_parallelism,
-            ),
-            watermark: i64::MIN,
-        })
-    }
-}
-
+/// A temporal join's settings.
 pub struct TemporalJoin {
-    outer: bool,
-    deleted: Option<Pointer>,
-    select: Arc<Select>,
-    /// Probes (left) and versions (right); a delete version is held as an
-    /// empty value.
-    held: Buffers,
-    watermark: i64,
+    /// Whether a probe without a version is emitted padded (`type: left`).
+    pub outer: bool,
+    /// Where a version says it is a delete.
+    pub deleted: Option<Pointer>,
+    pub select: Arc<Select>,
 }
 
 impl TemporalJoin {
@@ -172,80 +121,75 @@ impl TemporalJoin {
             .as_ref()
             .is_some_and(|p| matches!(json::find_fast(value, p), Ok(Some(b"true"))))
     }
+}
 
-    async fn process(
-        &mut self,
+/// Probes are held on the left, versions on the right; a delete version is
+/// held as an empty value.
+impl JoinLogic for TemporalJoin {
+    fn kind(&self) -> &'static str {
+        "temporal_join"
+    }
+
+    fn what(&self) -> &'static str {
+        "a temporal join"
+    }
+
+    fn record(
+        &self,
+        held: &mut Buffers,
+        watermark: i64,
         side: usize,
-        batch: Batch,
-        out: &mut Output,
-    ) -> Result<(), RuntimeError> {
-        let mut late_records = Batch::default();
-        for i in 0..batch.len() {
-            let record = batch.get(i);
-            let (Some(ts), Some(key)) = (record.timestamp(), record.key()) else {
-                out.dead_letter(
-                    record,
-                    "a temporal join needs records with an event time and a key",
-                )?;
-                continue;
-            };
-            let behind = ts <= self.watermark;
-            if side == LEFT {
-                if behind {
-                    late_records.push_record(record, None);
-                    continue;
-                }
-                let k = self
-                    .held
-                    .add(LEFT, key, ts, record.value())
-                    .map_err(|e| state_error(self.held.uid(), e))?;
-                self.held.timers.insert(ts, k, PROBE);
-                continue;
-            }
-            if behind && let Some(k) = self.held.keys.find(key) {
-                let w = self.watermark;
-                let covered = self.held.keys.get(k).sides[RIGHT]
-                    .iter()
-                    .any(|v| v.ts >= ts && v.ts <= w);
-                if covered {
-                    late_records.push_record(record, None);
-                    continue;
-                }
-            }
-            let value: &[u8] = if self.is_delete(record.value()) {
-                b""
+        record: RecordRef<'_>,
+        ts: i64,
+        key: &[u8],
+        _rows: &mut Batch,
+        late: &mut Batch,
+    ) -> Result<(), StateError> {
+        let behind = ts <= watermark;
+        if side == LEFT {
+            if behind {
+                late.push_record(record, None);
             } else {
-                record.value()
-            };
-            let k = self
-                .held
-                .add(RIGHT, key, ts, value)
-                .map_err(|e| state_error(self.held.uid(), e))?;
-            // Past or not, the next advance compacts the key's versions.
-            self.held.timers.insert(ts, k, VERSION);
+                let k = held.add(LEFT, key, ts, record.value())?;
+                held.timers.insert(ts, k, PROBE);
+            }
+            return Ok(());
         }
-        late(out, late_records);
-        self.held.report_size(out);
+        if behind
+            && let Some(k) = held.keys.find(key)
+            && held.keys.get(k).sides[RIGHT]
+                .iter()
+                .any(|v| v.ts >= ts && v.ts <= watermark)
+        {
+            // A version at least as new covers every probe still to come.
+            late.push_record(record, None);
+            return Ok(());
+        }
+        let value: &[u8] = if self.is_delete(record.value()) {
+            b""
+        } else {
+            record.value()
+        };
+        let k = held.add(RIGHT, key, ts, value)?;
+        // Past or not, the next advance compacts the key's versions.
+        held.timers.insert(ts, k, VERSION);
         Ok(())
     }
 
     /// Emits the probes the watermark has reached and drops the versions no
     /// probe still to come can choose.
-    fn advance(&mut self, out: &mut Output) -> Result<(), StateError> {
-        let w = self.watermark;
-        let mut rows = Batch::default();
+    fn advance(&self, held: &mut Buffers, w: i64, rows: &mut Batch) -> Result<(), StateError> {
         let (mut key, mut version) = (Vec::new(), Vec::new());
-        let select = self.select.clone();
-        while let Some((_, k, _)) = self.held.timers.pop_due(w) {
+        while let Some((_, k, _)) = held.timers.pop_due(w) {
             // Every due timer of the key is handled at its first one.
-            let Some(entry) = self.held.keys.live_mut(k) else {
+            let Some(entry) = held.keys.live_mut(k) else {
                 continue;
             };
             let due = entry.sides[LEFT].partition_point(|p| p.ts <= w);
             key.clear();
-            key.extend_from_slice(self.held.keys.key(k));
+            key.extend_from_slice(held.keys.key(k));
             for i in 0..due {
-                let entry = self.held.keys.get(k);
+                let entry = held.keys.get(k);
                 let probe = entry.sides[LEFT][i];
                 let versions = &entry.sides[RIGHT];
                 let chosen = versions
@@ -254,7 +198,7 @@ impl TemporalJoin {
                     .map(|j| versions[j]);
                 version.clear();
                 if let Some(v) = chosen {
-                    self.held.with(v.slot, |b| version.extend_from_slice(b))?;
+                    held.with(v.slot, |b| version.extend_from_slice(b))?;
                 }
                 // An empty value is a delete: no row.
                 let found = chosen.filter(|_| !version.is_empty());
@@ -262,20 +206,20 @@ impl TemporalJoin {
                     continue;
                 }
                 let right = found.map(|v| (version.as_slice(), v.ts));
-                self.held.with(probe.slot, |p| {
+                held.with(probe.slot, |p| {
                     let row = Row {
                         key: &key,
                         sides: [Some((p, probe.ts)), right],
                     };
                     rows.push_built(Some(&key), Some(probe.ts), Origin::NONE, |v| {
-                        select.write(&row, v)
+                        self.select.write(&row, v)
                     });
                 })?;
             }
             if due > 0 {
-                self.held.drop_range(k, LEFT, 0..due)?;
+                held.drop_range(k, LEFT, 0..due)?;
             }
-            let Some(entry) = self.held.keys.live_mut(k) else {
+            let Some(entry) = held.keys.live_mut(k) else {
                 continue;
             };
             // The latest version at or before the watermark stays (unless it
@@ -286,77 +230,21 @@ impl TemporalJoin {
                 continue;
             }
             let latest = versions[at_or_before - 1];
-            let keep = !self.held.with(latest.slot, |b| b.is_empty())?;
+            let keep = !held.with(latest.slot, |b| b.is_empty())?;
             let gone = at_or_before - usize::from(keep);
             if gone > 0 {
-                self.held.drop_range(k, RIGHT, 0..gone)?;
+                held.drop_range(k, RIGHT, 0..gone)?;
             }
         }
-        out.emit(rows);
         if w == MAX_WATERMARK {
             // No probe can come any more: the versions are of no use.
-            self.held.drop_all()?;
+            held.drop_all()?;
         }
         Ok(())
     }
-}
 
-#[async_trait]
-impl Operator for TemporalJoin {
-    async fn open(&mut self) -> Result<(), RuntimeError> {
-        self.held
-            .open()
-            .map_err(|e| state_error(self.held.uid(), e))
-    }
-
-    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
-        self.process(LEFT, batch, out).await
-    }
-
-    async fn process_input(
-        &mut self,
-        input: usize,
-        batch: Batch,
-        out: &mut Output,
-    ) -> Result<(), RuntimeError> {
-        debug_assert_eq!(input, RIGHT);
-        self.process(input, batch, out).await
-    }
-
-    async fn on_watermark(&mut self, watermark: i64, out: &mut Output) -> Result<(), RuntimeError> {
-        if watermark <= self.watermark {
-            return Ok(());
-        }
-        self.watermark = watermark;
-        self.advance(out)
-            .map_err(|e| state_error(self.held.uid(), e))?;
-        self.held.report_size(out);
-        Ok(())
-    }
-
-    async fn snapshot(
-        &mut self,
-        _barrier: Barrier,
-        _out: &mut Output,
-    ) -> Result<OperatorState, RuntimeError> {
-        let keyed = self
-            .held
-            .snapshot()
-            .map_err(|e| state_error(self.held.uid(), e))?;
-        Ok(OperatorState {
-            meta: serde_json::json!({ "watermark": self.watermark }),
-            keyed: Some(keyed),
-            committables: Vec::new(),
-        })
-    }
-
-    async fn restore(&mut self, restored: RestoredState) -> Result<(), RuntimeError> {
-        self.watermark = self.watermark.max(restored.watermark());
-        self.held
-            .restore(&restored, "a temporal join", &|side, ts| {
-                Some((ts, if side == LEFT { PROBE } else { VERSION }))
-            })
-            .map_err(|e| state_error(self.held.uid(), e))
+    fn timer(&self, side: usize, ts: i64) -> (i64, u8) {
+        (ts, if side == LEFT { PROBE } else { VERSION })
     }
 }
 
