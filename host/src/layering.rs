@@ -173,7 +173,7 @@ fn top_level_modules_form_no_cycle() {
 #[test]
 fn the_runtime_knows_no_operator_kind() {
     let g = graph(&src(), "crate::");
-    for upper in ["plan", "wasm", "window", "connectors", "server", "cli"] {
+    for upper in ["plan", "wasm", "window", "join", "connectors", "server", "cli"] {
         assert!(
             !g["runtime"].contains(upper),
             "runtime/ uses {upper}/: operators reach it through their factories"
@@ -187,7 +187,7 @@ fn operator_modules_do_not_use_each_other() {
     // runtime's contracts (factories, kinds, the aggregate contract); the
     // planner wires them together.
     let g = graph(&src(), "crate::");
-    let peers = ["window", "wasm", "connectors"];
+    let peers = ["window", "join", "wasm", "connectors"];
     for a in peers {
         for b in peers {
             assert!(

@@ -105,13 +105,24 @@ impl Buffers {
         ts: i64,
         value: &[u8],
     ) -> Result<u32, StateError> {
-        let k = self
-            .keys
-            .intern(key, self.max_parallelism, KeyRows::default);
+        let k = self.intern(key);
+        self.hold(k, side, ts, value)?;
+        Ok(k)
+    }
+
+    /// The id of `key`, added (holding nothing yet) if it is new: the caller
+    /// holds a record under it next.
+    pub fn intern(&mut self, key: &[u8]) -> u32 {
+        self.keys
+            .intern(key, self.max_parallelism, KeyRows::default)
+    }
+
+    /// Holds `value`, a record of `side` at `ts`, under key id `k`.
+    pub fn hold(&mut self, k: u32, side: usize, ts: i64, value: &[u8]) -> Result<(), StateError> {
         let kg = self.keys.key_group(k);
         let slot = self.slots().alloc(kg, value, ROW_BOOKKEEPING)?;
         self.keys.get_mut(k).insert(side, Held { ts, slot });
-        Ok(k)
+        Ok(())
     }
 
     /// Calls `f` with the bytes of a held record.

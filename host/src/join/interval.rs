@@ -160,8 +160,15 @@ impl JoinLogic for IntervalJoin {
         }
         let other = 1 - side;
         let (from, to) = self.bounds.matching(side, ts);
+        let cleanup = self.bounds.cleanup(side, ts);
+        // A record that will be held takes its key's id at once: one lookup.
+        let k = if cleanup > watermark {
+            Some(held.intern(key))
+        } else {
+            held.keys.find(key)
+        };
         let mut matches: SmallVec<[Held; 4]> = SmallVec::new();
-        if let Some(k) = held.keys.find(key) {
+        if let Some(k) = k {
             let list = &held.keys.get(k).sides[other];
             let start = list.partition_point(|h| h.ts < from);
             matches.extend(list[start..].iter().take_while(|h| h.ts <= to).copied());
@@ -176,9 +183,9 @@ impl JoinLogic for IntervalJoin {
                 });
             })?;
         }
-        let cleanup = self.bounds.cleanup(side, ts);
         if cleanup > watermark {
-            let k = held.add(side, key, ts, record.value())?;
+            let k = k.expect("interned");
+            held.hold(k, side, ts, record.value())?;
             held.timers.insert(cleanup, k, side as u8);
         }
         // Else nothing still to come on the other side can match it.
