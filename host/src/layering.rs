@@ -173,7 +173,15 @@ fn top_level_modules_form_no_cycle() {
 #[test]
 fn the_runtime_knows_no_operator_kind() {
     let g = graph(&src(), "crate::");
-    for upper in ["plan", "wasm", "window", "join", "connectors", "server", "cli"] {
+    for upper in [
+        "plan",
+        "wasm",
+        "window",
+        "join",
+        "connectors",
+        "server",
+        "cli",
+    ] {
         assert!(
             !g["runtime"].contains(upper),
             "runtime/ uses {upper}/: operators reach it through their factories"

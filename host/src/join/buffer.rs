@@ -20,6 +20,10 @@ use crate::state::slots::Slots;
 use crate::state::timers::TimerSet;
 use smallvec::SmallVec;
 
+/// Calls back with the timers (time, namespace) of a record of a side at a
+/// time.
+pub type TimersOf<'a> = dyn Fn(usize, i64, &mut dyn FnMut(i64, u8)) + 'a;
+
 /// What the heap keeps per held record besides its bytes: its list entry
 /// and its share of a timer.
 const ROW_BOOKKEEPING: u64 = 16 + 40;
@@ -199,15 +203,16 @@ impl Buffers {
         Ok(w.finish())
     }
 
-    /// Takes back the records of a snapshot; `timer(side, ts)` says when a
-    /// restored record is due (a timer time and namespace).
+    /// Takes back the records of a snapshot; `timers(side, ts, add)` adds
+    /// the timers (time, namespace) of a restored record.
     pub fn restore(
         &mut self,
         restored: &RestoredState,
         what: &str,
-        timer: &dyn Fn(usize, i64) -> (i64, u8),
+        timers: &TimersOf<'_>,
     ) -> Result<(), StateError> {
-        let (keys, timers) = (&mut self.keys, &mut self.timers);
+        let timers_of = timers;
+        let (keys, timer_set) = (&mut self.keys, &mut self.timers);
         let rows = self.rows.as_mut().expect("opened");
         restored.entries(&mut |e| {
             if e.kind != KIND_JOIN_ROW {
@@ -227,8 +232,9 @@ impl Buffers {
             let k = keys.intern_in_group(key, e.kg, KeyRows::default);
             let slot = rows.alloc(e.kg, e.value, ROW_BOOKKEEPING)?;
             keys.get_mut(k).insert(side, Held { ts, slot });
-            let (time, ns) = timer(side, ts);
-            timers.insert(time, k, ns);
+            timers_of(side, ts, &mut |time, ns| {
+                timer_set.insert(time, k, ns);
+            });
             Ok(())
         })
     }

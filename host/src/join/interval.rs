@@ -179,7 +179,14 @@ impl JoinLogic for IntervalJoin {
                 sides[side] = Some((record.value(), ts));
                 sides[other] = Some((stored, m.ts));
                 rows.push_built(Some(key), Some(ts.max(m.ts)), record.origin(), |v| {
-                    self.select.write(&Row { key, sides }, v)
+                    self.select.write(
+                        &Row {
+                            key,
+                            sides,
+                            window: None,
+                        },
+                        v,
+                    )
                 });
             })?;
         }
@@ -213,8 +220,8 @@ impl JoinLogic for IntervalJoin {
         Ok(())
     }
 
-    fn timer(&self, side: usize, ts: i64) -> (i64, u8) {
-        (self.bounds.cleanup(side, ts), side as u8)
+    fn timers(&self, side: usize, ts: i64, add: &mut dyn FnMut(i64, u8)) {
+        add(self.bounds.cleanup(side, ts), side as u8)
     }
 }
 

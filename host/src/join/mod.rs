@@ -19,6 +19,7 @@
 pub mod buffer;
 pub mod interval;
 pub mod temporal;
+pub mod window;
 
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
 use crate::error::{PlanError, RuntimeError, StateError};
@@ -78,8 +79,10 @@ pub trait JoinLogic: Send + Sync + 'static {
         rows: &mut Batch,
     ) -> Result<(), StateError>;
 
-    /// The timer (time, namespace) of a restored record of `side` at `ts`.
-    fn timer(&self, side: usize, ts: i64) -> (i64, u8);
+    /// Calls `add(time, namespace)` for each timer of a restored record of
+    /// `side` at `ts` (timers the restored watermark has passed pop at once
+    /// and find nothing due).
+    fn timers(&self, side: usize, ts: i64, add: &mut dyn FnMut(i64, u8));
 }
 
 /// Makes the subtasks of a join.
@@ -225,7 +228,9 @@ impl<L: JoinLogic> Operator for Join<L> {
         self.watermark = self.watermark.max(restored.watermark());
         let logic = self.logic.clone();
         self.held
-            .restore(&restored, logic.what(), &|side, ts| logic.timer(side, ts))
+            .restore(&restored, logic.what(), &|side, ts, add| {
+                logic.timers(side, ts, add)
+            })
             .map_err(|e| self.state_error(e))?;
         // Restored records the restored watermark has passed can go (a
         // subtask restores at the least watermark of those that wrote the
@@ -249,6 +254,9 @@ pub enum Source {
     Key,
     /// One side's event time (`$left_time`).
     Time(usize),
+    /// The window's bounds (a window join's rows).
+    WindowStart,
+    WindowEnd,
 }
 
 /// How a join shapes its output rows: by default `{"left": L, "right": R}`;
@@ -264,12 +272,15 @@ pub enum Select {
 pub struct Row<'a> {
     pub key: &'a [u8],
     pub sides: [Option<(&'a [u8], i64)>; 2],
+    /// The window `[start, end)` of a window join's row.
+    pub window: Option<(i64, i64)>,
 }
 
 impl Select {
     /// The `select:` of the operator, if any: field name → source, where a
     /// source is a JSON pointer into the pair (`/left/order_id`, `/right`)
-    /// or one of `$key`, `$left_time`, `$right_time`.
+    /// or one of `$key`, `$left_time`, `$right_time`, `$window_start`,
+    /// `$window_end`.
     pub fn plan(cx: &dyn PlanContext) -> Result<Select, PlanError> {
         let Some(v) = cx.value("select") else {
             return Ok(Select::Pair);
@@ -303,13 +314,15 @@ impl Select {
     fn source(text: &str) -> Result<Source, String> {
         let unknown = || {
             format!(
-                "`{text}` is not a join source: write a JSON pointer below `/left` or `/right` (`/left/order_id`, `/right`), or `$key`, `$left_time`, `$right_time`"
+                "`{text}` is not a join source: write a JSON pointer below `/left` or `/right` (`/left/order_id`, `/right`), or `$key`, `$left_time`, `$right_time`, `$window_start`, `$window_end`"
             )
         };
         match text {
             "$key" => return Ok(Source::Key),
             "$left_time" => return Ok(Source::Time(LEFT)),
             "$right_time" => return Ok(Source::Time(RIGHT)),
+            "$window_start" => return Ok(Source::WindowStart),
+            "$window_end" => return Ok(Source::WindowEnd),
             _ => {}
         }
         let rest = text.strip_prefix('/').ok_or_else(unknown)?;
@@ -356,6 +369,17 @@ impl Select {
                         Source::Key => v.extend_from_slice(row.key),
                         Source::Time(s) => match row.sides[*s] {
                             Some((_, ts)) => json::write_i64(v, ts),
+                            None => v.extend_from_slice(b"null"),
+                        },
+                        Source::WindowStart | Source::WindowEnd => match row.window {
+                            Some((start, end)) => json::write_i64(
+                                v,
+                                if matches!(source, Source::WindowStart) {
+                                    start
+                                } else {
+                                    end
+                                },
+                            ),
                             None => v.extend_from_slice(b"null"),
                         },
                     }
@@ -500,6 +524,7 @@ mod tests {
                 Some((b"{\"id\":\"o-1\",\"n\":{\"x\":2}}", 10)),
                 Some((b" {\"amount\":1.5} ", 20)),
             ],
+            window: None,
         };
         let mut v = Vec::new();
         Select::Pair.write(&row, &mut v);
@@ -525,6 +550,7 @@ mod tests {
         let padded = Row {
             key: b"7",
             sides: [Some((b"{}", 1)), None],
+            window: Some((0, 10)),
         };
         fields(&[("paid", "/right/amount"), ("rt", "$right_time")]).write(&padded, &mut v);
         assert_eq!(

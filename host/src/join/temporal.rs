@@ -210,6 +210,7 @@ impl JoinLogic for TemporalJoin {
                     let row = Row {
                         key: &key,
                         sides: [Some((p, probe.ts)), right],
+                        window: None,
                     };
                     rows.push_built(Some(&key), Some(probe.ts), Origin::NONE, |v| {
                         self.select.write(&row, v)
@@ -243,8 +244,8 @@ impl JoinLogic for TemporalJoin {
         Ok(())
     }
 
-    fn timer(&self, side: usize, ts: i64) -> (i64, u8) {
-        (ts, if side == LEFT { PROBE } else { VERSION })
+    fn timers(&self, side: usize, ts: i64, add: &mut dyn FnMut(i64, u8)) {
+        add(ts, if side == LEFT { PROBE } else { VERSION })
     }
 }
 

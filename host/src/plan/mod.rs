@@ -1105,6 +1105,7 @@ pub fn builtin_kinds() -> Registry {
         Arc::new(wasm::enricher::EnricherKind),
         Arc::new(join::interval::IntervalJoinKind),
         Arc::new(join::temporal::TemporalJoinKind),
+        Arc::new(join::window::WindowJoinKind),
     ])
 }
 

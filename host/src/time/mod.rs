@@ -8,6 +8,7 @@
 //! drive it by hand.
 
 pub mod watermark;
+pub mod windows;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};

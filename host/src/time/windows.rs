@@ -7,7 +7,7 @@
 //! pane, so a record is added once however many windows it belongs to, and a
 //! firing window merges its panes. A pane lives until the last window that
 //! contains it has expired. Session windows are not aligned; they are merged
-//! per key (see `mod.rs`).
+//! per key (see `crate::window`).
 
 use std::fmt;
 
