@@ -639,6 +639,7 @@ impl Planner<'_> {
                 parallelism: s.parallelism.unwrap_or(0),
                 location: self.at(&p, node),
                 side_ports: Vec::new(),
+                input_selection: Default::default(),
             },
             inputs: Vec::new(),
             keys: Vec::new(),
@@ -693,6 +694,7 @@ impl Planner<'_> {
                 parallelism: parallelism.unwrap_or(0),
                 location: self.at(p, node),
                 side_ports: Vec::new(),
+                input_selection: Default::default(),
             },
             inputs,
             keys: Vec::new(),
@@ -913,6 +915,7 @@ impl Planner<'_> {
                 parallelism: o.parallelism.unwrap_or(0),
                 location: self.at(&p, node),
                 side_ports: planned.side_ports,
+                input_selection: o.input_selection,
             },
             inputs,
             keys,
@@ -1085,7 +1088,7 @@ fn chains(drafts: &[Draft], edges: &[Edge], order: &[usize]) -> Vec<Chain> {
 type EdgeRef = (usize, usize, usize, usize);
 
 /// The keys of an operator that are not its kind's.
-const COMMON_OPERATOR_KEYS: [&str; 7] = [
+const COMMON_OPERATOR_KEYS: [&str; 8] = [
     "uid",
     "input",
     "inputs",
@@ -1093,6 +1096,7 @@ const COMMON_OPERATOR_KEYS: [&str; 7] = [
     "partition",
     "chain",
     "key_by",
+    "input_selection",
 ];
 
 /// The operator kinds `sluice` knows, in the order errors list their keys.

@@ -388,6 +388,10 @@ pub struct OperatorSpec {
     pub chain: bool,
     #[serde(default)]
     pub key_by: Option<KeyBySpec>,
+    /// `lowest_watermark`: with several input channels, read the one with
+    /// the lowest watermark first (deterministic replays).
+    #[serde(default)]
+    pub input_selection: crate::runtime::graph::InputSelection,
     /// The kind's keys, in the order the spec writes them.
     #[serde(flatten)]
     pub kind: serde_yaml::Mapping,

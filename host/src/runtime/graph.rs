@@ -49,6 +49,24 @@ pub struct Node {
     /// Names of the node's own side outputs (ports from
     /// [`FIRST_SIDE_PORT`] on).
     pub side_ports: Vec<String>,
+    /// How the node's task picks its next message when it has several
+    /// input channels.
+    pub input_selection: InputSelection,
+}
+
+/// How a task with several input channels picks the next message to handle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputSelection {
+    /// In the order messages arrive (fastest; which records are late may
+    /// depend on how the inputs' progress interleaves).
+    #[default]
+    Arrival,
+    /// Always from the active input with the lowest watermark, waiting for
+    /// it when it has sent nothing yet (Flink's `InputSelectable`): the
+    /// order, and so what is late, follows the data alone. The faster
+    /// inputs' messages wait in memory meanwhile.
+    LowestWatermark,
 }
 
 /// What a node is: a source (the head of its chain, driven by its splits)

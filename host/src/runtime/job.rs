@@ -501,6 +501,8 @@ async fn run_attempt(
                         .expect("one receiver per task"),
                     watermarks: InputWatermarks::new(input_count[c] as usize),
                     logical: logical[c].clone(),
+                    lowest_watermark_first: head_node.input_selection
+                        == crate::runtime::graph::InputSelection::LowestWatermark,
                 },
             };
             let name = format!("{}#{subtask}", head_node.uid);

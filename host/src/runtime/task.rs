@@ -94,6 +94,8 @@ pub enum Head {
         watermarks: InputWatermarks,
         /// The head node's logical input of each input channel.
         logical: Vec<usize>,
+        /// Read the input with the lowest watermark first.
+        lowest_watermark_first: bool,
     },
 }
 
@@ -154,7 +156,11 @@ impl Task {
                 rx,
                 watermarks,
                 logical,
-            } => self.run_inputs(rx, watermarks, logical).await,
+                lowest_watermark_first,
+            } => {
+                self.run_inputs(rx, watermarks, logical, lowest_watermark_first)
+                    .await
+            }
         }
     }
 
@@ -346,6 +352,7 @@ impl Task {
         mut rx: TaskReceiver,
         mut watermarks: InputWatermarks,
         logical: Vec<usize>,
+        lowest: bool,
     ) -> Result<(), RuntimeError> {
         let n = watermarks.len();
         let mut align = Alignment {
@@ -378,7 +385,7 @@ impl Task {
                 )));
             };
             inbox.extend(messages.into_iter().map(|m| (input as usize, m)));
-            while let Some((input, msg)) = inbox.pop_front() {
+            while let Some((input, msg)) = next_message(&mut inbox, lowest, &watermarks, &align) {
                 if align.blocked[input] {
                     align.held[input].push_back(msg);
                     continue;
@@ -617,6 +624,30 @@ impl Task {
             }
         }
         Ok(())
+    }
+}
+
+/// The next message to handle: the first to arrive, or with `lowest`
+/// (`input_selection: lowest_watermark`) the first of the active input
+/// with the lowest watermark that is not blocked at a barrier — `None`
+/// while that input has sent nothing yet, so that the task waits for it.
+/// Without such an input (all are idle, finished or blocked), the first to
+/// arrive.
+fn next_message(
+    inbox: &mut VecDeque<(usize, Message)>,
+    lowest: bool,
+    watermarks: &InputWatermarks,
+    align: &Alignment,
+) -> Option<(usize, Message)> {
+    if !lowest {
+        return inbox.pop_front();
+    }
+    match watermarks.lowest(|i| !align.blocked[i] && !align.ended[i]) {
+        None => inbox.pop_front(),
+        Some(c) => {
+            let at = inbox.iter().position(|(i, _)| *i == c)?;
+            inbox.remove(at)
+        }
     }
 }
 

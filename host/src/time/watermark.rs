@@ -291,6 +291,17 @@ impl InputWatermarks {
         self.next()
     }
 
+    /// Of the inputs `eligible` admits, the active one (neither idle nor
+    /// finished) with the lowest watermark, the lowest index on a tie.
+    pub fn lowest(&self, eligible: impl Fn(usize) -> bool) -> Option<usize> {
+        self.inputs
+            .iter()
+            .enumerate()
+            .filter(|(i, input)| eligible(*i) && !input.idle && !input.finished())
+            .min_by_key(|(i, input)| (input.watermark, *i))
+            .map(|(i, _)| i)
+    }
+
     /// Notes the end of `input`; returns what to pass on and whether all
     /// inputs have ended.
     pub fn on_end(&mut self, input: usize) -> (Option<Watermark>, bool) {
