@@ -22,6 +22,18 @@ const COVERED: &[(&str, &str)] = &[
         "bench::w4_reproduces_the_reference_checksum",
     ),
     (
+        "examples/bench/w6.yaml",
+        "bench::w6_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/bench/w7.yaml",
+        "bench::w7_reproduces_the_reference_checksum",
+    ),
+    (
+        "examples/operators/bench-joins",
+        "bench::w6_reproduces_the_reference_checksum",
+    ),
+    (
         "examples/orders/pipeline.yaml",
         "examples::the_orders_demo_runs_on_the_generator",
     ),
