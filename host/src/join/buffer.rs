@@ -156,15 +156,13 @@ impl Buffers {
 
     /// Lets go of everything held.
     pub fn drop_all(&mut self) -> Result<(), StateError> {
-        let ids: Vec<u32> = self.keys.iter().map(|(k, ..)| k).collect();
-        for k in ids {
-            for side in 0..2 {
-                let n = self.keys.get(k).sides[side].len();
-                if self.keys.contains(k) && n > 0 {
-                    self.drop_range(k, side, 0..n)?;
-                }
+        let slots = self.rows.as_mut().expect("opened");
+        for (.., entry) in self.keys.iter() {
+            for h in entry.sides.iter().flatten() {
+                slots.release(h.slot, ROW_BOOKKEEPING)?;
             }
         }
+        self.keys.clear();
         self.timers = TimerSet::default();
         Ok(())
     }

@@ -18,9 +18,9 @@
 //! (time, key, side) says when some of a key's records of a side can go.
 
 use super::buffer::{Buffers, Held};
-use super::{JoinFactory, JoinLogic, LEFT, Row, SIDES, Select};
+use super::{JoinLogic, LEFT, Row, SIDES, Select, planned};
 use crate::error::{PlanError, StateError};
-use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
+use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
 use crate::runtime::{Batch, RecordRef};
 use crate::units::SignedDur;
 use serde::Deserialize;
@@ -85,10 +85,6 @@ impl OperatorKind for IntervalJoinKind {
     }
 
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        kind::key(
-            cx,
-            "an interval join needs a `key_by` (one key, or one per input)",
-        )?;
         let spec = field::<IntervalSpec>(cx, "interval_join")?.expect("the tag is set");
         let lower = spec.lower.0.saturating_add(spec.lower_exclusive as i64);
         let upper = spec.upper.0.saturating_sub(spec.upper_exclusive as i64);
@@ -113,18 +109,11 @@ impl OperatorKind for IntervalJoinKind {
                 ),
             ));
         }
-        Ok(Planned {
-            side_ports: vec!["late".to_owned()],
-            needs_event_time: true,
-            ..Planned::new(Arc::new(JoinFactory::new(
-                IntervalJoin {
-                    bounds: Bounds { lower, upper },
-                    select: Arc::new(Select::plan(cx)?),
-                },
-                cx.backend()?,
-                cx.max_parallelism(),
-            )))
-        })
+        let logic = IntervalJoin {
+            bounds: Bounds { lower, upper },
+            select: Arc::new(Select::plan(cx)?),
+        };
+        planned(cx, "(one key, or one per input)", logic)
     }
 }
 

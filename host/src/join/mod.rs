@@ -85,6 +85,25 @@ pub trait JoinLogic: Send + Sync + 'static {
     fn timers(&self, side: usize, ts: i64, add: &mut dyn FnMut(i64, u8));
 }
 
+/// A join kind's plan: it needs a key (`key` says which) and event time
+/// on both inputs, and has a `late` side output.
+fn planned<L: JoinLogic>(
+    cx: &dyn PlanContext,
+    key: &str,
+    logic: L,
+) -> Result<crate::runtime::kind::Planned, PlanError> {
+    crate::runtime::kind::key(cx, &format!("{} needs a `key_by` {key}", logic.what()))?;
+    Ok(crate::runtime::kind::Planned {
+        side_ports: vec!["late".to_owned()],
+        needs_event_time: true,
+        ..crate::runtime::kind::Planned::new(Arc::new(JoinFactory::new(
+            logic,
+            cx.backend()?,
+            cx.max_parallelism(),
+        )))
+    })
+}
+
 /// Makes the subtasks of a join.
 pub struct JoinFactory<L> {
     logic: Arc<L>,

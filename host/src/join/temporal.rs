@@ -28,10 +28,10 @@
 //! it is late.
 
 use super::buffer::Buffers;
-use super::{JoinFactory, JoinLogic, LEFT, RIGHT, Row, SIDES, Select};
+use super::{JoinLogic, LEFT, RIGHT, Row, SIDES, Select, planned};
 use crate::error::{PlanError, StateError};
 use crate::json::{self, Pointer};
-use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
+use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
 use crate::runtime::{Batch, Origin, RecordRef};
 use crate::time::MAX_WATERMARK;
 use serde::Deserialize;
@@ -78,10 +78,6 @@ impl OperatorKind for TemporalJoinKind {
     }
 
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        kind::key(
-            cx,
-            "a temporal join needs a `key_by`: the versioned table's primary key",
-        )?;
         let spec = match cx.value("temporal_join") {
             Some(serde_yaml::Value::Null) | None => TemporalSpec::default(),
             Some(_) => field::<TemporalSpec>(cx, "temporal_join")?.expect("set"),
@@ -90,19 +86,12 @@ impl OperatorKind for TemporalJoinKind {
             None => None,
             Some(p) => Some(Pointer::parse(p).map_err(|m| error(cx, "temporal_join.deleted", m))?),
         };
-        Ok(Planned {
-            side_ports: vec!["late".to_owned()],
-            needs_event_time: true,
-            ..Planned::new(Arc::new(JoinFactory::new(
-                TemporalJoin {
-                    outer: spec.join == JoinType::Left,
-                    deleted,
-                    select: Arc::new(Select::plan(cx)?),
-                },
-                cx.backend()?,
-                cx.max_parallelism(),
-            )))
-        })
+        let logic = TemporalJoin {
+            outer: spec.join == JoinType::Left,
+            deleted,
+            select: Arc::new(Select::plan(cx)?),
+        };
+        planned(cx, "(the versioned table's primary key)", logic)
     }
 }
 

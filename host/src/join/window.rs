@@ -19,33 +19,13 @@
 //! late (a session record is not when it falls into a session still open).
 
 use super::buffer::{Buffers, Held};
-use super::{JoinFactory, JoinLogic, LEFT, RIGHT, Row, SIDES, Select};
+use super::{JoinLogic, LEFT, RIGHT, Row, SIDES, Select, planned};
 use crate::error::{PlanError, StateError};
-use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
+use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
 use crate::runtime::{Batch, Origin, RecordRef};
-use crate::time::windows::{Aligned, Window};
-use crate::units::Dur;
+use crate::time::windows::{Aligned, Window, WindowKind, WindowSpec};
 use serde::Deserialize;
 use std::sync::Arc;
-
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-enum WindowSpec {
-    Tumbling {
-        size: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-    Sliding {
-        size: Dur,
-        slide: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-    Session {
-        gap: Dur,
-    },
-}
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -63,13 +43,6 @@ struct WindowJoinSpec {
     window: WindowSpec,
     #[serde(default, rename = "type")]
     join: JoinType,
-}
-
-/// The windows of a window join.
-#[derive(Debug, Clone, Copy)]
-pub enum Windows {
-    Aligned(Aligned),
-    Session { gap: i64 },
 }
 
 pub struct WindowJoinKind;
@@ -92,61 +65,32 @@ impl OperatorKind for WindowJoinKind {
     }
 
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        kind::key(
-            cx,
-            "a window join needs a `key_by` (one key, or one per input)",
-        )?;
         let spec = field::<WindowJoinSpec>(cx, "window_join")?.expect("the tag is set");
-        let at = "window_join.window";
         let windows = match spec.window {
-            WindowSpec::Tumbling { size, offset } => {
-                Aligned::tumbling(size.millis(), offset.millis()).map(Windows::Aligned)
+            WindowSpec::Cumulate { .. } => {
+                Err("a window join takes tumbling, sliding or session windows".to_owned())
             }
-            WindowSpec::Sliding {
-                size,
-                slide,
-                offset,
-            } => Aligned::sliding(size.millis(), slide.millis(), offset.millis())
-                .map(Windows::Aligned),
-            WindowSpec::Session { gap } if gap.millis() > 0 => {
-                Ok(Windows::Session { gap: gap.millis() })
-            }
-            WindowSpec::Session { .. } => Err("a session gap must be positive".to_owned()),
+            other => other.kind(),
         }
-        .map_err(|m| error(cx, at, m))?;
+        .map_err(|m| error(cx, "window_join.window", m))?;
         let (pad_left, pad_right) = match spec.join {
             JoinType::Inner => (false, false),
             JoinType::Left => (true, false),
             JoinType::Right => (false, true),
             JoinType::Full => (true, true),
         };
-        Ok(Planned {
-            side_ports: vec!["late".to_owned()],
-            needs_event_time: true,
-            ..Planned::new(Arc::new(JoinFactory::new(
-                WindowJoin {
-                    windows,
-                    size: match spec.window {
-                        WindowSpec::Tumbling { size, .. } | WindowSpec::Sliding { size, .. } => {
-                            size.millis()
-                        }
-                        WindowSpec::Session { .. } => 0,
-                    },
-                    pad: [pad_left, pad_right],
-                    select: Arc::new(Select::plan(cx)?),
-                },
-                cx.backend()?,
-                cx.max_parallelism(),
-            )))
-        })
+        let logic = WindowJoin {
+            windows,
+            pad: [pad_left, pad_right],
+            select: Arc::new(Select::plan(cx)?),
+        };
+        planned(cx, "(one key, or one per input)", logic)
     }
 }
 
 /// A window join's settings.
 pub struct WindowJoin {
-    pub windows: Windows,
-    /// The size of aligned windows.
-    pub size: i64,
+    pub windows: WindowKind,
     /// Per side: whether its records without a partner are emitted.
     pub pad: [bool; 2],
     pub select: Arc<Select>,
@@ -157,8 +101,8 @@ impl WindowJoin {
     /// fired (for a session, the record's own `[ts, ts + gap)`).
     fn done_at(&self, ts: i64) -> i64 {
         match self.windows {
-            Windows::Aligned(a) => a.last_end(ts).saturating_sub(1),
-            Windows::Session { gap } => ts.saturating_add(gap).saturating_sub(1),
+            WindowKind::Aligned(a) => a.last_end(ts).saturating_sub(1),
+            WindowKind::Session { gap } => ts.saturating_add(gap).saturating_sub(1),
         }
     }
 
@@ -215,12 +159,13 @@ impl WindowJoin {
     fn fire_aligned(
         &self,
         held: &mut Buffers,
+        a: Aligned,
         k: u32,
         time: i64,
         rows: &mut Batch,
     ) -> Result<(), StateError> {
         let w = Window {
-            start: time + 1 - self.size,
+            start: time + 1 - a.size,
             end: time + 1,
         };
         let entry = held.keys.get(k);
@@ -323,9 +268,9 @@ impl JoinLogic for WindowJoin {
     ) -> Result<(), StateError> {
         if self.done_at(ts) <= watermark {
             let merges = match self.windows {
-                Windows::Aligned(_) => false,
+                WindowKind::Aligned(_) => false,
                 // A session still open that the record falls into.
-                Windows::Session { gap } => held.keys.find(key).is_some_and(|k| {
+                WindowKind::Session { gap } => held.keys.find(key).is_some_and(|k| {
                     held.keys
                         .get(k)
                         .sides
@@ -342,12 +287,12 @@ impl JoinLogic for WindowJoin {
         let k = held.add(side, key, ts, record.value())?;
         match self.windows {
             // Only windows still to fire: one that has fired does not again.
-            Windows::Aligned(a) => a.for_each_window(ts, |w| {
+            WindowKind::Aligned(a) => a.for_each_window(ts, |w| {
                 if w.max_timestamp() > watermark {
                     held.timers.insert(w.max_timestamp(), k, WINDOW);
                 }
             }),
-            Windows::Session { .. } => {
+            WindowKind::Session { .. } => {
                 held.timers.insert(self.done_at(ts), k, SESSION);
             }
         }
@@ -365,8 +310,8 @@ impl JoinLogic for WindowJoin {
                 continue;
             }
             match self.windows {
-                Windows::Aligned(_) => {
-                    self.fire_aligned(held, k, time, rows)?;
+                WindowKind::Aligned(a) => {
+                    self.fire_aligned(held, a, k, time, rows)?;
                     // Records whose last window has fired can go.
                     for side in [LEFT, RIGHT] {
                         if !held.keys.contains(k) {
@@ -379,7 +324,7 @@ impl JoinLogic for WindowJoin {
                         }
                     }
                 }
-                Windows::Session { gap } => self.fire_sessions(held, k, gap, watermark, rows)?,
+                WindowKind::Session { gap } => self.fire_sessions(held, k, gap, watermark, rows)?,
             }
         }
         Ok(())
@@ -387,8 +332,8 @@ impl JoinLogic for WindowJoin {
 
     fn timers(&self, _side: usize, ts: i64, add: &mut dyn FnMut(i64, u8)) {
         match self.windows {
-            Windows::Aligned(a) => a.for_each_window(ts, |w| add(w.max_timestamp(), WINDOW)),
-            Windows::Session { .. } => add(self.done_at(ts), SESSION),
+            WindowKind::Aligned(a) => a.for_each_window(ts, |w| add(w.max_timestamp(), WINDOW)),
+            WindowKind::Session { .. } => add(self.done_at(ts), SESSION),
         }
     }
 }

@@ -9,7 +9,69 @@
 //! contains it has expired. Session windows are not aligned; they are merged
 //! per key (see `crate::window`).
 
+use crate::units::Dur;
+use serde::Deserialize;
 use std::fmt;
+
+/// Aligned windows, or sessions that close after `gap` without a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    Aligned(Aligned),
+    Session { gap: i64 },
+}
+
+/// Windows as a spec writes them (`{ type: tumbling, size: 60s }`), for
+/// the window operator and the window join.
+#[derive(Debug, Deserialize, Clone, Copy)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowSpec {
+    Tumbling {
+        size: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+    Sliding {
+        size: Dur,
+        slide: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+    Session {
+        gap: Dur,
+    },
+    /// Flink SQL's CUMULATE: windows that grow by `step` from a common start
+    /// up to `size`.
+    Cumulate {
+        size: Dur,
+        step: Dur,
+        #[serde(default)]
+        offset: Dur,
+    },
+}
+
+impl WindowSpec {
+    pub fn kind(self) -> Result<WindowKind, String> {
+        match self {
+            WindowSpec::Tumbling { size, offset } => {
+                Aligned::tumbling(size.millis(), offset.millis()).map(WindowKind::Aligned)
+            }
+            WindowSpec::Sliding {
+                size,
+                slide,
+                offset,
+            } => Aligned::sliding(size.millis(), slide.millis(), offset.millis())
+                .map(WindowKind::Aligned),
+            WindowSpec::Cumulate { size, step, offset } => {
+                Aligned::cumulate(size.millis(), step.millis(), offset.millis())
+                    .map(WindowKind::Aligned)
+            }
+            WindowSpec::Session { gap } if gap.millis() > 0 => {
+                Ok(WindowKind::Session { gap: gap.millis() })
+            }
+            WindowSpec::Session { .. } => Err("a session gap must be positive".to_owned()),
+        }
+    }
+}
 
 /// A window `[start, end)`, epoch milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

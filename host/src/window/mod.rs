@@ -47,11 +47,7 @@ pub const LATE_PORT: usize = FIRST_SIDE_PORT;
 /// Pending records handed to the aggregator at once.
 const MAX_PENDING: usize = 2048;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WindowKind {
-    Aligned(Aligned),
-    Session { gap: i64 },
-}
+pub use crate::time::windows::WindowKind;
 
 /// A window node's settings.
 #[derive(Clone, Debug)]

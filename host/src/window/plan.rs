@@ -2,65 +2,14 @@
 //! them, and how they become a [`WindowFactory`].
 
 use super::aggregate::{AggregatorFactory, NativeAgg, NativeAggregates, NativeFn};
-use super::assigner::Aligned;
-use super::{WindowFactory, WindowKind, WindowSettings};
+use super::{WindowFactory, WindowSettings};
 use crate::error::PlanError;
 use crate::json::Pointer;
 use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
+use crate::time::windows::WindowSpec;
 use crate::units::Dur;
 use serde::Deserialize;
 use std::sync::Arc;
-
-#[derive(Debug, Deserialize, Clone, Copy)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum WindowSpec {
-    Tumbling {
-        size: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-    Sliding {
-        size: Dur,
-        slide: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-    Session {
-        gap: Dur,
-    },
-    /// Flink SQL's CUMULATE: windows that grow by `step` from a common start
-    /// up to `size`.
-    Cumulate {
-        size: Dur,
-        step: Dur,
-        #[serde(default)]
-        offset: Dur,
-    },
-}
-
-impl WindowSpec {
-    pub fn kind(self) -> Result<WindowKind, String> {
-        match self {
-            WindowSpec::Tumbling { size, offset } => {
-                Aligned::tumbling(size.millis(), offset.millis()).map(WindowKind::Aligned)
-            }
-            WindowSpec::Sliding {
-                size,
-                slide,
-                offset,
-            } => Aligned::sliding(size.millis(), slide.millis(), offset.millis())
-                .map(WindowKind::Aligned),
-            WindowSpec::Cumulate { size, step, offset } => {
-                Aligned::cumulate(size.millis(), step.millis(), offset.millis())
-                    .map(WindowKind::Aligned)
-            }
-            WindowSpec::Session { gap } if gap.millis() > 0 => {
-                Ok(WindowKind::Session { gap: gap.millis() })
-            }
-            WindowSpec::Session { .. } => Err("a session gap must be positive".to_owned()),
-        }
-    }
-}
 
 /// A window's aggregate function: exactly one of `wasm` (a module of the
 /// `aggregate-operator` world) and `native` (built-in functions, all over
