@@ -8,6 +8,7 @@
 #   examples/js/customer-tier.js     -> OUTDIR/customer_tier_js.wasm
 #   examples/js/count-sum.js         -> OUTDIR/count_sum_js.wasm
 #   examples/js/percentile.js        -> OUTDIR/percentile_js.wasm
+#   examples/js/bench-co-join.js     -> OUTDIR/bench_co_join_js.wasm
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit) is left as it is. Quiet on success; on failure prints the
@@ -56,6 +57,7 @@ build session-detector.js session_detector_js.wasm
 build customer-tier.js customer_tier_js.wasm
 build count-sum.js count_sum_js.wasm
 build percentile.js percentile_js.wasm
+build bench-co-join.js bench_co_join_js.wasm
 
 # All at once: each build is mostly one single-threaded process.
 status=0

@@ -45,6 +45,19 @@
 //       onTimer(timer, ctx) { ctx.emitJson({ count: this.count.get(ctx) }); this.count.clear(ctx); },
 //     });
 //
+// A keyed co-process function (world `keyed-co-process-operator`): two
+// keyed inputs, `left` and `right`, sharing the state of a key:
+//
+//     import { defineKeyedCoProcess } from "sluice";
+//     export const keyedCoProcess = defineKeyedCoProcess({
+//       open(config, setup) { this.order = setup.valueState("order"); },
+//       processLeft(order, ctx) { this.order.set(ctx, order.json().amount); },
+//       processRight(payment, ctx) {
+//         const amount = this.order.get(ctx);
+//         if (amount !== undefined) ctx.emitJson({ payment: payment.json().payment_id, amount });
+//       },
+//     });
+//
 // The semantics are the Rust guest SDK's (guest-sdk/rust/src): the same replay of
 // a batched keyed call as events, the same rollback of a failed record, the
 // same JSON encoding of every state (a savepoint written by a Rust module can
@@ -1639,6 +1652,12 @@ export function defineKeyedProcess(op) {
   if (typeof op?.process !== "function") {
     throw new TypeError("defineKeyedProcess: the operator needs a process(record, ctx) method");
   }
+  return keyedExport(op, [op.process]);
+}
+
+/// The exports `open` and `process` of a keyed function: `handlers[i]`
+/// takes the records of input `i`.
+function keyedExport(op, handlers) {
   if (op.onTimer === undefined) op.onTimer = noTimer;
   let call = null;
   const input = new Input();
@@ -1661,12 +1680,30 @@ export function defineKeyedProcess(op) {
     process(batch, context) {
       if (call === null) throw trap(NOT_OPENED);
       input.reset(batch.data, batch.headers);
-      return run(op, call, record, batch, context);
+      return run(op, handlers, call, record, batch, context);
     },
   };
 }
 
-function run(op, call, record, batch, context) {
+/// The `keyed-co-process` export of a keyed co-process function (Flink's
+/// `KeyedCoProcessFunction`): two inputs, `left` and `right` in the
+/// pipeline spec, each keyed by its own `key_by`, whose records of one key
+/// share that key's state and timers.
+///
+/// `op` has `processLeft(record, ctx)` and `processRight(record, ctx)`,
+/// optionally `open(config, setup)` and `onTimer(timer, ctx)`, as
+/// `defineKeyedProcess`'s `process`. Records and timers are handled one at
+/// a time, in the order the host received them.
+export function defineKeyedCoProcess(op) {
+  for (const m of ["processLeft", "processRight"]) {
+    if (typeof op?.[m] !== "function") {
+      throw new TypeError(`defineKeyedCoProcess: the operator needs a ${m}(record, ctx) method`);
+    }
+  }
+  return keyedExport(op, [op.processLeft, op.processRight]);
+}
+
+function run(op, handlers, call, record, batch, context) {
   const metas = batch.records;
   const n = metas.length;
   const nkeys = context.keys.spans.length;
@@ -1676,9 +1713,10 @@ function run(op, call, record, batch, context) {
     );
   }
   const recordKeys = context.recordKeys;
+  const recordInputs = context.recordInputs;
   const watermarks = context.watermarks;
-  if (recordKeys.length !== n || watermarks.length !== n) {
-    throw trap("malformed call from the host: record keys or watermarks do not match the batch");
+  if (recordKeys.length !== n || watermarks.length !== n || recordInputs.length !== n) {
+    throw trap("malformed call from the host: record keys, inputs or watermarks do not match the batch");
   }
   call.reset(context);
   const ctx = new Context(call);
@@ -1708,7 +1746,7 @@ function run(op, call, record, batch, context) {
     ctx._timestamp = meta.timestamp;
     ctx._watermark = wm;
     try {
-      op.process(record._at(meta), ctx);
+      handlers[recordInputs[i]].call(op, record._at(meta), ctx);
     } catch (e) {
       call.rollback(mark, recs, changes);
       errors.push({ index: i, message: message(e) });

@@ -225,9 +225,20 @@ fn with_vars<'a>(
 /// A join workload (`examples/bench/<w>.yaml`) at parallelism 1 and 2 on
 /// both state backends gives `expected`.
 pub fn check_join(spec: &std::path::Path, workload: &str, expected: &str) {
+    let all = [
+        ("1", "memory"),
+        ("1", "rocksdb"),
+        ("2", "memory"),
+        ("2", "rocksdb"),
+    ];
+    check_join_at(spec, workload, expected, &all);
+}
+
+/// A join workload gives `expected` at each (parallelism, backend).
+fn check_join_at(spec: &std::path::Path, workload: &str, expected: &str, at: &[(&str, &str)]) {
     let vars = join_vars();
-    for parallelism in ["1", "2"] {
-        for backend in ["memory", "rocksdb"] {
+    for &(parallelism, backend) in at {
+        {
             let dir = support::temp_dir();
             let out = dir.path().join("out.jsonl");
             let o = support::run(
@@ -353,6 +364,19 @@ fn check_join_checkpointed(workload: &str, expected: &str) {
 #[test]
 fn w6_reproduces_the_reference_checksum() {
     check_join(&support::repo().join("examples/bench/w6.yaml"), "W6", W6);
+}
+
+/// W6 as a keyed co-process function (`examples/bench/w6-rs.yaml`,
+/// `-py`, `-js`): the native join's rows. The Rust module on both backends
+/// at both parallelisms; the Python and JavaScript ones, ten times slower,
+/// at parallelism 2 on RocksDB (state across subtasks, in the store).
+#[test]
+fn w6_as_a_co_process_function_in_rust_python_and_javascript() {
+    let bench = support::repo().join("examples/bench");
+    check_join(&bench.join("w6-rs.yaml"), "W6", W6);
+    for spec in ["w6-py.yaml", "w6-js.yaml"] {
+        check_join_at(&bench.join(spec), "W6", W6, &[("2", "rocksdb")]);
+    }
 }
 
 #[test]

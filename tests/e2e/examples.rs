@@ -171,6 +171,30 @@ const COVERED: &[(&str, &str)] = &[
         "examples/js/session-detector.js",
         "polyglot::javascript_operators_give_the_rust_results",
     ),
+    (
+        "examples/bench/w6-rs.yaml",
+        "bench::w6_as_a_co_process_function_in_rust_python_and_javascript",
+    ),
+    (
+        "examples/bench/w6-py.yaml",
+        "bench::w6_as_a_co_process_function_in_rust_python_and_javascript",
+    ),
+    (
+        "examples/bench/w6-js.yaml",
+        "bench::w6_as_a_co_process_function_in_rust_python_and_javascript",
+    ),
+    (
+        "examples/operators/bench-co-join",
+        "bench::w6_as_a_co_process_function_in_rust_python_and_javascript",
+    ),
+    (
+        "examples/python/bench_co_join.py",
+        "bench::w6_as_a_co_process_function_in_rust_python_and_javascript",
+    ),
+    (
+        "examples/js/bench-co-join.js",
+        "bench::w6_as_a_co_process_function_in_rust_python_and_javascript",
+    ),
 ];
 
 #[test]

@@ -13,10 +13,11 @@ const example = async (name) =>
 
 const ABSENT = { offset: 0xffffffff, len: 0 };
 
-function keyedInput({ keys, recordKeys, watermarks, end, processingTime = 0, timers = [], values }) {
+function keyedInput({ keys, recordKeys, recordInputs, watermarks, end, processingTime = 0, timers = [], values }) {
   return {
     keys: byteList(keys),
     recordKeys: new Uint32Array(recordKeys),
+    recordInputs: new Uint8Array(recordInputs ?? recordKeys.map(() => 0)),
     watermarks: new BigInt64Array(watermarks.map(BigInt)),
     endWatermark: BigInt(end),
     processingTime: BigInt(processingTime),
@@ -225,6 +226,28 @@ test("keyed: timers fire between records as the watermark passes them", async ()
     [0, 0, undefined],
     [0, 1, undefined],
   ]);
+});
+
+test("keyed co-process: both inputs share a key's state, in arrival order", async () => {
+  const { keyedCoProcess } = await load(`
+    import { defineKeyedCoProcess } from "sluice";
+    export const keyedCoProcess = defineKeyedCoProcess({
+      open(config, setup) { this.sum = setup.valueState("sum"); },
+      processLeft(record, ctx) { this.sum.set(ctx, (this.sum.get(ctx) ?? 0) + Number(record.text())); },
+      processRight(record, ctx) { ctx.emitJson(this.sum.get(ctx) ?? 0); },
+    });`);
+  assert.equal(keyedCoProcess.open("null").tag, "ok");
+  const out = keyedCoProcess.process(
+    batch(["1", "10", "0", "2", "0", "0"].map((value, i) => ({ value, key: "ab"[[0, 1, 0, 0, 0, 1][i]] }))),
+    keyedInput({
+      keys: ["a", "b"],
+      recordKeys: [0, 1, 0, 0, 0, 1],
+      recordInputs: [0, 0, 1, 0, 1, 1],
+      watermarks: [0, 0, 0, 0, 0, 0],
+      end: 0,
+    }),
+  );
+  assert.deepEqual(records(out).map((r) => r.value), ["1", "3", "10"]);
 });
 
 test("keyed: late records go to the side output and failures are undone", async () => {

@@ -55,6 +55,7 @@ from .enricher import Enricher
 from .process import (
     Context,
     Domain,
+    KeyedCoProcess,
     KeyedProcess,
     ListState,
     MapState,
@@ -77,6 +78,7 @@ __all__ = [
     "EVENT_TIME",
     "Enricher",
     "Error",
+    "KeyedCoProcess",
     "KeyedProcess",
     "ListState",
     "MapState",

@@ -3,7 +3,7 @@
 `guest-sdk/python/build` writes an app module that calls one of these with the
 operator class; they bind the SDK to the world's imports and return the
 classes componentize-py looks for in the app module (`Transform`,
-`KeyedProcess`, `Migration`, `Enrich`, `Aggregate`, `WindowFunction`). This runs at build time (componentize-py
+`KeyedProcess`, `KeyedCoProcess`, `Migration`, `Enrich`, `Aggregate`, `WindowFunction`). This runs at build time (componentize-py
 snapshots the initialized interpreter), so an error here fails the build.
 """
 
@@ -137,25 +137,9 @@ def keyed_process_exports(cls, migrating=False):
     """`KeyedProcess` (and `Migration` when `migrating`), the exports of the
     `keyed-process-operator` (`keyed-process-migrating-operator`) world,
     running the `sluice_sdk.KeyedProcess` subclass `cls`."""
-    _check(cls, process.KeyedProcess)
-    from componentize_py_types import Err
     from wit_world import exports
-    from wit_world.exports import keyed_process
-    from wit_world.imports import logging, output, state, types
 
-    _core._bind(logging)
-    process._bind(types, keyed_process, state, output)
-    runner = process._Runner(cls)
-
-    class KeyedProcess(exports.KeyedProcess):
-        def open(self, config):
-            message = runner.open(config)
-            if message is not None:
-                raise Err(message)
-
-        def process(self, input, context):
-            return runner.process(input, context)
-
+    runner, KeyedProcess, Err = _keyed_export(cls, process.KeyedProcess, exports.KeyedProcess)
     if not migrating:
         return KeyedProcess, None
     if not callable(getattr(cls, "migrate", None)):
@@ -169,3 +153,34 @@ def keyed_process_exports(cls, migrating=False):
                 raise Err(_core.error_message(e)) from None
 
     return KeyedProcess, Migration
+
+
+def keyed_co_process_exports(cls):
+    """`KeyedCoProcess`, the export of the `keyed-co-process-operator`
+    world, running the `sluice_sdk.KeyedCoProcess` subclass `cls`."""
+    from wit_world import exports
+
+    return _keyed_export(cls, process.KeyedCoProcess, exports.KeyedCoProcess)[1]
+
+
+def _keyed_export(cls, sdk_base, export_base):
+    """(runner, export class, Err) of a keyed world whose export has `open`
+    and `process(batch, keyed-input)`, running `cls`."""
+    _check(cls, sdk_base)
+    from componentize_py_types import Err
+    from wit_world.imports import keyed, logging, output, state, types
+
+    _core._bind(logging)
+    process._bind(types, keyed, state, output)
+    runner = process._Runner(cls)
+
+    class Export(export_base):
+        def open(self, config):
+            message = runner.open(config)
+            if message is not None:
+                raise Err(message)
+
+        def process(self, input, context):
+            return runner.process(input, context)
+
+    return runner, Export, Err

@@ -50,10 +50,11 @@ _EVENT = _PROC = None
 _KIND = {}
 
 
-def _bind(types_module, keyed_process_module, state_module, output_module):
+def _bind(types_module, keyed_module, state_module, output_module):
     global _t, _kp, _state, _output, _Span, _RecordMeta, _Batch, _RecordError
     global _WitTimer, _TimerChange, _ValueWrite, _KeyedOutput, _EVENT, _PROC
-    _t, _kp, _state, _output = types_module, keyed_process_module, state_module, output_module
+    _t, _kp, _state, _output = types_module, keyed_module, state_module, output_module
+    keyed_process_module = keyed_module
     _Span = types_module.Span
     _RecordMeta = types_module.RecordMeta
     _Batch = types_module.Batch
@@ -124,6 +125,46 @@ class KeyedProcess:
     def process(self, record, ctx):
         """Handles one `Record` of the current key."""
         raise NotImplementedError("KeyedProcess.process")
+
+    def on_timer(self, timer, ctx):
+        """A `Timer` of the current key fired."""
+
+
+class KeyedCoProcess:
+    """A keyed co-process function (Flink's `KeyedCoProcessFunction`): two
+    inputs, `left` and `right` in the pipeline spec, each keyed by its own
+    `key_by`, whose records of one key share that key's state and timers.
+    Subclass it in a module and build the module with
+    `guest-sdk/python/build`:
+
+        class PaidOrders(KeyedCoProcess):
+            def open(self, config, setup):
+                self.order = setup.value_state("order")
+
+            def process_left(self, order, ctx):
+                self.order.set(ctx, order.json()["amount"])
+
+            def process_right(self, payment, ctx):
+                amount = self.order.get(ctx)
+                if amount is not None:
+                    ctx.emit_json({"payment": payment.json()["payment_id"], "amount": amount})
+
+    Records and timers are handled one at a time, in the order the host
+    received them, each scoped to its key as in `KeyedProcess`; exceptions
+    behave as there.
+    """
+
+    def open(self, config, setup):
+        """Called once per instance with the `Config` and a `Setup` to
+        declare states and side outputs with."""
+
+    def process_left(self, record, ctx):
+        """Handles one `Record` of the left input."""
+        raise NotImplementedError("KeyedCoProcess.process_left")
+
+    def process_right(self, record, ctx):
+        """Handles one `Record` of the right input."""
+        raise NotImplementedError("KeyedCoProcess.process_right")
 
     def on_timer(self, timer, ctx):
         """A `Timer` of the current key fired."""
@@ -575,6 +616,13 @@ class _Runner:
             data += new
         return _t.ByteList(bytes(data), spans)
 
+    @staticmethod
+    def handlers(op):
+        """The record handler of each input of `op`."""
+        if isinstance(op, KeyedCoProcess):
+            return (op.process_left, op.process_right)
+        return (op.process,)
+
     def process(self, batch, context):
         """The `process` export. A broken call (never opened, malformed
         input, a failing timer) raises: the component traps and the host
@@ -654,7 +702,12 @@ class _Runner:
             call.undo_slots.clear()
             call.undo_timers.clear()
         eheap = call.eheap
-        process = op.process
+        # The function for each input: `process`, or a co-process
+        # function's `process_left` and `process_right`.
+        handlers = self.handlers(op)
+        record_inputs = context.record_inputs
+        if len(record_inputs) != n:
+            raise RuntimeError("malformed call from the host: record inputs do not match the batch")
         undo_slots = call.undo_slots
         undo_timers = call.undo_timers
         origins = call.origins
@@ -676,7 +729,7 @@ class _Runner:
             ctx._wm = wm
             ctx._value = meta.value
             try:
-                process(rec, ctx)
+                handlers[record_inputs[i]](rec, ctx)
             except Exception as e:
                 self._rollback(call, i)
                 errors.append(_RecordError(i, error_message(e)))

@@ -1,6 +1,6 @@
 """Stand-ins for the bindings componentize-py generates from wit/operator.wit
 (`wit_world.imports.types`, `...exports.transform`, `...exports.aggregate`,
-`...exports.keyed_process`,
+`...imports.keyed`,
 `...exports.enricher`, `...imports.state`, `...imports.output`,
 `...imports.http`, `...imports.logging`), so that the SDK's loops run under
 plain CPython in unit tests. The host side of `state` and `output` is an
@@ -129,7 +129,7 @@ class Web:
         return _types.SimpleNamespace(Request=Request, Response=Response, fetch=fetch)
 
 
-# --- keyed-process ---
+# --- keyed (the types of keyed calls) ---
 class TimeDomain(Enum):
     EVENT_TIME = 0
     PROCESSING_TIME = 1
@@ -146,6 +146,7 @@ class Timer:
 class KeyedInput:
     keys: ByteList
     record_keys: List[int]
+    record_inputs: List[int]
     watermarks: List[int]
     end_watermark: int
     processing_time: int
@@ -177,7 +178,7 @@ class KeyedOutput:
     errors: List[RecordError]
 
 
-keyed_process = _types.SimpleNamespace(
+keyed = _types.SimpleNamespace(
     TimeDomain=TimeDomain, Timer=Timer, KeyedInput=KeyedInput, ValueWrite=ValueWrite,
     TimerChange=TimerChange, KeyedOutput=KeyedOutput,
 )
@@ -285,7 +286,7 @@ def bind(host=None, web=None):
     tr._bind(types, transform)
     ag._bind(types, aggregate)
     win._bind(types)
-    process._bind(types, keyed_process, state, output)
+    process._bind(types, keyed, state, output)
     http._bind(web.module() if web else None, Err)
     return host
 

@@ -213,6 +213,7 @@ def keyed_input(record_keys, watermarks, end, nkeys, nvs=1):
     return fb.KeyedInput(
         keys=fb.byte_list(["a", "b"][:nkeys]),
         record_keys=record_keys,
+        record_inputs=[0] * len(record_keys),
         watermarks=watermarks,
         end_watermark=end,
         processing_time=0,
@@ -352,7 +353,7 @@ class KeyedProcessLoop(unittest.TestCase):
         k = '"c-1"'
         b = fb.batch(["r1", "r2", "r3", "r4", "r5"], timestamps=[1000, 1050, 1300, 1100, 1299])
         inp = fb.KeyedInput(
-            keys=fb.byte_list([k]), record_keys=[0] * 5,
+            keys=fb.byte_list([k]), record_keys=[0] * 5, record_inputs=[0] * 5,
             watermarks=[I64_MIN, 995, 1045, 1295, 1295], end_watermark=1500, processing_time=0,
             timers=[], values=fb.ByteList(b"", [fb.ABSENT_SPAN] * 3))
         out = r.process(b, inp)
@@ -365,6 +366,33 @@ class KeyedProcessLoop(unittest.TestCase):
         self.assertEqual(out.ports, [0, ports["late"], 0])
         self.assertIn("unknown field `gap`", P._Runner(mod.SessionDetector).open('{"gap": 1}'))
         self.assertEqual(P._Runner(mod.SessionDetector).open('{"gap_ms": 0}'), "gap_ms must be positive")
+
+
+class CoSum(P.KeyedCoProcess):
+    """Left records add to the key's sum, right records emit it."""
+
+    def open(self, config, setup):
+        self.sum = setup.value_state("sum")
+
+    def process_left(self, record, ctx):
+        self.sum.set(ctx, (self.sum.get(ctx) or 0) + int(record.value_str()))
+
+    def process_right(self, record, ctx):
+        ctx.emit_json(self.sum.get(ctx) or 0)
+
+
+class KeyedCoProcessLoop(unittest.TestCase):
+    def test_both_inputs_share_a_keys_state_in_arrival_order(self):
+        r = opened(CoSum)
+        b = fb.batch(["1", "10", "0", "2", "0", "0"])
+        inp = keyed_input([0, 1, 0, 0, 0, 1], [0] * 6, 0, 2)
+        inp.record_inputs = [0, 0, 1, 0, 1, 1]
+        out = r.process(b, inp)
+        self.assertEqual(fb.values_of(out.records), ["1", "3", "10"])
+        inp = keyed_input([0], [0], 0, 2)
+        inp.record_inputs = []
+        with self.assertRaisesRegex(RuntimeError, "record inputs"):
+            r.process(fb.batch(["1"]), inp)
 
 
 class Configs(unittest.TestCase):

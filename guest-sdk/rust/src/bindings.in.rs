@@ -53,6 +53,43 @@ pub mod process {
     });
 }
 
+/// Bindings for the `keyed-co-process-operator` world: the imports of the
+/// keyed-process world (reused) and the `keyed-co-process` export.
+pub mod co_process {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "keyed-co-process-operator",
+        pub_export_macro: true,
+        export_macro_name: "export_co_process_world",
+        with: {
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/keyed@{WIT_VERSION}": crate::bindings::process::sluice::operator::keyed,
+            "sluice:operator/state@{WIT_VERSION}": crate::bindings::process::sluice::operator::state,
+            "sluice:operator/output@{WIT_VERSION}": crate::bindings::process::sluice::operator::output,
+        },
+    });
+}
+
+/// Bindings for the `keyed-broadcast-process-operator` world: the imports
+/// of the keyed-process world (reused), the `broadcast-state` import and the
+/// `keyed-broadcast-process` export.
+pub mod broadcast {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "keyed-broadcast-process-operator",
+        pub_export_macro: true,
+        export_macro_name: "export_broadcast_world",
+        with: {
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/keyed@{WIT_VERSION}": crate::bindings::process::sluice::operator::keyed,
+            "sluice:operator/state@{WIT_VERSION}": crate::bindings::process::sluice::operator::state,
+            "sluice:operator/output@{WIT_VERSION}": crate::bindings::process::sluice::operator::output,
+        },
+    });
+}
+
 /// Bindings for the `window-function-operator` world.
 pub mod window {
     wit_bindgen::generate!({

@@ -159,7 +159,8 @@ pub use aggregate::Aggregate;
 pub use config::Config;
 pub use error::Error;
 pub use process::{
-    Context, Domain, KeyedProcess, MigrateState, Setup, SideOutput, StateOptions, Timer, ValueState,
+    Context, Domain, KeyedCoProcess, KeyedProcess, MigrateState, Setup, SideOutput, StateOptions,
+    Timer, ValueState,
 };
 pub use record::Record;
 pub use state::{ListState, MapState};
@@ -227,7 +228,7 @@ macro_rules! export_process {
             struct __SluiceProcessExport;
 
             ::std::thread_local! {
-                static __SLUICE_PROCESS: $crate::__private::ProcessState<$operator> =
+                static __SLUICE_PROCESS: $crate::__private::ProcessState<$crate::__private::One<$operator>> =
                     const { $crate::__private::ProcessState::new() };
             }
 
@@ -286,6 +287,49 @@ macro_rules! export_process {
     };
     ($operator:ty, migrate $(,)?) => {
         $crate::export_process!(@impl $operator, { migrate });
+    };
+}
+
+/// Exports a [`KeyedCoProcess`] as the operator of this crate's component
+/// (`sluice:operator/keyed-co-process`). Use it once, at the top level of
+/// the crate; see [`KeyedCoProcess`] for an example.
+#[macro_export]
+macro_rules! export_co_process {
+    ($operator:ty $(,)?) => {
+        const _: () = {
+            struct __SluiceCoProcessExport;
+
+            ::std::thread_local! {
+                static __SLUICE_CO_PROCESS: $crate::__private::ProcessState<$crate::__private::Two<$operator>> =
+                    const { $crate::__private::ProcessState::new() };
+            }
+
+            impl $crate::__private::CoProcessGuest for __SluiceCoProcessExport {
+                fn open(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    __SLUICE_CO_PROCESS.with(|state| state.open(config))
+                }
+
+                fn process(
+                    input: $crate::__private::Batch,
+                    context: $crate::__private::KeyedInput,
+                ) -> $crate::__private::KeyedOutput {
+                    __SLUICE_CO_PROCESS.with(|state| state.process(input, context))
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::co_process_bindings::export_co_process_world!(
+                __SluiceCoProcessExport with_types_in $crate::__private::co_process_bindings
+            );
+
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceCoProcessExport as $crate::__private::CoProcessGuest>::open,
+                <__SluiceCoProcessExport as $crate::__private::CoProcessGuest>::process,
+            );
+        };
     };
 }
 
@@ -547,6 +591,8 @@ pub mod __private {
     pub use crate::bindings::aggregate::exports::sluice::operator::aggregate::{
         AddOutput, Guest as AggregateGuest,
     };
+    pub use crate::bindings::co_process as co_process_bindings;
+    pub use crate::bindings::co_process::exports::sluice::operator::keyed_co_process::Guest as CoProcessGuest;
     pub use crate::bindings::enricher as enricher_bindings;
     pub use crate::bindings::enricher::exports::sluice::operator::enricher::{
         EnricherOutput, Guest as EnricherGuest,
@@ -554,9 +600,8 @@ pub mod __private {
     pub use crate::bindings::migration as migration_bindings;
     pub use crate::bindings::migration::exports::sluice::operator::migration::Guest as MigrationGuest;
     pub use crate::bindings::process as process_bindings;
-    pub use crate::bindings::process::exports::sluice::operator::keyed_process::{
-        Guest as ProcessGuest, KeyedInput, KeyedOutput,
-    };
+    pub use crate::bindings::process::exports::sluice::operator::keyed_process::Guest as ProcessGuest;
+    pub use crate::bindings::process::sluice::operator::keyed::{KeyedInput, KeyedOutput};
     pub use crate::bindings::transform as transform_bindings;
     pub use crate::bindings::transform::exports::sluice::operator::transform::{
         Guest as TransformGuest, TransformOutput,
@@ -566,7 +611,7 @@ pub mod __private {
     pub use crate::bindings::window::exports::sluice::operator::window_function::{
         Guest as WindowGuest, Window as WitWindow,
     };
-    pub use crate::process::ProcessState;
+    pub use crate::process::{One, ProcessState, Two};
     pub use crate::transform::TransformState;
     pub use crate::window::WindowState;
 }

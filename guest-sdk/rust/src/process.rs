@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::batch::{Batch, BatchBuilder, ByteList, Mark, RecordError, Span, slice, to_u32};
-use crate::bindings::process::exports::sluice::operator::keyed_process::{
+use crate::bindings::process::sluice::operator::keyed::{
     KeyedInput, KeyedOutput, TimeDomain, Timer as WitTimer, TimerChange, ValueWrite,
 };
 use crate::state::{self, Declared};
@@ -88,6 +88,128 @@ pub trait KeyedProcess: Sized + 'static {
     fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
         let _ = (timer, ctx);
         Ok(())
+    }
+}
+
+/// A keyed co-process function (Flink's `KeyedCoProcessFunction`): two
+/// inputs, `left` and `right` in the pipeline spec, each keyed by its own
+/// `key_by`, whose records of one key share that key's state and timers.
+///
+/// ```
+/// use sluice_guest::{Config, Context, Error, KeyedCoProcess, Record, Setup, ValueState};
+///
+/// /// Emits each payment with the amount of its order, whichever came first.
+/// struct PaidOrders {
+///     order: ValueState<f64>,
+///     payments: ValueState<Vec<String>>,
+/// }
+///
+/// impl KeyedCoProcess for PaidOrders {
+///     fn open(_config: Config, setup: &mut Setup) -> Result<Self, Error> {
+///         Ok(PaidOrders { order: setup.value_state("order")?, payments: setup.value_state("payments")? })
+///     }
+///
+///     fn process_left(&mut self, order: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+///         let amount: f64 = order.field("amount")?.ok_or("an order without an amount")?;
+///         for p in self.payments.get(ctx)?.unwrap_or_default() {
+///             ctx.emit_json(&serde_json::json!({ "payment": p, "amount": amount }))?;
+///         }
+///         self.payments.clear(ctx);
+///         self.order.set(ctx, &amount)
+///     }
+///
+///     fn process_right(&mut self, payment: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+///         let id: String = payment.field("payment_id")?.ok_or("a payment without an id")?;
+///         match self.order.get(ctx)? {
+///             Some(amount) => ctx.emit_json(&serde_json::json!({ "payment": id, "amount": amount })),
+///             None => {
+///                 let mut waiting = self.payments.get(ctx)?.unwrap_or_default();
+///                 waiting.push(id);
+///                 self.payments.set(ctx, &waiting)
+///             }
+///         }
+///     }
+/// }
+///
+/// sluice_guest::export_co_process!(PaidOrders);
+/// ```
+///
+/// Records and timers are handled one at a time, in the order the host
+/// received them, each scoped to its key as in [`KeyedProcess`]; errors
+/// behave as there.
+pub trait KeyedCoProcess: Sized + 'static {
+    /// Builds the operator and declares its states and side outputs, once per
+    /// instance.
+    fn open(config: Config, setup: &mut Setup) -> Result<Self, Error>;
+
+    /// Handles one record of the left input.
+    fn process_left(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error>;
+
+    /// Handles one record of the right input.
+    fn process_right(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error>;
+
+    /// A timer of the current key fired.
+    fn on_timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+        let _ = (timer, ctx);
+        Ok(())
+    }
+}
+
+/// What runs a keyed call: how a record of input `input` and a fired timer
+/// reach the operator. One per keyed world.
+#[doc(hidden)]
+pub trait KeyedFunction: Sized + 'static {
+    fn open(config: Config, setup: &mut Setup) -> Result<Self, Error>;
+    fn record(
+        &mut self,
+        input: u8,
+        record: &Record<'_>,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), Error>;
+    fn timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error>;
+}
+
+/// A [`KeyedProcess`] as a [`KeyedFunction`].
+#[doc(hidden)]
+pub struct One<T>(pub T);
+
+impl<T: KeyedProcess> KeyedFunction for One<T> {
+    fn open(config: Config, setup: &mut Setup) -> Result<Self, Error> {
+        T::open(config, setup).map(One)
+    }
+
+    fn record(&mut self, _: u8, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+        self.0.process(record, ctx)
+    }
+
+    fn timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+        self.0.on_timer(timer, ctx)
+    }
+}
+
+/// A [`KeyedCoProcess`] as a [`KeyedFunction`].
+#[doc(hidden)]
+pub struct Two<T>(pub T);
+
+impl<T: KeyedCoProcess> KeyedFunction for Two<T> {
+    fn open(config: Config, setup: &mut Setup) -> Result<Self, Error> {
+        T::open(config, setup).map(Two)
+    }
+
+    fn record(
+        &mut self,
+        input: u8,
+        record: &Record<'_>,
+        ctx: &mut Context<'_>,
+    ) -> Result<(), Error> {
+        match input {
+            0 => self.0.process_left(record, ctx),
+            _ => self.0.process_right(record, ctx),
+        }
+    }
+
+    fn timer(&mut self, timer: Timer, ctx: &mut Context<'_>) -> Result<(), Error> {
+        self.0.on_timer(timer, ctx)
     }
 }
 
@@ -565,7 +687,7 @@ fn domain(d: TimeDomain) -> Domain {
 }
 
 /// Runs one call: timers and records in the order the host's contract says.
-pub(crate) fn run<T: KeyedProcess>(
+pub(crate) fn run<T: KeyedFunction>(
     op: &mut T,
     value_states: u32,
     input: &Batch,
@@ -581,9 +703,11 @@ pub(crate) fn run<T: KeyedProcess>(
     }
     if context.record_keys.len() != input.records.len()
         || context.watermarks.len() != input.records.len()
+        || context.record_inputs.len() != input.records.len()
     {
         return Err(
-            "malformed call from the host: record keys or watermarks do not match the batch".into(),
+            "malformed call from the host: record keys, inputs or watermarks do not match the batch"
+                .into(),
         );
     }
     let values = std::mem::replace(
@@ -643,7 +767,7 @@ pub(crate) fn run<T: KeyedProcess>(
             timestamp: record.timestamp(),
             watermark: wm,
         };
-        if let Err(e) = op.process(&record, &mut ctx) {
+        if let Err(e) = op.record(context.record_inputs[i], &record, &mut ctx) {
             call.rollback(mark);
             errors.push(RecordError {
                 index: to_u32(i),
@@ -677,7 +801,7 @@ pub(crate) fn run<T: KeyedProcess>(
 
 /// Fires the pending timers of `domain` up to `until`, in (time, key) order,
 /// including ones registered while firing.
-fn fire<T: KeyedProcess>(
+fn fire<T: KeyedFunction>(
     op: &mut T,
     call: &mut Call,
     input: &KeyedInput,
@@ -706,7 +830,7 @@ fn fire<T: KeyedProcess>(
             timestamp: (domain == Domain::EventTime).then_some(time),
             watermark,
         };
-        op.on_timer(Timer { time, domain }, &mut ctx)
+        op.timer(Timer { time, domain }, &mut ctx)
             .map_err(|e| format!("on_timer({time}) failed: {e}"))?;
     }
 }
@@ -717,7 +841,7 @@ pub struct ProcessState<T> {
     inner: RefCell<Option<(T, u32)>>,
 }
 
-impl<T: KeyedProcess> ProcessState<T> {
+impl<T: KeyedFunction> ProcessState<T> {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
         ProcessState {
@@ -749,7 +873,7 @@ impl<T: KeyedProcess> ProcessState<T> {
     }
 }
 
-impl<T: MigrateState> ProcessState<T> {
+impl<T: MigrateState> ProcessState<One<T>> {
     /// The `migrate` export.
     pub fn migrate(
         &self,
@@ -764,9 +888,9 @@ impl<T: MigrateState> ProcessState<T> {
         let mut out =
             crate::batch::ByteListBuilder::with_capacity(items.spans.len(), items.data.len());
         for (i, s) in items.spans.iter().enumerate() {
-            let item = op
-                .migrate(state, from_version, slice(&items.data, *s))
-                .map_err(|e| format!("item {i}: {e}"))?;
+            let item =
+                op.0.migrate(state, from_version, slice(&items.data, *s))
+                    .map_err(|e| format!("item {i}: {e}"))?;
             out.push_bytes(&item);
         }
         Ok(out.finish())
@@ -837,6 +961,7 @@ mod tests {
         };
         KeyedInput {
             keys: keys(&["a", "b"][..nkeys]),
+            record_inputs: vec![0; record_keys.len()],
             record_keys,
             watermarks,
             end_watermark: end,
@@ -853,8 +978,8 @@ mod tests {
         b
     }
 
-    fn open() -> Summer {
-        Summer::open(Config::new("null"), &mut Setup::new()).unwrap()
+    fn open() -> One<Summer> {
+        One::open(Config::new("null"), &mut Setup::new()).unwrap()
     }
 
     fn values_of(out: &KeyedOutput) -> Vec<String> {
@@ -913,7 +1038,7 @@ mod tests {
         let ctx = input(vec![0, 1, 1], vec![50, 50, 50], 60, 2);
         let out = run(&mut op, 1, &b, ctx).unwrap();
         assert_eq!(values_of(&out), ["7"]);
-        assert_eq!(out.ports, [op.late.0]);
+        assert_eq!(out.ports, [op.0.late.0]);
         assert_eq!(out.errors.len(), 1);
         assert_eq!(out.errors[0].index, 1);
         // The failed record's write and timer were undone: the sum is 3 and
@@ -959,7 +1084,7 @@ mod tests {
             time: 490,
             domain: TimeDomain::ProcessingTime,
         }];
-        let out = run(&mut ProcTimers, 0, &b, ctx).unwrap();
+        let out = run(&mut One(ProcTimers), 0, &b, ctx).unwrap();
         // The due timer fired first (its output has no event time); the one
         // the record registered (at 510) waits for a later call.
         assert_eq!(values_of(&out), [r#"{"at":490,"domain":"ProcessingTime"}"#]);
@@ -989,5 +1114,54 @@ mod tests {
         assert_eq!(values_of(&out), [r#"{"at":240,"sum":40}"#]);
         let w = &out.value_writes[0];
         assert_eq!(slice(&out.value_data, w.value.unwrap()), b"5");
+    }
+
+    /// Left records add to the key's sum, right records emit it.
+    struct CoSum {
+        sum: ValueState<i64>,
+    }
+
+    impl KeyedCoProcess for CoSum {
+        fn open(_config: Config, setup: &mut Setup) -> Result<Self, Error> {
+            Ok(CoSum {
+                sum: setup.value_state("sum")?,
+            })
+        }
+
+        fn process_left(
+            &mut self,
+            record: &Record<'_>,
+            ctx: &mut Context<'_>,
+        ) -> Result<(), Error> {
+            let v: i64 = serde_json::from_slice(record.value())?;
+            let sum = self.sum.get(ctx)?.unwrap_or(0) + v;
+            self.sum.set(ctx, &sum)
+        }
+
+        fn process_right(
+            &mut self,
+            _record: &Record<'_>,
+            ctx: &mut Context<'_>,
+        ) -> Result<(), Error> {
+            let sum = self.sum.get(ctx)?.unwrap_or(0);
+            ctx.emit_json(&sum)
+        }
+    }
+
+    #[test]
+    fn a_co_process_call_interleaves_both_inputs_in_arrival_order() {
+        let mut op = Two::<CoSum>::open(Config::new("null"), &mut Setup::new()).unwrap();
+        // a+1, b+10, a?, a+2, a?, b?: each right record sees the left
+        // records of its key that came before it, and only those.
+        let b = values(&["1", "10", "0", "2", "0", "0"]);
+        let mut ctx = input(vec![0, 1, 0, 0, 0, 1], vec![0; 6], 0, 2);
+        ctx.record_inputs = vec![0, 0, 1, 0, 1, 1];
+        let out = run(&mut op, 1, &b, ctx).unwrap();
+        assert_eq!(values_of(&out), ["1", "3", "10"]);
+        // A call whose inputs do not match its records is the host's bug.
+        let mut ctx = input(vec![0], vec![0], 0, 2);
+        ctx.record_inputs.clear();
+        let e = run(&mut op, 1, &values(&["1"]), ctx).unwrap_err();
+        assert!(e.contains("inputs"), "{e}");
     }
 }

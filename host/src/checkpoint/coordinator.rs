@@ -416,6 +416,11 @@ impl Coordinator {
             self.fail_pending(e);
             return;
         }
+        if let Some(message) = broadcast_divergence(p.id, &p.operators) {
+            self.fail_pending(message.clone());
+            let _ = self.outcome.send(Outcome::Failed(message));
+            return;
+        }
         let mut p = self.pending.take().expect("pending");
         let kind = match p.kind {
             BarrierKind::Checkpoint => SnapshotKind::Checkpoint,
@@ -673,4 +678,28 @@ fn crash_before_commit() -> Option<u64> {
             .ok()
             .and_then(|v| v.parse().ok())
     })
+}
+
+/// Why checkpoint `id` shows that an operator's subtasks hold different
+/// broadcast state (their metas disagree on
+/// [`super::BROADCAST_HASH`]), if they do: the broadcast side
+/// of the function is not deterministic, and a restore would give each
+/// subtask subtask 0's state.
+fn broadcast_divergence(id: u64, operators: &super::Operators) -> Option<String> {
+    let key = super::BROADCAST_HASH;
+    for (uid, op) in operators {
+        let mut hashes = op
+            .subtasks
+            .iter()
+            .filter_map(|s| Some((s.subtask, s.meta.get(key)?.as_str()?)));
+        let Some((first, h)) = hashes.next() else {
+            continue;
+        };
+        if let Some((other, g)) = hashes.find(|(_, g)| *g != h) {
+            return Some(format!(
+                "operator `{uid}`: subtasks {first} and {other} hold different broadcast state at checkpoint {id} (digests {h} and {g}); the broadcast side of a keyed broadcast process function must change broadcast state the same way on every subtask, from the broadcast records alone (no clock, randomness, keyed state or subtask-specific input)"
+            ));
+        }
+    }
+    None
 }

@@ -367,6 +367,12 @@ impl RestorePoint {
 /// Operators' subtask manifests, by uid, as a checkpoint collects them.
 pub type Operators = BTreeMap<String, format::OperatorManifest>;
 
+/// The key of a subtask's snapshot meta that holds a digest of state every
+/// subtask of the operator must hold alike (a broadcast process function's
+/// broadcast state): a checkpoint whose subtasks disagree on it fails the
+/// job.
+pub const BROADCAST_HASH: &str = "broadcast_hash";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -539,13 +539,13 @@ pub fn format_summary(name: &str, s: &JobSummary) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:<16} {:<9} {:>3} {:>12} {:>12} {:>9} {:>9} {:>9}",
+        "  {:<16} {:<17} {:>3} {:>12} {:>12} {:>9} {:>9} {:>9}",
         "node", "kind", "par", "in", "out", "late", "dead", "wasm s"
     );
     for n in &s.nodes {
         let _ = writeln!(
             out,
-            "  {:<16} {:<9} {:>3} {:>12} {:>12} {:>9} {:>9} {:>9.3}",
+            "  {:<16} {:<17} {:>3} {:>12} {:>12} {:>9} {:>9} {:>9.3}",
             n.uid,
             n.kind,
             n.parallelism,

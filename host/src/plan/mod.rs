@@ -180,6 +180,8 @@ struct Draft {
     /// Whether the node's side outputs are whatever the pipeline reads (a
     /// process function's: the guest names them at run time).
     open_side_ports: bool,
+    /// Its inputs whose records go to every subtask.
+    broadcast_inputs: &'static [usize],
 }
 
 impl Planner<'_> {
@@ -435,6 +437,7 @@ impl Planner<'_> {
                 _ => d.keys.get(input),
             };
             let partitioning = match (key, d.partition) {
+                _ if d.broadcast_inputs.contains(&input) => Partitioning::Broadcast,
                 (Some(key), _) => Partitioning::KeyHash {
                     key: key.clone(),
                     max_parallelism: self.spec.max_parallelism,
@@ -648,6 +651,7 @@ impl Planner<'_> {
             explicit_parallelism: self.explicit(&p, node, s.parallelism)?,
             needs_event_time: false,
             open_side_ports: false,
+            broadcast_inputs: &[],
         })
     }
 
@@ -703,6 +707,7 @@ impl Planner<'_> {
             explicit_parallelism: self.explicit(p, node, parallelism)?,
             needs_event_time: false,
             open_side_ports: false,
+            broadcast_inputs: &[],
         })
     }
 
@@ -829,9 +834,22 @@ impl Planner<'_> {
                     ));
                 }
                 self.only_inputs(&kp, node, kind, map.keys())?;
+                let broadcast = kind.broadcast_inputs();
+                if let Some(&i) = broadcast.iter().find(|&&i| map.contains_key(names[i])) {
+                    return Err(self.err(
+                        &format!("{kp}.{}", names[i]),
+                        node,
+                        format!(
+                            "input `{}` is broadcast to every subtask: it takes no key",
+                            names[i]
+                        ),
+                    ));
+                }
                 names
                     .iter()
-                    .map(|name| match map.get(*name) {
+                    .enumerate()
+                    .filter(|(i, _)| !broadcast.contains(i))
+                    .map(|(_, name)| match map.get(*name) {
                         Some(k) => self.key_selector(&format!("{kp}.{name}"), node, k),
                         None => Err(self.err(
                             &kp,
@@ -924,6 +942,7 @@ impl Planner<'_> {
             explicit_parallelism: self.explicit(&p, node, o.parallelism)?,
             needs_event_time: planned.needs_event_time,
             open_side_ports: planned.open_side_ports,
+            broadcast_inputs: kind.broadcast_inputs(),
         })
     }
 
@@ -1105,6 +1124,8 @@ pub fn builtin_kinds() -> Registry {
     Registry::new(vec![
         Arc::new(wasm::transform::TransformKind),
         Arc::new(wasm::process::ProcessKind),
+        Arc::new(wasm::process::CoProcessKind),
+        Arc::new(wasm::process::BroadcastProcessKind),
         Arc::new(window::plan::WindowOperatorKind),
         Arc::new(wasm::enricher::EnricherKind),
         Arc::new(join::interval::IntervalJoinKind),

@@ -44,6 +44,13 @@ pub trait OperatorKind: Send + Sync {
         &[]
     }
 
+    /// Those of its [`OperatorKind::inputs`] whose records reach every
+    /// subtask (a broadcast process function's rules), by index. They take
+    /// no key.
+    fn broadcast_inputs(&self) -> &'static [usize] {
+        &[]
+    }
+
     /// Builds the operator's factory from its keys.
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError>;
 }

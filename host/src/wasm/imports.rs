@@ -7,7 +7,7 @@ use super::logging::emit;
 use super::sandbox::StoreData;
 use super::sluice::operator::http::{self, Request, Response};
 use super::sluice::operator::logging::{self, Level};
-use super::sluice::operator::{output, state as wit_state, types};
+use super::sluice::operator::{broadcast_state, keyed, output, state as wit_state, types};
 use crate::state::{Descriptor, Kind};
 
 impl logging::Host for StoreData {
@@ -19,6 +19,67 @@ impl logging::Host for StoreData {
 
 /// `types` has no functions; guests still import the instance.
 impl types::Host for StoreData {}
+
+/// Nor has `keyed`.
+impl keyed::Host for StoreData {}
+
+impl broadcast_state::Host for StoreData {
+    fn declare(&mut self, name: String) -> wasmtime::Result<Result<u32, String>> {
+        if !self.keyed.opening {
+            return Ok(Err("broadcast states can only be declared in `open`".into()));
+        }
+        Ok(Ok(self.keyed.broadcast.declare(name)))
+    }
+
+    fn get(&mut self, s: u32, key: Vec<u8>) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.keyed.broadcast.map(s)?.get(&key).cloned())
+    }
+
+    fn put(&mut self, s: u32, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+        self.broadcast_write(s, "put")?.insert(key, value);
+        Ok(())
+    }
+
+    fn remove(&mut self, s: u32, key: Vec<u8>) -> wasmtime::Result<()> {
+        self.broadcast_write(s, "remove")?.remove(&key);
+        Ok(())
+    }
+
+    fn entries(
+        &mut self,
+        s: u32,
+    ) -> wasmtime::Result<(broadcast_state::ByteList, broadcast_state::ByteList)> {
+        let mut keys = ListBuilder::default();
+        let mut values = ListBuilder::default();
+        for (k, v) in self.keyed.broadcast.map(s)?.iter() {
+            keys.push(k);
+            values.push(v);
+        }
+        Ok((keys.finish(), values.finish()))
+    }
+}
+
+impl StoreData {
+    /// Broadcast state `s`, to change: refused (a trap, and the reason
+    /// kept for the operator's error) outside `process-broadcast`.
+    fn broadcast_write(
+        &mut self,
+        s: u32,
+        what: &str,
+    ) -> wasmtime::Result<&mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        let access = &mut self.keyed.access;
+        if !access.writable {
+            let name = self.keyed.broadcast.names.get(s as usize);
+            let message = format!(
+                "a {what} on broadcast state `{}` while processing keyed records; only `process-broadcast` (the broadcast input) may change broadcast state",
+                name.map_or("?", |n| n.as_str())
+            );
+            access.refused = Some(message.clone());
+            return Err(wasmtime::Error::msg(message));
+        }
+        self.keyed.broadcast.map(s)
+    }
+}
 
 impl http::Host for StoreData {
     async fn fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, String>> {

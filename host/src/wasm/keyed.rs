@@ -54,6 +54,120 @@ pub(crate) struct KeyedCall {
     /// A state error met by an import that is not the guest's doing (a
     /// full backend, a RocksDB error); the guest traps with it.
     pub(super) error: Option<StateError>,
+    /// A keyed broadcast process function's broadcast state, and whether
+    /// the call may change it.
+    pub(super) broadcast: BroadcastStates,
+    pub(super) access: BroadcastAccess,
+}
+
+/// The broadcast states of a keyed broadcast process function: every
+/// subtask holds all of each, and only a `process-broadcast` call may
+/// change them.
+#[derive(Default, Clone, PartialEq, Debug)]
+pub(crate) struct BroadcastStates {
+    /// Declared names, by handle.
+    pub(super) names: Vec<String>,
+    pub(super) maps: Vec<std::collections::BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+/// Whether a call may change broadcast state, and what it tried when it
+/// may not: the operator fails with that, whatever the guest makes of the
+/// trap.
+#[derive(Default)]
+pub(crate) struct BroadcastAccess {
+    pub(super) writable: bool,
+    pub(super) refused: Option<String>,
+}
+
+impl BroadcastStates {
+    /// Declares `name` (the same handle for a name declared before).
+    pub(super) fn declare(&mut self, name: String) -> u32 {
+        match self.names.iter().position(|n| *n == name) {
+            Some(i) => i as u32,
+            None => {
+                self.names.push(name);
+                self.maps.push(Default::default());
+                self.names.len() as u32 - 1
+            }
+        }
+    }
+
+    pub(super) fn map(
+        &mut self,
+        handle: u32,
+    ) -> wasmtime::Result<&mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>> {
+        let n = self.maps.len();
+        self.maps.get_mut(handle as usize).ok_or_else(|| {
+            wasmtime::Error::msg(format!(
+                "broadcast state handle {handle} was never declared ({n} declared)"
+            ))
+        })
+    }
+
+    /// A digest of every state's entries, equal on two subtasks exactly
+    /// when their broadcast states are.
+    pub(crate) fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, map) in self.names.iter().zip(&self.maps) {
+            for part in [name.as_bytes(), &(map.len() as u64).to_le_bytes()] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part);
+            }
+            for (k, v) in map {
+                for part in [k, v] {
+                    h.update((part.len() as u64).to_le_bytes());
+                    h.update(part);
+                }
+            }
+        }
+        super::hex(&h.finalize()[..16])
+    }
+
+    /// The states as JSON, for a snapshot: `{name: [[key hex, value hex], ...]}`.
+    pub(crate) fn to_json(&self) -> serde_json::Value {
+        let states = self.names.iter().zip(&self.maps).map(|(name, map)| {
+            let entries = map
+                .iter()
+                .map(|(k, v)| serde_json::json!([super::hex(k), super::hex(v)]))
+                .collect();
+            (name.clone(), serde_json::Value::Array(entries))
+        });
+        serde_json::Value::Object(states.collect())
+    }
+
+    /// Takes back the states of a snapshot ([`BroadcastStates::to_json`]).
+    /// A state the module no longer declares is an error unless `drop`.
+    pub(crate) fn restore(&mut self, json: &serde_json::Value, drop: bool) -> Result<(), String> {
+        let states = json
+            .as_object()
+            .ok_or("broadcast state is not a JSON object")?;
+        for (name, entries) in states {
+            let Some(i) = self.names.iter().position(|n| n == name) else {
+                if drop {
+                    continue;
+                }
+                return Err(format!(
+                    "the snapshot has broadcast state `{name}` that the module does not declare; declare it, or pass --drop-unclaimed-state to drop it"
+                ));
+            };
+            let map = &mut self.maps[i];
+            map.clear();
+            for e in entries
+                .as_array()
+                .ok_or("broadcast entries are not a list")?
+            {
+                let pair = |j: usize| {
+                    e.get(j)
+                        .and_then(|x| x.as_str())
+                        .and_then(|x| super::unhex(x).ok())
+                        .ok_or_else(|| format!("a corrupt entry of broadcast state `{name}`"))
+                };
+                map.insert(pair(0)?, pair(1)?);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl KeyedCall {

@@ -61,6 +61,7 @@ pub use exports::sluice::operator::{
 
 /// The state-migration hook a keyed process module may export.
 const MIGRATION_EXPORT: &str = crate::wit_name!("migration");
+pub use sluice::operator::keyed as wit_keyed;
 pub use sluice::operator::types as wit;
 
 /// Epoch tick: the resolution of call deadlines.
@@ -72,15 +73,19 @@ pub enum World {
     Transform,
     Aggregate,
     Process,
+    CoProcess,
+    BroadcastProcess,
     WindowFunction,
     Enricher,
 }
 
 impl World {
-    pub const ALL: [World; 5] = [
+    pub const ALL: [World; 7] = [
         World::Transform,
         World::Aggregate,
         World::Process,
+        World::CoProcess,
+        World::BroadcastProcess,
         World::WindowFunction,
         World::Enricher,
     ];
@@ -91,6 +96,8 @@ impl World {
             World::Transform => "transform",
             World::Aggregate => "aggregate",
             World::Process => "keyed-process",
+            World::CoProcess => "keyed-co-process",
+            World::BroadcastProcess => "keyed-broadcast-process",
             World::WindowFunction => "window-function",
             World::Enricher => "enricher",
         }
@@ -101,6 +108,8 @@ impl World {
             World::Transform => crate::wit_name!("transform-operator"),
             World::Aggregate => crate::wit_name!("aggregate-operator"),
             World::Process => crate::wit_name!("keyed-process-operator"),
+            World::CoProcess => crate::wit_name!("keyed-co-process-operator"),
+            World::BroadcastProcess => crate::wit_name!("keyed-broadcast-process-operator"),
             World::WindowFunction => crate::wit_name!("window-function-operator"),
             World::Enricher => crate::wit_name!("enricher-operator"),
         }
@@ -111,6 +120,8 @@ impl World {
             World::Transform => crate::wit_name!("transform"),
             World::Aggregate => crate::wit_name!("aggregate"),
             World::Process => crate::wit_name!("keyed-process"),
+            World::CoProcess => crate::wit_name!("keyed-co-process"),
+            World::BroadcastProcess => crate::wit_name!("keyed-broadcast-process"),
             World::WindowFunction => crate::wit_name!("window-function"),
             World::Enricher => crate::wit_name!("enricher"),
         }
@@ -140,6 +151,8 @@ enum Exports {
     Transform(wit_transform::GuestIndices),
     Aggregate(wit_aggregate::GuestIndices),
     Process(process::wit_process::GuestIndices),
+    CoProcess(process::wit_co::GuestIndices),
+    BroadcastProcess(process::wit_broadcast::GuestIndices),
     WindowFunction(wit_window::GuestIndices),
     Enricher(wit_enricher::GuestIndices),
 }
@@ -289,6 +302,10 @@ fn runtime() -> &'static Runtime {
             .expect("link output");
         sluice::operator::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link http");
+        sluice::operator::broadcast_state::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link broadcast state");
+        sluice::operator::keyed::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link keyed types");
         // Guests import the (function-less) `types` instance too.
         sluice::operator::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link types");
@@ -460,6 +477,12 @@ fn typed(
         World::Process => {
             Exports::Process(process::wit_process::GuestIndices::new(&pre).map_err(wrong_world)?)
         }
+        World::CoProcess => {
+            Exports::CoProcess(process::wit_co::GuestIndices::new(&pre).map_err(wrong_world)?)
+        }
+        World::BroadcastProcess => Exports::BroadcastProcess(
+            process::wit_broadcast::GuestIndices::new(&pre).map_err(wrong_world)?,
+        ),
         World::WindowFunction => {
             Exports::WindowFunction(wit_window::GuestIndices::new(&pre).map_err(wrong_world)?)
         }
@@ -468,14 +491,17 @@ fn typed(
         }
     };
     let migration = match world {
-        World::Process if component.get_export_index(None, MIGRATION_EXPORT).is_some() => Some(
+        World::Process | World::CoProcess | World::BroadcastProcess
+            if component.get_export_index(None, MIGRATION_EXPORT).is_some() =>
+        {
+            Some(
             wit_migration::GuestIndices::new(&pre).map_err(|e| {
                 format!(
                     "{} exports a state-migration hook that does not match {MIGRATION_EXPORT}: {e:#}",
                     path.display()
                 )
-            })?,
-        ),
+            })?)
+        }
         _ => None,
     };
     Ok(Arc::new(Module {

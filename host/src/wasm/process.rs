@@ -38,7 +38,10 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use super::exports::sluice::operator::keyed_broadcast_process as wit_broadcast;
+pub use super::exports::sluice::operator::keyed_co_process as wit_co;
 pub use super::exports::sluice::operator::keyed_process as wit_process;
+use super::wit_keyed as wk;
 
 /// A span meaning "absent" in `keyed-input.values`.
 const ABSENT: u32 = u32::MAX;
@@ -48,7 +51,9 @@ const MAX_BUFFERED: usize = 16 * 1024;
 /// What a process node needs besides its module.
 #[derive(Debug)]
 pub struct ProcessSettings {
-    pub key: KeySelector,
+    /// The key of each keyed input, in input order (a broadcast process
+    /// function's broadcast input has none).
+    pub keys: Vec<KeySelector>,
     pub max_parallelism: u32,
     pub backend: Backend,
 }
@@ -57,9 +62,52 @@ pub struct ProcessSettings {
 #[derive(Default)]
 struct Pending {
     batch: Batch,
-    /// Per record: its key's index and the watermark it arrived under.
+    /// Per record: its key's index, its input and the watermark it arrived
+    /// under.
     record_keys: Vec<u32>,
+    record_inputs: Vec<u8>,
     watermarks: Vec<i64>,
+}
+
+impl Pending {
+    fn clear(&mut self) {
+        self.batch.clear();
+        self.record_keys.clear();
+        self.record_inputs.clear();
+        self.watermarks.clear();
+    }
+}
+
+/// The exports of a module of one of the keyed worlds.
+enum KeyedGuest {
+    Process(wit_process::Guest),
+    CoProcess(wit_co::Guest),
+    BroadcastProcess(wit_broadcast::Guest),
+}
+
+type Store = wasmtime::Store<super::sandbox::StoreData>;
+
+impl KeyedGuest {
+    async fn open(&self, store: &mut Store, config: &str) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            KeyedGuest::Process(g) => g.call_open(store, config).await,
+            KeyedGuest::CoProcess(g) => g.call_open(store, config).await,
+            KeyedGuest::BroadcastProcess(g) => g.call_open(store, config).await,
+        }
+    }
+
+    async fn process(
+        &self,
+        store: &mut Store,
+        batch: wit::BatchParam<'_>,
+        context: wk::KeyedInput<'_>,
+    ) -> wasmtime::Result<wk::KeyedOutput> {
+        match self {
+            KeyedGuest::Process(g) => g.call_process(store, batch, context).await,
+            KeyedGuest::CoProcess(g) => g.call_process(store, batch, context).await,
+            KeyedGuest::BroadcastProcess(g) => g.call_process(store, batch, context).await,
+        }
+    }
 }
 
 pub struct WasmProcess {
@@ -71,7 +119,7 @@ pub struct WasmProcess {
     /// Side outputs the pipeline reads, by name; the port of `side_ports[i]`
     /// is `FIRST_SIDE_PORT + i`.
     side_ports: Vec<String>,
-    live: Option<(Sandbox, wit_process::Guest)>,
+    live: Option<(Sandbox, KeyedGuest)>,
     call: KeyedCall,
     pending: Pending,
     watermark: i64,
@@ -140,19 +188,23 @@ impl WasmProcess {
             self.call.state = Some(state);
         }
         let mut sandbox = Sandbox::new(&self.module, &self.settings).await?;
-        let Exports::Process(indices) = &self.module.exports else {
-            unreachable!("module loaded for the keyed-process world");
+        let guest = match &self.module.exports {
+            Exports::Process(i) => KeyedGuest::Process(sandbox.exports(&uid, |s, n| i.load(s, n))?),
+            Exports::CoProcess(i) => {
+                KeyedGuest::CoProcess(sandbox.exports(&uid, |s, n| i.load(s, n))?)
+            }
+            Exports::BroadcastProcess(i) => {
+                KeyedGuest::BroadcastProcess(sandbox.exports(&uid, |s, n| i.load(s, n))?)
+            }
+            _ => unreachable!("module loaded for a keyed world"),
         };
-        let guest = sandbox.exports(&uid, |store, instance| indices.load(store, instance))?;
         sandbox.arm();
         // Declarations of a restarted instance must match the first ones:
         // `declare` returns the existing handle for the same name and kind.
         self.call.opening = true;
         self.call.side_outputs.clear();
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
-        let result = guest
-            .call_open(&mut sandbox.store, &self.settings.config)
-            .await;
+        let result = guest.open(&mut sandbox.store, &self.settings.config).await;
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
         self.call.opening = false;
         sandbox.opened(&uid, result)?;
@@ -175,11 +227,18 @@ impl WasmProcess {
         Ok(())
     }
 
-    /// Takes a record into the current burst (or dead-letters it if it has
-    /// no key).
-    fn buffer(&mut self, batch: &Batch, i: usize, out: &mut Output) -> Result<(), RuntimeError> {
+    /// Takes a record of `input` into the current burst (or dead-letters
+    /// it if it has no key).
+    fn buffer(
+        &mut self,
+        batch: &Batch,
+        i: usize,
+        input: usize,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
         let r = batch.get(i);
-        if let Err(message) = self.process.key.extract(r.value(), &mut self.key_buf) {
+        let key = &self.process.keys[input];
+        if let Err(message) = key.extract(r.value(), &mut self.key_buf) {
             return out.dead_letter(r, &message);
         }
         let k = self
@@ -190,8 +249,122 @@ impl WasmProcess {
         p.batch
             .push(Some(&self.key_buf), r.value(), r.timestamp(), r.origin());
         p.record_keys.push(k);
+        p.record_inputs.push(input as u8);
         p.watermarks.push(self.watermark);
         Ok(())
+    }
+
+    /// Takes a batch of keyed input `input` into the current burst.
+    async fn take(
+        &mut self,
+        batch: Batch,
+        input: usize,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        for i in 0..batch.len() {
+            self.buffer(&batch, i, input, out)?;
+        }
+        if self.pending.batch.len() >= MAX_BUFFERED {
+            self.run(out).await?;
+        }
+        Ok(())
+    }
+
+    /// Processes a batch of a broadcast process function's broadcast input,
+    /// after the keyed records and the timers that came before it. With a
+    /// dead-letter sink, a call that traps is undone (the broadcast state
+    /// as it was) and replayed record by record, so that a record that
+    /// makes the guest trap costs itself alone.
+    async fn broadcast(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        self.run(out).await?;
+        let started = Instant::now();
+        let isolate = out.info().has_dead_letter;
+        let result = match self.broadcast_call(&batch, isolate, out).await? {
+            Ok(()) => Ok(()),
+            Err(description) if isolate && batch.len() > 1 => {
+                tracing::warn!(
+                    operator = %self.uid(),
+                    "trapped on {} broadcast records ({description}); replaying them one by one",
+                    batch.len()
+                );
+                let mut single = Batch::default();
+                for i in 0..batch.len() {
+                    let r = batch.get(i);
+                    single.clear();
+                    single.push(r.key(), r.value(), r.timestamp(), r.origin());
+                    if let Err(description) = self.broadcast_call(&single, true, out).await? {
+                        super::trapped_on(out, &self.settings.uid, r, description)?;
+                    }
+                }
+                Ok(())
+            }
+            Err(description) if batch.len() == 1 => {
+                super::trapped_on(out, &self.settings.uid, batch.get(0), description)
+            }
+            Err(description) => Err(WasmError::Trap {
+                uid: self.uid(),
+                at: describe_call(&batch, 0, out).replace(" records", " broadcast records"),
+                message: description,
+            }
+            .into()),
+        };
+        let metrics = &out.info().metrics;
+        NodeMetrics::add(&metrics.wasm_nanos, started.elapsed().as_nanos() as u64);
+        result
+    }
+
+    /// One `process-broadcast` call. A trap is `Ok(Err(its description))`:
+    /// the instance is dropped, and with `undoable` the broadcast state is
+    /// put back as it was before the call.
+    async fn broadcast_call(
+        &mut self,
+        batch: &Batch,
+        undoable: bool,
+        out: &mut Output,
+    ) -> Result<Result<(), String>, RuntimeError> {
+        if self.live.is_none() {
+            self.start().await?;
+        }
+        let saved = undoable.then(|| self.call.broadcast.clone());
+        let watermarks = vec![self.watermark; batch.len()];
+        let (sandbox, guest) = self.live.as_mut().expect("started");
+        let KeyedGuest::BroadcastProcess(guest) = guest else {
+            unreachable!("only a keyed broadcast process function has a broadcast input");
+        };
+        sandbox.arm();
+        self.call.access.writable = true;
+        std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
+        let lowered = self.lowering.batch(batch);
+        let result = guest
+            .call_process_broadcast(&mut sandbox.store, lowered, &watermarks)
+            .await;
+        std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
+        self.call.access.writable = false;
+        let worn = sandbox.worn();
+        match result {
+            Ok(o) => {
+                if worn {
+                    self.live = None;
+                }
+                let records = o.records.records.iter().map(|m| OutRecord {
+                    key: m.key,
+                    value: m.value,
+                    timestamp: m.timestamp,
+                });
+                let errors = o.errors.iter().map(|e| (e.index, e.message.as_str()));
+                let output = (&o.records.data[..], &o.origins[..], &o.ports[..]);
+                self.emit(batch, records, output, errors, out)?;
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                let description = sandbox.describe(&e);
+                self.live = None;
+                if let Some(saved) = saved {
+                    self.call.broadcast = saved;
+                }
+                Ok(Err(description))
+            }
+        }
     }
 
     /// Makes one call for the buffered records and the timers that are due.
@@ -206,8 +379,21 @@ impl WasmProcess {
             return Ok(());
         }
         let started = Instant::now();
+        // More due timers than a call's worth fire in calls of their own, in
+        // time order, before the first record and after the last (the final
+        // watermark makes every held key's timers due at once: one call for
+        // them all would cost the guest memory in proportion to the state).
+        let first = self.pending.watermarks.first().copied().unwrap_or(end);
+        while let Some(t) = self.timer_chunk_end(first)? {
+            self.timers_alone(t, now, out).await?;
+        }
+        let call_end = match self.timer_chunk_end(end)? {
+            Some(_) => self.pending.watermarks.last().copied().unwrap_or(end),
+            None => end,
+        };
         let pending = std::mem::take(&mut self.pending);
         let isolate = out.info().has_dead_letter && !pending.batch.is_empty();
+        let end = call_end;
         let result = match self.call(&pending, end, now, isolate, out).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err((description, timers))) if isolate => {
@@ -227,10 +413,10 @@ impl WasmProcess {
             Err(e) => Err(e),
         };
         let mut recycled = pending;
-        recycled.batch.clear();
-        recycled.record_keys.clear();
-        recycled.watermarks.clear();
+        recycled.clear();
         self.pending = recycled;
+        result?;
+        let result = self.timers_after(now, out).await;
         let metrics = &out.info().metrics;
         NodeMetrics::add(&metrics.wasm_nanos, started.elapsed().as_nanos() as u64);
         // RocksDB's size estimate walks its files: once a second is enough.
@@ -265,12 +451,11 @@ impl WasmProcess {
             let watermark = input.watermarks[i];
             self.timers_alone(watermark, now, out).await?;
             let r = input.batch.get(i);
-            single.batch.clear();
-            single.record_keys.clear();
-            single.watermarks.clear();
+            single.clear();
             let key = r.key().unwrap_or_default();
             self.call.keys.clear();
             single.record_keys.push(self.call.keys.intern(key, maxp));
+            single.record_inputs.push(input.record_inputs[i]);
             single.watermarks.push(watermark);
             single
                 .batch
@@ -280,6 +465,41 @@ impl WasmProcess {
             }
         }
         self.timers_alone(end, now, out).await
+    }
+
+    /// Fires the timers due by the watermark in calls of their own, at most
+    /// about [`MAX_BUFFERED`] at a time.
+    async fn timers_after(&mut self, now: i64, out: &mut Output) -> Result<(), RuntimeError> {
+        let end = self.watermark;
+        while let Some(t) = self.timer_chunk_end(end)? {
+            self.timers_alone(t, now, out).await?;
+        }
+        if self.timers_due(end, i64::MIN) {
+            self.timers_alone(end, now, out).await?;
+        }
+        Ok(())
+    }
+
+    /// When more than [`MAX_BUFFERED`] event-time timers are due by
+    /// `until`: the time of the last of the first [`MAX_BUFFERED`], up to
+    /// which a call fires them.
+    fn timer_chunk_end(&mut self, until: i64) -> Result<Option<i64>, RuntimeError> {
+        let Some(state) = &mut self.call.state else {
+            return Ok(None);
+        };
+        let (mut n, mut at) = (0, None);
+        state
+            .due_timers(Domain::EventTime, until, &mut |t, _, _| {
+                n += 1;
+                if n == MAX_BUFFERED {
+                    at = Some(t);
+                }
+            })
+            .map_err(|error| RuntimeError::State {
+                uid: self.settings.uid.to_string(),
+                error,
+            })?;
+        Ok(at.filter(|_| n > MAX_BUFFERED))
     }
 
     /// Whether a timer is due by the watermark `end` or the time `now`.
@@ -344,13 +564,13 @@ impl WasmProcess {
         let state = state.as_mut().expect("opened");
         for (d, until) in [(Domain::ProcessingTime, now), (Domain::EventTime, end)] {
             let domain = match d {
-                Domain::EventTime => wit_process::TimeDomain::EventTime,
-                Domain::ProcessingTime => wit_process::TimeDomain::ProcessingTime,
+                Domain::EventTime => wk::TimeDomain::EventTime,
+                Domain::ProcessingTime => wk::TimeDomain::ProcessingTime,
             };
             state
                 .due_timers(d, until, &mut |time, _kg, key| {
                     let key = keys.intern(key, maxp);
-                    timers.push(wit_process::Timer { key, time, domain });
+                    timers.push(wk::Timer { key, time, domain });
                 })
                 .map_err(|error| RuntimeError::State {
                     uid: self.settings.uid.to_string(),
@@ -390,12 +610,13 @@ impl WasmProcess {
         let (sandbox, guest) = self.live.as_mut().expect("started");
         sandbox.arm();
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
-        let context = wit_process::KeyedInput {
+        let context = wk::KeyedInput {
             keys: wit::ByteListParam {
                 data: &key_data,
                 spans: &key_spans,
             },
             record_keys: &pending.record_keys,
+            record_inputs: &pending.record_inputs,
             watermarks: &pending.watermarks,
             end_watermark: end,
             processing_time: now,
@@ -406,12 +627,19 @@ impl WasmProcess {
             },
         };
         let batch = self.lowering.batch(&pending.batch);
-        let result = guest.call_process(&mut sandbox.store, batch, context).await;
+        let result = guest.process(&mut sandbox.store, batch, context).await;
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
         let worn = sandbox.worn();
         let output = match result {
             Ok(o) => o,
             Err(e) => {
+                if let Some(message) = self.call.access.refused.take() {
+                    return Err(WasmError::Contract {
+                        uid: self.uid(),
+                        message,
+                    }
+                    .into());
+                }
                 let description = match self.call.error.take() {
                     Some(state_error) => return Err(self.state_error(state_error)),
                     None => sandbox.describe(&e),
@@ -448,7 +676,7 @@ impl WasmProcess {
     fn apply(
         &mut self,
         input: &Pending,
-        o: wit_process::KeyedOutput,
+        o: wk::KeyedOutput,
         now: i64,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
@@ -517,8 +745,8 @@ impl WasmProcess {
                 .key(t.key)
                 .ok_or_else(|| contract(format!("a timer for key {} of {nkeys}", t.key)))?;
             let d = match t.domain {
-                wit_process::TimeDomain::EventTime => Domain::EventTime,
-                wit_process::TimeDomain::ProcessingTime => Domain::ProcessingTime,
+                wk::TimeDomain::EventTime => Domain::EventTime,
+                wk::TimeDomain::ProcessingTime => Domain::ProcessingTime,
             };
             let changed = if c.registered {
                 state.register_timer(d, t.time, kg, k)
@@ -540,18 +768,43 @@ impl WasmProcess {
                     error,
                 })?;
         }
-        // Records, split by port.
-        let n = o.records.records.len();
-        if o.origins.len() != n || o.ports.len() != n {
+        let records = o.records.records.iter().map(|m| OutRecord {
+            key: m.key,
+            value: m.value,
+            timestamp: m.timestamp,
+        });
+        let errors = o.errors.iter().map(|e| (e.index, e.message.as_str()));
+        let output = (&o.records.data[..], &o.origins[..], &o.ports[..]);
+        self.emit(&input.batch, records, output, errors, out)
+    }
+
+    /// Emits a call's records (each to its port, with its origin in
+    /// `input`) and dead-letters the input records it failed on.
+    fn emit<'a>(
+        &self,
+        input: &Batch,
+        records: impl ExactSizeIterator<Item = OutRecord>,
+        (data, origins, ports): (&[u8], &[u32], &[u32]),
+        errors: impl Iterator<Item = (u32, &'a str)>,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let contract = |message: String| {
+            RuntimeError::Wasm(WasmError::Contract {
+                uid: self.uid(),
+                message,
+            })
+        };
+        let n = records.len();
+        if origins.len() != n || ports.len() != n {
             return Err(contract(format!(
                 "{n} records but {} origins and {} ports",
-                o.origins.len(),
-                o.ports.len()
+                origins.len(),
+                ports.len()
             )));
         }
-        let data_len = o.records.data.len();
+        let data_len = data.len();
         let mut by_port: Vec<(usize, Batch)> = Vec::new();
-        for ((m, &origin), &port) in o.records.records.iter().zip(&o.origins).zip(&o.ports) {
+        for ((m, &origin), &port) in records.zip(origins).zip(ports) {
             let port = match port {
                 0 => Some(crate::runtime::operator::MAIN_PORT),
                 h => *self.ports.get(h as usize - 1).ok_or_else(|| {
@@ -567,10 +820,9 @@ impl WasmProcess {
                 u32::MAX => Origin::NONE,
                 i => {
                     input
-                        .batch
                         .records
                         .get(i as usize)
-                        .ok_or_else(|| contract(format!("origin {i} of {}", input.batch.len())))?
+                        .ok_or_else(|| contract(format!("origin {i} of {}", input.len())))?
                         .origin
                 }
             };
@@ -588,27 +840,33 @@ impl WasmProcess {
                 }
             };
             b.push(
-                key.map(|k| &o.records.data[k.range()]),
-                &o.records.data[value.range()],
+                key.map(|k| &data[k.range()]),
+                &data[value.range()],
                 m.timestamp,
                 origin,
             );
         }
-        for e in &o.errors {
-            if e.index as usize >= input.batch.len() {
+        for (index, message) in errors {
+            if index as usize >= input.len() {
                 return Err(contract(format!(
-                    "an error for record {} of {}",
-                    e.index,
-                    input.batch.len()
+                    "an error for record {index} of {}",
+                    input.len()
                 )));
             }
-            out.dead_letter(input.batch.get(e.index as usize), &e.message)?;
+            out.dead_letter(input.get(index as usize), message)?;
         }
         for (port, b) in by_port {
             out.emit_to(port, b);
         }
         Ok(())
     }
+}
+
+/// Where an output record's pieces are in its call's output data.
+struct OutRecord {
+    key: Option<wit::Span>,
+    value: wit::Span,
+    timestamp: Option<i64>,
 }
 
 /// " on a call with N records (ORIGIN .. ORIGIN) and M timers".
@@ -645,8 +903,9 @@ pub async fn declarations(
         grants: Default::default(),
         base_dir: std::env::temp_dir(),
     };
+    let key = KeySelector::new(vec![crate::json::Pointer::parse("")?]);
     let process = ProcessSettings {
-        key: KeySelector::new(vec![crate::json::Pointer::parse("")?]),
+        keys: vec![key.clone(), key],
         max_parallelism: 1,
         backend: Backend::Memory { limit: 64 << 20 },
     };
@@ -678,13 +937,19 @@ impl Operator for WasmProcess {
     }
 
     async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
-        for i in 0..batch.len() {
-            self.buffer(&batch, i, out)?;
+        self.take(batch, 0, out).await
+    }
+
+    async fn process_input(
+        &mut self,
+        input: usize,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        match self.module.world {
+            World::BroadcastProcess => self.broadcast(batch, out).await,
+            _ => self.take(batch, input, out).await,
         }
-        if self.pending.batch.len() >= MAX_BUFFERED {
-            self.run(out).await?;
-        }
-        Ok(())
     }
 
     async fn on_watermark(
@@ -750,8 +1015,18 @@ impl Operator for WasmProcess {
                     .map_err(state_err)?;
             }
         }
+        let mut meta = serde_json::json!({ "watermark": self.watermark, "states": states });
+        if self.module.world == World::BroadcastProcess {
+            // Every subtask holds the same broadcast state: subtask 0 keeps
+            // it, and each says what it holds, for the coordinator to
+            // compare (see `checkpoint::coordinator`).
+            meta[crate::checkpoint::BROADCAST_HASH] = self.call.broadcast.digest().into();
+            if self.subtask == 0 {
+                meta["broadcast"] = self.call.broadcast.to_json();
+            }
+        }
         Ok(crate::checkpoint::OperatorState {
-            meta: serde_json::json!({ "watermark": self.watermark, "states": states }),
+            meta,
             keyed: Some(w.finish()),
             committables: Vec::new(),
         })
@@ -805,6 +1080,19 @@ impl Operator for WasmProcess {
             .map_err(|e| {
                 state_err(e.context(format!("cannot restore from {}", restored.location)))
             })?;
+        if self.module.world == World::BroadcastProcess
+            && let Some(b) = restored.metas.iter().find_map(|m| m.get("broadcast"))
+        {
+            self.call
+                .broadcast
+                .restore(b, restored.drop_unclaimed)
+                .map_err(|m| {
+                    RuntimeError::Incompatible(format!(
+                        "`{uid}` cannot restore from {}: {m}",
+                        restored.location
+                    ))
+                })?;
+        }
         for (handle, from) in plan.migrate {
             self.migrate(handle, from, &restored.location.to_string())
                 .await?;
@@ -1026,25 +1314,91 @@ impl OperatorKind for ProcessKind {
     }
 
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        let key = kind::key(
-            cx,
-            "a process function needs a `key_by`: its state and timers are per key",
-        )?
-        .clone();
-        let guest = super::plan::guest(cx, "process", World::Process)?;
-        let factory = ProcessFactory {
-            guest,
-            process: Arc::new(ProcessSettings {
-                key,
-                max_parallelism: cx.max_parallelism(),
-                backend: cx.backend()?,
-            }),
-        };
-        Ok(Planned {
-            open_side_ports: true,
-            ..Planned::new(Arc::new(factory))
-        })
+        plan_keyed(cx, self.tag(), World::Process, &[0])
     }
+}
+
+/// `co_process:`: a keyed co-process function of two inputs, `left` and
+/// `right`, each with its key.
+pub struct CoProcessKind;
+
+impl OperatorKind for CoProcessKind {
+    fn tag(&self) -> &'static str {
+        "co_process"
+    }
+
+    fn what(&self) -> &'static str {
+        "a keyed co-process function"
+    }
+
+    fn inputs(&self) -> &'static [&'static str] {
+        &["left", "right"]
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        plan_keyed(cx, self.tag(), World::CoProcess, &[0, 1])
+    }
+}
+
+/// `broadcast_process:`: a keyed broadcast process function of a keyed
+/// input (`keyed`, with the `key_by`) and a broadcast input (`broadcast`),
+/// whose records reach every subtask.
+pub struct BroadcastProcessKind;
+
+/// The broadcast input of a keyed broadcast process function.
+pub const BROADCAST_INPUT: usize = 1;
+
+impl OperatorKind for BroadcastProcessKind {
+    fn tag(&self) -> &'static str {
+        "broadcast_process"
+    }
+
+    fn what(&self) -> &'static str {
+        "a keyed broadcast process function"
+    }
+
+    fn inputs(&self) -> &'static [&'static str] {
+        &["keyed", "broadcast"]
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        plan_keyed(cx, self.tag(), World::BroadcastProcess, &[0])
+    }
+
+    fn broadcast_inputs(&self) -> &'static [usize] {
+        &[BROADCAST_INPUT]
+    }
+}
+
+/// The plan of a keyed function whose module section is `tag`: the keys of
+/// its keyed `inputs`, its module, its open side outputs.
+fn plan_keyed(
+    cx: &dyn PlanContext,
+    tag: &str,
+    world: World,
+    inputs: &[usize],
+) -> Result<Planned, PlanError> {
+    kind::key(
+        cx,
+        &format!("a `{tag}` function needs a `key_by`: its state and timers are per key"),
+    )?;
+    let keys = inputs
+        .iter()
+        .map(|&i| cx.input_key(i).expect("a key, checked").clone())
+        .collect();
+    let guest = super::plan::guest(cx, tag, world)?;
+    let factory = ProcessFactory {
+        guest,
+        process: Arc::new(ProcessSettings {
+            keys,
+            max_parallelism: cx.max_parallelism(),
+            backend: cx.backend()?,
+        }),
+    };
+    Ok(Planned {
+        open_side_ports: true,
+        ..Planned::new(Arc::new(factory))
+    })
 }
 
 /// Makes a keyed process function's subtasks; before a restore, checks that
@@ -1057,7 +1411,11 @@ pub struct ProcessFactory {
 #[async_trait]
 impl OperatorFactory for ProcessFactory {
     fn kind(&self) -> &'static str {
-        "process"
+        match self.guest.module.world {
+            World::CoProcess => "co_process",
+            World::BroadcastProcess => "broadcast_process",
+            _ => "process",
+        }
     }
 
     fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
