@@ -77,6 +77,10 @@ pub enum WasmError {
     /// The guest broke the contract (an out-of-range index, a wrong count).
     #[error("operator `{uid}` returned an invalid result: {message}")]
     Contract { uid: String, message: String },
+    /// The subtasks of a broadcast process function hold different
+    /// broadcast state: its broadcast side is not deterministic.
+    #[error("operator `{uid}`: {message}")]
+    Diverged { uid: String, message: String },
 }
 
 /// Why keyed state could not be read or written. The kind decides what

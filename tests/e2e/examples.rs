@@ -171,6 +171,11 @@ const COVERED: &[(&str, &str)] = &[
         "examples/js/session-detector.js",
         "polyglot::javascript_operators_give_the_rust_results",
     ),
+    ("examples/operators/fraud-rules", "cases::fraud-rules"),
+    (
+        "examples/operators/chaos-broadcast",
+        "broadcast::broadcast_state_that_differs_between_subtasks_fails_the_checkpoint (and cases::error_broadcast_write_from_the_keyed_side)",
+    ),
     (
         "examples/bench/w6-rs.yaml",
         "bench::w6_as_a_co_process_function_in_rust_python_and_javascript",

@@ -6,6 +6,7 @@
 //! `cases`: one test per case and run; see `cases.rs`.)
 //! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
 //! - `sandbox`: traps, deadlines, memory caps and grants;
+//! - `broadcast`: the broadcast state check of broadcast process functions;
 //! - `enricher`: async enrichment against a real HTTP service process;
 //! - `polyglot`: Python and JavaScript operators give the Rust results;
 //! - `cli`: the command line itself;
@@ -15,6 +16,7 @@
 
 mod api;
 mod bench;
+mod broadcast;
 mod cli;
 mod dashboard;
 mod enricher;

@@ -139,6 +139,7 @@ pub use serde_json;
 
 mod aggregate;
 mod batch;
+mod broadcast;
 /// The wit-bindgen glue (src/bindings.in.rs with the WIT version filled in).
 mod bindings {
     include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
@@ -156,6 +157,7 @@ mod transform;
 mod window;
 
 pub use aggregate::Aggregate;
+pub use broadcast::{BroadcastContext, BroadcastState, KeyedBroadcastProcess};
 pub use config::Config;
 pub use error::Error;
 pub use process::{
@@ -328,6 +330,57 @@ macro_rules! export_co_process {
             let _ = (
                 <__SluiceCoProcessExport as $crate::__private::CoProcessGuest>::open,
                 <__SluiceCoProcessExport as $crate::__private::CoProcessGuest>::process,
+            );
+        };
+    };
+}
+
+/// Exports a [`KeyedBroadcastProcess`] as the operator of this crate's
+/// component (`sluice:operator/keyed-broadcast-process`). Use it once, at
+/// the top level of the crate; see [`KeyedBroadcastProcess`] for an example.
+#[macro_export]
+macro_rules! export_broadcast_process {
+    ($operator:ty $(,)?) => {
+        const _: () = {
+            struct __SluiceBroadcastExport;
+
+            ::std::thread_local! {
+                static __SLUICE_BROADCAST: $crate::__private::ProcessState<$crate::__private::Broadcast<$operator>> =
+                    const { $crate::__private::ProcessState::new() };
+            }
+
+            impl $crate::__private::BroadcastGuest for __SluiceBroadcastExport {
+                fn open(
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<(), ::std::string::String> {
+                    __SLUICE_BROADCAST.with(|state| state.open(config))
+                }
+
+                fn process(
+                    input: $crate::__private::Batch,
+                    context: $crate::__private::KeyedInput,
+                ) -> $crate::__private::KeyedOutput {
+                    __SLUICE_BROADCAST.with(|state| state.process(input, context))
+                }
+
+                fn process_broadcast(
+                    input: $crate::__private::Batch,
+                    watermarks: ::std::vec::Vec<i64>,
+                ) -> $crate::__private::BroadcastOutput {
+                    __SLUICE_BROADCAST.with(|state| state.process_broadcast(input, watermarks))
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::broadcast_bindings::export_broadcast_world!(
+                __SluiceBroadcastExport with_types_in $crate::__private::broadcast_bindings
+            );
+
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceBroadcastExport as $crate::__private::BroadcastGuest>::open,
+                <__SluiceBroadcastExport as $crate::__private::BroadcastGuest>::process,
+                <__SluiceBroadcastExport as $crate::__private::BroadcastGuest>::process_broadcast,
             );
         };
     };
@@ -591,6 +644,10 @@ pub mod __private {
     pub use crate::bindings::aggregate::exports::sluice::operator::aggregate::{
         AddOutput, Guest as AggregateGuest,
     };
+    pub use crate::bindings::broadcast as broadcast_bindings;
+    pub use crate::bindings::broadcast::exports::sluice::operator::keyed_broadcast_process::{
+        BroadcastOutput, Guest as BroadcastGuest,
+    };
     pub use crate::bindings::co_process as co_process_bindings;
     pub use crate::bindings::co_process::exports::sluice::operator::keyed_co_process::Guest as CoProcessGuest;
     pub use crate::bindings::enricher as enricher_bindings;
@@ -611,6 +668,7 @@ pub mod __private {
     pub use crate::bindings::window::exports::sluice::operator::window_function::{
         Guest as WindowGuest, Window as WitWindow,
     };
+    pub use crate::broadcast::Broadcast;
     pub use crate::process::{One, ProcessState, Two};
     pub use crate::transform::TransformState;
     pub use crate::window::WindowState;

@@ -394,6 +394,12 @@ pub trait MigrateState: KeyedProcess {
 #[derive(Clone, Copy, Debug)]
 pub struct SideOutput(u32);
 
+impl SideOutput {
+    pub(crate) fn port(self) -> u32 {
+        self.0
+    }
+}
+
 /// A value state handle; read and write it through a [`Context`].
 pub struct ValueState<T> {
     handle: u32,
@@ -867,6 +873,18 @@ impl<T: KeyedFunction> ProcessState<T> {
             panic!("{}", crate::transform::NOT_OPENED);
         };
         match run(op, *value_states, &input, context) {
+            Ok(out) => out,
+            Err(message) => panic!("{message}"),
+        }
+    }
+
+    /// Runs `f` on the opened operator; a broken call traps.
+    pub(crate) fn with_op<R>(&self, f: impl FnOnce(&mut T) -> Result<R, String>) -> R {
+        let mut inner = self.inner.borrow_mut();
+        let Some((op, _)) = inner.as_mut() else {
+            panic!("{}", crate::transform::NOT_OPENED);
+        };
+        match f(op) {
             Ok(out) => out,
             Err(message) => panic!("{message}"),
         }

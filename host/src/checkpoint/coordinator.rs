@@ -59,6 +59,10 @@ pub enum Outcome {
     Failed(String),
     /// A stop-with-savepoint completed: the job should stop.
     Stopped(PathBuf),
+    /// The subtasks of operator `uid` hold different broadcast state (see
+    /// [`super::BROADCAST_HASH`]): the same input does it again, so the job
+    /// fails without a restart.
+    Diverged { uid: String, message: String },
 }
 
 /// What the tasks of an attempt hold to talk to the coordinator.
@@ -416,9 +420,10 @@ impl Coordinator {
             self.fail_pending(e);
             return;
         }
-        if let Some(message) = broadcast_divergence(p.id, &p.operators) {
-            self.fail_pending(message.clone());
-            let _ = self.outcome.send(Outcome::Failed(message));
+        if let Some((uid, message)) = broadcast_divergence(p.id, &p.operators) {
+            let warning = format!("operator `{uid}`: {message}");
+            let _ = self.outcome.send(Outcome::Diverged { uid, message });
+            self.fail_pending(warning);
             return;
         }
         let mut p = self.pending.take().expect("pending");
@@ -685,19 +690,24 @@ fn crash_before_commit() -> Option<u64> {
 /// [`super::BROADCAST_HASH`]), if they do: the broadcast side
 /// of the function is not deterministic, and a restore would give each
 /// subtask subtask 0's state.
-fn broadcast_divergence(id: u64, operators: &super::Operators) -> Option<String> {
+fn broadcast_divergence(id: u64, operators: &super::Operators) -> Option<(String, String)> {
     let key = super::BROADCAST_HASH;
     for (uid, op) in operators {
-        let mut hashes = op
+        let mut hashes: Vec<(u32, &str)> = op
             .subtasks
             .iter()
-            .filter_map(|s| Some((s.subtask, s.meta.get(key)?.as_str()?)));
-        let Some((first, h)) = hashes.next() else {
+            .filter_map(|s| Some((s.subtask, s.meta.get(key)?.as_str()?)))
+            .collect();
+        hashes.sort_unstable();
+        let Some(&(first, h)) = hashes.first() else {
             continue;
         };
-        if let Some((other, g)) = hashes.find(|(_, g)| *g != h) {
-            return Some(format!(
-                "operator `{uid}`: subtasks {first} and {other} hold different broadcast state at checkpoint {id} (digests {h} and {g}); the broadcast side of a keyed broadcast process function must change broadcast state the same way on every subtask, from the broadcast records alone (no clock, randomness, keyed state or subtask-specific input)"
+        if let Some(&(other, g)) = hashes.iter().find(|(_, g)| *g != h) {
+            return Some((
+                uid.clone(),
+                format!(
+                    "subtasks {first} and {other} hold different broadcast state at checkpoint {id} (digests {h} and {g}); the broadcast side of a keyed broadcast process function must change broadcast state the same way on every subtask, from the broadcast records alone (no clock, randomness, keyed state or subtask-specific input)"
+                ),
             ));
         }
     }

@@ -22,7 +22,7 @@ use super::task::{ChainNode, Head, SourceNode, Target, Task};
 use super::{NodeMetrics, Operator, Output, Splits};
 use crate::checkpoint::coordinator::{Coordinator, Outcome, SavepointRequest, Setup};
 use crate::checkpoint::{CheckpointStats, RestorePoint};
-use crate::error::{Fault, RuntimeError};
+use crate::error::{Fault, RuntimeError, WasmError};
 use crate::time::Clock;
 use crate::time::watermark::InputWatermarks;
 use std::sync::Arc;
@@ -549,6 +549,9 @@ async fn run_attempt(
                         first_error.get_or_insert(RuntimeError::Checkpoint(e));
                     }
                     Outcome::Stopped(path) => stopped = Some(path),
+                    Outcome::Diverged { uid, message } => {
+                        first_error.get_or_insert(WasmError::Diverged { uid, message }.into());
+                    }
                 }
                 cancelled = true;
                 let _ = cancel_tx.send(true);

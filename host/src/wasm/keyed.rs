@@ -109,7 +109,9 @@ impl BroadcastStates {
     pub(crate) fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
-        for (name, map) in self.names.iter().zip(&self.maps) {
+        let mut states: Vec<_> = self.names.iter().zip(&self.maps).collect();
+        states.sort_by_key(|(name, _)| *name);
+        for (name, map) in states {
             for part in [name.as_bytes(), &(map.len() as u64).to_le_bytes()] {
                 h.update((part.len() as u64).to_le_bytes());
                 h.update(part);
@@ -239,4 +241,47 @@ pub(super) fn items(list: &wit_state::ByteList) -> wasmtime::Result<Vec<&[u8]>> 
                 .map_err(wasmtime::Error::msg)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_state_survives_its_snapshot_and_its_digest_tells_states_apart() {
+        let mut a = BroadcastStates::default();
+        let rules = a.declare("rules".into());
+        assert_eq!(a.declare("rules".into()), rules);
+        let other = a.declare("other".into());
+        a.map(rules)
+            .unwrap()
+            .insert(b"\"FR\"".to_vec(), b"500".to_vec());
+        a.map(other).unwrap().insert(vec![0, 255], vec![]);
+        // Restored into a module that declares the same states, in another
+        // order: the same entries, the same digest.
+        let mut b = BroadcastStates::default();
+        b.declare("other".into());
+        b.declare("rules".into());
+        b.restore(&a.to_json(), false).unwrap();
+        assert_eq!(b.digest(), a.digest());
+        assert_eq!(b.maps[1], a.maps[0]);
+        // One entry apart: another digest; and the same bytes under another
+        // state's name are not the same state.
+        b.maps[1].insert(b"\"DE\"".to_vec(), b"300".to_vec());
+        assert_ne!(b.digest(), a.digest());
+        let mut c = BroadcastStates::default();
+        c.declare("rules".into());
+        c.declare("other".into());
+        c.maps[0] = a.maps[1].clone();
+        c.maps[1] = a.maps[0].clone();
+        assert_ne!(c.digest(), a.digest());
+        // A state the module no longer declares: refused unless dropped.
+        let mut d = BroadcastStates::default();
+        d.declare("rules".into());
+        let e = d.restore(&a.to_json(), false).unwrap_err();
+        assert!(e.contains("broadcast state `other`"), "{e}");
+        d.restore(&a.to_json(), true).unwrap();
+        assert_eq!(d.maps[0], a.maps[0]);
+        assert!(d.map(7).is_err());
+    }
 }

@@ -293,13 +293,13 @@ impl WasmProcess {
                     single.clear();
                     single.push(r.key(), r.value(), r.timestamp(), r.origin());
                     if let Err(description) = self.broadcast_call(&single, true, out).await? {
-                        super::trapped_on(out, &self.settings.uid, r, description)?;
+                        self.broadcast_trapped(out, r, description)?;
                     }
                 }
                 Ok(())
             }
             Err(description) if batch.len() == 1 => {
-                super::trapped_on(out, &self.settings.uid, batch.get(0), description)
+                self.broadcast_trapped(out, batch.get(0), description)
             }
             Err(description) => Err(WasmError::Trap {
                 uid: self.uid(),
@@ -311,6 +311,21 @@ impl WasmProcess {
         let metrics = &out.info().metrics;
         NodeMetrics::add(&metrics.wasm_nanos, started.elapsed().as_nanos() as u64);
         result
+    }
+
+    /// A broadcast record made the guest trap: a dead letter (from the
+    /// first subtask only: every subtask traps on it alike) or the job's
+    /// end.
+    fn broadcast_trapped(
+        &self,
+        out: &mut Output,
+        r: crate::runtime::RecordRef<'_>,
+        description: String,
+    ) -> Result<(), RuntimeError> {
+        if out.info().has_dead_letter && self.subtask != 0 {
+            return Ok(());
+        }
+        super::trapped_on(out, &self.settings.uid, r, description)
     }
 
     /// One `process-broadcast` call. A trap is `Ok(Err(its description))`:
@@ -351,7 +366,10 @@ impl WasmProcess {
                     value: m.value,
                     timestamp: m.timestamp,
                 });
+                // Every subtask fails on a bad broadcast record alike: the
+                // first reports it.
                 let errors = o.errors.iter().map(|e| (e.index, e.message.as_str()));
+                let errors = errors.filter(|_| self.subtask == 0);
                 let output = (&o.records.data[..], &o.origins[..], &o.ports[..]);
                 self.emit(batch, records, output, errors, out)?;
                 Ok(Ok(()))

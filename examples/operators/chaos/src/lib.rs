@@ -32,11 +32,14 @@
 //! pipeline specs under `examples/` refer to. The `chaos-enricher` crate builds
 //! the same source as an async enricher (`chaos_enricher.wasm`), and the
 //! `chaos-process` crate a keyed process function (`chaos_process.wasm`, see
-//! the `keyed` module) that panics on a triggering record.
+//! the `keyed` module) that panics on a triggering record, and the
+//! `chaos-broadcast` crate a keyed broadcast process function
+//! (`chaos_broadcast.wasm`, see the `broadcast` module) that breaks the
+//! rules of broadcast state.
 
 // `chaos-process` exports only the keyed process function; the transform's
 // code is built but unused there.
-#![cfg_attr(feature = "process", allow(dead_code))]
+#![cfg_attr(any(feature = "process", feature = "broadcast"), allow(dead_code))]
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -58,6 +61,10 @@ enum Mode {
     Probe,
     Log,
     Flood,
+    /// `chaos-broadcast` only: see the `broadcast` module.
+    Local,
+    #[serde(rename = "keyed_write")]
+    KeyedWrite,
 }
 
 /// The operator's config.
@@ -125,6 +132,7 @@ impl Transform for Chaos {
             Mode::Alloc => hoard(),
             Mode::Error => return Err("chaos: rejected record".into()),
             Mode::Flood => flood(),
+            Mode::Local | Mode::KeyedWrite => {}
         }
         out.forward();
         Ok(())
@@ -154,7 +162,7 @@ impl Chaos {
     }
 }
 
-#[cfg(not(any(feature = "enricher", feature = "process")))]
+#[cfg(not(any(feature = "enricher", feature = "process", feature = "broadcast")))]
 sluice_guest::export_transform!(Chaos);
 // `chaos-enricher`: the same operator as an async enricher.
 #[cfg(feature = "enricher")]
@@ -207,6 +215,72 @@ mod keyed {
     }
 
     sluice_guest::export_process!(ChaosProcess);
+}
+
+/// `chaos-broadcast`: a keyed broadcast process function that breaks the
+/// rules of broadcast state, by `mode`:
+///
+/// | mode          | what it does                                               |
+/// | ------------- | ---------------------------------------------------------- |
+/// | `local`       | each broadcast record stores, under its value, how many keyed records *this instance* has seen: state that differs between subtasks |
+/// | `keyed_write` | a keyed record that triggers writes broadcast state, which only the broadcast side may do |
+///
+/// Keyed records pass through; broadcast records are stored (`local`) or
+/// ignored.
+#[cfg(feature = "broadcast")]
+mod broadcast {
+    use super::{Mode, Settings, contains};
+    use sluice_guest::{
+        BroadcastContext, BroadcastState, Config, Context, Error, KeyedBroadcastProcess, Record,
+        Setup,
+    };
+
+    struct ChaosBroadcast {
+        mode: Option<Mode>,
+        trigger: String,
+        seen: u64,
+        state: BroadcastState<String, u64>,
+    }
+
+    impl KeyedBroadcastProcess for ChaosBroadcast {
+        fn open(config: Config, setup: &mut Setup) -> Result<Self, Error> {
+            let Settings { mode, trigger, .. } = config.parse()?;
+            Ok(ChaosBroadcast {
+                mode,
+                trigger: trigger.unwrap_or_else(|| "boom".to_owned()),
+                seen: 0,
+                state: setup.broadcast_state("chaos")?,
+            })
+        }
+
+        fn process(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+            self.seen += 1;
+            if self.mode == Some(Mode::KeyedWrite)
+                && contains(record.value(), self.trigger.as_bytes())
+            {
+                // What the SDK does not let a keyed record do: the raw import.
+                sluice_guest::__private::broadcast_bindings::sluice::operator::broadcast_state::put(
+                    0, b"\"k\"", b"1",
+                );
+            }
+            ctx.emit_value(record.value());
+            Ok(())
+        }
+
+        fn process_broadcast(
+            &mut self,
+            record: &Record<'_>,
+            ctx: &mut BroadcastContext<'_>,
+        ) -> Result<(), Error> {
+            if self.mode == Some(Mode::Local) {
+                let key = String::from_utf8_lossy(record.value()).into_owned();
+                self.state.put(ctx, &key, &self.seen)?;
+            }
+            Ok(())
+        }
+    }
+
+    sluice_guest::export_broadcast_process!(ChaosBroadcast);
 }
 
 /// Whether `haystack` contains `needle` (an empty needle is everywhere).
