@@ -9,6 +9,7 @@
 #   examples/js/count-sum.js         -> OUTDIR/count_sum_js.wasm
 #   examples/js/percentile.js        -> OUTDIR/percentile_js.wasm
 #   examples/js/bench-co-join.js     -> OUTDIR/bench_co_join_js.wasm
+#   examples/js/fraud-rules.js       -> OUTDIR/fraud_rules_js.wasm
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit) is left as it is. Quiet on success; on failure prints the
@@ -58,6 +59,7 @@ build customer-tier.js customer_tier_js.wasm
 build count-sum.js count_sum_js.wasm
 build percentile.js percentile_js.wasm
 build bench-co-join.js bench_co_join_js.wasm
+build fraud-rules.js fraud_rules_js.wasm
 
 # All at once: each build is mostly one single-threaded process.
 status=0

@@ -58,6 +58,9 @@
 //       },
 //     });
 //
+// A keyed broadcast process function (world
+// `keyed-broadcast-process-operator`): see `defineKeyedBroadcastProcess`.
+//
 // The semantics are the Rust guest SDK's (guest-sdk/rust/src): the same replay of
 // a batched keyed call as events, the same rollback of a failed record, the
 // same JSON encoding of every state (a savepoint written by a Rust module can
@@ -89,6 +92,15 @@ import {
   clear as hostClear,
 } from "sluice:operator/state";
 import { sideOutput as hostSideOutput } from "sluice:operator/output";
+// Only in `keyed-broadcast-process-operator`; dropped from other modules as
+// `http` is.
+import {
+  declare as hostBroadcastDeclare,
+  get as hostBroadcastGet,
+  put as hostBroadcastPut,
+  remove as hostBroadcastRemove,
+  entries as hostBroadcastEntries,
+} from "sluice:operator/broadcast-state";
 // Only in `enricher-operator`; the build drops the import from modules
 // that do not use `http`.
 import { fetch as hostFetch } from "sluice:operator/http";
@@ -1656,8 +1668,8 @@ export function defineKeyedProcess(op) {
 }
 
 /// The exports `open` and `process` of a keyed function: `handlers[i]`
-/// takes the records of input `i`.
-function keyedExport(op, handlers) {
+/// takes the records of input `i`; `open` gets a `setupClass`.
+function keyedExport(op, handlers, setupClass = Setup) {
   if (op.onTimer === undefined) op.onTimer = noTimer;
   let call = null;
   const input = new Input();
@@ -1666,7 +1678,7 @@ function keyedExport(op, handlers) {
     open(raw) {
       call = null;
       op[OPENED] = false;
-      const setup = new Setup();
+      const setup = new setupClass();
       try {
         if (typeof op.open === "function") op.open(new Config(raw), setup);
       } catch (e) {
@@ -1701,6 +1713,143 @@ export function defineKeyedCoProcess(op) {
     }
   }
   return keyedExport(op, [op.processLeft, op.processRight]);
+}
+
+/// The `keyed-broadcast-process` export of a keyed broadcast process
+/// function (Flink's `KeyedBroadcastProcessFunction`): a keyed input
+/// (`keyed` in the spec) processed as by `defineKeyedProcess`'s `process`,
+/// and a broadcast input (`broadcast`) that reaches every subtask.
+///
+/// `op` has `process(record, ctx)` and `processBroadcast(record, ctx)`,
+/// optionally `open(config, setup)` and `onTimer(timer, ctx)`. `setup` also
+/// has `broadcastState(name)`: a map from JSON keys to JSON values that
+/// every subtask holds whole, readable anywhere (`get(key)`, `entries()`),
+/// changed only with the broadcast side's `ctx` (`put(ctx, key, value)`,
+/// `remove(ctx, key)`) — and the same way on every subtask: the host
+/// compares the subtasks' broadcast state at every checkpoint and fails the
+/// job when they differ. The broadcast `ctx` has `currentWatermark()`,
+/// `emit`, `emitJson`, `emitTo`, `emitJsonTo`; its records have no key.
+/// Throwing from `processBroadcast` sends the broadcast record to the
+/// dead-letter sink and drops what it emitted (its broadcast state writes
+/// stay).
+export function defineKeyedBroadcastProcess(op) {
+  for (const m of ["process", "processBroadcast"]) {
+    if (typeof op?.[m] !== "function") {
+      throw new TypeError(`defineKeyedBroadcastProcess: the operator needs a ${m}(record, ctx) method`);
+    }
+  }
+  const keyed = keyedExport(op, [op.process], BroadcastSetup);
+  const input = new Input();
+  const record = new Record(input);
+  return {
+    open: keyed.open,
+    process: keyed.process,
+    processBroadcast(batch, watermarks) {
+      if (!op[OPENED]) throw trap(NOT_OPENED);
+      input.reset(batch.data, batch.headers);
+      const metas = batch.records;
+      if (watermarks.length !== metas.length) {
+        throw trap("malformed call from the host: broadcast watermarks do not match the batch");
+      }
+      const ctx = new BroadcastContext();
+      const errors = [];
+      for (let i = 0; i < metas.length; i++) {
+        const meta = metas[i];
+        const mark = ctx._out.spans.length;
+        const emitted = ctx._records.length;
+        ctx._origin = i;
+        ctx._timestamp = meta.timestamp;
+        ctx._watermark = Number(watermarks[i]);
+        try {
+          op.processBroadcast(record._at(meta), ctx);
+        } catch (e) {
+          ctx._out.rollback(mark);
+          ctx._records.length = emitted;
+          ctx._origins.length = emitted;
+          ctx._ports.length = emitted;
+          errors.push({ index: i, message: message(e) });
+        }
+      }
+      return {
+        records: { data: ctx._out.finish(), records: ctx._records, headers: [] },
+        origins: new Uint32Array(ctx._origins),
+        ports: new Uint32Array(ctx._ports),
+        errors,
+      };
+    },
+  };
+}
+
+/// `Setup` with broadcast states.
+class BroadcastSetup extends Setup {
+  broadcastState(name) {
+    return new BroadcastState(hostBroadcastDeclare(name), name);
+  }
+}
+
+/// A broadcast state: see `defineKeyedBroadcastProcess`.
+class BroadcastState {
+  constructor(handle, name) {
+    this.handle = handle;
+    this.name = name;
+  }
+  get(key) {
+    const v = hostBroadcastGet(this.handle, ENCODER.encode(toJson(key)));
+    return v === undefined ? undefined : decodeItem(`broadcast state \`${this.name}\``, v, { offset: 0, len: v.length });
+  }
+  entries() {
+    const [keys, values] = hostBroadcastEntries(this.handle);
+    const what = `broadcast state \`${this.name}\``;
+    const out = [];
+    for (let i = 0; i < keys.spans.length; i++) {
+      out.push([decodeItem(what, keys.data, keys.spans[i]), decodeItem(what, values.data, values.spans[i])]);
+    }
+    return out;
+  }
+  put(ctx, key, value) {
+    writable(ctx);
+    hostBroadcastPut(this.handle, ENCODER.encode(toJson(key)), ENCODER.encode(toJson(value)));
+  }
+  remove(ctx, key) {
+    writable(ctx);
+    hostBroadcastRemove(this.handle, ENCODER.encode(toJson(key)));
+  }
+}
+
+function writable(ctx) {
+  if (!(ctx instanceof BroadcastContext)) {
+    throw new Error("broadcast state can only be changed in processBroadcast, with its context");
+  }
+}
+
+/// Where a broadcast record is processed.
+class BroadcastContext {
+  constructor() {
+    this._out = new OutData();
+    this._records = [];
+    this._origins = [];
+    this._ports = [];
+  }
+  currentWatermark() {
+    return this._watermark;
+  }
+  emit(value) {
+    this._push(0, typeof value === "string" ? this._out.text(value) : this._out.value(value));
+  }
+  emitJson(value) {
+    this._push(0, this._out.text(toJson(value)));
+  }
+  emitTo(side, value) {
+    this._push(side.port, typeof value === "string" ? this._out.text(value) : this._out.value(value));
+  }
+  emitJsonTo(side, value) {
+    this._push(side.port, this._out.text(toJson(value)));
+  }
+  _push(port, value) {
+    this._records.push({ key: undefined, value, timestamp: this._timestamp, headersStart: 0, headersLen: 0 });
+    this._origins.push(this._origin);
+    this._ports.push(port);
+  }
 }
 
 function run(op, handlers, call, record, batch, context) {

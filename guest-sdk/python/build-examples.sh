@@ -9,6 +9,7 @@
 #   examples/python/count_sum.py        -> OUTDIR/count_sum_py.wasm
 #   examples/python/percentile.py       -> OUTDIR/percentile_py.wasm
 #   examples/python/bench_co_join.py    -> OUTDIR/bench_co_join_py.wasm
+#   examples/python/fraud_rules.py      -> OUTDIR/fraud_rules_py.wasm
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit, the build script) is left as it is. Quiet on success;
@@ -42,7 +43,7 @@ up_to_date() {
 }
 
 status=0
-for name in usd_orders session_detector customer_tier count_sum percentile bench_co_join; do
+for name in usd_orders session_detector customer_tier count_sum percentile bench_co_join fraud_rules; do
     src="$repo/examples/python/$name.py"
     dst="$out/${name}_py.wasm"
     if up_to_date "$dst" "$src" "${shared[@]}"; then

@@ -173,6 +173,14 @@ const COVERED: &[(&str, &str)] = &[
     ),
     ("examples/operators/fraud-rules", "cases::fraud-rules"),
     (
+        "examples/python/fraud_rules.py",
+        "polyglot::python_and_javascript_broadcast_functions_give_the_rust_alerts",
+    ),
+    (
+        "examples/js/fraud-rules.js",
+        "polyglot::python_and_javascript_broadcast_functions_give_the_rust_alerts",
+    ),
+    (
         "examples/operators/chaos-broadcast",
         "broadcast::broadcast_state_that_differs_between_subtasks_fails_the_checkpoint (and cases::error_broadcast_write_from_the_keyed_side)",
     ),

@@ -151,6 +151,42 @@ fn python_and_javascript_window_functions_give_the_rust_rows() {
     }
 }
 
+/// The fraud-rules broadcast process function in Python and JavaScript
+/// gives the Rust module's alerts and dead letters (examples/fraud-rules's
+/// expectations), at parallelism 1 and 3.
+#[test]
+fn python_and_javascript_broadcast_functions_give_the_rust_alerts() {
+    let case = support::repo().join("examples/fraud-rules");
+    for module in ["fraud_rules_py.wasm", "fraud_rules_js.wasm"] {
+        for parallelism in ["1", "3"] {
+            let dir = support::temp_dir();
+            let o = support::run(
+                &case.join("pipeline.yaml"),
+                &[
+                    ("CASE", case.to_str().unwrap()),
+                    ("OUT", dir.path().to_str().unwrap()),
+                    ("PARALLELISM", parallelism),
+                    ("FRAUD_RULES_MODULE", module),
+                ],
+            );
+            assert_ok(&o);
+            // Dead letters name their origin by the path the spec was given.
+            let repo = format!("{}/", support::repo().display());
+            for file in ["alerts.jsonl", "dead-letters.jsonl"] {
+                let got: Vec<String> = sorted_lines(&dir.path().join(file))
+                    .iter()
+                    .map(|l| l.replace(&repo, ""))
+                    .collect();
+                assert_eq!(
+                    got,
+                    sorted_lines(&case.join("expected").join(file)),
+                    "{module} at parallelism {parallelism}: {file}"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn python_operators_report_the_same_record_errors() {
     same_record_errors_as_rust("py");

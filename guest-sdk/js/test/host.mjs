@@ -1,5 +1,5 @@
 // A stand-in for the sluice host in the SDK's unit tests: the WIT imports
-// (`logging`, `state`, `output`, `http`) as in-memory modules, and `load`,
+// (`logging`, `state`, `output`, `http`, `broadcast-state`) as in-memory modules, and `load`,
 // which bundles an operator module with the SDK against them and imports it.
 //
 // `http.fetch` records each request in `host().requests` and answers with
@@ -19,10 +19,17 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 const HOST = `
 export const host = globalThis.__sluiceTestHost ??= {
-  logs: [], declared: [], sides: [], lists: new Map(), maps: new Map(),
+  logs: [], declared: [], sides: [], lists: new Map(), maps: new Map(), broadcast: [],
 };
 export function log(level, message) { host.logs.push([level, message]); }
 export function declare(d) {
+  // \`broadcast-state.declare(name)\` shares the name with \`state.declare\`.
+  if (typeof d === "string") {
+    const b = host.broadcast.findIndex((x) => x.name === d);
+    if (b >= 0) return b;
+    host.broadcast.push({ name: d, entries: new Map() });
+    return host.broadcast.length - 1;
+  }
   const i = host.declared.findIndex((x) => x.name === d.name);
   if (i >= 0) {
     if (host.declared[i].kind === d.kind && host.declared[i].version === d.version) return i;
@@ -56,6 +63,13 @@ export function mapPut(s, key, uk, v) {
   const m = host.maps.get(k(s, key)) ?? new Map(); m.set(hex(uk), [uk.slice(), v.slice()]); host.maps.set(k(s, key), m);
 }
 export function mapRemove(s, key, uk) { host.maps.get(k(s, key))?.delete(hex(uk)); }
+export function get(s, key) { return host.broadcast[s].entries.get(hex(key))?.[1]; }
+export function put(s, key, v) { host.broadcast[s].entries.set(hex(key), [key.slice(), v.slice()]); }
+export function remove(s, key) { host.broadcast[s].entries.delete(hex(key)); }
+export function entries(s) {
+  const es = [...host.broadcast[s].entries.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return [byteList(es.map(([, [k]]) => k)), byteList(es.map(([, [, v]]) => v))];
+}
 export function mapEntries(s, key) {
   const es = [...(host.maps.get(k(s, key)) ?? new Map()).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return [byteList(es.map(([, [uk]]) => uk)), byteList(es.map(([, [, v]]) => v))];
@@ -90,7 +104,7 @@ export async function load(source) {
     const input = join(dir, "op.js");
     await writeFile(input, source);
     const alias = { sluice: join(here, "..", "sluice.js") };
-    for (const i of ["logging", "state", "output", "http"]) alias[`sluice:operator/${i}`] = hostPath;
+    for (const i of ["logging", "state", "output", "http", "broadcast-state"]) alias[`sluice:operator/${i}`] = hostPath;
     const bundle = await rollup({
       input,
       plugins: [{ name: "stand-in", resolveId: (id) => alias[id] ?? null }],

@@ -250,6 +250,43 @@ test("keyed co-process: both inputs share a key's state, in arrival order", asyn
   assert.deepEqual(records(out).map((r) => r.value), ["1", "3", "10"]);
 });
 
+test("keyed broadcast: rules from the broadcast side, read by the keyed side, refused from it", async () => {
+  const { keyedBroadcastProcess } = await load(`
+    import { defineKeyedBroadcastProcess } from "sluice";
+    export const keyedBroadcastProcess = defineKeyedBroadcastProcess({
+      open(config, setup) { this.limits = setup.broadcastState("limits"); },
+      process(record, ctx) {
+        const p = record.json();
+        if (p.write) this.limits.put(ctx, "x", 1);
+        if (p.amount > (this.limits.get(p.country) ?? Infinity)) ctx.emitJson(p.id);
+      },
+      processBroadcast(record, ctx) {
+        const r = record.json();
+        if (r.limit === undefined) throw new Error("no limit");
+        ctx.emitJson({ set: r.country, at: ctx.currentWatermark() });
+        this.limits.put(ctx, r.country, r.limit);
+      },
+    });`);
+  assert.equal(keyedBroadcastProcess.open("null").tag, "ok");
+  const b = keyedBroadcastProcess.processBroadcast(
+    batch([{ value: '{"country":"FR","limit":100}' }, { value: '{"country":"DE"}' }]),
+    new BigInt64Array([5n, 6n]),
+  );
+  assert.deepEqual(records(b).map((r) => r.value), ['{"set":"FR","at":5}']);
+  assert.deepEqual(Array.from(b.origins), [0]);
+  assert.deepEqual(b.errors, [{ index: 1, message: "no limit" }]);
+  const out = keyedBroadcastProcess.process(
+    batch([
+      { value: '{"id":"p1","country":"FR","amount":150}', key: "a" },
+      { value: '{"id":"p2","country":"FR","amount":50}', key: "a" },
+      { value: '{"id":"p3","country":"FR","amount":500,"write":true}', key: "a" },
+    ]),
+    keyedInput({ keys: ["a"], recordKeys: [0, 0, 0], watermarks: [0, 0, 0], end: 0, values: { data: new Uint8Array(0), spans: [] } }),
+  );
+  assert.deepEqual(records(out).map((r) => r.value), ['"p1"']);
+  assert.match(out.errors[0].message, /only be changed in processBroadcast/);
+});
+
 test("keyed: late records go to the side output and failures are undone", async () => {
   const { keyedProcess } = await load(SUMMER);
   keyedProcess.open("null");

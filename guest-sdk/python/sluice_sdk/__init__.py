@@ -51,6 +51,7 @@ from ._core import (
 )
 from . import http
 from .aggregate import Aggregate
+from .broadcast import BroadcastContext, BroadcastState, KeyedBroadcastProcess
 from .enricher import Enricher
 from .process import (
     Context,
@@ -72,12 +73,15 @@ PROCESSING_TIME = Domain.PROCESSING_TIME
 
 __all__ = [
     "Aggregate",
+    "BroadcastContext",
+    "BroadcastState",
     "Config",
     "Context",
     "Domain",
     "EVENT_TIME",
     "Enricher",
     "Error",
+    "KeyedBroadcastProcess",
     "KeyedCoProcess",
     "KeyedProcess",
     "ListState",

@@ -3,11 +3,11 @@
 `guest-sdk/python/build` writes an app module that calls one of these with the
 operator class; they bind the SDK to the world's imports and return the
 classes componentize-py looks for in the app module (`Transform`,
-`KeyedProcess`, `KeyedCoProcess`, `Migration`, `Enrich`, `Aggregate`, `WindowFunction`). This runs at build time (componentize-py
+`KeyedProcess`, `KeyedCoProcess`, `KeyedBroadcastProcess`, `Migration`, `Enrich`, `Aggregate`, `WindowFunction`). This runs at build time (componentize-py
 snapshots the initialized interpreter), so an error here fails the build.
 """
 
-from . import _core, aggregate, http, process, transform, window
+from . import _core, aggregate, broadcast, http, process, transform, window
 
 
 def _check(cls, base):
@@ -161,6 +161,27 @@ def keyed_co_process_exports(cls):
     from wit_world import exports
 
     return _keyed_export(cls, process.KeyedCoProcess, exports.KeyedCoProcess)[1]
+
+
+def keyed_broadcast_process_exports(cls):
+    """`KeyedBroadcastProcess`, the export of the
+    `keyed-broadcast-process-operator` world, running the
+    `sluice_sdk.KeyedBroadcastProcess` subclass `cls`."""
+    from wit_world import exports
+    from wit_world.exports import keyed_broadcast_process
+    from wit_world.imports import broadcast_state
+
+    runner, Export, _ = _keyed_export(cls, broadcast.KeyedBroadcastProcess,
+                                      exports.KeyedBroadcastProcess)
+    broadcast._bind(broadcast_state, keyed_broadcast_process)
+
+    class KeyedBroadcastProcess(Export):
+        def process_broadcast(self, input, watermarks):
+            if runner.op is None:
+                raise RuntimeError("operator not opened")
+            return broadcast._process_broadcast(runner.op, input, watermarks)
+
+    return KeyedBroadcastProcess
 
 
 def _keyed_export(cls, sdk_base, export_base):

@@ -234,6 +234,13 @@ class Setup:
         """A side output, routed in the pipeline spec as `operator-uid.name`."""
         return SideOutput(name, _output.side_output(name))
 
+    def broadcast_state(self, name):
+        """A broadcast state (a `KeyedBroadcastProcess` only): a map from
+        JSON keys to JSON values, the same on every subtask."""
+        from .broadcast import _declare
+
+        return _declare(name)
+
 
 _UNREAD = object()
 _NOWRITE = object()

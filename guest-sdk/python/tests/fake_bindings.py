@@ -184,6 +184,55 @@ keyed = _types.SimpleNamespace(
 )
 
 
+# --- keyed-broadcast-process and broadcast-state ---
+@dataclass
+class BroadcastOutput:
+    records: Batch
+    origins: List[int]
+    ports: List[int]
+    errors: List[RecordError]
+
+
+keyed_broadcast_process = _types.SimpleNamespace(BroadcastOutput=BroadcastOutput)
+
+
+class BroadcastStore:
+    """The host's broadcast states: name and entries, by handle."""
+
+    def __init__(self):
+        self.states = []
+
+    def module(self):
+        states = self.states
+
+        def declare(name):
+            for i, (n, _) in enumerate(states):
+                if n == name:
+                    return i
+            states.append((name, {}))
+            return len(states) - 1
+
+        def entries(s):
+            items = sorted(states[s][1].items())
+            return byte_list_of([k for k, _ in items]), byte_list_of([v for _, v in items])
+
+        return _types.SimpleNamespace(
+            declare=declare,
+            get=lambda s, key: states[s][1].get(bytes(key)),
+            put=lambda s, key, value: states[s][1].__setitem__(bytes(key), bytes(value)),
+            remove=lambda s, key: states[s][1].pop(bytes(key), None),
+            entries=entries,
+        )
+
+
+def byte_list_of(items):
+    data, spans = b"", []
+    for it in items:
+        spans.append(Span(len(data), len(it)))
+        data += it
+    return ByteList(data, spans)
+
+
 # --- state and output: an in-memory host ---
 class StateKind(Enum):
     VALUE = 0
@@ -278,7 +327,7 @@ class Host:
 def bind(host=None, web=None):
     """Binds the SDK to these stand-ins (`http` to `web`, a `Web`, when
     given); returns the in-memory host."""
-    from sluice_sdk import _core, aggregate as ag, http, process, transform as tr, window as win
+    from sluice_sdk import _core, aggregate as ag, broadcast, http, process, transform as tr, window as win
 
     host = host or Host()
     state, output = host.module()
@@ -287,6 +336,7 @@ def bind(host=None, web=None):
     ag._bind(types, aggregate)
     win._bind(types)
     process._bind(types, keyed, state, output)
+    broadcast._bind(BroadcastStore().module(), keyed_broadcast_process)
     http._bind(web.module() if web else None, Err)
     return host
 

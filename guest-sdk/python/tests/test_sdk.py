@@ -21,7 +21,7 @@ sys.path.insert(0, str(HERE))
 
 import fake_bindings as fb  # noqa: E402
 from sluice_sdk import (  # noqa: E402
-    Config, Enricher, Error, KeyedProcess, PROCESSING_TIME, Transform, float_json, http,
+    Config, Enricher, Error, KeyedBroadcastProcess, KeyedProcess, PROCESSING_TIME, Transform, float_json, http,
 )
 from sluice_sdk import aggregate as A  # noqa: E402
 from sluice_sdk import process as P  # noqa: E402
@@ -393,6 +393,43 @@ class KeyedCoProcessLoop(unittest.TestCase):
         inp.record_inputs = []
         with self.assertRaisesRegex(RuntimeError, "record inputs"):
             r.process(fb.batch(["1"]), inp)
+
+
+class Limits(KeyedBroadcastProcess):
+    def open(self, config, setup):
+        self.limits = setup.broadcast_state("limits")
+
+    def process(self, record, ctx):
+        p = record.json()
+        if p.get("write"):
+            self.limits.put(ctx, "x", 1)
+        limit = self.limits.get(p["country"])
+        if limit is not None and p["amount"] > limit:
+            ctx.emit_json(p["id"])
+
+    def process_broadcast(self, record, ctx):
+        r = record.json()
+        if "limit" not in r:
+            raise Error("no limit")
+        ctx.emit_json({"set": r["country"], "at": ctx.current_watermark})
+        self.limits.put(ctx, r["country"], r["limit"])
+
+
+class KeyedBroadcastLoop(unittest.TestCase):
+    def test_rules_from_the_broadcast_side_read_by_the_keyed_side_refused_from_it(self):
+        from sluice_sdk import broadcast as B
+
+        r = opened(Limits)
+        out = B._process_broadcast(r.op, fb.batch(['{"country":"FR","limit":100}', '{"country":"DE"}']), [5, 6])
+        self.assertEqual(fb.values_of(out.records), ['{"set":"FR","at":5}'])
+        self.assertEqual(out.origins, [0])
+        self.assertEqual([(e.index, e.message) for e in out.errors], [(1, "no limit")])
+        self.assertEqual(r.op.limits.entries(), [("FR", 100)])
+        b = fb.batch(['{"id":"p1","country":"FR","amount":150}', '{"id":"p2","country":"FR","amount":50}',
+                      '{"id":"p3","country":"FR","amount":500,"write":true}'])
+        out = r.process(b, keyed_input([0, 0, 0], [0, 0, 0], 0, 1, nvs=0))
+        self.assertEqual(fb.values_of(out.records), ['"p1"'])
+        self.assertIn("only be changed in process_broadcast", out.errors[0].message)
 
 
 class Configs(unittest.TestCase):

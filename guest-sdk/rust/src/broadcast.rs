@@ -367,3 +367,72 @@ mod host {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::values;
+
+    struct Limits {
+        limits: BroadcastState<String, f64>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Rule {
+        country: String,
+        limit: Option<f64>,
+    }
+
+    impl KeyedBroadcastProcess for Limits {
+        fn open(_config: Config, setup: &mut Setup) -> Result<Self, Error> {
+            Ok(Limits {
+                limits: setup.broadcast_state("limits")?,
+            })
+        }
+
+        fn process(&mut self, _record: &Record<'_>, _ctx: &mut Context<'_>) -> Result<(), Error> {
+            Ok(())
+        }
+
+        fn process_broadcast(
+            &mut self,
+            record: &Record<'_>,
+            ctx: &mut BroadcastContext<'_>,
+        ) -> Result<(), Error> {
+            let r: Rule = record.json()?;
+            ctx.emit_json(&(r.country.as_str(), ctx.current_watermark()))?;
+            let limit = r.limit.ok_or("no limit")?;
+            self.limits.put(ctx, &r.country, &limit)
+        }
+    }
+
+    #[test]
+    fn a_failed_broadcast_record_emits_nothing_and_the_others_change_the_state() {
+        let mut op = Limits::open(Config::new("null"), &mut Setup::new()).unwrap();
+        let b = values(&[
+            r#"{"country":"FR","limit":100.0}"#,
+            r#"{"country":"DE"}"#,
+            r#"{"country":"ES","limit":50.0}"#,
+        ]);
+        let out = run_broadcast(&mut op, &b, &[5, 6, 7]).unwrap();
+        let rows: Vec<&[u8]> = out
+            .records
+            .records
+            .iter()
+            .map(|m| slice(&out.records.data, m.value))
+            .collect();
+        assert_eq!(rows, [&b"[\"FR\",5]"[..], b"[\"ES\",7]"]);
+        assert!(out.records.records.iter().all(|m| m.key.is_none()));
+        assert_eq!(out.origins, [0, 2]);
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(
+            (out.errors[0].index, &*out.errors[0].message),
+            (1, "no limit")
+        );
+        assert_eq!(
+            op.limits.entries().unwrap(),
+            [("ES".to_owned(), 50.0), ("FR".to_owned(), 100.0)]
+        );
+        assert!(run_broadcast(&mut op, &b, &[5]).is_err());
+    }
+}
