@@ -173,6 +173,10 @@ const COVERED: &[(&str, &str)] = &[
     ),
     ("examples/operators/fraud-rules", "cases::fraud-rules"),
     (
+        "examples/bench/kafka-w7.yaml",
+        "kafka::kafka_w7_joins_two_topics_to_the_reference_checksum",
+    ),
+    (
         "examples/python/fraud_rules.py",
         "polyglot::python_and_javascript_broadcast_functions_give_the_rust_alerts",
     ),

@@ -353,6 +353,28 @@ fn kafka_w1_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
     assert_eq!(support::checksum("W1", &results, None), W1);
 }
 
+/// W7 from two topics (orders and the rates changelog, one partition each)
+/// to a third, exactly once at parallelism 2: the reference checksum.
+#[test]
+fn kafka_w7_joins_two_topics_to_the_reference_checksum() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let (_, rates) = support::join_inputs_200k();
+    for (topic, file) in [("orders", support::orders_200k()), ("rates", rates)] {
+        broker.create_topic(topic, 1);
+        broker.load(&file, topic, "json");
+    }
+    broker.create_topic("results", 1);
+    let ck = d.join("ck");
+    let mut env = bench_env(&broker, "orders", "2", &ck);
+    env.push(("RATES_TOPIC", "rates"));
+    let spec = support::repo().join("examples/bench/kafka-w7.yaml");
+    assert_ok(&run(&spec, &env));
+    let results = broker.committed("results", &d.join("w7.jsonl"));
+    assert_eq!(support::checksum("W7", &results, None), crate::bench::W7);
+}
+
 /// The field `name` of a CHECKSUM line.
 fn field(sum: &str, name: &str) -> u64 {
     sum.split_whitespace()
