@@ -375,6 +375,87 @@ fn kafka_w7_joins_two_topics_to_the_reference_checksum() {
     assert_eq!(support::checksum("W7", &results, None), crate::bench::W7);
 }
 
+/// An input that goes quiet: kafka-w7 reading on (unbounded) while the
+/// rates topic has nothing after its first three rows. Without idleness
+/// the rates input holds the join's watermark back and no order comes out;
+/// with `idleness: 1s` on it, it stops counting after a second, and every
+/// COMPLETED order the orders' own watermark has passed (max event time -
+/// 150 s - 1 ms) comes out, joined with the rates there are.
+#[test]
+fn a_quiet_rates_topic_holds_the_join_back_unless_it_may_go_idle() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let (_, rates) = support::join_inputs_200k();
+    let first_rates: String = std::fs::read_to_string(rates)
+        .unwrap()
+        .lines()
+        .take(3)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let rates = write(d, "rates.jsonl", &first_rates);
+    let orders: Vec<serde_json::Value> = std::fs::read_to_string(support::orders_200k())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let max = orders
+        .iter()
+        .map(|o| o["event_ts"].as_i64().unwrap())
+        .max()
+        .unwrap();
+    let passed = orders
+        .iter()
+        .filter(|o| o["status"] == "COMPLETED" && o["event_ts"].as_i64().unwrap() <= max - 150_001)
+        .count();
+    for (topic, file) in [("orders", support::orders_200k()), ("rates", rates)] {
+        broker.create_topic(topic, 1);
+        broker.load(&file, topic, "json");
+    }
+    let spec = support::repo().join("examples/bench/kafka-w7.yaml");
+    let mut took = Duration::ZERO;
+    for (idle, output) in [("1s", "idle"), ("1h", "held")] {
+        broker.create_topic(output, 1);
+        let mut c = support::sluice();
+        c.args(["run", "--no-api", "-q"])
+            .arg(&spec)
+            .envs([
+                ("BOOTSTRAP", broker.bootstrap.as_str()),
+                ("INPUT_TOPIC", "orders"),
+                ("RATES_TOPIC", "rates"),
+                ("OUTPUT_TOPIC", output),
+                ("BOUNDED", "false"),
+                ("RATES_IDLE", idle),
+                ("FETCH_WAIT_MS", "10"),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut child = c.spawn().unwrap();
+        // With idleness, until every passed order is out; without, as long
+        // as that took and 5 s more.
+        let started = std::time::Instant::now();
+        let mut rows = 0;
+        if idle == "1h" {
+            std::thread::sleep(took + Duration::from_secs(5));
+            rows = broker.committed_records(output).len();
+        }
+        while idle == "1s" && started.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_secs(1));
+            rows = broker.committed_records(output).len();
+            if rows >= passed {
+                took = started.elapsed();
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        match idle {
+            "1h" => assert_eq!(rows, 0, "the quiet rates input held nothing back"),
+            _ => assert_eq!(rows, passed, "rows with an idle rates input"),
+        }
+    }
+}
+
 /// The field `name` of a CHECKSUM line.
 fn field(sum: &str, name: &str) -> u64 {
     sum.split_whitespace()
