@@ -1332,7 +1332,7 @@ impl OperatorKind for ProcessKind {
     }
 
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        plan_keyed(cx, self.tag(), World::Process, &[0])
+        plan_keyed(cx, self.tag(), "a process function", World::Process, &[0])
     }
 }
 
@@ -1354,7 +1354,13 @@ impl OperatorKind for CoProcessKind {
     }
 
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        plan_keyed(cx, self.tag(), World::CoProcess, &[0, 1])
+        plan_keyed(
+            cx,
+            self.tag(),
+            "a co-process function",
+            World::CoProcess,
+            &[0, 1],
+        )
     }
 }
 
@@ -1380,7 +1386,13 @@ impl OperatorKind for BroadcastProcessKind {
     }
 
     fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
-        plan_keyed(cx, self.tag(), World::BroadcastProcess, &[0])
+        plan_keyed(
+            cx,
+            self.tag(),
+            "a broadcast process function",
+            World::BroadcastProcess,
+            &[0],
+        )
     }
 
     fn broadcast_inputs(&self) -> &'static [usize] {
@@ -1388,17 +1400,18 @@ impl OperatorKind for BroadcastProcessKind {
     }
 }
 
-/// The plan of a keyed function whose module section is `tag`: the keys of
-/// its keyed `inputs`, its module, its open side outputs.
+/// The plan of a keyed function (`what`) whose module section is `tag`:
+/// the keys of its keyed `inputs`, its module, its open side outputs.
 fn plan_keyed(
     cx: &dyn PlanContext,
     tag: &str,
+    what: &str,
     world: World,
     inputs: &[usize],
 ) -> Result<Planned, PlanError> {
     kind::key(
         cx,
-        &format!("a `{tag}` function needs a `key_by`: its state and timers are per key"),
+        &format!("{what} needs a `key_by`: its state and timers are per key"),
     )?;
     let keys = inputs
         .iter()
