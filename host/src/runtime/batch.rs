@@ -6,7 +6,9 @@
 //! layout as the WIT `batch` type, so handing a batch to a guest is two
 //! copies, whatever the number of records (see `wit/operator.wit`). Each
 //! record also carries its [`Origin`] — the source split and position it was
-//! read from — so that an error about it can say where it came from.
+//! read from — so that an error about it can say where it came from — and
+//! its [`RowKind`]: whether it inserts, updates or deletes a row of a
+//! changelog (an insert unless a changelog source or operator says so).
 
 /// A byte range in a batch's `data`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -46,6 +48,52 @@ pub struct HeaderMeta {
     pub value: Span,
 }
 
+/// What a record does to the row it describes (Flink's `RowKind`): every
+/// record of an append-only stream is an insert; a changelog (a CDC source,
+/// an aggregate that updates its results) also has updates, as a pair of
+/// the row before and the row after, and deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum RowKind {
+    /// `+I`
+    #[default]
+    Insert = 0,
+    /// `-U`: the row as it was before an update (retracts it).
+    UpdateBefore = 1,
+    /// `+U`: the row as it is after an update.
+    UpdateAfter = 2,
+    /// `-D`
+    Delete = 3,
+}
+
+impl RowKind {
+    /// Flink's short form: `+I`, `-U`, `+U`, `-D`.
+    pub fn short(self) -> &'static str {
+        match self {
+            RowKind::Insert => "+I",
+            RowKind::UpdateBefore => "-U",
+            RowKind::UpdateAfter => "+U",
+            RowKind::Delete => "-D",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RowKind> {
+        Some(match s {
+            "+I" => RowKind::Insert,
+            "-U" => RowKind::UpdateBefore,
+            "+U" => RowKind::UpdateAfter,
+            "-D" => RowKind::Delete,
+            _ => return None,
+        })
+    }
+
+    /// Whether the record adds its row (`+I`, `+U`) rather than retracting
+    /// it (`-U`, `-D`).
+    pub fn is_addition(self) -> bool {
+        matches!(self, RowKind::Insert | RowKind::UpdateAfter)
+    }
+}
+
 /// One record of a batch.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordMeta {
@@ -56,6 +104,7 @@ pub struct RecordMeta {
     pub origin: Origin,
     pub headers_start: u32,
     pub headers_len: u32,
+    pub kind: RowKind,
 }
 
 /// Records laid out flat (see the module docs).
@@ -127,6 +176,14 @@ impl Batch {
         self.push_built(key, timestamp, origin, |data| data.extend_from_slice(value));
     }
 
+    /// Sets the changelog kind of the record pushed last.
+    #[inline]
+    pub fn set_last_kind(&mut self, kind: RowKind) {
+        if let Some(m) = self.records.last_mut() {
+            m.kind = kind;
+        }
+    }
+
     /// Appends a record with headers (name, value).
     pub fn push_with_headers<'h>(
         &mut self,
@@ -171,6 +228,7 @@ impl Batch {
             origin,
             headers_start: self.headers.len() as u32,
             headers_len: 0,
+            kind: RowKind::Insert,
         });
     }
 
@@ -195,6 +253,7 @@ impl Batch {
             origin: record.origin(),
             headers_start,
             headers_len: record.meta.headers_len,
+            kind: record.meta.kind,
         });
     }
 }
@@ -225,6 +284,11 @@ impl<'a> RecordRef<'a> {
     #[inline]
     pub fn origin(&self) -> Origin {
         self.meta.origin
+    }
+
+    #[inline]
+    pub fn kind(&self) -> RowKind {
+        self.meta.kind
     }
 
     pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + use<'a> {
@@ -262,6 +326,7 @@ mod tests {
 
         let mut b = Batch::default();
         b.push_record(a.get(1), Some(b"new"));
+        a.records[0].kind = RowKind::UpdateAfter;
         b.push_record(a.get(0), None);
         assert_eq!(b.get(0).key(), Some(&b"new"[..]));
         assert_eq!(b.get(0).value(), b"{\"v\":2}");
@@ -271,6 +336,8 @@ mod tests {
         );
         assert_eq!(b.get(1).key(), Some(&b"k1"[..]));
         assert_eq!(b.get(1).timestamp(), Some(5));
+        assert_eq!(b.get(1).kind(), RowKind::UpdateAfter);
+        assert_eq!(b.get(0).kind(), RowKind::Insert);
         assert_eq!(
             b.get(1).origin(),
             Origin {

@@ -213,6 +213,8 @@ pub(super) fn lift(
             origin: from.origin,
             headers_start: m.headers_start,
             headers_len: m.headers_len,
+            // A map keeps the changelog kind of the record it came from.
+            kind: from.kind,
         });
     }
     Ok(batch)
