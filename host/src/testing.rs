@@ -321,7 +321,7 @@ struct Collected {
 impl Committer for Collected {
     /// Commits staged rows; an id committed before is gone from `staged`,
     /// so committing it again does nothing.
-    fn commit(&self, items: &[serde_json::Value]) -> Result<(), String> {
+    fn commit(&self, _id: u64, items: &[serde_json::Value]) -> Result<(), String> {
         let mut staged = self.staged.lock().expect("not poisoned");
         let mut committed = self.committed.lock().expect("not poisoned");
         for item in items {
@@ -333,8 +333,8 @@ impl Committer for Collected {
         Ok(())
     }
 
-    fn recover(&self, items: &[serde_json::Value]) -> Result<(), String> {
-        self.commit(items)?;
+    fn recover(&self, _restored: Option<u64>, items: &[serde_json::Value]) -> Result<(), String> {
+        self.commit(0, items)?;
         self.staged.lock().expect("not poisoned").clear();
         Ok(())
     }

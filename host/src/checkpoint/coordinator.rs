@@ -535,7 +535,7 @@ impl Coordinator {
                 })
                 .unwrap_or_default();
             if !items.is_empty() {
-                committer.commit(&items).map_err(|e| {
+                committer.commit(manifest.id, &items).map_err(|e| {
                     format!(
                         "sink `{uid}`: cannot commit checkpoint {}: {e}",
                         manifest.id

@@ -125,13 +125,14 @@ pub struct OperatorState {
 /// Commits a sink's pending output: made once per sink node, called by the
 /// coordinator.
 pub trait Committer: Send + Sync {
-    /// Makes the pending output of a complete checkpoint visible. Must be
+    /// Makes the pending output of complete checkpoint `id` visible. Must be
     /// idempotent: after a crash the same items are committed again.
-    fn commit(&self, items: &[serde_json::Value]) -> Result<(), String>;
+    fn commit(&self, id: u64, items: &[serde_json::Value]) -> Result<(), String>;
 
     /// Before a job (re)starts: commits `items` (from the checkpoint it
-    /// restores, if any) and discards every other pending output.
-    fn recover(&self, items: &[serde_json::Value]) -> Result<(), String>;
+    /// restores, `restored`, if any) and discards every other pending
+    /// output.
+    fn recover(&self, restored: Option<u64>, items: &[serde_json::Value]) -> Result<(), String>;
 }
 
 /// Counters of a job's checkpoints, for the API and `/metrics`.

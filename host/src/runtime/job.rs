@@ -188,7 +188,7 @@ pub async fn run_with(
     if let Some(r) = &initial {
         if r.finished() {
             for (uid, c) in &committers {
-                c.recover(&r.committables(uid))
+                c.recover(Some(r.id()), &r.committables(uid))
                     .map_err(|e| RuntimeError::Checkpoint(format!("sink `{uid}`: {e}")))?;
             }
             return Ok(JobSummary {
@@ -239,7 +239,7 @@ pub async fn run_with(
                 .as_ref()
                 .map(|r| r.committables(uid))
                 .unwrap_or_default();
-            c.recover(&items)
+            c.recover(restore.as_ref().map(|r| r.id()), &items)
                 .map_err(|e| RuntimeError::Checkpoint(format!("sink `{uid}`: {e}")))
         });
         let result = match recovered {

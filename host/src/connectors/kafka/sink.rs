@@ -141,11 +141,11 @@ impl OperatorFactory for KafkaSinkFactory {
 struct TxnCommitter(Arc<Transactions>);
 
 impl Committer for TxnCommitter {
-    fn commit(&self, items: &[Value]) -> Result<(), String> {
+    fn commit(&self, _id: u64, items: &[Value]) -> Result<(), String> {
         self.0.commit(items)
     }
 
-    fn recover(&self, items: &[Value]) -> Result<(), String> {
+    fn recover(&self, _restored: Option<u64>, items: &[Value]) -> Result<(), String> {
         self.0.recover(items)
     }
 }
