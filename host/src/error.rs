@@ -166,6 +166,10 @@ pub enum RuntimeError {
     Incompatible(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An external system a connector writes to or reads from failed, and
+    /// retrying did not help (a database that stays unreachable).
+    #[error("{0}")]
+    Connector(String),
     /// Someone cancelled the job (the API, the CLI).
     #[error("the job was cancelled")]
     Cancelled,
@@ -186,7 +190,9 @@ impl RuntimeError {
             | RuntimeError::Incompatible(_)
             | RuntimeError::Cancelled => Fault::User,
             RuntimeError::State { error, .. } => error.fault(),
-            RuntimeError::Io { .. } | RuntimeError::Checkpoint(_) => Fault::External,
+            RuntimeError::Io { .. } | RuntimeError::Checkpoint(_) | RuntimeError::Connector(_) => {
+                Fault::External
+            }
             RuntimeError::Internal(_) | RuntimeError::Disconnected(_) => Fault::Internal,
         }
     }

@@ -22,6 +22,10 @@ const COVERED: &[(&str, &str)] = &[
         "bench::w4_reproduces_the_reference_checksum",
     ),
     (
+        "examples/bench/w2-postgres.yaml",
+        "postgres::w2_upserted_into_postgres_gives_the_reference_checksum",
+    ),
+    (
         "examples/bench/w6.yaml",
         "bench::w6_reproduces_the_reference_checksum",
     ),

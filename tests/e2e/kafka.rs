@@ -490,10 +490,7 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
         }
         c
     };
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
+    let mut seed = support::time_seed();
     for (input, parallelism) in [("orders", "1"), ("orders4", "2")] {
         let (results, late) = (format!("results-{input}"), format!("late-{input}"));
         broker.create_topic(&results, 1);
@@ -517,26 +514,13 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
             "{}",
             stderr(&o)
         );
-        let mut kills = Vec::new();
-        while kills.len() < 4 {
-            // 0.2–1.4 s into a run that reads for 2 s.
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let after = Duration::from_millis(200 + (seed >> 33) % 1200);
-            let mut child = paced(&env)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(after);
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            child.kill().unwrap();
-            child.wait().unwrap();
-            kills.push(after);
-        }
+        // 0.2–1.4 s into a run that reads for 2 s.
+        let kills = support::kill_at_random_moments(
+            &mut || paced(&env),
+            4,
+            (Duration::from_millis(200), Duration::from_millis(1400)),
+            &mut seed,
+        );
         assert!(!kills.is_empty(), "the job ended before it was killed");
         assert_ok(&run(&spec, &env));
         let results = broker.committed(&results, &d.join(format!("{input}.jsonl")));

@@ -12,7 +12,8 @@
 //! - `cli`: the command line itself;
 //! - `examples`: every example is run, and none is left without a test;
 //! - `api`: `sluice serve`, its REST API and the CLI client over HTTP;
-//! - `dashboard`: the web dashboard in headless Chromium.
+//! - `dashboard`: the web dashboard in headless Chromium;
+//! - `postgres`: the PostgreSQL sink against a real server.
 
 mod api;
 mod bench;
@@ -23,6 +24,7 @@ mod enricher;
 mod examples;
 mod kafka;
 mod polyglot;
+mod postgres;
 mod recovery;
 mod sandbox;
 mod support;

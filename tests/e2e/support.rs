@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// The repository root.
 /// The WIT package's version, as `wit/operator.wit` declares it.
@@ -237,6 +238,47 @@ fn checksum_with(workload: &str, results: &Path, late: Option<&Path>, extra: &[S
     let o = c.output().expect("python3 for checksum.py");
     assert!(o.status.success(), "checksum.py: {}", stderr(&o));
     stdout(&o).trim().to_owned()
+}
+
+/// Starts `command` (stdout and stderr discarded) and kills it with SIGKILL
+/// at a random moment between `from` and `to` into its run, up to `times`
+/// times, or until a run ends before its moment comes; returns the moments
+/// of the kills. `seed` carries the random state from call to call.
+pub fn kill_at_random_moments(
+    command: &mut dyn FnMut() -> Command,
+    times: usize,
+    (from, to): (Duration, Duration),
+    seed: &mut u64,
+) -> Vec<Duration> {
+    let mut kills = Vec::new();
+    while kills.len() < times {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let spread = (to - from).as_millis().max(1) as u64;
+        let after = from + Duration::from_millis((*seed >> 33) % spread);
+        let mut child = command()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sluice");
+        std::thread::sleep(after);
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills.push(after);
+    }
+    kills
+}
+
+/// A seed for [`kill_at_random_moments`] that differs from run to run.
+pub fn time_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
 }
 
 /// The newest checkpoint folder of `ck` with a manifest.

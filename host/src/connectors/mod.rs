@@ -10,6 +10,7 @@
 pub mod datagen;
 pub mod file;
 pub mod kafka;
+pub mod postgres;
 pub mod stdout;
 
 use crate::error::RuntimeError;
@@ -49,6 +50,8 @@ pub struct SinkContext {
     pub uid: String,
     /// With checkpointing: the checkpoint folder and settings.
     pub checkpoints: Option<crate::checkpoint::CheckpointSettings>,
+    /// The pipeline's `buffer_timeout`: how long output may wait.
+    pub buffer_timeout: std::time::Duration,
 }
 
 /// The source connector named `kind`.
@@ -84,8 +87,12 @@ pub fn sink(
             options_of(options)?,
             context,
         )?)),
+        "postgres" => Ok(Arc::new(postgres::PostgresSinkFactory::new(
+            options_of(options)?,
+            context,
+        )?)),
         other => Err(format!(
-            "unknown sink type `{other}` (available: file, stdout, kafka)"
+            "unknown sink type `{other}` (available: file, stdout, kafka, postgres)"
         )),
     }
 }
@@ -99,6 +106,54 @@ pub(crate) fn append_lines(buf: &mut Vec<u8>, batch: &crate::runtime::Batch) {
     for r in batch.iter() {
         buf.extend_from_slice(r.value());
         buf.push(b'\n');
+    }
+}
+
+/// A two-phase sink's output sealed at barriers and not yet known to be
+/// committed: the committables of each epoch, by checkpoint id.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    items: Vec<(u64, serde_json::Value)>,
+    last_barrier: u64,
+}
+
+impl Pending {
+    /// The epoch a barrier (or the end of input) seals now.
+    pub fn barrier(&mut self, id: u64) {
+        self.last_barrier = id;
+    }
+
+    /// The epoch of the job's last output, sealed at the end of input:
+    /// committed when the whole job has ended.
+    pub fn final_epoch(&self) -> u64 {
+        self.last_barrier + 1
+    }
+
+    pub fn push(&mut self, epoch: u64, committable: serde_json::Value) {
+        self.items.push((epoch, committable));
+    }
+
+    /// What the snapshot of the current barrier holds: every epoch not yet
+    /// committed (those of a failed checkpoint go with the next).
+    pub fn state(&self) -> crate::checkpoint::OperatorState {
+        crate::checkpoint::OperatorState {
+            committables: self.items.iter().map(|(_, c)| c.clone()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Checkpoint `id` is complete (also told at the start of a restored
+    /// job: epochs go on from there).
+    pub fn completed(&mut self, id: u64) {
+        self.last_barrier = self.last_barrier.max(id);
+        self.items.retain(|(e, _)| *e > id);
+    }
+
+    pub fn take(&mut self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut self.items)
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect()
     }
 }
 

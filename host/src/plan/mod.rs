@@ -688,6 +688,7 @@ impl Planner<'_> {
             job: self.job_name(),
             uid: uid.to_owned(),
             checkpoints,
+            buffer_timeout: self.spec.buffer_timeout.0,
         };
         let factory = connectors::sink(&connector.kind, connector.options.clone(), context)
             .map_err(|m| self.err(p, node, format!("sink `{}`: {m}", connector.kind)))?;

@@ -17,7 +17,7 @@
 //! the restored job.
 
 use crate::checkpoint::{Barrier, Committer, OperatorState};
-use crate::connectors::{append_lines, io_error};
+use crate::connectors::{Pending, append_lines, io_error};
 use crate::error::RuntimeError;
 use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
@@ -53,8 +53,7 @@ impl OperatorFactory for PartsFactory {
             subtask,
             file: None,
             buf: Vec::with_capacity(FLUSH_AT + 4096),
-            pending: Vec::new(),
-            last_barrier: 0,
+            pending: Pending::default(),
         })
     }
 
@@ -71,9 +70,7 @@ pub struct PartSink {
     /// The in-progress file and its hidden name.
     file: Option<(File, String)>,
     buf: Vec<u8>,
-    /// Committables not yet known to be committed, by checkpoint id.
-    pending: Vec<(u64, Value)>,
-    last_barrier: u64,
+    pending: Pending,
 }
 
 impl PartSink {
@@ -114,8 +111,7 @@ impl PartSink {
                 self.dir.join(&name).display()
             )))?;
             let part = format!("part-{:04}-{id:08}.jsonl", self.subtask);
-            self.pending
-                .push((id, json!({ "file": name, "part": part })));
+            self.pending.push(id, json!({ "file": name, "part": part }));
         }
         Ok(())
     }
@@ -143,31 +139,21 @@ impl Operator for PartSink {
         barrier: Barrier,
         _out: &mut Output,
     ) -> Result<OperatorState, RuntimeError> {
-        self.last_barrier = barrier.id;
+        self.pending.barrier(barrier.id);
         self.seal(barrier.id)?;
-        Ok(OperatorState {
-            committables: self.pending.iter().map(|(_, c)| c.clone()).collect(),
-            ..Default::default()
-        })
+        Ok(self.pending.state())
     }
 
     fn notify_checkpoint_complete(&mut self, id: u64) {
-        // Also told at the start of a restored job: part names go on from
-        // there.
-        self.last_barrier = self.last_barrier.max(id);
-        self.pending.retain(|(i, _)| *i > id);
+        self.pending.completed(id);
     }
 
     async fn close(&mut self, _out: &mut Output) -> Result<(), RuntimeError> {
-        // The job's last output: committed when the whole job has ended.
-        self.seal(self.last_barrier + 1)
+        self.seal(self.pending.final_epoch())
     }
 
     fn take_final_committables(&mut self) -> Vec<Value> {
-        std::mem::take(&mut self.pending)
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect()
+        self.pending.take()
     }
 }
 
@@ -187,7 +173,7 @@ fn exists(p: &Path) -> bool {
 }
 
 impl Committer for PartsCommitter {
-    fn commit(&self, items: &[Value]) -> Result<(), String> {
+    fn commit(&self, _id: u64, items: &[Value]) -> Result<(), String> {
         for item in items {
             let from = self.dir.join(field(item, "file")?);
             let to = self.dir.join(field(item, "part")?);
@@ -213,11 +199,11 @@ impl Committer for PartsCommitter {
         Ok(())
     }
 
-    fn recover(&self, items: &[Value]) -> Result<(), String> {
+    fn recover(&self, restored: Option<u64>, items: &[Value]) -> Result<(), String> {
         if !self.dir.exists() {
             return Ok(());
         }
-        self.commit(items)?;
+        self.commit(restored.unwrap_or(0), items)?;
         let entries = std::fs::read_dir(&self.dir)
             .map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
         for entry in entries.flatten() {
