@@ -336,3 +336,153 @@ fn exactly_once_w2_into_postgres_through_crashes_and_a_server_restart() {
     assert_ok(&run_env(&env));
     assert_eq!(w2_sum(&pg, d), W2, "killed after {kills:?}");
 }
+
+/// Debezium change events, in and out of their `{schema, payload}`
+/// wrapper, with a tombstone.
+const CHANGES: &str = r#"{"op":"c","before":null,"after":{"id":1,"name":"tea","price":"3.50","at":1700000000123,"tags":{"k":["a\tb"]},"active":true,"score":0.5}}
+{"op":"u","before":{"id":1},"after":{"id":1,"name":"tea","price":"3.75","at":1700000000123,"tags":null,"active":true,"score":0.25}}
+{"schema":{"type":"struct"},"payload":{"op":"u","before":{"id":1},"after":{"id":1,"name":"green tea","price":"4.00","at":1700000000123,"tags":null,"active":false,"score":-1e-3}}}
+{"op":"c","after":{"id":2,"name":"cake","price":12,"at":0,"tags":[],"active":true,"score":1}}
+{"op":"d","before":{"id":2},"after":null}
+{"op":"r","after":{"id":2,"name":"cake again","price":12.5,"at":-1,"tags":[1],"active":null,"score":null}}
+null
+{"op":"c","after":{"id":3,"name":"old key","price":1,"at":1,"tags":null,"active":true,"score":0}}
+{"op":"u","before":{"id":3},"after":{"id":4,"name":"new key","price":1,"at":1,"tags":null,"active":true,"score":0}}
+{"op":"c","after":{"id":5,"name":null,"price":null,"at":null,"tags":null,"active":null,"score":null}}
+{"op":"c","after":{"id":6,"name":"bad","price":"lots","at":1,"tags":null,"active":true,"score":0}}
+{"op":"d","before":{"id":99},"after":null}
+"#;
+
+const ITEMS: &str = "CREATE TABLE items (id bigint PRIMARY KEY, name text, price numeric(10,2), \
+     at timestamptz, tags jsonb, active boolean, score double precision)";
+
+fn changelog_spec(d: &Path, sink: &str) -> PathBuf {
+    let spec = d.join("changes.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: changes\n\
+             checkpoints: {{ dir: '${{CHECKPOINT_DIR:-}}', interval: 50ms }}\n\
+             sources:\n  - {{ uid: cdc, type: file, path: '{}', format: debezium-json }}\n\
+             sinks:\n  - {{ uid: items, input: cdc, {sink} }}\n\
+             dead_letter: {{ type: file, path: '{}' }}\n",
+            d.join("changes.jsonl").display(),
+            d.join("dead.jsonl").display()
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+/// A changelog lands as upserts and deletes: a key changed several times in
+/// one epoch ends with its last row, a delete then a re-insert leaves the
+/// row, an update that changes the primary key moves the row, nulls,
+/// numeric, timestamptz, jsonb, boolean and double are written as they are;
+/// a value that does not fit its column goes to the dead-letter sink named
+/// by table and column. With or without checkpoints, the same table.
+#[test]
+fn a_changelog_lands_as_upserts_and_deletes() {
+    let pg = Postgres::start();
+    pg.sql("SET TIME ZONE 'UTC'");
+    let dir = support::temp_dir();
+    let d = dir.path();
+    std::fs::write(d.join("changes.jsonl"), CHANGES).unwrap();
+    let sink = format!("type: postgres, url: '{}', table: items", pg.url());
+    let spec = changelog_spec(d, &sink);
+    for checkpoints in ["", "ck"] {
+        pg.sql("DROP TABLE IF EXISTS items");
+        pg.sql(ITEMS);
+        let ck = if checkpoints.is_empty() {
+            String::new()
+        } else {
+            d.join(checkpoints).display().to_string()
+        };
+        let dead = d.join("dead.jsonl");
+        let _ = std::fs::remove_file(&dead).or_else(|_| std::fs::remove_dir_all(&dead));
+        assert_ok(&support::run(&spec, &[("CHECKPOINT_DIR", &ck)]));
+        let rows = pg.sql(
+            "SET TIME ZONE 'UTC'; SELECT id, name, price, at, tags, active, score FROM items ORDER BY id",
+        );
+        assert_eq!(
+            rows,
+            "1|green tea|4.00|2023-11-14 22:13:20.123+00||f|-0.001\n\
+             2|cake again|12.50|1969-12-31 23:59:59.999+00|[1]||\n\
+             4|new key|1.00|1970-01-01 00:00:00.001+00||t|0\n\
+             5||||||",
+            "checkpoints: {checkpoints:?}"
+        );
+        let dead = std::fs::read_to_string(late_lines(&dead, &d.join("dead.txt"))).unwrap();
+        assert_eq!(dead.lines().count(), 1, "{dead}");
+        assert!(
+            dead.contains("column `price` (numeric(10,2)) of items: field /price is \\\"lots\\\", not a number"),
+            "{dead}"
+        );
+        assert!(dead.contains("changes.jsonl:11"), "{dead}");
+    }
+}
+
+/// A table without a primary key is appended to (every insert, in order);
+/// it cannot take a changelog, nor can a file sink: plan errors that name
+/// both nodes.
+#[test]
+fn a_table_without_a_primary_key_is_append_only() {
+    let pg = Postgres::start();
+    pg.sql("CREATE TABLE log (id bigint, name text)");
+    let dir = support::temp_dir();
+    let d = dir.path();
+    std::fs::write(
+        d.join("rows.jsonl"),
+        "{\"id\":1,\"name\":\"a\"}\n{\"id\":1,\"name\":\"a\"}\n{\"id\":2}\n",
+    )
+    .unwrap();
+    let spec = d.join("append.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "sources:\n  - {{ uid: rows, type: file, path: '{}' }}\n\
+             sinks:\n  - {{ uid: log, input: rows, type: postgres, url: '{}', table: log }}\n",
+            d.join("rows.jsonl").display(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    assert_ok(&support::run(&spec, &[]));
+    assert_eq!(
+        pg.sql("SELECT id, coalesce(name, '-') FROM log ORDER BY id"),
+        "1|a\n1|a\n2|-"
+    );
+
+    std::fs::write(d.join("changes.jsonl"), CHANGES).unwrap();
+    for (sink, named) in [
+        (
+            format!("type: postgres, url: '{}', table: log", pg.url()),
+            "`items` (sink) is append-only, but its input is the changelog (updates and deletes) of `cdc`",
+        ),
+        (
+            format!("type: file, path: '{}'", d.join("out.jsonl").display()),
+            "`items` (sink) is append-only",
+        ),
+    ] {
+        let o = support::run(&changelog_spec(d, &sink), &[("CHECKPOINT_DIR", "")]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(named), "{}", stderr(&o));
+    }
+    let e = pg.sql("SELECT count(*) FROM log");
+    assert_eq!(e, "3", "nothing written by the refused plans");
+    // `mode: upsert` on a table without a primary key is refused.
+    let o = support::run(
+        &changelog_spec(
+            d,
+            &format!(
+                "type: postgres, url: '{}', table: log, mode: upsert",
+                pg.url()
+            ),
+        ),
+        &[("CHECKPOINT_DIR", "")],
+    );
+    assert!(
+        stderr(&o).contains("table log has no primary key, which `mode: upsert` needs"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -20,14 +20,15 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
-/// How a source reads its records' bytes: `format: json` (the default) or
-/// `raw`.
+/// How a source reads its records' bytes: `format: json` (the default),
+/// `raw`, or `debezium-json` (change events: a changelog).
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum FormatOption {
     #[default]
     Json,
     Raw,
+    DebeziumJson,
 }
 
 impl From<FormatOption> for Format {
@@ -35,6 +36,7 @@ impl From<FormatOption> for Format {
         match f {
             FormatOption::Json => Format::Json,
             FormatOption::Raw => Format::Raw,
+            FormatOption::DebeziumJson => Format::DebeziumJson,
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::runtime::aggregate::AggregatorFactory;
 use crate::runtime::keys::KeySelector;
 use crate::runtime::kind::{OperatorKind, PlanContext, Registry};
 use crate::runtime::router::Partitioning;
-use crate::runtime::source::{EventTime, Format};
+use crate::runtime::source::EventTime;
 use crate::runtime::{Chain, Edge, Node};
 use crate::time::watermark::WatermarkStrategy;
 use crate::wasm::{self, World};
@@ -184,6 +184,50 @@ struct Draft {
     broadcast_inputs: &'static [usize],
 }
 
+/// Follows changelogs (records that update or delete earlier ones) from the
+/// sources that read them to every node they reach: a node that would take
+/// a retraction for one more row is a plan error naming it and the node the
+/// changelog comes from.
+fn check_changelogs(drafts: &[Draft], edges: &[EdgeRef], order: &[usize]) -> Result<(), PlanError> {
+    use crate::runtime::operator::ChangelogInput;
+    // Per node: the node its output's changelog comes from, if it is one.
+    let mut from: Vec<Option<usize>> = vec![None; drafts.len()];
+    for &n in order {
+        let d = &drafts[n];
+        let changelog_input = edges
+            .iter()
+            .filter(|e| e.2 == n && e.1 == crate::runtime::operator::MAIN_PORT)
+            .find_map(|e| from[e.0]);
+        from[n] = match &d.node.kind {
+            NodeKind::Source { factory, .. } => {
+                (factory.format() == crate::runtime::source::Format::DebeziumJson).then_some(n)
+            }
+            NodeKind::Operator(f) => match (changelog_input, f.changelog()) {
+                (Some(c), ChangelogInput::Refused) => {
+                    let what = if d.node.kind.is_sink() {
+                        "is append-only"
+                    } else {
+                        "takes inserts only"
+                    };
+                    return Err(PlanError::new(
+                        d.node.location.clone(),
+                        format!(
+                            "`{}` ({}) {what}, but its input is the changelog (updates and deletes) of `{}`: it would read each retraction as one more row; feed it to a node that applies changes (a `postgres` sink on a table with a primary key)",
+                            d.node.uid,
+                            d.node.kind.name(),
+                            drafts[c].node.uid
+                        ),
+                    ));
+                }
+                (Some(c), ChangelogInput::Kept) => Some(c),
+                _ if f.emits_changelog() => Some(n),
+                _ => None,
+            },
+        };
+    }
+    Ok(())
+}
+
 impl Planner<'_> {
     fn at(&self, spec_path: &str, node: Option<&str>) -> Location {
         Location {
@@ -234,6 +278,7 @@ impl Planner<'_> {
         let edge_refs = self.connect(&mut drafts)?;
         let order = self.topological(&drafts, &edge_refs)?;
         self.check_event_time(&drafts, &edge_refs, &order)?;
+        check_changelogs(&drafts, &edge_refs, &order)?;
         self.parallelism(&mut drafts)?;
         let edges = self.partitioning(&drafts, &edge_refs)?;
         let chains = chains(&drafts, &edges, &order);
@@ -595,11 +640,11 @@ impl Planner<'_> {
                 let ep = format!("{p}.event_time");
                 let timestamp = match &et.timestamp {
                     Some(t) => {
-                        if factory.format() != Format::Json {
+                        if !factory.format().is_json() {
                             return Err(self.err(
                                 &ep,
                                 node,
-                                "an event_time `timestamp` field needs `format: json`",
+                                "an event_time `timestamp` field needs `format: json` (or `debezium-json`)",
                             ));
                         }
                         Some(

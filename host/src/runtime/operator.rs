@@ -157,11 +157,35 @@ pub trait OperatorFactory: Send + Sync {
         Ok(())
     }
 
+    /// What the operator does with a changelog (records that update or
+    /// delete rows of earlier ones): by default it takes only inserts, and
+    /// the plan refuses to feed it a changelog.
+    fn changelog(&self) -> ChangelogInput {
+        ChangelogInput::Refused
+    }
+
+    /// Whether the operator's output is a changelog whatever its input.
+    fn emits_changelog(&self) -> bool {
+        false
+    }
+
     /// What commits the operator's output when a checkpoint completes (a
     /// transactional sink's); `None`: output is visible as it is written.
     fn committer(&self) -> Option<Arc<dyn Committer>> {
         None
     }
+}
+
+/// How an operator takes a changelog ([`OperatorFactory::changelog`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangelogInput {
+    /// Append-only: it would read a retraction as one more row.
+    Refused,
+    /// Each output record keeps the kind of the record it came from (a
+    /// stateless map): its output is a changelog when its input is.
+    Kept,
+    /// It applies the changes (an upsert sink, a changelog aggregate).
+    Applied,
 }
 
 /// What an operator knows about the node it runs for.

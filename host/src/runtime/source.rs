@@ -7,7 +7,7 @@
 //! full, at every watermark, and after the buffer timeout when input is
 //! slow), and setting malformed records aside.
 
-use super::batch::{Batch, Origin};
+use super::batch::{Batch, Origin, RowKind};
 use super::operator::Output;
 use super::{Message, PositionKind};
 use crate::error::RuntimeError;
@@ -65,6 +65,63 @@ pub enum Format {
     Json,
     /// Bytes as they are.
     Raw,
+    /// Debezium's change events (`{"before", "after", "op"}`, optionally
+    /// inside `{"schema", "payload"}`): each becomes the changelog records
+    /// of its row (`c`/`r` an insert of `after`, `u` an update-before of
+    /// `before` and an update-after of `after`, `d` a delete of `before`);
+    /// tombstones (empty or `null` values) are skipped.
+    DebeziumJson,
+}
+
+impl Format {
+    /// Whether record values are JSON documents.
+    pub fn is_json(self) -> bool {
+        matches!(self, Format::Json | Format::DebeziumJson)
+    }
+}
+
+/// The rows of one Debezium change event, with their changelog kinds; no
+/// rows for a tombstone.
+pub fn debezium_rows(value: &[u8]) -> Result<Vec<(RowKind, Vec<u8>)>, String> {
+    use serde_json::Value;
+    let trimmed = value.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"null" {
+        return Ok(Vec::new());
+    }
+    let doc: Value = serde_json::from_slice(value).map_err(|e| format!("not JSON: {e}"))?;
+    let envelope = match &doc {
+        Value::Object(m) if m.contains_key("schema") && m.contains_key("payload") => &m["payload"],
+        _ => &doc,
+    };
+    if envelope.is_null() {
+        return Ok(Vec::new());
+    }
+    let op = envelope
+        .get("op")
+        .and_then(Value::as_str)
+        .ok_or("a Debezium change event has an `op` (c, r, u or d)")?;
+    let image = |name: &str| -> Result<Vec<u8>, String> {
+        match envelope.get(name) {
+            Some(v @ Value::Object(_)) => Ok(serde_json::to_vec(v).expect("JSON")),
+            _ => Err(format!(
+                "the `{name}` of a Debezium `{op}` event is missing or not an object{}",
+                if name == "before" {
+                    " (for PostgreSQL, the table needs REPLICA IDENTITY FULL to give the row before an update or delete)"
+                } else {
+                    ""
+                }
+            )),
+        }
+    };
+    Ok(match op {
+        "c" | "r" => vec![(RowKind::Insert, image("after")?)],
+        "u" => vec![
+            (RowKind::UpdateBefore, image("before")?),
+            (RowKind::UpdateAfter, image("after")?),
+        ],
+        "d" => vec![(RowKind::Delete, image("before")?)],
+        other => return Err(format!("unknown Debezium `op` `{other}` (c, r, u or d)")),
+    })
 }
 
 /// Makes a source node's readers, one per subtask (connectors implement it).
@@ -281,6 +338,69 @@ impl SourceOutput {
             split: split.global,
             position,
         };
+        if self.format == Format::DebeziumJson {
+            return self.push_change_event(split, key, value, timestamp, headers, origin);
+        }
+        self.push_row(
+            split,
+            key,
+            value,
+            timestamp,
+            headers,
+            origin,
+            RowKind::Insert,
+        )
+    }
+
+    /// A Debezium change event: its rows, or the event to the dead-letter
+    /// output when it is not one.
+    #[cold]
+    fn push_change_event<'h>(
+        &mut self,
+        split: SplitId,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: Option<i64>,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        origin: Origin,
+    ) -> Result<(), RuntimeError> {
+        let headers: Vec<(&[u8], &[u8])> = headers.into_iter().collect();
+        match debezium_rows(value) {
+            Ok(rows) => {
+                for (kind, row) in rows {
+                    self.push_row(
+                        split,
+                        key,
+                        &row,
+                        timestamp,
+                        headers.iter().copied(),
+                        origin,
+                        kind,
+                    )?;
+                }
+                Ok(())
+            }
+            Err(reason) => {
+                self.scratch.clear();
+                self.scratch
+                    .push_with_headers(key, value, timestamp, origin, headers);
+                self.out.dead_letter(self.scratch.get(0), &reason)
+            }
+        }
+    }
+
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn push_row<'h>(
+        &mut self,
+        split: SplitId,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: Option<i64>,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        origin: Origin,
+        kind: RowKind,
+    ) -> Result<(), RuntimeError> {
         let ts = match self.check(value, timestamp) {
             Ok(ts) => ts,
             Err(reason) => {
@@ -295,6 +415,9 @@ impl SourceOutput {
         }
         self.batch
             .push_with_headers(key, value, ts, origin, headers);
+        if kind != RowKind::Insert {
+            self.batch.set_last_kind(kind);
+        }
         self.buffered += 1;
         if let Some(p) = &mut self.pace {
             p.started.get_or_insert_with(std::time::Instant::now);
@@ -321,10 +444,10 @@ impl SourceOutput {
                 Err("the record has no timestamp to take the event time from".into())
             }
             (Format::Raw, _) => Ok(timestamp),
-            (Format::Json, None | Some(None)) => json::validate(value)
+            (Format::Json | Format::DebeziumJson, None | Some(None)) => json::validate(value)
                 .map(|()| timestamp)
                 .map_err(|e| e.to_string()),
-            (Format::Json, Some(Some(p))) => match json::find(value, p) {
+            (Format::Json | Format::DebeziumJson, Some(Some(p))) => match json::find(value, p) {
                 Ok(Some(raw)) => json::parse_i64(raw).map(Some).ok_or_else(|| {
                     format!(
                         "event time at {p} is not an integer number of epoch milliseconds: {}",
@@ -527,5 +650,50 @@ mod tests {
         clock.advance(40);
         assert_eq!(out.tick(true), None);
         assert_eq!(kinds(&mut out), ["b1"]);
+    }
+
+    #[test]
+    fn debezium_events_become_changelog_rows() {
+        let rows = |v: &str| {
+            debezium_rows(v.as_bytes()).map(|rows| {
+                rows.into_iter()
+                    .map(|(k, r)| format!("{} {}", k.short(), String::from_utf8(r).unwrap()))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            rows(r#"{"before":null,"after":{"id":1},"op":"c"}"#).unwrap(),
+            [r#"+I {"id":1}"#]
+        );
+        assert_eq!(
+            rows(r#"{"after":{"id":1},"op":"r","ts_ms":5}"#).unwrap(),
+            [r#"+I {"id":1}"#]
+        );
+        assert_eq!(
+            rows(r#"{"schema":{"type":"struct"},"payload":{"before":{"id":1,"v":1},"after":{"id":1,"v":2},"op":"u"}}"#)
+                .unwrap(),
+            [r#"-U {"id":1,"v":1}"#, r#"+U {"id":1,"v":2}"#]
+        );
+        assert_eq!(
+            rows(r#"{"before":{"id":1},"after":null,"op":"d"}"#).unwrap(),
+            [r#"-D {"id":1}"#]
+        );
+        // Tombstones, bare or wrapped.
+        assert!(rows("").unwrap().is_empty());
+        assert!(rows(" null").unwrap().is_empty());
+        assert!(
+            rows(r#"{"schema":null,"payload":null}"#)
+                .unwrap()
+                .is_empty()
+        );
+        let e = rows(r#"{"before":null,"after":{"id":1},"op":"u"}"#).unwrap_err();
+        assert!(e.contains("REPLICA IDENTITY FULL"), "{e}");
+        assert!(
+            rows(r#"{"after":{"id":1},"op":"x"}"#)
+                .unwrap_err()
+                .contains("unknown")
+        );
+        assert!(rows(r#"{"after":{"id":1}}"#).unwrap_err().contains("`op`"));
+        assert!(rows("{oops").unwrap_err().contains("not JSON"));
     }
 }

@@ -242,6 +242,10 @@ impl OperatorKind for TransformKind {
 }
 
 impl OperatorFactory for TransformFactory {
+    fn changelog(&self) -> crate::runtime::operator::ChangelogInput {
+        crate::runtime::operator::ChangelogInput::Kept
+    }
+
     fn kind(&self) -> &'static str {
         "transform"
     }

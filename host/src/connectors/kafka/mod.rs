@@ -811,10 +811,10 @@ impl Source for KafkaSource {
             }
             let split = r.split.expect("registered");
             r.next = Some(m.offset() + 1);
-            // A tombstone (no value) reads as JSON `null`; a header without
-            // a value as an empty one.
+            // A tombstone (no value) reads as JSON `null` (and is skipped
+            // as a change event); a header without a value as an empty one.
             let value = m.payload().unwrap_or(match self.options.format {
-                FormatOption::Json => b"null",
+                FormatOption::Json | FormatOption::DebeziumJson => b"null",
                 FormatOption::Raw => b"",
             });
             let headers = m

@@ -7,6 +7,7 @@ use super::rows::{Changes, Rows, Table};
 use crate::checkpoint::{Barrier, Committer, OperatorState};
 use crate::connectors::{Pending, SinkContext};
 use crate::error::RuntimeError;
+use crate::runtime::operator::ChangelogInput;
 use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
 use serde_json::{Value, json};
@@ -103,6 +104,14 @@ impl OperatorFactory for PostgresSinkFactory {
             key: Vec::new(),
             pending: Pending::default(),
         })
+    }
+
+    fn changelog(&self) -> ChangelogInput {
+        if self.shared.table.upsert() {
+            ChangelogInput::Applied
+        } else {
+            ChangelogInput::Refused
+        }
     }
 
     fn committer(&self) -> Option<Arc<dyn Committer>> {
