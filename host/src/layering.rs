@@ -178,6 +178,7 @@ fn the_runtime_knows_no_operator_kind() {
         "wasm",
         "window",
         "join",
+        "group",
         "connectors",
         "server",
         "cli",
@@ -195,7 +196,7 @@ fn operator_modules_do_not_use_each_other() {
     // runtime's contracts (factories, kinds, the aggregate contract); the
     // planner wires them together.
     let g = graph(&src(), "crate::");
-    let peers = ["window", "join", "wasm", "connectors"];
+    let peers = ["window", "join", "group", "wasm", "connectors"];
     for a in peers {
         for b in peers {
             assert!(

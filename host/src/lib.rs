@@ -42,6 +42,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
 pub mod error;
+pub mod group;
 pub mod join;
 pub mod json;
 pub mod plan;

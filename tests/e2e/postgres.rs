@@ -486,3 +486,173 @@ fn a_table_without_a_primary_key_is_append_only() {
         stderr(&o)
     );
 }
+
+/// A changelog of orders (created, updated — status and amount — and
+/// deleted, some created again), as Debezium events.
+fn order_changes(events: usize, seed: u64) -> String {
+    let mut rng = seed;
+    let mut next = |n: u64| {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (rng >> 33) % n
+    };
+    let statuses = ["NEW", "PAID", "SHIPPED", "CANCELLED"];
+    let mut live: std::collections::BTreeMap<u64, (usize, i64)> = Default::default();
+    let row = |id: u64, (s, amount): (usize, i64)| {
+        format!(
+            r#"{{"id":{id},"status":"{}","amount":{amount}}}"#,
+            statuses[s]
+        )
+    };
+    let mut out = String::new();
+    for _ in 0..events {
+        let id = next(500);
+        let change = (next(4) as usize, next(100_000) as i64 - 1_000);
+        let line = match live.get(&id).copied() {
+            None => {
+                live.insert(id, change);
+                format!(r#"{{"op":"c","before":null,"after":{}}}"#, row(id, change))
+            }
+            Some(old) if next(5) == 0 => {
+                live.remove(&id);
+                format!(r#"{{"op":"d","before":{},"after":null}}"#, row(id, old))
+            }
+            Some(old) => {
+                live.insert(id, change);
+                format!(
+                    r#"{{"op":"u","before":{},"after":{}}}"#,
+                    row(id, old),
+                    row(id, change)
+                )
+            }
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The tutorials' live aggregate over a changelog: orders (as change
+/// events) are upserted into one table and counted, summed, averaged and
+/// ranged per status into another; the second equals PostgreSQL's own
+/// `GROUP BY` over the first. With checkpoints, killed and restored, on both
+/// state backends.
+#[test]
+fn a_group_aggregate_over_a_changelog_equals_group_by_over_the_table() {
+    let pg = Postgres::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    std::fs::write(d.join("orders.jsonl"), order_changes(30_000, 7)).unwrap();
+    let spec = d.join("live.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: live\n\
+             state: {{ backend: '${{BACKEND}}', dir: '{state}' }}\n\
+             checkpoints: {{ dir: '{ck}', interval: 50ms }}\n\
+             sources:\n  - {{ uid: orders, type: file, path: '{input}', format: debezium-json }}\n\
+             operators:\n\
+             \x20 - uid: by_status\n\
+             \x20   input: orders\n\
+             \x20   key_by: /status\n\
+             \x20   group_aggregate:\n\
+             \x20     - {{ fn: count }}\n\
+             \x20     - {{ fn: sum, field: /amount, as: total }}\n\
+             \x20     - {{ fn: min, field: /amount, as: smallest }}\n\
+             \x20     - {{ fn: max, field: /amount, as: largest }}\n\
+             \x20     - {{ fn: avg, field: /amount, as: mean }}\n\
+             sinks:\n\
+             \x20 - {{ uid: orders_table, input: orders, type: postgres, url: '{url}', table: orders }}\n\
+             \x20 - {{ uid: by_status_table, input: by_status, type: postgres, url: '{url}', table: by_status }}\n",
+            state = d.join("state").display(),
+            ck = d.join("ck").display(),
+            input = d.join("orders.jsonl").display(),
+            url = pg.url(),
+        ),
+    )
+    .unwrap();
+    for backend in ["memory", "rocksdb"] {
+        pg.sql("DROP TABLE IF EXISTS orders, by_status, sluice_sink_progress");
+        pg.sql("CREATE TABLE orders (id bigint PRIMARY KEY, status text, amount bigint)");
+        pg.sql(
+            "CREATE TABLE by_status (status text PRIMARY KEY, count bigint, total bigint, \
+             smallest bigint, largest bigint, mean double precision)",
+        );
+        let _ = std::fs::remove_dir_all(d.join("ck"));
+        let env = [("BACKEND", backend)];
+        // Killed once along the way (paced: the input lasts 0.6 s).
+        let kills = support::kill_at_random_moments(
+            &mut || {
+                let mut c = support::sluice();
+                c.args(["run", "--no-api", "-q", "--source-rate", "50000"])
+                    .arg(&spec)
+                    .env("BACKEND", backend);
+                c
+            },
+            1,
+            (Duration::from_millis(250), Duration::from_millis(450)),
+            &mut support::time_seed(),
+        );
+        assert_eq!(kills.len(), 1, "the job ended before it was killed");
+        assert_ok(&support::run(&spec, &env));
+        let expected = pg.sql(
+            "SELECT status, count(*), sum(amount), min(amount), max(amount), \
+             round(avg(amount)::numeric, 6) FROM orders GROUP BY status ORDER BY status",
+        );
+        let got = pg.sql(
+            "SELECT status, count, total, smallest, largest, round(mean::numeric, 6) \
+             FROM by_status ORDER BY status",
+        );
+        assert_eq!(got, expected, "{backend}, killed after {kills:?}");
+        assert_eq!(expected.lines().count(), 4, "{expected}");
+    }
+}
+
+/// With `ttl`, a group idle for longer than it starts again: its earlier
+/// rows are forgotten (Flink's idle state retention).
+#[test]
+fn a_group_idle_past_its_ttl_starts_again() {
+    let pg = Postgres::start();
+    pg.sql("CREATE TABLE by_status (status text PRIMARY KEY, count bigint, total bigint)");
+    let dir = support::temp_dir();
+    let d = dir.path();
+    // A at the start and at the end; B in between, for 0.8 s at 10/s.
+    let mut lines = vec![r#"{"op":"c","after":{"id":1,"status":"A","amount":5}}"#.to_owned()];
+    for i in 0..8 {
+        lines.push(format!(
+            r#"{{"op":"c","after":{{"id":{},"status":"B","amount":1}}}}"#,
+            10 + i
+        ));
+    }
+    lines.push(r#"{"op":"c","after":{"id":2,"status":"A","amount":7}}"#.to_owned());
+    std::fs::write(d.join("orders.jsonl"), lines.join("\n") + "\n").unwrap();
+    for (ttl, expected) in [("", "A|2|12\nB|8|8"), ("ttl: 200ms", "A|1|7\nB|8|8")] {
+        pg.sql("TRUNCATE by_status");
+        let spec = d.join("ttl.yaml");
+        std::fs::write(
+            &spec,
+            format!(
+                "sources:\n  - {{ uid: orders, type: file, path: '{}', format: debezium-json }}\n\
+                 operators:\n  - {{ uid: by_status, input: orders, key_by: /status, {ttl}{sep} \
+                 group_aggregate: [ {{ fn: count }}, {{ fn: sum, field: /amount, as: total }} ] }}\n\
+                 sinks:\n  - {{ uid: out, input: by_status, type: postgres, url: '{}', table: by_status }}\n",
+                d.join("orders.jsonl").display(),
+                pg.url(),
+                sep = if ttl.is_empty() { "" } else { "," },
+            ),
+        )
+        .unwrap();
+        let o = support::sluice()
+            .args(["run", "--no-api", "-q", "--source-rate", "10"])
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        assert_eq!(
+            pg.sql("SELECT status, count, total FROM by_status ORDER BY status"),
+            expected,
+            "{ttl:?}"
+        );
+    }
+}

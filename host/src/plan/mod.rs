@@ -16,6 +16,7 @@ pub mod spec;
 
 use crate::connectors;
 use crate::error::{Location, PlanError};
+use crate::group;
 use crate::join;
 use crate::json::Pointer;
 use crate::runtime::aggregate::AggregatorFactory;
@@ -1177,6 +1178,7 @@ pub fn builtin_kinds() -> Registry {
         Arc::new(join::interval::IntervalJoinKind),
         Arc::new(join::temporal::TemporalJoinKind),
         Arc::new(join::window::WindowJoinKind),
+        Arc::new(group::GroupAggregateKind),
     ])
 }
 

@@ -13,6 +13,51 @@ use crate::error::RuntimeError;
 use async_trait::async_trait;
 use std::sync::Arc;
 
+/// A built-in aggregate function (`fn:` in a spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NativeFn {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+/// One built-in function as a spec writes it: `{ fn: sum, field: /amount,
+/// as: total }`.
+#[derive(Debug, serde::Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct NativeAggSpec {
+    #[serde(rename = "fn")]
+    pub func: NativeFn,
+    /// JSON pointer of the field (all but `count`, for which a field counts
+    /// its non-null values where the kind allows it).
+    #[serde(default)]
+    pub field: Option<String>,
+    /// Output field name; defaults to `count` or `<fn>_<field>`.
+    #[serde(default, rename = "as")]
+    pub name: Option<String>,
+}
+
+impl NativeAggSpec {
+    /// The field's pointer and the output name.
+    pub fn compile(&self) -> Result<(Option<crate::json::Pointer>, String), String> {
+        let field = match (self.func, &self.field) {
+            (NativeFn::Count, None) => None,
+            (_, None) => return Err("this function needs a `field` (a JSON pointer)".into()),
+            (_, Some(f)) => Some(crate::json::Pointer::parse(f)?),
+        };
+        let lower = format!("{:?}", self.func).to_lowercase();
+        let default_name = match (self.func, &field) {
+            (NativeFn::Count, None) => "count".to_owned(),
+            (_, Some(p)) => format!("{lower}_{}", p.last_name().unwrap_or("value")),
+            (_, None) => lower,
+        };
+        Ok((field, self.name.clone().unwrap_or(default_name)))
+    }
+}
+
 /// Byte strings in one buffer, like the WIT `byte-list`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ByteList {

@@ -12,16 +12,7 @@ use async_trait::async_trait;
 use smallvec::SmallVec;
 use std::sync::Arc;
 
-/// A built-in aggregate function (`fn:` in a spec).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NativeFn {
-    Count,
-    Sum,
-    Min,
-    Max,
-    Avg,
-}
+pub use crate::runtime::aggregate::NativeFn;
 
 /// One native function, compiled from the spec.
 #[derive(Debug, Clone)]

@@ -4,7 +4,6 @@
 use super::aggregate::{AggregatorFactory, NativeAgg, NativeAggregates, NativeFn};
 use super::{WindowFactory, WindowSettings};
 use crate::error::PlanError;
-use crate::json::Pointer;
 use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned, error, field};
 use crate::time::windows::WindowSpec;
 use crate::units::Dur;
@@ -23,18 +22,7 @@ pub struct AggregateSpec {
     pub native: Option<Vec<NativeAggSpec>>,
 }
 
-#[derive(Debug, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct NativeAggSpec {
-    #[serde(rename = "fn")]
-    pub func: NativeFn,
-    /// JSON pointer of the field (all but `count`).
-    #[serde(default)]
-    pub field: Option<String>,
-    /// Output field name; defaults to `count` or `<fn>_<field>`.
-    #[serde(default, rename = "as")]
-    pub name: Option<String>,
-}
+pub use crate::runtime::aggregate::NativeAggSpec;
 
 /// Field names of a window's output rows.
 #[derive(Debug, Deserialize, Default, Clone)]
@@ -123,37 +111,18 @@ fn aggregator(cx: &dyn PlanContext) -> Result<Arc<dyn AggregatorFactory>, PlanEr
             let mut aggs = Vec::new();
             for (j, a) in list.iter().enumerate() {
                 let at = format!("{ap}.native[{j}]");
-                let field = match (a.func, &a.field) {
-                    (NativeFn::Count, None) => None,
-                    (NativeFn::Count, Some(_)) => {
-                        return Err(error(
-                            cx,
-                            &at,
-                            "`count` counts records and takes no `field`",
-                        ));
-                    }
-                    (_, None) => {
-                        return Err(error(
-                            cx,
-                            &at,
-                            "this function needs a `field` (a JSON pointer)",
-                        ));
-                    }
-                    (_, Some(f)) => Some(Pointer::parse(f).map_err(|m| error(cx, &at, m))?),
-                };
-                let default_name = match (&a.func, &field) {
-                    (NativeFn::Count, _) => "count".to_owned(),
-                    (f, Some(p)) => format!(
-                        "{}_{}",
-                        format!("{f:?}").to_lowercase(),
-                        p.last_name().unwrap_or("value")
-                    ),
-                    (f, None) => format!("{f:?}").to_lowercase(),
-                };
+                if a.func == NativeFn::Count && a.field.is_some() {
+                    return Err(error(
+                        cx,
+                        &at,
+                        "`count` counts records and takes no `field`",
+                    ));
+                }
+                let (field, name) = a.compile().map_err(|m| error(cx, &at, m))?;
                 aggs.push(NativeAgg {
                     func: a.func,
                     field,
-                    name: a.name.clone().unwrap_or(default_name),
+                    name,
                 });
             }
             Arc::new(NativeAggregates(aggs))
