@@ -411,9 +411,10 @@ fn read_staged(dir: &Path, item: &Staged) -> Result<Rows, String> {
     let path = dir.join(&item.file);
     let bytes = std::fs::read(&path).map_err(|e| {
         format!(
-            "cannot read the staged rows of epoch {} at {}: {e} (were they deleted?)",
+            "cannot read the staged rows of epoch {} at {}: {e} (a committed epoch's rows are removed once applied: was its row in {} dropped, or the checkpoint folder copied from another job?)",
             item.epoch,
-            path.display()
+            path.display(),
+            db::PROGRESS_TABLE
         )
     })?;
     Rows::from_bytes(&bytes).map_err(|e| format!("{}: {e}", path.display()))
