@@ -26,6 +26,10 @@ const COVERED: &[(&str, &str)] = &[
         "postgres::w2_upserted_into_postgres_gives_the_reference_checksum",
     ),
     (
+        "examples/customer-tier/pipeline.yaml",
+        "postgres::a_lookup_join_enriches_orders_from_a_table_through_its_cache",
+    ),
+    (
         "examples/bench/w6.yaml",
         "bench::w6_reproduces_the_reference_checksum",
     ),
@@ -224,6 +228,7 @@ fn every_example_has_a_test() {
     let mut found = BTreeSet::new();
     for dir in [
         "examples/bench",
+        "examples/customer-tier",
         "examples/enricher",
         "examples/kafka",
         "examples/orders",
@@ -271,6 +276,7 @@ fn every_example_has_a_test() {
             is_case
                 || [
                     "bench",
+                    "customer-tier",
                     "enricher",
                     "js",
                     "kafka",

@@ -656,3 +656,111 @@ fn a_group_idle_past_its_ttl_starts_again() {
         );
     }
 }
+
+/// examples/customer-tier: orders enriched with their customer's tier from a
+/// table, inner and left; the cache answers every lookup but the first of
+/// each customer; a missing table or column is a plan error naming it.
+#[test]
+fn a_lookup_join_enriches_orders_from_a_table_through_its_cache() {
+    let pg = Postgres::start();
+    let example = support::repo().join("examples/customer-tier");
+    let o = Command::new(pg.bin.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ])
+        .args(["-p", &pg.port.to_string(), "-f"])
+        .arg(example.join("customers.sql"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let url = pg.url();
+    let spec = example.join("pipeline.yaml");
+    let tier = |id: u64| match id {
+        _ if id > 9000 => None,
+        _ if id.is_multiple_of(10) => Some("gold"),
+        _ if id.is_multiple_of(3) => Some("silver"),
+        _ => Some("bronze"),
+    };
+    let mut left_rows = 0;
+    for join in ["left", "inner"] {
+        let out = d.join(format!("{join}.jsonl"));
+        let o = support::run(
+            &spec,
+            &[
+                ("PG_URL", &url),
+                ("OUTPUT", out.to_str().unwrap()),
+                ("ORDERS", "20000"),
+                ("JOIN", join),
+            ],
+        );
+        assert_ok(&o);
+        let mut customers = std::collections::BTreeSet::new();
+        let mut rows = 0;
+        for line in std::fs::read_to_string(&out).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let id: u64 = v["customer_id"].as_str().unwrap()[2..].parse().unwrap();
+            customers.insert(id);
+            rows += 1;
+            match tier(id) {
+                Some(t) => assert_eq!(v["customer"], serde_json::json!({ "tier": t }), "{line}"),
+                None => {
+                    assert_eq!(join, "left", "{line}");
+                    assert!(v["customer"].is_null(), "{line}");
+                }
+            }
+            assert!(
+                v["order_id"].is_string() && v["amount"].is_number(),
+                "{line}"
+            );
+        }
+        if join == "left" {
+            assert_eq!(rows, 20_000);
+            left_rows = rows;
+            // One miss per customer; every other lookup is a hit.
+            let summary = stderr(&o);
+            let expected = format!(
+                "tier: lookup cache {} hits, {} misses",
+                20_000 - customers.len(),
+                customers.len()
+            );
+            assert!(summary.contains(&expected), "{expected}\n{summary}");
+        } else {
+            assert!(rows < left_rows && rows > 0, "{rows}");
+            assert!(customers.iter().all(|&c| c <= 9000));
+        }
+    }
+    let bad = d.join("bad.yaml");
+    for (lookup, named) in [
+        (
+            "table: nowhere, key: { customer_id: /customer_id }",
+            "there is no table `nowhere`",
+        ),
+        (
+            "table: customers, key: { id: /customer_id }",
+            "table customers has no column `id`",
+        ),
+    ] {
+        std::fs::write(
+            &bad,
+            format!(
+                "sources:\n  - {{ uid: orders, type: datagen, schema: orders, count: 10 }}\n\
+                 operators:\n  - {{ uid: tier, input: orders, lookup: {{ type: postgres, url: '{url}', {lookup} }} }}\n\
+                 sinks:\n  - {{ uid: out, input: tier, type: stdout }}\n"
+            ),
+        )
+        .unwrap();
+        let o = support::run(&bad, &[]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains(named), "{}", stderr(&o));
+        assert!(stderr(&o).contains("bad.yaml:"), "{}", stderr(&o));
+    }
+}

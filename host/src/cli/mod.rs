@@ -556,5 +556,12 @@ pub fn format_summary(name: &str, s: &JobSummary) -> String {
             n.wasm.as_secs_f64()
         );
     }
+    for n in s.nodes.iter().filter(|n| n.cache != (0, 0)) {
+        let _ = writeln!(
+            out,
+            "  {}: lookup cache {} hits, {} misses",
+            n.uid, n.cache.0, n.cache.1
+        );
+    }
     out
 }

@@ -1179,6 +1179,7 @@ pub fn builtin_kinds() -> Registry {
         Arc::new(join::temporal::TemporalJoinKind),
         Arc::new(join::window::WindowJoinKind),
         Arc::new(group::GroupAggregateKind),
+        Arc::new(connectors::postgres::LookupKind),
     ])
 }
 

@@ -235,11 +235,21 @@ impl Batch {
     /// Appends a copy of `record`, with its key replaced when `key` is given.
     #[inline]
     pub fn push_record(&mut self, record: RecordRef<'_>, key: Option<&[u8]>) {
+        self.push_copy(record, key, record.value());
+    }
+
+    /// Appends a copy of `record` with `value` for its value.
+    pub fn push_record_with_value(&mut self, record: RecordRef<'_>, value: &[u8]) {
+        self.push_copy(record, None, value);
+    }
+
+    #[inline]
+    fn push_copy(&mut self, record: RecordRef<'_>, key: Option<&[u8]>, value: &[u8]) {
         let key = match key {
             Some(k) => Some(self.put(k)),
             None => record.key().map(|k| self.put(k)),
         };
-        let value = self.put(record.value());
+        let value = self.put(value);
         let headers_start = self.headers.len() as u32;
         for (name, value) in record.headers() {
             let name = self.put(name);

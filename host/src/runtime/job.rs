@@ -56,6 +56,8 @@ pub struct NodeSummary {
     pub late: u64,
     pub dead_lettered: u64,
     pub wasm: Duration,
+    /// A lookup join's cache hits and misses.
+    pub cache: (u64, u64),
     /// Bytes of keyed state the node's subtasks held at the end, as their
     /// backends estimate them (operators that report it).
     pub state_bytes: u64,
@@ -611,6 +613,10 @@ async fn run_attempt(
                 late: NodeMetrics::get(&m.late),
                 dead_lettered: NodeMetrics::get(&m.dead_lettered),
                 wasm: Duration::from_nanos(NodeMetrics::get(&m.wasm_nanos)),
+                cache: (
+                    NodeMetrics::get(&m.cache_hits),
+                    NodeMetrics::get(&m.cache_misses),
+                ),
                 state_bytes: m.state_bytes.iter().map(NodeMetrics::get).sum(),
             })
             .collect(),

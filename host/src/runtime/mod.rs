@@ -106,6 +106,10 @@ pub struct NodeMetrics {
     pub dead_lettered: AtomicU64,
     /// Time spent inside Wasm calls, nanoseconds.
     pub wasm_nanos: AtomicU64,
+    /// A lookup join's lookups its cache answered, and those that went to
+    /// the table.
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
     /// Time the node's subtasks waited for room in a full channel
     /// downstream (backpressure), nanoseconds.
     pub backpressured_nanos: AtomicU64,
@@ -129,6 +133,8 @@ impl NodeMetrics {
             late: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             wasm_nanos: AtomicU64::new(0),
+            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
             backpressured_nanos: AtomicU64::new(0),
             first_record: std::sync::OnceLock::new(),
             watermarks: (0..parallelism).map(|_| AtomicI64::new(i64::MIN)).collect(),

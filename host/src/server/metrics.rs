@@ -95,7 +95,7 @@ pub fn render(jobs: &Jobs, store: Option<&ModuleStore>) -> String {
     }
 
     type Read = fn(&NodeMetrics) -> Option<f64>;
-    let series: [(&str, &str, &str, Read); 9] = [
+    let series: [(&str, &str, &str, Read); 11] = [
         (
             "sluice_records_in_total",
             "counter",
@@ -119,6 +119,18 @@ pub fn render(jobs: &Jobs, store: Option<&ModuleStore>) -> String {
             "counter",
             "Records sent to the dead-letter sink.",
             |m| Some(NodeMetrics::get(&m.dead_lettered) as f64),
+        ),
+        (
+            "sluice_lookup_cache_hits_total",
+            "counter",
+            "Lookups a lookup join's cache answered.",
+            |m| Some(NodeMetrics::get(&m.cache_hits) as f64),
+        ),
+        (
+            "sluice_lookup_cache_misses_total",
+            "counter",
+            "Lookups a lookup join sent to its table.",
+            |m| Some(NodeMetrics::get(&m.cache_misses) as f64),
         ),
         (
             "sluice_wasm_call_seconds_total",

@@ -147,14 +147,16 @@ impl Retry<'_> {
     }
 }
 
-/// Reads the table's columns and primary key from the catalog and maps
-/// fields to them.
-pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Table, String> {
-    let name = &options.table;
+/// A column in the catalog: name, type as `format_type` writes it, the
+/// type's name, and its position in the primary key (0: not in it).
+type CatalogColumn = (String, String, String, i32);
+
+/// The table's quoted name and its columns, in order.
+async fn catalog(client: &Client, name: &str) -> Result<(String, Vec<CatalogColumn>), String> {
     let found = client
         .query_opt(
             "SELECT to_regclass($1)::oid::bigint, to_regclass($1)::text",
-            &[name],
+            &[&name],
         )
         .await
         .map_err(|e| describe(&e))?;
@@ -176,10 +178,35 @@ pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Tab
         )
         .await
         .map_err(|e| describe(&e))?;
+    Ok((
+        quoted,
+        columns
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .collect(),
+    ))
+}
+
+/// The table's quoted name and its columns with their types.
+pub async fn columns(
+    client: &Client,
+    name: &str,
+) -> Result<(String, Vec<(String, String)>), String> {
+    let (quoted, cols) = catalog(client, name).await?;
+    Ok((
+        quoted,
+        cols.into_iter().map(|(n, t, _, _)| (n, t)).collect(),
+    ))
+}
+
+/// Reads the table's columns and primary key from the catalog and maps
+/// fields to them.
+pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Table, String> {
+    let (quoted, columns) = catalog(client, &options.table).await?;
     let mapping = options.columns.as_ref();
     if let Some(m) = mapping {
         for c in m.keys() {
-            if !columns.iter().any(|r| r.get::<_, String>(0) == *c) {
+            if !columns.iter().any(|r| r.0 == *c) {
                 return Err(format!("table {quoted} has no column `{c}`"));
             }
         }
@@ -190,11 +217,7 @@ pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Tab
         key: Vec::new(),
     };
     let mut key: Vec<(i32, String)> = Vec::new();
-    for row in &columns {
-        let name: String = row.get(0);
-        let sql_type: String = row.get(1);
-        let typname: String = row.get(2);
-        let key_pos: i32 = row.get(3);
+    for (name, sql_type, typname, key_pos) in columns {
         if key_pos > 0 {
             key.push((key_pos, name.clone()));
         }

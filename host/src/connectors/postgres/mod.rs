@@ -23,9 +23,11 @@
 //!   `buffer_timeout` (at least once).
 
 mod db;
+mod lookup;
 mod rows;
 mod sink;
 
+pub use lookup::LookupKind;
 pub use sink::PostgresSinkFactory;
 
 use serde::Deserialize;
