@@ -30,6 +30,14 @@ const COVERED: &[(&str, &str)] = &[
         "postgres::a_lookup_join_enriches_orders_from_a_table_through_its_cache",
     ),
     (
+        "examples/revenue-postgres/kafka.yaml",
+        "postgres::the_kafka_to_postgres_tutorial_is_exactly_once_through_crashes",
+    ),
+    (
+        "examples/revenue-postgres/generator.yaml",
+        "postgres::the_kafka_to_postgres_tutorial_is_exactly_once_through_crashes",
+    ),
+    (
         "examples/bench/w6.yaml",
         "bench::w6_reproduces_the_reference_checksum",
     ),
@@ -230,6 +238,7 @@ fn every_example_has_a_test() {
         "examples/bench",
         "examples/customer-tier",
         "examples/enricher",
+        "examples/revenue-postgres",
         "examples/kafka",
         "examples/orders",
         "examples/savepoints",
@@ -283,6 +292,7 @@ fn every_example_has_a_test() {
                     "orders",
                     "operators",
                     "python",
+                    "revenue-postgres",
                     "savepoints",
                     "serve"
                 ]
