@@ -240,6 +240,16 @@ fn checksum_with(workload: &str, results: &Path, late: Option<&Path>, extra: &[S
     stdout(&o).trim().to_owned()
 }
 
+/// Asserts that a run stopped at `SLUICE_CRASH_BEFORE_COMMIT`: a checkpoint
+/// complete, its output not yet committed.
+pub fn assert_crashed_before_commit(o: &Output) {
+    assert!(
+        stderr(o).contains("is complete and not committed"),
+        "{}",
+        stderr(o)
+    );
+}
+
 /// Starts `command` (stdout and stderr discarded) and kills it with SIGKILL
 /// at a random moment between `from` and `to` into its run, up to `times`
 /// times, or until a run ends before its moment comes; returns the moments
