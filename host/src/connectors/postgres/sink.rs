@@ -99,7 +99,7 @@ impl OperatorFactory for PostgresSinkFactory {
             subtask: subtask.index,
             changes: Changes::new(self.shared.table.upsert()),
             since: None,
-            client: None,
+            writer: None,
             line: Vec::new(),
             key: Vec::new(),
             pending: Pending::default(),
@@ -128,8 +128,8 @@ pub struct PostgresSink {
     changes: Changes,
     /// When the oldest unwritten change arrived (at-least-once).
     since: Option<Instant>,
-    /// The connection of an at-least-once sink.
-    client: Option<Client>,
+    /// An at-least-once sink's writer.
+    writer: Option<Writer>,
     line: Vec<u8>,
     key: Vec<u8>,
     pending: Pending,
@@ -166,40 +166,136 @@ impl PostgresSink {
         Ok(())
     }
 
-    /// At least once: writes what is collected, in one transaction,
-    /// reconnecting while the server is unreachable.
-    async fn write(&mut self) -> Result<(), RuntimeError> {
+    /// At least once: hands what is collected to the writer (which writes
+    /// it while the subtask reads on); an earlier write's error fails now.
+    fn write(&mut self) -> Result<(), RuntimeError> {
         self.since = None;
+        let writer = self
+            .writer
+            .get_or_insert_with(|| Writer::start(self.shared.clone()));
+        writer.collect().map_err(RuntimeError::Connector)?;
         if self.changes.is_empty() {
             return Ok(());
         }
-        let rows = self.changes.take();
-        let shared = self.shared.clone();
-        let what = shared.what();
-        let mut retry = db::Retry::new(&what, shared.retry_timeout);
-        loop {
-            if self.client.as_ref().is_none_or(|c| c.is_closed()) {
-                match db::connect(&shared.url).await {
-                    Ok(c) => self.client = Some(c),
-                    Err(e) => {
-                        retry.failed(e).await.map_err(RuntimeError::Connector)?;
-                        continue;
+        writer
+            .send(self.changes.take())
+            .map_err(RuntimeError::Connector)
+    }
+}
+
+/// Writes an at-least-once subtask's rows on a thread of its own, one
+/// transaction per hand-over, so that the subtask encodes its next rows
+/// while PostgreSQL takes the last ones. At most one hand-over waits while
+/// one is written (then the subtask waits: backpressure).
+struct Writer {
+    rows: Option<std::sync::mpsc::SyncSender<Rows>>,
+    done: std::sync::mpsc::Receiver<Result<(), String>>,
+    in_flight: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(shared: Arc<Shared>) -> Writer {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Rows>(1);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("postgres-writer".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime");
+                rt.block_on(async move {
+                    let mut client = None;
+                    while let Ok(rows) = rx.recv() {
+                        let r = write_rows(&shared, &mut client, &rows).await;
+                        if done_tx.send(r).is_err() {
+                            break;
+                        }
                     }
-                }
-            }
-            let c = self.client.as_mut().expect("connected");
-            let r = async {
-                let txn = c.transaction().await?;
-                db::apply(&txn, &shared.statements, &rows).await?;
-                txn.commit().await
-            }
-            .await;
-            match r {
-                Ok(()) => return Ok(()),
+                });
+            })
+            .expect("a thread");
+        Writer {
+            rows: Some(tx),
+            done,
+            in_flight: 0,
+            thread: Some(thread),
+        }
+    }
+
+    fn send(&mut self, rows: Rows) -> Result<(), String> {
+        self.in_flight += 1;
+        self.rows
+            .as_ref()
+            .expect("running")
+            .send(rows)
+            .map_err(|_| "the PostgreSQL writer stopped".to_owned())
+    }
+
+    /// The results of the writes done so far.
+    fn collect(&mut self) -> Result<(), String> {
+        while let Ok(r) = self.done.try_recv() {
+            self.in_flight -= 1;
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every write handed over.
+    fn wait(&mut self) -> Result<(), String> {
+        while self.in_flight > 0 {
+            let r = self
+                .done
+                .recv()
+                .map_err(|_| "the PostgreSQL writer stopped".to_owned())?;
+            self.in_flight -= 1;
+            r?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.rows = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Writes `rows` in one transaction, reconnecting while the server is
+/// unreachable.
+async fn write_rows(
+    shared: &Shared,
+    client: &mut Option<Client>,
+    rows: &Rows,
+) -> Result<(), String> {
+    let what = shared.what();
+    let mut retry = db::Retry::new(&what, shared.retry_timeout);
+    loop {
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match db::connect(&shared.url).await {
+                Ok(c) => *client = Some(c),
                 Err(e) => {
-                    self.client = None;
-                    retry.failed(e).await.map_err(RuntimeError::Connector)?;
+                    retry.failed(e).await?;
+                    continue;
                 }
+            }
+        }
+        let c = client.as_mut().expect("connected");
+        let r = async {
+            let txn = c.transaction().await?;
+            db::apply(&txn, &shared.statements, rows).await?;
+            txn.commit().await
+        }
+        .await;
+        match r {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                *client = None;
+                retry.failed(e).await?;
             }
         }
     }
@@ -230,7 +326,7 @@ impl Operator for PostgresSink {
         if self.shared.staging.is_none() && !self.changes.is_empty() {
             self.since.get_or_insert_with(Instant::now);
             if self.changes.len() >= WRITE_AT_ROWS {
-                self.write().await?;
+                self.write()?;
             }
         }
         Ok(())
@@ -246,7 +342,7 @@ impl Operator for PostgresSink {
             .since
             .is_some_and(|s| s.elapsed() >= self.shared.buffer_timeout)
         {
-            self.write().await?;
+            self.write()?;
         }
         Ok(None)
     }
@@ -269,7 +365,9 @@ impl Operator for PostgresSink {
         if self.shared.staging.is_some() {
             self.seal(self.pending.final_epoch())
         } else {
-            self.write().await
+            self.write()?;
+            let writer = self.writer.as_mut().expect("started by write");
+            writer.wait().map_err(RuntimeError::Connector)
         }
     }
 
