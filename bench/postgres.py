@@ -45,7 +45,7 @@ def as_owner(cmd):
 
 
 class Cluster:
-    def __init__(self):
+    def __init__(self, extra=""):
         self.dir = tempfile.mkdtemp(prefix="sluice-pg-bench-")
         self.bin = pg_bin()
         if os.geteuid() == 0:
@@ -58,7 +58,7 @@ class Cluster:
                                  "-E", "UTF8", "--no-sync"]), check=True, capture_output=True)
         with open(os.path.join(data, "postgresql.conf"), "a") as f:
             f.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                    f"unix_socket_directories = '{self.dir}'\nfsync = off\n")
+                    f"unix_socket_directories = '{self.dir}'\nfsync = off\n{extra}")
         subprocess.run(as_owner([f"{self.bin}/pg_ctl", "-D", data, "-l", os.path.join(self.dir, "log"),
                                  "start", "-w"]), check=True, capture_output=True)
         self.data = data
