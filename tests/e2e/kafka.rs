@@ -1058,6 +1058,76 @@ fn upsert_kafka_sink_writes_tombstones_for_nulls() {
     );
 }
 
+/// Debezium change events read from a topic (`format: debezium-json`) are a
+/// changelog, which an upsert Kafka sink applies as Flink's upsert-kafka
+/// does: an update-before is not written, a delete is a tombstone.
+#[test]
+fn a_debezium_topic_lands_in_an_upsert_topic_with_tombstones_for_deletes() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let events = write(
+        d,
+        "events.jsonl",
+        concat!(
+            r#"{"op":"c","before":null,"after":{"id":"a","n":1}}"#,
+            "\n",
+            r#"{"op":"r","after":{"id":"b","n":2}}"#,
+            "\n",
+            r#"{"schema":{},"payload":{"op":"u","before":{"id":"a","n":1},"after":{"id":"a","n":3}}}"#,
+            "\n",
+            r#"{"op":"d","before":{"id":"b","n":2},"after":null}"#,
+            "\n",
+            r#"{"op":"x"}"#,
+            "\n",
+        ),
+    );
+    broker.create_topic("cdc", 1);
+    broker.load(&events, "cdc", "raw");
+    broker.create_topic("table", 1);
+    let spec = write(
+        d,
+        "cdc.yaml",
+        "name: cdc\nsources:\n  - { uid: cdc, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: cdc, bounded: true, format: debezium-json }\n\
+         sinks:\n  - { uid: table, input: cdc, type: kafka, bootstrap: \"${BOOTSTRAP}\", topic: table, key: /id, upsert: true }\n\
+         dead_letter: { type: file, path: \"${DLQ}\" }\n",
+    );
+    let dlq = d.join("dlq.jsonl");
+    assert_ok(&run(
+        &spec,
+        &[
+            ("BOOTSTRAP", broker.bootstrap.as_str()),
+            ("DLQ", dlq.to_str().unwrap()),
+        ],
+    ));
+    let got: Vec<(String, Option<String>)> = broker
+        .committed_records("table")
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_owned(),
+                r["value"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let some = |k: &str, v: &str| (k.to_owned(), Some(v.to_owned()));
+    assert_eq!(
+        got,
+        [
+            some("a", r#"{"id":"a","n":1}"#),
+            some("b", r#"{"id":"b","n":2}"#),
+            some("a", r#"{"id":"a","n":3}"#),
+            ("b".to_owned(), None),
+        ]
+    );
+    let dead = std::fs::read_to_string(&dlq).unwrap();
+    assert!(
+        dead.contains("unknown Debezium `op` `x`")
+            && dead.contains("kafka topic cdc partition 0 offset 4"),
+        "{dead}"
+    );
+}
+
 /// With a `group_id` the positions of completed checkpoints are committed
 /// to the group, and `start: group` starts where it left off (a partition
 /// the group has no offset for starts per `group_fallback`).

@@ -104,6 +104,17 @@ impl OperatorFactory for KafkaSinkFactory {
         "sink"
     }
 
+    /// An upsert sink applies a changelog as Flink's upsert-kafka does: a
+    /// delete is a tombstone, an update-before is not written (the
+    /// update-after of its key replaces it).
+    fn changelog(&self) -> crate::runtime::operator::ChangelogInput {
+        if self.options.upsert {
+            crate::runtime::operator::ChangelogInput::Applied
+        } else {
+            crate::runtime::operator::ChangelogInput::Refused
+        }
+    }
+
     fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
         let subtask = subtask.index;
         Box::new(KafkaSink {
@@ -298,6 +309,11 @@ impl Operator for KafkaSink {
             return Err(err(m));
         }
         for r in batch.iter() {
+            let change = r.kind();
+            if change == crate::runtime::batch::RowKind::UpdateBefore {
+                // Only an upsert sink takes a changelog (the plan checks).
+                continue;
+            }
             let doc = r.value();
             let found = match key {
                 Some(k) => k.extract(doc, raw).is_ok(),
@@ -329,7 +345,8 @@ impl Operator for KafkaSink {
                         excerpt(doc)
                     )));
                 }
-                (value.trim_ascii() != b"null").then_some(value)
+                (change != crate::runtime::batch::RowKind::Delete && value.trim_ascii() != b"null")
+                    .then_some(value)
             } else {
                 Some(value)
             };
