@@ -233,6 +233,20 @@ impl Broker {
     }
 
     /// Loads a file into a topic with examples/kafka/load.yaml.
+    /// The committed records of `topic` as (key, value; none for a
+    /// tombstone).
+    pub fn keys_and_values(&self, topic: &str) -> Vec<(String, Option<String>)> {
+        self.committed_records(topic)
+            .iter()
+            .map(|r| {
+                (
+                    r["key"].as_str().unwrap().to_owned(),
+                    r["value"].as_str().map(str::to_owned),
+                )
+            })
+            .collect()
+    }
+
     pub fn load(&self, file: &Path, topic: &str, format: &str) {
         let spec = support::repo().join("examples/kafka/load.yaml");
         assert_ok(&run(
@@ -1001,16 +1015,7 @@ fn upsert_kafka_sink_writes_tombstones_for_nulls() {
         ("INPUT", input.to_str().unwrap()),
     ];
     assert_ok(&run(&spec, &env));
-    let got: Vec<(String, Option<String>)> = broker
-        .committed_records("table")
-        .iter()
-        .map(|r| {
-            (
-                r["key"].as_str().unwrap().to_owned(),
-                r["value"].as_str().map(str::to_owned),
-            )
-        })
-        .collect();
+    let got = broker.keys_and_values("table");
     let some = |k: &str, v: &str| (k.to_owned(), Some(v.to_owned()));
     assert_eq!(
         got,
@@ -1100,16 +1105,7 @@ fn a_debezium_topic_lands_in_an_upsert_topic_with_tombstones_for_deletes() {
             ("DLQ", dlq.to_str().unwrap()),
         ],
     ));
-    let got: Vec<(String, Option<String>)> = broker
-        .committed_records("table")
-        .iter()
-        .map(|r| {
-            (
-                r["key"].as_str().unwrap().to_owned(),
-                r["value"].as_str().map(str::to_owned),
-            )
-        })
-        .collect();
+    let got = broker.keys_and_values("table");
     let some = |k: &str, v: &str| (k.to_owned(), Some(v.to_owned()));
     assert_eq!(
         got,
