@@ -839,3 +839,53 @@ fn the_kafka_to_postgres_tutorial_is_exactly_once_through_crashes() {
     let rows = pg.sql("SELECT count(*), sum(orders) > 0 FROM hourly_revenue");
     assert!(rows.ends_with("|t") && !rows.starts_with("0|"), "{rows}");
 }
+
+/// At parallelism 2 an upsert sink's input is partitioned by the primary
+/// key: every change of a key reaches one subtask, in order, so the last
+/// change of each key is the one in the table (round robin, two subtasks
+/// would each hold some of a key's changes in one epoch).
+#[test]
+fn an_upsert_sink_sees_each_key_in_one_subtask() {
+    let pg = Postgres::start();
+    pg.sql("CREATE TABLE latest (id bigint PRIMARY KEY, n bigint)");
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let lines: String = (0..20_000)
+        .map(|n| format!("{{\"id\":{},\"n\":{n}}}\n", n % 10))
+        .collect();
+    std::fs::write(d.join("changes.jsonl"), lines).unwrap();
+    let spec = d.join("latest.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "parallelism: 2\n\
+             checkpoints: {{ dir: '${{CHECKPOINT_DIR:-}}', interval: 20ms }}\n\
+             sources:\n  - {{ uid: changes, type: file, path: '{}', parallelism: 1 }}\n\
+             sinks:\n  - {{ uid: latest, input: changes, type: postgres, url: '{}', table: latest }}\n",
+            d.join("changes.jsonl").display(),
+            pg.url()
+        ),
+    )
+    .unwrap();
+    for ck in ["", "ck"] {
+        pg.sql("TRUNCATE latest");
+        let ck = if ck.is_empty() {
+            String::new()
+        } else {
+            d.join(ck).display().to_string()
+        };
+        let o = support::sluice()
+            .args(["run", "--no-api", "-q", "--source-rate", "20000"])
+            .arg(&spec)
+            .env("CHECKPOINT_DIR", &ck)
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        let expected: Vec<String> = (0..10).map(|k| format!("{k}|{}", 19_990 + k)).collect();
+        assert_eq!(
+            pg.sql("SELECT id, n FROM latest ORDER BY id"),
+            expected.join("\n"),
+            "checkpoints: {ck:?}"
+        );
+    }
+}

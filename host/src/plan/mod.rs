@@ -183,6 +183,9 @@ struct Draft {
     open_side_ports: bool,
     /// Its inputs whose records go to every subtask.
     broadcast_inputs: &'static [usize],
+    /// Its key only routes records (a sink that must see each key in one
+    /// subtask): at parallelism 1 there is nothing to route.
+    key_routes_only: bool,
 }
 
 /// Follows changelogs (records that update or delete earlier ones) from the
@@ -479,6 +482,7 @@ impl Planner<'_> {
             let (pf, pt) = (drafts[from].node.parallelism, drafts[to].node.parallelism);
             let d = &drafts[to];
             let key = match d.keys.len() {
+                _ if d.key_routes_only && pt == 1 => None,
                 1 => d.keys.first(),
                 _ => d.keys.get(input),
             };
@@ -698,6 +702,7 @@ impl Planner<'_> {
             needs_event_time: false,
             open_side_ports: false,
             broadcast_inputs: &[],
+            key_routes_only: false,
         })
     }
 
@@ -738,6 +743,7 @@ impl Planner<'_> {
         };
         let factory = connectors::sink(&connector.kind, connector.options.clone(), context)
             .map_err(|m| self.err(p, node, format!("sink `{}`: {m}", connector.kind)))?;
+        let key = factory.input_key();
         Ok(Draft {
             node: Node {
                 uid: uid.to_owned(),
@@ -748,13 +754,15 @@ impl Planner<'_> {
                 input_selection: Default::default(),
             },
             inputs,
-            keys: Vec::new(),
+            // An upsert sink sees each primary key in one subtask.
+            keys: key.into_iter().collect(),
             partition: None,
             chain: true,
             explicit_parallelism: self.explicit(p, node, parallelism)?,
             needs_event_time: false,
             open_side_ports: false,
             broadcast_inputs: &[],
+            key_routes_only: true,
         })
     }
 
@@ -990,6 +998,7 @@ impl Planner<'_> {
             needs_event_time: planned.needs_event_time,
             open_side_ports: planned.open_side_ports,
             broadcast_inputs: kind.broadcast_inputs(),
+            key_routes_only: false,
         })
     }
 

@@ -164,6 +164,13 @@ pub trait OperatorFactory: Send + Sync {
         ChangelogInput::Refused
     }
 
+    /// A key its input must be partitioned by, when the operator has no
+    /// `key_by` of its own: an upsert sink's primary key, so that the
+    /// changes of one key reach one subtask, in order.
+    fn input_key(&self) -> Option<super::keys::KeySelector> {
+        None
+    }
+
     /// Whether the operator's output is a changelog whatever its input.
     fn emits_changelog(&self) -> bool {
         false

@@ -106,6 +106,15 @@ impl OperatorFactory for PostgresSinkFactory {
         })
     }
 
+    fn input_key(&self) -> Option<crate::runtime::keys::KeySelector> {
+        let t = &self.shared.table;
+        t.upsert().then(|| {
+            crate::runtime::keys::KeySelector::new(
+                t.key.iter().map(|&i| t.columns[i].field.clone()).collect(),
+            )
+        })
+    }
+
     fn changelog(&self) -> ChangelogInput {
         if self.shared.table.upsert() {
             ChangelogInput::Applied
