@@ -734,6 +734,40 @@ fn a_lookup_join_enriches_orders_from_a_table_through_its_cache() {
             assert!(customers.iter().all(|&c| c <= 9000));
         }
     }
+    // A record that is not a JSON object cannot take the row's fields: it
+    // goes to the dead-letter sink, and the others go on.
+    std::fs::write(
+        d.join("mixed.jsonl"),
+        "[\"c-10\"]\n{\"customer_id\":\"c-10\"}\n\"c-10\"\n",
+    )
+    .unwrap();
+    let mixed = d.join("mixed.yaml");
+    std::fs::write(
+        &mixed,
+        format!(
+            "sources:\n  - {{ uid: rows, type: file, path: '{}' }}\n\
+             operators:\n  - {{ uid: tier, input: rows, lookup: {{ type: postgres, url: '{url}', table: customers, key: {{ customer_id: /customer_id }}, columns: [tier] }} }}\n\
+             sinks:\n  - {{ uid: out, input: tier, type: file, path: '{}' }}\n\
+             dead_letter: {{ type: file, path: '{}' }}\n",
+            d.join("mixed.jsonl").display(),
+            d.join("mixed-out.jsonl").display(),
+            d.join("mixed-dead.jsonl").display()
+        ),
+    )
+    .unwrap();
+    assert_ok(&support::run(&mixed, &[]));
+    let out = std::fs::read_to_string(d.join("mixed-out.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows,
+        [serde_json::json!({ "customer_id": "c-10", "tier": "gold" })]
+    );
+    let dead = std::fs::read_to_string(d.join("mixed-dead.jsonl")).unwrap();
+    assert_eq!(dead.matches("not a JSON object").count(), 2, "{dead}");
+
     let bad = d.join("bad.yaml");
     for (lookup, named) in [
         (

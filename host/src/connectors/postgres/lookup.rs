@@ -139,11 +139,16 @@ pub struct Lookup {
 }
 
 /// The lookup key of a record: the key fields' values as text, each ended
-/// by a NUL; `None` when one is missing or null (no row can match).
+/// by a NUL; `false` when one is missing or null (no row can match). A
+/// record that is not a JSON object is an error: the join adds fields to it.
 fn key_of(fields: &[Pointer], value: &[u8], out: &mut Vec<u8>) -> Result<bool, String> {
     out.clear();
-    let pointers: Vec<&Pointer> = fields.iter().collect();
-    let mut found = vec![None; fields.len()];
+    let v = value.trim_ascii();
+    if v.first() != Some(&b'{') || v.last() != Some(&b'}') {
+        return Err("not a JSON object (a lookup join adds the row's fields to the record)".into());
+    }
+    let pointers: smallvec::SmallVec<[&Pointer; 4]> = fields.iter().collect();
+    let mut found: smallvec::SmallVec<[Option<&[u8]>; 4]> = smallvec::smallvec![None; fields.len()];
     json::find_many(value, &pointers, &mut found).map_err(|e| e.to_string())?;
     for raw in found {
         match raw {
@@ -255,7 +260,8 @@ impl Lookup {
         Ok(found)
     }
 
-    /// The record with a row's columns (or, `None`, with nulls).
+    /// The record (a JSON object: [`key_of`] checked) with a row's columns
+    /// (or, `None`, with nulls).
     fn joined(&self, value: &[u8], row: Option<&[u8]>, out: &mut Vec<u8>) {
         out.clear();
         let body = value.trim_ascii_end();
