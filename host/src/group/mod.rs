@@ -31,6 +31,7 @@ use crate::state::{Backend, Descriptor, KeyedState, Kind, Row, SlotWrite};
 use crate::time::Clock;
 use crate::units::Dur;
 use async_trait::async_trait;
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 /// One function of the aggregate.
@@ -42,6 +43,10 @@ struct Func {
     /// The map state of a `min` or `max`.
     map: Option<u32>,
 }
+
+/// A function's field in one record: its raw JSON and, for the functions
+/// that add numbers, the number.
+type Field<'a> = (&'a [u8], Option<Number>);
 
 /// Bytes per function in the accumulator: non-null count (i64), integer
 /// sum (i128), float sum (f64), non-integer values (i64).
@@ -113,6 +118,7 @@ impl OperatorFactory for GroupAggregateFactory {
             clock: subtask.clock.clone(),
             state: None,
             skipped: 0,
+            scratch: Default::default(),
         })
     }
 
@@ -137,6 +143,8 @@ pub struct GroupAggregate {
     state: Option<KeyedState>,
     /// Retractions of rows the group did not hold.
     skipped: u64,
+    /// A state row's bytes and slots, reused from record to record.
+    scratch: (Vec<u8>, Row),
 }
 
 impl GroupAggregate {
@@ -219,12 +227,13 @@ impl GroupAggregate {
         emit: &mut Vec<(RowKind, Vec<u8>)>,
     ) -> Result<Result<(), String>, StateError> {
         // Read the fields first: a record that does not fit changes nothing.
-        let pointers: Vec<&Pointer> = self.funcs.iter().filter_map(|f| f.field.as_ref()).collect();
-        let mut found = vec![None; pointers.len()];
+        let pointers: SmallVec<[&Pointer; 8]> =
+            self.funcs.iter().filter_map(|f| f.field.as_ref()).collect();
+        let mut found: SmallVec<[Option<&[u8]>; 8]> = smallvec::smallvec![None; pointers.len()];
         if let Err(e) = json::find_many(value, &pointers, &mut found) {
             return Ok(Err(e.to_string()));
         }
-        let mut values: Vec<Option<(&[u8], Option<Number>)>> = Vec::with_capacity(self.funcs.len());
+        let mut values: SmallVec<[Option<Field<'_>>; 8]> = SmallVec::new();
         let mut next = 0;
         for f in self.funcs.iter() {
             let Some(p) = &f.field else {
@@ -251,8 +260,9 @@ impl GroupAggregate {
         let kg = crate::state::key_groups::key_group(key, self.max_parallelism);
         let state = self.state.as_mut().expect("opened");
         let now = state.now();
-        let mut buf = Vec::new();
-        let mut row = Row::default();
+        // Scratch kept from record to record (taken back at the end).
+        let (mut buf, mut row) = std::mem::take(&mut self.scratch);
+        buf.clear();
         state.read_row(kg, key, now, &mut buf, &mut row)?;
         let mut acc = match &row.slots[0] {
             Some((range, _)) if range.len() == 8 + FUNC_BYTES * self.funcs.len() => {
@@ -364,6 +374,7 @@ impl GroupAggregate {
             state.write_row(kg, key, now, slots.into_iter())?;
         }
         let after = self.result(key, &acc, &extremes);
+        self.scratch = (buf, row);
         match (before, after) {
             (None, Some(a)) => emit.push((RowKind::Insert, a)),
             (Some(b), Some(a)) if a != b => {

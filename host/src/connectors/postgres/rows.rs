@@ -3,6 +3,7 @@
 
 use crate::json::{self, Pointer};
 use crate::runtime::batch::RowKind;
+use smallvec::SmallVec;
 use std::collections::HashMap;
 
 /// How a column's values are written, from its type in the catalog.
@@ -90,10 +91,11 @@ impl Table {
     ) -> Result<(), String> {
         line.clear();
         key.clear();
-        let pointers: Vec<&Pointer> = self.columns.iter().map(|c| &c.field).collect();
-        let mut found = vec![None; pointers.len()];
+        // Per record: no heap allocation for a table of up to 16 columns.
+        let pointers: SmallVec<[&Pointer; 16]> = self.columns.iter().map(|c| &c.field).collect();
+        let mut found: SmallVec<[Option<&[u8]>; 16]> = smallvec::smallvec![None; pointers.len()];
         json::find_many(value, &pointers, &mut found).map_err(|e| e.to_string())?;
-        let mut spans = Vec::with_capacity(self.columns.len());
+        let mut spans: SmallVec<[std::ops::Range<usize>; 16]> = SmallVec::new();
         for (i, (c, raw)) in self.columns.iter().zip(&found).enumerate() {
             if i > 0 {
                 line.push(b'\t');
@@ -147,8 +149,15 @@ fn write_value(c: &Column, raw: &[u8], out: &mut Vec<u8>) -> Result<(), String> 
             if raw.first() != Some(&b'"') {
                 return Err(format!("is {}, not a string", shown()));
             }
-            let mut s = Vec::with_capacity(raw.len());
-            json::unescape_into(&raw[1..raw.len() - 1], &mut s);
+            let inner = &raw[1..raw.len() - 1];
+            if !inner.contains(&b'\\') {
+                // Nothing to unescape (JSON strings hold no raw control
+                // characters): straight into the line.
+                escape_into(inner, out);
+                return Ok(());
+            }
+            let mut s = Vec::with_capacity(inner.len());
+            json::unescape_into(inner, &mut s);
             if s.contains(&0) {
                 return Err("holds a NUL character, which PostgreSQL text cannot".into());
             }

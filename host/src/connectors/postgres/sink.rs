@@ -164,10 +164,9 @@ impl PostgresSink {
         );
         let path = dir.join(&name);
         let io = |e| RuntimeError::io(format!("cannot write {}", path.display()), e);
-        std::fs::write(&path, rows.to_bytes()).map_err(io)?;
-        std::fs::File::open(&path)
-            .and_then(|f| f.sync_all())
-            .map_err(io)?;
+        let mut f = std::fs::File::create(&path).map_err(io)?;
+        std::io::Write::write_all(&mut f, &rows.to_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
         self.pending.push(
             id,
             json!({ "file": name, "epoch": id, "subtask": self.subtask, "rows": rows.count }),
