@@ -30,6 +30,10 @@ const COVERED: &[(&str, &str)] = &[
         "postgres::a_lookup_join_enriches_orders_from_a_table_through_its_cache",
     ),
     (
+        "examples/orders-cdc/pipeline.yaml",
+        "cdc::the_orders_cdc_example_keeps_revenue_by_status_live",
+    ),
+    (
         "examples/revenue-postgres/kafka.yaml",
         "postgres::the_kafka_to_postgres_tutorial_is_exactly_once_through_crashes",
     ),
@@ -239,6 +243,7 @@ fn every_example_has_a_test() {
         "examples/customer-tier",
         "examples/enricher",
         "examples/revenue-postgres",
+        "examples/orders-cdc",
         "examples/kafka",
         "examples/orders",
         "examples/savepoints",
@@ -290,6 +295,7 @@ fn every_example_has_a_test() {
                     "js",
                     "kafka",
                     "orders",
+                    "orders-cdc",
                     "operators",
                     "python",
                     "revenue-postgres",

@@ -13,11 +13,13 @@
 //! - `examples`: every example is run, and none is left without a test;
 //! - `api`: `sluice serve`, its REST API and the CLI client over HTTP;
 //! - `dashboard`: the web dashboard in headless Chromium;
-//! - `postgres`: the PostgreSQL sink against a real server.
+//! - `postgres`: the PostgreSQL sink and lookup join against a real server;
+//! - `cdc`: the `postgres-cdc` source against a real server.
 
 mod api;
 mod bench;
 mod broadcast;
+mod cdc;
 mod cli;
 mod dashboard;
 mod enricher;

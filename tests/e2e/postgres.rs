@@ -81,7 +81,8 @@ impl Postgres {
         assert!(o.status.success(), "initdb: {}", stderr(&o));
         let conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
-             wal_level = logical\nmax_wal_senders = 10\nmax_replication_slots = 10\nfsync = off\n",
+             wal_level = logical\nmax_wal_senders = 10\nmax_replication_slots = 10\nfsync = off\n\
+             logical_decoding_work_mem = 64kB\n",
             pg.dir.path().display()
         );
         let mut text = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
@@ -132,6 +133,20 @@ impl Postgres {
 
     pub fn url(&self) -> String {
         format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// A client program of the server's (`pgbench`) pointed at it.
+    pub fn client(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bin.join(program));
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-p",
+            &self.port.to_string(),
+        ]);
+        c
     }
 
     /// Runs SQL with psql; returns its unaligned output.

@@ -70,7 +70,13 @@ pub enum JobCommand {
     /// backpressure, late and dead-lettered counts.
     Inspect { id: String },
     /// Cancel a running job and wait (up to 30 s) until it has stopped.
-    Cancel { id: String },
+    Cancel {
+        id: String,
+        /// Then drop the replication slots of its `postgres-cdc` sources
+        /// (a cancel without it, and any failure, keeps them).
+        #[arg(long)]
+        drop_slot: bool,
+    },
     /// Take a savepoint of a running job; it keeps running.
     Savepoint {
         id: String,
@@ -362,9 +368,14 @@ pub fn job(cmd: JobCommand, args: &ServerArgs) -> ExitCode {
         }
         JobCommand::Savepoint { id, dir } => savepoint(&c, args, &id, dir, false),
         JobCommand::Stop { id, dir } => savepoint(&c, args, &id, dir, true),
-        JobCommand::Cancel { id } => {
+        JobCommand::Cancel { id, drop_slot } => {
+            let query = if drop_slot { "?drop_slot=true" } else { "" };
             let result = c
-                .call("POST", &format!("/v1/jobs/{}/cancel", seg(&id)), None)
+                .call(
+                    "POST",
+                    &format!("/v1/jobs/{}/cancel{query}", seg(&id)),
+                    None,
+                )
                 .and_then(|j| {
                     let id = s(&j["id"]);
                     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -56,8 +56,19 @@ pub struct SinkContext {
     pub buffer_timeout: std::time::Duration,
 }
 
+/// What a source connector knows of the job when the plan is built.
+#[derive(Clone, Debug, Default)]
+pub struct SourceContext {
+    /// With checkpointing: the checkpoint folder and settings.
+    pub checkpoints: Option<crate::checkpoint::CheckpointSettings>,
+}
+
 /// The source connector named `kind`.
-pub fn source(kind: &str, options: serde_yaml::Mapping) -> Result<Arc<dyn SourceFactory>, String> {
+pub fn source(
+    kind: &str,
+    options: serde_yaml::Mapping,
+    context: SourceContext,
+) -> Result<Arc<dyn SourceFactory>, String> {
     match kind {
         "file" => Ok(Arc::new(file::FileSourceFactory::new(options_of(
             options,
@@ -68,8 +79,12 @@ pub fn source(kind: &str, options: serde_yaml::Mapping) -> Result<Arc<dyn Source
         "kafka" => Ok(Arc::new(kafka::KafkaSourceFactory::new(options_of(
             options,
         )?)?)),
+        "postgres-cdc" => Ok(Arc::new(postgres::cdc::CdcSourceFactory::new(
+            options_of(options)?,
+            context,
+        )?)),
         other => Err(format!(
-            "unknown source type `{other}` (available: file, datagen, kafka)"
+            "unknown source type `{other}` (available: file, datagen, kafka, postgres-cdc)"
         )),
     }
 }

@@ -203,9 +203,7 @@ fn check_changelogs(drafts: &[Draft], edges: &[EdgeRef], order: &[usize]) -> Res
             .filter(|e| e.2 == n && e.1 == crate::runtime::operator::MAIN_PORT)
             .find_map(|e| from[e.0]);
         from[n] = match &d.node.kind {
-            NodeKind::Source { factory, .. } => {
-                (factory.format() == crate::runtime::source::Format::DebeziumJson).then_some(n)
-            }
+            NodeKind::Source { factory, .. } => factory.emits_changelog().then_some(n),
             NodeKind::Operator(f) => match (changelog_input, f.changelog()) {
                 (Some(c), ChangelogInput::Refused) => {
                     let what = if d.node.kind.is_sink() {
@@ -637,8 +635,12 @@ impl Planner<'_> {
         let p = format!("sources[{i}]");
         let node = Some(s.uid.as_str());
         self.confine_connector(&p, node, &s.connector)?;
-        let factory = connectors::source(&s.connector.kind, s.connector.options.clone())
-            .map_err(|m| self.err(&p, node, format!("source `{}`: {m}", s.connector.kind)))?;
+        let context = connectors::SourceContext {
+            checkpoints: self.checkpoints(),
+        };
+        let factory =
+            connectors::source(&s.connector.kind, s.connector.options.clone(), context)
+                .map_err(|m| self.err(&p, node, format!("source `{}`: {m}", s.connector.kind)))?;
         let event_time = match &s.event_time {
             None => None,
             Some(et) => {

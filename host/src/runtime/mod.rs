@@ -64,6 +64,8 @@ pub enum PositionKind {
     Sequence,
     /// `kafka topic orders partition 3 offset 17`
     Offset,
+    /// `postgres-cdc slot orders at LSN 0/16B3748`
+    Lsn,
 }
 
 /// The names of all source splits of a job, so that a record's [`Origin`]
@@ -89,6 +91,11 @@ impl Splits {
             Some((name, PositionKind::Line)) => format!("{name}:{}", origin.position),
             Some((name, PositionKind::Sequence)) => format!("{name} record {}", origin.position),
             Some((name, PositionKind::Offset)) => format!("{name} offset {}", origin.position),
+            Some((name, PositionKind::Lsn)) => format!(
+                "{name} at LSN {:X}/{:X}",
+                origin.position >> 32,
+                origin.position & 0xFFFF_FFFF
+            ),
             None => format!("split {} position {}", origin.split, origin.position),
         }
     }

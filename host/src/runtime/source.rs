@@ -46,6 +46,13 @@ pub trait Source: Send {
     /// monitoring; recovery reads positions from checkpoints only.)
     fn checkpoint_complete(&mut self, _positions: &Positions) {}
 
+    /// Whether a barrier may pass now: false while the source has pushed
+    /// part of a unit that must stay whole in one checkpoint (a database
+    /// transaction); barriers then wait for the rest of it.
+    fn at_boundary(&self) -> bool {
+        true
+    }
+
     /// Positions from a snapshot (of every split of the source, whichever
     /// subtask read it): called before `open`; the subtask resumes its
     /// splits from there.
@@ -139,6 +146,17 @@ pub trait SourceFactory: Send + Sync {
     }
 
     fn create(&self, subtask: u32, parallelism: u32) -> Box<dyn Source>;
+
+    /// Whether its records are a changelog (updates and deletes).
+    fn emits_changelog(&self) -> bool {
+        self.format() == Format::DebeziumJson
+    }
+
+    /// Releases what the source holds outside the job (a replication slot),
+    /// when a job is cancelled with `--drop-slot`.
+    fn release(&self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A source's event-time settings.
@@ -350,6 +368,23 @@ impl SourceOutput {
             origin,
             RowKind::Insert,
         )
+    }
+
+    /// Adds a changelog row of the given kind, with its timestamp, read
+    /// from `split` at `position`.
+    pub fn push_change(
+        &mut self,
+        split: SplitId,
+        value: &[u8],
+        timestamp: Option<i64>,
+        kind: RowKind,
+        position: u64,
+    ) -> Result<(), RuntimeError> {
+        let origin = Origin {
+            split: split.global,
+            position,
+        };
+        self.push_row(split, None, value, timestamp, [], origin, kind)
     }
 
     /// A Debezium change event: its rows, or the event to the dead-letter

@@ -272,7 +272,16 @@ impl Task {
                     source.checkpoint_complete(&positions);
                 }
             }
-            let mut next = early.take().or_else(|| triggers.try_recv().ok());
+            // A source in the middle of a unit that must stay whole (a
+            // database transaction) holds barriers back until its end.
+            let mut next = if source.at_boundary() {
+                early.take().or_else(|| triggers.try_recv().ok())
+            } else {
+                if early.is_none() {
+                    early = triggers.try_recv().ok();
+                }
+                None
+            };
             while let Some(b) = next.take() {
                 next = triggers.try_recv().ok();
                 // Everything read so far goes before the barrier.
@@ -312,7 +321,7 @@ impl Task {
                     None => tokio::task::consume_budget().await,
                     Some(d) => tokio::select! {
                         () = tokio::time::sleep(d) => {}
-                        Some(b) = triggers.recv() => early = Some(b),
+                        Some(b) = triggers.recv(), if early.is_none() => early = Some(b),
                     },
                 },
                 SourcePoll::Wait(d) => {
@@ -327,7 +336,7 @@ impl Task {
                     tokio::select! {
                         () = tokio::time::sleep(d) => {}
                         // A barrier need not wait for the next record.
-                        Some(b) = triggers.recv() => early = Some(b),
+                        Some(b) = triggers.recv(), if early.is_none() => early = Some(b),
                     }
                 }
                 SourcePoll::Finished => {

@@ -137,6 +137,9 @@ pub struct Job {
     /// Cancel, savepoints, and the checkpoint counters (restarts among
     /// them).
     pub control: job::ControlHandle,
+    /// Cancelled with `--drop-slot`: the sources release what they hold
+    /// outside the job (replication slots) once it has stopped.
+    release_sources: std::sync::atomic::AtomicBool,
     started: Instant,
     state: Mutex<Mutable>,
 }
@@ -191,9 +194,17 @@ impl Job {
     /// Asks the job to stop; it becomes `cancelled` once its tasks have.
     /// False when it is no longer running.
     pub fn cancel(&self) -> bool {
+        self.cancel_releasing(false)
+    }
+
+    /// [`Job::cancel`]; with `release`, the sources then drop what they
+    /// hold outside the job (a CDC source's replication slot).
+    pub fn cancel_releasing(&self, release: bool) -> bool {
         if self.status() != Status::Running {
             return false;
         }
+        self.release_sources
+            .store(release, std::sync::atomic::Ordering::Relaxed);
         self.control.cancel.send_replace(true);
         true
     }
@@ -314,6 +325,7 @@ impl Jobs {
             graph: Graph::of(&pipeline),
             metrics: metrics.clone(),
             control: handle,
+            release_sources: Default::default(),
             started: Instant::now(),
             state: Mutex::new(Mutable {
                 status: Status::Running,
@@ -343,8 +355,26 @@ impl Jobs {
                             start,
                         ))
                     });
+                let mut released = Vec::new();
+                if matches!(result, Err(RuntimeError::Cancelled))
+                    && handle
+                        .release_sources
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    for node in &pipeline.nodes {
+                        if let NodeKind::Source { factory, .. } = &node.kind
+                            && let Err(m) = factory.release()
+                        {
+                            tracing::error!(job = %handle.id, "source `{}`: {m}", node.uid);
+                            released.push(format!("source `{}`: {m}", node.uid));
+                        }
+                    }
+                }
                 {
                     let mut st = handle.state.lock().expect("job");
+                    if !released.is_empty() {
+                        st.last_error = Some(released.join("; "));
+                    }
                     st.status = match &result {
                         Ok(s) if s.savepoint.is_some() => Status::Stopped,
                         Ok(_) => Status::Finished,

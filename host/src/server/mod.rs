@@ -473,12 +473,27 @@ async fn inspect_job(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     ok(StatusCode::OK, body)
 }
 
-async fn cancel_job(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelQuery {
+    /// Drop the replication slots of the job's CDC sources once it stopped.
+    #[serde(default)]
+    drop_slot: bool,
+}
+
+async fn cancel_job(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    query: Result<Query<CancelQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let query = query
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?
+        .0;
     let job = state
         .jobs
         .get(&id)
         .map_err(|m| ApiError(StatusCode::NOT_FOUND, m))?;
-    if !job.cancel() {
+    if !job.cancel_releasing(query.drop_slot) {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!("job {} is {}, not running", job.id, job.status().name()),

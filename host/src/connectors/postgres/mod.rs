@@ -1,4 +1,5 @@
-//! PostgreSQL: the `postgres` sink.
+//! PostgreSQL: the `postgres` sink, the `lookup` join and the `postgres-cdc`
+//! source ([`cdc`]).
 //!
 //! The sink maps fields of each record's JSON value to the columns of one
 //! table and writes them by upsert on the table's primary key (or appends,
@@ -22,7 +23,9 @@
 //!   recovered. Without checkpointing each subtask writes its rows every
 //!   `buffer_timeout` (at least once).
 
+pub mod cdc;
 mod db;
+mod decode;
 mod lookup;
 mod rows;
 mod sink;

@@ -176,6 +176,14 @@ fn write_value(c: &Column, raw: &[u8], out: &mut Vec<u8>) -> Result<(), String> 
         }
         ColType::Numeric | ColType::Float => {
             let text = match raw {
+                // NaN and the infinities come as strings (JSON has no such
+                // numbers), as the postgres-cdc source writes them.
+                [b'"', inner @ .., b'"']
+                    if matches!(inner, b"NaN" | b"Infinity" | b"-Infinity") =>
+                {
+                    out.extend_from_slice(inner);
+                    return Ok(());
+                }
                 [b'"', inner @ .., b'"'] if c.ty == ColType::Numeric => inner,
                 _ => raw,
             };
