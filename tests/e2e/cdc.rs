@@ -533,3 +533,48 @@ fn the_orders_cdc_example_keeps_revenue_by_status_live() {
     );
     stop(child);
 }
+
+/// `bounded: true` reads the snapshot and the stream up to where it stood
+/// at the start, then the job ends; the stdout sink prints a changelog with
+/// each row's kind when asked to (`changelog: true`) and refuses it
+/// otherwise, naming both nodes.
+#[test]
+fn a_bounded_source_ends_and_stdout_prints_the_kinds() {
+    let pg = Postgres::start();
+    pg.sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v text); ALTER TABLE t REPLICA IDENTITY FULL; \
+         INSERT INTO t VALUES (1, 'a'), (2, NULL)",
+    );
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let printed = spec(
+        d,
+        &pg,
+        "table: t, bounded: true, table_field: _table",
+        "sinks:\n  - { uid: out, input: cdc, type: stdout, changelog: true }\n",
+    );
+    let o = support::run(&printed, &[]);
+    support::assert_ok(&o);
+    let mut lines: Vec<String> = support::stdout(&o).lines().map(str::to_owned).collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            r#"+I {"_table":"public.t","id":1,"v":"a"}"#,
+            r#"+I {"_table":"public.t","id":2,"v":null}"#
+        ]
+    );
+    let refused = spec(
+        d,
+        &pg,
+        "table: t, bounded: true",
+        "sinks:\n  - { uid: out, input: cdc, type: stdout }\n",
+    );
+    let o = support::run(&refused, &[]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("`out` (sink) is append-only, but its input is the changelog (updates and deletes) of `cdc`"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -214,7 +214,7 @@ fn check_changelogs(drafts: &[Draft], edges: &[EdgeRef], order: &[usize]) -> Res
                     return Err(PlanError::new(
                         d.node.location.clone(),
                         format!(
-                            "`{}` ({}) {what}, but its input is the changelog (updates and deletes) of `{}`: it would read each retraction as one more row; feed it to a node that applies changes (a `postgres` sink on a table with a primary key)",
+                            "`{}` ({}) {what}, but its input is the changelog (updates and deletes) of `{}`: it would read each retraction as one more row; feed it to a node that applies changes (a `postgres` sink on a table with a primary key, a `group_aggregate`, a Kafka sink with `upsert: true`, a `stdout` sink with `changelog: true`)",
                             d.node.uid,
                             d.node.kind.name(),
                             drafts[c].node.uid

@@ -417,7 +417,7 @@ impl Source for CdcSource {
             // The snapshot is read whole before a barrier may pass.
             self.in_txn = true;
         }
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, rx) = mpsc::channel(64);
         let confirm = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, st, restored) = (confirm.clone(), stop.clone(), self.restored);
@@ -834,7 +834,16 @@ async fn read(
             confirmed = c;
             session.update_applied_lsn(Lsn::from_u64(c));
         }
-        let ev = match tokio::time::timeout(Duration::from_millis(100), session.recv()).await {
+        // A chunk of whole transactions held while the source was busy.
+        if hand_on_held(&mut stream.chunk, tx).is_err() {
+            return Ok(());
+        }
+        let wait = if stream.chunk.commit.is_some() {
+            1
+        } else {
+            100
+        };
+        let ev = match tokio::time::timeout(Duration::from_millis(wait), session.recv()).await {
             Err(_) => continue,
             Ok(Ok(Some(ev))) => ev,
             Ok(Ok(None)) => return Err("the replication stream ended".into()),
@@ -857,15 +866,18 @@ async fn read(
             }
             ReplicationEvent::Commit { end_lsn, .. } => {
                 stream.txn = None;
-                let mut chunk = std::mem::take(&mut stream.chunk);
-                chunk.commit = Some(end_lsn.as_u64());
+                stream.chunk.commit = Some(end_lsn.as_u64());
                 stream.progress = end_lsn.as_u64();
-                if tx.send(Event::Rows(chunk)).await.is_err() {
+                // Handed on at once when the source keeps up; otherwise
+                // the next transactions join the chunk (held, below).
+                if hand_on_held(&mut stream.chunk, tx).is_err() {
                     return Ok(());
                 }
             }
             ReplicationEvent::KeepAlive { wal_end, .. }
-                if stream.txn.is_none() && wal_end.as_u64() > stream.progress =>
+                if stream.txn.is_none()
+                    && stream.chunk.rows.is_empty()
+                    && wal_end.as_u64() > stream.progress =>
             {
                 stream.progress = wal_end.as_u64();
                 if tx.send(Event::Progress(wal_end.as_u64())).await.is_err() {
@@ -878,12 +890,32 @@ async fn read(
                 prefix,
                 ..
             } if prefix == END_MARKER && end.is_some_and(|e| lsn >= e) => {
+                if !stream.chunk.rows.is_empty() {
+                    let held = std::mem::take(&mut stream.chunk);
+                    let _ = tx.send(Event::Rows(held)).await;
+                }
                 let _ = tx.send(Event::End).await;
                 session.stop();
                 return Ok(());
             }
             _ => {}
         }
+    }
+}
+
+/// Hands a chunk that ends at a commit on when the channel has room; keeps
+/// it otherwise. Errs when the source is gone.
+fn hand_on_held(chunk: &mut Chunk, tx: &mpsc::Sender<Event>) -> Result<(), ()> {
+    if chunk.commit.is_none() {
+        return Ok(());
+    }
+    match tx.try_reserve() {
+        Ok(permit) => {
+            permit.send(Event::Rows(std::mem::take(chunk)));
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Full(())) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(())) => Err(()),
     }
 }
 
@@ -1126,6 +1158,9 @@ impl Stream<'_> {
         let r = relations
             .get(&rel)
             .ok_or_else(|| format!("a change of relation {rel} before its description"))?;
+        // Rows of a transaction under way: the chunk no longer ends at a
+        // commit (a barrier waits for the next one).
+        chunk.commit = None;
         for (kind, tuple) in rows {
             if tuple.len() != r.columns.len() {
                 return Err(format!(
