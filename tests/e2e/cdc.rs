@@ -308,35 +308,26 @@ fn a_transaction_over_two_tables_stays_whole_across_barriers() {
         &log,
     );
     const TXN: i64 = 40_000;
-    let writer = {
-        let url_port = pg.port;
-        std::thread::spawn(move || {
-            for t in 0..4 {
-                let o = Command::new("psql")
-                    .args([
-                        "-h",
-                        "127.0.0.1",
-                        "-U",
-                        "postgres",
-                        "-d",
-                        "postgres",
-                        "-X",
-                        "-q",
-                    ])
-                    .args(["-p", &url_port.to_string(), "-v", "ON_ERROR_STOP=1", "-c"])
-                    .arg(format!(
-                        "BEGIN; INSERT INTO a SELECT i, 1 FROM generate_series({s}, {e}) i; \
+    let writers: Vec<Command> = (0..4)
+        .map(|t| {
+            let mut c = pg.client("psql");
+            c.args(["-d", "postgres", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c"])
+                .arg(format!(
+                    "BEGIN; INSERT INTO a SELECT i, 1 FROM generate_series({s}, {e}) i; \
                          INSERT INTO b SELECT i, 1 FROM generate_series({s}, {e}) i; COMMIT",
-                        s = t * TXN / 2 + 1,
-                        e = (t + 1) * TXN / 2
-                    ))
-                    .output()
-                    .unwrap();
-                assert!(o.status.success(), "{}", stderr(&o));
-                std::thread::sleep(Duration::from_millis(200));
-            }
+                    s = t * TXN / 2 + 1,
+                    e = (t + 1) * TXN / 2
+                ));
+            c
         })
-    };
+        .collect();
+    let writer = std::thread::spawn(move || {
+        for mut c in writers {
+            let o = c.output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
     let until = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     loop {
