@@ -569,3 +569,43 @@ fn a_bounded_source_ends_and_stdout_prints_the_kinds() {
         stderr(&o)
     );
 }
+
+/// The server crashes (`pg_ctl restart -m immediate`) while the job streams:
+/// the source fails naming the slot, the job restarts from its last
+/// checkpoint once the server is back, and the copy ends equal to the table.
+#[test]
+fn a_server_crash_while_streaming_is_survived_by_a_restart() {
+    let pg = Postgres::start();
+    pg.sql(ITEMS);
+    pg.sql("INSERT INTO items (id, note) SELECT i, 'n' || i FROM generate_series(1, 1000) i");
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let spec = spec(d, &pg, "table: items", &copy_into(&pg, "items_copy"));
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "restart: { strategy: none }",
+        "restart: { strategy: fixed_delay, attempts: 20, delay: 500ms }",
+    );
+    std::fs::write(&spec, text).unwrap();
+    let log = d.join("log");
+    let mut child = start(&spec, &log, &[]);
+    wait_same(
+        &pg,
+        &mut child,
+        ("items", "items_copy"),
+        Duration::from_secs(60),
+        &log,
+    );
+    pg.sql("UPDATE items SET amount = id WHERE id <= 500");
+    pg.restart_immediate();
+    pg.sql("UPDATE items SET flag = true WHERE id > 250; DELETE FROM items WHERE id % 10 = 0");
+    wait_same(
+        &pg,
+        &mut child,
+        ("items", "items_copy"),
+        Duration::from_secs(90),
+        &log,
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    stop(child);
+    assert!(text.contains("restart"), "the job did not restart:\n{text}");
+}

@@ -271,6 +271,8 @@ fn run(
     };
     let jobs = Arc::new(Jobs::default());
     let outcome = runtime.block_on(async {
+        // The job is listed before the API says where it is.
+        let (job, done) = jobs.start(pipeline, start).map_err(RuntimeError::Internal)?;
         let mut api = None;
         if let Some(listen) = listen {
             // The same API as `sluice serve`, for this one job.
@@ -301,7 +303,6 @@ fn run(
                 Err(e) => tracing::warn!("not serving the API: {e}"),
             }
         }
-        let (job, done) = jobs.start(pipeline, start).map_err(RuntimeError::Internal)?;
         let result = tokio::select! {
             r = done => Ok(r.unwrap_or_else(|_| Err(RuntimeError::Internal("the job thread stopped".into())))),
             _ = tokio::signal::ctrl_c() => {

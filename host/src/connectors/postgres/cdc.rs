@@ -367,16 +367,15 @@ struct Reader {
     /// reader thread).
     confirm: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Reader {
+    /// Tells the reader thread to end its replication session (it does
+    /// within 100 ms, or when its next send fails); not waited for, as it
+    /// may be retrying an unreachable server.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.rx.close();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -421,7 +420,7 @@ impl Source for CdcSource {
         let confirm = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, st, restored) = (confirm.clone(), stop.clone(), self.restored);
-        let thread = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(format!("cdc {}", s.slot))
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -436,12 +435,7 @@ impl Source for CdcSource {
                 });
             })
             .map_err(|e| RuntimeError::Internal(format!("cannot start the CDC reader: {e}")))?;
-        self.reader = Some(Reader {
-            rx,
-            confirm,
-            stop,
-            thread: Some(thread),
-        });
+        self.reader = Some(Reader { rx, confirm, stop });
         Ok(())
     }
 
