@@ -457,7 +457,10 @@ fn replica_identity_truncate_and_dropping_the_slot() {
         .output()
         .unwrap();
     let jobs: serde_json::Value = serde_json::from_slice(&jobs.stdout).unwrap_or_default();
-    let id = jobs["jobs"][0]["id"].as_str().unwrap_or("1").to_owned();
+    let id = jobs["jobs"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the job in `sluice job list --json`: {jobs}"))
+        .to_owned();
     let o = support::sluice()
         .args(["job", "cancel", &id, "--drop-slot", "--server", &url])
         .output()
@@ -607,5 +610,8 @@ fn a_server_crash_while_streaming_is_survived_by_a_restart() {
     );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     stop(child);
-    assert!(text.contains("restart"), "the job did not restart:\n{text}");
+    assert!(
+        text.contains("postgres-cdc slot `s1`") && text.contains("restarting in"),
+        "the source did not fail and the job did not restart:\n{text}"
+    );
 }

@@ -31,6 +31,7 @@ use super::buffer::Buffers;
 use super::{JoinLogic, LEFT, RIGHT, Row, SIDES, Select, planned};
 use crate::error::{PlanError, StateError};
 use crate::json::{self, Pointer};
+use crate::runtime::kind::InnerOrLeft;
 use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
 use crate::runtime::{Batch, Origin, RecordRef};
 use crate::time::MAX_WATERMARK;
@@ -41,19 +42,11 @@ use std::sync::Arc;
 const PROBE: u8 = 0;
 const VERSION: u8 = 1;
 
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum JoinType {
-    #[default]
-    Inner,
-    Left,
-}
-
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct TemporalSpec {
     #[serde(default, rename = "type")]
-    join: JoinType,
+    join: InnerOrLeft,
     #[serde(default)]
     deleted: Option<String>,
 }
@@ -87,7 +80,7 @@ impl OperatorKind for TemporalJoinKind {
             Some(p) => Some(Pointer::parse(p).map_err(|m| error(cx, "temporal_join.deleted", m))?),
         };
         let logic = TemporalJoin {
-            outer: spec.join == JoinType::Left,
+            outer: spec.join == InnerOrLeft::Left,
             deleted,
             select: Arc::new(Select::plan(cx)?),
         };

@@ -22,6 +22,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `join: inner` (default) or `left` of the joins that enrich each record
+/// of one input (a temporal join, a lookup join): with `left`, a record
+/// without a match goes on with nulls.
+#[derive(Debug, serde::Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InnerOrLeft {
+    #[default]
+    Inner,
+    Left,
+}
+
 /// One kind of operator, found by its tag key.
 pub trait OperatorKind: Send + Sync {
     /// The key that marks an operator of this kind (`window`).

@@ -28,6 +28,7 @@ use crate::runtime::source::SplitId;
 use crate::runtime::source::{Format, Positions, Source, SourceFactory, SourceOutput, SourcePoll};
 use pgwire_replication::{Lsn, ReplicationClient, ReplicationConfig, ReplicationEvent};
 use serde::Deserialize;
+use smallvec::{SmallVec, smallvec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -1034,6 +1035,17 @@ fn write_row<'a>(
     out.push(b'}');
 }
 
+/// The description pgoutput sent of relation `rel`.
+fn relation(relations: &HashMap<u32, Relation>, rel: u32) -> Result<&Relation, String> {
+    relations
+        .get(&rel)
+        .ok_or_else(|| format!("a change of relation {rel} before its description"))
+}
+
+/// The rows of one change with their kinds: one, or two for an update in
+/// `all` mode.
+type Rows<'a> = SmallVec<[(RowKind, Vec<Datum<'a>>); 2]>;
+
 /// Streaming: relations seen, the transaction under way, the rows of the
 /// chunk being filled.
 struct Stream<'a> {
@@ -1055,7 +1067,7 @@ impl Stream<'_> {
         let at = || format!("at LSN {}", lsn_text(lsn));
         let change = decode::change(data).map_err(|m| format!("{m} {}", at()))?;
         let looked_up: Vec<Option<Vec<u8>>>;
-        let (rel, rows): (u32, Vec<(RowKind, Vec<Datum<'_>>)>) = match change {
+        let (rel, rows): (u32, Rows<'_>) = match change {
             Change::Relation(r) => {
                 if !self.tables.iter().any(|t| t.name == r.name) {
                     return Ok(None);
@@ -1070,9 +1082,9 @@ impl Stream<'_> {
                 self.relations.insert(r.id, r);
                 return Ok(None);
             }
-            Change::Insert { rel, new } => (rel, vec![(RowKind::Insert, new)]),
+            Change::Insert { rel, new } => (rel, smallvec![(RowKind::Insert, new)]),
             Change::Update { rel, old, mut new } => {
-                let r = self.relation(rel)?;
+                let r = relation(&self.relations, rel)?;
                 // Unchanged TOAST values: from the before image when it is
                 // the whole row.
                 if let Some(old) = &old
@@ -1105,7 +1117,7 @@ impl Stream<'_> {
                 match (self.s.mode, old) {
                     (ChangelogMode::All, Some(old)) => (
                         rel,
-                        vec![(RowKind::UpdateBefore, old), (RowKind::UpdateAfter, new)],
+                        smallvec![(RowKind::UpdateBefore, old), (RowKind::UpdateAfter, new)],
                     ),
                     (ChangelogMode::All, None) => {
                         return Err(format!(
@@ -1114,10 +1126,10 @@ impl Stream<'_> {
                             at()
                         ));
                     }
-                    (ChangelogMode::Upsert, _) => (rel, vec![(RowKind::UpdateAfter, new)]),
+                    (ChangelogMode::Upsert, _) => (rel, smallvec![(RowKind::UpdateAfter, new)]),
                 }
             }
-            Change::Delete { rel, old } => (rel, vec![(RowKind::Delete, old)]),
+            Change::Delete { rel, old } => (rel, smallvec![(RowKind::Delete, old)]),
             Change::Truncate { rels } => {
                 let names: Vec<String> = rels
                     .iter()
@@ -1149,9 +1161,7 @@ impl Stream<'_> {
             chunk,
             ..
         } = self;
-        let r = relations
-            .get(&rel)
-            .ok_or_else(|| format!("a change of relation {rel} before its description"))?;
+        let r = relation(relations, rel)?;
         // Rows of a transaction under way: the chunk no longer ends at a
         // commit (a barrier waits for the next one).
         chunk.commit = None;
@@ -1191,12 +1201,6 @@ impl Stream<'_> {
             return Ok(Some(std::mem::take(chunk)));
         }
         Ok(None)
-    }
-
-    fn relation(&self, rel: u32) -> Result<&Relation, String> {
-        self.relations
-            .get(&rel)
-            .ok_or_else(|| format!("a change of relation {rel} before its description"))
     }
 
     /// The current text values of a row's columns, by its key columns.

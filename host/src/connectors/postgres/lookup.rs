@@ -23,6 +23,7 @@
 use super::db;
 use crate::error::{PlanError, RuntimeError};
 use crate::json::{self, Pointer};
+use crate::runtime::kind::InnerOrLeft;
 use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
 use crate::units::Dur;
@@ -51,7 +52,7 @@ struct LookupSpec {
     #[serde(default, rename = "as")]
     name: Option<String>,
     #[serde(default)]
-    join: JoinType,
+    join: InnerOrLeft,
     #[serde(default = "default_capacity")]
     capacity: usize,
     #[serde(default)]
@@ -68,14 +69,6 @@ fn default_capacity() -> usize {
 
 fn default_retries() -> u32 {
     3
-}
-
-#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum JoinType {
-    #[default]
-    Inner,
-    Left,
 }
 
 #[derive(Debug, Deserialize, Clone)]
@@ -101,7 +94,7 @@ struct Settings {
     /// The field the row goes under (`as`), or none: its columns go beside
     /// the record's own fields.
     merged: Option<String>,
-    join: JoinType,
+    join: InnerOrLeft,
     capacity: usize,
     timeout: Duration,
     retries: u32,
@@ -364,7 +357,7 @@ impl Operator for Lookup {
                         rows.push_record_with_value(r, &buf);
                     }
                 }
-                None if self.s.join == JoinType::Left => {
+                None if self.s.join == InnerOrLeft::Left => {
                     self.joined(r.value(), None, &mut buf);
                     rows.push_record_with_value(r, &buf);
                 }
