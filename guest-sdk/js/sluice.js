@@ -316,6 +316,33 @@ class Input {
   }
 }
 
+/// What a record does to the row it describes, as in Flink's `RowKind`, in
+/// Flink's short form: records of an append-only stream are all inserts
+/// (`+I`); a changelog (a `postgres-cdc` source, a `debezium-json` topic, a
+/// `group_aggregate`) also carries updates, as the row before (`-U`, a
+/// retraction) then the row after (`+U`), and deletes (`-D`, carrying the
+/// row removed).
+export const RowKind = Object.freeze({
+  INSERT: "+I",
+  UPDATE_BEFORE: "-U",
+  UPDATE_AFTER: "+U",
+  DELETE: "-D",
+});
+
+// The WIT `row-kind` cases (jco's strings) and the short forms, both ways.
+const KIND_OF_WIT = { insert: "+I", "update-before": "-U", "update-after": "+U", delete: "-D" };
+const WIT_OF_KIND = { "+I": "insert", "-U": "update-before", "+U": "update-after", "-D": "delete" };
+
+/// The WIT case of a short kind (`RowKind.DELETE`, "-D"); throws a
+/// `TypeError` naming anything else.
+function witKind(kind) {
+  const w = WIT_OF_KIND[kind];
+  if (w === undefined) {
+    throw new TypeError(`a record kind is one of RowKind's: "+I", "-U", "+U", "-D", not ${JSON.stringify(kind)}`);
+  }
+  return w;
+}
+
 /// One input record: a view into the batch the host sent. The SDK moves one
 /// object from record to record: it is valid only during the callback that
 /// received it (copy what you keep).
@@ -380,6 +407,12 @@ export class Record {
   timestamp() {
     const t = this._meta.timestamp;
     return t === undefined ? null : Number(t);
+  }
+
+  /// The record's changelog kind, one of `RowKind`'s (`"+I"` for every
+  /// record of an append-only stream).
+  kind() {
+    return KIND_OF_WIT[this._meta.kind];
   }
 
   /// Headers as `[name, value]` byte arrays, in order.
@@ -590,7 +623,9 @@ class OutData {
 
 /// Where a transform emits the records it makes from the current input
 /// record. `emit`, `emitJson` and `forward` give the new record the input's
-/// key, timestamp and headers; `emitRecord` sets them all.
+/// key, timestamp, headers and changelog kind (a map of a changelog stays
+/// one: a delete of a row maps to the delete of the mapped row);
+/// `emitRecord` sets them all.
 class Output {
   constructor(input) {
     this._in = input;
@@ -624,14 +659,16 @@ class Output {
     this._likeInput(this._piece(this._meta.value));
   }
 
-  /// Emits a record built from `{key, value, timestamp, headers}`: `key`
-  /// and `value` strings or bytes (`key` null for none), `timestamp` epoch
-  /// ms or null (not "the input's": pass `record.timestamp()` to keep it),
-  /// `headers` `[name, value]` pairs of strings or bytes.
-  emitRecord({ key = null, value = "", timestamp = null, headers = [] }) {
+  /// Emits a record built from `{key, value, timestamp, headers, kind}`:
+  /// `key` and `value` strings or bytes (`key` null for none), `timestamp`
+  /// epoch ms or null (not "the input's": pass `record.timestamp()` to keep
+  /// it), `headers` `[name, value]` pairs of strings or bytes, `kind` one of
+  /// `RowKind`'s (an insert by default, not "the input's").
+  emitRecord({ key = null, value = "", timestamp = null, headers = [], kind = RowKind.INSERT }) {
     if (timestamp !== null && timestamp !== undefined && !Number.isSafeInteger(timestamp)) {
       throw new TypeError(`timestamp ${timestamp} is not an integer number of milliseconds`);
     }
+    const wk = witKind(kind);
     const d = this._data;
     const v = d.value(value);
     const k = key === null || key === undefined ? undefined : d.value(key);
@@ -645,6 +682,7 @@ class Output {
       timestamp: timestamp ?? undefined,
       headersStart: start,
       headersLen: this._headers.length - start,
+      kind: wk,
     });
     this._origins.push(this._origin);
   }
@@ -676,6 +714,7 @@ class Output {
       timestamp: m.timestamp,
       headersStart: start,
       headersLen: this._headers.length - start,
+      kind: m.kind,
     });
     const o = this._origins;
     if (o.n === o.a.length) o.grow();
@@ -1448,6 +1487,18 @@ class Context {
   emitJsonTo(side, value) {
     this._call.emit(this, side.port, this._call.out.text(toJson(value)));
   }
+
+  /// Emits `value` as JSON to the main output as a change of kind `kind`,
+  /// one of `RowKind`'s (the other `emit` functions emit inserts): a
+  /// function that keeps a result per key retracts the old one with
+  /// `RowKind.UPDATE_BEFORE` and adds the new one with
+  /// `RowKind.UPDATE_AFTER`. Only a module whose section in the spec says
+  /// `changelog: true` may emit anything but inserts; the host fails the
+  /// job otherwise.
+  emitChange(kind, value) {
+    const wk = witKind(kind);
+    this._call.emit(this, 0, this._call.out.text(toJson(value)), wk);
+  }
 }
 
 /// What one `process` call accumulates (Rust: `process::Call`). One object
@@ -1561,14 +1612,14 @@ class Call {
     this.changes.push({ timer: { key, time, domain }, registered });
   }
 
-  emit(ctx, port, value) {
+  emit(ctx, port, value, kind = "insert") {
     const k = ctx._key;
     let key = this.keySpans[k];
     if (key === undefined) {
       key = this.out.raw(this.keyBytes(k));
       this.keySpans[k] = key;
     }
-    this.records.push({ key, value, timestamp: ctx._timestamp, headersStart: 0, headersLen: 0 });
+    this.records.push({ key, value, timestamp: ctx._timestamp, headersStart: 0, headersLen: 0, kind });
     this.origins.push(ctx._origin);
     this.ports.push(port);
   }
@@ -1845,8 +1896,14 @@ class BroadcastContext {
   emitJsonTo(side, value) {
     this._push(side.port, this._out.text(toJson(value)));
   }
-  _push(port, value) {
-    this._records.push({ key: undefined, value, timestamp: this._timestamp, headersStart: 0, headersLen: 0 });
+  /// Emits `value` as JSON to the main output as a change of kind `kind`,
+  /// one of `RowKind`'s (see the keyed context's `emitChange`).
+  emitChange(kind, value) {
+    const wk = witKind(kind);
+    this._push(0, this._out.text(toJson(value)), wk);
+  }
+  _push(port, value, kind = "insert") {
+    this._records.push({ key: undefined, value, timestamp: this._timestamp, headersStart: 0, headersLen: 0, kind });
     this._origins.push(this._origin);
     this._ports.push(port);
   }

@@ -20,6 +20,7 @@ mod api;
 mod bench;
 mod broadcast;
 mod cdc;
+mod changelog;
 mod cli;
 mod dashboard;
 mod enricher;

@@ -123,7 +123,8 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 /// A batch as the host sends it: records `{value, key?, timestamp?,
-/// headers?}` (strings).
+/// headers?, kind?}` (strings; `kind` a WIT `row-kind` case, "insert" by
+/// default).
 export function batch(records) {
   const pieces = [];
   let n = 0;
@@ -147,6 +148,7 @@ export function batch(records) {
       timestamp: r2.timestamp === undefined ? undefined : BigInt(r2.timestamp),
       headersStart: start,
       headersLen: headers.length - start,
+      kind: r2.kind ?? "insert",
     };
   });
   const data = new Uint8Array(n);

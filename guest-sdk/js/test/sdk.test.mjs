@@ -66,6 +66,42 @@ test("transform: emits, filters, rolls back a failed record, keeps key, timestam
   assert.deepEqual(records(out)[4], { key: "k", value: "x", timestamp: 7, headers: [["h", "v"]] });
 });
 
+test("transform: a map of a changelog keeps each record's kind; emitRecord sets one", async () => {
+  const { transform } = await load(`
+    import { defineTransform, RowKind } from "sluice";
+    export const transform = defineTransform({
+      process(record, out) {
+        out.emitJson({ v: record.text(), kind: record.kind() });
+        if (record.kind() === RowKind.DELETE) {
+          out.emitRecord({ value: "as-insert" });
+          out.emitRecord({ value: "retract", kind: RowKind.UPDATE_BEFORE });
+          out.emitRecord({ value: "bad", kind: "delete" });
+        }
+      },
+    });`);
+  assert.equal(transform.open("null").tag, "ok");
+  const out = transform.process(
+    batch([
+      { value: "i" },
+      { value: "b", kind: "update-before" },
+      { value: "a", kind: "update-after" },
+      { value: "d", kind: "delete" },
+    ]),
+  );
+  assert.deepEqual(
+    records(out).map((r) => r.value),
+    ['{"v":"i","kind":"+I"}', '{"v":"b","kind":"-U"}', '{"v":"a","kind":"+U"}'],
+  );
+  assert.deepEqual(
+    out.records.records.map((m) => m.kind),
+    ["insert", "update-before", "update-after"],
+  );
+  // A kind that is not RowKind's is that record's error.
+  assert.equal(out.errors.length, 1);
+  assert.equal(out.errors[0].index, 3);
+  assert.match(out.errors[0].message, /a record kind is one of RowKind's.*"delete"/);
+});
+
 test("transform: a value that is not UTF-8 is that record's error", async () => {
   const { transform } = await load(`
     import { defineTransform } from "sluice";
@@ -171,13 +207,19 @@ test("usd-orders: the Rust module's rows and errors", async () => {
 /// Sums values per key and emits the sum at a timer 10 ms after the first
 /// record; "bad" fails after writing (process.rs's `Summer`).
 const SUMMER = `
-  import { defineKeyedProcess } from "sluice";
+  import { defineKeyedProcess, RowKind } from "sluice";
   export const keyedProcess = defineKeyedProcess({
     open(config, setup) {
       this.sum = setup.valueState("sum");
       this.late = setup.sideOutput("late");
     },
     process(record, ctx) {
+      if (record.kind() === RowKind.DELETE) {
+        const old = this.sum.get(ctx) ?? 0;
+        this.sum.clear(ctx);
+        ctx.emitChange(RowKind.DELETE, { sum: old });
+        return;
+      }
       const ts = record.timestamp() ?? 0;
       if (ts <= ctx.currentWatermark()) { ctx.emitTo(this.late, record.value()); return; }
       const old = this.sum.get(ctx);
@@ -191,6 +233,21 @@ const SUMMER = `
       this.sum.clear(ctx);
     },
   });`;
+
+test("keyed: a function sees each record's kind and emits changes", async () => {
+  const { keyedProcess } = await load(SUMMER);
+  assert.equal(keyedProcess.open("null").tag, "ok");
+  const out = keyedProcess.process(
+    batch([
+      { value: "5", timestamp: 100, key: "a" },
+      { value: "x", timestamp: 101, key: "a", kind: "delete" },
+    ]),
+    keyedInput({ keys: ["a"], recordKeys: [0, 0], watermarks: [50, 50], end: 50 }),
+  );
+  assert.deepEqual(records(out).map((r) => r.value), ['{"sum":5}']);
+  assert.deepEqual(out.records.records.map((m) => m.kind), ["delete"]);
+  assert.deepEqual(Array.from(out.origins), [1]);
+});
 
 test("keyed: timers fire between records as the watermark passes them", async () => {
   const { keyedProcess } = await load(SUMMER);

@@ -6,6 +6,7 @@ loads in every operator world and, for unit tests, under plain CPython.
 """
 
 import dataclasses
+import enum
 import json
 import types
 import typing
@@ -14,6 +15,7 @@ __all__ = [
     "Error",
     "Config",
     "Record",
+    "RowKind",
     "dumps",
     "float_json",
     "json_kind",
@@ -287,6 +289,45 @@ class Config:
 
 # --- records ----------------------------------------------------------------
 
+class RowKind(enum.IntEnum):
+    """What a record does to the row it describes, as in Flink's `RowKind`.
+
+    Records of an append-only stream are all `INSERT`. A changelog (a
+    `postgres-cdc` source, a `debezium-json` topic, a `group_aggregate`) also
+    carries updates, as the row before (`UPDATE_BEFORE`, a retraction) then
+    the row after (`UPDATE_AFTER`), and deletes (`DELETE`, carrying the row
+    removed)."""
+
+    INSERT = 0
+    UPDATE_BEFORE = 1
+    UPDATE_AFTER = 2
+    DELETE = 3
+
+    @property
+    def short(self):
+        """Flink's short form: `+I`, `-U`, `+U`, `-D`."""
+        return ("+I", "-U", "+U", "-D")[self]
+
+    @property
+    def is_addition(self):
+        """Whether the record adds its row (`+I`, `+U`) rather than
+        retracting it (`-U`, `-D`)."""
+        return self == RowKind.INSERT or self == RowKind.UPDATE_AFTER
+
+
+# The bindings' `row-kind` cases in WIT order, and back (set by `_bind`).
+_WIT_KINDS = ()
+_FROM_WIT = {}
+
+
+def _wit_kind(kind):
+    """The bindings' case of `kind` (a `RowKind`); a `TypeError` naming what
+    was given otherwise."""
+    if not isinstance(kind, RowKind):
+        raise TypeError(f"a record kind is a sluice_sdk.RowKind, not {kind!r}")
+    return _WIT_KINDS[kind]
+
+
 class Record:
     """One input record: a view into the batch the host sent.
 
@@ -352,6 +393,12 @@ class Record:
         return self._meta.timestamp
 
     @property
+    def kind(self):
+        """The record's changelog kind, a `RowKind`: `RowKind.INSERT` for
+        every record of an append-only stream."""
+        return _FROM_WIT[self._meta.kind]
+
+    @property
     def headers(self):
         """The headers as a list of `(name, value)` byte strings, in order; a
         name can occur more than once."""
@@ -387,7 +434,7 @@ class Record:
 
         return (
             f"Record(key={show(self.key)}, value={show(self.value)}, "
-            f"timestamp={self.timestamp!r}, headers={self.headers!r})"
+            f"timestamp={self.timestamp!r}, headers={self.headers!r}, kind={self.kind.short})"
         )
 
 
@@ -435,6 +482,10 @@ def log_error(message):
     _log("ERROR", message)
 
 
-def _bind(logging_module):
-    global _logging
+def _bind(logging_module, types_module):
+    global _logging, _WIT_KINDS, _FROM_WIT
     _logging = logging_module
+    _WIT_KINDS = tuple(types_module.RowKind)
+    if len(_WIT_KINDS) != len(RowKind):
+        raise RuntimeError(f"the bindings' row-kind has {len(_WIT_KINDS)} cases, the SDK knows {len(RowKind)}")
+    _FROM_WIT = {w: RowKind(i) for i, w in enumerate(_WIT_KINDS)}

@@ -24,7 +24,7 @@ def transform_exports(cls):
     from wit_world.exports import transform as wit_transform
     from wit_world.imports import logging, types
 
-    _core._bind(logging)
+    _core._bind(logging, types)
     transform._bind(types, wit_transform)
     runner = transform._Runner(cls)
 
@@ -42,7 +42,7 @@ def enricher_exports(cls):
     from wit_world.imports import http as wit_http
     from wit_world.imports import logging, types
 
-    _core._bind(logging)
+    _core._bind(logging, types)
     transform._bind(types)
     http._bind(wit_http, Err)
     runner = transform._Runner(cls, wit_enricher.EnricherOutput)
@@ -59,7 +59,7 @@ def aggregate_exports(cls):
     from wit_world.exports import aggregate as wit_aggregate
     from wit_world.imports import logging, types
 
-    _core._bind(logging)
+    _core._bind(logging, types)
     aggregate._bind(types, wit_aggregate)
     runner = aggregate._Runner(cls)
 
@@ -98,7 +98,7 @@ def window_function_exports(cls):
     from wit_world import exports
     from wit_world.imports import logging, types
 
-    _core._bind(logging)
+    _core._bind(logging, types)
     window._bind(types)
     runner = window._Runner(cls)
 
@@ -191,7 +191,7 @@ def _keyed_export(cls, sdk_base, export_base):
     from componentize_py_types import Err
     from wit_world.imports import keyed, logging, output, state, types
 
-    _core._bind(logging)
+    _core._bind(logging, types)
     process._bind(types, keyed, state, output)
     runner = process._Runner(cls)
 

@@ -10,6 +10,7 @@ the same way on every subtask: the host compares the subtasks' broadcast
 state at every checkpoint and fails the job when they differ.
 """
 
+from . import _core
 from ._core import Record, _batch_text, dumps, error_message
 from . import process as _p
 
@@ -146,17 +147,26 @@ class BroadcastContext:
 
     def forward(self, side=None):
         """Emits the broadcast record's value unchanged."""
-        self._records.append(_p._RecordMeta(None, self._value, self._ts, 0, 0))
+        self._records.append(_p._RecordMeta(None, self._value, self._ts, 0, 0, _core._WIT_KINDS[0]))
         self._origins.append(self._origin)
         self._ports.append(0 if side is None else side.port)
 
-    def _push(self, port, value):
+    def emit_change(self, kind, value):
+        """Emits `value` as compact JSON to the main output as a change of
+        kind `kind`, a `RowKind` (the other `emit` functions emit inserts).
+        Only a module whose section in the spec says `changelog: true` may
+        emit anything but inserts; the host fails the job otherwise."""
+        self._push(0, dumps(value).encode(), _core._wit_kind(kind))
+
+    def _push(self, port, value, kind=None):
         if type(value) is str:
             value = value.encode()
         buf = self._buf
         span = _p._Span(len(buf), len(value))
         buf += value
-        self._records.append(_p._RecordMeta(None, span, self._ts, 0, 0))
+        if kind is None:
+            kind = _core._WIT_KINDS[0]
+        self._records.append(_p._RecordMeta(None, span, self._ts, 0, 0, kind))
         self._origins.append(self._origin)
         self._ports.append(port)
 

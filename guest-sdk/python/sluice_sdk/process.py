@@ -25,6 +25,7 @@ from datetime import timedelta
 from enum import Enum
 from typing import NamedTuple
 
+from . import _core
 from ._core import Config, Error, Record, _batch_text, dumps, error_message, float_json, loads
 
 __all__ = [
@@ -530,7 +531,7 @@ class Context:
         if v is None:
             raise Error("forward() outside of process()")
         call = self._call
-        call.records.append(_RecordMeta(self._key_span(), v, self._ts, 0, 0))
+        call.records.append(_RecordMeta(self._key_span(), v, self._ts, 0, 0, _core._WIT_KINDS[0]))
         call.origins.append(self._origin)
         call.ports.append(0 if side is None else side.port)
 
@@ -543,14 +544,26 @@ class Context:
             call.key_spans[self._kidx] = s
         return s
 
-    def _push(self, port, value):
+    def emit_change(self, kind, value):
+        """Emits `value` as compact JSON to the main output as a change of
+        kind `kind`, a `RowKind` (the other `emit` functions emit inserts): a
+        function that keeps a result per key retracts the old one with
+        `RowKind.UPDATE_BEFORE` and adds the new one with
+        `RowKind.UPDATE_AFTER`. Only a module whose section in the spec says
+        `changelog: true` may emit anything but inserts; the host fails the
+        job otherwise."""
+        self._push(0, dumps(value).encode(), _core._wit_kind(kind))
+
+    def _push(self, port, value, kind=None):
         if type(value) is str:
             value = value.encode()
         call = self._call
         buf = call.buf
         off = len(buf)
         buf += value
-        call.records.append(_RecordMeta(self._key_span(), _Span(off, len(value)), self._ts, 0, 0))
+        if kind is None:
+            kind = _core._WIT_KINDS[0]
+        call.records.append(_RecordMeta(self._key_span(), _Span(off, len(value)), self._ts, 0, 0, kind))
         call.origins.append(self._origin)
         call.ports.append(port)
 

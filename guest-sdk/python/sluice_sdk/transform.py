@@ -1,7 +1,7 @@
 """`Transform`: map, filter and flat-map operators, and the loop that runs
 them over the host's batches (the WIT `transform` interface)."""
 
-from ._core import Config, Error, Record, _batch_text, dumps, error_message
+from ._core import Config, Error, Record, _batch_text, _wit_kind, dumps, error_message
 
 __all__ = ["Transform", "Output"]
 
@@ -68,14 +68,15 @@ class Output:
     input record.
 
     `emit`, `emit_json` and `forward` give the new record the input's key,
-    timestamp and headers unless `key=`, `timestamp=` or `headers=` say
-    otherwise (`None` for none). The SDK reuses one `Output` per call: do not
-    keep it.
+    timestamp, headers and changelog kind unless `key=`, `timestamp=`,
+    `headers=` or `kind=` (a `RowKind`) say otherwise (`None` for none): a
+    map of a changelog stays one, a delete of a row mapping to the delete of
+    the mapped row. The SDK reuses one `Output` per call: do not keep it.
     """
 
     __slots__ = ("_buf", "_records", "_origins", "_headers", "_meta", "_index", "_data")
 
-    def emit(self, value, key=_KEEP, timestamp=_KEEP, headers=_KEEP):
+    def emit(self, value, key=_KEEP, timestamp=_KEEP, headers=_KEEP, kind=_KEEP):
         """Emits `value` (bytes, or str written as UTF-8) as a record's value."""
         if type(value) is str:
             value = value.encode()
@@ -83,26 +84,27 @@ class Output:
         off = len(buf)
         buf += value
         span = _Span(off, len(value))
-        if key is _KEEP and timestamp is _KEEP and headers is _KEEP:
+        if key is _KEEP and timestamp is _KEEP and headers is _KEEP and kind is _KEEP:
             m = self._meta
-            self._records.append(_RecordMeta(m.key, span, m.timestamp, m.headers_start, m.headers_len))
+            self._records.append(_RecordMeta(m.key, span, m.timestamp, m.headers_start, m.headers_len, m.kind))
         else:
-            self._push_custom(span, key, timestamp, headers)
+            self._push_custom(span, key, timestamp, headers, kind)
         self._origins.append(self._index)
 
-    def emit_json(self, value, key=_KEEP, timestamp=_KEEP, headers=_KEEP):
+    def emit_json(self, value, key=_KEEP, timestamp=_KEEP, headers=_KEEP, kind=_KEEP):
         """Emits `value` encoded as compact JSON (see `sluice_sdk.dumps`).
         Nothing is emitted if it cannot be JSON (the exception propagates)."""
-        self.emit(dumps(value).encode(), key, timestamp, headers)
+        self.emit(dumps(value).encode(), key, timestamp, headers, kind)
 
     def forward(self):
         """Emits the input record unchanged."""
         m = self._meta
-        self._records.append(_RecordMeta(m.key, m.value, m.timestamp, m.headers_start, m.headers_len))
+        self._records.append(_RecordMeta(m.key, m.value, m.timestamp, m.headers_start, m.headers_len, m.kind))
         self._origins.append(self._index)
 
-    def _push_custom(self, span, key, timestamp, headers):
+    def _push_custom(self, span, key, timestamp, headers, kind):
         m = self._meta
+        kind = m.kind if kind is _KEEP else _wit_kind(kind)
         buf = self._buf
         if key is _KEEP:
             key = m.key
@@ -129,7 +131,7 @@ class Output:
                 buf += val
                 hs.append(_Header(_Span(off, len(name)), _Span(off + len(name), len(val))))
             n = len(hs) - start
-        self._records.append(_RecordMeta(key, span, timestamp, start, n))
+        self._records.append(_RecordMeta(key, span, timestamp, start, n, kind))
 
 
 def _open(cls, config):

@@ -26,6 +26,13 @@ class Header:
     value: Span
 
 
+class RowKind(Enum):
+    INSERT = 0
+    UPDATE_BEFORE = 1
+    UPDATE_AFTER = 2
+    DELETE = 3
+
+
 @dataclass
 class RecordMeta:
     key: Optional[Span]
@@ -33,6 +40,7 @@ class RecordMeta:
     timestamp: Optional[int]
     headers_start: int
     headers_len: int
+    kind: RowKind = RowKind.INSERT
 
 
 @dataclass
@@ -55,7 +63,7 @@ class ByteList:
 
 
 types = _types.SimpleNamespace(
-    Span=Span, Header=Header, RecordMeta=RecordMeta, Batch=Batch,
+    Span=Span, Header=Header, RecordMeta=RecordMeta, Batch=Batch, RowKind=RowKind,
     RecordError=RecordError, ByteList=ByteList,
 )
 
@@ -331,7 +339,7 @@ def bind(host=None, web=None):
 
     host = host or Host()
     state, output = host.module()
-    _core._bind(None)
+    _core._bind(None, types)
     tr._bind(types, transform)
     ag._bind(types, aggregate)
     win._bind(types)
@@ -342,7 +350,7 @@ def bind(host=None, web=None):
 
 
 # --- helpers to build inputs and read outputs ---
-def batch(values, keys=None, timestamps=None, headers=None):
+def batch(values, keys=None, timestamps=None, headers=None, kinds=None):
     data = bytearray()
     metas, hs = [], []
 
@@ -360,7 +368,8 @@ def batch(values, keys=None, timestamps=None, headers=None):
         start = len(hs)
         for n, hv in (headers[i] if headers else []):
             hs.append(Header(put(n), put(hv)))
-        metas.append(RecordMeta(ks, vs, timestamps[i] if timestamps else None, start, len(hs) - start))
+        kind = RowKind[kinds[i]] if kinds else RowKind.INSERT
+        metas.append(RecordMeta(ks, vs, timestamps[i] if timestamps else None, start, len(hs) - start, kind))
     return Batch(bytes(data), metas, hs)
 
 

@@ -21,7 +21,8 @@ sys.path.insert(0, str(HERE))
 
 import fake_bindings as fb  # noqa: E402
 from sluice_sdk import (  # noqa: E402
-    Config, Enricher, Error, KeyedBroadcastProcess, KeyedProcess, PROCESSING_TIME, Transform, float_json, http,
+    Config, Enricher, Error, KeyedBroadcastProcess, KeyedProcess, PROCESSING_TIME, RowKind, Transform, float_json,
+    http,
 )
 from sluice_sdk import aggregate as A  # noqa: E402
 from sluice_sdk import process as P  # noqa: E402
@@ -151,6 +152,25 @@ class TransformLoop(unittest.TestCase):
         self.assertEqual(out.origins, [0, 0, 0, 2, 2, 2])
         self.assertEqual([(e.index, e.message) for e in out.errors], [(1, "ValueError: nope")])
 
+    def test_a_map_of_a_changelog_keeps_each_record_kind(self):
+        seen = []
+
+        class Op(Transform):
+            def process(self, record, out):
+                seen.append(record.kind)
+                out.emit_json({"v": record.value_str()})
+                if record.value == b"d":
+                    out.emit(b"as-insert", kind=RowKind.INSERT)
+                    with self_test.assertRaises(TypeError):
+                        out.emit(b"x", kind="-D")
+
+        self_test = self
+        b = fb.batch(["i", "b", "a", "d"], kinds=["INSERT", "UPDATE_BEFORE", "UPDATE_AFTER", "DELETE"])
+        out = run_transform(Op, "null", b)
+        self.assertEqual(seen, [RowKind.INSERT, RowKind.UPDATE_BEFORE, RowKind.UPDATE_AFTER, RowKind.DELETE])
+        self.assertEqual([RowKind(m.kind.value).short for m in out.records.records], ["+I", "-U", "+U", "-D", "+I"])
+        self.assertEqual(out.errors, [])
+
     def test_not_opened_fails_every_record(self):
         r = T._Runner(Transform)
         out = r.process(fb.batch(["a", "b"]))
@@ -188,6 +208,11 @@ class Summer(KeyedProcess):
         self.late = setup.side_output("late")
 
     def process(self, record, ctx):
+        if record.kind == RowKind.DELETE:
+            old = self.sum.get(ctx) or 0
+            self.sum.clear(ctx)
+            ctx.emit_change(RowKind.DELETE, {"sum": old})
+            return
         ts = record.timestamp or 0
         if ts <= ctx.current_watermark:
             ctx.emit_to(self.late, record.value)
@@ -246,6 +271,14 @@ class KeyedProcessLoop(unittest.TestCase):
         self.assertTrue(all(w.value is None for w in out.value_writes))
         # Every emitted record carries its key.
         self.assertEqual([k for k, *_ in fb.records_of(out.records)], [b"a", b"b", b"a"])
+
+    def test_a_function_sees_each_record_kind_and_emits_changes(self):
+        r = opened(Summer)
+        b = fb.batch(["5", "x"], timestamps=[100, 101], kinds=["INSERT", "DELETE"])
+        out = r.process(b, keyed_input([0, 0], [50, 50], 50, 1))
+        self.assertEqual(fb.values_of(out.records), ['{"sum":5}'])
+        self.assertEqual(out.records.records[0].kind, fb.RowKind.DELETE)
+        self.assertEqual(out.origins, [1])
 
     def test_late_records_go_to_the_side_output_and_failures_are_undone(self):
         r = opened(Summer)

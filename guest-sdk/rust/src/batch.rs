@@ -9,7 +9,7 @@
 use std::mem;
 
 pub(crate) use crate::bindings::transform::sluice::operator::types::{
-    Batch, ByteList, Header, RecordError, RecordMeta, Span,
+    Batch, ByteList, Header, RecordError, RecordMeta, RowKind, Span,
 };
 
 /// `data[span]`, or `None` when the span is outside `data`.
@@ -117,6 +117,20 @@ impl BatchBuilder {
         }
     }
 
+    /// Appends `value` encoded as JSON to the data buffer: its span, or the
+    /// error with nothing appended.
+    pub(crate) fn push_json_bytes<T: serde::Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+    ) -> Result<Span, serde_json::Error> {
+        let start = self.data.len();
+        if let Err(e) = serde_json::to_writer(&mut self.data, value) {
+            self.data.truncate(start);
+            return Err(e);
+        }
+        Ok(self.span_since(start))
+    }
+
     /// The span of everything written to the data buffer since `start`.
     #[inline]
     pub(crate) fn span_since(&self, start: usize) -> Span {
@@ -134,6 +148,7 @@ impl BatchBuilder {
         value: Span,
         timestamp: Option<i64>,
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        kind: RowKind,
     ) {
         let key = key.map(|k| self.push_bytes(k));
         let headers_start = self.headers.len();
@@ -148,10 +163,12 @@ impl BatchBuilder {
             timestamp,
             headers_start: to_u32(headers_start),
             headers_len: to_u32(self.headers.len() - headers_start),
+            kind,
         });
     }
 
-    /// Appends a record, copying all its bytes.
+    /// Appends an insert, copying all its bytes.
+    #[cfg(test)]
     pub(crate) fn push<'h>(
         &mut self,
         key: Option<&[u8]>,
@@ -160,7 +177,7 @@ impl BatchBuilder {
         headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
     ) {
         let value = self.push_bytes(value);
-        self.push_record(key, value, timestamp, headers);
+        self.push_record(key, value, timestamp, headers, RowKind::Insert);
     }
 
     pub(crate) fn finish(self) -> Batch {

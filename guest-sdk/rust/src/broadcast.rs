@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::batch::{Batch, BatchBuilder, RecordError, Span, slice, to_u32};
+use crate::batch::{Batch, BatchBuilder, RecordError, RowKind, Span, slice, to_u32};
 use crate::bindings::broadcast::exports::sluice::operator::keyed_broadcast_process::BroadcastOutput;
 use crate::process::{KeyedFunction, Setup, SideOutput, Timer};
 use crate::{Config, Context, Error, Record};
@@ -189,7 +189,19 @@ impl BroadcastContext<'_> {
     /// Emits these bytes as a record's value on the main output.
     pub fn emit_value(&mut self, value: &[u8]) {
         let value = self.out.push_bytes(value);
-        self.push(0, value);
+        self.push(0, value, RowKind::Insert);
+    }
+
+    /// Emits `value` as JSON to the main output as a change of kind `kind`
+    /// (the other `emit` functions emit inserts). Only a module whose
+    /// section in the spec says `changelog: true` may emit anything but
+    /// inserts; the host fails the job otherwise.
+    pub fn emit_change<T: Serialize + ?Sized>(
+        &mut self,
+        kind: RowKind,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.emit_json_with(0, kind, value)
     }
 
     fn emit_json_to_port<T: Serialize + ?Sized>(
@@ -197,19 +209,23 @@ impl BroadcastContext<'_> {
         port: u32,
         value: &T,
     ) -> Result<(), Error> {
-        let start = self.out.data.len();
-        if let Err(e) = serde_json::to_writer(&mut self.out.data, value) {
-            self.out.data.truncate(start);
-            return Err(e.into());
-        }
-        let value = self.out.span_since(start);
-        self.push(port, value);
+        self.emit_json_with(port, RowKind::Insert, value)
+    }
+
+    fn emit_json_with<T: Serialize + ?Sized>(
+        &mut self,
+        port: u32,
+        kind: RowKind,
+        value: &T,
+    ) -> Result<(), Error> {
+        let value = self.out.push_json_bytes(value)?;
+        self.push(port, value, kind);
         Ok(())
     }
 
-    fn push(&mut self, port: u32, value: Span) {
+    fn push(&mut self, port: u32, value: Span, kind: RowKind) {
         self.out
-            .push_record(None, value, self.timestamp, std::iter::empty());
+            .push_record(None, value, self.timestamp, std::iter::empty(), kind);
         self.origins.push(self.origin);
         self.ports.push(port);
     }

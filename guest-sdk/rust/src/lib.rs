@@ -164,7 +164,7 @@ pub use process::{
     Context, Domain, KeyedCoProcess, KeyedProcess, MigrateState, Setup, SideOutput, StateOptions,
     Timer, ValueState,
 };
-pub use record::Record;
+pub use record::{Record, RowKind};
 pub use state::{ListState, MapState};
 pub use transform::{OutRecord, Output, Transform};
 pub use window::{Window, WindowFunction};

@@ -16,7 +16,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::batch::{Batch, BatchBuilder, ByteList, Mark, RecordError, Span, slice, to_u32};
+use crate::batch::{
+    Batch, BatchBuilder, ByteList, Mark, RecordError, RowKind, Span, slice, to_u32,
+};
 use crate::bindings::process::sluice::operator::keyed::{
     KeyedInput, KeyedOutput, TimeDomain, Timer as WitTimer, TimerChange, ValueWrite,
 };
@@ -524,33 +526,57 @@ impl Context<'_> {
         self.emit_value_to_port(side.0, value);
     }
 
+    /// Emits `value` as JSON to the main output as a change of kind `kind`
+    /// (the other `emit` functions emit inserts): a function that keeps a
+    /// result per key retracts the old one with `RowKind::UpdateBefore` and
+    /// adds the new one with `RowKind::UpdateAfter`. Only a module whose
+    /// section in the spec says `changelog: true` may emit anything but
+    /// inserts; the host fails the job otherwise.
+    pub fn emit_change<T: Serialize + ?Sized>(
+        &mut self,
+        kind: RowKind,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.emit_json_with(0, kind, value)
+    }
+
+    /// Emits these bytes as the value of a change of kind `kind` on the
+    /// main output (see [`emit_change`](Context::emit_change)).
+    pub fn emit_change_value(&mut self, kind: RowKind, value: &[u8]) {
+        let value = self.call.out.push_bytes(value);
+        self.push(0, value, kind);
+    }
+
     fn emit_json_to_port<T: Serialize + ?Sized>(
         &mut self,
         port: u32,
         value: &T,
     ) -> Result<(), Error> {
-        let data = &mut self.call.out.data;
-        let start = data.len();
-        if let Err(e) = serde_json::to_writer(&mut *data, value) {
-            data.truncate(start);
-            return Err(e.into());
-        }
-        let value = self.call.out.span_since(start);
-        self.push(port, value);
+        self.emit_json_with(port, RowKind::Insert, value)
+    }
+
+    fn emit_json_with<T: Serialize + ?Sized>(
+        &mut self,
+        port: u32,
+        kind: RowKind,
+        value: &T,
+    ) -> Result<(), Error> {
+        let value = self.call.out.push_json_bytes(value)?;
+        self.push(port, value, kind);
         Ok(())
     }
 
     fn emit_value_to_port(&mut self, port: u32, value: &[u8]) {
         let value = self.call.out.push_bytes(value);
-        self.push(port, value);
+        self.push(port, value, RowKind::Insert);
     }
 
-    fn push(&mut self, port: u32, value: Span) {
+    fn push(&mut self, port: u32, value: Span, kind: RowKind) {
         let key = self.input.keys.spans[self.key as usize];
         let key = slice(&self.input.keys.data, key);
         self.call
             .out
-            .push_record(Some(key), value, self.timestamp, std::iter::empty());
+            .push_record(Some(key), value, self.timestamp, std::iter::empty(), kind);
         self.call.origins.push(self.origin);
         self.call.ports.push(port);
     }
@@ -936,6 +962,11 @@ mod tests {
         }
 
         fn process(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+            if record.kind() == RowKind::Delete {
+                let old = self.sum.get(ctx)?.unwrap_or(0);
+                self.sum.clear(ctx);
+                return ctx.emit_change(RowKind::Delete, &serde_json::json!({"sum": old}));
+            }
             let ts = record.timestamp().unwrap_or(0);
             if ts <= ctx.current_watermark() {
                 ctx.emit_value_to(self.late, record.value());
@@ -1047,6 +1078,18 @@ mod tests {
         // Both keys' sums were cleared by their timers.
         assert_eq!(out.value_writes.len(), 2);
         assert!(out.value_writes.iter().all(|w| w.value.is_none()));
+    }
+
+    #[test]
+    fn a_function_sees_each_record_kind_and_emits_changes() {
+        let mut op = open();
+        let mut b = with_ts(values(&["5", "x"]), &[100, 101]);
+        b.records[1].kind = RowKind::Delete;
+        let ctx = input(vec![0, 0], vec![50, 50], 50, 1);
+        let out = run(&mut op, 1, &b, ctx).unwrap();
+        assert_eq!(values_of(&out), [r#"{"sum":5}"#]);
+        assert_eq!(out.records.records[0].kind, RowKind::Delete);
+        assert_eq!(out.origins, [1]);
     }
 
     #[test]

@@ -7,6 +7,41 @@ use serde::Deserialize;
 use crate::Error;
 use crate::batch::{self, Batch, Header};
 
+/// What a record does to the row it describes, as in Flink's `RowKind`.
+///
+/// Records of an append-only stream are all `Insert`. A changelog (a
+/// `postgres-cdc` source, a `debezium-json` topic, a `group_aggregate`)
+/// also carries updates, as the row before (`UpdateBefore`, a retraction)
+/// then the row after (`UpdateAfter`), and deletes (`Delete`, carrying the
+/// row removed).
+pub use crate::bindings::transform::sluice::operator::types::RowKind;
+
+impl RowKind {
+    /// Flink's short form: `+I`, `-U`, `+U`, `-D`.
+    pub fn short(self) -> &'static str {
+        match self {
+            RowKind::Insert => "+I",
+            RowKind::UpdateBefore => "-U",
+            RowKind::UpdateAfter => "+U",
+            RowKind::Delete => "-D",
+        }
+    }
+
+    /// Whether the record adds its row (`+I`, `+U`) rather than retracting
+    /// it (`-U`, `-D`).
+    pub fn is_addition(self) -> bool {
+        matches!(self, RowKind::Insert | RowKind::UpdateAfter)
+    }
+}
+
+// The type is generated (wit-bindgen), so the default cannot be derived.
+#[allow(clippy::derivable_impls)]
+impl Default for RowKind {
+    fn default() -> RowKind {
+        RowKind::Insert
+    }
+}
+
 /// One input record: a borrowed view into the batch the host sent.
 ///
 /// Nothing is copied or parsed until you ask: [`value`](Record::value) is a
@@ -38,6 +73,7 @@ pub struct Record<'a> {
     value: &'a [u8],
     timestamp: Option<i64>,
     headers: &'a [Header],
+    kind: RowKind,
 }
 
 impl<'a> Record<'a> {
@@ -63,7 +99,15 @@ impl<'a> Record<'a> {
             value: batch::slice(&batch.data, meta.value),
             timestamp: meta.timestamp,
             headers,
+            kind: meta.kind,
         }
+    }
+
+    /// The record's changelog kind: `RowKind::Insert` for every record of
+    /// an append-only stream.
+    #[inline]
+    pub fn kind(&self) -> RowKind {
+        self.kind
     }
 
     /// The record's key, if it has one: set by a `key-by` in the pipeline or by
@@ -173,6 +217,7 @@ impl fmt::Debug for Record<'_> {
             .field("value", &Bytes(self.value))
             .field("timestamp", &self.timestamp)
             .field("headers", &Headers(*self))
+            .field("kind", &self.kind.short())
             .finish()
     }
 }

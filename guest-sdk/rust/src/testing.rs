@@ -47,6 +47,8 @@ pub struct Emitted {
     pub timestamp: Option<i64>,
     /// The record's headers, `(name, value)`.
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The record's changelog kind.
+    pub kind: crate::RowKind,
 }
 
 impl Emitted {
@@ -108,6 +110,7 @@ pub fn run_transform_records<T: Transform>(op: &mut T, records: &[OutRecord<'_>]
                     .iter()
                     .map(|h| (bytes(h.name), bytes(h.value)))
                     .collect(),
+                kind: r.kind,
             })
             .collect(),
         errors: errors
@@ -162,7 +165,8 @@ pub fn run_aggregate<A: Aggregate>(op: &A, values: &[&str]) -> AggregateRun {
 fn batch_of(records: &[OutRecord<'_>]) -> Batch {
     let mut b = BatchBuilder::default();
     for r in records {
-        b.push(r.key, r.value, r.timestamp, r.headers.iter().copied());
+        let value = b.push_bytes(r.value);
+        b.push_record(r.key, value, r.timestamp, r.headers.iter().copied(), r.kind);
     }
     b.finish()
 }

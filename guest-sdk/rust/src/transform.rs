@@ -11,7 +11,7 @@ use std::cell::RefCell;
 
 use serde::Serialize;
 
-use crate::batch::{Batch, BatchBuilder, Mark, RecordError, Span};
+use crate::batch::{Batch, BatchBuilder, Mark, RecordError, RowKind, Span};
 use crate::bindings::transform::exports::sluice::operator::transform::TransformOutput;
 use crate::{Config, Error, Record};
 
@@ -68,7 +68,7 @@ pub trait Transform: Sized + 'static {
 
 /// A record to emit with [`Output::emit`], every field chosen by you.
 ///
-/// `Default` gives an empty value with no key, timestamp or headers, so:
+/// `Default` gives an insert with an empty value and no key, timestamp or headers, so:
 ///
 /// ```
 /// # use sluice_guest::{OutRecord, Record, Output};
@@ -92,6 +92,9 @@ pub struct OutRecord<'a> {
     pub timestamp: Option<i64>,
     /// Headers as `(name, value)`.
     pub headers: &'a [(&'a [u8], &'a [u8])],
+    /// The record's changelog kind; `RowKind::Insert` by default (not "the
+    /// input's": pass `record.kind()` to keep it).
+    pub kind: RowKind,
 }
 
 /// Where a [`Transform`] emits the records it makes from the current input
@@ -99,7 +102,9 @@ pub struct OutRecord<'a> {
 ///
 /// [`emit_json`](Output::emit_json), [`emit_value`](Output::emit_value) and
 /// [`forward`](Output::forward) give the new record the input's key,
-/// timestamp and headers; [`emit`](Output::emit) sets them all. Every record
+/// timestamp, headers and changelog kind (a map of a changelog stays one:
+/// a delete of a row maps to the delete of the mapped row); [`emit`](Output::emit)
+/// sets them all. Every record
 /// is written straight into the output batch: emitting does not allocate.
 pub struct Output<'a> {
     sink: &'a mut Sink,
@@ -108,25 +113,19 @@ pub struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// Emits `value` encoded as JSON, with the input's key, timestamp and
-    /// headers.
+    /// Emits `value` encoded as JSON, with the input's key, timestamp,
+    /// headers and kind.
     ///
     /// Fails only if `value` cannot be JSON (a map with non-string keys, a
     /// failing `Serialize` impl); nothing is emitted then.
     pub fn emit_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        let data = &mut self.sink.batch.data;
-        let start = data.len();
-        if let Err(e) = serde_json::to_writer(&mut *data, value) {
-            data.truncate(start);
-            return Err(e.into());
-        }
-        let value = self.sink.batch.span_since(start);
+        let value = self.sink.batch.push_json_bytes(value)?;
         self.push_like_input(value);
         Ok(())
     }
 
-    /// Emits these bytes as the value, with the input's key, timestamp and
-    /// headers.
+    /// Emits these bytes as the value, with the input's key, timestamp,
+    /// headers and kind.
     pub fn emit_value(&mut self, value: &[u8]) {
         let value = self.sink.batch.push_bytes(value);
         self.push_like_input(value);
@@ -146,15 +145,20 @@ impl Output<'_> {
             value,
             record.timestamp,
             record.headers.iter().copied(),
+            record.kind,
         );
         self.sink.origins.push(self.origin);
     }
 
     fn push_like_input(&mut self, value: Span) {
         let input = self.input;
-        self.sink
-            .batch
-            .push_record(input.key(), value, input.timestamp(), input.headers());
+        self.sink.batch.push_record(
+            input.key(),
+            value,
+            input.timestamp(),
+            input.headers(),
+            input.kind(),
+        );
         self.sink.origins.push(self.origin);
     }
 }
@@ -303,6 +307,7 @@ mod tests {
                         value: b"partial2",
                         timestamp: None,
                         headers: &[(b"h", b"v")],
+                        kind: RowKind::Insert,
                     });
                     return Err(Error::new("failed after emitting"));
                 }
@@ -312,6 +317,7 @@ mod tests {
                     value: b"c",
                     timestamp: Some(42),
                     headers: &[(b"a", b"1"), (b"b", b"2")],
+                    kind: RowKind::Delete,
                 }),
                 other => out.emit_value(format!("<{other}>").as_bytes()),
             }
@@ -416,11 +422,31 @@ mod tests {
         let r = out.records[0];
         assert!(r.key.is_none());
         assert_eq!(r.timestamp, Some(42));
+        assert_eq!(r.kind, RowKind::Delete);
         let headers: Vec<_> = out.headers[r.headers_start as usize..][..r.headers_len as usize]
             .iter()
             .map(|h| (slice(&out.data, h.name), slice(&out.data, h.value)))
             .collect();
         assert_eq!(headers, [(&b"a"[..], &b"1"[..]), (&b"b"[..], &b"2"[..])]);
+    }
+
+    #[test]
+    fn a_map_of_a_changelog_keeps_each_record_kind() {
+        let mut b = BatchBuilder::default();
+        for (value, kind) in [
+            ("a", RowKind::Insert),
+            ("b", RowKind::UpdateBefore),
+            ("json", RowKind::UpdateAfter),
+            ("twice", RowKind::Delete),
+        ] {
+            let value = b.push_bytes(value.as_bytes());
+            b.push_record(None, value, None, [], kind);
+        }
+        let input = b.finish();
+        assert_eq!(Record::from_batch(&input, 1).kind(), RowKind::UpdateBefore);
+        let (out, _, _) = run_values(&input);
+        let kinds: Vec<_> = out.records.iter().map(|r| r.kind.short()).collect();
+        assert_eq!(kinds, ["+I", "-U", "+U", "-D", "-D"]);
     }
 
     #[test]

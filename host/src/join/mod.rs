@@ -429,6 +429,7 @@ mod tests {
             has_dead_letter: false,
             splits: Arc::new(Splits::default()),
             metrics: Arc::new(NodeMetrics::new(1)),
+            changelog: false,
         });
         let clock: Arc<dyn Clock> = ManualClock::new(0);
         let mut op = factory.create(&Subtask {

@@ -192,7 +192,11 @@ struct Draft {
 /// sources that read them to every node they reach: a node that would take
 /// a retraction for one more row is a plan error naming it and the node the
 /// changelog comes from.
-fn check_changelogs(drafts: &[Draft], edges: &[EdgeRef], order: &[usize]) -> Result<(), PlanError> {
+fn check_changelogs(
+    drafts: &mut [Draft],
+    edges: &[EdgeRef],
+    order: &[usize],
+) -> Result<(), PlanError> {
     use crate::runtime::operator::ChangelogInput;
     // Per node: the node its output's changelog comes from, if it is one.
     let mut from: Vec<Option<usize>> = vec![None; drafts.len()];
@@ -226,6 +230,9 @@ fn check_changelogs(drafts: &[Draft], edges: &[EdgeRef], order: &[usize]) -> Res
                 _ => None,
             },
         };
+    }
+    for (d, f) in drafts.iter_mut().zip(&from) {
+        d.node.changelog = f.is_some();
     }
     Ok(())
 }
@@ -280,7 +287,7 @@ impl Planner<'_> {
         let edge_refs = self.connect(&mut drafts)?;
         let order = self.topological(&drafts, &edge_refs)?;
         self.check_event_time(&drafts, &edge_refs, &order)?;
-        check_changelogs(&drafts, &edge_refs, &order)?;
+        check_changelogs(&mut drafts, &edge_refs, &order)?;
         self.parallelism(&mut drafts)?;
         let edges = self.partitioning(&drafts, &edge_refs)?;
         let chains = chains(&drafts, &edges, &order);
@@ -695,6 +702,7 @@ impl Planner<'_> {
                 location: self.at(&p, node),
                 side_ports: Vec::new(),
                 input_selection: Default::default(),
+                changelog: false,
             },
             inputs: Vec::new(),
             keys: Vec::new(),
@@ -754,6 +762,7 @@ impl Planner<'_> {
                 location: self.at(p, node),
                 side_ports: Vec::new(),
                 input_selection: Default::default(),
+                changelog: false,
             },
             inputs,
             // An upsert sink sees each primary key in one subtask.
@@ -991,6 +1000,7 @@ impl Planner<'_> {
                 location: self.at(&p, node),
                 side_ports: planned.side_ports,
                 input_selection: o.input_selection,
+                changelog: false,
             },
             inputs,
             keys,

@@ -52,6 +52,9 @@ pub struct Node {
     /// How the node's task picks its next message when it has several
     /// input channels.
     pub input_selection: InputSelection,
+    /// Whether the node's output may be a changelog (set by the planner,
+    /// which follows changelogs from the nodes that start them).
+    pub changelog: bool,
 }
 
 /// How a task with several input channels picks the next message to handle.

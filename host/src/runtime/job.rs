@@ -346,6 +346,7 @@ async fn run_attempt(
                 has_dead_letter: pipeline.has_dead_letter,
                 splits: splits.clone(),
                 metrics: m.clone(),
+                changelog: n.changelog,
             })
         })
         .collect();

@@ -203,6 +203,10 @@ pub struct NodeInfo {
     pub has_dead_letter: bool,
     pub splits: Arc<Splits>,
     pub metrics: Arc<NodeMetrics>,
+    /// Whether the node's output may be a changelog (the plan follows
+    /// changelogs from where they start): a node whose output is
+    /// append-only must emit inserts only.
+    pub changelog: bool,
 }
 
 impl NodeInfo {
@@ -344,6 +348,7 @@ mod tests {
             has_dead_letter: dead,
             splits,
             metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
+            changelog: false,
         })
     }
 

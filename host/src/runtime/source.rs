@@ -570,6 +570,7 @@ mod tests {
             has_dead_letter: dead,
             splits: Arc::new(Splits::default()),
             metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
+            changelog: false,
         });
         let et = event_time.then(|| EventTime {
             timestamp: Some(Pointer::parse("/ts").unwrap()),

@@ -33,7 +33,7 @@ use super::{Exports, InstanceSettings, Lowering, Module, hex, unhex, wit_enriche
 use super::{Guest, World};
 use crate::checkpoint::{Barrier, OperatorState, RestoredState};
 use crate::error::{PlanError, RuntimeError, StateError, WasmError};
-use crate::runtime::batch::Origin;
+use crate::runtime::batch::{Origin, RowKind};
 use crate::runtime::kind::{self, OperatorKind, PlanContext, Planned};
 use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
 use crate::units::Dur;
@@ -115,6 +115,8 @@ pub struct WasmEnricher {
     enrich: Arc<EnricherSettings>,
     subtask: u32,
     parallelism: u32,
+    /// Whether the node's output may be a changelog.
+    changelog: bool,
     idle: Vec<Instance>,
     running: JoinSet<Finished>,
     /// In input order (so sorted by `seq`).
@@ -131,6 +133,7 @@ impl WasmEnricher {
         enrich: Arc<EnricherSettings>,
         subtask: u32,
         parallelism: u32,
+        changelog: bool,
     ) -> WasmEnricher {
         let memory = Arc::new(MemoryBudget::new(settings.memory_limit));
         let settings = Arc::new(InstanceSettings {
@@ -144,6 +147,7 @@ impl WasmEnricher {
             enrich,
             subtask,
             parallelism,
+            changelog,
             idle: Vec::new(),
             running: JoinSet::new(),
             pending: VecDeque::new(),
@@ -163,8 +167,8 @@ impl WasmEnricher {
             self.settings.clone(),
             self.enrich.clone(),
             instance,
-            input.clone(),
-            seq,
+            (input.clone(), seq),
+            self.changelog,
         ));
         self.pending.push_back(Pending {
             seq,
@@ -275,8 +279,8 @@ async fn attempts(
     settings: Arc<InstanceSettings>,
     enrich: Arc<EnricherSettings>,
     mut instance: Option<Instance>,
-    input: Arc<Batch>,
-    seq: u64,
+    (input, seq): (Arc<Batch>, u64),
+    changelog: bool,
 ) -> Finished {
     let mut lowering = Lowering::default();
     let mut backoff = enrich.backoff;
@@ -324,7 +328,14 @@ async fn attempts(
                     instance = Some(live);
                     continue;
                 }
-                return match lift(&settings.uid, &input, output.records, &output.origins) {
+                let lifted = lift(
+                    &settings.uid,
+                    &input,
+                    output.records,
+                    &output.origins,
+                    changelog,
+                );
+                return match lifted {
                     Ok(batch) => (seq, Outcome::Done(batch), Some(live)),
                     Err(e) => (seq, Outcome::Fatal(e), None),
                 };
@@ -458,6 +469,7 @@ fn encode(b: &Batch) -> serde_json::Value {
         "key": r.key().map(hex),
         "value": hex(r.value()),
         "timestamp": r.timestamp(),
+        "kind": r.kind().short(),
         "headers": headers,
         "origin": [origin.split, origin.position],
     })
@@ -474,6 +486,14 @@ fn decode(v: &serde_json::Value) -> Result<Batch, String> {
     };
     let value = bytes(v.get("value").ok_or("no value")?)?;
     let timestamp = v.get("timestamp").and_then(serde_json::Value::as_i64);
+    // Snapshots from before records had kinds hold inserts.
+    let kind = match v.get("kind") {
+        None => RowKind::Insert,
+        Some(k) => k
+            .as_str()
+            .and_then(RowKind::parse)
+            .ok_or_else(|| format!("bad record kind {k}"))?,
+    };
     let mut headers = Vec::new();
     for h in v
         .get("headers")
@@ -503,6 +523,7 @@ fn decode(v: &serde_json::Value) -> Result<Batch, String> {
         origin,
         headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice())),
     );
+    b.set_last_kind(kind);
     Ok(b)
 }
 
@@ -636,6 +657,14 @@ impl OperatorFactory for EnricherFactory {
         "enricher"
     }
 
+    fn changelog(&self) -> crate::runtime::operator::ChangelogInput {
+        crate::runtime::operator::ChangelogInput::Kept
+    }
+
+    fn emits_changelog(&self) -> bool {
+        self.guest.changelog
+    }
+
     fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
         Box::new(WasmEnricher::new(
             self.guest.module.clone(),
@@ -643,6 +672,7 @@ impl OperatorFactory for EnricherFactory {
             self.enrich.clone(),
             subtask.index,
             subtask.parallelism,
+            subtask.info.changelog,
         ))
     }
 
@@ -668,7 +698,9 @@ mod tests {
             },
             [(&b"h"[..], &[0u8, 255][..])],
         );
+        b.set_last_kind(RowKind::UpdateBefore);
         let back = decode(&encode(&b)).unwrap();
+        assert_eq!(back.get(0).kind(), RowKind::UpdateBefore);
         let (r, s) = (back.get(0), b.get(0));
         assert_eq!(r.key(), s.key());
         assert_eq!(r.value(), s.value());
@@ -679,5 +711,10 @@ mod tests {
             s.headers().collect::<Vec<_>>()
         );
         assert!(decode(&serde_json::json!({"value": "abc"})).is_err());
+        // Records in flight in a snapshot from before kinds are inserts.
+        let old = decode(&serde_json::json!({"value": "00"})).unwrap();
+        assert_eq!(old.get(0).kind(), RowKind::Insert);
+        let bad = decode(&serde_json::json!({"value": "00", "kind": "+X"}));
+        assert!(bad.unwrap_err().contains("bad record kind"));
     }
 }

@@ -191,6 +191,8 @@ pub struct Grants {
 pub struct Guest {
     pub module: Arc<Module>,
     pub settings: Arc<InstanceSettings>,
+    /// The spec says the module emits a changelog whatever its input.
+    pub changelog: bool,
 }
 
 impl Guest {
@@ -583,6 +585,44 @@ fn wit_span(s: crate::runtime::batch::Span) -> wit::Span {
     }
 }
 
+fn wit_kind(k: crate::runtime::batch::RowKind) -> wit::RowKind {
+    use crate::runtime::batch::RowKind;
+    match k {
+        RowKind::Insert => wit::RowKind::Insert,
+        RowKind::UpdateBefore => wit::RowKind::UpdateBefore,
+        RowKind::UpdateAfter => wit::RowKind::UpdateAfter,
+        RowKind::Delete => wit::RowKind::Delete,
+    }
+}
+
+/// The kind of a record a guest emitted, checked against the node's
+/// output: only a node whose output the plan knows to be a changelog may
+/// emit anything but inserts (an append-only sink downstream would read a
+/// retraction as one more row).
+fn emitted_kind(
+    k: wit::RowKind,
+    changelog: bool,
+) -> Result<crate::runtime::batch::RowKind, String> {
+    use crate::runtime::batch::RowKind;
+    let kind = match k {
+        wit::RowKind::Insert => return Ok(RowKind::Insert),
+        wit::RowKind::UpdateBefore => RowKind::UpdateBefore,
+        wit::RowKind::UpdateAfter => RowKind::UpdateAfter,
+        wit::RowKind::Delete => RowKind::Delete,
+    };
+    if changelog {
+        Ok(kind)
+    } else {
+        Err(format!(
+            "it emitted a {} record where its output is append-only: a module that emits \
+             updates and deletes says so with `changelog: true` in its section of the spec \
+             (a map's output is also a changelog when its input is; side outputs carry inserts \
+             only)",
+            kind.short()
+        ))
+    }
+}
+
 fn wit_spans(spans: &[crate::runtime::batch::Span]) -> Vec<wit::Span> {
     spans.iter().copied().map(wit_span).collect()
 }
@@ -624,6 +664,7 @@ impl Lowering {
             timestamp: m.timestamp,
             headers_start: m.headers_start,
             headers_len: m.headers_len,
+            kind: wit_kind(m.kind),
         }));
         self.headers.clear();
         self.headers.extend(b.headers.iter().map(|h| wit::Header {

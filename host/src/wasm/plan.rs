@@ -28,6 +28,10 @@ pub struct WasmSpec {
     pub call_timeout: Option<Dur>,
     #[serde(default)]
     pub grants: GrantsSpec,
+    /// The module emits a changelog (updates and deletes, not only
+    /// inserts) whatever its input: the plan then treats its output as one.
+    #[serde(default)]
+    pub changelog: bool,
 }
 
 /// What a module may reach beyond its own memory. Nothing, by default.
@@ -105,6 +109,13 @@ pub fn guest_of(
             "network access is for async enrichers (`enricher:`) only",
         ));
     }
+    if w.changelog && matches!(world, World::Aggregate | World::WindowFunction) {
+        return Err(error(
+            cx,
+            &format!("{path}.changelog"),
+            "`changelog` is for modules that emit records (`wasm`, `process`, `enricher`); a window's results are inserts",
+        ));
+    }
     for rule in &w.grants.network {
         super::http::NetRule::parse(rule).map_err(|m| error(cx, &np, m))?;
     }
@@ -133,5 +144,6 @@ pub fn guest_of(
     Ok(Guest {
         module,
         settings: Arc::new(settings),
+        changelog: w.changelog,
     })
 }

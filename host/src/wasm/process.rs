@@ -365,6 +365,7 @@ impl WasmProcess {
                     key: m.key,
                     value: m.value,
                     timestamp: m.timestamp,
+                    kind: m.kind,
                 });
                 // Every subtask fails on a bad broadcast record alike: the
                 // first reports it.
@@ -790,6 +791,7 @@ impl WasmProcess {
             key: m.key,
             value: m.value,
             timestamp: m.timestamp,
+            kind: m.kind,
         });
         let errors = o.errors.iter().map(|e| (e.index, e.message.as_str()));
         let output = (&o.records.data[..], &o.origins[..], &o.ports[..]);
@@ -857,12 +859,17 @@ impl WasmProcess {
                     &mut by_port.last_mut().expect("pushed").1
                 }
             };
+            // The plan follows changelogs along main outputs: side
+            // outputs carry inserts.
+            let changelog = out.info().changelog && port == crate::runtime::operator::MAIN_PORT;
+            let kind = super::emitted_kind(m.kind, changelog).map_err(contract)?;
             b.push(
                 key.map(|k| &data[k.range()]),
                 &data[value.range()],
                 m.timestamp,
                 origin,
             );
+            b.set_last_kind(kind);
         }
         for (index, message) in errors {
             if index as usize >= input.len() {
@@ -885,6 +892,7 @@ struct OutRecord {
     key: Option<wit::Span>,
     value: wit::Span,
     timestamp: Option<i64>,
+    kind: wit::RowKind,
 }
 
 /// " on a call with N records (ORIGIN .. ORIGIN) and M timers".
@@ -1447,6 +1455,17 @@ impl OperatorFactory for ProcessFactory {
             World::BroadcastProcess => "broadcast_process",
             _ => "process",
         }
+    }
+
+    /// A process function sees each record's kind and decides what to emit:
+    /// its output is append-only unless its module section says
+    /// `changelog: true`.
+    fn changelog(&self) -> crate::runtime::operator::ChangelogInput {
+        crate::runtime::operator::ChangelogInput::Applied
+    }
+
+    fn emits_changelog(&self) -> bool {
+        self.guest.changelog
     }
 
     fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {

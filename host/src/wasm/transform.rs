@@ -92,7 +92,13 @@ impl WasmTransform {
             origins,
             errors,
         } = output;
-        let batch = lift(&self.settings.uid, input, records, &origins)?;
+        let batch = lift(
+            &self.settings.uid,
+            input,
+            records,
+            &origins,
+            out.info().changelog,
+        )?;
         for e in errors {
             if e.index as usize >= input.len() {
                 return Err(contract(
@@ -157,12 +163,14 @@ fn contract(uid: &str, message: String) -> RuntimeError {
 
 /// A guest's output records as a host batch, checked: every span inside
 /// the data, every origin an input record (whose origin the output record
-/// takes).
+/// takes), every kind an insert unless the node's output is a
+/// `changelog`.
 pub(super) fn lift(
     uid: &str,
     input: &Batch,
     records: wit::BatchResult,
     origins: &[u32],
+    changelog: bool,
 ) -> Result<Batch, RuntimeError> {
     let contract = |message: String| contract(uid, message);
     let wit::BatchResult {
@@ -213,8 +221,7 @@ pub(super) fn lift(
             origin: from.origin,
             headers_start: m.headers_start,
             headers_len: m.headers_len,
-            // A map keeps the changelog kind of the record it came from.
-            kind: from.kind,
+            kind: super::emitted_kind(m.kind, changelog).map_err(contract)?,
         });
     }
     Ok(batch)
@@ -244,6 +251,10 @@ impl OperatorKind for TransformKind {
 impl OperatorFactory for TransformFactory {
     fn changelog(&self) -> crate::runtime::operator::ChangelogInput {
         crate::runtime::operator::ChangelogInput::Kept
+    }
+
+    fn emits_changelog(&self) -> bool {
+        self.0.changelog
     }
 
     fn kind(&self) -> &'static str {

@@ -414,6 +414,7 @@ mod tests {
             has_dead_letter: true,
             splits: Arc::new(Splits::default()),
             metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
+            changelog: false,
         });
         let mut out = Output::new(info);
         a.add(&mut accs, &input, &[0, 0, 1, 0, 0], &mut out)

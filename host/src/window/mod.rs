@@ -981,6 +981,7 @@ mod tests {
             has_dead_letter: false,
             splits: Arc::new(Splits::default()),
             metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
+            changelog: false,
         });
         (
             WindowOperator::new(settings, Box::new(agg), None, 128),

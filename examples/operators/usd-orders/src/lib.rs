@@ -212,6 +212,7 @@ mod tests {
                 value: value.as_bytes(),
                 timestamp: Some(1699999996432),
                 headers: &[(b"trace", b"t-1")],
+                ..OutRecord::default()
             }],
         );
         let out = &run.records[0];
