@@ -389,8 +389,11 @@ fn changelog_spec(d: &Path, sink: &str) -> PathBuf {
 /// one epoch ends with its last row, a delete then a re-insert leaves the
 /// row, an update that changes the primary key moves the row, nulls,
 /// numeric, timestamptz, jsonb, boolean and double are written as they are;
-/// a value that does not fit its column goes to the dead-letter sink named
-/// by table and column. With or without checkpoints, the same table.
+/// a value that does not fit its column, and a row without a value for a
+/// `NOT NULL` column, go to the dead-letter sink named by table and column
+/// (retractions carrying only the key are not refused). With or without
+/// checkpoints, the same table. A `NOT NULL` column without a default that
+/// no field maps to is refused before the job starts.
 #[test]
 fn a_changelog_lands_as_upserts_and_deletes() {
     let pg = Postgres::start();
@@ -402,7 +405,7 @@ fn a_changelog_lands_as_upserts_and_deletes() {
     let spec = changelog_spec(d, &sink);
     for checkpoints in ["", "ck"] {
         pg.sql("DROP TABLE IF EXISTS items");
-        pg.sql(ITEMS);
+        pg.sql(&ITEMS.replace("name text", "name text NOT NULL"));
         let ck = if checkpoints.is_empty() {
             String::new()
         } else {
@@ -418,18 +421,37 @@ fn a_changelog_lands_as_upserts_and_deletes() {
             rows,
             "1|green tea|4.00|2023-11-14 22:13:20.123+00||f|-0.001\n\
              2|cake again|12.50|1969-12-31 23:59:59.999+00|[1]||\n\
-             4|new key|1.00|1970-01-01 00:00:00.001+00||t|0\n\
-             5||||||",
+             4|new key|1.00|1970-01-01 00:00:00.001+00||t|0",
             "checkpoints: {checkpoints:?}"
         );
         let dead = std::fs::read_to_string(late_lines(&dead, &d.join("dead.txt"))).unwrap();
-        assert_eq!(dead.lines().count(), 1, "{dead}");
+        assert_eq!(dead.lines().count(), 2, "{dead}");
+        assert!(
+            dead.contains("column `name` of items is NOT NULL: field /name is null"),
+            "{dead}"
+        );
+        assert!(dead.contains("changes.jsonl:10"), "{dead}");
         assert!(
             dead.contains("column `price` (numeric(10,2)) of items: field /price is \\\"lots\\\", not a number"),
             "{dead}"
         );
         assert!(dead.contains("changes.jsonl:11"), "{dead}");
     }
+
+    pg.sql("CREATE TABLE strict (id bigint PRIMARY KEY, name text, must text NOT NULL)");
+    let sink = format!(
+        "type: postgres, url: '{}', table: strict, columns: {{ id: /id, name: /name }}",
+        pg.url()
+    );
+    let o = support::run(&changelog_spec(d, &sink), &[("CHECKPOINT_DIR", "")]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(
+            "column `must` of strict is NOT NULL without a default, and `columns` maps no field to it"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A table without a primary key is appended to (every insert, in order);

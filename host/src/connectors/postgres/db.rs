@@ -147,9 +147,21 @@ impl Retry<'_> {
     }
 }
 
-/// A column in the catalog: name, type as `format_type` writes it, the
-/// type's name, and its position in the primary key (0: not in it).
-type CatalogColumn = (String, String, String, i32);
+/// A column in the catalog.
+struct CatalogColumn {
+    name: String,
+    /// As `format_type` writes it (`numeric(12,2)`).
+    sql_type: String,
+    /// The type's name (`numeric`).
+    typname: String,
+    /// Its position in the primary key (0: not in it).
+    key_pos: i32,
+    /// `NOT NULL`.
+    not_null: bool,
+    /// A default, an identity or a generated column: an insert without
+    /// it still has a value.
+    has_default: bool,
+}
 
 /// The table's quoted name and its columns, in order.
 async fn catalog(client: &Client, name: &str) -> Result<(String, Vec<CatalogColumn>), String> {
@@ -168,7 +180,8 @@ async fn catalog(client: &Client, name: &str) -> Result<(String, Vec<CatalogColu
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), t.typname::text,
                     coalesce((SELECT k.n FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)
-                              WHERE k.attnum = a.attnum), 0)::int4
+                              WHERE k.attnum = a.attnum), 0)::int4,
+                    a.attnotnull, a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''
              FROM pg_attribute a
              JOIN pg_type t ON t.oid = a.atttypid
              LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
@@ -182,7 +195,14 @@ async fn catalog(client: &Client, name: &str) -> Result<(String, Vec<CatalogColu
         quoted,
         columns
             .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+            .map(|r| CatalogColumn {
+                name: r.get(0),
+                sql_type: r.get(1),
+                typname: r.get(2),
+                key_pos: r.get(3),
+                not_null: r.get(4),
+                has_default: r.get(5),
+            })
             .collect(),
     ))
 }
@@ -195,7 +215,7 @@ pub async fn columns(
     let (quoted, cols) = catalog(client, name).await?;
     Ok((
         quoted,
-        cols.into_iter().map(|(n, t, _, _)| (n, t)).collect(),
+        cols.into_iter().map(|c| (c.name, c.sql_type)).collect(),
     ))
 }
 
@@ -206,7 +226,7 @@ pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Tab
     let mapping = options.columns.as_ref();
     if let Some(m) = mapping {
         for c in m.keys() {
-            if !columns.iter().any(|r| r.0 == *c) {
+            if !columns.iter().any(|r| r.name == *c) {
                 return Err(format!("table {quoted} has no column `{c}`"));
             }
         }
@@ -217,7 +237,15 @@ pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Tab
         key: Vec::new(),
     };
     let mut key: Vec<(i32, String)> = Vec::new();
-    for (name, sql_type, typname, key_pos) in columns {
+    for col in columns {
+        let CatalogColumn {
+            name,
+            sql_type,
+            typname,
+            key_pos,
+            not_null,
+            has_default,
+        } = col;
         if key_pos > 0 {
             key.push((key_pos, name.clone()));
         }
@@ -225,6 +253,11 @@ pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Tab
             Some(m) => match m.get(&name) {
                 Some(p) => Pointer::parse(p)
                     .map_err(|e| format!("columns.{name}: `{p}` is not a JSON pointer: {e}"))?,
+                None if not_null && !has_default => {
+                    return Err(format!(
+                        "column `{name}` of {quoted} is NOT NULL without a default, and `columns` maps no field to it: every insert would fail"
+                    ));
+                }
                 None => continue,
             },
             None => Pointer::parse(&format!("/{}", name.replace('~', "~0").replace('/', "~1")))?,
@@ -239,6 +272,7 @@ pub async fn table(client: &Client, options: &PostgresSinkOptions) -> Result<Tab
             sql_type,
             ty,
             field,
+            not_null,
         });
     }
     if table.columns.is_empty() {

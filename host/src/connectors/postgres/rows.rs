@@ -61,6 +61,9 @@ pub struct Column {
     pub sql_type: String,
     pub ty: ColType,
     pub field: Pointer,
+    /// `NOT NULL`: a row to add with no value for it is refused before it
+    /// reaches the server (where it would fail the whole epoch).
+    pub not_null: bool,
 }
 
 /// The table a sink writes, as the catalog describes it.
@@ -82,10 +85,13 @@ impl Table {
 
     /// Writes the record `value` as a COPY line into `line` (without the
     /// newline) and its primary key's columns into `key`. The error names
-    /// the column and says what is wrong with the field.
+    /// the column and says what is wrong with the field. A row that
+    /// `adds` (an insert, an update's new row) must have a value for every
+    /// `NOT NULL` column; a retraction needs only its key.
     pub fn encode(
         &self,
         value: &[u8],
+        adds: bool,
         line: &mut Vec<u8>,
         key: &mut Vec<u8>,
     ) -> Result<(), String> {
@@ -103,13 +109,17 @@ impl Table {
             let start = line.len();
             match raw {
                 None | Some(b"null") => {
+                    let absent = if raw.is_none() { "missing" } else { "null" };
                     if self.key.contains(&i) {
                         return Err(format!(
-                            "column `{}` of the primary key of {}: field {} is {}",
-                            c.name,
-                            self.name,
-                            c.field,
-                            if raw.is_none() { "missing" } else { "null" }
+                            "column `{}` of the primary key of {}: field {} is {absent}",
+                            c.name, self.name, c.field,
+                        ));
+                    }
+                    if adds && c.not_null {
+                        return Err(format!(
+                            "column `{}` of {} is NOT NULL: field {} is {absent}",
+                            c.name, self.name, c.field,
                         ));
                     }
                     line.extend_from_slice(b"\\N");
@@ -420,6 +430,7 @@ mod tests {
             sql_type: format!("{ty:?}"),
             ty,
             field: Pointer::parse(&format!("/{name}")).unwrap(),
+            not_null: false,
         };
         Table {
             name: "t".into(),
@@ -443,7 +454,7 @@ mod tests {
 
     fn encode(t: &Table, v: &str) -> Result<(String, String), String> {
         let (mut line, mut key) = (Vec::new(), Vec::new());
-        t.encode(v.as_bytes(), &mut line, &mut key)?;
+        t.encode(v.as_bytes(), true, &mut line, &mut key)?;
         Ok((
             String::from_utf8(line).unwrap(),
             String::from_utf8(key).unwrap(),
@@ -494,6 +505,20 @@ mod tests {
         let e = encode(&t, r#"{"id":"x","ok":1}"#).unwrap_err();
         assert!(e.contains("not true or false"), "{e}");
         assert!(encode(&t, r#"{"id":"x""#).is_err());
+    }
+
+    #[test]
+    fn a_row_to_add_needs_every_not_null_column_a_retraction_only_its_key() {
+        let mut t = table(&[0]);
+        t.columns[5].not_null = true;
+        let e = encode(&t, r#"{"id":"x","doc":null}"#).unwrap_err();
+        assert_eq!(e, "column `doc` of t is NOT NULL: field /doc is null");
+        let e = encode(&t, r#"{"id":"x"}"#).unwrap_err();
+        assert!(e.ends_with("field /doc is missing"), "{e}");
+        let (mut line, mut key) = (Vec::new(), Vec::new());
+        t.encode(br#"{"id":"x"}"#, false, &mut line, &mut key)
+            .unwrap();
+        assert_eq!(key, b"x");
     }
 
     #[test]

@@ -325,7 +325,12 @@ impl Operator for PostgresSink {
             let added = self
                 .shared
                 .table
-                .encode(r.value(), &mut self.line, &mut self.key)
+                .encode(
+                    r.value(),
+                    r.kind().is_addition(),
+                    &mut self.line,
+                    &mut self.key,
+                )
                 .and_then(|()| self.changes.add(r.kind(), &self.line, &self.key));
             if let Err(m) = added {
                 out.dead_letter(r, &m)?;
