@@ -180,6 +180,7 @@ fn the_runtime_knows_no_operator_kind() {
         "join",
         "group",
         "connectors",
+        "sql",
         "server",
         "cli",
     ] {
@@ -196,7 +197,7 @@ fn operator_modules_do_not_use_each_other() {
     // runtime's contracts (factories, kinds, the aggregate contract); the
     // planner wires them together.
     let g = graph(&src(), "crate::");
-    let peers = ["window", "join", "group", "wasm", "connectors"];
+    let peers = ["window", "join", "group", "wasm", "connectors", "sql"];
     for a in peers {
         for b in peers {
             assert!(

@@ -48,6 +48,7 @@ pub mod json;
 pub mod plan;
 pub mod runtime;
 pub mod server;
+pub mod sql;
 pub mod state;
 pub mod testing;
 pub mod time;

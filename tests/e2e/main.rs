@@ -30,4 +30,5 @@ mod polyglot;
 mod postgres;
 mod recovery;
 mod sandbox;
+mod sql;
 mod support;

@@ -124,6 +124,25 @@ enum Command {
         #[command(flatten)]
         modules: ModuleArgs,
     },
+    /// Run a Flink SQL script (SET, CREATE TABLE, a final SELECT) in this
+    /// process; the SELECT's rows go to standard output as JSON lines.
+    Sql {
+        /// The script; `${VAR}` and `${VAR:-default}` come from the
+        /// environment.
+        file: PathBuf,
+        /// Print the plan (operators, parallelism, uids) and the result
+        /// columns, without running.
+        #[arg(long)]
+        explain: bool,
+        /// Write the rows to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Do not print the job summary.
+        #[arg(long, short)]
+        quiet: bool,
+        #[command(flatten)]
+        modules: ModuleArgs,
+    },
     /// Print the versions of sluice, its WIT contract and wasmtime.
     Version,
 }
@@ -195,6 +214,13 @@ pub fn main() -> ExitCode {
             };
             serve(&listen, TokenChoice::new(token, no_token), limits, store)
         }
+        Command::Sql {
+            file,
+            explain,
+            output,
+            quiet,
+            modules,
+        } => sql(&file, explain, output, quiet, &modules),
         Command::Version => {
             println!(
                 "sluice {} (WIT {}, wasmtime {})",
@@ -476,6 +502,56 @@ fn serve(
 /// `$SLUICE_HOME/modules`, else `~/.local/share/sluice/modules`.
 fn default_store() -> PathBuf {
     crate::home_dir().join("modules")
+}
+
+/// `sluice sql`: plans the script into a spec, then plans and runs that.
+fn sql(
+    file: &std::path::Path,
+    explain: bool,
+    output: Option<PathBuf>,
+    quiet: bool,
+    modules: &ModuleArgs,
+) -> ExitCode {
+    let refuse = |m: String| {
+        eprintln!("sluice: error: {m}");
+        ExitCode::from(2)
+    };
+    let raw = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return refuse(format!("{}: cannot read the script: {e}", file.display())),
+    };
+    let text = match plan::env::substitute(&raw, |k| std::env::var(k).ok()) {
+        Ok(t) => t,
+        Err((line, m)) => return refuse(format!("{}:{line}: {m}", file.display())),
+    };
+    let out = match output {
+        Some(p) => crate::sql::Output::File(p),
+        None => crate::sql::Output::Stdout,
+    };
+    let planned = match crate::sql::plan(&text, file, &out) {
+        Ok(p) => p,
+        Err(e) => {
+            let at = e.pos.map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
+            return refuse(format!("{}{at}: {}", file.display(), e.message));
+        }
+    };
+    let base_dir = file.parent().map(PathBuf::from).unwrap_or_default();
+    let options = PlanOptions::from_env(&modules.module_path);
+    let pipeline = match plan::load_text(&planned.spec, file, &base_dir, &|_| None, &options) {
+        Ok(p) => p,
+        Err(e) => return fail(&Error::Plan(e)),
+    };
+    if explain {
+        print!("{}", pipeline.describe());
+        let cols: Vec<String> = planned
+            .columns
+            .iter()
+            .map(|(n, t)| format!("{n} {t}"))
+            .collect();
+        println!("result columns: {}", cols.join(", "));
+        return ExitCode::SUCCESS;
+    }
+    run(pipeline, quiet, None, crate::runtime::job::Start::default())
 }
 
 fn fail(e: &Error) -> ExitCode {

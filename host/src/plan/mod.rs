@@ -1201,6 +1201,7 @@ pub fn builtin_kinds() -> Registry {
         Arc::new(join::window::WindowJoinKind),
         Arc::new(group::GroupAggregateKind),
         Arc::new(connectors::postgres::LookupKind),
+        Arc::new(crate::sql::operator::SqlKind),
     ])
 }
 

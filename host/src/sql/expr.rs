@@ -1,0 +1,1102 @@
+//! SQL expressions bound to a row's columns, typed as Flink types them,
+//! and evaluated natively (no Wasm for built-ins).
+
+use super::types::{
+    self, POW10, SqlType, Ty, Value, decimal_text, digits, fits, parse_decimal, rescale,
+};
+use super::{SqlError, at};
+use sqlparser::ast::{self, BinaryOperator, Expr, UnaryOperator};
+
+/// A bound expression.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub ty: SqlType,
+    node: Node,
+}
+
+#[derive(Debug, Clone)]
+enum Node {
+    Column(usize),
+    Literal(Value),
+    Arith(char, Box<Bound>, Box<Bound>),
+    Neg(Box<Bound>),
+    Cmp(BinaryOperator, Box<Bound>, Box<Bound>),
+    And(Box<Bound>, Box<Bound>),
+    Or(Box<Bound>, Box<Bound>),
+    Not(Box<Bound>),
+    IsNull(Box<Bound>, bool),
+    Case(Vec<(Bound, Bound)>, Option<Box<Bound>>),
+    Coalesce(Vec<Bound>),
+    Cast(Box<Bound>),
+    Like(Box<Bound>, Box<Bound>),
+    In(Box<Bound>, Vec<Bound>),
+    Func(Func, Vec<Bound>),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Func {
+    Upper,
+    Lower,
+    CharLength,
+    Concat,
+    Substring,
+    Trim,
+}
+
+/// The columns an expression may name.
+pub struct Scope<'a> {
+    pub columns: &'a [(String, SqlType)],
+    /// How deep binding is (see [`MAX_DEPTH`]).
+    pub depth: std::cell::Cell<usize>,
+}
+
+impl<'a> Scope<'a> {
+    pub fn new(columns: &'a [(String, SqlType)]) -> Scope<'a> {
+        Scope {
+            columns,
+            depth: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl Scope<'_> {
+    fn column(&self, name: &str) -> Option<(usize, SqlType)> {
+        self.columns
+            .iter()
+            .position(|(n, _)| n == name)
+            .map(|i| (i, self.columns[i].1))
+    }
+}
+
+fn unsupported(e: &Expr, what: &str) -> SqlError {
+    SqlError::new(
+        at(e),
+        format!("{what} is not supported by `sluice sql` yet"),
+    )
+}
+
+fn mismatch(e: &Expr, message: String) -> SqlError {
+    SqlError::new(at(e), message)
+}
+
+/// How deep an expression may nest (`a + (b + (c + …))`): binding and
+/// evaluation recurse, and a script is input the host does not trust.
+pub const MAX_DEPTH: usize = 200;
+
+/// Binds `e` against `scope`.
+pub fn bind(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
+    let d = scope.depth.get();
+    if d >= MAX_DEPTH {
+        return Err(mismatch(
+            e,
+            format!("the expression nests deeper than {MAX_DEPTH} levels"),
+        ));
+    }
+    scope.depth.set(d + 1);
+    let r = bind_inner(e, scope);
+    scope.depth.set(d);
+    r
+}
+
+fn bind_inner(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
+    let b = |n: Node, ty: Ty, nullable: bool| Bound {
+        ty: SqlType::new(ty, nullable),
+        node: n,
+    };
+    Ok(match e {
+        Expr::Identifier(id) => {
+            let (i, ty) = scope.column(&id.value).ok_or_else(|| {
+                let names: Vec<&str> = scope.columns.iter().map(|(n, _)| n.as_str()).collect();
+                mismatch(
+                    e,
+                    format!(
+                        "column `{}` not found; the columns are {}",
+                        id.value,
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            Bound {
+                ty,
+                node: Node::Column(i),
+            }
+        }
+        Expr::CompoundIdentifier(_) => return Err(unsupported(e, "a qualified column name")),
+        Expr::Nested(inner) => bind(inner, scope)?,
+        Expr::Value(v) => literal(e, &v.value)?,
+        Expr::UnaryOp { op, expr } => {
+            let x = bind(expr, scope)?;
+            match op {
+                UnaryOperator::Minus if x.ty.ty.is_numeric() => {
+                    let ty = x.ty;
+                    Bound {
+                        ty,
+                        node: Node::Neg(Box::new(x)),
+                    }
+                }
+                UnaryOperator::Plus if x.ty.ty.is_numeric() => x,
+                UnaryOperator::Not => {
+                    boolean(expr, &x)?;
+                    let n = x.ty.nullable;
+                    b(Node::Not(Box::new(x)), Ty::Boolean, n)
+                }
+                _ => return Err(mismatch(e, format!("`{op}` cannot take {}", x.ty))),
+            }
+        }
+        Expr::BinaryOp { left, op, right } => {
+            let (l, r) = (bind(left, scope)?, bind(right, scope)?);
+            let nullable = l.ty.nullable || r.ty.nullable;
+            let arith = match op {
+                BinaryOperator::Plus => Some('+'),
+                BinaryOperator::Minus => Some('-'),
+                BinaryOperator::Multiply => Some('*'),
+                BinaryOperator::Divide => Some('/'),
+                BinaryOperator::Modulo => Some('%'),
+                _ => None,
+            };
+            if let Some(c) = arith {
+                let ty = types::arithmetic(c, l.ty.ty, r.ty.ty).ok_or_else(|| {
+                    mismatch(e, format!("`{op}` cannot take {} and {}", l.ty, r.ty))
+                })?;
+                return Ok(b(Node::Arith(c, Box::new(l), Box::new(r)), ty, nullable));
+            }
+            match op {
+                BinaryOperator::And | BinaryOperator::Or => {
+                    boolean(left, &l)?;
+                    boolean(right, &r)?;
+                    let node = if *op == BinaryOperator::And {
+                        Node::And(Box::new(l), Box::new(r))
+                    } else {
+                        Node::Or(Box::new(l), Box::new(r))
+                    };
+                    b(node, Ty::Boolean, nullable)
+                }
+                BinaryOperator::Eq
+                | BinaryOperator::NotEq
+                | BinaryOperator::Lt
+                | BinaryOperator::LtEq
+                | BinaryOperator::Gt
+                | BinaryOperator::GtEq => {
+                    comparable(e, &l, &r)?;
+                    b(
+                        Node::Cmp(op.clone(), Box::new(l), Box::new(r)),
+                        Ty::Boolean,
+                        nullable,
+                    )
+                }
+                BinaryOperator::StringConcat => concat(e, vec![l, r])?,
+                _ => return Err(unsupported(e, &format!("the operator `{op}`"))),
+            }
+        }
+        Expr::IsNull(x) | Expr::IsNotNull(x) => {
+            let x = bind(x, scope)?;
+            b(
+                Node::IsNull(Box::new(x), matches!(e, Expr::IsNull(_))),
+                Ty::Boolean,
+                false,
+            )
+        }
+        Expr::In {
+            expr,
+            target: ast::InTarget::List(list),
+            negated,
+            ..
+        } => {
+            let x = bind(expr, scope)?;
+            let mut nullable = x.ty.nullable;
+            let mut items = Vec::with_capacity(list.len());
+            for item in list {
+                let v = bind(item, scope)?;
+                comparable(item, &x, &v)?;
+                nullable |= v.ty.nullable;
+                items.push(v);
+            }
+            if items.is_empty() {
+                return Err(mismatch(e, "an empty IN list".into()));
+            }
+            negate_if(
+                *negated,
+                b(Node::In(Box::new(x), items), Ty::Boolean, nullable),
+            )
+        }
+        Expr::In { .. } => return Err(unsupported(e, "IN with a subquery")),
+        Expr::Between {
+            expr,
+            negated,
+            low,
+            high,
+        } => {
+            let x = bind(expr, scope)?;
+            let (lo, hi) = (bind(low, scope)?, bind(high, scope)?);
+            comparable(low, &x, &lo)?;
+            comparable(high, &x, &hi)?;
+            let nullable = x.ty.nullable || lo.ty.nullable || hi.ty.nullable;
+            let ge = b(
+                Node::Cmp(BinaryOperator::GtEq, Box::new(x.clone()), Box::new(lo)),
+                Ty::Boolean,
+                nullable,
+            );
+            let le = b(
+                Node::Cmp(BinaryOperator::LtEq, Box::new(x), Box::new(hi)),
+                Ty::Boolean,
+                nullable,
+            );
+            negate_if(
+                *negated,
+                b(Node::And(Box::new(ge), Box::new(le)), Ty::Boolean, nullable),
+            )
+        }
+        Expr::Like {
+            negated,
+            any: false,
+            expr,
+            pattern,
+            escape_char: None,
+        } => {
+            let (x, p) = (bind(expr, scope)?, bind(pattern, scope)?);
+            if !x.ty.ty.is_string() || !p.ty.ty.is_string() {
+                return Err(mismatch(
+                    e,
+                    format!("LIKE takes strings, not {} and {}", x.ty, p.ty),
+                ));
+            }
+            let nullable = x.ty.nullable || p.ty.nullable;
+            negate_if(
+                *negated,
+                b(Node::Like(Box::new(x), Box::new(p)), Ty::Boolean, nullable),
+            )
+        }
+        Expr::Like { .. } => return Err(unsupported(e, "LIKE with ESCAPE or ANY")),
+        Expr::Case {
+            operand,
+            conditions,
+            else_result,
+            ..
+        } => {
+            let operand = operand.as_ref().map(|o| bind(o, scope)).transpose()?;
+            let mut branches = Vec::new();
+            for w in conditions {
+                let c = bind(&w.condition, scope)?;
+                let cond = match &operand {
+                    Some(o) => {
+                        comparable(&w.condition, o, &c)?;
+                        let n = o.ty.nullable || c.ty.nullable;
+                        b(
+                            Node::Cmp(BinaryOperator::Eq, Box::new(o.clone()), Box::new(c)),
+                            Ty::Boolean,
+                            n,
+                        )
+                    }
+                    None => {
+                        boolean(&w.condition, &c)?;
+                        c
+                    }
+                };
+                branches.push((cond, bind(&w.result, scope)?));
+            }
+            let otherwise = else_result.as_ref().map(|x| bind(x, scope)).transpose()?;
+            let mut tys: Vec<Ty> = branches.iter().map(|(_, r)| r.ty.ty).collect();
+            tys.extend(otherwise.iter().map(|o| o.ty.ty));
+            let ty = types::common(&tys)
+                .ok_or_else(|| mismatch(e, "the branches of CASE have no common type".into()))?;
+            let nullable = otherwise.as_ref().is_none_or(|o| o.ty.nullable)
+                || branches.iter().any(|(_, r)| r.ty.nullable);
+            let branches = branches
+                .into_iter()
+                .map(|(c, r)| (c, cast_to(r, ty)))
+                .collect();
+            b(
+                Node::Case(branches, otherwise.map(|o| Box::new(cast_to(o, ty)))),
+                ty,
+                nullable,
+            )
+        }
+        Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr,
+            data_type,
+            format: None,
+        } => {
+            let x = bind(expr, scope)?;
+            let to = data_type_of(at(e), data_type)?;
+            let ok = x.ty.ty == Ty::Null
+                || x.ty.ty.is_numeric() && (to.is_numeric() || to.is_string())
+                || x.ty.ty.is_string() && (to.is_numeric() || to.is_string() || to == Ty::Boolean)
+                || x.ty.ty == Ty::Boolean && (to.is_string() || to == Ty::Boolean);
+            if !ok {
+                return Err(mismatch(
+                    e,
+                    format!("cannot CAST {} to {}", x.ty, SqlType::new(to, true)),
+                ));
+            }
+            let nullable = x.ty.nullable;
+            b(Node::Cast(Box::new(x)), to, nullable)
+        }
+        Expr::Substring {
+            expr,
+            substring_from,
+            substring_for,
+            ..
+        } => {
+            let mut args = vec![bind(expr, scope)?];
+            let from = substring_from
+                .as_ref()
+                .ok_or_else(|| unsupported(e, "SUBSTRING without FROM"))?;
+            args.push(bind(from, scope)?);
+            if let Some(f) = substring_for {
+                args.push(bind(f, scope)?);
+            }
+            string_func(e, Func::Substring, args)?
+        }
+        Expr::Trim {
+            trim_where: None,
+            trim_what: None,
+            expr,
+            trim_characters: None,
+        } => string_func(e, Func::Trim, vec![bind(expr, scope)?])?,
+        Expr::Function(f) => function(e, f, scope)?,
+        _ => return Err(unsupported(e, "this expression")),
+    })
+}
+
+fn negate_if(negated: bool, x: Bound) -> Bound {
+    if !negated {
+        return x;
+    }
+    Bound {
+        ty: x.ty,
+        node: Node::Not(Box::new(x)),
+    }
+}
+
+fn boolean(e: &Expr, x: &Bound) -> Result<(), SqlError> {
+    if matches!(x.ty.ty, Ty::Boolean | Ty::Null) {
+        Ok(())
+    } else {
+        Err(mismatch(e, format!("expected a BOOLEAN, found {}", x.ty)))
+    }
+}
+
+fn comparable(e: &Expr, a: &Bound, b: &Bound) -> Result<(), SqlError> {
+    let (x, y) = (a.ty.ty, b.ty.ty);
+    if x == Ty::Null
+        || y == Ty::Null
+        || x.is_numeric() && y.is_numeric()
+        || x.is_string() && y.is_string()
+        || x == y
+    {
+        Ok(())
+    } else {
+        Err(mismatch(
+            e,
+            format!("cannot compare {} with {}", a.ty, b.ty),
+        ))
+    }
+}
+
+/// `x` with its value converted to `ty` when evaluated.
+fn cast_to(x: Bound, ty: Ty) -> Bound {
+    if x.ty.ty == ty {
+        return x;
+    }
+    let nullable = x.ty.nullable;
+    Bound {
+        ty: SqlType::new(ty, nullable),
+        node: Node::Cast(Box::new(x)),
+    }
+}
+
+fn literal(e: &Expr, v: &ast::Value) -> Result<Bound, SqlError> {
+    let lit = |v: Value, ty: Ty| Bound {
+        ty: SqlType::new(ty, v == Value::Null),
+        node: Node::Literal(v),
+    };
+    Ok(match v {
+        ast::Value::Number(n, false) => {
+            if n.contains(['e', 'E']) {
+                let d: f64 = n
+                    .parse()
+                    .map_err(|_| mismatch(e, format!("bad number {n}")))?;
+                lit(Value::Double(d), Ty::Double)
+            } else if !n.contains('.') {
+                match n.parse::<i64>() {
+                    Ok(i) if i32::try_from(i).is_ok() => lit(Value::Int(i), Ty::Int),
+                    Ok(i) => lit(Value::Int(i), Ty::BigInt),
+                    Err(_) => {
+                        let (u, _) = parse_decimal(n)
+                            .ok_or_else(|| mismatch(e, format!("{n} has over 38 digits")))?;
+                        lit(Value::Dec(u, 0), Ty::Decimal(digits(u), 0))
+                    }
+                }
+            } else {
+                let (u, s) = parse_decimal(n)
+                    .ok_or_else(|| mismatch(e, format!("{n} has over 38 digits")))?;
+                lit(Value::Dec(u, s), Ty::Decimal(digits(u).max(s), s))
+            }
+        }
+        ast::Value::SingleQuotedString(s) => {
+            lit(Value::Str(s.clone()), Ty::Char(s.chars().count() as u32))
+        }
+        ast::Value::Boolean(x) => lit(Value::Bool(*x), Ty::Boolean),
+        ast::Value::Null => lit(Value::Null, Ty::Null),
+        _ => return Err(unsupported(e, "this literal")),
+    })
+}
+
+/// The type a CAST or a column declares.
+pub fn data_type_of(pos: super::Pos, t: &ast::DataType) -> Result<Ty, SqlError> {
+    use ast::{DataType as D, ExactNumberInfo as N};
+    Ok(match t {
+        D::Boolean | D::Bool => Ty::Boolean,
+        D::Int(None) | D::Integer(None) => Ty::Int,
+        D::BigInt(None) => Ty::BigInt,
+        D::Double(_) | D::DoublePrecision => Ty::Double,
+        D::String(None) | D::Text => Ty::Varchar(types::STRING_LEN),
+        D::Varchar(Some(ast::CharacterLength::IntegerLength { length, .. })) => {
+            Ty::Varchar(*length as u32)
+        }
+        D::Char(Some(ast::CharacterLength::IntegerLength { length, .. })) => {
+            Ty::Char(*length as u32)
+        }
+        D::Decimal(info) | D::Numeric(info) | D::Dec(info) => match info {
+            N::None => Ty::Decimal(10, 0),
+            N::Precision(p) if *p >= 1 && *p <= 38 => Ty::Decimal(*p as u8, 0),
+            N::PrecisionAndScale(p, s) if *p >= 1 && *p <= 38 && *s >= 0 && *s as u64 <= *p => {
+                Ty::Decimal(*p as u8, *s as u8)
+            }
+            _ => {
+                return Err(SqlError::new(
+                    pos,
+                    format!("{t}: DECIMAL takes a precision of 1 to 38 and a scale up to it"),
+                ));
+            }
+        },
+        _ => {
+            return Err(SqlError::new(
+                pos,
+                format!("the type {t} is not supported by `sluice sql` yet"),
+            ));
+        }
+    })
+}
+
+fn string_func(e: &Expr, f: Func, args: Vec<Bound>) -> Result<Bound, SqlError> {
+    let s = &args[0];
+    if !s.ty.ty.is_string() && s.ty.ty != Ty::Null {
+        return Err(mismatch(e, format!("expected a string, found {}", s.ty)));
+    }
+    for a in &args[1..] {
+        if !matches!(a.ty.ty, Ty::Int | Ty::BigInt | Ty::Null) {
+            return Err(mismatch(e, format!("expected an integer, found {}", a.ty)));
+        }
+    }
+    let nullable = args.iter().any(|a| a.ty.nullable);
+    let ty = match (f, s.ty.ty) {
+        (Func::CharLength, _) => Ty::Int,
+        (_, Ty::Char(n) | Ty::Varchar(n)) => Ty::Varchar(n),
+        _ => Ty::Varchar(types::STRING_LEN),
+    };
+    Ok(Bound {
+        ty: SqlType::new(ty, nullable),
+        node: Node::Func(f, args),
+    })
+}
+
+fn concat(e: &Expr, args: Vec<Bound>) -> Result<Bound, SqlError> {
+    let mut len: u64 = 0;
+    for a in &args {
+        match a.ty.ty {
+            Ty::Char(n) | Ty::Varchar(n) => len += n as u64,
+            Ty::Null => {}
+            _ => return Err(mismatch(e, format!("CONCAT takes strings, not {}", a.ty))),
+        }
+    }
+    let nullable = args.iter().any(|a| a.ty.nullable);
+    Ok(Bound {
+        ty: SqlType::new(
+            Ty::Varchar(len.min(types::STRING_LEN as u64) as u32),
+            nullable,
+        ),
+        node: Node::Func(Func::Concat, args),
+    })
+}
+
+fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, SqlError> {
+    let name = f.name.to_string().to_ascii_uppercase();
+    let ast::FunctionArguments::List(list) = &f.args else {
+        return Err(unsupported(e, &format!("{name} without arguments")));
+    };
+    if list.duplicate_treatment.is_some() || !list.clauses.is_empty() || f.over.is_some() {
+        return Err(unsupported(
+            e,
+            &format!("{name} with DISTINCT, clauses or OVER"),
+        ));
+    }
+    let mut args = Vec::new();
+    for a in &list.args {
+        match a {
+            ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => args.push(bind(x, scope)?),
+            _ => return Err(unsupported(e, &format!("this argument of {name}"))),
+        }
+    }
+    let arity = |n: usize| -> Result<(), SqlError> {
+        if args.len() == n {
+            Ok(())
+        } else {
+            Err(mismatch(
+                e,
+                format!("{name} takes {n} argument(s), not {}", args.len()),
+            ))
+        }
+    };
+    Ok(match name.as_str() {
+        "UPPER" => {
+            arity(1)?;
+            string_func(e, Func::Upper, args)?
+        }
+        "LOWER" => {
+            arity(1)?;
+            string_func(e, Func::Lower, args)?
+        }
+        "CHAR_LENGTH" | "CHARACTER_LENGTH" => {
+            arity(1)?;
+            string_func(e, Func::CharLength, args)?
+        }
+        "CONCAT" => concat(e, args)?,
+        "MOD" => {
+            arity(2)?;
+            let (l, r) = (args.remove(0), args.remove(0));
+            let ty = types::arithmetic('%', l.ty.ty, r.ty.ty)
+                .ok_or_else(|| mismatch(e, format!("MOD cannot take {} and {}", l.ty, r.ty)))?;
+            let nullable = l.ty.nullable || r.ty.nullable;
+            Bound {
+                ty: SqlType::new(ty, nullable),
+                node: Node::Arith('%', Box::new(l), Box::new(r)),
+            }
+        }
+        "COALESCE" => {
+            if args.is_empty() {
+                return Err(mismatch(e, "COALESCE needs an argument".into()));
+            }
+            let tys: Vec<Ty> = args.iter().map(|a| a.ty.ty).collect();
+            let ty = types::common(&tys).ok_or_else(|| {
+                mismatch(e, "the arguments of COALESCE have no common type".into())
+            })?;
+            let nullable = args.iter().all(|a| a.ty.nullable);
+            Bound {
+                ty: SqlType::new(ty, nullable),
+                node: Node::Coalesce(args.into_iter().map(|a| cast_to(a, ty)).collect()),
+            }
+        }
+        _ => return Err(unsupported(e, &format!("the function {name}"))),
+    })
+}
+
+/// An evaluation error: the record's (a bad CAST, a division by zero).
+pub type EvalError = String;
+
+/// Evaluates `b` over `row`.
+pub fn eval(b: &Bound, row: &[Value]) -> Result<Value, EvalError> {
+    Ok(match &b.node {
+        Node::Column(i) => row[*i].clone(),
+        Node::Literal(v) => v.clone(),
+        Node::Arith(op, l, r) => {
+            let (x, y) = (eval(l, row)?, eval(r, row)?);
+            if x == Value::Null || y == Value::Null {
+                return Ok(Value::Null);
+            }
+            arith(*op, b.ty.ty, (&x, l.ty.ty), (&y, r.ty.ty))?
+        }
+        Node::Neg(x) => match eval(x, row)? {
+            Value::Int(i) => Value::Int(wrap(b.ty.ty, i.wrapping_neg())),
+            Value::Double(d) => Value::Double(-d),
+            Value::Dec(u, s) => Value::Dec(-u, s),
+            v => v,
+        },
+        Node::Cmp(op, l, r) => {
+            let (x, y) = (eval(l, row)?, eval(r, row)?);
+            match compare(&x, &y) {
+                None => Value::Null,
+                Some(o) => Value::Bool(match op {
+                    BinaryOperator::Eq => o.is_eq(),
+                    BinaryOperator::NotEq => o.is_ne(),
+                    BinaryOperator::Lt => o.is_lt(),
+                    BinaryOperator::LtEq => o.is_le(),
+                    BinaryOperator::Gt => o.is_gt(),
+                    _ => o.is_ge(),
+                }),
+            }
+        }
+        Node::And(l, r) => match (truth(&eval(l, row)?), truth(&eval(r, row)?)) {
+            (Some(false), _) | (_, Some(false)) => Value::Bool(false),
+            (Some(true), Some(true)) => Value::Bool(true),
+            _ => Value::Null,
+        },
+        Node::Or(l, r) => match (truth(&eval(l, row)?), truth(&eval(r, row)?)) {
+            (Some(true), _) | (_, Some(true)) => Value::Bool(true),
+            (Some(false), Some(false)) => Value::Bool(false),
+            _ => Value::Null,
+        },
+        Node::Not(x) => match truth(&eval(x, row)?) {
+            Some(t) => Value::Bool(!t),
+            None => Value::Null,
+        },
+        Node::IsNull(x, is) => Value::Bool((eval(x, row)? == Value::Null) == *is),
+        Node::Case(branches, otherwise) => {
+            for (c, r) in branches {
+                if truth(&eval(c, row)?) == Some(true) {
+                    return eval(r, row);
+                }
+            }
+            match otherwise {
+                Some(o) => eval(o, row)?,
+                None => Value::Null,
+            }
+        }
+        Node::Coalesce(args) => {
+            for a in args {
+                let v = eval(a, row)?;
+                if v != Value::Null {
+                    return Ok(v);
+                }
+            }
+            Value::Null
+        }
+        Node::Cast(x) => cast(eval(x, row)?, x.ty.ty, b.ty.ty)?,
+        Node::Like(x, p) => match (eval(x, row)?, eval(p, row)?) {
+            (Value::Str(s), Value::Str(p)) => Value::Bool(like(&s, &p)),
+            _ => Value::Null,
+        },
+        Node::In(x, items) => {
+            let x = eval(x, row)?;
+            if x == Value::Null {
+                return Ok(Value::Null);
+            }
+            let mut unknown = false;
+            for item in items {
+                match compare(&x, &eval(item, row)?) {
+                    Some(std::cmp::Ordering::Equal) => return Ok(Value::Bool(true)),
+                    Some(_) => {}
+                    None => unknown = true,
+                }
+            }
+            if unknown {
+                Value::Null
+            } else {
+                Value::Bool(false)
+            }
+        }
+        Node::Func(f, args) => {
+            let mut vals = Vec::with_capacity(args.len());
+            for a in args {
+                let v = eval(a, row)?;
+                if v == Value::Null {
+                    return Ok(Value::Null);
+                }
+                vals.push(v);
+            }
+            func(*f, &vals)
+        }
+    })
+}
+
+fn truth(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        _ => None,
+    }
+}
+
+/// An INT result wraps as Java's `int` does.
+fn wrap(ty: Ty, v: i64) -> i64 {
+    if ty == Ty::Int { v as i32 as i64 } else { v }
+}
+
+fn as_f64(v: &Value) -> f64 {
+    match v {
+        Value::Int(i) => *i as f64,
+        Value::Double(d) => *d,
+        Value::Dec(u, s) => decimal_text(*u, *s).parse().unwrap_or(f64::NAN),
+        _ => f64::NAN,
+    }
+}
+
+/// An exact number as (unscaled, scale).
+fn as_dec(v: &Value) -> Option<(i128, u8)> {
+    match v {
+        Value::Int(i) => Some((*i as i128, 0)),
+        Value::Dec(u, s) => Some((*u, *s)),
+        _ => None,
+    }
+}
+
+fn arith(op: char, ty: Ty, (x, _): (&Value, Ty), (y, _): (&Value, Ty)) -> Result<Value, EvalError> {
+    match ty {
+        Ty::Double => {
+            let (a, b) = (as_f64(x), as_f64(y));
+            Ok(Value::Double(match op {
+                '+' => a + b,
+                '-' => a - b,
+                '*' => a * b,
+                '/' => a / b,
+                _ => a % b,
+            }))
+        }
+        Ty::Int | Ty::BigInt => {
+            let (Value::Int(a), Value::Int(b)) = (x, y) else {
+                return Ok(Value::Null);
+            };
+            let (a, b) = (*a, *b);
+            if (op == '/' || op == '%') && b == 0 {
+                return Err("division by zero".into());
+            }
+            let v = match op {
+                '+' => a.wrapping_add(b),
+                '-' => a.wrapping_sub(b),
+                '*' => a.wrapping_mul(b),
+                '/' => a.wrapping_div(b),
+                _ => a.wrapping_rem(b),
+            };
+            Ok(Value::Int(wrap(ty, v)))
+        }
+        Ty::Decimal(p, s) => {
+            let ((a, sa), (b, sb)) = (
+                as_dec(x).ok_or("not a number")?,
+                as_dec(y).ok_or("not a number")?,
+            );
+            let v = match op {
+                '+' | '-' => {
+                    let (a, b) = (rescale(a, sa, s), rescale(b, sb, s));
+                    match (a, b) {
+                        (Some(a), Some(b)) if op == '+' => a.checked_add(b),
+                        (Some(a), Some(b)) => a.checked_sub(b),
+                        _ => None,
+                    }
+                }
+                '*' => a.checked_mul(b).and_then(|m| rescale(m, sa + sb, s)),
+                '/' => {
+                    if b == 0 {
+                        return Err("division by zero".into());
+                    }
+                    // a / b at scale s: a * 10^(s - sa + sb) / b, rounded
+                    // half up, computed at one more digit.
+                    let shift = s as i32 - sa as i32 + sb as i32 + 1;
+                    let n = if shift >= 0 {
+                        POW10.get(shift as usize).and_then(|p| a.checked_mul(*p))
+                    } else {
+                        Some(a / POW10[(-shift) as usize])
+                    };
+                    n.map(|n| n / b).and_then(|q| rescale(q, s + 1, s))
+                }
+                _ => {
+                    if b == 0 {
+                        return Err("division by zero".into());
+                    }
+                    let m = sa.max(sb);
+                    match (rescale(a, sa, m), rescale(b, sb, m)) {
+                        (Some(a), Some(b)) => rescale(a % b, m, s),
+                        _ => None,
+                    }
+                }
+            };
+            // Over the type's precision: NULL, as Flink's DecimalData.
+            Ok(match v {
+                Some(v) if fits(v, p) => Value::Dec(v, s),
+                _ => Value::Null,
+            })
+        }
+        _ => Ok(Value::Null),
+    }
+}
+
+/// Orders two values of comparable types; `None` when either is NULL.
+fn compare(x: &Value, y: &Value) -> Option<std::cmp::Ordering> {
+    match (x, y) {
+        (Value::Null, _) | (_, Value::Null) => None,
+        (Value::Str(a), Value::Str(b)) => Some(a.cmp(b)),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Double(_), _) | (_, Value::Double(_)) => as_f64(x).partial_cmp(&as_f64(y)),
+        _ => {
+            let ((a, sa), (b, sb)) = (as_dec(x)?, as_dec(y)?);
+            let s = sa.max(sb);
+            match (rescale(a, sa, s), rescale(b, sb, s)) {
+                (Some(a), Some(b)) => Some(a.cmp(&b)),
+                _ => as_f64(x).partial_cmp(&as_f64(y)),
+            }
+        }
+    }
+}
+
+/// CAST of `v` (of type `from`) to `to`.
+pub fn cast(v: Value, from: Ty, to: Ty) -> Result<Value, EvalError> {
+    if v == Value::Null || from == to {
+        return Ok(v);
+    }
+    Ok(match (to, v) {
+        (Ty::Char(_) | Ty::Varchar(_), v) => Value::Str(match v {
+            Value::Str(s) => s,
+            Value::Bool(b) => if b { "TRUE" } else { "FALSE" }.to_owned(),
+            Value::Int(i) => i.to_string(),
+            Value::Dec(u, s) => decimal_text(u, s),
+            Value::Double(d) => java_double(d),
+            Value::Null => unreachable!("handled above"),
+        }),
+        (Ty::Boolean, Value::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => return Err(format!("cannot CAST '{s}' to BOOLEAN")),
+        },
+        (Ty::Double, v) => match v {
+            Value::Str(s) => Value::Double(
+                s.trim()
+                    .parse()
+                    .map_err(|_| format!("cannot CAST '{s}' to DOUBLE"))?,
+            ),
+            v => Value::Double(as_f64(&v)),
+        },
+        (Ty::Int | Ty::BigInt, v) => {
+            let i = match v {
+                Value::Int(i) => i,
+                Value::Dec(u, s) => (u / POW10[s as usize]) as i64,
+                Value::Double(d) => d as i64,
+                Value::Str(s) => s
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("cannot CAST '{s}' to {}", SqlType::new(to, true)))?,
+                _ => return Ok(Value::Null),
+            };
+            Value::Int(wrap(to, i))
+        }
+        (Ty::Decimal(p, s), v) => {
+            let d = match v {
+                Value::Int(i) => rescale(i as i128, 0, s),
+                Value::Dec(u, sc) => rescale(u, sc, s),
+                Value::Double(d) => parse_decimal(&format!("{d:.*}", s as usize))
+                    .and_then(|(u, sc)| rescale(u, sc, s)),
+                Value::Str(t) => parse_decimal(&t)
+                    .ok_or_else(|| format!("cannot CAST '{t}' to DECIMAL({p}, {s})"))
+                    .map(|(u, sc)| rescale(u, sc, s))?,
+                _ => None,
+            };
+            match d {
+                Some(d) if fits(d, p) => Value::Dec(d, s),
+                _ => Value::Null,
+            }
+        }
+        _ => Value::Null,
+    })
+}
+
+/// A double as Java's `Double.toString` writes it (`1.7E9`, `0.001`).
+pub fn java_double(d: f64) -> String {
+    if d.is_nan() {
+        return "NaN".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let a = d.abs();
+    if a == 0.0 || (1e-3..1e7).contains(&a) {
+        let s = format!("{d}");
+        return if s.contains('.') { s } else { format!("{s}.0") };
+    }
+    let s = format!("{d:e}");
+    let (m, e) = s.split_once('e').expect("exponent form");
+    let m = if m.contains('.') {
+        m.to_owned()
+    } else {
+        format!("{m}.0")
+    };
+    format!("{m}E{e}")
+}
+
+/// SQL LIKE (`%` any run, `_` one character), without recursion: on a
+/// mismatch it retries from the last `%`, so a hostile pattern costs at
+/// most the product of the two lengths.
+fn like(s: &str, p: &str) -> bool {
+    let (s, p): (Vec<char>, Vec<char>) = (s.chars().collect(), p.chars().collect());
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if j < p.len() && (p[j] == '_' || p[j] != '%' && p[j] == s[i]) {
+            i += 1;
+            j += 1;
+        } else if j < p.len() && p[j] == '%' {
+            star = Some((j, i));
+            j += 1;
+        } else if let Some((sj, si)) = star {
+            j = sj + 1;
+            i = si + 1;
+            star = Some((sj, si + 1));
+        } else {
+            return false;
+        }
+    }
+    p[j..].iter().all(|&c| c == '%')
+}
+
+fn func(f: Func, v: &[Value]) -> Value {
+    let text = |i: usize| match &v[i] {
+        Value::Str(s) => s.as_str(),
+        _ => "",
+    };
+    let int = |i: usize| match &v[i] {
+        Value::Int(n) => *n,
+        _ => 0,
+    };
+    match f {
+        Func::Upper => Value::Str(text(0).to_uppercase()),
+        Func::Lower => Value::Str(text(0).to_lowercase()),
+        Func::CharLength => Value::Int(text(0).chars().count() as i64),
+        Func::Trim => Value::Str(text(0).trim_matches(' ').to_owned()),
+        Func::Concat => Value::Str((0..v.len()).map(text).collect()),
+        Func::Substring => {
+            let chars: Vec<char> = text(0).chars().collect();
+            let len = chars.len() as i64;
+            let start = int(1);
+            // SQL positions start at 1; a start before 1 eats into the length.
+            let end = if v.len() > 2 {
+                start.saturating_add(int(2).max(0))
+            } else {
+                len + 1
+            };
+            let (from, to) = (start.max(1), end.min(len + 1));
+            if to <= from {
+                Value::Str(String::new())
+            } else {
+                Value::Str(
+                    chars[(from - 1) as usize..(to - 1) as usize]
+                        .iter()
+                        .collect(),
+                )
+            }
+        }
+    }
+}
+
+/// Writes `v` (of type `ty`) as a JSON value: DECIMAL as a number with all
+/// its scale's digits, DOUBLE as a number (NaN and the infinities as
+/// strings, which JSON has no number for).
+pub fn write_json(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Int(i) => crate::json::write_i64(out, *i),
+        Value::Dec(u, s) => out.extend_from_slice(decimal_text(*u, *s).as_bytes()),
+        Value::Double(d) if d.is_finite() => {
+            out.extend_from_slice(java_double(*d).as_bytes());
+        }
+        Value::Double(d) => crate::json::write_str(out, java_double(*d).as_bytes()),
+        Value::Str(s) => crate::json::write_str(out, s.as_bytes()),
+    }
+}
+
+/// Reads a JSON field's raw text as a value of `ty`, as Flink's `json`
+/// format does: a missing field or `null` is NULL; numbers convert to the
+/// column's type (DECIMAL rounds half up to its scale and is NULL when it
+/// overflows the precision); a string column takes any value (a non-string
+/// as its JSON text).
+pub fn from_json(raw: Option<&[u8]>, ty: Ty) -> Result<Value, String> {
+    let Some(raw) = raw else {
+        return Ok(Value::Null);
+    };
+    if raw == b"null" {
+        return Ok(Value::Null);
+    }
+    let text = std::str::from_utf8(raw).map_err(|e| e.to_string())?;
+    let string = || -> Result<String, String> {
+        if raw.first() == Some(&b'"') {
+            serde_json::from_str::<String>(text).map_err(|e| e.to_string())
+        } else {
+            Ok(text.to_owned())
+        }
+    };
+    Ok(match ty {
+        Ty::Char(_) | Ty::Varchar(_) => Value::Str(string()?),
+        Ty::Boolean => match text {
+            "true" | "\"true\"" => Value::Bool(true),
+            "false" | "\"false\"" => Value::Bool(false),
+            _ => return Err(format!("{text} is not a BOOLEAN")),
+        },
+        Ty::Int | Ty::BigInt => {
+            let s = string()?;
+            let s = s.trim();
+            let i = match s.parse::<i64>() {
+                Ok(i) => i,
+                Err(_) => match parse_decimal(s) {
+                    Some((u, sc)) => (u / POW10[sc as usize]) as i64,
+                    None => return Err(format!("{text} is not an integer")),
+                },
+            };
+            if ty == Ty::Int && i32::try_from(i).is_err() {
+                return Err(format!("{text} is out of INT's range"));
+            }
+            Value::Int(i)
+        }
+        Ty::Double => Value::Double(
+            string()?
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text} is not a number"))?,
+        ),
+        Ty::Decimal(p, s) => {
+            let t = string()?;
+            let (u, sc) = match parse_decimal(&t) {
+                Some(d) => d,
+                None => {
+                    let f: f64 = t
+                        .trim()
+                        .parse()
+                        .map_err(|_| format!("{text} is not a number"))?;
+                    parse_decimal(&format!("{f:.*}", s as usize))
+                        .ok_or_else(|| format!("{text} does not fit DECIMAL({p}, {s})"))?
+                }
+            };
+            match rescale(u, sc, s) {
+                Some(v) if fits(v, p) => Value::Dec(v, s),
+                _ => Value::Null,
+            }
+        }
+        Ty::Null => Value::Null,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn java_doubles() {
+        assert_eq!(java_double(1.7e9), "1.7E9");
+        assert_eq!(java_double(137.52), "137.52");
+        assert_eq!(java_double(250.0), "250.0");
+        assert_eq!(java_double(1e-7), "1.0E-7");
+        assert_eq!(java_double(1.234567899e7), "1.234567899E7");
+    }
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("COMPLETED", "COMP%"));
+        assert!(like("o-1", "o-_"));
+        assert!(!like("o-10", "o-_"));
+        assert!(like("PENDING", "%NG"));
+        assert!(like("", "%"));
+        assert!(!like("ab", "a"));
+        assert!(like("abcabd", "%ab_"));
+        // Many `%` against a long string that does not match: quick.
+        let s = "a".repeat(10_000);
+        assert!(!like(&s, &format!("{}b", "%a".repeat(50))));
+    }
+
+    #[test]
+    fn decimal_division_rounds_half_up() {
+        let v = arith(
+            '/',
+            Ty::Decimal(21, 13),
+            (&Value::Dec(10001, 2), Ty::Decimal(10, 2)),
+            (&Value::Int(3), Ty::Int),
+        )
+        .unwrap();
+        assert_eq!(v, Value::Dec(333366666666667, 13));
+    }
+}

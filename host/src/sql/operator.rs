@@ -1,0 +1,246 @@
+//! The `sql` operator: a SELECT's projections and filter over one table's
+//! JSON rows, evaluated natively. `sluice sql` writes it into the spec it
+//! plans; its keys carry the table's columns and the expressions as SQL
+//! text, bound again (and so checked again) when the spec is planned.
+//!
+//! ```yaml
+//! sql:
+//!   table: orders
+//!   columns: [[order_id, STRING], [amount, "DECIMAL(10, 2)"], [cents, null, "amount * 100"]]
+//!   where: "amount > 100.00"
+//!   select: [[order_id, order_id], [amount_usd, "amount * 1.10"]]
+//! ```
+
+use super::expr::{self, Bound, Scope};
+use super::types::{SqlType, Ty, Value};
+use super::{Column, FlinkDialect, Table};
+use crate::error::{PlanError, RuntimeError};
+use crate::json::Pointer;
+use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
+use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
+use async_trait::async_trait;
+use serde::Deserialize;
+use sqlparser::parser::Parser;
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlSpec {
+    table: String,
+    /// `[name, type]` or `[name, null, expression]`.
+    columns: Vec<Vec<Option<String>>>,
+    #[serde(default, rename = "where")]
+    filter: Option<String>,
+    /// `[name, expression]`.
+    select: Vec<(String, String)>,
+}
+
+/// `sql:` in a spec.
+pub struct SqlKind;
+
+fn parse_expr(text: &str) -> Result<sqlparser::ast::Expr, String> {
+    Parser::new(&FlinkDialect)
+        .with_recursion_limit(64)
+        .try_with_sql(text)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn parse_type(text: &str) -> Result<SqlType, String> {
+    let (t, nullable) = match text.strip_suffix(" NOT NULL") {
+        Some(t) => (t, false),
+        None => (text, true),
+    };
+    let dt = Parser::new(&FlinkDialect)
+        .try_with_sql(t)
+        .and_then(|mut p| p.parse_data_type())
+        .map_err(|e| format!("`{text}`: {e}"))?;
+    let ty = expr::data_type_of(None, &dt).map_err(|e| e.message)?;
+    Ok(SqlType::new(ty, nullable))
+}
+
+impl OperatorKind for SqlKind {
+    fn tag(&self) -> &'static str {
+        "sql"
+    }
+
+    fn what(&self) -> &'static str {
+        "a SQL projection and filter"
+    }
+
+    fn plan(&self, cx: &dyn PlanContext) -> Result<Planned, PlanError> {
+        let spec: SqlSpec =
+            field(cx, "sql")?.ok_or_else(|| error(cx, "sql", "`sql` is missing"))?;
+        let fail = |m: String| error(cx, "sql", m);
+        let mut columns = Vec::new();
+        for c in &spec.columns {
+            let col = match c.as_slice() {
+                [Some(name), Some(ty)] => Column {
+                    name: name.clone(),
+                    ty: parse_type(ty).map_err(fail)?,
+                    computed: None,
+                },
+                [Some(name), None, Some(e)] => Column {
+                    name: name.clone(),
+                    ty: SqlType::new(Ty::Null, true),
+                    computed: Some(parse_expr(e).map_err(fail)?),
+                },
+                _ => {
+                    return Err(fail(format!(
+                        "a column is [name, type] or [name, null, expression], not {c:?}"
+                    )));
+                }
+            };
+            columns.push(col);
+        }
+        let table = Table {
+            name: spec.table.clone(),
+            columns,
+            watermark: None,
+            options: Default::default(),
+            pos: None,
+        };
+        let scope_cols = super::table_scope(&table).map_err(|e| fail(e.to_string()))?;
+        let scope = Scope::new(&scope_cols);
+        let physical = table.physical();
+        let mut reads = Vec::new();
+        for c in &table.columns {
+            reads.push(match &c.computed {
+                None => Read::Field(
+                    physical
+                        .iter()
+                        .position(|(n, _)| *n == c.name)
+                        .expect("physical"),
+                ),
+                Some(e) => Read::Computed(
+                    expr::bind(e, &Scope::new(&physical)).map_err(|e| fail(e.to_string()))?,
+                ),
+            });
+        }
+        let bind = |text: &str| -> Result<Bound, PlanError> {
+            let e = parse_expr(text).map_err(fail)?;
+            expr::bind(&e, &scope).map_err(|e| fail(format!("`{text}`: {e}")))
+        };
+        let filter = spec.filter.as_deref().map(bind).transpose()?;
+        let mut select = Vec::new();
+        for (name, e) in &spec.select {
+            select.push((name.clone(), bind(e)?));
+        }
+        let pointers = physical
+            .iter()
+            .map(|(n, _)| Pointer::parse(&format!("/{}", n.replace('~', "~0").replace('/', "~1"))))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(fail)?;
+        Ok(Planned::new(Arc::new(SqlFactory(Arc::new(Program {
+            table: spec.table,
+            physical,
+            pointers,
+            reads,
+            filter,
+            select,
+        })))))
+    }
+}
+
+/// How a column of the row is had.
+enum Read {
+    /// The physical column at this index.
+    Field(usize),
+    /// A computed column over the physical ones.
+    Computed(Bound),
+}
+
+struct Program {
+    table: String,
+    physical: Vec<(String, SqlType)>,
+    pointers: Vec<Pointer>,
+    reads: Vec<Read>,
+    filter: Option<Bound>,
+    select: Vec<(String, Bound)>,
+}
+
+pub struct SqlFactory(Arc<Program>);
+
+impl OperatorFactory for SqlFactory {
+    fn kind(&self) -> &'static str {
+        "sql"
+    }
+
+    fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        Box::new(SqlOperator {
+            program: self.0.clone(),
+            physical: Vec::new(),
+            row: Vec::new(),
+            out: Vec::new(),
+        })
+    }
+}
+
+struct SqlOperator {
+    program: Arc<Program>,
+    physical: Vec<Value>,
+    row: Vec<Value>,
+    out: Vec<u8>,
+}
+
+impl SqlOperator {
+    /// The output row of one record: `Ok(None)` when the filter drops it;
+    /// `Err` names what is wrong with the record.
+    fn apply(&mut self, value: &[u8]) -> Result<bool, String> {
+        let p = &*self.program;
+        let pointers: smallvec::SmallVec<[&Pointer; 16]> = p.pointers.iter().collect();
+        let mut found: smallvec::SmallVec<[Option<&[u8]>; 16]> =
+            smallvec::smallvec![None; pointers.len()];
+        crate::json::find_many(value, &pointers, &mut found).map_err(|e| e.to_string())?;
+        self.physical.clear();
+        for ((name, ty), raw) in p.physical.iter().zip(&found) {
+            let v = expr::from_json(*raw, ty.ty)
+                .map_err(|m| format!("table `{}`, column `{name}` ({ty}): {m}", p.table))?;
+            self.physical.push(v);
+        }
+        self.row.clear();
+        for r in &p.reads {
+            let v = match r {
+                Read::Field(i) => self.physical[*i].clone(),
+                Read::Computed(b) => expr::eval(b, &self.physical)?,
+            };
+            self.row.push(v);
+        }
+        if let Some(f) = &p.filter
+            && expr::eval(f, &self.row)? != Value::Bool(true)
+        {
+            return Ok(false);
+        }
+        self.out.clear();
+        self.out.push(b'{');
+        for (i, (name, b)) in p.select.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            crate::json::write_str(&mut self.out, name.as_bytes());
+            self.out.push(b':');
+            let v = expr::eval(b, &self.row)?;
+            expr::write_json(&mut self.out, &v);
+        }
+        self.out.push(b'}');
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl Operator for SqlOperator {
+    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        let mut rows = Batch::with_capacity(batch.len(), batch.data.len());
+        for r in batch.iter() {
+            match self.apply(r.value()) {
+                Ok(true) => rows.push(None, &self.out, r.timestamp(), r.origin()),
+                Ok(false) => {}
+                Err(m) => out.dead_letter(r, &m)?,
+            }
+        }
+        if !rows.is_empty() {
+            out.emit(rows);
+        }
+        Ok(())
+    }
+}

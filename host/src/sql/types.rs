@@ -1,0 +1,319 @@
+//! Flink SQL's types and values, as far as `sluice sql` evaluates them:
+//! the type rules (result precision and scale of DECIMAL arithmetic, common
+//! types of CASE and COALESCE) follow Flink's `LogicalTypeMerging`, checked
+//! against goldens written by Flink itself (tests/sql).
+
+use std::fmt;
+
+/// The largest DECIMAL precision (Flink's and Calcite's).
+pub const MAX_PRECISION: u8 = 38;
+/// `STRING` is `VARCHAR` of this length.
+pub const STRING_LEN: u32 = i32::MAX as u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ty {
+    Boolean,
+    Int,
+    BigInt,
+    Double,
+    Decimal(u8, u8),
+    Char(u32),
+    Varchar(u32),
+    /// The type of a bare `NULL` literal, until something gives it one.
+    Null,
+}
+
+/// A type and whether it admits NULL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqlType {
+    pub ty: Ty,
+    pub nullable: bool,
+}
+
+impl SqlType {
+    pub fn new(ty: Ty, nullable: bool) -> SqlType {
+        SqlType { ty, nullable }
+    }
+
+    pub fn string(nullable: bool) -> SqlType {
+        SqlType::new(Ty::Varchar(STRING_LEN), nullable)
+    }
+}
+
+impl fmt::Display for SqlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ty {
+            Ty::Boolean => write!(f, "BOOLEAN")?,
+            Ty::Int => write!(f, "INT")?,
+            Ty::BigInt => write!(f, "BIGINT")?,
+            Ty::Double => write!(f, "DOUBLE")?,
+            Ty::Decimal(p, s) => write!(f, "DECIMAL({p}, {s})")?,
+            Ty::Char(n) => write!(f, "CHAR({n})")?,
+            Ty::Varchar(STRING_LEN) => write!(f, "STRING")?,
+            Ty::Varchar(n) => write!(f, "VARCHAR({n})")?,
+            Ty::Null => write!(f, "NULL")?,
+        }
+        if !self.nullable {
+            write!(f, " NOT NULL")?;
+        }
+        Ok(())
+    }
+}
+
+impl Ty {
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Ty::Int | Ty::BigInt | Ty::Double | Ty::Decimal(..))
+    }
+
+    pub fn is_string(self) -> bool {
+        matches!(self, Ty::Char(_) | Ty::Varchar(_))
+    }
+
+    /// An exact number as a DECIMAL: INT is DECIMAL(10, 0), BIGINT
+    /// DECIMAL(19, 0).
+    pub fn as_decimal(self) -> Option<(u8, u8)> {
+        match self {
+            Ty::Int => Some((10, 0)),
+            Ty::BigInt => Some((19, 0)),
+            Ty::Decimal(p, s) => Some((p, s)),
+            _ => None,
+        }
+    }
+
+    fn string_len(self) -> Option<u32> {
+        match self {
+            Ty::Char(n) | Ty::Varchar(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// Flink's `adjustPrecisionScale`: a precision over 38 gives up scale
+/// (down to 6) to keep the integer digits.
+pub fn adjust(p: u32, s: u32) -> Ty {
+    if p <= MAX_PRECISION as u32 {
+        return Ty::Decimal(p as u8, s as u8);
+    }
+    let int_digits = p - s;
+    let min_scale = s.min(6);
+    let s = (MAX_PRECISION as u32)
+        .saturating_sub(int_digits)
+        .max(min_scale);
+    Ty::Decimal(MAX_PRECISION, s as u8)
+}
+
+/// The type of `a op b` for `+`, `-`, `*`, `/` and `%` (`None`: the
+/// operands are not numbers).
+pub fn arithmetic(op: char, a: Ty, b: Ty) -> Option<Ty> {
+    if !a.is_numeric() && a != Ty::Null || !b.is_numeric() && b != Ty::Null {
+        return None;
+    }
+    let (a, b) = (
+        if a == Ty::Null { b } else { a },
+        if b == Ty::Null { a } else { b },
+    );
+    if a == Ty::Double || b == Ty::Double {
+        return Some(Ty::Double);
+    }
+    if matches!(a, Ty::Decimal(..)) || matches!(b, Ty::Decimal(..)) {
+        let (p1, s1) = a.as_decimal()?;
+        let (p2, s2) = b.as_decimal()?;
+        let (p1, s1, p2, s2) = (p1 as u32, s1 as u32, p2 as u32, s2 as u32);
+        return Some(match op {
+            '+' | '-' => {
+                let s = s1.max(s2);
+                adjust((p1 - s1).max(p2 - s2) + s + 1, s)
+            }
+            '*' => adjust(p1 + p2 + 1, s1 + s2),
+            '/' => {
+                let s = 6.max(s1 + p2 + 1);
+                adjust(p1 - s1 + s2 + s, s)
+            }
+            // MOD: Flink's findModuloDecimalType.
+            _ => {
+                let s = s1.max(s2);
+                adjust((p1 - s1).min(p2 - s2) + s, s)
+            }
+        });
+    }
+    if op == '%' {
+        return Some(b);
+    }
+    Some(if a == Ty::BigInt || b == Ty::BigInt {
+        Ty::BigInt
+    } else {
+        Ty::Int
+    })
+}
+
+/// The common type of CASE branches, COALESCE arguments, IN lists
+/// (Flink's `findCommonType`); `None` when there is none.
+pub fn common(types: &[Ty]) -> Option<Ty> {
+    let known: Vec<Ty> = types.iter().copied().filter(|t| *t != Ty::Null).collect();
+    let Some(&first) = known.first() else {
+        return Some(Ty::Null);
+    };
+    if known.iter().all(|t| *t == first) {
+        return Some(first);
+    }
+    if known.iter().all(|t| t.is_string()) {
+        let len = known.iter().filter_map(|t| t.string_len()).max()?;
+        return Some(Ty::Varchar(len));
+    }
+    if known.iter().all(|t| t.is_numeric()) {
+        if known.contains(&Ty::Double) {
+            return Some(Ty::Double);
+        }
+        if known.iter().any(|t| matches!(t, Ty::Decimal(..))) {
+            let (mut s, mut ints) = (0u32, 0u32);
+            for t in &known {
+                let (p, sc) = t.as_decimal()?;
+                s = s.max(sc as u32);
+                ints = ints.max(p as u32 - sc as u32);
+            }
+            return Some(adjust(ints + s, s).min_precision());
+        }
+        return Some(if known.contains(&Ty::BigInt) {
+            Ty::BigInt
+        } else {
+            Ty::Int
+        });
+    }
+    None
+}
+
+impl Ty {
+    /// A common DECIMAL keeps at most 38 digits.
+    fn min_precision(self) -> Ty {
+        match self {
+            Ty::Decimal(p, s) => Ty::Decimal(p.min(MAX_PRECISION), s),
+            t => t,
+        }
+    }
+}
+
+/// A value of one row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    /// INT and BIGINT.
+    Int(i64),
+    Double(f64),
+    /// An unscaled value and its scale.
+    Dec(i128, u8),
+    Str(String),
+}
+
+pub const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// `v` (at scale `from`) at scale `to`, rounding half away from zero
+/// (Java's `HALF_UP`); `None` on overflow.
+pub fn rescale(v: i128, from: u8, to: u8) -> Option<i128> {
+    if to >= from {
+        return v.checked_mul(*POW10.get((to - from) as usize)?);
+    }
+    let d = *POW10.get((from - to) as usize)?;
+    let (q, r) = (v / d, v % d);
+    Some(if r.abs() * 2 >= d { q + v.signum() } else { q })
+}
+
+/// `v` fits DECIMAL(p, _): fewer than `p` digits.
+pub fn fits(v: i128, p: u8) -> bool {
+    v.unsigned_abs() < POW10[p as usize] as u128
+}
+
+/// A decimal's plain text, with all its scale's digits (`-3.50`).
+pub fn decimal_text(v: i128, s: u8) -> String {
+    let digits = v.unsigned_abs().to_string();
+    let s = s as usize;
+    let sign = if v < 0 { "-" } else { "" };
+    if s == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = if digits.len() <= s {
+        format!("{}{digits}", "0".repeat(s + 1 - digits.len()))
+    } else {
+        digits
+    };
+    let (int, frac) = padded.split_at(padded.len() - s);
+    format!("{sign}{int}.{frac}")
+}
+
+/// Parses a plain decimal text (`-12.5`, `3`, `1e2` is refused) into an
+/// unscaled value and scale; `None` if it is not one or has over 38 digits.
+pub fn parse_decimal(s: &str) -> Option<(i128, u8)> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let digits = format!("{int}{frac}");
+    let digits = digits.trim_start_matches('0');
+    if digits.len() > MAX_PRECISION as usize {
+        return None;
+    }
+    let v: i128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().ok()?
+    };
+    Some((if neg { -v } else { v }, frac.len().min(255) as u8))
+}
+
+/// The number of digits of `v` (1 for 0).
+pub fn digits(v: i128) -> u8 {
+    let a = v.unsigned_abs();
+    let mut n = 1;
+    while n < 39 && a >= POW10[n] as u128 {
+        n += 1;
+    }
+    n as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_results_follow_flink() {
+        let d = |p, s| Ty::Decimal(p, s);
+        assert_eq!(arithmetic('+', d(10, 2), Ty::Int), Some(d(13, 2)));
+        assert_eq!(arithmetic('-', d(10, 2), d(3, 3)), Some(d(12, 3)));
+        assert_eq!(arithmetic('*', d(10, 2), Ty::Int), Some(d(21, 2)));
+        assert_eq!(arithmetic('*', d(10, 2), d(3, 2)), Some(d(14, 4)));
+        assert_eq!(arithmetic('/', d(10, 2), Ty::Int), Some(d(21, 13)));
+        assert_eq!(arithmetic('/', d(10, 2), d(1, 1)), Some(d(15, 6)));
+        assert_eq!(arithmetic('*', d(38, 10), d(38, 10)), Some(d(38, 6)));
+        assert_eq!(common(&[d(10, 2), Ty::Int]), Some(d(12, 2)));
+        assert_eq!(common(&[Ty::Int, d(2, 1)]), Some(d(11, 1)));
+        assert_eq!(common(&[Ty::Char(3), Ty::Char(5)]), Some(Ty::Varchar(5)));
+    }
+
+    #[test]
+    fn rescaling_rounds_half_up() {
+        assert_eq!(rescale(100005, 3, 2), Some(10001));
+        assert_eq!(rescale(-100005, 3, 2), Some(-10001));
+        assert_eq!(rescale(-100004, 3, 2), Some(-10000));
+        assert_eq!(decimal_text(-350, 2), "-3.50");
+        assert_eq!(decimal_text(5, 3), "0.005");
+        assert_eq!(parse_decimal("0.005"), Some((5, 3)));
+        assert_eq!(digits(0), 1);
+        assert_eq!(digits(137), 3);
+    }
+}
