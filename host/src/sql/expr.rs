@@ -6,6 +6,7 @@ use super::types::{
 };
 use super::{SqlError, at};
 use sqlparser::ast::{self, BinaryOperator, Expr, UnaryOperator};
+use std::borrow::Cow;
 
 /// A bound expression.
 #[derive(Debug, Clone)]
@@ -592,8 +593,52 @@ fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, Sql
     })
 }
 
+impl Bound {
+    /// Marks in `used` the columns the expression reads.
+    pub fn columns(&self, used: &mut [bool]) {
+        let mut stack = vec![self];
+        while let Some(b) = stack.pop() {
+            match &b.node {
+                Node::Column(i) => used[*i] = true,
+                Node::Literal(_) => {}
+                Node::Arith(_, l, r)
+                | Node::Cmp(_, l, r)
+                | Node::And(l, r)
+                | Node::Or(l, r)
+                | Node::Like(l, r) => {
+                    stack.push(l);
+                    stack.push(r);
+                }
+                Node::Neg(x) | Node::Not(x) | Node::IsNull(x, _) | Node::Cast(x) => stack.push(x),
+                Node::Case(branches, otherwise) => {
+                    for (c, r) in branches {
+                        stack.push(c);
+                        stack.push(r);
+                    }
+                    stack.extend(otherwise.as_deref());
+                }
+                Node::Coalesce(args) | Node::Func(_, args) => stack.extend(args),
+                Node::In(x, items) => {
+                    stack.push(x);
+                    stack.extend(items);
+                }
+            }
+        }
+    }
+}
+
 /// An evaluation error: the record's (a bad CAST, a division by zero).
 pub type EvalError = String;
+
+/// Evaluates `b` over `row`, borrowing a column's or a literal's value
+/// instead of copying it (a string compared or written out is not cloned).
+pub fn eval_ref<'a>(b: &'a Bound, row: &'a [Value]) -> Result<Cow<'a, Value>, EvalError> {
+    Ok(match &b.node {
+        Node::Column(i) => Cow::Borrowed(&row[*i]),
+        Node::Literal(v) => Cow::Borrowed(v),
+        _ => Cow::Owned(eval(b, row)?),
+    })
+}
 
 /// Evaluates `b` over `row`.
 pub fn eval(b: &Bound, row: &[Value]) -> Result<Value, EvalError> {
@@ -614,7 +659,7 @@ pub fn eval(b: &Bound, row: &[Value]) -> Result<Value, EvalError> {
             v => v,
         },
         Node::Cmp(op, l, r) => {
-            let (x, y) = (eval(l, row)?, eval(r, row)?);
+            let (x, y) = (eval_ref(l, row)?, eval_ref(r, row)?);
             match compare(&x, &y) {
                 None => Value::Null,
                 Some(o) => Value::Bool(match op {
@@ -641,7 +686,7 @@ pub fn eval(b: &Bound, row: &[Value]) -> Result<Value, EvalError> {
             Some(t) => Value::Bool(!t),
             None => Value::Null,
         },
-        Node::IsNull(x, is) => Value::Bool((eval(x, row)? == Value::Null) == *is),
+        Node::IsNull(x, is) => Value::Bool((*eval_ref(x, row)? == Value::Null) == *is),
         Node::Case(branches, otherwise) => {
             for (c, r) in branches {
                 if truth(&eval(c, row)?) == Some(true) {
@@ -663,18 +708,18 @@ pub fn eval(b: &Bound, row: &[Value]) -> Result<Value, EvalError> {
             Value::Null
         }
         Node::Cast(x) => cast(eval(x, row)?, x.ty.ty, b.ty.ty)?,
-        Node::Like(x, p) => match (eval(x, row)?, eval(p, row)?) {
-            (Value::Str(s), Value::Str(p)) => Value::Bool(like(&s, &p)),
+        Node::Like(x, p) => match (&*eval_ref(x, row)?, &*eval_ref(p, row)?) {
+            (Value::Str(s), Value::Str(p)) => Value::Bool(like(s, p)),
             _ => Value::Null,
         },
         Node::In(x, items) => {
-            let x = eval(x, row)?;
-            if x == Value::Null {
+            let x = eval_ref(x, row)?;
+            if *x == Value::Null {
                 return Ok(Value::Null);
             }
             let mut unknown = false;
             for item in items {
-                match compare(&x, &eval(item, row)?) {
+                match compare(&x, &*eval_ref(item, row)?) {
                     Some(std::cmp::Ordering::Equal) => return Ok(Value::Bool(true)),
                     Some(_) => {}
                     None => unknown = true,
@@ -1005,10 +1050,13 @@ pub fn from_json(raw: Option<&[u8]>, ty: Ty) -> Result<Value, String> {
     }
     let text = std::str::from_utf8(raw).map_err(|e| e.to_string())?;
     let string = || -> Result<String, String> {
-        if raw.first() == Some(&b'"') {
-            serde_json::from_str::<String>(text).map_err(|e| e.to_string())
-        } else {
-            Ok(text.to_owned())
+        match raw {
+            // No escapes: the text between the quotes, as it is.
+            [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                Ok(text[1..text.len() - 1].to_owned())
+            }
+            [b'"', ..] => serde_json::from_str::<String>(text).map_err(|e| e.to_string()),
+            _ => Ok(text.to_owned()),
         }
     };
     Ok(match ty {

@@ -126,6 +126,19 @@ impl OperatorKind for SqlKind {
         for (name, e) in &spec.select {
             select.push((name.clone(), bind(e)?));
         }
+        // Only the columns the query reads are parsed.
+        let mut used_scope = vec![false; scope_cols.len()];
+        for b in filter.iter().chain(select.iter().map(|(_, b)| b)) {
+            b.columns(&mut used_scope);
+        }
+        let mut used = vec![false; physical.len()];
+        for (r, u) in reads.iter().zip(&used_scope) {
+            match r {
+                Read::Field(i) if *u => used[*i] = true,
+                Read::Computed(b) if *u => b.columns(&mut used),
+                _ => {}
+            }
+        }
         let pointers = physical
             .iter()
             .map(|(n, _)| Pointer::parse(&format!("/{}", n.replace('~', "~0").replace('/', "~1"))))
@@ -134,6 +147,7 @@ impl OperatorKind for SqlKind {
         Ok(Planned::new(Arc::new(SqlFactory(Arc::new(Program {
             table: spec.table,
             physical,
+            used,
             pointers,
             reads,
             filter,
@@ -153,6 +167,8 @@ enum Read {
 struct Program {
     table: String,
     physical: Vec<(String, SqlType)>,
+    /// Which physical columns the query reads (the others stay NULL).
+    used: Vec<bool>,
     pointers: Vec<Pointer>,
     reads: Vec<Read>,
     filter: Option<Bound>,
@@ -193,18 +209,29 @@ impl SqlOperator {
             smallvec::smallvec![None; pointers.len()];
         crate::json::find_many(value, &pointers, &mut found).map_err(|e| e.to_string())?;
         self.physical.clear();
-        for ((name, ty), raw) in p.physical.iter().zip(&found) {
+        for (((name, ty), raw), used) in p.physical.iter().zip(&found).zip(&p.used) {
+            if !used {
+                self.physical.push(Value::Null);
+                continue;
+            }
             let v = expr::from_json(*raw, ty.ty)
                 .map_err(|m| format!("table `{}`, column `{name}` ({ty}): {m}", p.table))?;
             self.physical.push(v);
         }
         self.row.clear();
         for r in &p.reads {
-            let v = match r {
-                Read::Field(i) => self.physical[*i].clone(),
-                Read::Computed(b) => expr::eval(b, &self.physical)?,
-            };
-            self.row.push(v);
+            if let Read::Computed(b) = r {
+                let v = expr::eval(b, &self.physical)?;
+                self.row.push(v);
+            } else {
+                self.row.push(Value::Null);
+            }
+        }
+        // Physical columns move into the row (computed ones read them first).
+        for (r, slot) in p.reads.iter().zip(self.row.iter_mut()) {
+            if let Read::Field(i) = r {
+                *slot = std::mem::replace(&mut self.physical[*i], Value::Null);
+            }
         }
         if let Some(f) = &p.filter
             && expr::eval(f, &self.row)? != Value::Bool(true)
@@ -219,7 +246,7 @@ impl SqlOperator {
             }
             crate::json::write_str(&mut self.out, name.as_bytes());
             self.out.push(b':');
-            let v = expr::eval(b, &self.row)?;
+            let v = expr::eval_ref(b, &self.row)?;
             expr::write_json(&mut self.out, &v);
         }
         self.out.push(b'}');

@@ -263,16 +263,18 @@ pub fn parse_decimal(s: &str) -> Option<(i128, u8)> {
     {
         return None;
     }
-    let digits = format!("{int}{frac}");
-    let digits = digits.trim_start_matches('0');
-    if digits.len() > MAX_PRECISION as usize {
-        return None;
+    let mut v: i128 = 0;
+    let mut significant = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if v == 0 && b == b'0' {
+            continue;
+        }
+        significant += 1;
+        if significant > MAX_PRECISION as usize {
+            return None;
+        }
+        v = v * 10 + (b - b'0') as i128;
     }
-    let v: i128 = if digits.is_empty() {
-        0
-    } else {
-        digits.parse().ok()?
-    };
     Some((if neg { -v } else { v }, frac.len().min(255) as u8))
 }
 
