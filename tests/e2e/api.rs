@@ -116,19 +116,28 @@ impl Server {
         body: Option<Vec<u8>>,
         token: Option<&str>,
     ) -> (u16, Value) {
-        let mut req = ureq::http::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.header("Authorization", format!("Bearer {t}"));
-        }
-        if method == "POST" {
-            req = req.header("Content-Type", "application/json");
-        }
-        let sent = match body {
-            None => self.agent.run(req.body(()).unwrap()),
-            Some(b) => self.agent.run(req.body(b).unwrap()),
+        let send = |body: Option<Vec<u8>>| {
+            let mut req = ureq::http::Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.url));
+            if let Some(t) = token {
+                req = req.header("Authorization", format!("Bearer {t}"));
+            }
+            if method == "POST" {
+                req = req.header("Content-Type", "application/json");
+            }
+            match body {
+                None => self.agent.run(req.body(()).unwrap()),
+                Some(b) => self.agent.run(req.body(b).unwrap()),
+            }
         };
+        let mut sent = send(body.clone());
+        // A pooled keep-alive connection the server has just closed as idle
+        // fails the next request on it ("Peer disconnected"): an idempotent
+        // GET is sent again on a new one, as browsers do.
+        if method == "GET" && matches!(sent, Err(ureq::Error::Io(_))) {
+            sent = send(body);
+        }
         let mut resp = sent.unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", self.log()));
         let status = resp.status().as_u16();
         let text = resp
