@@ -407,11 +407,15 @@ fn cast_to(x: Bound, ty: Ty) -> Bound {
     }
 }
 
+/// The most digits of a numeric literal (Flink's planner refuses more).
+const MAX_LITERAL_DIGITS: u8 = 19;
+
 fn literal(e: &Expr, v: &ast::Value) -> Result<Bound, SqlError> {
     let lit = |v: Value, ty: Ty| Bound {
         ty: SqlType::new(ty, v == Value::Null),
         node: Node::Literal(v),
     };
+    let out_of_range = |n: &str| mismatch(e, format!("the numeric literal {n} is out of range"));
     Ok(match v {
         ast::Value::Number(n, false) => {
             if n.contains(['e', 'E']) {
@@ -423,15 +427,13 @@ fn literal(e: &Expr, v: &ast::Value) -> Result<Bound, SqlError> {
                 match n.parse::<i64>() {
                     Ok(i) if i32::try_from(i).is_ok() => lit(Value::Int(i), Ty::Int),
                     Ok(i) => lit(Value::Int(i), Ty::BigInt),
-                    Err(_) => {
-                        let (u, _) = parse_decimal(n)
-                            .ok_or_else(|| mismatch(e, format!("{n} has over 38 digits")))?;
-                        lit(Value::Dec(u, 0), Ty::Decimal(digits(u), 0))
-                    }
+                    Err(_) => return Err(out_of_range(n)),
                 }
             } else {
-                let (u, s) = parse_decimal(n)
-                    .ok_or_else(|| mismatch(e, format!("{n} has over 38 digits")))?;
+                let (u, s) = parse_decimal(n).ok_or_else(|| out_of_range(n))?;
+                if digits(u).max(s) > MAX_LITERAL_DIGITS {
+                    return Err(out_of_range(n));
+                }
                 lit(Value::Dec(u, s), Ty::Decimal(digits(u).max(s), s))
             }
         }
@@ -818,7 +820,7 @@ fn arith(op: char, ty: Ty, (x, _): (&Value, Ty), (y, _): (&Value, Ty)) -> Result
                         _ => None,
                     }
                 }
-                '*' => a.checked_mul(b).and_then(|m| rescale(m, sa + sb, s)),
+                '*' => mul_rescale(a, b, sa + sb, s),
                 '/' => {
                     if b == 0 {
                         return Err("division by zero".into());
@@ -852,6 +854,46 @@ fn arith(op: char, ty: Ty, (x, _): (&Value, Ty), (y, _): (&Value, Ty)) -> Result
         }
         _ => Ok(Value::Null),
     }
+}
+
+/// `a * b` (at scale `from`) at scale `to`, rounded half up, exact even
+/// when the full product does not fit an `i128` (a DECIMAL(38, 30) times
+/// 100 does not before its scale is cut to the result's); `None` when the
+/// result does not.
+fn mul_rescale(a: i128, b: i128, from: u8, to: u8) -> Option<i128> {
+    if let Some(m) = a.checked_mul(b) {
+        return rescale(m, from, to);
+    }
+    if to > from {
+        return None;
+    }
+    // The product's decimal digits, from base-10^19 halves of each factor.
+    const B: u128 = 10_000_000_000_000_000_000;
+    let (x, y) = (a.unsigned_abs(), b.unsigned_abs());
+    let (x1, x0, y1, y0) = (x / B, x % B, y / B, y % B);
+    let c0 = x0 * y0;
+    let c1 = (x1 * y0).checked_add(x0 * y1)?.checked_add(c0 / B)?;
+    let c2 = (x1 * y1).checked_add(c1 / B)?;
+    let digits = format!("{c2}{:019}{:019}", c1 % B, c0 % B);
+    let digits = digits.trim_start_matches('0');
+    let drop = (from - to) as usize;
+    let (keep, dropped) = digits.split_at(digits.len().saturating_sub(drop));
+    let mut v: i128 = if keep.is_empty() {
+        0
+    } else {
+        keep.parse().ok()?
+    };
+    // Half up: the first digit dropped decides (when all of `digits` is
+    // dropped, only a full-length tail has a first digit worth rounding on).
+    let first = if dropped.len() == drop {
+        dropped.bytes().next()
+    } else {
+        None
+    };
+    if first.is_some_and(|d| d >= b'5') {
+        v = v.checked_add(1)?;
+    }
+    Some(if (a < 0) != (b < 0) { -v } else { v })
 }
 
 /// Orders two values of comparable types; `None` when either is NULL.
@@ -1134,6 +1176,21 @@ mod tests {
         // Many `%` against a long string that does not match: quick.
         let s = "a".repeat(10_000);
         assert!(!like(&s, &format!("{}b", "%a".repeat(50))));
+    }
+
+    #[test]
+    fn a_product_too_big_for_i128_is_still_exact() {
+        // 12345678.99 at scale 30 times 100, at scale 19.
+        let a = 1234567899 * 10i128.pow(28);
+        let got = mul_rescale(a, 100, 30, 19).unwrap();
+        assert_eq!(got, 1234567899 * 10i128.pow(19));
+        assert_eq!(mul_rescale(-a, 100, 30, 19).unwrap(), -got);
+        // Rounding half up on the digits dropped.
+        assert_eq!(
+            mul_rescale(a + 5 * 10i128.pow(8), 100, 30, 19),
+            Some(got + 1)
+        );
+        assert_eq!(mul_rescale(i128::MAX, i128::MAX, 0, 0), None);
     }
 
     #[test]
