@@ -652,7 +652,7 @@ pub fn eval(b: &Bound, row: &[Value]) -> Result<Value, EvalError> {
             if x == Value::Null || y == Value::Null {
                 return Ok(Value::Null);
             }
-            arith(*op, b.ty.ty, (&x, l.ty.ty), (&y, r.ty.ty))?
+            arith(*op, b.ty.ty, &x, &y)?
         }
         Node::Neg(x) => match eval(x, row)? {
             Value::Int(i) => Value::Int(wrap(b.ty.ty, i.wrapping_neg())),
@@ -777,7 +777,7 @@ fn as_dec(v: &Value) -> Option<(i128, u8)> {
     }
 }
 
-fn arith(op: char, ty: Ty, (x, _): (&Value, Ty), (y, _): (&Value, Ty)) -> Result<Value, EvalError> {
+fn arith(op: char, ty: Ty, x: &Value, y: &Value) -> Result<Value, EvalError> {
     match ty {
         Ty::Double => {
             let (a, b) = (as_f64(x), as_f64(y));
@@ -1198,8 +1198,8 @@ mod tests {
         let v = arith(
             '/',
             Ty::Decimal(21, 13),
-            (&Value::Dec(10001, 2), Ty::Decimal(10, 2)),
-            (&Value::Int(3), Ty::Int),
+            &Value::Dec(10001, 2),
+            &Value::Int(3),
         )
         .unwrap();
         assert_eq!(v, Value::Dec(333366666666667, 13));

@@ -148,6 +148,7 @@ impl OperatorKind for SqlKind {
             table: spec.table,
             physical,
             used,
+            computed_used: used_scope,
             pointers,
             reads,
             filter,
@@ -169,6 +170,9 @@ struct Program {
     physical: Vec<(String, SqlType)>,
     /// Which physical columns the query reads (the others stay NULL).
     used: Vec<bool>,
+    /// Which columns of the row (in table order) the query reads: a
+    /// computed column it does not read is not evaluated.
+    computed_used: Vec<bool>,
     pointers: Vec<Pointer>,
     reads: Vec<Read>,
     filter: Option<Bound>,
@@ -219,12 +223,13 @@ impl SqlOperator {
             self.physical.push(v);
         }
         self.row.clear();
-        for r in &p.reads {
-            if let Read::Computed(b) = r {
-                let v = expr::eval(b, &self.physical)?;
-                self.row.push(v);
-            } else {
-                self.row.push(Value::Null);
+        for (r, used) in p.reads.iter().zip(&p.computed_used) {
+            match r {
+                Read::Computed(b) if *used => {
+                    let v = expr::eval(b, &self.physical)?;
+                    self.row.push(v);
+                }
+                _ => self.row.push(Value::Null),
             }
         }
         // Physical columns move into the row (computed ones read them first).

@@ -34,10 +34,6 @@ impl SqlType {
     pub fn new(ty: Ty, nullable: bool) -> SqlType {
         SqlType { ty, nullable }
     }
-
-    pub fn string(nullable: bool) -> SqlType {
-        SqlType::new(Ty::Varchar(STRING_LEN), nullable)
-    }
 }
 
 impl fmt::Display for SqlType {
@@ -171,7 +167,7 @@ pub fn common(types: &[Ty]) -> Option<Ty> {
                 s = s.max(sc as u32);
                 ints = ints.max(p as u32 - sc as u32);
             }
-            return Some(adjust(ints + s, s).min_precision());
+            return Some(adjust(ints + s, s));
         }
         return Some(if known.contains(&Ty::BigInt) {
             Ty::BigInt
@@ -180,16 +176,6 @@ pub fn common(types: &[Ty]) -> Option<Ty> {
         });
     }
     None
-}
-
-impl Ty {
-    /// A common DECIMAL keeps at most 38 digits.
-    fn min_precision(self) -> Ty {
-        match self {
-            Ty::Decimal(p, s) => Ty::Decimal(p.min(MAX_PRECISION), s),
-            t => t,
-        }
-    }
 }
 
 /// A value of one row.
