@@ -194,6 +194,13 @@ fn a_guest_that_floods_its_log_gets_a_bounded_share_of_the_hosts() {
         suppressed.contains("chaos") && suppressed.contains("lines ("),
         "{suppressed}"
     );
+    // Said when the operator's instance goes, before the job ends (a flood
+    // shorter than the budget's interval has no later window to say it in).
+    let ended = log.find("job ended").expect("job ended");
+    assert!(
+        log.find("suppressed ").unwrap() < ended,
+        "suppressed lines reported after the job ended"
+    );
     // The records are all there.
     assert_eq!(
         support::sorted_lines(&dir.path().join("out.jsonl")).len(),

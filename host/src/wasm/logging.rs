@@ -74,6 +74,16 @@ impl LogBudget {
         false
     }
 
+    /// Says now how much was dropped since the last report, if anything
+    /// was: an instance calls it when it goes, so that a flood shorter than
+    /// an interval is reported before the job ends, not when the plan is
+    /// dropped (which may be at process exit, or never).
+    pub fn flush(&self) {
+        if let Ok(mut w) = self.window.lock() {
+            self.report(&mut w);
+        }
+    }
+
     fn report(&self, w: &mut Window) {
         if w.dropped_lines == 0 {
             return;
@@ -92,9 +102,7 @@ impl LogBudget {
 
 impl Drop for LogBudget {
     fn drop(&mut self) {
-        if let Ok(mut w) = self.window.lock() {
-            self.report(&mut w);
-        }
+        self.flush();
     }
 }
 
@@ -145,5 +153,19 @@ mod tests {
         assert!(b.admit(1));
         let w = b.window.lock().unwrap();
         assert_eq!((w.lines, w.dropped_lines, w.dropped_bytes), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_flush_reports_what_was_dropped_once() {
+        let b = LogBudget::new("op".into());
+        for _ in 0..=MAX_LINES {
+            b.admit(1);
+        }
+        b.flush();
+        let w = b.window.lock().unwrap();
+        assert_eq!(
+            (w.lines, w.dropped_lines, w.dropped_bytes),
+            (MAX_LINES, 0, 0)
+        );
     }
 }

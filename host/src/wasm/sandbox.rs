@@ -41,6 +41,12 @@ pub struct StoreData {
     pub(crate) network: super::http::Network,
 }
 
+impl Drop for StoreData {
+    fn drop(&mut self) {
+        self.logs.flush();
+    }
+}
+
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
