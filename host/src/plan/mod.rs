@@ -21,7 +21,7 @@ use crate::join;
 use crate::json::Pointer;
 use crate::runtime::aggregate::AggregatorFactory;
 use crate::runtime::keys::KeySelector;
-use crate::runtime::kind::{OperatorKind, PlanContext, Registry};
+use crate::runtime::kind::{self, OperatorKind, PlanContext, Registry};
 use crate::runtime::router::Partitioning;
 use crate::runtime::source::EventTime;
 use crate::runtime::{Chain, Edge, Node};
@@ -1279,6 +1279,15 @@ impl PlanContext for OperatorContext<'_> {
     fn module_limits(&self) -> (u64, Duration) {
         let w = &self.planner.spec.wasm;
         (w.memory_limit.0, w.call_timeout.0)
+    }
+
+    fn sql_aggregator(&self, path: &str) -> Result<Arc<dyn AggregatorFactory>, PlanError> {
+        let spec = kind::field::<crate::sql::aggregate::SqlAggSpec>(self, path)?
+            .ok_or_else(|| kind::error(self, path, "missing"))?;
+        Ok(Arc::new(
+            crate::sql::aggregate::SqlAggregates::new(&spec)
+                .map_err(|m| kind::error(self, path, m))?,
+        ))
     }
 
     fn guest_aggregator(

@@ -325,6 +325,9 @@ pub enum WatermarkStrategyKind {
     BoundedOutOfOrderness,
     /// Flink's `forMonotonousTimestamps`: max timestamp - 1 ms.
     Monotonous,
+    /// Flink SQL's `WATERMARK FOR ts AS ts - INTERVAL …`: max timestamp -
+    /// `max_out_of_orderness`, without the 1 ms.
+    MaxMinusDelay,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -343,6 +346,7 @@ impl From<WatermarkStrategyKind> for crate::time::watermark::StrategyKind {
         match k {
             WatermarkStrategyKind::BoundedOutOfOrderness => Self::BoundedOutOfOrderness,
             WatermarkStrategyKind::Monotonous => Self::Monotonous,
+            WatermarkStrategyKind::MaxMinusDelay => Self::MaxMinusDelay,
         }
     }
 }

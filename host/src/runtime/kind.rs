@@ -134,6 +134,10 @@ pub trait PlanContext {
         path: &str,
         full_window: bool,
     ) -> Result<Arc<dyn AggregatorFactory>, PlanError>;
+
+    /// SQL's aggregate functions from the section at `path` (what `sluice
+    /// sql` writes for a window aggregation).
+    fn sql_aggregator(&self, path: &str) -> Result<Arc<dyn AggregatorFactory>, PlanError>;
 }
 
 /// An error at `path` below the operator.

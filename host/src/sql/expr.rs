@@ -42,6 +42,9 @@ enum Func {
     Concat,
     Substring,
     Trim,
+    /// TO_TIMESTAMP_LTZ of a number of (milli)seconds: the factor to
+    /// milliseconds.
+    ToTimestampLtz(i64),
 }
 
 /// The columns an expression may name.
@@ -49,6 +52,9 @@ pub struct Scope<'a> {
     pub columns: &'a [(String, SqlType)],
     /// How deep binding is (see [`MAX_DEPTH`]).
     pub depth: std::cell::Cell<usize>,
+    /// After a GROUP BY: expressions (as SQL text) that stand for a column
+    /// of the scope — the group keys and the aggregate calls.
+    pub groups: &'a [(String, usize)],
 }
 
 impl<'a> Scope<'a> {
@@ -56,6 +62,15 @@ impl<'a> Scope<'a> {
         Scope {
             columns,
             depth: std::cell::Cell::new(0),
+            groups: &[],
+        }
+    }
+
+    /// A scope of grouped rows: `groups` maps expressions to its columns.
+    pub fn grouped(columns: &'a [(String, SqlType)], groups: &'a [(String, usize)]) -> Scope<'a> {
+        Scope {
+            groups,
+            ..Scope::new(columns)
         }
     }
 }
@@ -104,7 +119,25 @@ fn bind_inner(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
         ty: SqlType::new(ty, nullable),
         node: n,
     };
+    if !scope.groups.is_empty() {
+        let text = e.to_string();
+        if let Some((_, i)) = scope.groups.iter().find(|(t, _)| *t == text) {
+            return Ok(Bound {
+                ty: scope.columns[*i].1,
+                node: Node::Column(*i),
+            });
+        }
+    }
     Ok(match e {
+        Expr::Identifier(id) if !scope.groups.is_empty() && scope.column(&id.value).is_none() => {
+            return Err(mismatch(
+                e,
+                format!(
+                    "`{}` is neither grouped (GROUP BY) nor inside an aggregate function",
+                    id.value
+                ),
+            ));
+        }
         Expr::Identifier(id) => {
             let (i, ty) = scope.column(&id.value).ok_or_else(|| {
                 let names: Vec<&str> = scope.columns.iter().map(|(n, _)| n.as_str()).collect();
@@ -155,6 +188,15 @@ fn bind_inner(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
                 BinaryOperator::Modulo => Some('%'),
                 _ => None,
             };
+            if let Some(c) = arith
+                && let Some(ty) = time_arithmetic(c, l.ty.ty, r.ty.ty)
+            {
+                // A time attribute plus or minus an interval stays one.
+                let rowtime = l.ty.rowtime || r.ty.rowtime;
+                let mut x = b(Node::Arith(c, Box::new(l), Box::new(r)), ty, nullable);
+                x.ty.rowtime = rowtime && ty != Ty::Interval;
+                return Ok(x);
+            }
             if let Some(c) = arith {
                 let ty = types::arithmetic(c, l.ty.ty, r.ty.ty).ok_or_else(|| {
                     mismatch(e, format!("`{op}` cannot take {} and {}", l.ty, r.ty))
@@ -323,7 +365,9 @@ fn bind_inner(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
             let ok = x.ty.ty == Ty::Null
                 || x.ty.ty.is_numeric() && (to.is_numeric() || to.is_string())
                 || x.ty.ty.is_string() && (to.is_numeric() || to.is_string() || to == Ty::Boolean)
-                || x.ty.ty == Ty::Boolean && (to.is_string() || to == Ty::Boolean);
+                || x.ty.ty == Ty::Boolean && (to.is_string() || to == Ty::Boolean)
+                || x.ty.ty.is_timestamp() && (to.is_timestamp() || to.is_string())
+                || x.ty.ty.is_string() && to.is_timestamp();
             if !ok {
                 return Err(mismatch(
                     e,
@@ -356,6 +400,10 @@ fn bind_inner(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
             trim_characters: None,
         } => string_func(e, Func::Trim, vec![bind(expr, scope)?])?,
         Expr::Function(f) => function(e, f, scope)?,
+        Expr::Interval(i) => Bound {
+            ty: SqlType::new(Ty::Interval, false),
+            node: Node::Literal(Value::Ts(interval_millis(e, i)?)),
+        },
         _ => return Err(unsupported(e, "this expression")),
     })
 }
@@ -384,6 +432,7 @@ fn comparable(e: &Expr, a: &Bound, b: &Bound) -> Result<(), SqlError> {
         || y == Ty::Null
         || x.is_numeric() && y.is_numeric()
         || x.is_string() && y.is_string()
+        || x.is_timestamp() && y.is_timestamp()
         || x == y
     {
         Ok(())
@@ -461,6 +510,24 @@ pub fn data_type_of(pos: super::Pos, t: &ast::DataType) -> Result<Ty, SqlError> 
         D::Char(Some(ast::CharacterLength::IntegerLength { length, .. })) => {
             Ty::Char(*length as u32)
         }
+        D::Timestamp(Some(3), ast::TimezoneInfo::None) => Ty::Timestamp,
+        D::Custom(name, args)
+            if name.to_string().eq_ignore_ascii_case("TIMESTAMP_LTZ")
+                && args.len() == 1
+                && args[0].to_string() == "3" =>
+        {
+            Ty::TimestampLtz
+        }
+        D::Timestamp(..) | D::Custom(..)
+            if t.to_string().to_ascii_uppercase().starts_with("TIMESTAMP") =>
+        {
+            return Err(SqlError::new(
+                pos,
+                format!(
+                    "{t}: `sluice sql` has TIMESTAMP(3) and TIMESTAMP_LTZ(3), with milliseconds; other precisions are not supported yet"
+                ),
+            ));
+        }
         D::Decimal(info) | D::Numeric(info) | D::Dec(info) => match info {
             N::None => Ty::Decimal(10, 0),
             N::Precision(p) if *p >= 1 && *p <= 38 => Ty::Decimal(*p as u8, 0),
@@ -526,6 +593,14 @@ fn concat(e: &Expr, args: Vec<Bound>) -> Result<Bound, SqlError> {
 
 fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, SqlError> {
     let name = f.name.to_string().to_ascii_uppercase();
+    if matches!(name.as_str(), "COUNT" | "SUM" | "MIN" | "MAX" | "AVG") {
+        return Err(mismatch(
+            e,
+            format!(
+                "the aggregate function {name} belongs in the SELECT or HAVING of a window aggregation (GROUP BY window_start, window_end, …)"
+            ),
+        ));
+    }
     let ast::FunctionArguments::List(list) = &f.args else {
         return Err(unsupported(e, &format!("{name} without arguments")));
     };
@@ -566,6 +641,40 @@ fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, Sql
             string_func(e, Func::CharLength, args)?
         }
         "CONCAT" => concat(e, args)?,
+        "TO_TIMESTAMP_LTZ" => {
+            arity(2)?;
+            let factor = match &list.args[1] {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Value(v))) => {
+                    match &v.value {
+                        ast::Value::Number(n, _) if n == "3" => 1,
+                        ast::Value::Number(n, _) if n == "0" => 1000,
+                        _ => 0,
+                    }
+                }
+                _ => 0,
+            };
+            if factor == 0 {
+                return Err(unsupported(
+                    e,
+                    "TO_TIMESTAMP_LTZ with a precision other than 0 or 3",
+                ));
+            }
+            if !matches!(args[0].ty.ty, Ty::Int | Ty::BigInt | Ty::Null) {
+                return Err(mismatch(
+                    e,
+                    format!(
+                        "TO_TIMESTAMP_LTZ takes an integer number of (milli)seconds, not {}",
+                        args[0].ty
+                    ),
+                ));
+            }
+            let nullable = args[0].ty.nullable;
+            args.truncate(1);
+            Bound {
+                ty: SqlType::new(Ty::TimestampLtz, nullable),
+                node: Node::Func(Func::ToTimestampLtz(factor), args),
+            }
+        }
         "MOD" => {
             arity(2)?;
             let (l, r) = (args.remove(0), args.remove(0));
@@ -777,6 +886,11 @@ fn as_dec(v: &Value) -> Option<(i128, u8)> {
     }
 }
 
+/// `x op y` with the result type `ty` (the binder's), for NULL-free values.
+pub fn arith_value(op: char, ty: Ty, x: &Value, y: &Value) -> Result<Value, EvalError> {
+    arith(op, ty, x, y)
+}
+
 fn arith(op: char, ty: Ty, x: &Value, y: &Value) -> Result<Value, EvalError> {
     match ty {
         Ty::Double => {
@@ -852,8 +966,93 @@ fn arith(op: char, ty: Ty, x: &Value, y: &Value) -> Result<Value, EvalError> {
                 _ => Value::Null,
             })
         }
+        Ty::Timestamp | Ty::TimestampLtz | Ty::Interval => {
+            let (Value::Ts(a), Value::Ts(b)) = (x, y) else {
+                return Ok(Value::Null);
+            };
+            Ok(Value::Ts(if op == '+' {
+                a.wrapping_add(*b)
+            } else {
+                a.wrapping_sub(*b)
+            }))
+        }
         _ => Ok(Value::Null),
     }
+}
+
+/// The type of `a op b` where a timestamp or an interval takes part:
+/// timestamp ± interval, interval + timestamp, interval ± interval.
+fn time_arithmetic(op: char, a: Ty, b: Ty) -> Option<Ty> {
+    match (op, a, b) {
+        ('+' | '-', t, Ty::Interval) if t.is_timestamp() => Some(t),
+        ('+', Ty::Interval, t) if t.is_timestamp() => Some(t),
+        ('+' | '-', Ty::Interval, Ty::Interval) => Some(Ty::Interval),
+        _ => None,
+    }
+}
+
+/// The milliseconds of a day-time interval literal: `INTERVAL '5.001'
+/// SECOND`, `INTERVAL '10' MINUTE`, `INTERVAL '2:30.001' MINUTE TO SECOND`,
+/// `INTERVAL '1 12' DAY TO HOUR`.
+pub fn interval_millis(e: &Expr, i: &ast::Interval) -> Result<i64, SqlError> {
+    use ast::DateTimeField as F;
+    let text = match i.value.as_ref() {
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(t) => t.clone(),
+            ast::Value::Number(n, _) => n.clone(),
+            _ => return Err(unsupported(e, "this INTERVAL value")),
+        },
+        _ => return Err(unsupported(e, "an INTERVAL of an expression")),
+    };
+    let unit = |f: &F| -> Option<i64> {
+        Some(match f {
+            F::Day | F::Days => 86_400_000,
+            F::Hour | F::Hours => 3_600_000,
+            F::Minute | F::Minutes => 60_000,
+            F::Second | F::Seconds => 1000,
+            _ => return None,
+        })
+    };
+    let bad = || {
+        SqlError::new(
+            at(e),
+            format!(
+                "`{e}` is not a day-time interval `sluice sql` reads (DAY, HOUR, MINUTE, SECOND, or a range of them)"
+            ),
+        )
+    };
+    let first = i.leading_field.as_ref().and_then(unit).ok_or_else(bad)?;
+    let last = match &i.last_field {
+        Some(f) => unit(f).ok_or_else(bad)?,
+        None => first,
+    };
+    let t = text.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    // The fields from the leading one down to the last, each separated by
+    // ' ' (after days) or ':'.
+    let units: Vec<i64> = [86_400_000, 3_600_000, 60_000, 1000]
+        .into_iter()
+        .filter(|u| *u <= first && *u >= last)
+        .collect();
+    let parts: Vec<&str> = t.split([' ', ':']).collect();
+    if parts.len() != units.len() {
+        return Err(bad());
+    }
+    let mut ms: i64 = 0;
+    for (k, (part, u)) in parts.iter().zip(&units).enumerate() {
+        let last_part = k + 1 == parts.len();
+        let v = if *u == 1000 && last_part {
+            let (u, sc) = parse_decimal(part).ok_or_else(bad)?;
+            rescale(u, sc, 3).ok_or_else(bad)? as i64
+        } else {
+            part.parse::<i64>().map_err(|_| bad())? * u
+        };
+        ms = ms.checked_add(v).ok_or_else(bad)?;
+    }
+    Ok(if neg { -ms } else { ms })
 }
 
 /// `a * b` (at scale `from`) at scale `to`, rounded half up, exact even
@@ -902,6 +1101,7 @@ fn compare(x: &Value, y: &Value) -> Option<std::cmp::Ordering> {
         (Value::Null, _) | (_, Value::Null) => None,
         (Value::Str(a), Value::Str(b)) => Some(a.cmp(b)),
         (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Ts(a), Value::Ts(b)) => Some(a.cmp(b)),
         (Value::Double(_), _) | (_, Value::Double(_)) => as_f64(x).partial_cmp(&as_f64(y)),
         _ => {
             let ((a, sa), (b, sb)) = (as_dec(x)?, as_dec(y)?);
@@ -926,8 +1126,14 @@ pub fn cast(v: Value, from: Ty, to: Ty) -> Result<Value, EvalError> {
             Value::Int(i) => i.to_string(),
             Value::Dec(u, s) => decimal_text(u, s),
             Value::Double(d) => java_double(d),
+            Value::Ts(ms) => types::timestamp_text(ms),
             Value::Null => unreachable!("handled above"),
         }),
+        (Ty::Timestamp | Ty::TimestampLtz, Value::Ts(ms)) => Value::Ts(ms),
+        (Ty::Timestamp | Ty::TimestampLtz, Value::Str(t)) => Value::Ts(
+            types::parse_timestamp(&t)
+                .ok_or_else(|| format!("cannot CAST '{t}' to {}", SqlType::new(to, true)))?,
+        ),
         (Ty::Boolean, Value::Str(s)) => match s.trim().to_ascii_lowercase().as_str() {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
@@ -1037,6 +1243,7 @@ fn func(f: Func, v: &[Value]) -> Value {
         Func::CharLength => Value::Int(text(0).chars().count() as i64),
         Func::Trim => Value::Str(text(0).trim_matches(' ').to_owned()),
         Func::Concat => Value::Str((0..v.len()).map(text).collect()),
+        Func::ToTimestampLtz(factor) => Value::Ts(int(0).wrapping_mul(factor)),
         Func::Substring => {
             let chars: Vec<char> = text(0).chars().collect();
             let len = chars.len() as i64;
@@ -1075,6 +1282,7 @@ pub fn write_json(out: &mut Vec<u8>, v: &Value) {
         }
         Value::Double(d) => crate::json::write_str(out, java_double(*d).as_bytes()),
         Value::Str(s) => crate::json::write_str(out, s.as_bytes()),
+        Value::Ts(ms) => crate::json::write_str(out, types::timestamp_text(*ms).as_bytes()),
     }
 }
 
@@ -1147,6 +1355,19 @@ pub fn from_json(raw: Option<&[u8]>, ty: Ty) -> Result<Value, String> {
                 _ => Value::Null,
             }
         }
+        Ty::Timestamp | Ty::TimestampLtz => {
+            match text.parse::<i64>() {
+                // Epoch milliseconds: how sluice's own rows carry them.
+                Ok(ms) => Value::Ts(ms),
+                Err(_) => Value::Ts(types::parse_timestamp(&string()?).ok_or_else(|| {
+                    format!("{text} is not a timestamp (yyyy-MM-dd HH:mm:ss.SSS)")
+                })?),
+            }
+        }
+        Ty::Interval => Value::Ts(
+            text.parse()
+                .map_err(|_| format!("{text} is not an interval in milliseconds"))?,
+        ),
         Ty::Null => Value::Null,
     })
 }

@@ -16,11 +16,15 @@
 //! `LIKE`, `IN`, `BETWEEN`, `IS [NOT] NULL`, `COALESCE`, `MOD`, `UPPER`,
 //! `LOWER`, `CHAR_LENGTH`, `CONCAT`/`||`, `SUBSTRING`, `TRIM`.
 
+pub mod aggregate;
 pub mod expr;
 pub mod operator;
+pub mod planner;
+
+pub use planner::{Output, Planned, plan};
 pub mod types;
 
-use expr::{Bound, Scope};
+use expr::Scope;
 use sqlparser::ast::{self, Spanned};
 use sqlparser::dialect::Dialect;
 use sqlparser::keywords::Keyword;
@@ -28,7 +32,6 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
 use types::SqlType;
 
 /// Flink SQL's lexical rules: backquoted identifiers, `''` inside strings.
@@ -136,7 +139,215 @@ impl Table {
 enum Statement {
     Set(String, String),
     CreateTable(Box<Table>),
-    Query(Box<ast::Query>),
+    /// A query, and the window TVFs it reads (`FROM` names each by its
+    /// placeholder, [`tvf_name`]).
+    Query(Box<ast::Query>, Vec<WindowTvf>),
+}
+
+/// A windowing table-valued function: `TUMBLE(TABLE t, DESCRIPTOR(ts),
+/// size [, offset])`, `HOP(…, slide, size [, offset])`, `CUMULATE(…, step,
+/// size [, offset])`, `SESSION(TABLE t [PARTITION BY keys], DESCRIPTOR(ts),
+/// gap)`.
+#[derive(Debug, Clone)]
+pub struct WindowTvf {
+    pub kind: TvfKind,
+    pub table: String,
+    pub time_col: String,
+    /// SESSION's `PARTITION BY` columns.
+    pub partition: Vec<String>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TvfKind {
+    Tumble { size: i64, offset: i64 },
+    Hop { slide: i64, size: i64, offset: i64 },
+    Cumulate { step: i64, size: i64, offset: i64 },
+    Session { gap: i64 },
+}
+
+/// The identifier a window TVF's `TABLE(…)` is replaced by before the
+/// query is parsed.
+fn tvf_name(i: usize) -> String {
+    format!("__window_tvf_{i}")
+}
+
+/// Finds `TABLE(TUMBLE|HOP|CUMULATE|SESSION(…))` in a query's tokens,
+/// parses each, and replaces it with a placeholder table name.
+fn extract_tvfs(
+    mut tokens: Vec<TokenWithSpan>,
+) -> Result<(Vec<TokenWithSpan>, Vec<WindowTvf>), SqlError> {
+    let mut tvfs = Vec::new();
+    let significant = |ts: &[TokenWithSpan], from: usize| {
+        (from..ts.len()).find(|&j| !matches!(ts[j].token, Token::Whitespace(_)))
+    };
+    let mut i = 0;
+    while i < tokens.len() {
+        let is_table = matches!(&tokens[i].token, Token::Word(w) if w.quote_style.is_none() && w.keyword == Keyword::TABLE);
+        let open = significant(&tokens, i + 1).filter(|&j| tokens[j].token == Token::LParen);
+        let func = open.and_then(|j| significant(&tokens, j + 1)).filter(|&j| {
+            matches!(&tokens[j].token, Token::Word(w) if w.quote_style.is_none()
+                && ["TUMBLE", "HOP", "CUMULATE", "SESSION"].contains(&w.value.to_ascii_uppercase().as_str()))
+        });
+        let (true, Some(open), Some(func)) = (is_table, open, func) else {
+            i += 1;
+            continue;
+        };
+        let mut depth = 0usize;
+        let mut close = None;
+        for (j, t) in tokens.iter().enumerate().skip(open) {
+            match t.token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let pos = Some((tokens[i].span.start.line, tokens[i].span.start.column));
+        let close = close.ok_or_else(|| SqlError::new(pos, "`TABLE(` is not closed"))?;
+        let name = match &tokens[func].token {
+            Token::Word(w) => w.value.to_ascii_uppercase(),
+            _ => unreachable!("matched a word"),
+        };
+        let inner: Vec<TokenWithSpan> = tokens[func + 1..close].to_vec();
+        let tvf = parse_tvf(&name, inner, pos)?;
+        let placeholder = TokenWithSpan {
+            token: Token::make_word(&tvf_name(tvfs.len()), None),
+            span: tokens[i].span,
+        };
+        tvfs.push(tvf);
+        tokens.splice(i..=close, [placeholder]);
+        i += 1;
+    }
+    Ok((tokens, tvfs))
+}
+
+/// The arguments of a window TVF, `( … )` included.
+fn parse_tvf(name: &str, tokens: Vec<TokenWithSpan>, pos: Pos) -> Result<WindowTvf, SqlError> {
+    let mut p = Parser::new(&FlinkDialect)
+        .with_recursion_limit(64)
+        .with_tokens_with_locations(tokens);
+    let perr = from_parser;
+    p.expect_token(&Token::LParen).map_err(perr)?;
+    p.expect_keyword(Keyword::TABLE).map_err(perr)?;
+    let table = p.parse_identifier().map_err(perr)?.value;
+    let mut partition = Vec::new();
+    if p.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+        if p.consume_token(&Token::LParen) {
+            loop {
+                partition.push(p.parse_identifier().map_err(perr)?.value);
+                if !p.consume_token(&Token::Comma) {
+                    break;
+                }
+            }
+            p.expect_token(&Token::RParen).map_err(perr)?;
+        } else {
+            partition.push(p.parse_identifier().map_err(perr)?.value);
+        }
+        if name != "SESSION" {
+            return Err(SqlError::new(pos, format!("{name} takes no PARTITION BY")));
+        }
+    }
+    p.expect_token(&Token::Comma).map_err(perr)?;
+    if !word(&mut p, "DESCRIPTOR") {
+        return p
+            .expected("DESCRIPTOR(time column)", p.peek_token())
+            .map_err(perr);
+    }
+    p.expect_token(&Token::LParen).map_err(perr)?;
+    let time_col = p.parse_identifier().map_err(perr)?.value;
+    p.expect_token(&Token::RParen).map_err(perr)?;
+    let mut intervals = Vec::new();
+    while p.consume_token(&Token::Comma) {
+        let e = p.parse_expr().map_err(perr)?;
+        let ast::Expr::Interval(i) = &e else {
+            return Err(SqlError::new(
+                at(&e),
+                format!("{name} takes INTERVAL literals here, not `{e}`"),
+            ));
+        };
+        let ms = expr::interval_millis(&e, i)?;
+        if ms < 0 {
+            return Err(SqlError::new(at(&e), format!("{name}: `{e}` is negative")));
+        }
+        intervals.push(ms);
+    }
+    p.expect_token(&Token::RParen).map_err(perr)?;
+    let arity = |lo: usize, hi: usize| {
+        if (lo..=hi).contains(&intervals.len()) {
+            Ok(())
+        } else {
+            Err(SqlError::new(
+                pos,
+                format!(
+                    "{name} takes {} interval(s) after the time column, not {}",
+                    if lo == hi {
+                        lo.to_string()
+                    } else {
+                        format!("{lo} or {hi}")
+                    },
+                    intervals.len()
+                ),
+            ))
+        }
+    };
+    let kind = match name {
+        "TUMBLE" => {
+            arity(1, 2)?;
+            TvfKind::Tumble {
+                size: intervals[0],
+                offset: intervals.get(1).copied().unwrap_or(0),
+            }
+        }
+        "HOP" => {
+            arity(2, 3)?;
+            TvfKind::Hop {
+                slide: intervals[0],
+                size: intervals[1],
+                offset: intervals.get(2).copied().unwrap_or(0),
+            }
+        }
+        "CUMULATE" => {
+            arity(2, 3)?;
+            TvfKind::Cumulate {
+                step: intervals[0],
+                size: intervals[1],
+                offset: intervals.get(2).copied().unwrap_or(0),
+            }
+        }
+        _ => {
+            arity(1, 1)?;
+            TvfKind::Session { gap: intervals[0] }
+        }
+    };
+    let check = match kind {
+        TvfKind::Tumble { size, offset } => {
+            crate::time::windows::Aligned::tumbling(size, offset).map(|_| ())
+        }
+        TvfKind::Hop {
+            slide,
+            size,
+            offset,
+        } => crate::time::windows::Aligned::sliding(size, slide, offset).map(|_| ()),
+        TvfKind::Cumulate { step, size, offset } => {
+            crate::time::windows::Aligned::cumulate(size, step, offset).map(|_| ())
+        }
+        TvfKind::Session { gap } if gap <= 0 => Err("a session gap must be positive".into()),
+        TvfKind::Session { .. } => Ok(()),
+    };
+    check.map_err(|m| SqlError::new(pos, format!("{name}: {m}")))?;
+    Ok(WindowTvf {
+        kind,
+        table,
+        time_col,
+        partition,
+        pos,
+    })
 }
 
 /// The most tokens a script may have (whitespace included): its syntax
@@ -212,7 +423,11 @@ fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<Statement, SqlError> {
             Statement::Set(k, v)
         }
         ["SELECT", ..] | ["WITH", ..] | ["", ..] => {
-            Statement::Query(p.parse_query().map_err(from_parser)?)
+            let (tokens, tvfs) = extract_tvfs(p.into_tokens())?;
+            p = Parser::new(&FlinkDialect)
+                .with_recursion_limit(64)
+                .with_tokens_with_locations(tokens);
+            Statement::Query(p.parse_query().map_err(from_parser)?, tvfs)
         }
         _ => {
             let what = words.iter().take(2).cloned().collect::<Vec<_>>().join(" ");
@@ -340,183 +555,6 @@ fn create_table(p: &mut Parser<'_>) -> Result<Table, ParserError> {
     })
 }
 
-/// A planned script: the pipeline spec it runs as, in YAML.
-#[derive(Debug)]
-pub struct Planned {
-    pub spec: String,
-    /// The result columns of the final SELECT, with their types.
-    pub columns: Vec<(String, SqlType)>,
-}
-
-/// Where the final SELECT's rows go.
-pub enum Output {
-    Stdout,
-    File(PathBuf),
-}
-
-/// Plans the script `text` (its `${VAR}`s already replaced), read from
-/// `path`, into a pipeline spec.
-pub fn plan(text: &str, path: &Path, output: &Output) -> Result<Planned, SqlError> {
-    let mut tables: BTreeMap<String, Table> = BTreeMap::new();
-    let mut parallelism: Option<u32> = None;
-    let mut query = None;
-    let stmts = statements(text)?;
-    let last = stmts.len().saturating_sub(1);
-    for (i, tokens) in stmts.into_iter().enumerate() {
-        let start = tokens
-            .iter()
-            .find(|t| !matches!(t.token, Token::Whitespace(_)))
-            .map(|t| (t.span.start.line, t.span.start.column));
-        match parse_statement(tokens)? {
-            Statement::Set(k, v) => match k.as_str() {
-                "parallelism.default" => {
-                    parallelism = Some(v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
-                        SqlError::new(
-                            start,
-                            format!("parallelism.default must be a positive number, not '{v}'"),
-                        )
-                    })?)
-                }
-                "table.local-time-zone" if v == "UTC" => {}
-                "pipeline.auto-watermark-interval" => {}
-                _ => {
-                    return Err(SqlError::new(
-                        start,
-                        format!("SET '{k}' is not supported by `sluice sql` yet"),
-                    ));
-                }
-            },
-            Statement::CreateTable(t) => {
-                check_table(&t)?;
-                if tables.contains_key(&t.name) {
-                    return Err(SqlError::new(
-                        t.pos,
-                        format!("table `{}` already exists", t.name),
-                    ));
-                }
-                tables.insert(t.name.clone(), *t);
-            }
-            Statement::Query(q) if i == last => query = Some(q),
-            Statement::Query(_) => {
-                return Err(SqlError::new(
-                    start,
-                    "a SELECT must be the script's last statement (INSERT INTO is not supported yet)",
-                ));
-            }
-        }
-    }
-    let q = query
-        .ok_or_else(|| SqlError::new(None, "the script has no query: it must end in a SELECT"))?;
-    let select = simple_select(&q)?;
-    let (table, where_, items) = select;
-    let t = tables
-        .get(&table.0)
-        .ok_or_else(|| SqlError::new(table.1, format!("table `{}` not found", table.0)))?;
-    let scope_cols = table_scope(t)?;
-    let scope = Scope::new(&scope_cols);
-    if let Some(w) = where_ {
-        let b = expr::bind(w, &scope)?;
-        if !matches!(b.ty.ty, types::Ty::Boolean | types::Ty::Null) {
-            return Err(SqlError::new(
-                at(w),
-                format!("WHERE needs a BOOLEAN, found {}", b.ty),
-            ));
-        }
-    }
-    let mut out_cols: Vec<(String, SqlType)> = Vec::new();
-    let mut select_items: Vec<(String, String)> = Vec::new();
-    for (n, item) in items.iter().enumerate() {
-        match item {
-            ast::SelectItem::UnnamedExpr(e) => {
-                let b: Bound = expr::bind(e, &scope)?;
-                let name = match e {
-                    ast::Expr::Identifier(id) => id.value.clone(),
-                    _ => format!("EXPR${n}"),
-                };
-                out_cols.push((name.clone(), b.ty));
-                select_items.push((name, e.to_string()));
-            }
-            ast::SelectItem::ExprWithAlias { expr: e, alias } => {
-                let b = expr::bind(e, &scope)?;
-                out_cols.push((alias.value.clone(), b.ty));
-                select_items.push((alias.value.clone(), e.to_string()));
-            }
-            ast::SelectItem::Wildcard(_) => {
-                for (name, ty) in &scope_cols {
-                    out_cols.push((name.clone(), *ty));
-                    select_items.push((name.clone(), quote_ident(name)));
-                }
-            }
-            other => {
-                return Err(SqlError::new(
-                    at(other),
-                    "this SELECT item is not supported yet",
-                ));
-            }
-        }
-    }
-    let path_opt = t.options.get("path").expect("checked");
-    let job = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sql".into());
-    let mut spec = String::new();
-    let q = |s: &str| {
-        serde_json::to_string(s)
-            .expect("a string")
-            .replace('$', "$$")
-    };
-    spec.push_str(&format!("name: {}\n", q(&job)));
-    spec.push_str(&format!("parallelism: {}\n", parallelism.unwrap_or(1)));
-    spec.push_str("sources:\n");
-    spec.push_str(&format!(
-        "  - uid: {}\n    type: file\n    path: {}\n",
-        q(&format!("table-{}", t.name)),
-        q(path_opt)
-    ));
-    spec.push_str("operators:\n");
-    spec.push_str(&format!(
-        "  - uid: \"select\"\n    input: {}\n    sql:\n      table: {}\n      columns:\n",
-        q(&format!("table-{}", t.name)),
-        q(&t.name)
-    ));
-    for c in &t.columns {
-        match &c.computed {
-            None => spec.push_str(&format!(
-                "        - [{}, {}]\n",
-                q(&c.name),
-                q(&c.ty.to_string())
-            )),
-            Some(e) => spec.push_str(&format!(
-                "        - [{}, null, {}]\n",
-                q(&c.name),
-                q(&e.to_string())
-            )),
-        }
-    }
-    if let Some(w) = where_ {
-        spec.push_str(&format!("      where: {}\n", q(&w.to_string())));
-    }
-    spec.push_str("      select:\n");
-    for (name, e) in &select_items {
-        spec.push_str(&format!("        - [{}, {}]\n", q(name), q(e)));
-    }
-    spec.push_str("sinks:\n");
-    match output {
-        Output::Stdout => {
-            spec.push_str("  - { uid: \"result\", input: \"select\", type: stdout }\n")
-        }
-        Output::File(p) => spec.push_str(&format!(
-            "  - {{ uid: \"result\", input: \"select\", type: file, path: {} }}\n",
-            q(&p.to_string_lossy())
-        )),
-    }
-    Ok(Planned {
-        spec,
-        columns: out_cols,
-    })
-}
-
 fn quote_ident(name: &str) -> String {
     format!("`{}`", name.replace('`', "``"))
 }
@@ -534,6 +572,13 @@ pub fn table_scope(t: &Table) -> Result<Vec<(String, SqlType)>, SqlError> {
                 all.push((c.name.clone(), b.ty));
             }
         }
+    }
+    // The watermarked column is the table's time attribute.
+    if let Some((col, _)) = &t.watermark
+        && let Some(c) = all.iter_mut().find(|(n, _)| n == col)
+        && c.1.ty.is_timestamp()
+    {
+        c.1 = c.1.as_rowtime();
     }
     Ok(all)
 }
@@ -598,55 +643,4 @@ fn check_table(t: &Table) -> Result<(), SqlError> {
         }
     }
     Ok(())
-}
-
-type SimpleSelect<'a> = ((String, Pos), Option<&'a ast::Expr>, &'a [ast::SelectItem]);
-
-/// `SELECT items FROM table [WHERE cond]`, the one query shape of this part.
-fn simple_select(q: &ast::Query) -> Result<SimpleSelect<'_>, SqlError> {
-    let refuse = |node: &dyn Spanned, what: &str| {
-        SqlError::new(
-            at(node),
-            format!("{what} is not supported by `sluice sql` yet"),
-        )
-    };
-    if let Some(w) = &q.with {
-        return Err(refuse(w, "WITH (a CTE)"));
-    }
-    if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
-        return Err(refuse(q, "ORDER BY, LIMIT or FETCH"));
-    }
-    let ast::SetExpr::Select(s) = q.body.as_ref() else {
-        return Err(refuse(q.body.as_ref(), "this query (UNION, VALUES, …)"));
-    };
-    if s.distinct.is_some() {
-        return Err(refuse(s.as_ref(), "SELECT DISTINCT"));
-    }
-    if !matches!(&s.group_by, ast::GroupByExpr::Expressions(e, m) if e.is_empty() && m.is_empty())
-        || s.having.is_some()
-    {
-        return Err(refuse(s.as_ref(), "GROUP BY (aggregation)"));
-    }
-    let [from] = s.from.as_slice() else {
-        return Err(refuse(s.as_ref(), "a FROM of several tables"));
-    };
-    if !from.joins.is_empty() {
-        return Err(refuse(&from.joins[0], "JOIN"));
-    }
-    let ast::TableFactor::Table {
-        name, args: None, ..
-    } = &from.relation
-    else {
-        return Err(refuse(
-            &from.relation,
-            "this FROM (a subquery or a table function)",
-        ));
-    };
-    let table = name
-        .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(|i| i.value.clone())
-        .unwrap_or_default();
-    Ok(((table, at(name)), s.selection.as_ref(), &s.projection))
 }

@@ -33,6 +33,10 @@ struct SqlSpec {
     filter: Option<String>,
     /// `[name, expression]`.
     select: Vec<(String, String)>,
+    /// Rows of a window aggregation: `[expression, column]`, an expression
+    /// of the query (a group key, an aggregate call) that a column holds.
+    #[serde(default)]
+    groups: Vec<(String, String)>,
 }
 
 /// `sql:` in a spec.
@@ -46,7 +50,11 @@ fn parse_expr(text: &str) -> Result<sqlparser::ast::Expr, String> {
         .map_err(|e| format!("`{text}`: {e}"))
 }
 
-fn parse_type(text: &str) -> Result<SqlType, String> {
+pub fn parse_type(text: &str) -> Result<SqlType, String> {
+    let (text, rowtime) = match text.strip_suffix(" *ROWTIME*") {
+        Some(t) => (t, true),
+        None => (text, false),
+    };
     let (t, nullable) = match text.strip_suffix(" NOT NULL") {
         Some(t) => (t, false),
         None => (text, true),
@@ -56,7 +64,8 @@ fn parse_type(text: &str) -> Result<SqlType, String> {
         .and_then(|mut p| p.parse_data_type())
         .map_err(|e| format!("`{text}`: {e}"))?;
     let ty = expr::data_type_of(None, &dt).map_err(|e| e.message)?;
-    Ok(SqlType::new(ty, nullable))
+    let t = SqlType::new(ty, nullable);
+    Ok(if rowtime { t.as_rowtime() } else { t })
 }
 
 impl OperatorKind for SqlKind {
@@ -101,7 +110,16 @@ impl OperatorKind for SqlKind {
             pos: None,
         };
         let scope_cols = super::table_scope(&table).map_err(|e| fail(e.to_string()))?;
-        let scope = Scope::new(&scope_cols);
+        let mut groups = Vec::new();
+        for (text, col) in &spec.groups {
+            let i = scope_cols
+                .iter()
+                .position(|(n, _)| n == col)
+                .ok_or_else(|| fail(format!("group column `{col}` is not a column")))?;
+            // The text as the parser prints it, as binding compares.
+            groups.push((parse_expr(text).map_err(fail)?.to_string(), i));
+        }
+        let scope = Scope::grouped(&scope_cols, &groups);
         let physical = table.physical();
         let mut reads = Vec::new();
         for c in &table.columns {

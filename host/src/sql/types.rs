@@ -3,6 +3,7 @@
 //! types of CASE and COALESCE) follow Flink's `LogicalTypeMerging`, checked
 //! against goldens written by Flink itself (tests/sql).
 
+use crate::time::calendar::{civil_from_days, days_from_civil};
 use std::fmt;
 
 /// The largest DECIMAL precision (Flink's and Calcite's).
@@ -19,6 +20,13 @@ pub enum Ty {
     Decimal(u8, u8),
     Char(u32),
     Varchar(u32),
+    /// `TIMESTAMP(3)`: a wall-clock time without zone, as epoch milliseconds
+    /// of that time in UTC.
+    Timestamp,
+    /// `TIMESTAMP_LTZ(3)`: an instant, as epoch milliseconds.
+    TimestampLtz,
+    /// A day-time interval (`INTERVAL '5' SECOND`), in milliseconds.
+    Interval,
     /// The type of a bare `NULL` literal, until something gives it one.
     Null,
 }
@@ -28,11 +36,26 @@ pub enum Ty {
 pub struct SqlType {
     pub ty: Ty,
     pub nullable: bool,
+    /// An event-time attribute (`*ROWTIME*` in Flink's schema): the
+    /// table's watermarked column, a window's `window_time`.
+    pub rowtime: bool,
 }
 
 impl SqlType {
     pub fn new(ty: Ty, nullable: bool) -> SqlType {
-        SqlType { ty, nullable }
+        SqlType {
+            ty,
+            nullable,
+            rowtime: false,
+        }
+    }
+
+    /// The same type, as an event-time attribute.
+    pub fn as_rowtime(self) -> SqlType {
+        SqlType {
+            rowtime: true,
+            ..self
+        }
     }
 }
 
@@ -47,10 +70,16 @@ impl fmt::Display for SqlType {
             Ty::Char(n) => write!(f, "CHAR({n})")?,
             Ty::Varchar(STRING_LEN) => write!(f, "STRING")?,
             Ty::Varchar(n) => write!(f, "VARCHAR({n})")?,
+            Ty::Timestamp => write!(f, "TIMESTAMP(3)")?,
+            Ty::TimestampLtz => write!(f, "TIMESTAMP_LTZ(3)")?,
+            Ty::Interval => write!(f, "INTERVAL SECOND(3)")?,
             Ty::Null => write!(f, "NULL")?,
         }
         if !self.nullable {
             write!(f, " NOT NULL")?;
+        }
+        if self.rowtime {
+            write!(f, " *ROWTIME*")?;
         }
         Ok(())
     }
@@ -63,6 +92,10 @@ impl Ty {
 
     pub fn is_string(self) -> bool {
         matches!(self, Ty::Char(_) | Ty::Varchar(_))
+    }
+
+    pub fn is_timestamp(self) -> bool {
+        matches!(self, Ty::Timestamp | Ty::TimestampLtz)
     }
 
     /// An exact number as a DECIMAL: INT is DECIMAL(10, 0), BIGINT
@@ -189,6 +222,9 @@ pub enum Value {
     /// An unscaled value and its scale.
     Dec(i128, u8),
     Str(String),
+    /// TIMESTAMP(3) and TIMESTAMP_LTZ(3) (epoch milliseconds), and
+    /// intervals (milliseconds).
+    Ts(i64),
 }
 
 pub const POW10: [i128; 39] = {
@@ -274,6 +310,57 @@ pub fn digits(v: i128) -> u8 {
     n as u8
 }
 
+/// Epoch milliseconds as Flink prints a TIMESTAMP(3) in UTC:
+/// `2023-11-14 22:13:20.000`.
+pub fn timestamp_text(ms: i64) -> String {
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = civil_from_days(days);
+    let (h, mi, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    format!("{y:04}-{m:02}-{d:02} {h:02}:{mi:02}:{s:02}.{milli:03}")
+}
+
+/// Parses `yyyy-MM-dd HH:mm:ss[.fff]` (or with `T`, and a trailing `Z`)
+/// into epoch milliseconds of that time in UTC; digits past milliseconds
+/// are cut, as TIMESTAMP(3) keeps three.
+pub fn parse_timestamp(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let t = t.strip_suffix('Z').unwrap_or(t);
+    let (date, time) = t
+        .split_once(' ')
+        .or_else(|| t.split_once('T'))
+        .unwrap_or((t, "00:00:00"));
+    let mut dp = date.splitn(3, '-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: i64 = dp.next()?.parse().ok()?;
+    let d: i64 = dp.next()?.parse().ok()?;
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut tp = hms.splitn(3, ':');
+    let h: i64 = tp.next()?.parse().ok()?;
+    let mi: i64 = tp.next()?.parse().ok()?;
+    let s: i64 = tp.next().unwrap_or("0").parse().ok()?;
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || !(0..24).contains(&h)
+        || !(0..60).contains(&mi)
+        || !(0..60).contains(&s)
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || frac.len() > 9
+    {
+        return None;
+    }
+    let milli: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
+    let days = days_from_civil(y, m, d);
+    if civil_from_days(days) != (y, m, d) {
+        return None;
+    }
+    Some(days * 86_400_000 + h * 3_600_000 + mi * 60_000 + s * 1000 + milli)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +390,26 @@ mod tests {
         assert_eq!(parse_decimal("0.005"), Some((5, 3)));
         assert_eq!(digits(0), 1);
         assert_eq!(digits(137), 3);
+    }
+
+    #[test]
+    fn timestamps_print_and_parse_as_flink_writes_them() {
+        assert_eq!(timestamp_text(0), "1970-01-01 00:00:00.000");
+        assert_eq!(timestamp_text(1_700_000_040_000), "2023-11-14 22:14:00.000");
+        assert_eq!(timestamp_text(-1), "1969-12-31 23:59:59.999");
+        assert_eq!(
+            parse_timestamp("2023-11-14 22:14:00.000"),
+            Some(1_700_000_040_000)
+        );
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:14:00Z"),
+            Some(1_700_000_040_000)
+        );
+        assert_eq!(
+            parse_timestamp("2024-02-29 00:00:00.5"),
+            Some(1_709_164_800_500)
+        );
+        assert_eq!(parse_timestamp("2023-02-29 00:00:00"), None);
+        assert_eq!(parse_timestamp("soon"), None);
     }
 }

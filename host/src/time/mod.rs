@@ -7,6 +7,7 @@
 //! tracking). Processing time is read through a [`Clock`] so that tests can
 //! drive it by hand.
 
+pub mod calendar;
 pub mod watermark;
 pub mod windows;
 

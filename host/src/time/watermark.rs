@@ -22,6 +22,9 @@ pub enum StrategyKind {
     BoundedOutOfOrderness,
     /// Flink's `forMonotonousTimestamps`: max timestamp - 1 ms.
     Monotonous,
+    /// Flink SQL's `WATERMARK FOR ts AS ts - INTERVAL …`: the largest value
+    /// of that expression, max timestamp - delay (no - 1 ms).
+    MaxMinusDelay,
 }
 
 /// When a source sends its watermark downstream.
@@ -67,6 +70,8 @@ impl WatermarkStrategy {
         let delay_ms = match kind {
             StrategyKind::BoundedOutOfOrderness => max_out_of_orderness_ms,
             StrategyKind::Monotonous => 0,
+            // `delay_ms` is subtracted with 1 ms more.
+            StrategyKind::MaxMinusDelay => max_out_of_orderness_ms - 1,
         };
         WatermarkStrategy {
             delay_ms,
@@ -369,6 +374,25 @@ mod tests {
         assert_eq!(w.on_record(s, 10_000, 0), Some(Watermark::Time(4_999)));
         assert_eq!(w.on_record(s, 9_000, 0), None, "older record: no advance");
         assert_eq!(w.on_record(s, 10_500, 0), Some(Watermark::Time(5_499)));
+    }
+
+    #[test]
+    fn a_sql_watermark_is_max_minus_delay_exactly() {
+        let sql = |delay| {
+            WatermarkStrategy::new(
+                StrategyKind::MaxMinusDelay,
+                delay,
+                Emit::PerEvent,
+                200,
+                None,
+            )
+        };
+        let mut w = SourceWatermarks::new(sql(5001), 0);
+        let s = w.add_split(0);
+        assert_eq!(w.on_record(s, 10_000, 0), Some(Watermark::Time(4_999)));
+        let mut w = SourceWatermarks::new(sql(0), 0);
+        let s = w.add_split(0);
+        assert_eq!(w.on_record(s, 10_000, 0), Some(Watermark::Time(10_000)));
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub struct AggregateSpec {
     pub wasm: Option<serde_yaml::Value>,
     #[serde(default)]
     pub native: Option<Vec<NativeAggSpec>>,
+    /// SQL's aggregate functions (`sluice sql` writes it).
+    #[serde(default)]
+    pub sql: Option<serde_yaml::Value>,
 }
 
 pub use crate::runtime::aggregate::NativeAggSpec;
@@ -102,6 +105,16 @@ impl OperatorKind for WindowOperatorKind {
 fn aggregator(cx: &dyn PlanContext) -> Result<Arc<dyn AggregatorFactory>, PlanError> {
     let ap = "aggregate";
     let spec = field::<AggregateSpec>(cx, ap)?.expect("the caller saw it");
+    if spec.sql.is_some() {
+        if spec.wasm.is_some() || spec.native.is_some() {
+            return Err(error(
+                cx,
+                ap,
+                "give exactly one of `wasm`, `native` and `sql`",
+            ));
+        }
+        return cx.sql_aggregator("aggregate.sql");
+    }
     Ok(match (&spec.wasm, spec.native) {
         (Some(_), None) => cx.guest_aggregator("aggregate.wasm", false)?,
         (None, Some(list)) => {

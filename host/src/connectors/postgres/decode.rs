@@ -285,14 +285,7 @@ pub fn epoch_millis(t: &[u8]) -> Option<i64> {
     for i in 0..6 {
         micros = micros * 10 + frac.as_bytes().get(i).map_or(0, |b| i64::from(b - b'0'));
     }
-    // Howard Hinnant's days_from_civil.
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = crate::time::calendar::days_from_civil(y, m, day);
     let secs = days * 86_400 + hh * 3600 + mi * 60 + ss - offset_s;
     Some(secs * 1000 + micros / 1000)
 }
