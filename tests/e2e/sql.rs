@@ -245,6 +245,69 @@ fn the_window_queries_give_the_reference_checksums() {
     }
 }
 
+/// INSERT INTOs of one script (a statement set) run as one job: a view
+/// read twice is planned once, `print` prints each row with its kind and
+/// identifier, `blackhole` takes its rows, `filesystem` writes JSON lines
+/// in its folder, and values are cast to the sink's column types.
+#[test]
+fn several_inserts_run_as_one_job_into_print_blackhole_and_files() {
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let out = d.join("out");
+    let script = format!(
+        "CREATE TABLE events (order_id STRING, customer_id STRING, amount DECIMAL(10, 2), currency STRING,
+           qty INT, price DOUBLE, event_ts BIGINT, ts AS TO_TIMESTAMP_LTZ(event_ts, 3),
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH ('connector' = 'filesystem', 'path' = '${{DATA}}/events.jsonl', 'format' = 'json');
+         CREATE TABLE printed (id STRING, cents BIGINT) WITH ('connector' = 'print', 'print-identifier' = 'eur');
+         CREATE TABLE nothing (id STRING) WITH ('connector' = 'blackhole');
+         CREATE TABLE files (customer_id STRING, n BIGINT, ws TIMESTAMP(3))
+           WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+         CREATE TEMPORARY VIEW eur AS SELECT order_id, amount FROM events WHERE currency = 'EUR';
+         EXECUTE STATEMENT SET BEGIN
+         INSERT INTO printed SELECT order_id, CAST(amount * 100 AS INT) FROM eur;
+         INSERT INTO nothing SELECT order_id FROM eur;
+         INSERT INTO files SELECT customer_id, COUNT(*), window_start
+           FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
+           GROUP BY window_start, window_end, customer_id;
+         END;",
+        out.display()
+    );
+    let f = d.join("inserts.sql");
+    std::fs::write(&f, script).unwrap();
+    let root = support::repo().join("tests/sql");
+    let o = sql(&["--explain", f.to_str().unwrap()], &root);
+    assert_ok(&o);
+    let plan = stdout(&o);
+    assert_eq!(plan.matches("view-eur (sql)").count(), 1, "{plan}");
+    for node in [
+        "sink-printed",
+        "sink-nothing",
+        "sink-files",
+        "insert-files-window (window)",
+    ] {
+        assert!(plan.contains(node), "{node}: {plan}");
+    }
+    let o = sql(&["-q", f.to_str().unwrap()], &root);
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        "eur> +I {\"id\":\"e-1\",\"cents\":1000}\n\
+         eur> +I {\"id\":\"e-4\",\"cents\":100}\n\
+         eur> +I {\"id\":\"e-5\",\"cents\":200}\n\
+         eur> +I {\"id\":\"e-8\",\"cents\":400}\n\
+         eur> +I {\"id\":\"e-9\",\"cents\":600}\n\
+         eur> +I {\"id\":\"e-14\",\"cents\":999}\n\
+         eur> +I {\"id\":\"e-15\",\"cents\":100}\n"
+    );
+    let rows = support::sorted_lines(&out.join("part-0.json"));
+    assert_eq!(rows.len(), 10, "{rows:?}");
+    assert_eq!(
+        rows[0],
+        "{\"customer_id\":\"c-1\",\"n\":1,\"ws\":\"2023-11-14 22:13:30.000\"}"
+    );
+}
+
 /// What this part does not run yet is refused with the file, line and
 /// column and the feature's name; so are bad types and unknown columns.
 #[test]
@@ -282,8 +345,24 @@ fn what_is_not_supported_is_refused_where_it_is_written() {
             ":2:22: JOIN is not supported",
         ),
         (
-            "INSERT INTO t SELECT * FROM t;",
-            ":2:1: `INSERT INTO` is not supported by `sluice sql` yet",
+            "INSERT INTO t (a) SELECT a FROM t;",
+            ":2:13: INSERT INTO with a column list is not supported",
+        ),
+        (
+            "SELECT a FROM t ORDER BY a;",
+            ":2:1: ORDER BY, LIMIT or FETCH is not supported",
+        ),
+        (
+            "INSERT INTO t SELECT a FROM t;",
+            ":2:22: the query gives 1 columns, where 2 are written",
+        ),
+        (
+            "INSERT INTO t SELECT a, a FROM t;",
+            ":2:25: column `s` is STRING, and the query gives it INT",
+        ),
+        (
+            "SELECT a FROM t;\nSELECT s FROM t;",
+            ":2:1: a SELECT that is not the script's last statement has nowhere to go",
         ),
         ("SELECT a FROM u;", ":2:15: table `u` not found"),
         (

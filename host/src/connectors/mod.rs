@@ -8,6 +8,7 @@
 //! makes one instance per subtask when the job starts.
 
 pub mod datagen;
+pub mod discard;
 pub mod file;
 pub mod kafka;
 pub mod postgres;
@@ -100,6 +101,10 @@ pub fn sink(
         "stdout" => Ok(Arc::new(stdout::StdoutSinkFactory::new(options_of(
             options,
         )?))),
+        "discard" => {
+            let _: discard::DiscardOptions = options_of(options)?;
+            Ok(Arc::new(discard::DiscardSinkFactory))
+        }
         "kafka" => Ok(Arc::new(kafka::sink::KafkaSinkFactory::new(
             options_of(options)?,
             context,
@@ -109,7 +114,7 @@ pub fn sink(
             context,
         )?)),
         other => Err(format!(
-            "unknown sink type `{other}` (available: file, stdout, kafka, postgres)"
+            "unknown sink type `{other}` (available: file, stdout, discard, kafka, postgres)"
         )),
     }
 }

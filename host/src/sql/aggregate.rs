@@ -65,7 +65,8 @@ impl AggFn {
     }
 
     /// Flink's result type of the function over `arg` (`None` for
-    /// `COUNT(*)`); `Err` names what is not supported.
+    /// `COUNT(*)`) in a grouped query (a window has rows): as NULL-able as
+    /// its argument; `Err` names what is not supported.
     pub fn result_type(self, arg: Option<SqlType>) -> Result<SqlType, String> {
         let Some(arg) = arg else {
             return Ok(SqlType::new(Ty::BigInt, false));
@@ -75,19 +76,19 @@ impl AggFn {
             Err(format!(
                 "{}({}) is not supported by `sluice sql` yet",
                 self.name(),
-                SqlType::new(t, true)
+                SqlType::new(t, arg.nullable)
             ))
         };
         Ok(match self {
             AggFn::Count => SqlType::new(Ty::BigInt, false),
             AggFn::Sum => match t {
-                Ty::Int | Ty::BigInt | Ty::Double => SqlType::new(t, true),
-                Ty::Decimal(_, s) => SqlType::new(Ty::Decimal(38, s), true),
+                Ty::Int | Ty::BigInt | Ty::Double => SqlType::new(t, arg.nullable),
+                Ty::Decimal(_, s) => SqlType::new(Ty::Decimal(38, s), arg.nullable),
                 _ => return refuse(),
             },
             AggFn::Avg => match t {
-                Ty::Int | Ty::BigInt | Ty::Double => SqlType::new(t, true),
-                Ty::Decimal(_, s) => SqlType::new(Ty::Decimal(38, s.max(6)), true),
+                Ty::Int | Ty::BigInt | Ty::Double => SqlType::new(t, arg.nullable),
+                Ty::Decimal(_, s) => SqlType::new(Ty::Decimal(38, s.max(6)), arg.nullable),
                 _ => return refuse(),
             },
             AggFn::Min | AggFn::Max => match t {
@@ -97,10 +98,7 @@ impl AggFn {
                 | Ty::Decimal(..)
                 | Ty::Boolean
                 | Ty::Timestamp
-                | Ty::TimestampLtz => SqlType {
-                    nullable: true,
-                    ..arg
-                },
+                | Ty::TimestampLtz => arg,
                 _ => return refuse(),
             },
         })
@@ -272,6 +270,11 @@ impl Call {
                 return;
             }
             Some(Value::Null) | None => return,
+            // COUNT(x) counts the rows where x is not NULL, of any type.
+            Some(_) if self.func == AggFn::Count => {
+                acc.count += 1;
+                return;
+            }
             Some(v) => v,
         };
         let Some(x) = raw(arg) else { return };
@@ -538,6 +541,14 @@ mod tests {
         assert_eq!(
             run(&call(AggFn::Count, int), &[Value::Int(1), Value::Null]),
             Value::Int(1)
+        );
+        assert_eq!(
+            run(
+                &call(AggFn::Count, Some(Ty::Varchar(9))),
+                &[Value::Str("a".into()), Value::Null, Value::Str("b".into())]
+            ),
+            Value::Int(2),
+            "COUNT of a string"
         );
         assert_eq!(run(&call(AggFn::Sum, int), &[Value::Null]), Value::Null);
         let dec = Some(Ty::Decimal(10, 2));

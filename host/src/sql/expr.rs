@@ -45,6 +45,61 @@ enum Func {
     /// TO_TIMESTAMP_LTZ of a number of (milli)seconds: the factor to
     /// milliseconds.
     ToTimestampLtz(i64),
+    /// DATE_FORMAT(timestamp, pattern).
+    DateFormat,
+    /// EXTRACT(unit FROM timestamp).
+    Extract(TimeUnit),
+    /// FLOOR(timestamp TO unit), and CEIL with `true`.
+    RoundTime(TimeUnit, bool),
+    /// TIMESTAMPDIFF(unit, a, b).
+    TimestampDiff(TimeUnit),
+    /// JSON_VALUE(text, path).
+    JsonValue,
+    Abs,
+}
+
+/// A unit of time as SQL names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    Year,
+    Quarter,
+    Month,
+    Week,
+    Day,
+    Hour,
+    Minute,
+    Second,
+    Millisecond,
+}
+
+impl TimeUnit {
+    fn parse(name: &str) -> Option<TimeUnit> {
+        Some(match name.to_ascii_uppercase().trim_end_matches('S') {
+            "YEAR" => TimeUnit::Year,
+            "QUARTER" => TimeUnit::Quarter,
+            "MONTH" => TimeUnit::Month,
+            "WEEK" => TimeUnit::Week,
+            "DAY" => TimeUnit::Day,
+            "HOUR" => TimeUnit::Hour,
+            "MINUTE" => TimeUnit::Minute,
+            "SECOND" => TimeUnit::Second,
+            "MILLISECOND" => TimeUnit::Millisecond,
+            _ => return None,
+        })
+    }
+
+    /// Milliseconds of a fixed-length unit.
+    fn millis(self) -> Option<i64> {
+        Some(match self {
+            TimeUnit::Week => 7 * 86_400_000,
+            TimeUnit::Day => 86_400_000,
+            TimeUnit::Hour => 3_600_000,
+            TimeUnit::Minute => 60_000,
+            TimeUnit::Second => 1000,
+            TimeUnit::Millisecond => 1,
+            _ => return None,
+        })
+    }
 }
 
 /// The columns an expression may name.
@@ -55,6 +110,9 @@ pub struct Scope<'a> {
     /// After a GROUP BY: expressions (as SQL text) that stand for a column
     /// of the scope — the group keys and the aggregate calls.
     pub groups: &'a [(String, usize)],
+    /// The names that may qualify a column (`o.amount`): the FROM's table
+    /// and its alias.
+    pub qualifiers: &'a [String],
 }
 
 impl<'a> Scope<'a> {
@@ -63,6 +121,7 @@ impl<'a> Scope<'a> {
             columns,
             depth: std::cell::Cell::new(0),
             groups: &[],
+            qualifiers: &[],
         }
     }
 
@@ -155,7 +214,22 @@ fn bind_inner(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
                 node: Node::Column(i),
             }
         }
-        Expr::CompoundIdentifier(_) => return Err(unsupported(e, "a qualified column name")),
+        Expr::CompoundIdentifier(parts) => match parts.as_slice() {
+            [q, c] if scope.qualifiers.contains(&q.value) => {
+                bind(&Expr::Identifier(c.clone()), scope)?
+            }
+            [q, _] => {
+                return Err(mismatch(
+                    e,
+                    format!(
+                        "`{}` is not a table of this FROM ({})",
+                        q.value,
+                        scope.qualifiers.join(", ")
+                    ),
+                ));
+            }
+            _ => return Err(unsupported(e, "a column name of over two parts")),
+        },
         Expr::Nested(inner) => bind(inner, scope)?,
         Expr::Value(v) => literal(e, &v.value)?,
         Expr::UnaryOp { op, expr } => {
@@ -400,6 +474,48 @@ fn bind_inner(e: &Expr, scope: &Scope<'_>) -> Result<Bound, SqlError> {
             trim_characters: None,
         } => string_func(e, Func::Trim, vec![bind(expr, scope)?])?,
         Expr::Function(f) => function(e, f, scope)?,
+        Expr::Extract { field, expr, .. } => {
+            let unit = TimeUnit::parse(&field.to_string())
+                .ok_or_else(|| unsupported(e, &format!("EXTRACT of {field}")))?;
+            let x = bind(expr, scope)?;
+            if !x.ty.ty.is_timestamp() && x.ty.ty != Ty::Null {
+                return Err(mismatch(
+                    e,
+                    format!("EXTRACT takes a timestamp, not {}", x.ty),
+                ));
+            }
+            let nullable = x.ty.nullable;
+            b(
+                Node::Func(Func::Extract(unit), vec![x]),
+                Ty::BigInt,
+                nullable,
+            )
+        }
+        Expr::Floor {
+            expr,
+            field: ast::CeilFloorKind::DateTimeField(field),
+        }
+        | Expr::Ceil {
+            expr,
+            field: ast::CeilFloorKind::DateTimeField(field),
+        } if !matches!(field, ast::DateTimeField::NoDateTime) => {
+            let unit = TimeUnit::parse(&field.to_string())
+                .ok_or_else(|| unsupported(e, &format!("FLOOR or CEIL to {field}")))?;
+            let x = bind(expr, scope)?;
+            if !x.ty.ty.is_timestamp() {
+                return Err(mismatch(
+                    e,
+                    format!("FLOOR(… TO {field}) takes a timestamp, not {}", x.ty),
+                ));
+            }
+            // A time attribute rounded stays one.
+            let ty = x.ty;
+            let ceil = matches!(e, Expr::Ceil { .. });
+            Bound {
+                ty,
+                node: Node::Func(Func::RoundTime(unit, ceil), vec![x]),
+            }
+        }
         Expr::Interval(i) => Bound {
             ty: SqlType::new(Ty::Interval, false),
             node: Node::Literal(Value::Ts(interval_millis(e, i)?)),
@@ -611,7 +727,9 @@ fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, Sql
         ));
     }
     let mut args = Vec::new();
-    for a in &list.args {
+    // TIMESTAMPDIFF's first argument is a unit, not a value.
+    let skip = usize::from(name == "TIMESTAMPDIFF");
+    for a in list.args.iter().skip(skip) {
         match a {
             ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) => args.push(bind(x, scope)?),
             _ => return Err(unsupported(e, &format!("this argument of {name}"))),
@@ -641,6 +759,80 @@ fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, Sql
             string_func(e, Func::CharLength, args)?
         }
         "CONCAT" => concat(e, args)?,
+        "DATE_FORMAT" => {
+            arity(2)?;
+            if !args[0].ty.ty.is_timestamp() || !args[1].ty.ty.is_string() {
+                return Err(mismatch(
+                    e,
+                    format!(
+                        "DATE_FORMAT takes a timestamp and a pattern, not {} and {}",
+                        args[0].ty, args[1].ty
+                    ),
+                ));
+            }
+            let nullable = args.iter().any(|a| a.ty.nullable);
+            Bound {
+                ty: SqlType::new(Ty::Varchar(types::STRING_LEN), nullable),
+                node: Node::Func(Func::DateFormat, args),
+            }
+        }
+        "TIMESTAMPDIFF" => {
+            arity(2)?;
+            let unit = match &list.args[0] {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(Expr::Identifier(id))) => {
+                    TimeUnit::parse(&id.value)
+                }
+                _ => None,
+            }
+            .filter(|u| u.millis().is_some() && *u != TimeUnit::Millisecond)
+            .ok_or_else(|| {
+                unsupported(
+                    e,
+                    "TIMESTAMPDIFF in a unit other than WEEK, DAY, HOUR, MINUTE or SECOND",
+                )
+            })?;
+            if !args
+                .iter()
+                .all(|a| a.ty.ty.is_timestamp() || a.ty.ty == Ty::Null)
+            {
+                return Err(mismatch(e, "TIMESTAMPDIFF takes two timestamps".into()));
+            }
+            let nullable = args.iter().any(|a| a.ty.nullable);
+            Bound {
+                ty: SqlType::new(Ty::Int, nullable),
+                node: Node::Func(Func::TimestampDiff(unit), args),
+            }
+        }
+        "JSON_VALUE" => {
+            arity(2)?;
+            if !args
+                .iter()
+                .all(|a| a.ty.ty.is_string() || a.ty.ty == Ty::Null)
+            {
+                return Err(mismatch(
+                    e,
+                    "JSON_VALUE takes a JSON string and a path".into(),
+                ));
+            }
+            Bound {
+                ty: SqlType::new(Ty::Varchar(types::STRING_LEN), true),
+                node: Node::Func(Func::JsonValue, args),
+            }
+        }
+        "ABS" => {
+            arity(1)?;
+            if !args[0].ty.ty.is_numeric() {
+                return Err(mismatch(
+                    e,
+                    format!("ABS takes a number, not {}", args[0].ty),
+                ));
+            }
+            let ty = args[0].ty;
+            Bound {
+                ty: SqlType::new(ty.ty, ty.nullable),
+                node: Node::Func(Func::Abs, args),
+            }
+        }
         "TO_TIMESTAMP_LTZ" => {
             arity(2)?;
             let factor = match &list.args[1] {
@@ -1244,6 +1436,39 @@ fn func(f: Func, v: &[Value]) -> Value {
         Func::Trim => Value::Str(text(0).trim_matches(' ').to_owned()),
         Func::Concat => Value::Str((0..v.len()).map(text).collect()),
         Func::ToTimestampLtz(factor) => Value::Ts(int(0).wrapping_mul(factor)),
+        Func::DateFormat => match &v[0] {
+            Value::Ts(ms) => Value::Str(date_format(*ms, text(1))),
+            _ => Value::Null,
+        },
+        Func::Extract(unit) => match &v[0] {
+            Value::Ts(ms) => Value::Int(extract(unit, *ms)),
+            _ => Value::Null,
+        },
+        Func::RoundTime(unit, ceil) => match &v[0] {
+            Value::Ts(ms) => {
+                let f = floor_time(unit, *ms);
+                Value::Ts(if ceil && f != *ms {
+                    ceil_time(unit, f)
+                } else {
+                    f
+                })
+            }
+            _ => Value::Null,
+        },
+        Func::TimestampDiff(unit) => match (&v[0], &v[1]) {
+            (Value::Ts(a), Value::Ts(b)) => {
+                let n = (b - a) / unit.millis().expect("a fixed unit");
+                Value::Int(n as i32 as i64)
+            }
+            _ => Value::Null,
+        },
+        Func::JsonValue => json_value(text(0), text(1)).map_or(Value::Null, Value::Str),
+        Func::Abs => match &v[0] {
+            Value::Int(i) => Value::Int(i.wrapping_abs()),
+            Value::Double(d) => Value::Double(d.abs()),
+            Value::Dec(u, s) => Value::Dec(u.abs(), *s),
+            other => other.clone(),
+        },
         Func::Substring => {
             let chars: Vec<char> = text(0).chars().collect();
             let len = chars.len() as i64;
@@ -1265,6 +1490,148 @@ fn func(f: Func, v: &[Value]) -> Value {
                 )
             }
         }
+    }
+}
+
+/// The field `unit` of a timestamp (UTC).
+fn extract(unit: TimeUnit, ms: i64) -> i64 {
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = crate::time::calendar::civil_from_days(days);
+    match unit {
+        TimeUnit::Year => y,
+        TimeUnit::Quarter => (m - 1) / 3 + 1,
+        TimeUnit::Month => m,
+        // ISO week of the year.
+        TimeUnit::Week => {
+            let wd = (days + 3).rem_euclid(7); // Monday = 0
+            let thursday = days - wd + 3;
+            let (ty, _, _) = crate::time::calendar::civil_from_days(thursday);
+            (thursday - crate::time::calendar::days_from_civil(ty, 1, 1)) / 7 + 1
+        }
+        TimeUnit::Day => d,
+        TimeUnit::Hour => in_day / 3_600_000,
+        TimeUnit::Minute => in_day / 60_000 % 60,
+        TimeUnit::Second => in_day / 1000 % 60,
+        TimeUnit::Millisecond => in_day % 1000,
+    }
+}
+
+/// The start of the `unit` holding `ms`.
+fn floor_time(unit: TimeUnit, ms: i64) -> i64 {
+    use crate::time::calendar::{civil_from_days, days_from_civil};
+    let day = |y, m| days_from_civil(y, m, 1) * 86_400_000;
+    match unit {
+        TimeUnit::Year | TimeUnit::Quarter | TimeUnit::Month => {
+            let (y, m, _) = civil_from_days(ms.div_euclid(86_400_000));
+            match unit {
+                TimeUnit::Year => day(y, 1),
+                TimeUnit::Quarter => day(y, (m - 1) / 3 * 3 + 1),
+                _ => day(y, m),
+            }
+        }
+        // Weeks start on Sunday, as Calcite's FLOOR(… TO WEEK).
+        TimeUnit::Week => {
+            let days = ms.div_euclid(86_400_000);
+            (days - (days + 4).rem_euclid(7)) * 86_400_000
+        }
+        u => {
+            let n = u.millis().expect("a fixed unit");
+            ms - ms.rem_euclid(n)
+        }
+    }
+}
+
+/// The start of the `unit` after the one that starts at `floor`.
+fn ceil_time(unit: TimeUnit, floor: i64) -> i64 {
+    use crate::time::calendar::{civil_from_days, days_from_civil};
+    let months = match unit {
+        TimeUnit::Year => 12,
+        TimeUnit::Quarter => 3,
+        TimeUnit::Month => 1,
+        u => return floor + u.millis().expect("a fixed unit"),
+    };
+    let (y, m, _) = civil_from_days(floor.div_euclid(86_400_000));
+    let total = y * 12 + (m - 1) + months;
+    days_from_civil(total.div_euclid(12), total.rem_euclid(12) + 1, 1) * 86_400_000
+}
+
+/// DATE_FORMAT's pattern (Java's `SimpleDateFormat` letters: `yyyy`,
+/// `MM`, `dd`, `HH`, `mm`, `ss`, `SSS`, text in single quotes) applied to a
+/// timestamp in UTC.
+fn date_format(ms: i64, pattern: &str) -> String {
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, mo, d) = crate::time::calendar::civil_from_days(days);
+    let fields = |c: char| -> Option<i64> {
+        Some(match c {
+            'y' => y,
+            'M' => mo,
+            'd' => d,
+            'H' => in_day / 3_600_000,
+            'm' => in_day / 60_000 % 60,
+            's' => in_day / 1000 % 60,
+            'S' => in_day % 1000,
+            _ => return None,
+        })
+    };
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\'' {
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&x| x == '\'')
+                .map(|p| i + 1 + p);
+            match end {
+                Some(e) if e == i + 1 => out.push('\''),
+                Some(e) => out.extend(&chars[i + 1..e]),
+                None => out.extend(&chars[i + 1..]),
+            }
+            i = end.map_or(chars.len(), |e| e + 1);
+            continue;
+        }
+        let run = chars[i..].iter().take_while(|&&x| x == c).count();
+        match fields(c) {
+            Some(v) if c == 'y' && run == 2 => out.push_str(&format!("{:02}", v.rem_euclid(100))),
+            Some(v) => out.push_str(&format!("{v:0run$}")),
+            None => out.extend(&chars[i..i + run]),
+        }
+        i += run;
+    }
+    out
+}
+
+/// JSON_VALUE: the scalar at `path` (`$.a.b`, `$.a[0]`, `$['a']`) of the
+/// JSON text `json`, as text; `None` for a missing path, a non-scalar,
+/// `null` or text that is not JSON.
+fn json_value(json: &str, path: &str) -> Option<String> {
+    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
+    let rest = path.trim().strip_prefix('$')?;
+    let mut cur = &doc;
+    let mut r = rest;
+    while !r.is_empty() {
+        if let Some(x) = r.strip_prefix('.') {
+            let end = x.find(['.', '[']).unwrap_or(x.len());
+            cur = cur.get(&x[..end])?;
+            r = &x[end..];
+        } else if let Some(x) = r.strip_prefix('[') {
+            let end = x.find(']')?;
+            let key = x[..end].trim();
+            cur = match key.strip_prefix('\'').and_then(|k| k.strip_suffix('\'')) {
+                Some(k) => cur.get(k)?,
+                None => cur.get(key.parse::<usize>().ok()?)?,
+            };
+            r = &x[end + 1..];
+        } else {
+            return None;
+        }
+    }
+    match cur {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 

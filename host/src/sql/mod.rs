@@ -142,6 +142,56 @@ enum Statement {
     /// A query, and the window TVFs it reads (`FROM` names each by its
     /// placeholder, [`tvf_name`]).
     Query(Box<ast::Query>, Vec<WindowTvf>),
+    /// `INSERT INTO table query`.
+    Insert(String, Pos, Box<ast::Query>, Vec<WindowTvf>),
+    /// `CREATE [TEMPORARY] VIEW name AS query`.
+    CreateView(String, Pos, Box<ast::Query>, Vec<WindowTvf>),
+    /// `BEGIN STATEMENT SET` and `END`: several INSERTs are one job anyway.
+    Nothing,
+}
+
+/// The tokens after the first `n` significant ones.
+fn skip_words(tokens: Vec<TokenWithSpan>, n: usize) -> Vec<TokenWithSpan> {
+    let mut seen = 0;
+    tokens
+        .into_iter()
+        .skip_while(|t| {
+            if seen == n {
+                return false;
+            }
+            if !matches!(t.token, Token::Whitespace(_)) {
+                seen += 1;
+            }
+            true
+        })
+        .collect()
+}
+
+/// A parser over `tokens` with the window TVFs taken out (see
+/// [`extract_tvfs`]).
+fn query_parser(tokens: Vec<TokenWithSpan>) -> Result<(Parser<'static>, Vec<WindowTvf>), SqlError> {
+    let (tokens, tvfs) = extract_tvfs(tokens)?;
+    Ok((
+        Parser::new(&FlinkDialect)
+            .with_recursion_limit(64)
+            .with_tokens_with_locations(tokens),
+        tvfs,
+    ))
+}
+
+/// The last part of a (possibly qualified) name, with its position.
+fn object_name(p: &mut Parser<'_>) -> Result<(String, Pos), ParserError> {
+    let t = p.peek_token();
+    let pos = Some((t.span.start.line, t.span.start.column));
+    let name = p.parse_object_name(false)?;
+    Ok((
+        name.0
+            .last()
+            .and_then(|part| part.as_ident())
+            .map(|i| i.value.clone())
+            .unwrap_or_default(),
+        pos,
+    ))
 }
 
 /// A windowing table-valued function: `TUMBLE(TABLE t, DESCRIPTOR(ts),
@@ -402,6 +452,17 @@ fn first_words(tokens: &[TokenWithSpan], n: usize) -> Vec<String> {
 }
 
 fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<Statement, SqlError> {
+    let words = first_words(&tokens, 4);
+    let tokens = match words
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["EXECUTE", "STATEMENT", "SET", "BEGIN"] => skip_words(tokens, 4),
+        ["BEGIN", "STATEMENT", "SET"] | ["END"] => return Ok(Statement::Nothing),
+        _ => tokens,
+    };
     let words = first_words(&tokens, 3);
     let start = tokens
         .iter()
@@ -423,18 +484,49 @@ fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<Statement, SqlError> {
             Statement::Set(k, v)
         }
         ["SELECT", ..] | ["WITH", ..] | ["", ..] => {
-            let (tokens, tvfs) = extract_tvfs(p.into_tokens())?;
-            p = Parser::new(&FlinkDialect)
-                .with_recursion_limit(64)
-                .with_tokens_with_locations(tokens);
+            let tvfs;
+            (p, tvfs) = query_parser(p.into_tokens())?;
             Statement::Query(p.parse_query().map_err(from_parser)?, tvfs)
+        }
+        ["INSERT", ..] => {
+            let tvfs;
+            (p, tvfs) = query_parser(p.into_tokens())?;
+            p.expect_keyword(Keyword::INSERT).map_err(from_parser)?;
+            p.expect_keyword(Keyword::INTO).map_err(from_parser)?;
+            let (name, pos) = object_name(&mut p).map_err(from_parser)?;
+            if p.peek_token().token == Token::LParen
+                && !matches!(p.peek_nth_token(1).token, Token::Word(ref w) if w.keyword == Keyword::SELECT)
+            {
+                return Err(SqlError::new(
+                    pos,
+                    "INSERT INTO with a column list is not supported by `sluice sql` yet (columns go by position)",
+                ));
+            }
+            Statement::Insert(name, pos, p.parse_query().map_err(from_parser)?, tvfs)
+        }
+        ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW"] => {
+            let tvfs;
+            (p, tvfs) = query_parser(p.into_tokens())?;
+            p.expect_keyword(Keyword::CREATE).map_err(from_parser)?;
+            let _ = p.parse_keyword(Keyword::TEMPORARY);
+            p.expect_keyword(Keyword::VIEW).map_err(from_parser)?;
+            let _ = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+            let (name, pos) = object_name(&mut p).map_err(from_parser)?;
+            if p.peek_token().token == Token::LParen {
+                return Err(SqlError::new(
+                    pos,
+                    "CREATE VIEW with a column list is not supported by `sluice sql` yet (name the columns in its SELECT)",
+                ));
+            }
+            p.expect_keyword(Keyword::AS).map_err(from_parser)?;
+            Statement::CreateView(name, pos, p.parse_query().map_err(from_parser)?, tvfs)
         }
         _ => {
             let what = words.iter().take(2).cloned().collect::<Vec<_>>().join(" ");
             return Err(SqlError::new(
                 start,
                 format!(
-                    "`{what}` is not supported by `sluice sql` yet (it runs SET, CREATE TABLE and a final SELECT)"
+                    "`{what}` is not supported by `sluice sql` yet (it runs SET, CREATE TABLE, CREATE VIEW, INSERT INTO and SELECT)"
                 ),
             ));
         }
@@ -555,10 +647,6 @@ fn create_table(p: &mut Parser<'_>) -> Result<Table, ParserError> {
     })
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('`', "``"))
-}
-
 /// The table's columns as a query sees them: physical ones with their
 /// types, computed ones typed by their expression over the physical ones.
 pub fn table_scope(t: &Table) -> Result<Vec<(String, SqlType)>, SqlError> {
@@ -585,51 +673,43 @@ pub fn table_scope(t: &Table) -> Result<Vec<(String, SqlType)>, SqlError> {
 
 fn check_table(t: &Table) -> Result<(), SqlError> {
     let opt = |k: &str| t.options.get(k).map(String::as_str);
-    match opt("connector") {
-        Some("filesystem") => {}
+    let refuse = |m: String| Err(SqlError::new(t.pos, format!("table `{}`: {m}", t.name)));
+    let allowed: &[&str] = match opt("connector") {
+        Some("filesystem") => {
+            if opt("path").is_none() {
+                return refuse("'path' is missing".into());
+            }
+            match opt("format") {
+                Some("json") => {}
+                f => {
+                    return refuse(format!(
+                        "the format {} is not supported by `sluice sql` yet (it reads and writes 'json')",
+                        f.map_or("(none)".to_owned(), |f| format!("'{f}'"))
+                    ));
+                }
+            }
+            &["connector", "path", "format"]
+        }
+        Some("print") => {
+            if opt("standard-error") == Some("true") {
+                return refuse(
+                    "'standard-error' = 'true' is not supported by `sluice sql` yet".into(),
+                );
+            }
+            &["connector", "print-identifier", "standard-error"]
+        }
+        Some("blackhole") => &["connector"],
         Some(other) => {
-            return Err(SqlError::new(
-                t.pos,
-                format!(
-                    "table `{}`: the connector '{other}' is not supported by `sluice sql` yet (it reads 'filesystem')",
-                    t.name
-                ),
+            return refuse(format!(
+                "the connector '{other}' is not supported by `sluice sql` yet (it has 'filesystem', 'print' and 'blackhole')"
             ));
         }
-        None => {
-            return Err(SqlError::new(
-                t.pos,
-                format!("table `{}` has no 'connector' option", t.name),
-            ));
-        }
-    }
-    if opt("path").is_none() {
-        return Err(SqlError::new(
-            t.pos,
-            format!("table `{}`: 'path' is missing", t.name),
-        ));
-    }
-    match opt("format") {
-        Some("json") => {}
-        f => {
-            return Err(SqlError::new(
-                t.pos,
-                format!(
-                    "table `{}`: the format {} is not supported by `sluice sql` yet (it reads 'json')",
-                    t.name,
-                    f.map_or("(none)".to_owned(), |f| format!("'{f}'"))
-                ),
-            ));
-        }
-    }
+        None => return refuse("there is no 'connector' option".into()),
+    };
     for k in t.options.keys() {
-        if !["connector", "path", "format"].contains(&k.as_str()) {
-            return Err(SqlError::new(
-                t.pos,
-                format!(
-                    "table `{}`: the option '{k}' is not supported by `sluice sql` yet",
-                    t.name
-                ),
+        if !allowed.contains(&k.as_str()) {
+            return refuse(format!(
+                "the option '{k}' is not supported by `sluice sql` yet"
             ));
         }
     }

@@ -37,6 +37,9 @@ struct SqlSpec {
     /// of the query (a group key, an aggregate call) that a column holds.
     #[serde(default)]
     groups: Vec<(String, String)>,
+    /// Names that qualify a column (`o.amount`): the FROM's table, its alias.
+    #[serde(default)]
+    qualifiers: Vec<String>,
 }
 
 /// `sql:` in a spec.
@@ -119,7 +122,10 @@ impl OperatorKind for SqlKind {
             // The text as the parser prints it, as binding compares.
             groups.push((parse_expr(text).map_err(fail)?.to_string(), i));
         }
-        let scope = Scope::grouped(&scope_cols, &groups);
+        let scope = Scope {
+            qualifiers: &spec.qualifiers,
+            ..Scope::grouped(&scope_cols, &groups)
+        };
         let physical = table.physical();
         let mut reads = Vec::new();
         for c in &table.columns {

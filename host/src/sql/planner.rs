@@ -5,7 +5,7 @@ use super::expr::{self, Bound, Scope};
 use super::types::{self, SqlType};
 use super::{
     Column, Pos, SqlError, Statement, Table, TvfKind, WindowTvf, aggregate, at, check_table,
-    parse_statement, quote_ident, statements, table_scope, tvf_name,
+    parse_statement, statements, table_scope, tvf_name,
 };
 use sqlparser::ast::{self, Spanned};
 use sqlparser::tokenizer::Token;
@@ -54,10 +54,13 @@ fn flink_duration(v: &str) -> Option<i64> {
 }
 
 /// Plans the script `text` (its `${VAR}`s already replaced), read from
-/// `path`, into a pipeline spec.
+/// `path`, into a pipeline spec: every `INSERT INTO` and the final
+/// `SELECT`, if there is one, in one job.
 pub fn plan(text: &str, path: &Path, output: &Output) -> Result<Planned, SqlError> {
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
+    let mut views: BTreeMap<String, View> = BTreeMap::new();
     let mut settings = Settings::default();
+    let mut inserts = Vec::new();
     let mut query = None;
     let stmts = statements(text)?;
     let last = stmts.len().saturating_sub(1);
@@ -67,45 +70,10 @@ pub fn plan(text: &str, path: &Path, output: &Output) -> Result<Planned, SqlErro
             .find(|t| !matches!(t.token, Token::Whitespace(_)))
             .map(|t| (t.span.start.line, t.span.start.column));
         match parse_statement(tokens)? {
-            Statement::Set(k, v) => {
-                let duration = || {
-                    flink_duration(&v).ok_or_else(|| {
-                        SqlError::new(
-                            start,
-                            format!("{k} must be a duration such as '200 ms' or '5 s', not '{v}'"),
-                        )
-                    })
-                };
-                match k.as_str() {
-                    "parallelism.default" => {
-                        settings.parallelism =
-                            Some(v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
-                                SqlError::new(
-                                    start,
-                                    format!(
-                                        "parallelism.default must be a positive number, not '{v}'"
-                                    ),
-                                )
-                            })?)
-                    }
-                    "table.local-time-zone" if v == "UTC" => {}
-                    "pipeline.auto-watermark-interval" => {
-                        settings.watermark_interval_ms = Some(duration()?)
-                    }
-                    "table.exec.source.idle-timeout" => {
-                        settings.idle_timeout_ms = Some(duration()?)
-                    }
-                    _ => {
-                        return Err(SqlError::new(
-                            start,
-                            format!("SET '{k}' is not supported by `sluice sql` yet"),
-                        ));
-                    }
-                }
-            }
+            Statement::Set(k, v) => settings.set(&k, &v, start)?,
             Statement::CreateTable(t) => {
                 check_table(&t)?;
-                if tables.contains_key(&t.name) {
+                if tables.contains_key(&t.name) || views.contains_key(&t.name) {
                     return Err(SqlError::new(
                         t.pos,
                         format!("table `{}` already exists", t.name),
@@ -113,29 +81,518 @@ pub fn plan(text: &str, path: &Path, output: &Output) -> Result<Planned, SqlErro
                 }
                 tables.insert(t.name.clone(), *t);
             }
+            Statement::CreateView(name, pos, q, tvfs) => {
+                if tables.contains_key(&name) || views.contains_key(&name) {
+                    return Err(SqlError::new(pos, format!("`{name}` already exists")));
+                }
+                views.insert(name, View { query: q, tvfs });
+            }
+            Statement::Insert(name, pos, q, tvfs) => inserts.push((name, pos, q, tvfs)),
             Statement::Query(q, tvfs) if i == last => query = Some((q, tvfs)),
             Statement::Query(..) => {
                 return Err(SqlError::new(
                     start,
-                    "a SELECT must be the script's last statement (INSERT INTO is not supported yet)",
+                    "a SELECT that is not the script's last statement has nowhere to go: write it as INSERT INTO a table, or as a view",
+                ));
+            }
+            Statement::Nothing => {}
+        }
+    }
+    if inserts.is_empty() && query.is_none() {
+        return Err(SqlError::new(
+            None,
+            "the script has no INSERT INTO and does not end in a SELECT: there is nothing to run",
+        ));
+    }
+    let job = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "sql".into());
+    let mut pl = Planner {
+        tables: &tables,
+        views: &views,
+        settings: &settings,
+        ops: Yaml::default(),
+        sinks: Yaml::default(),
+        sources: Vec::new(),
+        planned_views: BTreeMap::new(),
+        depth: 0,
+    };
+    let mut uses: BTreeMap<String, usize> = BTreeMap::new();
+    for (name, pos, q, tvfs) in &inserts {
+        let sink = tables
+            .get(name)
+            .ok_or_else(|| SqlError::new(*pos, format!("table `{name}` not found")))?;
+        let connector = sink.options.get("connector").map(String::as_str);
+        if !matches!(connector, Some("print" | "blackhole" | "filesystem")) {
+            return Err(SqlError::new(
+                *pos,
+                format!(
+                    "table `{name}` cannot be written to: `sluice sql` writes 'print', 'blackhole' and 'filesystem' tables"
+                ),
+            ));
+        }
+        let n = uses.entry(name.clone()).or_default();
+        *n += 1;
+        let suffix = if *n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let target: Vec<(String, Option<SqlType>)> = sink
+            .physical()
+            .into_iter()
+            .map(|(n, t)| (n, Some(t)))
+            .collect();
+        let uid = format!("insert-{name}{suffix}");
+        let no_ctes = BTreeMap::new();
+        let at = At {
+            tvfs,
+            uid: &uid,
+            target: Some(&target),
+            ctes: &no_ctes,
+        };
+        let (out, _) = pl.query(q, at)?;
+        pl.sink(&format!("sink-{name}{suffix}"), &out, sink);
+    }
+    let mut columns = Vec::new();
+    if let Some((q, tvfs)) = &query {
+        let no_ctes = BTreeMap::new();
+        let at = At {
+            tvfs,
+            uid: "select",
+            target: None,
+            ctes: &no_ctes,
+        };
+        let (out, cols) = pl.query(q, at)?;
+        match output {
+            Output::Stdout => pl.sinks.line(
+                1,
+                &format!("- {{ uid: \"result\", input: {}, type: stdout }}", yq(&out)),
+            ),
+            Output::File(p) => pl.sinks.line(
+                1,
+                &format!(
+                    "- {{ uid: \"result\", input: {}, type: file, path: {} }}",
+                    yq(&out),
+                    yq(&p.to_string_lossy())
+                ),
+            ),
+        }
+        columns = cols;
+    }
+    let mut y = Yaml::default();
+    y.line(0, &format!("name: {}", yq(&job)));
+    y.line(
+        0,
+        &format!("parallelism: {}", settings.parallelism.unwrap_or(1)),
+    );
+    y.line(0, "sources:");
+    for (name, et) in &pl.sources {
+        y.source(&tables[name], et.as_ref());
+    }
+    y.line(0, "operators:");
+    y.0.push_str(&pl.ops.0);
+    y.line(0, "sinks:");
+    y.0.push_str(&pl.sinks.0);
+    Ok(Planned { spec: y.0, columns })
+}
+
+impl Settings {
+    fn set(&mut self, k: &str, v: &str, at: Pos) -> Result<(), SqlError> {
+        let duration = || {
+            flink_duration(v).ok_or_else(|| {
+                SqlError::new(
+                    at,
+                    format!("{k} must be a duration such as '200 ms' or '5 s', not '{v}'"),
+                )
+            })
+        };
+        match k {
+            "parallelism.default" => {
+                self.parallelism = Some(v.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                    SqlError::new(
+                        at,
+                        format!("parallelism.default must be a positive number, not '{v}'"),
+                    )
+                })?)
+            }
+            "table.local-time-zone" if v == "UTC" => {}
+            "pipeline.auto-watermark-interval" => self.watermark_interval_ms = Some(duration()?),
+            "table.exec.source.idle-timeout" => self.idle_timeout_ms = Some(duration()?),
+            _ => {
+                return Err(SqlError::new(
+                    at,
+                    format!("SET '{k}' is not supported by `sluice sql` yet"),
                 ));
             }
         }
+        Ok(())
     }
-    let (q, tvfs) = query
-        .ok_or_else(|| SqlError::new(None, "the script has no query: it must end in a SELECT"))?;
-    let select = select_parts(&q, &tvfs)?;
-    let (table_name, table_pos) = match &select.from {
-        From::Table(name, pos) => (name.clone(), *pos),
-        From::Window(i) => (tvfs[*i].table.clone(), tvfs[*i].pos),
-    };
-    let t = tables
-        .get(&table_name)
-        .ok_or_else(|| SqlError::new(table_pos, format!("table `{table_name}` not found")))?;
-    let scope_cols = table_scope(t)?;
-    let scope = Scope::new(&scope_cols);
-    if let Some(w) = select.where_ {
-        let b = expr::bind(w, &scope)?;
+}
+
+/// `CREATE VIEW name AS query`.
+struct View {
+    query: Box<ast::Query>,
+    tvfs: Vec<WindowTvf>,
+}
+
+/// Rows a query reads: the node they come from and their columns.
+#[derive(Clone)]
+struct Relation {
+    uid: String,
+    /// The columns as the reading `sql` operator declares them.
+    table: Table,
+}
+
+/// What a result column must be: its name, and the type to CAST to (an
+/// INSERT's table column).
+type Target = [(String, Option<SqlType>)];
+
+/// Where a query being planned stands: the window TVFs of its statement,
+/// the uid its last operator gets, what its result columns must be (an
+/// INSERT's table, a UNION's left side), and the WITH queries in scope.
+#[derive(Clone, Copy)]
+struct At<'q> {
+    tvfs: &'q [WindowTvf],
+    uid: &'q str,
+    target: Option<&'q Target>,
+    ctes: &'q BTreeMap<String, Relation>,
+}
+
+impl<'q> At<'q> {
+    /// A part of this query: another uid, no target.
+    fn part(self, uid: &'q str) -> At<'q> {
+        At {
+            uid,
+            target: None,
+            ..self
+        }
+    }
+}
+
+/// Plans queries into the spec's operators and sinks.
+struct Planner<'a> {
+    tables: &'a BTreeMap<String, Table>,
+    views: &'a BTreeMap<String, View>,
+    settings: &'a Settings,
+    ops: Yaml,
+    sinks: Yaml,
+    /// The tables read, in the order first read, and their event time
+    /// (where a window reads them).
+    sources: Vec<(String, Option<EventTime>)>,
+    planned_views: BTreeMap<String, Relation>,
+    /// How deep queries nest (views of views, subqueries).
+    depth: usize,
+}
+
+/// How deep queries may nest.
+const MAX_NESTING: usize = 32;
+
+/// A query's output as a table a further query reads.
+fn derived(name: &str, cols: &[(String, SqlType)]) -> Table {
+    Table {
+        name: name.to_owned(),
+        columns: cols
+            .iter()
+            .map(|(n, t)| Column {
+                name: n.clone(),
+                ty: *t,
+                computed: None,
+            })
+            .collect(),
+        watermark: None,
+        options: BTreeMap::new(),
+        pos: None,
+    }
+}
+
+impl Planner<'_> {
+    /// The sink of table `t` (an INSERT's), fed by `input`.
+    fn sink(&mut self, uid: &str, input: &str, t: &Table) {
+        let opt = |k: &str| t.options.get(k).map(String::as_str);
+        let head = format!("- {{ uid: {}, input: {}, ", yq(uid), yq(input));
+        let line = match opt("connector") {
+            Some("print") => format!(
+                "{head}type: stdout, changelog: true{} }}",
+                opt("print-identifier").map_or(String::new(), |id| format!(
+                    ", prefix: {}",
+                    yq(&format!("{id}> "))
+                ))
+            ),
+            Some("blackhole") => format!("{head}type: discard }}"),
+            _ => format!(
+                "{head}type: file, path: {} }}",
+                yq(&format!(
+                    "{}/part-0.json",
+                    opt("path").expect("checked").trim_end_matches('/')
+                ))
+            ),
+        };
+        self.sinks.line(1, &line);
+    }
+
+    /// The rows of the table, view or CTE `name`.
+    fn relation(
+        &mut self,
+        name: &str,
+        pos: Pos,
+        ctes: &BTreeMap<String, Relation>,
+    ) -> Result<Relation, SqlError> {
+        if let Some(r) = ctes.get(name).or_else(|| self.planned_views.get(name)) {
+            return Ok(r.clone());
+        }
+        if let Some(v) = self.views.get(name) {
+            let uid = format!("view-{name}");
+            let no_ctes = BTreeMap::new();
+            let at = At {
+                tvfs: &v.tvfs,
+                uid: &uid,
+                target: None,
+                ctes: &no_ctes,
+            };
+            let (uid, cols) = self.query(&v.query, at)?;
+            let r = Relation {
+                uid,
+                table: derived(name, &cols),
+            };
+            self.planned_views.insert(name.to_owned(), r.clone());
+            return Ok(r);
+        }
+        let t = self
+            .tables
+            .get(name)
+            .ok_or_else(|| SqlError::new(pos, format!("table `{name}` not found")))?;
+        if t.options.get("connector").map(String::as_str) != Some("filesystem") {
+            return Err(SqlError::new(
+                pos,
+                format!(
+                    "table `{name}` cannot be read: `sluice sql` reads 'filesystem' tables (its connector is '{}')",
+                    t.options.get("connector").map_or("", String::as_str)
+                ),
+            ));
+        }
+        if !self.sources.iter().any(|(n, _)| n == name) {
+            self.sources.push((name.to_owned(), None));
+        }
+        Ok(Relation {
+            uid: source_uid(t),
+            table: t.clone(),
+        })
+    }
+
+    /// Plans `q` as operators whose last has uid `uid` (or, for a UNION,
+    /// feeds it); returns that node and the result columns.
+    fn query(&mut self, q: &ast::Query, here: At<'_>) -> Result<(String, Columns), SqlError> {
+        if self.depth >= MAX_NESTING {
+            return Err(SqlError::new(
+                at(q),
+                format!("queries nest deeper than {MAX_NESTING} levels (views, subqueries)"),
+            ));
+        }
+        self.depth += 1;
+        let r = self.query_inner(q, here);
+        self.depth -= 1;
+        r
+    }
+
+    fn query_inner(&mut self, q: &ast::Query, here: At<'_>) -> Result<(String, Columns), SqlError> {
+        let refuse = |node: &dyn Spanned, what: &str| {
+            SqlError::new(
+                at(node),
+                format!("{what} is not supported by `sluice sql` yet"),
+            )
+        };
+        if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
+            return Err(refuse(q, "ORDER BY, LIMIT or FETCH"));
+        }
+        let mut scope = here.ctes.clone();
+        if let Some(w) = &q.with {
+            if w.recursive {
+                return Err(refuse(w, "WITH RECURSIVE"));
+            }
+            for cte in &w.cte_tables {
+                let name = cte.alias.name.value.clone();
+                if !cte.alias.columns.is_empty() {
+                    return Err(refuse(cte, "a WITH column list"));
+                }
+                let part = format!("{}-{name}", here.uid);
+                let (u, cols) = self.query(
+                    &cte.query,
+                    At {
+                        ctes: &scope,
+                        ..here.part(&part)
+                    },
+                )?;
+                scope.insert(
+                    name.clone(),
+                    Relation {
+                        uid: u,
+                        table: derived(&name, &cols),
+                    },
+                );
+            }
+        }
+        self.set_expr(
+            &q.body,
+            At {
+                ctes: &scope,
+                ..here
+            },
+        )
+    }
+
+    fn set_expr(
+        &mut self,
+        body: &ast::SetExpr,
+        here: At<'_>,
+    ) -> Result<(String, Columns), SqlError> {
+        let uid = here.uid;
+        match body {
+            ast::SetExpr::Select(s) => self.select(s, here),
+            ast::SetExpr::Query(q) => self.query(q, here),
+            ast::SetExpr::SetOperation {
+                op: ast::SetOperator::Union,
+                set_quantifier: ast::SetQuantifier::All,
+                left,
+                right,
+            } => {
+                let (lu, ru) = (format!("{uid}-1"), format!("{uid}-2"));
+                let (l, lcols) = self.set_expr(left, here.part(&lu))?;
+                let names: Vec<(String, Option<SqlType>)> =
+                    lcols.iter().map(|(n, _)| (n.clone(), None)).collect();
+                let (r, rcols) = self.set_expr(
+                    right,
+                    At {
+                        target: Some(&names),
+                        ..here.part(&ru)
+                    },
+                )?;
+                if lcols.len() != rcols.len() {
+                    return Err(SqlError::new(
+                        at(body),
+                        format!(
+                            "the sides of UNION ALL give {} and {} columns",
+                            lcols.len(),
+                            rcols.len()
+                        ),
+                    ));
+                }
+                let mut cols = Vec::new();
+                for ((n, a), (_, b)) in lcols.iter().zip(&rcols) {
+                    let ty = types::common(&[a.ty, b.ty]).ok_or_else(|| {
+                        SqlError::new(
+                            at(body),
+                            format!(
+                                "column `{n}` of UNION ALL is {a} on one side and {b} on the other"
+                            ),
+                        )
+                    })?;
+                    cols.push((n.clone(), SqlType::new(ty, a.nullable || b.nullable)));
+                }
+                // The union: both sides' rows, read as the common types.
+                let table = derived("union", &cols);
+                let scope = Scope::new(&cols);
+                let star = [ast::SelectItem::Wildcard(
+                    ast::WildcardAdditionalOptions::default(),
+                )];
+                let (out, items) = select_items(&star, &cols, &scope, here.target)?;
+                self.ops.sql_operator(SqlOp {
+                    uid,
+                    inputs: &[&l, &r],
+                    table: &table,
+                    filter: None,
+                    select: &items,
+                    groups: &[],
+                    qualifiers: &[],
+                });
+                Ok((uid.to_owned(), out))
+            }
+            other => Err(SqlError::new(
+                at(other),
+                "this query (UNION without ALL, INTERSECT, EXCEPT, VALUES, …) is not supported by `sluice sql` yet",
+            )),
+        }
+    }
+
+    fn select(&mut self, s: &ast::Select, here: At<'_>) -> Result<(String, Columns), SqlError> {
+        let (tvfs, uid, target, ctes) = (here.tvfs, here.uid, here.target, here.ctes);
+        let select = select_parts(s, tvfs)?;
+        let rel = match &select.from {
+            From::Table(name, pos) => self.relation(name, *pos, ctes)?,
+            From::Derived(q, alias) => {
+                let part = format!("{uid}-{alias}");
+                let (u, cols) = self.query(q, here.part(&part))?;
+                Relation {
+                    uid: u,
+                    table: derived(alias, &cols),
+                }
+            }
+            From::Window(i) => {
+                let tvf = &tvfs[*i];
+                if ctes.contains_key(&tvf.table) || self.views.contains_key(&tvf.table) {
+                    return Err(SqlError::new(
+                        tvf.pos,
+                        format!(
+                            "a window TVF over a view or a WITH query (`{}`) is not supported by `sluice sql` yet: it reads a table",
+                            tvf.table
+                        ),
+                    ));
+                }
+                let rel = self.relation(&tvf.table, tvf.pos, ctes)?;
+                let scope_cols = table_scope(&rel.table)?;
+                let et = event_time(&rel.table, tvf, &scope_cols, self.settings)?;
+                let ty = et.ty;
+                if let Some(src) = self.sources.iter_mut().find(|(n, _)| *n == tvf.table) {
+                    src.1 = Some(et);
+                }
+                let cols = plan_window(
+                    &mut self.ops,
+                    uid,
+                    &rel,
+                    tvf,
+                    &select,
+                    &scope_cols,
+                    ty,
+                    target,
+                )?;
+                return Ok((uid.to_owned(), cols));
+            }
+        };
+        let scope_cols = table_scope(&rel.table)?;
+        let qualifiers: Vec<String> = [Some(rel.table.name.clone()), select.alias.clone()]
+            .into_iter()
+            .flatten()
+            .collect();
+        let scope = Scope {
+            qualifiers: &qualifiers,
+            ..Scope::new(&scope_cols)
+        };
+        check_where(select.where_, &scope)?;
+        if !select.group_by.is_empty() || select.having.is_some() {
+            return Err(SqlError::new(
+                select.pos,
+                "GROUP BY outside a window TVF (a group aggregation, whose result is a changelog) is not supported by `sluice sql` yet",
+            ));
+        }
+        let (out_cols, items) = select_items(select.items, &scope_cols, &scope, target)?;
+        self.ops.sql_operator(SqlOp {
+            uid,
+            inputs: &[&rel.uid],
+            table: &rel.table,
+            filter: select.where_,
+            select: &items,
+            groups: &[],
+            qualifiers: &qualifiers,
+        });
+        Ok((uid.to_owned(), out_cols))
+    }
+}
+
+/// A WHERE must be a BOOLEAN over the row.
+fn check_where(w: Option<&ast::Expr>, scope: &Scope<'_>) -> Result<(), SqlError> {
+    if let Some(w) = w {
+        let b = expr::bind(w, scope)?;
         if !matches!(b.ty.ty, types::Ty::Boolean | types::Ty::Null) {
             return Err(SqlError::new(
                 at(w),
@@ -143,53 +600,7 @@ pub fn plan(text: &str, path: &Path, output: &Output) -> Result<Planned, SqlErro
             ));
         }
     }
-    let job = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "sql".into());
-    let mut y = Yaml::default();
-    y.line(0, &format!("name: {}", yq(&job)));
-    y.line(
-        0,
-        &format!("parallelism: {}", settings.parallelism.unwrap_or(1)),
-    );
-    let planned = match &select.from {
-        From::Table(..) => {
-            if !select.group_by.is_empty() || select.having.is_some() {
-                return Err(SqlError::new(
-                    select.pos,
-                    "GROUP BY outside a window TVF (a group aggregation, whose result is a changelog) is not supported by `sluice sql` yet",
-                ));
-            }
-            y.source(t, None);
-            y.line(0, "operators:");
-            let (out_cols, items) = select_items(select.items, &scope_cols, &scope)?;
-            y.sql_operator("select", &source_uid(t), t, select.where_, &items, &[]);
-            out_cols
-        }
-        From::Window(i) => {
-            let tvf = &tvfs[*i];
-            let et = event_time(t, tvf, &scope_cols, &settings)?;
-            y.source(t, Some(&et));
-            y.line(0, "operators:");
-            plan_window(&mut y, t, tvf, &select, &scope_cols, &et)?
-        }
-    };
-    y.line(0, "sinks:");
-    match output {
-        Output::Stdout => y.line(1, "- { uid: \"result\", input: \"select\", type: stdout }"),
-        Output::File(p) => y.line(
-            1,
-            &format!(
-                "- {{ uid: \"result\", input: \"select\", type: file, path: {} }}",
-                yq(&p.to_string_lossy())
-            ),
-        ),
-    }
-    Ok(Planned {
-        spec: y.0,
-        columns: planned,
-    })
+    Ok(())
 }
 
 /// A string as a YAML scalar (JSON's quoting; `$` doubled, as specs
@@ -198,6 +609,20 @@ fn yq(s: &str) -> String {
     serde_json::to_string(s)
         .expect("a string")
         .replace('$', "$$")
+}
+
+/// A `sql` operator to write: its node, the columns of the rows it reads
+/// (a table's, or a window's), its WHERE (or HAVING), its SELECT as
+/// `[name, expression]`, the group expressions of a window's rows, and the
+/// names that qualify columns.
+struct SqlOp<'a> {
+    uid: &'a str,
+    inputs: &'a [&'a str],
+    table: &'a Table,
+    filter: Option<&'a ast::Expr>,
+    select: &'a [(String, String)],
+    groups: &'a [(String, String)],
+    qualifiers: &'a [String],
 }
 
 /// The spec being written.
@@ -215,7 +640,6 @@ impl Yaml {
 
     /// The table's source, with its event time when a window needs it.
     fn source(&mut self, t: &Table, event_time: Option<&EventTime>) {
-        self.line(0, "sources:");
         self.line(1, &format!("- uid: {}", yq(&source_uid(t))));
         self.line(2, "type: file");
         self.line(
@@ -243,17 +667,24 @@ impl Yaml {
     }
 
     /// A `sql` operator over `table`'s columns (or a window's rows).
-    fn sql_operator(
-        &mut self,
-        uid: &str,
-        input: &str,
-        t: &Table,
-        filter: Option<&ast::Expr>,
-        select: &[(String, String)],
-        groups: &[(String, String)],
-    ) {
+    fn sql_operator(&mut self, op: SqlOp<'_>) {
+        let SqlOp {
+            uid,
+            inputs,
+            table: t,
+            filter,
+            select,
+            groups,
+            qualifiers,
+        } = op;
         self.line(1, &format!("- uid: {}", yq(uid)));
-        self.line(2, &format!("input: {}", yq(input)));
+        match inputs {
+            [one] => self.line(2, &format!("input: {}", yq(one))),
+            many => {
+                let ins: Vec<String> = many.iter().map(|i| yq(i)).collect();
+                self.line(2, &format!("inputs: [{}]", ins.join(", ")));
+            }
+        }
         self.line(2, "sql:");
         self.line(3, &format!("table: {}", yq(&t.name)));
         self.line(3, "columns:");
@@ -276,6 +707,10 @@ impl Yaml {
         for (name, e) in select {
             self.line(4, &format!("- [{}, {}]", yq(name), yq(e)));
         }
+        if !qualifiers.is_empty() {
+            let qs: Vec<String> = qualifiers.iter().map(|q| yq(q)).collect();
+            self.line(3, &format!("qualifiers: [{}]", qs.join(", ")));
+        }
         if !groups.is_empty() {
             self.line(3, "groups:");
             for (e, col) in groups {
@@ -297,23 +732,30 @@ fn select_items(
     items: &[ast::SelectItem],
     scope_cols: &[(String, SqlType)],
     scope: &Scope<'_>,
+    target: Option<&Target>,
 ) -> Result<(Columns, Vec<(String, String)>), SqlError> {
     let mut out_cols: Vec<(String, SqlType)> = Vec::new();
     let mut select_items: Vec<(String, String)> = Vec::new();
+    let mut exprs: Vec<(String, ast::Expr)> = Vec::new();
     for (n, item) in items.iter().enumerate() {
         let (name, e) = match item {
             ast::SelectItem::UnnamedExpr(e) => (
                 match e {
                     ast::Expr::Identifier(id) => id.value.clone(),
+                    ast::Expr::CompoundIdentifier(parts) if !parts.is_empty() => {
+                        parts[parts.len() - 1].value.clone()
+                    }
                     _ => format!("EXPR${n}"),
                 },
                 e,
             ),
             ast::SelectItem::ExprWithAlias { expr: e, alias } => (alias.value.clone(), e),
             ast::SelectItem::Wildcard(_) if scope.groups.is_empty() => {
-                for (name, ty) in scope_cols {
-                    out_cols.push((name.clone(), *ty));
-                    select_items.push((name.clone(), quote_ident(name)));
+                for (name, _) in scope_cols {
+                    exprs.push((
+                        name.clone(),
+                        ast::Expr::Identifier(ast::Ident::with_quote('`', name.clone())),
+                    ));
                 }
                 continue;
             }
@@ -324,17 +766,60 @@ fn select_items(
                 ));
             }
         };
-        let b: Bound = expr::bind(e, scope)?;
+        exprs.push((name, e.clone()));
+    }
+    if let Some(t) = target
+        && t.len() != exprs.len()
+    {
+        let pos = items.first().and_then(|i| at(i));
+        return Err(SqlError::new(
+            pos,
+            format!(
+                "the query gives {} columns, where {} are written",
+                exprs.len(),
+                t.len()
+            ),
+        ));
+    }
+    for (i, (name, e)) in exprs.into_iter().enumerate() {
+        let b: Bound = expr::bind(&e, scope)?;
         if b.ty.ty == types::Ty::Interval {
             return Err(SqlError::new(
-                at(e),
+                at(&e),
                 "an INTERVAL result column is not supported by `sluice sql` yet",
             ));
         }
-        out_cols.push((name.clone(), b.ty));
-        select_items.push((name, e.to_string()));
+        let (name, ty, text) = match target.map(|t| &t[i]) {
+            None => (name, b.ty, e.to_string()),
+            Some((to, None)) => (to.clone(), b.ty, e.to_string()),
+            Some((to, Some(want))) => {
+                if b.ty.ty == want.ty {
+                    (to.clone(), b.ty, e.to_string())
+                } else if assignable(b.ty.ty, want.ty) {
+                    let ty = SqlType::new(want.ty, b.ty.nullable);
+                    let text = format!("CAST(({e}) AS {})", SqlType::new(want.ty, true));
+                    (to.clone(), ty, text)
+                } else {
+                    return Err(SqlError::new(
+                        at(&e),
+                        format!("column `{to}` is {want}, and the query gives it {}", b.ty),
+                    ));
+                }
+            }
+        };
+        out_cols.push((name.clone(), ty));
+        select_items.push((name, text));
     }
     Ok((out_cols, select_items))
+}
+
+/// Whether a value of `from` may be written to a column of `to` (Flink's
+/// implicit casts on INSERT: within numbers, strings, timestamps).
+fn assignable(from: types::Ty, to: types::Ty) -> bool {
+    from == types::Ty::Null
+        || from.is_numeric() && to.is_numeric()
+        || from.is_string() && to.is_string()
+        || from.is_timestamp() && to.is_timestamp()
 }
 
 /// Where a table's event time comes from and how its watermark goes.
@@ -477,6 +962,9 @@ fn find_aggregates<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::Function>, depth
             }
         }
         E::Nested(x)
+        | E::Extract { expr: x, .. }
+        | E::Floor { expr: x, .. }
+        | E::Ceil { expr: x, .. }
         | E::UnaryOp { expr: x, .. }
         | E::IsNull(x)
         | E::IsNotNull(x)
@@ -544,16 +1032,35 @@ fn find_aggregates<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::Function>, depth
 /// group keys and aggregate arguments, the window (its aggregator is
 /// [`aggregate`]'s), and the SQL operator of the SELECT and HAVING over the
 /// window's rows.
+#[allow(clippy::too_many_arguments)]
 fn plan_window(
     y: &mut Yaml,
-    t: &Table,
+    uid: &str,
+    rel: &Relation,
     tvf: &WindowTvf,
     select: &SelectParts<'_>,
     scope_cols: &[(String, SqlType)],
-    et: &EventTime,
+    time_ty: types::Ty,
+    target: Option<&Target>,
 ) -> Result<Vec<(String, SqlType)>, SqlError> {
-    let scope = Scope::new(scope_cols);
-    let is = |e: &ast::Expr, name: &str| matches!(e, ast::Expr::Identifier(id) if id.value == name);
+    let t = &rel.table;
+    let (input_uid, window_uid) = (format!("{uid}-window-input"), format!("{uid}-window"));
+    let qualifiers: Vec<String> = [Some(tvf.table.clone()), select.alias.clone()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let scope = Scope {
+        qualifiers: &qualifiers,
+        ..Scope::new(scope_cols)
+    };
+    // `window_start`, or qualified by the FROM's name (`w.window_start`).
+    let is = |e: &ast::Expr, name: &str| match e {
+        ast::Expr::Identifier(id) => id.value == name,
+        ast::Expr::CompoundIdentifier(p) => {
+            p.len() == 2 && p[1].value == name && qualifiers.contains(&p[0].value)
+        }
+        _ => false,
+    };
     if !select.group_by.iter().any(|e| is(e, "window_start"))
         || !select.group_by.iter().any(|e| is(e, "window_end"))
     {
@@ -700,10 +1207,19 @@ fn plan_window(
             pre.push((format!("a${j}"), a.to_string()));
         }
     }
-    y.sql_operator("window-input", &source_uid(t), t, select.where_, &pre, &[]);
+    check_where(select.where_, &scope)?;
+    y.sql_operator(SqlOp {
+        uid: &input_uid,
+        inputs: &[&rel.uid],
+        table: t,
+        filter: select.where_,
+        select: &pre,
+        groups: &[],
+        qualifiers: &qualifiers,
+    });
     // 2. The window.
-    y.line(1, "- uid: \"window\"");
-    y.line(2, "input: \"window-input\"");
+    y.line(1, &format!("- uid: {}", yq(&window_uid)));
+    y.line(2, &format!("input: {}", yq(&input_uid)));
     if keys.len() == 1 || keys.is_empty() {
         y.line(
             2,
@@ -776,7 +1292,7 @@ fn plan_window(
     if select.group_by.iter().any(|e| is(e, "window_time")) {
         columns.push(Column {
             name: "window_time".into(),
-            ty: ts(et.ty).as_rowtime(),
+            ty: ts(time_ty).as_rowtime(),
             computed: None,
         });
     }
@@ -817,7 +1333,10 @@ fn plan_window(
             )
         })
         .collect();
-    let post_scope = Scope::grouped(&post_cols, &group_idx);
+    let post_scope = Scope {
+        qualifiers: &qualifiers,
+        ..Scope::grouped(&post_cols, &group_idx)
+    };
     if let Some(h) = select.having {
         let b = expr::bind(h, &post_scope)?;
         if !matches!(b.ty.ty, types::Ty::Boolean | types::Ty::Null) {
@@ -827,88 +1346,94 @@ fn plan_window(
             ));
         }
     }
-    let (out_cols, items) = select_items(select.items, &post_cols, &post_scope)?;
-    y.sql_operator(
-        "select",
-        "window",
-        &window_table,
-        select.having,
-        &items,
-        &groups,
-    );
+    let (out_cols, items) = select_items(select.items, &post_cols, &post_scope, target)?;
+    y.sql_operator(SqlOp {
+        uid,
+        inputs: &[&window_uid],
+        table: &window_table,
+        filter: select.having,
+        select: &items,
+        groups: &groups,
+        qualifiers: &qualifiers,
+    });
     Ok(out_cols)
 }
 
 /// What a query reads.
-enum From {
+enum From<'a> {
     Table(String, Pos),
+    /// A subquery, and its alias.
+    Derived(&'a ast::Query, String),
     /// The window TVF of this index.
     Window(usize),
 }
 
-/// The parts of `SELECT items FROM t [WHERE c] [GROUP BY …] [HAVING …]`,
-/// the one query shape of this part.
+/// The parts of `SELECT items FROM t [WHERE c] [GROUP BY …] [HAVING …]`.
 struct SelectParts<'a> {
-    from: From,
+    from: From<'a>,
     where_: Option<&'a ast::Expr>,
     items: &'a [ast::SelectItem],
     group_by: Vec<&'a ast::Expr>,
     having: Option<&'a ast::Expr>,
     pos: Pos,
+    /// `FROM x AS alias`.
+    alias: Option<String>,
 }
 
-fn select_parts<'a>(q: &'a ast::Query, tvfs: &[WindowTvf]) -> Result<SelectParts<'a>, SqlError> {
+fn select_parts<'a>(s: &'a ast::Select, tvfs: &[WindowTvf]) -> Result<SelectParts<'a>, SqlError> {
     let refuse = |node: &dyn Spanned, what: &str| {
         SqlError::new(
             at(node),
             format!("{what} is not supported by `sluice sql` yet"),
         )
     };
-    if let Some(w) = &q.with {
-        return Err(refuse(w, "WITH (a CTE)"));
-    }
-    if q.order_by.is_some() || q.limit_clause.is_some() || q.fetch.is_some() {
-        return Err(refuse(q, "ORDER BY, LIMIT or FETCH"));
-    }
-    let ast::SetExpr::Select(s) = q.body.as_ref() else {
-        return Err(refuse(q.body.as_ref(), "this query (UNION, VALUES, …)"));
-    };
     if s.distinct.is_some() {
-        return Err(refuse(s.as_ref(), "SELECT DISTINCT"));
+        return Err(refuse(s, "SELECT DISTINCT"));
     }
     let group_by = match &s.group_by {
         ast::GroupByExpr::Expressions(e, m) if m.is_empty() => e.iter().collect(),
         _ => {
-            return Err(refuse(
-                s.as_ref(),
-                "GROUP BY ALL, ROLLUP, CUBE or GROUPING SETS",
-            ));
+            return Err(refuse(s, "GROUP BY ALL, ROLLUP, CUBE or GROUPING SETS"));
         }
     };
     let [from] = s.from.as_slice() else {
-        return Err(refuse(s.as_ref(), "a FROM of several tables"));
+        return Err(refuse(s, "a FROM of several tables"));
     };
     if !from.joins.is_empty() {
         return Err(refuse(&from.joins[0], "JOIN"));
     }
-    let ast::TableFactor::Table {
-        name, args: None, ..
-    } = &from.relation
-    else {
-        return Err(refuse(
-            &from.relation,
-            "this FROM (a subquery or a table function)",
-        ));
-    };
-    let table = name
-        .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .map(|i| i.value.clone())
-        .unwrap_or_default();
-    let from = match (0..tvfs.len()).find(|i| tvf_name(*i) == table) {
-        Some(i) => From::Window(i),
-        None => From::Table(table, at(name)),
+    let mut alias = None;
+    let from = match &from.relation {
+        ast::TableFactor::Table {
+            name,
+            args: None,
+            alias: a,
+            ..
+        } => {
+            alias = a.as_ref().map(|a| a.name.value.clone());
+            let table = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(|i| i.value.clone())
+                .unwrap_or_default();
+            match (0..tvfs.len()).find(|i| tvf_name(*i) == table) {
+                Some(i) => From::Window(i),
+                None => From::Table(table, at(name)),
+            }
+        }
+        ast::TableFactor::Derived {
+            lateral: false,
+            subquery,
+            alias,
+            ..
+        } => From::Derived(
+            subquery,
+            alias
+                .as_ref()
+                .map_or_else(|| "subquery".to_owned(), |a| a.name.value.clone()),
+        ),
+        other => return Err(refuse(other, "this FROM (a table function, LATERAL, …)")),
     };
     Ok(SelectParts {
         from,
@@ -916,6 +1441,7 @@ fn select_parts<'a>(q: &'a ast::Query, tvfs: &[WindowTvf]) -> Result<SelectParts
         items: &s.projection,
         group_by,
         having: s.having.as_ref(),
-        pos: at(s.as_ref()),
+        pos: at(s),
+        alias,
     })
 }
