@@ -140,6 +140,10 @@ enum Command {
         /// Do not print the job summary.
         #[arg(long, short)]
         quiet: bool,
+        /// The job's parallelism where the script does not SET
+        /// 'parallelism.default' (Flink's `-p`).
+        #[arg(long, short, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+        parallelism: Option<u32>,
         #[command(flatten)]
         modules: ModuleArgs,
     },
@@ -219,8 +223,9 @@ pub fn main() -> ExitCode {
             explain,
             output,
             quiet,
+            parallelism,
             modules,
-        } => sql(&file, explain, output, quiet, &modules),
+        } => sql(&file, explain, output, quiet, parallelism, &modules),
         Command::Version => {
             println!(
                 "sluice {} (WIT {}, wasmtime {})",
@@ -510,6 +515,7 @@ fn sql(
     explain: bool,
     output: Option<PathBuf>,
     quiet: bool,
+    parallelism: Option<u32>,
     modules: &ModuleArgs,
 ) -> ExitCode {
     let refuse = |m: String| {
@@ -528,7 +534,7 @@ fn sql(
         Some(p) => crate::sql::Output::File(p),
         None => crate::sql::Output::Stdout,
     };
-    let planned = match crate::sql::plan(&text, file, &out) {
+    let planned = match crate::sql::plan(&text, file, &out, parallelism) {
         Ok(p) => p,
         Err(e) => {
             let at = e.pos.map_or(String::new(), |(l, c)| format!(":{l}:{c}"));

@@ -55,8 +55,14 @@ fn flink_duration(v: &str) -> Option<i64> {
 
 /// Plans the script `text` (its `${VAR}`s already replaced), read from
 /// `path`, into a pipeline spec: every `INSERT INTO` and the final
-/// `SELECT`, if there is one, in one job.
-pub fn plan(text: &str, path: &Path, output: &Output) -> Result<Planned, SqlError> {
+/// `SELECT`, if there is one, in one job, at `parallelism` unless the
+/// script SETs 'parallelism.default'.
+pub fn plan(
+    text: &str,
+    path: &Path,
+    output: &Output,
+    parallelism: Option<u32>,
+) -> Result<Planned, SqlError> {
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
     let mut views: BTreeMap<String, View> = BTreeMap::new();
     let mut settings = Settings::default();
@@ -185,7 +191,10 @@ pub fn plan(text: &str, path: &Path, output: &Output) -> Result<Planned, SqlErro
     y.line(0, &format!("name: {}", yq(&job)));
     y.line(
         0,
-        &format!("parallelism: {}", settings.parallelism.unwrap_or(1)),
+        &format!(
+            "parallelism: {}",
+            settings.parallelism.or(parallelism).unwrap_or(1)
+        ),
     );
     y.line(0, "sources:");
     for (name, et) in &pl.sources {
@@ -505,6 +514,7 @@ impl Planner<'_> {
                     select: &items,
                     groups: &[],
                     qualifiers: &[],
+                    at_source: false,
                 });
                 Ok((uid.to_owned(), out))
             }
@@ -584,6 +594,7 @@ impl Planner<'_> {
             select: &items,
             groups: &[],
             qualifiers: &qualifiers,
+            at_source: rel.table.options.contains_key("connector"),
         });
         Ok((uid.to_owned(), out_cols))
     }
@@ -623,6 +634,11 @@ struct SqlOp<'a> {
     select: &'a [(String, String)],
     groups: &'a [(String, String)],
     qualifiers: &'a [String],
+    /// It reads a table's file source: it runs beside it, at its
+    /// parallelism of 1, as Flink runs what is chained to a table source
+    /// up to the first shuffle (a record then reaches a window with the
+    /// watermarks of the file's order, whatever the job's parallelism).
+    at_source: bool,
 }
 
 /// The spec being written.
@@ -642,6 +658,9 @@ impl Yaml {
     fn source(&mut self, t: &Table, event_time: Option<&EventTime>) {
         self.line(1, &format!("- uid: {}", yq(&source_uid(t))));
         self.line(2, "type: file");
+        // One reader, as Flink reads one file (a split it does not cut):
+        // the watermark is that of the file's order.
+        self.line(2, "parallelism: 1");
         self.line(
             2,
             &format!("path: {}", yq(t.options.get("path").expect("checked"))),
@@ -676,6 +695,7 @@ impl Yaml {
             select,
             groups,
             qualifiers,
+            at_source,
         } = op;
         self.line(1, &format!("- uid: {}", yq(uid)));
         match inputs {
@@ -684,6 +704,9 @@ impl Yaml {
                 let ins: Vec<String> = many.iter().map(|i| yq(i)).collect();
                 self.line(2, &format!("inputs: [{}]", ins.join(", ")));
             }
+        }
+        if at_source {
+            self.line(2, "parallelism: 1");
         }
         self.line(2, "sql:");
         self.line(3, &format!("table: {}", yq(&t.name)));
@@ -1216,6 +1239,7 @@ fn plan_window(
         select: &pre,
         groups: &[],
         qualifiers: &qualifiers,
+        at_source: true,
     });
     // 2. The window.
     y.line(1, &format!("- uid: {}", yq(&window_uid)));
@@ -1355,6 +1379,7 @@ fn plan_window(
         select: &items,
         groups: &groups,
         qualifiers: &qualifiers,
+        at_source: false,
     });
     Ok(out_cols)
 }
