@@ -642,6 +642,25 @@ pub fn write_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
 }
 
+/// Appends `mantissa / 10^scale` as a plain decimal number with all its
+/// scale's digits (`-0.05`, `12.50`).
+pub fn write_decimal(out: &mut Vec<u8>, mantissa: i128, scale: u32) {
+    let digits = mantissa.unsigned_abs().to_string();
+    if mantissa < 0 {
+        out.push(b'-');
+    }
+    let scale = scale as usize;
+    if scale == 0 {
+        out.extend_from_slice(digits.as_bytes());
+        return;
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    out.extend_from_slice(int.as_bytes());
+    out.push(b'.');
+    out.extend_from_slice(frac.as_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

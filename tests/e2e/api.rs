@@ -915,3 +915,62 @@ fn a_submitted_job_may_use_only_the_folders_the_server_allows() {
     allowed.wait_for(&id, "the job to finish", |j| j["status"] == "finished");
     assert!(marker.exists());
 }
+
+/// A Flink SQL script goes to the server as `sql` (`sluice job submit
+/// FILE.sql`), is planned there as `sluice sql` plans it, and runs as a job
+/// like any other; one that ends in a SELECT has nowhere to write and is a
+/// 400 that says so.
+#[test]
+fn a_sql_script_is_submitted_and_runs_as_a_job() {
+    let s = Server::start(&[]);
+    let script = s.dir.path().join("counts.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE gen (id BIGINT, k INT) WITH ('connector' = 'datagen',
+           'rows-per-second' = '${RATE}', 'fields.id.kind' = 'sequence',
+           'fields.id.start' = '1', 'fields.id.end' = '500', 'fields.k.min' = '1', 'fields.k.max' = '3');
+         CREATE TABLE out (id BIGINT, doubled BIGINT) WITH ('connector' = 'filesystem',
+           'path' = 'out', 'format' = 'json');
+         INSERT INTO out SELECT id, id * 2 FROM gen WHERE k > 0;",
+    )
+    .unwrap();
+    let o = support::sluice()
+        .args(["job", "submit", script.to_str().unwrap()])
+        .env("SLUICE_SERVER", &s.url)
+        .env("SLUICE_HOME", s.dir.path())
+        .env_remove("SLUICE_TOKEN")
+        .env("RATE", "5000")
+        .current_dir(s.dir.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    let job = s.wait_for(&id, "the job to finish", |j| j["status"] == "finished");
+    assert_eq!(job["name"], "counts");
+    let rows = support::sorted_lines(&s.dir.path().join("out/part-0.json"));
+    assert_eq!(rows.len(), 500);
+    assert!(
+        rows.contains(&"{\"id\":250,\"doubled\":500}".to_owned()),
+        "{:?}",
+        &rows[..3]
+    );
+    let (status, body) = s.request(
+        "POST",
+        "/v1/jobs",
+        Some(
+            serde_json::to_vec(&json!({
+                "sql": "CREATE TABLE t (a INT) WITH ('connector' = 'datagen'); SELECT a FROM t;",
+                "file": "q.sql"
+            }))
+            .unwrap(),
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("q.sql: the script ends in a SELECT")),
+        "{body}"
+    );
+}

@@ -309,6 +309,39 @@ fn several_inserts_run_as_one_job_into_print_blackhole_and_files() {
     );
 }
 
+/// The README's example: a `datagen` table (Flink's options) of 120,000
+/// orders, one per millisecond over two minutes, counted per customer and
+/// minute into a `print` table.
+#[test]
+fn the_readme_example_runs_on_the_generator() {
+    let o = support::sluice()
+        .args(["sql", "-q", "examples/sql/orders-per-minute.sql"])
+        .output()
+        .unwrap();
+    assert_ok(&o);
+    let out = stdout(&o);
+    let mut total = 0;
+    let mut minutes = std::collections::BTreeSet::new();
+    let mut customers = std::collections::BTreeSet::new();
+    for line in out.lines() {
+        let row = line.strip_prefix("+I ").unwrap_or_else(|| panic!("{line}"));
+        let v: serde_json::Value = serde_json::from_str(row).unwrap();
+        total += v["orders"].as_i64().unwrap();
+        minutes.insert(v["minute"].as_str().unwrap().to_owned());
+        let c = v["customer_id"].as_i64().unwrap();
+        assert!((1..=20).contains(&c), "{line}");
+        customers.insert(c);
+        assert!(v["revenue"].as_f64().unwrap() > 0.0, "{line}");
+    }
+    assert_eq!(total, 120_000);
+    assert_eq!(
+        minutes.into_iter().collect::<Vec<_>>(),
+        ["2023-11-14 22:14:00.000", "2023-11-14 22:15:00.000"]
+    );
+    assert_eq!(customers.len(), 20);
+    assert_eq!(out.lines().count(), 40);
+}
+
 /// What this part does not run yet is refused with the file, line and
 /// column and the feature's name; so are bad types and unknown columns.
 #[test]

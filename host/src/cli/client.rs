@@ -50,8 +50,9 @@ pub enum ModuleCommand {
 
 #[derive(Subcommand)]
 pub enum JobCommand {
-    /// Submit a spec; its `${VAR}`s are filled from this shell's environment
-    /// (and --var), its modules are names or hashes of uploaded modules.
+    /// Submit a spec, or a Flink SQL script (`FILE.sql`, its INSERT INTOs);
+    /// its `${VAR}`s are filled from this shell's environment (and --var),
+    /// its modules are names or hashes of uploaded modules.
     Submit {
         spec: PathBuf,
         /// A value for a `${VAR}` of the spec: NAME=VALUE (may be repeated).
@@ -470,8 +471,14 @@ fn submission(spec: &std::path::Path, vars: &[String]) -> Result<Value, String> 
         }
         v
     });
+    // A Flink SQL script (`.sql`) goes as `sql`: the server plans it.
+    let key = if spec.extension().is_some_and(|e| e == "sql") {
+        "sql"
+    } else {
+        "spec"
+    };
     Ok(json!({
-        "spec": text,
+        key: text,
         "file": spec.display().to_string(),
         "vars": used.into_inner(),
     }))

@@ -580,7 +580,12 @@ async fn stop_job(
 #[serde(deny_unknown_fields)]
 struct Submit {
     /// The spec's YAML text.
-    spec: String,
+    #[serde(default)]
+    spec: Option<String>,
+    /// Or a Flink SQL script, planned as `sluice sql` plans it (its
+    /// INSERT INTOs: a final SELECT has nowhere to go on a server).
+    #[serde(default)]
+    sql: Option<String>,
     /// What errors call the spec (its file name on the client).
     #[serde(default)]
     file: Option<String>,
@@ -600,7 +605,7 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     let submit: Submit = serde_json::from_slice(&body).map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
-            format!("the body must be JSON {{\"spec\": \"<YAML>\", \"file\": \"name.yaml\", \"vars\": {{...}}}}: {e}"),
+            format!("the body must be JSON {{\"spec\": \"<YAML>\" or \"sql\": \"<script>\", \"file\": \"name.yaml\", \"vars\": {{...}}}}: {e}"),
         )
     })?;
     if let Some(d) = &submit.from_savepoint {
@@ -616,23 +621,43 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
         crate::checkpoint::RestorePoint::savepoint(d)
             .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     }
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
     let pipeline = blocking(move || {
-        let origin = PathBuf::from(submit.file.as_deref().unwrap_or("submitted spec"));
         let options = crate::plan::PlanOptions {
             store: Some(store),
             allowed_dirs,
             ..Default::default()
         };
-        crate::plan::load_text(
-            &submit.spec,
-            &origin,
-            &base_dir,
-            &|k| submit.vars.get(k).cloned(),
-            &options,
-        )
+        match (submit.spec, submit.sql) {
+            (Some(spec), None) => {
+                let origin = PathBuf::from(submit.file.as_deref().unwrap_or("submitted spec"));
+                crate::plan::load_text(
+                    &spec,
+                    &origin,
+                    &base_dir,
+                    &|k| submit.vars.get(k).cloned(),
+                    &options,
+                )
+                .map_err(|e| bad(e.to_string()))
+            }
+            (None, Some(sql)) => {
+                let origin = PathBuf::from(submit.file.as_deref().unwrap_or("submitted.sql"));
+                let text = crate::plan::env::substitute(&sql, |k| submit.vars.get(k).cloned())
+                    .map_err(|(line, m)| bad(format!("{}:{line}: {m}", origin.display())))?;
+                let planned = crate::sql::plan(&text, &origin, &crate::sql::Output::None, None)
+                    .map_err(|e| {
+                        let at = e.pos.map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
+                        bad(format!("{}{at}: {}", origin.display(), e.message))
+                    })?;
+                crate::plan::load_text(&planned.spec, &origin, &base_dir, &|_| None, &options)
+                    .map_err(|e| bad(e.to_string()))
+            }
+            _ => Err(bad(
+                "give exactly one of `spec` (YAML) and `sql` (a script)".into(),
+            )),
+        }
     })
-    .await?
-    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    .await??;
     let (job, _done) = state
         .jobs
         .start(pipeline, start)

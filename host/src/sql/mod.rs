@@ -699,9 +699,55 @@ fn check_table(t: &Table) -> Result<(), SqlError> {
             &["connector", "print-identifier", "standard-error"]
         }
         Some("blackhole") => &["connector"],
+        Some("datagen") => {
+            for k in t.options.keys() {
+                let ok = match k.strip_prefix("fields.") {
+                    None => {
+                        ["connector", "rows-per-second", "number-of-rows"].contains(&k.as_str())
+                    }
+                    Some(rest) => {
+                        let (col, opt) = rest.rsplit_once('.').unwrap_or((rest, ""));
+                        if !t
+                            .columns
+                            .iter()
+                            .any(|c| c.name == col && c.computed.is_none())
+                        {
+                            return refuse(format!("'{k}': there is no physical column `{col}`"));
+                        }
+                        ["kind", "start", "end", "min", "max", "length"].contains(&opt)
+                    }
+                };
+                if !ok {
+                    return refuse(format!(
+                        "the option '{k}' is not supported by `sluice sql` yet"
+                    ));
+                }
+                // Values go into the spec as they are: numbers, or a kind.
+                let v = &t.options[k];
+                let valid = match k.rsplit('.').next().unwrap_or("") {
+                    "connector" => true,
+                    "kind" => v == "random" || v == "sequence",
+                    "number-of-rows" | "length" => v.parse::<u64>().is_ok(),
+                    "start" | "end" => v.parse::<i64>().is_ok(),
+                    _ => v.parse::<f64>().is_ok_and(|f| f.is_finite()),
+                };
+                if !valid {
+                    return refuse(format!("'{k}' = '{v}' is not a valid value"));
+                }
+            }
+            for c in t.columns.iter().filter(|c| c.computed.is_none()) {
+                if datagen_type(c.ty.ty).is_none() {
+                    return refuse(format!(
+                        "column `{}`: datagen generates INT, BIGINT, DOUBLE, DECIMAL, STRING and BOOLEAN columns, not {}",
+                        c.name, c.ty
+                    ));
+                }
+            }
+            return check_columns(t);
+        }
         Some(other) => {
             return refuse(format!(
-                "the connector '{other}' is not supported by `sluice sql` yet (it has 'filesystem', 'print' and 'blackhole')"
+                "the connector '{other}' is not supported by `sluice sql` yet (it has 'filesystem', 'datagen', 'print' and 'blackhole')"
             ));
         }
         None => return refuse("there is no 'connector' option".into()),
@@ -713,6 +759,25 @@ fn check_table(t: &Table) -> Result<(), SqlError> {
             ));
         }
     }
+    check_columns(t)
+}
+
+/// The datagen field type of a column type, and its scale.
+pub fn datagen_type(ty: types::Ty) -> Option<(&'static str, u8)> {
+    use types::Ty;
+    Some(match ty {
+        Ty::Int => ("int", 0),
+        Ty::BigInt => ("bigint", 0),
+        Ty::Double => ("double", 0),
+        Ty::Decimal(_, s) if s <= 18 => ("decimal", s),
+        Ty::Char(_) | Ty::Varchar(_) => ("string", 0),
+        Ty::Boolean => ("boolean", 0),
+        _ => return None,
+    })
+}
+
+/// No column twice.
+fn check_columns(t: &Table) -> Result<(), SqlError> {
     let mut seen = std::collections::HashSet::new();
     for c in &t.columns {
         if !seen.insert(&c.name) {

@@ -24,6 +24,8 @@ pub struct Planned {
 pub enum Output {
     Stdout,
     File(PathBuf),
+    /// Nowhere: a script submitted to a server writes with INSERT INTO.
+    None,
 }
 
 /// Settings of a script (`SET`) that planning reads.
@@ -163,6 +165,16 @@ pub fn plan(
     }
     let mut columns = Vec::new();
     if let Some((q, tvfs)) = &query {
+        let sink = match output {
+            Output::Stdout => "type: stdout".to_owned(),
+            Output::File(p) => format!("type: file, path: {}", yq(&p.to_string_lossy())),
+            Output::None => {
+                return Err(SqlError::new(
+                    None,
+                    "the script ends in a SELECT, whose rows a submitted job has nowhere to put: write them with INSERT INTO a table (or run the script with `sluice sql`)",
+                ));
+            }
+        };
         let no_ctes = BTreeMap::new();
         let at = At {
             tvfs,
@@ -171,20 +183,10 @@ pub fn plan(
             ctes: &no_ctes,
         };
         let (out, cols) = pl.query(q, at)?;
-        match output {
-            Output::Stdout => pl.sinks.line(
-                1,
-                &format!("- {{ uid: \"result\", input: {}, type: stdout }}", yq(&out)),
-            ),
-            Output::File(p) => pl.sinks.line(
-                1,
-                &format!(
-                    "- {{ uid: \"result\", input: {}, type: file, path: {} }}",
-                    yq(&out),
-                    yq(&p.to_string_lossy())
-                ),
-            ),
-        }
+        pl.sinks.line(
+            1,
+            &format!("- {{ uid: \"result\", input: {}, {sink} }}", yq(&out)),
+        );
         columns = cols;
     }
     let mut y = Yaml::default();
@@ -372,11 +374,14 @@ impl Planner<'_> {
             .tables
             .get(name)
             .ok_or_else(|| SqlError::new(pos, format!("table `{name}` not found")))?;
-        if t.options.get("connector").map(String::as_str) != Some("filesystem") {
+        if !matches!(
+            t.options.get("connector").map(String::as_str),
+            Some("filesystem" | "datagen")
+        ) {
             return Err(SqlError::new(
                 pos,
                 format!(
-                    "table `{name}` cannot be read: `sluice sql` reads 'filesystem' tables (its connector is '{}')",
+                    "table `{name}` cannot be read: `sluice sql` reads 'filesystem' and 'datagen' tables (its connector is '{}')",
                     t.options.get("connector").map_or("", String::as_str)
                 ),
             ));
@@ -657,14 +662,18 @@ impl Yaml {
     /// The table's source, with its event time when a window needs it.
     fn source(&mut self, t: &Table, event_time: Option<&EventTime>) {
         self.line(1, &format!("- uid: {}", yq(&source_uid(t))));
-        self.line(2, "type: file");
         // One reader, as Flink reads one file (a split it does not cut):
         // the watermark is that of the file's order.
         self.line(2, "parallelism: 1");
-        self.line(
-            2,
-            &format!("path: {}", yq(t.options.get("path").expect("checked"))),
-        );
+        if t.options.get("connector").map(String::as_str) == Some("datagen") {
+            self.datagen(t);
+        } else {
+            self.line(2, "type: file");
+            self.line(
+                2,
+                &format!("path: {}", yq(t.options.get("path").expect("checked"))),
+            );
+        }
         if let Some(et) = event_time {
             self.line(2, "event_time:");
             self.line(3, &format!("timestamp: {}", yq(&et.pointer)));
@@ -682,6 +691,33 @@ impl Yaml {
             if let Some(idle) = et.idleness_ms.filter(|ms| *ms > 0) {
                 self.line(3, &format!("idleness: {idle}ms"));
             }
+        }
+    }
+
+    /// A `datagen` table's generator: Flink's options as the `fields`
+    /// schema's (at Flink's default of 10,000 rows per second).
+    fn datagen(&mut self, t: &Table) {
+        let opt = |k: &str| t.options.get(k).map(String::as_str);
+        self.line(2, "type: datagen");
+        self.line(2, "schema: fields");
+        self.line(
+            2,
+            &format!("rate: {}", opt("rows-per-second").unwrap_or("10000")),
+        );
+        if let Some(n) = opt("number-of-rows") {
+            self.line(2, &format!("count: {n}"));
+        }
+        self.line(2, "fields:");
+        for (name, ty) in t.physical() {
+            let (kind, scale) = super::datagen_type(ty.ty).expect("checked");
+            let mut line = format!("- {{ name: {}, type: {kind}, scale: {scale}", yq(&name));
+            for o in ["kind", "start", "end", "min", "max", "length"] {
+                if let Some(v) = opt(&format!("fields.{name}.{o}")) {
+                    line.push_str(&format!(", {o}: {v}"));
+                }
+            }
+            line.push_str(" }");
+            self.line(3, &line);
         }
     }
 

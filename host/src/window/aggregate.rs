@@ -122,7 +122,7 @@ impl Num {
     fn write_json(self, out: &mut Vec<u8>) {
         match self {
             Num::None => out.extend_from_slice(b"null"),
-            Num::Dec { mantissa, scale } => write_decimal(out, mantissa, scale),
+            Num::Dec { mantissa, scale } => json::write_decimal(out, mantissa, scale),
             Num::Float(f) => write_f64(out, f),
         }
     }
@@ -134,23 +134,6 @@ fn write_f64(out: &mut Vec<u8>, f: f64) {
     } else {
         out.extend_from_slice(b"null");
     }
-}
-
-fn write_decimal(out: &mut Vec<u8>, mantissa: i128, scale: u32) {
-    let digits = mantissa.unsigned_abs().to_string();
-    if mantissa < 0 {
-        out.push(b'-');
-    }
-    let scale = scale as usize;
-    if scale == 0 {
-        out.extend_from_slice(digits.as_bytes());
-        return;
-    }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    out.extend_from_slice(int.as_bytes());
-    out.push(b'.');
-    out.extend_from_slice(frac.as_bytes());
 }
 
 /// count, sum, min, max and avg of fields, as a row of fixed-size slots.
@@ -438,11 +421,11 @@ mod tests {
     #[test]
     fn decimals_print_exactly() {
         let mut out = Vec::new();
-        write_decimal(&mut out, -5, 2);
+        json::write_decimal(&mut out, -5, 2);
         out.push(b' ');
-        write_decimal(&mut out, 13752, 2);
+        json::write_decimal(&mut out, 13752, 2);
         out.push(b' ');
-        write_decimal(&mut out, 7, 0);
+        json::write_decimal(&mut out, 7, 0);
         assert_eq!(out, b"-0.05 137.52 7");
     }
 }

@@ -3,17 +3,21 @@
 //!
 //! `schema: orders` generates the benchmark's order events (see [`orders`]);
 //! with the default seed and `splits: 1` the records are exactly the lines
-//! of `bench/gen_orders.py`. A generator is bounded by `count` or runs until
+//! of `bench/gen_orders.py`. `schema: fields` generates records of the
+//! `fields` listed, sequences or random values (see [`fields`]; what SQL's
+//! `datagen` tables read). A generator is bounded by `count` or runs until
 //! stopped, as fast as it can or at `rate` records per second. Each split is
 //! an independent stream (split `i` uses seed `seed + i`); a subtask takes
 //! turns among its splits.
 
+pub mod fields;
 pub mod orders;
 
 use crate::error::RuntimeError;
 use crate::runtime::PositionKind;
 use crate::runtime::source::SourceFactory;
 use crate::runtime::source::{Format, Source, SourceOutput, SourcePoll, SplitId};
+use fields::{FieldSpec, FieldsGenerator};
 use orders::{OrdersGenerator, OrdersParams};
 use serde::Deserialize;
 use std::time::{Duration, Instant};
@@ -42,6 +46,9 @@ pub struct DatagenOptions {
     pub clock_step_ms: i64,
     #[serde(default = "default_start")]
     pub start_ts: i64,
+    /// `schema: fields`: the fields of each record.
+    #[serde(default)]
+    pub fields: Vec<FieldSpec>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
@@ -49,6 +56,7 @@ pub struct DatagenOptions {
 pub enum Schema {
     #[default]
     Orders,
+    Fields,
 }
 
 fn one() -> u32 {
@@ -92,6 +100,27 @@ impl DatagenFactory {
         if options.clock_step_ms < 0 {
             return Err("clock_step_ms must not be negative".into());
         }
+        let mut options = options;
+        match options.schema {
+            Schema::Orders if !options.fields.is_empty() => {
+                return Err("`fields` belong to `schema: fields`".into());
+            }
+            Schema::Orders => {}
+            Schema::Fields => {
+                if options.fields.is_empty() {
+                    return Err("`schema: fields` needs `fields`".into());
+                }
+                if options.splits != 1 {
+                    return Err("`schema: fields` generates one split (`splits: 1`)".into());
+                }
+                // A sequence ends the stream where it ends.
+                for f in &options.fields {
+                    if let Some(n) = f.check()? {
+                        options.count = Some(options.count.map_or(n, |c| c.min(n)));
+                    }
+                }
+            }
+        }
         Ok(DatagenFactory { options })
     }
 }
@@ -115,16 +144,24 @@ impl SourceFactory for DatagenFactory {
                 let count = o
                     .count
                     .map(|c| c / o.splits as u64 + u64::from((i as u64) < c % o.splits as u64));
-                let params = OrdersParams {
-                    seed: o.seed.wrapping_add(i as u64),
-                    customers: o.customers,
-                    zipf_s: o.zipf_s,
-                    clock_step_ms: o.clock_step_ms,
-                    start_ts: o.start_ts,
+                let seed = o.seed.wrapping_add(i as u64);
+                let generator = match o.schema {
+                    Schema::Orders => {
+                        Generator::Orders(Box::new(OrdersGenerator::new(&OrdersParams {
+                            seed,
+                            customers: o.customers,
+                            zipf_s: o.zipf_s,
+                            clock_step_ms: o.clock_step_ms,
+                            start_ts: o.start_ts,
+                        })))
+                    }
+                    Schema::Fields => {
+                        Generator::Fields(FieldsGenerator::new(o.fields.clone(), seed))
+                    }
                 };
                 Stream {
                     index: i,
-                    generator: OrdersGenerator::new(&params),
+                    generator,
                     remaining: count,
                     split: None,
                 }
@@ -145,9 +182,33 @@ fn split_name(index: u32) -> String {
     format!("datagen split {index}")
 }
 
+/// What a split generates.
+enum Generator {
+    Orders(Box<OrdersGenerator>),
+    Fields(FieldsGenerator),
+}
+
+impl Generator {
+    fn next_into(&mut self, out: &mut Vec<u8>) {
+        match self {
+            Generator::Orders(g) => {
+                g.next_into(out);
+            }
+            Generator::Fields(g) => g.next_into(out),
+        }
+    }
+
+    fn generated(&self) -> u64 {
+        match self {
+            Generator::Orders(g) => g.generated(),
+            Generator::Fields(g) => g.generated(),
+        }
+    }
+}
+
 struct Stream {
     index: u32,
-    generator: OrdersGenerator,
+    generator: Generator,
     remaining: Option<u64>,
     split: Option<SplitId>,
 }
