@@ -6,6 +6,10 @@ use std::collections::BTreeSet;
 /// Examples and the tests that run them.
 const COVERED: &[(&str, &str)] = &[
     (
+        "examples/sql/orders-per-minute.sql",
+        "sql::the_readme_example_runs_on_the_generator",
+    ),
+    (
         "examples/bench/w1.yaml",
         "bench::w1_reproduces_the_reference_checksum",
     ),
@@ -259,8 +263,8 @@ fn every_example_has_a_test() {
             }
         }
     }
-    // Operators in other languages: one source file each.
-    for dir in ["examples/python", "examples/js"] {
+    // Operators in other languages, and SQL scripts: one file each.
+    for dir in ["examples/python", "examples/js", "examples/sql"] {
         for e in std::fs::read_dir(repo.join(dir))
             .unwrap()
             .filter_map(Result::ok)
@@ -300,7 +304,8 @@ fn every_example_has_a_test() {
                     "python",
                     "revenue-postgres",
                     "savepoints",
-                    "serve"
+                    "serve",
+                    "sql"
                 ]
                 .contains(&name.as_str()),
             "examples/{name} is new: give it a test and list it in tests/e2e/examples.rs"
