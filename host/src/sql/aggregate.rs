@@ -128,7 +128,6 @@ struct Call {
 /// The planned aggregate functions of one window.
 #[derive(Debug)]
 pub struct SqlAggregates {
-    keys: Vec<Ty>,
     calls: Vec<Call>,
     args: Vec<Pointer>,
     key_pointers: Vec<Pointer>,
@@ -136,9 +135,9 @@ pub struct SqlAggregates {
 
 impl SqlAggregates {
     pub fn new(spec: &SqlAggSpec) -> Result<SqlAggregates, String> {
-        let mut keys = Vec::new();
+        // The key types are checked; the keys' JSON goes back out as it came.
         for k in &spec.keys {
-            keys.push(super::operator::parse_type(k)?.ty);
+            super::operator::parse_type(k)?;
         }
         let mut calls = Vec::new();
         let mut args = Vec::new();
@@ -165,11 +164,10 @@ impl SqlAggregates {
                 result,
             });
         }
-        let key_pointers = (0..keys.len())
+        let key_pointers = (0..spec.keys.len())
             .map(|i| Pointer::parse(&format!("/{i}")).expect("a pointer"))
             .collect();
         Ok(SqlAggregates {
-            keys,
             calls,
             args,
             key_pointers,
@@ -181,7 +179,6 @@ impl AggregatorFactory for SqlAggregates {
     fn create(&self, _info: &Arc<NodeInfo>) -> Box<dyn Aggregator> {
         Box::new(SqlAggregator {
             calls: self.calls.clone(),
-            keys: self.keys.clone(),
             args: self.args.clone(),
             key_pointers: self.key_pointers.clone(),
             empty: vec![0; SLOT * self.calls.len()],
@@ -192,7 +189,6 @@ impl AggregatorFactory for SqlAggregates {
 
 struct SqlAggregator {
     calls: Vec<Call>,
-    keys: Vec<Ty>,
     args: Vec<Pointer>,
     key_pointers: Vec<Pointer>,
     empty: Vec<u8>,
@@ -365,7 +361,7 @@ impl Call {
                     Ty::Double => Value::Double(acc.f64() / acc.count as f64),
                     Ty::Decimal(_, s) => {
                         let sum = Value::Dec(acc.value, s);
-                        expr::arith_value('/', self.result, &sum, &Value::Int(acc.count as i64))
+                        expr::arith('/', self.result, &sum, &Value::Int(acc.count as i64))
                             .unwrap_or(Value::Null)
                     }
                     _ => Value::Null,
@@ -399,7 +395,13 @@ impl Aggregator for SqlAggregator {
                     self.values.clear();
                     for (c, raw) in self.calls.iter().filter(|c| c.field.is_some()).zip(&found) {
                         let ty = c.arg.expect("a call with a field has an argument");
-                        self.values.push(expr::from_json(*raw, ty)?);
+                        let v = match (c.func, raw) {
+                            // COUNT(x) asks only whether x is NULL.
+                            (AggFn::Count, None | Some(b"null")) => Value::Null,
+                            (AggFn::Count, Some(_)) => Value::Bool(true),
+                            _ => expr::from_json(*raw, ty)?,
+                        };
+                        self.values.push(v);
                     }
                     Ok(())
                 });
@@ -459,7 +461,7 @@ impl Aggregator for SqlAggregator {
             buf.push(b'{');
             // The keys, from the window's key: one field's JSON text, or an
             // array of them.
-            match self.keys.len() {
+            match self.key_pointers.len() {
                 0 => {}
                 1 => {
                     buf.extend_from_slice(b"\"k$0\":");
@@ -470,8 +472,9 @@ impl Aggregator for SqlAggregator {
                     json::find_many(w.key, &refs, &mut parts)
                         .expect("a composite key is the JSON array its key_by wrote");
                     for (k, p) in parts.iter().enumerate() {
-                        json::write_str(&mut buf, format!("k${k}").as_bytes());
-                        buf.push(b':');
+                        buf.extend_from_slice(b"\"k$");
+                        json::write_i64(&mut buf, k as i64);
+                        buf.extend_from_slice(b"\":");
                         buf.extend_from_slice(p.unwrap_or(b"null"));
                         buf.push(b',');
                     }
@@ -482,8 +485,9 @@ impl Aggregator for SqlAggregator {
             let acc = accs.get(i);
             for (j, (c, slot)) in self.calls.iter().zip(acc.chunks_exact(SLOT)).enumerate() {
                 buf.push(b',');
-                json::write_str(&mut buf, format!("a${j}").as_bytes());
-                buf.push(b':');
+                buf.extend_from_slice(b"\"a$");
+                json::write_i64(&mut buf, j as i64);
+                buf.extend_from_slice(b"\":");
                 expr::write_json(&mut buf, &c.result(Acc::read(slot)));
             }
             buf.push(b'}');

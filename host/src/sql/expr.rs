@@ -1079,11 +1079,7 @@ fn as_dec(v: &Value) -> Option<(i128, u8)> {
 }
 
 /// `x op y` with the result type `ty` (the binder's), for NULL-free values.
-pub fn arith_value(op: char, ty: Ty, x: &Value, y: &Value) -> Result<Value, EvalError> {
-    arith(op, ty, x, y)
-}
-
-fn arith(op: char, ty: Ty, x: &Value, y: &Value) -> Result<Value, EvalError> {
+pub fn arith(op: char, ty: Ty, x: &Value, y: &Value) -> Result<Value, EvalError> {
     match ty {
         Ty::Double => {
             let (a, b) = (as_f64(x), as_f64(y));

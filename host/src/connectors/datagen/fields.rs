@@ -134,17 +134,22 @@ impl FieldsGenerator {
         let i = self.generated;
         self.generated += 1;
         out.push(b'{');
-        for k in 0..self.fields.len() {
+        // Taken out while the random source, also `self`'s, is drawn from.
+        let fields = std::mem::take(&mut self.fields);
+        for (k, f) in fields.iter().enumerate() {
             if k > 0 {
                 out.push(b',');
             }
-            let f = self.fields[k].clone();
             crate::json::write_str(out, f.name.as_bytes());
             out.push(b':');
             if f.kind == FieldKind::Sequence {
                 let v = f.start.unwrap_or(0) + i as i64;
                 match f.ty {
-                    FieldType::String => crate::json::write_str(out, v.to_string().as_bytes()),
+                    FieldType::String => {
+                        out.push(b'"');
+                        crate::json::write_i64(out, v);
+                        out.push(b'"');
+                    }
                     _ => crate::json::write_i64(out, v),
                 }
                 continue;
@@ -190,6 +195,7 @@ impl FieldsGenerator {
                 }
             }
         }
+        self.fields = fields;
         out.push(b'}');
     }
 
