@@ -1,5 +1,5 @@
 //! The aggregate functions of a SQL window aggregation (`COUNT`, `SUM`,
-//! `MIN`, `MAX`, `AVG`), typed as Flink types them and run by the window
+//! `MIN`, `MAX`, `AVG`, with or without `DISTINCT`), typed as Flink types them and run by the window
 //! operator as its aggregator. `sluice sql` writes it into a window's
 //! `aggregate:` section:
 //!
@@ -15,9 +15,12 @@
 //! result row carries the keys again (read back from the window's key), the
 //! call results as `a$0…`, and `window_time` (the window's end - 1 ms).
 //!
-//! Accumulators have a fixed size, [`SLOT`] bytes per call: a flag (0 =
-//! NULL so far), a 16-byte value (an `i128` for exact numbers and
-//! timestamps, an `f64` for DOUBLE) and an 8-byte count.
+//! Accumulators start with a fixed part, [`SLOT`] bytes per call: a flag
+//! (0 = NULL so far), a 16-byte value (an `i128` for exact numbers and
+//! timestamps, an `f64` for DOUBLE) and an 8-byte count. Calls whose state
+//! has no fixed size — `MIN`/`MAX` of a string, any `DISTINCT` call — add a
+//! variable part after it (see [`Wide`]); a window without such calls never
+//! decodes one.
 
 use super::expr;
 use super::types::{SqlType, Ty, Value, fits};
@@ -26,8 +29,10 @@ use crate::json::{self, Pointer};
 use crate::runtime::aggregate::{Aggregator, AggregatorFactory, ByteList, WindowRef};
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, Output};
+use crate::state::StateError;
 use async_trait::async_trait;
 use serde::Deserialize;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// Bytes of one call's accumulator.
@@ -97,6 +102,8 @@ impl AggFn {
                 | Ty::Double
                 | Ty::Decimal(..)
                 | Ty::Boolean
+                | Ty::Char(_)
+                | Ty::Varchar(_)
                 | Ty::Timestamp
                 | Ty::TimestampLtz => arg,
                 _ => return refuse(),
@@ -111,7 +118,8 @@ pub struct SqlAggSpec {
     /// Types of the group keys `k$0…`.
     #[serde(default)]
     pub keys: Vec<String>,
-    /// `[function]` (COUNT(*)) or `[function, argument type]`.
+    /// `[function]` (COUNT(*)), `[function, argument type]` or
+    /// `[function, argument type, DISTINCT]`.
     pub calls: Vec<Vec<String>>,
 }
 
@@ -123,6 +131,9 @@ struct Call {
     /// Index into the input's argument pointers.
     field: Option<usize>,
     result: Ty,
+    /// `COUNT(DISTINCT x)`, `SUM(DISTINCT x)`, `AVG(DISTINCT x)`: the
+    /// accumulator keeps the set of distinct values.
+    distinct: bool,
 }
 
 /// The planned aggregate functions of one window.
@@ -142,16 +153,19 @@ impl SqlAggregates {
         let mut calls = Vec::new();
         let mut args = Vec::new();
         for (j, c) in spec.calls.iter().enumerate() {
-            let (name, arg) = match c.as_slice() {
-                [f] => (f, None),
-                [f, t] => (f, Some(super::operator::parse_type(t)?)),
+            let (name, arg, distinct) = match c.as_slice() {
+                [f] => (f, None, false),
+                [f, t] => (f, Some(super::operator::parse_type(t)?), false),
+                [f, t, d] if d == "DISTINCT" => (f, Some(super::operator::parse_type(t)?), true),
                 _ => {
                     return Err(format!(
-                        "a call is [function] or [function, type], not {c:?}"
+                        "a call is [function], [function, type] or [function, type, DISTINCT], not {c:?}"
                     ));
                 }
             };
             let func = AggFn::parse(name).ok_or_else(|| format!("unknown function {name}"))?;
+            // MIN and MAX of the distinct values are MIN and MAX.
+            let distinct = distinct && !matches!(func, AggFn::Min | AggFn::Max);
             let result = func.result_type(arg)?.ty;
             let field = arg.map(|_| {
                 args.push(Pointer::parse(&format!("/a${j}")).expect("a pointer"));
@@ -162,6 +176,7 @@ impl SqlAggregates {
                 arg: arg.map(|a| a.ty),
                 field,
                 result,
+                distinct,
             });
         }
         let key_pointers = (0..spec.keys.len())
@@ -176,18 +191,28 @@ impl SqlAggregates {
 }
 
 impl AggregatorFactory for SqlAggregates {
-    fn create(&self, _info: &Arc<NodeInfo>) -> Box<dyn Aggregator> {
+    fn create(&self, info: &Arc<NodeInfo>) -> Box<dyn Aggregator> {
         Box::new(SqlAggregator {
+            uid: info.uid.to_string(),
+            wide: self.calls.iter().any(Call::variable),
             calls: self.calls.clone(),
             args: self.args.clone(),
             key_pointers: self.key_pointers.clone(),
-            empty: vec![0; SLOT * self.calls.len()],
+            // The fixed part, then an empty variable part per call that has one.
+            empty: vec![
+                0;
+                SLOT * self.calls.len()
+                    + 4 * self.calls.iter().filter(|c| c.variable()).count()
+            ],
             values: Vec::new(),
         })
     }
 }
 
 struct SqlAggregator {
+    uid: String,
+    /// Some call keeps a variable part.
+    wide: bool,
     calls: Vec<Call>,
     args: Vec<Pointer>,
     key_pointers: Vec<Pointer>,
@@ -372,6 +397,264 @@ impl Call {
     }
 }
 
+/// A variable part of one call's accumulator.
+#[derive(Clone, Debug, PartialEq)]
+enum Extra {
+    /// The MIN or MAX string so far (the call's fixed part says whether
+    /// there is one).
+    Best(Vec<u8>),
+    /// The distinct values so far: a string's bytes, or the 16 bytes of the
+    /// value the fixed part would hold.
+    Set(BTreeSet<Vec<u8>>),
+}
+
+/// An accumulator with variable parts, decoded: the fixed part, then one
+/// [`Extra`] per variable call, in call order. Encoded as the fixed part
+/// followed by each extra — a `Best` as a u32 length and its bytes, a `Set`
+/// as a u32 count and each value as a u32 length and its bytes — so the
+/// empty accumulator is the zeroed fixed part and a zero u32 per extra.
+#[derive(Debug, Default)]
+struct Wide {
+    fixed: Vec<u8>,
+    extras: Vec<Extra>,
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if rest.len() < n {
+        return None;
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Some(head)
+}
+
+fn take_len(rest: &mut &[u8]) -> Option<usize> {
+    take(rest, 4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+}
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+impl Wide {
+    fn decode(calls: &[Call], bytes: &[u8]) -> Option<Wide> {
+        let mut rest = bytes;
+        let fixed = take(&mut rest, SLOT * calls.len())?.to_vec();
+        let mut extras = Vec::new();
+        for c in calls.iter().filter(|c| c.variable()) {
+            let n = take_len(&mut rest)?;
+            extras.push(if c.distinct {
+                let mut set = BTreeSet::new();
+                for _ in 0..n {
+                    let len = take_len(&mut rest)?;
+                    set.insert(take(&mut rest, len)?.to_vec());
+                }
+                Extra::Set(set)
+            } else {
+                Extra::Best(take(&mut rest, n)?.to_vec())
+            });
+        }
+        rest.is_empty().then_some(Wide { fixed, extras })
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(&self.fixed);
+        for e in &self.extras {
+            match e {
+                Extra::Best(b) => {
+                    put_len(out, b.len());
+                    out.extend_from_slice(b);
+                }
+                Extra::Set(set) => {
+                    put_len(out, set.len());
+                    for v in set {
+                        put_len(out, v.len());
+                        out.extend_from_slice(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_string(ty: Option<Ty>) -> bool {
+    matches!(ty, Some(Ty::Char(_) | Ty::Varchar(_)))
+}
+
+impl Call {
+    /// Whether the call's accumulator has a variable part.
+    fn variable(&self) -> bool {
+        self.distinct || (matches!(self.func, AggFn::Min | AggFn::Max) && is_string(self.arg))
+    }
+
+    /// Adds one argument value to a call with a variable part.
+    fn add_wide(&self, acc: &mut Acc, extra: &mut Extra, v: Option<&Value>) {
+        match (extra, v) {
+            (_, None | Some(Value::Null)) => {}
+            (Extra::Set(set), Some(Value::Str(s))) => {
+                if !set.contains(s.as_bytes()) {
+                    set.insert(s.as_bytes().to_vec());
+                }
+            }
+            (Extra::Set(set), Some(v)) => {
+                if let Some(x) = raw(v) {
+                    set.insert(x.to_le_bytes().to_vec());
+                }
+            }
+            (Extra::Best(best), Some(Value::Str(s))) => self.keep_best(acc, best, s.as_bytes()),
+            (Extra::Best(_), Some(_)) => {}
+        }
+    }
+
+    /// Keeps `s` if it is the better string (smaller for MIN, larger for MAX).
+    fn keep_best(&self, acc: &mut Acc, best: &mut Vec<u8>, s: &[u8]) {
+        let better = !acc.set
+            || if self.func == AggFn::Min {
+                s < best.as_slice()
+            } else {
+                s > best.as_slice()
+            };
+        if better {
+            acc.set = true;
+            best.clear();
+            best.extend_from_slice(s);
+        }
+    }
+
+    /// Folds another accumulator's variable part into this one's.
+    fn fold_wide(&self, acc: &mut Acc, extra: &mut Extra, other: Acc, other_extra: &Extra) {
+        match (extra, other_extra) {
+            (Extra::Set(set), Extra::Set(o)) => {
+                for v in o {
+                    if !set.contains(v) {
+                        set.insert(v.clone());
+                    }
+                }
+            }
+            (Extra::Best(best), Extra::Best(o)) if other.set => self.keep_best(acc, best, o),
+            _ => {}
+        }
+    }
+
+    fn result_wide(&self, acc: Acc, extra: &Extra) -> Value {
+        match extra {
+            Extra::Best(b) if acc.set => Value::Str(String::from_utf8_lossy(b).into_owned()),
+            Extra::Best(_) => Value::Null,
+            Extra::Set(set) if self.func == AggFn::Count => Value::Int(set.len() as i64),
+            Extra::Set(set) => {
+                // SUM and AVG of the distinct values, which are numbers.
+                let mut a = Acc {
+                    set: false,
+                    value: 0,
+                    count: 0,
+                };
+                for v in set {
+                    let Ok(bytes) = <[u8; 16]>::try_from(v.as_slice()) else {
+                        continue;
+                    };
+                    self.fold(
+                        &mut a,
+                        Acc {
+                            set: true,
+                            value: i128::from_le_bytes(bytes),
+                            count: 1,
+                        },
+                    );
+                }
+                self.result(a)
+            }
+        }
+    }
+}
+
+impl SqlAggregator {
+    fn corrupt(&self) -> RuntimeError {
+        RuntimeError::State {
+            uid: self.uid.clone(),
+            error: StateError::Corrupt(
+                "a SQL aggregate's accumulator does not have the layout of its calls".into(),
+            ),
+        }
+    }
+
+    fn decode_all(&self, accs: &ByteList) -> Result<Vec<Wide>, RuntimeError> {
+        (0..accs.len())
+            .map(|i| Wide::decode(&self.calls, accs.get(i)).ok_or_else(|| self.corrupt()))
+            .collect()
+    }
+
+    fn encode_all(wides: &[Wide]) -> ByteList {
+        let mut list = ByteList::default();
+        let mut buf = Vec::new();
+        for w in wides {
+            w.encode(&mut buf);
+            list.push(&buf);
+        }
+        list
+    }
+
+    /// Reads the arguments of `record` into `self.values`, one per call
+    /// with an argument.
+    fn read_args(&mut self, record: &[u8]) -> Result<(), String> {
+        let refs: Vec<&Pointer> = self.args.iter().collect();
+        let mut found: Vec<Option<&[u8]>> = vec![None; refs.len()];
+        json::find_many_fast(record, &refs, &mut found).map_err(|e| e.to_string())?;
+        self.values.clear();
+        for (c, raw) in self.calls.iter().filter(|c| c.field.is_some()).zip(&found) {
+            let ty = c.arg.expect("a call with a field has an argument");
+            let v = match (c.func, raw) {
+                // COUNT(x) asks only whether x is NULL.
+                (AggFn::Count, None | Some(b"null")) if !c.distinct => Value::Null,
+                (AggFn::Count, Some(_)) if !c.distinct => Value::Bool(true),
+                _ => expr::from_json(*raw, ty)?,
+            };
+            self.values.push(v);
+        }
+        Ok(())
+    }
+
+    /// Adds `self.values` to one accumulator: its fixed part and its
+    /// variable parts (empty when no call has one).
+    fn add_values(&self, fixed: &mut [u8], extras: &mut [Extra]) {
+        let (mut next, mut x) = (0, 0);
+        for (c, slot) in self.calls.iter().zip(fixed.chunks_exact_mut(SLOT)) {
+            let mut a = Acc::read(slot);
+            let v = c.field.map(|_| {
+                next += 1;
+                &self.values[next - 1]
+            });
+            if c.variable() {
+                c.add_wide(&mut a, &mut extras[x], v);
+                x += 1;
+            } else {
+                c.add(&mut a, v);
+            }
+            a.write(slot);
+        }
+    }
+
+    /// Folds accumulator `other` into `acc`.
+    fn fold_into(&self, acc: &mut Wide, other: &[u8], other_extras: &[Extra]) {
+        let mut x = 0;
+        for ((c, slot), o) in self
+            .calls
+            .iter()
+            .zip(acc.fixed.chunks_exact_mut(SLOT))
+            .zip(other.chunks_exact(SLOT))
+        {
+            let mut a = Acc::read(slot);
+            if c.variable() {
+                c.fold_wide(&mut a, &mut acc.extras[x], Acc::read(o), &other_extras[x]);
+                x += 1;
+            } else {
+                c.fold(&mut a, Acc::read(o));
+            }
+            a.write(slot);
+        }
+    }
+}
+
 #[async_trait]
 impl Aggregator for SqlAggregator {
     fn empty(&self) -> &[u8] {
@@ -385,66 +668,46 @@ impl Aggregator for SqlAggregator {
         targets: &[u32],
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
-        let refs: Vec<&Pointer> = self.args.iter().collect();
-        let mut found: Vec<Option<&[u8]>> = vec![None; refs.len()];
+        let mut wides = if self.wide {
+            self.decode_all(accs)?
+        } else {
+            Vec::new()
+        };
         for (i, &t) in targets.iter().enumerate() {
             let record = input.get(i);
-            let read = json::find_many_fast(record.value(), &refs, &mut found)
-                .map_err(|e| e.to_string())
-                .and_then(|()| {
-                    self.values.clear();
-                    for (c, raw) in self.calls.iter().filter(|c| c.field.is_some()).zip(&found) {
-                        let ty = c.arg.expect("a call with a field has an argument");
-                        let v = match (c.func, raw) {
-                            // COUNT(x) asks only whether x is NULL.
-                            (AggFn::Count, None | Some(b"null")) => Value::Null,
-                            (AggFn::Count, Some(_)) => Value::Bool(true),
-                            _ => expr::from_json(*raw, ty)?,
-                        };
-                        self.values.push(v);
-                    }
-                    Ok(())
-                });
-            if let Err(reason) = read {
+            if let Err(reason) = self.read_args(record.value()) {
                 out.dead_letter(record, &reason)?;
                 continue;
             }
-            let acc = accs.get_mut(t as usize);
-            let mut next = 0;
-            for (c, slot) in self.calls.iter().zip(acc.chunks_exact_mut(SLOT)) {
-                let mut a = Acc::read(slot);
-                let v = c.field.map(|_| {
-                    next += 1;
-                    &self.values[next - 1]
-                });
-                c.add(&mut a, v);
-                a.write(slot);
+            match wides.get_mut(t as usize) {
+                Some(w) => self.add_values(&mut w.fixed, &mut w.extras),
+                None => self.add_values(accs.get_mut(t as usize), &mut []),
             }
+        }
+        if self.wide {
+            *accs = Self::encode_all(&wides);
         }
         Ok(())
     }
 
     async fn merge(&mut self, accs: &ByteList, groups: &[Span]) -> Result<ByteList, RuntimeError> {
-        let mut merged = ByteList::default();
-        let mut acc = self.empty.clone();
+        let decoded = if self.wide {
+            self.decode_all(accs)?
+        } else {
+            Vec::new()
+        };
+        let mut merged = Vec::with_capacity(groups.len());
         for g in groups {
-            acc.copy_from_slice(&self.empty);
+            let mut acc = Wide::decode(&self.calls, &self.empty).expect("the empty accumulator");
             for i in g.range() {
-                let other = accs.get(i);
-                for ((c, slot), o) in self
-                    .calls
-                    .iter()
-                    .zip(acc.chunks_exact_mut(SLOT))
-                    .zip(other.chunks_exact(SLOT))
-                {
-                    let mut a = Acc::read(slot);
-                    c.fold(&mut a, Acc::read(o));
-                    a.write(slot);
+                match decoded.get(i) {
+                    Some(o) => self.fold_into(&mut acc, &o.fixed, &o.extras),
+                    None => self.fold_into(&mut acc, accs.get(i), &[]),
                 }
             }
-            merged.push(&acc);
+            merged.push(acc);
         }
-        Ok(merged)
+        Ok(Self::encode_all(&merged))
     }
 
     async fn results(
@@ -452,6 +715,11 @@ impl Aggregator for SqlAggregator {
         accs: &ByteList,
         windows: &[WindowRef<'_>],
     ) -> Result<ByteList, RuntimeError> {
+        let decoded = if self.wide {
+            self.decode_all(accs)?
+        } else {
+            Vec::new()
+        };
         let mut results = ByteList::default();
         let mut buf = Vec::new();
         let refs: Vec<&Pointer> = self.key_pointers.iter().collect();
@@ -482,13 +750,23 @@ impl Aggregator for SqlAggregator {
             }
             buf.extend_from_slice(b"\"window_time\":");
             json::write_i64(&mut buf, w.end - 1);
-            let acc = accs.get(i);
-            for (j, (c, slot)) in self.calls.iter().zip(acc.chunks_exact(SLOT)).enumerate() {
+            let (fixed, extras) = match decoded.get(i) {
+                Some(d) => (d.fixed.as_slice(), d.extras.as_slice()),
+                None => (accs.get(i), &[][..]),
+            };
+            let mut x = 0;
+            for (j, (c, slot)) in self.calls.iter().zip(fixed.chunks_exact(SLOT)).enumerate() {
                 buf.push(b',');
                 buf.extend_from_slice(b"\"a$");
                 json::write_i64(&mut buf, j as i64);
                 buf.extend_from_slice(b"\":");
-                expr::write_json(&mut buf, &c.result(Acc::read(slot)));
+                let v = if c.variable() {
+                    x += 1;
+                    c.result_wide(Acc::read(slot), &extras[x - 1])
+                } else {
+                    c.result(Acc::read(slot))
+                };
+                expr::write_json(&mut buf, &v);
             }
             buf.push(b'}');
             results.push(&buf);
@@ -511,6 +789,7 @@ mod tests {
             arg,
             field: arg.map(|_| 0),
             result,
+            distinct: false,
         }
     }
 
@@ -577,5 +856,67 @@ mod tests {
             ),
             Value::Ts(9)
         );
+    }
+
+    #[test]
+    fn distinct_values_and_strings_keep_a_variable_part_that_survives_encoding() {
+        let mut count = call(AggFn::Count, Some(Ty::Varchar(9)));
+        count.distinct = true;
+        let mut sum = call(AggFn::Sum, Some(Ty::Int));
+        sum.distinct = true;
+        let min = call(AggFn::Min, Some(Ty::Varchar(9)));
+        let calls = vec![count.clone(), sum.clone(), min.clone()];
+        assert!(calls.iter().all(Call::variable));
+        let empty = vec![0u8; SLOT * 3 + 4 * 3];
+        let mut w = Wide::decode(&calls, &empty).unwrap();
+        let rows = [("b", 2), ("a", 2), ("b", 3), ("c", 5)];
+        for (s, n) in rows {
+            let mut acc = [
+                Acc::read(&w.fixed[..SLOT]),
+                Acc::read(&w.fixed[SLOT..2 * SLOT]),
+                Acc::read(&w.fixed[2 * SLOT..]),
+            ];
+            count.add_wide(&mut acc[0], &mut w.extras[0], Some(&Value::Str(s.into())));
+            sum.add_wide(&mut acc[1], &mut w.extras[1], Some(&Value::Int(n)));
+            min.add_wide(&mut acc[2], &mut w.extras[2], Some(&Value::Str(s.into())));
+            for (k, a) in acc.iter().enumerate() {
+                a.write(&mut w.fixed[k * SLOT..(k + 1) * SLOT]);
+            }
+        }
+        let mut bytes = Vec::new();
+        w.encode(&mut bytes);
+        let back = Wide::decode(&calls, &bytes).unwrap();
+        assert_eq!(back.extras, w.extras);
+        let acc = |k: usize| Acc::read(&back.fixed[k * SLOT..(k + 1) * SLOT]);
+        assert_eq!(count.result_wide(acc(0), &back.extras[0]), Value::Int(3));
+        assert_eq!(
+            sum.result_wide(acc(1), &back.extras[1]),
+            Value::Int(10),
+            "2 + 3 + 5"
+        );
+        assert_eq!(
+            min.result_wide(acc(2), &back.extras[2]),
+            Value::Str("a".into())
+        );
+        // A merge is the union of the sets and the better of the strings.
+        let mut other = Wide::decode(&calls, &empty).unwrap();
+        let mut a = Acc::read(&other.fixed[2 * SLOT..]);
+        min.add_wide(&mut a, &mut other.extras[2], Some(&Value::Str("A".into())));
+        a.write(&mut other.fixed[2 * SLOT..]);
+        let mut s0 = acc(0);
+        let mut merged = back.extras[0].clone();
+        count.fold_wide(
+            &mut s0,
+            &mut merged,
+            Acc::read(&other.fixed[..SLOT]),
+            &other.extras[0],
+        );
+        assert_eq!(count.result_wide(s0, &merged), Value::Int(3));
+        let mut m = acc(2);
+        let mut best = back.extras[2].clone();
+        min.fold_wide(&mut m, &mut best, a, &other.extras[2]);
+        assert_eq!(min.result_wide(m, &best), Value::Str("A".into()));
+        // A truncated accumulator is refused, not read past its end.
+        assert!(Wide::decode(&calls, &bytes[..bytes.len() - 1]).is_none());
     }
 }

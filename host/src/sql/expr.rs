@@ -113,6 +113,9 @@ pub struct Scope<'a> {
     /// The names that may qualify a column (`o.amount`): the FROM's table
     /// and its alias.
     pub qualifiers: &'a [String],
+    /// Where rows have `CURRENT_WATERMARK`'s value: one past the columns,
+    /// where the `sql` operator puts it (`None`: not in this scope).
+    pub watermark: Option<usize>,
 }
 
 impl<'a> Scope<'a> {
@@ -122,6 +125,16 @@ impl<'a> Scope<'a> {
             depth: std::cell::Cell::new(0),
             groups: &[],
             qualifiers: &[],
+            watermark: None,
+        }
+    }
+
+    /// The same scope, where `CURRENT_WATERMARK` can be read: the `sql`
+    /// operator puts its watermark after the columns of each row.
+    pub fn with_watermark(self) -> Scope<'a> {
+        Scope {
+            watermark: Some(self.columns.len()),
+            ..self
         }
     }
 
@@ -831,6 +844,22 @@ fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, Sql
             Bound {
                 ty: SqlType::new(ty.ty, ty.nullable),
                 node: Node::Func(Func::Abs, args),
+            }
+        }
+        "CURRENT_WATERMARK" => {
+            arity(1)?;
+            if !args[0].ty.rowtime {
+                return Err(mismatch(
+                    e,
+                    "CURRENT_WATERMARK takes a time attribute (the column of a table's WATERMARK, a window's window_time)".into(),
+                ));
+            }
+            let Some(i) = scope.watermark else {
+                return Err(unsupported(e, "CURRENT_WATERMARK here"));
+            };
+            Bound {
+                ty: SqlType::new(args[0].ty.ty, true),
+                node: Node::Column(i),
             }
         }
         "TO_TIMESTAMP_LTZ" => {

@@ -40,6 +40,9 @@ struct SqlSpec {
     /// Names that qualify a column (`o.amount`): the FROM's table, its alias.
     #[serde(default)]
     qualifiers: Vec<String>,
+    /// The table's time attribute (its WATERMARK's column).
+    #[serde(default)]
+    rowtime: Option<String>,
 }
 
 /// `sql:` in a spec.
@@ -108,7 +111,12 @@ impl OperatorKind for SqlKind {
         let table = Table {
             name: spec.table.clone(),
             columns,
-            watermark: None,
+            watermark: spec.rowtime.as_ref().map(|c| {
+                (
+                    c.clone(),
+                    sqlparser::ast::Expr::Identifier(sqlparser::ast::Ident::new(c)),
+                )
+            }),
             options: Default::default(),
             pos: None,
         };
@@ -125,7 +133,8 @@ impl OperatorKind for SqlKind {
         let scope = Scope {
             qualifiers: &spec.qualifiers,
             ..Scope::grouped(&scope_cols, &groups)
-        };
+        }
+        .with_watermark();
         let physical = table.physical();
         let mut reads = Vec::new();
         for c in &table.columns {
@@ -151,10 +160,12 @@ impl OperatorKind for SqlKind {
             select.push((name.clone(), bind(e)?));
         }
         // Only the columns the query reads are parsed.
-        let mut used_scope = vec![false; scope_cols.len()];
+        // One more: CURRENT_WATERMARK's value, after the columns.
+        let mut used_scope = vec![false; scope_cols.len() + 1];
         for b in filter.iter().chain(select.iter().map(|(_, b)| b)) {
             b.columns(&mut used_scope);
         }
+        let reads_watermark = used_scope.pop() == Some(true);
         let mut used = vec![false; physical.len()];
         for (r, u) in reads.iter().zip(&used_scope) {
             match r {
@@ -177,6 +188,7 @@ impl OperatorKind for SqlKind {
             reads,
             filter,
             select,
+            reads_watermark,
         })))))
     }
 }
@@ -201,6 +213,8 @@ struct Program {
     reads: Vec<Read>,
     filter: Option<Bound>,
     select: Vec<(String, Bound)>,
+    /// Some expression calls `CURRENT_WATERMARK`.
+    reads_watermark: bool,
 }
 
 pub struct SqlFactory(Arc<Program>);
@@ -216,6 +230,7 @@ impl OperatorFactory for SqlFactory {
             physical: Vec::new(),
             row: Vec::new(),
             out: Vec::new(),
+            watermark: i64::MIN,
         })
     }
 }
@@ -225,6 +240,8 @@ struct SqlOperator {
     physical: Vec<Value>,
     row: Vec<Value>,
     out: Vec<u8>,
+    /// The watermark `CURRENT_WATERMARK` reads (`i64::MIN`: none yet).
+    watermark: i64,
 }
 
 impl SqlOperator {
@@ -262,6 +279,13 @@ impl SqlOperator {
                 *slot = std::mem::replace(&mut self.physical[*i], Value::Null);
             }
         }
+        if p.reads_watermark {
+            self.row.push(if self.watermark == i64::MIN {
+                Value::Null
+            } else {
+                Value::Ts(self.watermark)
+            });
+        }
         if let Some(f) = &p.filter
             && expr::eval(f, &self.row)? != Value::Bool(true)
         {
@@ -297,6 +321,15 @@ impl Operator for SqlOperator {
         if !rows.is_empty() {
             out.emit(rows);
         }
+        Ok(())
+    }
+
+    async fn on_watermark(
+        &mut self,
+        watermark: i64,
+        _out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        self.watermark = self.watermark.max(watermark);
         Ok(())
     }
 }

@@ -582,7 +582,8 @@ impl Planner<'_> {
         let scope = Scope {
             qualifiers: &qualifiers,
             ..Scope::new(&scope_cols)
-        };
+        }
+        .with_watermark();
         check_where(select.where_, &scope)?;
         if !select.group_by.is_empty() || select.having.is_some() {
             return Err(SqlError::new(
@@ -591,6 +592,13 @@ impl Planner<'_> {
             ));
         }
         let (out_cols, items) = select_items(select.items, &scope_cols, &scope, target)?;
+        // CURRENT_WATERMARK over a table's rows: its source emits watermarks.
+        if rel.table.watermark.is_some() && reads_watermark(&select, &scope)? {
+            let et = table_event_time(&rel.table, &scope_cols, self.settings)?;
+            if let Some(src) = self.sources.iter_mut().find(|(n, _)| *n == rel.table.name) {
+                src.1 = Some(et);
+            }
+        }
         self.ops.sql_operator(SqlOp {
             uid,
             inputs: &[&rel.uid],
@@ -759,6 +767,9 @@ impl Yaml {
                 ),
             }
         }
+        if let Some((col, _)) = &t.watermark {
+            self.line(3, &format!("rowtime: {}", yq(col)));
+        }
         if let Some(w) = filter {
             self.line(3, &format!("where: {}", yq(&w.to_string())));
         }
@@ -895,16 +906,14 @@ struct EventTime {
 }
 
 /// The event time of `t` as a window TVF over it reads it: the TVF's time
-/// column must be the table's watermarked column, computed as
-/// `TO_TIMESTAMP_LTZ(<integer column>, 3)`, and its watermark `col` or
-/// `col - INTERVAL …`.
+/// column must be the table's watermarked column.
 fn event_time(
     t: &Table,
     tvf: &WindowTvf,
     scope_cols: &[(String, SqlType)],
     settings: &Settings,
 ) -> Result<EventTime, SqlError> {
-    let Some((wcol, wexpr)) = &t.watermark else {
+    let Some((wcol, _)) = &t.watermark else {
         return Err(SqlError::new(
             tvf.pos,
             format!(
@@ -922,6 +931,18 @@ fn event_time(
             ),
         ));
     }
+    table_event_time(t, scope_cols, settings)
+}
+
+/// The event time of `t`, which has a WATERMARK: its time attribute must be
+/// computed as `TO_TIMESTAMP_LTZ(<integer column>, 3)`, and its watermark
+/// `col` or `col - INTERVAL …`.
+fn table_event_time(
+    t: &Table,
+    scope_cols: &[(String, SqlType)],
+    settings: &Settings,
+) -> Result<EventTime, SqlError> {
+    let (wcol, wexpr) = t.watermark.as_ref().expect("a table with a WATERMARK");
     let col =
         t.columns.iter().find(|c| c.name == *wcol).ok_or_else(|| {
             SqlError::new(t.pos, format!("WATERMARK FOR {wcol}: no column `{wcol}`"))
@@ -990,6 +1011,19 @@ fn event_time(
     })
 }
 
+/// Whether the WHERE or a SELECT item of `select` calls `CURRENT_WATERMARK`.
+fn reads_watermark(select: &SelectParts<'_>, scope: &Scope<'_>) -> Result<bool, SqlError> {
+    let mut used = vec![false; scope.columns.len() + 1];
+    let items = select.items.iter().filter_map(|i| match i {
+        ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => Some(e),
+        _ => None,
+    });
+    for e in select.where_.into_iter().chain(items) {
+        expr::bind(e, scope)?.columns(&mut used);
+    }
+    Ok(used[scope.columns.len()])
+}
+
 /// One aggregate call of a window aggregation.
 struct AggCall<'a> {
     text: String,
@@ -997,6 +1031,7 @@ struct AggCall<'a> {
     arg: Option<&'a ast::Expr>,
     result: SqlType,
     arg_ty: Option<SqlType>,
+    distinct: bool,
 }
 
 /// The aggregate calls in `e` (not inside one another).
@@ -1111,7 +1146,8 @@ fn plan_window(
     let scope = Scope {
         qualifiers: &qualifiers,
         ..Scope::new(scope_cols)
-    };
+    }
+    .with_watermark();
     // `window_start`, or qualified by the FROM's name (`w.window_start`).
     let is = |e: &ast::Expr, name: &str| match e {
         ast::Expr::Identifier(id) => id.value == name,
@@ -1198,18 +1234,16 @@ fn plan_window(
         let ast::FunctionArguments::List(l) = &f.args else {
             return Err(SqlError::new(at(&fe), format!("{name} needs an argument")));
         };
-        if l.duplicate_treatment.is_some()
-            || !l.clauses.is_empty()
-            || f.over.is_some()
-            || f.filter.is_some()
-        {
+        if !l.clauses.is_empty() || f.over.is_some() || f.filter.is_some() {
             return Err(SqlError::new(
                 at(&fe),
-                format!(
-                    "{name} with DISTINCT, FILTER, clauses or OVER is not supported by `sluice sql` yet"
-                ),
+                format!("{name} with FILTER, clauses or OVER is not supported by `sluice sql` yet"),
             ));
         }
+        let distinct = matches!(
+            l.duplicate_treatment,
+            Some(ast::DuplicateTreatment::Distinct)
+        );
         let arg = match l.args.as_slice() {
             [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Wildcard)]
                 if func == aggregate::AggFn::Count =>
@@ -1251,6 +1285,7 @@ fn plan_window(
             arg,
             result,
             arg_ty,
+            distinct,
         });
     }
     // 1. Keys and arguments of each row.
@@ -1323,13 +1358,14 @@ fn plan_window(
             Some(t) => y.line(
                 5,
                 &format!(
-                    "- [{}, {}]",
+                    "- [{}, {}{}]",
                     c.func.name(),
                     yq(&SqlType {
                         rowtime: false,
                         ..t
                     }
-                    .to_string())
+                    .to_string()),
+                    if c.distinct { ", DISTINCT" } else { "" }
                 ),
             ),
         }
@@ -1396,7 +1432,8 @@ fn plan_window(
     let post_scope = Scope {
         qualifiers: &qualifiers,
         ..Scope::grouped(&post_cols, &group_idx)
-    };
+    }
+    .with_watermark();
     if let Some(h) = select.having {
         let b = expr::bind(h, &post_scope)?;
         if !matches!(b.ty.ty, types::Ty::Boolean | types::Ty::Null) {

@@ -1,0 +1,20 @@
+-- Distinct counts and string MIN/MAX across HOP windows: panes merged.
+CREATE TABLE events (
+  order_id    STRING,
+  customer_id STRING,
+  amount      DECIMAL(10, 2),
+  currency    STRING,
+  qty         INT,
+  price       DOUBLE,
+  event_ts    BIGINT,
+  ts AS TO_TIMESTAMP_LTZ(event_ts, 3),
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (
+  'connector' = 'filesystem',
+  'path' = '${DATA}/events.jsonl',
+  'format' = 'json'
+);
+
+SELECT window_start, window_end, COUNT(DISTINCT customer_id) AS customers, MIN(order_id) AS first_order, MAX(customer_id) AS last_customer
+FROM TABLE(HOP(TABLE events, DESCRIPTOR(ts), INTERVAL '5' SECOND, INTERVAL '15' SECOND))
+GROUP BY window_start, window_end;
