@@ -31,8 +31,8 @@ pub use graph::{Chain, Edge, Node, NodeKind, Pipeline, Settings};
 pub use operator::{ModuleRef, NodeInfo, Operator, OperatorFactory, Output, Subtask};
 
 use crate::time::watermark::Watermark;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What travels between tasks, in order.
@@ -73,13 +73,36 @@ pub enum PositionKind {
 #[derive(Debug, Default)]
 pub struct Splits {
     names: Mutex<Vec<(String, PositionKind)>>,
+    /// The topic and partition of each split that is a Kafka partition
+    /// (what SQL's metadata columns read).
+    partitions: Mutex<Vec<Option<TopicPartition>>>,
 }
+
+/// A Kafka topic and one of its partitions.
+pub type TopicPartition = (Arc<str>, i32);
 
 impl Splits {
     pub fn register(&self, name: String, kind: PositionKind) -> u32 {
         let mut names = self.names.lock().expect("splits lock");
         names.push((name, kind));
         (names.len() - 1) as u32
+    }
+
+    /// Registers a split that is partition `partition` of `topic`.
+    pub fn register_partition(&self, name: String, topic: &str, partition: i32) -> u32 {
+        let split = self.register(name, PositionKind::Offset);
+        let mut parts = self.partitions.lock().expect("splits lock");
+        if parts.len() <= split as usize {
+            parts.resize(split as usize + 1, None);
+        }
+        parts[split as usize] = Some((Arc::from(topic), partition));
+        split
+    }
+
+    /// The topic and partition of a split registered as one.
+    pub fn partition(&self, split: u32) -> Option<TopicPartition> {
+        let parts = self.partitions.lock().expect("splits lock");
+        parts.get(split as usize).cloned().flatten()
     }
 
     pub fn describe(&self, origin: Origin) -> String {

@@ -271,6 +271,20 @@ impl SourceOutput {
     /// Registers a split the subtask starts reading.
     pub fn add_split(&mut self, name: String, kind: PositionKind) -> SplitId {
         let global = self.out.info().splits.register(name.clone(), kind);
+        self.add_registered(name, global)
+    }
+
+    /// Registers a split that is partition `partition` of Kafka topic `topic`.
+    pub fn add_partition(&mut self, name: String, topic: &str, partition: i32) -> SplitId {
+        let global = self
+            .out
+            .info()
+            .splits
+            .register_partition(name.clone(), topic, partition);
+        self.add_registered(name, global)
+    }
+
+    fn add_registered(&mut self, name: String, global: u32) -> SplitId {
         let local = match &mut self.watermarks {
             Some(w) => {
                 let i = w.add_split(self.now_ms);

@@ -22,7 +22,6 @@ mod txn;
 
 use crate::connectors::FormatOption;
 use crate::error::RuntimeError;
-use crate::runtime::PositionKind;
 use crate::runtime::source::SourceFactory;
 use crate::runtime::source::{Format, Positions, Source, SourceOutput, SourcePoll, SplitId};
 use rdkafka::config::ClientConfig;
@@ -613,7 +612,7 @@ impl KafkaSource {
             )
             .map_err(kafka_error(p.name()))?;
             self.partitions.push(Reading {
-                split: Some(out.add_split(p.name(), PositionKind::Offset)),
+                split: Some(out.add_partition(p.name(), &p.topic, p.partition)),
                 partition: p,
                 next,
                 done: false,
@@ -644,7 +643,7 @@ impl Source for KafkaSource {
         let default = self.start_offset();
         for r in &mut self.partitions {
             let p = &r.partition;
-            r.split = Some(out.add_split(p.name(), PositionKind::Offset));
+            r.split = Some(out.add_partition(p.name(), &p.topic, p.partition));
             let offset = match r.next {
                 Some(o) => Offset::Offset(o),
                 None if self.options.start == StartOption::Timestamp => {
