@@ -528,11 +528,14 @@ impl SourceOutput {
     /// Returns how long the partial batch may still wait, if there is one.
     pub(crate) fn tick(&mut self, waiting: bool) -> Option<Duration> {
         self.now_ms = self.clock.now_ms();
-        if let Some(w) = &mut self.watermarks
-            && let Some(wm) = w.on_tick(self.now_ms)
-        {
+        let marks = match &mut self.watermarks {
+            Some(w) => w.on_tick(self.now_ms),
+            None => Vec::new(),
+        };
+        if !marks.is_empty() {
             self.cut();
-            self.messages.push(Message::Watermark(wm));
+            self.messages
+                .extend(marks.into_iter().map(Message::Watermark));
         }
         if self.batch.is_empty() {
             return None;

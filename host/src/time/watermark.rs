@@ -158,25 +158,35 @@ impl SourceWatermarks {
     }
 
     /// Called when the source has nothing to read for now, and between reads
-    /// in periodic mode: marks silent splits idle and returns what to emit.
-    pub fn on_tick(&mut self, now_ms: i64) -> Option<Watermark> {
+    /// in periodic mode: marks silent splits idle and returns what to emit,
+    /// in order. Splits go idle one at a time, in the order their silence
+    /// passed the timeout, and in per-event mode the watermark of the splits
+    /// still active is emitted after each: a split idle from the start does
+    /// not swallow the advance the others make before they fall silent too.
+    pub fn on_tick(&mut self, now_ms: i64) -> Vec<Watermark> {
+        let mut out = Vec::new();
+        let per_event = self.strategy.emit == Emit::PerEvent;
         if let Some(idle_ms) = self.strategy.idleness_ms {
-            for s in self.splits.iter_mut().filter(|s| !s.finished) {
-                if !s.idle && now_ms - s.last_activity_ms >= idle_ms {
-                    s.idle = true;
+            while let Some(s) = self
+                .splits
+                .iter_mut()
+                .filter(|s| !s.finished && !s.idle && now_ms - s.last_activity_ms >= idle_ms)
+                .min_by_key(|s| s.last_activity_ms)
+            {
+                s.idle = true;
+                if per_event {
+                    out.extend(self.next(false));
                 }
             }
         }
         let due = now_ms - self.last_periodic_ms >= self.strategy.interval_ms;
         if self.strategy.emit == Emit::Periodic && due {
             self.last_periodic_ms = now_ms;
-            return self.next(false);
+            out.extend(self.next(false));
+        } else if per_event {
+            out.extend(self.next(false));
         }
-        if self.strategy.emit == Emit::PerEvent || due {
-            // Idleness changes are reported at once in per-event mode.
-            return self.next(false);
-        }
-        None
+        out
     }
 
     /// The watermark to send now, if any: an advance, an idle mark when every
@@ -402,9 +412,9 @@ mod tests {
         let mut w = SourceWatermarks::new(strategy, 0);
         let s = w.add_split(0);
         assert_eq!(w.on_record(s, 100, 10), None);
-        assert_eq!(w.on_tick(150), None);
-        assert_eq!(w.on_tick(200), Some(Watermark::Time(99)));
-        assert_eq!(w.on_tick(450), None, "nothing new");
+        assert_eq!(w.on_tick(150), []);
+        assert_eq!(w.on_tick(200), [Watermark::Time(99)]);
+        assert_eq!(w.on_tick(450), [], "nothing new");
     }
 
     #[test]
@@ -419,8 +429,8 @@ mod tests {
         );
         assert_eq!(w.on_record(b, 50, 0), Some(Watermark::Time(49)));
         assert_eq!(w.on_record(a, 500, 900), None, "b still holds at 49");
-        assert_eq!(w.on_tick(1500), Some(Watermark::Time(499)), "b idle now");
-        assert_eq!(w.on_tick(2000), Some(Watermark::Idle), "a idle too");
+        assert_eq!(w.on_tick(1500), [Watermark::Time(499)], "b idle now");
+        assert_eq!(w.on_tick(2000), [Watermark::Idle], "a idle too");
         assert_eq!(
             w.on_record(b, 60, 2100),
             Some(Watermark::Time(499)),
@@ -428,7 +438,22 @@ mod tests {
         );
         w.finish_split(a);
         w.finish_split(b);
-        assert_eq!(w.on_tick(5000), None);
+        assert_eq!(w.on_tick(5000), []);
+    }
+
+    #[test]
+    fn splits_going_idle_at_one_tick_go_in_the_order_they_fell_silent() {
+        let mut w = SourceWatermarks::new(per_event(0, Some(1000)), 0);
+        let a = w.add_split(0);
+        let _b = w.add_split(0);
+        assert_eq!(w.on_record(a, 500, 200), None, "b, silent, holds at MIN");
+        // b's silence passed the timeout at 1000, a's at 1200: b goes idle
+        // first, and a's watermark goes out before the idle mark.
+        assert_eq!(
+            w.on_tick(1500),
+            [Watermark::Time(499), Watermark::Idle],
+            "a's advance is not lost"
+        );
     }
 
     #[test]
