@@ -316,7 +316,8 @@ impl Operator for KafkaSink {
             }
             let doc = r.value();
             let found = match key {
-                Some(k) => k.extract(doc, raw).is_ok(),
+                // A key field that is missing or null sends no key.
+                Some(k) => k.extract(doc, raw).is_ok() && raw.as_slice() != b"null",
                 None => r
                     .key()
                     .map(|k| {
