@@ -31,4 +31,5 @@ mod postgres;
 mod recovery;
 mod sandbox;
 mod sql;
+mod sql_kafka;
 mod support;

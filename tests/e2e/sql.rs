@@ -68,97 +68,120 @@ fn every_case_gives_flinks_columns_and_rows() {
         .collect();
     cases.sort();
     assert!(cases.len() >= 10, "{} cases", cases.len());
+    let data = root.join("data");
+    let env = [("DATA", data.to_str().unwrap())];
     let mut failures = Vec::new();
     for case in &cases {
-        let name = case.file_stem().unwrap().to_string_lossy().into_owned();
-        let (columns, rows) = read_golden(&case.with_extension("golden"));
-        let case_arg = case.to_str().unwrap();
-        if columns.starts_with("-- error: ") {
-            // Flink refuses the script; so must sluice, as a script error.
-            let o = sql(&["--explain", case_arg], &root);
-            if o.status.code() != Some(2) {
-                failures.push(format!("{name}: flink says {columns}, sluice planned it"));
-            }
-            continue;
+        failures.extend(compare_with_golden(
+            case,
+            &case.with_extension("golden"),
+            &env,
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Runs `script` under `sluice sql` (with `env`) and compares its result
+/// columns and rows with `golden`'s, in a canonical order; returns the
+/// differences. A golden of a script Flink refuses wants sluice to refuse it.
+pub fn compare_with_golden(script: &Path, golden: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    let name = script.file_stem().unwrap().to_string_lossy().into_owned();
+    let sql = |args: &[&str]| {
+        support::sluice()
+            .arg("sql")
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let mut failures = Vec::new();
+    let (columns, rows) = read_golden(golden);
+    let case_arg = script.to_str().unwrap();
+    if columns.starts_with("-- error: ") {
+        // Flink refuses the script; so must sluice, as a script error.
+        let o = sql(&["--explain", case_arg]);
+        if o.status.code() != Some(2) {
+            failures.push(format!("{name}: flink says {columns}, sluice planned it"));
         }
-        let o = sql(&["--explain", case_arg], &root);
-        assert_ok(&o);
-        let explained = stdout(&o);
-        let ours = explained
-            .lines()
-            .find_map(|l| l.strip_prefix("result columns: "))
-            .unwrap_or_default();
-        if ours != columns {
-            failures.push(format!(
-                "{name}: columns\n  flink: {columns}\n  ours:  {ours}"
-            ));
-            continue;
+        return failures;
+    }
+    let o = sql(&["--explain", case_arg]);
+    assert_ok(&o);
+    let explained = stdout(&o);
+    let ours = explained
+        .lines()
+        .find_map(|l| l.strip_prefix("result columns: "))
+        .unwrap_or_default();
+    if ours != columns {
+        failures.push(format!(
+            "{name}: columns\n  flink: {columns}\n  ours:  {ours}"
+        ));
+        return failures;
+    }
+    let cols = split_columns(&columns);
+    let o = sql(&["-q", case_arg]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    if lines.len() != rows.len() {
+        failures.push(format!(
+            "{name}: {} rows, flink {}:\n{out}",
+            lines.len(),
+            rows.len()
+        ));
+        return failures;
+    }
+    let pointers: Vec<Pointer> = cols
+        .iter()
+        .map(|(n, _)| Pointer::parse(&format!("/{n}")).unwrap())
+        .collect();
+    let refs: Vec<&Pointer> = pointers.iter().collect();
+    let positions: Vec<Pointer> = (0..cols.len())
+        .map(|i| Pointer::parse(&format!("/{i}")).unwrap())
+        .collect();
+    let positions: Vec<&Pointer> = positions.iter().collect();
+    let text =
+        |raw: Option<&[u8]>| String::from_utf8_lossy(raw.unwrap_or(b"<missing>")).into_owned();
+    // Rows as per-column raw texts, in a canonical order: rows that
+    // one watermark fires (several windows, several keys) come in an
+    // order neither engine promises.
+    let norm = |ty: &str, raw: &str| -> String {
+        if ty.starts_with("DOUBLE")
+            && let Ok(d) = raw.trim_matches('"').parse::<f64>()
+        {
+            return format!("{d:e}");
         }
-        let cols = split_columns(&columns);
-        let o = sql(&["-q", case_arg], &root);
-        assert_ok(&o);
-        let out = stdout(&o);
-        let lines: Vec<&str> = out.lines().collect();
-        if lines.len() != rows.len() {
-            failures.push(format!(
-                "{name}: {} rows, flink {}:\n{out}",
-                lines.len(),
-                rows.len()
-            ));
-            continue;
-        }
-        let pointers: Vec<Pointer> = cols
-            .iter()
-            .map(|(n, _)| Pointer::parse(&format!("/{n}")).unwrap())
-            .collect();
-        let refs: Vec<&Pointer> = pointers.iter().collect();
-        let positions: Vec<Pointer> = (0..cols.len())
-            .map(|i| Pointer::parse(&format!("/{i}")).unwrap())
-            .collect();
-        let positions: Vec<&Pointer> = positions.iter().collect();
-        let text =
-            |raw: Option<&[u8]>| String::from_utf8_lossy(raw.unwrap_or(b"<missing>")).into_owned();
-        // Rows as per-column raw texts, in a canonical order: rows that
-        // one watermark fires (several windows, several keys) come in an
-        // order neither engine promises.
-        let norm = |ty: &str, raw: &str| -> String {
-            if ty.starts_with("DOUBLE")
-                && let Ok(d) = raw.trim_matches('"').parse::<f64>()
-            {
-                return format!("{d:e}");
-            }
-            raw.trim_matches('"').to_owned()
-        };
-        let mut ours: Vec<Vec<String>> = Vec::new();
-        let mut theirs: Vec<Vec<String>> = Vec::new();
-        for (line, (kind, row)) in lines.iter().zip(&rows) {
-            assert_eq!(kind, "+I", "{name}: only inserts so far");
-            let mut found = vec![None; refs.len()];
-            find_many(line.as_bytes(), &refs, &mut found).unwrap();
-            ours.push(found.iter().map(|r| text(*r)).collect());
-            let mut want = vec![None; positions.len()];
-            find_many(row.as_bytes(), &positions, &mut want).unwrap();
-            theirs.push(want.iter().map(|r| text(*r)).collect());
-        }
-        let key = |r: &Vec<String>| -> Vec<String> {
-            r.iter()
-                .zip(&cols)
-                .map(|(v, (_, ty))| norm(ty, v))
-                .collect()
-        };
-        ours.sort_by_key(key);
-        theirs.sort_by_key(key);
-        for (got_row, want_row) in ours.iter().zip(&theirs) {
-            for ((n, ty), (got, want)) in cols.iter().zip(got_row.iter().zip(want_row)) {
-                if !same_value(ty, got, want) {
-                    failures.push(format!(
-                        "{name}: column {n} ({ty}): flink {want}, ours {got}\n  row: {got_row:?}"
-                    ));
-                }
+        raw.trim_matches('"').to_owned()
+    };
+    let mut ours: Vec<Vec<String>> = Vec::new();
+    let mut theirs: Vec<Vec<String>> = Vec::new();
+    for (line, (kind, row)) in lines.iter().zip(&rows) {
+        assert_eq!(kind, "+I", "{name}: only inserts so far");
+        let mut found = vec![None; refs.len()];
+        find_many(line.as_bytes(), &refs, &mut found).unwrap();
+        ours.push(found.iter().map(|r| text(*r)).collect());
+        let mut want = vec![None; positions.len()];
+        find_many(row.as_bytes(), &positions, &mut want).unwrap();
+        theirs.push(want.iter().map(|r| text(*r)).collect());
+    }
+    let key = |r: &Vec<String>| -> Vec<String> {
+        r.iter()
+            .zip(&cols)
+            .map(|(v, (_, ty))| norm(ty, v))
+            .collect()
+    };
+    ours.sort_by_key(key);
+    theirs.sort_by_key(key);
+    for (got_row, want_row) in ours.iter().zip(&theirs) {
+        for ((n, ty), (got, want)) in cols.iter().zip(got_row.iter().zip(want_row)) {
+            if !same_value(ty, got, want) {
+                failures.push(format!(
+                    "{name}: column {n} ({ty}): flink {want}, ours {got}\n  row: {got_row:?}"
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    failures
 }
 
 /// `a INT, b DECIMAL(10, 2)` as `[(a, INT), (b, DECIMAL(10, 2))]`: commas

@@ -103,13 +103,72 @@ fn from_parser(e: ParserError) -> SqlError {
     SqlError::new(pos, message)
 }
 
-/// A column of a table: physical (read from the record) or computed.
+/// A column of a table: physical (read from the record's value), computed,
+/// or metadata (read from the record around the value).
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
     pub ty: SqlType,
     /// `name AS expr`: its expression, as SQL text.
     pub computed: Option<ast::Expr>,
+    /// `name type METADATA [FROM 'key'] [VIRTUAL]`.
+    pub metadata: Option<Metadata>,
+}
+
+impl Column {
+    /// A physical column.
+    pub fn new(name: impl Into<String>, ty: SqlType) -> Column {
+        Column {
+            name: name.into(),
+            ty,
+            computed: None,
+            metadata: None,
+        }
+    }
+}
+
+/// What a metadata column reads: Kafka's record metadata by Flink's keys,
+/// and (inside sluice's plan only) a column read from the record's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meta {
+    Timestamp,
+    Partition,
+    Offset,
+    Topic,
+    /// A `key.fields` column with `'value.fields-include' = 'EXCEPT_KEY'`:
+    /// the record's key, as text (`'key.format' = 'raw'`).
+    Key,
+}
+
+impl Meta {
+    /// The Kafka connector's readable metadata: the key, its type in Flink.
+    pub const KAFKA: [(&'static str, Meta, types::Ty); 4] = [
+        ("timestamp", Meta::Timestamp, types::Ty::TimestampLtz),
+        ("partition", Meta::Partition, types::Ty::Int),
+        ("offset", Meta::Offset, types::Ty::BigInt),
+        ("topic", Meta::Topic, types::Ty::Varchar(types::STRING_LEN)),
+    ];
+
+    pub fn parse(key: &str) -> Option<Meta> {
+        if key == "key" {
+            return Some(Meta::Key);
+        }
+        Meta::KAFKA.iter().find(|m| m.0 == key).map(|m| m.1)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Meta::Key => "key",
+            m => Meta::KAFKA.iter().find(|k| k.1 == m).expect("a key").0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metadata {
+    pub meta: Meta,
+    /// `VIRTUAL`: read only (not a column an INSERT writes).
+    pub is_virtual: bool,
 }
 
 /// A `CREATE TABLE`.
@@ -124,11 +183,11 @@ pub struct Table {
 }
 
 impl Table {
-    /// The columns read from the record, with their types, in order.
+    /// The columns read from the record's value, with their types, in order.
     pub fn physical(&self) -> Vec<(String, SqlType)> {
         self.columns
             .iter()
-            .filter(|c| c.computed.is_none())
+            .filter(|c| c.computed.is_none() && c.metadata.is_none())
             .map(|c| (c.name.clone(), c.ty))
             .collect()
     }
@@ -588,9 +647,8 @@ fn create_table(p: &mut Parser<'_>) -> Result<Table, ParserError> {
             if p.parse_keyword(Keyword::AS) {
                 let e = p.parse_expr()?;
                 columns.push(Column {
-                    name,
-                    ty: SqlType::new(types::Ty::Null, true),
                     computed: Some(e),
+                    ..Column::new(name, SqlType::new(types::Ty::Null, true))
                 });
             } else {
                 let t = p.parse_data_type()?;
@@ -601,19 +659,33 @@ fn create_table(p: &mut Parser<'_>) -> Result<Table, ParserError> {
                 if !not_null {
                     let _ = p.parse_keyword(Keyword::NULL);
                 }
-                if p.peek_keyword(Keyword::METADATA) {
-                    return p.expected(
-                        "a column (METADATA columns are not supported yet)",
-                        p.peek_token(),
-                    );
-                }
+                let metadata = if p.parse_keyword(Keyword::METADATA) {
+                    let from = p.parse_keyword(Keyword::FROM);
+                    let at = p.peek_token();
+                    let key = if from {
+                        p.parse_literal_string()?
+                    } else {
+                        name.clone()
+                    };
+                    let meta = Meta::parse(&key).filter(|m| *m != Meta::Key).ok_or_else(|| {
+                        ParserError::ParserError(format!(
+                            "METADATA '{key}' is not supported by `sluice sql` yet (it reads the Kafka metadata 'timestamp', 'partition', 'offset' and 'topic') at Line: {}, Column: {}",
+                            at.span.start.line, at.span.start.column
+                        ))
+                    })?;
+                    Some(Metadata {
+                        meta,
+                        is_virtual: word(p, "VIRTUAL"),
+                    })
+                } else {
+                    None
+                };
                 if p.parse_keyword(Keyword::COMMENT) {
                     p.parse_literal_string()?;
                 }
                 columns.push(Column {
-                    name,
-                    ty: SqlType::new(ty, !not_null),
-                    computed: None,
+                    metadata,
+                    ..Column::new(name, SqlType::new(ty, !not_null))
                 });
             }
         }
@@ -647,6 +719,221 @@ fn create_table(p: &mut Parser<'_>) -> Result<Table, ParserError> {
     })
 }
 
+/// The Kafka options `sluice sql` maps onto its Kafka source and sink, by
+/// Flink's names; `properties.*` go to librdkafka as they are.
+const KAFKA_OPTIONS: &[&str] = &[
+    "connector",
+    "topic",
+    "topic-pattern",
+    "format",
+    "value.format",
+    "key.format",
+    "key.fields",
+    "value.fields-include",
+    "scan.startup.mode",
+    "scan.startup.timestamp-millis",
+    "scan.bounded.mode",
+    "scan.topic-partition-discovery.interval",
+    "sink.delivery-guarantee",
+    "sink.transactional-id-prefix",
+    "sink.partitioner",
+];
+
+/// A `kafka` table's value format: `json` or `raw`.
+pub fn kafka_format(t: &Table) -> &str {
+    t.options
+        .get("value.format")
+        .or_else(|| t.options.get("format"))
+        .map_or("", String::as_str)
+}
+
+/// The `key.fields` column of a `kafka` table, when read from the key
+/// (`'value.fields-include' = 'EXCEPT_KEY'`).
+pub fn kafka_key_column(t: &Table) -> Option<&str> {
+    let from_key = t.options.get("value.fields-include").map(String::as_str) == Some("EXCEPT_KEY");
+    t.options
+        .get("key.fields")
+        .filter(|_| from_key)
+        .map(String::as_str)
+}
+
+fn check_kafka(t: &Table) -> Result<(), SqlError> {
+    let opt = |k: &str| t.options.get(k).map(String::as_str);
+    let refuse = |m: String| Err(SqlError::new(t.pos, format!("table `{}`: {m}", t.name)));
+    for k in t.options.keys() {
+        if !KAFKA_OPTIONS.contains(&k.as_str()) && !k.starts_with("properties.") {
+            return refuse(format!(
+                "the Kafka option '{k}' is not supported by `sluice sql` yet"
+            ));
+        }
+    }
+    if opt("properties.bootstrap.servers").is_none() {
+        return refuse("'properties.bootstrap.servers' is missing".into());
+    }
+    match (opt("topic"), opt("topic-pattern")) {
+        (Some(_), Some(_)) => return refuse("'topic' and 'topic-pattern' are exclusive".into()),
+        (None, None) => return refuse("'topic' (or 'topic-pattern') is missing".into()),
+        (Some(list), None) if list.split(';').any(|t| t.trim().is_empty()) => {
+            return refuse(format!("'topic' = '{list}' names an empty topic"));
+        }
+        _ => {}
+    }
+    if opt("format").is_some() && opt("value.format").is_some() {
+        return refuse("'format' and 'value.format' are exclusive".into());
+    }
+    let physical: Vec<&Column> = t
+        .columns
+        .iter()
+        .filter(|c| c.computed.is_none() && c.metadata.is_none())
+        .collect();
+    match kafka_format(t) {
+        "json" => {}
+        "raw" => {
+            let value_cols = physical
+                .iter()
+                .filter(|c| Some(c.name.as_str()) != kafka_key_column(t))
+                .count();
+            let string = physical
+                .iter()
+                .all(|c| matches!(c.ty.ty, types::Ty::Varchar(_) | types::Ty::Char(_)));
+            if value_cols != 1 || !string {
+                return refuse(
+                    "the 'raw' format reads the whole value into one STRING column (besides a key column)"
+                        .into(),
+                );
+            }
+        }
+        "" => return refuse("'format' (or 'value.format') is missing".into()),
+        f => {
+            return refuse(format!(
+                "the format '{f}' is not supported by `sluice sql` yet (Kafka tables read and write 'json' and 'raw')"
+            ));
+        }
+    }
+    match (opt("key.format"), opt("key.fields")) {
+        (None, None) => {}
+        (Some("raw"), Some(k)) => {
+            let col = physical.iter().find(|c| c.name == k);
+            if !col.is_some_and(|c| matches!(c.ty.ty, types::Ty::Varchar(_) | types::Ty::Char(_))) {
+                return refuse(format!(
+                    "'key.fields' = '{k}': the 'raw' key format takes one physical STRING column"
+                ));
+            }
+        }
+        (Some("raw"), None) => return refuse("'key.format' needs 'key.fields'".into()),
+        (None, Some(_)) => return refuse("'key.fields' needs 'key.format'".into()),
+        (Some(f), _) => {
+            return refuse(format!(
+                "the key format '{f}' is not supported by `sluice sql` yet (it has 'raw')"
+            ));
+        }
+    }
+    let valid: &[(&str, &[&str])] = &[
+        ("value.fields-include", &["ALL", "EXCEPT_KEY"]),
+        (
+            "scan.startup.mode",
+            &[
+                "earliest-offset",
+                "latest-offset",
+                "group-offsets",
+                "timestamp",
+            ],
+        ),
+        ("scan.bounded.mode", &["unbounded", "latest-offset"]),
+        (
+            "sink.delivery-guarantee",
+            &["at-least-once", "none", "exactly-once"],
+        ),
+        ("sink.partitioner", &["default"]),
+    ];
+    for (k, values) in valid {
+        if let Some(v) = opt(k)
+            && !values.contains(&v)
+        {
+            return refuse(format!(
+                "'{k}' = '{v}' is not supported by `sluice sql` (it takes {})",
+                values
+                    .iter()
+                    .map(|v| format!("'{v}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    match (
+        opt("scan.startup.mode"),
+        opt("scan.startup.timestamp-millis"),
+    ) {
+        (Some("timestamp"), Some(ms)) if ms.parse::<i64>().is_ok() => {}
+        (Some("timestamp"), _) => {
+            return refuse(
+                "'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis' (epoch milliseconds)"
+                    .into(),
+            );
+        }
+        (_, Some(_)) => {
+            return refuse(
+                "'scan.startup.timestamp-millis' goes with 'scan.startup.mode' = 'timestamp'"
+                    .into(),
+            );
+        }
+        _ => {}
+    }
+    if let Some(v) = opt("scan.topic-partition-discovery.interval")
+        && planner::flink_duration(v).is_none()
+    {
+        return refuse(format!(
+            "'scan.topic-partition-discovery.interval' must be a duration such as '30 s', not '{v}'"
+        ));
+    }
+    if let Some(v) = opt("properties.auto.offset.reset")
+        && !["earliest", "latest", "none"].contains(&v)
+    {
+        return refuse(format!(
+            "'properties.auto.offset.reset' = '{v}' (it takes 'earliest', 'latest' or 'none')"
+        ));
+    }
+    for c in &t.columns {
+        let Some(m) = c.metadata else { continue };
+        let fits = match m.meta {
+            Meta::Timestamp => c.ty.ty.is_timestamp(),
+            Meta::Partition => matches!(c.ty.ty, types::Ty::Int | types::Ty::BigInt),
+            Meta::Offset => c.ty.ty == types::Ty::BigInt,
+            Meta::Topic => matches!(c.ty.ty, types::Ty::Varchar(_) | types::Ty::Char(_)),
+            Meta::Key => false,
+        };
+        if !fits {
+            let (_, _, ty) = Meta::KAFKA.iter().find(|k| k.1 == m.meta).expect("a key");
+            return refuse(format!(
+                "column `{}`: METADATA '{}' is {}, which {} cannot hold",
+                c.name,
+                m.meta.name(),
+                SqlType::new(*ty, false),
+                c.ty
+            ));
+        }
+    }
+    check_columns(t)
+}
+
+/// What a `kafka` table needs to be read (a table only written needs none
+/// of it): Flink's default start, the group's offsets, needs a group.
+pub fn check_kafka_source(t: &Table) -> Result<(), SqlError> {
+    let opt = |k: &str| t.options.get(k).map(String::as_str);
+    if matches!(opt("scan.startup.mode"), None | Some("group-offsets"))
+        && opt("properties.group.id").is_none()
+    {
+        return Err(SqlError::new(
+            t.pos,
+            format!(
+                "table `{}`: 'scan.startup.mode' is 'group-offsets' (Flink's default), which needs 'properties.group.id'; or set 'scan.startup.mode' = 'earliest-offset'",
+                t.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The table's columns as a query sees them: physical ones with their
 /// types, computed ones typed by their expression over the physical ones.
 pub fn table_scope(t: &Table) -> Result<Vec<(String, SqlType)>, SqlError> {
@@ -674,6 +961,14 @@ pub fn table_scope(t: &Table) -> Result<Vec<(String, SqlType)>, SqlError> {
 fn check_table(t: &Table) -> Result<(), SqlError> {
     let opt = |k: &str| t.options.get(k).map(String::as_str);
     let refuse = |m: String| Err(SqlError::new(t.pos, format!("table `{}`: {m}", t.name)));
+    if opt("connector") != Some("kafka")
+        && let Some(c) = t.columns.iter().find(|c| c.metadata.is_some())
+    {
+        return refuse(format!(
+            "column `{}`: METADATA columns are read from 'kafka' tables only",
+            c.name
+        ));
+    }
     let allowed: &[&str] = match opt("connector") {
         Some("filesystem") => {
             if opt("path").is_none() {
@@ -745,9 +1040,10 @@ fn check_table(t: &Table) -> Result<(), SqlError> {
             }
             return check_columns(t);
         }
+        Some("kafka") => return check_kafka(t),
         Some(other) => {
             return refuse(format!(
-                "the connector '{other}' is not supported by `sluice sql` yet (it has 'filesystem', 'datagen', 'print' and 'blackhole')"
+                "the connector '{other}' is not supported by `sluice sql` yet (it has 'filesystem', 'kafka', 'datagen', 'print' and 'blackhole')"
             ));
         }
         None => return refuse("there is no 'connector' option".into()),

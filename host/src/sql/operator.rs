@@ -13,11 +13,12 @@
 
 use super::expr::{self, Bound, Scope};
 use super::types::{SqlType, Ty, Value};
-use super::{Column, FlinkDialect, Table};
+use super::{Column, FlinkDialect, Meta, Metadata, Table};
 use crate::error::{PlanError, RuntimeError};
 use crate::json::Pointer;
+use crate::runtime::batch::RecordRef;
 use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
-use crate::runtime::{Batch, Operator, OperatorFactory, Output, Subtask};
+use crate::runtime::{Batch, Operator, OperatorFactory, Output, Splits, Subtask};
 use async_trait::async_trait;
 use serde::Deserialize;
 use sqlparser::parser::Parser;
@@ -43,6 +44,10 @@ struct SqlSpec {
     /// The table's time attribute (its WATERMARK's column).
     #[serde(default)]
     rowtime: Option<String>,
+    /// `raw`: the one physical column is the record's whole value, as
+    /// text (Flink's `raw` format); otherwise the value is a JSON object.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 /// `sql:` in a spec.
@@ -90,19 +95,22 @@ impl OperatorKind for SqlKind {
         let mut columns = Vec::new();
         for c in &spec.columns {
             let col = match c.as_slice() {
-                [Some(name), Some(ty)] => Column {
-                    name: name.clone(),
-                    ty: parse_type(ty).map_err(fail)?,
-                    computed: None,
-                },
+                [Some(name), Some(ty)] => Column::new(name, parse_type(ty).map_err(fail)?),
                 [Some(name), None, Some(e)] => Column {
-                    name: name.clone(),
-                    ty: SqlType::new(Ty::Null, true),
                     computed: Some(parse_expr(e).map_err(fail)?),
+                    ..Column::new(name, SqlType::new(Ty::Null, true))
+                },
+                [Some(name), Some(ty), None, Some(m)] => Column {
+                    metadata: Some(Metadata {
+                        meta: Meta::parse(m)
+                            .ok_or_else(|| fail(format!("column `{name}`: no metadata `{m}`")))?,
+                        is_virtual: true,
+                    }),
+                    ..Column::new(name, parse_type(ty).map_err(fail)?)
                 },
                 _ => {
                     return Err(fail(format!(
-                        "a column is [name, type] or [name, null, expression], not {c:?}"
+                        "a column is [name, type], [name, null, expression] or [name, type, null, metadata], not {c:?}"
                     )));
                 }
             };
@@ -136,8 +144,21 @@ impl OperatorKind for SqlKind {
         }
         .with_watermark();
         let physical = table.physical();
+        let raw = match spec.format.as_deref() {
+            None | Some("json") => false,
+            Some("raw") if physical.len() == 1 => true,
+            Some(f) => {
+                return Err(fail(format!(
+                    "format `{f}`: a table's value is `json`, or `raw` into its one physical column"
+                )));
+            }
+        };
         let mut reads = Vec::new();
         for c in &table.columns {
+            if let Some(m) = c.metadata {
+                reads.push(Read::Meta(m.meta));
+                continue;
+            }
             reads.push(match &c.computed {
                 None => Read::Field(
                     physical
@@ -189,6 +210,7 @@ impl OperatorKind for SqlKind {
             filter,
             select,
             reads_watermark,
+            raw,
         })))))
     }
 }
@@ -199,6 +221,8 @@ enum Read {
     Field(usize),
     /// A computed column over the physical ones.
     Computed(Bound),
+    /// Something of the record around its value.
+    Meta(Meta),
 }
 
 struct Program {
@@ -215,6 +239,8 @@ struct Program {
     select: Vec<(String, Bound)>,
     /// Some expression calls `CURRENT_WATERMARK`.
     reads_watermark: bool,
+    /// The value is the one physical column's text.
+    raw: bool,
 }
 
 pub struct SqlFactory(Arc<Program>);
@@ -231,6 +257,7 @@ impl OperatorFactory for SqlFactory {
             row: Vec::new(),
             out: Vec::new(),
             watermark: i64::MIN,
+            partitions: Partitions::default(),
         })
     }
 }
@@ -242,26 +269,76 @@ struct SqlOperator {
     out: Vec<u8>,
     /// The watermark `CURRENT_WATERMARK` reads (`i64::MIN`: none yet).
     watermark: i64,
+    partitions: Partitions,
+}
+
+/// The topic and partition of each Kafka split seen, looked up once.
+#[derive(Default)]
+struct Partitions(std::collections::HashMap<u32, (Arc<str>, i32)>);
+
+impl Partitions {
+    /// The value of metadata column `m` for record `r`.
+    fn metadata(&mut self, m: Meta, r: RecordRef<'_>, splits: &Splits) -> Result<Value, String> {
+        let origin = r.origin();
+        let mut partition = || -> Result<(Arc<str>, i32), String> {
+            if let Some(p) = self.0.get(&origin.split) {
+                return Ok(p.clone());
+            }
+            let p = splits.partition(origin.split).ok_or_else(|| {
+                format!(
+                    "METADATA '{}' reads a Kafka record, and this one comes from {}",
+                    m.name(),
+                    splits.describe(origin)
+                )
+            })?;
+            self.0.insert(origin.split, p.clone());
+            Ok(p)
+        };
+        Ok(match m {
+            Meta::Timestamp => r.timestamp().map_or(Value::Null, Value::Ts),
+            Meta::Partition => Value::Int(partition()?.1 as i64),
+            Meta::Topic => Value::Str(partition()?.0.to_string()),
+            Meta::Offset => {
+                partition()?;
+                Value::Int(origin.position as i64)
+            }
+            Meta::Key => match r.key() {
+                None => Value::Null,
+                Some(k) => Value::Str(
+                    std::str::from_utf8(k)
+                        .map_err(|e| format!("the key is not UTF-8 text: {e}"))?
+                        .to_owned(),
+                ),
+            },
+        })
+    }
 }
 
 impl SqlOperator {
-    /// The output row of one record: `Ok(None)` when the filter drops it;
+    /// The output row of one record: `Ok(false)` when the filter drops it;
     /// `Err` names what is wrong with the record.
-    fn apply(&mut self, value: &[u8]) -> Result<bool, String> {
+    fn apply(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<bool, String> {
         let p = &*self.program;
-        let pointers: smallvec::SmallVec<[&Pointer; 16]> = p.pointers.iter().collect();
-        let mut found: smallvec::SmallVec<[Option<&[u8]>; 16]> =
-            smallvec::smallvec![None; pointers.len()];
-        crate::json::find_many(value, &pointers, &mut found).map_err(|e| e.to_string())?;
+        let value = r.value();
         self.physical.clear();
-        for (((name, ty), raw), used) in p.physical.iter().zip(&found).zip(&p.used) {
-            if !used {
-                self.physical.push(Value::Null);
-                continue;
+        if p.raw {
+            let text = std::str::from_utf8(value)
+                .map_err(|e| format!("table `{}`: the value is not UTF-8 text: {e}", p.table))?;
+            self.physical.push(Value::Str(text.to_owned()));
+        } else {
+            let pointers: smallvec::SmallVec<[&Pointer; 16]> = p.pointers.iter().collect();
+            let mut found: smallvec::SmallVec<[Option<&[u8]>; 16]> =
+                smallvec::smallvec![None; pointers.len()];
+            crate::json::find_many(value, &pointers, &mut found).map_err(|e| e.to_string())?;
+            for (((name, ty), raw), used) in p.physical.iter().zip(&found).zip(&p.used) {
+                if !used {
+                    self.physical.push(Value::Null);
+                    continue;
+                }
+                let v = expr::from_json(*raw, ty.ty)
+                    .map_err(|m| format!("table `{}`, column `{name}` ({ty}): {m}", p.table))?;
+                self.physical.push(v);
             }
-            let v = expr::from_json(*raw, ty.ty)
-                .map_err(|m| format!("table `{}`, column `{name}` ({ty}): {m}", p.table))?;
-            self.physical.push(v);
         }
         self.row.clear();
         for (r, used) in p.reads.iter().zip(&p.computed_used) {
@@ -273,10 +350,13 @@ impl SqlOperator {
                 _ => self.row.push(Value::Null),
             }
         }
-        // Physical columns move into the row (computed ones read them first).
-        for (r, slot) in p.reads.iter().zip(self.row.iter_mut()) {
-            if let Read::Field(i) = r {
-                *slot = std::mem::replace(&mut self.physical[*i], Value::Null);
+        // Physical columns move into the row (computed ones read them
+        // first); metadata comes from around the value.
+        for (read, slot) in p.reads.iter().zip(self.row.iter_mut()) {
+            match read {
+                Read::Field(i) => *slot = std::mem::replace(&mut self.physical[*i], Value::Null),
+                Read::Meta(m) => *slot = self.partitions.metadata(*m, r, splits)?,
+                Read::Computed(_) => {}
             }
         }
         if p.reads_watermark {
@@ -311,8 +391,9 @@ impl SqlOperator {
 impl Operator for SqlOperator {
     async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
         let mut rows = Batch::with_capacity(batch.len(), batch.data.len());
+        let splits = out.info().splits.clone();
         for r in batch.iter() {
-            match self.apply(r.value()) {
+            match self.apply(r, &splits) {
                 Ok(true) => rows.push(None, &self.out, r.timestamp(), r.origin()),
                 Ok(false) => {}
                 Err(m) => out.dead_letter(r, &m)?,

@@ -37,10 +37,15 @@ struct Settings {
     watermark_interval_ms: Option<i64>,
     /// `table.exec.source.idle-timeout` (0: none).
     idle_timeout_ms: Option<i64>,
+    /// `execution.checkpointing.interval`.
+    checkpoint_interval_ms: Option<i64>,
+    /// `execution.checkpointing.dir` (or `state.checkpoints.dir`), a
+    /// folder (`file://` taken off).
+    checkpoint_dir: Option<String>,
 }
 
 /// A Flink duration option (`200 ms`, `5 s`, `1 min`, `0`) in milliseconds.
-fn flink_duration(v: &str) -> Option<i64> {
+pub(super) fn flink_duration(v: &str) -> Option<i64> {
     let v = v.trim();
     let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
     let (n, unit) = v.split_at(split);
@@ -132,13 +137,20 @@ pub fn plan(
             .get(name)
             .ok_or_else(|| SqlError::new(*pos, format!("table `{name}` not found")))?;
         let connector = sink.options.get("connector").map(String::as_str);
-        if !matches!(connector, Some("print" | "blackhole" | "filesystem")) {
+        if !matches!(
+            connector,
+            Some("print" | "blackhole" | "filesystem" | "kafka")
+        ) {
             return Err(SqlError::new(
                 *pos,
                 format!(
-                    "table `{name}` cannot be written to: `sluice sql` writes 'print', 'blackhole' and 'filesystem' tables"
+                    "table `{name}` cannot be written to: `sluice sql` writes 'print', 'blackhole', 'filesystem' and 'kafka' tables"
                 ),
             ));
+        }
+        if connector == Some("kafka") {
+            check_kafka_sink(sink)
+                .map_err(|m| SqlError::new(*pos, format!("INSERT INTO `{name}`: {m}")))?;
         }
         let n = uses.entry(name.clone()).or_default();
         *n += 1;
@@ -198,6 +210,23 @@ pub fn plan(
             settings.parallelism.or(parallelism).unwrap_or(1)
         ),
     );
+    match (&settings.checkpoint_dir, settings.checkpoint_interval_ms) {
+        (Some(dir), interval) => y.line(
+            0,
+            &format!(
+                "checkpoints: {{ dir: {}{} }}",
+                yq(dir),
+                interval.map_or(String::new(), |ms| format!(", interval: {ms}ms"))
+            ),
+        ),
+        (None, Some(_)) => {
+            return Err(SqlError::new(
+                None,
+                "SET 'execution.checkpointing.interval' needs SET 'execution.checkpointing.dir' (a folder for the checkpoints)",
+            ));
+        }
+        (None, None) => {}
+    }
     y.line(0, "sources:");
     for (name, et) in &pl.sources {
         y.source(&tables[name], et.as_ref());
@@ -231,6 +260,19 @@ impl Settings {
             "table.local-time-zone" if v == "UTC" => {}
             "pipeline.auto-watermark-interval" => self.watermark_interval_ms = Some(duration()?),
             "table.exec.source.idle-timeout" => self.idle_timeout_ms = Some(duration()?),
+            "execution.checkpointing.interval" => {
+                self.checkpoint_interval_ms = Some(duration()?.max(1))
+            }
+            "execution.checkpointing.dir" | "state.checkpoints.dir" => {
+                let dir = v.strip_prefix("file://").unwrap_or(v);
+                if dir.is_empty() || dir.contains("://") {
+                    return Err(SqlError::new(
+                        at,
+                        format!("{k} must be a local folder (file:///path or /path), not '{v}'"),
+                    ));
+                }
+                self.checkpoint_dir = Some(dir.to_owned());
+            }
             _ => {
                 return Err(SqlError::new(
                     at,
@@ -310,6 +352,7 @@ fn derived(name: &str, cols: &[(String, SqlType)]) -> Table {
                 name: n.clone(),
                 ty: *t,
                 computed: None,
+                metadata: None,
             })
             .collect(),
         watermark: None,
@@ -332,6 +375,33 @@ impl Planner<'_> {
                 ))
             ),
             Some("blackhole") => format!("{head}type: discard }}"),
+            Some("kafka") => {
+                let mut l = format!(
+                    "{head}type: kafka, bootstrap: {}, topic: {}",
+                    yq(opt("properties.bootstrap.servers").expect("checked")),
+                    yq(opt("topic").expect("checked"))
+                );
+                if let Some(k) = opt("key.fields") {
+                    l.push_str(&format!(", key: {}", yq(&format!("/{k}"))));
+                }
+                if super::kafka_format(t) == "raw" {
+                    let col = t.physical().into_iter().next().expect("checked").0;
+                    l.push_str(&format!(", value: {}", yq(&format!("/{col}"))));
+                }
+                let delivery = match opt("sink.delivery-guarantee") {
+                    Some("exactly-once") => "exactly-once",
+                    _ => "at-least-once",
+                };
+                l.push_str(&format!(", delivery: {delivery}"));
+                if let Some(p) = opt("sink.transactional-id-prefix") {
+                    l.push_str(&format!(", transactional_id_prefix: {}", yq(p)));
+                }
+                if let Some(p) = kafka_properties(t, &["bootstrap.servers"]) {
+                    l.push_str(&format!(", {p}"));
+                }
+                l.push_str(" }");
+                l
+            }
             _ => format!(
                 "{head}type: file, path: {} }}",
                 yq(&format!(
@@ -376,15 +446,18 @@ impl Planner<'_> {
             .ok_or_else(|| SqlError::new(pos, format!("table `{name}` not found")))?;
         if !matches!(
             t.options.get("connector").map(String::as_str),
-            Some("filesystem" | "datagen")
+            Some("filesystem" | "datagen" | "kafka")
         ) {
             return Err(SqlError::new(
                 pos,
                 format!(
-                    "table `{name}` cannot be read: `sluice sql` reads 'filesystem' and 'datagen' tables (its connector is '{}')",
+                    "table `{name}` cannot be read: `sluice sql` reads 'filesystem', 'kafka' and 'datagen' tables (its connector is '{}')",
                     t.options.get("connector").map_or("", String::as_str)
                 ),
             ));
+        }
+        if t.options.get("connector").map(String::as_str) == Some("kafka") {
+            super::check_kafka_source(t)?;
         }
         if !self.sources.iter().any(|(n, _)| n == name) {
             self.sources.push((name.to_owned(), None));
@@ -673,8 +746,11 @@ impl Yaml {
         // One reader, as Flink reads one file (a split it does not cut):
         // the watermark is that of the file's order.
         self.line(2, "parallelism: 1");
-        if t.options.get("connector").map(String::as_str) == Some("datagen") {
+        let connector = t.options.get("connector").map(String::as_str);
+        if connector == Some("datagen") {
             self.datagen(t);
+        } else if connector == Some("kafka") {
+            self.kafka_source(t);
         } else {
             self.line(2, "type: file");
             self.line(
@@ -684,7 +760,10 @@ impl Yaml {
         }
         if let Some(et) = event_time {
             self.line(2, "event_time:");
-            self.line(3, &format!("timestamp: {}", yq(&et.pointer)));
+            // Without a pointer: the record's own timestamp (Kafka's).
+            if let Some(p) = &et.pointer {
+                self.line(3, &format!("timestamp: {}", yq(p)));
+            }
             let emit = match et.interval_ms {
                 None | Some(0) => "emit: per_event".to_owned(),
                 Some(ms) => format!("emit: periodic, interval: {ms}ms"),
@@ -699,6 +778,59 @@ impl Yaml {
             if let Some(idle) = et.idleness_ms.filter(|ms| *ms > 0) {
                 self.line(3, &format!("idleness: {idle}ms"));
             }
+        }
+    }
+
+    /// A `kafka` table's source: Flink's options as the Kafka source's.
+    fn kafka_source(&mut self, t: &Table) {
+        let opt = |k: &str| t.options.get(k).map(String::as_str);
+        self.line(2, "type: kafka");
+        let bootstrap = opt("properties.bootstrap.servers").expect("checked");
+        self.line(2, &format!("bootstrap: {}", yq(bootstrap)));
+        match (opt("topic"), opt("topic-pattern")) {
+            (Some(list), _) => {
+                let topics: Vec<String> = list.split(';').map(|t| yq(t.trim())).collect();
+                self.line(2, &format!("topics: [{}]", topics.join(", ")));
+            }
+            (None, Some(p)) => self.line(2, &format!("topic_pattern: {}", yq(p))),
+            (None, None) => unreachable!("checked"),
+        }
+        let start = match opt("scan.startup.mode") {
+            Some("earliest-offset") => "earliest",
+            Some("latest-offset") => "latest",
+            Some("timestamp") => "timestamp",
+            _ => "group",
+        };
+        self.line(2, &format!("start: {start}"));
+        if let Some(ms) = opt("scan.startup.timestamp-millis") {
+            self.line(2, &format!("start_timestamp: {ms}"));
+        }
+        if let Some(g) = opt("properties.group.id") {
+            self.line(2, &format!("group_id: {}", yq(g)));
+        }
+        if start == "group" {
+            // Flink: where the group has no offset, `auto.offset.reset`
+            // (none by default: the job fails).
+            let fallback = match opt("properties.auto.offset.reset") {
+                Some("earliest") => "earliest",
+                Some("latest") => "latest",
+                _ => "fail",
+            };
+            self.line(2, &format!("group_fallback: {fallback}"));
+        }
+        if opt("scan.bounded.mode") == Some("latest-offset") {
+            self.line(2, "bounded: true");
+        }
+        if let Some(ms) =
+            opt("scan.topic-partition-discovery.interval").and_then(super::planner::flink_duration)
+        {
+            self.line(2, &format!("discovery_interval: {ms}ms"));
+        }
+        self.line(2, &format!("format: {}", super::kafka_format(t)));
+        if let Some(p) =
+            kafka_properties(t, &["bootstrap.servers", "group.id", "auto.offset.reset"])
+        {
+            self.line(2, &p);
         }
     }
 
@@ -755,7 +887,25 @@ impl Yaml {
         self.line(2, "sql:");
         self.line(3, &format!("table: {}", yq(&t.name)));
         self.line(3, "columns:");
+        let key_column = super::kafka_key_column(t);
         for c in &t.columns {
+            let meta = match c.metadata {
+                Some(m) => Some(m.meta),
+                None if key_column == Some(c.name.as_str()) => Some(super::Meta::Key),
+                None => None,
+            };
+            if let Some(m) = meta {
+                self.line(
+                    4,
+                    &format!(
+                        "- [{}, {}, null, {}]",
+                        yq(&c.name),
+                        yq(&c.ty.to_string()),
+                        m.name()
+                    ),
+                );
+                continue;
+            }
             match &c.computed {
                 None => self.line(
                     4,
@@ -769,6 +919,11 @@ impl Yaml {
         }
         if let Some((col, _)) = &t.watermark {
             self.line(3, &format!("rowtime: {}", yq(col)));
+        }
+        if t.options.get("connector").map(String::as_str) == Some("kafka")
+            && super::kafka_format(t) == "raw"
+        {
+            self.line(3, "format: raw");
         }
         if let Some(w) = filter {
             self.line(3, &format!("where: {}", yq(&w.to_string())));
@@ -788,6 +943,44 @@ impl Yaml {
             }
         }
     }
+}
+
+/// The `properties.*` options of a Kafka table but `skip`, as a spec's
+/// `properties: { … }` for librdkafka (`None` when there are none).
+fn kafka_properties(t: &Table, skip: &[&str]) -> Option<String> {
+    let props: Vec<String> = t
+        .options
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("properties.")?, v)))
+        .filter(|(k, _)| !skip.contains(k))
+        .map(|(k, v)| format!("{}: {}", yq(k), yq(v)))
+        .collect();
+    (!props.is_empty()).then(|| format!("properties: {{ {} }}", props.join(", ")))
+}
+
+/// What `sluice sql` cannot write to a Kafka table yet.
+fn check_kafka_sink(t: &Table) -> Result<(), String> {
+    let opt = |k: &str| t.options.get(k).map(String::as_str);
+    if opt("topic").is_none_or(|l| l.contains(';')) {
+        return Err("a Kafka sink writes one 'topic' (not a list or a 'topic-pattern')".into());
+    }
+    if super::kafka_key_column(t).is_some() {
+        return Err(
+            "'value.fields-include' = 'EXCEPT_KEY' is not supported for writing yet (the value carries every column)"
+                .into(),
+        );
+    }
+    if let Some(c) = t
+        .columns
+        .iter()
+        .find(|c| c.metadata.is_some_and(|m| !m.is_virtual))
+    {
+        return Err(format!(
+            "column `{}`: writing Kafka metadata is not supported yet (declare it VIRTUAL)",
+            c.name
+        ));
+    }
+    Ok(())
 }
 
 fn source_uid(t: &Table) -> String {
@@ -895,8 +1088,9 @@ fn assignable(from: types::Ty, to: types::Ty) -> bool {
 /// Where a table's event time comes from and how its watermark goes.
 #[derive(Debug)]
 struct EventTime {
-    /// JSON pointer of the epoch-millisecond field.
-    pointer: String,
+    /// JSON pointer of the epoch-millisecond field; `None`: the record's
+    /// own timestamp (Kafka's).
+    pointer: Option<String>,
     /// The watermark is max(rowtime) - this.
     delay_ms: i64,
     interval_ms: Option<i64>,
@@ -935,8 +1129,8 @@ fn event_time(
 }
 
 /// The event time of `t`, which has a WATERMARK: its time attribute must be
-/// computed as `TO_TIMESTAMP_LTZ(<integer column>, 3)`, and its watermark
-/// `col` or `col - INTERVAL …`.
+/// computed as `TO_TIMESTAMP_LTZ(<integer column>, 3)` or be a Kafka table's
+/// `timestamp` metadata, and its watermark `col` or `col - INTERVAL …`.
 fn table_event_time(
     t: &Table,
     scope_cols: &[(String, SqlType)],
@@ -951,12 +1145,33 @@ fn table_event_time(
         SqlError::new(
             t.pos,
             format!(
-                "the time attribute `{wcol}` of `{}` must be computed as TO_TIMESTAMP_LTZ(<BIGINT column>, 3) for `sluice sql` (other rowtime columns are not supported yet)",
+                "the time attribute `{wcol}` of `{}` must be computed as TO_TIMESTAMP_LTZ(<BIGINT column>, 3), or be a Kafka table's METADATA FROM 'timestamp', for `sluice sql` (other rowtime columns are not supported yet)",
                 t.name
             ),
         )
     };
+    let reads_kafka_timestamp = t
+        .columns
+        .iter()
+        .any(|c| c.metadata.is_some_and(|m| m.meta == super::Meta::Timestamp));
     let field = match &col.computed {
+        // The source's timestamp carries the event time, so a value field
+        // as the time attribute would hide the Kafka timestamp.
+        Some(_) if reads_kafka_timestamp => {
+            return Err(SqlError::new(
+                t.pos,
+                format!(
+                    "table `{}` reads METADATA 'timestamp' and takes its time attribute `{wcol}` from the value: `sluice sql` does not have both yet (make the metadata column the time attribute)",
+                    t.name
+                ),
+            ));
+        }
+        None if col
+            .metadata
+            .is_some_and(|m| m.meta == super::Meta::Timestamp) =>
+        {
+            None
+        }
         Some(ast::Expr::Function(f))
             if f.name.to_string().eq_ignore_ascii_case("TO_TIMESTAMP_LTZ") =>
         {
@@ -969,7 +1184,7 @@ fn table_event_time(
                         id,
                     ))),
                     ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v))),
-                ] if v.value == ast::Value::Number("3".into(), false) => id.value.clone(),
+                ] if v.value == ast::Value::Number("3".into(), false) => Some(id.value.clone()),
                 _ => return Err(unsupported()),
             }
         }
@@ -1003,7 +1218,7 @@ fn table_event_time(
         .map(|(_, t)| t.ty)
         .unwrap_or(types::Ty::TimestampLtz);
     Ok(EventTime {
-        pointer: format!("/{}", field.replace('~', "~0").replace('/', "~1")),
+        pointer: field.map(|f| format!("/{}", f.replace('~', "~0").replace('/', "~1"))),
         delay_ms,
         interval_ms: settings.watermark_interval_ms,
         idleness_ms: settings.idle_timeout_ms,
@@ -1377,11 +1592,13 @@ fn plan_window(
             name: "window_start".into(),
             ty: ts(types::Ty::Timestamp),
             computed: None,
+            metadata: None,
         },
         Column {
             name: "window_end".into(),
             ty: ts(types::Ty::Timestamp),
             computed: None,
+            metadata: None,
         },
     ];
     // window_time is a column of the result only where it is grouped by.
@@ -1390,6 +1607,7 @@ fn plan_window(
             name: "window_time".into(),
             ty: ts(time_ty).as_rowtime(),
             computed: None,
+            metadata: None,
         });
     }
     let mut groups = Vec::new();
@@ -1398,6 +1616,7 @@ fn plan_window(
             name: format!("k${i}"),
             ty: *ty,
             computed: None,
+            metadata: None,
         });
         groups.push((k.to_string(), format!("k${i}")));
     }
@@ -1406,6 +1625,7 @@ fn plan_window(
             name: format!("a${j}"),
             ty: c.result,
             computed: None,
+            metadata: None,
         });
         groups.push((c.text.clone(), format!("a${j}")));
     }
