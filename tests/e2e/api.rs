@@ -948,6 +948,13 @@ fn a_sql_script_is_submitted_and_runs_as_a_job() {
     let id = out.split_whitespace().nth(2).unwrap().to_owned();
     let job = s.wait_for(&id, "the job to finish", |j| j["status"] == "finished");
     assert_eq!(job["name"], "counts");
+    // The job shows its script as submitted: variables not replaced.
+    assert!(
+        job["sql"]
+            .as_str()
+            .is_some_and(|t| t.contains("'rows-per-second' = '${RATE}'")),
+        "{job}"
+    );
     let rows = support::sorted_lines(&s.dir.path().join("out/part-0.json"));
     assert_eq!(rows.len(), 500);
     assert!(

@@ -101,3 +101,36 @@ fn the_dashboard_shows_a_running_job_live() {
         202
     );
 }
+
+#[test]
+fn the_dashboard_shows_a_sql_jobs_script_as_text() {
+    let s = Server::start(&[]);
+    // A comment with markup in it: the page must show it, not run it.
+    let script = "-- <script>document.title='owned'</script> a slow generator
+CREATE TABLE gen (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '50');
+CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+INSERT INTO sink SELECT id FROM gen;";
+    let (status, body) = s.request(
+        "POST",
+        "/v1/jobs",
+        Some(
+            serde_json::to_vec(&serde_json::json!({ "sql": script, "file": "slow.sql" })).unwrap(),
+        ),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    s.wait_for(&id, "the job to run", |j| j["status"] == "running");
+    let browser = support::temp_dir();
+    let o = chromium(browser.path(), &["--dump-dom"], &s.dashboard_url());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        dom.contains("<details id=\"job-sql-box\"><summary>SQL script</summary><pre id=\"job-sql\">-- &lt;script&gt;document.title='owned'&lt;/script&gt; a slow generator\nCREATE TABLE gen"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<title>owned</title>"), "{dom}");
+    assert_eq!(
+        s.request("POST", &format!("/v1/jobs/{id}/cancel"), None).0,
+        202
+    );
+}

@@ -303,7 +303,9 @@ fn run(
     let jobs = Arc::new(Jobs::default());
     let outcome = runtime.block_on(async {
         // The job is listed before the API says where it is.
-        let (job, done) = jobs.start(pipeline, start).map_err(RuntimeError::Internal)?;
+        let (job, done) = jobs
+            .start(pipeline, start, None)
+            .map_err(RuntimeError::Internal)?;
         let mut api = None;
         if let Some(listen) = listen {
             // The same API as `sluice serve`, for this one job.

@@ -133,6 +133,9 @@ pub struct Job {
     /// Milliseconds since the Unix epoch.
     pub submitted_at: i64,
     pub graph: Graph,
+    /// The Flink SQL script the job was planned from, as submitted (its
+    /// `${VAR}`s not replaced, so that no value passed as a variable shows).
+    pub sql: Option<String>,
     pub metrics: Vec<Arc<NodeMetrics>>,
     /// Cancel, savepoints, and the checkpoint counters (restarts among
     /// them).
@@ -315,7 +318,12 @@ pub struct Jobs {
 impl Jobs {
     /// Starts `pipeline` on a thread of its own. The receiver gets the
     /// job's result once it has ended (and its status is set).
-    pub fn start(&self, pipeline: Pipeline, start: job::Start) -> Result<(Arc<Job>, Done), String> {
+    pub fn start(
+        &self,
+        pipeline: Pipeline,
+        start: job::Start,
+        sql: Option<String>,
+    ) -> Result<(Arc<Job>, Done), String> {
         let metrics = job::node_metrics(&pipeline);
         let (control, handle) = job::Control::new();
         let job = Arc::new(Job {
@@ -323,6 +331,7 @@ impl Jobs {
             name: pipeline.name.clone(),
             submitted_at: super::store::now_ms(),
             graph: Graph::of(&pipeline),
+            sql,
             metrics: metrics.clone(),
             control: handle,
             release_sources: Default::default(),

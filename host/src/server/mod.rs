@@ -470,6 +470,7 @@ async fn inspect_job(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     let mut body = job_summary(&job);
     body["graph"] = json!(job.graph);
     body["operators"] = json!(job.operators());
+    body["sql"] = json!(job.sql);
     ok(StatusCode::OK, body)
 }
 
@@ -622,6 +623,7 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
             .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     }
     let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let script = submit.sql.clone();
     let pipeline = blocking(move || {
         let options = crate::plan::PlanOptions {
             store: Some(store),
@@ -660,7 +662,7 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
     .await??;
     let (job, _done) = state
         .jobs
-        .start(pipeline, start)
+        .start(pipeline, start, script)
         .map_err(|m| ApiError(StatusCode::INTERNAL_SERVER_ERROR, m))?;
     tracing::info!(job = %job.id, name = %job.name, "job submitted");
     ok(StatusCode::CREATED, job_summary(&job))
