@@ -503,3 +503,40 @@ fn a_deeply_nested_expression_is_refused() {
         stderr(&o)
     );
 }
+
+/// The source does not check a table's JSON (the `sql` operator reading it
+/// does, whole, in its one scan): a line that is not JSON past the fields a
+/// query reads is still named, in a plain query and in a window's.
+#[test]
+fn a_line_that_is_not_json_is_named_though_its_fields_come_first() {
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let rows = d.join("rows.jsonl");
+    std::fs::write(
+        &rows,
+        "{\"a\":1,\"ts\":1000}\n{\"a\":2,\"ts\":2000,\"b\":}\n{\"a\":3,\"ts\":3000}\n",
+    )
+    .unwrap();
+    let table = format!(
+        "CREATE TABLE t (a INT, ts BIGINT, rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n",
+        rows.display()
+    );
+    for query in [
+        "SELECT a FROM t;",
+        "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(rt), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;",
+    ] {
+        let f = d.join("q.sql");
+        std::fs::write(&f, format!("{table}{query}\n")).unwrap();
+        let o = support::sluice()
+            .args(["sql", "-q"])
+            .arg(&f)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{query}: {}", stdout(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("rows.jsonl:2") && err.contains("invalid JSON at byte 21"),
+            "{query}: {err}"
+        );
+    }
+}

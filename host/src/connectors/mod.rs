@@ -28,6 +28,9 @@ use std::sync::Arc;
 pub enum FormatOption {
     #[default]
     Json,
+    /// JSON that the operators reading it check (see
+    /// [`Format::JsonUnchecked`]): only where every reader does.
+    JsonUnchecked,
     Raw,
     DebeziumJson,
 }
@@ -36,6 +39,7 @@ impl From<FormatOption> for Format {
     fn from(f: FormatOption) -> Format {
         match f {
             FormatOption::Json => Format::Json,
+            FormatOption::JsonUnchecked => Format::JsonUnchecked,
             FormatOption::Raw => Format::Raw,
             FormatOption::DebeziumJson => Format::DebeziumJson,
         }

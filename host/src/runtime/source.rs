@@ -70,6 +70,11 @@ pub type Positions = serde_json::Map<String, serde_json::Value>;
 pub enum Format {
     /// One JSON document per record, checked.
     Json,
+    /// One JSON document per record, checked by every operator that reads
+    /// it rather than by the source: what `sluice sql` reads its tables as
+    /// (its `sql` operator reads each record whole, and sets aside the ones
+    /// that are not JSON), so that a record is scanned once, not twice.
+    JsonUnchecked,
     /// Bytes as they are.
     Raw,
     /// Debezium's change events (`{"before", "after", "op"}`, optionally
@@ -83,7 +88,10 @@ pub enum Format {
 impl Format {
     /// Whether record values are JSON documents.
     pub fn is_json(self) -> bool {
-        matches!(self, Format::Json | Format::DebeziumJson)
+        matches!(
+            self,
+            Format::Json | Format::JsonUnchecked | Format::DebeziumJson
+        )
     }
 }
 
@@ -488,24 +496,29 @@ impl SourceOutput {
     /// `timestamp`, unless the event time is a field of the value).
     #[inline]
     fn check(&self, value: &[u8], timestamp: Option<i64>) -> Result<Option<i64>, String> {
+        let event_time = |found: Result<Option<&[u8]>, json::JsonError>, p: &Pointer| match found {
+            Ok(Some(raw)) => json::parse_i64(raw).map(Some).ok_or_else(|| {
+                format!(
+                    "event time at {p} is not an integer number of epoch milliseconds: {}",
+                    String::from_utf8_lossy(raw)
+                )
+            }),
+            Ok(None) => Err(format!("no event time at {p}")),
+            Err(e) => Err(e.to_string()),
+        };
         match (self.format, &self.event_time) {
             (_, Some(None)) if timestamp.is_none() => {
                 Err("the record has no timestamp to take the event time from".into())
             }
-            (Format::Raw, _) => Ok(timestamp),
+            (Format::Raw, _) | (Format::JsonUnchecked, None | Some(None)) => Ok(timestamp),
+            // Up to the event time only: the reader checks the rest.
+            (Format::JsonUnchecked, Some(Some(p))) => event_time(json::find_fast(value, p), p),
             (Format::Json | Format::DebeziumJson, None | Some(None)) => json::validate(value)
                 .map(|()| timestamp)
                 .map_err(|e| e.to_string()),
-            (Format::Json | Format::DebeziumJson, Some(Some(p))) => match json::find(value, p) {
-                Ok(Some(raw)) => json::parse_i64(raw).map(Some).ok_or_else(|| {
-                    format!(
-                        "event time at {p} is not an integer number of epoch milliseconds: {}",
-                        String::from_utf8_lossy(raw)
-                    )
-                }),
-                Ok(None) => Err(format!("no event time at {p}")),
-                Err(e) => Err(e.to_string()),
-            },
+            (Format::Json | Format::DebeziumJson, Some(Some(p))) => {
+                event_time(json::find(value, p), p)
+            }
         }
     }
 

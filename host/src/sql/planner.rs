@@ -757,6 +757,8 @@ impl Yaml {
                 2,
                 &format!("path: {}", yq(t.options.get("path").expect("checked"))),
             );
+            // The `sql` operator reading the table checks each record whole.
+            self.line(2, "format: json-unchecked");
         }
         if let Some(et) = event_time {
             self.line(2, "event_time:");
@@ -826,7 +828,13 @@ impl Yaml {
         {
             self.line(2, &format!("discovery_interval: {ms}ms"));
         }
-        self.line(2, &format!("format: {}", super::kafka_format(t)));
+        self.line(
+            2,
+            match super::kafka_format(t) {
+                "raw" => "format: raw",
+                _ => "format: json-unchecked",
+            },
+        );
         if let Some(p) =
             kafka_properties(t, &["bootstrap.servers", "group.id", "auto.offset.reset"])
         {

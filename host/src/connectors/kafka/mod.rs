@@ -813,7 +813,9 @@ impl Source for KafkaSource {
             // A tombstone (no value) reads as JSON `null` (and is skipped
             // as a change event); a header without a value as an empty one.
             let value = m.payload().unwrap_or(match self.options.format {
-                FormatOption::Json | FormatOption::DebeziumJson => b"null",
+                FormatOption::Json | FormatOption::JsonUnchecked | FormatOption::DebeziumJson => {
+                    b"null"
+                }
                 FormatOption::Raw => b"",
             });
             let headers = m
