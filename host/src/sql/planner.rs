@@ -9,7 +9,7 @@ use super::{
 };
 use sqlparser::ast::{self, Spanned};
 use sqlparser::tokenizer::Token;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// A planned script: the pipeline spec it runs as, in YAML.
@@ -130,6 +130,8 @@ pub fn plan(
         sources: Vec::new(),
         planned_views: BTreeMap::new(),
         depth: 0,
+        lineage: BTreeMap::new(),
+        passed_rowtime: BTreeMap::new(),
     };
     let mut uses: BTreeMap<String, usize> = BTreeMap::new();
     for (name, pos, q, tvfs) in &inserts {
@@ -337,6 +339,13 @@ struct Planner<'a> {
     planned_views: BTreeMap<String, Relation>,
     /// How deep queries nest (views of views, subqueries).
     depth: usize,
+    /// The tables whose rows each planned node carries (a window over a
+    /// view takes its event time from them).
+    lineage: BTreeMap<String, BTreeSet<String>>,
+    /// The columns of each planned node that are its tables' time
+    /// attribute as they read it, passed on unchanged (what a window over a
+    /// view may use, as in Flink).
+    passed_rowtime: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// How deep queries may nest.
@@ -413,6 +422,72 @@ impl Planner<'_> {
         self.sinks.line(1, &line);
     }
 
+    /// The event time of a window TVF over a view or a WITH query: its
+    /// DESCRIPTOR column must be a time attribute (a table's WATERMARK
+    /// column, as the view passes it on), and the tables the view reads give
+    /// their watermarks (each must have one Sluice can follow).
+    fn view_event_time(
+        &mut self,
+        rel: &Relation,
+        tvf: &WindowTvf,
+        scope_cols: &[(String, SqlType)],
+    ) -> Result<types::Ty, SqlError> {
+        let (_, ty) = scope_cols
+            .iter()
+            .find(|(n, _)| *n == tvf.time_col)
+            .ok_or_else(|| {
+                SqlError::new(
+                    tvf.pos,
+                    format!(
+                        "DESCRIPTOR({}): `{}` has no such column",
+                        tvf.time_col, tvf.table
+                    ),
+                )
+            })?;
+        let passed = self
+            .passed_rowtime
+            .get(&rel.uid)
+            .is_some_and(|p| p.contains(&tvf.time_col));
+        if !ty.rowtime || !passed {
+            return Err(SqlError::new(
+                tvf.pos,
+                format!(
+                    "DESCRIPTOR({}) is not a time attribute of `{}` as it is read: a window over a view needs a table's WATERMARK column passed on unchanged (Flink refuses a computed one too)",
+                    tvf.time_col, tvf.table
+                ),
+            ));
+        }
+        let tables = self.lineage.get(&rel.uid).cloned().unwrap_or_default();
+        for name in &tables {
+            let t = &self.tables[name];
+            if t.watermark.is_none() {
+                return Err(SqlError::new(
+                    tvf.pos,
+                    format!(
+                        "`{}` reads table `{name}`, which has no WATERMARK",
+                        tvf.table
+                    ),
+                ));
+            }
+            let et = table_event_time(t, &table_scope(t)?, self.settings)?;
+            if let Some(src) = self.sources.iter_mut().find(|(n, _)| n == name) {
+                src.1 = Some(et);
+            }
+        }
+        Ok(ty.ty)
+    }
+
+    /// Node `uid` carries the rows of the tables its inputs carry.
+    fn inherit(&mut self, uid: &str, inputs: &[&str]) {
+        let tables: BTreeSet<String> = inputs
+            .iter()
+            .filter_map(|i| self.lineage.get(*i))
+            .flatten()
+            .cloned()
+            .collect();
+        self.lineage.insert(uid.to_owned(), tables);
+    }
+
     /// The rows of the table, view or CTE `name`.
     fn relation(
         &mut self,
@@ -462,6 +537,12 @@ impl Planner<'_> {
         if !self.sources.iter().any(|(n, _)| n == name) {
             self.sources.push((name.to_owned(), None));
         }
+        self.lineage
+            .insert(source_uid(t), BTreeSet::from([name.to_owned()]));
+        self.passed_rowtime.insert(
+            source_uid(t),
+            t.watermark.iter().map(|(c, _)| c.clone()).collect(),
+        );
         Ok(Relation {
             uid: source_uid(t),
             table: t.clone(),
@@ -584,6 +665,7 @@ impl Planner<'_> {
                     ast::WildcardAdditionalOptions::default(),
                 )];
                 let (out, items) = select_items(&star, &cols, &scope, here.target)?;
+                self.inherit(uid, &[&l, &r]);
                 self.ops.sql_operator(SqlOp {
                     uid,
                     inputs: &[&l, &r],
@@ -618,22 +700,18 @@ impl Planner<'_> {
             }
             From::Window(i) => {
                 let tvf = &tvfs[*i];
-                if ctes.contains_key(&tvf.table) || self.views.contains_key(&tvf.table) {
-                    return Err(SqlError::new(
-                        tvf.pos,
-                        format!(
-                            "a window TVF over a view or a WITH query (`{}`) is not supported by `sluice sql` yet: it reads a table",
-                            tvf.table
-                        ),
-                    ));
-                }
                 let rel = self.relation(&tvf.table, tvf.pos, ctes)?;
                 let scope_cols = table_scope(&rel.table)?;
-                let et = event_time(&rel.table, tvf, &scope_cols, self.settings)?;
-                let ty = et.ty;
-                if let Some(src) = self.sources.iter_mut().find(|(n, _)| *n == tvf.table) {
-                    src.1 = Some(et);
-                }
+                let ty = if rel.table.options.contains_key("connector") {
+                    let et = event_time(&rel.table, tvf, &scope_cols, self.settings)?;
+                    let ty = et.ty;
+                    if let Some(src) = self.sources.iter_mut().find(|(n, _)| *n == tvf.table) {
+                        src.1 = Some(et);
+                    }
+                    ty
+                } else {
+                    self.view_event_time(&rel, tvf, &scope_cols)?
+                };
                 let cols = plan_window(
                     &mut self.ops,
                     uid,
@@ -644,6 +722,11 @@ impl Planner<'_> {
                     ty,
                     target,
                 )?;
+                let window_input = format!("{uid}-window-input");
+                let window = format!("{uid}-window");
+                self.inherit(&window_input, &[&rel.uid]);
+                self.inherit(&window, &[&window_input]);
+                self.inherit(uid, &[&window]);
                 return Ok((uid.to_owned(), cols));
             }
         };
@@ -672,6 +755,22 @@ impl Planner<'_> {
                 src.1 = Some(et);
             }
         }
+        self.inherit(uid, &[&rel.uid]);
+        // A column that names the input's time attribute passes it on.
+        let input_rowtime = self
+            .passed_rowtime
+            .get(&rel.uid)
+            .cloned()
+            .unwrap_or_default();
+        let passed = items
+            .iter()
+            .filter(|(_, e)| {
+                let col = e.rsplit('.').next().unwrap_or(e).trim_matches('`');
+                input_rowtime.contains(col)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.passed_rowtime.insert(uid.to_owned(), passed);
         self.ops.sql_operator(SqlOp {
             uid,
             inputs: &[&rel.uid],
