@@ -540,3 +540,21 @@ fn a_line_that_is_not_json_is_named_though_its_fields_come_first() {
         );
     }
 }
+
+/// `sluice sql --explain q.sql | head -1`: the reader closing the pipe is
+/// not a crash.
+#[test]
+fn explain_into_a_closed_pipe_does_not_panic() {
+    let root = support::repo().join("tests/sql");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = support::sluice()
+        .args(["sql", "--explain"])
+        .arg(root.join("cases/window_tumble.sql"))
+        .env("DATA", root.join("data"))
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}

@@ -550,13 +550,19 @@ fn sql(
         Err(e) => return fail(&Error::Plan(e)),
     };
     if explain {
-        print!("{}", pipeline.describe());
+        use std::io::Write;
         let cols: Vec<String> = planned
             .columns
             .iter()
             .map(|(n, t)| format!("{n} {t}"))
             .collect();
-        println!("result columns: {}", cols.join(", "));
+        // A reader that stops early (`| head`) closes the pipe: not an error.
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{}result columns: {}",
+            pipeline.describe(),
+            cols.join(", ")
+        );
         return ExitCode::SUCCESS;
     }
     run(pipeline, quiet, None, crate::runtime::job::Start::default())
