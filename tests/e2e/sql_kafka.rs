@@ -31,12 +31,18 @@ fn events() -> Vec<Value> {
 /// Loads the test events into `topic`, keyed by customer, each with its
 /// `event_ts` as the Kafka timestamp.
 fn load_events(broker: &Broker, dir: &Path, topic: &str) {
+    load(broker, dir, &events_file(), topic, "/customer_id");
+}
+
+/// Loads the events of `file` into `topic`, keyed by the field at `key`,
+/// each with its `event_ts` as the Kafka timestamp.
+fn load(broker: &Broker, dir: &Path, file: &Path, topic: &str, key: &str) {
     let spec = write(
         dir,
         &format!("load-{topic}.yaml"),
         &format!(
-            "name: load\nsources:\n  - {{ uid: file, type: file, path: {:?}, event_time: {{ timestamp: /event_ts }} }}\nsinks:\n  - {{ uid: topic, input: file, type: kafka, bootstrap: {:?}, topic: {topic}, key: /customer_id }}\n",
-            events_file().to_str().unwrap(),
+            "name: load\nsources:\n  - {{ uid: file, type: file, path: {:?}, event_time: {{ timestamp: /event_ts }} }}\nsinks:\n  - {{ uid: topic, input: file, type: kafka, bootstrap: {:?}, topic: {topic}, key: {key} }}\n",
+            file.to_str().unwrap(),
             broker.bootstrap
         ),
     );
@@ -295,28 +301,15 @@ fn an_idle_partition_holds_windows_back_unless_the_idle_timeout_is_set() {
     let d = dir.path();
     // Two partitions, and every event in one of them: the other is idle.
     broker.create_topic("one-sided", 2);
-    let spec = write(
-        d,
-        "load.yaml",
-        &format!(
-            "name: load\nsources:\n  - {{ uid: file, type: file, path: {:?}, event_time: {{ timestamp: /event_ts }} }}\nsinks:\n  - {{ uid: topic, input: file, type: kafka, bootstrap: {:?}, topic: one-sided, key: /currency }}\n",
-            events_file().to_str().unwrap(),
-            broker.bootstrap
-        ),
-    );
-    let sent: Vec<Value> = events();
-    // Keep one currency's events only, so that one partition gets them all.
-    let eur: Vec<String> = sent
+    // Keep one currency's events only, keyed by currency, so that one
+    // partition gets them all.
+    let eur: Vec<String> = events()
         .iter()
         .filter(|e| e["currency"] == "EUR")
         .map(|e| e.to_string())
         .collect();
     let input = write(d, "eur.jsonl", &(eur.join("\n") + "\n"));
-    let spec_text = std::fs::read_to_string(&spec)
-        .unwrap()
-        .replace(events_file().to_str().unwrap(), input.to_str().unwrap());
-    std::fs::write(&spec, spec_text).unwrap();
-    assert_ok(&support::run(&spec, &[]));
+    load(&broker, d, &input, "one-sided", "/currency");
     let query = "SELECT window_start, COUNT(*) AS n
 FROM TABLE(TUMBLE(TABLE events, DESCRIPTOR(ts), INTERVAL '10' SECOND))
 GROUP BY window_start, window_end;

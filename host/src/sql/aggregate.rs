@@ -597,8 +597,10 @@ impl SqlAggregator {
     /// Reads the arguments of `record` into `self.values`, one per call
     /// with an argument.
     fn read_args(&mut self, record: &[u8]) -> Result<(), String> {
-        let refs: Vec<&Pointer> = self.args.iter().collect();
-        let mut found: Vec<Option<&[u8]>> = vec![None; refs.len()];
+        // On the stack: this runs for every record.
+        let refs: smallvec::SmallVec<[&Pointer; 8]> = self.args.iter().collect();
+        let mut found: smallvec::SmallVec<[Option<&[u8]>; 8]> =
+            smallvec::smallvec![None; refs.len()];
         json::find_many_fast(record, &refs, &mut found).map_err(|e| e.to_string())?;
         self.values.clear();
         for (c, raw) in self.calls.iter().filter(|c| c.field.is_some()).zip(&found) {
