@@ -109,6 +109,7 @@ const COVERED: &[(&str, &str)] = &[
         "examples/operators/usd-orders",
         "bench::w1_reproduces_the_reference_checksum",
     ),
+    ("examples/operators/usd-udf", "sql_udf (all tests)"),
     (
         "examples/operators/count-sum",
         "bench::w2_reproduces_the_reference_checksum",

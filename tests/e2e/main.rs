@@ -32,4 +32,5 @@ mod recovery;
 mod sandbox;
 mod sql;
 mod sql_kafka;
+mod sql_udf;
 mod support;

@@ -133,3 +133,18 @@ pub mod enricher {
         },
     });
 }
+
+/// Bindings for the `sql-function-module` world: the `sql-function`
+/// export.
+pub mod sql {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "sql-function-module",
+        pub_export_macro: true,
+        export_macro_name: "export_sql_world",
+        with: {
+            "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
+            "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
+        },
+    });
+}

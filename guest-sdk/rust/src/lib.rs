@@ -151,6 +151,7 @@ pub mod json;
 pub mod log;
 mod process;
 mod record;
+pub mod sql;
 mod state;
 pub mod testing;
 mod transform;
@@ -168,6 +169,83 @@ pub use record::{Record, RowKind};
 pub use state::{ListState, MapState};
 pub use transform::{OutRecord, Output, Transform};
 pub use window::{Window, WindowFunction};
+
+/// Exports the SQL functions that `functions` (a `fn() -> Vec<Function>`)
+/// lists as this crate's component (`sluice:operator/sql-function`). Use it
+/// once, at the top level of the crate; see [`sql`] for an example.
+#[macro_export]
+macro_rules! export_sql_functions {
+    ($functions:path $(,)?) => {
+        const _: () = {
+            struct __SluiceSqlExport;
+
+            ::std::thread_local! {
+                static __SLUICE_SQL: $crate::__private::SqlFunctions =
+                    const { $crate::__private::SqlFunctions::new() };
+            }
+
+            impl $crate::__private::SqlGuest for __SluiceSqlExport {
+                fn functions() -> ::std::vec::Vec<$crate::__private::Signature> {
+                    __SLUICE_SQL.with(|s| s.signatures($functions))
+                }
+
+                fn call(
+                    function: u32,
+                    args: ::std::vec::Vec<$crate::__private::Column>,
+                    rows: u32,
+                ) -> $crate::__private::CallOutput {
+                    __SLUICE_SQL.with(|s| s.call($functions, function, args, rows))
+                }
+
+                fn create_accumulator(function: u32) -> ::std::vec::Vec<u8> {
+                    __SLUICE_SQL.with(|s| s.create_accumulator($functions, function))
+                }
+
+                fn accumulate(
+                    function: u32,
+                    accumulators: $crate::__private::ByteList,
+                    args: ::std::vec::Vec<$crate::__private::Column>,
+                    targets: ::std::vec::Vec<u32>,
+                ) -> $crate::__private::AccumulateOutput {
+                    __SLUICE_SQL
+                        .with(|s| s.accumulate($functions, function, accumulators, args, targets))
+                }
+
+                fn merge(
+                    function: u32,
+                    accumulators: $crate::__private::ByteList,
+                    groups: ::std::vec::Vec<$crate::__private::Span>,
+                ) -> ::core::result::Result<$crate::__private::ByteList, ::std::string::String>
+                {
+                    __SLUICE_SQL.with(|s| s.merge($functions, function, accumulators, groups))
+                }
+
+                fn get_value(
+                    function: u32,
+                    accumulators: $crate::__private::ByteList,
+                ) -> ::core::result::Result<$crate::__private::Column, ::std::string::String>
+                {
+                    __SLUICE_SQL.with(|s| s.get_value($functions, function, accumulators))
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::__private::sql_bindings::export_sql_world!(
+                __SluiceSqlExport with_types_in $crate::__private::sql_bindings
+            );
+
+            #[cfg(not(target_arch = "wasm32"))]
+            let _ = (
+                <__SluiceSqlExport as $crate::__private::SqlGuest>::functions,
+                <__SluiceSqlExport as $crate::__private::SqlGuest>::call,
+                <__SluiceSqlExport as $crate::__private::SqlGuest>::create_accumulator,
+                <__SluiceSqlExport as $crate::__private::SqlGuest>::accumulate,
+                <__SluiceSqlExport as $crate::__private::SqlGuest>::merge,
+                <__SluiceSqlExport as $crate::__private::SqlGuest>::get_value,
+            );
+        };
+    };
+}
 
 /// Exports a [`WindowFunction`] as the operator of this crate's component
 /// (`sluice:operator/window-function`). Use it once, at the top level of the
@@ -659,6 +737,10 @@ pub mod __private {
     pub use crate::bindings::process as process_bindings;
     pub use crate::bindings::process::exports::sluice::operator::keyed_process::Guest as ProcessGuest;
     pub use crate::bindings::process::sluice::operator::keyed::{KeyedInput, KeyedOutput};
+    pub use crate::bindings::sql as sql_bindings;
+    pub use crate::bindings::sql::exports::sluice::operator::sql_function::{
+        AccumulateOutput, CallOutput, Column, Guest as SqlGuest, Signature,
+    };
     pub use crate::bindings::transform as transform_bindings;
     pub use crate::bindings::transform::exports::sluice::operator::transform::{
         Guest as TransformGuest, TransformOutput,
@@ -670,6 +752,7 @@ pub mod __private {
     };
     pub use crate::broadcast::Broadcast;
     pub use crate::process::{One, ProcessState, Two};
+    pub use crate::sql::SqlFunctions;
     pub use crate::transform::TransformState;
     pub use crate::window::WindowState;
 }

@@ -536,15 +536,16 @@ fn sql(
         Some(p) => crate::sql::Output::File(p),
         None => crate::sql::Output::Stdout,
     };
-    let planned = match crate::sql::plan(&text, file, &out, parallelism) {
+    let base_dir = file.parent().map(PathBuf::from).unwrap_or_default();
+    let options = PlanOptions::from_env(&modules.module_path);
+    let signatures = |m: &str| plan::sql_function_signatures(m, &base_dir, &options);
+    let planned = match crate::sql::plan(&text, file, &out, parallelism, &signatures) {
         Ok(p) => p,
         Err(e) => {
             let at = e.pos.map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
             return refuse(format!("{}{at}: {}", file.display(), e.message));
         }
     };
-    let base_dir = file.parent().map(PathBuf::from).unwrap_or_default();
-    let options = PlanOptions::from_env(&modules.module_path);
     let pipeline = match plan::load_text(&planned.spec, file, &base_dir, &|_| None, &options) {
         Ok(p) => p,
         Err(e) => return fail(&Error::Plan(e)),

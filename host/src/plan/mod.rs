@@ -1121,24 +1121,51 @@ impl Planner<'_> {
     }
 
     fn find_module(&self, name: &str) -> Result<PathBuf, String> {
-        if let Some(store) = &self.options.store {
-            return store.find(name);
-        }
-        let given = Path::new(name);
-        let mut tried = Vec::new();
-        let candidates = std::iter::once(self.base_dir.join(given))
-            .chain(self.options.module_path.iter().map(|d| d.join(given)));
-        for c in candidates {
-            if c.is_file() {
-                return Ok(c);
-            }
-            tried.push(c.display().to_string());
-        }
-        Err(format!(
-            "module `{name}` not found (looked at: {}); build the operator crates with scripts/build-guests.sh and point SLUICE_MODULE_PATH at their folder",
-            tried.join(", ")
-        ))
+        locate_module(name, &self.base_dir, self.options)
     }
+}
+
+/// The file of module `name`: in the store, when there is one; else beside
+/// the spec (`base_dir`) or in a folder of the module path.
+fn locate_module(name: &str, base_dir: &Path, options: &PlanOptions) -> Result<PathBuf, String> {
+    if let Some(store) = &options.store {
+        return store.find(name);
+    }
+    let given = Path::new(name);
+    let mut tried = Vec::new();
+    let candidates = std::iter::once(base_dir.join(given))
+        .chain(options.module_path.iter().map(|d| d.join(given)));
+    for c in candidates {
+        if c.is_file() {
+            return Ok(c);
+        }
+        tried.push(c.display().to_string());
+    }
+    Err(format!(
+        "module `{name}` not found (looked at: {}); build the operator crates with scripts/build-guests.sh and point SLUICE_MODULE_PATH at their folder",
+        tried.join(", ")
+    ))
+}
+
+/// The SQL functions module `name` offers (found as a spec in `base_dir`
+/// would find it, run with the default limits): what `sluice sql` plans a
+/// script's `CREATE FUNCTION`s with.
+pub fn sql_function_signatures(
+    name: &str,
+    base_dir: &Path,
+    options: &PlanOptions,
+) -> Result<Vec<crate::runtime::function::Signature>, String> {
+    let file = locate_module(name, base_dir, options)?;
+    let module = wasm::load(&file, World::SqlFunction)?;
+    let defaults = spec::WasmDefaults::default();
+    let settings = wasm::InstanceSettings::plain(
+        "sql-functions",
+        base_dir,
+        defaults.memory_limit.0,
+        defaults.call_timeout.0,
+    );
+    let f = wasm::function::WasmFunctions::new(module, Arc::new(settings))?;
+    Ok(crate::runtime::function::FunctionsFactory::signatures(&f).to_vec())
 }
 
 /// Chains: a node joins its upstream's chain when its only input is a
@@ -1288,6 +1315,21 @@ impl PlanContext for OperatorContext<'_> {
             crate::sql::aggregate::SqlAggregates::new(&spec)
                 .map_err(|m| kind::error(self, path, m))?,
         ))
+    }
+
+    fn function_module(
+        &self,
+        path: &str,
+        name: &str,
+    ) -> Result<Arc<dyn crate::runtime::function::FunctionsFactory>, PlanError> {
+        let spec = wasm::plan::WasmSpec {
+            module: name.to_owned(),
+            ..Default::default()
+        };
+        let guest = wasm::plan::guest_of(self, path, spec, World::SqlFunction)?;
+        let functions = wasm::function::WasmFunctions::new(guest.module, guest.settings)
+            .map_err(|m| kind::error(self, path, format!("module `{name}`: {m}")))?;
+        Ok(Arc::new(functions))
     }
 
     fn guest_aggregator(

@@ -138,6 +138,14 @@ pub trait PlanContext {
     /// SQL's aggregate functions from the section at `path` (what `sluice
     /// sql` writes for a window aggregation).
     fn sql_aggregator(&self, path: &str) -> Result<Arc<dyn AggregatorFactory>, PlanError>;
+
+    /// The SQL functions of module `name` (a `sql-function-module`
+    /// component), for the section at `path`.
+    fn function_module(
+        &self,
+        path: &str,
+        name: &str,
+    ) -> Result<Arc<dyn super::function::FunctionsFactory>, PlanError>;
 }
 
 /// An error at `path` below the operator.

@@ -17,6 +17,7 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod function;
 pub mod graph;
 pub mod job;
 pub mod keys;

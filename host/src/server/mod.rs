@@ -646,11 +646,14 @@ async fn submit_job(State(state): State<Arc<AppState>>, body: axum::body::Bytes)
                 let origin = PathBuf::from(submit.file.as_deref().unwrap_or("submitted.sql"));
                 let text = crate::plan::env::substitute(&sql, |k| submit.vars.get(k).cloned())
                     .map_err(|(line, m)| bad(format!("{}:{line}: {m}", origin.display())))?;
-                let planned = crate::sql::plan(&text, &origin, &crate::sql::Output::None, None)
-                    .map_err(|e| {
-                        let at = e.pos.map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
-                        bad(format!("{}{at}: {}", origin.display(), e.message))
-                    })?;
+                let signatures =
+                    |m: &str| crate::plan::sql_function_signatures(m, &base_dir, &options);
+                let planned =
+                    crate::sql::plan(&text, &origin, &crate::sql::Output::None, None, &signatures)
+                        .map_err(|e| {
+                            let at = e.pos.map_or(String::new(), |(l, c)| format!(":{l}:{c}"));
+                            bad(format!("{}{at}: {}", origin.display(), e.message))
+                        })?;
                 crate::plan::load_text(&planned.spec, &origin, &base_dir, &|_| None, &options)
                     .map_err(|e| bad(e.to_string()))
             }

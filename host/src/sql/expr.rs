@@ -116,6 +116,10 @@ pub struct Scope<'a> {
     /// Where rows have `CURRENT_WATERMARK`'s value: one past the columns,
     /// where the `sql` operator puts it (`None`: not in this scope).
     pub watermark: Option<usize>,
+    /// The script's Wasm functions, and the calls bound in this scope: a
+    /// call reads column `columns.len() + 1 + i` of the row (after the
+    /// watermark), where the `sql` operator puts call `i`'s value.
+    pub udfs: Option<&'a super::udf::Udfs>,
 }
 
 impl<'a> Scope<'a> {
@@ -126,6 +130,7 @@ impl<'a> Scope<'a> {
             groups: &[],
             qualifiers: &[],
             watermark: None,
+            udfs: None,
         }
     }
 
@@ -921,8 +926,80 @@ fn function(e: &Expr, f: &ast::Function, scope: &Scope<'_>) -> Result<Bound, Sql
                 node: Node::Coalesce(args.into_iter().map(|a| cast_to(a, ty)).collect()),
             }
         }
-        _ => return Err(unsupported(e, &format!("the function {name}"))),
+        _ => match scope.udfs.and_then(|u| u.find(&name).map(|f| (u, f))) {
+            Some((udfs, (i, udf))) => udf_call(e, udfs, i, udf, args, scope)?,
+            None => return Err(unsupported(e, &format!("the function {name}"))),
+        },
     })
+}
+
+/// A call of the script's function `udf` (number `i`): its arguments cast
+/// to the parameter types, its value a column of the row.
+fn udf_call(
+    e: &Expr,
+    udfs: &super::udf::Udfs,
+    i: usize,
+    udf: &super::udf::Udf,
+    args: Vec<Bound>,
+    scope: &Scope<'_>,
+) -> Result<Bound, SqlError> {
+    let name = &udf.name;
+    if udf.aggregate {
+        return Err(mismatch(
+            e,
+            format!(
+                "the aggregate function {name} belongs in the SELECT of a window aggregation (GROUP BY window_start, window_end, …)"
+            ),
+        ));
+    }
+    let args = udf_args(e, udf, args)?;
+    let mut calls = udfs.calls.borrow_mut();
+    let slot = scope.columns.len() + 1 + calls.len();
+    calls.push(super::udf::UdfCall { udf: i, args });
+    Ok(Bound {
+        ty: SqlType::new(udf.returns, true),
+        node: Node::Column(slot),
+    })
+}
+
+/// The arguments of a call of `udf`, checked against its parameters and
+/// cast to them.
+pub fn udf_args(e: &Expr, udf: &super::udf::Udf, args: Vec<Bound>) -> Result<Vec<Bound>, SqlError> {
+    let name = &udf.name;
+    if args.len() != udf.params.len() {
+        return Err(mismatch(
+            e,
+            format!(
+                "{name} takes {} argument(s) ({}), not {}",
+                udf.params.len(),
+                udf.params
+                    .iter()
+                    .map(|t| SqlType::new(*t, true).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                args.len()
+            ),
+        ));
+    }
+    args.into_iter()
+        .zip(&udf.params)
+        .enumerate()
+        .map(|(n, (a, &p))| {
+            if super::udf::implicit(a.ty.ty, p) {
+                Ok(cast_to(a, p))
+            } else {
+                Err(mismatch(
+                    e,
+                    format!(
+                        "argument {} of {name} is {}, and its parameter is {}",
+                        n + 1,
+                        a.ty,
+                        SqlType::new(p, true)
+                    ),
+                ))
+            }
+        })
+        .collect()
 }
 
 impl Bound {
@@ -931,7 +1008,12 @@ impl Bound {
         let mut stack = vec![self];
         while let Some(b) = stack.pop() {
             match &b.node {
-                Node::Column(i) => used[*i] = true,
+                Node::Column(i) => {
+                    // A function call's column is past the scope's.
+                    if let Some(u) = used.get_mut(*i) {
+                        *u = true;
+                    }
+                }
                 Node::Literal(_) => {}
                 Node::Arith(_, l, r)
                 | Node::Cmp(_, l, r)

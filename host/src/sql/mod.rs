@@ -23,6 +23,7 @@ pub mod planner;
 
 pub use planner::{Output, Planned, plan};
 pub mod types;
+pub mod udf;
 
 use expr::Scope;
 use sqlparser::ast::{self, Spanned};
@@ -205,8 +206,80 @@ enum Statement {
     Insert(String, Pos, Box<ast::Query>, Vec<WindowTvf>),
     /// `CREATE [TEMPORARY] VIEW name AS query`.
     CreateView(String, Pos, Box<ast::Query>, Vec<WindowTvf>),
+    /// `CREATE [TEMPORARY [SYSTEM]] FUNCTION name AS 'function' LANGUAGE
+    /// WASM USING JAR 'module.wasm'`.
+    CreateFunction(FunctionDef),
     /// `BEGIN STATEMENT SET` and `END`: several INSERTs are one job anyway.
     Nothing,
+}
+
+/// A `CREATE FUNCTION` of a script.
+#[derive(Debug, Clone)]
+pub struct FunctionDef {
+    pub name: String,
+    pub pos: Pos,
+    /// The function's name in its module (`AS '…'`).
+    pub function: String,
+    /// The module file (`USING JAR '…'`).
+    pub module: String,
+}
+
+/// Flink's `CREATE FUNCTION`, past `CREATE`, for a Wasm module: `LANGUAGE
+/// WASM` and one `USING JAR`.
+fn create_function(p: &mut Parser<'_>) -> Result<FunctionDef, SqlError> {
+    if p.parse_keyword(Keyword::TEMPORARY) {
+        word(p, "SYSTEM");
+    }
+    p.expect_keyword(Keyword::FUNCTION).map_err(from_parser)?;
+    let _ = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let (name, pos) = object_name(p).map_err(from_parser)?;
+    p.expect_keyword(Keyword::AS).map_err(from_parser)?;
+    let function = p.parse_literal_string().map_err(from_parser)?;
+    let t = p.peek_token();
+    // The end of the statement has no position: the name's, then.
+    let here = Some((t.span.start.line, t.span.start.column))
+        .filter(|(l, _)| *l > 0)
+        .or(pos);
+    if !word(p, "LANGUAGE") {
+        return Err(SqlError::new(
+            here,
+            format!(
+                "function `{name}`: `sluice sql` runs functions compiled to Wasm components: write LANGUAGE WASM USING JAR 'module.wasm'"
+            ),
+        ));
+    }
+    let t = p.peek_token();
+    let lang_at = Some((t.span.start.line, t.span.start.column));
+    if !word(p, "WASM") {
+        return Err(SqlError::new(
+            lang_at,
+            format!(
+                "function `{name}`: LANGUAGE {} is not supported by `sluice sql` (its functions are Wasm components: LANGUAGE WASM)",
+                t.token
+            ),
+        ));
+    }
+    let t = p.peek_token();
+    let using_at = Some((t.span.start.line, t.span.start.column));
+    if !(p.parse_keyword(Keyword::USING) && word(p, "JAR")) {
+        return Err(SqlError::new(
+            using_at,
+            format!("function `{name}`: say which module holds it: USING JAR 'module.wasm'"),
+        ));
+    }
+    let module = p.parse_literal_string().map_err(from_parser)?;
+    if p.peek_token().token == Token::Comma {
+        return Err(SqlError::new(
+            using_at,
+            format!("function `{name}`: a Wasm function comes from one module (one JAR)"),
+        ));
+    }
+    Ok(FunctionDef {
+        name,
+        pos,
+        function,
+        module,
+    })
 }
 
 /// The tokens after the first `n` significant ones.
@@ -563,6 +636,12 @@ fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<Statement, SqlError> {
             }
             Statement::Insert(name, pos, p.parse_query().map_err(from_parser)?, tvfs)
         }
+        ["CREATE", "FUNCTION", ..]
+        | ["CREATE", "TEMPORARY", "FUNCTION"]
+        | ["CREATE", "TEMPORARY", "SYSTEM"] => {
+            p.expect_keyword(Keyword::CREATE).map_err(from_parser)?;
+            Statement::CreateFunction(create_function(&mut p)?)
+        }
         ["CREATE", "VIEW", ..] | ["CREATE", "TEMPORARY", "VIEW"] => {
             let tvfs;
             (p, tvfs) = query_parser(p.into_tokens())?;
@@ -585,7 +664,7 @@ fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<Statement, SqlError> {
             return Err(SqlError::new(
                 start,
                 format!(
-                    "`{what}` is not supported by `sluice sql` yet (it runs SET, CREATE TABLE, CREATE VIEW, INSERT INTO and SELECT)"
+                    "`{what}` is not supported by `sluice sql` yet (it runs SET, CREATE TABLE, CREATE VIEW, CREATE FUNCTION, INSERT INTO and SELECT)"
                 ),
             ));
         }

@@ -17,6 +17,7 @@ use super::{Column, FlinkDialect, Meta, Metadata, Table};
 use crate::error::{PlanError, RuntimeError};
 use crate::json::Pointer;
 use crate::runtime::batch::RecordRef;
+use crate::runtime::function::{Column as Values, FunctionModules, Functions};
 use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
 use crate::runtime::{Batch, Operator, OperatorFactory, Output, Splits, Subtask};
 use async_trait::async_trait;
@@ -48,6 +49,9 @@ struct SqlSpec {
     /// text (Flink's `raw` format); otherwise the value is a JSON object.
     #[serde(default)]
     format: Option<String>,
+    /// The script's Wasm functions: `[name, module, function]`.
+    #[serde(default)]
+    functions: Vec<(String, String, String)>,
 }
 
 /// `sql:` in a spec.
@@ -138,8 +142,14 @@ impl OperatorKind for SqlKind {
             // The text as the parser prints it, as binding compares.
             groups.push((parse_expr(text).map_err(fail)?.to_string(), i));
         }
+        let (udfs, modules) = if spec.functions.is_empty() {
+            (super::udf::Udfs::default(), Vec::new())
+        } else {
+            super::udf::plan_functions(cx, "sql.functions", &spec.functions)?
+        };
         let scope = Scope {
             qualifiers: &spec.qualifiers,
+            udfs: Some(&udfs),
             ..Scope::grouped(&scope_cols, &groups)
         }
         .with_watermark();
@@ -176,17 +186,30 @@ impl OperatorKind for SqlKind {
             expr::bind(&e, &scope).map_err(|e| fail(format!("`{text}`: {e}")))
         };
         let filter = spec.filter.as_deref().map(bind).transpose()?;
+        let filter_calls = udfs.calls.borrow().len();
         let mut select = Vec::new();
         for (name, e) in &spec.select {
             select.push((name.clone(), bind(e)?));
         }
-        // Only the columns the query reads are parsed.
-        // One more: CURRENT_WATERMARK's value, after the columns.
-        let mut used_scope = vec![false; scope_cols.len() + 1];
-        for b in filter.iter().chain(select.iter().map(|(_, b)| b)) {
+        let calls = udfs.calls.take();
+        // Only the columns the query reads are parsed. After the columns:
+        // CURRENT_WATERMARK's value, then each function call's.
+        let mut used_scope = vec![false; scope_cols.len() + 1 + calls.len()];
+        for b in filter
+            .iter()
+            .chain(select.iter().map(|(_, b)| b))
+            .chain(calls.iter().flat_map(|c| &c.args))
+        {
             b.columns(&mut used_scope);
         }
+        used_scope.truncate(scope_cols.len() + 1);
         let reads_watermark = used_scope.pop() == Some(true);
+        let functions = (!calls.is_empty()).then(|| Calls {
+            defs: udfs.defs,
+            calls,
+            filter_calls,
+            modules,
+        });
         let mut used = vec![false; physical.len()];
         for (r, u) in reads.iter().zip(&used_scope) {
             match r {
@@ -211,8 +234,20 @@ impl OperatorKind for SqlKind {
             select,
             reads_watermark,
             raw,
+            functions,
         })))))
     }
+}
+
+/// The Wasm function calls of a `sql` operator.
+struct Calls {
+    defs: Vec<super::udf::Udf>,
+    /// In the order their columns follow the row's.
+    calls: Vec<super::udf::UdfCall>,
+    /// The first this many are the filter's: computed before it, the
+    /// others only for the rows it keeps.
+    filter_calls: usize,
+    modules: FunctionModules,
 }
 
 /// How a column of the row is had.
@@ -241,6 +276,8 @@ struct Program {
     reads_watermark: bool,
     /// The value is the one physical column's text.
     raw: bool,
+    /// Wasm functions the filter and projections call, if any.
+    functions: Option<Calls>,
 }
 
 pub struct SqlFactory(Arc<Program>);
@@ -251,7 +288,13 @@ impl OperatorFactory for SqlFactory {
     }
 
     fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        let functions = self
+            .0
+            .functions
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.modules.iter().map(|m| m.create()).collect());
         Box::new(SqlOperator {
+            functions,
             program: self.0.clone(),
             physical: Vec::new(),
             row: Vec::new(),
@@ -264,6 +307,8 @@ impl OperatorFactory for SqlFactory {
 
 struct SqlOperator {
     program: Arc<Program>,
+    /// An instance of each module of `program.functions`.
+    functions: Vec<Box<dyn Functions>>,
     physical: Vec<Value>,
     row: Vec<Value>,
     out: Vec<u8>,
@@ -315,9 +360,9 @@ impl Partitions {
 }
 
 impl SqlOperator {
-    /// The output row of one record: `Ok(false)` when the filter drops it;
-    /// `Err` names what is wrong with the record.
-    fn apply(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<bool, String> {
+    /// The row of one record into `self.row`: its columns, then (when the
+    /// query reads it or calls functions) `CURRENT_WATERMARK`'s value.
+    fn read(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<(), String> {
         let p = &*self.program;
         let value = r.value();
         self.physical.clear();
@@ -359,37 +404,186 @@ impl SqlOperator {
                 Read::Computed(_) => {}
             }
         }
-        if p.reads_watermark {
+        if p.reads_watermark || p.functions.is_some() {
             self.row.push(if self.watermark == i64::MIN {
                 Value::Null
             } else {
                 Value::Ts(self.watermark)
             });
         }
-        if let Some(f) = &p.filter
-            && expr::eval(f, &self.row)? != Value::Bool(true)
-        {
+        Ok(())
+    }
+
+    /// The output row of one record: `Ok(false)` when the filter drops it;
+    /// `Err` names what is wrong with the record.
+    fn apply(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<bool, String> {
+        self.read(r, splits)?;
+        let p = &*self.program;
+        if !passes(p, &self.row)? {
             return Ok(false);
         }
-        self.out.clear();
-        self.out.push(b'{');
-        for (i, (name, b)) in p.select.iter().enumerate() {
-            if i > 0 {
-                self.out.push(b',');
-            }
-            crate::json::write_str(&mut self.out, name.as_bytes());
-            self.out.push(b':');
-            let v = expr::eval_ref(b, &self.row)?;
-            expr::write_json(&mut self.out, &v);
-        }
-        self.out.push(b'}');
+        write_row(p, &self.row, &mut self.out)?;
         Ok(true)
     }
+
+    /// A batch through a query that calls Wasm functions: each call is made
+    /// once for all the rows that need it — the filter's for every row, the
+    /// projections' for the rows the filter keeps.
+    async fn process_calling(
+        &mut self,
+        batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let splits = out.info().splits.clone();
+        let program = self.program.clone();
+        let p = &*program;
+        let calls = p.functions.as_ref().expect("a query with function calls");
+        // (record, row) of each live row.
+        let mut rows: Vec<(usize, Vec<Value>)> = Vec::with_capacity(batch.len());
+        for (i, r) in batch.iter().enumerate() {
+            match self.read(r, &splits) {
+                Ok(()) => rows.push((i, std::mem::take(&mut self.row))),
+                Err(m) => out.dead_letter(r, &m)?,
+            }
+        }
+        self.call_range(calls, 0..calls.filter_calls, &mut rows, &batch, out)
+            .await?;
+        let mut kept = Vec::with_capacity(rows.len());
+        for (i, row) in rows {
+            match passes(p, &row) {
+                Ok(true) => kept.push((i, row)),
+                Ok(false) => {}
+                Err(m) => out.dead_letter(batch.get(i), &m)?,
+            }
+        }
+        let mut rows = kept;
+        self.call_range(
+            calls,
+            calls.filter_calls..calls.calls.len(),
+            &mut rows,
+            &batch,
+            out,
+        )
+        .await?;
+        let mut result = Batch::with_capacity(rows.len(), batch.data.len());
+        for (i, row) in &rows {
+            let r = batch.get(*i);
+            match write_row(p, row, &mut self.out) {
+                Ok(()) => result.push(None, &self.out, r.timestamp(), r.origin()),
+                Err(m) => out.dead_letter(r, &m)?,
+            }
+        }
+        if !result.is_empty() {
+            out.emit(result);
+        }
+        Ok(())
+    }
+
+    /// Makes the calls `range` for `rows`, appending each call's value to
+    /// each row; a row whose arguments or call fail leaves, dead-lettered.
+    async fn call_range(
+        &mut self,
+        calls: &Calls,
+        range: std::ops::Range<usize>,
+        rows: &mut Vec<(usize, Vec<Value>)>,
+        batch: &Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        for call in &calls.calls[range] {
+            let udf = &calls.defs[call.udf];
+            let mut cols = vec![Values::default(); call.args.len()];
+            let mut failed: Vec<(usize, String)> = Vec::new();
+            for (n, (_, row)) in rows.iter().enumerate() {
+                for ((arg, col), &ty) in call.args.iter().zip(cols.iter_mut()).zip(&udf.params) {
+                    match expr::eval_ref(arg, row) {
+                        Ok(v) => super::udf::push(col, ty, &v),
+                        Err(m) => {
+                            failed.push((n, m));
+                            super::udf::push(col, ty, &Value::Null);
+                        }
+                    }
+                }
+            }
+            let (values, errors) = if rows.is_empty() {
+                (Values::default(), Vec::new())
+            } else {
+                self.functions[udf.module]
+                    .call(udf.index, &cols, rows.len())
+                    .await?
+            };
+            super::udf::check(&values, udf.returns, rows.len()).map_err(|m| {
+                RuntimeError::Wasm(crate::error::WasmError::Contract {
+                    uid: out.info().uid.to_string(),
+                    message: format!("function {} returned {m}", udf.name),
+                })
+            })?;
+            failed.extend(
+                errors
+                    .into_iter()
+                    .map(|(n, m)| (n as usize, format!("function {}: {m}", udf.name))),
+            );
+            for (n, (_, row)) in rows.iter_mut().enumerate() {
+                row.push(super::udf::get(&values, udf.returns, n));
+            }
+            if failed.is_empty() {
+                continue;
+            }
+            failed.sort_by_key(|(n, _)| *n);
+            failed.dedup_by_key(|(n, _)| *n);
+            let mut next = failed.iter().peekable();
+            let mut n = 0;
+            let mut dead = Vec::new();
+            rows.retain(|(i, _)| {
+                let keep = match next.peek() {
+                    Some((f, m)) if *f == n => {
+                        dead.push((*i, m.clone()));
+                        next.next();
+                        false
+                    }
+                    _ => true,
+                };
+                n += 1;
+                keep
+            });
+            for (i, m) in dead {
+                out.dead_letter(batch.get(i), &m)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `row` passes the query's filter.
+fn passes(p: &Program, row: &[Value]) -> Result<bool, String> {
+    Ok(match &p.filter {
+        Some(f) => expr::eval(f, row)? == Value::Bool(true),
+        None => true,
+    })
+}
+
+/// The query's output row for `row`, as a JSON object, into `out`.
+fn write_row(p: &Program, row: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    out.push(b'{');
+    for (i, (name, b)) in p.select.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::json::write_str(out, name.as_bytes());
+        out.push(b':');
+        let v = expr::eval_ref(b, row)?;
+        expr::write_json(out, &v);
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 #[async_trait]
 impl Operator for SqlOperator {
     async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+        if self.program.functions.is_some() {
+            return self.process_calling(batch, out).await;
+        }
         let mut rows = Batch::with_capacity(batch.len(), batch.data.len());
         let splits = out.info().splits.clone();
         for r in batch.iter() {

@@ -3,10 +3,12 @@
 
 use super::expr::{self, Bound, Scope};
 use super::types::{self, SqlType};
+use super::udf::{self, Udfs};
 use super::{
-    Column, Pos, SqlError, Statement, Table, TvfKind, WindowTvf, aggregate, at, check_table,
-    parse_statement, statements, table_scope, tvf_name,
+    Column, FunctionDef, Pos, SqlError, Statement, Table, TvfKind, WindowTvf, aggregate, at,
+    check_table, parse_statement, statements, table_scope, tvf_name,
 };
+use crate::runtime::function::Signature;
 use sqlparser::ast::{self, Spanned};
 use sqlparser::tokenizer::Token;
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,7 +71,11 @@ pub fn plan(
     path: &Path,
     output: &Output,
     parallelism: Option<u32>,
+    modules: &dyn Fn(&str) -> Result<Vec<Signature>, String>,
 ) -> Result<Planned, SqlError> {
+    let mut functions: Vec<FunctionDef> = Vec::new();
+    let mut udfs = Udfs::default();
+    let mut signatures: BTreeMap<String, Vec<Signature>> = BTreeMap::new();
     let mut tables: BTreeMap<String, Table> = BTreeMap::new();
     let mut views: BTreeMap<String, View> = BTreeMap::new();
     let mut settings = Settings::default();
@@ -100,6 +106,33 @@ pub fn plan(
                 }
                 views.insert(name, View { query: q, tvfs });
             }
+            Statement::CreateFunction(f) => {
+                if udfs.find(&f.name).is_some() {
+                    return Err(SqlError::new(
+                        f.pos,
+                        format!("function `{}` already exists", f.name),
+                    ));
+                }
+                if !signatures.contains_key(&f.module) {
+                    let sigs = modules(&f.module)
+                        .map_err(|m| SqlError::new(f.pos, format!("function `{}`: {m}", f.name)))?;
+                    signatures.insert(f.module.clone(), sigs);
+                }
+                let module_index = signatures
+                    .keys()
+                    .position(|m| *m == f.module)
+                    .expect("read");
+                let udf = udf::resolve(
+                    &f.name,
+                    &f.module,
+                    module_index,
+                    &f.function,
+                    &signatures[&f.module],
+                )
+                .map_err(|m| SqlError::new(f.pos, m))?;
+                udfs.defs.push(udf);
+                functions.push(f);
+            }
             Statement::Insert(name, pos, q, tvfs) => inserts.push((name, pos, q, tvfs)),
             Statement::Query(q, tvfs) if i == last => query = Some((q, tvfs)),
             Statement::Query(..) => {
@@ -121,11 +154,21 @@ pub fn plan(
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "sql".into());
+    let listed: Vec<String> = functions
+        .iter()
+        .map(|f| format!("[{}, {}, {}]", yq(&f.name), yq(&f.module), yq(&f.function)))
+        .collect();
+    let listed: std::rc::Rc<str> = if listed.is_empty() {
+        "".into()
+    } else {
+        format!("[{}]", listed.join(", ")).into()
+    };
     let mut pl = Planner {
+        udfs: &udfs,
         tables: &tables,
         views: &views,
         settings: &settings,
-        ops: Yaml::default(),
+        ops: Yaml(String::new(), listed),
         sinks: Yaml::default(),
         sources: Vec::new(),
         planned_views: BTreeMap::new(),
@@ -346,6 +389,8 @@ struct Planner<'a> {
     /// attribute as they read it, passed on unchanged (what a window over a
     /// view may use, as in Flink).
     passed_rowtime: BTreeMap<String, BTreeSet<String>>,
+    /// The script's functions.
+    udfs: &'a Udfs,
 }
 
 /// How deep queries may nest.
@@ -660,7 +705,10 @@ impl Planner<'_> {
                 }
                 // The union: both sides' rows, read as the common types.
                 let table = derived("union", &cols);
-                let scope = Scope::new(&cols);
+                let scope = Scope {
+                    udfs: Some(self.udfs),
+                    ..Scope::new(&cols)
+                };
                 let star = [ast::SelectItem::Wildcard(
                     ast::WildcardAdditionalOptions::default(),
                 )];
@@ -714,6 +762,7 @@ impl Planner<'_> {
                 };
                 let cols = plan_window(
                     &mut self.ops,
+                    self.udfs,
                     uid,
                     &rel,
                     tvf,
@@ -737,6 +786,7 @@ impl Planner<'_> {
             .collect();
         let scope = Scope {
             qualifiers: &qualifiers,
+            udfs: Some(self.udfs),
             ..Scope::new(&scope_cols)
         }
         .with_watermark();
@@ -826,9 +876,10 @@ struct SqlOp<'a> {
     at_source: bool,
 }
 
-/// The spec being written.
+/// The spec being written, and the script's functions as a `sql`
+/// operator lists them (`[[name, module, function], …]`, or nothing).
 #[derive(Default)]
-struct Yaml(String);
+struct Yaml(String, std::rc::Rc<str>);
 
 impl Yaml {
     fn line(&mut self, indent: usize, text: &str) {
@@ -1048,6 +1099,10 @@ impl Yaml {
             for (e, col) in groups {
                 self.line(4, &format!("- [{}, {}]", yq(e), yq(col)));
             }
+        }
+        if !self.1.is_empty() {
+            let functions = self.1.clone();
+            self.line(3, &format!("functions: {functions}"));
         }
     }
 }
@@ -1451,6 +1506,7 @@ fn find_aggregates<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::Function>, depth
 #[allow(clippy::too_many_arguments)]
 fn plan_window(
     y: &mut Yaml,
+    udfs: &Udfs,
     uid: &str,
     rel: &Relation,
     tvf: &WindowTvf,
@@ -1467,6 +1523,7 @@ fn plan_window(
         .collect();
     let scope = Scope {
         qualifiers: &qualifiers,
+        udfs: Some(udfs),
         ..Scope::new(scope_cols)
     }
     .with_watermark();
@@ -1758,6 +1815,7 @@ fn plan_window(
         .collect();
     let post_scope = Scope {
         qualifiers: &qualifiers,
+        udfs: Some(udfs),
         ..Scope::grouped(&post_cols, &group_idx)
     }
     .with_watermark();

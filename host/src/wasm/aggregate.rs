@@ -10,8 +10,7 @@
 
 use super::sandbox::Sandbox;
 use super::{
-    Exports, InstanceSettings, Lowering, Module, checked_span, trapped_on, wit, wit_aggregate,
-    wit_spans,
+    Exports, InstanceSettings, Lowering, Module, trapped_on, wit, wit_aggregate, wit_spans,
 };
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::aggregate::{Aggregator, ByteList, WindowRef};
@@ -111,23 +110,7 @@ impl WasmAggregator {
         expected: usize,
         what: &str,
     ) -> Result<ByteList, RuntimeError> {
-        if list.spans.len() != expected {
-            return Err(self.contract(format!(
-                "{what} returned {} accumulators, expected {expected}",
-                list.spans.len()
-            )));
-        }
-        let len = list.data.len();
-        let spans = list
-            .spans
-            .into_iter()
-            .map(|s| checked_span(s, len))
-            .collect::<Result<Vec<Span>, String>>()
-            .map_err(|m| self.contract(m))?;
-        Ok(ByteList {
-            data: list.data,
-            spans,
-        })
+        super::checked_list(list, expected, what).map_err(|m| self.contract(m))
     }
 
     async fn call_add(
@@ -271,7 +254,7 @@ impl WasmAggregator {
 }
 
 /// Replaces item `i` of a byte list (the list is rebuilt if sizes differ).
-fn replace(list: &mut ByteList, i: usize, bytes: &[u8]) {
+pub(super) fn replace(list: &mut ByteList, i: usize, bytes: &[u8]) {
     if list.get(i).len() == bytes.len() {
         list.get_mut(i).copy_from_slice(bytes);
         return;

@@ -22,6 +22,7 @@
 
 pub mod aggregate;
 pub mod enricher;
+pub mod function;
 pub mod http;
 mod imports;
 mod keyed;
@@ -77,10 +78,11 @@ pub enum World {
     BroadcastProcess,
     WindowFunction,
     Enricher,
+    SqlFunction,
 }
 
 impl World {
-    pub const ALL: [World; 7] = [
+    pub const ALL: [World; 8] = [
         World::Transform,
         World::Aggregate,
         World::Process,
@@ -88,6 +90,7 @@ impl World {
         World::BroadcastProcess,
         World::WindowFunction,
         World::Enricher,
+        World::SqlFunction,
     ];
 
     /// The world's short name, as the API shows it.
@@ -100,6 +103,7 @@ impl World {
             World::BroadcastProcess => "keyed-broadcast-process",
             World::WindowFunction => "window-function",
             World::Enricher => "enricher",
+            World::SqlFunction => "sql-function",
         }
     }
 
@@ -112,6 +116,7 @@ impl World {
             World::BroadcastProcess => crate::wit_name!("keyed-broadcast-process-operator"),
             World::WindowFunction => crate::wit_name!("window-function-operator"),
             World::Enricher => crate::wit_name!("enricher-operator"),
+            World::SqlFunction => crate::wit_name!("sql-function-module"),
         }
     }
 
@@ -124,6 +129,7 @@ impl World {
             World::BroadcastProcess => crate::wit_name!("keyed-broadcast-process"),
             World::WindowFunction => crate::wit_name!("window-function"),
             World::Enricher => crate::wit_name!("enricher"),
+            World::SqlFunction => crate::wit_name!("sql-function"),
         }
     }
 }
@@ -155,6 +161,7 @@ enum Exports {
     BroadcastProcess(process::wit_broadcast::GuestIndices),
     WindowFunction(wit_window::GuestIndices),
     Enricher(wit_enricher::GuestIndices),
+    SqlFunction(exports::sluice::operator::sql_function::GuestIndices),
 }
 
 impl std::fmt::Debug for Module {
@@ -268,6 +275,29 @@ pub struct InstanceSettings {
     /// Set for instances that share one `memory_limit` (an enricher
     /// subtask's pool); `None`: each instance has `memory_limit` of its own.
     pub shared_memory: Option<Arc<sandbox::MemoryBudget>>,
+}
+
+impl InstanceSettings {
+    /// Settings that grant nothing, with these limits, for a module that
+    /// no node runs yet (one read while planning).
+    pub fn plain(
+        uid: &str,
+        base_dir: &Path,
+        memory_limit: u64,
+        call_timeout: Duration,
+    ) -> InstanceSettings {
+        let uid: Arc<str> = uid.into();
+        InstanceSettings {
+            logs: Arc::new(logging::LogBudget::new(uid.clone())),
+            uid,
+            config: "null".into(),
+            memory_limit,
+            call_timeout,
+            grants: Grants::default(),
+            base_dir: base_dir.to_owned(),
+            shared_memory: None,
+        }
+    }
 }
 
 struct Runtime {
@@ -491,6 +521,10 @@ fn typed(
         World::Enricher => {
             Exports::Enricher(wit_enricher::GuestIndices::new(&pre).map_err(wrong_world)?)
         }
+        World::SqlFunction => Exports::SqlFunction(
+            exports::sluice::operator::sql_function::GuestIndices::new(&pre)
+                .map_err(wrong_world)?,
+        ),
     };
     let migration = match world {
         World::Process | World::CoProcess | World::BroadcastProcess
@@ -691,6 +725,39 @@ fn checked_span(s: wit::Span, len: usize) -> Result<crate::runtime::batch::Span,
     Ok(crate::runtime::batch::Span {
         offset: s.offset,
         len: s.len,
+    })
+}
+
+/// Checks spans a guest returned (`what` made them) into a buffer of `len`
+/// bytes.
+fn checked_spans(
+    spans: Vec<wit::Span>,
+    len: usize,
+    what: &str,
+) -> Result<Vec<crate::runtime::batch::Span>, String> {
+    spans
+        .into_iter()
+        .map(|s| checked_span(s, len).map_err(|m| format!("{what}: {m}")))
+        .collect()
+}
+
+/// Checks a byte list a guest returned (`what` made it): `expected` items,
+/// each inside the data.
+fn checked_list(
+    list: wit::ByteListResult,
+    expected: usize,
+    what: &str,
+) -> Result<crate::runtime::aggregate::ByteList, String> {
+    if list.spans.len() != expected {
+        return Err(format!(
+            "{what} returned {} accumulators, expected {expected}",
+            list.spans.len()
+        ));
+    }
+    let spans = checked_spans(list.spans, list.data.len(), what)?;
+    Ok(crate::runtime::aggregate::ByteList {
+        data: list.data,
+        spans,
     })
 }
 
