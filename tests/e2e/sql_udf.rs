@@ -177,3 +177,111 @@ fn wrong_calls_and_functions_are_refused_where_they_are_written() {
         assert!(err.contains(message), "{script}: {err}");
     }
 }
+
+/// `weighted_avg(price, qty)` beside `COUNT(*)` in TUMBLE and HOP windows
+/// (HOP merges panes, so the module's `merge` runs) gives what Flink gives
+/// for `SUM(price * qty) / SUM(qty)` (goldens made by Flink).
+#[test]
+fn a_wasm_aggregate_gives_what_flink_gives_for_the_same_sums() {
+    let root = support::repo().join("tests/sql");
+    let data = root.join("data");
+    let mut failures = Vec::new();
+    for kind in ["tumble", "hop"] {
+        failures.extend(compare_with_golden(
+            &root.join(format!("udf/weighted_avg_{kind}.sql")),
+            &root.join(format!("cases/window_udaf_{kind}_builtin.golden")),
+            &[("DATA", data.to_str().unwrap())],
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A row the Wasm aggregate refuses (a negative quantity) is dead-lettered
+/// and counts in no call of its window — not in the module's accumulator,
+/// not in the built-in `COUNT(*)` beside it — and the other rows of the
+/// batch are added once each.
+#[test]
+fn a_row_a_wasm_aggregate_refuses_counts_nowhere() {
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let rows = [
+        ("a", 2.0, 1, 1000),
+        ("a", 4.0, 3, 2000),
+        ("b", 1.0, -5, 3000),
+        ("b", 8.0, 2, 4000),
+        ("a", 1.0, -1, 5000),
+        ("b", 2.0, 2, 6000),
+        ("a", 0.0, 1, 20_000),
+    ];
+    let input: String = rows
+        .iter()
+        .map(|(k, p, q, ts)| {
+            format!("{{\"k$0\":\"{k}\",\"a$1$0\":{p:.1},\"a$1$1\":{q},\"ts\":{ts}}}\n")
+        })
+        .collect();
+    std::fs::write(d.join("in.jsonl"), input).unwrap();
+    let spec = d.join("spec.yaml");
+    std::fs::write(
+        &spec,
+        r#"sources:
+  - uid: rows
+    type: file
+    path: "${DIR}/in.jsonl"
+    event_time:
+      timestamp: /ts
+      watermark: { strategy: max_minus_delay, max_out_of_orderness: 0ms, emit: per_event }
+operators:
+  - uid: w
+    input: rows
+    key_by: /k$0
+    window: { type: tumbling, size: 10000ms }
+    output: { key: "key$" }
+    aggregate:
+      sql:
+        keys: [STRING]
+        functions: [[weighted_avg, usd_udf.wasm, weighted_avg]]
+        calls: [[COUNT], [WASM, weighted_avg]]
+sinks:
+  - { uid: out, input: w, type: file, path: "${DIR}/out.jsonl" }
+dead_letter: { type: file, path: "${DIR}/dead.jsonl" }
+"#,
+    )
+    .unwrap();
+    let o = support::run(&spec, &[("DIR", d.to_str().unwrap())]);
+    assert_ok(&o);
+    let out = std::fs::read_to_string(d.join("out.jsonl")).unwrap();
+    let mut got: Vec<(String, i64, f64)> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["k$0"].as_str().unwrap().to_owned(),
+                v["a$0"].as_i64().unwrap(),
+                v["a$1"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    // a: (2·1 + 4·3) / 4; b: (8·2 + 2·2) / 4; a's last window: 0.
+    assert_eq!(
+        got,
+        vec![
+            ("a".to_owned(), 1, 0.0),
+            ("a".to_owned(), 2, 3.5),
+            ("b".to_owned(), 2, 5.0)
+        ],
+        "{out}"
+    );
+    let dead = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
+    let lines: Vec<&str> = dead.lines().collect();
+    assert_eq!(lines.len(), 2, "{dead}");
+    for (line, q) in [("in.jsonl:3", -5), ("in.jsonl:5", -1)] {
+        assert!(
+            lines.iter().any(|l| l.contains(line)
+                && l.contains(&format!(
+                    "function weighted_avg: a quantity cannot be negative ({q})"
+                ))),
+            "{dead}"
+        );
+    }
+}

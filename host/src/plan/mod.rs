@@ -1311,8 +1311,10 @@ impl PlanContext for OperatorContext<'_> {
     fn sql_aggregator(&self, path: &str) -> Result<Arc<dyn AggregatorFactory>, PlanError> {
         let spec = kind::field::<crate::sql::aggregate::SqlAggSpec>(self, path)?
             .ok_or_else(|| kind::error(self, path, "missing"))?;
+        let functions =
+            crate::sql::udf::plan_functions(self, &format!("{path}.functions"), &spec.functions)?;
         Ok(Arc::new(
-            crate::sql::aggregate::SqlAggregates::new(&spec)
+            crate::sql::aggregate::SqlAggregates::new(&spec, functions)
                 .map_err(|m| kind::error(self, path, m))?,
         ))
     }

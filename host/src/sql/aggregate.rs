@@ -24,10 +24,12 @@
 
 use super::expr;
 use super::types::{SqlType, Ty, Value, fits};
+use super::udf::{self, Udf, Udfs};
 use crate::error::RuntimeError;
 use crate::json::{self, Pointer};
 use crate::runtime::aggregate::{Aggregator, AggregatorFactory, ByteList, WindowRef};
 use crate::runtime::batch::Span;
+use crate::runtime::function::{Column, FunctionModules, Functions};
 use crate::runtime::{Batch, NodeInfo, Output};
 use crate::state::StateError;
 use async_trait::async_trait;
@@ -118,9 +120,13 @@ pub struct SqlAggSpec {
     /// Types of the group keys `k$0…`.
     #[serde(default)]
     pub keys: Vec<String>,
-    /// `[function]` (COUNT(*)), `[function, argument type]` or
-    /// `[function, argument type, DISTINCT]`.
+    /// `[function]` (COUNT(*)), `[function, argument type]`,
+    /// `[function, argument type, DISTINCT]`, or `[WASM, name]` for a Wasm
+    /// aggregate function of `functions` (its arguments are `a$j$0…`).
     pub calls: Vec<Vec<String>>,
+    /// The script's Wasm functions: `[name, module, function]`.
+    #[serde(default)]
+    pub functions: Vec<(String, String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -134,18 +140,28 @@ struct Call {
     /// `COUNT(DISTINCT x)`, `SUM(DISTINCT x)`, `AVG(DISTINCT x)`: the
     /// accumulator keeps the set of distinct values.
     distinct: bool,
+    /// A Wasm aggregate function: its accumulator is the module's, kept as
+    /// the call's variable part; its arguments are the input's fields from
+    /// `field` on, one per parameter.
+    wasm: Option<Udf>,
 }
 
 /// The planned aggregate functions of one window.
-#[derive(Debug)]
 pub struct SqlAggregates {
     calls: Vec<Call>,
     args: Vec<Pointer>,
     key_pointers: Vec<Pointer>,
+    modules: FunctionModules,
 }
 
 impl SqlAggregates {
-    pub fn new(spec: &SqlAggSpec) -> Result<SqlAggregates, String> {
+    /// The calls of `spec`; `functions` are its Wasm functions, their
+    /// modules loaded (see [`super::udf::plan_functions`]).
+    pub fn new(
+        spec: &SqlAggSpec,
+        functions: (Udfs, FunctionModules),
+    ) -> Result<SqlAggregates, String> {
+        let (udfs, modules) = functions;
         // The key types are checked; the keys' JSON goes back out as it came.
         for k in &spec.keys {
             super::operator::parse_type(k)?;
@@ -153,6 +169,27 @@ impl SqlAggregates {
         let mut calls = Vec::new();
         let mut args = Vec::new();
         for (j, c) in spec.calls.iter().enumerate() {
+            if let [w, name] = c.as_slice()
+                && w == "WASM"
+            {
+                let (_, udf) = udfs
+                    .find(name)
+                    .filter(|(_, u)| u.aggregate)
+                    .ok_or_else(|| format!("no Wasm aggregate function `{name}` in `functions`"))?;
+                let field = args.len();
+                for n in 0..udf.params.len() {
+                    args.push(Pointer::parse(&format!("/a${j}${n}")).expect("a pointer"));
+                }
+                calls.push(Call {
+                    func: AggFn::Count,
+                    arg: None,
+                    field: Some(field),
+                    result: udf.returns,
+                    distinct: false,
+                    wasm: Some(udf.clone()),
+                });
+                continue;
+            }
             let (name, arg, distinct) = match c.as_slice() {
                 [f] => (f, None, false),
                 [f, t] => (f, Some(super::operator::parse_type(t)?), false),
@@ -177,6 +214,7 @@ impl SqlAggregates {
                 field,
                 result,
                 distinct,
+                wasm: None,
             });
         }
         let key_pointers = (0..spec.keys.len())
@@ -186,7 +224,17 @@ impl SqlAggregates {
             calls,
             args,
             key_pointers,
+            modules,
         })
+    }
+}
+
+impl std::fmt::Debug for SqlAggregates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlAggregates")
+            .field("calls", &self.calls)
+            .field("modules", &self.modules.len())
+            .finish()
     }
 }
 
@@ -205,7 +253,12 @@ impl AggregatorFactory for SqlAggregates {
                     + 4 * self.calls.iter().filter(|c| c.variable()).count()
             ],
             values: Vec::new(),
+            functions: self.modules.iter().map(|m| m.create()).collect(),
         })
+    }
+
+    fn module(&self) -> Option<crate::runtime::ModuleRef<'_>> {
+        self.modules.first().map(|m| m.module())
     }
 }
 
@@ -218,6 +271,8 @@ struct SqlAggregator {
     key_pointers: Vec<Pointer>,
     empty: Vec<u8>,
     values: Vec<Value>,
+    /// An instance of each module the Wasm calls use.
+    functions: Vec<Box<dyn Functions>>,
 }
 
 /// One call's accumulator, decoded.
@@ -406,6 +461,8 @@ enum Extra {
     /// The distinct values so far: a string's bytes, or the 16 bytes of the
     /// value the fixed part would hold.
     Set(BTreeSet<Vec<u8>>),
+    /// A Wasm aggregate function's accumulator, as its module made it.
+    Wasm(Vec<u8>),
 }
 
 /// An accumulator with variable parts, decoded: the fixed part, then one
@@ -443,7 +500,9 @@ impl Wide {
         let mut extras = Vec::new();
         for c in calls.iter().filter(|c| c.variable()) {
             let n = take_len(&mut rest)?;
-            extras.push(if c.distinct {
+            extras.push(if c.wasm.is_some() {
+                Extra::Wasm(take(&mut rest, n)?.to_vec())
+            } else if c.distinct {
                 let mut set = BTreeSet::new();
                 for _ in 0..n {
                     let len = take_len(&mut rest)?;
@@ -462,7 +521,7 @@ impl Wide {
         out.extend_from_slice(&self.fixed);
         for e in &self.extras {
             match e {
-                Extra::Best(b) => {
+                Extra::Best(b) | Extra::Wasm(b) => {
                     put_len(out, b.len());
                     out.extend_from_slice(b);
                 }
@@ -485,7 +544,9 @@ fn is_string(ty: Option<Ty>) -> bool {
 impl Call {
     /// Whether the call's accumulator has a variable part.
     fn variable(&self) -> bool {
-        self.distinct || (matches!(self.func, AggFn::Min | AggFn::Max) && is_string(self.arg))
+        self.distinct
+            || self.wasm.is_some()
+            || (matches!(self.func, AggFn::Min | AggFn::Max) && is_string(self.arg))
     }
 
     /// Adds one argument value to a call with a variable part.
@@ -504,6 +565,8 @@ impl Call {
             }
             (Extra::Best(best), Some(Value::Str(s))) => self.keep_best(acc, best, s.as_bytes()),
             (Extra::Best(_), Some(_)) => {}
+            // Added by the module, a batch at a time.
+            (Extra::Wasm(_), _) => {}
         }
     }
 
@@ -540,7 +603,7 @@ impl Call {
     fn result_wide(&self, acc: Acc, extra: &Extra) -> Value {
         match extra {
             Extra::Best(b) if acc.set => Value::Str(String::from_utf8_lossy(b).into_owned()),
-            Extra::Best(_) => Value::Null,
+            Extra::Best(_) | Extra::Wasm(_) => Value::Null,
             Extra::Set(set) if self.func == AggFn::Count => Value::Int(set.len() as i64),
             Extra::Set(set) => {
                 // SUM and AVG of the distinct values, which are numbers.
@@ -603,7 +666,16 @@ impl SqlAggregator {
             smallvec::smallvec![None; refs.len()];
         json::find_many_fast(record, &refs, &mut found).map_err(|e| e.to_string())?;
         self.values.clear();
-        for (c, raw) in self.calls.iter().filter(|c| c.field.is_some()).zip(&found) {
+        let mut found = found.iter();
+        for c in self.calls.iter().filter(|c| c.field.is_some()) {
+            if let Some(udf) = &c.wasm {
+                for &ty in &udf.params {
+                    let raw = found.next().expect("a field per parameter");
+                    self.values.push(expr::from_json(*raw, ty)?);
+                }
+                continue;
+            }
+            let raw = found.next().expect("a field per call with an argument");
             let ty = c.arg.expect("a call with a field has an argument");
             let v = match (c.func, raw) {
                 // COUNT(x) asks only whether x is NULL.
@@ -622,6 +694,11 @@ impl SqlAggregator {
         let (mut next, mut x) = (0, 0);
         for (c, slot) in self.calls.iter().zip(fixed.chunks_exact_mut(SLOT)) {
             let mut a = Acc::read(slot);
+            if let Some(udf) = &c.wasm {
+                next += udf.params.len();
+                x += 1;
+                continue;
+            }
             let v = c.field.map(|_| {
                 next += 1;
                 &self.values[next - 1]
@@ -657,8 +734,178 @@ impl SqlAggregator {
     }
 }
 
+impl SqlAggregator {
+    fn has_wasm(&self) -> bool {
+        self.calls.iter().any(|c| c.wasm.is_some())
+    }
+
+    /// The Wasm calls: (function, index of its variable part, index of its
+    /// first value in a row's values).
+    fn wasm_calls(&self) -> Vec<(Udf, usize, usize)> {
+        let (mut x, mut v) = (0, 0);
+        let mut out = Vec::new();
+        for c in &self.calls {
+            if let Some(udf) = &c.wasm {
+                out.push((udf.clone(), x, v));
+                v += udf.params.len();
+            } else if c.field.is_some() {
+                v += 1;
+            }
+            if c.variable() {
+                x += 1;
+            }
+        }
+        out
+    }
+
+    /// Variable part `x` of every accumulator, as a list (a Wasm call's).
+    fn wasm_list(wides: &[Wide], x: usize) -> ByteList {
+        let mut list = ByteList::default();
+        for w in wides {
+            match &w.extras[x] {
+                Extra::Wasm(b) => list.push(b),
+                _ => list.push(&[]),
+            }
+        }
+        list
+    }
+
+    /// Adds a batch with Wasm calls: every row's values are read, then
+    /// each Wasm function accumulates all rows in one call; a row a
+    /// function refuses leaves the batch (dead-lettered) and the calls are
+    /// made again from the accumulators as they were, so that a refused row
+    /// counts in no call. Then the built-in calls add the rows that stay.
+    async fn add_with_wasm(
+        &mut self,
+        accs: &mut ByteList,
+        input: &Batch,
+        targets: &[u32],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let mut wides = self.decode_all(accs)?;
+        let mut rows: Vec<(usize, u32, Vec<Value>)> = Vec::with_capacity(targets.len());
+        for (i, &t) in targets.iter().enumerate() {
+            let record = input.get(i);
+            match self.read_args(record.value()) {
+                Ok(()) => rows.push((i, t, std::mem::take(&mut self.values))),
+                Err(reason) => out.dead_letter(record, &reason)?,
+            }
+        }
+        let calls = self.wasm_calls();
+        loop {
+            let mut updated = Vec::with_capacity(calls.len());
+            let mut failed: Vec<(usize, String)> = Vec::new();
+            let row_targets: Vec<u32> = rows.iter().map(|(_, t, _)| *t).collect();
+            for (udf, x, v) in &calls {
+                let mut list = Self::wasm_list(&wides, *x);
+                let mut cols = vec![Column::default(); udf.params.len()];
+                for (_, _, values) in &rows {
+                    for (n, (col, &ty)) in cols.iter_mut().zip(&udf.params).enumerate() {
+                        udf::push(col, ty, &values[v + n]);
+                    }
+                }
+                if !rows.is_empty() {
+                    let errors = self.functions[udf.module]
+                        .accumulate(udf.index, &mut list, &cols, &row_targets)
+                        .await?;
+                    failed.extend(
+                        errors
+                            .into_iter()
+                            .map(|(r, m)| (r as usize, format!("function {}: {m}", udf.name))),
+                    );
+                }
+                updated.push((*x, list));
+            }
+            if failed.is_empty() {
+                for (x, list) in updated {
+                    for (w, i) in wides.iter_mut().zip(0..) {
+                        w.extras[x] = Extra::Wasm(list.get(i).to_vec());
+                    }
+                }
+                break;
+            }
+            failed.sort_by_key(|(r, _)| *r);
+            failed.dedup_by_key(|(r, _)| *r);
+            for (r, m) in failed.iter().rev() {
+                let (i, _, _) = rows.remove(*r);
+                out.dead_letter(input.get(i), m)?;
+            }
+        }
+        for (_, t, values) in rows {
+            self.values = values;
+            let w = &mut wides[t as usize];
+            self.add_values(&mut w.fixed, &mut w.extras);
+        }
+        *accs = Self::encode_all(&wides);
+        Ok(())
+    }
+
+    /// The Wasm calls' parts of `merged`, merged by their modules.
+    async fn merge_wasm(
+        &mut self,
+        decoded: &[Wide],
+        groups: &[Span],
+        merged: &mut [Wide],
+    ) -> Result<(), RuntimeError> {
+        for (udf, x, _) in self.wasm_calls() {
+            let list = Self::wasm_list(decoded, x);
+            let out = self.functions[udf.module]
+                .merge(udf.index, &list, groups)
+                .await?;
+            for (m, g) in merged.iter_mut().zip(0..) {
+                m.extras[x] = Extra::Wasm(out.get(g).to_vec());
+            }
+        }
+        Ok(())
+    }
+
+    /// The values of the Wasm calls of `decoded`, by variable part.
+    async fn wasm_values(
+        &mut self,
+        decoded: &[Wide],
+    ) -> Result<std::collections::HashMap<usize, Vec<Value>>, RuntimeError> {
+        let mut values = std::collections::HashMap::new();
+        for (udf, x, _) in self.wasm_calls() {
+            let list = Self::wasm_list(decoded, x);
+            let col = self.functions[udf.module]
+                .get_value(udf.index, &list)
+                .await?;
+            udf::check(&col, udf.returns, list.len()).map_err(|m| {
+                RuntimeError::Wasm(crate::error::WasmError::Contract {
+                    uid: self.uid.clone(),
+                    message: format!("function {} returned {m}", udf.name),
+                })
+            })?;
+            values.insert(
+                x,
+                (0..list.len())
+                    .map(|i| udf::get(&col, udf.returns, i))
+                    .collect(),
+            );
+        }
+        Ok(values)
+    }
+}
+
 #[async_trait]
 impl Aggregator for SqlAggregator {
+    /// The empty accumulator, with each Wasm call's empty accumulator from
+    /// its module.
+    async fn open(&mut self) -> Result<(), RuntimeError> {
+        if !self.has_wasm() {
+            return Ok(());
+        }
+        let mut empty = Wide::decode(&self.calls, &self.empty).expect("the zeroed accumulator");
+        for (udf, x, _) in self.wasm_calls() {
+            let acc = self.functions[udf.module]
+                .create_accumulator(udf.index)
+                .await?;
+            empty.extras[x] = Extra::Wasm(acc);
+        }
+        empty.encode(&mut self.empty);
+        Ok(())
+    }
+
     fn empty(&self) -> &[u8] {
         &self.empty
     }
@@ -670,6 +917,9 @@ impl Aggregator for SqlAggregator {
         targets: &[u32],
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
+        if self.has_wasm() {
+            return self.add_with_wasm(accs, input, targets, out).await;
+        }
         let mut wides = if self.wide {
             self.decode_all(accs)?
         } else {
@@ -709,6 +959,9 @@ impl Aggregator for SqlAggregator {
             }
             merged.push(acc);
         }
+        if self.has_wasm() {
+            self.merge_wasm(&decoded, groups, &mut merged).await?;
+        }
         Ok(Self::encode_all(&merged))
     }
 
@@ -721,6 +974,11 @@ impl Aggregator for SqlAggregator {
             self.decode_all(accs)?
         } else {
             Vec::new()
+        };
+        let wasm = if self.has_wasm() {
+            self.wasm_values(&decoded).await?
+        } else {
+            Default::default()
         };
         let mut results = ByteList::default();
         let mut buf = Vec::new();
@@ -762,7 +1020,10 @@ impl Aggregator for SqlAggregator {
                 buf.extend_from_slice(b"\"a$");
                 json::write_i64(&mut buf, j as i64);
                 buf.extend_from_slice(b"\":");
-                let v = if c.variable() {
+                let v = if let Some(values) = wasm.get(&x).filter(|_| c.wasm.is_some()) {
+                    x += 1;
+                    values[i].clone()
+                } else if c.variable() {
                     x += 1;
                     c.result_wide(Acc::read(slot), &extras[x - 1])
                 } else {
@@ -792,6 +1053,7 @@ mod tests {
             field: arg.map(|_| 0),
             result,
             distinct: false,
+            wasm: None,
         }
     }
 

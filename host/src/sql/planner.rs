@@ -1409,18 +1409,95 @@ struct AggCall<'a> {
     result: SqlType,
     arg_ty: Option<SqlType>,
     distinct: bool,
+    /// A Wasm aggregate function: its name and its arguments, as the
+    /// window's input carries them (cast to the parameter types).
+    wasm: Option<(String, Vec<String>)>,
+}
+
+/// A call of the script's Wasm aggregate function `udf` in a window
+/// aggregation: its arguments checked against the signature.
+fn wasm_aggregate_call<'a>(
+    f: &ast::Function,
+    fe: &ast::Expr,
+    udf: &udf::Udf,
+    udfs: &Udfs,
+    scope: &Scope<'_>,
+) -> Result<AggCall<'a>, SqlError> {
+    let name = &udf.name;
+    let ast::FunctionArguments::List(l) = &f.args else {
+        return Err(SqlError::new(at(fe), format!("{name} needs arguments")));
+    };
+    if l.duplicate_treatment.is_some()
+        || !l.clauses.is_empty()
+        || f.over.is_some()
+        || f.filter.is_some()
+    {
+        return Err(SqlError::new(
+            at(fe),
+            format!(
+                "{name} with DISTINCT, FILTER, clauses or OVER is not supported by `sluice sql` yet"
+            ),
+        ));
+    }
+    let mut args = Vec::new();
+    let mut bound = Vec::new();
+    for a in &l.args {
+        let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(x)) = a else {
+            return Err(SqlError::new(
+                at(fe),
+                format!("this argument of {name} is not supported"),
+            ));
+        };
+        let mut inner = Vec::new();
+        find_aggregates(x, udfs, &mut inner, 0);
+        if !inner.is_empty() {
+            return Err(SqlError::new(at(x), "an aggregate inside an aggregate"));
+        }
+        bound.push(expr::bind(x, scope)?);
+        args.push(x);
+    }
+    expr::udf_args(fe, udf, bound.clone())?;
+    // The window's input carries each argument as the parameter's type.
+    let texts = args
+        .iter()
+        .zip(&bound)
+        .zip(&udf.params)
+        .map(|((x, b), p)| {
+            if b.ty.ty == *p {
+                x.to_string()
+            } else {
+                format!("CAST({x} AS {})", SqlType::new(*p, true))
+            }
+        })
+        .collect();
+    Ok(AggCall {
+        text: f.to_string(),
+        func: aggregate::AggFn::Count,
+        arg: None,
+        result: SqlType::new(udf.returns, true),
+        arg_ty: None,
+        distinct: false,
+        wasm: Some((udf.name.clone(), texts)),
+    })
 }
 
 /// The aggregate calls in `e` (not inside one another).
-fn find_aggregates<'a>(e: &'a ast::Expr, out: &mut Vec<&'a ast::Function>, depth: usize) {
+fn find_aggregates<'a>(
+    e: &'a ast::Expr,
+    udfs: &Udfs,
+    out: &mut Vec<&'a ast::Function>,
+    depth: usize,
+) {
     use ast::Expr as E;
     if depth > expr::MAX_DEPTH {
         return;
     }
-    let mut go = |x: &'a ast::Expr| find_aggregates(x, out, depth + 1);
+    let mut go = |x: &'a ast::Expr| find_aggregates(x, udfs, out, depth + 1);
     match e {
         E::Function(f) => {
-            if aggregate::AggFn::parse(&f.name.to_string()).is_some() {
+            let name = f.name.to_string();
+            let wasm_aggregate = || udfs.find(&name).is_some_and(|(_, u)| u.aggregate);
+            if aggregate::AggFn::parse(&name).is_some() || wasm_aggregate() {
                 out.push(f);
                 return;
             }
@@ -1588,7 +1665,7 @@ fn plan_window(
     for item in select.items {
         match item {
             ast::SelectItem::UnnamedExpr(e) | ast::SelectItem::ExprWithAlias { expr: e, .. } => {
-                find_aggregates(e, &mut found, 0)
+                find_aggregates(e, udfs, &mut found, 0)
             }
             other => {
                 return Err(SqlError::new(
@@ -1599,7 +1676,7 @@ fn plan_window(
         }
     }
     if let Some(h) = select.having {
-        find_aggregates(h, &mut found, 0);
+        find_aggregates(h, udfs, &mut found, 0);
     }
     let mut calls: Vec<AggCall<'_>> = Vec::new();
     for f in found {
@@ -1609,6 +1686,13 @@ fn plan_window(
         }
         let fe = ast::Expr::Function(f.clone());
         let name = f.name.to_string();
+        if let Some((_, udf)) = udfs
+            .find(&name)
+            .filter(|_| aggregate::AggFn::parse(&name).is_none())
+        {
+            calls.push(wasm_aggregate_call(f, &fe, udf, udfs, &scope)?);
+            continue;
+        }
         let func = aggregate::AggFn::parse(&name).expect("found as one");
         let ast::FunctionArguments::List(l) = &f.args else {
             return Err(SqlError::new(at(&fe), format!("{name} needs an argument")));
@@ -1647,7 +1731,7 @@ fn plan_window(
         let arg_ty = match arg {
             Some(x) => {
                 let mut inner = Vec::new();
-                find_aggregates(x, &mut inner, 0);
+                find_aggregates(x, udfs, &mut inner, 0);
                 if !inner.is_empty() {
                     return Err(SqlError::new(at(x), "an aggregate inside an aggregate"));
                 }
@@ -1665,6 +1749,7 @@ fn plan_window(
             result,
             arg_ty,
             distinct,
+            wasm: None,
         });
     }
     // 1. Keys and arguments of each row.
@@ -1676,7 +1761,11 @@ fn plan_window(
         pre.push(("k$".into(), "TRUE".into()));
     }
     for (j, c) in calls.iter().enumerate() {
-        if let Some(a) = c.arg {
+        if let Some((_, args)) = &c.wasm {
+            for (n, a) in args.iter().enumerate() {
+                pre.push((format!("a${j}${n}"), a.clone()));
+            }
+        } else if let Some(a) = c.arg {
             pre.push((format!("a${j}"), a.to_string()));
         }
     }
@@ -1730,8 +1819,16 @@ fn plan_window(
     y.line(3, "sql:");
     let kt: Vec<String> = key_types.iter().map(|t| yq(&t.to_string())).collect();
     y.line(4, &format!("keys: [{}]", kt.join(", ")));
+    if calls.iter().any(|c| c.wasm.is_some()) {
+        let functions = y.1.clone();
+        y.line(4, &format!("functions: {functions}"));
+    }
     y.line(4, "calls:");
     for c in &calls {
+        if let Some((name, _)) = &c.wasm {
+            y.line(5, &format!("- [WASM, {}]", yq(name)));
+            continue;
+        }
         match c.arg_ty {
             None => y.line(5, &format!("- [{}]", c.func.name())),
             Some(t) => y.line(

@@ -15,7 +15,7 @@
 //!   traps), which costs that row alone.
 //! - `weighted_avg(price DOUBLE, qty INT) -> DOUBLE`, an aggregate: the
 //!   average price weighted by quantity, over the rows where both are set
-//!   (NULL for a group without one).
+//!   (NULL for a group without one); a negative quantity fails its row.
 
 use serde::{Deserialize, Serialize};
 use sluice_guest::Error;
@@ -70,6 +70,9 @@ impl AggregateFunction for WeightedAvg {
 
     fn accumulate(&self, acc: &mut Weighted, args: &[Value<'_>]) -> Result<(), Error> {
         if let (Value::Double(price), Value::Int(qty)) = (&args[0], &args[1]) {
+            if *qty < 0 {
+                return Err(Error::new(format!("a quantity cannot be negative ({qty})")));
+            }
             acc.sum += price * f64::from(*qty);
             acc.qty += i64::from(*qty);
         }
@@ -132,6 +135,10 @@ mod tests {
         f.accumulate(&mut acc, &[Value::Double(4.0), Value::Int(1)])
             .unwrap();
         assert_eq!(f.value(&acc), Value::Double(2.5));
+        assert!(
+            f.accumulate(&mut acc, &[Value::Double(1.0), Value::Int(-2)])
+                .is_err()
+        );
         assert_eq!(f.value(&f.create()), Value::Null);
     }
 }
