@@ -60,6 +60,7 @@ build count-sum.js count_sum_js.wasm
 build percentile.js percentile_js.wasm
 build bench-co-join.js bench_co_join_js.wasm
 build fraud-rules.js fraud_rules_js.wasm
+build usd-udf.js usd_udf_js.wasm
 
 # All at once: each build is mostly one single-threaded process.
 status=0

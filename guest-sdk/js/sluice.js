@@ -2003,3 +2003,263 @@ export function defineMigration(op) {
     },
   };
 }
+
+// ---------------------------------------------------------------------------
+// SQL functions: the `sql-function` export (world `sql-function-module`)
+
+/// A DECIMAL value: an unscaled BigInt and a scale (12.30 is
+/// `new SqlDecimal(1230n, 2)`). Arguments come with their parameter's scale;
+/// a result is rounded half up (or extended) to the declared scale.
+export class SqlDecimal {
+  constructor(unscaled, scale) {
+    this.unscaled = BigInt(unscaled);
+    this.scale = scale;
+  }
+
+  /// This value at `scale`, rounded half up (away from zero).
+  rescale(scale) {
+    if (scale >= this.scale) return new SqlDecimal(this.unscaled * 10n ** BigInt(scale - this.scale), scale);
+    const d = 10n ** BigInt(this.scale - scale);
+    let q = this.unscaled / d;
+    const r = this.unscaled % d;
+    const abs = r < 0n ? -r : r;
+    if (abs * 2n >= d) q += this.unscaled < 0n ? -1n : 1n;
+    return new SqlDecimal(q, scale);
+  }
+
+  toString() {
+    const neg = this.unscaled < 0n;
+    let digits = (neg ? -this.unscaled : this.unscaled).toString();
+    if (this.scale > 0) {
+      digits = digits.padStart(this.scale + 1, "0");
+      digits = `${digits.slice(0, -this.scale)}.${digits.slice(-this.scale)}`;
+    }
+    return neg ? `-${digits}` : digits;
+  }
+}
+
+/// A type of a signature: [kind, scale].
+function sqlType(text) {
+  let t = text.replace(/\s+/g, "").toUpperCase();
+  if (t.endsWith("NOTNULL")) t = t.slice(0, -7);
+  if (t === "BOOLEAN") return ["bool", 0];
+  if (t === "INT" || t === "INTEGER") return ["int", 0];
+  if (t === "BIGINT") return ["bigint", 0];
+  if (t === "DOUBLE") return ["double", 0];
+  if (t === "STRING" || t.startsWith("VARCHAR(") || t.startsWith("CHAR(")) return ["string", 0];
+  if (["TIMESTAMP(3)", "TIMESTAMP_LTZ(3)", "TIMESTAMP", "TIMESTAMP_LTZ"].includes(t)) return ["ts", 0];
+  const m = /^DECIMAL(?:\((\d+)(?:,(\d+))?\))?$/.exec(t);
+  if (m) return ["decimal", m[2] === undefined ? 0 : Number(m[2])];
+  throw new TypeError(`\`${text}\` is not a type a function can take`);
+}
+
+const SQL_WIDTH = { bool: 1, int: 4, bigint: 8, double: 8, ts: 8, decimal: 16, string: 0 };
+
+function sqlRead(col, [kind, scale], i) {
+  if (col.nulls[i]) return null;
+  if (kind === "string") {
+    const s = col.spans[i];
+    return UTF8_LOSSY.decode(col.data.subarray(s.offset, s.offset + s.len));
+  }
+  const w = SQL_WIDTH[kind];
+  const view = new DataView(col.data.buffer, col.data.byteOffset + i * w, w);
+  switch (kind) {
+    case "bool":
+      return view.getUint8(0) !== 0;
+    case "int":
+      return view.getInt32(0, true);
+    case "bigint":
+      return view.getBigInt64(0, true);
+    case "double":
+      return view.getFloat64(0, true);
+    case "ts":
+      return Number(view.getBigInt64(0, true));
+    default: {
+      const lo = view.getBigUint64(0, true);
+      const hi = view.getBigInt64(8, true);
+      return new SqlDecimal((hi << 64n) | lo, scale);
+    }
+  }
+}
+
+/// A column being written.
+class SqlColumn {
+  constructor([kind, scale]) {
+    this.kind = kind;
+    this.scale = scale;
+    this.nulls = [];
+    /// Text: its pieces and their spans; other types: fixed-width chunks.
+    this.data = new OutData(256);
+    this.spans = [];
+    this.chunks = [];
+  }
+
+  push(v) {
+    const { kind } = this;
+    if (kind === "string") {
+      if (v !== null && v !== undefined && typeof v !== "string") {
+        throw new TypeError(`returned ${describeJson(v)}, not a STRING`);
+      }
+      this.spans.push(this.data.text(v ?? ""));
+      this.nulls.push(v === null || v === undefined ? 1 : 0);
+      return;
+    }
+    const bytes = new Uint8Array(SQL_WIDTH[kind]);
+    const view = new DataView(bytes.buffer);
+    const isNull = v === null || v === undefined;
+    if (!isNull) {
+      switch (kind) {
+        case "bool":
+          if (typeof v !== "boolean") throw new TypeError(`returned ${describeJson(v)}, not a BOOLEAN`);
+          view.setUint8(0, v ? 1 : 0);
+          break;
+        case "int":
+          if (!Number.isInteger(v)) throw new TypeError(`returned ${describeJson(v)}, not an INT`);
+          view.setInt32(0, v, true);
+          break;
+        case "bigint":
+        case "ts":
+          if (typeof v !== "bigint" && !Number.isInteger(v)) {
+            throw new TypeError(`returned ${describeJson(v)}, not an integer`);
+          }
+          view.setBigInt64(0, BigInt(v), true);
+          break;
+        case "double":
+          if (typeof v !== "number") throw new TypeError(`returned ${describeJson(v)}, not a DOUBLE`);
+          view.setFloat64(0, v, true);
+          break;
+        default: {
+          let d;
+          if (v instanceof SqlDecimal) d = v;
+          else if (typeof v === "bigint" || Number.isInteger(v)) d = new SqlDecimal(BigInt(v), 0);
+          else throw new TypeError(`returned ${describeJson(v)}, not a DECIMAL (return a SqlDecimal)`);
+          const u = d.rescale(this.scale).unscaled;
+          view.setBigUint64(0, BigInt.asUintN(64, u), true);
+          view.setBigInt64(8, BigInt.asIntN(64, u >> 64n), true);
+        }
+      }
+    }
+    this.nulls.push(isNull ? 1 : 0);
+    this.chunks.push(bytes);
+  }
+
+  column() {
+    const nulls = Uint8Array.from(this.nulls);
+    if (this.kind === "string") return { nulls, data: this.data.finish(), spans: this.spans };
+    const data = new Uint8Array(this.chunks.length * SQL_WIDTH[this.kind]);
+    this.chunks.forEach((c, i) => data.set(c, i * c.length));
+    return { nulls, data, spans: [] };
+  }
+}
+
+/// The SQL functions a module offers (see `guest-sdk/js/README.md`):
+///
+///     export const sqlFunction = defineSqlFunctions([
+///       { name: "usd", params: ["DECIMAL(10, 2)", "STRING"], returns: "DECIMAL(12, 2)",
+///         scalar(amount, currency) { … } },
+///       { name: "weighted_avg", params: ["DOUBLE", "INT"], returns: "DOUBLE",
+///         create() {…}, accumulate(acc, price, qty) {…}, merge(acc, other) {…}, value(acc) {…} },
+///     ]);
+///
+/// Values: strings, booleans, numbers (INT, DOUBLE, timestamps in epoch
+/// milliseconds), BigInts (BIGINT), `SqlDecimal`s, `null`. A thrown error
+/// fails its row only. An aggregate's accumulator is kept by the host as
+/// JSON.
+export function defineSqlFunctions(functions) {
+  const fns = functions.map((f) => {
+    const aggregate = typeof f.accumulate === "function";
+    const need = aggregate ? ["create", "accumulate", "merge", "value"] : ["scalar"];
+    for (const m of need) {
+      if (typeof f[m] !== "function") {
+        throw new TypeError(`defineSqlFunctions: function ${f.name} needs a ${m} method`);
+      }
+    }
+    return { ...f, aggregate, types: f.params.map(sqlType), ret: sqlType(f.returns) };
+  });
+  const fn = (i, aggregate) => {
+    const f = fns[i];
+    if (f === undefined || f.aggregate !== aggregate) {
+      throw new Error(`function ${i} of ${fns.length} is not ${aggregate ? "an aggregate" : "a scalar"} function`);
+    }
+    return f;
+  };
+  const row = (f, args, i) => f.types.map((t, k) => sqlRead(args[k], t, i));
+  const items = (list) => list.spans.map((s) => list.data.subarray(s.offset, s.offset + s.len));
+  const list = (texts) => {
+    const d = new OutData(256);
+    const spans = texts.map((t) => d.text(t));
+    return { data: d.finish(), spans };
+  };
+  const json = (v) => JSON.stringify(v, (_, x) => (typeof x === "bigint" ? x.toString() : x));
+  const parse = (b) => JSON.parse(UTF8.decode(b));
+  return {
+    functions() {
+      return fns.map((f) => ({
+        name: f.name,
+        kind: f.aggregate ? "aggregate" : "scalar",
+        params: f.params,
+        returns: f.returns,
+      }));
+    },
+
+    call(index, args, rows) {
+      const f = fn(index, false);
+      const out = new SqlColumn(f.ret);
+      const errors = [];
+      for (let i = 0; i < rows; i++) {
+        try {
+          out.push(f.scalar(...row(f, args, i)));
+        } catch (e) {
+          out.push(null);
+          errors.push({ index: i, message: message(e) });
+        }
+      }
+      return { values: out.column(), errors };
+    },
+
+    createAccumulator(index) {
+      return ENCODER.encode(json(fn(index, true).create()));
+    },
+
+    accumulate(index, accumulators, args, targets) {
+      const f = fn(index, true);
+      const accs = items(accumulators).map((b) => UTF8.decode(b));
+      const errors = [];
+      for (let i = 0; i < targets.length; i++) {
+        const t = targets[i];
+        try {
+          accs[t] = json(f.accumulate(JSON.parse(accs[t]), ...row(f, args, i)));
+        } catch (e) {
+          errors.push({ index: i, message: message(e) });
+        }
+      }
+      return { accumulators: list(accs), errors };
+    },
+
+    merge(index, accumulators, groups) {
+      const f = fn(index, true);
+      const accs = items(accumulators);
+      try {
+        const out = groups.map((g) => {
+          let acc = f.create();
+          for (let k = g.offset; k < g.offset + g.len; k++) acc = f.merge(acc, parse(accs[k]));
+          return json(acc);
+        });
+        return { tag: "ok", val: list(out) };
+      } catch (e) {
+        return { tag: "err", val: `merge: ${message(e)}` };
+      }
+    },
+
+    getValue(index, accumulators) {
+      const f = fn(index, true);
+      try {
+        const out = new SqlColumn(f.ret);
+        for (const b of items(accumulators)) out.push(f.value(parse(b)));
+        return { tag: "ok", val: out.column() };
+      } catch (e) {
+        return { tag: "err", val: `get-value: ${message(e)}` };
+      }
+    },
+  };
+}

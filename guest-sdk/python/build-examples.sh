@@ -10,6 +10,7 @@
 #   examples/python/percentile.py       -> OUTDIR/percentile_py.wasm
 #   examples/python/bench_co_join.py    -> OUTDIR/bench_co_join_py.wasm
 #   examples/python/fraud_rules.py      -> OUTDIR/fraud_rules_py.wasm
+#   examples/python/usd_udf.py          -> OUTDIR/usd_udf_py.wasm
 #
 # An output newer than all its inputs (the example, the SDK's files,
 # wit/operator.wit, the build script) is left as it is. Quiet on success;
@@ -43,7 +44,7 @@ up_to_date() {
 }
 
 status=0
-for name in usd_orders session_detector customer_tier count_sum percentile bench_co_join fraud_rules; do
+for name in usd_orders session_detector customer_tier count_sum percentile bench_co_join fraud_rules usd_udf; do
     src="$repo/examples/python/$name.py"
     dst="$out/${name}_py.wasm"
     if up_to_date "$dst" "$src" "${shared[@]}"; then

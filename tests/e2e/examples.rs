@@ -111,6 +111,14 @@ const COVERED: &[(&str, &str)] = &[
     ),
     ("examples/operators/usd-udf", "sql_udf (all tests)"),
     (
+        "examples/python/usd_udf.py",
+        "sql_udf::python_and_javascript_functions_give_the_same_rows",
+    ),
+    (
+        "examples/js/usd-udf.js",
+        "sql_udf::python_and_javascript_functions_give_the_same_rows",
+    ),
+    (
         "examples/operators/count-sum",
         "bench::w2_reproduces_the_reference_checksum",
     ),

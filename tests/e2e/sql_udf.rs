@@ -285,3 +285,55 @@ dead_letter: { type: file, path: "${DIR}/dead.jsonl" }
         );
     }
 }
+
+/// The same functions written in Python (examples/python/usd_udf.py) and
+/// JavaScript (examples/js/usd-udf.js) give Flink's rows for the scalar
+/// and aggregate scripts, and refuse the JPY row with the same message.
+#[test]
+fn python_and_javascript_functions_give_the_same_rows() {
+    let root = support::repo().join("tests/sql");
+    let data = root.join("data");
+    let dir = support::temp_dir();
+    let mut failures = Vec::new();
+    for lang in ["py", "js"] {
+        let module = format!("usd_udf_{lang}.wasm");
+        for (script, golden) in [
+            ("usd", "udf_usd_builtin"),
+            ("weighted_avg_tumble", "window_udaf_tumble_builtin"),
+            ("weighted_avg_hop", "window_udaf_hop_builtin"),
+        ] {
+            let text = std::fs::read_to_string(root.join(format!("udf/{script}.sql")))
+                .unwrap()
+                .replace("usd_udf.wasm", &module);
+            let copy = dir.path().join(format!("{script}_{lang}.sql"));
+            std::fs::write(&copy, text).unwrap();
+            failures.extend(compare_with_golden(
+                &copy,
+                &root.join(format!("cases/{golden}.golden")),
+                &[("DATA", data.to_str().unwrap())],
+            ));
+        }
+        let all = dir.path().join(format!("all_{lang}.sql"));
+        let text = std::fs::read_to_string(root.join("udf/usd.sql"))
+            .unwrap()
+            .replace("usd_udf.wasm", &module)
+            .replace("WHERE currency <> 'JPY'\n  AND usd(amount, 'EUR') > 2", "");
+        std::fs::write(&all, text).unwrap();
+        let o = support::sluice()
+            .args(["sql", "-q"])
+            .arg(&all)
+            .env("DATA", &data)
+            .output()
+            .unwrap();
+        let err = stderr(&o);
+        if o.status.success()
+            || !err.contains("events.jsonl:12")
+            || !err.contains("function usd: ")
+            || !err.contains("no rate for currency")
+            || !err.contains("JPY")
+        {
+            failures.push(format!("{lang}: the JPY row: {err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

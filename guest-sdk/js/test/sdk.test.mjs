@@ -669,3 +669,54 @@ test("window function: percentile per window, floats as Rust writes them, a fail
   assert.match(windowFunction.open('{"p": 150}').val, /p must be in \(0, 100\], not 150/);
   assert.match(windowFunction.open('{"feild": "x"}').val, /unknown field/);
 });
+
+test("sql functions: usd-udf's values, half-up rounding, a failed row alone, weighted_avg merged", async () => {
+  const { sqlFunction: f } = await example("usd-udf.js");
+  assert.deepEqual(
+    f.functions().map((s) => [s.name, s.kind]),
+    [["usd", "scalar"], ["per_unit", "scalar"], ["weighted_avg", "aggregate"]],
+  );
+  const le = (n, width) => {
+    const b = new Uint8Array(width);
+    const v = new DataView(b.buffer);
+    if (width === 16) {
+      v.setBigUint64(0, BigInt.asUintN(64, BigInt(n)), true);
+      v.setBigInt64(8, BigInt(n) < 0n ? -1n : 0n, true);
+    } else if (width === 8) v.setFloat64(0, n, true);
+    else v.setInt32(0, n, true);
+    return b;
+  };
+  const fixed = (values, width) => ({
+    nulls: Uint8Array.from(values.map((v) => (v === null ? 1 : 0))),
+    data: Uint8Array.from(values.flatMap((v) => [...le(v ?? 0, width)])),
+    spans: [],
+  });
+  const text = (values) => {
+    const enc = new TextEncoder();
+    let data = [];
+    const spans = values.map((v) => {
+      const b = enc.encode(v ?? "");
+      const s = { offset: data.length, len: b.length };
+      data = data.concat([...b]);
+      return s;
+    });
+    return { nulls: Uint8Array.from(values.map((v) => (v === null ? 1 : 0))), data: Uint8Array.from(data), spans };
+  };
+  // 9.99 EUR -> 10.989 -> 10.99; 0.05 EUR -> 0.055 -> 0.06; JPY fails alone.
+  const out = f.call(0, [fixed([999, null, 100, 5], 16), text(["EUR", "EUR", "JPY", "EUR"])], 4);
+  const view = new DataView(out.values.data.buffer, out.values.data.byteOffset);
+  assert.deepEqual([...out.values.nulls], [0, 1, 1, 0]);
+  assert.equal(view.getBigInt64(0, true), 1099n);
+  assert.equal(view.getBigInt64(48, true), 6n);
+  assert.deepEqual(out.errors.map((e) => e.index), [2]);
+  assert.match(out.errors[0].message, /no rate for currency "JPY"/);
+  // weighted_avg: the negative quantity is refused; the rest merge.
+  const empty = new TextDecoder().decode(f.createAccumulator(2));
+  const accs = byteList([empty, empty]);
+  const acc = f.accumulate(2, accs, [fixed([2, 4, 1, 8], 8), fixed([1, 3, -5, 2], 4)], new Uint32Array([0, 0, 1, 1]));
+  assert.deepEqual(acc.errors.map((e) => e.index), [2]);
+  const merged = f.merge(2, acc.accumulators, [{ offset: 0, len: 2 }]);
+  assert.equal(merged.tag, "ok");
+  const value = f.getValue(2, merged.val);
+  assert.equal(new DataView(value.val.data.buffer, value.val.data.byteOffset).getFloat64(0, true), 30 / 6);
+});

@@ -66,6 +66,7 @@ from .process import (
     Timer,
     ValueState,
 )
+from .sql import AggregateFunction, ScalarFunction, SqlFunctions
 from .transform import Output, Transform
 from .window import Window, WindowFunction
 
@@ -74,6 +75,7 @@ PROCESSING_TIME = Domain.PROCESSING_TIME
 
 __all__ = [
     "Aggregate",
+    "AggregateFunction",
     "BroadcastContext",
     "BroadcastState",
     "Config",
@@ -92,7 +94,9 @@ __all__ = [
     "Record",
     "RowKind",
     "Setup",
+    "ScalarFunction",
     "SideOutput",
+    "SqlFunctions",
     "Timer",
     "Transform",
     "ValueState",

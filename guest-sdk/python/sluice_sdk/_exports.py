@@ -3,11 +3,12 @@
 `guest-sdk/python/build` writes an app module that calls one of these with the
 operator class; they bind the SDK to the world's imports and return the
 classes componentize-py looks for in the app module (`Transform`,
-`KeyedProcess`, `KeyedCoProcess`, `KeyedBroadcastProcess`, `Migration`, `Enrich`, `Aggregate`, `WindowFunction`). This runs at build time (componentize-py
+`KeyedProcess`, `KeyedCoProcess`, `KeyedBroadcastProcess`, `Migration`, `Enrich`, `Aggregate`, `WindowFunction`,
+`SqlFunction`). This runs at build time (componentize-py
 snapshots the initialized interpreter), so an error here fails the build.
 """
 
-from . import _core, aggregate, broadcast, http, process, transform, window
+from . import _core, aggregate, broadcast, http, process, sql, transform, window
 
 
 def _check(cls, base):
@@ -86,6 +87,47 @@ def aggregate_exports(cls):
                 return runner.get_result(accumulators)
             except aggregate._Failed as e:
                 raise Err(str(e))
+
+    return Export
+
+
+def sql_function_exports(cls):
+    """`SqlFunction`, the export of the `sql-function-module` world, serving
+    the functions of the `sluice_sdk.SqlFunctions` subclass `cls`."""
+    _check(cls, sql.SqlFunctions)
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.exports import sql_function as wit_sql
+    from wit_world.imports import logging, types
+
+    _core._bind(logging, types)
+    sql._bind(types, wit_sql)
+    runner = sql._Runner(cls)
+
+    class Export(exports.SqlFunction):
+        def functions(self):
+            return runner.functions()
+
+        def call(self, function, args, rows):
+            return runner.call(function, args, rows)
+
+        def create_accumulator(self, function):
+            return runner.create_accumulator(function)
+
+        def accumulate(self, function, accumulators, args, targets):
+            return runner.accumulate(function, accumulators, args, targets)
+
+        def merge(self, function, accumulators, groups):
+            try:
+                return runner.merge(function, accumulators, groups)
+            except Exception as e:
+                raise Err(f"merge: {_core.error_message(e)}") from None
+
+        def get_value(self, function, accumulators):
+            try:
+                return runner.get_value(function, accumulators)
+            except Exception as e:
+                raise Err(f"get-value: {_core.error_message(e)}") from None
 
     return Export
 

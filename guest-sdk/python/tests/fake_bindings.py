@@ -1,7 +1,7 @@
 """Stand-ins for the bindings componentize-py generates from wit/operator.wit
 (`wit_world.imports.types`, `...exports.transform`, `...exports.aggregate`,
 `...imports.keyed`,
-`...exports.enricher`, `...imports.state`, `...imports.output`,
+`...exports.enricher`, `...exports.sql_function`, `...imports.state`, `...imports.output`,
 `...imports.http`, `...imports.logging`), so that the SDK's loops run under
 plain CPython in unit tests. The host side of `state` and `output` is an
 in-memory store, as in the Rust SDK's native stand-in; that of `http` is a
@@ -87,6 +87,45 @@ class AddOutput:
 
 
 aggregate = _types.SimpleNamespace(AddOutput=AddOutput)
+
+
+# --- sql-function ---
+class FunctionKind(Enum):
+    SCALAR = 0
+    AGGREGATE = 1
+
+
+@dataclass
+class Signature:
+    name: str
+    kind: FunctionKind
+    params: List[str]
+    returns: str
+
+
+@dataclass
+class Column:
+    nulls: bytes
+    data: bytes
+    spans: List[Span]
+
+
+@dataclass
+class CallOutput:
+    values: Column
+    errors: List[RecordError]
+
+
+@dataclass
+class AccumulateOutput:
+    accumulators: ByteList
+    errors: List[RecordError]
+
+
+sql_function = _types.SimpleNamespace(
+    FunctionKind=FunctionKind, Signature=Signature, Column=Column, CallOutput=CallOutput,
+    AccumulateOutput=AccumulateOutput,
+)
 
 
 # --- enricher ---

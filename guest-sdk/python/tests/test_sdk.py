@@ -801,3 +801,48 @@ class Percentile(unittest.TestCase):
                          'window [0, 60000) of key "api": field `latency_ms`: invalid type: string "slow", expected f64')
         self.assertIn("p must be in (0, 100], not 150", r.open('{"p": 150}'))
         self.assertIn("unknown field `feild`", r.open('{"feild": "x"}'))
+
+
+class SqlFunctions(unittest.TestCase):
+    """The SQL functions of examples/python/usd_udf.py through the SDK's
+    column loops: the Rust example's values, rounding and errors."""
+
+    def setUp(self):
+        from sluice_sdk import sql as S
+        S._bind(fb.types, fb.sql_function)
+        self.S = S
+        self.runner = S._Runner(load_example("usd_udf").UsdFunctions)
+
+    def column(self, ty, values):
+        out = self.S._Out(self.S._parse_type(ty))
+        for v in values:
+            out.push(v)
+        return out.column()
+
+    def test_signatures_are_the_rust_modules(self):
+        sigs = self.runner.functions()
+        self.assertEqual([s.name for s in sigs], ["usd", "per_unit", "weighted_avg"])
+        self.assertEqual(sigs[0].params, ["DECIMAL(10, 2)", "STRING"])
+        self.assertEqual(sigs[2].kind, fb.FunctionKind.AGGREGATE)
+
+    def test_usd_rounds_half_up_and_fails_a_row_alone(self):
+        from decimal import Decimal
+        amounts = self.column("DECIMAL(10, 2)", [Decimal("9.99"), None, Decimal("1.00"), Decimal("0.05")])
+        currencies = self.column("STRING", ["EUR", "EUR", "JPY", "EUR"])
+        out = self.runner.call(0, [amounts, currencies], 4)
+        got = [self.S._read(out.values, ("decimal", 2), i) for i in range(4)]
+        # 10.989 -> 10.99; 0.055 -> 0.06 (half up).
+        self.assertEqual(got, [Decimal("10.99"), None, None, Decimal("0.06")])
+        self.assertEqual([e.index for e in out.errors], [2])
+        self.assertIn("no rate for currency 'JPY'", out.errors[0].message)
+
+    def test_weighted_avg_accumulates_merges_and_refuses_a_negative_quantity(self):
+        empty = self.runner.create_accumulator(2)
+        accs = fb.ByteList(data=empty + empty, spans=[fb.Span(0, len(empty)), fb.Span(len(empty), len(empty))])
+        prices = self.column("DOUBLE", [2.0, 4.0, 1.0, 8.0])
+        qtys = self.column("INT", [1, 3, -5, 2])
+        out = self.runner.accumulate(2, accs, [prices, qtys], [0, 0, 1, 1])
+        self.assertEqual([e.index for e in out.errors], [2])
+        merged = self.runner.merge(2, out.accumulators, [fb.Span(0, 2)])
+        value = self.runner.get_value(2, merged)
+        self.assertEqual(self.S._read(value, ("double", 0), 0), (2.0 + 12.0 + 16.0) / 6)
