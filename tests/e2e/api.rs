@@ -981,3 +981,58 @@ fn a_sql_script_is_submitted_and_runs_as_a_job() {
         "{body}"
     );
 }
+
+/// A SQL job's `CREATE FUNCTION … USING JAR` names a module uploaded to the
+/// server, found in its store as a spec's modules are; an unknown one is a
+/// 400 naming the script's line.
+#[test]
+fn a_sql_script_calls_a_function_of_an_uploaded_module() {
+    let s = Server::start(&[]);
+    let (status, body) = s.upload("usd-udf", "usd_udf.wasm");
+    assert!(status == 200 || status == 201, "{body}");
+    let script = |jar: &str| {
+        format!(
+            "CREATE TABLE gen (id BIGINT, amount DECIMAL(10, 2)) WITH ('connector' = 'datagen',
+               'rows-per-second' = '5000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
+               'fields.id.end' = '300', 'fields.amount.min' = '0.01', 'fields.amount.max' = '99');
+             CREATE TABLE out (id BIGINT, amount DECIMAL(10, 2), eur DECIMAL(12, 2)) WITH (
+               'connector' = 'filesystem', 'path' = 'out', 'format' = 'json');
+             CREATE FUNCTION usd AS 'usd' LANGUAGE WASM USING JAR '{jar}';
+             INSERT INTO out SELECT id, amount, usd(amount, 'EUR') FROM gen;"
+        )
+    };
+    let submit = |text: String| {
+        s.request(
+            "POST",
+            "/v1/jobs",
+            Some(serde_json::to_vec(&json!({"sql": text, "file": "usd.sql"})).unwrap()),
+        )
+    };
+    let (status, job) = submit(script("usd-udf"));
+    assert_eq!(status, 201, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    s.wait_for(&id, "the job to finish", |j| j["status"] == "finished");
+    let rows = support::sorted_lines(&s.dir.path().join("out/part-0.json"));
+    assert_eq!(rows.len(), 300);
+    for r in &rows {
+        // {"id":7,"amount":12.34,"eur":13.57}: DECIMAL text, as written.
+        let field = |name: &str| -> i128 {
+            let at = r.find(&format!("\"{name}\":")).unwrap() + name.len() + 3;
+            let text: String = r[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            text.replace('.', "").parse().unwrap()
+        };
+        let (cents, eur) = (field("amount"), field("eur"));
+        assert_eq!(eur, (cents * 110 + 50) / 100, "{r}");
+    }
+    let (status, body) = submit(script("nowhere"));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("usd.sql:6:30: function `usd`") && e.contains("nowhere")),
+        "{body}"
+    );
+}
