@@ -2,7 +2,8 @@
 //! under `sluice sql` and must give the result columns (names and types)
 //! and the rows (kinds and values) that Flink 2.3.0 wrote into the case's
 //! golden (scripts/sql-goldens.sh regenerates them; CI needs no Java). The
-//! benchmark's W1 query runs unchanged and gives the reference checksum.
+//! benchmark's W1 query runs unchanged and gives the reference checksum
+//! at parallelism 1 and 2.
 
 use crate::support::{self, assert_ok, stderr, stdout};
 use sluice_host::json::{Pointer, find_many};
@@ -211,21 +212,38 @@ fn split_columns(columns: &str) -> Vec<(String, String)> {
 
 /// The benchmark's W1 query (bench/sql/w1.sql, a copy of the shared
 /// benchmark's) runs unchanged on the 200k orders and gives W1's reference
-/// checksum.
+/// checksum, at parallelism 1 and 2.
 #[test]
 fn the_w1_query_gives_the_reference_checksum() {
     let dir = support::temp_dir();
-    let out = dir.path().join("w1.jsonl");
+    for p in ["1", "2"] {
+        let out = dir.path().join(format!("w1-{p}.jsonl"));
+        let o = support::sluice()
+            .args(["sql", "-q", "-p", p, "bench/sql/w1.sql", "--output"])
+            .arg(&out)
+            .env("ORDERS", support::orders_200k())
+            .output()
+            .unwrap();
+        assert_ok(&o);
+        assert_eq!(
+            support::checksum("W1", &out, None),
+            "CHECKSUM W1 results=112008 sum_usd_cents=3622360232 spec_sum=3622472240 hash=70bb42d7f8f10814",
+            "parallelism {p}"
+        );
+    }
+    // A filter and projection runs at the job's parallelism, the file's
+    // one reader spreading its records (a window's input stays beside it).
     let o = support::sluice()
-        .args(["sql", "-q", "bench/sql/w1.sql", "--output"])
-        .arg(&out)
+        .args(["sql", "--explain", "-p", "2", "bench/sql/w1.sql"])
         .env("ORDERS", support::orders_200k())
         .output()
         .unwrap();
     assert_ok(&o);
-    assert_eq!(
-        support::checksum("W1", &out, None),
-        "CHECKSUM W1 results=112008 sum_usd_cents=3622360232 spec_sum=3622472240 hash=70bb42d7f8f10814"
+    let plan = stdout(&o);
+    assert!(
+        plan.contains("task 1 × 2: select (sql)")
+            && plan.contains("table-orders -> select [rebalance]"),
+        "{plan}"
     );
 }
 

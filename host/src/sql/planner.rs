@@ -799,7 +799,8 @@ impl Planner<'_> {
         }
         let (out_cols, items) = select_items(select.items, &scope_cols, &scope, target)?;
         // CURRENT_WATERMARK over a table's rows: its source emits watermarks.
-        if rel.table.watermark.is_some() && reads_watermark(&select, &scope)? {
+        let reads_wm = rel.table.watermark.is_some() && reads_watermark(&select, &scope)?;
+        if reads_wm {
             let et = table_event_time(&rel.table, &scope_cols, self.settings)?;
             if let Some(src) = self.sources.iter_mut().find(|(n, _)| *n == rel.table.name) {
                 src.1 = Some(et);
@@ -829,7 +830,7 @@ impl Planner<'_> {
             select: &items,
             groups: &[],
             qualifiers: &qualifiers,
-            at_source: rel.table.options.contains_key("connector"),
+            at_source: rel.table.options.contains_key("connector") && reads_wm,
         });
         Ok((uid.to_owned(), out_cols))
     }
@@ -869,10 +870,15 @@ struct SqlOp<'a> {
     select: &'a [(String, String)],
     groups: &'a [(String, String)],
     qualifiers: &'a [String],
-    /// It reads a table's file source: it runs beside it, at its
-    /// parallelism of 1, as Flink runs what is chained to a table source
-    /// up to the first shuffle (a record then reaches a window with the
-    /// watermarks of the file's order, whatever the job's parallelism).
+    /// It reads a table's source and depends on the order of its rows
+    /// against its watermarks (it feeds a window, or reads
+    /// `CURRENT_WATERMARK`): it runs beside the source, at its parallelism
+    /// of 1, as Flink runs what is chained to a table source up to the
+    /// first shuffle (a record then reaches a window with the watermarks of
+    /// the file's order, whatever the job's parallelism). A filter and
+    /// projection that does not runs at the job's parallelism, its input
+    /// spread over its subtasks: parsing each record's JSON, the most of
+    /// its work, is shared.
     at_source: bool,
 }
 
