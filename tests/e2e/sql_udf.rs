@@ -168,6 +168,10 @@ fn wrong_calls_and_functions_are_refused_where_they_are_written() {
             format!("{usd}{usd}SELECT a FROM t;"),
             ":3:17: function `usd` already exists",
         ),
+        (
+            format!("{usd}CREATE TABLE c (a DECIMAL(10, 2), u AS usd(a, 'EUR')) WITH ('connector' = 'datagen');\nSELECT u FROM c;"),
+            ":3:40: the computed column `u` calls the Wasm function usd",
+        ),
     ] {
         let f = d.join("q.sql");
         std::fs::write(&f, format!("{table}{script}")).unwrap();

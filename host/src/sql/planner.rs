@@ -46,6 +46,28 @@ struct Settings {
     checkpoint_dir: Option<String>,
 }
 
+/// A computed column may not call a Wasm function (yet): the `sql`
+/// operator computes a table's columns record by record, and calls
+/// functions a batch at a time, in its filter and projections.
+fn refuse_functions_in_computed_columns(t: &Table, udfs: &Udfs) -> Result<(), SqlError> {
+    for c in &t.columns {
+        let Some(e) = &c.computed else { continue };
+        let text = e.to_string().to_ascii_uppercase();
+        for u in &udfs.defs {
+            if text.contains(&format!("{}(", u.name.to_ascii_uppercase())) {
+                return Err(SqlError::new(
+                    at(e),
+                    format!(
+                        "the computed column `{}` calls the Wasm function {}: `sluice sql` calls Wasm functions in queries (SELECT, WHERE), not in computed columns, yet",
+                        c.name, u.name
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A Flink duration option (`200 ms`, `5 s`, `1 min`, `0`) in milliseconds.
 pub(super) fn flink_duration(v: &str) -> Option<i64> {
     let v = v.trim();
@@ -91,6 +113,7 @@ pub fn plan(
         match parse_statement(tokens)? {
             Statement::Set(k, v) => settings.set(&k, &v, start)?,
             Statement::CreateTable(t) => {
+                refuse_functions_in_computed_columns(&t, &udfs)?;
                 check_table(&t)?;
                 if tables.contains_key(&t.name) || views.contains_key(&t.name) {
                     return Err(SqlError::new(
