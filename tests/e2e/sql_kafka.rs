@@ -1,6 +1,6 @@
 //! `sluice sql` with `kafka` tables, against a real broker (Tansu): keys,
 //! metadata columns, the Kafka timestamp as the time attribute, the `raw`
-//! format, INSERTs exactly once, and an idle partition.
+//! format, JSON keys, INSERTs exactly once, and an idle partition.
 
 use crate::kafka::Broker;
 use crate::support::{self, assert_ok, stderr, stdout};
@@ -258,6 +258,127 @@ SELECT UPPER(line) AS id FROM ids;
     assert_eq!(got, upper);
 }
 
+/// `'key.format' = 'json'`: an INSERT writes each record's key as the JSON
+/// object of its `key.fields` (Flink's key format, a NULL field `null`),
+/// and a table with `'value.fields-include' = 'EXCEPT_KEY'` reads those
+/// columns back from the key and the others from the value.
+#[test]
+fn json_keys_are_written_and_read_back() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    broker.create_topic("keyed", 1);
+    let table = |name: &str, extra: &str| {
+        format!(
+            "CREATE TABLE {name} (
+  customer_id STRING, order_id STRING, amount DECIMAL(10, 2)
+) WITH (
+  'connector' = 'kafka', 'topic' = 'keyed', 'properties.bootstrap.servers' = '${{BOOTSTRAP}}',
+  'format' = 'json', 'key.format' = 'json', 'key.fields' = 'customer_id;order_id'{extra}
+);
+"
+        )
+    };
+    let script = write(
+        d,
+        "write.sql",
+        &format!(
+            "CREATE TABLE events (
+  order_id STRING, customer_id STRING, amount DECIMAL(10, 2), event_ts BIGINT
+) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+{}INSERT INTO keyed SELECT customer_id, order_id, amount FROM events;
+",
+            events_file().display(),
+            table("keyed", "")
+        ),
+    );
+    assert_ok(&sql(&script, &broker, &["-q"]));
+    let events = events();
+    let written = broker.committed_records("keyed");
+    assert_eq!(written.len(), events.len());
+    for (r, e) in written.iter().zip(&events) {
+        let key: Value = serde_json::from_str(r["key"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            key,
+            serde_json::json!({"customer_id": e["customer_id"], "order_id": e["order_id"]}),
+            "{r}"
+        );
+    }
+    let read = write(
+        d,
+        "read.sql",
+        &format!(
+            "{}SELECT order_id, customer_id, amount FROM keyed_back;
+",
+            table(
+                "keyed_back",
+                ", 'value.fields-include' = 'EXCEPT_KEY', 'properties.group.id' = 'r', 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
+            )
+        ),
+    );
+    let o = sql(&read, &broker, &["-q"]);
+    assert_ok(&o);
+    let rows: Vec<Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), events.len());
+    for (row, e) in rows.iter().zip(&events) {
+        assert_eq!(row["order_id"], e["order_id"]);
+        assert_eq!(row["customer_id"], e["customer_id"]);
+        assert_eq!(row["amount"].as_f64(), e["amount"].as_f64(), "{row}");
+    }
+    // Records whose values lack the key's fields: those come from the key,
+    // a record without a key has NULLs there, a key that is not a JSON
+    // object stops the job naming the table.
+    broker.create_topic("keyed2", 1);
+    let lines = d.join("keyed2.jsonl");
+    std::fs::write(
+        &lines,
+        "{\"k\":{\"customer_id\":\"c-7\",\"order_id\":\"o-7\"},\"amount\":1.50,\"event_ts\":1}\n\
+         {\"amount\":2.25,\"event_ts\":2}\n",
+    )
+    .unwrap();
+    load(&broker, d, &lines, "keyed2", "/k");
+    let read2 = write(
+        d,
+        "read2.sql",
+        &std::fs::read_to_string(&read)
+            .unwrap()
+            .replace("'topic' = 'keyed'", "'topic' = 'keyed2'"),
+    );
+    let o = sql(&read2, &broker, &["-q"]);
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        "{\"order_id\":\"o-7\",\"customer_id\":\"c-7\",\"amount\":1.50}\n\
+         {\"order_id\":null,\"customer_id\":null,\"amount\":2.25}\n"
+    );
+    broker.create_topic("keyed3", 1);
+    let plain = d.join("keyed3.jsonl");
+    std::fs::write(
+        &plain,
+        "{\"k\":\"plain text\",\"amount\":1.00,\"event_ts\":1}\n",
+    )
+    .unwrap();
+    load(&broker, d, &plain, "keyed3", "/k");
+    let read3 = write(
+        d,
+        "read3.sql",
+        &std::fs::read_to_string(&read)
+            .unwrap()
+            .replace("'topic' = 'keyed'", "'topic' = 'keyed3'"),
+    );
+    let o = sql(&read3, &broker, &["-q"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("kafka topic keyed3 partition 0 offset 0")
+            && err.contains("table `keyed_back`: the key is not a JSON object"),
+        "{err}"
+    );
+}
+
 /// Runs `script` (its source unbounded) until it has printed `rows` rows
 /// or `within` has passed; the rows it printed.
 fn rows_within(script: &Path, broker: &Broker, rows: usize, within: Duration) -> Vec<Value> {
@@ -374,6 +495,13 @@ fn kafka_tables_sluice_cannot_run_are_refused_by_name() {
         (
             kafka("a STRING, b STRING", ", 'format' = 'raw'") + "SELECT a FROM k;",
             "table `k`: the 'raw' format reads the whole value into one STRING column",
+        ),
+        (
+            kafka(
+                "a STRING, b STRING",
+                ", 'format' = 'json', 'key.format' = 'json', 'key.fields' = 'a;c'",
+            ) + "SELECT a FROM k;",
+            "table `k`: 'key.fields' = 'a;c': `c` is not a physical column of the table",
         ),
         (
             kafka("a STRING", ", 'format' = 'json', 'scan.bounded.mode' = 'timestamp'")

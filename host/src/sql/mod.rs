@@ -139,6 +139,9 @@ pub enum Meta {
     /// A `key.fields` column with `'value.fields-include' = 'EXCEPT_KEY'`:
     /// the record's key, as text (`'key.format' = 'raw'`).
     Key,
+    /// The same with `'key.format' = 'json'`: the field of the column's
+    /// name in the key's JSON object.
+    KeyField,
 }
 
 impl Meta {
@@ -151,8 +154,10 @@ impl Meta {
     ];
 
     pub fn parse(key: &str) -> Option<Meta> {
-        if key == "key" {
-            return Some(Meta::Key);
+        match key {
+            "key" => return Some(Meta::Key),
+            "key-field" => return Some(Meta::KeyField),
+            _ => {}
         }
         Meta::KAFKA.iter().find(|m| m.0 == key).map(|m| m.1)
     }
@@ -160,6 +165,7 @@ impl Meta {
     pub fn name(self) -> &'static str {
         match self {
             Meta::Key => "key",
+            Meta::KeyField => "key-field",
             m => Meta::KAFKA.iter().find(|k| k.1 == m).expect("a key").0,
         }
     }
@@ -746,7 +752,7 @@ fn create_table(p: &mut Parser<'_>) -> Result<Table, ParserError> {
                     } else {
                         name.clone()
                     };
-                    let meta = Meta::parse(&key).filter(|m| *m != Meta::Key).ok_or_else(|| {
+                    let meta = Meta::parse(&key).filter(|m| !matches!(m, Meta::Key | Meta::KeyField)).ok_or_else(|| {
                         ParserError::ParserError(format!(
                             "METADATA '{key}' is not supported by `sluice sql` yet (it reads the Kafka metadata 'timestamp', 'partition', 'offset' and 'topic') at Line: {}, Column: {}",
                             at.span.start.line, at.span.start.column
@@ -826,14 +832,28 @@ pub fn kafka_format(t: &Table) -> &str {
         .map_or("", String::as_str)
 }
 
-/// The `key.fields` column of a `kafka` table, when read from the key
-/// (`'value.fields-include' = 'EXCEPT_KEY'`).
-pub fn kafka_key_column(t: &Table) -> Option<&str> {
-    let from_key = t.options.get("value.fields-include").map(String::as_str) == Some("EXCEPT_KEY");
+/// The `key.fields` columns of a `kafka` table (`;`-separated, as Flink
+/// writes them).
+pub fn kafka_key_fields(t: &Table) -> Vec<&str> {
     t.options
         .get("key.fields")
-        .filter(|_| from_key)
-        .map(String::as_str)
+        .map_or_else(Vec::new, |k| k.split(';').map(str::trim).collect())
+}
+
+/// The `key.fields` columns of a `kafka` table when they are read from the
+/// key (`'value.fields-include' = 'EXCEPT_KEY'`), and how: the key's text
+/// (`raw`) or a field of its JSON object (`json`).
+pub fn kafka_key_columns(t: &Table) -> (Vec<&str>, Meta) {
+    let from_key = t.options.get("value.fields-include").map(String::as_str) == Some("EXCEPT_KEY");
+    let meta = match t.options.get("key.format").map(String::as_str) {
+        Some("json") => Meta::KeyField,
+        _ => Meta::Key,
+    };
+    if from_key {
+        (kafka_key_fields(t), meta)
+    } else {
+        (Vec::new(), meta)
+    }
 }
 
 fn check_kafka(t: &Table) -> Result<(), SqlError> {
@@ -868,9 +888,10 @@ fn check_kafka(t: &Table) -> Result<(), SqlError> {
     match kafka_format(t) {
         "json" => {}
         "raw" => {
+            let key = kafka_key_columns(t).0;
             let value_cols = physical
                 .iter()
-                .filter(|c| Some(c.name.as_str()) != kafka_key_column(t))
+                .filter(|c| !key.contains(&c.name.as_str()))
                 .count();
             let string = physical
                 .iter()
@@ -899,11 +920,22 @@ fn check_kafka(t: &Table) -> Result<(), SqlError> {
                 ));
             }
         }
-        (Some("raw"), None) => return refuse("'key.format' needs 'key.fields'".into()),
+        (Some("json"), Some(k)) => {
+            for f in kafka_key_fields(t) {
+                if !physical.iter().any(|c| c.name == f) {
+                    return refuse(format!(
+                        "'key.fields' = '{k}': `{f}` is not a physical column of the table"
+                    ));
+                }
+            }
+        }
+        (Some("raw" | "json"), None) => {
+            return refuse("'key.format' needs 'key.fields'".into());
+        }
         (None, Some(_)) => return refuse("'key.fields' needs 'key.format'".into()),
         (Some(f), _) => {
             return refuse(format!(
-                "the key format '{f}' is not supported by `sluice sql` yet (it has 'raw')"
+                "the key format '{f}' is not supported by `sluice sql` yet (it has 'raw' and 'json')"
             ));
         }
     }
@@ -979,7 +1011,7 @@ fn check_kafka(t: &Table) -> Result<(), SqlError> {
             Meta::Partition => matches!(c.ty.ty, types::Ty::Int | types::Ty::BigInt),
             Meta::Offset => c.ty.ty == types::Ty::BigInt,
             Meta::Topic => matches!(c.ty.ty, types::Ty::Varchar(_) | types::Ty::Char(_)),
-            Meta::Key => false,
+            Meta::Key | Meta::KeyField => false,
         };
         if !fits {
             let (_, _, ty) = Meta::KAFKA.iter().find(|k| k.1 == m.meta).expect("a key");

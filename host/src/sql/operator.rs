@@ -166,7 +166,18 @@ impl OperatorKind for SqlKind {
         let mut reads = Vec::new();
         for c in &table.columns {
             if let Some(m) = c.metadata {
-                reads.push(Read::Meta(m.meta));
+                reads.push(if m.meta == Meta::KeyField {
+                    Read::KeyField(
+                        Pointer::parse(&format!(
+                            "/{}",
+                            c.name.replace('~', "~0").replace('/', "~1")
+                        ))
+                        .map_err(fail)?,
+                        c.ty.ty,
+                    )
+                } else {
+                    Read::Meta(m.meta)
+                });
                 continue;
             }
             reads.push(match &c.computed {
@@ -258,6 +269,8 @@ enum Read {
     Computed(Bound),
     /// Something of the record around its value.
     Meta(Meta),
+    /// A field of the record's key, a JSON object (`'key.format' = 'json'`).
+    KeyField(Pointer, Ty),
 }
 
 struct Program {
@@ -347,6 +360,8 @@ impl Partitions {
                 partition()?;
                 Value::Int(origin.position as i64)
             }
+            // Read as `Read::KeyField`, which knows the column.
+            Meta::KeyField => return Err("a key field read as metadata".into()),
             Meta::Key => match r.key() {
                 None => Value::Null,
                 Some(k) => Value::Str(
@@ -401,6 +416,7 @@ impl SqlOperator {
             match read {
                 Read::Field(i) => *slot = std::mem::replace(&mut self.physical[*i], Value::Null),
                 Read::Meta(m) => *slot = self.partitions.metadata(*m, r, splits)?,
+                Read::KeyField(field, ty) => *slot = key_field(r.key(), field, *ty, &p.table)?,
                 Read::Computed(_) => {}
             }
         }
@@ -551,6 +567,23 @@ impl SqlOperator {
         }
         Ok(())
     }
+}
+
+/// The field `field` of a record's key, a JSON object; a record without a
+/// key has NULL key fields.
+fn key_field(key: Option<&[u8]>, field: &Pointer, ty: Ty, table: &str) -> Result<Value, String> {
+    let Some(key) = key else {
+        return Ok(Value::Null);
+    };
+    let raw = crate::json::find(key, field)
+        .map_err(|e| format!("table `{table}`: the key is not a JSON object: {e}"))?;
+    expr::from_json(raw, ty).map_err(|m| {
+        format!(
+            "table `{table}`, key field `{}` ({}): {m}",
+            field.last_name().unwrap_or_default(),
+            SqlType::new(ty, true)
+        )
+    })
 }
 
 /// Whether `row` passes the query's filter.

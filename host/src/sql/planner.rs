@@ -458,8 +458,14 @@ impl Planner<'_> {
                     yq(opt("properties.bootstrap.servers").expect("checked")),
                     yq(opt("topic").expect("checked"))
                 );
-                if let Some(k) = opt("key.fields") {
-                    l.push_str(&format!(", key: {}", yq(&format!("/{k}"))));
+                match (opt("key.format"), opt("key.fields")) {
+                    (Some("json"), Some(_)) => {
+                        let fs: Vec<String> =
+                            super::kafka_key_fields(t).iter().map(|f| yq(f)).collect();
+                        l.push_str(&format!(", key_fields: [{}]", fs.join(", ")));
+                    }
+                    (_, Some(k)) => l.push_str(&format!(", key: {}", yq(&format!("/{k}")))),
+                    _ => {}
                 }
                 if super::kafka_format(t) == "raw" {
                     let col = t.physical().into_iter().next().expect("checked").0;
@@ -1074,11 +1080,11 @@ impl Yaml {
         self.line(2, "sql:");
         self.line(3, &format!("table: {}", yq(&t.name)));
         self.line(3, "columns:");
-        let key_column = super::kafka_key_column(t);
+        let (key_columns, key_meta) = super::kafka_key_columns(t);
         for c in &t.columns {
             let meta = match c.metadata {
                 Some(m) => Some(m.meta),
-                None if key_column == Some(c.name.as_str()) => Some(super::Meta::Key),
+                None if key_columns.contains(&c.name.as_str()) => Some(key_meta),
                 None => None,
             };
             if let Some(m) = meta {
@@ -1155,7 +1161,7 @@ fn check_kafka_sink(t: &Table) -> Result<(), String> {
     if opt("topic").is_none_or(|l| l.contains(';')) {
         return Err("a Kafka sink writes one 'topic' (not a list or a 'topic-pattern')".into());
     }
-    if super::kafka_key_column(t).is_some() {
+    if !super::kafka_key_columns(t).0.is_empty() {
         return Err(
             "'value.fields-include' = 'EXCEPT_KEY' is not supported for writing yet (the value carries every column)"
                 .into(),

@@ -19,6 +19,11 @@ pub struct KafkaSinkOptions {
     /// record's own key (from `key_by`) is used, if it has one.
     #[serde(default)]
     pub key: Option<String>,
+    /// The key as a JSON object of these top-level fields of the value,
+    /// `{"a": …, "b": …}` (Flink's `'key.format' = 'json'`); a missing field
+    /// is `null`. Exclusive with `key`.
+    #[serde(default)]
+    pub key_fields: Vec<String>,
     /// `exactly-once` (the default with checkpointing) or `at-least-once`.
     #[serde(default)]
     pub delivery: Option<Delivery>,

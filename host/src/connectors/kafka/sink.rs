@@ -42,7 +42,19 @@ impl KafkaSinkFactory {
         if options.topic.is_empty() {
             return Err("a kafka sink needs a `topic`".into());
         }
+        if key.is_some() && !options.key_fields.is_empty() {
+            return Err("`key` and `key_fields` are exclusive".into());
+        }
         let fields = Arc::new(Fields {
+            key_object: options
+                .key_fields
+                .iter()
+                .map(|f| {
+                    Pointer::parse(&format!("/{}", f.replace('~', "~0").replace('/', "~1")))
+                        .map(|p| (f.clone(), p))
+                        .map_err(|e| format!("`key_fields`: {e}"))
+                })
+                .collect::<Result<_, _>>()?,
             value: options
                 .value
                 .as_deref()
@@ -213,6 +225,8 @@ enum Mode {
 
 /// The parts of a record the sink's options point at.
 struct Fields {
+    /// The fields of a JSON object key, with their names.
+    key_object: Vec<(String, Pointer)>,
     value: Option<Pointer>,
     headers: Vec<(String, Pointer)>,
 }
@@ -229,6 +243,31 @@ struct KafkaSink {
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
     header_buf: Vec<u8>,
+}
+
+/// The key object of `doc`: `{"name": value, …}` of `fields`, a missing
+/// field `null`, into `out`.
+fn json_key(
+    doc: &[u8],
+    fields: &[(String, Pointer)],
+    out: &mut Vec<u8>,
+) -> Result<(), crate::json::JsonError> {
+    let pointers: smallvec::SmallVec<[&Pointer; 4]> = fields.iter().map(|(_, p)| p).collect();
+    let mut found: smallvec::SmallVec<[Option<&[u8]>; 4]> =
+        smallvec::smallvec![None; pointers.len()];
+    crate::json::find_many(doc, &pointers, &mut found)?;
+    out.clear();
+    out.push(b'{');
+    for (i, ((name, _), v)) in fields.iter().zip(&found).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::json::write_str(out, name.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(v.unwrap_or(b"null"));
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 fn sink_error(context: &str, message: String) -> RuntimeError {
@@ -315,19 +354,24 @@ impl Operator for KafkaSink {
                 continue;
             }
             let doc = r.value();
-            let found = match key {
-                // A key field that is missing or null sends no key.
-                Some(k) => k.extract(doc, raw).is_ok() && raw.as_slice() != b"null",
-                None => r
-                    .key()
-                    .map(|k| {
-                        raw.clear();
-                        raw.extend_from_slice(k);
-                    })
-                    .is_some(),
-            };
-            // A JSON string key is sent as its text, other keys as their
-            // JSON.
+            if !fields.key_object.is_empty() {
+                json_key(doc, &fields.key_object, raw)
+                    .map_err(|e| err(format!("{e} in {}", excerpt(doc))))?;
+            }
+            let found = !fields.key_object.is_empty()
+                || match key {
+                    // A key field that is missing or null sends no key.
+                    Some(k) => k.extract(doc, raw).is_ok() && raw.as_slice() != b"null",
+                    None => r
+                        .key()
+                        .map(|k| {
+                            raw.clear();
+                            raw.extend_from_slice(k);
+                        })
+                        .is_some(),
+                };
+            // A JSON string key is sent as its text, other keys (an
+            // object key among them) as their JSON.
             let key: Option<&[u8]> = found.then(|| text_of(raw, key_buf));
             let value = match &fields.value {
                 None => doc,
