@@ -379,6 +379,53 @@ fn json_keys_are_written_and_read_back() {
     );
 }
 
+/// A `timestamp` metadata column that is not VIRTUAL is written: an
+/// INSERT gives it (in the table's column order, as Flink's), it becomes
+/// each record's Kafka timestamp and stays out of the value.
+#[test]
+fn inserts_write_the_kafka_timestamp_from_a_metadata_column() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    broker.create_topic("stamped", 1);
+    let script = write(
+        d,
+        "stamp.sql",
+        &format!(
+            "CREATE TABLE events (
+  order_id STRING, customer_id STRING, amount DECIMAL(10, 2), event_ts BIGINT
+) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+CREATE TABLE stamped (
+  order_id STRING, ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp', amount DECIMAL(10, 2)
+) WITH (
+  'connector' = 'kafka', 'topic' = 'stamped', 'properties.bootstrap.servers' = '${{BOOTSTRAP}}',
+  'format' = 'json'
+);
+INSERT INTO stamped SELECT order_id, TO_TIMESTAMP_LTZ(event_ts + 1000, 3), amount FROM events;
+",
+            events_file().display()
+        ),
+    );
+    assert_ok(&sql(&script, &broker, &["-q"]));
+    let events = events();
+    let written = broker.committed_records("stamped");
+    assert_eq!(written.len(), events.len());
+    for (r, e) in written.iter().zip(&events) {
+        assert_eq!(
+            r["timestamp"].as_i64(),
+            Some(e["event_ts"].as_i64().unwrap() + 1000),
+            "{r}"
+        );
+        let v: Value = serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"order_id": e["order_id"], "amount": v["amount"]}),
+            "the value has no `ts`: {r}"
+        );
+        assert_eq!(v["amount"].as_f64(), e["amount"].as_f64());
+    }
+}
+
 /// Runs `script` (its source unbounded) until it has printed `rows` rows
 /// or `within` has passed; the rows it printed.
 fn rows_within(script: &Path, broker: &Broker, rows: usize, within: Duration) -> Vec<Value> {
@@ -517,10 +564,10 @@ fn kafka_tables_sluice_cannot_run_are_refused_by_name() {
             ":3:13: INSERT INTO `k`: 'value.fields-include' = 'EXCEPT_KEY' is not supported for writing yet",
         ),
         (
-            kafka("a STRING, `timestamp` TIMESTAMP_LTZ(3) METADATA", ", 'format' = 'json'")
+            kafka("a STRING, p INT METADATA FROM 'partition'", ", 'format' = 'json'")
                 + file
-                + "INSERT INTO k SELECT a, CAST(NULL AS TIMESTAMP_LTZ(3)) FROM f;",
-            "column `timestamp`: writing Kafka metadata is not supported yet (declare it VIRTUAL)",
+                + "INSERT INTO k SELECT a, 1 FROM f;",
+            "column `p`: METADATA 'partition' is read-only (Kafka sinks write 'timestamp'; declare the column VIRTUAL)",
         ),
         (
             "CREATE TABLE f (a STRING, o BIGINT METADATA FROM 'offset') WITH ('connector' = 'filesystem', 'path' = 'x.jsonl', 'format' = 'json');\nSELECT a FROM f;".to_owned(),

@@ -190,6 +190,16 @@ pub struct Table {
 }
 
 impl Table {
+    /// The columns an INSERT gives, in order: the physical ones and the
+    /// metadata columns that are not VIRTUAL (written, as Flink's).
+    pub fn written(&self) -> Vec<(String, SqlType)> {
+        self.columns
+            .iter()
+            .filter(|c| c.computed.is_none() && c.metadata.is_none_or(|m| !m.is_virtual))
+            .map(|c| (c.name.clone(), c.ty))
+            .collect()
+    }
+
     /// The columns read from the record's value, with their types, in order.
     pub fn physical(&self) -> Vec<(String, SqlType)> {
         self.columns

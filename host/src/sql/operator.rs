@@ -52,6 +52,11 @@ struct SqlSpec {
     /// The script's Wasm functions: `[name, module, function]`.
     #[serde(default)]
     functions: Vec<(String, String, String)>,
+    /// An expression whose value (a timestamp) is each output record's
+    /// timestamp — a Kafka sink's `timestamp` metadata column; a NULL
+    /// leaves the record without one. Without it a record keeps its input's.
+    #[serde(default)]
+    timestamp: Option<String>,
 }
 
 /// `sql:` in a spec.
@@ -197,6 +202,10 @@ impl OperatorKind for SqlKind {
             expr::bind(&e, &scope).map_err(|e| fail(format!("`{text}`: {e}")))
         };
         let filter = spec.filter.as_deref().map(bind).transpose()?;
+        let timestamp = spec.timestamp.as_deref().map(bind).transpose()?;
+        if let Some(t) = timestamp.as_ref().filter(|t| !t.ty.ty.is_timestamp()) {
+            return Err(fail(format!("`timestamp` is {}, not a timestamp", t.ty)));
+        }
         let filter_calls = udfs.calls.borrow().len();
         let mut select = Vec::new();
         for (name, e) in &spec.select {
@@ -208,6 +217,7 @@ impl OperatorKind for SqlKind {
         let mut used_scope = vec![false; scope_cols.len() + 1 + calls.len()];
         for b in filter
             .iter()
+            .chain(&timestamp)
             .chain(select.iter().map(|(_, b)| b))
             .chain(calls.iter().flat_map(|c| &c.args))
         {
@@ -246,6 +256,7 @@ impl OperatorKind for SqlKind {
             reads_watermark,
             raw,
             functions,
+            timestamp,
         })))))
     }
 }
@@ -291,6 +302,8 @@ struct Program {
     raw: bool,
     /// Wasm functions the filter and projections call, if any.
     functions: Option<Calls>,
+    /// The output records' timestamp, when the spec sets it.
+    timestamp: Option<Bound>,
 }
 
 pub struct SqlFactory(Arc<Program>);
@@ -430,16 +443,17 @@ impl SqlOperator {
         Ok(())
     }
 
-    /// The output row of one record: `Ok(false)` when the filter drops it;
-    /// `Err` names what is wrong with the record.
-    fn apply(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<bool, String> {
+    /// The output row of one record into `self.out`, and its timestamp:
+    /// `Ok(None)` when the filter drops it; `Err` names what is wrong with
+    /// the record.
+    fn apply(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<Option<Option<i64>>, String> {
         self.read(r, splits)?;
         let p = &*self.program;
         if !passes(p, &self.row)? {
-            return Ok(false);
+            return Ok(None);
         }
         write_row(p, &self.row, &mut self.out)?;
-        Ok(true)
+        Ok(Some(record_time(p, &self.row, r)?))
     }
 
     /// A batch through a query that calls Wasm functions: each call is made
@@ -484,8 +498,8 @@ impl SqlOperator {
         let mut result = Batch::with_capacity(rows.len(), batch.data.len());
         for (i, row) in &rows {
             let r = batch.get(*i);
-            match write_row(p, row, &mut self.out) {
-                Ok(()) => result.push(None, &self.out, r.timestamp(), r.origin()),
+            match write_row(p, row, &mut self.out).and_then(|()| record_time(p, row, r)) {
+                Ok(ts) => result.push(None, &self.out, ts, r.origin()),
                 Err(m) => out.dead_letter(r, &m)?,
             }
         }
@@ -586,6 +600,17 @@ fn key_field(key: Option<&[u8]>, field: &Pointer, ty: Ty, table: &str) -> Result
     })
 }
 
+/// The timestamp of the output record of `row`, made from record `r`.
+fn record_time(p: &Program, row: &[Value], r: RecordRef<'_>) -> Result<Option<i64>, String> {
+    Ok(match &p.timestamp {
+        None => r.timestamp(),
+        Some(t) => match expr::eval(t, row)? {
+            Value::Ts(ms) => Some(ms),
+            _ => None,
+        },
+    })
+}
+
 /// Whether `row` passes the query's filter.
 fn passes(p: &Program, row: &[Value]) -> Result<bool, String> {
     Ok(match &p.filter {
@@ -621,8 +646,8 @@ impl Operator for SqlOperator {
         let splits = out.info().splits.clone();
         for r in batch.iter() {
             match self.apply(r, &splits) {
-                Ok(true) => rows.push(None, &self.out, r.timestamp(), r.origin()),
-                Ok(false) => {}
+                Ok(Some(ts)) => rows.push(None, &self.out, ts, r.origin()),
+                Ok(None) => {}
                 Err(m) => out.dead_letter(r, &m)?,
             }
         }

@@ -227,11 +227,11 @@ pub fn plan(
         } else {
             format!("-{n}")
         };
-        let target: Vec<(String, Option<SqlType>)> = sink
-            .physical()
-            .into_iter()
-            .map(|(n, t)| (n, Some(t)))
-            .collect();
+        // The physical columns and a persisted `timestamp` metadata column
+        // (the record's Kafka timestamp), in the table's order.
+        let written = sink.written();
+        let target: Vec<(String, Option<SqlType>)> =
+            written.iter().map(|(n, t)| (n.clone(), Some(*t))).collect();
         let uid = format!("insert-{name}{suffix}");
         let no_ctes = BTreeMap::new();
         let at = At {
@@ -240,7 +240,33 @@ pub fn plan(
             target: Some(&target),
             ctes: &no_ctes,
         };
-        let (out, _) = pl.query(q, at)?;
+        let (mut out, _) = pl.query(q, at)?;
+        if let Some(ts) = sink
+            .columns
+            .iter()
+            .find(|c| c.metadata.is_some_and(|m| !m.is_virtual))
+        {
+            // The timestamp leaves the value and becomes the record's.
+            let uid = format!("{uid}-timestamp");
+            let items: Vec<(String, String)> = sink
+                .physical()
+                .into_iter()
+                .map(|(n, _)| (n.clone(), format!("`{n}`")))
+                .collect();
+            pl.ops.sql_operator(SqlOp {
+                uid: &uid,
+                inputs: &[&out],
+                table: &derived("insert", &written),
+                filter: None,
+                select: &items,
+                groups: &[],
+                qualifiers: &[],
+                at_source: false,
+            });
+            pl.ops
+                .line(3, &format!("timestamp: {}", yq(&format!("`{}`", ts.name))));
+            out = uid;
+        }
         pl.sink(&format!("sink-{name}{suffix}"), &out, sink);
     }
     let mut columns = Vec::new();
@@ -1167,14 +1193,14 @@ fn check_kafka_sink(t: &Table) -> Result<(), String> {
                 .into(),
         );
     }
-    if let Some(c) = t
-        .columns
-        .iter()
-        .find(|c| c.metadata.is_some_and(|m| !m.is_virtual))
-    {
+    if let Some(c) = t.columns.iter().find(|c| {
+        c.metadata
+            .is_some_and(|m| !m.is_virtual && m.meta != super::Meta::Timestamp)
+    }) {
         return Err(format!(
-            "column `{}`: writing Kafka metadata is not supported yet (declare it VIRTUAL)",
-            c.name
+            "column `{}`: METADATA '{}' is read-only (Kafka sinks write 'timestamp'; declare the column VIRTUAL)",
+            c.name,
+            c.metadata.expect("metadata").meta.name()
         ));
     }
     Ok(())
