@@ -870,18 +870,7 @@ impl SqlAggregator {
             let col = self.functions[udf.module]
                 .get_value(udf.index, &list)
                 .await?;
-            udf::check(&col, udf.returns, list.len()).map_err(|m| {
-                RuntimeError::Wasm(crate::error::WasmError::Contract {
-                    uid: self.uid.clone(),
-                    message: format!("function {} returned {m}", udf.name),
-                })
-            })?;
-            values.insert(
-                x,
-                (0..list.len())
-                    .map(|i| udf::get(&col, udf.returns, i))
-                    .collect(),
-            );
+            values.insert(x, udf::returned(&col, &udf, list.len(), &self.uid)?);
         }
         Ok(values)
     }

@@ -541,19 +541,14 @@ impl SqlOperator {
                     .call(udf.index, &cols, rows.len())
                     .await?
             };
-            super::udf::check(&values, udf.returns, rows.len()).map_err(|m| {
-                RuntimeError::Wasm(crate::error::WasmError::Contract {
-                    uid: out.info().uid.to_string(),
-                    message: format!("function {} returned {m}", udf.name),
-                })
-            })?;
+            let values = super::udf::returned(&values, udf, rows.len(), &out.info().uid)?;
             failed.extend(
                 errors
                     .into_iter()
                     .map(|(n, m)| (n as usize, format!("function {}: {m}", udf.name))),
             );
-            for (n, (_, row)) in rows.iter_mut().enumerate() {
-                row.push(super::udf::get(&values, udf.returns, n));
+            for ((_, row), v) in rows.iter_mut().zip(values) {
+                row.push(v);
             }
             if failed.is_empty() {
                 continue;

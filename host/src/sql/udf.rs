@@ -208,6 +208,24 @@ pub fn push(col: &mut Column, ty: Ty, v: &Value) {
     }
 }
 
+/// The `rows` values of the column `udf` returned to operator `uid`,
+/// checked against its declared type; a column that does not hold them
+/// breaks the contract (the module's fault, named).
+pub fn returned(
+    col: &Column,
+    udf: &Udf,
+    rows: usize,
+    uid: &str,
+) -> Result<Vec<Value>, crate::error::RuntimeError> {
+    check(col, udf.returns, rows).map_err(|m| {
+        crate::error::RuntimeError::Wasm(crate::error::WasmError::Contract {
+            uid: uid.to_owned(),
+            message: format!("function {} returned {m}", udf.name),
+        })
+    })?;
+    Ok((0..rows).map(|i| get(col, udf.returns, i)).collect())
+}
+
 /// Checks that a column a function returned holds `rows` values of `ty`.
 pub fn check(col: &Column, ty: Ty, rows: usize) -> Result<(), String> {
     if ty.is_string() {
