@@ -148,6 +148,203 @@ pub fn find_many_fast<'a>(
     scan(doc, pointers, found, true)
 }
 
+/// Validates `doc` and stores in `found[i]` the raw text of the member
+/// `names[i]` of the top-level object (the first one, should the object
+/// repeat it), or `None` — all `None` when the document is not an object.
+/// What [`find_many`] does for one-segment pointers, faster for flat
+/// records: each member name is compared first with the name after the last
+/// one found, since records of one source keep their fields in one order.
+/// `names` must be distinct.
+pub fn find_members<'a, N: AsRef<[u8]>>(
+    doc: &'a [u8],
+    names: &[N],
+    found: &mut [Option<&'a [u8]>],
+) -> Result<(), JsonError> {
+    assert_eq!(names.len(), found.len());
+    found.iter_mut().for_each(|f| *f = None);
+    let mut s = Scanner {
+        doc,
+        pos: 0,
+        pointers: &[],
+        found: &mut [],
+        missing: 0,
+        stop_when_found: false,
+    };
+    s.skip_ws();
+    if s.peek() != Some(b'{') {
+        return validate(doc);
+    }
+    let halt = |h: Halt| match h {
+        Halt::Invalid(e) => e,
+        Halt::AllFound => unreachable!("nothing is looked for"),
+    };
+    s.pos += 1;
+    s.skip_ws();
+    let mut guess = 0;
+    if s.peek() == Some(b'}') {
+        s.pos += 1;
+    } else {
+        loop {
+            if s.peek() != Some(b'"') {
+                return Err(s.error("expected a string key"));
+            }
+            let (key, escaped) = s.string().map_err(halt)?;
+            let decoded;
+            let key = if escaped {
+                let mut out = Vec::with_capacity(key.len());
+                unescape_into(key, &mut out);
+                decoded = out;
+                &decoded[..]
+            } else {
+                key
+            };
+            let slot = match names.get(guess) {
+                Some(n) if same(n.as_ref(), key) => Some(guess),
+                _ => names.iter().position(|n| same(n.as_ref(), key)),
+            };
+            s.colon().map_err(halt)?;
+            let start = s.pos;
+            s.value(0, 1).map_err(halt)?;
+            if let Some(i) = slot {
+                if found[i].is_none() {
+                    found[i] = Some(&doc[start..s.pos]);
+                }
+                guess = i + 1;
+            }
+            if !s.member_end().map_err(halt)? {
+                break;
+            }
+        }
+    }
+    s.skip_ws();
+    if s.pos != doc.len() {
+        return Err(s.error("unexpected text after the JSON value"));
+    }
+    Ok(())
+}
+
+/// The raw text of the value at `pointer` in a document nobody has checked
+/// yet, read as cheaply as can be: for a valid document what [`find_fast`]
+/// finds. A one-segment pointer into an object is skimmed for — values are
+/// stepped over by their quotes, escapes and brackets, not checked — so an
+/// invalid document may give a value here and be refused by whoever checks
+/// it whole later (as [`find_fast`] does for what follows the value).
+pub fn find_unchecked<'a>(doc: &'a [u8], pointer: &Pointer) -> Result<Option<&'a [u8]>, JsonError> {
+    match pointer.segments.as_slice() {
+        [name] => match skim_member(doc, name) {
+            Some(found) => Ok(found),
+            None => find_fast(doc, pointer),
+        },
+        _ => find_fast(doc, pointer),
+    }
+}
+
+/// The member `name` of the object `doc`, skimmed: `None` when the skim
+/// meets something it does not expect (the caller then reads properly).
+fn skim_member<'a>(doc: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
+    let mut pos = 0;
+    let ws = |pos: &mut usize| {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = doc.get(*pos) {
+            *pos += 1;
+        }
+    };
+    // Past the string whose opening quote is at `pos`: its contents and
+    // whether they have escapes.
+    let string = |pos: &mut usize| -> Option<(&'a [u8], bool)> {
+        *pos += 1;
+        let start = *pos;
+        let mut escaped = false;
+        loop {
+            *pos = next_flagged(doc, *pos, |w| has_byte(w, b'"') | has_byte(w, b'\\'));
+            match doc.get(*pos)? {
+                b'"' => {
+                    *pos += 1;
+                    return Some((&doc[start..*pos - 1], escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    *pos += 2;
+                }
+                _ => *pos += 1,
+            }
+        }
+    };
+    ws(&mut pos);
+    if doc.get(pos) != Some(&b'{') {
+        return None;
+    }
+    pos += 1;
+    ws(&mut pos);
+    if doc.get(pos) == Some(&b'}') {
+        return Some(None);
+    }
+    loop {
+        if doc.get(pos) != Some(&b'"') {
+            return None;
+        }
+        let (key, escaped) = string(&mut pos)?;
+        ws(&mut pos);
+        if doc.get(pos) != Some(&b':') {
+            return None;
+        }
+        pos += 1;
+        ws(&mut pos);
+        let start = pos;
+        match doc.get(pos)? {
+            b'"' => {
+                string(&mut pos)?;
+            }
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match doc.get(pos)? {
+                        b'"' => {
+                            string(&mut pos)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => depth -= 1,
+                        _ => {}
+                    }
+                    pos += 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                while !matches!(
+                    doc.get(pos),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                ) {
+                    pos += 1;
+                }
+                if pos == start {
+                    return None;
+                }
+            }
+        }
+        if key_matches(key, escaped, name) {
+            return Some(Some(&doc[start..pos]));
+        }
+        ws(&mut pos);
+        match doc.get(pos)? {
+            b',' => {
+                pos += 1;
+                ws(&mut pos);
+            }
+            b'}' => return Some(None),
+            _ => return None,
+        }
+    }
+}
+
+/// Byte equality of short slices without a call to `memcmp`.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 fn scan<'a>(
     doc: &'a [u8],
     pointers: &[&Pointer],
@@ -291,25 +488,40 @@ impl<'a> Scanner<'a, '_, '_> {
                     }
                 }
             }
-            self.skip_ws();
-            if self.peek() != Some(b':') {
-                return self.err("expected `:` after an object key");
-            }
-            self.pos += 1;
-            self.skip_ws();
+            self.colon()?;
             self.value(child, depth + 1)?;
-            self.skip_ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.skip_ws();
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return self.err("expected `,` or `}` in an object"),
+            if !self.member_end()? {
+                return Ok(());
             }
+        }
+    }
+
+    /// Past the `:` after an object's key, and the whitespace around it.
+    fn colon(&mut self) -> Result<(), Halt> {
+        self.skip_ws();
+        if self.peek() != Some(b':') {
+            return self.err("expected `:` after an object key");
+        }
+        self.pos += 1;
+        self.skip_ws();
+        Ok(())
+    }
+
+    /// Past what ends an object's member: `,` (true: another follows) or
+    /// `}` (false).
+    fn member_end(&mut self) -> Result<bool, Halt> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.skip_ws();
+                Ok(true)
+            }
+            Some(b'}') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            _ => self.err("expected `,` or `}` in an object"),
         }
     }
 
@@ -360,15 +572,9 @@ impl<'a> Scanner<'a, '_, '_> {
         loop {
             // Eight bytes at a time until a quote, a backslash, a control
             // character or a non-ASCII byte.
-            while let Some(chunk) = self.doc.get(self.pos..self.pos + 8) {
-                let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-                let special = has_byte(w, b'"') | has_byte(w, b'\\') | has_control(w) | (w & HIGH);
-                if special != 0 {
-                    self.pos += (special.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                self.pos += 8;
-            }
+            self.pos = next_flagged(self.doc, self.pos, |w| {
+                has_byte(w, b'"') | has_byte(w, b'\\') | has_control(w) | (w & HIGH)
+            });
             match self.peek() {
                 Some(b'"') => {
                     let raw = &self.doc[start..self.pos];
@@ -457,6 +663,22 @@ impl<'a> Scanner<'a, '_, '_> {
             self.err("expected `true`, `false` or `null`")
         }
     }
+}
+
+/// Steps from `i` eight bytes at a time while `flags` (a high bit per byte
+/// of interest, exact for the lowest) flags none: the index of the first
+/// flagged byte, or where fewer than eight bytes are left.
+#[inline]
+fn next_flagged(s: &[u8], mut i: usize, flags: impl Fn(u64) -> u64) -> usize {
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let f = flags(w);
+        if f != 0 {
+            return i + (f.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
 }
 
 const LOW: u64 = 0x0101_0101_0101_0101;
@@ -613,25 +835,27 @@ impl Number {
 /// Appends `s` as a JSON string (with quotes).
 pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => {
-                out.extend_from_slice(&s[start..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
+    let (mut start, mut i) = (0, 0);
+    loop {
+        // Eight bytes at a time to the next byte to escape.
+        i = next_flagged(s, i, |w| {
+            has_byte(w, b'"') | has_byte(w, b'\\') | has_control(w)
+        });
+        while i < s.len() && !matches!(s[i], b'"' | b'\\' | 0..=0x1f) {
+            i += 1;
+        }
+        let Some(&b) = s.get(i) else { break };
         out.extend_from_slice(&s[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+        }
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&s[start..]);
     out.push(b'"');
@@ -682,6 +906,73 @@ mod tests {
         let mut out = [None, None];
         find_many(doc, &[&p("/f"), &p("/b/c")], &mut out).unwrap();
         assert_eq!(out, [Some(&br#""g""#[..]), Some(&br#"[10,{"d":"x"}]"#[..])]);
+    }
+
+    #[test]
+    fn members_are_found_as_one_segment_pointers_find_them() {
+        let names: [&[u8]; 4] = [b"a", b"b", b"e/A", b"zz"];
+        let pointers = [p("/a"), p("/b"), p("/e~1A"), p("/zz")];
+        let pointers: Vec<&Pointer> = pointers.iter().collect();
+        for doc in [
+            &br#"{"a":1,"b":{"c":[10,{"d":"x"}]},"e/\u0041":true}"#[..],
+            br#" { "b" : "x" , "a" : [1, 2] , "a": 3 } "#,
+            br#"{"q":1,"zz":null,"b":2,"a":"\u00e9t\u00e9"}"#,
+            br#"{}"#,
+            br#"[1,{"a":2}]"#,
+            br#""a""#,
+            br#"{"a":1,}"#,
+            br#"{"a":1} x"#,
+            br#"{"a":"\x"}"#,
+            br#"{"a" 1}"#,
+            br#"{"a":1"#,
+            b"{\"a\":\"\xff\"}",
+            br#"{1:2}"#,
+        ] {
+            let (mut want, mut got) = ([None; 4], [None; 4]);
+            let expected = find_many(doc, &pointers, &mut want);
+            let actual = find_members(doc, &names, &mut got);
+            assert_eq!(actual, expected, "{}", String::from_utf8_lossy(doc));
+            if actual.is_ok() {
+                assert_eq!(got, want, "{}", String::from_utf8_lossy(doc));
+            }
+        }
+    }
+
+    #[test]
+    fn skimming_finds_what_a_checked_read_finds() {
+        let docs: [&[u8]; 9] = [
+            br#"{"a":1,"b":{"c":[10,{"d":"x}]\""}]},"e/\u0041":true,"n":-1.5e3}"#,
+            br#" { "b" : "x\\" , "a" : [1, [2, {}]] , "a": 3 , "n" : null } "#,
+            br#"{"q":"\"","zz":null,"b":2,"a":"\u00e9t\u00e9","n":"n"}"#,
+            br#"{}"#,
+            br#"[1,{"a":2}]"#,
+            br#""a""#,
+            br#"{"b":[],"n":{}}"#,
+            br#"{"b":"","e/A":"","n":0}"#,
+            "{\"b\":\"é\",\"n\":7}".as_bytes(),
+        ];
+        for doc in docs {
+            for pointer in ["/a", "/b", "/e~1A", "/n", "/zz", "/b/c"] {
+                let pointer = p(pointer);
+                assert_eq!(
+                    find_unchecked(doc, &pointer),
+                    find_fast(doc, &pointer),
+                    "{pointer} in {}",
+                    String::from_utf8_lossy(doc)
+                );
+            }
+        }
+        // Whatever the bytes, an answer and no panic.
+        for doc in [
+            &br#"{"a":[["\"][}"#[..],
+            br#"{"a""#,
+            br#"{"a":"#,
+            br#"{"\"#,
+            br#"{"a":]"#,
+            b"{,",
+        ] {
+            let _ = find_unchecked(doc, &p("/n"));
+        }
     }
 
     #[test]
@@ -761,6 +1052,16 @@ mod tests {
         let mut out = Vec::new();
         write_str(&mut out, "a\"b\\c\nd\u{1}é".as_bytes());
         assert_eq!(String::from_utf8(out).unwrap(), r#""a\"b\\c\nd\u0001é""#);
+        // Every byte to escape at every place of a long string, and long
+        // runs with nothing to escape: read back as they were.
+        for special in ["\"", "\\", "\n", "\u{1f}", "\u{0}", "é"] {
+            for at in 0..20 {
+                let text = format!("{}{special}{}", "x".repeat(at), "yz".repeat(at));
+                let mut out = Vec::new();
+                write_str(&mut out, text.as_bytes());
+                assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), text);
+            }
+        }
         let mut s = Vec::new();
         unescape_into(br#"a\"b\u00e9\ud83d\ude00"#, &mut s);
         assert_eq!(String::from_utf8(s).unwrap(), "a\"bé😀");

@@ -1773,18 +1773,21 @@ pub fn from_json(raw: Option<&[u8]>, ty: Ty) -> Result<Value, String> {
         return Ok(Value::Null);
     }
     let text = std::str::from_utf8(raw).map_err(|e| e.to_string())?;
-    let string = || -> Result<String, String> {
+    // A string's text, or a number's as it is; borrowed unless escaped.
+    let string = || -> Result<std::borrow::Cow<'_, str>, String> {
         match raw {
             // No escapes: the text between the quotes, as it is.
             [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
-                Ok(text[1..text.len() - 1].to_owned())
+                Ok(text[1..text.len() - 1].into())
             }
-            [b'"', ..] => serde_json::from_str::<String>(text).map_err(|e| e.to_string()),
-            _ => Ok(text.to_owned()),
+            [b'"', ..] => serde_json::from_str::<String>(text)
+                .map(Into::into)
+                .map_err(|e| e.to_string()),
+            _ => Ok(text.into()),
         }
     };
     Ok(match ty {
-        Ty::Char(_) | Ty::Varchar(_) => Value::Str(string()?),
+        Ty::Char(_) | Ty::Varchar(_) => Value::Str(string()?.into_owned()),
         Ty::Boolean => match text {
             "true" | "\"true\"" => Value::Bool(true),
             "false" | "\"false\"" => Value::Bool(false),

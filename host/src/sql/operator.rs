@@ -239,19 +239,29 @@ impl OperatorKind for SqlKind {
                 _ => {}
             }
         }
-        let pointers = physical
+        let members: Vec<usize> = (0..physical.len()).filter(|i| used[*i]).collect();
+        let member_names = members
             .iter()
-            .map(|(n, _)| Pointer::parse(&format!("/{}", n.replace('~', "~0").replace('/', "~1"))))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(fail)?;
+            .map(|i| physical[*i].0.as_bytes().into())
+            .collect();
         Ok(Planned::new(Arc::new(SqlFactory(Arc::new(Program {
             table: spec.table,
             physical,
-            used,
             computed_used: used_scope,
-            pointers,
+            members,
+            member_names,
             reads,
             filter,
+            select_keys: select
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| {
+                    let mut key = if i > 0 { b",".to_vec() } else { Vec::new() };
+                    crate::json::write_str(&mut key, name.as_bytes());
+                    key.push(b':');
+                    key
+                })
+                .collect(),
             select,
             reads_watermark,
             raw,
@@ -287,15 +297,20 @@ enum Read {
 struct Program {
     table: String,
     physical: Vec<(String, SqlType)>,
-    /// Which physical columns the query reads (the others stay NULL).
-    used: Vec<bool>,
     /// Which columns of the row (in table order) the query reads: a
     /// computed column it does not read is not evaluated.
     computed_used: Vec<bool>,
-    pointers: Vec<Pointer>,
+    /// The physical columns the query reads (the others stay NULL), each
+    /// the member of the value's JSON object its name names.
+    members: Vec<usize>,
+    /// Their names.
+    member_names: Vec<Box<[u8]>>,
     reads: Vec<Read>,
     filter: Option<Bound>,
     select: Vec<(String, Bound)>,
+    /// Each output column's name as written before its value: `"name":`,
+    /// after a comma but for the first.
+    select_keys: Vec<Vec<u8>>,
     /// Some expression calls `CURRENT_WATERMARK`.
     reads_watermark: bool,
     /// The value is the one physical column's text.
@@ -399,18 +414,15 @@ impl SqlOperator {
                 .map_err(|e| format!("table `{}`: the value is not UTF-8 text: {e}", p.table))?;
             self.physical.push(Value::Str(text.to_owned()));
         } else {
-            let pointers: smallvec::SmallVec<[&Pointer; 16]> = p.pointers.iter().collect();
             let mut found: smallvec::SmallVec<[Option<&[u8]>; 16]> =
-                smallvec::smallvec![None; pointers.len()];
-            crate::json::find_many(value, &pointers, &mut found).map_err(|e| e.to_string())?;
-            for (((name, ty), raw), used) in p.physical.iter().zip(&found).zip(&p.used) {
-                if !used {
-                    self.physical.push(Value::Null);
-                    continue;
-                }
-                let v = expr::from_json(*raw, ty.ty)
+                smallvec::smallvec![None; p.members.len()];
+            crate::json::find_members(value, &p.member_names, &mut found)
+                .map_err(|e| e.to_string())?;
+            self.physical.resize(p.physical.len(), Value::Null);
+            for (i, raw) in p.members.iter().zip(&found) {
+                let (name, ty) = &p.physical[*i];
+                self.physical[*i] = expr::from_json(*raw, ty.ty)
                     .map_err(|m| format!("table `{}`, column `{name}` ({ty}): {m}", p.table))?;
-                self.physical.push(v);
             }
         }
         self.row.clear();
@@ -618,12 +630,8 @@ fn passes(p: &Program, row: &[Value]) -> Result<bool, String> {
 fn write_row(p: &Program, row: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
     out.push(b'{');
-    for (i, (name, b)) in p.select.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        crate::json::write_str(out, name.as_bytes());
-        out.push(b':');
+    for ((_, b), key) in p.select.iter().zip(&p.select_keys) {
+        out.extend_from_slice(key);
         let v = expr::eval_ref(b, row)?;
         expr::write_json(out, &v);
     }
