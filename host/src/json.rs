@@ -135,16 +135,23 @@ pub fn find_many<'a>(
 /// wanted.
 pub fn find_fast<'a>(doc: &'a [u8], pointer: &Pointer) -> Result<Option<&'a [u8]>, JsonError> {
     let mut out = [None];
-    scan(doc, &[pointer], &mut out, true)?;
+    find_many_fast(doc, &[pointer], &mut out)?;
     Ok(out[0])
 }
 
-/// [`find_many`] with an early exit.
+/// [`find_many`] with an early exit. One-segment pointers into an object —
+/// the common case — are skimmed for: values are stepped over by their
+/// quotes, escapes and brackets, not checked, so an invalid document may
+/// give values here that [`find_many`] would refuse; whoever needs a
+/// record checked checks it whole.
 pub fn find_many_fast<'a>(
     doc: &'a [u8],
     pointers: &[&Pointer],
     found: &mut [Option<&'a [u8]>],
 ) -> Result<(), JsonError> {
+    if pointers.iter().all(|p| p.segments.len() == 1) && skim(doc, pointers, found).is_some() {
+        return Ok(());
+    }
     scan(doc, pointers, found, true)
 }
 
@@ -223,25 +230,12 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
     Ok(())
 }
 
-/// The raw text of the value at `pointer` in a document nobody has checked
-/// yet, read as cheaply as can be: for a valid document what [`find_fast`]
-/// finds. A one-segment pointer into an object is skimmed for — values are
-/// stepped over by their quotes, escapes and brackets, not checked — so an
-/// invalid document may give a value here and be refused by whoever checks
-/// it whole later (as [`find_fast`] does for what follows the value).
-pub fn find_unchecked<'a>(doc: &'a [u8], pointer: &Pointer) -> Result<Option<&'a [u8]>, JsonError> {
-    match pointer.segments.as_slice() {
-        [name] => match skim_member(doc, name) {
-            Some(found) => Ok(found),
-            None => find_fast(doc, pointer),
-        },
-        _ => find_fast(doc, pointer),
-    }
-}
-
-/// The member `name` of the object `doc`, skimmed: `None` when the skim
-/// meets something it does not expect (the caller then reads properly).
-fn skim_member<'a>(doc: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
+/// The members of the object `doc` that one-segment `pointers` name into
+/// `found`, skimmed: `None` when the skim meets something it does not
+/// expect (the caller then reads properly).
+fn skim<'a>(doc: &'a [u8], pointers: &[&Pointer], found: &mut [Option<&'a [u8]>]) -> Option<()> {
+    found.iter_mut().for_each(|f| *f = None);
+    let mut missing = pointers.len();
     let mut pos = 0;
     let ws = |pos: &mut usize| {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = doc.get(*pos) {
@@ -275,8 +269,8 @@ fn skim_member<'a>(doc: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
     }
     pos += 1;
     ws(&mut pos);
-    if doc.get(pos) == Some(&b'}') {
-        return Some(None);
+    if doc.get(pos) == Some(&b'}') || missing == 0 {
+        return Some(());
     }
     loop {
         if doc.get(pos) != Some(&b'"') {
@@ -324,8 +318,14 @@ fn skim_member<'a>(doc: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
                 }
             }
         }
-        if key_matches(key, escaped, name) {
-            return Some(Some(&doc[start..pos]));
+        for (p, f) in pointers.iter().zip(found.iter_mut()) {
+            if f.is_none() && key_matches(key, escaped, &p.segments[0]) {
+                *f = Some(&doc[start..pos]);
+                missing -= 1;
+            }
+        }
+        if missing == 0 {
+            return Some(());
         }
         ws(&mut pos);
         match doc.get(pos)? {
@@ -333,7 +333,7 @@ fn skim_member<'a>(doc: &'a [u8], name: &[u8]) -> Option<Option<&'a [u8]>> {
                 pos += 1;
                 ws(&mut pos);
             }
-            b'}' => return Some(None),
+            b'}' => return Some(()),
             _ => return None,
         }
     }
@@ -700,7 +700,7 @@ fn has_control(w: u64) -> u64 {
 
 fn key_matches(raw: &[u8], escaped: bool, segment: &[u8]) -> bool {
     if !escaped {
-        return raw == segment;
+        return same(raw, segment);
     }
     let mut decoded = Vec::with_capacity(raw.len());
     unescape_into(raw, &mut decoded);
@@ -783,12 +783,30 @@ pub fn parse_i64(raw: &[u8]) -> Option<i64> {
         [b'"', inner @ .., b'"'] => inner,
         _ => raw,
     };
+    if let Some(v) = parse_integer(text) {
+        return Some(v);
+    }
     let s = std::str::from_utf8(text).ok()?;
     if let Ok(v) = s.parse::<i64>() {
         return Some(v);
     }
     let f = s.parse::<f64>().ok()?;
     (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15).then_some(f as i64)
+}
+
+/// A plain decimal integer (`-` and up to 18 digits), the common case read
+/// without the standard library's general parser; `None` for anything else.
+#[inline]
+pub fn parse_integer(text: &[u8]) -> Option<i64> {
+    let (neg, digits) = match text {
+        [b'-', d @ ..] => (true, d),
+        d => (false, d),
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let v = digits.iter().fold(0i64, |v, b| v * 10 + (b - b'0') as i64);
+    Some(if neg { -v } else { v })
 }
 
 /// A JSON number read exactly when it is a plain decimal of moderate size
@@ -939,7 +957,7 @@ mod tests {
     }
 
     #[test]
-    fn skimming_finds_what_a_checked_read_finds() {
+    fn skimming_finds_what_a_checked_scan_finds() {
         let docs: [&[u8]; 9] = [
             br#"{"a":1,"b":{"c":[10,{"d":"x}]\""}]},"e/\u0041":true,"n":-1.5e3}"#,
             br#" { "b" : "x\\" , "a" : [1, [2, {}]] , "a": 3 , "n" : null } "#,
@@ -954,13 +972,21 @@ mod tests {
         for doc in docs {
             for pointer in ["/a", "/b", "/e~1A", "/n", "/zz", "/b/c"] {
                 let pointer = p(pointer);
+                let mut checked = [None];
+                let checked = scan(doc, &[&pointer], &mut checked, true).map(|()| checked[0]);
                 assert_eq!(
-                    find_unchecked(doc, &pointer),
                     find_fast(doc, &pointer),
+                    checked,
                     "{pointer} in {}",
                     String::from_utf8_lossy(doc)
                 );
             }
+            let several = [p("/n"), p("/a"), p("/zz"), p("/a")];
+            let several: Vec<&Pointer> = several.iter().collect();
+            let (mut skimmed, mut checked) = ([None; 4], [None; 4]);
+            let checked = scan(doc, &several, &mut checked, true).map(|()| checked);
+            let skimmed = find_many_fast(doc, &several, &mut skimmed).map(|()| skimmed);
+            assert_eq!(skimmed, checked, "{}", String::from_utf8_lossy(doc));
         }
         // Whatever the bytes, an answer and no panic.
         for doc in [
@@ -971,7 +997,7 @@ mod tests {
             br#"{"a":]"#,
             b"{,",
         ] {
-            let _ = find_unchecked(doc, &p("/n"));
+            let _ = find_fast(doc, &p("/n"));
         }
     }
 

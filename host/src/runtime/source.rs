@@ -512,7 +512,7 @@ impl SourceOutput {
             }
             (Format::Raw, _) | (Format::JsonUnchecked, None | Some(None)) => Ok(timestamp),
             // Up to the event time only: the reader checks the rest.
-            (Format::JsonUnchecked, Some(Some(p))) => event_time(json::find_unchecked(value, p), p),
+            (Format::JsonUnchecked, Some(Some(p))) => event_time(json::find_fast(value, p), p),
             (Format::Json | Format::DebeziumJson, None | Some(None)) => json::validate(value)
                 .map(|()| timestamp)
                 .map_err(|e| e.to_string()),

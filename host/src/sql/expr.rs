@@ -1146,7 +1146,8 @@ pub fn eval(b: &Bound, row: &[Value]) -> Result<Value, EvalError> {
             }
         }
         Node::Func(f, args) => {
-            let mut vals = Vec::with_capacity(args.len());
+            // On the stack: this runs for every row.
+            let mut vals: smallvec::SmallVec<[Value; 3]> = smallvec::SmallVec::new();
             for a in args {
                 let v = eval(a, row)?;
                 if v == Value::Null {
@@ -1449,7 +1450,7 @@ pub fn cast(v: Value, from: Ty, to: Ty) -> Result<Value, EvalError> {
         (Ty::Int | Ty::BigInt, v) => {
             let i = match v {
                 Value::Int(i) => i,
-                Value::Dec(u, s) => (u / POW10[s as usize]) as i64,
+                Value::Dec(u, s) => types::div_pow10(u, s) as i64,
                 Value::Double(d) => d as i64,
                 Value::Str(s) => s
                     .trim()
@@ -1760,6 +1761,15 @@ pub fn write_json(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
+/// The DECIMAL(p, s) of `u` at scale `sc`: NULL when it does not fit, as
+/// Flink's JSON format reads it.
+fn decimal_value(u: i128, sc: u8, p: u8, s: u8) -> Value {
+    match rescale(u, sc, s) {
+        Some(v) if fits(v, p) => Value::Dec(v, s),
+        _ => Value::Null,
+    }
+}
+
 /// Reads a JSON field's raw text as a value of `ty`, as Flink's `json`
 /// format does: a missing field or `null` is NULL; numbers convert to the
 /// column's type (DECIMAL rounds half up to its scale and is NULL when it
@@ -1769,6 +1779,29 @@ pub fn from_json(raw: Option<&[u8]>, ty: Ty) -> Result<Value, String> {
     let Some(raw) = raw else {
         return Ok(Value::Null);
     };
+    // Plain numbers, the common case, straight from the bytes.
+    match ty {
+        Ty::BigInt | Ty::Timestamp | Ty::TimestampLtz => {
+            if let Some(i) = crate::json::parse_integer(raw) {
+                return Ok(if ty == Ty::BigInt {
+                    Value::Int(i)
+                } else {
+                    Value::Ts(i)
+                });
+            }
+        }
+        Ty::Int => {
+            if let Some(i) = crate::json::parse_integer(raw).filter(|i| i32::try_from(*i).is_ok()) {
+                return Ok(Value::Int(i));
+            }
+        }
+        Ty::Decimal(p, s) if matches!(raw.first(), Some(b'-' | b'0'..=b'9')) => {
+            if let Some((u, sc)) = types::parse_decimal_bytes(raw) {
+                return Ok(decimal_value(u, sc, p, s));
+            }
+        }
+        _ => {}
+    }
     if raw == b"null" {
         return Ok(Value::Null);
     }
@@ -1827,10 +1860,7 @@ pub fn from_json(raw: Option<&[u8]>, ty: Ty) -> Result<Value, String> {
                         .ok_or_else(|| format!("{text} does not fit DECIMAL({p}, {s})"))?
                 }
             };
-            match rescale(u, sc, s) {
-                Some(v) if fits(v, p) => Value::Dec(v, s),
-                _ => Value::Null,
-            }
+            decimal_value(u, sc, p, s)
         }
         Ty::Timestamp | Ty::TimestampLtz => {
             match text.parse::<i64>() {

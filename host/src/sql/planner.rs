@@ -927,10 +927,12 @@ struct SqlOp<'a> {
     qualifiers: &'a [String],
     /// It reads a table's source and depends on the order of its rows
     /// against its watermarks (it feeds a window, or reads
-    /// `CURRENT_WATERMARK`): it runs beside the source, at its parallelism
-    /// of 1, as Flink runs what is chained to a table source up to the
-    /// first shuffle (a record then reaches a window with the watermarks of
-    /// the file's order, whatever the job's parallelism). A filter and
+    /// `CURRENT_WATERMARK`): it runs right after the source, at its
+    /// parallelism of 1 on a forward channel, as Flink runs what is chained
+    /// to a table source up to the first shuffle (a record then reaches a
+    /// window with the watermarks of the file's order, whatever the job's
+    /// parallelism) — unchained, so that reading the file and parsing its
+    /// records run on two cores. A filter and
     /// projection that does not runs at the job's parallelism, its input
     /// spread over its subtasks: parsing each record's JSON, the most of
     /// its work, is shared.
@@ -1102,6 +1104,7 @@ impl Yaml {
         }
         if at_source {
             self.line(2, "parallelism: 1");
+            self.line(2, "chain: false");
         }
         self.line(2, "sql:");
         self.line(3, &format!("table: {}", yq(&t.name)));

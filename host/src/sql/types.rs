@@ -244,6 +244,10 @@ pub fn rescale(v: i128, from: u8, to: u8) -> Option<i128> {
         return v.checked_mul(*POW10.get((to - from) as usize)?);
     }
     let d = *POW10.get((from - to) as usize)?;
+    if let (Ok(v), Ok(d)) = (i64::try_from(v), i64::try_from(d)) {
+        let (q, r) = (v / d, v % d);
+        return Some((if r.abs() * 2 >= d { q + v.signum() } else { q }) as i128);
+    }
     let (q, r) = (v / d, v % d);
     Some(if r.abs() * 2 >= d { q + v.signum() } else { q })
 }
@@ -273,31 +277,57 @@ pub fn decimal_text(v: i128, s: u8) -> String {
 /// Parses a plain decimal text (`-12.5`, `3`, `1e2` is refused) into an
 /// unscaled value and scale; `None` if it is not one or has over 38 digits.
 pub fn parse_decimal(s: &str) -> Option<(i128, u8)> {
-    let s = s.trim();
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    parse_decimal_bytes(s.trim().as_bytes())
+}
+
+/// [`parse_decimal`] of ASCII bytes.
+pub fn parse_decimal_bytes(s: &[u8]) -> Option<(i128, u8)> {
+    let s = s.trim_ascii();
+    let (neg, body) = match s {
+        [b'-', b @ ..] => (true, b),
+        [b'+', b @ ..] => (false, b),
+        b => (false, b),
     };
-    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let (int, frac) = match body.iter().position(|b| *b == b'.') {
+        Some(dot) => (&body[..dot], &body[dot + 1..]),
+        None => (body, &b""[..]),
+    };
     if int.is_empty() && frac.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || !int.iter().all(u8::is_ascii_digit)
+        || !frac.iter().all(u8::is_ascii_digit)
     {
         return None;
     }
-    let mut v: i128 = 0;
-    let mut significant = 0;
-    for b in int.bytes().chain(frac.bytes()) {
-        if v == 0 && b == b'0' {
-            continue;
+    let v = if int.len() + frac.len() <= 18 {
+        // Cannot overflow 64 bits: the common case, without 128-bit steps.
+        int.iter()
+            .chain(frac)
+            .fold(0i64, |v, b| v * 10 + (b - b'0') as i64) as i128
+    } else {
+        let mut v: i128 = 0;
+        let mut significant = 0;
+        for b in int.iter().chain(frac) {
+            if v == 0 && *b == b'0' {
+                continue;
+            }
+            significant += 1;
+            if significant > MAX_PRECISION as usize {
+                return None;
+            }
+            v = v * 10 + (b - b'0') as i128;
         }
-        significant += 1;
-        if significant > MAX_PRECISION as usize {
-            return None;
-        }
-        v = v * 10 + (b - b'0') as i128;
-    }
+        v
+    };
     Some((if neg { -v } else { v }, frac.len().min(255) as u8))
+}
+
+/// `v / 10^n`, truncated toward zero (in 64 bits when both fit).
+pub fn div_pow10(v: i128, n: u8) -> i128 {
+    let d = POW10[n as usize];
+    match (i64::try_from(v), i64::try_from(d)) {
+        (Ok(a), Ok(b)) => (a / b) as i128,
+        _ => v / d,
+    }
 }
 
 /// The number of digits of `v` (1 for 0).
@@ -388,6 +418,37 @@ mod tests {
         assert_eq!(decimal_text(-350, 2), "-3.50");
         assert_eq!(decimal_text(5, 3), "0.005");
         assert_eq!(parse_decimal("0.005"), Some((5, 3)));
+        // 64-bit and 128-bit paths alike.
+        let big = 12345678901234567890123456789i128 * 1000;
+        assert_eq!(
+            rescale(big + 500, 3, 0),
+            Some(12345678901234567890123456790)
+        );
+        assert_eq!(
+            rescale(-big - 499, 3, 0),
+            Some(-12345678901234567890123456789)
+        );
+        assert_eq!(div_pow10(-13799, 2), -137);
+        assert_eq!(div_pow10(-big, 30), -12);
+        for (text, want) in [
+            ("137.52", Some((13752, 2))),
+            (" -0.50 ", Some((-50, 2))),
+            ("+7", Some((7, 0))),
+            (".5", Some((5, 1))),
+            ("5.", Some((5, 0))),
+            ("123456789012345678.9", Some((1234567890123456789, 1))),
+            (
+                "000000000000000000000000000000000000000001.5",
+                Some((15, 1)),
+            ),
+            (&"9".repeat(39), None),
+            ("1e5", None),
+            ("-", None),
+            (".", None),
+            ("1.2.3", None),
+        ] {
+            assert_eq!(parse_decimal(text), want, "{text}");
+        }
         assert_eq!(digits(0), 1);
         assert_eq!(digits(137), 3);
     }
