@@ -931,8 +931,7 @@ struct SqlOp<'a> {
     /// parallelism of 1 on a forward channel, as Flink runs what is chained
     /// to a table source up to the first shuffle (a record then reaches a
     /// window with the watermarks of the file's order, whatever the job's
-    /// parallelism) — unchained, so that reading the file and parsing its
-    /// records run on two cores. A filter and
+    /// parallelism). A filter and
     /// projection that does not runs at the job's parallelism, its input
     /// spread over its subtasks: parsing each record's JSON, the most of
     /// its work, is shared.
@@ -1104,6 +1103,10 @@ impl Yaml {
         }
         if at_source {
             self.line(2, "parallelism: 1");
+        }
+        if t.options.contains_key("connector") {
+            // Reading a table: not in the reader's thread, so that reading
+            // and parsing run on two cores whatever the parallelism.
             self.line(2, "chain: false");
         }
         self.line(2, "sql:");
