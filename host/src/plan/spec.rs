@@ -339,6 +339,10 @@ pub enum WatermarkEmit {
     /// Whenever the watermark advances: results depend only on the input,
     /// not on the machine's speed.
     PerEvent,
+    /// `per_event`, each watermark held back with its batch while the
+    /// records after it are later than it (for tumbling, sliding and
+    /// cumulating windows only: what `sluice sql` gives their tables).
+    PerEventDeferred,
 }
 
 impl From<WatermarkStrategyKind> for crate::time::watermark::StrategyKind {
@@ -356,6 +360,7 @@ impl From<WatermarkEmit> for crate::time::watermark::Emit {
         match e {
             WatermarkEmit::Periodic => Self::Periodic,
             WatermarkEmit::PerEvent => Self::PerEvent,
+            WatermarkEmit::PerEventDeferred => Self::PerEventDeferred,
         }
     }
 }

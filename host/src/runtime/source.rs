@@ -204,6 +204,10 @@ pub struct SourceOutput {
     /// Watermark generators' progress from a snapshot, by split name.
     restored: Positions,
     pace: Option<Pace>,
+    /// Watermarks wait with the batch (`Emit::PerEventDeferred`).
+    defer: bool,
+    /// The watermark waiting to follow the current batch.
+    deferred: Option<i64>,
 }
 
 /// A pace a source task keeps (`sluice run --source-rate`): at most `rate`
@@ -226,6 +230,9 @@ impl SourceOutput {
         buffer_timeout: Duration,
     ) -> SourceOutput {
         let now_ms = clock.now_ms();
+        let defer = event_time
+            .as_ref()
+            .is_some_and(|et| et.strategy.emit == crate::time::watermark::Emit::PerEventDeferred);
         let (event_time, watermarks) = match event_time {
             Some(et) => (
                 Some(et.timestamp),
@@ -250,6 +257,8 @@ impl SourceOutput {
             names: Vec::new(),
             restored: Positions::new(),
             pace: None,
+            defer,
+            deferred: None,
         }
     }
 
@@ -467,6 +476,12 @@ impl SourceOutput {
                 return self.out.dead_letter(self.scratch.get(0), &reason);
             }
         };
+        // A deferred watermark goes before a record that is not later.
+        if let Some(t) = self.deferred
+            && ts.is_none_or(|ts| ts <= t)
+        {
+            self.cut();
+        }
         if self.batch.is_empty() {
             self.batch_started_ms = self.now_ms;
         }
@@ -483,8 +498,13 @@ impl SourceOutput {
         if let (Some(w), Some(ts)) = (&mut self.watermarks, ts)
             && let Some(wm) = w.on_record(split.local, ts, self.now_ms)
         {
-            self.cut();
-            self.messages.push(Message::Watermark(wm));
+            match wm {
+                Watermark::Time(t) if self.defer => self.deferred = Some(t),
+                _ => {
+                    self.cut();
+                    self.messages.push(Message::Watermark(wm));
+                }
+            }
         }
         if self.batch.len() >= self.batch_size || self.paced_out() {
             self.cut();
@@ -522,6 +542,7 @@ impl SourceOutput {
         }
     }
 
+    /// Ends the current batch, and sends the watermark deferred with it.
     fn cut(&mut self) {
         if !self.batch.is_empty() {
             // The next batch will likely be like this one: small when the
@@ -529,6 +550,9 @@ impl SourceOutput {
             let (records, bytes) = (self.batch.len(), self.batch.data.len());
             let full = std::mem::replace(&mut self.batch, Batch::with_capacity(records, bytes));
             self.messages.push(Message::Batch(full));
+        }
+        if let Some(t) = self.deferred.take() {
+            self.messages.push(Message::Watermark(Watermark::Time(t)));
         }
     }
 
@@ -594,6 +618,14 @@ mod tests {
     use crate::time::watermark::{Emit, StrategyKind};
 
     fn output(dead: bool, event_time: bool, batch_size: usize) -> (SourceOutput, Arc<ManualClock>) {
+        output_emitting(dead, event_time.then_some(Emit::PerEvent), batch_size)
+    }
+
+    fn output_emitting(
+        dead: bool,
+        emit: Option<Emit>,
+        batch_size: usize,
+    ) -> (SourceOutput, Arc<ManualClock>) {
         let clock = ManualClock::new(0);
         let info = Arc::new(NodeInfo {
             uid: "src".into(),
@@ -602,12 +634,12 @@ mod tests {
             metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
             changelog: false,
         });
-        let et = event_time.then(|| EventTime {
+        let et = emit.map(|emit| EventTime {
             timestamp: Some(Pointer::parse("/ts").unwrap()),
             strategy: WatermarkStrategy::new(
                 StrategyKind::BoundedOutOfOrderness,
                 10,
-                Emit::PerEvent,
+                emit,
                 200,
                 None,
             ),
@@ -665,6 +697,40 @@ mod tests {
         assert_eq!(
             kinds(&mut out),
             ["b1", "w89", "b3", "w109", "b1", &format!("w{}", i64::MAX)]
+        );
+    }
+
+    #[test]
+    fn deferred_watermarks_wait_with_the_batch_until_a_record_is_not_later() {
+        let (mut out, _) = output_emitting(true, Some(Emit::PerEventDeferred), 100);
+        let s = out.add_split("f".into(), PositionKind::Line);
+        let mut position = 0;
+        let mut push = |out: &mut SourceOutput, ts: i64| {
+            position += 1;
+            out.push(s, None, format!("{{\"ts\":{ts}}}").as_bytes(), position)
+                .unwrap();
+        };
+        // 89, 109 and 119 wait; 115 is not later than 119, so the batch
+        // and 119 go before it (89 and 109 are never sent: 119 says more).
+        for ts in [100, 120, 130, 115, 140] {
+            push(&mut out, ts);
+        }
+        // A barrier takes the waiting watermark with the batch.
+        out.cut_for_barrier();
+        push(&mut out, 160);
+        push(&mut out, 150);
+        out.finish();
+        assert_eq!(
+            kinds(&mut out),
+            [
+                "b3",
+                "w119",
+                "b2",
+                "w129",
+                "b2",
+                "w149",
+                &format!("w{}", i64::MAX)
+            ]
         );
     }
 

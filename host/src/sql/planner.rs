@@ -522,6 +522,15 @@ impl Planner<'_> {
         self.sinks.line(1, &line);
     }
 
+    /// Table `name`'s source reads event time as `et`; its watermarks wait
+    /// with their batches only if every reader of the table allows it.
+    fn event_time_of(&mut self, name: &str, mut et: EventTime) {
+        if let Some(src) = self.sources.iter_mut().find(|(n, _)| n == name) {
+            et.defer &= src.1.as_ref().is_none_or(|old| old.defer);
+            src.1 = Some(et);
+        }
+    }
+
     /// The event time of a window TVF over a view or a WITH query: its
     /// DESCRIPTOR column must be a time attribute (a table's WATERMARK
     /// column, as the view passes it on), and the tables the view reads give
@@ -570,9 +579,7 @@ impl Planner<'_> {
                 ));
             }
             let et = table_event_time(t, &table_scope(t)?, self.settings)?;
-            if let Some(src) = self.sources.iter_mut().find(|(n, _)| n == name) {
-                src.1 = Some(et);
-            }
+            self.event_time_of(name, et);
         }
         Ok(ty.ty)
     }
@@ -806,11 +813,12 @@ impl Planner<'_> {
                 let rel = self.relation(&tvf.table, tvf.pos, ctes)?;
                 let scope_cols = table_scope(&rel.table)?;
                 let ty = if rel.table.options.contains_key("connector") {
-                    let et = event_time(&rel.table, tvf, &scope_cols, self.settings)?;
+                    let mut et = event_time(&rel.table, tvf, &scope_cols, self.settings)?;
                     let ty = et.ty;
-                    if let Some(src) = self.sources.iter_mut().find(|(n, _)| *n == tvf.table) {
-                        src.1 = Some(et);
-                    }
+                    // Read by an aligned window alone, its watermarks may
+                    // wait with their batches (see `Emit::PerEventDeferred`).
+                    et.defer = !matches!(tvf.kind, TvfKind::Session { .. });
+                    self.event_time_of(&tvf.table, et);
                     ty
                 } else {
                     self.view_event_time(&rel, tvf, &scope_cols)?
@@ -857,9 +865,7 @@ impl Planner<'_> {
         let reads_wm = rel.table.watermark.is_some() && reads_watermark(&select, &scope)?;
         if reads_wm {
             let et = table_event_time(&rel.table, &scope_cols, self.settings)?;
-            if let Some(src) = self.sources.iter_mut().find(|(n, _)| *n == rel.table.name) {
-                src.1 = Some(et);
-            }
+            self.event_time_of(&rel.table.name, et);
         }
         self.inherit(uid, &[&rel.uid]);
         // A column that names the input's time attribute passes it on.
@@ -979,6 +985,7 @@ impl Yaml {
                 self.line(3, &format!("timestamp: {}", yq(p)));
             }
             let emit = match et.interval_ms {
+                None | Some(0) if et.defer => "emit: per_event_deferred".to_owned(),
                 None | Some(0) => "emit: per_event".to_owned(),
                 Some(ms) => format!("emit: periodic, interval: {ms}ms"),
             };
@@ -1326,6 +1333,9 @@ struct EventTime {
     idleness_ms: Option<i64>,
     /// The rowtime column's type (TIMESTAMP(3) or TIMESTAMP_LTZ(3)).
     ty: types::Ty,
+    /// Per-event watermarks may wait with their batches: only aligned
+    /// windows read the table, straight from its source.
+    defer: bool,
 }
 
 /// The event time of `t` as a window TVF over it reads it: the TVF's time
@@ -1452,6 +1462,7 @@ fn table_event_time(
         interval_ms: settings.watermark_interval_ms,
         idleness_ms: settings.idle_timeout_ms,
         ty,
+        defer: false,
     })
 }
 
@@ -2091,4 +2102,54 @@ fn select_parts<'a>(s: &'a ast::Select, tvfs: &[WindowTvf]) -> Result<SelectPart
         pos: at(s),
         alias,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How the source of table `orders` emits watermarks in the plan of
+    /// `queries` (after a CREATE TABLE orders with a WATERMARK).
+    fn emit_of(queries: &str) -> String {
+        let text = format!(
+            "CREATE TABLE orders (customer_id STRING, event_ts BIGINT, \
+             ts AS TO_TIMESTAMP_LTZ(event_ts, 3), WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH ('connector' = 'filesystem', 'path' = 'o.jsonl', 'format' = 'json');
+             CREATE TABLE sink (a STRING, b TIMESTAMP(3)) WITH ('connector' = 'blackhole');
+             {queries}"
+        );
+        let planned = plan(&text, Path::new("q.sql"), &Output::None, Some(1), &|_| {
+            Ok(Vec::new())
+        })
+        .unwrap();
+        let line = planned
+            .spec
+            .lines()
+            .find(|l| l.contains("watermark:"))
+            .expect("a watermark");
+        line.split("emit: ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches([' ', '}'])
+            .to_owned()
+    }
+
+    #[test]
+    fn watermarks_wait_with_their_batches_only_for_aligned_windows() {
+        let tumble = "INSERT INTO sink SELECT customer_id, window_start FROM \
+             TABLE(TUMBLE(TABLE orders, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+             GROUP BY window_start, window_end, customer_id;";
+        let session = "INSERT INTO sink SELECT customer_id, window_start FROM \
+             TABLE(SESSION(TABLE orders PARTITION BY customer_id, DESCRIPTOR(ts), INTERVAL '1' MINUTE)) \
+             GROUP BY window_start, window_end, customer_id;";
+        let watermark = "INSERT INTO sink SELECT customer_id, CURRENT_WATERMARK(ts) FROM orders;";
+        assert_eq!(emit_of(tumble), "per_event_deferred");
+        assert_eq!(emit_of(session), "per_event");
+        assert_eq!(emit_of(watermark), "per_event");
+        // Whichever comes first, a reader that needs every watermark at
+        // once keeps them per event.
+        assert_eq!(emit_of(&format!("{tumble}\n{session}")), "per_event");
+        assert_eq!(emit_of(&format!("{watermark}\n{tumble}")), "per_event");
+        assert_eq!(emit_of(&format!("{tumble}\n{watermark}")), "per_event");
+    }
 }

@@ -35,6 +35,21 @@ pub enum Emit {
     /// Whenever the watermark advances: results depend only on the input,
     /// not on the machine's speed.
     PerEvent,
+    /// As `PerEvent`, but the source holds a watermark back with its batch
+    /// while the records after it are all later than it, sending it before
+    /// the first that is not (or when the batch ends). Such records can be
+    /// neither late under it nor in a window it fires, so tumbling, sliding
+    /// and cumulating windows give exactly `PerEvent`'s results, from far
+    /// fewer and bigger batches. Not for timers or session windows: a timer
+    /// it fires would see records that come after it with `PerEvent`.
+    PerEventDeferred,
+}
+
+impl Emit {
+    /// Sent whenever the watermark advances (deferred or not).
+    pub fn per_event(self) -> bool {
+        matches!(self, Emit::PerEvent | Emit::PerEventDeferred)
+    }
 }
 
 /// A watermark or an idleness mark, as the runtime's messages carry it.
@@ -150,7 +165,7 @@ impl SourceWatermarks {
         if advanced {
             s.max_ts = ts;
         }
-        if self.strategy.emit == Emit::PerEvent && (advanced || woke) {
+        if self.strategy.emit.per_event() && (advanced || woke) {
             self.next(woke)
         } else {
             None
@@ -165,7 +180,7 @@ impl SourceWatermarks {
     /// not swallow the advance the others make before they fall silent too.
     pub fn on_tick(&mut self, now_ms: i64) -> Vec<Watermark> {
         let mut out = Vec::new();
-        let per_event = self.strategy.emit == Emit::PerEvent;
+        let per_event = self.strategy.emit.per_event();
         if let Some(idle_ms) = self.strategy.idleness_ms {
             while let Some(s) = self
                 .splits
