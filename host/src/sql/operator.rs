@@ -339,6 +339,7 @@ impl OperatorFactory for SqlFactory {
             program: self.0.clone(),
             physical: Vec::new(),
             row: Vec::new(),
+            spare: Vec::new(),
             out: Vec::new(),
             watermark: i64::MIN,
             partitions: Partitions::default(),
@@ -346,12 +347,20 @@ impl OperatorFactory for SqlFactory {
     }
 }
 
+/// Text buffers kept for the next row: at most this many, ...
+const MAX_SPARE: usize = 64;
+/// ... of at most this capacity.
+const MAX_SPARE_CAPACITY: usize = 4096;
+
 struct SqlOperator {
     program: Arc<Program>,
     /// An instance of each module of `program.functions`.
     functions: Vec<Box<dyn Functions>>,
     physical: Vec<Value>,
     row: Vec<Value>,
+    /// The text buffers of the last row, for the next one's text columns:
+    /// a row's text is copied without an allocation per column.
+    spare: Vec<String>,
     out: Vec<u8>,
     /// The watermark `CURRENT_WATERMARK` reads (`i64::MIN`: none yet).
     watermark: i64,
@@ -408,7 +417,14 @@ impl SqlOperator {
     fn read(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<(), String> {
         let p = &*self.program;
         let value = r.value();
-        self.physical.clear();
+        for v in self.row.drain(..).chain(self.physical.drain(..)) {
+            if let Value::Str(s) = v
+                && s.capacity() <= MAX_SPARE_CAPACITY
+                && self.spare.len() < MAX_SPARE
+            {
+                self.spare.push(s);
+            }
+        }
         if p.raw {
             let text = std::str::from_utf8(value)
                 .map_err(|e| format!("table `{}`: the value is not UTF-8 text: {e}", p.table))?;
@@ -421,6 +437,18 @@ impl SqlOperator {
             self.physical.resize(p.physical.len(), Value::Null);
             for (i, raw) in p.members.iter().zip(&found) {
                 let (name, ty) = &p.physical[*i];
+                // Text without escapes, into a spare buffer; the rest as
+                // `from_json` reads it.
+                if let (true, Some([b'"', inner @ .., b'"'])) = (ty.ty.is_string(), raw)
+                    && !inner.contains(&b'\\')
+                    && let Ok(text) = std::str::from_utf8(inner)
+                {
+                    let mut s = self.spare.pop().unwrap_or_default();
+                    s.clear();
+                    s.push_str(text);
+                    self.physical[*i] = Value::Str(s);
+                    continue;
+                }
                 self.physical[*i] = expr::from_json(*raw, ty.ty)
                     .map_err(|m| format!("table `{}`, column `{name}` ({ty}): {m}", p.table))?;
             }
