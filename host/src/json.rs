@@ -887,20 +887,24 @@ pub fn write_i64(out: &mut Vec<u8>, v: i64) {
 /// Appends `mantissa / 10^scale` as a plain decimal number with all its
 /// scale's digits (`-0.05`, `12.50`).
 pub fn write_decimal(out: &mut Vec<u8>, mantissa: i128, scale: u32) {
-    let digits = mantissa.unsigned_abs().to_string();
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(mantissa.unsigned_abs()).as_bytes();
     if mantissa < 0 {
         out.push(b'-');
     }
     let scale = scale as usize;
-    if scale == 0 {
-        out.extend_from_slice(digits.as_bytes());
-        return;
+    if digits.len() > scale {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        if scale > 0 {
+            out.push(b'.');
+            out.extend_from_slice(frac);
+        }
+    } else {
+        out.extend_from_slice(b"0.");
+        out.resize(out.len() + scale - digits.len(), b'0');
+        out.extend_from_slice(digits);
     }
-    let padded = format!("{digits:0>width$}", width = scale + 1);
-    let (int, frac) = padded.split_at(padded.len() - scale);
-    out.extend_from_slice(int.as_bytes());
-    out.push(b'.');
-    out.extend_from_slice(frac.as_bytes());
 }
 
 #[cfg(test)]
@@ -998,6 +1002,24 @@ mod tests {
             b"{,",
         ] {
             let _ = find_fast(doc, &p("/n"));
+        }
+    }
+
+    #[test]
+    fn decimals_are_written_with_all_their_scale() {
+        for (mantissa, scale, want) in [
+            (-5, 2, "-0.05"),
+            (13752, 2, "137.52"),
+            (7, 0, "7"),
+            (0, 2, "0.00"),
+            (-350, 2, "-3.50"),
+            (5, 3, "0.005"),
+            (100, 2, "1.00"),
+            (-i128::MAX, 38, "-1.70141183460469231731687303715884105727"),
+        ] {
+            let mut out = b"x".to_vec();
+            write_decimal(&mut out, mantissa, scale);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("x{want}"));
         }
     }
 

@@ -1751,7 +1751,7 @@ pub fn write_json(out: &mut Vec<u8>, v: &Value) {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Int(i) => crate::json::write_i64(out, *i),
-        Value::Dec(u, s) => out.extend_from_slice(decimal_text(*u, *s).as_bytes()),
+        Value::Dec(u, s) => crate::json::write_decimal(out, *u, *s as u32),
         Value::Double(d) if d.is_finite() => {
             out.extend_from_slice(java_double(*d).as_bytes());
         }
