@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """sluice beside Apache Flink on the same file, in the same sitting.
 
-    bench/compare.py FILE [RUNS] [WORKLOADS] [--rocksdb] [--payments FILE] [--rates FILE]
+    bench/compare.py FILE [RUNS] [WORKLOADS] [--rocksdb] [--payments FILE] [--rates FILE] [--sql]
         e.g. bench/compare.py /tmp/bench/orders-5m.jsonl 3 W5 --rocksdb
+             bench/compare.py /tmp/bench/orders-5m.jsonl 3 W1,W2,W3,W4 --sql
              bench/compare.py /tmp/bench/orders-5m.jsonl 3 W6,W7 \
                  --payments /tmp/bench/payments-5m.jsonl --rates /tmp/bench/rates-5m.jsonl
 
@@ -15,6 +16,9 @@ through bench/run.sh (build it first); Flink through the shared harness
 With --rocksdb, both keep keyed state in RocksDB (sluice: STATE_BACKEND=rocksdb,
 which its W5 spec reads; Flink: the harness's --rocksdb). W6 and W7 take their
 second inputs from --payments and --rates; their events/s count both inputs.
+With --sql, W1-W4 as SQL: `sluice sql bench/sql/wN.sql` beside Flink SQL running
+the shared benchmark's ../shared/bench/sql/wN.sql (the same script), checksums
+compared without the late count (SQL reports none).
 """
 import os
 import re
@@ -23,6 +27,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SQL = "--sql" in sys.argv
 FLINK = os.environ.get("FLINK_BENCH", os.path.join(HERE, "..", "..", "shared", "bench", "flink", "run.sh"))
 
 
@@ -31,6 +36,8 @@ def run(cmd, env=None):
     if p.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed:\n{p.stdout}\n{p.stderr}")
     checksum = re.search(r"^CHECKSUM .*$", p.stdout, re.M).group(0)
+    if SQL:
+        checksum = re.sub(r" late=\S+", "", checksum)
     t = re.search(r"^TIME wall_s=([\d.]+) events_per_s_wall=(\d+) max_rss_mb=(\d+)", p.stdout, re.M)
     return checksum, float(t.group(1)), int(t.group(3))
 
@@ -47,7 +54,7 @@ def take_option(argv, name):
 
 def main(argv):
     rocksdb = "--rocksdb" in argv
-    argv = [a for a in argv if a != "--rocksdb"]
+    argv = [a for a in argv if a not in ("--rocksdb", "--sql")]
     second = {"W6": ("--payments", take_option(argv, "--payments")),
               "W7": ("--rates", take_option(argv, "--rates"))}
     if not argv:
@@ -71,8 +78,13 @@ def main(argv):
         for p in ("1", "2"):
             res = {"sluice": [], "flink": []}
             for i in range(runs):
-                res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file] + extra, env))
-                res["flink"].append(run(["bash", FLINK, w, p, file] + extra + flink_extra))
+                if SQL:
+                    script = os.path.join(os.path.dirname(FLINK), "..", "sql", f"{w.lower()}.sql")
+                    res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file, "--sql"], env))
+                    res["flink"].append(run(["bash", FLINK, script, p, file]))
+                else:
+                    res["sluice"].append(run([os.path.join(HERE, "run.sh"), w, p, file] + extra, env))
+                    res["flink"].append(run(["bash", FLINK, w, p, file] + extra + flink_extra))
                 print(f"{w} p={p} run {i + 1}: sluice {res['sluice'][-1][1]:.2f} s, "
                       f"flink {res['flink'][-1][1]:.2f} s", file=sys.stderr, flush=True)
             row = {"w": w, "p": p, "events": events}
@@ -81,8 +93,8 @@ def main(argv):
                 row[engine] = (statistics.median(walls), min(walls), max(walls),
                                statistics.median(x[2] for x in r), {x[0] for x in r})
             rows.append(row)
-    backend = "RocksDB" if rocksdb else "heap"
-    print(f"\n{orders:,} orders (W6/W7: and their second input), {runs} runs each, {backend} state, medians (min-max)\n")
+    backend = "sluice sql beside Flink SQL" if SQL else "RocksDB state" if rocksdb else "heap state"
+    print(f"\n{orders:,} orders (W6/W7: and their second input), {runs} runs each, {backend}, medians (min-max)\n")
     print("| workload | p | sluice wall s | sluice events/s | sluice RSS MB | Flink wall s | Flink events/s "
           "| Flink RSS MB | speed-up | RSS ratio | checksums |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")

@@ -3,8 +3,10 @@
 # /usr/bin/time -v and prints, like ../shared/bench/flink/run.sh does:
 #   CHECKSUM ...   (bench/checksum.py over the outputs)
 #   TIME wall_s=… events_per_s_wall=… max_rss_mb=… user_s=… sys_s=… cpu=…
-#   bench/run.sh W PARALLELISM FILE [--payments FILE] [--rates FILE]
+#   bench/run.sh W PARALLELISM FILE [--payments FILE] [--rates FILE] [--sql]
 #     e.g. bench/run.sh W2 2 /tmp/bench/orders-5m.jsonl
+# With --sql (W1-W4): `sluice sql bench/sql/wN.sql` instead of the spec (no late file: SQL
+# reports no late count).
 #          bench/run.sh W6 1 /tmp/bench/orders-5m.jsonl --payments /tmp/bench/payments-5m.jsonl
 # W6 and W7 read their second input from --payments / --rates (or PAYMENTS / RATES in the
 # environment); events/s counts the records of both inputs.
@@ -12,7 +14,7 @@
 # Env: SLUICE (the binary; default $CARGO_TARGET_DIR/release/sluice), BENCH_KEEP=1 keeps outputs,
 # STATE_BACKEND=memory|rocksdb (passed through to the spec).
 set -euo pipefail
-if [ $# -lt 3 ]; then sed -n '2,12p' "$0" >&2; exit 2; fi
+if [ $# -lt 3 ]; then sed -n '2,14p' "$0" >&2; exit 2; fi
 HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(dirname "$HERE")"
 W="$1"; P="$2"; FILE="$(realpath "$3")"
@@ -21,6 +23,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --payments) PAYMENTS="$(realpath "$2")"; shift 2 ;;
         --rates) RATES="$(realpath "$2")"; shift 2 ;;
+        --sql) SQL=1; shift ;;
         *) echo "bench/run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -39,12 +42,19 @@ case "$W" in
 esac
 
 set +e
-PAYMENTS="${PAYMENTS:-}" RATES="${RATES:-}" INPUT="$FILE" OUTPUT="$OUT/out.jsonl" LATE_OUTPUT="$OUT/late.jsonl" DROPPED_OUTPUT="$OUT/dropped.jsonl" PARALLELISM="$P" \
-    /usr/bin/time -v -o "$OUT/time.txt" "$SLUICE" run "$REPO/examples/bench/$w.yaml" 2> "$OUT/stderr.txt"
+if [ -n "${SQL:-}" ]; then
+    ORDERS="$FILE" /usr/bin/time -v -o "$OUT/time.txt" "$SLUICE" sql -q -p "$P" --output "$OUT/out.jsonl" \
+        "$HERE/sql/$w.sql" 2> "$OUT/stderr.txt"
+else
+    PAYMENTS="${PAYMENTS:-}" RATES="${RATES:-}" INPUT="$FILE" OUTPUT="$OUT/out.jsonl" LATE_OUTPUT="$OUT/late.jsonl" DROPPED_OUTPUT="$OUT/dropped.jsonl" PARALLELISM="$P" \
+        /usr/bin/time -v -o "$OUT/time.txt" "$SLUICE" run "$REPO/examples/bench/$w.yaml" 2> "$OUT/stderr.txt"
+fi
 rc=$?
 set -e
 if [ "$rc" != 0 ]; then cat "$OUT/stderr.txt" >&2; exit "$rc"; fi
-if [ "$W" = W1 ]; then
+if [ -n "${SQL:-}" ] && [ "$W" != W1 ]; then
+    python3 "$HERE/checksum.py" "$W" "$OUT/out.jsonl" /dev/null
+elif [ "$W" = W1 ]; then
     python3 "$HERE/checksum.py" W1 "$OUT/out.jsonl"
 elif [ "$W" = W5 ]; then
     early=$(grep -c '"early_close":true' "$OUT/out.jsonl" || true)
