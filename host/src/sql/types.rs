@@ -240,7 +240,10 @@ pub const POW10: [i128; 39] = {
 /// `v` (at scale `from`) at scale `to`, rounding half away from zero
 /// (Java's `HALF_UP`); `None` on overflow.
 pub fn rescale(v: i128, from: u8, to: u8) -> Option<i128> {
-    if to >= from {
+    if to == from {
+        return Some(v);
+    }
+    if to > from {
         return v.checked_mul(*POW10.get((to - from) as usize)?);
     }
     let d = *POW10.get((from - to) as usize)?;
