@@ -140,10 +140,11 @@ pub fn find_fast<'a>(doc: &'a [u8], pointer: &Pointer) -> Result<Option<&'a [u8]
 }
 
 /// [`find_many`] with an early exit. One-segment pointers into an object —
-/// the common case — are skimmed for: values are stepped over by their
-/// quotes, escapes and brackets, not checked, so an invalid document may
-/// give values here that [`find_many`] would refuse; whoever needs a
-/// record checked checks it whole.
+/// the common case — are skimmed for: the values before them are stepped
+/// over by their quotes, escapes and brackets, not checked (the values
+/// found are), so a document invalid before them may give values here
+/// that [`find_many`] would refuse; whoever needs a record checked checks
+/// it whole.
 pub fn find_many_fast<'a>(
     doc: &'a [u8],
     pointers: &[&Pointer],
@@ -320,7 +321,13 @@ fn skim<'a>(doc: &'a [u8], pointers: &[&Pointer], found: &mut [Option<&'a [u8]>]
         }
         for (p, f) in pointers.iter().zip(found.iter_mut()) {
             if f.is_none() && key_matches(key, escaped, &p.segments[0]) {
-                *f = Some(&doc[start..pos]);
+                // What is handed out is checked: a record a module wrote
+                // may not be JSON, and its key must not pass on as if.
+                let value = &doc[start..pos];
+                if !is_value(value) {
+                    return None;
+                }
+                *f = Some(value);
                 missing -= 1;
             }
         }
@@ -336,6 +343,28 @@ fn skim<'a>(doc: &'a [u8], pointers: &[&Pointer], found: &mut [Option<&'a [u8]>]
             b'}' => return Some(()),
             _ => return None,
         }
+    }
+}
+
+/// Whether `v` is one JSON value: plain ASCII strings and integers (what
+/// keys mostly are) at a glance, anything else by [`validate`].
+fn is_value(v: &[u8]) -> bool {
+    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    match v {
+        [b'"', inner @ .., b'"']
+            if inner
+                .iter()
+                .all(|&b| (0x20..0x80).contains(&b) && b != b'"' && b != b'\\') =>
+        {
+            true
+        }
+        _ if !digits.is_empty()
+            && digits.iter().all(u8::is_ascii_digit)
+            && (digits[0] != b'0' || digits.len() == 1) =>
+        {
+            true
+        }
+        _ => validate(v).is_ok(),
     }
 }
 
@@ -992,6 +1021,24 @@ mod tests {
             let skimmed = find_many_fast(doc, &several, &mut skimmed).map(|()| skimmed);
             assert_eq!(skimmed, checked, "{}", String::from_utf8_lossy(doc));
         }
+        // A value found is checked whole, whatever came before it.
+        for doc in [
+            &br#"{"a":[},"k":[1, 2}}"#[..],
+            br#"{"k":abc}"#,
+            br#"{"k":"\q"}"#,
+            br#"{"k":-}"#,
+            b"{\"k\":\"a\x01\"}",
+        ] {
+            assert!(
+                find_fast(doc, &p("/k")).is_err(),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+        assert_eq!(
+            find_fast(br#"{"a":[},"k":[1]}"#, &p("/k")),
+            Ok(Some(&b"[1]"[..]))
+        );
         // Whatever the bytes, an answer and no panic.
         for doc in [
             &br#"{"a":[["\"][}"#[..],
