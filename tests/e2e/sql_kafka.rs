@@ -330,46 +330,37 @@ fn json_keys_are_written_and_read_back() {
     }
     // Records whose values lack the key's fields: those come from the key,
     // a record without a key has NULLs there, a key that is not a JSON
-    // object stops the job naming the table.
-    broker.create_topic("keyed2", 1);
-    let lines = d.join("keyed2.jsonl");
-    std::fs::write(
-        &lines,
+    // object stops the job naming the table. Each: `lines` into `topic`,
+    // keyed by their `/k`, read back by the script above.
+    let read_back = |topic: &str, lines: &str| {
+        broker.create_topic(topic, 1);
+        let file = d.join(format!("{topic}.jsonl"));
+        std::fs::write(&file, lines).unwrap();
+        load(&broker, d, &file, topic, "/k");
+        let script = std::fs::read_to_string(&read)
+            .unwrap()
+            .replace("'topic' = 'keyed'", &format!("'topic' = '{topic}'"));
+        sql(
+            &write(d, &format!("{topic}.sql"), &script),
+            &broker,
+            &["-q"],
+        )
+    };
+    let o = read_back(
+        "keyed2",
         "{\"k\":{\"customer_id\":\"c-7\",\"order_id\":\"o-7\"},\"amount\":1.50,\"event_ts\":1}\n\
          {\"amount\":2.25,\"event_ts\":2}\n",
-    )
-    .unwrap();
-    load(&broker, d, &lines, "keyed2", "/k");
-    let read2 = write(
-        d,
-        "read2.sql",
-        &std::fs::read_to_string(&read)
-            .unwrap()
-            .replace("'topic' = 'keyed'", "'topic' = 'keyed2'"),
     );
-    let o = sql(&read2, &broker, &["-q"]);
     assert_ok(&o);
     assert_eq!(
         stdout(&o),
         "{\"order_id\":\"o-7\",\"customer_id\":\"c-7\",\"amount\":1.50}\n\
          {\"order_id\":null,\"customer_id\":null,\"amount\":2.25}\n"
     );
-    broker.create_topic("keyed3", 1);
-    let plain = d.join("keyed3.jsonl");
-    std::fs::write(
-        &plain,
+    let o = read_back(
+        "keyed3",
         "{\"k\":\"plain text\",\"amount\":1.00,\"event_ts\":1}\n",
-    )
-    .unwrap();
-    load(&broker, d, &plain, "keyed3", "/k");
-    let read3 = write(
-        d,
-        "read3.sql",
-        &std::fs::read_to_string(&read)
-            .unwrap()
-            .replace("'topic' = 'keyed'", "'topic' = 'keyed3'"),
     );
-    let o = sql(&read3, &broker, &["-q"]);
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(

@@ -204,9 +204,8 @@ pub struct SourceOutput {
     /// Watermark generators' progress from a snapshot, by split name.
     restored: Positions,
     pace: Option<Pace>,
-    /// Watermarks wait with the batch (`Emit::PerEventDeferred`).
-    defer: bool,
-    /// The watermark waiting to follow the current batch.
+    /// The watermark waiting to follow the current batch
+    /// (`Emit::PerEventDeferred`).
     deferred: Option<i64>,
 }
 
@@ -230,9 +229,6 @@ impl SourceOutput {
         buffer_timeout: Duration,
     ) -> SourceOutput {
         let now_ms = clock.now_ms();
-        let defer = event_time
-            .as_ref()
-            .is_some_and(|et| et.strategy.emit == crate::time::watermark::Emit::PerEventDeferred);
         let (event_time, watermarks) = match event_time {
             Some(et) => (
                 Some(et.timestamp),
@@ -257,7 +253,6 @@ impl SourceOutput {
             names: Vec::new(),
             restored: Positions::new(),
             pace: None,
-            defer,
             deferred: None,
         }
     }
@@ -499,7 +494,7 @@ impl SourceOutput {
             && let Some(wm) = w.on_record(split.local, ts, self.now_ms)
         {
             match wm {
-                Watermark::Time(t) if self.defer => self.deferred = Some(t),
+                Watermark::Time(t) if w.defers() => self.deferred = Some(t),
                 _ => {
                     self.cut();
                     self.messages.push(Message::Watermark(wm));

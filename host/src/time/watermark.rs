@@ -117,6 +117,12 @@ pub struct SourceWatermarks {
 }
 
 impl SourceWatermarks {
+    /// Its watermarks may wait with the source's batch
+    /// (`Emit::PerEventDeferred`).
+    pub fn defers(&self) -> bool {
+        self.strategy.emit == Emit::PerEventDeferred
+    }
+
     pub fn new(strategy: WatermarkStrategy, now_ms: i64) -> SourceWatermarks {
         SourceWatermarks {
             strategy,
