@@ -170,7 +170,14 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
 ) -> Result<(), JsonError> {
     assert_eq!(names.len(), found.len());
     found.iter_mut().for_each(|f| *f = None);
-    let mut s = Scanner::over(doc);
+    let mut s = Scanner {
+        doc,
+        pos: 0,
+        pointers: &[],
+        found: &mut [],
+        missing: 0,
+        stop_when_found: false,
+    };
     s.skip_ws();
     if s.peek() != Some(b'{') {
         return validate(doc);
@@ -190,10 +197,18 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
                 return Err(s.error("expected a string key"));
             }
             let (key, escaped) = s.string().map_err(halt)?;
-            let is = |n: &N| key_matches(key, escaped, n.as_ref());
+            let decoded;
+            let key = if escaped {
+                let mut out = Vec::with_capacity(key.len());
+                unescape_into(key, &mut out);
+                decoded = out;
+                &decoded[..]
+            } else {
+                key
+            };
             let slot = match names.get(guess) {
-                Some(n) if is(n) => Some(guess),
-                _ => names.iter().position(is),
+                Some(n) if same(n.as_ref(), key) => Some(guess),
+                _ => names.iter().position(|n| same(n.as_ref(), key)),
             };
             s.colon().map_err(halt)?;
             let start = s.pos;
@@ -222,29 +237,93 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
 fn skim<'a>(doc: &'a [u8], pointers: &[&Pointer], found: &mut [Option<&'a [u8]>]) -> Option<()> {
     found.iter_mut().for_each(|f| *f = None);
     let mut missing = pointers.len();
-    let mut s = Scanner::over(doc);
-    s.skip_ws();
-    if s.peek() != Some(b'{') {
+    let mut pos = 0;
+    let ws = |pos: &mut usize| {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = doc.get(*pos) {
+            *pos += 1;
+        }
+    };
+    // Past the string whose opening quote is at `pos`: its contents and
+    // whether they have escapes.
+    let string = |pos: &mut usize| -> Option<(&'a [u8], bool)> {
+        *pos += 1;
+        let start = *pos;
+        let mut escaped = false;
+        loop {
+            *pos = next_flagged(doc, *pos, |w| has_byte(w, b'"') | has_byte(w, b'\\'));
+            match doc.get(*pos)? {
+                b'"' => {
+                    *pos += 1;
+                    return Some((&doc[start..*pos - 1], escaped));
+                }
+                b'\\' => {
+                    escaped = true;
+                    *pos += 2;
+                }
+                _ => *pos += 1,
+            }
+        }
+    };
+    ws(&mut pos);
+    if doc.get(pos) != Some(&b'{') {
         return None;
     }
-    s.pos += 1;
-    s.skip_ws();
-    if s.peek() == Some(b'}') || missing == 0 {
+    pos += 1;
+    ws(&mut pos);
+    if doc.get(pos) == Some(&b'}') || missing == 0 {
         return Some(());
     }
     loop {
-        if s.peek() != Some(b'"') {
+        if doc.get(pos) != Some(&b'"') {
             return None;
         }
-        let (key, escaped) = s.step_over_string()?;
-        s.colon().ok()?;
-        let start = s.pos;
-        s.step_over_value()?;
+        let (key, escaped) = string(&mut pos)?;
+        ws(&mut pos);
+        if doc.get(pos) != Some(&b':') {
+            return None;
+        }
+        pos += 1;
+        ws(&mut pos);
+        let start = pos;
+        match doc.get(pos)? {
+            b'"' => {
+                string(&mut pos)?;
+            }
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match doc.get(pos)? {
+                        b'"' => {
+                            string(&mut pos)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => depth -= 1,
+                        _ => {}
+                    }
+                    pos += 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+            }
+            _ => {
+                while !matches!(
+                    doc.get(pos),
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
+                ) {
+                    pos += 1;
+                }
+                if pos == start {
+                    return None;
+                }
+            }
+        }
         for (p, f) in pointers.iter().zip(found.iter_mut()) {
             if f.is_none() && key_matches(key, escaped, &p.segments[0]) {
                 // What is handed out is checked: a record a module wrote
                 // may not be JSON, and its key must not pass on as if.
-                let value = &doc[start..s.pos];
+                let value = &doc[start..pos];
                 if !is_value(value) {
                     return None;
                 }
@@ -252,8 +331,17 @@ fn skim<'a>(doc: &'a [u8], pointers: &[&Pointer], found: &mut [Option<&'a [u8]>]
                 missing -= 1;
             }
         }
-        if missing == 0 || !s.member_end().ok()? {
+        if missing == 0 {
             return Some(());
+        }
+        ws(&mut pos);
+        match doc.get(pos)? {
+            b',' => {
+                pos += 1;
+                ws(&mut pos);
+            }
+            b'}' => return Some(()),
+            _ => return None,
         }
     }
 }
@@ -278,6 +366,12 @@ fn is_value(v: &[u8]) -> bool {
         }
         _ => validate(v).is_ok(),
     }
+}
+
+/// Byte equality of short slices without a call to `memcmp`.
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 fn scan<'a>(
@@ -331,18 +425,6 @@ struct Scanner<'a, 'p, 'f> {
 }
 
 impl<'a> Scanner<'a, '_, '_> {
-    /// A scanner over `doc` that looks for nothing.
-    fn over(doc: &'a [u8]) -> Self {
-        Scanner {
-            doc,
-            pos: 0,
-            pointers: &[],
-            found: &mut [],
-            missing: 0,
-            stop_when_found: false,
-        }
-    }
-
     fn error(&self, message: &'static str) -> JsonError {
         JsonError {
             offset: self.pos,
@@ -441,72 +523,6 @@ impl<'a> Scanner<'a, '_, '_> {
                 return Ok(());
             }
         }
-    }
-
-    /// Past the string whose opening quote is at `pos`, unchecked: its
-    /// contents and whether they have escapes; `None` if it does not end.
-    fn step_over_string(&mut self) -> Option<(&'a [u8], bool)> {
-        self.pos += 1;
-        let start = self.pos;
-        let mut escaped = false;
-        loop {
-            self.pos = next_flagged(self.doc, self.pos, |w| {
-                has_byte(w, b'"') | has_byte(w, b'\\')
-            });
-            match self.peek()? {
-                b'"' => {
-                    self.pos += 1;
-                    return Some((&self.doc[start..self.pos - 1], escaped));
-                }
-                b'\\' => {
-                    escaped = true;
-                    self.pos += 2;
-                }
-                _ => self.pos += 1,
-            }
-        }
-    }
-
-    /// Past the value at `pos`, unchecked: strings by their quotes and
-    /// escapes, objects and arrays by their brackets, anything else up to
-    /// what ends a value; `None` where none of that fits.
-    fn step_over_value(&mut self) -> Option<()> {
-        match self.peek()? {
-            b'"' => {
-                self.step_over_string()?;
-            }
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                loop {
-                    match self.peek()? {
-                        b'"' => {
-                            self.step_over_string()?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => depth -= 1,
-                        _ => {}
-                    }
-                    self.pos += 1;
-                    if depth == 0 {
-                        break;
-                    }
-                }
-            }
-            _ => {
-                let start = self.pos;
-                while !matches!(
-                    self.peek(),
-                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')
-                ) {
-                    self.pos += 1;
-                }
-                if self.pos == start {
-                    return None;
-                }
-            }
-        }
-        Some(())
     }
 
     /// Past the `:` after an object's key, and the whitespace around it.
@@ -713,8 +729,7 @@ fn has_control(w: u64) -> u64 {
 
 fn key_matches(raw: &[u8], escaped: bool, segment: &[u8]) -> bool {
     if !escaped {
-        // Byte by byte: keys are short, a call to `memcmp` costs more.
-        return raw.len() == segment.len() && raw.iter().zip(segment).all(|(x, y)| x == y);
+        return same(raw, segment);
     }
     let mut decoded = Vec::with_capacity(raw.len());
     unescape_into(raw, &mut decoded);

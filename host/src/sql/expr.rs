@@ -1761,15 +1761,6 @@ pub fn write_json(out: &mut Vec<u8>, v: &Value) {
     }
 }
 
-/// The text of a JSON string without escapes: what is between its quotes,
-/// as it is (`None` for anything else).
-pub fn plain_text(raw: &[u8]) -> Option<&str> {
-    match raw {
-        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => std::str::from_utf8(inner).ok(),
-        _ => None,
-    }
-}
-
 /// The DECIMAL(p, s) of `u` at scale `sc`: NULL when it does not fit, as
 /// Flink's JSON format reads it.
 fn decimal_value(u: i128, sc: u8, p: u8, s: u8) -> Value {
@@ -1817,10 +1808,11 @@ pub fn from_json(raw: Option<&[u8]>, ty: Ty) -> Result<Value, String> {
     let text = std::str::from_utf8(raw).map_err(|e| e.to_string())?;
     // A string's text, or a number's as it is; borrowed unless escaped.
     let string = || -> Result<std::borrow::Cow<'_, str>, String> {
-        if let Some(plain) = plain_text(raw) {
-            return Ok(plain.into());
-        }
         match raw {
+            // No escapes: the text between the quotes, as it is.
+            [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => {
+                Ok(text[1..text.len() - 1].into())
+            }
             [b'"', ..] => serde_json::from_str::<String>(text)
                 .map(Into::into)
                 .map_err(|e| e.to_string()),

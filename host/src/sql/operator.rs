@@ -207,14 +207,9 @@ impl OperatorKind for SqlKind {
             return Err(fail(format!("`timestamp` is {}, not a timestamp", t.ty)));
         }
         let filter_calls = udfs.calls.borrow().len();
-        // Each output column: its name as written before its value
-        // (`"name":`, after a comma but for the first), its expression.
         let mut select = Vec::new();
-        for (i, (name, e)) in spec.select.iter().enumerate() {
-            let mut key = if i > 0 { b",".to_vec() } else { Vec::new() };
-            crate::json::write_str(&mut key, name.as_bytes());
-            key.push(b':');
-            select.push((key, bind(e)?));
+        for (name, e) in &spec.select {
+            select.push((name.clone(), bind(e)?));
         }
         let calls = udfs.calls.take();
         // Only the columns the query reads are parsed. After the columns:
@@ -257,6 +252,16 @@ impl OperatorKind for SqlKind {
             member_names,
             reads,
             filter,
+            select_keys: select
+                .iter()
+                .enumerate()
+                .map(|(i, (name, _))| {
+                    let mut key = if i > 0 { b",".to_vec() } else { Vec::new() };
+                    crate::json::write_str(&mut key, name.as_bytes());
+                    key.push(b':');
+                    key
+                })
+                .collect(),
             select,
             reads_watermark,
             raw,
@@ -302,9 +307,10 @@ struct Program {
     member_names: Vec<Box<[u8]>>,
     reads: Vec<Read>,
     filter: Option<Bound>,
-    /// Each output column's name as written before its value (`"name":`,
-    /// after a comma but for the first), and its expression.
-    select: Vec<(Vec<u8>, Bound)>,
+    select: Vec<(String, Bound)>,
+    /// Each output column's name as written before its value: `"name":`,
+    /// after a comma but for the first.
+    select_keys: Vec<Vec<u8>>,
     /// Some expression calls `CURRENT_WATERMARK`.
     reads_watermark: bool,
     /// The value is the one physical column's text.
@@ -433,8 +439,9 @@ impl SqlOperator {
                 let (name, ty) = &p.physical[*i];
                 // Text without escapes, into a spare buffer; the rest as
                 // `from_json` reads it.
-                if ty.ty.is_string()
-                    && let Some(text) = raw.and_then(expr::plain_text)
+                if let (true, Some([b'"', inner @ .., b'"'])) = (ty.ty.is_string(), raw)
+                    && !inner.contains(&b'\\')
+                    && let Ok(text) = std::str::from_utf8(inner)
                 {
                     let mut s = self.spare.pop().unwrap_or_default();
                     s.clear();
@@ -651,7 +658,7 @@ fn passes(p: &Program, row: &[Value]) -> Result<bool, String> {
 fn write_row(p: &Program, row: &[Value], out: &mut Vec<u8>) -> Result<(), String> {
     out.clear();
     out.push(b'{');
-    for (key, b) in &p.select {
+    for ((_, b), key) in p.select.iter().zip(&p.select_keys) {
         out.extend_from_slice(key);
         let v = expr::eval_ref(b, row)?;
         expr::write_json(out, &v);
