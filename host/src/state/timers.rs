@@ -21,7 +21,7 @@
 use super::keys::KeyTable;
 use super::{StateError, Store};
 use hashbrown::HashMap;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Domain {
@@ -94,6 +94,76 @@ impl<N: Ord + Copy> TimerSet<N> {
     /// About how many bytes of memory the timers take.
     pub fn bytes(&self) -> u64 {
         self.set.len() as u64 * (TIMER_BYTES + std::mem::size_of::<N>() as u64)
+    }
+}
+
+/// Timers that fall on few distinct times, as aligned windows' do (every
+/// key's window of one slide ends at the same time): one list of
+/// `(key, namespace)` per time instead of one B-tree entry per timer, so
+/// that adding one is a push. They come out as a [`TimerSet`]'s do — in
+/// `(time, key, namespace)` order, each once: a time's list is sorted and
+/// its repeats dropped when it comes due. Timers are not removed one by one.
+pub struct TimeBuckets<N: Ord + Copy = ()> {
+    buckets: BTreeMap<i64, Vec<(u32, N)>>,
+    /// The due time being popped: its timers not yet popped, last first.
+    ready: Vec<(i64, u32, N)>,
+}
+
+impl<N: Ord + Copy> Default for TimeBuckets<N> {
+    fn default() -> Self {
+        TimeBuckets {
+            buckets: BTreeMap::new(),
+            ready: Vec::new(),
+        }
+    }
+}
+
+impl<N: Ord + Copy> TimeBuckets<N> {
+    /// Adds a timer (nothing if it is there).
+    #[inline]
+    pub fn insert(&mut self, time: i64, key: u32, ns: N) {
+        if let Some(&(t, _, _)) = self.ready.first()
+            && t == time
+        {
+            // Its time is being popped: into its place among the rest.
+            let rest = &self.ready;
+            if let Err(i) = rest.binary_search_by(|&(_, k, n)| (key, ns).cmp(&(k, n))) {
+                self.ready.insert(i, (time, key, ns));
+            }
+            return;
+        }
+        self.buckets.entry(time).or_default().push((key, ns));
+    }
+
+    /// Removes and returns the earliest timer if its time is `<= until`.
+    #[inline]
+    pub fn pop_due(&mut self, until: i64) -> Option<(i64, u32, N)> {
+        if self.ready.is_empty() {
+            let mut first = self.buckets.first_entry()?;
+            if *first.key() > until {
+                return None;
+            }
+            let time = *first.key();
+            let mut timers = std::mem::take(first.get_mut());
+            first.remove();
+            timers.sort_unstable();
+            timers.dedup();
+            self.ready
+                .extend(timers.into_iter().rev().map(|(k, n)| (time, k, n)));
+        }
+        match self.ready.last() {
+            Some(t) if t.0 <= until => self.ready.pop(),
+            _ => None,
+        }
+    }
+
+    /// Timers added and not popped (a repeat counts until its time is due).
+    pub fn len(&self) -> usize {
+        self.ready.len() + self.buckets.values().map(Vec::len).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ready.is_empty() && self.buckets.is_empty()
     }
 }
 
@@ -530,6 +600,38 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet as Model;
+
+    proptest! {
+        /// Buckets pop what a timer set pops, in its order: inserts at few
+        /// times, repeats, and inserts at the time being popped.
+        #[test]
+        fn buckets_pop_as_a_timer_set(
+            ops in proptest::collection::vec((0i64..6, 0u32..5, 0i64..3, 0u8..4), 0..300),
+        ) {
+            let (mut buckets, mut set) = (TimeBuckets::default(), TimerSet::default());
+            let mut until = 0;
+            for (time, key, ns, pop) in ops {
+                // Never below what is being popped, as windows insert.
+                let time = until + time;
+                buckets.insert(time, key, ns);
+                set.insert(time, key, ns);
+                if pop == 0 {
+                    until += 1;
+                    for _ in 0..3 {
+                        prop_assert_eq!(buckets.pop_due(until), set.pop_due(until));
+                    }
+                }
+            }
+            loop {
+                let (a, b) = (buckets.pop_due(i64::MAX), set.pop_due(i64::MAX));
+                prop_assert_eq!(a, b);
+                if a.is_none() {
+                    break;
+                }
+            }
+            prop_assert!(buckets.is_empty());
+        }
+    }
 
     #[test]
     fn one_timer_per_key_and_time_in_time_order() {

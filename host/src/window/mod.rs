@@ -33,7 +33,7 @@ use crate::runtime::{
     Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Origin, Output, RecordRef, Subtask,
 };
 use crate::state::keys::KeyTable;
-use crate::state::timers::TimerSet;
+use crate::state::timers::{TimeBuckets, TimerSet};
 use crate::state::{Backend, Store};
 use aggregate::{Aggregator, ByteList, WindowRef};
 use assigner::{Aligned, Window};
@@ -225,9 +225,9 @@ pub struct WindowOperator {
     slots: Slots,
     /// Aligned: (last timestamp, key, start) of windows with data that have
     /// not fired.
-    fire: TimerSet<i64>,
+    fire: TimeBuckets<i64>,
     /// Aligned: (time, key) when some of the key's panes may expire.
-    cleanup: TimerSet,
+    cleanup: TimeBuckets,
     /// Sessions: (last timestamp, key) of sessions not yet fired.
     session_fire: TimerSet,
     /// Sessions: (expiry, key) of sessions fired but kept for lateness.
@@ -257,8 +257,8 @@ impl WindowOperator {
             empty: Vec::new(),
             keys: KeyTable::default(),
             slots: Slots::new(None),
-            fire: TimerSet::default(),
-            cleanup: TimerSet::default(),
+            fire: TimeBuckets::default(),
+            cleanup: TimeBuckets::default(),
             session_fire: TimerSet::default(),
             session_cleanup: TimerSet::default(),
             watermark: i64::MIN,
