@@ -130,6 +130,25 @@ pub trait Aggregator: Send {
         accs: &ByteList,
         windows: &[WindowRef<'_>],
     ) -> Result<ByteList, RuntimeError>;
+
+    /// The function's in-place form, when it has one (see [`InPlace`]).
+    fn in_place(&mut self) -> Option<&mut dyn InPlace> {
+        None
+    }
+}
+
+/// A function computed by the host whose accumulators all have the size of
+/// [`Aggregator::empty`]: the window updates them where they lie, adding
+/// each record as it comes and folding a window's panes straight from their
+/// slots, instead of gathering copies into batches as a Wasm call needs.
+/// Its results are the host's own JSON.
+pub trait InPlace: Send {
+    /// Adds one record to `acc`; the reason it cannot be added (the record
+    /// then goes to the dead-letter output, `acc` unchanged).
+    fn add_one(&mut self, acc: &mut [u8], record: &[u8]) -> Result<(), String>;
+
+    /// Folds accumulator `other` into `acc`.
+    fn fold(&self, acc: &mut [u8], other: &[u8]);
 }
 
 /// A window that fires: its key and bounds.

@@ -27,7 +27,7 @@ use super::types::{SqlType, Ty, Value, fits};
 use super::udf::{self, Udf, Udfs};
 use crate::error::RuntimeError;
 use crate::json::{self, Pointer};
-use crate::runtime::aggregate::{Aggregator, AggregatorFactory, ByteList, WindowRef};
+use crate::runtime::aggregate::{Aggregator, AggregatorFactory, ByteList, InPlace, WindowRef};
 use crate::runtime::batch::Span;
 use crate::runtime::function::{Column, FunctionModules, Functions};
 use crate::runtime::{Batch, NodeInfo, Output};
@@ -714,17 +714,23 @@ impl SqlAggregator {
     }
 
     /// Folds accumulator `other` into `acc`.
-    fn fold_into(&self, acc: &mut Wide, other: &[u8], other_extras: &[Extra]) {
+    fn fold_into(
+        &self,
+        fixed: &mut [u8],
+        extras: &mut [Extra],
+        other: &[u8],
+        other_extras: &[Extra],
+    ) {
         let mut x = 0;
         for ((c, slot), o) in self
             .calls
             .iter()
-            .zip(acc.fixed.chunks_exact_mut(SLOT))
+            .zip(fixed.chunks_exact_mut(SLOT))
             .zip(other.chunks_exact(SLOT))
         {
             let mut a = Acc::read(slot);
             if c.variable() {
-                c.fold_wide(&mut a, &mut acc.extras[x], Acc::read(o), &other_extras[x]);
+                c.fold_wide(&mut a, &mut extras[x], Acc::read(o), &other_extras[x]);
                 x += 1;
             } else {
                 c.fold(&mut a, Acc::read(o));
@@ -876,6 +882,18 @@ impl SqlAggregator {
     }
 }
 
+impl InPlace for SqlAggregator {
+    fn add_one(&mut self, acc: &mut [u8], record: &[u8]) -> Result<(), String> {
+        self.read_args(record)?;
+        self.add_values(acc, &mut []);
+        Ok(())
+    }
+
+    fn fold(&self, acc: &mut [u8], other: &[u8]) {
+        self.fold_into(acc, &mut [], other, &[]);
+    }
+}
+
 #[async_trait]
 impl Aggregator for SqlAggregator {
     /// The empty accumulator, with each Wasm call's empty accumulator from
@@ -897,6 +915,12 @@ impl Aggregator for SqlAggregator {
 
     fn empty(&self) -> &[u8] {
         &self.empty
+    }
+
+    /// Without variable parts (strings, distinct sets, Wasm accumulators)
+    /// every accumulator is the fixed part.
+    fn in_place(&mut self) -> Option<&mut dyn InPlace> {
+        if self.wide { None } else { Some(self) }
     }
 
     async fn add(
@@ -942,8 +966,8 @@ impl Aggregator for SqlAggregator {
             let mut acc = Wide::decode(&self.calls, &self.empty).expect("the empty accumulator");
             for i in g.range() {
                 match decoded.get(i) {
-                    Some(o) => self.fold_into(&mut acc, &o.fixed, &o.extras),
-                    None => self.fold_into(&mut acc, accs.get(i), &[]),
+                    Some(o) => self.fold_into(&mut acc.fixed, &mut acc.extras, &o.fixed, &o.extras),
+                    None => self.fold_into(&mut acc.fixed, &mut acc.extras, accs.get(i), &[]),
                 }
             }
             merged.push(acc);

@@ -5,7 +5,7 @@
 
 use crate::error::RuntimeError;
 use crate::json::{self, Number, Pointer};
-pub use crate::runtime::aggregate::{Aggregator, AggregatorFactory, ByteList, WindowRef};
+pub use crate::runtime::aggregate::{Aggregator, AggregatorFactory, ByteList, InPlace, WindowRef};
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, Output};
 use async_trait::async_trait;
@@ -198,7 +198,8 @@ impl NativeAggregator {
         Ok(())
     }
 
-    fn add_one(&self, acc: &mut [u8]) {
+    /// Adds the fields `read_fields` found to `acc`.
+    fn add_found(&self, acc: &mut [u8]) {
         for (a, &(field, off)) in self.aggs.iter().zip(&self.layout) {
             let v = field.and_then(|f| self.found[f]);
             let slot = &mut acc[off..off + slot_size(a.func)];
@@ -291,10 +292,28 @@ fn slot_size(f: NativeFn) -> usize {
     }
 }
 
+impl InPlace for NativeAggregator {
+    fn add_one(&mut self, acc: &mut [u8], record: &[u8]) -> Result<(), String> {
+        if !self.fields.is_empty() {
+            self.read_fields(record)?;
+        }
+        self.add_found(acc);
+        Ok(())
+    }
+
+    fn fold(&self, acc: &mut [u8], other: &[u8]) {
+        self.merge_into(acc, other);
+    }
+}
+
 #[async_trait]
 impl Aggregator for NativeAggregator {
     fn empty(&self) -> &[u8] {
         &self.empty
+    }
+
+    fn in_place(&mut self) -> Option<&mut dyn InPlace> {
+        Some(self)
     }
 
     async fn add(
@@ -312,7 +331,7 @@ impl Aggregator for NativeAggregator {
                 out.dead_letter(record, &reason)?;
                 continue;
             }
-            self.add_one(accs.get_mut(t as usize));
+            self.add_found(accs.get_mut(t as usize));
         }
         Ok(())
     }

@@ -98,6 +98,12 @@ struct Slots {
 /// heap either way, like the timers of process functions.
 enum Accumulators {
     Heap(Vec<Vec<u8>>),
+    /// On the heap, all of one size (an in-place function's), end to end:
+    /// slot `s` is `data[s * size..][..size]`.
+    Fixed {
+        size: usize,
+        data: Vec<u8>,
+    },
     Store {
         store: Box<dyn Store>,
         /// Key group of each slot.
@@ -122,16 +128,28 @@ impl Accumulators {
 
 impl Slots {
     fn new(store: Option<Box<dyn Store>>) -> Slots {
-        Slots {
-            accs: match store {
-                None => Accumulators::Heap(Vec::new()),
-                Some(store) => Accumulators::Store {
-                    store,
-                    kgs: Vec::new(),
-                    key: Vec::new(),
-                    buf: Vec::new(),
-                },
+        Slots::with(match store {
+            None => Accumulators::Heap(Vec::new()),
+            Some(store) => Accumulators::Store {
+                store,
+                kgs: Vec::new(),
+                key: Vec::new(),
+                buf: Vec::new(),
             },
+        })
+    }
+
+    /// Slots on the heap for accumulators of `size` bytes.
+    fn fixed(size: usize) -> Slots {
+        Slots::with(Accumulators::Fixed {
+            size,
+            data: Vec::new(),
+        })
+    }
+
+    fn with(accs: Accumulators) -> Slots {
+        Slots {
+            accs,
             free: Vec::new(),
             pending_gen: Vec::new(),
             pending_idx: Vec::new(),
@@ -146,6 +164,7 @@ impl Slots {
                 self.pending_idx.push(0);
                 match &mut self.accs {
                     Accumulators::Heap(accs) => accs.push(Vec::new()),
+                    Accumulators::Fixed { size, data } => data.resize(data.len() + *size, 0),
                     Accumulators::Store { kgs, .. } => kgs.push(0),
                 }
                 (self.pending_gen.len() - 1) as u32
@@ -167,6 +186,7 @@ impl Slots {
     fn push_to(&mut self, s: u32, list: &mut ByteList) -> Result<(), StateError> {
         match &mut self.accs {
             Accumulators::Heap(accs) => list.push(&accs[s as usize]),
+            Accumulators::Fixed { .. } => list.push(self.fixed_slot(s)),
             Accumulators::Store {
                 store,
                 kgs,
@@ -186,6 +206,23 @@ impl Slots {
         Ok(())
     }
 
+    /// Slot `s` of fixed-size slots.
+    #[inline]
+    fn fixed_slot(&self, s: u32) -> &[u8] {
+        match &self.accs {
+            Accumulators::Fixed { size, data } => &data[s as usize * size..][..*size],
+            _ => unreachable!("fixed-size slots"),
+        }
+    }
+
+    #[inline]
+    fn fixed_slot_mut(&mut self, s: u32) -> &mut [u8] {
+        match &mut self.accs {
+            Accumulators::Fixed { size, data } => &mut data[s as usize * *size..][..*size],
+            _ => unreachable!("fixed-size slots"),
+        }
+    }
+
     #[inline]
     fn set(&mut self, s: u32, bytes: &[u8]) -> Result<(), StateError> {
         match &mut self.accs {
@@ -193,6 +230,17 @@ impl Slots {
                 let acc = &mut accs[s as usize];
                 acc.clear();
                 acc.extend_from_slice(bytes);
+                Ok(())
+            }
+            Accumulators::Fixed { size, .. } => {
+                if bytes.len() != *size {
+                    // A restored accumulator of another aggregate.
+                    return Err(StateError::Corrupt(format!(
+                        "window accumulator {s} has {} bytes, not the {size} of this aggregate's; was the aggregate changed?",
+                        bytes.len()
+                    )));
+                }
+                self.fixed_slot_mut(s).copy_from_slice(bytes);
                 Ok(())
             }
             Accumulators::Store {
@@ -238,6 +286,10 @@ pub struct WindowOperator {
     pending_slots: Vec<u32>,
     generation: u64,
     late: Batch,
+    /// Records are added to accumulators in place as they come (a function
+    /// of the host's with accumulators on the heap, see [`aggregate::InPlace`]) rather
+    /// than queued for a batched `add`.
+    in_place: bool,
 }
 
 impl WindowOperator {
@@ -267,6 +319,7 @@ impl WindowOperator {
             pending_slots: Vec::new(),
             generation: 1,
             late: Batch::default(),
+            in_place: false,
         }
     }
 
@@ -292,6 +345,54 @@ impl WindowOperator {
             self.pending_slots.push(slot);
         }
         self.pending_targets.push(self.slots.pending_idx[s]);
+    }
+
+    /// Adds a record to slot `slot`'s accumulator: at once where the
+    /// function works in place, else queued for the next batch.
+    fn add_to(
+        &mut self,
+        record: RecordRef<'_>,
+        slot: u32,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        if !self.in_place {
+            self.queue(record, slot);
+            return Ok(());
+        }
+        let acc = self.slots.fixed_slot_mut(slot);
+        let f = self.agg.in_place().expect("an in-place function");
+        if let Err(reason) = f.add_one(acc, record.value()) {
+            out.dead_letter(record, &reason)?;
+        }
+        Ok(())
+    }
+
+    /// Merges each window's panes in place: one accumulator per window
+    /// that has panes, and the windows they are for.
+    fn merge_in_place(&mut self, due: &[(Window, u32)]) -> (ByteList, Vec<(Window, u32)>) {
+        let f = self.agg.in_place().expect("an in-place function");
+        let mut accs = ByteList::default();
+        let mut fired = Vec::with_capacity(due.len());
+        for &(w, k) in due {
+            let mut merged = None;
+            for &(p, slot) in &self.keys.get(k).panes {
+                if !(w.start <= p && p < w.end) {
+                    continue;
+                }
+                let pane = self.slots.fixed_slot(slot);
+                match merged {
+                    None => {
+                        accs.push(pane);
+                        merged = Some(accs.len() - 1);
+                    }
+                    Some(i) => f.fold(accs.get_mut(i), pane),
+                }
+            }
+            if merged.is_some() {
+                fired.push((w, k));
+            }
+        }
+        (accs, fired)
     }
 
     fn is_pending(&self, slot: u32) -> bool {
@@ -393,7 +494,7 @@ impl WindowOperator {
                 slot
             }
         };
-        self.queue(record, slot);
+        self.add_to(record, slot, out)?;
         if self.lateness() > 0 {
             // Windows that already fired but are within their lateness fire
             // again, with this record.
@@ -525,7 +626,7 @@ impl WindowOperator {
             }
             (survivor.slot, merged)
         };
-        self.queue(record, slot);
+        self.add_to(record, slot, out)?;
         if self.fired(window) {
             // Within the allowed lateness: fire again with this record.
             self.flush(out).await?;
@@ -543,6 +644,13 @@ impl WindowOperator {
         due: &[(Window, u32)],
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
+        if self.in_place {
+            let (accs, fired) = self.merge_in_place(due);
+            if fired.is_empty() {
+                return Ok(());
+            }
+            return self.emit_rows(&fired, &accs, out).await;
+        }
         let pending = due.iter().any(|&(w, k)| {
             self.keys
                 .get(k)
@@ -634,8 +742,11 @@ impl WindowOperator {
         let s = &self.settings;
         for (i, &(w, k)) in fired.iter().enumerate() {
             let result = results.get(i);
-            json::validate(result)
-                .map_err(|e| Self::contract(out, format!("a result is not JSON: {e}")))?;
+            if !self.in_place {
+                // A module's result; an in-place function's is the host's.
+                json::validate(result)
+                    .map_err(|e| Self::contract(out, format!("a result is not JSON: {e}")))?;
+            }
             let key = self.keys.key(k);
             rows.push_built(Some(key), Some(w.max_timestamp()), Origin::NONE, |v| {
                 v.push(b'{');
@@ -762,6 +873,10 @@ impl Operator for WindowOperator {
         }
         self.agg.open().await?;
         self.empty = self.agg.empty().to_vec();
+        if matches!(self.slots.accs, Accumulators::Heap(_)) && self.agg.in_place().is_some() {
+            self.slots = Slots::fixed(self.empty.len());
+            self.in_place = true;
+        }
         Ok(())
     }
 
@@ -963,7 +1078,46 @@ mod tests {
     /// (key, start, end, count) rows and the number of late records.
     type Rows = Vec<(u8, i64, i64, u64)>;
 
-    fn operator(kind: WindowKind, lateness: i64) -> (WindowOperator, Output) {
+    /// A native function without its in-place form: the window batches
+    /// its records and copies its accumulators, as for a Wasm function.
+    struct Batched(NativeAggregator);
+
+    #[async_trait]
+    impl Aggregator for Batched {
+        fn empty(&self) -> &[u8] {
+            self.0.empty()
+        }
+
+        async fn add(
+            &mut self,
+            accs: &mut ByteList,
+            input: &Batch,
+            targets: &[u32],
+            out: &mut Output,
+        ) -> Result<(), RuntimeError> {
+            self.0.add(accs, input, targets, out).await
+        }
+
+        async fn merge(
+            &mut self,
+            accs: &ByteList,
+            groups: &[Span],
+        ) -> Result<ByteList, RuntimeError> {
+            self.0.merge(accs, groups).await
+        }
+
+        async fn results(
+            &mut self,
+            accs: &ByteList,
+            windows: &[WindowRef<'_>],
+        ) -> Result<ByteList, RuntimeError> {
+            self.0.results(accs, windows).await
+        }
+    }
+
+    /// A window counting records, and summing `/x` as `sum`; in place or
+    /// batched.
+    fn operator(kind: WindowKind, lateness: i64, in_place: bool) -> (WindowOperator, Output) {
         let settings = Arc::new(WindowSettings {
             kind,
             allowed_lateness: lateness,
@@ -971,20 +1125,32 @@ mod tests {
             start_field: "s".into(),
             end_field: "e".into(),
         });
-        let agg = NativeAggregator::new(vec![NativeAgg {
-            func: NativeFn::Count,
-            field: None,
-            name: "n".into(),
-        }]);
+        let agg = NativeAggregator::new(vec![
+            NativeAgg {
+                func: NativeFn::Count,
+                field: None,
+                name: "n".into(),
+            },
+            NativeAgg {
+                func: NativeFn::Sum,
+                field: Some(json::Pointer::parse("/x").unwrap()),
+                name: "sum".into(),
+            },
+        ]);
+        let agg: Box<dyn Aggregator> = if in_place {
+            Box::new(agg)
+        } else {
+            Box::new(Batched(agg))
+        };
         let info = Arc::new(NodeInfo {
             uid: "w".into(),
-            has_dead_letter: false,
+            has_dead_letter: true,
             splits: Arc::new(Splits::default()),
             metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
             changelog: false,
         });
         (
-            WindowOperator::new(settings, Box::new(agg), None, 128),
+            WindowOperator::new(settings, agg, None, 128),
             Output::new(info),
         )
     }
@@ -1191,6 +1357,50 @@ mod tests {
             .block_on(f)
     }
 
+    /// A record the function cannot add goes to the dead-letter output and
+    /// leaves its window as it was, in place or batched.
+    #[test]
+    fn a_record_that_cannot_be_added_is_set_aside_alone() {
+        for in_place in [true, false] {
+            let sliding = Aligned::sliding(20, 10, 0).unwrap();
+            let (mut op, mut out) = operator(WindowKind::Aligned(sliding), 0, in_place);
+            let mut input = Batch::default();
+            for (ts, value) in [(1, r#"{"x":2}"#), (2, r#"{"x":"two"}"#), (12, r#"{"x":3}"#)] {
+                input.push(Some(b"7"), value.as_bytes(), Some(ts), Origin::NONE);
+            }
+            let rows = block_on(async {
+                op.open().await.unwrap();
+                op.process_batch(input, &mut out).await.unwrap();
+                op.on_watermark(i64::MAX, &mut out).await.unwrap();
+                op.close(&mut out).await.unwrap();
+                let mut rows = Vec::new();
+                for (port, b) in out.drain() {
+                    for r in b.iter() {
+                        rows.push((port, String::from_utf8(r.value().to_vec()).unwrap()));
+                    }
+                }
+                rows
+            });
+            assert_eq!(op.in_place, in_place);
+            let dead: Vec<_> = rows.iter().filter(|(p, _)| *p != 0).collect();
+            assert_eq!(dead.len(), 1, "{rows:?}");
+            assert!(dead[0].1.contains("two"), "{dead:?}");
+            let results: Vec<&str> = rows
+                .iter()
+                .filter(|(p, _)| *p == 0)
+                .map(|(_, r)| r.as_str())
+                .collect();
+            assert_eq!(
+                results,
+                [
+                    r#"{"k":7,"s":-10,"e":10,"n":1,"sum":2}"#,
+                    r#"{"k":7,"s":0,"e":20,"n":2,"sum":5}"#,
+                    r#"{"k":7,"s":10,"e":30,"n":1,"sum":3}"#,
+                ]
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1000))]
 
@@ -1198,17 +1408,17 @@ mod tests {
         /// the batch size, with and without allowed lateness.
         #[test]
         fn aligned_windows_equal_the_per_window_model(
-            a in aligned(), evs in events(), delay in 0i64..12, lateness in prop_oneof![Just(0i64), 1i64..30], batch in 1usize..9
+            a in aligned(), evs in events(), delay in 0i64..12, lateness in prop_oneof![Just(0i64), 1i64..30], batch in 1usize..9, in_place: bool
         ) {
-            let (mut op, mut out) = operator(WindowKind::Aligned(a), lateness);
+            let (mut op, mut out) = operator(WindowKind::Aligned(a), lateness, in_place);
             let got = block_on(drive(&mut op, &mut out, &evs, delay, batch));
             prop_assert_eq!(got, model_aligned(a, lateness, &evs, delay));
         }
 
         /// Merging sessions give exactly W4's results.
         #[test]
-        fn session_windows_equal_the_w4_model(gap in 1i64..40, evs in events(), delay in 0i64..12, batch in 1usize..9) {
-            let (mut op, mut out) = operator(WindowKind::Session { gap }, 0);
+        fn session_windows_equal_the_w4_model(gap in 1i64..40, evs in events(), delay in 0i64..12, batch in 1usize..9, in_place: bool) {
+            let (mut op, mut out) = operator(WindowKind::Session { gap }, 0, in_place);
             let got = block_on(drive(&mut op, &mut out, &evs, delay, batch));
             prop_assert_eq!(got, model_sessions(gap, &evs, delay));
         }
