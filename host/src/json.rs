@@ -10,6 +10,7 @@
 //! What this module does not do: decode whole documents (that is the
 //! guest's business) or parse non-JSON formats.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 /// Deepest nesting accepted; deeper documents are rejected rather than
@@ -145,15 +146,56 @@ pub fn find_fast<'a>(doc: &'a [u8], pointer: &Pointer) -> Result<Option<&'a [u8]
 /// found are), so a document invalid before them may give values here
 /// that [`find_many`] would refuse; whoever needs a record checked checks
 /// it whole.
-pub fn find_many_fast<'a>(
+pub fn find_many_fast<'a, P: Borrow<Pointer>>(
     doc: &'a [u8],
-    pointers: &[&Pointer],
+    pointers: &[P],
     found: &mut [Option<&'a [u8]>],
 ) -> Result<(), JsonError> {
-    if pointers.iter().all(|p| p.segments.len() == 1) && skim(doc, pointers, found).is_some() {
+    if pointers.iter().all(|p| p.borrow().segments.len() == 1)
+        && skim(doc, pointers, found).is_some()
+    {
         return Ok(());
     }
-    scan(doc, pointers, found, true)
+    let refs: Vec<&Pointer> = pointers.iter().map(Borrow::borrow).collect();
+    scan(doc, &refs, found, true)
+}
+
+/// `n` copies of a value, on the stack when `n <= N`: the found values of a
+/// lookup made for every record, without an allocation.
+pub struct Slots<T: Copy, const N: usize> {
+    stack: [T; N],
+    heap: Vec<T>,
+    n: usize,
+}
+
+impl<T: Copy, const N: usize> Slots<T, N> {
+    #[inline]
+    pub fn new(value: T, n: usize) -> Self {
+        Slots {
+            stack: [value; N],
+            heap: if n > N { vec![value; n] } else { Vec::new() },
+            n,
+        }
+    }
+
+    #[inline]
+    pub fn slice(&mut self) -> &mut [T] {
+        if self.n <= N {
+            &mut self.stack[..self.n]
+        } else {
+            &mut self.heap
+        }
+    }
+}
+
+/// A member's value, as [`find_members`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Member<'a> {
+    /// Its JSON text.
+    pub raw: &'a [u8],
+    /// A string without escapes: its contents (checked UTF-8, as the whole
+    /// document is).
+    pub text: Option<&'a [u8]>,
 }
 
 /// Validates `doc` and stores in `found[i]` the raw text of the member
@@ -166,7 +208,7 @@ pub fn find_many_fast<'a>(
 pub fn find_members<'a, N: AsRef<[u8]>>(
     doc: &'a [u8],
     names: &[N],
-    found: &mut [Option<&'a [u8]>],
+    found: &mut [Option<Member<'a>>],
 ) -> Result<(), JsonError> {
     assert_eq!(names.len(), found.len());
     found.iter_mut().for_each(|f| *f = None);
@@ -212,10 +254,19 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
             };
             s.colon().map_err(halt)?;
             let start = s.pos;
-            s.value(0, 1).map_err(halt)?;
+            let text = if s.peek() == Some(b'"') {
+                let (inner, escaped) = s.string().map_err(halt)?;
+                (!escaped).then_some(inner)
+            } else {
+                s.value(0, 1).map_err(halt)?;
+                None
+            };
             if let Some(i) = slot {
                 if found[i].is_none() {
-                    found[i] = Some(&doc[start..s.pos]);
+                    found[i] = Some(Member {
+                        raw: &doc[start..s.pos],
+                        text,
+                    });
                 }
                 guess = i + 1;
             }
@@ -234,7 +285,11 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
 /// The members of the object `doc` that one-segment `pointers` name into
 /// `found`, skimmed: `None` when the skim meets something it does not
 /// expect (the caller then reads properly).
-fn skim<'a>(doc: &'a [u8], pointers: &[&Pointer], found: &mut [Option<&'a [u8]>]) -> Option<()> {
+fn skim<'a, P: Borrow<Pointer>>(
+    doc: &'a [u8],
+    pointers: &[P],
+    found: &mut [Option<&'a [u8]>],
+) -> Option<()> {
     found.iter_mut().for_each(|f| *f = None);
     let mut missing = pointers.len();
     let mut pos = 0;
@@ -320,7 +375,7 @@ fn skim<'a>(doc: &'a [u8], pointers: &[&Pointer], found: &mut [Option<&'a [u8]>]
             }
         }
         for (p, f) in pointers.iter().zip(found.iter_mut()) {
-            if f.is_none() && key_matches(key, escaped, &p.segments[0]) {
+            if f.is_none() && key_matches(key, escaped, &p.borrow().segments[0]) {
                 // What is handed out is checked: a record a module wrote
                 // may not be JSON, and its key must not pass on as if.
                 let value = &doc[start..pos];
@@ -984,7 +1039,16 @@ mod tests {
             let actual = find_members(doc, &names, &mut got);
             assert_eq!(actual, expected, "{}", String::from_utf8_lossy(doc));
             if actual.is_ok() {
-                assert_eq!(got, want, "{}", String::from_utf8_lossy(doc));
+                let raw = got.map(|m| m.map(|m| m.raw));
+                assert_eq!(raw, want, "{}", String::from_utf8_lossy(doc));
+                for m in got.iter().flatten() {
+                    // The text of a string without escapes, and only then.
+                    let plain = match m.raw {
+                        [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => Some(inner),
+                        _ => None,
+                    };
+                    assert_eq!(m.text, plain, "{}", String::from_utf8_lossy(doc));
+                }
             }
         }
     }

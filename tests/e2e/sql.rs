@@ -459,23 +459,7 @@ fn what_is_not_supported_is_refused_where_it_is_written() {
 /// column.
 #[test]
 fn a_record_that_does_not_fit_its_table_is_named() {
-    let dir = support::temp_dir();
-    let d = dir.path();
-    std::fs::write(d.join("rows.jsonl"), "{\"a\":1}\n{\"a\":\"x\"}\n").unwrap();
-    let f = d.join("q.sql");
-    std::fs::write(
-        &f,
-        format!(
-            "CREATE TABLE t (a INT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\nSELECT a FROM t;\n",
-            d.join("rows.jsonl").display()
-        ),
-    )
-    .unwrap();
-    let o = support::sluice()
-        .args(["sql", "-q"])
-        .arg(&f)
-        .output()
-        .unwrap();
+    let o = query_rows("a INT", "{\"a\":1}\n{\"a\":\"x\"}\n", "SELECT a FROM t;");
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
@@ -522,34 +506,43 @@ fn a_deeply_nested_expression_is_refused() {
     );
 }
 
+/// Runs `sluice sql -q` on table `t (columns)` over the lines `rows` and
+/// the statement `query`.
+fn query_rows(columns: &str, rows: &str, query: &str) -> std::process::Output {
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let file = d.join("rows.jsonl");
+    std::fs::write(&file, rows).unwrap();
+    let f = d.join("q.sql");
+    std::fs::write(
+        &f,
+        format!(
+            "CREATE TABLE t ({columns}) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n{query}\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    support::sluice()
+        .args(["sql", "-q"])
+        .arg(&f)
+        .output()
+        .unwrap()
+}
+
 /// The source does not check a table's JSON (the `sql` operator reading it
 /// does, whole, in its one scan): a line that is not JSON past the fields a
 /// query reads is still named, in a plain query and in a window's.
 #[test]
 fn a_line_that_is_not_json_is_named_though_its_fields_come_first() {
-    let dir = support::temp_dir();
-    let d = dir.path();
-    let rows = d.join("rows.jsonl");
-    std::fs::write(
-        &rows,
-        "{\"a\":1,\"ts\":1000}\n{\"a\":2,\"ts\":2000,\"b\":}\n{\"a\":3,\"ts\":3000}\n",
-    )
-    .unwrap();
-    let table = format!(
-        "CREATE TABLE t (a INT, ts BIGINT, rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');\n",
-        rows.display()
-    );
     for query in [
         "SELECT a FROM t;",
         "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(rt), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;",
     ] {
-        let f = d.join("q.sql");
-        std::fs::write(&f, format!("{table}{query}\n")).unwrap();
-        let o = support::sluice()
-            .args(["sql", "-q"])
-            .arg(&f)
-            .output()
-            .unwrap();
+        let o = query_rows(
+            "a INT, ts BIGINT, rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt",
+            "{\"a\":1,\"ts\":1000}\n{\"a\":2,\"ts\":2000,\"b\":}\n{\"a\":3,\"ts\":3000}\n",
+            query,
+        );
         assert!(!o.status.success(), "{query}: {}", stdout(&o));
         let err = stderr(&o);
         assert!(
@@ -557,6 +550,35 @@ fn a_line_that_is_not_json_is_named_though_its_fields_come_first() {
             "{query}: {err}"
         );
     }
+}
+
+/// Text columns are read into buffers reused from row to row: escaped and
+/// non-ASCII text, a missing and a null member after rows that had them,
+/// each row with its own values.
+#[test]
+fn text_columns_are_each_rows_own() {
+    let o = query_rows(
+        "a STRING, b STRING",
+        concat!(
+            "{\"a\":\"plain\",\"b\":\"x\"}\n",
+            "{\"a\":\"tab\\there \\\"q\\\" \\u00e9\",\"b\":null}\n",
+            "{\"b\":\"y\"}\n",
+            "{\"a\":\"ünï\",\"b\":\"z\"}\n",
+            "{\"a\":\"plain\",\"b\":\"x\"}\n",
+        ),
+        "SELECT a, b, CHAR_LENGTH(a) AS n FROM t;",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        concat!(
+            "{\"a\":\"plain\",\"b\":\"x\",\"n\":5}\n",
+            "{\"a\":\"tab\\there \\\"q\\\" é\",\"b\":null,\"n\":14}\n",
+            "{\"a\":null,\"b\":\"y\",\"n\":null}\n",
+            "{\"a\":\"ünï\",\"b\":\"z\",\"n\":3}\n",
+            "{\"a\":\"plain\",\"b\":\"x\",\"n\":5}\n",
+        )
+    );
 }
 
 /// `sluice sql --explain q.sql | head -1`: the reader closing the pipe is

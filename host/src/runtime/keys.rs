@@ -9,7 +9,6 @@
 //! [`crate::state::key_groups`]).
 
 use crate::json::{self, Pointer};
-use smallvec::SmallVec;
 
 /// Extracts keys from record values.
 #[derive(Clone, Debug)]
@@ -54,10 +53,9 @@ impl KeySelector {
             };
         }
         // On the stack for up to 8 fields: this runs for every record.
-        let mut found: SmallVec<[Option<&[u8]>; 8]> =
-            smallvec::smallvec![None; self.pointers.len()];
-        let refs: SmallVec<[&Pointer; 8]> = self.pointers.iter().collect();
-        json::find_many_fast(value, &refs, &mut found).map_err(|e| e.to_string())?;
+        let mut found = json::Slots::<_, 8>::new(None, self.pointers.len());
+        let found = found.slice();
+        json::find_many_fast(value, &self.pointers, found).map_err(|e| e.to_string())?;
         out.push(b'[');
         for (i, (raw, p)) in found.iter().zip(&self.pointers).enumerate() {
             let raw = raw.ok_or_else(|| format!("no key field at {p}"))?;

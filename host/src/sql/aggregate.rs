@@ -661,10 +661,9 @@ impl SqlAggregator {
     /// with an argument.
     fn read_args(&mut self, record: &[u8]) -> Result<(), String> {
         // On the stack: this runs for every record.
-        let refs: smallvec::SmallVec<[&Pointer; 8]> = self.args.iter().collect();
-        let mut found: smallvec::SmallVec<[Option<&[u8]>; 8]> =
-            smallvec::smallvec![None; refs.len()];
-        json::find_many_fast(record, &refs, &mut found).map_err(|e| e.to_string())?;
+        let mut found = json::Slots::<_, 8>::new(None, self.args.len());
+        let found = found.slice();
+        json::find_many_fast(record, &self.args, found).map_err(|e| e.to_string())?;
         self.values.clear();
         let mut found = found.iter();
         for c in self.calls.iter().filter(|c| c.field.is_some()) {

@@ -339,7 +339,6 @@ impl OperatorFactory for SqlFactory {
             program: self.0.clone(),
             physical: Vec::new(),
             row: Vec::new(),
-            spare: Vec::new(),
             out: Vec::new(),
             watermark: i64::MIN,
             partitions: Partitions::default(),
@@ -347,10 +346,20 @@ impl OperatorFactory for SqlFactory {
     }
 }
 
-/// Text buffers kept for the next row: at most this many, ...
-const MAX_SPARE: usize = 64;
-/// ... of at most this capacity.
-const MAX_SPARE_CAPACITY: usize = 4096;
+/// A text column's buffer is reused up to this capacity (a rare long
+/// text does not keep its memory).
+const MAX_TEXT_CAPACITY: usize = 4096;
+
+/// Sets `slot` to `text`, in its buffer when it holds one.
+fn set_text(slot: &mut Value, text: &str) {
+    match slot {
+        Value::Str(s) if s.capacity() <= MAX_TEXT_CAPACITY => {
+            s.clear();
+            s.push_str(text);
+        }
+        _ => *slot = Value::Str(text.to_owned()),
+    }
+}
 
 struct SqlOperator {
     program: Arc<Program>,
@@ -358,9 +367,6 @@ struct SqlOperator {
     functions: Vec<Box<dyn Functions>>,
     physical: Vec<Value>,
     row: Vec<Value>,
-    /// The text buffers of the last row, for the next one's text columns:
-    /// a row's text is copied without an allocation per column.
-    spare: Vec<String>,
     out: Vec<u8>,
     /// The watermark `CURRENT_WATERMARK` reads (`i64::MIN`: none yet).
     watermark: i64,
@@ -414,71 +420,68 @@ impl Partitions {
 impl SqlOperator {
     /// The row of one record into `self.row`: its columns, then (when the
     /// query reads it or calls functions) `CURRENT_WATERMARK`'s value.
+    ///
+    /// `row` and `physical` keep their lengths from record to record, and a
+    /// physical column's value is swapped into the row rather than moved:
+    /// the row's old value goes back to `physical`, so a text column is
+    /// copied into the buffer it had two records before, not a new one.
     fn read(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<(), String> {
         let p = &*self.program;
         let value = r.value();
-        for v in self.row.drain(..).chain(self.physical.drain(..)) {
-            if let Value::Str(s) = v
-                && s.capacity() <= MAX_SPARE_CAPACITY
-                && self.spare.len() < MAX_SPARE
-            {
-                self.spare.push(s);
-            }
+        let watermark = p.reads_watermark || p.functions.is_some();
+        let width = p.reads.len() + usize::from(watermark);
+        if self.row.len() != width {
+            // The first row, or a batch calling functions took the last.
+            self.row.clear();
+            self.row.resize(width, Value::Null);
+        }
+        if self.physical.len() != p.physical.len() {
+            self.physical.resize(p.physical.len(), Value::Null);
         }
         if p.raw {
             let text = std::str::from_utf8(value)
                 .map_err(|e| format!("table `{}`: the value is not UTF-8 text: {e}", p.table))?;
-            self.physical.push(Value::Str(text.to_owned()));
+            set_text(&mut self.physical[0], text);
         } else {
-            let mut found: smallvec::SmallVec<[Option<&[u8]>; 16]> =
-                smallvec::smallvec![None; p.members.len()];
-            crate::json::find_members(value, &p.member_names, &mut found)
-                .map_err(|e| e.to_string())?;
-            self.physical.resize(p.physical.len(), Value::Null);
-            for (i, raw) in p.members.iter().zip(&found) {
+            // On the stack for up to 16 columns: this runs for every record.
+            let mut found = crate::json::Slots::<_, 16>::new(None, p.members.len());
+            let found = found.slice();
+            crate::json::find_members(value, &p.member_names, found).map_err(|e| e.to_string())?;
+            for (i, member) in p.members.iter().zip(found.iter()) {
                 let (name, ty) = &p.physical[*i];
-                // Text without escapes, into a spare buffer; the rest as
-                // `from_json` reads it.
-                if let (true, Some([b'"', inner @ .., b'"'])) = (ty.ty.is_string(), raw)
-                    && !inner.contains(&b'\\')
-                    && let Ok(text) = std::str::from_utf8(inner)
+                // Text without escapes, into the column's buffer; the rest
+                // as `from_json` reads it.
+                if let (true, Some(text)) = (ty.ty.is_string(), member.and_then(|m| m.text))
+                    && let Ok(text) = std::str::from_utf8(text)
                 {
-                    let mut s = self.spare.pop().unwrap_or_default();
-                    s.clear();
-                    s.push_str(text);
-                    self.physical[*i] = Value::Str(s);
+                    set_text(&mut self.physical[*i], text);
                     continue;
                 }
-                self.physical[*i] = expr::from_json(*raw, ty.ty)
+                self.physical[*i] = expr::from_json(member.map(|m| m.raw), ty.ty)
                     .map_err(|m| format!("table `{}`, column `{name}` ({ty}): {m}", p.table))?;
             }
         }
-        self.row.clear();
-        for (r, used) in p.reads.iter().zip(&p.computed_used) {
-            match r {
-                Read::Computed(b) if *used => {
-                    let v = expr::eval(b, &self.physical)?;
-                    self.row.push(v);
-                }
-                _ => self.row.push(Value::Null),
+        // Computed columns read the physical ones before those move.
+        for ((read, used), slot) in p.reads.iter().zip(&p.computed_used).zip(&mut self.row) {
+            if let (Read::Computed(b), true) = (read, used) {
+                *slot = expr::eval(b, &self.physical)?;
             }
         }
-        // Physical columns move into the row (computed ones read them
-        // first); metadata comes from around the value.
-        for (read, slot) in p.reads.iter().zip(self.row.iter_mut()) {
+        // Metadata comes from around the value.
+        for (read, slot) in p.reads.iter().zip(&mut self.row) {
             match read {
-                Read::Field(i) => *slot = std::mem::replace(&mut self.physical[*i], Value::Null),
+                Read::Field(i) => std::mem::swap(slot, &mut self.physical[*i]),
                 Read::Meta(m) => *slot = self.partitions.metadata(*m, r, splits)?,
                 Read::KeyField(field, ty) => *slot = key_field(r.key(), field, *ty, &p.table)?,
                 Read::Computed(_) => {}
             }
         }
-        if p.reads_watermark || p.functions.is_some() {
-            self.row.push(if self.watermark == i64::MIN {
+        if watermark {
+            self.row[width - 1] = if self.watermark == i64::MIN {
                 Value::Null
             } else {
                 Value::Ts(self.watermark)
-            });
+            };
         }
         Ok(())
     }

@@ -9,7 +9,6 @@ pub use crate::runtime::aggregate::{Aggregator, AggregatorFactory, ByteList, InP
 use crate::runtime::batch::Span;
 use crate::runtime::{Batch, NodeInfo, Output};
 use async_trait::async_trait;
-use smallvec::SmallVec;
 use std::sync::Arc;
 
 pub use crate::runtime::aggregate::NativeFn;
@@ -180,9 +179,9 @@ impl NativeAggregator {
     /// missing or null (it is skipped, as SQL aggregates skip NULL).
     fn read_fields(&mut self, value: &[u8]) -> Result<(), String> {
         // On the stack for up to 8 fields: this runs for every record.
-        let refs: SmallVec<[&Pointer; 8]> = self.fields.iter().collect();
-        let mut raw: SmallVec<[Option<&[u8]>; 8]> = smallvec::smallvec![None; refs.len()];
-        json::find_many_fast(value, &refs, &mut raw).map_err(|e| e.to_string())?;
+        let mut raw = json::Slots::<_, 8>::new(None, self.fields.len());
+        let raw = raw.slice();
+        json::find_many_fast(value, &self.fields, raw).map_err(|e| e.to_string())?;
         for (i, r) in raw.iter().enumerate() {
             self.found[i] = match r {
                 None | Some(b"null") => None,
