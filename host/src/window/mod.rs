@@ -15,10 +15,13 @@
 //! `late` side output. Sessions merge when a record's `[ts, ts + gap)`
 //! overlaps or touches them.
 //!
-//! Aggregator calls are batched: records are added to a pending batch and
-//! handed to the aggregator when 2048 have gathered, or before a window that
-//! needs them fires. With a Wasm aggregator this turns tens of thousands of
-//! small calls into a few large ones.
+//! Wasm aggregator calls are batched: records are added to a pending batch
+//! and handed to the aggregator when 2048 have gathered, or before a window
+//! that needs them fires, turning tens of thousands of small calls into a
+//! few large ones. A function the host computes (built-in `fn:` aggregates,
+//! SQL aggregates of fixed size) works in place instead: each record is
+//! added to its accumulator as it comes, and a window's panes are folded
+//! straight from their slots (see [`aggregate::InPlace`]).
 
 pub mod aggregate;
 /// Which windows a timestamp belongs to (shared with the window join).
