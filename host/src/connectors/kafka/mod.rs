@@ -288,6 +288,7 @@ impl KafkaSourceFactory {
                 end,
             });
         }
+        close_in_background(consumer);
         Ok(KafkaSourceFactory {
             options: Arc::new(options),
             partitions,
@@ -334,6 +335,11 @@ fn end_offset(
         return Ok(high);
     }
     let probe = options.consumer()?;
+    // The leader known first, or the fetch waits for librdkafka's next
+    // metadata refresh.
+    probe
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(what)?;
     let mut list = TopicPartitionList::new();
     list.add_partition_offset(topic, partition, Offset::Offset(high - 1))
         .map_err(what)?;
@@ -369,7 +375,20 @@ fn end_offset(
             }
         }
     }
+    close_in_background(probe);
     Ok(end)
+}
+
+/// Drops a client that is no longer needed on a thread of its own: closing
+/// a librdkafka client takes ~100 ms (its broker threads wind down), which
+/// would otherwise come before the job's first record.
+fn close_in_background(consumer: BaseConsumer) {
+    let spawned = std::thread::Builder::new()
+        .name("kafka-close".into())
+        .spawn(move || drop(consumer));
+    if let Err(e) = spawned {
+        tracing::debug!("kafka: closing a client in place (no thread: {e})");
+    }
 }
 
 /// The high watermark of the last fetch response for a partition, as
@@ -667,6 +686,26 @@ impl Source for KafkaSource {
         }
         if by_group.count() > 0 {
             self.add_group_offsets(&consumer, by_group, &mut list)?;
+        }
+        // The partitions' leaders, known before the assignment: a partition
+        // assigned while the new client has no metadata gets "no current
+        // leader" and librdkafka retries its start-offset query on a 500 ms
+        // timer — most of the time to a first record (0.75 s → see
+        // bench/kafka.py's first_record_s).
+        let mut topics: Vec<&str> = self
+            .partitions
+            .iter()
+            .map(|r| r.partition.topic.as_str())
+            .collect();
+        topics.sort_unstable();
+        topics.dedup();
+        for topic in topics {
+            consumer
+                .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+                .map_err(kafka_error(format!(
+                    "reading the metadata of topic `{topic}` from {}",
+                    self.options.bootstrap
+                )))?;
         }
         if by_time.count() > 0 {
             let found = consumer
