@@ -34,7 +34,10 @@ once that time is up, records or not, so librdkafka's default (500 ms) would
 put Tansu's wait into every figure. One line per delivery:
     LATENCY W1 delivery=at-least-once rate=… achieved_rate=… seconds=… results=… measured=… p50_ms=… p90_ms=…
       p99_ms=… p999_ms=… max_ms=… lag_max=… lag_mean=… buffer_timeout=… fetch_wait_ms=…
-      [interval=… checkpoints=… ckpt_ms_median=… ckpt_ms_max=…] sluice_exit=… stop_s=…
+      [interval=… checkpoints=… ckpt_ms_median=… ckpt_ms_max=…] markers=… sluice_p99_ms<=… sluice_exit=… stop_s=…
+markers and sluice_p99_ms are sluice's own share: the latency markers' time from the source to
+the sink (its sluice_latency_seconds histogram, one marker a second from the job's start), as the
+histogram bucket bound under which 99 % of them arrived.
 `--delivery broker` leaves sluice out: the consumer reads the input topic
 itself, which measures one hop through the broker (a pipeline makes two).
 Exactly once, a result should be readable within about the interval plus a
@@ -387,6 +390,17 @@ class Metrics:
         except OSError:
             return False
 
+    def marker_p99_ms(self, operator):
+        """(markers, the bucket bound in ms under which 99 % of them arrived) from the
+        sluice_latency_seconds histogram of `operator`: latency markers' time from the
+        source to it, sluice's own share of the latency (the broker's hops not in it)."""
+        text = urllib.request.urlopen(self.url, timeout=2).read().decode()
+        buckets = [(float("inf") if le == "+Inf" else float(le) * 1e3, int(c)) for le, c in re.findall(
+            rf'^sluice_latency_seconds_bucket{{[^}}]*operator="{operator}",le="([^"]+)"}} (\d+)', text, re.M)]
+        count = buckets[-1][1] if buckets else 0
+        bound = next((le for le, c in buckets if c >= 0.99 * count), float("nan")) if count else float("nan")
+        return count, bound
+
     def source_read(self):
         return self.counter("sluice_records_out_total", "orders")
 
@@ -497,6 +511,7 @@ def latency_run(delivery, lines, args):
             consumer.join()
 
             if job:
+                markers, marker_p99 = metrics.marker_p99_ms("results")
                 stopping = time.monotonic()
                 job.send_signal(signal.SIGINT)
                 code = job.wait(30)
@@ -538,7 +553,7 @@ def latency_run(delivery, lines, args):
         if checkpoint_ms:
             line += f" ckpt_ms_median={statistics.median(checkpoint_ms):.0f} ckpt_ms_max={max(checkpoint_ms):.0f}"
     if job:
-        line += f" sluice_exit={code} stop_s={stop_s:.2f}"
+        line += f" markers={markers} sluice_p99_ms<={marker_p99:g} sluice_exit={code} stop_s={stop_s:.2f}"
     print(line, flush=True)
 
 
