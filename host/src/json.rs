@@ -156,8 +156,7 @@ pub fn find_many_fast<'a, P: Borrow<Pointer>>(
     {
         return Ok(());
     }
-    let refs: Vec<&Pointer> = pointers.iter().map(Borrow::borrow).collect();
-    scan(doc, &refs, found, true)
+    scan(doc, pointers, found, true)
 }
 
 /// `n` copies of a value, on the stack when `n <= N`: the found values of a
@@ -212,7 +211,7 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
 ) -> Result<(), JsonError> {
     assert_eq!(names.len(), found.len());
     found.iter_mut().for_each(|f| *f = None);
-    let mut s = Scanner {
+    let mut s = Scanner::<&Pointer> {
         doc,
         pos: 0,
         pointers: &[],
@@ -429,9 +428,9 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-fn scan<'a>(
+fn scan<'a, P: Borrow<Pointer>>(
     doc: &'a [u8],
-    pointers: &[&Pointer],
+    pointers: &[P],
     found: &mut [Option<&'a [u8]>],
     stop_when_found: bool,
 ) -> Result<(), JsonError> {
@@ -470,16 +469,16 @@ enum Halt {
     AllFound,
 }
 
-struct Scanner<'a, 'p, 'f> {
+struct Scanner<'a, 'p, 'f, P = &'p Pointer> {
     doc: &'a [u8],
     pos: usize,
-    pointers: &'p [&'p Pointer],
+    pointers: &'p [P],
     found: &'f mut [Option<&'a [u8]>],
     missing: usize,
     stop_when_found: bool,
 }
 
-impl<'a> Scanner<'a, '_, '_> {
+impl<'a, P: Borrow<Pointer>> Scanner<'a, '_, '_, P> {
     fn error(&self, message: &'static str) -> JsonError {
         JsonError {
             offset: self.pos,
@@ -511,7 +510,7 @@ impl<'a> Scanner<'a, '_, '_> {
         if live != 0 {
             for i in 0..self.pointers.len() {
                 if live & (1 << i) != 0 {
-                    if self.pointers[i].segments.len() == depth {
+                    if self.pointers[i].borrow().segments.len() == depth {
                         // This value is the target of pointer i; record it below.
                     } else {
                         descend |= 1 << i;
@@ -566,7 +565,7 @@ impl<'a> Scanner<'a, '_, '_> {
             if live != 0 {
                 for i in 0..self.pointers.len() {
                     if live & (1 << i) != 0
-                        && key_matches(key, escaped, &self.pointers[i].segments[depth])
+                        && key_matches(key, escaped, &self.pointers[i].borrow().segments[depth])
                     {
                         child |= 1 << i;
                     }
@@ -622,7 +621,7 @@ impl<'a> Scanner<'a, '_, '_> {
             if live != 0 {
                 for i in 0..self.pointers.len() {
                     if live & (1 << i) != 0
-                        && index_matches(index, &self.pointers[i].segments[depth])
+                        && index_matches(index, &self.pointers[i].borrow().segments[depth])
                     {
                         child |= 1 << i;
                     }

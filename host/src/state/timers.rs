@@ -119,7 +119,9 @@ impl<N: Ord + Copy> Default for TimeBuckets<N> {
 }
 
 impl<N: Ord + Copy> TimeBuckets<N> {
-    /// Adds a timer (nothing if it is there).
+    /// Adds a timer (nothing if it is there). While a time is being popped,
+    /// a timer may not be added before it (windows add theirs at window
+    /// ends the watermark has not passed): it would come out after it.
     #[inline]
     pub fn insert(&mut self, time: i64, key: u32, ns: N) {
         if let Some(&(t, _, _)) = self.ready.first()

@@ -324,13 +324,9 @@ impl Aggregator for NativeAggregator {
     ) -> Result<(), RuntimeError> {
         for (i, &t) in targets.iter().enumerate() {
             let record = input.get(i);
-            if !self.fields.is_empty()
-                && let Err(reason) = self.read_fields(record.value())
-            {
+            if let Err(reason) = self.add_one(accs.get_mut(t as usize), record.value()) {
                 out.dead_letter(record, &reason)?;
-                continue;
             }
-            self.add_found(accs.get_mut(t as usize));
         }
         Ok(())
     }
