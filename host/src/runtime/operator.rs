@@ -226,6 +226,8 @@ pub struct Output {
     info: Arc<NodeInfo>,
     items: Vec<(usize, Batch)>,
     dead: Batch,
+    /// Watermarks to pass on, each after the first `n` items.
+    watermarks: Vec<(usize, i64)>,
 }
 
 impl Output {
@@ -234,6 +236,7 @@ impl Output {
             info,
             items: Vec::new(),
             dead: Batch::default(),
+            watermarks: Vec::new(),
         }
     }
 
@@ -255,6 +258,20 @@ impl Output {
             NodeMetrics::add(&self.info.metrics.records_out, batch.len() as u64);
         }
         self.items.push((port, batch));
+    }
+
+    /// Passes event-time watermark `t` on after everything emitted so far
+    /// (and before what is emitted next): for an operator that
+    /// [`buffers`](Operator::buffers) records across watermarks and keeps
+    /// each watermark where it was among them.
+    pub fn emit_watermark(&mut self, t: i64) {
+        self.watermarks.push((self.items.len(), t));
+    }
+
+    /// The watermarks of [`Output::emit_watermark`], each with the number
+    /// of items emitted before it; taken before [`Output::drain`].
+    pub(crate) fn take_watermarks(&mut self) -> Vec<(usize, i64)> {
+        std::mem::take(&mut self.watermarks)
     }
 
     /// Sets a record aside with the reason. Without a dead-letter sink this is

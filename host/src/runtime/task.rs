@@ -698,13 +698,46 @@ fn route_output(
     work: &mut VecDeque<(usize, Message)>,
     routers: &mut [Router],
 ) {
-    for (port, batch) in node.out.drain() {
-        route(&node.targets[port], Message::Batch(batch), work, routers);
+    let watermarks = node.out.take_watermarks();
+    if watermarks.is_empty() {
+        for (port, batch) in node.out.drain() {
+            route(&node.targets[port], Message::Batch(batch), work, routers);
+        }
+    } else {
+        // Watermarks the operator passed on among its output, in place.
+        let items: Vec<(usize, Batch)> = node.out.drain().collect();
+        let mut watermarks = watermarks.into_iter().peekable();
+        for (n, (port, batch)) in items.into_iter().enumerate() {
+            while let Some((_, t)) = watermarks.next_if(|&(before, _)| before <= n) {
+                route_watermark(node, t, work, routers);
+            }
+            route(&node.targets[port], Message::Batch(batch), work, routers);
+        }
+        for (_, t) in watermarks {
+            route_watermark(node, t, work, routers);
+        }
     }
     if let Some(control) = control {
         for targets in &node.targets {
             route(targets, control.clone(), work, routers);
         }
+    }
+}
+
+fn route_watermark(
+    node: &mut ChainNode,
+    t: i64,
+    work: &mut VecDeque<(usize, Message)>,
+    routers: &mut [Router],
+) {
+    node.passed_on(t);
+    for targets in &node.targets {
+        route(
+            targets,
+            Message::Watermark(Watermark::Time(t)),
+            work,
+            routers,
+        );
     }
 }
 

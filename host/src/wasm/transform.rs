@@ -1,7 +1,17 @@
 //! A Wasm module of the `transform-operator` world as a runtime operator:
 //! map, filter and flat-map.
 //!
-//! Each batch is one call. When a call traps, the instance is gone (a trap
+//! Each burst of input is one call: the batches that arrive together (one
+//! source poll, when the transform is chained to its source; one channel
+//! item otherwise) are collected with the watermarks between them, and at
+//! the burst's end go to the module as one batch. Its output is passed on
+//! with each watermark back in its place, after the output of the records
+//! that came before it, so a window downstream sees the same stream as if
+//! every batch had been its own call. (With watermarks per event, a source
+//! cuts a batch at every watermark, often after one record: one call per
+//! record would cost several times the records' own work.)
+//!
+//! When a call traps, the instance is gone (a trap
 //! leaves guest memory in an unknown state); the operator starts a fresh one
 //! and replays the batch one record at a time to find the record that traps.
 //! That record goes to the dead-letter output, or stops the job with an error
@@ -26,6 +36,10 @@ pub struct WasmTransform {
     settings: Arc<InstanceSettings>,
     live: Option<(Sandbox, wit_transform::Guest)>,
     lowering: Lowering,
+    /// This burst's records, and its watermarks, each with the number of
+    /// records before it.
+    pending: Batch,
+    marks: Vec<(usize, i64)>,
 }
 
 impl WasmTransform {
@@ -35,6 +49,8 @@ impl WasmTransform {
             settings,
             live: None,
             lowering: Lowering::default(),
+            pending: Batch::default(),
+            marks: Vec::new(),
         }
     }
 
@@ -81,10 +97,13 @@ impl WasmTransform {
         }
     }
 
+    /// Passes the output of a call on: with `marks`, each watermark after
+    /// the output of the input records before it.
     fn emit(
         &self,
         input: &Batch,
         output: wit_transform::TransformOutput,
+        marks: &[(usize, i64)],
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         let wit_transform::TransformOutput {
@@ -108,22 +127,82 @@ impl WasmTransform {
             }
             out.dead_letter(input.get(e.index as usize), &e.message)?;
         }
-        out.emit(batch);
+        if marks.is_empty() {
+            out.emit(batch);
+            return Ok(());
+        }
+        // Records come out in their inputs' order (a module that reorders
+        // them only moves its own records past a watermark).
+        let mut part = Batch::default();
+        let mut marks = marks.iter().peekable();
+        for (i, &origin) in origins.iter().enumerate() {
+            while let Some(&(_, t)) = marks.next_if(|&&(before, _)| before <= origin as usize) {
+                out.emit(std::mem::take(&mut part));
+                out.emit_watermark(t);
+            }
+            let r = batch.get(i);
+            part.push_record(r, None);
+        }
+        out.emit(part);
+        for &(_, t) in marks {
+            out.emit_watermark(t);
+        }
         Ok(())
     }
 
     /// After a trap: replays the batch record by record on fresh instances.
-    async fn isolate(&mut self, batch: &Batch, out: &mut Output) -> Result<(), RuntimeError> {
+    async fn isolate(
+        &mut self,
+        batch: &Batch,
+        marks: &[(usize, i64)],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
         let mut single = Batch::default();
+        let mut marks = marks.iter().peekable();
         for i in 0..batch.len() {
+            while let Some(&(_, t)) = marks.next_if(|&&(before, _)| before <= i) {
+                out.emit_watermark(t);
+            }
             single.clear();
             single.push_record(batch.get(i), None);
             match self.call(&single).await? {
-                Ok(output) => self.emit(&single, output, out)?,
+                Ok(output) => self.emit(&single, output, &[], out)?,
                 Err(description) => trapped_on(out, &self.settings.uid, batch.get(i), description)?,
             }
         }
+        for &(_, t) in marks {
+            out.emit_watermark(t);
+        }
         Ok(())
+    }
+
+    /// One call for the burst collected so far.
+    async fn run(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        let batch = std::mem::take(&mut self.pending);
+        let marks = std::mem::take(&mut self.marks);
+        if batch.is_empty() {
+            for (_, t) in marks {
+                out.emit_watermark(t);
+            }
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = match self.call(&batch).await? {
+            Ok(output) => self.emit(&batch, output, &marks, out),
+            Err(description) => {
+                tracing::warn!(
+                    operator = %self.settings.uid,
+                    "trapped on a batch of {} records ({description}); replaying them one by one",
+                    batch.len()
+                );
+                self.isolate(&batch, &marks, out).await
+            }
+        };
+        NodeMetrics::add(
+            &out.info().metrics.wasm_nanos,
+            started.elapsed().as_nanos() as u64,
+        );
+        result
     }
 }
 
@@ -133,24 +212,33 @@ impl Operator for WasmTransform {
         Ok(self.start().await?)
     }
 
-    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
-        let started = Instant::now();
-        let result = match self.call(&batch).await? {
-            Ok(output) => self.emit(&batch, output, out),
-            Err(description) => {
-                tracing::warn!(
-                    operator = %self.settings.uid,
-                    "trapped on a batch of {} records ({description}); replaying them one by one",
-                    batch.len()
-                );
-                self.isolate(&batch, out).await
+    async fn process_batch(&mut self, batch: Batch, _out: &mut Output) -> Result<(), RuntimeError> {
+        if self.pending.is_empty() {
+            self.pending = batch;
+        } else {
+            for r in batch.iter() {
+                self.pending.push_record(r, None);
             }
-        };
-        NodeMetrics::add(
-            &out.info().metrics.wasm_nanos,
-            started.elapsed().as_nanos() as u64,
-        );
-        result
+        }
+        Ok(())
+    }
+
+    async fn on_watermark(&mut self, t: i64, _out: &mut Output) -> Result<(), RuntimeError> {
+        self.marks.push((self.pending.len(), t));
+        Ok(())
+    }
+
+    fn buffers(&self) -> bool {
+        true
+    }
+
+    async fn flush(&mut self, out: &mut Output) -> Result<Option<i64>, RuntimeError> {
+        self.run(out).await?;
+        Ok(None)
+    }
+
+    async fn close(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
+        self.run(out).await
     }
 }
 
