@@ -29,8 +29,24 @@ pub fn fields<'a, const N: usize>(
     doc: &'a [u8],
     names: [&str; N],
 ) -> Result<[Option<&'a [u8]>; N], Error> {
+    Ok(find(doc, names)?.map(|f| f.map(|f| &doc[f.start..f.end])))
+}
+
+/// Where a field's value is in the object, and whether it is a string with
+/// escapes.
+#[derive(Clone, Copy)]
+struct Found {
+    start: usize,
+    end: usize,
+    escaped: bool,
+}
+
+fn find<const N: usize>(doc: &[u8], names: [&str; N]) -> Result<[Option<Found>; N], Error> {
     let mut found = [None; N];
     let mut missing = N;
+    // The name looked for first: the one after the last found, since
+    // records tend to list their fields in the order they are asked for.
+    let mut next = 0;
     let mut s = Scan { doc, pos: 0 };
     s.ws();
     if s.next() != Some(b'{') {
@@ -46,23 +62,38 @@ pub fn fields<'a, const N: usize>(
             return Err(s.broken());
         }
         let key_start = s.pos;
-        let escaped = s.skip_string_body()?;
+        let key_escaped = s.skip_string_body()?;
         let key = &doc[key_start..s.pos - 1];
         s.ws();
         if s.next() != Some(b':') {
             return Err(s.broken());
         }
         s.ws();
-        let value_start = s.pos;
-        s.skip_value(0)?;
-        for (i, name) in names.iter().enumerate() {
-            if found[i].is_none() && key_is(key, escaped, name.as_bytes()) {
-                found[i] = Some(&doc[value_start..s.pos]);
-                missing -= 1;
-                if missing == 0 {
-                    return Ok(found);
+        let start = s.pos;
+        let escaped = s.skip_value(0)?;
+        let wanted = |i: usize| found[i].is_none() && key_is(key, key_escaped, names[i].as_bytes());
+        let hit = if next < N && wanted(next) {
+            Some(next)
+        } else {
+            (0..N).find(|&i| wanted(i))
+        };
+        if let Some(i) = hit {
+            let value = Some(Found {
+                start,
+                end: s.pos,
+                escaped,
+            });
+            // The same name asked for twice gets the same value.
+            for j in i..N {
+                if j == i || (found[j].is_none() && names[j] == names[i]) {
+                    found[j] = value;
+                    missing -= 1;
                 }
             }
+            if missing == 0 {
+                return Ok(found);
+            }
+            next = i + 1;
         }
         s.ws();
         match s.next() {
@@ -77,7 +108,9 @@ pub fn fields<'a, const N: usize>(
 #[derive(Clone, Copy, Debug)]
 pub struct Field<'a, 'n> {
     name: &'n str,
-    raw: Option<&'a [u8]>,
+    /// The value's text (the record was checked to be UTF-8), and whether
+    /// it is a string with escapes.
+    raw: Option<(&'a str, bool)>,
 }
 
 impl<'a> Field<'a, '_> {
@@ -92,7 +125,7 @@ impl<'a> Field<'a, '_> {
     pub fn get_opt<T: Deserialize<'a>>(&self) -> Result<Option<T>, Error> {
         match self.raw {
             None => Ok(None),
-            Some(raw) => serde_json::from_slice(raw)
+            Some((raw, _)) => serde_json::from_str(raw)
                 .map(Some)
                 .map_err(|e| Error::new(format!("field {:?}: {e}", self.name))),
         }
@@ -100,7 +133,138 @@ impl<'a> Field<'a, '_> {
 
     /// The field's raw JSON text.
     pub fn raw(&self) -> Option<&'a [u8]> {
+        self.raw.map(|(raw, _)| raw.as_bytes())
+    }
+
+    /// The field's number as `f64` (what [`get::<f64>`](Field::get) gives,
+    /// read without serde: see [`number`]); an error naming the field when it
+    /// is missing or not a number.
+    pub fn f64(&self) -> Result<f64, Error> {
+        number(self.present()?.0.as_bytes())
+            .ok_or_else(|| Error::new(format!("field {:?} is not a number", self.name)))
+    }
+
+    /// The field's string, borrowed from the record unless it has escapes
+    /// (what [`get::<Cow<str>>`](Field::get) gives, read without serde); an
+    /// error naming the field when it is missing or not a string.
+    pub fn str(&self) -> Result<Cow<'a, str>, Error> {
+        let not_a_string = || Error::new(format!("field {:?} is not a string", self.name));
+        match self.present()? {
+            // The scan found the closing quote and no backslash: the text
+            // between the quotes is the string.
+            (raw, false) => match raw.strip_prefix('"') {
+                Some(quoted) => Ok(Cow::Borrowed(&quoted[..quoted.len() - 1])),
+                None => Err(not_a_string()),
+            },
+            (raw, true) => serde_json::from_str::<Cow<'_, str>>(raw).map_err(|_| not_a_string()),
+        }
+    }
+
+    fn present(&self) -> Result<(&'a str, bool), Error> {
         self.raw
+            .ok_or_else(|| Error::new(format!("field {:?} is missing", self.name)))
+    }
+}
+
+/// The JSON number `raw` as the nearest `f64`, or `None` when `raw` is not
+/// exactly one JSON number or is beyond `f64`'s range (as `serde_json`
+/// refuses `1e400`). Plain decimals (up to 15 significant digits with
+/// a small exponent, such as amounts with cents) are read directly and
+/// exactly; others go through the standard library's parser. Both round
+/// correctly, so the result is the one `serde_json` gives for every number
+/// it reads exactly (and no worse for the rest).
+pub fn number(raw: &[u8]) -> Option<f64> {
+    let negative = raw.first() == Some(&b'-');
+    let mut i = usize::from(negative);
+    let mut mantissa: u64 = 0;
+    let mut digits = 0u32; // significant digits in `mantissa`
+    let mut scale: i32 = 0; // the value is mantissa * 10^scale
+    let int_start = i;
+    while let Some(&d @ b'0'..=b'9') = raw.get(i) {
+        push_digit(&mut mantissa, &mut digits, &mut scale, d, false);
+        i += 1;
+    }
+    let int_len = i - int_start;
+    if int_len == 0 || (int_len > 1 && raw[int_start] == b'0') {
+        return None;
+    }
+    if raw.get(i) == Some(&b'.') {
+        i += 1;
+        let frac_start = i;
+        while let Some(&d @ b'0'..=b'9') = raw.get(i) {
+            push_digit(&mut mantissa, &mut digits, &mut scale, d, true);
+            i += 1;
+        }
+        if i == frac_start {
+            return None;
+        }
+    }
+    let mut exact = digits <= 15;
+    if let Some(b'e' | b'E') = raw.get(i) {
+        i += 1;
+        let exp_negative = raw.get(i) == Some(&b'-');
+        if let Some(b'+' | b'-') = raw.get(i) {
+            i += 1;
+        }
+        let exp_start = i;
+        let mut exp: i32 = 0;
+        while let Some(&d @ b'0'..=b'9') = raw.get(i) {
+            exp = exp.saturating_mul(10).saturating_add(i32::from(d - b'0'));
+            i += 1;
+        }
+        if i == exp_start {
+            return None;
+        }
+        scale = scale.saturating_add(if exp_negative { -exp } else { exp });
+    }
+    if i != raw.len() {
+        return None;
+    }
+    exact &= (-22..=22).contains(&scale);
+    if !exact {
+        // Many digits or a large exponent: the standard library's parser
+        // (correctly rounded; the text is a valid JSON number, which it
+        // accepts).
+        return std::str::from_utf8(raw)
+            .ok()?
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite());
+    }
+    // Both operands exact in f64 (at most 15 digits < 2^53, 10^22 is the
+    // largest exact power), so one IEEE operation rounds correctly.
+    let m = mantissa as f64;
+    let v = if scale < 0 {
+        m / POW10[scale.unsigned_abs() as usize]
+    } else {
+        m * POW10[scale as usize]
+    };
+    Some(if negative { -v } else { v })
+}
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// One digit of a number into `mantissa * 10^scale`: leading zeros are not
+/// significant, and past 19 digits only the scale of an integer part grows
+/// (the result is then read by the fallback parser anyway).
+#[inline]
+fn push_digit(mantissa: &mut u64, digits: &mut u32, scale: &mut i32, d: u8, fraction: bool) {
+    if *digits < 19 {
+        *mantissa = *mantissa * 10 + u64::from(d - b'0');
+        if *mantissa != 0 {
+            *digits += 1;
+        }
+        if fraction {
+            *scale -= 1;
+        }
+    } else {
+        *digits = digits.saturating_add(1);
+        if !fraction {
+            *scale += 1;
+        }
     }
 }
 
@@ -109,21 +273,195 @@ pub(crate) fn named_fields<'a, 'n, const N: usize>(
     doc: &'a [u8],
     names: [&'n str; N],
 ) -> Result<[Field<'a, 'n>; N], Error> {
-    let raw = fields(doc, names)?;
+    // One UTF-8 check of the whole record, so that each field's text is
+    // a slice of it.
+    let text = std::str::from_utf8(doc)
+        .map_err(|e| Error::new(format!("record value is not UTF-8: {e}")))?;
+    let found = find(doc, names)?;
     Ok(std::array::from_fn(|i| Field {
         name: names[i],
-        raw: raw[i],
+        raw: found[i].map(|f| (&text[f.start..f.end], f.escaped)),
     }))
+}
+
+/// Writes one JSON object member by member, straight into the output
+/// batch: see [`Output::emit_object`](crate::Output::emit_object). The text
+/// is what `serde_json` writes for the same members (compact, the same
+/// escapes and float format, non-finite floats as `null`), without going
+/// through `Serialize`.
+pub struct ObjectWriter<'b> {
+    buf: &'b mut Vec<u8>,
+    first: bool,
+}
+
+impl<'b> ObjectWriter<'b> {
+    pub(crate) fn open(buf: &'b mut Vec<u8>) -> Self {
+        buf.push(b'{');
+        ObjectWriter { buf, first: true }
+    }
+
+    pub(crate) fn close(self) {
+        self.buf.push(b'}');
+    }
+
+    fn name(&mut self, name: &str) {
+        if !self.first {
+            self.buf.push(b',');
+        }
+        self.first = false;
+        write_string(self.buf, name);
+        self.buf.push(b':');
+    }
+
+    /// A string member.
+    pub fn str(&mut self, name: &str, value: &str) -> &mut Self {
+        self.name(name);
+        write_string(self.buf, value);
+        self
+    }
+
+    /// A number member; `null` when `value` is NaN or infinite.
+    pub fn f64(&mut self, name: &str, value: f64) -> &mut Self {
+        use serde_json::ser::{CompactFormatter, Formatter};
+        self.name(name);
+        if value.is_finite() {
+            CompactFormatter
+                .write_f64(self.buf, value)
+                .expect("writing to a Vec");
+        } else {
+            self.buf.extend_from_slice(b"null");
+        }
+        self
+    }
+
+    /// An integer member.
+    pub fn i64(&mut self, name: &str, value: i64) -> &mut Self {
+        self.name(name);
+        self.buf.extend_from_slice(value.to_string().as_bytes());
+        self
+    }
+
+    /// A `true` or `false` member.
+    pub fn bool(&mut self, name: &str, value: bool) -> &mut Self {
+        self.name(name);
+        self.buf
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self
+    }
+
+    /// A member whose value is encoded with `serde_json`; on an error the
+    /// object is not emitted.
+    pub fn json<T: serde::Serialize + ?Sized>(
+        &mut self,
+        name: &str,
+        value: &T,
+    ) -> Result<&mut Self, Error> {
+        self.name(name);
+        serde_json::to_writer(&mut *self.buf, value)?;
+        Ok(self)
+    }
+}
+
+/// `value` as a JSON string, escaped as `serde_json` escapes it.
+fn write_string(buf: &mut Vec<u8>, value: &str) {
+    if needs_escape(value.as_bytes()) {
+        serde_json::to_writer(buf, value).expect("writing a string to a Vec");
+        return;
+    }
+    buf.reserve(value.len() + 2);
+    buf.push(b'"');
+    buf.extend_from_slice(value.as_bytes());
+    buf.push(b'"');
 }
 
 #[inline(always)]
 fn key_is(raw: &[u8], escaped: bool, name: &[u8]) -> bool {
     if !escaped {
-        // A plain loop: short keys, and in Wasm `==` on slices is a call to
-        // `memcmp`.
-        return raw.len() == name.len() && raw.iter().zip(name).all(|(a, b)| a == b);
+        return same_bytes(raw, name);
     }
     key_is_escaped(raw, name)
+}
+
+// In Wasm every turn of a loop checks the call's deadline (wasmtime's epoch
+// check, measured at ~20 % of a JSON map's time), and `==` on slices is a
+// call to `memcmp`, a byte loop. The helpers below read short byte strings
+// a word at a time, the last word overlapping the one before, so that the
+// field names and values of a typical record take no loop turns at all.
+
+const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Bytes `i..i + 4` of `s`, as a number.
+#[inline(always)]
+fn word4(s: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"))
+}
+
+/// Bytes `i..i + 8` of `s`, as a number.
+#[inline(always)]
+fn word8(s: &[u8], i: usize) -> u64 {
+    u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"))
+}
+
+/// Up to eight bytes of `s` in one word that has every byte of `s` in it
+/// at least once, padded with `pad` (for tests that look at each byte).
+#[inline(always)]
+fn short_word(s: &[u8], pad: u8) -> u64 {
+    let n = s.len();
+    match n {
+        0 => u64::from_ne_bytes([pad; 8]),
+        1..=3 => {
+            let mut w = [pad; 8];
+            (w[0], w[1], w[2]) = (s[0], s[n / 2], s[n - 1]);
+            u64::from_le_bytes(w)
+        }
+        _ => u64::from(word4(s, 0)) | u64::from(word4(s, n - 4)) << 32,
+    }
+}
+
+/// `a == b`.
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0..=3 => short_word(a, 0) == short_word(b, 0),
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// Whether a byte of `w` is `"`, `\\` or a control character (below
+/// 0x20): one JSON must escape in a string.
+#[inline(always)]
+fn escape_in(w: u64) -> bool {
+    let (q, b) = (
+        w ^ u64::from_ne_bytes([b'"'; 8]),
+        w ^ u64::from_ne_bytes([b'\\'; 8]),
+    );
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let below_0x20 = w.wrapping_sub(ONES * 0x20) & !w;
+    (zero(q) | zero(b) | below_0x20) & HIGH != 0
+}
+
+/// Whether `s` has a byte JSON must escape in a string.
+#[inline]
+fn needs_escape(s: &[u8]) -> bool {
+    let n = s.len();
+    if n < 8 {
+        return escape_in(short_word(s, b'a'));
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if escape_in(word8(s, i)) {
+            return true;
+        }
+        i += 8;
+    }
+    escape_in(word8(s, n - 8))
 }
 
 #[cold]
@@ -134,6 +472,32 @@ fn key_is_escaped(raw: &[u8], name: &[u8]) -> bool {
     quoted.extend_from_slice(raw);
     quoted.push(b'"');
     serde_json::from_slice::<Cow<'_, str>>(&quoted).is_ok_and(|k| k.as_bytes() == name)
+}
+
+/// The index of the first `"` or `\\` in `bytes`: eight bytes at a time
+/// (Wasm has 64-bit integers but, without SIMD, no faster `memchr`).
+#[inline]
+fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let (q, b) = (word ^ QUOTES, word ^ BACKSLASHES);
+        // A byte's high bit is set where the byte was zero (and, past a
+        // zero, maybe where it was not; the lowest set one is exact).
+        let zero = (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & HIGH;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|i| at + i)
 }
 
 struct Scan<'a> {
@@ -175,10 +539,7 @@ impl Scan<'_> {
     fn skip_string_body(&mut self) -> Result<bool, Error> {
         let mut escaped = false;
         loop {
-            match self.doc[self.pos.min(self.doc.len())..]
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\')
-            {
+            match find_quote_or_backslash(&self.doc[self.pos.min(self.doc.len())..]) {
                 None => {
                     self.pos = self.doc.len();
                     return Err(self.broken());
@@ -196,18 +557,19 @@ impl Scan<'_> {
         }
     }
 
-    fn skip_value(&mut self, depth: usize) -> Result<(), Error> {
+    /// Moves past one value: whether it is a string with escapes.
+    fn skip_value(&mut self, depth: usize) -> Result<bool, Error> {
         if depth > MAX_DEPTH {
             return Err(Error::new("the record is nested too deeply"));
         }
         match self.next() {
-            Some(b'"') => self.skip_string_body().map(drop),
+            Some(b'"') => self.skip_string_body(),
             Some(open @ (b'{' | b'[')) => {
                 let close = if open == b'{' { b'}' } else { b']' };
                 self.ws();
                 if self.peek() == Some(close) {
                     self.pos += 1;
-                    return Ok(());
+                    return Ok(false);
                 }
                 loop {
                     self.ws();
@@ -215,7 +577,7 @@ impl Scan<'_> {
                     self.ws();
                     match self.next() {
                         Some(b',' | b':') => {}
-                        Some(c) if c == close => return Ok(()),
+                        Some(c) if c == close => return Ok(false),
                         _ => return Err(self.broken()),
                     }
                 }
@@ -227,7 +589,7 @@ impl Scan<'_> {
                     }
                     self.pos += 1;
                 }
-                Ok(())
+                Ok(false)
             }
             _ => Err(self.broken()),
         }
@@ -237,6 +599,159 @@ impl Scan<'_> {
 #[cfg(test)]
 mod tests {
     use super::field;
+
+    #[test]
+    fn word_helpers_agree_with_byte_loops() {
+        let special = [b'"', b'\\', 0x00, 0x1f, 0x7f, b' ', 0xc3, b'a'];
+        for n in 0..=24 {
+            let base: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(super::same_bytes(&base, &base.clone()));
+            assert!(!super::needs_escape(&base), "{base:?}");
+            for i in 0..n {
+                for &c in &special {
+                    let mut other = base.clone();
+                    other[i] = c;
+                    assert_eq!(super::same_bytes(&base, &other), base == other, "{other:?}");
+                    let naive = other.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                    assert_eq!(super::needs_escape(&other), naive, "{other:?}");
+                }
+            }
+            assert!(!super::same_bytes(&base, &base[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
+
+    #[test]
+    fn quotes_and_backslashes_are_found_at_every_offset() {
+        for n in 0..=24 {
+            for i in 0..n {
+                for c in [b'"', b'\\'] {
+                    let mut s = vec![b'x'; n];
+                    s[i] = c;
+                    if i + 1 < n {
+                        s[i + 1] = b'"';
+                    }
+                    assert_eq!(super::find_quote_or_backslash(&s), Some(i), "{s:?}");
+                }
+            }
+            assert_eq!(super::find_quote_or_backslash(&vec![b'x'; n]), None);
+        }
+    }
+
+    #[test]
+    fn numbers_read_as_the_standard_parser_reads_them() {
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "1",
+            "-1",
+            "0.5",
+            "137.52",
+            "500.00",
+            "0.01",
+            "1e5",
+            "1E-5",
+            "2.5e+3",
+            "123456789012345",
+            "1234567890123456789",
+            "12345678901234567890123",
+            "0.1234567890123456789",
+            "9007199254740993",
+            "1e22",
+            "1e23",
+            "1e-22",
+            "1e-23",
+            "4.9e-324",
+            "1.7976931348623157e308",
+            "-1e-400",
+            "100000000000000000000000e-10",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Amounts with cents (every one the benchmark data can have, in
+        // steps), and the same digits scaled.
+        let mut amounts = Vec::new();
+        for cents in (1..=50_000).step_by(7) {
+            amounts.push(format!("{}.{:02}", cents / 100, cents % 100));
+            cases.push(format!("-{}.{:03}e1", cents / 100, cents % 1000));
+        }
+        for c in cases.iter().chain(&amounts) {
+            let want: f64 = c.parse().unwrap();
+            let got = super::number(c.as_bytes()).unwrap();
+            assert_eq!(got.to_bits(), want.to_bits(), "{c}");
+        }
+        // serde_json reads such short decimals exactly too (others it reads
+        // best-effort, sometimes a unit in the last place off), so a field
+        // read either way has the same value.
+        for c in &amounts {
+            let serde: f64 = serde_json::from_str(c).unwrap();
+            assert_eq!(super::number(c.as_bytes()), Some(serde), "{c}");
+        }
+        for bad in [
+            "1e400", "-2e308", "", "-", "01", "1.", ".5", "+1", "1e", "1e+", "1x", "nan", "inf",
+            " 1", "1 ", "--1", "0x1",
+        ] {
+            assert_eq!(super::number(bad.as_bytes()), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn objects_are_written_as_serde_json_writes_them() {
+        let strings = [
+            "",
+            "a",
+            "o-123456",
+            "q\"uote",
+            "back\\slash",
+            "tab\t",
+            "\u{1}",
+            "\u{7f}",
+            "é😀",
+            "a longer string with no escapes",
+        ];
+        let floats = [
+            0.0,
+            -0.0,
+            1.0,
+            250.0,
+            151.27200000000002,
+            1e21,
+            1e-7,
+            f64::MAX,
+            f64::NAN,
+            f64::NEG_INFINITY,
+        ];
+        let json = |v: &dyn erased::Json| v.text();
+        for s in strings {
+            for f in floats {
+                let mut buf = Vec::new();
+                let mut o = super::ObjectWriter::open(&mut buf);
+                o.str(s, s).f64("f", f).i64("i", i64::MIN).bool("b", false);
+                o.json("j", &[1, 2]).unwrap();
+                o.close();
+                let want = format!(
+                    "{{{}:{},\"f\":{},\"i\":{},\"b\":false,\"j\":[1,2]}}",
+                    json(&s),
+                    json(&s),
+                    json(&f),
+                    json(&i64::MIN)
+                );
+                assert_eq!(String::from_utf8(buf).unwrap(), want);
+            }
+        }
+    }
+
+    mod erased {
+        /// serde_json's text of a value, behind a trait object.
+        pub trait Json {
+            fn text(&self) -> String;
+        }
+        impl<T: serde::Serialize> Json for T {
+            fn text(&self) -> String {
+                serde_json::to_string(self).unwrap()
+            }
+        }
+    }
 
     #[test]
     fn finds_top_level_fields_and_steps_over_everything_else() {
