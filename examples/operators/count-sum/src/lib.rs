@@ -23,7 +23,7 @@
 //! pipeline specs under `examples/` refer to.
 
 use serde::{Deserialize, Serialize};
-use sluice_guest::serde_json::{self, Map, Value};
+use sluice_guest::serde_json::{Map, Value};
 use sluice_guest::{Aggregate, Config, Error, Record};
 
 /// The operator's config.
@@ -109,13 +109,13 @@ impl Aggregate for CountSum {
 sluice_guest::export_aggregate!(CountSum);
 
 /// The number in top-level field `name` of the JSON object `json`: the
-/// SDK steps over the other fields without parsing them. If the field occurs
-/// twice, the first one counts.
+/// SDK steps over the other fields without parsing them, and reads the
+/// number without serde. If the field occurs twice, the first one counts.
 fn numeric_field(json: &[u8], name: &str) -> Result<f64, Error> {
     match sluice_guest::json::field(json, name)? {
         None => Err(format!("field {name:?} is missing").into()),
-        Some(raw) => serde_json::from_slice(raw)
-            .map_err(|_| format!("field {name:?} is not a number").into()),
+        Some(raw) => sluice_guest::json::number(raw)
+            .ok_or_else(|| format!("field {name:?} is not a number").into()),
     }
 }
 
