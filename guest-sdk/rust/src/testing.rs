@@ -31,7 +31,7 @@
 
 use crate::aggregate;
 use crate::batch::{self, Batch, BatchBuilder, ByteListBuilder};
-use crate::transform::{self, Sink};
+use crate::transform::{self, Sink, TransformState};
 use crate::{Aggregate, OutRecord, Transform};
 
 /// A record a transform emitted.
@@ -117,6 +117,110 @@ pub fn run_transform_records<T: Transform>(op: &mut T, records: &[OutRecord<'_>]
             .into_iter()
             .map(|e| (e.index as usize, e.message))
             .collect(),
+    }
+}
+
+/// A transform driven natively the way its component runs it: each call to
+/// [`process`](NativeTransform::process) is the component's `process`
+/// export, the same code (batch loop, output buffers reused from the last
+/// input, rollback of failed records), without a Wasm runtime in between.
+/// For measuring an operator's own cost beside its Wasm build.
+///
+/// ```
+/// use sluice_guest::testing::{InputBatch, NativeTransform};
+/// use sluice_guest::{Config, Error, Output, Record, Transform};
+///
+/// struct Keep;
+///
+/// impl Transform for Keep {
+///     fn open(_: Config) -> Result<Self, Error> {
+///         Ok(Keep)
+///     }
+///     fn process(&mut self, record: &Record<'_>, out: &mut Output<'_>) -> Result<(), Error> {
+///         if record.value() != b"drop" {
+///             out.forward();
+///         }
+///         Ok(())
+///     }
+/// }
+///
+/// let op = NativeTransform::<Keep>::open("null").unwrap();
+/// let input = InputBatch::of_values([&b"a"[..], b"drop", b"b"]);
+/// let out = op.process(&input);
+/// assert_eq!(out.values().collect::<Vec<_>>(), [&b"a"[..], b"b"]);
+/// assert_eq!(out.errors(), 0);
+/// ```
+pub struct NativeTransform<T: Transform> {
+    state: TransformState<T>,
+}
+
+impl<T: Transform> NativeTransform<T> {
+    /// Opens the operator with this config (JSON text), as the component's
+    /// `open` export does.
+    pub fn open(config: &str) -> Result<Self, String> {
+        let state = TransformState::new();
+        state.open(config.to_owned())?;
+        Ok(NativeTransform { state })
+    }
+
+    /// One call: `input` is copied in (as the host copies a batch into the
+    /// component's memory) and processed.
+    pub fn process(&self, input: &InputBatch) -> OutputBatch {
+        OutputBatch(self.state.process(input.0.clone()))
+    }
+}
+
+/// A batch of input records for [`NativeTransform::process`].
+#[derive(Clone)]
+pub struct InputBatch(Batch);
+
+impl InputBatch {
+    /// A batch of records with these values (no key, timestamp or headers).
+    pub fn of_values<'v>(values: impl IntoIterator<Item = &'v [u8]>) -> Self {
+        let mut b = BatchBuilder::default();
+        for value in values {
+            let value = b.push_bytes(value);
+            b.push_record(None, value, None, [], crate::RowKind::Insert);
+        }
+        InputBatch(b.finish())
+    }
+
+    /// The number of records.
+    pub fn len(&self) -> usize {
+        self.0.records.len()
+    }
+
+    /// Whether the batch has no records.
+    pub fn is_empty(&self) -> bool {
+        self.0.records.is_empty()
+    }
+}
+
+/// What one [`NativeTransform::process`] call returned.
+pub struct OutputBatch(
+    crate::bindings::transform::exports::sluice::operator::transform::TransformOutput,
+);
+
+impl OutputBatch {
+    /// The emitted records' values, in order.
+    pub fn values(&self) -> impl Iterator<Item = &[u8]> {
+        let out = &self.0.records;
+        out.records.iter().map(|r| batch::slice(&out.data, r.value))
+    }
+
+    /// The number of emitted records.
+    pub fn len(&self) -> usize {
+        self.0.records.records.len()
+    }
+
+    /// Whether nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.0.records.records.is_empty()
+    }
+
+    /// The number of input records that failed.
+    pub fn errors(&self) -> usize {
+        self.0.errors.len()
     }
 }
 
