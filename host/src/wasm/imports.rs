@@ -7,7 +7,8 @@ use super::logging::emit;
 use super::sandbox::StoreData;
 use super::sluice::operator::http::{self, Request, Response};
 use super::sluice::operator::logging::{self, Level};
-use super::sluice::operator::{broadcast_state, keyed, output, state as wit_state, types};
+use super::sluice::operator::{broadcast_state, keyed, output, state as wit_state};
+use super::types;
 use crate::state::{Descriptor, Kind};
 
 impl logging::Host for StoreData {

@@ -12,6 +12,8 @@
 //! - [`sandbox`]: what a guest may reach (nothing unless the spec grants it),
 //!   its memory cap, where its log lines and stderr go, and how a trap is
 //!   described;
+//! - [`types`]: the batch types of the WIT contract, written by hand so that
+//!   a batch's record list crosses the boundary in one pass;
 //! - the adapters from a module to the runtime: [`transform::WasmTransform`]
 //!   (an [`crate::runtime::Operator`]) and [`aggregate::WasmAggregator`] (a
 //!   window's [`crate::runtime::aggregate::Aggregator`]).
@@ -31,6 +33,7 @@ pub mod plan;
 pub mod process;
 pub mod sandbox;
 pub mod transform;
+pub mod types;
 pub mod window_fn;
 
 use crate::runtime::aggregate::{Aggregator, AggregatorFactory};
@@ -47,6 +50,9 @@ wasmtime::component::bindgen!({
     world: "host",
     ownership: Borrowing { duplicate_if_necessary: true },
     exports: { default: async },
+    // Written by hand, so that a batch's record list crosses in one pass
+    // (see `types`).
+    with: { "sluice:operator/types": crate::wasm::types },
     // An import can fail the call (a state error, a bad handle): it traps.
     // Outbound HTTP waits on the network: the guest's fiber yields meanwhile.
     imports: {
@@ -63,7 +69,7 @@ pub use exports::sluice::operator::{
 /// The state-migration hook a keyed process module may export.
 const MIGRATION_EXPORT: &str = crate::wit_name!("migration");
 pub use sluice::operator::keyed as wit_keyed;
-pub use sluice::operator::types as wit;
+pub use types as wit;
 
 /// Epoch tick: the resolution of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -339,8 +345,7 @@ fn runtime() -> &'static Runtime {
         sluice::operator::keyed::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link keyed types");
         // Guests import the (function-less) `types` instance too.
-        sluice::operator::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .expect("link types");
+        types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).expect("link types");
         Runtime {
             engine,
             linker,
