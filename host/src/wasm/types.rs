@@ -8,8 +8,9 @@
 //! time in the profiles of W1, W2 and W5. Here a list of them is written in
 //! one pass over one slice of guest memory, and read back from the bytes of
 //! each element, with the canonical ABI's layout spelled out below and its
-//! validity checks kept. The other types are derived as `bindgen!` would
-//! derive them.
+//! validity checks kept. [`Span`] lists (byte lists, keyed state's keys)
+//! get the same treatment (offset at 0, length at 4). The other types are
+//! derived as `bindgen!` would derive them.
 //!
 //! The canonical layout of `record-meta` (size 56, alignment 8):
 //!
@@ -37,15 +38,154 @@ use wasmtime::component::__internal::{
 };
 use wasmtime::component::{ComponentType, Lift, Lower};
 
+/// wasmtime's three traits for a type with a derived twin: the type check,
+/// the ABI and single values go through the twin; a list is written in one
+/// pass (`store`, see [`store_list`]) and each element read from its bytes
+/// (`load`).
+macro_rules! via_twin {
+    ($ty:ident, $twin:ident) => {
+        unsafe impl ComponentType for $ty {
+            type Lower = <$twin as ComponentType>::Lower;
+
+            const ABI: CanonicalAbiInfo = <$twin as ComponentType>::ABI;
+
+            fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
+                <$twin as ComponentType>::typecheck(ty, types)
+            }
+        }
+
+        unsafe impl Lower for $ty {
+            fn linear_lower_to_flat<T>(
+                &self,
+                cx: &mut LowerContext<'_, T>,
+                ty: InterfaceType,
+                dst: &mut MaybeUninit<Self::Lower>,
+            ) -> Result<()> {
+                $twin::from(*self).linear_lower_to_flat(cx, ty, dst)
+            }
+
+            fn linear_lower_to_memory<T>(
+                &self,
+                cx: &mut LowerContext<'_, T>,
+                ty: InterfaceType,
+                offset: usize,
+            ) -> Result<()> {
+                $twin::from(*self).linear_lower_to_memory(cx, ty, offset)
+            }
+
+            fn linear_store_list_to_memory<T>(
+                cx: &mut LowerContext<'_, T>,
+                _ty: InterfaceType,
+                offset: usize,
+                items: &[Self],
+            ) -> Result<()> {
+                store_list(cx, offset, items, $ty::store)
+            }
+        }
+
+        unsafe impl Lift for $ty {
+            fn linear_lift_from_flat(
+                cx: &mut LiftContext<'_>,
+                ty: InterfaceType,
+                src: &Self::Lower,
+            ) -> Result<Self> {
+                $twin::linear_lift_from_flat(cx, ty, src).map($ty::from)
+            }
+
+            fn linear_lift_from_memory(
+                _cx: &mut LiftContext<'_>,
+                _ty: InterfaceType,
+                bytes: &[u8],
+            ) -> Result<Self> {
+                $ty::load(bytes)
+            }
+        }
+    };
+}
+
 /// A byte range inside a batch's `data` (or a range of indices, where a
-/// function says so).
-#[derive(ComponentType, Lift, Lower, Clone, Copy, Debug, PartialEq, Eq)]
-#[component(record)]
+/// function says so). Lists of them (a byte list's spans, keyed state's
+/// keys) cross in one pass, as record lists do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
-    #[component(name = "offset")]
     pub offset: u32,
-    #[component(name = "len")]
     pub len: u32,
+}
+
+/// [`Span`] as wasmtime derives it.
+#[doc(hidden)]
+#[derive(ComponentType, Lift, Lower, Clone, Copy)]
+#[component(record)]
+pub struct SpanTwin {
+    #[component(name = "offset")]
+    offset: u32,
+    #[component(name = "len")]
+    len: u32,
+}
+
+const SPAN_SIZE: usize = 8;
+
+const _: () = {
+    assert!(SPAN_SIZE == <SpanTwin as ComponentType>::SIZE32);
+    assert!(4 == <SpanTwin as ComponentType>::ALIGN32);
+};
+
+impl From<SpanTwin> for Span {
+    fn from(t: SpanTwin) -> Self {
+        Span {
+            offset: t.offset,
+            len: t.len,
+        }
+    }
+}
+
+impl From<Span> for SpanTwin {
+    fn from(s: Span) -> Self {
+        SpanTwin {
+            offset: s.offset,
+            len: s.len,
+        }
+    }
+}
+
+impl Span {
+    fn store(&self, out: &mut [u8; SPAN_SIZE]) {
+        out[..4].copy_from_slice(&self.offset.to_le_bytes());
+        out[4..].copy_from_slice(&self.len.to_le_bytes());
+    }
+
+    fn load(bytes: &[u8]) -> Result<Span> {
+        let get32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        Ok(Span {
+            offset: get32(0),
+            len: get32(4),
+        })
+    }
+}
+
+via_twin!(Span, SpanTwin);
+
+/// Writes `items` into guest memory at `offset` (where the canonical ABI
+/// allocated room for them), `N` bytes each, in one pass over one slice.
+fn store_list<T, I, const N: usize>(
+    cx: &mut LowerContext<'_, T>,
+    offset: usize,
+    items: &[I],
+    store: impl Fn(&I, &mut [u8; N]),
+) -> Result<()> {
+    let len = items
+        .len()
+        .checked_mul(N)
+        .ok_or_else(|| wasmtime::format_err!("size overflow copying a list"))?;
+    let memory = cx
+        .as_slice_mut()
+        .get_mut(offset..)
+        .and_then(|m| m.get_mut(..len))
+        .ok_or_else(|| wasmtime::format_err!("list out of bounds of guest memory"))?;
+    for (item, out) in items.iter().zip(memory.chunks_exact_mut(N)) {
+        store(item, out.try_into().expect("N bytes"));
+    }
+    Ok(())
 }
 
 /// One record header; name and value bytes live in the batch's `data`.
@@ -196,75 +336,7 @@ impl RecordMeta {
     }
 }
 
-unsafe impl ComponentType for RecordMeta {
-    type Lower = <Twin as ComponentType>::Lower;
-
-    const ABI: CanonicalAbiInfo = <Twin as ComponentType>::ABI;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> Result<()> {
-        <Twin as ComponentType>::typecheck(ty, types)
-    }
-}
-
-unsafe impl Lower for RecordMeta {
-    fn linear_lower_to_flat<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        dst: &mut MaybeUninit<Self::Lower>,
-    ) -> Result<()> {
-        Twin::from(*self).linear_lower_to_flat(cx, ty, dst)
-    }
-
-    fn linear_lower_to_memory<T>(
-        &self,
-        cx: &mut LowerContext<'_, T>,
-        ty: InterfaceType,
-        offset: usize,
-    ) -> Result<()> {
-        Twin::from(*self).linear_lower_to_memory(cx, ty, offset)
-    }
-
-    /// The whole list in one pass over one slice of guest memory.
-    fn linear_store_list_to_memory<T>(
-        cx: &mut LowerContext<'_, T>,
-        _ty: InterfaceType,
-        offset: usize,
-        items: &[Self],
-    ) -> Result<()> {
-        let len = items
-            .len()
-            .checked_mul(META_SIZE)
-            .ok_or_else(|| wasmtime::format_err!("size overflow copying a list"))?;
-        let memory = cx
-            .as_slice_mut()
-            .get_mut(offset..)
-            .and_then(|m| m.get_mut(..len))
-            .ok_or_else(|| wasmtime::format_err!("list out of bounds of guest memory"))?;
-        for (item, out) in items.iter().zip(memory.chunks_exact_mut(META_SIZE)) {
-            item.store(out.try_into().expect("META_SIZE bytes"));
-        }
-        Ok(())
-    }
-}
-
-unsafe impl Lift for RecordMeta {
-    fn linear_lift_from_flat(
-        cx: &mut LiftContext<'_>,
-        ty: InterfaceType,
-        src: &Self::Lower,
-    ) -> Result<Self> {
-        Twin::linear_lift_from_flat(cx, ty, src).map(RecordMeta::from)
-    }
-
-    fn linear_lift_from_memory(
-        _cx: &mut LiftContext<'_>,
-        _ty: InterfaceType,
-        bytes: &[u8],
-    ) -> Result<Self> {
-        RecordMeta::load(bytes)
-    }
-}
+via_twin!(RecordMeta, Twin);
 
 /// A batch of records, as a guest returns it.
 #[derive(ComponentType, Lift, Lower, Clone, Debug)]
@@ -409,6 +481,18 @@ mod tests {
         want[44] = 7; // headers-len
         want[48] = 3; // kind: delete
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn spans_are_offset_then_length() {
+        let s = Span {
+            offset: 0x0403_0201,
+            len: 0x0807_0605,
+        };
+        let mut bytes = [0; SPAN_SIZE];
+        s.store(&mut bytes);
+        assert_eq!(bytes, [1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(Span::load(&bytes).unwrap(), s);
     }
 
     #[test]
