@@ -185,6 +185,12 @@ impl Broker {
         assert!(o.status.success(), "tansu topic {args:?}: {}", stderr(&o));
     }
 
+    /// Creates the topic `orders` (one partition) with the 200,000 orders.
+    pub fn load_orders(&self) {
+        self.create_topic("orders", 1);
+        self.load(&support::orders_200k(), "orders", "json");
+    }
+
     pub fn create_topic(&self, name: &str, partitions: u32) {
         self.topic_command(&["create", "--partitions", &partitions.to_string(), name]);
     }
@@ -339,8 +345,7 @@ fn kafka_w1_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
     let broker = Broker::start();
     let dir = support::temp_dir();
     let d = dir.path();
-    broker.create_topic("orders", 1);
-    broker.load(&support::orders_200k(), "orders", "json");
+    broker.load_orders();
 
     output_topics(&broker);
     run_bench(&broker, "w2", "orders", "1", &d.join("ck-w2"));
@@ -489,8 +494,7 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
     let broker = Broker::start();
     let dir = support::temp_dir();
     let d = dir.path();
-    broker.create_topic("orders", 1);
-    broker.load(&support::orders_200k(), "orders", "json");
+    broker.load_orders();
     broker.create_topic("orders4", 4);
     broker.load(&support::orders_200k(), "orders4", "json");
     let spec = support::repo().join("examples/bench/kafka-w2.yaml");
@@ -546,6 +550,75 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
             );
         }
     }
+}
+
+/// Killed again while it recovers: a run killed mid-checkpoint-interval
+/// leaves a transaction open; the next run stops (a failpoint) before it
+/// fences that transaction's id. The log that names the id must still be
+/// there, so that the run after fences it: that one ends with the
+/// reference results and no transaction left open (Tansu never times one
+/// out).
+#[test]
+fn a_crash_during_recovery_leaves_no_transaction_open() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    broker.load_orders();
+    output_topics(&broker);
+    let ck = d.join("ck");
+    let env = bench_env(&broker, "orders", "1", &ck);
+    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
+    let sluice = |rate: &str| {
+        let mut c = support::sluice();
+        c.args(["run", "--no-api", "-q", "--source-rate", rate])
+            .arg(&spec)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        c
+    };
+    // The input lasts 10 s at 20,000 records/s. Once there is a checkpoint
+    // and windows have begun to fire (a sink's log exists), results flow
+    // all along: killed 300 ms later, the run has an epoch under way.
+    let mut child = sluice("20000").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let logging = || {
+        std::fs::read_dir(ck.join("kafka-sink-results"))
+            .is_ok_and(|mut d| d.any(|e| e.unwrap().path().extension().is_some_and(|x| x == "log")))
+    };
+    while support::latest_checkpoint(&ck).is_none() || !logging() {
+        assert!(Instant::now() < deadline, "no checkpoint within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the job ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = sluice("20000")
+        .env("SLUICE_CRASH_BEFORE_FENCE", "1")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    let txid = err
+        .split_once("SLUICE_CRASH_BEFORE_FENCE: transactional id `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(id, _)| id.to_owned())
+        .unwrap_or_else(|| panic!("the recovering run did not stop at the failpoint: {err}"));
+    let logs: Vec<String> = ["results", "late"]
+        .iter()
+        .filter_map(|uid| std::fs::read_dir(ck.join(format!("kafka-sink-{uid}"))).ok())
+        .flatten()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with(&format!("{txid}.")) && l.ends_with(".log")),
+        "the log naming `{txid}` is gone before its id was fenced: {logs:?}"
+    );
+    assert_ok(&run(&spec, &env));
+    let results = broker.committed("results", &d.join("results.jsonl"));
+    let late = broker.committed("late", &d.join("late.jsonl"));
+    assert_eq!(support::checksum("W2", &results, Some(&late)), W2);
 }
 
 /// Four partitions keyed by customer: each partition has its own watermark,
@@ -769,8 +842,7 @@ fn w2_through_a_broker_restart(delivery: &str, distinct: bool) -> (String, Strin
     let mut broker = Broker::start_persistent();
     let dir = support::temp_dir();
     let d = dir.path();
-    broker.create_topic("orders", 1);
-    broker.load(&support::orders_200k(), "orders", "json");
+    broker.load_orders();
     output_topics(&broker);
     let text = std::fs::read_to_string(support::repo().join("examples/bench/kafka-w2.yaml"))
         .unwrap()

@@ -564,7 +564,12 @@ impl Transactions {
         // Prepared after the checkpoint: aborted by the fencing below.
         let stale: Vec<Txn> = lock(&self.inner).prepared.drain().map(|(_, t)| t).collect();
         drop(stale);
-        let mut fence: Vec<String> = Vec::new();
+        // Each log goes only once its transactional id is fenced: a job
+        // stopped in between (killed again while it recovers) finds the log
+        // and fences the id the next time. Tansu never times a transaction
+        // out, so one left open would hold `read_committed` readers back
+        // for good.
+        let mut fence: Vec<(String, Vec<PathBuf>)> = Vec::new();
         if self.dir.exists() {
             let entries = std::fs::read_dir(&self.dir)
                 .map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
@@ -574,18 +579,29 @@ impl Transactions {
                     .strip_suffix(LOG_SUFFIX)
                     .and_then(|s| s.rsplit_once('.'))
                 {
-                    fence.push(txid.to_owned());
-                    let p = entry.path();
-                    std::fs::remove_file(&p)
-                        .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+                    match fence.iter_mut().find(|(t, _)| t == txid) {
+                        Some((_, logs)) => logs.push(entry.path()),
+                        None => fence.push((txid.to_owned(), vec![entry.path()])),
+                    }
                 }
             }
         }
         fence.sort();
-        fence.dedup();
-        for txid in fence {
+        for (txid, logs) in fence {
+            if std::env::var_os("SLUICE_CRASH_BEFORE_FENCE").is_some() {
+                // A failpoint for the tests: the moment a crash leaves a
+                // transaction of an earlier run open.
+                eprintln!(
+                    "sluice: SLUICE_CRASH_BEFORE_FENCE: transactional id `{txid}` is not fenced yet; stopping the process"
+                );
+                std::process::abort();
+            }
             let txn = self.producer(&txid)?;
             tracing::info!(sink = %self.context, "aborted the transaction with id `{txid}` begun after the checkpoint");
+            for p in logs {
+                std::fs::remove_file(&p)
+                    .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
+            }
             let mut inner = lock(&self.inner);
             inner.idle.retain(|t| t.txid != txid);
             inner.idle.push(txn);
