@@ -318,6 +318,11 @@ fn runtime() -> &'static Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.cranelift_opt_level(OptLevel::Speed);
+        if std::env::var_os("SLUICE_PERF_MAP").is_some() {
+            // For profiling: guest functions by name in `perf report`
+            // (wasmtime writes /tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config).expect("wasmtime engine configuration");
         let ticker = engine.weak();
         std::thread::Builder::new()
