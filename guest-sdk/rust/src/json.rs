@@ -596,9 +596,238 @@ impl Scan<'_> {
     }
 }
 
+/// Deserializes JSON text as `T`, as `serde_json::from_slice` does, with
+/// a shortcut for what keyed state holds most: a plain integer (`-12`,
+/// `1700000001234`) is handed to `T` without serde_json's parser. Anything
+/// else, and an integer `T` does not take, goes through serde_json, so that
+/// results and errors are serde_json's.
+pub(crate) fn from_slice<T: serde::de::DeserializeOwned>(text: &[u8]) -> serde_json::Result<T> {
+    match integer(text) {
+        Some(n) => T::deserialize(n).or_else(|_| serde_json::from_slice(text)),
+        None => serde_json::from_slice(text),
+    }
+}
+
+/// A JSON integer in its plain form: an optional minus, then `0` or up to
+/// 19 digits without a leading zero (so no overflow), within `i64` when
+/// negative. Not `-0`, which serde_json reads as a float. Eight digits at a
+/// time: in Wasm every loop turn costs an epoch check.
+fn integer(text: &[u8]) -> Option<Integer> {
+    let (negative, digits) = match text.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, text),
+    };
+    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && digits.len() > 1) {
+        return None;
+    }
+    let mut n: u64 = 0;
+    let mut i = 0;
+    while i + 8 <= digits.len() {
+        n = n * 100_000_000 + u64::from(eight_digits(word8(digits, i))?);
+        i += 8;
+    }
+    for &d in &digits[i..] {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(d);
+    }
+    if !negative {
+        return Some(Integer::Unsigned(n));
+    }
+    if n == 0 || n > i64::MIN.unsigned_abs() {
+        return None;
+    }
+    Some(Integer::Signed((n as i64).wrapping_neg()))
+}
+
+/// The value of eight ASCII digits read little-endian into `w` (the first
+/// digit in the low byte), or `None` if one is not a digit.
+fn eight_digits(w: u64) -> Option<u32> {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    // Each byte is 0x30..=0x39: its high nibble is 3, and adding 6 does
+    // not carry into it.
+    let digits = (w & HIGH) | (((w.wrapping_add(0x0606_0606_0606_0606)) & HIGH) >> 4);
+    if digits != 0x3333_3333_3333_3333 {
+        return None;
+    }
+    // Pairs, then fours, then all eight (each step multiplies and shifts
+    // neighbours together).
+    let w = (w & 0x0F0F_0F0F_0F0F_0F0F).wrapping_mul(2561) >> 8;
+    let w = (w & 0x00FF_00FF_00FF_00FF).wrapping_mul(6_553_601) >> 16;
+    Some(((w & 0x0000_FFFF_0000_FFFF).wrapping_mul(42_949_672_960_001) >> 32) as u32)
+}
+
+/// An integer read by [`integer`], as a serde deserializer: it offers the
+/// value the way serde_json does (`visit_u64` for a non-negative one,
+/// `visit_i64` for a negative one).
+#[derive(Clone, Copy)]
+enum Integer {
+    Unsigned(u64),
+    Signed(i64),
+}
+
+/// Why [`Integer`] could not give a `T`: serde_json then tries (and says).
+#[derive(Debug)]
+struct NotAnInteger;
+
+impl std::fmt::Display for NotAnInteger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not an integer")
+    }
+}
+
+impl std::error::Error for NotAnInteger {}
+
+impl serde::de::Error for NotAnInteger {
+    fn custom<M: std::fmt::Display>(_: M) -> Self {
+        NotAnInteger
+    }
+}
+
+impl<'de> serde::Deserializer<'de> for Integer {
+    type Error = NotAnInteger;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, NotAnInteger> {
+        match self {
+            Integer::Unsigned(n) => v.visit_u64(n),
+            Integer::Signed(n) => v.visit_i64(n),
+        }
+    }
+
+    // `Option<T>`, newtypes and the rest would read an integer differently
+    // (or not at all): serde_json decides for them.
+    fn deserialize_option<V: serde::de::Visitor<'de>>(
+        self,
+        _: V,
+    ) -> Result<V::Value, NotAnInteger> {
+        Err(NotAnInteger)
+    }
+
+    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: V,
+    ) -> Result<V::Value, NotAnInteger> {
+        Err(NotAnInteger)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf unit unit_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::field;
+
+    /// `from_slice` gives what serde_json gives (value, or an error with
+    /// serde_json's message), whichever way it takes.
+    fn same_as_serde_json<T>(text: &str)
+    where
+        T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    {
+        let ours = super::from_slice::<T>(text.as_bytes()).map_err(|e| e.to_string());
+        let theirs = serde_json::from_slice::<T>(text.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(ours, theirs, "{text:?} as {}", std::any::type_name::<T>());
+    }
+
+    #[test]
+    fn state_values_decode_as_serde_json_decodes_them() {
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        struct Ts(i64);
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        enum Unit {
+            A,
+        }
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        struct Acc {
+            count: u64,
+        }
+        let texts = [
+            "0",
+            "7",
+            "-7",
+            "1700000001234",
+            "-0",
+            "00",
+            "01",
+            "-",
+            "",
+            " 1",
+            "1 ",
+            "1.5",
+            "1e3",
+            "255",
+            "256",
+            "-128",
+            "-129",
+            "4294967296",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "18446744073709551615",
+            "18446744073709551616",
+            "123456789012345678901",
+            "null",
+            "\"12\"",
+            "{\"count\":3}",
+            "true",
+            "[1]",
+            "1a",
+            "+1",
+        ];
+        for t in texts {
+            same_as_serde_json::<i64>(t);
+            same_as_serde_json::<u64>(t);
+            same_as_serde_json::<i32>(t);
+            same_as_serde_json::<u8>(t);
+            same_as_serde_json::<i8>(t);
+            same_as_serde_json::<i128>(t);
+            same_as_serde_json::<f64>(t);
+            same_as_serde_json::<Option<i64>>(t);
+            same_as_serde_json::<String>(t);
+            same_as_serde_json::<bool>(t);
+            same_as_serde_json::<Ts>(t);
+            same_as_serde_json::<Unit>(t);
+            same_as_serde_json::<Acc>(t);
+            same_as_serde_json::<serde_json::Value>(t);
+        }
+        // The shortcut is taken where it can be.
+        assert!(matches!(
+            super::integer(b"-42"),
+            Some(super::Integer::Signed(-42))
+        ));
+        assert!(matches!(
+            super::integer(b"42"),
+            Some(super::Integer::Unsigned(42))
+        ));
+        assert!(super::integer(b"-0").is_none() && super::integer(b"042").is_none());
+        for n in [
+            0u64,
+            5,
+            12_345_678,
+            87_654_321,
+            1_700_000_001_234,
+            9_999_999_999_999_999_999,
+        ] {
+            assert!(
+                matches!(super::integer(n.to_string().as_bytes()), Some(super::Integer::Unsigned(m)) if m == n)
+            );
+        }
+        // Every byte of an eight-digit block is checked.
+        for i in 0..8 {
+            for bad in [b'/', b':', b'a', 0x00, 0xb0, b' '] {
+                let mut t = *b"12345678";
+                t[i] = bad;
+                assert_eq!(super::eight_digits(u64::from_le_bytes(t)), None, "{t:?}");
+            }
+        }
+    }
 
     #[test]
     fn word_helpers_agree_with_byte_loops() {

@@ -414,7 +414,7 @@ impl<T: Serialize + serde::de::DeserializeOwned> ValueState<T> {
     pub fn get(&self, ctx: &Context<'_>) -> Result<Option<T>, Error> {
         match ctx.call.value(ctx.key, self.slot) {
             None => Ok(None),
-            Some(bytes) => serde_json::from_slice(bytes).map(Some).map_err(|e| {
+            Some(bytes) => crate::json::from_slice(bytes).map(Some).map_err(|e| {
                 Error::new(format!(
                     "value state #{} holds a value this operator cannot read: {e}",
                     self.handle
