@@ -304,6 +304,22 @@ impl<'b> ObjectWriter<'b> {
         self.buf.push(b'}');
     }
 
+    /// Appends the object `write` writes to `buf`; returns where it starts.
+    /// When `write` fails, `buf` is left as it was and the error returned.
+    pub(crate) fn append(
+        buf: &mut Vec<u8>,
+        write: impl FnOnce(&mut ObjectWriter<'_>) -> Result<(), Error>,
+    ) -> Result<usize, Error> {
+        let start = buf.len();
+        let mut object = ObjectWriter::open(buf);
+        if let Err(e) = write(&mut object) {
+            buf.truncate(start);
+            return Err(e);
+        }
+        object.close();
+        Ok(start)
+    }
+
     fn name(&mut self, name: &str) {
         if !self.first {
             self.buf.push(b',');
@@ -336,8 +352,20 @@ impl<'b> ObjectWriter<'b> {
 
     /// An integer member.
     pub fn i64(&mut self, name: &str, value: i64) -> &mut Self {
+        use serde_json::ser::{CompactFormatter, Formatter};
         self.name(name);
-        self.buf.extend_from_slice(value.to_string().as_bytes());
+        CompactFormatter
+            .write_i64(self.buf, value)
+            .expect("writing to a Vec");
+        self
+    }
+
+    /// A member whose value is JSON text already (a record's key, a field
+    /// read with [`field`]), written as it is. The host checks every
+    /// record a module emits: text that is not JSON fails the job there.
+    pub fn raw(&mut self, name: &str, json: &[u8]) -> &mut Self {
+        self.name(name);
+        self.buf.extend_from_slice(json);
         self
     }
 
@@ -957,9 +985,12 @@ mod tests {
                 let mut o = super::ObjectWriter::open(&mut buf);
                 o.str(s, s).f64("f", f).i64("i", i64::MIN).bool("b", false);
                 o.json("j", &[1, 2]).unwrap();
+                o.i64("max", i64::MAX)
+                    .i64("zero", 0)
+                    .raw("r", br#"{"a":[1]}"#);
                 o.close();
                 let want = format!(
-                    "{{{}:{},\"f\":{},\"i\":{},\"b\":false,\"j\":[1,2]}}",
+                    "{{{}:{},\"f\":{},\"i\":{},\"b\":false,\"j\":[1,2],\"max\":9223372036854775807,\"zero\":0,\"r\":{{\"a\":[1]}}}}",
                     json(&s),
                     json(&s),
                     json(&f),

@@ -450,15 +450,16 @@ pub struct Context<'a> {
     watermark: i64,
 }
 
-impl Context<'_> {
-    /// The current key's bytes.
-    pub fn key(&self) -> &[u8] {
-        slice(
-            &self.input.keys.data,
-            self.input.keys.spans[self.key as usize],
-        )
+impl<'a> Context<'a> {
+    /// The current key's bytes (they outlive the context's borrow: an
+    /// object being emitted can take them).
+    pub fn key(&self) -> &'a [u8] {
+        let input: &'a KeyedInput = self.input;
+        slice(&input.keys.data, input.keys.spans[self.key as usize])
     }
+}
 
+impl Context<'_> {
     /// The current key's index in this call, for the host calls of list and
     /// map states.
     pub(crate) fn key_index(&self) -> u32 {
@@ -514,6 +515,20 @@ impl Context<'_> {
         value: &T,
     ) -> Result<(), Error> {
         self.emit_json_to_port(side.0, value)
+    }
+
+    /// Emits a JSON object to the main output, written member by member
+    /// without serde (see [`ObjectWriter`](crate::json::ObjectWriter)),
+    /// with the current key and timestamp. When `write` fails, nothing is
+    /// emitted and its error is returned.
+    pub fn emit_object(
+        &mut self,
+        write: impl FnOnce(&mut crate::json::ObjectWriter<'_>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let start = crate::json::ObjectWriter::append(&mut self.call.out.data, write)?;
+        let value = self.call.out.span_since(start);
+        self.push(0, value, RowKind::Insert);
+        Ok(())
     }
 
     /// Emits these bytes as the value of a record on the main output.

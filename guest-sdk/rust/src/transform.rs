@@ -145,14 +145,7 @@ impl Output<'_> {
         &mut self,
         write: impl FnOnce(&mut crate::json::ObjectWriter<'_>) -> Result<(), Error>,
     ) -> Result<(), Error> {
-        let data = &mut self.sink.batch.data;
-        let start = data.len();
-        let mut object = crate::json::ObjectWriter::open(data);
-        if let Err(e) = write(&mut object) {
-            data.truncate(start);
-            return Err(e);
-        }
-        object.close();
+        let start = crate::json::ObjectWriter::append(&mut self.sink.batch.data, write)?;
         let value = self.sink.batch.span_since(start);
         self.push_like_input(value);
         Ok(())

@@ -39,8 +39,8 @@ impl Default for Settings {
 
 struct SessionDetector {
     gap: i64,
-    /// `{"<key_field>":`, the start of every output row.
-    row_prefix: String,
+    /// The output rows' name for the key.
+    key_field: String,
     start: ValueState<i64>,
     last: ValueState<i64>,
     count: ValueState<u64>,
@@ -49,15 +49,26 @@ struct SessionDetector {
 }
 
 impl SessionDetector {
-    fn emit(&self, ctx: &mut Context<'_>, start: i64, last: i64, count: u64, early: bool) {
-        let key = String::from_utf8_lossy(ctx.key()).into_owned();
-        let row = format!(
-            "{}{key},\"session_start\":{start},\"session_end\":{},\"count\":{count}{}}}",
-            self.row_prefix,
-            last + self.gap,
-            if early { ",\"early_close\":true" } else { "" }
-        );
-        ctx.emit_value(row.as_bytes());
+    fn emit(
+        &self,
+        ctx: &mut Context<'_>,
+        start: i64,
+        last: i64,
+        count: u64,
+        early: bool,
+    ) -> Result<(), Error> {
+        // The key is the key field's JSON text (`key_by` on it).
+        let key = ctx.key();
+        ctx.emit_object(|row| {
+            row.raw(&self.key_field, key)
+                .i64("session_start", start)
+                .i64("session_end", last + self.gap)
+                .i64("count", count as i64);
+            if early {
+                row.bool("early_close", true);
+            }
+            Ok(())
+        })
     }
 
     fn open_session(&self, ctx: &mut Context<'_>, ts: i64) -> Result<(), Error> {
@@ -77,7 +88,7 @@ impl KeyedProcess for SessionDetector {
         }
         Ok(SessionDetector {
             gap: s.gap_ms,
-            row_prefix: format!("{{{}:", sluice_guest::serde_json::to_string(&s.key_field)?),
+            key_field: s.key_field,
             start: setup.value_state("start")?,
             last: setup.value_state("last")?,
             count: setup.value_state("count")?,
@@ -100,7 +111,7 @@ impl KeyedProcess for SessionDetector {
         let last = self.last.get(ctx)?.ok_or("state `last` is missing")?;
         let count = self.count.get(ctx)?.ok_or("state `count` is missing")?;
         if ts > last + self.gap {
-            self.emit(ctx, start, last, count, true);
+            self.emit(ctx, start, last, count, true)?;
             ctx.delete_event_time_timer(last + self.gap - 1);
             return self.open_session(ctx, ts);
         }
@@ -126,7 +137,7 @@ impl KeyedProcess for SessionDetector {
             self.last.get(ctx)?,
             self.count.get(ctx)?,
         ) {
-            self.emit(ctx, start, last, count, false);
+            self.emit(ctx, start, last, count, false)?;
         }
         self.start.clear(ctx);
         self.last.clear(ctx);
