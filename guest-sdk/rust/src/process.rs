@@ -672,16 +672,18 @@ impl Call {
 
     fn change_timer(&mut self, key: u32, time: i64, domain: Domain, registered: bool) {
         let t = (domain, time, key);
-        // A timer registered now may fire within this call if the call's
-        // watermark (or processing time) already passes it.
-        let may_fire = match domain {
-            Domain::EventTime => time <= self.end_watermark,
-            Domain::ProcessingTime => false,
+        // Pending are timers at or before the call's end: the host's due
+        // ones, and those registered during the call that its watermark
+        // already passes (processing-time ones wait for the next call).
+        // A later timer is never among them: no lookup.
+        let (may_fire, due_by) = match domain {
+            Domain::EventTime => (time <= self.end_watermark, self.end_watermark),
+            Domain::ProcessingTime => (false, self.processing_time),
         };
-        let was = self.pending.contains(&t);
+        let was = time <= due_by && self.pending.contains(&t);
         if registered && may_fire {
             self.pending.insert(t);
-        } else if !registered {
+        } else if !registered && was {
             self.pending.remove(&t);
         }
         self.undo_timers.push((t, was));
@@ -856,7 +858,7 @@ fn fire<T: KeyedFunction>(
     until: i64,
     watermark: i64,
 ) -> Result<(), String> {
-    loop {
+    while !call.pending.is_empty() {
         let Some(&t) = call.pending.range((domain, i64::MIN, 0)..).next() else {
             return Ok(());
         };
@@ -880,6 +882,7 @@ fn fire<T: KeyedFunction>(
         op.timer(Timer { time, domain }, &mut ctx)
             .map_err(|e| format!("on_timer({time}) failed: {e}"))?;
     }
+    Ok(())
 }
 
 /// One instance's keyed process function, behind `export_process!`.
