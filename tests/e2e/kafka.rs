@@ -329,6 +329,26 @@ fn n_of(record: &str) -> u64 {
     v["n"].as_u64().unwrap()
 }
 
+/// `sluice run examples/bench/kafka-w2.yaml` with `env`, reading at `rate`
+/// records per second (stdout and stderr piped).
+fn paced_w2(env: &[(&str, &str)], rate: &str) -> Command {
+    let mut c = support::sluice();
+    c.args(["run", "--no-api", "-q", "--source-rate", rate])
+        .arg(support::repo().join("examples/bench/kafka-w2.yaml"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// The CHECKSUM line of what `read_committed` readers see in the topics
+/// `results` and `late` (files under `d`).
+fn committed_w2(broker: &Broker, d: &Path) -> String {
+    let results = broker.committed("results", &d.join("results.jsonl"));
+    let late = broker.committed("late", &d.join("late.jsonl"));
+    support::checksum("W2", &results, Some(&late))
+}
+
 /// `sluice run SPEC` at `rate` records per second, with checkpoints into
 /// `ck` every 100 ms.
 fn paced_with_checkpoints(spec: &Path, ck: &Path, rate: u32) -> Command {
@@ -567,20 +587,10 @@ fn a_crash_during_recovery_leaves_no_transaction_open() {
     output_topics(&broker);
     let ck = d.join("ck");
     let env = bench_env(&broker, "orders", "1", &ck);
-    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
-    let sluice = |rate: &str| {
-        let mut c = support::sluice();
-        c.args(["run", "--no-api", "-q", "--source-rate", rate])
-            .arg(&spec)
-            .envs(env.iter().copied())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
-        c
-    };
     // The input lasts 10 s at 20,000 records/s. Once there is a checkpoint
     // and windows have begun to fire (a sink's log exists), results flow
     // all along: killed 300 ms later, the run has an epoch under way.
-    let mut child = sluice("20000").spawn().unwrap();
+    let mut child = paced_w2(&env, "20000").spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let logging = || {
         std::fs::read_dir(ck.join("kafka-sink-results"))
@@ -594,7 +604,7 @@ fn a_crash_during_recovery_leaves_no_transaction_open() {
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
-    let o = sluice("20000")
+    let o = paced_w2(&env, "20000")
         .env("SLUICE_CRASH_BEFORE_FENCE", "1")
         .output()
         .unwrap();
@@ -615,10 +625,41 @@ fn a_crash_during_recovery_leaves_no_transaction_open() {
             .any(|l| l.starts_with(&format!("{txid}.")) && l.ends_with(".log")),
         "the log naming `{txid}` is gone before its id was fenced: {logs:?}"
     );
+    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
     assert_ok(&run(&spec, &env));
-    let results = broker.committed("results", &d.join("results.jsonl"));
-    let late = broker.committed("late", &d.join("late.jsonl"));
-    assert_eq!(support::checksum("W2", &results, Some(&late)), W2);
+    assert_eq!(committed_w2(&broker, d), W2);
+}
+
+/// Two sink subtasks write to one partition, and the job stops after the
+/// first of a checkpoint's two transactions is committed (a failpoint).
+/// Tansu applies a committed transaction's marker (a group offset) only
+/// once no other transaction with records on that partition is open, so the
+/// committed one's marker shows only after the other is fenced: the
+/// restarted job must fence both before it looks, and write only the
+/// uncommitted one again. Every result once, no transaction left open.
+#[test]
+fn a_crash_between_the_commits_of_a_checkpoint_writes_nothing_twice() {
+    let broker = Broker::start();
+    let dir = support::temp_dir();
+    let d = dir.path();
+    broker.load_orders();
+    output_topics(&broker);
+    let ck = d.join("ck");
+    let env = bench_env(&broker, "orders", "2", &ck);
+    // Paced (the input lasts 2 s): from checkpoint 5 on, both windows
+    // subtasks send results; the first checkpoint with two transactions.
+    let o = paced_w2(&env, "100000")
+        .env("SLUICE_CRASH_MID_COMMIT", "results:5")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("SLUICE_CRASH_MID_COMMIT: transaction `sluice-kafka-w2-results-"),
+        "{}",
+        stderr(&o)
+    );
+    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
+    assert_ok(&run(&spec, &env));
+    assert_eq!(committed_w2(&broker, d), W2);
 }
 
 /// Four partitions keyed by customer: each partition has its own watermark,

@@ -439,13 +439,20 @@ impl Transactions {
             .map(Item::from_json)
             .collect::<Result<Vec<_>, _>>()?;
         items.sort_by_key(|i| i.checkpoint);
-        for item in &items {
-            self.commit_one(item)?;
+        for (n, item) in items.iter().enumerate() {
+            let crash = crash_mid_commit().is_some_and(|(uid, at)| {
+                at <= item.checkpoint && self.dir.ends_with(format!("kafka-sink-{uid}"))
+            }) && items
+                .get(n + 1)
+                .is_some_and(|i| i.checkpoint == item.checkpoint);
+            self.commit_one(item, crash)?;
         }
         Ok(())
     }
 
-    fn commit_one(&self, item: &Item) -> Result<(), String> {
+    /// Commits `item`; with `crash` (a failpoint), ends the process right
+    /// after, before its log is removed.
+    fn commit_one(&self, item: &Item, crash: bool) -> Result<(), String> {
         let prepared = {
             let mut inner = lock(&self.inner);
             if inner.committed.contains(&item.token) {
@@ -455,6 +462,13 @@ impl Transactions {
         };
         match prepared {
             Some(txn) => match txn.producer.commit_transaction(TXN_REQUEST) {
+                Ok(()) if crash => {
+                    eprintln!(
+                        "sluice: SLUICE_CRASH_MID_COMMIT: transaction `{}` of checkpoint {} is committed, the rest are not; stopping the process",
+                        item.txid, item.checkpoint
+                    );
+                    std::process::abort();
+                }
                 Ok(()) => self.committed(item, Some(txn)),
                 Err(e) => {
                     // Left to recovery (after the job restarts), which knows
@@ -490,28 +504,36 @@ impl Transactions {
     /// Commits `item` without its producer: after a crash, or a failed
     /// commit.
     fn recover_one(&self, item: &Item) -> Result<(), String> {
-        let path = self.dir.join(&item.log);
         // Fencing aborts the transaction if it is still open: look at the
-        // marker first.
+        // marker after.
         let txn = self.producer(&item.txid)?;
+        self.settle(item, &txn)?;
+        self.committed(item, Some(txn))
+    }
+
+    /// Makes sure the transaction of `item` is committed, with `txn` (its
+    /// transactional id, fenced): if its marker is not, its records are
+    /// written again from the log.
+    fn settle(&self, item: &Item, txn: &Txn) -> Result<(), String> {
+        let path = self.dir.join(&item.log);
         if self.marked(&txn.group, &item.txid, item.token)? {
             tracing::debug!(sink = %self.context, "transaction {} of checkpoint {} was committed", item.txid, item.checkpoint);
-            return self.committed(item, Some(txn));
+            return Ok(());
         }
         if !path.exists() {
             // A log goes only after its transaction is committed (a later
             // transaction with this id has moved the marker on since).
             tracing::debug!(sink = %self.context, "transaction {} of checkpoint {} was committed (its log is gone)", item.txid, item.checkpoint);
-            return self.committed(item, Some(txn));
+            return Ok(());
         }
-        let n = self.replay(&txn, &path, item)?;
+        let n = self.replay(txn, &path, item)?;
         tracing::info!(
             sink = %self.context,
             "wrote the {n} records of checkpoint {} again in a new transaction with id `{}` (the first did not commit before the job stopped)",
             item.checkpoint,
             item.txid
         );
-        self.committed(item, Some(txn))
+        Ok(())
     }
 
     /// Writes the records logged at `path` in a new transaction of `txn`,
@@ -553,42 +575,42 @@ impl Transactions {
     /// Before the job (re)starts: commits the restored checkpoint's
     /// transactions and aborts every other one this sink began.
     pub fn recover(&self, items: &[Value]) -> Result<(), String> {
-        // The subtasks of a stopped attempt are gone: their producers are
-        // not lent any more (an open transaction is fenced below).
+        let mut items = items
+            .iter()
+            .map(Item::from_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by_key(|i| i.checkpoint);
+        // The subtasks of a stopped attempt are gone, and their producers
+        // with them (what they left open is fenced below).
         {
             let mut inner = lock(&self.inner);
             inner.lent.clear();
             inner.idle.clear();
+            inner.prepared.clear();
         }
-        self.commit_all(items)?;
-        // Prepared after the checkpoint: aborted by the fencing below.
-        let stale: Vec<Txn> = lock(&self.inner).prepared.drain().map(|(_, t)| t).collect();
-        drop(stale);
-        // Each log goes only once its transactional id is fenced: a job
-        // stopped in between (killed again while it recovers) finds the log
-        // and fences the id the next time. Tansu never times a transaction
-        // out, so one left open would hold `read_committed` readers back
-        // for good.
-        let mut fence: Vec<(String, Vec<PathBuf>)> = Vec::new();
-        if self.dir.exists() {
-            let entries = std::fs::read_dir(&self.dir)
-                .map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if let Some((txid, _)) = name
-                    .strip_suffix(LOG_SUFFIX)
-                    .and_then(|s| s.rsplit_once('.'))
-                {
-                    match fence.iter_mut().find(|(t, _)| t == txid) {
-                        Some((_, logs)) => logs.push(entry.path()),
-                        None => fence.push((txid.to_owned(), vec![entry.path()])),
-                    }
-                }
-            }
-        }
-        fence.sort();
-        for (txid, logs) in fence {
-            if std::env::var_os("SLUICE_CRASH_BEFORE_FENCE").is_some() {
+        // Every transactional id a transaction may be open under: the
+        // checkpoint's, and those of the logs in the folder (epochs begun
+        // after the checkpoint, replays cut short).
+        let logs = self.logs()?;
+        let mut ids: Vec<&str> = items.iter().map(|i| i.txid.as_str()).collect();
+        ids.extend(logs.iter().map(|(txid, _)| txid.as_str()));
+        ids.sort_unstable();
+        ids.dedup();
+        // All are fenced before any marker is looked at: Tansu applies a
+        // committed transaction's offsets (its marker) only once no other
+        // transaction with records on the same partition is open, so the
+        // marker of a transaction that did commit may show only once the
+        // others are fenced; looked at before, it would be written twice.
+        // A log goes only once its id is fenced: a job stopped in between
+        // (killed again while it recovers) finds it and fences the id the
+        // next time (Tansu never times a transaction out).
+        let named: HashSet<&str> = items.iter().map(|i| i.log.as_str()).collect();
+        let mut fenced: HashMap<&str, Txn> = HashMap::new();
+        for txid in ids {
+            let left_open = logs.iter().any(|(t, p)| {
+                t == txid && !named.contains(p.file_name().and_then(|n| n.to_str()).unwrap_or(""))
+            });
+            if left_open && std::env::var_os("SLUICE_CRASH_BEFORE_FENCE").is_some() {
                 // A failpoint for the tests: the moment a crash leaves a
                 // transaction of an earlier run open.
                 eprintln!(
@@ -596,18 +618,61 @@ impl Transactions {
                 );
                 std::process::abort();
             }
-            let txn = self.producer(&txid)?;
-            tracing::info!(sink = %self.context, "aborted the transaction with id `{txid}` begun after the checkpoint");
-            for p in logs {
-                std::fs::remove_file(&p)
+            fenced.insert(txid, self.producer(txid)?);
+            if left_open {
+                tracing::info!(sink = %self.context, "aborted the transaction with id `{txid}` begun after the checkpoint");
+            }
+        }
+        for item in &items {
+            if !lock(&self.inner).committed.contains(&item.token) {
+                self.settle(item, &fenced[item.txid.as_str()])?;
+                self.committed(item, None)?;
+            }
+        }
+        for (_, p) in &logs {
+            if p.exists() {
+                std::fs::remove_file(p)
                     .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
             }
-            let mut inner = lock(&self.inner);
-            inner.idle.retain(|t| t.txid != txid);
-            inner.idle.push(txn);
         }
+        lock(&self.inner).idle.extend(fenced.into_values());
         Ok(())
     }
+
+    /// The logs in the sink's folder, with their transactional ids.
+    fn logs(&self) -> Result<Vec<(String, PathBuf)>, String> {
+        let mut logs = Vec::new();
+        if !self.dir.exists() {
+            return Ok(logs);
+        }
+        let entries = std::fs::read_dir(&self.dir)
+            .map_err(|e| format!("cannot read {}: {e}", self.dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some((txid, _)) = name
+                .strip_suffix(LOG_SUFFIX)
+                .and_then(|s| s.rsplit_once('.'))
+            {
+                logs.push((txid.to_owned(), entry.path()));
+            }
+        }
+        Ok(logs)
+    }
+}
+
+/// A failpoint for the tests: `SLUICE_CRASH_MID_COMMIT=UID:N` ends the
+/// process once the first of sink UID's transactions of a checkpoint is
+/// committed (its log still there) and before the others are: the first
+/// checkpoint from N on with more than one.
+fn crash_mid_commit() -> Option<(&'static str, u64)> {
+    static AT: std::sync::OnceLock<Option<(String, u64)>> = std::sync::OnceLock::new();
+    AT.get_or_init(|| {
+        let v = std::env::var("SLUICE_CRASH_MID_COMMIT").ok()?;
+        let (uid, n) = v.rsplit_once(':')?;
+        Some((uid.to_owned(), n.parse().ok()?))
+    })
+    .as_ref()
+    .map(|(uid, n)| (uid.as_str(), *n))
 }
 
 /// A token no other epoch has: random, mixed with the time and the process.
