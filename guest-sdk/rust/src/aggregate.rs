@@ -286,7 +286,7 @@ fn decode<A: DeserializeOwned>(accs: &ByteList, k: usize) -> Result<A, String> {
     })?;
     let bytes = batch::get(&accs.data, span)
         .ok_or_else(|| format!("accumulator {k} is outside the accumulator buffer"))?;
-    serde_json::from_slice(bytes)
+    crate::json::from_slice(bytes)
         .map_err(|e| format!("accumulator {k} does not decode as this operator's Acc: {e}"))
 }
 
@@ -296,7 +296,7 @@ fn decode_or_trap<A: DeserializeOwned>(accs: &ByteList, k: usize) -> A {
 }
 
 fn decode_bytes_or_trap<A: DeserializeOwned>(bytes: &[u8], k: usize) -> A {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+    crate::json::from_slice(bytes).unwrap_or_else(|e| {
         panic!("sluice: accumulator {k} does not decode after encoding it: {e}")
     })
 }

@@ -477,6 +477,24 @@ fn escape_in(w: u64) -> bool {
 
 /// Whether `s` has a byte JSON must escape in a string.
 #[inline]
+/// Whether `s` is printable ASCII with no quote or backslash: a JSON
+/// string's text as it is, and UTF-8.
+fn plain_ascii(s: &[u8]) -> bool {
+    let plain = |w: u64| !escape_in(w) && w & HIGH == 0;
+    let n = s.len();
+    if n < 8 {
+        return plain(short_word(s, b'a'));
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if !plain(word8(s, i)) {
+            return false;
+        }
+        i += 8;
+    }
+    plain(word8(s, n - 8))
+}
+
 fn needs_escape(s: &[u8]) -> bool {
     let n = s.len();
     if n < 8 {
@@ -506,26 +524,36 @@ fn key_is_escaped(raw: &[u8], name: &[u8]) -> bool {
 /// (Wasm has 64-bit integers but, without SIMD, no faster `memchr`).
 #[inline]
 fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    find_either(bytes, b'"', b'\\')
+}
+
+/// The position of the first byte that is `a` or `b` (neither zero), eight
+/// bytes at a time, the last few padded with zeros: no loop turn per byte.
+fn find_either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
+    let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
+    // A byte's high bit is set where the byte was zero (and, past a zero,
+    // maybe where it was not; the lowest set one is exact).
+    let hits = |w: u64| {
+        let (x, y) = (w ^ wa, w ^ wb);
+        (x.wrapping_sub(ONES) & !x | y.wrapping_sub(ONES) & !y) & HIGH
+    };
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
-        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        let (q, b) = (word ^ QUOTES, word ^ BACKSLASHES);
-        // A byte's high bit is set where the byte was zero (and, past a
-        // zero, maybe where it was not; the lowest set one is exact).
-        let zero = (q.wrapping_sub(ONES) & !q | b.wrapping_sub(ONES) & !b) & HIGH;
-        if zero != 0 {
-            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        let found = hits(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        if found != 0 {
+            return Some(at + (found.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\')
-        .map(|i| at + i)
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut tail = [0u8; 8];
+    tail[..rest.len()].copy_from_slice(rest);
+    let found = hits(u64::from_le_bytes(tail));
+    (found != 0).then(|| at + (found.trailing_zeros() / 8) as usize)
 }
 
 struct Scan<'a> {
@@ -625,14 +653,152 @@ impl Scan<'_> {
 }
 
 /// Deserializes JSON text as `T`, as `serde_json::from_slice` does, with
-/// a shortcut for what keyed state holds most: a plain integer (`-12`,
-/// `1700000001234`) is handed to `T` without serde_json's parser. Anything
-/// else, and an integer `T` does not take, goes through serde_json, so that
-/// results and errors are serde_json's.
+/// shortcuts for what keyed state and accumulators hold most: a plain
+/// integer (`-12`, `1700000001234`), or a flat object of them
+/// (`{"count":3,"sum_cents":81234}`), is handed to `T` without serde_json's
+/// parser. Anything else, and what `T` does not take that way, goes through
+/// serde_json, so that results and errors are serde_json's.
 pub(crate) fn from_slice<T: serde::de::DeserializeOwned>(text: &[u8]) -> serde_json::Result<T> {
-    match integer(text) {
-        Some(n) => T::deserialize(n).or_else(|_| serde_json::from_slice(text)),
+    let quick = match text.first() {
+        Some(b'{') => flat_object(text).and_then(|o| T::deserialize(o).ok()),
+        _ => integer(text).and_then(|n| T::deserialize(n).ok()),
+    };
+    match quick {
+        Some(v) => Ok(v),
         None => serde_json::from_slice(text),
+    }
+}
+
+/// The rest of a quick deserializer ([`Integer`], [`FlatObject`]): an
+/// `Option<T>`, a newtype or an enum would read the value differently (or
+/// not at all), so they are refused and serde_json decides for them; every
+/// other type is offered the value as it is (`deserialize_any`).
+macro_rules! refuse_the_rest {
+    () => {
+        fn deserialize_option<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+
+        fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: V,
+        ) -> Result<V::Value, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+
+        fn deserialize_enum<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            _: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, NotAnInteger> {
+            Err(NotAnInteger)
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf unit unit_struct seq tuple
+            tuple_struct map struct identifier ignored_any
+        }
+    };
+}
+
+/// At most this many members in an object [`from_slice`] reads itself.
+const FLAT_MEMBERS: usize = 8;
+
+/// An object of up to [`FLAT_MEMBERS`] members whose names are plain
+/// (no escapes, no control characters) and whose values are plain integers
+/// (see [`integer`]), with no whitespace: what an accumulator of counters
+/// looks like as serde_json writes it.
+fn flat_object(text: &[u8]) -> Option<FlatObject<'_>> {
+    let mut members = [("", Integer::Unsigned(0)); FLAT_MEMBERS];
+    let mut n = 0;
+    let mut at = 1;
+    if text.get(at) == Some(&b'}') {
+        return (text.len() == 2).then_some(FlatObject { members, len: 0 });
+    }
+    loop {
+        if text.get(at) != Some(&b'"') || n == FLAT_MEMBERS {
+            return None;
+        }
+        let name_len = find_quote_or_backslash(&text[at + 1..])?;
+        let name = &text[at + 1..at + 1 + name_len];
+        if text.get(at + 1 + name_len) != Some(&b'"')
+            || text.get(at + 2 + name_len) != Some(&b':')
+            || !plain_ascii(name)
+        {
+            return None;
+        }
+        at += 3 + name_len;
+        let end = at + find_either(&text[at..], b',', b'}')?;
+        // SAFETY: `plain_ascii` checked that every byte is ASCII, which is
+        // UTF-8 (`from_utf8` would check again, a loop turn per byte).
+        let name = unsafe { std::str::from_utf8_unchecked(name) };
+        members[n] = (name, integer(&text[at..end])?);
+        n += 1;
+        at = end + 1;
+        match text[end] {
+            b'}' if at == text.len() => return Some(FlatObject { members, len: n }),
+            b',' => {}
+            _ => return None,
+        }
+    }
+}
+
+/// A flat object read by [`flat_object`], as a serde deserializer that
+/// offers it as a map, member by member, the way serde_json does.
+struct FlatObject<'t> {
+    members: [(&'t str, Integer); FLAT_MEMBERS],
+    len: usize,
+}
+
+impl<'de, 't> serde::Deserializer<'de> for FlatObject<'t> {
+    type Error = NotAnInteger;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, NotAnInteger> {
+        v.visit_map(Members {
+            members: &self.members[..self.len],
+            next: 0,
+        })
+    }
+
+    refuse_the_rest!();
+}
+
+struct Members<'m, 't> {
+    members: &'m [(&'t str, Integer)],
+    next: usize,
+}
+
+impl<'de> serde::de::MapAccess<'de> for Members<'_, '_> {
+    type Error = NotAnInteger;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, NotAnInteger> {
+        let Some(&(name, _)) = self.members.get(self.next) else {
+            return Ok(None);
+        };
+        seed.deserialize(serde::de::value::StrDeserializer::<NotAnInteger>::new(name))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, NotAnInteger> {
+        let (_, value) = self.members[self.next];
+        self.next += 1;
+        seed.deserialize(value)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.members.len() - self.next)
     }
 }
 
@@ -724,28 +890,7 @@ impl<'de> serde::Deserializer<'de> for Integer {
         }
     }
 
-    // `Option<T>`, newtypes and the rest would read an integer differently
-    // (or not at all): serde_json decides for them.
-    fn deserialize_option<V: serde::de::Visitor<'de>>(
-        self,
-        _: V,
-    ) -> Result<V::Value, NotAnInteger> {
-        Err(NotAnInteger)
-    }
-
-    fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
-        self,
-        _: &'static str,
-        _: V,
-    ) -> Result<V::Value, NotAnInteger> {
-        Err(NotAnInteger)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple
-        tuple_struct map struct enum identifier ignored_any
-    }
+    refuse_the_rest!();
 }
 
 #[cfg(test)]
@@ -775,6 +920,63 @@ mod tests {
         struct Acc {
             count: u64,
         }
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        #[serde(deny_unknown_fields)]
+        struct Pair {
+            count: u64,
+            sum_cents: i64,
+        }
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        struct Defaults {
+            #[serde(default)]
+            count: i32,
+            #[serde(rename = "sum")]
+            total: Option<i64>,
+        }
+        let objects = [
+            "{}",
+            "{\"count\":3}",
+            "{\"count\":3,\"sum_cents\":-5}",
+            "{\"sum_cents\":-5,\"count\":3}",
+            "{\"count\":3,\"count\":4}",
+            "{\"count\":\"3\"}",
+            "{\"count\":3.5}",
+            "{ \"count\":3}",
+            "{\"count\":3} ",
+            "{\"co\\u0075nt\":3}",
+            "{\"count\":3,}",
+            "{\"count\":3",
+            "{\"count\"3}",
+            "{\"count\":[1]}",
+            "{\"count\":01}",
+            "{\"x\":1}",
+            "{\"count\":-0}",
+            "{\"sum\":7}",
+            "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8}",
+            "{\"a\":1,\"b\":2,\"c\":3,\"d\":4,\"e\":5,\"f\":6,\"g\":7,\"h\":8,\"count\":9}",
+            "{\"count\":18446744073709551615}",
+            "{\"count\":-1}",
+            "{\"\u{e9}\":1}",
+            "{\"a\\\"\":1}",
+            "{\"count\":3}}",
+            "{}}",
+            "{,}",
+            "{\"\":1}",
+        ];
+        for t in objects {
+            same_as_serde_json::<Acc>(t);
+            same_as_serde_json::<Pair>(t);
+            same_as_serde_json::<Defaults>(t);
+            same_as_serde_json::<Option<Acc>>(t);
+            same_as_serde_json::<std::collections::BTreeMap<String, i64>>(t);
+            same_as_serde_json::<std::collections::HashMap<String, u8>>(t);
+            same_as_serde_json::<serde_json::Value>(t);
+            same_as_serde_json::<Ts>(t);
+            same_as_serde_json::<Unit>(t);
+            same_as_serde_json::<i64>(t);
+        }
+        assert!(super::flat_object(b"{\"count\":3,\"sum_cents\":-5}").is_some());
+        assert!(super::flat_object(b"{}").is_some());
         let texts = [
             "0",
             "7",
@@ -871,6 +1073,8 @@ mod tests {
                     assert_eq!(super::same_bytes(&base, &other), base == other, "{other:?}");
                     let naive = other.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20);
                     assert_eq!(super::needs_escape(&other), naive, "{other:?}");
+                    let ascii = !naive && other.iter().all(|&b| b < 0x80);
+                    assert_eq!(super::plain_ascii(&other), ascii, "{other:?}");
                 }
             }
             assert!(!super::same_bytes(&base, &base[..n.saturating_sub(1)]) || n == 0);
@@ -891,6 +1095,17 @@ mod tests {
                 }
             }
             assert_eq!(super::find_quote_or_backslash(&vec![b'x'; n]), None);
+            // Any filler, zeros and high bytes among them, and any pair.
+            for fill in [0x00, 0x01, b'+', 0x7f, 0x80, 0xff] {
+                assert_eq!(super::find_either(&vec![fill; n], b',', b'}'), None);
+                for i in 0..n {
+                    for c in [b',', b'}'] {
+                        let mut s = vec![fill; n];
+                        s[i] = c;
+                        assert_eq!(super::find_either(&s, b',', b'}'), Some(i), "{s:?}");
+                    }
+                }
+            }
         }
     }
 
