@@ -237,17 +237,22 @@ impl WasmProcess {
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         let r = batch.get(i);
-        let key = &self.process.keys[input];
-        if let Err(message) = key.extract(r.value(), &mut self.key_buf) {
-            return out.dead_letter(r, &message);
-        }
-        let k = self
-            .call
-            .keys
-            .intern(&self.key_buf, self.process.max_parallelism);
+        // A keyed input comes through a key-hash router, which gave each
+        // record its key (as a window's input does); else the key is read.
+        let key = match r.key() {
+            Some(k) => k,
+            None => {
+                let key = &self.process.keys[input];
+                if let Err(message) = key.extract(r.value(), &mut self.key_buf) {
+                    return out.dead_letter(r, &message);
+                }
+                &self.key_buf
+            }
+        };
+        let k = self.call.keys.intern(key, self.process.max_parallelism);
         let p = &mut self.pending;
         p.batch
-            .push(Some(&self.key_buf), r.value(), r.timestamp(), r.origin());
+            .push(Some(key), r.value(), r.timestamp(), r.origin());
         p.record_keys.push(k);
         p.record_inputs.push(input as u8);
         p.watermarks.push(self.watermark);
