@@ -295,12 +295,12 @@ pub struct ObjectWriter<'b> {
 }
 
 impl<'b> ObjectWriter<'b> {
-    pub(crate) fn open(buf: &'b mut Vec<u8>) -> Self {
+    fn open(buf: &'b mut Vec<u8>) -> Self {
         buf.push(b'{');
         ObjectWriter { buf, first: true }
     }
 
-    pub(crate) fn close(self) {
+    fn close(self) {
         self.buf.push(b'}');
     }
 
@@ -477,37 +477,33 @@ fn escape_in(w: u64) -> bool {
 
 /// Whether `s` has a byte JSON must escape in a string.
 #[inline]
+fn needs_escape(s: &[u8]) -> bool {
+    !every_word(s, |w| !escape_in(w))
+}
+
 /// Whether `s` is printable ASCII with no quote or backslash: a JSON
 /// string's text as it is, and UTF-8.
+#[inline]
 fn plain_ascii(s: &[u8]) -> bool {
-    let plain = |w: u64| !escape_in(w) && w & HIGH == 0;
+    every_word(s, |w| !escape_in(w) && w & HIGH == 0)
+}
+
+/// Whether `ok` holds for every eight bytes of `s` (overlapping at the end;
+/// a short `s` padded with `a`s).
+#[inline]
+fn every_word(s: &[u8], ok: impl Fn(u64) -> bool) -> bool {
     let n = s.len();
     if n < 8 {
-        return plain(short_word(s, b'a'));
+        return ok(short_word(s, b'a'));
     }
     let mut i = 0;
     while i + 8 < n {
-        if !plain(word8(s, i)) {
+        if !ok(word8(s, i)) {
             return false;
         }
         i += 8;
     }
-    plain(word8(s, n - 8))
-}
-
-fn needs_escape(s: &[u8]) -> bool {
-    let n = s.len();
-    if n < 8 {
-        return escape_in(short_word(s, b'a'));
-    }
-    let mut i = 0;
-    while i + 8 < n {
-        if escape_in(word8(s, i)) {
-            return true;
-        }
-        i += 8;
-    }
-    escape_in(word8(s, n - 8))
+    ok(word8(s, n - 8))
 }
 
 #[cold]
@@ -678,16 +674,16 @@ macro_rules! refuse_the_rest {
         fn deserialize_option<V: serde::de::Visitor<'de>>(
             self,
             _: V,
-        ) -> Result<V::Value, NotAnInteger> {
-            Err(NotAnInteger)
+        ) -> Result<V::Value, Declined> {
+            Err(Declined)
         }
 
         fn deserialize_newtype_struct<V: serde::de::Visitor<'de>>(
             self,
             _: &'static str,
             _: V,
-        ) -> Result<V::Value, NotAnInteger> {
-            Err(NotAnInteger)
+        ) -> Result<V::Value, Declined> {
+            Err(Declined)
         }
 
         fn deserialize_enum<V: serde::de::Visitor<'de>>(
@@ -695,8 +691,8 @@ macro_rules! refuse_the_rest {
             _: &'static str,
             _: &'static [&'static str],
             _: V,
-        ) -> Result<V::Value, NotAnInteger> {
-            Err(NotAnInteger)
+        ) -> Result<V::Value, Declined> {
+            Err(Declined)
         }
 
         serde::forward_to_deserialize_any! {
@@ -757,9 +753,9 @@ struct FlatObject<'t> {
 }
 
 impl<'de, 't> serde::Deserializer<'de> for FlatObject<'t> {
-    type Error = NotAnInteger;
+    type Error = Declined;
 
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, NotAnInteger> {
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Declined> {
         v.visit_map(Members {
             members: &self.members[..self.len],
             next: 0,
@@ -775,23 +771,23 @@ struct Members<'m, 't> {
 }
 
 impl<'de> serde::de::MapAccess<'de> for Members<'_, '_> {
-    type Error = NotAnInteger;
+    type Error = Declined;
 
     fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
         &mut self,
         seed: K,
-    ) -> Result<Option<K::Value>, NotAnInteger> {
+    ) -> Result<Option<K::Value>, Declined> {
         let Some(&(name, _)) = self.members.get(self.next) else {
             return Ok(None);
         };
-        seed.deserialize(serde::de::value::StrDeserializer::<NotAnInteger>::new(name))
+        seed.deserialize(serde::de::value::StrDeserializer::<Declined>::new(name))
             .map(Some)
     }
 
     fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
         &mut self,
         seed: V,
-    ) -> Result<V::Value, NotAnInteger> {
+    ) -> Result<V::Value, Declined> {
         let (_, value) = self.members[self.next];
         self.next += 1;
         seed.deserialize(value)
@@ -839,10 +835,10 @@ fn integer(text: &[u8]) -> Option<Integer> {
 /// The value of eight ASCII digits read little-endian into `w` (the first
 /// digit in the low byte), or `None` if one is not a digit.
 fn eight_digits(w: u64) -> Option<u32> {
-    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const NIBBLES: u64 = 0xF0F0_F0F0_F0F0_F0F0;
     // Each byte is 0x30..=0x39: its high nibble is 3, and adding 6 does
     // not carry into it.
-    let digits = (w & HIGH) | (((w.wrapping_add(0x0606_0606_0606_0606)) & HIGH) >> 4);
+    let digits = (w & NIBBLES) | (((w.wrapping_add(0x0606_0606_0606_0606)) & NIBBLES) >> 4);
     if digits != 0x3333_3333_3333_3333 {
         return None;
     }
@@ -862,28 +858,29 @@ enum Integer {
     Signed(i64),
 }
 
-/// Why [`Integer`] could not give a `T`: serde_json then tries (and says).
+/// Why a quick deserializer ([`Integer`], [`FlatObject`]) could not give a
+/// `T`: serde_json then tries (and says).
 #[derive(Debug)]
-struct NotAnInteger;
+struct Declined;
 
-impl std::fmt::Display for NotAnInteger {
+impl std::fmt::Display for Declined {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("not an integer")
+        f.write_str("not read without serde_json")
     }
 }
 
-impl std::error::Error for NotAnInteger {}
+impl std::error::Error for Declined {}
 
-impl serde::de::Error for NotAnInteger {
+impl serde::de::Error for Declined {
     fn custom<M: std::fmt::Display>(_: M) -> Self {
-        NotAnInteger
+        Declined
     }
 }
 
 impl<'de> serde::Deserializer<'de> for Integer {
-    type Error = NotAnInteger;
+    type Error = Declined;
 
-    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, NotAnInteger> {
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Declined> {
         match self {
             Integer::Unsigned(n) => v.visit_u64(n),
             Integer::Signed(n) => v.visit_i64(n),
