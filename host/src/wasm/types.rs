@@ -154,12 +154,17 @@ impl Span {
         out[4..].copy_from_slice(&self.len.to_le_bytes());
     }
 
-    fn load(bytes: &[u8]) -> Result<Span> {
+    /// Read from its canonical-ABI bytes (any bytes are a span).
+    fn read(bytes: &[u8]) -> Span {
         let get32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-        Ok(Span {
+        Span {
             offset: get32(0),
             len: get32(4),
-        })
+        }
+    }
+
+    fn load(bytes: &[u8]) -> Result<Span> {
+        Ok(Span::read(bytes))
     }
 }
 
@@ -280,39 +285,45 @@ impl From<RecordMeta> for Twin {
 impl RecordMeta {
     /// Its canonical-ABI bytes.
     fn store(&self, out: &mut [u8; META_SIZE]) {
-        let put32 = |out: &mut [u8; META_SIZE], at: usize, v: u32| {
-            out[at..at + 4].copy_from_slice(&v.to_le_bytes())
+        let span = |out: &mut [u8; META_SIZE], at: usize, s: Span| {
+            s.store(
+                (&mut out[at..at + SPAN_SIZE])
+                    .try_into()
+                    .expect("span bytes"),
+            )
         };
         *out = [0; META_SIZE];
         if let Some(k) = self.key {
             out[0] = 1;
-            put32(out, 4, k.offset);
-            put32(out, 8, k.len);
+            span(out, 4, k);
         }
-        put32(out, 12, self.value.offset);
-        put32(out, 16, self.value.len);
+        span(out, 12, self.value);
         if let Some(t) = self.timestamp {
             out[24] = 1;
             out[32..40].copy_from_slice(&t.to_le_bytes());
         }
-        put32(out, 40, self.headers_start);
-        put32(out, 44, self.headers_len);
+        // `headers-start` and `headers-len` lie as a span's two fields do.
+        span(
+            out,
+            40,
+            Span {
+                offset: self.headers_start,
+                len: self.headers_len,
+            },
+        );
         out[48] = self.kind as u8;
     }
 
     /// Read from canonical-ABI bytes, with the checks wasmtime's lift makes
     /// (a guest's bytes are not trusted).
     fn load(bytes: &[u8]) -> Result<RecordMeta> {
-        let get32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let span = |at: usize| Span::read(&bytes[at..at + SPAN_SIZE]);
         let option = |at: usize| match bytes[at] {
             0 => Ok(false),
             1 => Ok(true),
             d => Err(wasmtime::format_err!("invalid option discriminant {d}")),
         };
-        let key = option(0)?.then(|| Span {
-            offset: get32(4),
-            len: get32(8),
-        });
+        let key = option(0)?.then(|| span(4));
         let timestamp =
             option(24)?.then(|| i64::from_le_bytes(bytes[32..40].try_into().expect("8 bytes")));
         let kind = match bytes[48] {
@@ -322,15 +333,13 @@ impl RecordMeta {
             3 => RowKind::Delete,
             d => return Err(wasmtime::format_err!("unexpected enum discriminant {d}")),
         };
+        let headers = span(40);
         Ok(RecordMeta {
             key,
-            value: Span {
-                offset: get32(12),
-                len: get32(16),
-            },
+            value: span(12),
             timestamp,
-            headers_start: get32(40),
-            headers_len: get32(44),
+            headers_start: headers.offset,
+            headers_len: headers.len,
             kind,
         })
     }
