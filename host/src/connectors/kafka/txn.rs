@@ -227,6 +227,18 @@ impl Item {
     }
 }
 
+impl Item {
+    /// A checkpoint's committables, in checkpoint order.
+    fn in_order(items: &[Value]) -> Result<Vec<Item>, String> {
+        let mut items = items
+            .iter()
+            .map(Item::from_json)
+            .collect::<Result<Vec<_>, _>>()?;
+        items.sort_by_key(|i| i.checkpoint);
+        Ok(items)
+    }
+}
+
 /// The transactions of one exactly-once sink node: shared by its subtasks
 /// (which open and prepare them) and its committer (which commits them).
 pub(crate) struct Transactions {
@@ -434,11 +446,7 @@ impl Transactions {
 
     /// Commits `items` in checkpoint order.
     fn commit_all(&self, items: &[Value]) -> Result<(), String> {
-        let mut items = items
-            .iter()
-            .map(Item::from_json)
-            .collect::<Result<Vec<_>, _>>()?;
-        items.sort_by_key(|i| i.checkpoint);
+        let items = Item::in_order(items)?;
         for (n, item) in items.iter().enumerate() {
             let crash = crash_mid_commit().is_some_and(|(uid, at)| {
                 at <= item.checkpoint && self.dir.ends_with(format!("kafka-sink-{uid}"))
@@ -575,11 +583,7 @@ impl Transactions {
     /// Before the job (re)starts: commits the restored checkpoint's
     /// transactions and aborts every other one this sink began.
     pub fn recover(&self, items: &[Value]) -> Result<(), String> {
-        let mut items = items
-            .iter()
-            .map(Item::from_json)
-            .collect::<Result<Vec<_>, _>>()?;
-        items.sort_by_key(|i| i.checkpoint);
+        let items = Item::in_order(items)?;
         // The subtasks of a stopped attempt are gone, and their producers
         // with them (what they left open is fenced below).
         {
@@ -607,9 +611,9 @@ impl Transactions {
         let named: HashSet<&str> = items.iter().map(|i| i.log.as_str()).collect();
         let mut fenced: HashMap<&str, Txn> = HashMap::new();
         for txid in ids {
-            let left_open = logs.iter().any(|(t, p)| {
-                t == txid && !named.contains(p.file_name().and_then(|n| n.to_str()).unwrap_or(""))
-            });
+            let left_open = logs
+                .iter()
+                .any(|(t, name)| t == txid && !named.contains(name.as_str()));
             if left_open && std::env::var_os("SLUICE_CRASH_BEFORE_FENCE").is_some() {
                 // A failpoint for the tests: the moment a crash leaves a
                 // transaction of an earlier run open.
@@ -629,18 +633,20 @@ impl Transactions {
                 self.committed(item, None)?;
             }
         }
-        for (_, p) in &logs {
-            if p.exists() {
-                std::fs::remove_file(p)
-                    .map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
-            }
+        // The checkpoint's logs went as their transactions were settled.
+        for (_, name) in logs
+            .iter()
+            .filter(|(_, name)| !named.contains(name.as_str()))
+        {
+            let p = self.dir.join(name);
+            std::fs::remove_file(&p).map_err(|e| format!("cannot remove {}: {e}", p.display()))?;
         }
         lock(&self.inner).idle.extend(fenced.into_values());
         Ok(())
     }
 
-    /// The logs in the sink's folder, with their transactional ids.
-    fn logs(&self) -> Result<Vec<(String, PathBuf)>, String> {
+    /// The logs in the sink's folder: (transactional id, file name).
+    fn logs(&self) -> Result<Vec<(String, String)>, String> {
         let mut logs = Vec::new();
         if !self.dir.exists() {
             return Ok(logs);
@@ -653,7 +659,7 @@ impl Transactions {
                 .strip_suffix(LOG_SUFFIX)
                 .and_then(|s| s.rsplit_once('.'))
             {
-                logs.push((txid.to_owned(), entry.path()));
+                logs.push((txid.to_owned(), name));
             }
         }
         Ok(logs)
