@@ -349,6 +349,22 @@ fn committed_w2(broker: &Broker, d: &Path) -> String {
     support::checksum("W2", &results, Some(&late))
 }
 
+/// A broker with the 200,000 orders in `orders` and empty output topics.
+fn broker_with_orders() -> Broker {
+    let broker = Broker::start();
+    broker.load_orders();
+    output_topics(&broker);
+    broker
+}
+
+/// Runs kafka-w2 with `env` to the end (after the crashes of a test):
+/// the reference results, each once, and no transaction left open.
+fn w2_ends_with_the_reference(broker: &Broker, d: &Path, env: &[(&str, &str)]) {
+    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
+    assert_ok(&run(&spec, env));
+    assert_eq!(committed_w2(broker, d), W2);
+}
+
 /// `sluice run SPEC` at `rate` records per second, with checkpoints into
 /// `ck` every 100 ms.
 fn paced_with_checkpoints(spec: &Path, ck: &Path, rate: u32) -> Command {
@@ -362,16 +378,11 @@ fn paced_with_checkpoints(spec: &Path, ck: &Path, rate: u32) -> Command {
 
 #[test]
 fn kafka_w1_w2_and_w5_on_one_partition_reproduce_the_reference_checksums() {
-    let broker = Broker::start();
+    let broker = broker_with_orders();
     let dir = support::temp_dir();
     let d = dir.path();
-    broker.load_orders();
-
-    output_topics(&broker);
     run_bench(&broker, "w2", "orders", "1", &d.join("ck-w2"));
-    let results = broker.committed("results", &d.join("w2.jsonl"));
-    let late = broker.committed("late", &d.join("w2-late.jsonl"));
-    assert_eq!(support::checksum("W2", &results, Some(&late)), W2);
+    assert_eq!(committed_w2(&broker, d), W2);
 
     // Fresh output topics for W5.
     for t in ["results", "late", "dropped"] {
@@ -580,17 +591,19 @@ fn exactly_once_kafka_w2_through_sigkills_at_random_moments() {
 /// out).
 #[test]
 fn a_crash_during_recovery_leaves_no_transaction_open() {
-    let broker = Broker::start();
+    let broker = broker_with_orders();
     let dir = support::temp_dir();
     let d = dir.path();
-    broker.load_orders();
-    output_topics(&broker);
     let ck = d.join("ck");
     let env = bench_env(&broker, "orders", "1", &ck);
     // The input lasts 10 s at 20,000 records/s. Once there is a checkpoint
     // and windows have begun to fire (a sink's log exists), results flow
     // all along: killed 300 ms later, the run has an epoch under way.
-    let mut child = paced_w2(&env, "20000").spawn().unwrap();
+    let mut child = paced_w2(&env, "20000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let logging = || {
         std::fs::read_dir(ck.join("kafka-sink-results"))
@@ -625,9 +638,7 @@ fn a_crash_during_recovery_leaves_no_transaction_open() {
             .any(|l| l.starts_with(&format!("{txid}.")) && l.ends_with(".log")),
         "the log naming `{txid}` is gone before its id was fenced: {logs:?}"
     );
-    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
-    assert_ok(&run(&spec, &env));
-    assert_eq!(committed_w2(&broker, d), W2);
+    w2_ends_with_the_reference(&broker, d, &env);
 }
 
 /// Two sink subtasks write to one partition, and the job stops after the
@@ -639,11 +650,9 @@ fn a_crash_during_recovery_leaves_no_transaction_open() {
 /// uncommitted one again. Every result once, no transaction left open.
 #[test]
 fn a_crash_between_the_commits_of_a_checkpoint_writes_nothing_twice() {
-    let broker = Broker::start();
+    let broker = broker_with_orders();
     let dir = support::temp_dir();
     let d = dir.path();
-    broker.load_orders();
-    output_topics(&broker);
     let ck = d.join("ck");
     let env = bench_env(&broker, "orders", "2", &ck);
     // Paced (the input lasts 2 s): from checkpoint 5 on, both windows
@@ -657,9 +666,7 @@ fn a_crash_between_the_commits_of_a_checkpoint_writes_nothing_twice() {
         "{}",
         stderr(&o)
     );
-    let spec = support::repo().join("examples/bench/kafka-w2.yaml");
-    assert_ok(&run(&spec, &env));
-    assert_eq!(committed_w2(&broker, d), W2);
+    w2_ends_with_the_reference(&broker, d, &env);
 }
 
 /// Four partitions keyed by customer: each partition has its own watermark,
