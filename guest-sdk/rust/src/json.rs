@@ -61,9 +61,16 @@ fn find<const N: usize>(doc: &[u8], names: [&str; N]) -> Result<[Option<Found>; 
         if s.next() != Some(b'"') {
             return Err(s.broken());
         }
-        let key_start = s.pos;
-        let key_escaped = s.skip_string_body()?;
-        let key = &doc[key_start..s.pos - 1];
+        // The name expected next is compared where the key starts, before
+        // (and instead of) a scan for the key's closing quote.
+        let hit = if next < N && found[next].is_none() && s.key_here(names[next].as_bytes()) {
+            Some(next)
+        } else {
+            let key_start = s.pos;
+            let key_escaped = s.skip_string_body()?;
+            let key = &doc[key_start..s.pos - 1];
+            (0..N).find(|&i| found[i].is_none() && key_is(key, key_escaped, names[i].as_bytes()))
+        };
         s.ws();
         if s.next() != Some(b':') {
             return Err(s.broken());
@@ -71,12 +78,6 @@ fn find<const N: usize>(doc: &[u8], names: [&str; N]) -> Result<[Option<Found>; 
         s.ws();
         let start = s.pos;
         let escaped = s.skip_value(0)?;
-        let wanted = |i: usize| found[i].is_none() && key_is(key, key_escaped, names[i].as_bytes());
-        let hit = if next < N && wanted(next) {
-            Some(next)
-        } else {
-            (0..N).find(|&i| wanted(i))
-        };
         if let Some(i) = hit {
             let value = Some(Found {
                 start,
@@ -84,8 +85,10 @@ fn find<const N: usize>(doc: &[u8], names: [&str; N]) -> Result<[Option<Found>; 
                 escaped,
             });
             // The same name asked for twice gets the same value.
+            let name = names[i].as_bytes();
             for j in i..N {
-                if j == i || (found[j].is_none() && names[j] == names[i]) {
+                // `same_bytes`, not `==`: in Wasm a slice's `==` is a call.
+                if j == i || (found[j].is_none() && same_bytes(names[j].as_bytes(), name)) {
                     found[j] = value;
                     missing -= 1;
                 }
@@ -108,9 +111,9 @@ fn find<const N: usize>(doc: &[u8], names: [&str; N]) -> Result<[Option<Found>; 
 #[derive(Clone, Copy, Debug)]
 pub struct Field<'a, 'n> {
     name: &'n str,
-    /// The value's text (the record was checked to be UTF-8), and whether
-    /// it is a string with escapes.
-    raw: Option<(&'a str, bool)>,
+    /// The value's text (not yet checked to be UTF-8), and whether it is a
+    /// string with escapes.
+    raw: Option<(&'a [u8], bool)>,
 }
 
 impl<'a> Field<'a, '_> {
@@ -125,7 +128,7 @@ impl<'a> Field<'a, '_> {
     pub fn get_opt<T: Deserialize<'a>>(&self) -> Result<Option<T>, Error> {
         match self.raw {
             None => Ok(None),
-            Some((raw, _)) => serde_json::from_str(raw)
+            Some((raw, _)) => serde_json::from_slice(raw)
                 .map(Some)
                 .map_err(|e| Error::new(format!("field {:?}: {e}", self.name))),
         }
@@ -133,14 +136,14 @@ impl<'a> Field<'a, '_> {
 
     /// The field's raw JSON text.
     pub fn raw(&self) -> Option<&'a [u8]> {
-        self.raw.map(|(raw, _)| raw.as_bytes())
+        self.raw.map(|(raw, _)| raw)
     }
 
     /// The field's number as `f64` (what [`get::<f64>`](Field::get) gives,
     /// read without serde: see [`number`]); an error naming the field when it
     /// is missing or not a number.
     pub fn f64(&self) -> Result<f64, Error> {
-        number(self.present()?.0.as_bytes())
+        number(self.present()?.0)
             .ok_or_else(|| Error::new(format!("field {:?} is not a number", self.name)))
     }
 
@@ -152,15 +155,28 @@ impl<'a> Field<'a, '_> {
         match self.present()? {
             // The scan found the closing quote and no backslash: the text
             // between the quotes is the string.
-            (raw, false) => match raw.strip_prefix('"') {
-                Some(quoted) => Ok(Cow::Borrowed(&quoted[..quoted.len() - 1])),
+            (raw, false) => match raw.strip_prefix(b"\"") {
+                Some(quoted) => {
+                    let text = &quoted[..quoted.len() - 1];
+                    if plain_ascii(text) {
+                        // SAFETY: `plain_ascii` checked that every byte is
+                        // ASCII, which is UTF-8 (`from_utf8` would check
+                        // again, a loop turn per byte).
+                        return Ok(Cow::Borrowed(unsafe {
+                            std::str::from_utf8_unchecked(text)
+                        }));
+                    }
+                    std::str::from_utf8(text)
+                        .map(Cow::Borrowed)
+                        .map_err(|e| Error::new(format!("field {:?} is not UTF-8: {e}", self.name)))
+                }
                 None => Err(not_a_string()),
             },
-            (raw, true) => serde_json::from_str::<Cow<'_, str>>(raw).map_err(|_| not_a_string()),
+            (raw, true) => serde_json::from_slice::<Cow<'_, str>>(raw).map_err(|_| not_a_string()),
         }
     }
 
-    fn present(&self) -> Result<(&'a str, bool), Error> {
+    fn present(&self) -> Result<(&'a [u8], bool), Error> {
         self.raw
             .ok_or_else(|| Error::new(format!("field {:?} is missing", self.name)))
     }
@@ -273,14 +289,12 @@ pub(crate) fn named_fields<'a, 'n, const N: usize>(
     doc: &'a [u8],
     names: [&'n str; N],
 ) -> Result<[Field<'a, 'n>; N], Error> {
-    // One UTF-8 check of the whole record, so that each field's text is
-    // a slice of it.
-    let text = std::str::from_utf8(doc)
-        .map_err(|e| Error::new(format!("record value is not UTF-8: {e}")))?;
+    // No UTF-8 check of the whole record: each field read checks its own
+    // text, and the others are only stepped over.
     let found = find(doc, names)?;
     Ok(std::array::from_fn(|i| Field {
         name: names[i],
-        raw: found[i].map(|f| (&text[f.start..f.end], f.escaped)),
+        raw: found[i].map(|f| (&doc[f.start..f.end], f.escaped)),
     }))
 }
 
@@ -524,15 +538,37 @@ fn find_quote_or_backslash(bytes: &[u8]) -> Option<usize> {
 }
 
 /// The position of the first byte that is `a` or `b` (neither zero), eight
-/// bytes at a time, the last few padded with zeros: no loop turn per byte.
+/// bytes at a time: no loop turn per byte.
+#[inline]
 fn find_either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
     let (wa, wb) = (ONES * u64::from(a), ONES * u64::from(b));
-    // A byte's high bit is set where the byte was zero (and, past a zero,
-    // maybe where it was not; the lowest set one is exact).
-    let hits = |w: u64| {
+    first_hit(bytes, |w| {
         let (x, y) = (w ^ wa, w ^ wb);
         (x.wrapping_sub(ONES) & !x | y.wrapping_sub(ONES) & !y) & HIGH
-    };
+    })
+}
+
+/// Where a number, `true`, `false` or `null` that starts `bytes` ends: at
+/// the first `,`, `}`, `]`, whitespace or control character, or at the end.
+#[inline]
+fn scalar_end(bytes: &[u8]) -> usize {
+    let (comma, brace, bracket) = (ONES * u64::from(b','), ONES * 0x7d, ONES * 0x5d);
+    let ends = first_hit(bytes, |w| {
+        let (x, y, z) = (w ^ comma, w ^ brace, w ^ bracket);
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+        let up_to_space = w.wrapping_sub(ONES * 0x21) & !w;
+        (zero(x) | zero(y) | zero(z) | up_to_space) & HIGH
+    });
+    // The zeros that pad the last word are hits too: the end of `bytes`.
+    ends.map_or(bytes.len(), |i| i.min(bytes.len()))
+}
+
+/// The first byte of `bytes` whose high bit `hits` sets in the word of
+/// eight that has it (byte `i` of a word is bits `8i..8i + 8`; past the
+/// first hit a word may have false ones, the lowest is the one that
+/// counts). The last few bytes are read padded with zeros.
+#[inline(always)]
+fn first_hit(bytes: &[u8], hits: impl Fn(u64) -> u64) -> Option<usize> {
     let mut chunks = bytes.chunks_exact(8);
     let mut at = 0;
     for chunk in &mut chunks {
@@ -579,11 +615,35 @@ impl Scan<'_> {
         b
     }
 
+    /// Moves past whitespace. Records rarely have any: the first byte is
+    /// tested here, a loop runs only when it is whitespace.
     #[inline]
     fn ws(&mut self) {
+        if let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.more_ws();
+        }
+    }
+
+    #[inline(never)]
+    fn more_ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
         }
+    }
+
+    /// Just after a key's opening quote: whether the key is `name` (which
+    /// has no quote or backslash, so its text is the key's unescaped text),
+    /// and if so, moves past the closing quote.
+    #[inline]
+    fn key_here(&mut self, name: &[u8]) -> bool {
+        let end = self.pos + name.len();
+        let here = self.doc.get(end) == Some(&b'"')
+            && same_bytes(&self.doc[self.pos..end], name)
+            && !needs_escape(name);
+        if here {
+            self.pos = end + 1;
+        }
+        here
     }
 
     /// After an opening quote: moves past the closing one. Returns whether
@@ -635,12 +695,7 @@ impl Scan<'_> {
                 }
             }
             Some(b'-' | b'0'..=b'9' | b't' | b'f' | b'n') => {
-                while let Some(b) = self.peek() {
-                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
-                        break;
-                    }
-                    self.pos += 1;
-                }
+                self.pos += scalar_end(&self.doc[self.pos..]);
                 Ok(false)
             }
             _ => Err(self.broken()),
@@ -1261,6 +1316,76 @@ mod tests {
                 .to_string()
                 .starts_with("field \"b\": invalid type")
         );
+    }
+
+    #[test]
+    fn keys_compared_in_place_are_whole_unescaped_keys() {
+        // A name that is the start of a longer key, or a key that is the
+        // start of a name, is not that key.
+        let doc = br#"{"amount_usd":1,"amount":2,"am":3}"#;
+        let [amount, am] = super::fields(doc, ["amount", "am"]).unwrap();
+        assert_eq!((amount, am), (Some(&b"2"[..]), Some(&b"3"[..])));
+        // A name with a quote in it matches the bytes of two members, never
+        // a key; a name with escapes matches a key written with them.
+        let doc = br#"{"a":1,"b":2,"a\"b":3}"#;
+        let [odd, b] = super::fields(doc, [r#"a":1,"b"#, "b"]).unwrap();
+        assert_eq!((odd, b), (None, Some(&b"2"[..])));
+        let [quoted] = super::fields(doc, ["a\"b"]).unwrap();
+        assert_eq!(quoted, Some(&b"3"[..]));
+        let [tab] = super::fields(br#"{"x\ty":4}"#, ["x\ty"]).unwrap();
+        assert_eq!(tab, Some(&b"4"[..]));
+        // The expected name first, then a miss that falls back to the scan.
+        let doc = br#"{"b":1,"a":2,"c":3}"#;
+        let [a, b, c] = super::fields(doc, ["a", "b", "c"]).unwrap();
+        assert_eq!(
+            (a, b, c),
+            (Some(&b"2"[..]), Some(&b"1"[..]), Some(&b"3"[..]))
+        );
+    }
+
+    #[test]
+    fn scalars_end_where_json_ends_them() {
+        for n in 0..=24 {
+            let digits = vec![b'7'; n];
+            assert_eq!(super::scalar_end(&digits), n);
+            for i in 0..n {
+                for c in [b',', b'}', b']', b' ', b'\n', b'\r', b'\t', 0x00] {
+                    let mut s = digits.clone();
+                    s[i] = c;
+                    assert_eq!(super::scalar_end(&s), i, "{s:?}");
+                }
+                // Bytes of numbers and literals, and high bytes, do not end one.
+                for c in [b'.', b'-', b'+', b'e', b'E', b'a', b'u', 0x7f, 0x80, 0xff] {
+                    let mut s = digits.clone();
+                    s[i] = c;
+                    assert_eq!(super::scalar_end(&s), n, "{s:?}");
+                }
+            }
+        }
+        let doc = b"{\"a\":1.5e3 ,\"b\":true\n}";
+        assert_eq!(field(doc, "a").unwrap(), Some(&b"1.5e3"[..]));
+        assert_eq!(field(doc, "b").unwrap(), Some(&b"true"[..]));
+        assert_eq!(
+            field(b"[-1]", "a").unwrap_err().to_string(),
+            "the record is not a JSON object"
+        );
+        assert!(field(b"{\"a\":12", "b").is_err());
+    }
+
+    #[test]
+    fn fields_check_their_own_text_only() {
+        // Invalid UTF-8 in a field that is not read costs nothing; in one
+        // that is read, it is that field's error.
+        let doc = b"{\"a\":\"ok\",\"b\":\"\xff\",\"c\":\"caf\xc3\xa9\"}";
+        let [a, b, c] = super::named_fields(doc, ["a", "b", "c"]).unwrap();
+        assert_eq!(a.str().unwrap(), "ok");
+        assert_eq!(c.str().unwrap(), "café");
+        assert_eq!(c.get::<&str>().unwrap(), "café");
+        let err = b.str().unwrap_err().to_string();
+        assert!(err.starts_with("field \"b\" is not UTF-8"), "{err}");
+        assert!(b.get::<&str>().is_err());
+        let [a] = super::named_fields(b"{\"a\":\"x\\u00e9\"}", ["a"]).unwrap();
+        assert_eq!(a.str().unwrap(), "xé");
     }
 
     #[test]
