@@ -495,8 +495,17 @@ impl<'a, P: Borrow<Pointer>> Scanner<'a, '_, '_, P> {
         self.doc.get(self.pos).copied()
     }
 
+    /// Past whitespace. Records rarely have any between their tokens: one
+    /// byte is tested here, the loop is taken only when it is whitespace.
     #[inline]
     fn skip_ws(&mut self) {
+        if let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
+            self.more_ws();
+        }
+    }
+
+    #[inline(never)]
+    fn more_ws(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.peek() {
             self.pos += 1;
         }
@@ -731,8 +740,11 @@ impl<'a, P: Borrow<Pointer>> Scanner<'a, '_, '_, P> {
         Ok(())
     }
 
+    /// Past a run of digits: eight bytes at a time (an epoch-millisecond
+    /// timestamp is two words), the last few one by one.
     #[inline]
     fn digits(&mut self) {
+        self.pos = next_flagged(self.doc, self.pos, not_digit);
         while let Some(b'0'..=b'9') = self.peek() {
             self.pos += 1;
         }
@@ -779,6 +791,17 @@ fn has_byte(w: u64, b: u8) -> u64 {
 #[inline]
 fn has_control(w: u64) -> u64 {
     w.wrapping_sub(LOW * 0x20) & !w & HIGH
+}
+
+/// A high bit in each byte of `w` that is not an ASCII digit (exact for
+/// the lowest one: below `0`, above `9`, or not ASCII).
+#[inline]
+fn not_digit(w: u64) -> u64 {
+    let below = w.wrapping_sub(LOW * u64::from(b'0')) & !w;
+    // Adding 0x46 lifts an ASCII byte above `9` past 0x7f, and no ASCII
+    // byte carries into the next; a non-ASCII byte is flagged by `w` itself.
+    let above = w.wrapping_add(LOW * (0x7f - u64::from(b'9'))) | w;
+    (below | above) & HIGH
 }
 
 fn key_matches(raw: &[u8], escaped: bool, segment: &[u8]) -> bool {
@@ -1011,6 +1034,43 @@ mod tests {
         let mut out = [None, None];
         find_many(doc, &[&p("/f"), &p("/b/c")], &mut out).unwrap();
         assert_eq!(out, [Some(&br#""g""#[..]), Some(&br#"[10,{"d":"x"}]"#[..])]);
+    }
+
+    #[test]
+    fn numbers_are_checked_at_every_length_and_offset() {
+        // Digits are read a word at a time: every length of run, at every
+        // offset from the start of the document, followed by every kind of
+        // byte, checks as a byte-by-byte reading would.
+        for pad in 0..8 {
+            let key = "k".repeat(pad);
+            for n in 1..=20 {
+                let digits: String = "9876543210".chars().cycle().take(n).collect();
+                for (tail, ok) in [
+                    ("", true),
+                    (" ", true),
+                    (".5", true),
+                    ("e7", true),
+                    ("E+17", true),
+                    (".", false),
+                    ("x", false),
+                    ("/", false),
+                    (":", false),
+                    ("}", false),
+                    ("\u{7f}", false),
+                    ("\u{e9}", false),
+                ] {
+                    let body = format!("{digits}{tail}");
+                    let doc = format!("{{\"{key}\":[{body}]}}");
+                    let found = find(doc.as_bytes(), &p(&format!("/{key}/0")));
+                    match ok {
+                        true => {
+                            assert_eq!(found.unwrap(), Some(body.trim_end().as_bytes()), "{doc}")
+                        }
+                        false => assert!(found.is_err(), "{doc}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
