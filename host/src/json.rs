@@ -130,6 +130,51 @@ pub fn find_many<'a>(
     scan(doc, pointers, found, false)
 }
 
+/// [`find_many`] for a stream of documents that look alike, as a source's
+/// records do: the top-level keys of the last document, each with the text
+/// from its opening quote to its colon, are remembered in order, and a
+/// document whose member `i` starts with the same text has that key taken as
+/// read — it is that string, checked before — without scanning it again.
+/// Everything else is checked as [`find_many`] checks it, and the results
+/// are the same.
+pub struct Checker {
+    pointers: Vec<Pointer>,
+    shape: Vec<KnownKey>,
+}
+
+/// A top-level key [`Checker`] has seen: `"key":` as it was written, and
+/// which pointers go on (or end) below it.
+struct KnownKey {
+    text: Vec<u8>,
+    child: u64,
+}
+
+/// At most this many top-level keys, of at most [`KNOWN_KEY_LEN`] bytes
+/// with their quotes and colon, are remembered.
+const KNOWN_KEYS: usize = 32;
+const KNOWN_KEY_LEN: usize = 64;
+
+impl Checker {
+    /// A checker that finds `pointers` (at most 64).
+    pub fn new(pointers: Vec<Pointer>) -> Checker {
+        assert!(pointers.len() <= 64, "at most 64 pointers");
+        Checker {
+            pointers,
+            shape: Vec::new(),
+        }
+    }
+
+    /// Validates `doc` and stores in `found[i]` the raw text of the value at
+    /// pointer `i` (or `None`), as [`find_many`] does.
+    pub fn find<'a>(
+        &mut self,
+        doc: &'a [u8],
+        found: &mut [Option<&'a [u8]>],
+    ) -> Result<(), JsonError> {
+        scan_with(doc, &self.pointers, found, false, Some(&mut self.shape))
+    }
+}
+
 /// Like [`find`], but stops reading as soon as the value is found: the rest
 /// of the document is not checked. For records the pipeline has already
 /// validated (sources check JSON as records enter), where only the key is
@@ -218,6 +263,7 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
         found: &mut [],
         missing: 0,
         stop_when_found: false,
+        shape: None,
     };
     s.skip_ws();
     if s.peek() != Some(b'{') {
@@ -422,10 +468,22 @@ fn is_value(v: &[u8]) -> bool {
     }
 }
 
-/// Byte equality of short slices without a call to `memcmp`.
+/// Byte equality of short slices without a call to `memcmp`: up to 16
+/// bytes as two words that overlap.
 #[inline]
 fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    match n {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        _ => a == b,
+    }
 }
 
 fn scan<'a, P: Borrow<Pointer>>(
@@ -433,6 +491,16 @@ fn scan<'a, P: Borrow<Pointer>>(
     pointers: &[P],
     found: &mut [Option<&'a [u8]>],
     stop_when_found: bool,
+) -> Result<(), JsonError> {
+    scan_with(doc, pointers, found, stop_when_found, None)
+}
+
+fn scan_with<'a, P: Borrow<Pointer>>(
+    doc: &'a [u8],
+    pointers: &[P],
+    found: &mut [Option<&'a [u8]>],
+    stop_when_found: bool,
+    shape: Option<&mut Vec<KnownKey>>,
 ) -> Result<(), JsonError> {
     assert!(pointers.len() <= 64 && found.len() == pointers.len());
     found.iter_mut().for_each(|f| *f = None);
@@ -443,6 +511,7 @@ fn scan<'a, P: Borrow<Pointer>>(
         found,
         missing: pointers.len(),
         stop_when_found,
+        shape,
     };
     s.skip_ws();
     let all = if pointers.len() == 64 {
@@ -476,6 +545,9 @@ struct Scanner<'a, 'p, 'f, P = &'p Pointer> {
     found: &'f mut [Option<&'a [u8]>],
     missing: usize,
     stop_when_found: bool,
+    /// The top-level keys of the document before, learnt anew from this
+    /// one (see [`Checker`]).
+    shape: Option<&'f mut Vec<KnownKey>>,
 }
 
 impl<'a, P: Borrow<Pointer>> Scanner<'a, '_, '_, P> {
@@ -565,27 +637,80 @@ impl<'a, P: Borrow<Pointer>> Scanner<'a, '_, '_, P> {
             self.pos += 1;
             return Ok(());
         }
+        let mut index = 0;
         loop {
-            if self.peek() != Some(b'"') {
-                return self.err("expected a string key");
-            }
-            let (key, escaped) = self.string()?;
-            let mut child = 0u64;
-            if live != 0 {
-                for i in 0..self.pointers.len() {
-                    if live & (1 << i) != 0
-                        && key_matches(key, escaped, &self.pointers[i].borrow().segments[depth])
-                    {
-                        child |= 1 << i;
-                    }
-                }
-            }
-            self.colon()?;
+            let child = match self.known_key(depth, index) {
+                Some(child) => child,
+                None => self.key(live, depth, index)?,
+            };
             self.value(child, depth + 1)?;
             if !self.member_end()? {
                 return Ok(());
             }
+            index += 1;
         }
+    }
+
+    /// Member `index` of the top-level object, when its key is written as
+    /// the last document's was: past the key and its colon, and which
+    /// pointers go on below it.
+    #[inline]
+    fn known_key(&mut self, depth: usize, index: usize) -> Option<u64> {
+        if depth != 0 {
+            return None;
+        }
+        let known = self.shape.as_ref()?.get(index)?;
+        let text = self.doc.get(self.pos..self.pos + known.text.len())?;
+        if !same(text, &known.text) {
+            return None;
+        }
+        let child = known.child;
+        self.pos += text.len();
+        self.skip_ws();
+        Some(child)
+    }
+
+    /// Reads an object member's key and the colon after it: which pointers
+    /// go on below it. A top-level key is remembered (see [`Checker`]).
+    fn key(&mut self, live: u64, depth: usize, index: usize) -> Result<u64, Halt> {
+        if self.peek() != Some(b'"') {
+            return self.err("expected a string key");
+        }
+        let start = self.pos;
+        let (key, escaped) = self.string()?;
+        let mut child = 0u64;
+        if live != 0 {
+            for i in 0..self.pointers.len() {
+                if live & (1 << i) != 0
+                    && key_matches(key, escaped, &self.pointers[i].borrow().segments[depth])
+                {
+                    child |= 1 << i;
+                }
+            }
+        }
+        // `"key":` with nothing between, as records are mostly written.
+        let text = &self.doc[start..(self.pos + 1).min(self.doc.len())];
+        if depth == 0
+            && self.peek() == Some(b':')
+            && let Some(shape) = self.shape.as_deref_mut()
+            && index <= shape.len()
+            && index < KNOWN_KEYS
+            && text.len() <= KNOWN_KEY_LEN
+        {
+            match shape.get_mut(index) {
+                Some(known) => {
+                    known.text.clear();
+                    known.text.extend_from_slice(text);
+                    known.child = child;
+                }
+                None => shape.push(KnownKey {
+                    text: text.to_vec(),
+                    child,
+                }),
+            }
+        }
+        self.colon()?;
+        Ok(child)
     }
 
     /// Past the `:` after an object's key, and the whitespace around it.
@@ -804,10 +929,16 @@ fn not_digit(w: u64) -> u64 {
     (below | above) & HIGH
 }
 
+#[inline]
 fn key_matches(raw: &[u8], escaped: bool, segment: &[u8]) -> bool {
     if !escaped {
         return same(raw, segment);
     }
+    escaped_key_matches(raw, segment)
+}
+
+#[inline(never)]
+fn escaped_key_matches(raw: &[u8], segment: &[u8]) -> bool {
     let mut decoded = Vec::with_capacity(raw.len());
     unescape_into(raw, &mut decoded);
     decoded == segment
@@ -1071,6 +1202,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_checker_finds_what_find_many_finds_whatever_came_before() {
+        // Documents that share key texts at the same places, with values,
+        // escapes, whitespace and errors that differ; every document is
+        // checked after every other, so each is seen with a shape learnt
+        // from each.
+        let docs: [&[u8]; 16] = [
+            br#"{"a":1,"b":{"c":[10,{"d":"x"}]},"ts":5}"#,
+            br#"{"a":"1","b":{"c":[20]},"ts":6}"#,
+            br#"{"a":1,"b":7,"ts":"x"}"#,
+            br#"{"ts":1,"a":2,"b":{"c":[1,{"d":2}]}}"#,
+            br#"{"a" :1,"b": {"c":[3,{"d":null}]} ,"ts":7}"#,
+            br#"{"\u0061":1,"b":{"c":[4,{"d":4}]},"t\u0073":8}"#,
+            br#"{"a":1,"b":{"c":[5,{"d":5}]},"ts":9"#,
+            br#"{"a":1,"b":{"c":[5,{"d":5}]},"ts":9,}"#,
+            br#"{"a":1,"b":{"c":[6]},"ts":10} x"#,
+            br#"{"a":1,"b":"#,
+            br#"{"a":"#,
+            br#"{"a":1,"b":{"c":[7,{"d":"\x"}]},"ts":11}"#,
+            b"{\"a\":1,\"b\":\"\xff\",\"ts\":12}",
+            br#"[{"a":1},{"b":2}]"#,
+            br#"{}"#,
+            br#"{"a":1,"b":{"c":[8,{"d":8}]},"ts":13,"more":[1,2,3]}"#,
+        ];
+        let pointers = [p("/a"), p("/b/c/1/d"), p("/ts"), p("/b/c")];
+        let refs: Vec<&Pointer> = pointers.iter().collect();
+        for first in &docs {
+            for second in &docs {
+                let mut checker = Checker::new(pointers.to_vec());
+                for doc in [first, second, first] {
+                    let (mut want, mut got) = ([None; 4], [None; 4]);
+                    let expected = find_many(doc, &refs, &mut want);
+                    let actual = checker.find(doc, &mut got);
+                    let shown = String::from_utf8_lossy(doc);
+                    assert_eq!(actual, expected, "{shown}");
+                    if actual.is_ok() {
+                        assert_eq!(got, want, "{shown}");
+                    }
+                }
+            }
+        }
+        // Learnt keys are taken as read: a document of the same shape
+        // finds its values by them.
+        let mut checker = Checker::new(vec![p("/ts")]);
+        let mut found = [None];
+        checker.find(docs[0], &mut found).unwrap();
+        assert_eq!(checker.shape.len(), 3);
+        checker.find(docs[1], &mut found).unwrap();
+        assert_eq!(found, [Some(&b"6"[..])]);
     }
 
     #[test]

@@ -188,6 +188,8 @@ pub struct SourceOutput {
     out: Output,
     format: Format,
     event_time: Option<Option<Pointer>>,
+    /// Checks JSON records and finds their event time, if it is a field.
+    checker: json::Checker,
     watermarks: Option<SourceWatermarks>,
     clock: Arc<dyn Clock>,
     batch: Batch,
@@ -236,9 +238,11 @@ impl SourceOutput {
             ),
             None => (None, None),
         };
+        let field = event_time.iter().flatten().cloned().collect();
         SourceOutput {
             out,
             format,
+            checker: json::Checker::new(field),
             event_time,
             watermarks,
             clock,
@@ -510,7 +514,7 @@ impl SourceOutput {
     /// Checks the format and reads the event time (the record's own
     /// `timestamp`, unless the event time is a field of the value).
     #[inline]
-    fn check(&self, value: &[u8], timestamp: Option<i64>) -> Result<Option<i64>, String> {
+    fn check(&mut self, value: &[u8], timestamp: Option<i64>) -> Result<Option<i64>, String> {
         let event_time = |found: Result<Option<&[u8]>, json::JsonError>, p: &Pointer| match found {
             Ok(Some(raw)) => json::parse_i64(raw).map(Some).ok_or_else(|| {
                 format!(
@@ -528,11 +532,15 @@ impl SourceOutput {
             (Format::Raw, _) | (Format::JsonUnchecked, None | Some(None)) => Ok(timestamp),
             // Up to the event time only: the reader checks the rest.
             (Format::JsonUnchecked, Some(Some(p))) => event_time(json::find_fast(value, p), p),
-            (Format::Json | Format::DebeziumJson, None | Some(None)) => json::validate(value)
+            (Format::Json | Format::DebeziumJson, None | Some(None)) => self
+                .checker
+                .find(value, &mut [])
                 .map(|()| timestamp)
                 .map_err(|e| e.to_string()),
             (Format::Json | Format::DebeziumJson, Some(Some(p))) => {
-                event_time(json::find(value, p), p)
+                let mut found = [None];
+                let checked = self.checker.find(value, &mut found);
+                event_time(checked.map(|()| found[0]), p)
             }
         }
     }
