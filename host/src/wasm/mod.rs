@@ -28,6 +28,7 @@ pub mod function;
 pub mod http;
 mod imports;
 mod keyed;
+pub mod keyed_types;
 pub mod logging;
 pub mod plan;
 pub mod process;
@@ -51,8 +52,12 @@ wasmtime::component::bindgen!({
     ownership: Borrowing { duplicate_if_necessary: true },
     exports: { default: async },
     // Written by hand, so that a batch's record list crosses in one pass
-    // (see `types`).
-    with: { "sluice:operator/types": crate::wasm::types },
+    // (see `types`), and a keyed call's timer and value-state changes come
+    // back in one pass each (see `keyed_types`).
+    with: {
+        "sluice:operator/types": crate::wasm::types,
+        "sluice:operator/keyed": crate::wasm::keyed_types,
+    },
     // An import can fail the call (a state error, a bad handle): it traps.
     // Outbound HTTP waits on the network: the guest's fiber yields meanwhile.
     imports: {
@@ -347,8 +352,7 @@ fn runtime() -> &'static Runtime {
             .expect("link http");
         sluice::operator::broadcast_state::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link broadcast state");
-        sluice::operator::keyed::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-            .expect("link keyed types");
+        keyed_types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).expect("link keyed types");
         // Guests import the (function-less) `types` instance too.
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).expect("link types");
         Runtime {

@@ -43,6 +43,22 @@ use wasmtime::component::{ComponentType, Lift, Lower};
 /// pass (`store`, see [`store_list`]) and each element read from its bytes
 /// (`load`).
 macro_rules! via_twin {
+    // A twin with the same fields: the conversions both ways too.
+    ($ty:ident, $twin:ident, [$($field:ident),+]) => {
+        impl From<$twin> for $ty {
+            fn from(t: $twin) -> Self {
+                $ty { $($field: t.$field),+ }
+            }
+        }
+
+        impl From<$ty> for $twin {
+            fn from(t: $ty) -> Self {
+                $twin { $($field: t.$field),+ }
+            }
+        }
+
+        $crate::wasm::types::via_twin!($ty, $twin);
+    };
     ($ty:ident, $twin:ident) => {
         unsafe impl ComponentType for $ty {
             type Lower = <$twin as ComponentType>::Lower;
@@ -79,7 +95,7 @@ macro_rules! via_twin {
                 offset: usize,
                 items: &[Self],
             ) -> Result<()> {
-                store_list(cx, offset, items, $ty::store)
+                $crate::wasm::types::store_list(cx, offset, items, $ty::store)
             }
         }
 
@@ -102,6 +118,8 @@ macro_rules! via_twin {
         }
     };
 }
+
+pub(super) use via_twin;
 
 /// A byte range inside a batch's `data` (or a range of indices, where a
 /// function says so). Lists of them (a byte list's spans, keyed state's
@@ -149,13 +167,13 @@ impl From<Span> for SpanTwin {
 }
 
 impl Span {
-    fn store(&self, out: &mut [u8; SPAN_SIZE]) {
+    pub(super) fn store(&self, out: &mut [u8; SPAN_SIZE]) {
         out[..4].copy_from_slice(&self.offset.to_le_bytes());
         out[4..].copy_from_slice(&self.len.to_le_bytes());
     }
 
     /// Read from its canonical-ABI bytes (any bytes are a span).
-    fn read(bytes: &[u8]) -> Span {
+    pub(super) fn read(bytes: &[u8]) -> Span {
         let get32 = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
         Span {
             offset: get32(0),
@@ -172,7 +190,7 @@ via_twin!(Span, SpanTwin);
 
 /// Writes `items` into guest memory at `offset` (where the canonical ABI
 /// allocated room for them), `N` bytes each, in one pass over one slice.
-fn store_list<T, I, const N: usize>(
+pub(super) fn store_list<T, I, const N: usize>(
     cx: &mut LowerContext<'_, T>,
     offset: usize,
     items: &[I],
@@ -401,27 +419,38 @@ pub struct ByteListParam<'a> {
     pub spans: &'a [Span],
 }
 
-/// The interface has no functions: its instance is empty.
-pub trait Host {}
-
 pub trait HostWithStore<T>: wasmtime::component::HasData {}
 
 impl<H: ?Sized, T> HostWithStore<T> for H where H: wasmtime::component::HasData {}
 
-impl<H: Host + ?Sized> Host for &mut H {}
+/// What `bindgen!` expects of a module that stands for an interface with
+/// types only (`types`, `keyed`): a `Host` trait with nothing in it, and an
+/// `add_to_linker` that adds the interface's empty instance.
+macro_rules! types_only_interface {
+    ($name:literal) => {
+        /// The interface has no functions: its instance is empty.
+        pub trait Host {}
 
-pub fn add_to_linker<T, D>(
-    linker: &mut wasmtime::component::Linker<T>,
-    _host_getter: fn(&mut T) -> D::Data<'_>,
-) -> Result<()>
-where
-    D: HostWithStore<T>,
-    for<'a> D::Data<'a>: Host,
-    T: 'static,
-{
-    linker.instance(crate::wit_name!("types"))?;
-    Ok(())
+        impl<H: Host + ?Sized> Host for &mut H {}
+
+        pub fn add_to_linker<T, D>(
+            linker: &mut wasmtime::component::Linker<T>,
+            _host_getter: fn(&mut T) -> D::Data<'_>,
+        ) -> wasmtime::Result<()>
+        where
+            D: $crate::wasm::types::HostWithStore<T>,
+            for<'a> D::Data<'a>: Host,
+            T: 'static,
+        {
+            linker.instance($crate::wit_name!($name))?;
+            Ok(())
+        }
+    };
 }
+
+pub(super) use types_only_interface;
+
+types_only_interface!("types");
 
 #[cfg(test)]
 mod tests {
