@@ -38,12 +38,12 @@ use wasmtime::component::__internal::{
 };
 use wasmtime::component::{ComponentType, Lift, Lower};
 
-/// wasmtime's three traits for a type with a derived twin: the type check,
-/// the ABI and single values go through the twin; a list is written in one
-/// pass (`store`, see [`store_list`]) and each element read from its bytes
+/// wasmtime's three traits for a type with a derived twin of the same
+/// fields (and the conversions between them): the type check, the ABI and
+/// single values go through the twin; a list is written in one pass
+/// (`store`, see [`store_list`]) and each element read from its bytes
 /// (`load`).
 macro_rules! via_twin {
-    // A twin with the same fields: the conversions both ways too.
     ($ty:ident, $twin:ident, [$($field:ident),+]) => {
         impl From<$twin> for $ty {
             fn from(t: $twin) -> Self {
@@ -57,9 +57,6 @@ macro_rules! via_twin {
             }
         }
 
-        $crate::wasm::types::via_twin!($ty, $twin);
-    };
-    ($ty:ident, $twin:ident) => {
         unsafe impl ComponentType for $ty {
             type Lower = <$twin as ComponentType>::Lower;
 
@@ -148,24 +145,6 @@ const _: () = {
     assert!(4 == <SpanTwin as ComponentType>::ALIGN32);
 };
 
-impl From<SpanTwin> for Span {
-    fn from(t: SpanTwin) -> Self {
-        Span {
-            offset: t.offset,
-            len: t.len,
-        }
-    }
-}
-
-impl From<Span> for SpanTwin {
-    fn from(s: Span) -> Self {
-        SpanTwin {
-            offset: s.offset,
-            len: s.len,
-        }
-    }
-}
-
 impl Span {
     pub(super) fn store(&self, out: &mut [u8; SPAN_SIZE]) {
         out[..4].copy_from_slice(&self.offset.to_le_bytes());
@@ -186,7 +165,7 @@ impl Span {
     }
 }
 
-via_twin!(Span, SpanTwin);
+via_twin!(Span, SpanTwin, [offset, len]);
 
 /// Writes `items` into guest memory at `offset` (where the canonical ABI
 /// allocated room for them), `N` bytes each, in one pass over one slice.
@@ -274,32 +253,6 @@ const _: () = {
     assert!(8 == <Twin as ComponentType>::ALIGN32);
 };
 
-impl From<Twin> for RecordMeta {
-    fn from(t: Twin) -> Self {
-        RecordMeta {
-            key: t.key,
-            value: t.value,
-            timestamp: t.timestamp,
-            headers_start: t.headers_start,
-            headers_len: t.headers_len,
-            kind: t.kind,
-        }
-    }
-}
-
-impl From<RecordMeta> for Twin {
-    fn from(m: RecordMeta) -> Self {
-        Twin {
-            key: m.key,
-            value: m.value,
-            timestamp: m.timestamp,
-            headers_start: m.headers_start,
-            headers_len: m.headers_len,
-            kind: m.kind,
-        }
-    }
-}
-
 impl RecordMeta {
     /// Its canonical-ABI bytes.
     fn store(&self, out: &mut [u8; META_SIZE]) {
@@ -363,7 +316,11 @@ impl RecordMeta {
     }
 }
 
-via_twin!(RecordMeta, Twin);
+via_twin!(
+    RecordMeta,
+    Twin,
+    [key, value, timestamp, headers_start, headers_len, kind]
+);
 
 /// A batch of records, as a guest returns it.
 #[derive(ComponentType, Lift, Lower, Clone, Debug)]
