@@ -158,17 +158,12 @@ impl<'a> Field<'a, '_> {
             (raw, false) => match raw.strip_prefix(b"\"") {
                 Some(quoted) => {
                     let text = &quoted[..quoted.len() - 1];
-                    if plain_ascii(text) {
-                        // SAFETY: `plain_ascii` checked that every byte is
-                        // ASCII, which is UTF-8 (`from_utf8` would check
-                        // again, a loop turn per byte).
-                        return Ok(Cow::Borrowed(unsafe {
-                            std::str::from_utf8_unchecked(text)
-                        }));
+                    match plain_str(text) {
+                        Some(plain) => Ok(Cow::Borrowed(plain)),
+                        None => std::str::from_utf8(text).map(Cow::Borrowed).map_err(|e| {
+                            Error::new(format!("field {:?} is not UTF-8: {e}", self.name))
+                        }),
                     }
-                    std::str::from_utf8(text)
-                        .map(Cow::Borrowed)
-                        .map_err(|e| Error::new(format!("field {:?} is not UTF-8: {e}", self.name)))
                 }
                 None => Err(not_a_string()),
             },
@@ -502,6 +497,14 @@ fn plain_ascii(s: &[u8]) -> bool {
     every_word(s, |w| !escape_in(w) && w & HIGH == 0)
 }
 
+/// `s` as text when it is [`plain_ascii`], checked a word at a time
+/// (`from_utf8` would check again, a loop turn per byte).
+#[inline]
+fn plain_str(s: &[u8]) -> Option<&str> {
+    // SAFETY: `plain_ascii` checked that every byte is ASCII, which is UTF-8.
+    plain_ascii(s).then(|| unsafe { std::str::from_utf8_unchecked(s) })
+}
+
 /// Whether `ok` holds for every eight bytes of `s` (overlapping at the end;
 /// a short `s` padded with `a`s).
 #[inline]
@@ -777,18 +780,13 @@ fn flat_object(text: &[u8]) -> Option<FlatObject<'_>> {
             return None;
         }
         let name_len = find_quote_or_backslash(&text[at + 1..])?;
-        let name = &text[at + 1..at + 1 + name_len];
-        if text.get(at + 1 + name_len) != Some(&b'"')
-            || text.get(at + 2 + name_len) != Some(&b':')
-            || !plain_ascii(name)
+        if text.get(at + 1 + name_len) != Some(&b'"') || text.get(at + 2 + name_len) != Some(&b':')
         {
             return None;
         }
+        let name = plain_str(&text[at + 1..at + 1 + name_len])?;
         at += 3 + name_len;
         let end = at + find_either(&text[at..], b',', b'}')?;
-        // SAFETY: `plain_ascii` checked that every byte is ASCII, which is
-        // UTF-8 (`from_utf8` would check again, a loop turn per byte).
-        let name = unsafe { std::str::from_utf8_unchecked(name) };
         members[n] = (name, integer(&text[at..end])?);
         n += 1;
         at = end + 1;
