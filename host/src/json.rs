@@ -688,15 +688,16 @@ impl<'a, P: Borrow<Pointer>> Scanner<'a, '_, '_, P> {
                 }
             }
         }
-        // `"key":` with nothing between, as records are mostly written.
-        let text = &self.doc[start..(self.pos + 1).min(self.doc.len())];
+        // Remembered as `"key":` with nothing between, as records are mostly
+        // written.
         if depth == 0
             && self.peek() == Some(b':')
             && let Some(shape) = self.shape.as_deref_mut()
             && index <= shape.len()
             && index < KNOWN_KEYS
-            && text.len() <= KNOWN_KEY_LEN
+            && self.pos + 1 - start <= KNOWN_KEY_LEN
         {
+            let text = &self.doc[start..self.pos + 1];
             match shape.get_mut(index) {
                 Some(known) => {
                     known.text.clear();
