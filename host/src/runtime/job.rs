@@ -16,7 +16,7 @@
 
 use super::graph::{NodeKind, Pipeline};
 use super::operator::{FIRST_SIDE_PORT, NodeInfo, Subtask};
-use super::router::{Partitioning, Router, TaskReceiver, TaskSender};
+use super::router::{Partitioning, Router, TaskInputs, TaskSender};
 use super::source::SourceOutput;
 use super::task::{ChainNode, Head, SourceNode, Target, Task};
 use super::{NodeMetrics, Operator, Output, Splits};
@@ -371,14 +371,18 @@ async fn run_attempt(
         logical[c].extend(std::iter::repeat_n(edge.input, n as usize));
     }
 
-    let mut senders: Vec<Vec<TaskSender>> = Vec::new();
-    let mut receivers: Vec<Vec<Option<TaskReceiver>>> = Vec::new();
-    for chain in &pipeline.chains {
+    // A channel per subtask and logical input of each chain's head.
+    let mut senders: Vec<Vec<Vec<TaskSender>>> = Vec::new();
+    let mut receivers: Vec<Vec<Option<TaskInputs>>> = Vec::new();
+    for (c, chain) in pipeline.chains.iter().enumerate() {
+        let groups = logical[c].iter().max().map_or(1, |m| m + 1);
         let (mut tx, mut rx) = (Vec::new(), Vec::new());
         for _ in 0..chain.parallelism {
-            let (t, r) = mpsc::channel(pipeline.settings.channel_capacity);
+            let (t, r): (Vec<_>, Vec<_>) = (0..groups)
+                .map(|_| mpsc::channel(pipeline.settings.channel_capacity))
+                .unzip();
             tx.push(t);
-            rx.push(Some(r));
+            rx.push(Some(TaskInputs::new(r)));
         }
         senders.push(tx);
         receivers.push(rx);
@@ -444,10 +448,14 @@ async fn run_attempt(
                     } else {
                         let to = pipeline.chain_of(edge.to);
                         let (targets, index) = match edge.partitioning {
-                            Partitioning::Forward => {
-                                (vec![senders[to][subtask as usize].clone()], input_offset[e])
-                            }
-                            _ => (senders[to].clone(), input_offset[e] + subtask),
+                            Partitioning::Forward => (
+                                vec![senders[to][subtask as usize][edge.input].clone()],
+                                input_offset[e],
+                            ),
+                            _ => (
+                                senders[to].iter().map(|s| s[edge.input].clone()).collect(),
+                                input_offset[e] + subtask,
+                            ),
                         };
                         routers.push(
                             Router::new(edge.partitioning.clone(), targets, index)
@@ -947,13 +955,24 @@ mod tests {
 
         fn plan(
             &self,
-            _cx: &dyn crate::runtime::kind::PlanContext,
+            cx: &dyn crate::runtime::kind::PlanContext,
         ) -> Result<crate::runtime::kind::Planned, crate::error::PlanError> {
-            Ok(crate::runtime::kind::Planned::new(Arc::new(TagFactory)))
+            let spec = crate::runtime::kind::field::<TagSpec>(cx, "tag")?.unwrap_or_default();
+            Ok(crate::runtime::kind::Planned::new(Arc::new(TagFactory(
+                std::time::Duration::from_micros(spec.pause_us),
+            ))))
         }
     }
 
-    struct TagFactory;
+    /// `tag: { pause_us: N }`: the tagger takes N µs per batch (a slow
+    /// operator, so that its inputs queue up).
+    #[derive(serde::Deserialize, Default)]
+    struct TagSpec {
+        #[serde(default)]
+        pause_us: u64,
+    }
+
+    struct TagFactory(std::time::Duration);
 
     impl crate::runtime::OperatorFactory for TagFactory {
         fn kind(&self) -> &'static str {
@@ -964,6 +983,7 @@ mod tests {
             Box::new(Tagger {
                 watermark: i64::MIN,
                 subtask: subtask.index,
+                pause: self.0,
             })
         }
     }
@@ -971,10 +991,14 @@ mod tests {
     struct Tagger {
         watermark: i64,
         subtask: u32,
+        pause: std::time::Duration,
     }
 
     impl Tagger {
         fn tag(&self, name: &str, batch: &crate::runtime::Batch, out: &mut Output) {
+            if !self.pause.is_zero() {
+                std::thread::sleep(self.pause);
+            }
             let mut tagged = crate::runtime::Batch::default();
             for r in batch.iter() {
                 let ts = r.timestamp().expect("event time");
@@ -1100,6 +1124,51 @@ mod tests {
         .err()
         .expect("a plan error");
         assert!(e.message.contains("a window has one input"), "{e}");
+    }
+
+    /// A slow two-input operator reads the input behind in event time
+    /// first: the one ahead waits in its channel and upstream, not in the
+    /// operator (whose state, were it a join, would hold it). Without that,
+    /// both inputs arrive at the same rate in records, and the right one,
+    /// ten times as fast in event time, runs far ahead.
+    #[test]
+    fn a_two_input_task_reads_the_input_behind_in_event_time_first() {
+        let options = PlanOptions {
+            kinds: crate::plan::builtin_kinds().with(Arc::new(TagKind)),
+            ..PlanOptions::default()
+        };
+        let spec = format!(
+            "batch_size: 8\nchannel_capacity: 2\n{}",
+            tag_spec("{ left: a, right: b }", 1).replace("tag: {}", "tag: { pause_us: 200 }")
+        );
+        let mut h =
+            crate::testing::Harness::plan_with(&spec, &options).unwrap_or_else(|e| panic!("{e}"));
+        let n = 1500;
+        let left: Vec<String> = (0..n).map(|t| format!("{{\"ts\":{t}}}")).collect();
+        let right: Vec<String> = (0..n).map(|t| format!("{{\"ts\":{}}}", t * 10)).collect();
+        h.input("a", &left).input("b", &right);
+        h.run().unwrap();
+        let rows = h.output("out");
+        assert_eq!(rows.len(), 2 * n);
+        let (mut left_max, mut right_max) = (-1, -1);
+        for row in &rows {
+            let v: serde_json::Value = serde_json::from_str(row).unwrap();
+            let ts = v["ts"].as_i64().unwrap();
+            if v["input"] == "left" {
+                left_max = left_max.max(ts);
+                if left_max == 1000 {
+                    break;
+                }
+            } else {
+                right_max = right_max.max(ts);
+            }
+        }
+        assert_eq!(left_max, 1000);
+        // Taking turns would have reached ~10,000 on the right by now.
+        assert!(
+            right_max < 3000,
+            "the right input ran ahead to {right_max} while the left one was at 1000"
+        );
     }
 
     #[test]

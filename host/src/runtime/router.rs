@@ -28,6 +28,77 @@ pub type TaskSender = Sender<Envelope>;
 /// The receiving end of a task's channel.
 pub type TaskReceiver = tokio::sync::mpsc::Receiver<Envelope>;
 
+/// The receiving ends of a task's channels, one per logical input of its
+/// head node (a join's left and right): a full channel holds back the
+/// upstream tasks of its own input only, so the task can read the input
+/// that is behind in event time first and let the other one wait upstream
+/// instead of in its state.
+pub struct TaskInputs {
+    /// `None` once the channel has closed.
+    rx: Vec<Option<TaskReceiver>>,
+    /// The channel a wait polls first, so that inputs take turns.
+    next: usize,
+}
+
+impl TaskInputs {
+    pub fn new(rx: Vec<TaskReceiver>) -> TaskInputs {
+        TaskInputs {
+            rx: rx.into_iter().map(Some).collect(),
+            next: 0,
+        }
+    }
+
+    /// How many logical inputs there are.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// The next channel item: input `prefer`'s if it has one ready, else the
+    /// first to be ready of any input (taking turns); `None` once every
+    /// channel has closed.
+    pub async fn recv(&mut self, prefer: Option<usize>) -> Option<Envelope> {
+        if let Some(p) = prefer
+            && let Some(rx) = &mut self.rx[p]
+        {
+            match rx.try_recv() {
+                Ok(e) => return Some(e),
+                Err(mpsc::error::TryRecvError::Disconnected) => self.rx[p] = None,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+        }
+        std::future::poll_fn(|cx| self.poll_any(cx)).await
+    }
+
+    fn poll_any(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Envelope>> {
+        use std::task::Poll;
+        let n = self.rx.len();
+        let mut open = false;
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            let Some(rx) = &mut self.rx[i] else {
+                continue;
+            };
+            match rx.poll_recv(cx) {
+                Poll::Ready(Some(e)) => {
+                    self.next = (i + 1) % n;
+                    return Poll::Ready(Some(e));
+                }
+                Poll::Ready(None) => self.rx[i] = None,
+                Poll::Pending => open = true,
+            }
+        }
+        if open {
+            Poll::Pending
+        } else {
+            Poll::Ready(None)
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum Partitioning {
     Forward,

@@ -1,8 +1,10 @@
 //! One task: a chain of operators and the loop that feeds it.
 //!
 //! A task is either driven by a source (it polls the connector) or by its
-//! input channel (it receives messages from upstream tasks, tagged with the
-//! input they came from, and combines their watermarks). Either way a message
+//! input channels, one per logical input of its head (it receives messages
+//! from upstream tasks, tagged with the input they came from, and combines
+//! their watermarks; an input behind the others in event time is read
+//! first). Either way a message
 //! enters the chain at node 0 and flows through the chained operators: each
 //! operator's output for a port goes to the chained operators and routers
 //! behind that port. Within a task messages are handled one at a time, in
@@ -18,7 +20,7 @@
 
 use super::batch::Batch;
 use super::operator::{DEAD_LETTER_PORT, NodeInfo, Operator, Output};
-use super::router::{Router, TaskReceiver};
+use super::router::{Router, TaskInputs};
 use super::source::{Positions, Source, SourceOutput, SourcePoll};
 use super::{LATENCY_MARKER_INTERVAL, Message};
 use crate::checkpoint::coordinator::{Ack, Finished, NodeAck, TaskLink};
@@ -90,7 +92,7 @@ pub enum Head {
     },
     /// Upstream tasks.
     Inputs {
-        rx: TaskReceiver,
+        rx: TaskInputs,
         watermarks: InputWatermarks,
         /// The head node's logical input of each input channel.
         logical: Vec<usize>,
@@ -358,7 +360,7 @@ impl Task {
 
     async fn run_inputs(
         &mut self,
-        mut rx: TaskReceiver,
+        mut rx: TaskInputs,
         mut watermarks: InputWatermarks,
         logical: Vec<usize>,
         lowest: bool,
@@ -376,10 +378,11 @@ impl Task {
             // An operator with processing-time timers wants to run when the
             // first one is due, input or not.
             let wakeup = self.chain.iter().filter_map(|n| n.op.wakeup()).min();
+            let prefer = preferred(lowest, &watermarks, &align, &logical, rx.len());
             let received = match wakeup {
-                None => Some(rx.recv().await),
+                None => Some(rx.recv(prefer).await),
                 Some(after) => tokio::select! {
-                    r = rx.recv() => Some(r),
+                    r = rx.recv(prefer) => Some(r),
                     () = tokio::time::sleep(after) => None,
                 },
             };
@@ -633,6 +636,27 @@ impl Task {
             }
         }
         Ok(())
+    }
+}
+
+/// The logical input to read first: with `lowest`, that of the input the
+/// task waits for (see [`next_message`]); else the one strictly behind the
+/// others in event time, if any, so that an input running ahead waits in
+/// its channel and upstream rather than in the operator's state (a join
+/// holds what the other side can still match). Inputs blocked at a barrier
+/// or ended do not count.
+fn preferred(
+    lowest: bool,
+    watermarks: &InputWatermarks,
+    align: &Alignment,
+    logical: &[usize],
+    groups: usize,
+) -> Option<usize> {
+    let eligible = |i: usize| !align.blocked[i] && !align.ended[i];
+    if lowest {
+        watermarks.lowest(eligible).map(|i| logical[i])
+    } else {
+        watermarks.behind(logical, groups, eligible)
     }
 }
 

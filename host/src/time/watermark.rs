@@ -338,6 +338,45 @@ impl InputWatermarks {
             .map(|(i, _)| i)
     }
 
+    /// Of `groups` groups of inputs (`group_of[i]` is input `i`'s), the one
+    /// strictly behind all others in event time: its active inputs' lowest
+    /// watermark is below every other group's. Only inputs `eligible`
+    /// admits count. `None` on a tie, or when fewer than two groups have
+    /// active inputs.
+    pub fn behind(
+        &self,
+        group_of: &[usize],
+        groups: usize,
+        eligible: impl Fn(usize) -> bool,
+    ) -> Option<usize> {
+        if groups < 2 {
+            return None;
+        }
+        let mut low: smallvec::SmallVec<[Option<i64>; 4]> = smallvec::smallvec![None; groups];
+        for (i, (input, &g)) in self.inputs.iter().zip(group_of).enumerate() {
+            if eligible(i) && !input.idle && !input.finished() {
+                let l = &mut low[g];
+                *l = Some(l.map_or(input.watermark, |w| w.min(input.watermark)));
+            }
+        }
+        let mut active = low
+            .iter()
+            .enumerate()
+            .filter_map(|(g, w)| w.map(|w| (w, g)));
+        let (mut first, mut second) = (active.next()?, active.next()?);
+        if second < first {
+            std::mem::swap(&mut first, &mut second);
+        }
+        for w in active {
+            if w < first {
+                (first, second) = (w, first);
+            } else if w < second {
+                second = w;
+            }
+        }
+        (first.0 < second.0).then_some(first.1)
+    }
+
     /// Notes the end of `input`; returns what to pass on and whether all
     /// inputs have ended.
     pub fn on_end(&mut self, input: usize) -> (Option<Watermark>, bool) {
@@ -396,6 +435,36 @@ mod tests {
             200,
             idleness,
         )
+    }
+
+    #[test]
+    fn the_group_behind_is_the_one_strictly_lowest_among_active_inputs() {
+        // Inputs 0 and 1 are group 0, 2 and 3 group 1.
+        let groups = [0, 0, 1, 1];
+        let mut w = InputWatermarks::new(4);
+        let all = |_| true;
+        assert_eq!(w.behind(&groups, 2, all), None, "all at the start: a tie");
+        for (i, t) in [(0, 10), (1, 50), (2, 20), (3, 30)] {
+            w.on_watermark(i, Watermark::Time(t));
+        }
+        assert_eq!(w.behind(&groups, 2, all), Some(0), "10 < 20");
+        assert_eq!(w.behind(&groups, 1, all), None, "one group");
+        w.on_watermark(0, Watermark::Idle);
+        assert_eq!(w.behind(&groups, 2, all), Some(1), "idle input 0: 50 > 20");
+        assert_eq!(w.behind(&groups, 2, |i| i != 2), Some(1), "30 < 50");
+        w.on_watermark(3, Watermark::Time(50));
+        assert_eq!(w.behind(&groups, 2, |i| i != 2), None, "50 = 50");
+        w.on_end(2);
+        w.on_end(3);
+        assert_eq!(w.behind(&groups, 2, all), None, "group 1 ended");
+        // Three groups: the lowest must be below the second lowest.
+        let mut w = InputWatermarks::new(3);
+        for (i, t) in [(0, 30), (1, 10), (2, 20)] {
+            w.on_watermark(i, Watermark::Time(t));
+        }
+        assert_eq!(w.behind(&[0, 1, 2], 3, all), Some(1));
+        w.on_watermark(1, Watermark::Time(40));
+        assert_eq!(w.behind(&[0, 1, 2], 3, all), Some(2));
     }
 
     #[test]
