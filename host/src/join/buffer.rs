@@ -17,7 +17,7 @@ use crate::runtime::Output;
 use crate::state::Backend;
 use crate::state::keys::KeyTable;
 use crate::state::slots::Slots;
-use crate::state::timers::TimerSet;
+use crate::state::timers::{TimeBuckets, TimerSet};
 use smallvec::SmallVec;
 
 /// Calls back with the timers (time, namespace) of a record of a side at a
@@ -53,12 +53,80 @@ impl KeyRows {
     }
 }
 
+/// A join's timers: (time, key, namespace), what the namespace means is the
+/// join's. Exact, or with a grain of `g` ms: a timer then fires once the
+/// watermark reaches its time rounded up to a multiple of `g`, and adding
+/// one is a push to that time's list (a join whose timers only let go of
+/// records no future record can match keeps them a little longer, and
+/// saves a B-tree insert per record).
+pub enum JoinTimers {
+    Exact(TimerSet<u8>),
+    Coarse {
+        grain: i64,
+        buckets: TimeBuckets<u8>,
+    },
+}
+
+impl JoinTimers {
+    /// Timers with a grain of `grain` ms (exact at 1 or below).
+    pub fn new(grain: i64) -> JoinTimers {
+        if grain > 1 {
+            JoinTimers::Coarse {
+                grain,
+                buckets: TimeBuckets::default(),
+            }
+        } else {
+            JoinTimers::Exact(TimerSet::default())
+        }
+    }
+
+    #[inline]
+    pub fn insert(&mut self, time: i64, key: u32, ns: u8) {
+        match self {
+            JoinTimers::Exact(set) => {
+                set.insert(time, key, ns);
+            }
+            JoinTimers::Coarse { grain, buckets } => {
+                let g = *grain;
+                let up = match time.rem_euclid(g) {
+                    0 => time,
+                    r => time.saturating_add(g - r),
+                };
+                buckets.insert(up, key, ns);
+            }
+        }
+    }
+
+    /// Removes and returns a timer due at `until`, earliest first.
+    #[inline]
+    pub fn pop_due(&mut self, until: i64) -> Option<(i64, u32, u8)> {
+        match self {
+            JoinTimers::Exact(set) => set.pop_due(until),
+            JoinTimers::Coarse { buckets, .. } => buckets.pop_due(until),
+        }
+    }
+
+    /// Forgets every timer.
+    fn clear(&mut self) {
+        *self = match self {
+            JoinTimers::Exact(_) => JoinTimers::new(1),
+            JoinTimers::Coarse { grain, .. } => JoinTimers::new(*grain),
+        };
+    }
+
+    fn bytes(&self) -> u64 {
+        match self {
+            JoinTimers::Exact(set) => set.bytes(),
+            JoinTimers::Coarse { buckets, .. } => buckets.bytes(),
+        }
+    }
+}
+
 pub struct Buffers {
     /// Keys with held records; timers name keys by their ids here.
     pub keys: KeyTable<KeyRows>,
-    /// (time, key, namespace): when something is due for a key; what the
-    /// namespace means is the join's.
-    pub timers: TimerSet<u8>,
+    /// When something is due for a key.
+    pub timers: JoinTimers,
     rows: Option<Slots>,
     buf: Vec<u8>,
     max_parallelism: u32,
@@ -68,10 +136,18 @@ pub struct Buffers {
 }
 
 impl Buffers {
-    pub fn new(backend: Backend, uid: String, subtask: u32, max_parallelism: u32) -> Buffers {
+    /// Buffers whose timers have a grain of `timer_grain` ms (see
+    /// [`JoinTimers`]).
+    pub fn new(
+        backend: Backend,
+        uid: String,
+        subtask: u32,
+        max_parallelism: u32,
+        timer_grain: i64,
+    ) -> Buffers {
         Buffers {
             keys: KeyTable::default(),
-            timers: TimerSet::default(),
+            timers: JoinTimers::new(timer_grain),
             rows: None,
             buf: Vec::new(),
             max_parallelism,
@@ -163,7 +239,7 @@ impl Buffers {
             }
         }
         self.keys.clear();
-        self.timers = TimerSet::default();
+        self.timers.clear();
         Ok(())
     }
 

@@ -212,6 +212,24 @@ impl JoinLogic for IntervalJoin {
     fn timers(&self, side: usize, ts: i64, add: &mut dyn FnMut(i64, u8)) {
         add(self.bounds.cleanup(side, ts), side as u8)
     }
+
+    /// The timers only let go of records: one may go up to 1/512 of the
+    /// interval (at most ~1 s) after it could have, which keeps each
+    /// record's timer a push to a list instead of a B-tree insert.
+    fn timer_grain(&self) -> i64 {
+        grain_of(self.bounds)
+    }
+}
+
+/// The largest power of two at most 1/512 of the interval's length, between
+/// 1 and 1024 ms.
+fn grain_of(bounds: Bounds) -> i64 {
+    let span = bounds.upper.saturating_sub(bounds.lower) / 512;
+    if span <= 1 {
+        1
+    } else {
+        (1i64 << (63 - span.leading_zeros())).min(1024)
+    }
 }
 
 #[cfg(test)]
@@ -290,6 +308,18 @@ mod tests {
                 "exclusive bounds at p={parallelism}"
             );
         }
+    }
+
+    #[test]
+    fn the_timer_grain_is_a_small_power_of_two_of_the_interval() {
+        let grain = |lower, upper| super::grain_of(super::Bounds { lower, upper });
+        assert_eq!(grain(0, 0), 1);
+        assert_eq!(grain(-5, 10), 1);
+        assert_eq!(grain(0, 1023), 1);
+        assert_eq!(grain(0, 1024), 2);
+        assert_eq!(grain(0, 600_000), 1024, "W6's 10 minutes");
+        assert_eq!(grain(-60_000, 0), 64);
+        assert_eq!(grain(i64::MIN, i64::MAX), 1024);
     }
 
     #[test]

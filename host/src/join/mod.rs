@@ -83,6 +83,12 @@ pub trait JoinLogic: Send + Sync + 'static {
     /// `side` at `ts` (timers the restored watermark has passed pop at once
     /// and find nothing due).
     fn timers(&self, side: usize, ts: i64, add: &mut dyn FnMut(i64, u8));
+
+    /// How late (in ms, plus one) the join's timers may fire: see
+    /// [`buffer::JoinTimers`]. 1: exactly.
+    fn timer_grain(&self) -> i64 {
+        1
+    }
 }
 
 /// A join kind's plan: it needs a key (`key` says which) and event time
@@ -134,6 +140,7 @@ impl<L: JoinLogic> OperatorFactory for JoinFactory<L> {
                 subtask.info.uid.to_string(),
                 subtask.index,
                 self.max_parallelism,
+                self.logic.timer_grain(),
             ),
             watermark: i64::MIN,
         })
@@ -424,6 +431,15 @@ mod tests {
     /// of `(side, key, ts)` records; returns how many rows and late records
     /// came out, and the node's late count.
     async fn drive(factory: &dyn OperatorFactory, steps: &[Step<'_>]) -> (usize, usize, u64) {
+        let (rows, late, counted, _) = drive_held(factory, steps).await;
+        (rows, late, counted)
+    }
+
+    /// [`drive`], and the bytes the join holds at the end.
+    async fn drive_held(
+        factory: &dyn OperatorFactory,
+        steps: &[Step<'_>],
+    ) -> (usize, usize, u64, u64) {
         let info = Arc::new(NodeInfo {
             uid: "j".into(),
             has_dead_letter: false,
@@ -465,7 +481,44 @@ mod tests {
                 other => panic!("port {other}"),
             }
         }
-        (rows, late, NodeMetrics::get(&info.metrics.late))
+        let held = info.metrics.state_bytes[0].load(std::sync::atomic::Ordering::Relaxed);
+        (rows, late, NodeMetrics::get(&info.metrics.late), held)
+    }
+
+    /// An interval join's timers have a grain (16 ms for a 10,240 ms
+    /// interval): a record goes at the first multiple of it at or after the
+    /// watermark that lets it go, never before — a record kept that long
+    /// still pairs only within the bounds.
+    #[tokio::test]
+    async fn interval_join_records_go_at_their_cleanup_time_rounded_up() {
+        let interval = JoinFactory::new(
+            interval::IntervalJoin {
+                bounds: interval::Bounds {
+                    lower: 0,
+                    upper: 10_240,
+                },
+                select: Arc::new(Select::Pair),
+            },
+            crate::state::Backend::Memory { limit: 1 << 20 },
+            128,
+        );
+        let steps = |last| {
+            vec![
+                // Both can pair up to 11,240.
+                Err(vec![(LEFT, "1", 1000), (LEFT, "2", 1000)]),
+                Ok(11_239),
+                Err(vec![(RIGHT, "1", 11_240)]),
+                Ok(11_240),
+                // Still held (11,240 rounds up to 11,248), out of bounds.
+                Err(vec![(RIGHT, "2", 11_241)]),
+                Ok(last),
+            ]
+        };
+        let (rows, late, _, held) = drive_held(&interval, &steps(11_247)).await;
+        assert_eq!((rows, late), (1, 0));
+        assert!(held > 0, "held until 11,248");
+        let (rows, late, _, held) = drive_held(&interval, &steps(11_248)).await;
+        assert_eq!((rows, late, held), (1, 0, 0));
     }
 
     /// A record at or behind the watermark is late in both joins: it goes to

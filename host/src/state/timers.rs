@@ -107,6 +107,8 @@ pub struct TimeBuckets<N: Ord + Copy = ()> {
     buckets: BTreeMap<i64, Vec<(u32, N)>>,
     /// The due time being popped: its timers not yet popped, last first.
     ready: Vec<(i64, u32, N)>,
+    /// Timers in `buckets` and `ready`.
+    count: usize,
 }
 
 impl<N: Ord + Copy> Default for TimeBuckets<N> {
@@ -114,6 +116,7 @@ impl<N: Ord + Copy> Default for TimeBuckets<N> {
         TimeBuckets {
             buckets: BTreeMap::new(),
             ready: Vec::new(),
+            count: 0,
         }
     }
 }
@@ -131,10 +134,12 @@ impl<N: Ord + Copy> TimeBuckets<N> {
             let rest = &self.ready;
             if let Err(i) = rest.binary_search_by(|&(_, k, n)| (key, ns).cmp(&(k, n))) {
                 self.ready.insert(i, (time, key, ns));
+                self.count += 1;
             }
             return;
         }
         self.buckets.entry(time).or_default().push((key, ns));
+        self.count += 1;
     }
 
     /// Removes and returns the earliest timer if its time is `<= until`.
@@ -149,19 +154,31 @@ impl<N: Ord + Copy> TimeBuckets<N> {
             let mut timers = std::mem::take(first.get_mut());
             first.remove();
             timers.sort_unstable();
+            let added = timers.len();
             timers.dedup();
+            self.count -= added - timers.len();
             self.ready
                 .extend(timers.into_iter().rev().map(|(k, n)| (time, k, n)));
         }
         match self.ready.last() {
-            Some(t) if t.0 <= until => self.ready.pop(),
+            Some(t) if t.0 <= until => {
+                self.count -= 1;
+                self.ready.pop()
+            }
             _ => None,
         }
     }
 
     /// Timers added and not popped (a repeat counts until its time is due).
     pub fn len(&self) -> usize {
-        self.ready.len() + self.buckets.values().map(Vec::len).sum::<usize>()
+        self.count
+    }
+
+    /// About how many bytes of memory the timers take: each is an entry of
+    /// its time's list (with the list's slack).
+    pub fn bytes(&self) -> u64 {
+        self.count as u64 * 2 * std::mem::size_of::<(u32, N)>() as u64
+            + self.buckets.len() as u64 * TIMER_BYTES
     }
 
     pub fn is_empty(&self) -> bool {
@@ -623,6 +640,9 @@ mod tests {
                         prop_assert_eq!(buckets.pop_due(until), set.pop_due(until));
                     }
                 }
+                // Repeats count until they are due.
+                prop_assert!(buckets.len() >= set.len());
+                prop_assert_eq!(buckets.len().min(1), set.len().min(1));
             }
             loop {
                 let (a, b) = (buckets.pop_due(i64::MAX), set.pop_due(i64::MAX));
@@ -632,6 +652,7 @@ mod tests {
                 }
             }
             prop_assert!(buckets.is_empty());
+            prop_assert_eq!((buckets.len(), buckets.bytes()), (0, 0));
         }
     }
 
