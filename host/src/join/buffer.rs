@@ -200,7 +200,7 @@ impl Buffers {
     /// Holds `value`, a record of `side` at `ts`, under key id `k`.
     pub fn hold(&mut self, k: u32, side: usize, ts: i64, value: &[u8]) -> Result<(), StateError> {
         let kg = self.keys.key_group(k);
-        let slot = self.slots().alloc(kg, value, ROW_BOOKKEEPING)?;
+        let slot = self.slots().alloc(side, kg, value, ROW_BOOKKEEPING)?;
         self.keys.get_mut(k).insert(side, Held { ts, slot });
         Ok(())
     }
@@ -304,7 +304,7 @@ impl Buffers {
                 return Err(bad());
             }
             let k = keys.intern_in_group(key, e.kg, KeyRows::default);
-            let slot = rows.alloc(e.kg, e.value, ROW_BOOKKEEPING)?;
+            let slot = rows.alloc(side, e.kg, e.value, ROW_BOOKKEEPING)?;
             keys.get_mut(k).insert(side, Held { ts, slot });
             timers_of(side, ts, &mut |time, ns| {
                 timer_set.insert(time, k, ns);
