@@ -9,7 +9,9 @@
 //! that came before it, so a window downstream sees the same stream as if
 //! every batch had been its own call. (With watermarks per event, a source
 //! cuts a batch at every watermark, often after one record: one call per
-//! record would cost several times the records' own work.)
+//! record would cost several times the records' own work.) A burst larger
+//! than 4,096 records or 1 MiB — what a join or a window releases at once —
+//! is cut into calls of that size, so that the guest's memory stays small.
 //!
 //! When a call traps, the instance is gone (a trap
 //! leaves guest memory in an unknown state); the operator starts a fresh one
@@ -176,7 +178,10 @@ impl WasmTransform {
         Ok(())
     }
 
-    /// One call for the burst collected so far.
+    /// The burst collected so far: one call, or one per segment of a burst
+    /// larger than [`SEGMENT_RECORDS`] or [`SEGMENT_BYTES`] (what a join or
+    /// a window releases at once), so that the guest's memory, which never
+    /// shrinks, holds one segment and its output at most.
     async fn run(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
         let batch = std::mem::take(&mut self.pending);
         let marks = std::mem::take(&mut self.marks);
@@ -186,16 +191,38 @@ impl WasmTransform {
             }
             return Ok(());
         }
+        let parts = segments(&batch, &marks);
+        if parts.len() == 1 {
+            return self.run_segment(&batch, &marks, out).await;
+        }
+        let mut part = Batch::default();
+        for (range, marks) in parts {
+            part.clear();
+            for i in range {
+                part.push_record(batch.get(i), None);
+            }
+            self.run_segment(&part, &marks, out).await?;
+        }
+        Ok(())
+    }
+
+    /// One call for `batch`, with its watermarks.
+    async fn run_segment(
+        &mut self,
+        batch: &Batch,
+        marks: &[(usize, i64)],
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
         let started = Instant::now();
-        let result = match self.call(&batch).await? {
-            Ok(output) => self.emit(&batch, output, &marks, out),
+        let result = match self.call(batch).await? {
+            Ok(output) => self.emit(batch, output, marks, out),
             Err(description) => {
                 tracing::warn!(
                     operator = %self.settings.uid,
                     "trapped on a batch of {} records ({description}); replaying them one by one",
                     batch.len()
                 );
-                self.isolate(&batch, &marks, out).await
+                self.isolate(batch, marks, out).await
             }
         };
         NodeMetrics::add(
@@ -204,6 +231,39 @@ impl WasmTransform {
         );
         result
     }
+}
+
+/// One call of a burst: its records, and its watermarks counted from its
+/// first record.
+type Segment = (std::ops::Range<usize>, Vec<(usize, i64)>);
+
+/// Records of one call at most, when a burst is larger.
+const SEGMENT_RECORDS: usize = 4096;
+/// Value bytes of one call at most (or one record, if it is larger).
+const SEGMENT_BYTES: usize = 1 << 20;
+
+/// The calls a burst of `batch` with watermarks `marks` (each after the
+/// first `n` records) is made of: the records of each, and its watermarks
+/// counted from its first record. A watermark between two calls ends the
+/// first.
+fn segments(batch: &Batch, marks: &[(usize, i64)]) -> Vec<Segment> {
+    let mut parts = Vec::new();
+    let mut marks = marks.iter().copied().peekable();
+    let (mut start, mut bytes) = (0, 0);
+    for i in 0..batch.len() {
+        let len = batch.get(i).value().len();
+        if i > start && (i - start == SEGMENT_RECORDS || bytes + len > SEGMENT_BYTES) {
+            let mine = std::iter::from_fn(|| marks.next_if(|&(before, _)| before <= i))
+                .map(|(before, t)| (before - start, t))
+                .collect();
+            parts.push((start..i, mine));
+            (start, bytes) = (i, 0);
+        }
+        bytes += len;
+    }
+    let rest = marks.map(|(before, t)| (before - start, t)).collect();
+    parts.push((start..batch.len(), rest));
+    parts
 }
 
 #[async_trait]
@@ -358,5 +418,46 @@ impl OperatorFactory for TransformFactory {
 
     fn module(&self) -> Option<ModuleRef<'_>> {
         Some(self.0.module_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::batch::Origin;
+
+    fn batch(lens: &[usize]) -> Batch {
+        let mut b = Batch::default();
+        for &len in lens {
+            b.push(None, &vec![b'x'; len], Some(0), Origin::NONE);
+        }
+        b
+    }
+
+    /// A burst is cut every 4,096 records or 1 MiB of values, and each
+    /// watermark goes with the call of the records before it, counted from
+    /// that call's first record.
+    #[test]
+    fn a_large_burst_is_cut_into_calls_with_their_watermarks() {
+        let small = batch(&[10; 3]);
+        let marks = [(0, 1), (2, 2), (3, 3)];
+        assert_eq!(segments(&small, &marks), [(0..3, marks.to_vec())]);
+
+        let many = batch(&vec![10; 2 * SEGMENT_RECORDS + 5]);
+        let n = SEGMENT_RECORDS;
+        let marks = [(0, 1), (n - 1, 2), (n, 3), (n + 1, 4), (2 * n + 5, 5)];
+        assert_eq!(
+            segments(&many, &marks),
+            [
+                (0..n, vec![(0, 1), (n - 1, 2), (n, 3)]),
+                (n..2 * n, vec![(1, 4)]),
+                (2 * n..2 * n + 5, vec![(5, 5)]),
+            ]
+        );
+
+        // 300 KiB values: three to a call; a larger one is a call alone.
+        let big = batch(&[300 << 10, 300 << 10, 300 << 10, 300 << 10, 2 << 20, 10]);
+        let got: Vec<_> = segments(&big, &[]).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(got, [0..3, 3..4, 4..5, 5..6]);
     }
 }
