@@ -15,7 +15,8 @@
 //! running side by side.
 
 use super::graph::{NodeKind, Pipeline};
-use super::operator::{FIRST_SIDE_PORT, NodeInfo, Subtask};
+use super::keys::KeySelector;
+use super::operator::{FIRST_SIDE_PORT, MAIN_PORT, NodeInfo, Subtask};
 use super::router::{Partitioning, Router, TaskInputs, TaskSender};
 use super::source::SourceOutput;
 use super::task::{ChainNode, Head, SourceNode, Target, Task};
@@ -427,6 +428,8 @@ async fn run_attempt(
             let mut routers = Vec::new();
             let mut router_owner = Vec::new();
             let mut nodes = Vec::new();
+            // The head's main-port edges: the router of each key-hash one.
+            let mut head_edges: Vec<Option<(usize, KeySelector)>> = Vec::new();
             for (pos, &n) in chain.nodes.iter().enumerate() {
                 let node = &pipeline.nodes[n];
                 let ports = FIRST_SIDE_PORT + node.side_ports.len();
@@ -464,6 +467,14 @@ async fn run_attempt(
                         router_owner.push(pos);
                         Target::Router(routers.len() - 1)
                     };
+                    if pos == 0 && edge.port == MAIN_PORT {
+                        head_edges.push(match (&target, &edge.partitioning) {
+                            (Target::Router(r), Partitioning::KeyHash { key, .. }) => {
+                                Some((*r, key.clone()))
+                            }
+                            _ => None,
+                        });
+                    }
                     targets[edge.port].push(target);
                 }
                 let op: Box<dyn Operator> = match &node.kind {
@@ -490,8 +501,8 @@ async fn run_attempt(
                     event_time,
                 } => Head::Source {
                     source: factory.create(subtask, chain.parallelism),
-                    out: Box::new(
-                        SourceOutput::new(
+                    out: {
+                        let mut out = SourceOutput::new(
                             Output::new(infos[chain.nodes[0]].clone()),
                             factory.format(),
                             event_time.clone(),
@@ -499,8 +510,16 @@ async fn run_attempt(
                             pipeline.settings.batch_size,
                             pipeline.settings.buffer_timeout,
                         )
-                        .with_pace(pipeline.settings.source_rate),
-                    ),
+                        .with_pace(pipeline.settings.source_rate);
+                        // All its records go through one key-hash router:
+                        // the source reads their keys as it checks them.
+                        if let [Some((r, key))] = head_edges.as_slice()
+                            && out.with_key(key)
+                        {
+                            routers[*r].take_keys_as_set();
+                        }
+                        Box::new(out)
+                    },
                     triggers: next_trigger
                         .next()
                         .and_then(Option::take)

@@ -36,29 +36,39 @@ impl KeySelector {
         ps.join(", ")
     }
 
+    /// The fields the key is made of.
+    pub fn pointers(&self) -> &[Pointer] {
+        &self.pointers
+    }
+
     /// Writes the key of `value` into `out` (cleared first). Fails with a
     /// message when the value lacks a key field or is not JSON up to it;
     /// reading stops at the key (values were checked when they entered the
     /// pipeline).
     pub fn extract(&self, value: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        out.clear();
-        if let [p] = self.pointers.as_slice() {
-            return match json::find_fast(value, p) {
-                Ok(Some(raw)) => {
-                    out.extend_from_slice(raw);
-                    Ok(())
-                }
-                Ok(None) => Err(format!("no key field at {p}")),
-                Err(e) => Err(e.to_string()),
-            };
-        }
         // On the stack for up to 8 fields: this runs for every record.
         let mut found = json::Slots::<_, 8>::new(None, self.pointers.len());
         let found = found.slice();
-        json::find_many_fast(value, &self.pointers, found).map_err(|e| e.to_string())?;
+        match self.pointers.as_slice() {
+            [p] => found[0] = json::find_fast(value, p).map_err(|e| e.to_string())?,
+            _ => json::find_many_fast(value, &self.pointers, found).map_err(|e| e.to_string())?,
+        }
+        self.assemble(found, out)
+    }
+
+    /// Writes into `out` (cleared first) the key made of the fields' texts
+    /// `found[i]` (one per pointer, in order, found in a value that was
+    /// checked): a field's text for one field, their JSON array for several.
+    pub fn assemble(&self, found: &[Option<&[u8]>], out: &mut Vec<u8>) -> Result<(), String> {
+        out.clear();
+        let missing = |p: &Pointer| format!("no key field at {p}");
+        if let ([p], [raw]) = (self.pointers.as_slice(), found) {
+            out.extend_from_slice(raw.ok_or_else(|| missing(p))?);
+            return Ok(());
+        }
         out.push(b'[');
         for (i, (raw, p)) in found.iter().zip(&self.pointers).enumerate() {
-            let raw = raw.ok_or_else(|| format!("no key field at {p}"))?;
+            let raw = raw.ok_or_else(|| missing(p))?;
             if i > 0 {
                 out.push(b',');
             }

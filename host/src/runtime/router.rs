@@ -139,6 +139,9 @@ pub struct Router {
     rejected: Option<Rejected>,
     /// Where the time spent waiting for a full channel is counted.
     metrics: Option<Arc<NodeMetrics>>,
+    /// A key-hash router whose records come with their keys already read
+    /// (by their source: see [`Router::take_keys_as_set`]).
+    keys_set: bool,
 }
 
 impl Router {
@@ -155,7 +158,17 @@ impl Router {
             key_buf: Vec::new(),
             rejected: None,
             metrics: None,
+            keys_set: false,
         }
+    }
+
+    /// A key-hash router told that each record's key is already the one
+    /// its key selector reads (its source read it while checking the
+    /// record: [`crate::runtime::source::SourceOutput::with_key`]): the key
+    /// is not read again, and with one target the batch goes on as it is.
+    pub fn take_keys_as_set(&mut self) {
+        debug_assert!(matches!(self.partitioning, Partitioning::KeyHash { .. }));
+        self.keys_set = true;
     }
 
     /// Counts the time this router waits for room downstream as `metrics`'
@@ -188,6 +201,10 @@ impl Router {
                     q.push(Message::Batch(batch.clone()));
                 }
             }
+            Partitioning::KeyHash { .. } if self.keys_set && self.targets.len() == 1 => {
+                debug_assert!(batch.iter().all(|r| r.key().is_some()));
+                self.queue[0].push(Message::Batch(batch));
+            }
             Partitioning::KeyHash {
                 key,
                 max_parallelism,
@@ -198,6 +215,14 @@ impl Router {
                     .map(|_| Batch::with_capacity(batch.len() / n + 8, per_target))
                     .collect();
                 for record in batch.iter() {
+                    if self.keys_set
+                        && let Some(k) = record.key()
+                    {
+                        let kg = keys::key_group(k, *max_parallelism);
+                        let t = keys::subtask_for_key_group(kg, *max_parallelism, n as u32);
+                        parts[t as usize].push_record(record, None);
+                        continue;
+                    }
                     match key.extract(record.value(), &mut self.key_buf) {
                         Ok(()) => {
                             let kg = keys::key_group(&self.key_buf, *max_parallelism);
@@ -267,6 +292,64 @@ mod tests {
             b.push(None, v.as_bytes(), None, Origin::NONE);
         }
         b
+    }
+
+    /// Where each record of `b` goes (target, its key) through a key-hash
+    /// router to `n` targets.
+    async fn routed(b: Batch, n: usize, keys_set: bool) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
+        let (txs, mut rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(16)).unzip();
+        let key = KeySelector::new(vec![Pointer::parse("/k").unwrap()]);
+        let partitioning = Partitioning::KeyHash {
+            key,
+            max_parallelism: 128,
+        };
+        let mut r = Router::new(partitioning, txs, 0);
+        if keys_set {
+            r.take_keys_as_set();
+        }
+        r.push(Message::Batch(b));
+        r.flush().await.unwrap();
+        assert!(r.take_rejected().is_none());
+        let mut out = Vec::new();
+        for (t, rx) in rxs.iter_mut().enumerate() {
+            while let Ok((_, msgs)) = rx.try_recv() {
+                for m in msgs {
+                    let Message::Batch(b) = m else { continue };
+                    out.extend(
+                        b.iter()
+                            .map(|r| (t, r.key().unwrap().to_vec(), r.value().to_vec())),
+                    );
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test]
+    async fn keys_set_upstream_are_routed_as_they_are_and_not_read_again() {
+        let values: Vec<String> = (0..40).map(|i| format!("{{\"k\":{}}}", i % 7)).collect();
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        // The keys a source sets are those the router reads: the same
+        // routes either way.
+        let mut keyed = Batch::default();
+        for v in &refs {
+            let k = v.trim_start_matches("{\"k\":").trim_end_matches('}');
+            keyed.push(Some(k.as_bytes()), v.as_bytes(), None, Origin::NONE);
+        }
+        for n in [1, 2, 3] {
+            assert_eq!(
+                routed(keyed.clone(), n, true).await,
+                routed(batch(&refs), n, false).await,
+                "{n} targets"
+            );
+        }
+        // Taken as set: a value is not read for its key (here it has none).
+        let mut b = Batch::default();
+        b.push(Some(b"7"), b"{}", None, Origin::NONE);
+        b.push(Some(b"8"), b"{}", None, Origin::NONE);
+        assert_eq!(routed(b.clone(), 1, true).await.len(), 2);
+        assert_eq!(routed(b, 2, true).await.len(), 2);
     }
 
     #[tokio::test]

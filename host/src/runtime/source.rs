@@ -8,6 +8,7 @@
 //! slow), and setting malformed records aside.
 
 use super::batch::{Batch, Origin, RowKind};
+use super::keys::KeySelector;
 use super::operator::Output;
 use super::{Message, PositionKind};
 use crate::error::RuntimeError;
@@ -188,8 +189,14 @@ pub struct SourceOutput {
     out: Output,
     format: Format,
     event_time: Option<Option<Pointer>>,
-    /// Checks JSON records and finds their event time, if it is a field.
+    /// Checks JSON records and finds their event time, if it is a field,
+    /// and the fields of `key`.
     checker: json::Checker,
+    /// The key of the one edge this source's records take, a key-hash one:
+    /// set as each record's key here, from the check's scan, rather than
+    /// read again by the router (see [`SourceOutput::with_key`]).
+    key: Option<KeySelector>,
+    key_buf: Vec<u8>,
     watermarks: Option<SourceWatermarks>,
     clock: Arc<dyn Clock>,
     batch: Batch,
@@ -243,6 +250,8 @@ impl SourceOutput {
             out,
             format,
             checker: json::Checker::new(field),
+            key: None,
+            key_buf: Vec::new(),
             event_time,
             watermarks,
             clock,
@@ -333,6 +342,28 @@ impl SourceOutput {
         self.pace
             .as_ref()
             .is_some_and(|p| self.buffered >= p.per_poll)
+    }
+
+    /// Sets each record's key to its `key` fields (what a key-hash router
+    /// would read), found by the scan that checks the record: for a source
+    /// whose records all go through one key-hash router, which then takes
+    /// the keys as they are ([`crate::runtime::router::Router::take_keys_as_set`]).
+    /// A record without the key goes to the dead-letter output with the
+    /// router's message, after its event time has counted for the
+    /// watermark, as it would there. Only a checked format reads the key
+    /// here: `false` (and nothing changed) for the others.
+    pub fn with_key(&mut self, key: &KeySelector) -> bool {
+        if !matches!(self.format, Format::Json | Format::DebeziumJson) {
+            return false;
+        }
+        let mut pointers: Vec<Pointer> = self.event_time.iter().flatten().cloned().collect();
+        pointers.extend(key.pointers().iter().cloned());
+        if pointers.len() > 64 {
+            return false;
+        }
+        self.checker = json::Checker::new(pointers);
+        self.key = Some(key.clone());
+        true
     }
 
     /// Paces the source at `rate` records per second (none: as fast as it
@@ -466,8 +497,8 @@ impl SourceOutput {
         origin: Origin,
         kind: RowKind,
     ) -> Result<(), RuntimeError> {
-        let ts = match self.check(value, timestamp) {
-            Ok(ts) => ts,
+        let (ts, keyed) = match self.check(value, timestamp) {
+            Ok(checked) => checked,
             Err(reason) => {
                 self.scratch.clear();
                 self.scratch
@@ -481,13 +512,24 @@ impl SourceOutput {
         {
             self.cut();
         }
-        if self.batch.is_empty() {
-            self.batch_started_ms = self.now_ms;
-        }
-        self.batch
-            .push_with_headers(key, value, ts, origin, headers);
-        if kind != RowKind::Insert {
-            self.batch.set_last_kind(kind);
+        match keyed {
+            Ok(found) => {
+                if self.batch.is_empty() {
+                    self.batch_started_ms = self.now_ms;
+                }
+                let key = if found { Some(&self.key_buf[..]) } else { key };
+                self.batch
+                    .push_with_headers(key, value, ts, origin, headers);
+                if kind != RowKind::Insert {
+                    self.batch.set_last_kind(kind);
+                }
+            }
+            Err(reason) => {
+                self.scratch.clear();
+                self.scratch
+                    .push_with_headers(key, value, ts, origin, headers);
+                self.out.dead_letter(self.scratch.get(0), &reason)?;
+            }
         }
         self.buffered += 1;
         if let Some(p) = &mut self.pace {
@@ -512,9 +554,17 @@ impl SourceOutput {
     }
 
     /// Checks the format and reads the event time (the record's own
-    /// `timestamp`, unless the event time is a field of the value).
+    /// `timestamp`, unless the event time is a field of the value), and,
+    /// with a [`SourceOutput::with_key`], the key into `key_buf`: `Ok(true)`,
+    /// or the router's message for a record without it (`Ok(false)`: no
+    /// key read here).
     #[inline]
-    fn check(&mut self, value: &[u8], timestamp: Option<i64>) -> Result<Option<i64>, String> {
+    #[allow(clippy::type_complexity)]
+    fn check(
+        &mut self,
+        value: &[u8],
+        timestamp: Option<i64>,
+    ) -> Result<(Option<i64>, Result<bool, String>), String> {
         let event_time = |found: Result<Option<&[u8]>, json::JsonError>, p: &Pointer| match found {
             Ok(Some(raw)) => json::parse_i64(raw).map(Some).ok_or_else(|| {
                 format!(
@@ -525,22 +575,40 @@ impl SourceOutput {
             Ok(None) => Err(format!("no event time at {p}")),
             Err(e) => Err(e.to_string()),
         };
+        let unkeyed = |ts: Option<i64>| (ts, Ok(false));
         match (self.format, &self.event_time) {
             (_, Some(None)) if timestamp.is_none() => {
                 Err("the record has no timestamp to take the event time from".into())
             }
-            (Format::Raw, _) | (Format::JsonUnchecked, None | Some(None)) => Ok(timestamp),
+            (Format::Raw, _) | (Format::JsonUnchecked, None | Some(None)) => Ok(unkeyed(timestamp)),
             // Up to the event time only: the reader checks the rest.
-            (Format::JsonUnchecked, Some(Some(p))) => event_time(json::find_fast(value, p), p),
-            (Format::Json | Format::DebeziumJson, None | Some(None)) => self
-                .checker
-                .find(value, &mut [])
-                .map(|()| timestamp)
-                .map_err(|e| e.to_string()),
-            (Format::Json | Format::DebeziumJson, Some(Some(p))) => {
-                let mut found = [None];
-                let checked = self.checker.find(value, &mut found);
-                event_time(checked.map(|()| found[0]), p)
+            (Format::JsonUnchecked, Some(Some(p))) => {
+                event_time(json::find_fast(value, p), p).map(unkeyed)
+            }
+            (Format::Json | Format::DebeziumJson, event) => {
+                let field = matches!(event, Some(Some(_)));
+                let Some(key) = &self.key else {
+                    let mut found = [None];
+                    let found = &mut found[..usize::from(field)];
+                    self.checker.find(value, found).map_err(|e| e.to_string())?;
+                    return match (event, found.first()) {
+                        (Some(Some(p)), Some(&f)) => event_time(Ok(f), p).map(unkeyed),
+                        _ => Ok(unkeyed(timestamp)),
+                    };
+                };
+                let n = usize::from(field) + key.pointers().len();
+                let mut found = json::Slots::<_, 8>::new(None, n);
+                let found = found.slice();
+                self.checker.find(value, found).map_err(|e| e.to_string())?;
+                let ts = match event {
+                    Some(Some(p)) => event_time(Ok(found[0]), p)?,
+                    _ => timestamp,
+                };
+                let keyed = key
+                    .assemble(&found[usize::from(field)..], &mut self.key_buf)
+                    .map(|()| true)
+                    .map_err(|reason| format!("key_by {}: {reason}", key.describe()));
+                Ok((ts, keyed))
             }
         }
     }
@@ -770,6 +838,57 @@ mod tests {
         let s = strict.add_split("g".into(), PositionKind::Line);
         let e = strict.push(s, None, b"nope", 7).unwrap_err().to_string();
         assert!(e.contains("g:7") && e.contains("invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn a_source_sets_the_key_its_key_hash_router_would_read() {
+        let (mut out, _) = output(true, true, 100);
+        let key = KeySelector::new(vec![Pointer::parse("/k").unwrap()]);
+        assert!(out.with_key(&key));
+        let s = out.add_split("f".into(), PositionKind::Line);
+        out.push(s, Some(b"kafka"), br#"{"k":"a","ts":100}"#, 1)
+            .unwrap();
+        // No key: the router's message, and its event time still counts.
+        out.push(s, Some(b"kafka"), br#"{"ts":130}"#, 2).unwrap();
+        out.push(s, None, br#"{"ts":125,"k":[1, 2]}"#, 3).unwrap();
+        out.push(s, None, br#"{"ts":126,"k":"b""#, 4).unwrap();
+        out.finish();
+        let mut keys = Vec::new();
+        let mut marks = Vec::new();
+        for m in out.take_messages() {
+            match m {
+                Message::Batch(b) => keys.extend(b.iter().map(|r| r.key().unwrap().to_vec())),
+                Message::Watermark(Watermark::Time(t)) => marks.push(t),
+                _ => {}
+            }
+        }
+        assert_eq!(keys, [&br#""a""#[..], b"[1, 2]"]);
+        assert_eq!(marks, [89, 119, i64::MAX]);
+        let dead: Vec<_> = out
+            .output()
+            .drain()
+            .flat_map(|(_, b)| {
+                b.iter()
+                    .map(|r| serde_json::from_slice::<serde_json::Value>(r.value()).unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(dead.len(), 2, "{dead:?}");
+        assert_eq!(dead[0]["error"], "key_by /k: no key field at /k");
+        assert_eq!(dead[0]["origin"], "f:2");
+        assert!(dead[0]["key"].to_string().contains("kafka"), "{}", dead[0]);
+        assert!(
+            dead[1]["error"].as_str().unwrap().contains("JSON"),
+            "{}",
+            dead[1]
+        );
+
+        // Unchecked and raw records are left to the router.
+        for format in [Format::JsonUnchecked, Format::Raw] {
+            let (mut out, _) = output(true, false, 100);
+            out.format = format;
+            assert!(!out.with_key(&key));
+        }
     }
 
     #[test]
