@@ -310,6 +310,17 @@ impl KeyedState {
         self.timers.delete(&mut *self.store, d, t, kg, key)
     }
 
+    /// Registers (`true`) and deletes (`false`) timers of one key, in
+    /// order.
+    pub fn change_timers(
+        &mut self,
+        kg: u32,
+        key: &[u8],
+        changes: &[(Domain, i64, bool)],
+    ) -> Result<(), StateError> {
+        self.timers.change_key(&mut *self.store, kg, key, changes)
+    }
+
     /// Calls `f(time, key group, key)` for every timer with `time <= until`,
     /// in time order.
     pub fn due_timers(

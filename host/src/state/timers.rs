@@ -187,29 +187,34 @@ impl<N: Ord + Copy> TimeBuckets<N> {
 }
 
 /// The heap timer service of a keyed state: its keys with timers (each
-/// with its number of timers, released with its last) and a [`TimerSet`]
-/// per domain.
+/// with its timers, released with its last) and a [`TimerSet`] per domain.
 #[derive(Default)]
 pub struct Timers {
-    keys: KeyTable<u32>,
+    keys: KeyTable<KeyTimers>,
     event: TimerSet,
     processing: TimerSet,
 }
 
-impl Timers {
-    fn set(&mut self, d: Domain) -> &mut TimerSet {
-        match d {
-            Domain::EventTime => &mut self.event,
-            Domain::ProcessingTime => &mut self.processing,
-        }
-    }
+/// A key's timers: listed while it has at most [`FEW`] (a process function
+/// mostly keeps one, which it moves), so that deleting one the key does not
+/// have — what a call's netted changes do for each time a timer moved
+/// through — is a look at the list, not a search of the set. Past that, its
+/// number only, and the sets say which.
+#[derive(Default)]
+struct KeyTimers {
+    count: u32,
+    /// All the key's timers while `count <= FEW` and not `many`.
+    few: smallvec::SmallVec<[(i64, Domain); 2]>,
+    /// Once the key had more than [`FEW`], until it has none.
+    many: bool,
+}
 
+const FEW: usize = 4;
+
+impl Timers {
     /// Registers a timer; registering an existing one does nothing.
     pub fn register(&mut self, d: Domain, time: i64, kg: u32, key: &[u8]) {
-        let id = self.keys.intern_in_group(key, kg, || 0);
-        if self.set(d).insert(time, id, ()) {
-            *self.keys.get_mut(id) += 1;
-        }
+        self.change_key(kg, key, &[(d, time, true)]);
     }
 
     /// Deletes a timer, if it exists.
@@ -217,12 +222,71 @@ impl Timers {
         let Some(id) = self.keys.find(key) else {
             return;
         };
-        if self.set(d).remove(time, id, ()) {
-            let count = self.keys.get_mut(id);
-            *count -= 1;
-            if *count == 0 {
-                self.keys.release(id);
+        self.change(id, d, time, false);
+        self.release_if_done(id);
+    }
+
+    /// Registers (`true`) and deletes (`false`) timers of one key, in order:
+    /// the key is looked up once.
+    pub fn change_key(&mut self, kg: u32, key: &[u8], changes: &[(Domain, i64, bool)]) {
+        let id = if changes.iter().any(|c| c.2) {
+            self.keys.intern_in_group(key, kg, KeyTimers::default)
+        } else {
+            match self.keys.find(key) {
+                Some(id) => id,
+                None => return,
             }
+        };
+        for &(d, time, register) in changes {
+            self.change(id, d, time, register);
+        }
+        self.release_if_done(id);
+    }
+
+    /// Registers or deletes one timer of key `id`.
+    fn change(&mut self, id: u32, d: Domain, time: i64, register: bool) {
+        let Timers {
+            keys,
+            event,
+            processing,
+        } = self;
+        let set = match d {
+            Domain::EventTime => event,
+            Domain::ProcessingTime => processing,
+        };
+        let k = keys.get_mut(id);
+        if k.many {
+            if register && set.insert(time, id, ()) {
+                k.count += 1;
+            } else if !register && set.remove(time, id, ()) {
+                k.count -= 1;
+            }
+            return;
+        }
+        let at = k.few.iter().position(|&t| t == (time, d));
+        match (register, at) {
+            (true, None) => {
+                set.insert(time, id, ());
+                k.count += 1;
+                if k.count as usize > FEW {
+                    k.many = true;
+                    k.few = Default::default();
+                } else {
+                    k.few.push((time, d));
+                }
+            }
+            (false, Some(i)) => {
+                set.remove(time, id, ());
+                k.count -= 1;
+                k.few.swap_remove(i);
+            }
+            _ => {}
+        }
+    }
+
+    fn release_if_done(&mut self, id: u32) {
+        if self.keys.get(id).count == 0 {
+            self.keys.release(id);
         }
     }
 
@@ -269,6 +333,25 @@ pub trait TimerQueue: Send {
         kg: u32,
         key: &[u8],
     ) -> Result<(), StateError>;
+    /// Registers (`true`) and deletes (`false`) timers of one key, in
+    /// order.
+    fn change_key(
+        &mut self,
+        store: &mut dyn Store,
+        kg: u32,
+        key: &[u8],
+        changes: &[(Domain, i64, bool)],
+    ) -> Result<(), StateError> {
+        for &(d, time, register) in changes {
+            if register {
+                self.register(store, d, time, kg, key)?;
+            } else {
+                self.delete(store, d, time, kg, key)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Calls `f(time, key group, key)` for the timers with `time <= until`,
     /// in time order.
     fn due(
@@ -306,6 +389,17 @@ impl TimerQueue for Timers {
         key: &[u8],
     ) -> Result<(), StateError> {
         Timers::delete(self, d, time, key);
+        Ok(())
+    }
+
+    fn change_key(
+        &mut self,
+        _: &mut dyn Store,
+        kg: u32,
+        key: &[u8],
+        changes: &[(Domain, i64, bool)],
+    ) -> Result<(), StateError> {
+        Timers::change_key(self, kg, key, changes);
         Ok(())
     }
 
@@ -705,6 +799,55 @@ mod tests {
             let keys: std::collections::BTreeSet<u8> = t.due(Domain::EventTime, i64::MAX).map(|(_, _, k)| k[0]).collect();
             prop_assert_eq!(t.keys.len(), keys.len());
             prop_assert_eq!(t.bytes(), t.len() as u64 * TIMER_BYTES + t.keys.len() as u64 * (1 + crate::state::keys::ENTRY_BYTES));
+        }
+    }
+
+    proptest! {
+        /// A key's changes applied together (listed while it has few
+        /// timers, counted past that) leave the timers one by one would:
+        /// both domains, up to 24 timers a key, deletes of timers it lacks.
+        #[test]
+        fn changes_of_a_key_together_behave_like_a_set_of_timers(
+            calls in proptest::collection::vec(
+                (0u8..4, proptest::collection::vec((any::<bool>(), 0i64..12, any::<bool>()), 0..12)),
+                0..80,
+            ),
+        ) {
+            let mut t = Timers::default();
+            let mut model = Model::new();
+            let domain = |p: bool| if p { Domain::ProcessingTime } else { Domain::EventTime };
+            for (key, changes) in calls {
+                let changes: Vec<(Domain, i64, bool)> =
+                    changes.iter().map(|&(r, time, p)| (domain(p), time, r)).collect();
+                t.change_key(u32::from(key), &[key], &changes);
+                for (d, time, register) in changes {
+                    if register {
+                        model.insert((d, time, key));
+                    } else {
+                        model.remove(&(d, time, key));
+                    }
+                }
+                let mut got: Vec<(Domain, i64, u8)> = [Domain::EventTime, Domain::ProcessingTime]
+                    .into_iter()
+                    .flat_map(|d| t.due(d, i64::MAX).map(move |(tm, kg, k)| {
+                        assert_eq!(kg, u32::from(k[0]));
+                        (d, tm, k[0])
+                    }))
+                    .collect();
+                got.sort();
+                let want: Vec<_> = model.iter().copied().collect();
+                prop_assert_eq!(got, want);
+                // A key is kept while it has timers, and its count is right.
+                let keys: Model<u8> = model.iter().map(|m| m.2).collect();
+                prop_assert_eq!(t.keys.len(), keys.len());
+                for k in keys {
+                    let id = t.keys.find(&[k]).expect("a key with timers");
+                    let n = model.iter().filter(|m| m.2 == k).count();
+                    prop_assert_eq!(t.keys.get(id).count as usize, n);
+                    let few = t.keys.get(id);
+                    prop_assert!(few.many || few.few.len() == n);
+                }
+            }
         }
     }
 }

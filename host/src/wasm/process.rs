@@ -133,6 +133,9 @@ pub struct WasmProcess {
     // Reused buffers for the call's inputs.
     rows: Vec<Row>,
     row_data: Vec<u8>,
+    /// A call's timer changes grouped by key (domain, time, registered),
+    /// and where each key's begin.
+    timer_changes: (Vec<(Domain, i64, bool)>, Vec<u32>),
     /// When the state's size was last put in the metrics.
     size_measured: Option<Instant>,
 }
@@ -166,6 +169,7 @@ impl WasmProcess {
             lowering: Lowering::default(),
             rows: Vec::new(),
             row_data: Vec::new(),
+            timer_changes: Default::default(),
             size_measured: None,
         }
     }
@@ -760,28 +764,65 @@ impl WasmProcess {
                     error,
                 })?;
         }
-        // Timer changes, in order.
+        // Timer changes, netted: changes to different timers commute, and
+        // of those to one timer the last decides, so each key's are applied
+        // together (one lookup of the key), the last per timer. A key that
+        // moves its timer with every record of the call leaves one delete
+        // of the timer it had and one register of where it ends; the times
+        // it passed through are deletes of timers it does not have.
+        let (mut changes, mut by_key) = std::mem::take(&mut self.timer_changes);
+        changes.clear();
+        // Each key's changes together, in call order: a counting sort by key.
+        by_key.clear();
+        by_key.resize(nkeys as usize + 1, 0);
         for c in &o.timer_changes {
-            let t = &c.timer;
-            let (k, kg) = self
-                .call
-                .keys
-                .key(t.key)
-                .ok_or_else(|| contract(format!("a timer for key {} of {nkeys}", t.key)))?;
-            let d = match t.domain {
+            let key = c.timer.key;
+            if key >= nkeys {
+                return Err(contract(format!("a timer for key {key} of {nkeys}")));
+            }
+            by_key[key as usize + 1] += 1;
+        }
+        for k in 1..by_key.len() {
+            by_key[k] += by_key[k - 1];
+        }
+        changes.resize(o.timer_changes.len(), (Domain::EventTime, 0, false));
+        for c in &o.timer_changes {
+            let at = &mut by_key[c.timer.key as usize];
+            let d = match c.timer.domain {
                 wk::TimeDomain::EventTime => Domain::EventTime,
                 wk::TimeDomain::ProcessingTime => Domain::ProcessingTime,
             };
-            let changed = if c.registered {
-                state.register_timer(d, t.time, kg, k)
-            } else {
-                state.delete_timer(d, t.time, kg, k)
-            };
-            changed.map_err(|error| RuntimeError::State {
-                uid: uid.clone(),
-                error,
-            })?;
+            changes[*at as usize] = (d, c.timer.time, c.registered);
+            *at += 1;
         }
+        // `by_key[k]` is now where key k's changes end.
+        let mut start = 0;
+        for (key, &end) in by_key[..nkeys as usize].iter().enumerate() {
+            let own = &mut changes[start..end as usize];
+            start = end as usize;
+            if own.is_empty() {
+                continue;
+            }
+            // Stable: a timer's changes stay in call order, the last last.
+            own.sort_by_key(|&(d, time, _)| (d, time));
+            let mut n = 0;
+            for i in 0..own.len() {
+                if n > 0 && (own[n - 1].0, own[n - 1].1) == (own[i].0, own[i].1) {
+                    own[n - 1].2 = own[i].2;
+                } else {
+                    own[n] = own[i];
+                    n += 1;
+                }
+            }
+            let (k, kg) = self.call.keys.key(key as u32).expect("in the call");
+            state
+                .change_timers(kg, k, &own[..n])
+                .map_err(|error| RuntimeError::State {
+                    uid: uid.clone(),
+                    error,
+                })?;
+        }
+        self.timer_changes = (changes, by_key);
         // Timers are state: they count against its budget.
         if !o.timer_changes.is_empty() {
             self.process
