@@ -331,10 +331,16 @@ impl SourceOutput {
         }
     }
 
-    /// Whether the source should stop pushing and let the records go.
+    /// Whether the source should stop pushing and let the records go: a
+    /// batch's worth of records, or as many messages (a watermark per
+    /// record cuts a batch per record: what goes on at once is still about
+    /// half a batch of records, so that an operator that takes a burst in
+    /// one call, as a Wasm process function does, gets a burst).
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.buffered >= self.batch_size || self.messages.len() >= 64 || self.paced_out()
+        self.buffered >= self.batch_size
+            || self.messages.len() >= self.batch_size
+            || self.paced_out()
     }
 
     /// Whether this poll has read as much as the pace allows.
@@ -769,6 +775,28 @@ mod tests {
             kinds(&mut out),
             ["b1", "w89", "b3", "w109", "b1", &format!("w{}", i64::MAX)]
         );
+    }
+
+    #[test]
+    fn a_watermark_per_record_still_lets_half_a_batch_go_at_once() {
+        let (mut out, _) = output(true, true, 100);
+        let s = out.add_split("f".into(), PositionKind::Line);
+        let mut pushed = 0;
+        while !out.is_full() {
+            pushed += 1;
+            out.push(
+                s,
+                None,
+                format!("{{\"ts\":{}}}", pushed * 10).as_bytes(),
+                pushed,
+            )
+            .unwrap();
+        }
+        // Each record cut a batch and sent a watermark: 100 messages.
+        assert_eq!(pushed, 50);
+        let messages = kinds(&mut out);
+        assert_eq!(messages.len(), 100);
+        assert_eq!(messages[..4], ["b1", "w-1", "b1", "w9"]);
     }
 
     #[test]
