@@ -4,7 +4,9 @@
 //! partitioning is a value ([`Partitioning`]): `Forward` to the subtask with
 //! the same index, `Rebalance` batches round-robin, `Broadcast` to all, or
 //! `KeyHash`, which extracts each record's key, sets it as the record key and
-//! sends the record to the subtask owning its key group. Watermarks and the
+//! sends the record to the subtask owning its key group (a source whose
+//! records all take one key-hash edge reads their keys while it checks them,
+//! and the router takes them as they are). Watermarks and the
 //! end of input always go to every target. Messages are queued by
 //! [`Router::push`] and sent by [`Router::flush`], which hands each target
 //! everything queued for it as one channel item (a task often produces many
