@@ -482,12 +482,7 @@ impl SourceOutput {
                 }
                 Ok(())
             }
-            Err(reason) => {
-                self.scratch.clear();
-                self.scratch
-                    .push_with_headers(key, value, timestamp, origin, headers);
-                self.out.dead_letter(self.scratch.get(0), &reason)
-            }
+            Err(reason) => self.reject(key, value, timestamp, headers, origin, &reason),
         }
     }
 
@@ -505,12 +500,7 @@ impl SourceOutput {
     ) -> Result<(), RuntimeError> {
         let (ts, keyed) = match self.check(value, timestamp) {
             Ok(checked) => checked,
-            Err(reason) => {
-                self.scratch.clear();
-                self.scratch
-                    .push_with_headers(key, value, timestamp, origin, headers);
-                return self.out.dead_letter(self.scratch.get(0), &reason);
-            }
+            Err(reason) => return self.reject(key, value, timestamp, headers, origin, &reason),
         };
         // A deferred watermark goes before a record that is not later.
         if let Some(t) = self.deferred
@@ -530,12 +520,7 @@ impl SourceOutput {
                     self.batch.set_last_kind(kind);
                 }
             }
-            Err(reason) => {
-                self.scratch.clear();
-                self.scratch
-                    .push_with_headers(key, value, ts, origin, headers);
-                self.out.dead_letter(self.scratch.get(0), &reason)?;
-            }
+            Err(reason) => self.reject(key, value, ts, headers, origin, &reason)?,
         }
         self.buffered += 1;
         if let Some(p) = &mut self.pace {
@@ -557,6 +542,23 @@ impl SourceOutput {
             self.cut();
         }
         Ok(())
+    }
+
+    /// Sends a record the source cannot pass on to the dead-letter output
+    /// (or stops the job when there is none).
+    fn reject<'h>(
+        &mut self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        timestamp: Option<i64>,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        origin: Origin,
+        reason: &str,
+    ) -> Result<(), RuntimeError> {
+        self.scratch.clear();
+        self.scratch
+            .push_with_headers(key, value, timestamp, origin, headers);
+        self.out.dead_letter(self.scratch.get(0), reason)
     }
 
     /// Checks the format and reads the event time (the record's own
@@ -591,29 +593,25 @@ impl SourceOutput {
             (Format::JsonUnchecked, Some(Some(p))) => {
                 event_time(json::find_fast(value, p), p).map(unkeyed)
             }
+            // The checker's pointers: the event time's, if it is a field,
+            // then the key's.
             (Format::Json | Format::DebeziumJson, event) => {
-                let field = matches!(event, Some(Some(_)));
-                let Some(key) = &self.key else {
-                    let mut found = [None];
-                    let found = &mut found[..usize::from(field)];
-                    self.checker.find(value, found).map_err(|e| e.to_string())?;
-                    return match (event, found.first()) {
-                        (Some(Some(p)), Some(&f)) => event_time(Ok(f), p).map(unkeyed),
-                        _ => Ok(unkeyed(timestamp)),
-                    };
-                };
-                let n = usize::from(field) + key.pointers().len();
-                let mut found = json::Slots::<_, 8>::new(None, n);
+                let field = usize::from(matches!(event, Some(Some(_))));
+                let keys = self.key.as_ref().map_or(0, |k| k.pointers().len());
+                let mut found = json::Slots::<_, 8>::new(None, field + keys);
                 let found = found.slice();
                 self.checker.find(value, found).map_err(|e| e.to_string())?;
                 let ts = match event {
                     Some(Some(p)) => event_time(Ok(found[0]), p)?,
                     _ => timestamp,
                 };
-                let keyed = key
-                    .assemble(&found[usize::from(field)..], &mut self.key_buf)
-                    .map(|()| true)
-                    .map_err(|reason| format!("key_by {}: {reason}", key.describe()));
+                let keyed = match &self.key {
+                    None => Ok(false),
+                    Some(key) => key
+                        .assemble(&found[field..], &mut self.key_buf)
+                        .map(|()| true)
+                        .map_err(|reason| format!("key_by {}: {reason}", key.describe())),
+                };
                 Ok((ts, keyed))
             }
         }
