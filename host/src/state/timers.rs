@@ -200,13 +200,25 @@ pub struct Timers {
 /// have — what a call's netted changes do for each time a timer moved
 /// through — is a look at the list, not a search of the set. Past that, its
 /// number only, and the sets say which.
-#[derive(Default)]
-struct KeyTimers {
-    count: u32,
-    /// All the key's timers while `count <= FEW` and not `many`.
-    few: smallvec::SmallVec<[(i64, Domain); 2]>,
-    /// Once the key had more than [`FEW`], until it has none.
-    many: bool,
+enum KeyTimers {
+    Few(smallvec::SmallVec<[(i64, Domain); 2]>),
+    /// Once the key had more than [`FEW`], until it has none: how many.
+    Many(u32),
+}
+
+impl Default for KeyTimers {
+    fn default() -> Self {
+        KeyTimers::Few(Default::default())
+    }
+}
+
+impl KeyTimers {
+    fn count(&self) -> usize {
+        match self {
+            KeyTimers::Few(few) => few.len(),
+            KeyTimers::Many(n) => *n as usize,
+        }
+    }
 }
 
 const FEW: usize = 4;
@@ -255,37 +267,34 @@ impl Timers {
             Domain::ProcessingTime => processing,
         };
         let k = keys.get_mut(id);
-        if k.many {
-            if register && set.insert(time, id, ()) {
-                k.count += 1;
-            } else if !register && set.remove(time, id, ()) {
-                k.count -= 1;
-            }
-            return;
-        }
-        let at = k.few.iter().position(|&t| t == (time, d));
-        match (register, at) {
-            (true, None) => {
-                set.insert(time, id, ());
-                k.count += 1;
-                if k.count as usize > FEW {
-                    k.many = true;
-                    k.few = Default::default();
-                } else {
-                    k.few.push((time, d));
+        match k {
+            KeyTimers::Many(n) => {
+                if register && set.insert(time, id, ()) {
+                    *n += 1;
+                } else if !register && set.remove(time, id, ()) {
+                    *n -= 1;
                 }
             }
-            (false, Some(i)) => {
-                set.remove(time, id, ());
-                k.count -= 1;
-                k.few.swap_remove(i);
-            }
-            _ => {}
+            KeyTimers::Few(few) => match (register, few.iter().position(|&t| t == (time, d))) {
+                (true, None) => {
+                    set.insert(time, id, ());
+                    if few.len() == FEW {
+                        *k = KeyTimers::Many(FEW as u32 + 1);
+                    } else {
+                        few.push((time, d));
+                    }
+                }
+                (false, Some(i)) => {
+                    set.remove(time, id, ());
+                    few.swap_remove(i);
+                }
+                _ => {}
+            },
         }
     }
 
     fn release_if_done(&mut self, id: u32) {
-        if self.keys.get(id).count == 0 {
+        if self.keys.get(id).count() == 0 {
             self.keys.release(id);
         }
     }
@@ -843,9 +852,12 @@ mod tests {
                 for k in keys {
                     let id = t.keys.find(&[k]).expect("a key with timers");
                     let n = model.iter().filter(|m| m.2 == k).count();
-                    prop_assert_eq!(t.keys.get(id).count as usize, n);
-                    let few = t.keys.get(id);
-                    prop_assert!(few.many || few.few.len() == n);
+                    prop_assert_eq!(t.keys.get(id).count(), n);
+                    let listed = match t.keys.get(id) {
+                        KeyTimers::Few(few) => few.len() == n,
+                        KeyTimers::Many(_) => true,
+                    };
+                    prop_assert!(listed);
                 }
             }
         }
