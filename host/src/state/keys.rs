@@ -169,6 +169,12 @@ impl<V> KeyTable<V> {
 
     /// Key `id`'s value, unless the id has been released.
     #[inline]
+    pub fn live(&self, id: u32) -> Option<&V> {
+        self.entries.get(id as usize)?.value.as_ref()
+    }
+
+    /// Key `id`'s value, unless the id has been released.
+    #[inline]
     pub fn live_mut(&mut self, id: u32) -> Option<&mut V> {
         self.entries.get_mut(id as usize)?.value.as_mut()
     }
