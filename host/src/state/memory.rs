@@ -7,8 +7,9 @@
 //! instead of taking the machine down.
 
 use super::{StateError, Store};
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashTable};
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 
 /// Bookkeeping bytes per entry on top of its key and value (two heap
 /// allocations and the table slot).
@@ -16,8 +17,111 @@ const ENTRY_OVERHEAD: u64 = 64;
 
 #[derive(Default)]
 struct Table {
-    points: HashMap<Box<[u8]>, Vec<u8>>,
+    points: Points,
     ordered: BTreeMap<Box<[u8]>, Vec<u8>>,
+}
+
+/// A key group's point entries, each entry's key and value in one block:
+/// a lookup reads the table's slot and that block (a process function reads
+/// and writes each key's row once per call), and replacing a value of the
+/// same length — a row of fixed-size values — writes it in place.
+#[derive(Default)]
+struct Points {
+    table: HashTable<Point>,
+    hasher: hashbrown::DefaultHashBuilder,
+}
+
+struct Point {
+    hash: u64,
+    key_len: u32,
+    /// The key's bytes, then the value's.
+    bytes: Box<[u8]>,
+}
+
+impl Point {
+    fn new(hash: u64, key: &[u8], value: &[u8]) -> Point {
+        let mut bytes = Vec::with_capacity(key.len() + value.len());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(value);
+        Point {
+            hash,
+            key_len: key.len() as u32,
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    #[inline]
+    fn key(&self) -> &[u8] {
+        &self.bytes[..self.key_len as usize]
+    }
+
+    #[inline]
+    fn value(&self) -> &[u8] {
+        &self.bytes[self.key_len as usize..]
+    }
+}
+
+impl Points {
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    #[inline]
+    fn get(&self, key: &[u8]) -> Option<&Point> {
+        let hash = self.hash(key);
+        self.table.find(hash, |p| p.hash == hash && p.key() == key)
+    }
+
+    /// Sets `key`'s value, if `admit` (given the length of the value it
+    /// replaces, if any) lets it.
+    fn put<E>(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        admit: impl FnOnce(Option<usize>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let hash = self.hash(key);
+        match self
+            .table
+            .find_mut(hash, |p| p.hash == hash && p.key() == key)
+        {
+            Some(p) => {
+                let old = p.bytes.len() - p.key_len as usize;
+                admit(Some(old))?;
+                if old == value.len() {
+                    p.bytes[p.key_len as usize..].copy_from_slice(value);
+                } else {
+                    *p = Point::new(hash, key, value);
+                }
+            }
+            None => {
+                admit(None)?;
+                self.table
+                    .insert_unique(hash, Point::new(hash, key, value), |p| p.hash);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key`; the length of its value, if it was there.
+    fn remove(&mut self, key: &[u8]) -> Option<usize> {
+        let hash = self.hash(key);
+        let (p, _) = self
+            .table
+            .find_entry(hash, |p| p.hash == hash && p.key() == key)
+            .ok()?
+            .remove();
+        Some(p.value().len())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.table.iter().map(|p| (p.key(), p.value()))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
 }
 
 pub struct MemoryStore {
@@ -50,9 +154,9 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         let v = if Self::ordered(key) {
-            t.ordered.get(key)
+            t.ordered.get(key).map(|v| &v[..])
         } else {
-            t.points.get(key)
+            t.points.get(key).map(Point::value)
         };
         Ok(match v {
             Some(v) => {
@@ -65,31 +169,33 @@ impl Store for MemoryStore {
 
     fn put(&mut self, kg: u32, key: &[u8], value: &[u8]) -> Result<(), StateError> {
         let t = self.tables.entry(kg).or_default();
-        let ordered = Self::ordered(key);
-        let old = if ordered {
-            t.ordered.get_mut(key)
-        } else {
-            t.points.get_mut(key)
-        };
-        if let Some(old) = old {
-            let grow = value.len().saturating_sub(old.len()) as u64;
-            if grow > 0 && self.bytes + grow > self.limit {
-                return Err(limit_error(self.limit));
+        let (bytes, limit) = (&mut self.bytes, self.limit);
+        // The bytes held after the write: refused past the limit, unless
+        // the write frees some.
+        let mut admit = |old: Option<usize>| {
+            let after = match old {
+                Some(old) => *bytes - old as u64 + value.len() as u64,
+                None => *bytes + cost(key, value),
+            };
+            if after > limit && after > *bytes {
+                return Err(limit_error(limit));
             }
-            self.bytes = self.bytes + value.len() as u64 - old.len() as u64;
-            old.clear();
-            old.extend_from_slice(value);
-            return Ok(());
+            *bytes = after;
+            Ok(())
+        };
+        if !Self::ordered(key) {
+            return t.points.put(key, value, admit);
         }
-        let c = cost(key, value);
-        if self.bytes + c > self.limit {
-            return Err(limit_error(self.limit));
-        }
-        self.bytes += c;
-        if ordered {
-            t.ordered.insert(key.into(), value.to_vec());
-        } else {
-            t.points.insert(key.into(), value.to_vec());
+        match t.ordered.get_mut(key) {
+            Some(v) => {
+                admit(Some(v.len()))?;
+                v.clear();
+                v.extend_from_slice(value);
+            }
+            None => {
+                admit(None)?;
+                t.ordered.insert(key.into(), value.to_vec());
+            }
         }
         Ok(())
     }
@@ -99,12 +205,12 @@ impl Store for MemoryStore {
             return Ok(());
         };
         let old = if Self::ordered(key) {
-            t.ordered.remove(key)
+            t.ordered.remove(key).map(|v| v.len())
         } else {
             t.points.remove(key)
         };
-        if let Some(v) = old {
-            self.bytes -= cost(key, &v);
+        if let Some(len) = old {
+            self.bytes -= key.len() as u64 + len as u64 + ENTRY_OVERHEAD;
         }
         if t.points.is_empty() && t.ordered.is_empty() {
             self.tables.remove(&kg);
@@ -121,7 +227,10 @@ impl Store for MemoryStore {
         kgs.sort_unstable();
         for kg in kgs {
             let t = &self.tables[&kg];
-            for (k, v) in t.points.iter().chain(t.ordered.iter()) {
+            for (k, v) in t.points.iter() {
+                f(kg, k, v);
+            }
+            for (k, v) in &t.ordered {
                 f(kg, k, v);
             }
         }
@@ -178,6 +287,57 @@ pub(crate) fn full(limit: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Puts (of values as long as the one they replace, and not),
+        /// deletes, reads, scans and the byte count agree with a map.
+        #[test]
+        fn keeps_what_a_map_keeps(
+            ops in proptest::collection::vec((0u8..3, 0u32..3, 0u8..2, 0u8..6, 0usize..4), 0..200),
+        ) {
+            let mut s = MemoryStore::new(u64::MAX);
+            let mut model: std::collections::BTreeMap<(u32, Vec<u8>), Vec<u8>> = Default::default();
+            for (i, (op, kg, kind, k, len)) in ops.into_iter().enumerate() {
+                // Point keys (rows) and ordered keys (map entries).
+                let kind = if kind == 0 { super::super::ROW } else { super::super::MAP };
+                let key = vec![kind, k, k];
+                match op {
+                    0 => {
+                        let value = vec![i as u8; len * 3];
+                        s.put(kg, &key, &value).unwrap();
+                        model.insert((kg, key.clone()), value);
+                    }
+                    1 => {
+                        s.delete(kg, &key).unwrap();
+                        model.remove(&(kg, key.clone()));
+                    }
+                    _ => {}
+                }
+                let mut got = Vec::new();
+                let found = s.get(kg, &key, &mut got).unwrap();
+                prop_assert_eq!(found.then_some(got), model.get(&(kg, key.clone())).cloned());
+                let want: u64 = model.iter().map(|((_, k), v)| cost(k, v)).sum();
+                prop_assert_eq!(s.size_bytes(), want);
+            }
+            let mut all = Vec::new();
+            s.for_each(&mut |kg, k, v| all.push(((kg, k.to_vec()), v.to_vec()))).unwrap();
+            all.sort();
+            prop_assert_eq!(&all, &model.clone().into_iter().collect::<Vec<_>>());
+            for kg in 0..3 {
+                for prefix in [super::super::ROW, super::super::MAP] {
+                    let mut got = Vec::new();
+                    s.scan(kg, &[prefix], &mut |k, v| got.push((k.to_vec(), v.to_vec()))).unwrap();
+                    let want: Vec<_> = model
+                        .iter()
+                        .filter(|((g, k), _)| *g == kg && k[0] == prefix)
+                        .map(|((_, k), v)| (k.clone(), v.clone()))
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+        }
+    }
 
     #[test]
     fn refuses_writes_past_its_limit_and_frees_deleted_bytes() {
