@@ -195,8 +195,8 @@ impl<N: Ord + Copy> TimeBuckets<N> {
 #[derive(Default)]
 pub struct Timers {
     keys: KeyTable<KeyTimers>,
-    event: Queue,
-    processing: Queue,
+    /// By domain ([`slot`]).
+    queues: [Queue; 2],
 }
 
 /// A key's timers: a list while it has at most [`FEW`] (a process function
@@ -420,6 +420,12 @@ impl Queue {
     }
 }
 
+/// Whether a queue's entry `(time, key id)` of domain `d` is a live timer:
+/// its key (not released) lists it.
+fn live_in(keys: &KeyTable<KeyTimers>, d: Domain) -> impl Fn(i64, u32) -> bool + '_ {
+    move |time, id| keys.live(id).is_some_and(|k| k.has(time, d))
+}
+
 /// Sorts a bucket's entries, without repeats or dead ones.
 fn sort_live(entries: &mut Vec<(i64, u32)>, live: &impl Fn(i64, u32) -> bool) {
     entries.sort_unstable();
@@ -457,23 +463,15 @@ impl Timers {
     /// Registers and deletes timers of key `id`, then releases it if it has
     /// none left and settles the queues it deleted from.
     fn changes(&mut self, id: u32, changes: &[(Domain, i64, bool)]) {
-        let Timers {
-            keys,
-            event,
-            processing,
-        } = self;
+        let Timers { keys, queues } = self;
         let mut deleted = [false; 2];
         for &(d, time, register) in changes {
             if !keys.get_mut(id).change(time, d, register) {
                 continue;
             }
-            let live = |t: i64, k: u32| keys.live(k).is_some_and(|k| k.has(t, d));
-            let queue = match d {
-                Domain::EventTime => &mut *event,
-                Domain::ProcessingTime => &mut *processing,
-            };
+            let queue = &mut queues[slot(d)];
             if register {
-                queue.insert(time, id, &live);
+                queue.insert(time, id, &live_in(keys, d));
             } else {
                 queue.live -= 1;
                 deleted[slot(d)] = true;
@@ -484,11 +482,7 @@ impl Timers {
         }
         for d in [Domain::EventTime, Domain::ProcessingTime] {
             if deleted[slot(d)] {
-                let live = |t: i64, k: u32| keys.live(k).is_some_and(|k| k.has(t, d));
-                match d {
-                    Domain::EventTime => event.settle(&live),
-                    Domain::ProcessingTime => processing.settle(&live),
-                }
+                queues[slot(d)].settle(&live_in(keys, d));
             }
         }
     }
@@ -496,32 +490,20 @@ impl Timers {
     /// Calls `f(time, key group, key)` for the timers with `time <= until`,
     /// in (time, key id) order.
     pub fn due(&mut self, d: Domain, until: i64, f: &mut dyn FnMut(i64, u32, &[u8])) {
-        let Timers {
-            keys,
-            event,
-            processing,
-        } = self;
-        let queue = match d {
-            Domain::EventTime => event,
-            Domain::ProcessingTime => processing,
-        };
-        let live = |t: i64, k: u32| keys.live(k).is_some_and(|k| k.has(t, d));
-        queue.due(until, &live, &mut |time, id| {
+        let Timers { keys, queues } = self;
+        queues[slot(d)].due(until, &live_in(keys, d), &mut |time, id| {
             f(time, keys.key_group(id), keys.key(id))
         });
     }
 
     /// The earliest timer's time.
     pub fn next(&self, d: Domain) -> Option<i64> {
-        match d {
-            Domain::EventTime => self.event.next(),
-            Domain::ProcessingTime => self.processing.next(),
-        }
+        self.queues[slot(d)].next()
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.event.live + self.processing.live
+        self.queues.iter().map(|q| q.live).sum()
     }
 
     #[cfg(test)]
@@ -638,7 +620,7 @@ impl TimerQueue for Timers {
 
     /// About how many bytes of memory the timers take.
     fn bytes(&self) -> u64 {
-        self.event.bytes() + self.processing.bytes() + self.keys.bytes()
+        self.queues.iter().map(Queue::bytes).sum::<u64>() + self.keys.bytes()
     }
 }
 
@@ -1082,7 +1064,7 @@ mod tests {
             );
             at += 300;
         }
-        let q = &t.event;
+        let q = &t.queues[slot(Domain::EventTime)];
         assert_eq!(q.live, 2);
         assert!(
             q.stored <= DEAD_PER_LIVE * 2 + DEAD_SLACK + 1,
@@ -1154,7 +1136,7 @@ mod tests {
                     let first = model.iter().find(|m| m.0 == d).map(|m| m.1);
                     prop_assert_eq!(t.next(d), first);
                 }
-                for q in [&t.event, &t.processing] {
+                for q in &t.queues {
                     prop_assert!(q.stored >= q.live);
                     prop_assert!(q.stored <= DEAD_PER_LIVE * q.live + DEAD_SLACK + 1);
                 }
