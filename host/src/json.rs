@@ -327,6 +327,167 @@ pub fn find_members<'a, N: AsRef<[u8]>>(
     Ok(())
 }
 
+/// Where a member's value is in its object: `start..end`, and whether it is
+/// a string with escapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Located {
+    pub start: usize,
+    pub end: usize,
+    pub escaped: bool,
+}
+
+/// Finds the members `names` of the object `doc` for a module's projection
+/// (the `fields` import): `out[i]` is where the value of the first member
+/// named `names[i]` is, or `None`. Values are stepped over by their quotes,
+/// escapes and brackets, not checked, and the scan stops when every name is
+/// found — what the Rust SDK's own field scan does, so the two agree on
+/// every valid document. `false` (and `out` unspecified) when `doc` is not
+/// an object, a member name before the last one found has escapes, or the
+/// text breaks before every name is found: the module then reads the record
+/// itself. `names` must be distinct and hold no `"`, `\\` or control
+/// character.
+pub fn locate_members(doc: &[u8], names: &[Box<[u8]>], out: &mut [Option<Located>]) -> bool {
+    out.fill(None);
+    let mut missing = names.len();
+    let mut pos = skip_ws(doc, 0);
+    if doc.get(pos) != Some(&b'{') {
+        return false;
+    }
+    pos = skip_ws(doc, pos + 1);
+    if doc.get(pos) == Some(&b'}') || missing == 0 {
+        return true;
+    }
+    // The name looked for first: the one after the last found, since the
+    // records of one source keep their members in one order.
+    let mut next = 0;
+    loop {
+        if doc.get(pos) != Some(&b'"') {
+            return false;
+        }
+        pos += 1;
+        let expected = names.get(next).filter(|_| out[next].is_none());
+        let hit = match expected {
+            Some(n)
+                if doc.get(pos + n.len()) == Some(&b'"') && same(&doc[pos..pos + n.len()], n) =>
+            {
+                pos += n.len() + 1;
+                Some(next)
+            }
+            _ => {
+                let start = pos;
+                pos = next_flagged(doc, pos, |w| has_byte(w, b'"') | has_byte(w, b'\\'));
+                loop {
+                    match doc.get(pos) {
+                        Some(b'"') => break,
+                        Some(b'\\') | None => return false,
+                        Some(_) => pos += 1,
+                    }
+                }
+                let key = &doc[start..pos];
+                pos += 1;
+                (0..names.len()).find(|&i| out[i].is_none() && same(&names[i], key))
+            }
+        };
+        pos = skip_ws(doc, pos);
+        if doc.get(pos) != Some(&b':') {
+            return false;
+        }
+        pos = skip_ws(doc, pos + 1);
+        let start = pos;
+        let Some((end, escaped)) = step_value(doc, pos) else {
+            return false;
+        };
+        pos = end;
+        if let Some(i) = hit {
+            out[i] = Some(Located {
+                start,
+                end,
+                escaped,
+            });
+            missing -= 1;
+            if missing == 0 {
+                return true;
+            }
+            next = i + 1;
+        }
+        pos = skip_ws(doc, pos);
+        match doc.get(pos) {
+            Some(b',') => pos = skip_ws(doc, pos + 1),
+            Some(b'}') => return true,
+            _ => return false,
+        }
+    }
+}
+
+#[inline]
+fn skip_ws(doc: &[u8], mut pos: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\r' | b'\t') = doc.get(pos) {
+        pos += 1;
+    }
+    pos
+}
+
+/// Past the string whose opening quote is at `pos`, and whether it has
+/// escapes; `None` when it does not end.
+#[inline]
+fn step_string(doc: &[u8], mut pos: usize) -> Option<(usize, bool)> {
+    pos += 1;
+    let mut escaped = false;
+    loop {
+        pos = next_flagged(doc, pos, |w| has_byte(w, b'"') | has_byte(w, b'\\'));
+        match doc.get(pos)? {
+            b'"' => return Some((pos + 1, escaped)),
+            b'\\' => {
+                escaped = true;
+                pos += 2;
+            }
+            _ => pos += 1,
+        }
+    }
+}
+
+/// Past the value that starts at `pos` (stepped over, not checked), and
+/// whether it is a string with escapes; `None` when it does not end.
+#[inline(always)]
+fn step_value(doc: &[u8], mut pos: usize) -> Option<(usize, bool)> {
+    match *doc.get(pos)? {
+        b'"' => step_string(doc, pos),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            loop {
+                match *doc.get(pos)? {
+                    b'"' => {
+                        pos = step_string(doc, pos)?.0;
+                        continue;
+                    }
+                    // As deep as the SDK's scan steps (it refuses deeper).
+                    b'{' | b'[' if depth > MAX_DEPTH => return None,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => depth -= 1,
+                    _ => {}
+                }
+                pos += 1;
+                if depth == 0 {
+                    return Some((pos, false));
+                }
+            }
+        }
+        b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+            // A number or literal ends at a delimiter, whitespace or a
+            // control character.
+            let start = pos;
+            while let Some(&b) = doc.get(pos) {
+                if matches!(b, b',' | b'}' | b']') || b <= b' ' {
+                    break;
+                }
+                pos += 1;
+            }
+            (pos > start).then_some((pos, false))
+        }
+        _ => None,
+    }
+}
+
 /// The members of the object `doc` that one-segment `pointers` name into
 /// `found`, skimmed: `None` when the skim meets something it does not
 /// expect (the caller then reads properly).
@@ -1466,5 +1627,67 @@ mod tests {
         let mut s = Vec::new();
         unescape_into(br#"a\"b\u00e9\ud83d\ude00"#, &mut s);
         assert_eq!(String::from_utf8(s).unwrap(), "a\"bé😀");
+    }
+
+    /// A JSON value as text, from a seed: scalars, strings with and without
+    /// escapes (and brackets inside), nested arrays and objects.
+    fn value_text(seed: &[u8], depth: usize) -> String {
+        let (&k, rest) = seed.split_first().unwrap_or((&0, &[]));
+        match k % 9 {
+            0 => "-12.5e3".into(),
+            1 => "true".into(),
+            2 => "null".into(),
+            3 => r#""plain""#.into(),
+            4 => r#""q\"}]\\""#.into(),
+            5 => r#""{[""#.into(),
+            6 if depth < 3 => format!(
+                "[{}, {}]",
+                value_text(rest, depth + 1),
+                value_text(rest.get(1..).unwrap_or(&[]), depth + 1)
+            ),
+            7 if depth < 3 => format!(r#"{{"a" : {}, "x":[]}}"#, value_text(rest, depth + 1)),
+            _ => "0".into(),
+        }
+    }
+
+    proptest::proptest! {
+        /// On valid objects the projection's scan finds what the validating
+        /// member lookup finds (the first member of each name), unless a
+        /// member name written with escapes comes first.
+        #[test]
+        fn locating_members_agrees_with_finding_them(
+            members in proptest::collection::vec((0usize..6, proptest::collection::vec(proptest::prelude::any::<u8>(), 4), 0u8..4), 0..8),
+            wanted in proptest::sample::subsequence(vec!["a", "b", "ab", "c"], 1..4),
+        ) {
+            const KEYS: [&str; 6] = ["a", "b", "ab", "c", r"ab", "other"];
+            const WS: [&str; 4] = ["", " ", "\t ", "  "];
+            let mut doc = String::from("{");
+            for (i, (key, seed, ws)) in members.iter().enumerate() {
+                if i > 0 {
+                    doc.push(',');
+                }
+                let ws = WS[*ws as usize];
+                doc.push_str(&format!("{ws}\"{}\"{ws}:{ws}{}{ws}", KEYS[*key], value_text(seed, 0)));
+            }
+            doc.push('}');
+            let doc = doc.as_bytes();
+            validate(doc).unwrap();
+            let names: Vec<Box<[u8]>> = wanted.iter().map(|n| n.as_bytes().into()).collect();
+            let mut located = vec![None; names.len()];
+            let mut found = vec![None; names.len()];
+            find_members(doc, &names, &mut found).unwrap();
+            if !locate_members(doc, &names, &mut located) {
+                proptest::prop_assert!(members.iter().any(|m| KEYS[m.0].contains('\\')));
+                return Ok(());
+            }
+            for (l, f) in located.iter().zip(&found) {
+                let raw = l.map(|l| &doc[l.start..l.end]);
+                proptest::prop_assert_eq!(raw, f.map(|f| f.raw));
+                if let Some(l) = l {
+                    let text = &doc[l.start..l.end];
+                    proptest::prop_assert_eq!(l.escaped, text[0] == b'"' && text.contains(&b'\\'));
+                }
+            }
+        }
     }
 }

@@ -1,10 +1,11 @@
 //! The host's side of the WIT imports: what a guest's calls to `logging`,
-//! `state`, `output` and `http` do. Each reaches its part of the store's
+//! `state`, `output`, `http` and `fields` do. Each reaches its part of the store's
 //! data ([`StoreData`]).
 
 use super::keyed::{ListBuilder, items};
 use super::logging::emit;
 use super::sandbox::StoreData;
+use super::sluice::operator::fields;
 use super::sluice::operator::http::{self, Request, Response};
 use super::sluice::operator::logging::{self, Level};
 use super::sluice::operator::{broadcast_state, keyed, output, state as wit_state};
@@ -196,5 +197,25 @@ impl output::Host for StoreData {
             }
         };
         Ok(i as u32 + 1)
+    }
+}
+
+impl fields::Host for StoreData {
+    fn project(&mut self, names: Vec<String>) -> wasmtime::Result<Result<(), String>> {
+        let uid = &self.uid;
+        match self.fields.project(names.clone()) {
+            Ok(()) => {
+                tracing::debug!(operator = %uid, ?names, "the host finds the module's fields");
+                Ok(Ok(()))
+            }
+            Err(e) => {
+                tracing::debug!(operator = %uid, ?names, "the host does not find the module's fields: {e}");
+                Ok(Err(e))
+            }
+        }
+    }
+
+    fn found(&mut self) -> wasmtime::Result<Vec<u32>> {
+        Ok(self.fields.take_found())
     }
 }

@@ -24,6 +24,7 @@
 
 pub mod aggregate;
 pub mod enricher;
+mod fields;
 pub mod function;
 pub mod http;
 mod imports;
@@ -352,6 +353,8 @@ fn runtime() -> &'static Runtime {
             .expect("link http");
         sluice::operator::broadcast_state::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .expect("link broadcast state");
+        sluice::operator::fields::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .expect("link fields");
         keyed_types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).expect("link keyed types");
         // Guests import the (function-less) `types` instance too.
         types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).expect("link types");

@@ -39,6 +39,9 @@ pub struct StoreData {
     /// What `http.fetch` may reach (`grants.network`), and its kept-alive
     /// connection.
     pub(crate) network: super::http::Network,
+    /// The members a transform or aggregate module reads, and where they
+    /// are in the current call's input.
+    pub(crate) fields: super::fields::Projection,
 }
 
 impl Drop for StoreData {
@@ -224,6 +227,7 @@ impl Sandbox {
             logs: settings.logs.clone(),
             keyed: Default::default(),
             network,
+            fields: Default::default(),
         };
         let mut store = Store::new(super::engine(), data);
         store.limiter(|d| &mut d.memory);

@@ -82,6 +82,7 @@ impl WasmTransform {
         }
         let (sandbox, guest) = self.live.as_mut().expect("started");
         sandbox.arm();
+        sandbox.store.data_mut().fields.locate(batch);
         let param = self.lowering.batch(batch);
         match guest.call_process(&mut sandbox.store, param).await {
             Ok(output) => {
