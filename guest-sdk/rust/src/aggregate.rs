@@ -27,6 +27,7 @@ use serde::de::DeserializeOwned;
 
 use crate::batch::{self, Batch, ByteList, ByteListBuilder, RecordError, Span};
 use crate::bindings::aggregate::exports::sluice::operator::aggregate::AddOutput;
+use crate::projection::Projection;
 use crate::transform::NOT_OPENED;
 use crate::{Config, Error, Record};
 
@@ -162,6 +163,7 @@ pub(crate) fn add<A: Aggregate>(
     op: &A,
     accs: ByteList,
     input: &Batch,
+    projection: &Projection,
     targets: &[u32],
 ) -> (ByteList, Vec<RecordError>) {
     assert_eq!(
@@ -196,7 +198,7 @@ pub(crate) fn add<A: Aggregate>(
         else {
             unreachable!()
         };
-        let record = Record::from_batch(input, i);
+        let record = Record::projected(input, i, projection);
         match op.add(acc, &record) {
             Ok(()) => {
                 *modified = true;
@@ -357,6 +359,8 @@ pub(crate) fn get_result<A: Aggregate>(op: &A, accs: &ByteList) -> Result<ByteLi
 #[doc(hidden)]
 pub struct AggregateState<A> {
     op: RefCell<Option<A>>,
+    /// The members the host finds in each record (see [`crate::projection`]).
+    projection: RefCell<Projection>,
 }
 
 impl<A: Aggregate> AggregateState<A> {
@@ -364,6 +368,7 @@ impl<A: Aggregate> AggregateState<A> {
     pub const fn new() -> Self {
         AggregateState {
             op: RefCell::new(None),
+            projection: RefCell::new(Projection::new()),
         }
     }
 
@@ -404,7 +409,10 @@ impl<A: Aggregate> AggregateState<A> {
                 errors,
             };
         };
-        let (accumulators, errors) = add(&*op, accumulators, &input, &targets);
+        let mut projection = self.projection.borrow_mut();
+        projection.begin(input.records.len(), crate::projection::host_found);
+        let (accumulators, errors) = add(&*op, accumulators, &input, &projection, &targets);
+        projection.end(crate::projection::host_project);
         AddOutput {
             accumulators,
             errors,
@@ -494,7 +502,13 @@ mod tests {
     #[test]
     fn adds_in_input_order_to_the_targeted_accumulators() {
         let accs = byte_list(&[r#"{"n":0,"sum":0}"#, r#"{"n":1,"sum":10}"#]);
-        let (out, errs) = add(&sum(), accs, &values(&["1", "2", "3"]), &[1, 0, 1]);
+        let (out, errs) = add(
+            &sum(),
+            accs,
+            &values(&["1", "2", "3"]),
+            &Projection::new(),
+            &[1, 0, 1],
+        );
         assert!(errs.is_empty());
         assert_eq!(items(&out), [r#"{"n":1,"sum":2}"#, r#"{"n":3,"sum":14}"#]);
     }
@@ -507,7 +521,7 @@ mod tests {
             "not json",
             r#"{ "sum":1, "n":1 }"#,
         ]);
-        let (out, errs) = add(&sum(), accs, &values(&["5"]), &[2]);
+        let (out, errs) = add(&sum(), accs, &values(&["5"]), &Projection::new(), &[2]);
         assert!(errs.is_empty());
         assert_eq!(
             items(&out),
@@ -523,7 +537,13 @@ mod tests {
     fn a_batch_that_changes_nothing_returns_the_same_buffers() {
         let accs = byte_list(&[r#"{ "n":0, "sum":0 }"#, "{}"]);
         let data_ptr = accs.data.as_ptr();
-        let (out, errs) = add(&sum(), accs, &values(&["fail", "x"]), &[0, 0]);
+        let (out, errs) = add(
+            &sum(),
+            accs,
+            &values(&["fail", "x"]),
+            &Projection::new(),
+            &[0, 0],
+        );
         assert_eq!(out.data.as_ptr(), data_ptr);
         assert_eq!(items(&out), [r#"{ "n":0, "sum":0 }"#, "{}"]);
         assert_eq!(errors(&errs)[0], (0, "cannot add"));
@@ -531,7 +551,13 @@ mod tests {
             errs[1].message.starts_with("\"x\": invalid digit"),
             "{errs:?}"
         );
-        let (out, errs) = add(&sum(), byte_list(&["1"]), &values(&[]), &[]);
+        let (out, errs) = add(
+            &sum(),
+            byte_list(&["1"]),
+            &values(&[]),
+            &Projection::new(),
+            &[],
+        );
         assert!(errs.is_empty());
         assert_eq!(items(&out), ["1"]);
     }
@@ -547,7 +573,13 @@ mod tests {
             "4",
             "mutate-then-fail", // acc 1's only record fails: it stays as it was
         ]);
-        let (out, errs) = add(&sum(), accs, &input, &[0, 0, 0, 0, 0, 1]);
+        let (out, errs) = add(
+            &sum(),
+            accs,
+            &input,
+            &Projection::new(),
+            &[0, 0, 0, 0, 0, 1],
+        );
         assert_eq!(
             errors(&errs),
             [
@@ -571,7 +603,7 @@ mod tests {
             "4",                // acc 0
         ]);
         let op = sum();
-        let (out, errs) = add(&op, accs, &input, &[0, 1, 0, 0, 0, 0]);
+        let (out, errs) = add(&op, accs, &input, &Projection::new(), &[0, 1, 0, 0, 0, 0]);
         assert_eq!(errs.iter().map(|e| e.index).collect::<Vec<_>>(), [3, 4]);
         assert_eq!(items(&out), [r#"{"n":3,"sum":7}"#, r#"{"n":1,"sum":10}"#]);
         assert_eq!(op.adds.get(), 6 + 2);
@@ -607,6 +639,7 @@ mod tests {
             &Flaky(Cell::new(false)),
             byte_list(&["0"]),
             &values(&["a", "b"]),
+            &Projection::new(),
             &[0, 0],
         );
     }
@@ -615,14 +648,14 @@ mod tests {
     #[should_panic(expected = "accumulator 1 does not decode")]
     fn a_targeted_accumulator_that_does_not_decode_traps() {
         let accs = byte_list(&[r#"{"n":0,"sum":0}"#, r#"{"n":"zero"}"#]);
-        add(&sum(), accs, &values(&["1"]), &[1]);
+        add(&sum(), accs, &values(&["1"]), &Projection::new(), &[1]);
     }
 
     #[test]
     #[should_panic(expected = "targets accumulator 2, but add was given 2")]
     fn a_target_out_of_range_traps() {
         let accs = byte_list(&["{}", "{}"]);
-        add(&sum(), accs, &values(&["1"]), &[2]);
+        add(&sum(), accs, &values(&["1"]), &Projection::new(), &[2]);
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod aggregate {
         with: {
             "sluice:operator/types@{WIT_VERSION}": crate::bindings::transform::sluice::operator::types,
             "sluice:operator/logging@{WIT_VERSION}": crate::bindings::transform::sluice::operator::logging,
+            "sluice:operator/fields@{WIT_VERSION}": crate::bindings::transform::sluice::operator::fields,
         },
     });
 }

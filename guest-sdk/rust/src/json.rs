@@ -116,6 +116,19 @@ pub struct Field<'a, 'n> {
     raw: Option<(&'a [u8], bool)>,
 }
 
+impl<'a, 'n> Field<'a, 'n> {
+    /// The field `name` whose value's text is `raw` (and whether it is a
+    /// string with escapes), or missing.
+    pub(crate) fn located(name: &'n str, raw: Option<(&'a [u8], bool)>) -> Self {
+        Field { name, raw }
+    }
+
+    /// The field's name.
+    pub(crate) fn name(&self) -> &'n str {
+        self.name
+    }
+}
+
 impl<'a> Field<'a, '_> {
     /// The field's value; an error naming the field when it is missing or
     /// does not deserialize as `T`.
@@ -458,7 +471,7 @@ fn short_word(s: &[u8], pad: u8) -> u64 {
 
 /// `a == b`.
 #[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

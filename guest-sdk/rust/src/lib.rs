@@ -150,6 +150,7 @@ pub mod http;
 pub mod json;
 pub mod log;
 mod process;
+mod projection;
 mod record;
 pub mod sql;
 mod state;

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::batch::{self, Batch, Header};
+use crate::projection::Projection;
 
 /// What a record does to the row it describes, as in Flink's `RowKind`.
 ///
@@ -74,6 +75,9 @@ pub struct Record<'a> {
     timestamp: Option<i64>,
     headers: &'a [Header],
     kind: RowKind,
+    /// The call's projection and this record's index in the call, where the
+    /// host may have found the members [`Record::fields`] reads.
+    projected: Option<(&'a Projection, usize)>,
 }
 
 impl<'a> Record<'a> {
@@ -100,6 +104,17 @@ impl<'a> Record<'a> {
             timestamp: meta.timestamp,
             headers,
             kind: meta.kind,
+            projected: None,
+        }
+    }
+
+    /// Record `i` of `batch`, whose members the host may have found for
+    /// `projection`.
+    #[inline]
+    pub(crate) fn projected(batch: &'a Batch, i: usize, projection: &'a Projection) -> Record<'a> {
+        Record {
+            projected: Some((projection, i)),
+            ..Record::from_batch(batch, i)
         }
     }
 
@@ -174,12 +189,15 @@ impl<'a> Record<'a> {
     /// is `Ok(Some(137.52))`, `record.field::<&str>("order_id")` is
     /// `Ok(Some("o-1"))` and a missing field gives `Ok(None)`.
     pub fn field<T: Deserialize<'a>>(&self, name: &str) -> Result<Option<T>, Error> {
-        crate::json::named_fields(self.value, [name])?[0].get_opt()
+        self.fields([name])?[0].get_opt()
     }
 
     /// Several top-level fields in one pass over the record, each read with
     /// [`Field::get`](crate::json::Field::get) (an error naming the field when
-    /// it is missing) or `get_opt`:
+    /// it is missing) or `get_opt`. In a transform or an aggregate the names
+    /// of the instance's first call are passed to the host, which from then
+    /// on finds those members in every record itself (natively, see
+    /// `crate::projection`); the result is the same either way:
     ///
     /// ```text
     /// let [status, amount] = record.fields(["status", "amount"])?;
@@ -189,6 +207,11 @@ impl<'a> Record<'a> {
         &self,
         names: [&'n str; N],
     ) -> Result<[crate::json::Field<'a, 'n>; N], Error> {
+        if let Some((projection, i)) = self.projected
+            && let Some(found) = projection.fields(i, self.value, names)
+        {
+            return Ok(found);
+        }
         crate::json::named_fields(self.value, names)
     }
 }

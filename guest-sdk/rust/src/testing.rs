@@ -31,6 +31,7 @@
 
 use crate::aggregate;
 use crate::batch::{self, Batch, BatchBuilder, ByteListBuilder};
+use crate::projection::Projection;
 use crate::transform::{self, Sink, TransformState};
 use crate::{Aggregate, OutRecord, Transform};
 
@@ -93,7 +94,7 @@ pub fn run_transform_records<T: Transform>(op: &mut T, records: &[OutRecord<'_>]
     let input = batch_of(records);
     let mut sink = Sink::default();
     let mut errors = Vec::new();
-    transform::run(Some(op), &input, &mut sink, &mut errors);
+    transform::run(Some(op), &input, &Projection::new(), &mut sink, &mut errors);
     let out = sink.batch.finish();
     let bytes = |span| batch::slice(&out.data, span).to_vec();
     TransformRun {
@@ -251,7 +252,7 @@ pub fn run_aggregate<A: Aggregate>(op: &A, values: &[&str]) -> AggregateRun {
     accs.push_json(&op.create())
         .expect("the accumulator does not encode as JSON");
     let targets = vec![0; values.len()];
-    let (accs, errors) = aggregate::add(op, accs.finish(), &input, &targets);
+    let (accs, errors) = aggregate::add(op, accs.finish(), &input, &Projection::new(), &targets);
     let results = aggregate::get_result(op, &accs).expect("get-result failed");
     let json = |list: &crate::batch::ByteList| {
         serde_json::from_slice(batch::slice(&list.data, list.spans[0])).expect("not JSON")

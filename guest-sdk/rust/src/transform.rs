@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::batch::{Batch, BatchBuilder, Mark, RecordError, RowKind, Span};
 use crate::bindings::transform::exports::sluice::operator::transform::TransformOutput;
+use crate::projection::Projection;
 use crate::{Config, Error, Record};
 
 /// The message of every record sent to an operator whose `open` has not
@@ -214,6 +215,7 @@ impl Sink {
 pub(crate) fn run<T: Transform>(
     op: Option<&mut T>,
     input: &Batch,
+    projection: &Projection,
     sink: &mut Sink,
     errors: &mut Vec<RecordError>,
 ) {
@@ -225,7 +227,7 @@ pub(crate) fn run<T: Transform>(
         return;
     };
     for i in 0..input.records.len() {
-        let record = Record::from_batch(input, i);
+        let record = Record::projected(input, i, projection);
         let index = crate::batch::to_u32(i);
         let mark = sink.mark();
         let mut out = Output {
@@ -255,6 +257,8 @@ pub struct TransformState<T> {
 
 struct Inner<T> {
     op: Option<T>,
+    /// The members the host finds in each record (see [`crate::projection`]).
+    projection: Projection,
     /// The last input batch's buffers, to build the next output in.
     spare: BatchBuilder,
 }
@@ -265,6 +269,7 @@ impl<T: Transform> TransformState<T> {
         TransformState {
             inner: RefCell::new(Inner {
                 op: None,
+                projection: Projection::new(),
                 spare: BatchBuilder {
                     data: Vec::new(),
                     records: Vec::new(),
@@ -292,7 +297,16 @@ impl<T: Transform> TransformState<T> {
             origins: Vec::with_capacity(input.records.len()),
         };
         let mut errors = Vec::new();
-        run(inner.op.as_mut(), &input, &mut sink, &mut errors);
+        let projection = &mut inner.projection;
+        projection.begin(input.records.len(), crate::projection::host_found);
+        run(
+            inner.op.as_mut(),
+            &input,
+            projection,
+            &mut sink,
+            &mut errors,
+        );
+        projection.end(crate::projection::host_project);
         inner.spare.recycle(input);
         TransformOutput {
             records: sink.batch.finish(),
@@ -355,7 +369,13 @@ mod tests {
     fn run_values(input: &Batch) -> (Batch, Vec<u32>, Vec<(u32, String)>) {
         let mut sink = Sink::default();
         let mut errors = Vec::new();
-        run(Some(&mut Scripted), input, &mut sink, &mut errors);
+        run(
+            Some(&mut Scripted),
+            input,
+            &Projection::new(),
+            &mut sink,
+            &mut errors,
+        );
         let errors = errors.into_iter().map(|e| (e.index, e.message)).collect();
         (sink.batch.finish(), sink.origins, errors)
     }
@@ -493,7 +513,13 @@ mod tests {
         }
         let mut sink = Sink::default();
         let mut errors = Vec::new();
-        run(Some(&mut BadJson), &values(&["x"]), &mut sink, &mut errors);
+        run(
+            Some(&mut BadJson),
+            &values(&["x"]),
+            &Projection::new(),
+            &mut sink,
+            &mut errors,
+        );
         let out = sink.batch.finish();
         assert_eq!(out.data, b"after");
         assert_eq!(out_values(&out), ["after"]);
