@@ -87,7 +87,11 @@ impl Aggregate for CountSum {
     }
 
     fn add(&self, acc: &mut Acc, record: &Record<'_>) -> Result<(), Error> {
-        let value = numeric_field(record.value(), &self.field)?;
+        // The SDK steps over the other fields without parsing them (or the
+        // host has found the field already), and reads the number without
+        // serde. If the field occurs twice, the first one counts.
+        let [field] = record.fields([self.field.as_str()])?;
+        let value = field.f64()?;
         acc.count += 1;
         acc.sum_cents += (value * 100.0).round() as i64;
         Ok(())
@@ -107,17 +111,6 @@ impl Aggregate for CountSum {
 }
 
 sluice_guest::export_aggregate!(CountSum);
-
-/// The number in top-level field `name` of the JSON object `json`: the
-/// SDK steps over the other fields without parsing them, and reads the
-/// number without serde. If the field occurs twice, the first one counts.
-fn numeric_field(json: &[u8], name: &str) -> Result<f64, Error> {
-    match sluice_guest::json::field(json, name)? {
-        None => Err(format!("field {name:?} is missing").into()),
-        Some(raw) => sluice_guest::json::number(raw)
-            .ok_or_else(|| format!("field {name:?} is not a number").into()),
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -178,6 +171,20 @@ mod tests {
         assert_eq!((acc.count, acc.sum_cents), (5, 4));
     }
 
+    /// What `add` reads from `json` as field `name`: the sum of one record.
+    fn numeric_field(json: &[u8], name: &str) -> Result<f64, String> {
+        let op = CountSum {
+            field: name.into(),
+            count_as: "count".into(),
+            sum_as: "sum_cents".into(),
+        };
+        let run = run_aggregate(&op, &[std::str::from_utf8(json).unwrap()]);
+        match run.errors.first() {
+            Some((_, e)) => Err(e.clone()),
+            None => Ok(run.result["sum_cents"].as_i64().unwrap() as f64 / 100.0),
+        }
+    }
+
     #[test]
     fn reads_the_named_numeric_field() {
         let order = br#"{"order_id":"o-1","amount":137.52,"nested":{"amount":1},"list":[1,{"a":2}],"n":-3}"#;
@@ -189,7 +196,7 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let err = |json: &[u8]| numeric_field(json, "amount").unwrap_err().to_string();
+        let err = |json: &[u8]| numeric_field(json, "amount").unwrap_err();
         assert_eq!(err(br#"{"a":1}"#), r#"field "amount" is missing"#);
         assert_eq!(
             err(br#"{"amount":"1"}"#),
