@@ -6,6 +6,7 @@
 //! `cases`: one test per case and run; see `cases.rs`.)
 //! - `bench`: the W1–W4 bench specs reproduce bench/README's checksums;
 //! - `sandbox`: traps, deadlines, memory caps and grants;
+//! - `fields`: members a module reads, found by the host;
 //! - `broadcast`: the broadcast state check of broadcast process functions;
 //! - `enricher`: async enrichment against a real HTTP service process;
 //! - `polyglot`: Python and JavaScript operators give the Rust results;
@@ -25,6 +26,7 @@ mod cli;
 mod dashboard;
 mod enricher;
 mod examples;
+mod fields;
 mod kafka;
 mod polyglot;
 mod postgres;
