@@ -617,6 +617,10 @@ struct Call {
     value_data: Vec<u8>,
     /// Timers that may still fire in this call: (domain, time, key).
     pending: BTreeSet<(Domain, i64, u32)>,
+    /// No pending event-time timer is earlier than this (`i64::MAX`: none
+    /// is pending): firing up to a watermark below it looks nothing up,
+    /// which is what most records of a call do.
+    event_floor: i64,
     end_watermark: i64,
     processing_time: i64,
     changes: Vec<TimerChange>,
@@ -683,6 +687,7 @@ impl Call {
         let was = time <= due_by && self.pending.contains(&t);
         if registered && may_fire {
             self.pending.insert(t);
+            lower_floor(&mut self.event_floor, t);
         } else if !registered && was {
             self.pending.remove(&t);
         }
@@ -710,10 +715,18 @@ impl Call {
         for (t, was) in self.undo_timers.drain(..).rev() {
             if was {
                 self.pending.insert(t);
+                lower_floor(&mut self.event_floor, t);
             } else {
                 self.pending.remove(&t);
             }
         }
+    }
+}
+
+/// Keeps `floor` (a call's `event_floor`) at or below a timer made pending.
+fn lower_floor(floor: &mut i64, (domain, time, _): (Domain, i64, u32)) {
+    if domain == Domain::EventTime {
+        *floor = (*floor).min(time);
     }
 }
 
@@ -777,6 +790,7 @@ pub(crate) fn run<T: KeyedFunction>(
             .iter()
             .map(|t| (domain(t.domain), t.time, t.key))
             .collect(),
+        event_floor: i64::MIN,
         end_watermark: context.end_watermark,
         processing_time: context.processing_time,
         changes: Vec::new(),
@@ -858,14 +872,23 @@ fn fire<T: KeyedFunction>(
     until: i64,
     watermark: i64,
 ) -> Result<(), String> {
+    let event_time = domain == Domain::EventTime;
+    if event_time && until < call.event_floor {
+        return Ok(());
+    }
     while !call.pending.is_empty() {
-        let Some(&t) = call.pending.range((domain, i64::MIN, 0)..).next() else {
+        let next = call.pending.range((domain, i64::MIN, 0)..).next();
+        let Some(&t) = next.filter(|&&(d, time, _)| d == domain && time <= until) else {
+            if event_time {
+                // Exact again: the earliest pending one, if any.
+                call.event_floor = match next {
+                    Some(&(Domain::EventTime, time, _)) => time,
+                    _ => i64::MAX,
+                };
+            }
             return Ok(());
         };
-        let (d, time, key) = t;
-        if d != domain || time > until {
-            return Ok(());
-        }
+        let (_, time, key) = t;
         call.pending.remove(&t);
         call.changes.push(TimerChange {
             timer: wit_timer(t),
@@ -1096,6 +1119,25 @@ mod tests {
         // Both keys' sums were cleared by their timers.
         assert_eq!(out.value_writes.len(), 2);
         assert!(out.value_writes.iter().all(|w| w.value.is_none()));
+    }
+
+    #[test]
+    fn a_timer_registered_before_the_next_pending_one_fires_first() {
+        let mut op = open();
+        // a registers 110; the watermark 60 finds it the next pending timer;
+        // then b registers 105, earlier: the watermark 107 fires it before
+        // b's next record, which so starts a new sum.
+        let b = with_ts(values(&["1", "2", "4"]), &[100, 95, 120]);
+        let ctx = input(vec![0, 1, 1], vec![50, 60, 107], 200, 2);
+        let out = run(&mut op, 1, &b, ctx).unwrap();
+        assert_eq!(
+            values_of(&out),
+            [
+                r#"{"at":105,"sum":2}"#,
+                r#"{"at":110,"sum":1}"#,
+                r#"{"at":130,"sum":4}"#
+            ]
+        );
     }
 
     #[test]
