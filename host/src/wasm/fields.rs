@@ -1,9 +1,10 @@
-//! The host's side of the `fields` import (its functions are in `imports`): a transform or aggregate module
-//! names the top-level members it reads (`project`), and before each call
-//! the host finds them in the call's input records ([`Projection::locate`])
-//! for the module to take (`found`). The host's scan is native code and
-//! stops at the last member named; in Wasm the same scan costs several
-//! times more (cranelift's code, and a deadline check at every loop turn).
+//! The host's side of the `fields` import (the import functions are in
+//! `imports`): a transform or aggregate module names the top-level members
+//! it reads (`project`), and before each call the host finds them in the
+//! call's input records ([`Projection::locate`]) for the module to take
+//! (`found`). The host's scan is native code and stops at the last member
+//! named; in Wasm the same scan costs several times more (cranelift's code,
+//! and a deadline check at every loop turn).
 
 use crate::json::{Located, locate_members};
 use crate::runtime::Batch;
