@@ -122,11 +122,6 @@ impl<'a, 'n> Field<'a, 'n> {
     pub(crate) fn located(name: &'n str, raw: Option<(&'a [u8], bool)>) -> Self {
         Field { name, raw }
     }
-
-    /// The field's name.
-    pub(crate) fn name(&self) -> &'n str {
-        self.name
-    }
 }
 
 impl<'a> Field<'a, '_> {

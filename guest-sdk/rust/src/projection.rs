@@ -21,7 +21,6 @@ const UNREAD: u32 = u32::MAX;
 const ESCAPED: u32 = 1 << 31;
 
 /// One instance's projection.
-#[derive(Default)]
 pub(crate) struct Projection {
     /// The names the host finds; empty without a projection.
     names: Vec<String>,
@@ -102,7 +101,7 @@ impl Projection {
             // The host's word is checked as far as memory safety goes.
             let raw = value.get(start..start.checked_add(len)?)?;
             let escaped = pairs[2 * i + 1] & ESCAPED != 0;
-            *field = Field::located(field.name(), Some((raw, escaped)));
+            *field = Field::located(names[i], Some((raw, escaped)));
         }
         Some(fields)
     }
