@@ -564,9 +564,10 @@ fn is_value(v: &[u8]) -> bool {
 }
 
 /// Byte equality of short slices without a call to `memcmp`: up to 16
-/// bytes as two words that overlap.
+/// bytes as two words that overlap. Names, keys and member texts are mostly
+/// that short, and a call costs more than the comparison.
 #[inline]
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub fn same(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

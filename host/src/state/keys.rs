@@ -77,7 +77,7 @@ impl<V> KeyTable<V> {
         self.index
             .find(hash, |&i| {
                 let e = &entries[i as usize];
-                e.hash == hash && &data[e.span.range()] == key
+                e.hash == hash && crate::json::same(&data[e.span.range()], key)
             })
             .copied()
     }

@@ -70,7 +70,8 @@ impl Points {
     #[inline]
     fn get(&self, key: &[u8]) -> Option<&Point> {
         let hash = self.hash(key);
-        self.table.find(hash, |p| p.hash == hash && p.key() == key)
+        self.table
+            .find(hash, |p| p.hash == hash && crate::json::same(p.key(), key))
     }
 
     /// Sets `key`'s value, if `admit` (given the length of the value it
@@ -84,7 +85,7 @@ impl Points {
         let hash = self.hash(key);
         match self
             .table
-            .find_mut(hash, |p| p.hash == hash && p.key() == key)
+            .find_mut(hash, |p| p.hash == hash && crate::json::same(p.key(), key))
         {
             Some(p) => {
                 let old = p.bytes.len() - p.key_len as usize;
@@ -109,7 +110,7 @@ impl Points {
         let hash = self.hash(key);
         let (p, _) = self
             .table
-            .find_entry(hash, |p| p.hash == hash && p.key() == key)
+            .find_entry(hash, |p| p.hash == hash && crate::json::same(p.key(), key))
             .ok()?
             .remove();
         Some(p.value().len())
