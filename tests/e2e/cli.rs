@@ -53,12 +53,18 @@ fn chain_false_gives_a_node_its_own_task() {
     assert!(o.status.success(), "{}", stderr(&o));
     let plan = stdout(&o);
     assert!(plan.contains("task 0 × 1: orders (source)\n"), "{plan}");
+    // The map and its sink both ask for a task of their own.
     assert!(
-        plan.contains("task 1 × 1: usd-orders (transform), results (sink)\n"),
+        plan.contains("task 1 × 1: usd-orders (transform)\n"),
+        "{plan}"
+    );
+    assert!(plan.contains("task 2 × 1: results (sink)\n"), "{plan}");
+    assert!(
+        plan.contains("  orders -> usd-orders [forward]\n"),
         "{plan}"
     );
     assert!(
-        plan.contains("  orders -> usd-orders [forward]\n"),
+        plan.contains("  usd-orders -> results [forward]\n"),
         "{plan}"
     );
 }

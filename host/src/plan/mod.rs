@@ -359,7 +359,9 @@ impl Planner<'_> {
         for (i, s) in spec.sinks.iter().enumerate() {
             let p = format!("sinks[{i}]");
             let inputs = self.inputs(&p, &s.uid, s.input.as_deref(), &s.inputs)?;
-            drafts.push(self.sink(&p, &s.uid, &s.connector, s.parallelism, inputs)?);
+            let mut sink = self.sink(&p, &s.uid, &s.connector, s.parallelism, inputs)?;
+            sink.chain = s.chain;
+            drafts.push(sink);
         }
         if let Some(dl) = &spec.dead_letter {
             drafts.push(self.sink("dead_letter", "dead_letter", dl, None, Vec::new())?);
@@ -1399,6 +1401,25 @@ mod tests {
             "{}",
             p.describe()
         );
+    }
+
+    #[test]
+    fn a_sink_asked_not_to_chain_gets_a_task_of_its_own() {
+        let spec = |chain: &str| {
+            format!(
+                "sources: [{{ uid: a, type: datagen, count: 10 }}]\n\
+                 sinks: [{{ uid: out, input: a, type: stdout{chain} }}]\n"
+            )
+        };
+        let chained = plan(&spec("")).unwrap();
+        assert_eq!(chained.chains.len(), 1);
+        let apart = plan(&spec(", chain: false")).unwrap();
+        let out = apart.nodes.iter().position(|n| n.uid == "out").unwrap();
+        assert_eq!(apart.chains.len(), 2);
+        assert_eq!(apart.chains[1].nodes, [out]);
+        let into = apart.edges.iter().find(|e| e.to == out).unwrap();
+        assert!(matches!(into.partitioning, Partitioning::Forward));
+        assert!(!apart.is_chained(into));
     }
 
     #[test]

@@ -446,6 +446,11 @@ pub struct SinkSpec {
     pub inputs: Vec<String>,
     #[serde(default)]
     pub parallelism: Option<u32>,
+    /// `false` gives the sink a task of its own where it could share its
+    /// input's (as an operator's `chain`): its writes then run beside the
+    /// operator that produces them instead of after it on one thread.
+    #[serde(default = "yes")]
+    pub chain: bool,
     #[serde(flatten)]
     pub connector: ConnectorSpec,
 }
