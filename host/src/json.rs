@@ -1585,6 +1585,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn same_agrees_with_byte_equality_at_every_length() {
+        for n in 0..=24usize {
+            let a: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for i in 0..n {
+                let mut b = a.clone();
+                b[i] ^= 0x20;
+                assert!(!same(&a, &b), "{n} bytes, differing at {i}");
+            }
+            let longer: Vec<u8> = a.iter().copied().chain([b'a']).collect();
+            assert!(!same(&a, &longer) && !same(&longer, &a), "{n}");
+        }
+    }
+
     proptest::proptest! {
         /// On valid objects the projection's scan finds what the validating
         /// member lookup finds (the first member of each name), unless a
