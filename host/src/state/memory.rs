@@ -59,6 +59,12 @@ impl Point {
     fn value(&self) -> &[u8] {
         &self.bytes[self.key_len as usize..]
     }
+
+    /// Whether this is the entry of `key`, whose hash is `hash`.
+    #[inline]
+    fn is(&self, hash: u64, key: &[u8]) -> bool {
+        self.hash == hash && crate::json::same(self.key(), key)
+    }
 }
 
 impl Points {
@@ -70,8 +76,7 @@ impl Points {
     #[inline]
     fn get(&self, key: &[u8]) -> Option<&Point> {
         let hash = self.hash(key);
-        self.table
-            .find(hash, |p| p.hash == hash && crate::json::same(p.key(), key))
+        self.table.find(hash, |p| p.is(hash, key))
     }
 
     /// Sets `key`'s value, if `admit` (given the length of the value it
@@ -83,10 +88,7 @@ impl Points {
         admit: impl FnOnce(Option<usize>) -> Result<(), E>,
     ) -> Result<(), E> {
         let hash = self.hash(key);
-        match self
-            .table
-            .find_mut(hash, |p| p.hash == hash && crate::json::same(p.key(), key))
-        {
+        match self.table.find_mut(hash, |p| p.is(hash, key)) {
             Some(p) => {
                 let old = p.bytes.len() - p.key_len as usize;
                 admit(Some(old))?;
@@ -110,7 +112,7 @@ impl Points {
         let hash = self.hash(key);
         let (p, _) = self
             .table
-            .find_entry(hash, |p| p.hash == hash && crate::json::same(p.key(), key))
+            .find_entry(hash, |p| p.is(hash, key))
             .ok()?
             .remove();
         Some(p.value().len())
