@@ -1143,6 +1143,45 @@ pub fn parse_integer(text: &[u8]) -> Option<i64> {
     Some(if neg { -v } else { v })
 }
 
+/// The integer that the JSON text `text` is, if it is one integer in the
+/// range of u64 (RFC 8259: no sign, no leading zero, no fraction or
+/// exponent; whitespace around it allowed), as serde_json reads a `u64`.
+pub fn exact_u64(text: &[u8]) -> Option<u64> {
+    digits_u64(trim_json_ws(text))
+}
+
+/// As [`exact_u64`], for an integer in the range of i64 (`-` allowed).
+pub fn exact_i64(text: &[u8]) -> Option<i64> {
+    match trim_json_ws(text) {
+        [b'-', digits @ ..] => {
+            // `-0` is a float to serde_json, not an integer.
+            let magnitude = digits_u64(digits)?;
+            (magnitude != 0 && magnitude <= i64::MIN.unsigned_abs())
+                .then(|| (magnitude as i64).wrapping_neg())
+        }
+        digits => i64::try_from(digits_u64(digits)?).ok(),
+    }
+}
+
+fn trim_json_ws(text: &[u8]) -> &[u8] {
+    let ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\n' | b'\r');
+    let start = text.iter().position(|b| !ws(b)).unwrap_or(text.len());
+    let end = text.iter().rposition(|b| !ws(b)).map_or(start, |e| e + 1);
+    &text[start..end]
+}
+
+/// Decimal digits without a leading zero (`0` alone aside), in range.
+fn digits_u64(digits: &[u8]) -> Option<u64> {
+    match digits {
+        [] => None,
+        [b'0', _, ..] => None,
+        _ => digits.iter().try_fold(0u64, |v, &b| {
+            let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+            v.checked_mul(10)?.checked_add(d as u64)
+        }),
+    }
+}
+
 /// A JSON number read exactly when it is a plain decimal of moderate size
 /// (`137.52` is 13752 × 10⁻²), approximately otherwise.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -1516,6 +1555,22 @@ mod tests {
             validate(deep.as_bytes()).unwrap_err().message,
             "nested too deeply"
         );
+    }
+
+    #[test]
+    fn exact_integers_are_what_serde_json_reads_as_i64_and_u64() {
+        // The range edges of both types, JSON that is not an integer, and
+        // whitespace around one (comma-separated: no text has a comma).
+        let texts = "0,-0,7,-7,1699999996432, 12 ,\t-3\r\n,012,-,, ,1.0,1e3,+1,\"5\",true,\
+                     null,1 2,--1,0x10,１,9223372036854775807,9223372036854775808,\
+                     -9223372036854775808,-9223372036854775809,18446744073709551615,\
+                     18446744073709551616";
+        for t in texts.split(',') {
+            let i = serde_json::from_str::<i64>(t).ok();
+            let u = serde_json::from_str::<u64>(t).ok();
+            assert_eq!(exact_i64(t.as_bytes()), i, "i64 of {t:?}");
+            assert_eq!(exact_u64(t.as_bytes()), u, "u64 of {t:?}");
+        }
     }
 
     #[test]

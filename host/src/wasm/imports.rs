@@ -2,7 +2,7 @@
 //! `state`, `output`, `http` and `fields` do. Each reaches its part of the store's
 //! data ([`StoreData`]).
 
-use super::keyed::{ListBuilder, items};
+use super::keyed::{ListBuilder, ValueEncoding, items};
 use super::logging::emit;
 use super::sandbox::StoreData;
 use super::sluice::operator::fields;
@@ -109,6 +109,26 @@ impl wit_state::Host for StoreData {
                 version: d.version,
             })
             .map_err(|e| e.to_string()))
+    }
+
+    fn encode_values(
+        &mut self,
+        s: u32,
+        encoding: wit_state::ValueEncoding,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let call = &mut self.keyed;
+        if !call.opening {
+            return Ok(Err("value encodings can only be set in `open`".into()));
+        }
+        let Some(slot) = call.state()?.value_slot(s) else {
+            return Ok(Err(format!("state #{s} is not a declared value state")));
+        };
+        let slot = slot as usize;
+        if call.encodings.len() <= slot {
+            call.encodings.resize(slot + 1, ValueEncoding::Bytes);
+        }
+        call.encodings[slot] = ValueEncoding::of(encoding);
+        Ok(Ok(()))
     }
 
     fn list_get(&mut self, s: u32, key: u32) -> wasmtime::Result<wit_state::ByteList> {

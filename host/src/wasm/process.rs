@@ -18,7 +18,7 @@
 //! During a call, the operator's [`KeyedCall`] sits in the store's data,
 //! where the `state` and `output` imports find the key table of the call.
 
-use super::keyed::{KeyedCall, ListBuilder};
+use super::keyed::{KeyedCall, ListBuilder, ValueEncoding};
 use super::sandbox::Sandbox;
 use super::{Exports, InstanceSettings, Lowering, Module, checked_span, wit};
 use super::{Guest, World};
@@ -133,6 +133,8 @@ pub struct WasmProcess {
     // Reused buffers for the call's inputs.
     rows: Vec<Row>,
     row_data: Vec<u8>,
+    /// The JSON text of a call's writes to encoded value states.
+    lifted: Vec<u8>,
     /// A call's timer changes grouped by key (domain, time, registered),
     /// and where each key's begin.
     timer_changes: (Vec<(Domain, i64, bool)>, Vec<u32>),
@@ -169,6 +171,7 @@ impl WasmProcess {
             lowering: Lowering::default(),
             rows: Vec::new(),
             row_data: Vec::new(),
+            lifted: Vec::new(),
             timer_changes: Default::default(),
             size_measured: None,
         }
@@ -207,6 +210,7 @@ impl WasmProcess {
         // `declare` returns the existing handle for the same name and kind.
         self.call.opening = true;
         self.call.side_outputs.clear();
+        self.call.encodings.clear();
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
         let result = guest.open(&mut sandbox.store, &self.settings.config).await;
         std::mem::swap(&mut sandbox.store.data_mut().keyed, &mut self.call);
@@ -609,6 +613,7 @@ impl WasmProcess {
         let nkeys = self.call.keys.len();
         let state = self.call.state.as_mut().expect("opened");
         let nv = state.value_states();
+        let encodings = &self.call.encodings;
         self.row_data.clear();
         self.rows.resize_with(nkeys, Row::default);
         let mut spans = Vec::with_capacity(nkeys * nv);
@@ -620,16 +625,7 @@ impl WasmProcess {
                     uid: self.settings.uid.to_string(),
                     error,
                 })?;
-            spans.extend(self.rows[k].slots.iter().map(|s| match s {
-                Some((r, _)) => wit::Span {
-                    offset: r.start as u32,
-                    len: r.len() as u32,
-                },
-                None => wit::Span {
-                    offset: ABSENT,
-                    len: 0,
-                },
-            }));
+            lower_row(&self.rows[k], &mut self.row_data, encodings, &mut spans);
         }
         if undoable {
             state.begin();
@@ -704,7 +700,7 @@ impl WasmProcess {
     fn apply(
         &mut self,
         input: &Pending,
-        o: wk::KeyedOutput,
+        mut o: wk::KeyedOutput,
         now: i64,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
@@ -718,8 +714,13 @@ impl WasmProcess {
         let nkeys = self.call.keys.len() as u32;
         let state = self.call.state.as_mut().expect("opened");
         let nv = state.value_states();
-        // Value writes, grouped by key: the last write of a slot wins.
+        // Value writes, grouped by key: the last write of a slot wins. Those
+        // of an encoded state are stored as the JSON text they stand for,
+        // written after the guest's data.
         let mut writes: Vec<(u32, u32, Option<Span>)> = Vec::with_capacity(o.value_writes.len());
+        let mut lifted = std::mem::take(&mut self.lifted);
+        lifted.clear();
+        let base = o.value_data.len();
         for w in &o.value_writes {
             let slot = state.value_slot(w.state).ok_or_else(|| {
                 contract(format!(
@@ -738,8 +739,22 @@ impl WasmProcess {
                 .map(|s| checked_span(s, o.value_data.len()))
                 .transpose()
                 .map_err(contract)?;
+            let value = match (value, self.call.encodings.get(slot as usize)) {
+                (Some(span), Some(&e)) if e != ValueEncoding::Bytes => {
+                    let at = base + lifted.len();
+                    e.lift(&o.value_data[span.range()], &mut lifted)
+                        .map_err(|m| contract(format!("state #{}: {m}", w.state)))?;
+                    Some(Span {
+                        offset: at as u32,
+                        len: (base + lifted.len() - at) as u32,
+                    })
+                }
+                (value, _) => value,
+            };
             writes.push((w.key, slot, value));
         }
+        o.value_data.extend_from_slice(&lifted);
+        self.lifted = lifted;
         writes.sort_by_key(|w| (w.0, w.1));
         let mut i = 0;
         let mut slots: Vec<SlotWrite<'_>> = Vec::with_capacity(nv);
@@ -1540,9 +1555,86 @@ impl OperatorFactory for ProcessFactory {
     }
 }
 
+/// Appends the spans of one key's value states (`row`, read into `data`)
+/// as the guest takes them: as stored, or converted to 8 bytes appended to
+/// `data` (the row's own ranges stay as they are). A stored text that does
+/// not convert is for the guest to report: it gets the empty span `0, 0`.
+fn lower_row(
+    row: &Row,
+    data: &mut Vec<u8>,
+    encodings: &[ValueEncoding],
+    spans: &mut Vec<wit::Span>,
+) {
+    for (slot, s) in row.slots.iter().enumerate() {
+        let encoding = encodings.get(slot).copied().unwrap_or_default();
+        spans.push(match s {
+            None => wit::Span {
+                offset: ABSENT,
+                len: 0,
+            },
+            Some((r, _)) if encoding == ValueEncoding::Bytes => wit::Span {
+                offset: r.start as u32,
+                len: r.len() as u32,
+            },
+            Some((r, _)) => match encoding.lower(&data[r.clone()]) {
+                Some(bytes) => {
+                    data.extend_from_slice(&bytes);
+                    wit::Span {
+                        offset: (data.len() - 8) as u32,
+                        len: 8,
+                    }
+                }
+                None => wit::Span { offset: 0, len: 0 },
+            },
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encoded_values_cross_as_8_bytes_and_are_stored_as_json_text() {
+        // One key's row: s64 `-12`, u64 `7`, absent, bytes `"x"`, and two
+        // stored texts an integer state cannot take.
+        let mut data = br#"-127"x"1.5-3"#.to_vec();
+        let at = |start: usize, end: usize| Some((start..end, None));
+        let row = Row {
+            slots: vec![at(0, 3), at(3, 4), None, at(4, 7), at(7, 10), at(10, 12)],
+        };
+        use ValueEncoding::{Bytes, S64, U64};
+        let encodings = [S64, U64, S64, Bytes, S64, U64];
+        let mut spans = Vec::new();
+        lower_row(&row, &mut data, &encodings, &mut spans);
+        let got: Vec<&[u8]> = spans
+            .iter()
+            .map(|s| match s.offset {
+                ABSENT => &b"absent"[..],
+                o => &data[o as usize..(o + s.len) as usize],
+            })
+            .collect();
+        let (minus_12, seven) = ((-12i64).to_le_bytes(), 7u64.to_le_bytes());
+        assert_eq!(
+            got,
+            [&minus_12[..], &seven[..], b"absent", br#""x""#, b"", b""]
+        );
+        assert_eq!((spans[4].offset, spans[5].offset), (0, 0));
+        // The row's own bytes are still where its ranges say.
+        assert_eq!(&data[..12], br#"-127"x"1.5-3"#);
+        // Written back: the JSON text, or a contract error for a value
+        // that is not 8 bytes.
+        let mut text = Vec::new();
+        S64.lift(&i64::MIN.to_le_bytes(), &mut text).unwrap();
+        U64.lift(&u64::MAX.to_le_bytes(), &mut text).unwrap();
+        Bytes.lift(b"[1]", &mut text).unwrap();
+        assert_eq!(text, b"-922337203685477580818446744073709551615[1]");
+        let e = S64.lift(b"12", &mut text).unwrap_err();
+        assert!(
+            e.contains("a value of 2 bytes") && e.contains("s64 (8 bytes)"),
+            "{e}"
+        );
+    }
 
     fn d(name: &str, kind: Kind, version: u32) -> Descriptor {
         Descriptor {
