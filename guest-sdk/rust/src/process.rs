@@ -241,14 +241,15 @@ impl Setup {
         Setup { value_states: 0 }
     }
 
-    /// A value state: one `T` per key.
-    pub fn value_state<T>(&mut self, name: &str) -> Result<ValueState<T>, Error> {
+    /// A value state: one `T` per key. An `i64` or `u64` crosses the
+    /// boundary as its 8 bytes (the host still stores it as JSON text).
+    pub fn value_state<T: 'static>(&mut self, name: &str) -> Result<ValueState<T>, Error> {
         self.value_state_with(name, StateOptions::default())
     }
 
     /// A value state whose entries expire `ttl` (processing time) after their
     /// last write.
-    pub fn value_state_with_ttl<T>(
+    pub fn value_state_with_ttl<T: 'static>(
         &mut self,
         name: &str,
         ttl: Option<std::time::Duration>,
@@ -263,17 +264,20 @@ impl Setup {
     }
 
     /// A value state with a TTL or a layout version.
-    pub fn value_state_with<T>(
+    pub fn value_state_with<T: 'static>(
         &mut self,
         name: &str,
         options: StateOptions,
     ) -> Result<ValueState<T>, Error> {
         let handle = state::declare(name, state::Kind::Value, options.ttl, options.version)?;
+        let encoding = state::Encoding::of::<T>();
+        encoding.declare(handle)?;
         let slot = self.value_states;
         self.value_states += 1;
         Ok(ValueState {
             handle,
             slot,
+            encoding,
             _t: std::marker::PhantomData,
         })
     }
@@ -406,27 +410,44 @@ impl SideOutput {
 pub struct ValueState<T> {
     handle: u32,
     slot: u32,
+    encoding: state::Encoding,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T: Serialize + serde::de::DeserializeOwned> ValueState<T> {
+impl<T: Serialize + serde::de::DeserializeOwned + 'static> ValueState<T> {
     /// The current key's value, or `None`.
     pub fn get(&self, ctx: &Context<'_>) -> Result<Option<T>, Error> {
-        match ctx.call.value(ctx.key, self.slot) {
-            None => Ok(None),
-            Some(bytes) => crate::json::from_slice(bytes).map(Some).map_err(|e| {
+        let Some(bytes) = ctx.call.value(ctx.key, self.slot) else {
+            return Ok(None);
+        };
+        if self.encoding != state::Encoding::Json {
+            return self.encoding.read(bytes).map(Some).ok_or_else(|| {
                 Error::new(format!(
-                    "value state #{} holds a value this operator cannot read: {e}",
-                    self.handle
+                    "value state #{} holds a value that is not {}",
+                    self.handle,
+                    self.encoding.describe()
                 ))
-            }),
+            });
         }
+        crate::json::from_slice(bytes).map(Some).map_err(|e| {
+            Error::new(format!(
+                "value state #{} holds a value this operator cannot read: {e}",
+                self.handle
+            ))
+        })
     }
 
     /// Sets the current key's value.
     pub fn set(&self, ctx: &mut Context<'_>, value: &T) -> Result<(), Error> {
-        ctx.call
-            .write_value(ctx.key, self.slot, self.handle, Some(value))
+        match self.encoding.write(value) {
+            Some(word) => {
+                ctx.call.write_word(ctx.key, self.slot, self.handle, word);
+                Ok(())
+            }
+            None => ctx
+                .call
+                .write_value(ctx.key, self.slot, self.handle, Some(value)),
+        }
     }
 
     /// Removes the current key's value.
@@ -653,8 +674,6 @@ impl Call {
         handle: u32,
         value: Option<&T>,
     ) -> Result<(), Error> {
-        let i = (key * self.value_states + slot) as usize;
-        self.handles[slot as usize] = handle;
         let new = match value {
             None => None,
             Some(v) => {
@@ -669,9 +688,22 @@ impl Call {
                 })
             }
         };
+        self.set_slot(key, slot, handle, new);
+        Ok(())
+    }
+
+    /// Writes a value of 8 bytes (a state of a fixed encoding).
+    fn write_word(&mut self, key: u32, slot: u32, handle: u32, word: [u8; 8]) {
+        let offset = to_u32(self.value_data.len());
+        self.value_data.extend_from_slice(&word);
+        self.set_slot(key, slot, handle, Some(Span { offset, len: 8 }));
+    }
+
+    fn set_slot(&mut self, key: u32, slot: u32, handle: u32, new: Option<Span>) {
+        let i = (key * self.value_states + slot) as usize;
+        self.handles[slot as usize] = handle;
         self.undo_slots.push((i, self.slots[i]));
         self.slots[i] = Slot::Written(new);
-        Ok(())
     }
 
     fn change_timer(&mut self, key: u32, time: i64, domain: Domain, registered: bool) {
@@ -1162,13 +1194,13 @@ mod tests {
         assert_eq!(out.ports, [op.0.late.0]);
         assert_eq!(out.errors.len(), 1);
         assert_eq!(out.errors[0].index, 1);
-        // The failed record's write and timer were undone: the sum is 3 and
-        // one timer was registered, by the third record.
+        // The failed record's write and timer were undone: the sum is 3 (an
+        // i64: its 8 bytes) and one timer was registered, by the third record.
         assert_eq!(out.value_writes.len(), 1);
         let w = &out.value_writes[0];
         assert_eq!(
             (w.key, slice(&out.value_data, w.value.unwrap())),
-            (1, &b"3"[..])
+            (1, &3i64.to_le_bytes()[..])
         );
         assert_eq!(out.timer_changes.len(), 1);
         assert_eq!(out.timer_changes[0].timer.time, 110);
@@ -1223,7 +1255,7 @@ mod tests {
         let mut op = open();
         let b = with_ts(values(&["5"]), &[300]);
         let mut ctx = input(vec![0], vec![250], 250, 1);
-        ctx.values = keys(&["40"]);
+        ctx.values = word_values(&[Some(40)]);
         ctx.timers = vec![WitTimer {
             key: 0,
             time: 240,
@@ -1234,7 +1266,57 @@ mod tests {
         // starts a new sum of 5 with a new timer.
         assert_eq!(values_of(&out), [r#"{"at":240,"sum":40}"#]);
         let w = &out.value_writes[0];
-        assert_eq!(slice(&out.value_data, w.value.unwrap()), b"5");
+        assert_eq!(slice(&out.value_data, w.value.unwrap()), 5i64.to_le_bytes());
+    }
+
+    /// Values of an i64 state as the host lowers them: 8 bytes each, or
+    /// (`None`) the empty span of a stored value that is not an integer.
+    fn word_values(values: &[Option<i64>]) -> ByteList {
+        let mut data = Vec::new();
+        let spans = values
+            .iter()
+            .map(|v| match v {
+                Some(v) => {
+                    data.extend_from_slice(&v.to_le_bytes());
+                    Span {
+                        offset: data.len() as u32 - 8,
+                        len: 8,
+                    }
+                }
+                None => Span { offset: 0, len: 0 },
+            })
+            .collect();
+        ByteList { data, spans }
+    }
+
+    #[test]
+    fn an_integer_state_crosses_as_8_bytes_and_any_other_value_is_a_record_error() {
+        assert_eq!(state::Encoding::of::<i64>(), state::Encoding::S64);
+        assert_eq!(state::Encoding::of::<u64>(), state::Encoding::U64);
+        assert_eq!(state::Encoding::of::<i32>(), state::Encoding::Json);
+        assert_eq!(state::Encoding::of::<String>(), state::Encoding::Json);
+        let mut op = open();
+        // Key a's stored value does not convert (the host's empty span);
+        // key b's is -2, to which its record adds 7.
+        let b = with_ts(values(&["1", "7"]), &[300, 300]);
+        let mut ctx = input(vec![0, 1], vec![250, 250], 250, 2);
+        ctx.values = word_values(&[None, Some(-2)]);
+        let out = run(&mut op, 1, &b, ctx).unwrap();
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(out.errors[0].index, 0);
+        assert!(
+            out.errors[0].message.contains(
+                "value state #0 holds a value that is not an integer in the range of i64"
+            ),
+            "{}",
+            out.errors[0].message
+        );
+        assert_eq!(out.value_writes.len(), 1);
+        let w = &out.value_writes[0];
+        assert_eq!(
+            (w.key, slice(&out.value_data, w.value.unwrap())),
+            (1, &5i64.to_le_bytes()[..])
+        );
     }
 
     /// Left records add to the key's sum, right records emit it.
