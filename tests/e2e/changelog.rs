@@ -104,6 +104,61 @@ fn a_wasm_map_keeps_each_record_kind_in_every_language() {
     }
 }
 
+/// A keyed process function sees the kind of each record of a changelog,
+/// in the call that takes a batch and in the calls that replay a trapped
+/// batch record by record: `chaos_process` emits the kind it saw. Without
+/// a trap, o-1's three changes and o-2's four reach it in order. When the
+/// records with amount 60.0 (o-2's `+U` and `-D`) make it trap, they go to
+/// the dead-letter sink and the records replayed around them keep their
+/// kinds.
+#[test]
+fn a_process_function_sees_each_record_kind() {
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let input = d.join("changes.jsonl");
+    std::fs::write(&input, changes()).unwrap();
+    let seen = |trigger: &str| {
+        let spec = format!(
+            "sources: [{{uid: cdc, type: file, path: '{}', format: debezium-json}}]\n\
+             operators:\n  - uid: kinds\n    input: cdc\n    key_by: /order_id\n    \
+             process: {{module: chaos_process.wasm, config: {{trigger: '{trigger}'}}}}\n\
+             sinks: [{{uid: out, input: kinds, type: stdout}}]\n\
+             dead_letter: {{type: file, path: '{}'}}\n",
+            input.display(),
+            d.join("dead.jsonl").display()
+        );
+        let o = run_spec(d, "kinds.yaml", &spec);
+        assert_ok(&o);
+        let mut rows: Vec<(String, u64, String)> = stdout(&o)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["key"].as_str().unwrap().to_owned(),
+                    v["count"].as_u64().unwrap(),
+                    v["kind"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows.into_iter()
+            .map(|(key, n, kind)| format!("{key} {n} {kind}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        seen("boom"),
+        [
+            "o-1 1 +I", "o-1 2 -U", "o-1 3 +U", "o-2 1 +I", "o-2 2 -U", "o-2 3 +U", "o-2 4 -D"
+        ]
+    );
+    assert_eq!(
+        seen("60.0"),
+        ["o-1 1 +I", "o-1 2 -U", "o-1 3 +U", "o-2 1 +I", "o-2 2 -U"]
+    );
+    let dead = std::fs::read_to_string(d.join("dead.jsonl")).unwrap();
+    assert_eq!(dead.lines().count(), 2, "{dead}");
+}
+
 /// Orders with repeated ids, as a file of inserts.
 const REPEATS: &str = r#"{"order_id":"o-1","status":"PENDING"}
 {"order_id":"o-2","status":"PENDING"}

@@ -261,6 +261,8 @@ impl WasmProcess {
         let p = &mut self.pending;
         p.batch
             .push(Some(key), r.value(), r.timestamp(), r.origin());
+        // The function sees each record's changelog kind.
+        p.batch.set_last_kind(r.kind());
         p.record_keys.push(k);
         p.record_inputs.push(input as u8);
         p.watermarks.push(self.watermark);
@@ -492,6 +494,7 @@ impl WasmProcess {
             single
                 .batch
                 .push(r.key(), r.value(), r.timestamp(), r.origin());
+            single.batch.set_last_kind(r.kind());
             if let Err((description, _)) = self.call(&single, watermark, now, true, out).await? {
                 super::trapped_on(out, &self.settings.uid, r, description)?;
             }

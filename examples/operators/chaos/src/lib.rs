@@ -170,7 +170,8 @@ sluice_guest::export_enricher!(Chaos);
 
 /// `chaos-process`: a keyed process function that, for every record, adds
 /// its value to the key's list state `seen` and counts it in the value state
-/// `count`, then emits `{"key": <key>, "count": n, "seen": <list length>}` —
+/// `count`, then emits `{"key": <key>, "count": n, "seen": <list length>,
+/// "kind": <the record's changelog kind, "+I" …>}` —
 /// except that a triggering record panics after its writes, so that the
 /// host must undo them before it replays the call record by record.
 #[cfg(feature = "process")]
@@ -210,6 +211,7 @@ mod keyed {
                 "key": key.trim_matches('"'),
                 "count": count,
                 "seen": seen,
+                "kind": record.kind().short(),
             }))
         }
     }
