@@ -125,7 +125,7 @@ impl wit_state::Host for StoreData {
         };
         let slot = slot as usize;
         if call.encodings.len() <= slot {
-            call.encodings.resize(slot + 1, ValueEncoding::Bytes);
+            call.encodings.resize(slot + 1, None);
         }
         call.encodings[slot] = ValueEncoding::of(encoding);
         Ok(Ok(()))

@@ -58,19 +58,17 @@ pub(crate) struct KeyedCall {
     /// the call may change it.
     pub(super) broadcast: BroadcastStates,
     pub(super) access: BroadcastAccess,
-    /// How each value state's values cross the boundary, by value slot
-    /// (a slot past the end: as they are).
-    pub(super) encodings: Vec<ValueEncoding>,
+    /// How each value state's values cross the boundary, by value slot:
+    /// as stored where `None` (or past the end), else converted.
+    pub(super) encodings: Vec<Option<ValueEncoding>>,
 }
 
-/// How a value state's values cross the boundary (`state.value-encoding`).
-/// The store holds JSON text whatever the encoding: the host converts on
-/// the way in and out, so snapshots and savepoints do not depend on it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A fixed encoding a value state's values cross the boundary in (the
+/// WIT's `state.value-encoding` other than `bytes`). The store holds JSON
+/// text whatever the encoding: the host converts on the way in and out, so
+/// snapshots and savepoints do not depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ValueEncoding {
-    /// The stored bytes as they are.
-    #[default]
-    Bytes,
     /// A JSON integer in the range of i64, as 8 bytes little-endian.
     S64,
     /// A JSON integer in the range of u64, as 8 bytes little-endian.
@@ -78,42 +76,46 @@ pub(crate) enum ValueEncoding {
 }
 
 impl ValueEncoding {
-    pub(super) fn of(e: wit_state::ValueEncoding) -> ValueEncoding {
+    /// The fixed encoding `e` names, if any.
+    pub(super) fn of(e: wit_state::ValueEncoding) -> Option<ValueEncoding> {
         match e {
-            wit_state::ValueEncoding::Bytes => ValueEncoding::Bytes,
-            wit_state::ValueEncoding::S64 => ValueEncoding::S64,
-            wit_state::ValueEncoding::U64 => ValueEncoding::U64,
+            wit_state::ValueEncoding::Bytes => None,
+            wit_state::ValueEncoding::S64 => Some(ValueEncoding::S64),
+            wit_state::ValueEncoding::U64 => Some(ValueEncoding::U64),
         }
     }
 
     /// The 8 bytes that stand for the stored JSON text `text`, if it is an
-    /// integer in this encoding's range (never, for `Bytes`).
+    /// integer in this encoding's range.
     pub(super) fn lower(self, text: &[u8]) -> Option<[u8; 8]> {
         match self {
-            ValueEncoding::Bytes => None,
             ValueEncoding::S64 => crate::json::exact_i64(text).map(i64::to_le_bytes),
             ValueEncoding::U64 => crate::json::exact_u64(text).map(u64::to_le_bytes),
         }
     }
 
-    /// Appends the JSON text of `bytes`, a value the guest wrote.
-    pub(super) fn lift(self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-        let word = |name: &str| {
-            <[u8; 8]>::try_from(bytes).map_err(|_| {
-                format!(
-                    "a value of {} bytes written to a value state encoded as {name} (8 bytes)",
-                    bytes.len()
-                )
-            })
-        };
+    /// The value a guest wrote, `bytes`, if it is the 8 bytes it must be.
+    pub(super) fn word(self, bytes: &[u8]) -> Result<[u8; 8], String> {
+        <[u8; 8]>::try_from(bytes).map_err(|_| {
+            let name = match self {
+                ValueEncoding::S64 => "s64",
+                ValueEncoding::U64 => "u64",
+            };
+            format!(
+                "a value of {} bytes written to a value state encoded as {name} (8 bytes)",
+                bytes.len()
+            )
+        })
+    }
+
+    /// Appends the JSON text that `word` stands for.
+    pub(super) fn lift(self, word: [u8; 8], out: &mut Vec<u8>) {
         let mut digits = itoa::Buffer::new();
         let text = match self {
-            ValueEncoding::Bytes => bytes,
-            ValueEncoding::S64 => digits.format(i64::from_le_bytes(word("s64")?)).as_bytes(),
-            ValueEncoding::U64 => digits.format(u64::from_le_bytes(word("u64")?)).as_bytes(),
+            ValueEncoding::S64 => digits.format(i64::from_le_bytes(word)),
+            ValueEncoding::U64 => digits.format(u64::from_le_bytes(word)),
         };
-        out.extend_from_slice(text);
-        Ok(())
+        out.extend_from_slice(text.as_bytes());
     }
 }
 

@@ -133,8 +133,6 @@ pub struct WasmProcess {
     // Reused buffers for the call's inputs.
     rows: Vec<Row>,
     row_data: Vec<u8>,
-    /// The JSON text of a call's writes to encoded value states.
-    lifted: Vec<u8>,
     /// A call's timer changes grouped by key (domain, time, registered),
     /// and where each key's begin.
     timer_changes: (Vec<(Domain, i64, bool)>, Vec<u32>),
@@ -171,7 +169,6 @@ impl WasmProcess {
             lowering: Lowering::default(),
             rows: Vec::new(),
             row_data: Vec::new(),
-            lifted: Vec::new(),
             timer_changes: Default::default(),
             size_measured: None,
         }
@@ -719,11 +716,9 @@ impl WasmProcess {
         let nv = state.value_states();
         // Value writes, grouped by key: the last write of a slot wins. Those
         // of an encoded state are stored as the JSON text they stand for,
-        // written after the guest's data.
+        // appended to the guest's data.
         let mut writes: Vec<(u32, u32, Option<Span>)> = Vec::with_capacity(o.value_writes.len());
-        let mut lifted = std::mem::take(&mut self.lifted);
-        lifted.clear();
-        let base = o.value_data.len();
+        let guest_data = o.value_data.len();
         for w in &o.value_writes {
             let slot = state.value_slot(w.state).ok_or_else(|| {
                 contract(format!(
@@ -739,25 +734,26 @@ impl WasmProcess {
             }
             let value = w
                 .value
-                .map(|s| checked_span(s, o.value_data.len()))
+                .map(|s| checked_span(s, guest_data))
                 .transpose()
                 .map_err(contract)?;
-            let value = match (value, self.call.encodings.get(slot as usize)) {
-                (Some(span), Some(&e)) if e != ValueEncoding::Bytes => {
-                    let at = base + lifted.len();
-                    e.lift(&o.value_data[span.range()], &mut lifted)
+            let encoding = self.call.encodings.get(slot as usize).copied().flatten();
+            let value = match (value, encoding) {
+                (Some(span), Some(e)) => {
+                    let word = e
+                        .word(&o.value_data[span.range()])
                         .map_err(|m| contract(format!("state #{}: {m}", w.state)))?;
+                    let at = o.value_data.len();
+                    e.lift(word, &mut o.value_data);
                     Some(Span {
                         offset: at as u32,
-                        len: (base + lifted.len() - at) as u32,
+                        len: (o.value_data.len() - at) as u32,
                     })
                 }
                 (value, _) => value,
             };
             writes.push((w.key, slot, value));
         }
-        o.value_data.extend_from_slice(&lifted);
-        self.lifted = lifted;
         writes.sort_by_key(|w| (w.0, w.1));
         let mut i = 0;
         let mut slots: Vec<SlotWrite<'_>> = Vec::with_capacity(nv);
@@ -1565,21 +1561,21 @@ impl OperatorFactory for ProcessFactory {
 fn lower_row(
     row: &Row,
     data: &mut Vec<u8>,
-    encodings: &[ValueEncoding],
+    encodings: &[Option<ValueEncoding>],
     spans: &mut Vec<wit::Span>,
 ) {
     for (slot, s) in row.slots.iter().enumerate() {
-        let encoding = encodings.get(slot).copied().unwrap_or_default();
-        spans.push(match s {
-            None => wit::Span {
+        let encoding = encodings.get(slot).copied().flatten();
+        spans.push(match (s, encoding) {
+            (None, _) => wit::Span {
                 offset: ABSENT,
                 len: 0,
             },
-            Some((r, _)) if encoding == ValueEncoding::Bytes => wit::Span {
+            (Some((r, _)), None) => wit::Span {
                 offset: r.start as u32,
                 len: r.len() as u32,
             },
-            Some((r, _)) => match encoding.lower(&data[r.clone()]) {
+            (Some((r, _)), Some(encoding)) => match encoding.lower(&data[r.clone()]) {
                 Some(bytes) => {
                     data.extend_from_slice(&bytes);
                     wit::Span {
@@ -1606,8 +1602,8 @@ mod tests {
         let row = Row {
             slots: vec![at(0, 3), at(3, 4), None, at(4, 7), at(7, 10), at(10, 12)],
         };
-        use ValueEncoding::{Bytes, S64, U64};
-        let encodings = [S64, U64, S64, Bytes, S64, U64];
+        use ValueEncoding::{S64, U64};
+        let encodings = [Some(S64), Some(U64), Some(S64), None, Some(S64), Some(U64)];
         let mut spans = Vec::new();
         lower_row(&row, &mut data, &encodings, &mut spans);
         let got: Vec<&[u8]> = spans
@@ -1628,11 +1624,10 @@ mod tests {
         // Written back: the JSON text, or a contract error for a value
         // that is not 8 bytes.
         let mut text = Vec::new();
-        S64.lift(&i64::MIN.to_le_bytes(), &mut text).unwrap();
-        U64.lift(&u64::MAX.to_le_bytes(), &mut text).unwrap();
-        Bytes.lift(b"[1]", &mut text).unwrap();
-        assert_eq!(text, b"-922337203685477580818446744073709551615[1]");
-        let e = S64.lift(b"12", &mut text).unwrap_err();
+        S64.lift(S64.word(&i64::MIN.to_le_bytes()).unwrap(), &mut text);
+        U64.lift(U64.word(&u64::MAX.to_le_bytes()).unwrap(), &mut text);
+        assert_eq!(text, b"-922337203685477580818446744073709551615");
+        let e = S64.word(b"12").unwrap_err();
         assert!(
             e.contains("a value of 2 bytes") && e.contains("s64 (8 bytes)"),
             "{e}"
