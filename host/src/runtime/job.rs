@@ -1145,6 +1145,138 @@ mod tests {
         assert!(e.message.contains("a window has one input"), "{e}");
     }
 
+    /// `collect: { bursts: B }`: buffers its input and emits, at each flush,
+    /// `{"records": N}` for the N records it collected; it takes bursts when
+    /// B. The first batch takes it 100 ms, so that its input queues up.
+    struct CollectKind;
+
+    impl crate::runtime::kind::OperatorKind for CollectKind {
+        fn tag(&self) -> &'static str {
+            "collect"
+        }
+
+        fn what(&self) -> &'static str {
+            "a collector"
+        }
+
+        fn plan(
+            &self,
+            cx: &dyn crate::runtime::kind::PlanContext,
+        ) -> Result<crate::runtime::kind::Planned, crate::error::PlanError> {
+            #[derive(serde::Deserialize)]
+            struct Spec {
+                bursts: bool,
+            }
+            let spec =
+                crate::runtime::kind::field::<Spec>(cx, "collect")?.expect("the test's spec says");
+            Ok(crate::runtime::kind::Planned::new(Arc::new(
+                CollectFactory(spec.bursts),
+            )))
+        }
+    }
+
+    struct CollectFactory(bool);
+
+    impl crate::runtime::OperatorFactory for CollectFactory {
+        fn kind(&self) -> &'static str {
+            "collect"
+        }
+
+        fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
+            Box::new(Collector {
+                bursts: self.0,
+                records: 0,
+                paused: false,
+            })
+        }
+    }
+
+    struct Collector {
+        bursts: bool,
+        records: usize,
+        paused: bool,
+    }
+
+    #[async_trait::async_trait]
+    impl Operator for Collector {
+        async fn process_batch(
+            &mut self,
+            batch: crate::runtime::Batch,
+            _out: &mut Output,
+        ) -> Result<(), RuntimeError> {
+            if !self.paused {
+                self.paused = true;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            self.records += batch.len();
+            Ok(())
+        }
+
+        fn buffers(&self) -> bool {
+            true
+        }
+
+        fn takes_bursts(&self) -> bool {
+            self.bursts
+        }
+
+        async fn flush(&mut self, out: &mut Output) -> Result<Option<i64>, RuntimeError> {
+            if self.records > 0 {
+                let mut b = crate::runtime::Batch::default();
+                let row = format!(r#"{{"records":{}}}"#, self.records);
+                b.push(None, row.as_bytes(), None, crate::runtime::Origin::NONE);
+                out.emit(b);
+                self.records = 0;
+            }
+            Ok(None)
+        }
+    }
+
+    /// An operator that takes bursts gets, while its input is backlogged,
+    /// the records of several channel items before a flush (up to
+    /// `MAX_BURST` of them); one that does not is flushed after each.
+    #[test]
+    fn a_backlogged_operator_that_takes_bursts_is_flushed_after_several_channel_items() {
+        let options = PlanOptions {
+            kinds: crate::plan::builtin_kinds().with(Arc::new(CollectKind)),
+            ..PlanOptions::default()
+        };
+        let rows: Vec<String> = (0..400).map(|i| format!("{{\"i\":{i}}}")).collect();
+        for bursts in [true, false] {
+            let spec = format!(
+                "batch_size: 8\nchannel_capacity: 32\n\
+                 sources: [{{ uid: a, type: datagen, count: 0 }}]\n\
+                 operators:\n\
+                 \x20 - {{ uid: c, input: a, chain: false, collect: {{ bursts: {bursts} }} }}\n\
+                 sinks: [{{ uid: out, input: c, type: stdout }}]\n"
+            );
+            let mut h = crate::testing::Harness::plan_with(&spec, &options)
+                .unwrap_or_else(|e| panic!("{e}"));
+            h.input("a", &rows);
+            h.run().unwrap();
+            let flushed: Vec<u64> = h
+                .output("out")
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<serde_json::Value>(r).unwrap()["records"]
+                        .as_u64()
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(flushed.iter().sum::<u64>(), 400, "bursts: {bursts}");
+            let most = *flushed.iter().max().unwrap();
+            if bursts {
+                // The input queued up behind the first batch's pause.
+                assert!(
+                    most > 8 && most <= 8 * super::super::task::MAX_BURST as u64,
+                    "{flushed:?}"
+                );
+            } else {
+                assert_eq!(most, 8, "{flushed:?}");
+            }
+        }
+    }
+
     /// A slow two-input operator reads the input behind in event time
     /// first: the one ahead waits in its channel and upstream, not in the
     /// operator (whose state, were it a join, would hold it). Without that,

@@ -101,6 +101,16 @@ pub trait Operator: Send {
         false
     }
 
+    /// Whether a buffering operator gains from input collected over several
+    /// channel items before [`Operator::flush`] when its input is
+    /// backlogged: a keyed process function, whose per-call work per key
+    /// (reading and writing the key's state) is then spread over more
+    /// records. A transform does not: a call of a few thousand records
+    /// costs it more per record than one of a thousand.
+    fn takes_bursts(&self) -> bool {
+        false
+    }
+
     /// How soon the operator wants [`Operator::flush`] called even without
     /// input: its first processing-time timer, or (an async enricher) soon,
     /// while it has work under way whose results should leave.

@@ -59,6 +59,11 @@ impl TaskInputs {
         self.rx.is_empty()
     }
 
+    /// Whether a channel item is waiting on any input.
+    pub fn any_ready(&self) -> bool {
+        self.rx.iter().flatten().any(|rx| !rx.is_empty())
+    }
+
     /// The next channel item: input `prefer`'s if it has one ready, else the
     /// first to be ready of any input (taking turns); `None` once every
     /// channel has closed.

@@ -31,6 +31,10 @@ use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+/// Channel items a task takes in one burst, between flushes, when its input
+/// is backlogged.
+pub(crate) const MAX_BURST: usize = 8;
+
 /// Where one port of a chained operator sends its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
@@ -373,6 +377,10 @@ impl Task {
             barrier: None,
         };
         let mut inbox: VecDeque<(usize, Message)> = VecDeque::new();
+        // Channel items taken since the last flush, where an operator of
+        // the chain takes bursts (see below).
+        let mut burst = 0;
+        let bursts = self.chain.iter().any(|n| n.op.takes_bursts());
         loop {
             self.notice_completed();
             // An operator with processing-time timers wants to run when the
@@ -451,6 +459,17 @@ impl Task {
                     }
                 }
             }
+            // Input already waiting joins the burst of a chain whose
+            // operator takes bursts ([`Operator::takes_bursts`]): it then
+            // makes one call for all of it (W5 p=1 −17 %). Up to MAX_BURST
+            // items, so that output still leaves while the input stays
+            // backlogged. Other chains flush after each item (W1's Wasm
+            // map ran 13 % slower with bursts).
+            burst += 1;
+            if bursts && burst < MAX_BURST && rx.any_ready() {
+                continue;
+            }
+            burst = 0;
             self.flush().await?;
         }
     }

@@ -1052,6 +1052,10 @@ impl Operator for WasmProcess {
         true
     }
 
+    fn takes_bursts(&self) -> bool {
+        true
+    }
+
     fn wakeup(&self) -> Option<std::time::Duration> {
         let next = self
             .call
