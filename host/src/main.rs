@@ -3,7 +3,7 @@
 // take the producer's arena lock, and the two threads then wait on each
 // other (W2 and W5 ran ~18 % faster with mimalloc, which frees across
 // threads without a shared lock). `no_thp`: transparent huge pages made
-// its peak RSS twice glibc's; without them it is ~1.5×.
+// its peak RSS 2.5× glibc's on W2; without them it is ~1.6×.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
