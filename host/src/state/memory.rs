@@ -11,8 +11,8 @@ use hashbrown::{HashMap, HashTable};
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 
-/// Bookkeeping bytes per entry on top of its key and value (two heap
-/// allocations and the table slot).
+/// Bookkeeping bytes per entry on top of its key and value (about its
+/// table slot, a cache line, and for a long entry its block's header).
 const ENTRY_OVERHEAD: u64 = 64;
 
 #[derive(Default)]
@@ -21,49 +21,105 @@ struct Table {
     ordered: BTreeMap<Box<[u8]>, Vec<u8>>,
 }
 
-/// A key group's point entries, each entry's key and value in one block:
-/// a lookup reads the table's slot and that block (a process function reads
-/// and writes each key's row once per call), and replacing a value of the
-/// same length — a row of fixed-size values — writes it in place.
+/// A key group's point entries. An entry's key and value are kept together:
+/// in its table slot when they fit there (a lookup then reads one cache
+/// line), else in a block of their own. A process function reads and writes
+/// each key's row once per call, and between two calls its records have
+/// pushed the rows out of the core's own cache, so each line a lookup reads
+/// is a wait. Replacing a value with one that fits where the old one was
+/// writes it in place.
 #[derive(Default)]
 struct Points {
     table: HashTable<Point>,
     hasher: hashbrown::DefaultHashBuilder,
 }
 
-struct Point {
-    hash: u64,
-    key_len: u32,
-    /// The key's bytes, then the value's.
-    bytes: Box<[u8]>,
+/// Bytes of key and value a point keeps in its slot.
+const INLINE: usize = 61;
+
+/// One entry, a cache line in the table.
+#[repr(align(64))]
+enum Point {
+    Inline {
+        key_len: u8,
+        len: u8,
+        /// The key's bytes, then the value's.
+        bytes: [u8; INLINE],
+    },
+    Block {
+        key_len: u32,
+        /// The key's bytes, then the value's.
+        bytes: Box<[u8]>,
+    },
 }
 
+// One line: the tag, the two lengths and the bytes.
+const _: () = assert!(std::mem::size_of::<Point>() == 64);
+
 impl Point {
-    fn new(hash: u64, key: &[u8], value: &[u8]) -> Point {
-        let mut bytes = Vec::with_capacity(key.len() + value.len());
+    fn new(key: &[u8], value: &[u8]) -> Point {
+        let len = key.len() + value.len();
+        if len <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..key.len()].copy_from_slice(key);
+            bytes[key.len()..len].copy_from_slice(value);
+            return Point::Inline {
+                key_len: key.len() as u8,
+                len: len as u8,
+                bytes,
+            };
+        }
+        let mut bytes = Vec::with_capacity(len);
         bytes.extend_from_slice(key);
         bytes.extend_from_slice(value);
-        Point {
-            hash,
+        Point::Block {
             key_len: key.len() as u32,
             bytes: bytes.into_boxed_slice(),
         }
     }
 
+    /// The key's and the value's bytes, and where the value starts.
+    #[inline]
+    fn parts(&self) -> (&[u8], usize) {
+        match self {
+            Point::Inline {
+                key_len,
+                len,
+                bytes,
+            } => (&bytes[..*len as usize], *key_len as usize),
+            Point::Block { key_len, bytes } => (bytes, *key_len as usize),
+        }
+    }
+
     #[inline]
     fn key(&self) -> &[u8] {
-        &self.bytes[..self.key_len as usize]
+        let (bytes, at) = self.parts();
+        &bytes[..at]
     }
 
     #[inline]
     fn value(&self) -> &[u8] {
-        &self.bytes[self.key_len as usize..]
+        let (bytes, at) = self.parts();
+        &bytes[at..]
     }
 
-    /// Whether this is the entry of `key`, whose hash is `hash`.
-    #[inline]
-    fn is(&self, hash: u64, key: &[u8]) -> bool {
-        self.hash == hash && crate::json::same(self.key(), key)
+    /// Replaces the value, in place where the new one fits.
+    fn set_value(&mut self, value: &[u8]) {
+        match self {
+            Point::Inline {
+                key_len,
+                len,
+                bytes,
+            } if *key_len as usize + value.len() <= INLINE => {
+                let at = *key_len as usize;
+                bytes[at..at + value.len()].copy_from_slice(value);
+                *len = (at + value.len()) as u8;
+            }
+            Point::Block { key_len, bytes } if bytes.len() - *key_len as usize == value.len() => {
+                bytes[*key_len as usize..].copy_from_slice(value);
+            }
+            _ => *self = Point::new(self.key(), value),
+        }
     }
 }
 
@@ -76,7 +132,7 @@ impl Points {
     #[inline]
     fn get(&self, key: &[u8]) -> Option<&Point> {
         let hash = self.hash(key);
-        self.table.find(hash, |p| p.is(hash, key))
+        self.table.find(hash, |p| crate::json::same(p.key(), key))
     }
 
     /// Sets `key`'s value, if `admit` (given the length of the value it
@@ -88,20 +144,21 @@ impl Points {
         admit: impl FnOnce(Option<usize>) -> Result<(), E>,
     ) -> Result<(), E> {
         let hash = self.hash(key);
-        match self.table.find_mut(hash, |p| p.is(hash, key)) {
+        match self
+            .table
+            .find_mut(hash, |p| crate::json::same(p.key(), key))
+        {
             Some(p) => {
-                let old = p.bytes.len() - p.key_len as usize;
-                admit(Some(old))?;
-                if old == value.len() {
-                    p.bytes[p.key_len as usize..].copy_from_slice(value);
-                } else {
-                    *p = Point::new(hash, key, value);
-                }
+                admit(Some(p.value().len()))?;
+                p.set_value(value);
             }
             None => {
                 admit(None)?;
+                // A slot keeps no hash: growing the table hashes the keys
+                // again.
+                let hasher = &self.hasher;
                 self.table
-                    .insert_unique(hash, Point::new(hash, key, value), |p| p.hash);
+                    .insert_unique(hash, Point::new(key, value), |p| hasher.hash_one(p.key()));
             }
         }
         Ok(())
@@ -112,7 +169,7 @@ impl Points {
         let hash = self.hash(key);
         let (p, _) = self
             .table
-            .find_entry(hash, |p| p.is(hash, key))
+            .find_entry(hash, |p| crate::json::same(p.key(), key))
             .ok()?
             .remove();
         Some(p.value().len())
@@ -302,12 +359,14 @@ mod tests {
             let mut s = MemoryStore::new(u64::MAX);
             let mut model: std::collections::BTreeMap<(u32, Vec<u8>), Vec<u8>> = Default::default();
             for (i, (op, kg, kind, k, len)) in ops.into_iter().enumerate() {
-                // Point keys (rows) and ordered keys (map entries).
+                // Point keys (rows) and ordered keys (map entries); values
+                // of 0 to 60 bytes, which with their key fit in a point's
+                // slot or not.
                 let kind = if kind == 0 { super::super::ROW } else { super::super::MAP };
                 let key = vec![kind, k, k];
                 match op {
                     0 => {
-                        let value = vec![i as u8; len * 3];
+                        let value = vec![i as u8; len * 20];
                         s.put(kg, &key, &value).unwrap();
                         model.insert((kg, key.clone()), value);
                     }
