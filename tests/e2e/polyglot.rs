@@ -205,8 +205,10 @@ fn javascript_operators_report_the_same_record_errors() {
 /// componentize-js's glue leaks the input of every keyed-process call (about
 /// 180 bytes per record): with 40 MiB per instance the JS session detector
 /// would run out of memory within W5's 200k records. The host replaces an
-/// instance that has grown past three quarters of its limit after a call, so
-/// the job completes with W5's results.
+/// instance that has grown past three quarters of its limit after a call,
+/// and makes a call that outgrew the limit on a grown instance again on a new
+/// one (with bursts, one call can grow the instance by more than a quarter of
+/// 40 MiB), so the job completes with W5's results.
 #[test]
 fn a_leaking_javascript_module_is_replaced_before_it_runs_out_of_memory() {
     let dir = support::temp_dir();

@@ -260,6 +260,8 @@ pub struct KeyedState {
     /// (key group, store key, old value), so that a failed call's writes can
     /// be undone.
     journal: Option<Vec<Undo>>,
+    /// List and map writes so far (journaled or not).
+    entry_writes: u64,
     timers: Box<dyn timers::TimerQueue>,
 }
 
@@ -276,6 +278,7 @@ impl KeyedState {
             key_buf: Vec::new(),
             buf: Vec::new(),
             journal: None,
+            entry_writes: 0,
             timers: Box::new(timers::Timers::default()),
             store,
         }
@@ -367,8 +370,15 @@ impl KeyedState {
         Ok(())
     }
 
+    /// How many list and map writes the state has had: a call that changed
+    /// it wrote some.
+    pub fn entry_writes(&self) -> u64 {
+        self.entry_writes
+    }
+
     /// Puts (`Some`) or deletes (`None`) the entry under `key`, journaled.
     fn write_entry(&mut self, kg: u32, key: &[u8], value: Option<&[u8]>) -> Result<(), StateError> {
+        self.entry_writes += 1;
         if let Some(journal) = &mut self.journal {
             let mut old = Vec::new();
             let had = self.store.get(kg, key, &mut old)?;

@@ -138,6 +138,10 @@ pub struct WasmProcess {
     timer_changes: (Vec<(Domain, i64, bool)>, Vec<u32>),
     /// When the state's size was last put in the metrics.
     size_measured: Option<Instant>,
+    /// Whether the call that just trapped may be made again on a new
+    /// instance: it outgrew the memory limit ([`Sandbox::outgrown`]) and
+    /// left the state as it was.
+    retry_fresh: bool,
 }
 
 /// How often a subtask's state size is measured for the metrics.
@@ -171,6 +175,7 @@ impl WasmProcess {
             row_data: Vec::new(),
             timer_changes: Default::default(),
             size_measured: None,
+            retry_fresh: false,
         }
     }
 
@@ -425,7 +430,24 @@ impl WasmProcess {
         let pending = std::mem::take(&mut self.pending);
         let isolate = out.info().has_dead_letter && !pending.batch.is_empty();
         let end = call_end;
-        let result = match self.call(&pending, end, now, isolate, out).await {
+        let mut called = self.call(&pending, end, now, isolate, out).await;
+        if matches!(called, Ok(Err(_))) && std::mem::take(&mut self.retry_fresh) {
+            tracing::info!(
+                operator = %self.uid(),
+                "an instance ran out of memory on a call with {} records; making it again on a new instance",
+                pending.batch.len()
+            );
+            // The call's keys again, with the ids the records were given.
+            let maxp = self.process.max_parallelism;
+            for r in pending.batch.iter() {
+                self.call
+                    .keys
+                    .intern(r.key().expect("buffered with its key"), maxp);
+            }
+            called = self.call(&pending, end, now, isolate, out).await;
+        }
+        self.retry_fresh = false;
+        let result = match called {
             Ok(Ok(())) => Ok(()),
             Ok(Err((description, timers))) if isolate => {
                 tracing::warn!(
@@ -630,6 +652,7 @@ impl WasmProcess {
         if undoable {
             state.begin();
         }
+        let entry_writes = state.entry_writes();
         let (key_data, key_spans) = self.call.keys.lowered();
         let (sandbox, guest) = self.live.as_mut().expect("started");
         sandbox.arm();
@@ -668,6 +691,9 @@ impl WasmProcess {
                     Some(state_error) => return Err(self.state_error(state_error)),
                     None => sandbox.describe(&e),
                 };
+                let state = self.call.state.as_ref().expect("opened");
+                self.retry_fresh =
+                    sandbox.outgrown() && (undoable || state.entry_writes() == entry_writes);
                 self.live = None;
                 self.call.keys.clear();
                 if undoable {

@@ -314,6 +314,15 @@ impl Sandbox {
         true
     }
 
+    /// Whether the call that just trapped ran into the memory limit on an
+    /// instance that had made more calls than `open` and one: a guest that
+    /// leaks can outgrow its limit within one large call, before
+    /// [`Sandbox::worn`] sees it coming, and a new instance may well have
+    /// room for the same call.
+    pub fn outgrown(&self) -> bool {
+        self.store.data().memory.hit && self.calls > 2
+    }
+
     /// Sets the deadline for the next call.
     #[inline]
     pub fn arm(&mut self) {
