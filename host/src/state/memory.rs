@@ -103,6 +103,12 @@ impl Point {
         &bytes[at..]
     }
 
+    /// Whether this is the entry of `key`.
+    #[inline]
+    fn is(&self, key: &[u8]) -> bool {
+        crate::json::same(self.key(), key)
+    }
+
     /// Replaces the value, in place where the new one fits.
     fn set_value(&mut self, value: &[u8]) {
         match self {
@@ -132,7 +138,7 @@ impl Points {
     #[inline]
     fn get(&self, key: &[u8]) -> Option<&Point> {
         let hash = self.hash(key);
-        self.table.find(hash, |p| crate::json::same(p.key(), key))
+        self.table.find(hash, |p| p.is(key))
     }
 
     /// Sets `key`'s value, if `admit` (given the length of the value it
@@ -144,10 +150,7 @@ impl Points {
         admit: impl FnOnce(Option<usize>) -> Result<(), E>,
     ) -> Result<(), E> {
         let hash = self.hash(key);
-        match self
-            .table
-            .find_mut(hash, |p| crate::json::same(p.key(), key))
-        {
+        match self.table.find_mut(hash, |p| p.is(key)) {
             Some(p) => {
                 admit(Some(p.value().len()))?;
                 p.set_value(value);
@@ -167,11 +170,7 @@ impl Points {
     /// Removes `key`; the length of its value, if it was there.
     fn remove(&mut self, key: &[u8]) -> Option<usize> {
         let hash = self.hash(key);
-        let (p, _) = self
-            .table
-            .find_entry(hash, |p| crate::json::same(p.key(), key))
-            .ok()?
-            .remove();
+        let (p, _) = self.table.find_entry(hash, |p| p.is(key)).ok()?.remove();
         Some(p.value().len())
     }
 
