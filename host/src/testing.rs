@@ -34,7 +34,7 @@ use crate::plan::{self, PlanOptions};
 use crate::runtime::job::{self, Control, JobSummary, Start};
 use crate::runtime::source::{Format, Positions, Source, SourceFactory, SourceOutput, SourcePoll};
 use crate::runtime::{
-    Batch, NodeKind, Operator, OperatorFactory, Output, Pipeline, PositionKind, Subtask,
+    Batch, NodeInfo, NodeKind, Operator, OperatorFactory, Output, Pipeline, PositionKind, Subtask,
 };
 use crate::time::ManualClock;
 use async_trait::async_trait;
@@ -60,13 +60,7 @@ impl Harness {
     }
 
     pub fn plan_with(spec: &str, options: &PlanOptions) -> Result<Harness, PlanError> {
-        let mut pipeline = plan::load_text(
-            spec,
-            Path::new("harness.yaml"),
-            Path::new("."),
-            &|_| None,
-            options,
-        )?;
+        let mut pipeline = load(spec, options)?;
         let checkpointed = pipeline.settings.checkpoints.is_some();
         let mut outputs = BTreeMap::new();
         for node in &mut pipeline.nodes {
@@ -209,12 +203,205 @@ impl Harness {
     }
 }
 
+/// Plans a spec given in code, as `sluice run` would a file.
+fn load(spec: &str, options: &PlanOptions) -> Result<Pipeline, PlanError> {
+    plan::load_text(
+        spec,
+        Path::new("harness.yaml"),
+        Path::new("."),
+        &|_| None,
+        options,
+    )
+}
+
+/// One operator of a planned spec, on its own and driven call by call
+/// (Flink's `OneInputStreamOperatorTestHarness`): the test gives it batches,
+/// watermarks and flushes in the order it chooses, where a job's task
+/// would choose by what its channels hold. What it emits is kept, per port.
+///
+/// ```no_run
+/// use sluice_host::testing::OperatorHarness;
+///
+/// let mut h = OperatorHarness::plan(
+///     "sources: [{ uid: in, type: datagen, count: 0, event_time: { timestamp: /ts } }]\n\
+///      operators:\n\
+///      \x20 - { uid: s, input: in, key_by: /k, process: { module: session_detector.wasm } }\n\
+///      sinks: [{ uid: out, input: s, type: stdout }]\n",
+///     "s",
+/// )?;
+/// h.records(0, [(r#"{"k":"a","ts":5}"#, 5)])?;
+/// h.watermark(100_000)?;
+/// h.flush()?;
+/// h.close()?;
+/// assert_eq!(h.take_output("").len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct OperatorHarness {
+    operator: Box<dyn Operator>,
+    out: Output,
+    clock: Arc<ManualClock>,
+    runtime: tokio::runtime::Runtime,
+    /// Port names: "" (main), `dead_letter`, then the side outputs.
+    ports: Vec<String>,
+    emitted: Vec<(usize, Row)>,
+    split: u32,
+    position: u64,
+}
+
+impl OperatorHarness {
+    /// Plans `spec` (modules from `SLUICE_MODULE_PATH`) and opens subtask 0
+    /// of the operator `uid`, alone (parallelism 1).
+    pub fn plan(spec: &str, uid: &str) -> Result<OperatorHarness, crate::Error> {
+        OperatorHarness::plan_with(spec, uid, &PlanOptions::from_env(&[]))
+    }
+
+    pub fn plan_with(
+        spec: &str,
+        uid: &str,
+        options: &PlanOptions,
+    ) -> Result<OperatorHarness, crate::Error> {
+        let pipeline = load(spec, options)?;
+        let node = pipeline
+            .nodes
+            .iter()
+            .find(|n| n.uid == uid)
+            .unwrap_or_else(|| panic!("the spec has no node `{uid}`"));
+        let NodeKind::Operator(factory) = &node.kind else {
+            panic!("`{uid}` is a source, not an operator");
+        };
+        let splits = Arc::new(crate::runtime::Splits::default());
+        let split = splits.register(SPLIT.to_owned(), PositionKind::Sequence);
+        let info = Arc::new(NodeInfo {
+            uid: uid.into(),
+            has_dead_letter: pipeline.has_dead_letter,
+            splits,
+            metrics: Arc::new(crate::runtime::NodeMetrics::new(1)),
+            changelog: node.changelog,
+        });
+        let manual = ManualClock::new(0);
+        let clock: Arc<dyn crate::time::Clock> = manual.clone();
+        let operator = factory.create(&Subtask {
+            index: 0,
+            parallelism: 1,
+            info: &info,
+            clock: &clock,
+            side_ports: &node.side_ports,
+        });
+        let mut ports = vec![String::new(), "dead_letter".to_owned()];
+        ports.extend(node.side_ports.iter().cloned());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let mut h = OperatorHarness {
+            operator,
+            out: Output::new(info),
+            clock: manual,
+            runtime,
+            ports,
+            emitted: Vec::new(),
+            split,
+            position: 0,
+        };
+        let opened = h.runtime.block_on(h.operator.open());
+        h.collect(opened)?;
+        Ok(h)
+    }
+
+    /// Processing time, which moves only when the test moves it.
+    pub fn clock(&self) -> &ManualClock {
+        &self.clock
+    }
+
+    /// Hands the operator one batch of input `input` (0 for a one-input
+    /// operator): JSON values with their event times.
+    pub fn records<R: AsRef<[u8]>>(
+        &mut self,
+        input: usize,
+        records: impl IntoIterator<Item = (R, i64)>,
+    ) -> Result<(), RuntimeError> {
+        let mut batch = Batch::default();
+        for (value, timestamp) in records {
+            let origin = crate::runtime::Origin {
+                split: self.split,
+                position: self.position,
+            };
+            self.position += 1;
+            batch.push(None, value.as_ref(), Some(timestamp), origin);
+        }
+        let (op, out) = (&mut self.operator, &mut self.out);
+        let result = self.runtime.block_on(match input {
+            0 => op.process_batch(batch, out),
+            n => op.process_input(n, batch, out),
+        });
+        self.collect(result)
+    }
+
+    /// The watermark advanced to `t`.
+    pub fn watermark(&mut self, t: i64) -> Result<(), RuntimeError> {
+        let result = self
+            .runtime
+            .block_on(self.operator.on_watermark(t, &mut self.out));
+        self.collect(result)
+    }
+
+    /// The end of a burst of input, as a task flushes after a channel item;
+    /// returns the watermark the operator lets pass, if any.
+    pub fn flush(&mut self) -> Result<Option<i64>, RuntimeError> {
+        let result = self.runtime.block_on(self.operator.flush(&mut self.out));
+        self.collect(result)
+    }
+
+    /// The end of input.
+    pub fn close(&mut self) -> Result<(), RuntimeError> {
+        let result = self.runtime.block_on(self.operator.close(&mut self.out));
+        self.collect(result)
+    }
+
+    /// The rows emitted to `port` ("" for the main output, else a side
+    /// output's name or `dead_letter`) since the last call, as text.
+    pub fn take_output(&mut self, port: &str) -> Vec<String> {
+        let at = self
+            .ports
+            .iter()
+            .position(|p| p == port)
+            .unwrap_or_else(|| panic!("the operator has no output `{port}`"));
+        let (taken, kept) = std::mem::take(&mut self.emitted)
+            .into_iter()
+            .partition(|(p, _)| *p == at);
+        self.emitted = kept;
+        taken
+            .into_iter()
+            .map(|(_, r)| String::from_utf8_lossy(&r.value).into_owned())
+            .collect()
+    }
+
+    /// Keeps what the last call emitted.
+    fn collect<T>(&mut self, result: Result<T, RuntimeError>) -> Result<T, RuntimeError> {
+        for (port, batch) in self.out.drain() {
+            self.emitted
+                .extend(batch.iter().map(|r| (port, Row::of(r))));
+        }
+        result
+    }
+}
+
 /// A record a sink received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub timestamp: Option<i64>,
+}
+
+impl Row {
+    fn of(r: crate::runtime::RecordRef<'_>) -> Row {
+        Row {
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().to_vec(),
+            timestamp: r.timestamp(),
+        }
+    }
 }
 
 /// Records given in code, read as one split whose position is the number
@@ -396,11 +583,7 @@ impl Collector {
 #[async_trait]
 impl Operator for Collector {
     async fn process_batch(&mut self, batch: Batch, _out: &mut Output) -> Result<(), RuntimeError> {
-        self.pending.extend(batch.iter().map(|r| Row {
-            key: r.key().map(<[u8]>::to_vec),
-            value: r.value().to_vec(),
-            timestamp: r.timestamp(),
-        }));
+        self.pending.extend(batch.iter().map(Row::of));
         Ok(())
     }
 
