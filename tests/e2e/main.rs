@@ -10,6 +10,7 @@
 //! - `broadcast`: the broadcast state check of broadcast process functions;
 //! - `enricher`: async enrichment against a real HTTP service process;
 //! - `polyglot`: Python and JavaScript operators give the Rust results;
+//! - `process`: keyed process functions driven call by call;
 //! - `cli`: the command line itself;
 //! - `examples`: every example is run, and none is left without a test;
 //! - `api`: `sluice serve`, its REST API and the CLI client over HTTP;
@@ -30,6 +31,7 @@ mod fields;
 mod kafka;
 mod polyglot;
 mod postgres;
+mod process;
 mod recovery;
 mod sandbox;
 mod sql;

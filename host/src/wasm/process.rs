@@ -570,17 +570,20 @@ impl WasmProcess {
     }
 
     /// A call for the timers due by `watermark` alone; a trap stops the job.
+    /// The key table of the buffered records, whose ids they hold, waits
+    /// aside meanwhile: the call has a table of its own.
     async fn timers_alone(
         &mut self,
         watermark: i64,
         now: i64,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
-        self.call.keys.clear();
-        match self
+        let waiting = std::mem::take(&mut self.call.keys);
+        let called = self
             .call(&Pending::default(), watermark, now, false, out)
-            .await?
-        {
+            .await;
+        self.call.keys = waiting;
+        match called? {
             Ok(()) => Ok(()),
             Err((description, timers)) => Err(WasmError::Trap {
                 uid: self.uid(),
