@@ -80,3 +80,68 @@ fn records_after_a_watermark_that_fires_many_timers_keep_their_own_keys() {
     assert_eq!(sorted(h.take_output("")), opened);
     assert_eq!(h.take_output("late"), Vec::<String>::new());
 }
+
+/// `chaos_process.wasm` with a 32 MiB memory limit, every record keeping
+/// 1 MiB of it; `list` says whether records are added to list state too.
+fn leaking(list: bool) -> OperatorHarness {
+    let spec = format!(
+        "wasm: {{ memory_limit: 32MiB }}\n\
+         sources: [{{ uid: in, type: datagen, count: 0 }}]\n\
+         operators:\n\
+         \x20 - uid: p\n\
+         \x20   input: in\n\
+         \x20   key_by: /k\n\
+         \x20   process: {{ module: chaos_process.wasm, config: {{ leak_kib: 1024, list: {list} }} }}\n\
+         sinks: [{{ uid: out, input: p, type: stdout }}]\n"
+    );
+    let options = PlanOptions::from_env(&[support::modules_dir()]);
+    OperatorHarness::plan_with(&spec, "p", &options).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `n` records of key `k`, as one batch then a flush: one call.
+fn call(h: &mut OperatorHarness, k: &str, n: usize) -> Result<(), String> {
+    let records = (0..n).map(|i| (format!(r#"{{"k":"{k}","i":{i}}}"#), 0));
+    h.records(0, records).map_err(|e| e.to_string())?;
+    h.flush().map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// What the chaos process function emitted: each row's count and `seen`.
+fn counts(h: &mut OperatorHarness) -> Vec<(u64, u64)> {
+    h.take_output("")
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(r).unwrap();
+            (v["count"].as_u64().unwrap(), v["seen"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// A call that runs out of memory on an instance that earlier calls grew,
+/// and that wrote no list or map state, is made again on a new instance:
+/// 10 MiB kept by the first two calls and 24 MiB by the third do not fit in
+/// 32 MiB; 24 do. Its value writes count once.
+#[test]
+fn a_call_that_outgrows_a_grown_instance_is_made_again_on_a_new_one() {
+    let mut h = leaking(false);
+    call(&mut h, "a", 5).unwrap();
+    call(&mut h, "a", 5).unwrap();
+    assert_eq!(counts(&mut h).len(), 10);
+    call(&mut h, "a", 24).unwrap();
+    let expected: Vec<(u64, u64)> = (11..=34).map(|c| (c, 0)).collect();
+    assert_eq!(counts(&mut h), expected);
+    // The instance is near its limit: the next call gets a new one.
+    call(&mut h, "a", 24).unwrap();
+    assert_eq!(counts(&mut h).len(), 24);
+}
+
+/// The same call, but one that added to list state without a dead-letter
+/// sink (its list writes cannot be undone): made again it would add them
+/// twice, so the trap stops the job, naming the operator and the limit.
+#[test]
+fn a_call_that_outgrew_its_instance_after_list_writes_is_not_made_again() {
+    let mut h = leaking(true);
+    call(&mut h, "a", 5).unwrap();
+    call(&mut h, "a", 5).unwrap();
+    let e = call(&mut h, "a", 24).unwrap_err();
+    assert!(e.contains("`p`") && e.contains("memory limit"), "{e}");
+}

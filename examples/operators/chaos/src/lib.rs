@@ -74,6 +74,12 @@ struct Settings {
     mode: Option<Mode>,
     trigger: Option<String>,
     path: Option<String>,
+    /// `chaos-process` only: KiB that every record keeps for the life of the
+    /// instance (a leak of a known size).
+    leak_kib: usize,
+    /// `chaos-process` only: whether records join the list state `seen`
+    /// (default true).
+    list: Option<bool>,
 }
 
 struct Chaos {
@@ -110,6 +116,7 @@ impl Transform for Chaos {
             mode,
             trigger,
             path,
+            ..
         } = config.parse()?;
         let mode = mode.ok_or(
             "chaos needs a config with a \"mode\": panic, spin, alloc, error, probe, log or flood",
@@ -174,32 +181,49 @@ sluice_guest::export_enricher!(Chaos);
 /// "kind": <the record's changelog kind, "+I" …>}` —
 /// except that a triggering record panics after its writes, so that the
 /// host must undo them before it replays the call record by record.
+/// With `"list": false` records are only counted (`seen` stays 0); with
+/// `"leak_kib": n` every record keeps n KiB of the instance's memory until
+/// the instance is dropped, so that a test knows how much a call grows it.
 #[cfg(feature = "process")]
 mod keyed {
-    use super::{Settings, contains};
+    use super::{HOARD, Settings, contains};
     use sluice_guest::{
         Config, Context, Error, KeyedProcess, ListState, Record, Setup, ValueState,
     };
 
     struct ChaosProcess {
         trigger: String,
+        leak: usize,
+        list: bool,
         seen: ListState<String>,
         count: ValueState<u64>,
     }
 
     impl KeyedProcess for ChaosProcess {
         fn open(config: Config, setup: &mut Setup) -> Result<Self, Error> {
-            let Settings { trigger, .. } = config.parse()?;
+            let Settings {
+                trigger,
+                leak_kib,
+                list,
+                ..
+            } = config.parse()?;
             Ok(ChaosProcess {
                 trigger: trigger.unwrap_or_else(|| "boom".to_owned()),
+                leak: leak_kib << 10,
+                list: list.unwrap_or(true),
                 seen: setup.list_state("seen")?,
                 count: setup.value_state("count")?,
             })
         }
 
         fn process(&mut self, record: &Record<'_>, ctx: &mut Context<'_>) -> Result<(), Error> {
+            if self.leak > 0 {
+                HOARD.with(|h| h.borrow_mut().push(vec![1u8; self.leak]));
+            }
             let value = String::from_utf8_lossy(record.value()).into_owned();
-            self.seen.add(ctx, &value)?;
+            if self.list {
+                self.seen.add(ctx, &value)?;
+            }
             let count = self.count.get(ctx)?.unwrap_or(0) + 1;
             self.count.set(ctx, &count)?;
             if contains(record.value(), self.trigger.as_bytes()) {
