@@ -66,6 +66,15 @@ impl Pointer {
         })
     }
 
+    /// The pointer to the top-level member `name`.
+    pub fn member(name: &[u8]) -> Pointer {
+        let name_text = String::from_utf8_lossy(name);
+        Pointer {
+            text: format!("/{}", name_text.replace('~', "~0").replace('/', "~1")),
+            segments: vec![name.to_vec()],
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.text
     }

@@ -286,6 +286,7 @@ impl OperatorHarness {
             info: &info,
             clock: &clock,
             side_ports: &node.side_ports,
+            members: None,
         });
         let mut ports = vec![String::new(), "dead_letter".to_owned()];
         ports.extend(node.side_ports.iter().cloned());

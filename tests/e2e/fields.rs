@@ -107,8 +107,27 @@ fn record(i: u64) -> (String, Outcome) {
     }
 }
 
+/// The map is fed by the file source alone: the source finds the members
+/// as it checks each record.
+#[test]
+fn a_map_reads_the_same_fields_whether_the_source_or_the_module_finds_them() {
+    reads_the_same_fields(Finder::Source);
+}
+
+/// The source feeds a second sink too: the host finds the members before
+/// each call.
 #[test]
 fn a_map_reads_the_same_fields_whether_the_host_or_the_module_finds_them() {
+    reads_the_same_fields(Finder::Host);
+}
+
+#[derive(PartialEq)]
+enum Finder {
+    Source,
+    Host,
+}
+
+fn reads_the_same_fields(finder: Finder) {
     // Far more records than one call takes (4,096), so that most calls
     // come after the module has named its fields.
     const RECORDS: u64 = 20_000;
@@ -137,13 +156,18 @@ fn a_map_reads_the_same_fields_whether_the_host_or_the_module_finds_them() {
             "sources:\n  - {{ uid: orders, type: file, path: \"{0}/input.jsonl\" }}\n\
              operators:\n  - uid: usd\n    input: orders\n    chain: false\n    \
              wasm: {{ module: usd_orders.wasm, config: {{ status: COMPLETED, min_amount: 100.0 }} }}\n\
-             sinks:\n  - {{ uid: out, input: usd, type: file, path: \"{0}/out.jsonl\" }}\n\
+             sinks:\n  - {{ uid: out, input: usd, type: file, path: \"{0}/out.jsonl\" }}\n{1}\
              dead_letter: {{ type: file, path: \"{0}/dead.jsonl\" }}\n",
-            d.display()
+            d.display(),
+            match finder {
+                Finder::Source => "",
+                Finder::Host => "  - { uid: copy, input: orders, type: discard }\n",
+            }
         ),
     )
     .unwrap();
-    let o = support::run(&spec, &[("SLUICE_LOG", "sluice_host::wasm=debug")]);
+    let logs = "sluice_host::wasm=debug,sluice_host::runtime::source=debug";
+    let o = support::run(&spec, &[("SLUICE_LOG", logs)]);
     assert_ok(&o);
     let log = stderr(&o);
     assert!(
@@ -151,6 +175,8 @@ fn a_map_reads_the_same_fields_whether_the_host_or_the_module_finds_them() {
             && log.contains(r#"names=["order_id", "customer_id", "amount", "currency", "status"]"#),
         "the module did not name its fields:\n{log}"
     );
+    let by_source = log.contains("the source finds the members its operator reads");
+    assert_eq!(by_source, finder == Finder::Source, "{log}");
     rows.sort();
     let got = support::sorted_lines(&d.join("out.jsonl"));
     let missing: Vec<_> = rows

@@ -454,6 +454,7 @@ mod tests {
             info: &info,
             clock: &clock,
             side_ports: &["late".to_owned()],
+            members: None,
         });
         op.open().await.unwrap();
         let mut out = Output::new(info.clone());

@@ -10,6 +10,8 @@
 //! its [`RowKind`]: whether it inserts, updates or deletes a row of a
 //! changelog (an insert unless a changelog source or operator says so).
 
+use std::sync::{Arc, OnceLock};
+
 /// A byte range in a batch's `data`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Span {
@@ -113,6 +115,66 @@ pub struct Batch {
     pub data: Vec<u8>,
     pub records: Vec<RecordMeta>,
     pub headers: Vec<HeaderMeta>,
+    /// Where some top-level members are in each record's value, when the
+    /// source that made the batch found them as it checked the records.
+    pub members: Option<Members>,
+}
+
+/// Where the members `names` are in each record's value of a batch, found
+/// by the source as it checked the records: for the operator it feeds, a
+/// Wasm transform, which would otherwise look for them again (its
+/// projection, `wasm::fields`). The operator asks through a
+/// [`MemberRequest`].
+///
+/// `found` holds, per record and name, the value's offset in the record's
+/// value ([`MEMBER_ABSENT`] when the record lacks the member) and its
+/// length ([`MEMBER_ESCAPED`] set for a string with escapes), or
+/// [`MEMBERS_UNREAD`]. It describes
+/// every record of the batch or none: a batch with records added after
+/// the source made it has more records than `found` describes, and its
+/// members are not to be used.
+#[derive(Clone, Debug)]
+pub struct Members {
+    pub names: Arc<[Box<[u8]>]>,
+    pub found: Vec<u32>,
+}
+
+/// A [`Members`] offset: the record has no such member.
+pub const MEMBER_ABSENT: u32 = u32::MAX;
+/// The top bit of a [`Members`] length: the value is a string with escapes.
+pub const MEMBER_ESCAPED: u32 = 1 << 31;
+/// Every pair of a record whose members were not looked for (not an
+/// object, or too long for the offsets): the reader finds them itself.
+pub const MEMBERS_UNREAD: (u32, u32) = (u32::MAX, u32::MAX);
+
+impl Members {
+    /// `found` for every record of `batch`, when these are members `names`.
+    pub fn of<'a>(batch: &'a Batch, names: &[Box<[u8]>]) -> Option<&'a [u32]> {
+        let m = batch.members.as_ref()?;
+        (*m.names == *names && Some(m.found.len()) == batch.len().checked_mul(2 * names.len()))
+            .then_some(&m.found[..])
+    }
+}
+
+/// The members an operator would have its input's source find (see
+/// [`Members`]), once it knows them: a Wasm transform learns its module's
+/// projection after the first call. The source takes them up at its next
+/// batch.
+#[derive(Debug, Default)]
+pub struct MemberRequest(OnceLock<Arc<[Box<[u8]>]>>);
+
+impl MemberRequest {
+    /// Asks for `names`; only the first request counts.
+    pub fn ask(&self, names: &[Box<[u8]>]) {
+        if self.0.get().is_none() {
+            let _ = self.0.set(names.into());
+        }
+    }
+
+    /// The members asked for, if any yet.
+    pub fn names(&self) -> Option<&Arc<[Box<[u8]>]>> {
+        self.0.get()
+    }
 }
 
 impl Batch {
@@ -121,6 +183,7 @@ impl Batch {
             data: Vec::with_capacity(bytes),
             records: Vec::with_capacity(records),
             headers: Vec::new(),
+            members: None,
         }
     }
 
@@ -138,6 +201,7 @@ impl Batch {
         self.data.clear();
         self.records.clear();
         self.headers.clear();
+        self.members = None;
     }
 
     #[inline]

@@ -14,11 +14,12 @@
 //! from), so a pipeline of tasks ends up taking turns on one core instead of
 //! running side by side.
 
+use super::batch::MemberRequest;
 use super::graph::{NodeKind, Pipeline};
 use super::keys::KeySelector;
 use super::operator::{FIRST_SIDE_PORT, MAIN_PORT, NodeInfo, Subtask};
 use super::router::{Partitioning, Router, TaskInputs, TaskSender};
-use super::source::SourceOutput;
+use super::source::{Format, SourceOutput};
 use super::task::{ChainNode, Head, SourceNode, Target, Task};
 use super::{NodeMetrics, Operator, Output, Splits};
 use crate::checkpoint::coordinator::{Coordinator, Outcome, SavepointRequest, Setup};
@@ -423,6 +424,7 @@ async fn run_attempt(
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let mut spawned = 0usize;
+    let members = member_requests(pipeline);
     for (c, chain) in pipeline.chains.iter().enumerate() {
         for subtask in 0..chain.parallelism {
             let mut routers = Vec::new();
@@ -485,6 +487,7 @@ async fn run_attempt(
                         info: &infos[n],
                         clock: &clock,
                         side_ports: &node.side_ports,
+                        members: members[n].as_ref(),
                     }),
                 };
                 nodes.push(ChainNode::new(
@@ -517,6 +520,9 @@ async fn run_attempt(
                             && out.with_key(key)
                         {
                             routers[*r].take_keys_as_set();
+                        }
+                        if let Some(request) = &members[chain.nodes[0]] {
+                            out.with_members(request.clone());
                         }
                         Box::new(out)
                     },
@@ -713,6 +719,54 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
         .map(|s| s.to_string())
         .or_else(|| p.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Which operators ask their sources to find the members they read (see
+/// [`crate::runtime::batch::Members`]), and which sources are asked: by
+/// node, the request they share. An operator that
+/// [`asks_members`](crate::runtime::OperatorFactory::asks_members) gets one when every edge into it
+/// comes from a checked JSON source whose records all go to it; such a
+/// source gets the request of the operator it feeds.
+fn member_requests(pipeline: &Pipeline) -> Vec<Option<Arc<MemberRequest>>> {
+    let mut requests: Vec<Option<Arc<MemberRequest>>> = vec![None; pipeline.nodes.len()];
+    // Whether the edge comes from a checked JSON source, all of whose
+    // records it takes as they are.
+    let whole_from_json = |e: &crate::runtime::Edge| {
+        let json = matches!(
+            &pipeline.nodes[e.from].kind,
+            NodeKind::Source { factory, .. } if factory.format() == Format::Json
+        );
+        let main_edges = pipeline
+            .edges
+            .iter()
+            .filter(|o| o.from == e.from && o.port == MAIN_PORT)
+            .count();
+        json && e.port == MAIN_PORT
+            && main_edges == 1
+            && matches!(
+                e.partitioning,
+                Partitioning::Forward | Partitioning::Rebalance
+            )
+    };
+    for (n, node) in pipeline.nodes.iter().enumerate() {
+        let NodeKind::Operator(factory) = &node.kind else {
+            continue;
+        };
+        let inputs: Vec<&crate::runtime::Edge> =
+            pipeline.edges.iter().filter(|e| e.to == n).collect();
+        if !factory.asks_members()
+            || inputs.is_empty()
+            || !inputs.iter().all(|e| whole_from_json(e))
+        {
+            continue;
+        }
+        let request = Arc::new(MemberRequest::default());
+        for e in inputs {
+            requests[e.from] = Some(request.clone());
+        }
+        requests[n] = Some(request);
+    }
+    requests
 }
 
 #[cfg(test)]

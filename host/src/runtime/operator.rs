@@ -137,6 +137,10 @@ pub struct Subtask<'a> {
     /// The names of the node's side outputs (ports from
     /// [`FIRST_SIDE_PORT`] on).
     pub side_ports: &'a [String],
+    /// For an operator that [`OperatorFactory::asks_members`] and is fed
+    /// by JSON sources alone: where it asks them to find the members it
+    /// reads.
+    pub members: Option<&'a Arc<crate::runtime::batch::MemberRequest>>,
 }
 
 /// The module an operator runs.
@@ -155,6 +159,13 @@ pub trait OperatorFactory: Send + Sync {
     fn kind(&self) -> &'static str;
 
     fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator>;
+
+    /// Whether the operator reads top-level members of its input records
+    /// that a JSON source feeding it could find as it checks them (see
+    /// [`crate::runtime::batch::Members`]).
+    fn asks_members(&self) -> bool {
+        false
+    }
 
     /// The Wasm module the operator runs, if any.
     fn module(&self) -> Option<ModuleRef<'_>> {

@@ -7,7 +7,9 @@
 //! full, at every watermark, and after the buffer timeout when input is
 //! slow), and setting malformed records aside.
 
-use super::batch::{Batch, Origin, RowKind};
+use super::batch::{
+    Batch, MEMBER_ABSENT, MEMBER_ESCAPED, MEMBERS_UNREAD, MemberRequest, Members, Origin, RowKind,
+};
 use super::keys::KeySelector;
 use super::operator::Output;
 use super::{Message, PositionKind};
@@ -216,6 +218,37 @@ pub struct SourceOutput {
     /// The watermark waiting to follow the current batch
     /// (`Emit::PerEventDeferred`).
     deferred: Option<i64>,
+    /// The request of the operator this source feeds for the members it
+    /// reads (see [`Members`]), and the names once asked for and taken up.
+    members: Option<Arc<MemberRequest>>,
+    member_names: Option<Arc<[Box<[u8]>]>>,
+    /// The current record's pairs, as [`Members::found`] holds them.
+    member_found: Vec<u32>,
+}
+
+/// `found`, the raw text of each member of the record `value` or `None`,
+/// as [`Members::found`] holds it for one record.
+fn member_pairs(value: &[u8], found: &[Option<&[u8]>], out: &mut Vec<u32>) {
+    out.clear();
+    // The same records the transform's own scan would leave to the module.
+    let object = value.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !object || value.len() >= MEMBER_ESCAPED as usize {
+        for _ in found {
+            out.extend_from_slice(&[MEMBERS_UNREAD.0, MEMBERS_UNREAD.1]);
+        }
+        return;
+    }
+    for f in found {
+        match f {
+            Some(raw) => {
+                let start = raw.as_ptr() as usize - value.as_ptr() as usize;
+                let escaped = raw.first() == Some(&b'"') && raw.contains(&b'\\');
+                let len = raw.len() as u32 | if escaped { MEMBER_ESCAPED } else { 0 };
+                out.extend_from_slice(&[start as u32, len]);
+            }
+            None => out.extend_from_slice(&[MEMBER_ABSENT, 0]),
+        }
+    }
 }
 
 /// A pace a source task keeps (`sluice run --source-rate`): at most `rate`
@@ -267,6 +300,9 @@ impl SourceOutput {
             restored: Positions::new(),
             pace: None,
             deferred: None,
+            members: None,
+            member_names: None,
+            member_found: Vec::new(),
         }
     }
 
@@ -370,6 +406,41 @@ impl SourceOutput {
         self.checker = json::Checker::new(pointers);
         self.key = Some(key.clone());
         true
+    }
+
+    /// Makes the source find, as it checks each record, the members that
+    /// the operator it feeds asks for through `request`, from the first
+    /// batch after the request (see [`Members`]). Only a checked JSON
+    /// source without a key of its own finds them: `false` (and nothing
+    /// changed) for the others.
+    pub fn with_members(&mut self, request: Arc<MemberRequest>) -> bool {
+        if self.format != Format::Json || self.key.is_some() {
+            return false;
+        }
+        self.members = Some(request);
+        true
+    }
+
+    /// Between batches: takes up the members asked for, if they are new.
+    fn take_up_members(&mut self) {
+        if self.member_names.is_some() {
+            return;
+        }
+        let Some(names) = self.members.as_ref().and_then(|r| r.names()).cloned() else {
+            return;
+        };
+        let mut pointers: Vec<Pointer> = self.event_time.iter().flatten().cloned().collect();
+        pointers.extend(names.iter().map(|n| Pointer::member(n)));
+        if pointers.len() > 64 {
+            self.members = None;
+            return;
+        }
+        tracing::debug!(
+            members = names.len(),
+            "the source finds the members its operator reads as it checks records"
+        );
+        self.checker = json::Checker::new(pointers);
+        self.member_names = Some(names);
     }
 
     /// Paces the source at `rate` records per second (none: as fast as it
@@ -516,6 +587,13 @@ impl SourceOutput {
                 let key = if found { Some(&self.key_buf[..]) } else { key };
                 self.batch
                     .push_with_headers(key, value, ts, origin, headers);
+                if let Some(names) = &self.member_names {
+                    let members = self.batch.members.get_or_insert_with(|| Members {
+                        names: names.clone(),
+                        found: Vec::with_capacity(self.batch_size * 2 * names.len()),
+                    });
+                    members.found.extend_from_slice(&self.member_found);
+                }
                 if kind != RowKind::Insert {
                     self.batch.set_last_kind(kind);
                 }
@@ -598,9 +676,13 @@ impl SourceOutput {
             (Format::Json | Format::DebeziumJson, event) => {
                 let field = usize::from(matches!(event, Some(Some(_))));
                 let keys = self.key.as_ref().map_or(0, |k| k.pointers().len());
-                let mut found = json::Slots::<_, 8>::new(None, field + keys);
+                let members = self.member_names.as_ref().map_or(0, |n| n.len());
+                let mut found = json::Slots::<_, 8>::new(None, field + keys + members);
                 let found = found.slice();
                 self.checker.find(value, found).map_err(|e| e.to_string())?;
+                if members > 0 {
+                    member_pairs(value, &found[field + keys..], &mut self.member_found);
+                }
                 let ts = match event {
                     Some(Some(p)) => event_time(Ok(found[0]), p)?,
                     _ => timestamp,
@@ -629,6 +711,7 @@ impl SourceOutput {
         if let Some(t) = self.deferred.take() {
             self.messages.push(Message::Watermark(Watermark::Time(t)));
         }
+        self.take_up_members();
     }
 
     /// Reads the clock; called by the task before each poll.
@@ -758,6 +841,77 @@ mod tests {
         assert_eq!(kinds(&mut out), ["b2"]);
         std::thread::sleep(Duration::from_millis(11));
         assert_eq!(out.pace_wait(), None);
+    }
+
+    /// Asked for members, a source finds them from its next batch on, where
+    /// the transform's own scan (`json::locate_members`) would; a record it
+    /// rejects adds nothing, and one that is not an object is left unread.
+    #[test]
+    fn a_source_asked_for_members_finds_them_as_it_checks_records() {
+        let batches = |out: &mut SourceOutput| -> Vec<Batch> {
+            out.take_messages()
+                .filter_map(|m| match m {
+                    Message::Batch(b) => Some(b),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (mut out, _) = output(true, false, 100);
+        let request = Arc::new(MemberRequest::default());
+        assert!(out.with_members(request.clone()));
+        let s = out.add_split("f".into(), PositionKind::Line);
+        out.push(s, None, br#"{"a":1}"#, 1).unwrap();
+        out.cut_for_barrier();
+        let names: Vec<Box<[u8]>> = vec![b"b"[..].into(), b"a"[..].into()];
+        request.ask(&names);
+        // Pushed before the batch the request is taken up at.
+        out.push(s, None, br#"{"a":2}"#, 2).unwrap();
+        out.cut_for_barrier();
+        let values = [
+            r#"{"a":1,"b":"x\"y"}"#,
+            r#" { "b" : [1,{"a":2}] , "c":3 } "#,
+            r#"{"a":true,"a":false}"#,
+            r#"{"b":"plain","a":{"b":1}}"#,
+            "{oops",
+            r#"[1,2]"#,
+        ];
+        for (i, v) in values.iter().enumerate() {
+            out.push(s, None, v.as_bytes(), 3 + i as u64).unwrap();
+        }
+        out.cut_for_barrier();
+        let got = batches(&mut out);
+        assert_eq!(got.len(), 3);
+        assert!(got[0].members.is_none() && got[1].members.is_none());
+        let b = &got[2];
+        assert_eq!(b.len(), 5, "the broken record went to the dead letters");
+        let found = Members::of(b, &names).expect("members of every record");
+        let mut expected = Vec::new();
+        let mut located = [None; 2];
+        for r in b.iter().take(4) {
+            assert!(json::locate_members(r.value(), &names, &mut located));
+            for l in located {
+                expected.extend_from_slice(&match l {
+                    Some(l) => {
+                        let len = (l.end - l.start) as u32;
+                        [
+                            l.start as u32,
+                            len | if l.escaped { MEMBER_ESCAPED } else { 0 },
+                        ]
+                    }
+                    None => [MEMBER_ABSENT, 0],
+                });
+            }
+        }
+        for _ in &names {
+            expected.extend_from_slice(&[MEMBERS_UNREAD.0, MEMBERS_UNREAD.1]);
+        }
+        assert_eq!(found, expected);
+        assert_eq!(&found[..2], [11, 6 | MEMBER_ESCAPED], "b of the first");
+        // Other names, or a record added after the source: not these.
+        assert!(Members::of(b, &names[..1]).is_none());
+        let mut more = b.clone();
+        more.push(None, b"{}", None, Origin::NONE);
+        assert!(Members::of(&more, &names).is_none());
     }
 
     #[test]

@@ -4,21 +4,24 @@
 //! call's input records ([`Projection::locate`]) for the module to take
 //! (`found`). The host's scan is native code and stops at the last member
 //! named; in Wasm the same scan costs several times more (cranelift's code,
-//! and a deadline check at every loop turn).
+//! and a deadline check at every loop turn). A transform fed straight by
+//! JSON sources asks them to find the members as they check the records
+//! ([`crate::runtime::batch::Members`]): the scan is then not made again.
 
 use crate::json::{Located, locate_members};
 use crate::runtime::Batch;
+use crate::runtime::batch::{MEMBER_ABSENT, MEMBER_ESCAPED, MEMBERS_UNREAD, Members};
 
 /// At most this many names in a projection.
 pub const MAX_NAMES: usize = 32;
 /// At most this many bytes in a projected name.
 pub const MAX_NAME_BYTES: usize = 256;
 /// `found`'s offset of a member the record does not have.
-pub const ABSENT: u32 = u32::MAX;
+pub const ABSENT: u32 = MEMBER_ABSENT;
 /// `found`'s pair for every name of a record the host did not read.
-pub const UNREAD: (u32, u32) = (u32::MAX, u32::MAX);
+pub const UNREAD: (u32, u32) = MEMBERS_UNREAD;
 /// The top bit of a `found` length: the value is a string with escapes.
-pub const ESCAPED: u32 = 1 << 31;
+pub const ESCAPED: u32 = MEMBER_ESCAPED;
 
 /// One instance's projection, and what was found for the current call.
 #[derive(Default)]
@@ -34,6 +37,11 @@ impl Projection {
     pub fn locate(&mut self, batch: &Batch) {
         self.found.clear();
         if self.names.is_empty() {
+            return;
+        }
+        // The source found them as it checked the records.
+        if let Some(found) = Members::of(batch, &self.names) {
+            self.found.extend_from_slice(found);
             return;
         }
         let n = self.names.len();
@@ -61,6 +69,11 @@ impl Projection {
                 }
             }
         }
+    }
+
+    /// The names projected, if any.
+    pub fn names(&self) -> &[Box<[u8]>] {
+        &self.names
     }
 
     /// What was found for the current call, handed over once.
@@ -162,6 +175,25 @@ mod tests {
         // `found` hands the pairs over once.
         assert_eq!(p.take_found().len(), 20);
         assert!(p.take_found().is_empty());
+    }
+
+    /// Members a source found for the batch are taken as they are (here
+    /// deliberately not where a scan would find them, to see which was
+    /// used); for other names the host scans.
+    #[test]
+    fn takes_the_members_the_source_found() {
+        let mut p = Projection::default();
+        p.project(vec!["a".into()]).unwrap();
+        let mut b = batch(&[r#"{"a":1}"#, r#"{"a":22}"#]);
+        b.members = Some(Members {
+            names: vec![b"a"[..].into()].into(),
+            found: vec![0, 1, 2, 3],
+        });
+        p.locate(&b);
+        assert_eq!(p.take_found(), [0, 1, 2, 3]);
+        b.members.as_mut().unwrap().names = vec![b"b"[..].into()].into();
+        p.locate(&b);
+        assert_eq!(p.take_found(), [5, 1, 5, 2]);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::{
 };
 use super::{Guest, World};
 use crate::error::{PlanError, RuntimeError, WasmError};
-use crate::runtime::batch::{HeaderMeta, RecordMeta};
+use crate::runtime::batch::{HeaderMeta, MemberRequest, RecordMeta};
 use crate::runtime::kind::{OperatorKind, PlanContext, Planned};
 use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
@@ -42,6 +42,9 @@ pub struct WasmTransform {
     /// records before it.
     pending: Batch,
     marks: Vec<(usize, i64)>,
+    /// Where to ask the sources feeding the operator to find the members
+    /// the module reads, until asked.
+    members: Option<Arc<MemberRequest>>,
 }
 
 impl WasmTransform {
@@ -53,6 +56,7 @@ impl WasmTransform {
             lowering: Lowering::default(),
             pending: Batch::default(),
             marks: Vec::new(),
+            members: None,
         }
     }
 
@@ -86,6 +90,13 @@ impl WasmTransform {
         let param = self.lowering.batch(batch);
         match guest.call_process(&mut sandbox.store, param).await {
             Ok(output) => {
+                // The module projects after its first call.
+                let names = sandbox.store.data().fields.names();
+                if !names.is_empty()
+                    && let Some(request) = self.members.take()
+                {
+                    request.ask(names);
+                }
                 if sandbox.worn() {
                     tracing::debug!(operator = %self.settings.uid, "replacing an instance near its memory limit");
                     self.live = None;
@@ -346,6 +357,7 @@ pub(super) fn lift(
         data,
         records: Vec::with_capacity(metas.len()),
         headers,
+        members: None,
     };
     for (m, &o) in metas.iter().zip(origins) {
         let from = input.records.get(o as usize).ok_or_else(|| {
@@ -410,11 +422,14 @@ impl OperatorFactory for TransformFactory {
         "transform"
     }
 
-    fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
-        Box::new(WasmTransform::new(
-            self.0.module.clone(),
-            self.0.settings.clone(),
-        ))
+    fn create(&self, subtask: &Subtask<'_>) -> Box<dyn Operator> {
+        let mut op = WasmTransform::new(self.0.module.clone(), self.0.settings.clone());
+        op.members = subtask.members.cloned();
+        Box::new(op)
+    }
+
+    fn asks_members(&self) -> bool {
+        true
     }
 
     fn module(&self) -> Option<ModuleRef<'_>> {
