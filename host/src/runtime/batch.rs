@@ -148,11 +148,16 @@ pub const MEMBER_ESCAPED: u32 = 1 << 31;
 pub const MEMBERS_UNREAD: (u32, u32) = (u32::MAX, u32::MAX);
 
 impl Members {
-    /// `found` for every record of `batch`, when these are members `names`.
+    /// Whether these are members `names` of every record of `batch` (a
+    /// batch's own, or taken from it).
+    pub fn describe(&self, batch: &Batch, names: &[Box<[u8]>]) -> bool {
+        *self.names == *names && Some(self.found.len()) == batch.len().checked_mul(2 * names.len())
+    }
+
+    /// `found` for every record of `batch`, when it has members `names`.
     pub fn of<'a>(batch: &'a Batch, names: &[Box<[u8]>]) -> Option<&'a [u32]> {
         let m = batch.members.as_ref()?;
-        (*m.names == *names && Some(m.found.len()) == batch.len().checked_mul(2 * names.len()))
-            .then_some(&m.found[..])
+        m.describe(batch, names).then_some(&m.found[..])
     }
 }
 

@@ -131,7 +131,7 @@ impl WasmAggregator {
             data: &accs.data,
             spans: &self.spans,
         };
-        sandbox.store.data_mut().fields.locate(input);
+        sandbox.store.data_mut().fields.locate(input, None);
         let batch = self.lowering.batch(input);
         match guest
             .call_add(&mut sandbox.store, param, batch, targets)

@@ -33,15 +33,16 @@ pub struct Projection {
 
 impl Projection {
     /// Finds the projected members in every record of `batch` (what `found`
-    /// returns during the next call); nothing without a projection.
-    pub fn locate(&mut self, batch: &Batch) {
+    /// returns during the next call), unless `by_source` (the members the
+    /// source found, taken from the batch) has them; nothing without a
+    /// projection.
+    pub fn locate(&mut self, batch: &Batch, by_source: Option<Members>) {
         self.found.clear();
         if self.names.is_empty() {
             return;
         }
-        // The source found them as it checked the records.
-        if let Some(found) = Members::of(batch, &self.names) {
-            self.found.extend_from_slice(found);
+        if let Some(m) = by_source.filter(|m| m.describe(batch, &self.names)) {
+            self.found = m.found;
             return;
         }
         let n = self.names.len();
@@ -135,7 +136,7 @@ mod tests {
     #[test]
     fn finds_the_projected_members_of_each_record() {
         let mut p = Projection::default();
-        p.locate(&batch(&[r#"{"a":1}"#]));
+        p.locate(&batch(&[r#"{"a":1}"#]), None);
         assert!(p.found.is_empty(), "nothing without a projection");
         p.project(vec!["b".into(), "a".into()]).unwrap();
         let values = [
@@ -145,7 +146,7 @@ mod tests {
             r#"{"a":true,"a":false}"#,
             r#"{"a\u0062":1,"b":2}"#,
         ];
-        p.locate(&batch(&values));
+        p.locate(&batch(&values), None);
         let u = UNREAD;
         assert_eq!(
             p.found,
@@ -184,16 +185,20 @@ mod tests {
     fn takes_the_members_the_source_found() {
         let mut p = Projection::default();
         p.project(vec!["a".into()]).unwrap();
-        let mut b = batch(&[r#"{"a":1}"#, r#"{"a":22}"#]);
-        b.members = Some(Members {
+        let b = batch(&[r#"{"a":1}"#, r#"{"a":22}"#]);
+        let mut members = Members {
             names: vec![b"a"[..].into()].into(),
             found: vec![0, 1, 2, 3],
-        });
-        p.locate(&b);
+        };
+        p.locate(&b, Some(members.clone()));
         assert_eq!(p.take_found(), [0, 1, 2, 3]);
-        b.members.as_mut().unwrap().names = vec![b"b"[..].into()].into();
-        p.locate(&b);
+        members.names = vec![b"b"[..].into()].into();
+        p.locate(&b, Some(members.clone()));
         assert_eq!(p.take_found(), [5, 1, 5, 2]);
+        members.names = vec![b"a"[..].into()].into();
+        members.found.truncate(2);
+        p.locate(&b, Some(members));
+        assert_eq!(p.take_found(), [5, 1, 5, 2], "not every record's");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use super::{
 };
 use super::{Guest, World};
 use crate::error::{PlanError, RuntimeError, WasmError};
-use crate::runtime::batch::{HeaderMeta, MemberRequest, RecordMeta};
+use crate::runtime::batch::{HeaderMeta, MemberRequest, Members, RecordMeta};
 use crate::runtime::kind::{OperatorKind, PlanContext, Planned};
 use crate::runtime::{Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Output, Subtask};
 use async_trait::async_trait;
@@ -77,16 +77,18 @@ impl WasmTransform {
     }
 
     /// One call; on a trap the instance is dropped and the trap described.
+    /// `members`: those the source found in `batch`'s records, if any.
     async fn call(
         &mut self,
         batch: &Batch,
+        members: Option<Members>,
     ) -> Result<Result<wit_transform::TransformOutput, String>, WasmError> {
         if self.live.is_none() {
             self.start().await?;
         }
         let (sandbox, guest) = self.live.as_mut().expect("started");
         sandbox.arm();
-        sandbox.store.data_mut().fields.locate(batch);
+        sandbox.store.data_mut().fields.locate(batch, members);
         let param = self.lowering.batch(batch);
         match guest.call_process(&mut sandbox.store, param).await {
             Ok(output) => {
@@ -179,7 +181,7 @@ impl WasmTransform {
             }
             single.clear();
             single.push_record(batch.get(i), None);
-            match self.call(&single).await? {
+            match self.call(&single, None).await? {
                 Ok(output) => self.emit(&single, output, &[], out)?,
                 Err(description) => trapped_on(out, &self.settings.uid, batch.get(i), description)?,
             }
@@ -195,7 +197,9 @@ impl WasmTransform {
     /// a window releases at once), so that the guest's memory, which never
     /// shrinks, holds one segment and its output at most.
     async fn run(&mut self, out: &mut Output) -> Result<(), RuntimeError> {
-        let batch = std::mem::take(&mut self.pending);
+        let mut batch = std::mem::take(&mut self.pending);
+        // Taken, not copied: the call hands them on as they are.
+        let members = batch.members.take();
         let marks = std::mem::take(&mut self.marks);
         if batch.is_empty() {
             for (_, t) in marks {
@@ -205,7 +209,7 @@ impl WasmTransform {
         }
         let parts = segments(&batch, &marks);
         if parts.len() == 1 {
-            return self.run_segment(&batch, &marks, out).await;
+            return self.run_segment(&batch, members, &marks, out).await;
         }
         let mut part = Batch::default();
         for (range, marks) in parts {
@@ -213,7 +217,7 @@ impl WasmTransform {
             for i in range {
                 part.push_record(batch.get(i), None);
             }
-            self.run_segment(&part, &marks, out).await?;
+            self.run_segment(&part, None, &marks, out).await?;
         }
         Ok(())
     }
@@ -222,11 +226,12 @@ impl WasmTransform {
     async fn run_segment(
         &mut self,
         batch: &Batch,
+        members: Option<Members>,
         marks: &[(usize, i64)],
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         let started = Instant::now();
-        let result = match self.call(batch).await? {
+        let result = match self.call(batch, members).await? {
             Ok(output) => self.emit(batch, output, marks, out),
             Err(description) => {
                 tracing::warn!(
