@@ -166,8 +166,19 @@ fn reads_the_same_fields(finder: Finder) {
         ),
     )
     .unwrap();
-    let logs = "sluice_host::wasm=debug,sluice_host::runtime::source=debug";
-    let o = support::run(&spec, &[("SLUICE_LOG", logs)]);
+    // Paced (half a second in all): a source that had read everything
+    // before the module named its fields would have no batch left to find
+    // them in.
+    let o = support::sluice()
+        .arg("run")
+        .arg(&spec)
+        .args(["--source-rate", "40000"])
+        .env(
+            "SLUICE_LOG",
+            "sluice_host::wasm=debug,sluice_host::runtime::source=debug",
+        )
+        .output()
+        .expect("run sluice");
     assert_ok(&o);
     let log = stderr(&o);
     assert!(
