@@ -243,7 +243,8 @@ pub struct OperatorHarness {
     runtime: tokio::runtime::Runtime,
     /// Port names: "" (main), `dead_letter`, then the side outputs.
     ports: Vec<String>,
-    emitted: Vec<(usize, Row)>,
+    /// What the operator emitted, by port, as text.
+    emitted: Vec<(usize, String)>,
     split: u32,
     position: u64,
 }
@@ -371,17 +372,16 @@ impl OperatorHarness {
             .into_iter()
             .partition(|(p, _)| *p == at);
         self.emitted = kept;
-        taken
-            .into_iter()
-            .map(|(_, r)| String::from_utf8_lossy(&r.value).into_owned())
-            .collect()
+        taken.into_iter().map(|(_, value)| value).collect()
     }
 
     /// Keeps what the last call emitted.
     fn collect<T>(&mut self, result: Result<T, RuntimeError>) -> Result<T, RuntimeError> {
         for (port, batch) in self.out.drain() {
-            self.emitted
-                .extend(batch.iter().map(|r| (port, Row::of(r))));
+            let values = batch
+                .iter()
+                .map(|r| String::from_utf8_lossy(r.value()).into_owned());
+            self.emitted.extend(values.map(|v| (port, v)));
         }
         result
     }
@@ -393,16 +393,6 @@ pub struct Row {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub timestamp: Option<i64>,
-}
-
-impl Row {
-    fn of(r: crate::runtime::RecordRef<'_>) -> Row {
-        Row {
-            key: r.key().map(<[u8]>::to_vec),
-            value: r.value().to_vec(),
-            timestamp: r.timestamp(),
-        }
-    }
 }
 
 /// Records given in code, read as one split whose position is the number
@@ -584,7 +574,11 @@ impl Collector {
 #[async_trait]
 impl Operator for Collector {
     async fn process_batch(&mut self, batch: Batch, _out: &mut Output) -> Result<(), RuntimeError> {
-        self.pending.extend(batch.iter().map(Row::of));
+        self.pending.extend(batch.iter().map(|r| Row {
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().to_vec(),
+            timestamp: r.timestamp(),
+        }));
         Ok(())
     }
 

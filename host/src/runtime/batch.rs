@@ -153,12 +153,6 @@ impl Members {
     pub fn describe(&self, batch: &Batch, names: &[Box<[u8]>]) -> bool {
         *self.names == *names && Some(self.found.len()) == batch.len().checked_mul(2 * names.len())
     }
-
-    /// `found` for every record of `batch`, when it has members `names`.
-    pub fn of<'a>(batch: &'a Batch, names: &[Box<[u8]>]) -> Option<&'a [u32]> {
-        let m = batch.members.as_ref()?;
-        m.describe(batch, names).then_some(&m.found[..])
-    }
 }
 
 /// The members an operator would have its input's source find (see

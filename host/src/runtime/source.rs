@@ -884,7 +884,9 @@ mod tests {
         assert!(got[0].members.is_none() && got[1].members.is_none());
         let b = &got[2];
         assert_eq!(b.len(), 5, "the broken record went to the dead letters");
-        let found = Members::of(b, &names).expect("members of every record");
+        let members = b.members.as_ref().expect("members");
+        assert!(members.describe(b, &names), "members of every record");
+        let found = &members.found[..];
         let mut expected = Vec::new();
         let mut located = [None; 2];
         for r in b.iter().take(4) {
@@ -908,10 +910,10 @@ mod tests {
         assert_eq!(found, expected);
         assert_eq!(&found[..2], [11, 6 | MEMBER_ESCAPED], "b of the first");
         // Other names, or a record added after the source: not these.
-        assert!(Members::of(b, &names[..1]).is_none());
+        assert!(!members.describe(b, &names[..1]));
         let mut more = b.clone();
         more.push(None, b"{}", None, Origin::NONE);
-        assert!(Members::of(&more, &names).is_none());
+        assert!(!members.describe(&more, &names));
     }
 
     #[test]

@@ -10,18 +10,18 @@
 
 use crate::json::{Located, locate_members};
 use crate::runtime::Batch;
-use crate::runtime::batch::{MEMBER_ABSENT, MEMBER_ESCAPED, MEMBERS_UNREAD, Members};
+// `found`'s pairs are those of a batch's `Members`: an offset of `ABSENT`
+// for a member the record does not have, `UNREAD` for every name of a
+// record the host did not read, `ESCAPED` in a length for a string with
+// escapes.
+use crate::runtime::batch::{
+    MEMBER_ABSENT as ABSENT, MEMBER_ESCAPED as ESCAPED, MEMBERS_UNREAD as UNREAD, Members,
+};
 
 /// At most this many names in a projection.
 pub const MAX_NAMES: usize = 32;
 /// At most this many bytes in a projected name.
 pub const MAX_NAME_BYTES: usize = 256;
-/// `found`'s offset of a member the record does not have.
-pub const ABSENT: u32 = MEMBER_ABSENT;
-/// `found`'s pair for every name of a record the host did not read.
-pub const UNREAD: (u32, u32) = MEMBERS_UNREAD;
-/// The top bit of a `found` length: the value is a string with escapes.
-pub const ESCAPED: u32 = MEMBER_ESCAPED;
 
 /// One instance's projection, and what was found for the current call.
 #[derive(Default)]
