@@ -522,21 +522,40 @@ fn query_rows(columns: &str, rows: &str, query: &str) -> std::process::Output {
         ),
     )
     .unwrap();
+    // The log says whether the source found the members the query reads.
     support::sluice()
         .args(["sql", "-q"])
         .arg(&f)
+        .env("SLUICE_LOG", "sluice_host::runtime::source=debug")
         .output()
         .unwrap()
 }
 
-/// The source does not check a table's JSON (the `sql` operator reading it
-/// does, whole, in its one scan): a line that is not JSON past the fields a
-/// query reads is still named, in a plain query and in a window's.
+/// Whether the source of `o`'s query found the members the query reads
+/// (run by [`query_rows`]).
+fn source_found_members(o: &std::process::Output) -> bool {
+    stderr(o).contains("the source finds the members its operator reads")
+}
+
+/// The source does not check a table's JSON (it scans each record for the
+/// members the query reads, and leaves a record its scan refuses to the
+/// `sql` operator, whose own scan names the fault): a line that is not JSON
+/// past the fields a query reads is still named, in a plain query and in a
+/// window's.
 #[test]
 fn a_line_that_is_not_json_is_named_though_its_fields_come_first() {
-    for query in [
-        "SELECT a FROM t;",
-        "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(rt), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;",
+    // (query, whether it reads members the source finds: the last reads
+    // only the event time, which the source reads anyway).
+    for (query, members) in [
+        ("SELECT a FROM t;", true),
+        (
+            "SELECT window_start, SUM(a) AS s FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(rt), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;",
+            true,
+        ),
+        (
+            "SELECT window_start, COUNT(*) AS n FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(rt), INTERVAL '10' SECOND)) GROUP BY window_start, window_end;",
+            false,
+        ),
     ] {
         let o = query_rows(
             "a INT, ts BIGINT, rt AS TO_TIMESTAMP_LTZ(ts, 3), WATERMARK FOR rt AS rt",
@@ -549,12 +568,13 @@ fn a_line_that_is_not_json_is_named_though_its_fields_come_first() {
             err.contains("rows.jsonl:2") && err.contains("invalid JSON at byte 21"),
             "{query}: {err}"
         );
+        assert_eq!(source_found_members(&o), members, "{query}: {err}");
     }
 }
 
 /// Text columns are read into buffers reused from row to row: escaped and
 /// non-ASCII text, a missing and a null member after rows that had them,
-/// each row with its own values.
+/// each row with its own values (where the source found them).
 #[test]
 fn text_columns_are_each_rows_own() {
     let o = query_rows(
@@ -569,6 +589,7 @@ fn text_columns_are_each_rows_own() {
         "SELECT a, b, CHAR_LENGTH(a) AS n FROM t;",
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(source_found_members(&o), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
         concat!(

@@ -121,10 +121,10 @@ pub struct Batch {
 }
 
 /// Where the members `names` are in each record's value of a batch, found
-/// by the source as it checked the records: for the operator it feeds, a
-/// Wasm transform, which would otherwise look for them again (its
-/// projection, `wasm::fields`). The operator asks through a
-/// [`MemberRequest`].
+/// by the source as it checked (or, unchecked, scanned) the records: for
+/// the operator it feeds, a Wasm transform or a `sql` operator, which would
+/// otherwise look for them itself (`wasm::fields`, `SqlOperator::read`).
+/// The operator asks through a [`MemberRequest`].
 ///
 /// `found` holds, per record and name, the value's offset in the record's
 /// value ([`MEMBER_ABSENT`] when the record lacks the member) and its
@@ -153,12 +153,37 @@ impl Members {
     pub fn describe(&self, batch: &Batch, names: &[Box<[u8]>]) -> bool {
         *self.names == *names && Some(self.found.len()) == batch.len().checked_mul(2 * names.len())
     }
+
+    /// The pairs of record `i`, or `None` when its reader is to find its
+    /// members itself ([`MEMBERS_UNREAD`]).
+    #[inline]
+    pub fn of_record(&self, i: usize) -> Option<&[u32]> {
+        let n = 2 * self.names.len();
+        let pairs = &self.found[i * n..(i + 1) * n];
+        (pairs[..2] != [MEMBERS_UNREAD.0, MEMBERS_UNREAD.1]).then_some(pairs)
+    }
+}
+
+/// The member that `offset` and `len` (a pair of [`Members::found`]) place
+/// in the record's `value`, if it has one.
+#[inline]
+pub fn member_at(value: &[u8], offset: u32, len: u32) -> Option<crate::json::Member<'_>> {
+    if offset == MEMBER_ABSENT {
+        return None;
+    }
+    let raw = &value[offset as usize..][..(len & !MEMBER_ESCAPED) as usize];
+    let plain = len & MEMBER_ESCAPED == 0 && raw.len() >= 2 && raw[0] == b'"';
+    Some(crate::json::Member {
+        raw,
+        text: plain.then(|| &raw[1..raw.len() - 1]),
+    })
 }
 
 /// The members an operator would have its input's source find (see
 /// [`Members`]), once it knows them: a Wasm transform learns its module's
-/// projection after the first call. The source takes them up at its next
-/// batch.
+/// projection after the first call, a `sql` operator knows its query's
+/// before the job starts. The source takes them up as its next batch
+/// starts.
 #[derive(Debug, Default)]
 pub struct MemberRequest(OnceLock<Arc<[Box<[u8]>]>>);
 

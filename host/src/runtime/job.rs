@@ -725,16 +725,17 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 /// [`crate::runtime::batch::Members`]), and which sources are asked: by
 /// node, the request they share. An operator that
 /// [`asks_members`](crate::runtime::OperatorFactory::asks_members) gets one when every edge into it
-/// comes from a checked JSON source whose records all go to it; such a
+/// comes from a JSON source (checked or not) whose records all go to it; such a
 /// source gets the request of the operator it feeds.
 fn member_requests(pipeline: &Pipeline) -> Vec<Option<Arc<MemberRequest>>> {
     let mut requests: Vec<Option<Arc<MemberRequest>>> = vec![None; pipeline.nodes.len()];
-    // Whether the edge comes from a checked JSON source, all of whose
-    // records it takes as they are.
+    // Whether the edge comes from a JSON source, all of whose records it
+    // takes as they are.
     let whole_from_json = |e: &crate::runtime::Edge| {
         let json = matches!(
             &pipeline.nodes[e.from].kind,
-            NodeKind::Source { factory, .. } if factory.format() == Format::Json
+            NodeKind::Source { factory, .. }
+                if matches!(factory.format(), Format::Json | Format::JsonUnchecked)
         );
         let main_edges = pipeline
             .edges
@@ -761,6 +762,10 @@ fn member_requests(pipeline: &Pipeline) -> Vec<Option<Arc<MemberRequest>>> {
             continue;
         }
         let request = Arc::new(MemberRequest::default());
+        // Asked now, so that the sources find them from their first record.
+        if let Some(names) = factory.known_members() {
+            request.ask(names);
+        }
         for e in inputs {
             requests[e.from] = Some(request.clone());
         }

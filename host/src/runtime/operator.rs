@@ -167,6 +167,13 @@ pub trait OperatorFactory: Send + Sync {
         false
     }
 
+    /// The members it asks for, when they are known before the job starts
+    /// (a query's columns); an operator that learns them later (a Wasm
+    /// transform, from its module) asks through [`Subtask::members`].
+    fn known_members(&self) -> Option<&[Box<[u8]>]> {
+        None
+    }
+
     /// The Wasm module the operator runs, if any.
     fn module(&self) -> Option<ModuleRef<'_>> {
         None

@@ -224,30 +224,45 @@ pub struct SourceOutput {
     member_names: Option<Arc<[Box<[u8]>]>>,
     /// The current record's pairs, as [`Members::found`] holds them.
     member_found: Vec<u32>,
+    /// An unchecked source's scan for the members: their names, then the
+    /// event time's member if it is a top-level one the operator does not
+    /// read; and where the event time's member is among them.
+    scan_names: Vec<Box<[u8]>>,
+    event_member: Option<usize>,
 }
 
-/// `found`, the raw text of each member of the record `value` or `None`,
-/// as [`Members::found`] holds it for one record.
-fn member_pairs(value: &[u8], found: &[Option<&[u8]>], out: &mut Vec<u32>) {
+/// `found`, each member of the record `value` as its raw text and whether
+/// it is a string with escapes, or `None`, as [`Members::found`] holds it
+/// for one record.
+fn member_pairs<'v>(
+    value: &[u8],
+    found: impl Iterator<Item = Option<(&'v [u8], bool)>>,
+    out: &mut Vec<u32>,
+) {
     out.clear();
-    // The same records the transform's own scan would leave to the module.
+    // The same records the operator's own scan would leave to the module.
     let object = value.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     if !object || value.len() >= MEMBER_ESCAPED as usize {
-        for _ in found {
-            out.extend_from_slice(&[MEMBERS_UNREAD.0, MEMBERS_UNREAD.1]);
-        }
+        unread_pairs(found.count(), out);
         return;
     }
     for f in found {
         match f {
-            Some(raw) => {
+            Some((raw, escaped)) => {
                 let start = raw.as_ptr() as usize - value.as_ptr() as usize;
-                let escaped = raw.first() == Some(&b'"') && raw.contains(&b'\\');
                 let len = raw.len() as u32 | if escaped { MEMBER_ESCAPED } else { 0 };
                 out.extend_from_slice(&[start as u32, len]);
             }
             None => out.extend_from_slice(&[MEMBER_ABSENT, 0]),
         }
+    }
+}
+
+/// `n` pairs of a record whose members its reader finds itself.
+fn unread_pairs(n: usize, out: &mut Vec<u32>) {
+    out.clear();
+    for _ in 0..n {
+        out.extend_from_slice(&[MEMBERS_UNREAD.0, MEMBERS_UNREAD.1]);
     }
 }
 
@@ -303,6 +318,8 @@ impl SourceOutput {
             members: None,
             member_names: None,
             member_found: Vec::new(),
+            scan_names: Vec::new(),
+            event_member: None,
         }
     }
 
@@ -408,38 +425,55 @@ impl SourceOutput {
         true
     }
 
-    /// Makes the source find, as it checks each record, the members that
+    /// Makes the source find, as it reads each record, the members that
     /// the operator it feeds asks for through `request`, from the first
-    /// batch after the request (see [`Members`]). Only a checked JSON
+    /// batch that starts after the request (see [`Members`]). Only a JSON
     /// source without a key of its own finds them: `false` (and nothing
-    /// changed) for the others.
+    /// changed) for the others. A checked one finds them in its check; an
+    /// unchecked one scans each record for them and its event time at once,
+    /// which moves that scan from the operator's thread to the source's.
     pub fn with_members(&mut self, request: Arc<MemberRequest>) -> bool {
-        if self.format != Format::Json || self.key.is_some() {
+        if !matches!(self.format, Format::Json | Format::JsonUnchecked) || self.key.is_some() {
             return false;
         }
         self.members = Some(request);
         true
     }
 
-    /// Between batches: takes up the members asked for, if they are new.
+    /// Before the first record of a batch: takes up the members asked for,
+    /// if they are new.
+    #[inline]
     fn take_up_members(&mut self) {
-        if self.member_names.is_some() {
+        if self.member_names.is_some() || self.members.is_none() || !self.batch.is_empty() {
             return;
         }
         let Some(names) = self.members.as_ref().and_then(|r| r.names()).cloned() else {
             return;
         };
-        let mut pointers: Vec<Pointer> = self.event_time.iter().flatten().cloned().collect();
-        pointers.extend(names.iter().map(|n| Pointer::member(n)));
-        if pointers.len() > 64 {
-            self.members = None;
-            return;
+        if self.format == Format::Json {
+            let mut pointers: Vec<Pointer> = self.event_time.iter().flatten().cloned().collect();
+            pointers.extend(names.iter().map(|n| Pointer::member(n)));
+            if pointers.len() > 64 {
+                self.members = None;
+                return;
+            }
+            self.checker = json::Checker::new(pointers);
+        } else {
+            // One scan finds the event time too, when it is a member.
+            self.scan_names = names.to_vec();
+            let event = self.event_time.iter().flatten().next();
+            self.event_member = event.and_then(|p| p.top_member()).map(|name| {
+                let at = self.scan_names.iter().position(|n| **n == *name);
+                at.unwrap_or_else(|| {
+                    self.scan_names.push(name.into());
+                    self.scan_names.len() - 1
+                })
+            });
         }
         tracing::debug!(
             members = names.len(),
-            "the source finds the members its operator reads as it checks records"
+            "the source finds the members its operator reads as it reads records"
         );
-        self.checker = json::Checker::new(pointers);
         self.member_names = Some(names);
     }
 
@@ -569,6 +603,7 @@ impl SourceOutput {
         origin: Origin,
         kind: RowKind,
     ) -> Result<(), RuntimeError> {
+        self.take_up_members();
         let (ts, keyed) = match self.check(value, timestamp) {
             Ok(checked) => checked,
             Err(reason) => return self.reject(key, value, timestamp, headers, origin, &reason),
@@ -666,10 +701,32 @@ impl SourceOutput {
             (_, Some(None)) if timestamp.is_none() => {
                 Err("the record has no timestamp to take the event time from".into())
             }
-            (Format::Raw, _) | (Format::JsonUnchecked, None | Some(None)) => Ok(unkeyed(timestamp)),
+            (Format::Raw, _) => Ok(unkeyed(timestamp)),
             // Up to the event time only: the reader checks the rest.
-            (Format::JsonUnchecked, Some(Some(p))) => {
-                event_time(json::find_fast(value, p), p).map(unkeyed)
+            (Format::JsonUnchecked, event) => {
+                let mut event_raw = None;
+                if let Some(names) = &self.member_names {
+                    // A record the scan refuses is left to the reader, whose
+                    // own scan says what is wrong with it.
+                    let mut found = json::Slots::<_, 8>::new(None, self.scan_names.len());
+                    let found = found.slice();
+                    match json::find_members(value, &self.scan_names, found) {
+                        Ok(()) => {
+                            let pairs = found[..names.len()].iter().map(|m| {
+                                m.map(|m| (m.raw, m.text.is_none() && m.raw.first() == Some(&b'"')))
+                            });
+                            member_pairs(value, pairs, &mut self.member_found);
+                            event_raw = self.event_member.map(|i| found[i].map(|m| m.raw));
+                        }
+                        Err(_) => unread_pairs(names.len(), &mut self.member_found),
+                    }
+                }
+                let ts = match (event, event_raw) {
+                    (Some(Some(p)), Some(raw)) => event_time(Ok(raw), p)?,
+                    (Some(Some(p)), None) => event_time(json::find_fast(value, p), p)?,
+                    _ => timestamp,
+                };
+                Ok(unkeyed(ts))
             }
             // The checker's pointers: the event time's, if it is a field,
             // then the key's.
@@ -681,7 +738,10 @@ impl SourceOutput {
                 let found = found.slice();
                 self.checker.find(value, found).map_err(|e| e.to_string())?;
                 if members > 0 {
-                    member_pairs(value, &found[field + keys..], &mut self.member_found);
+                    let found = found[field + keys..].iter().map(|f| {
+                        f.map(|raw| (raw, raw.first() == Some(&b'"') && raw.contains(&b'\\')))
+                    });
+                    member_pairs(value, found, &mut self.member_found);
                 }
                 let ts = match event {
                     Some(Some(p)) => event_time(Ok(found[0]), p)?,
@@ -711,7 +771,6 @@ impl SourceOutput {
         if let Some(t) = self.deferred.take() {
             self.messages.push(Message::Watermark(Watermark::Time(t)));
         }
-        self.take_up_members();
     }
 
     /// Reads the clock; called by the task before each poll.
@@ -784,6 +843,15 @@ mod tests {
         emit: Option<Emit>,
         batch_size: usize,
     ) -> (SourceOutput, Arc<ManualClock>) {
+        output_as(Format::Json, dead, emit, batch_size)
+    }
+
+    fn output_as(
+        format: Format,
+        dead: bool,
+        emit: Option<Emit>,
+        batch_size: usize,
+    ) -> (SourceOutput, Arc<ManualClock>) {
         let clock = ManualClock::new(0);
         let info = Arc::new(NodeInfo {
             uid: "src".into(),
@@ -804,7 +872,7 @@ mod tests {
         });
         let out = SourceOutput::new(
             Output::new(info),
-            Format::Json,
+            format,
             et,
             clock.clone(),
             batch_size,
@@ -864,7 +932,7 @@ mod tests {
         out.cut_for_barrier();
         let names: Vec<Box<[u8]>> = vec![b"b"[..].into(), b"a"[..].into()];
         request.ask(&names);
-        // Pushed before the batch the request is taken up at.
+        // The request is taken up as the next batch starts.
         out.push(s, None, br#"{"a":2}"#, 2).unwrap();
         out.cut_for_barrier();
         let values = [
@@ -881,7 +949,13 @@ mod tests {
         out.cut_for_barrier();
         let got = batches(&mut out);
         assert_eq!(got.len(), 3);
-        assert!(got[0].members.is_none() && got[1].members.is_none());
+        assert!(got[0].members.is_none());
+        assert!(
+            got[1]
+                .members
+                .as_ref()
+                .is_some_and(|m| m.describe(&got[1], &names))
+        );
         let b = &got[2];
         assert_eq!(b.len(), 5, "the broken record went to the dead letters");
         let members = b.members.as_ref().expect("members");
@@ -914,6 +988,71 @@ mod tests {
         let mut more = b.clone();
         more.push(None, b"{}", None, Origin::NONE);
         assert!(!members.describe(&more, &names));
+    }
+
+    /// An unchecked JSON source (a SQL table's) asked for members scans
+    /// each record for them, finding what the operator's own scan
+    /// (`json::find_members`) would, and reads the event time in the same
+    /// scan, whether the operator reads that member too or not. A record
+    /// the scan refuses is left unread, for the operator's scan to name
+    /// what is wrong with it.
+    #[test]
+    fn an_unchecked_source_finds_the_members_and_the_event_time_in_one_scan() {
+        for read in [["b", "a"], ["ts", "a"]] {
+            let names: Vec<Box<[u8]>> = read.iter().map(|n| n.as_bytes().into()).collect();
+            let (mut out, _) = output_as(Format::JsonUnchecked, true, Some(Emit::PerEvent), 100);
+            let request = Arc::new(MemberRequest::default());
+            assert!(out.with_members(request.clone()));
+            request.ask(&names);
+            let s = out.add_split("f".into(), PositionKind::Line);
+            let values = [
+                r#"{"a":1,"b":"x\"y","ts":5}"#,
+                r#" { "ts" : 7, "b" : "plain" , "a":{"b":1} } "#,
+                r#"{"a":true,"a":false,"ts":9,"ts":1}"#,
+                // Not JSON past the event time: kept, its members unread.
+                r#"{"a":2,"ts":11,"b":}"#,
+                // No event time: rejected.
+                r#"{"a":3}"#,
+                r#"[1,2]"#,
+            ];
+            for (i, v) in values.iter().enumerate() {
+                out.push(s, None, v.as_bytes(), 1 + i as u64).unwrap();
+            }
+            out.cut_for_barrier();
+            // (timestamp, the pairs as the operator reads them, or `None`:
+            // unread) of each record, over the batches the watermarks cut.
+            let mut got = Vec::new();
+            for m in out.take_messages() {
+                let Message::Batch(b) = m else { continue };
+                let members = b.members.as_ref().expect("members");
+                assert!(members.describe(&b, &names), "{read:?}");
+                for (i, r) in b.iter().enumerate() {
+                    let read = members.of_record(i).map(|pairs| {
+                        pairs
+                            .chunks_exact(2)
+                            .map(|p| crate::runtime::batch::member_at(r.value(), p[0], p[1]))
+                            .map(|m| m.map(|m| (m.raw.to_vec(), m.text.map(<[u8]>::to_vec))))
+                            .collect::<Vec<_>>()
+                    });
+                    got.push((r.timestamp(), read));
+                }
+            }
+            let mut expected = Vec::new();
+            for (v, ts) in values.iter().zip([5, 7, 9]) {
+                let mut found = [None; 2];
+                json::find_members(v.as_bytes(), &names, &mut found).unwrap();
+                let found = found
+                    .iter()
+                    .map(|m| m.map(|m| (m.raw.to_vec(), m.text.map(<[u8]>::to_vec))))
+                    .collect();
+                expected.push((Some(ts), Some(found)));
+            }
+            expected.push((Some(11), None));
+            assert_eq!(
+                got, expected,
+                "{read:?}: two records went to the dead letters"
+            );
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use super::types::{SqlType, Ty, Value};
 use super::{Column, FlinkDialect, Meta, Metadata, Table};
 use crate::error::{PlanError, RuntimeError};
 use crate::json::Pointer;
-use crate::runtime::batch::RecordRef;
+use crate::runtime::batch::{Members, RecordRef, member_at};
 use crate::runtime::function::{Column as Values, FunctionModules, Functions};
 use crate::runtime::kind::{OperatorKind, PlanContext, Planned, error, field};
 use crate::runtime::{Batch, Operator, OperatorFactory, Output, Splits, Subtask};
@@ -328,6 +328,14 @@ impl OperatorFactory for SqlFactory {
         "sql"
     }
 
+    fn asks_members(&self) -> bool {
+        !self.0.raw && !self.0.member_names.is_empty()
+    }
+
+    fn known_members(&self) -> Option<&[Box<[u8]>]> {
+        self.asks_members().then_some(&self.0.member_names[..])
+    }
+
     fn create(&self, _subtask: &Subtask<'_>) -> Box<dyn Operator> {
         let functions = self
             .0
@@ -425,7 +433,15 @@ impl SqlOperator {
     /// physical column's value is swapped into the row rather than moved:
     /// the row's old value goes back to `physical`, so a text column is
     /// copied into the buffer it had two records before, not a new one.
-    fn read(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<(), String> {
+    ///
+    /// `pairs`: where the record's members are, when its source found them
+    /// (see [`Members`]); otherwise the value is scanned here.
+    fn read(
+        &mut self,
+        r: RecordRef<'_>,
+        pairs: Option<&[u32]>,
+        splits: &Splits,
+    ) -> Result<(), String> {
         let p = &*self.program;
         let value = r.value();
         let watermark = p.reads_watermark || p.functions.is_some();
@@ -446,7 +462,15 @@ impl SqlOperator {
             // On the stack for up to 16 columns: this runs for every record.
             let mut found = crate::json::Slots::<_, 16>::new(None, p.members.len());
             let found = found.slice();
-            crate::json::find_members(value, &p.member_names, found).map_err(|e| e.to_string())?;
+            match pairs {
+                Some(pairs) => {
+                    for (slot, pair) in found.iter_mut().zip(pairs.chunks_exact(2)) {
+                        *slot = member_at(value, pair[0], pair[1]);
+                    }
+                }
+                None => crate::json::find_members(value, &p.member_names, found)
+                    .map_err(|e| e.to_string())?,
+            }
             for (i, member) in p.members.iter().zip(found.iter()) {
                 let (name, ty) = &p.physical[*i];
                 // Text without escapes, into the column's buffer; the rest
@@ -486,11 +510,25 @@ impl SqlOperator {
         Ok(())
     }
 
+    /// The members the source found in `batch`'s records, taken from it,
+    /// when they are the ones the query reads.
+    fn members_of(&self, batch: &mut Batch) -> Option<Members> {
+        let members = batch.members.take()?;
+        members
+            .describe(batch, &self.program.member_names)
+            .then_some(members)
+    }
+
     /// The output row of one record into `self.out`, and its timestamp:
     /// `Ok(None)` when the filter drops it; `Err` names what is wrong with
     /// the record.
-    fn apply(&mut self, r: RecordRef<'_>, splits: &Splits) -> Result<Option<Option<i64>>, String> {
-        self.read(r, splits)?;
+    fn apply(
+        &mut self,
+        r: RecordRef<'_>,
+        pairs: Option<&[u32]>,
+        splits: &Splits,
+    ) -> Result<Option<Option<i64>>, String> {
+        self.read(r, pairs, splits)?;
         let p = &*self.program;
         if !passes(p, &self.row)? {
             return Ok(None);
@@ -504,7 +542,7 @@ impl SqlOperator {
     /// projections' for the rows the filter keeps.
     async fn process_calling(
         &mut self,
-        batch: Batch,
+        mut batch: Batch,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         let splits = out.info().splits.clone();
@@ -513,8 +551,10 @@ impl SqlOperator {
         let calls = p.functions.as_ref().expect("a query with function calls");
         // (record, row) of each live row.
         let mut rows: Vec<(usize, Vec<Value>)> = Vec::with_capacity(batch.len());
+        let members = self.members_of(&mut batch);
         for (i, r) in batch.iter().enumerate() {
-            match self.read(r, &splits) {
+            let pairs = members.as_ref().and_then(|m| m.of_record(i));
+            match self.read(r, pairs, &splits) {
                 Ok(()) => rows.push((i, std::mem::take(&mut self.row))),
                 Err(m) => out.dead_letter(r, &m)?,
             }
@@ -672,14 +712,20 @@ fn write_row(p: &Program, row: &[Value], out: &mut Vec<u8>) -> Result<(), String
 
 #[async_trait]
 impl Operator for SqlOperator {
-    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+    async fn process_batch(
+        &mut self,
+        mut batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
         if self.program.functions.is_some() {
             return self.process_calling(batch, out).await;
         }
         let mut rows = Batch::with_capacity(batch.len(), batch.data.len());
         let splits = out.info().splits.clone();
-        for r in batch.iter() {
-            match self.apply(r, &splits) {
+        let members = self.members_of(&mut batch);
+        for (i, r) in batch.iter().enumerate() {
+            let pairs = members.as_ref().and_then(|m| m.of_record(i));
+            match self.apply(r, pairs, &splits) {
                 Ok(Some(ts)) => rows.push(None, &self.out, ts, r.origin()),
                 Ok(None) => {}
                 Err(m) => out.dead_letter(r, &m)?,
