@@ -127,6 +127,58 @@ enum Finder {
     Host,
 }
 
+impl Finder {
+    /// The spec's sinks beside the operator's: with the host finding the
+    /// members, a second one reads the source too.
+    fn second_sink(&self) -> &'static str {
+        match self {
+            Finder::Source => "",
+            Finder::Host => "  - { uid: copy, input: orders, type: discard }\n",
+        }
+    }
+}
+
+/// Runs `spec` with its sources paced (half a second for 20,000 records:
+/// a source that had read everything before the module named its fields
+/// would have no batch left to find them in); the log.
+fn run_paced(spec: &std::path::Path) -> String {
+    let o = support::sluice()
+        .arg("run")
+        .arg(spec)
+        .args(["--source-rate", "40000"])
+        .env(
+            "SLUICE_LOG",
+            "sluice_host::wasm=debug,sluice_host::runtime::source=debug",
+        )
+        .output()
+        .expect("run sluice");
+    assert_ok(&o);
+    stderr(&o)
+}
+
+/// Whether the log of [`run_paced`] says that the source found the members
+/// and that a call took them from its batch.
+fn found_by_source(log: &str) -> bool {
+    log.contains("the source finds the members its operator reads")
+        && log.contains("a call's members come with its batch")
+}
+
+/// The dead letters of node `node` in the file `path`: error by origin.
+fn dead_letters(path: &std::path::Path, node: &str) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["node"], node, "{l}");
+            (
+                v["origin"].as_str().unwrap().to_owned(),
+                v["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn reads_the_same_fields(finder: Finder) {
     // Far more records than one call takes (4,096), so that most calls
     // come after the module has named its fields.
@@ -159,35 +211,17 @@ fn reads_the_same_fields(finder: Finder) {
              sinks:\n  - {{ uid: out, input: usd, type: file, path: \"{0}/out.jsonl\" }}\n{1}\
              dead_letter: {{ type: file, path: \"{0}/dead.jsonl\" }}\n",
             d.display(),
-            match finder {
-                Finder::Source => "",
-                Finder::Host => "  - { uid: copy, input: orders, type: discard }\n",
-            }
+            finder.second_sink()
         ),
     )
     .unwrap();
-    // Paced (half a second in all): a source that had read everything
-    // before the module named its fields would have no batch left to find
-    // them in.
-    let o = support::sluice()
-        .arg("run")
-        .arg(&spec)
-        .args(["--source-rate", "40000"])
-        .env(
-            "SLUICE_LOG",
-            "sluice_host::wasm=debug,sluice_host::runtime::source=debug",
-        )
-        .output()
-        .expect("run sluice");
-    assert_ok(&o);
-    let log = stderr(&o);
+    let log = run_paced(&spec);
     assert!(
         log.contains("the host finds the module's fields")
             && log.contains(r#"names=["order_id", "customer_id", "amount", "currency", "status"]"#),
         "the module did not name its fields:\n{log}"
     );
-    let by_source = log.contains("the source finds the members its operator reads");
-    assert_eq!(by_source, finder == Finder::Source, "{log}");
+    assert_eq!(found_by_source(&log), finder == Finder::Source, "{log}");
     rows.sort();
     let got = support::sorted_lines(&d.join("out.jsonl"));
     let missing: Vec<_> = rows
@@ -207,18 +241,7 @@ fn reads_the_same_fields(finder: Finder) {
         extra.first()
     );
     assert_eq!(got.len(), rows.len());
-    let dead: BTreeMap<String, String> = std::fs::read_to_string(d.join("dead.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            assert_eq!(v["node"], "usd", "{l}");
-            (
-                v["origin"].as_str().unwrap().to_owned(),
-                v["error"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let dead = dead_letters(&d.join("dead.jsonl"), "usd");
     assert_eq!(dead.len(), errors.len());
     for (origin, error) in &errors {
         assert_eq!(
@@ -227,4 +250,123 @@ fn reads_the_same_fields(finder: Finder) {
             "{origin}"
         );
     }
+}
+
+/// Record `i` of the window test: a line, and the amount in cents it adds
+/// to its customer's window, or the error the aggregate gives it.
+fn order(i: u64) -> (String, Result<i64, &'static str>) {
+    let cents = ((i * 7919) % 100_000) as i64;
+    let a = format!("{}.{:02}", cents / 100, cents % 100);
+    let (c, ts) = (format!("c-{}", i % 7), 1_700_000_000_000 + i * 10);
+    match i % 8 {
+        0..=2 => (
+            format!(r#"{{"order_id":"o-{i}","customer_id":"{c}","amount":{a},"event_ts":{ts}}}"#),
+            Ok(cents),
+        ),
+        3 => (
+            format!(" {{ \"event_ts\" : {ts} ,\t\"amount\" : {a} , \"customer_id\":\"{c}\" }} "),
+            Ok(cents),
+        ),
+        // A member name with escapes: the module reads the record itself.
+        4 => (
+            format!(r#"{{"customer_id":"{c}","\u0061mount":{a},"event_ts":{ts}}}"#),
+            Ok(cents),
+        ),
+        // Twice the same member: the first counts.
+        5 => (
+            format!(r#"{{"customer_id":"{c}","amount":{a},"amount":1.0,"event_ts":{ts}}}"#),
+            Ok(cents),
+        ),
+        6 => (
+            format!(r#"{{"customer_id":"{c}","amount":"{a}","event_ts":{ts}}}"#),
+            Err(r#"field "amount" is not a number"#),
+        ),
+        _ => (
+            format!(r#"{{"meta":{{"amount":1,"s":"}}\"]"}},"customer_id":"{c}","event_ts":{ts}}}"#),
+            Err(r#"field "amount" is missing"#),
+        ),
+    }
+}
+
+/// A window's Rust aggregate (`count-sum`, which reads `amount`) keyed by
+/// customer: the source finds the member as it checks each record and
+/// reads its key, and the member's place goes with each record through the
+/// key-by (whole at parallelism 1, split at 2) and into the window's
+/// pending batch. Results and dead letters are those of the module's own
+/// scan, and the same when the source also feeds a second sink (the host
+/// then finds the member before each call).
+#[test]
+fn a_window_aggregate_reads_the_same_fields_whoever_finds_them() {
+    for (finder, parallelism) in [(Finder::Source, 1), (Finder::Source, 2), (Finder::Host, 2)] {
+        window_reads_the_same_fields(finder, parallelism);
+    }
+}
+
+fn window_reads_the_same_fields(finder: Finder, parallelism: u32) {
+    const RECORDS: u64 = 20_000;
+    let dir = support::temp_dir();
+    let d = dir.path();
+    let mut input = String::new();
+    // (customer, window start) -> (count, cents)
+    let mut windows: BTreeMap<(String, u64), (u64, i64)> = BTreeMap::new();
+    let mut errors = BTreeMap::new();
+    for i in 0..RECORDS {
+        let (text, added) = order(i);
+        input.push_str(&text);
+        input.push('\n');
+        match added {
+            Ok(cents) => {
+                let start = (1_700_000_000_000 + i * 10) / 60_000 * 60_000;
+                let w = windows.entry((format!("c-{}", i % 7), start)).or_default();
+                w.0 += 1;
+                w.1 += cents;
+            }
+            Err(e) => {
+                errors.insert(format!("{}/input.jsonl:{}", d.display(), i + 1), e);
+            }
+        }
+    }
+    std::fs::write(d.join("input.jsonl"), input).unwrap();
+    let spec = d.join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "parallelism: {parallelism}\n\
+             sources:\n  - uid: orders\n    type: file\n    path: \"{0}/input.jsonl\"\n    parallelism: 1\n    \
+             event_time: {{ timestamp: /event_ts, watermark: {{ max_out_of_orderness: 0s, emit: per_event }} }}\n\
+             operators:\n  - uid: windows\n    input: orders\n    key_by: /customer_id\n    \
+             window: {{ type: tumbling, size: 60s }}\n    \
+             aggregate: {{ wasm: {{ module: count_sum.wasm, config: {{ field: amount, count_as: count, sum_as: sum_cents }} }} }}\n\
+             sinks:\n  - {{ uid: out, input: windows, type: file, path: \"{0}/out.jsonl\" }}\n{1}\
+             dead_letter: {{ type: file, path: \"{0}/dead.jsonl\" }}\n",
+            d.display(),
+            finder.second_sink()
+        ),
+    )
+    .unwrap();
+    let log = run_paced(&spec);
+    assert_eq!(
+        found_by_source(&log),
+        finder == Finder::Source,
+        "p={parallelism}: {log}"
+    );
+    let mut expected: Vec<String> = windows
+        .iter()
+        .map(|((c, start), (count, cents))| {
+            format!(
+                r#"{{"customer_id":"{c}","window_start":{start},"window_end":{},"count":{count},"sum_cents":{cents}}}"#,
+                start + 60_000
+            )
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        support::sorted_lines(&d.join("out.jsonl")),
+        expected,
+        "p={parallelism}"
+    );
+    let dead = dead_letters(&d.join("dead.jsonl"), "windows");
+    let errors: BTreeMap<String, String> =
+        errors.into_iter().map(|(o, e)| (o, e.to_owned())).collect();
+    assert_eq!(dead, errors, "p={parallelism}");
 }

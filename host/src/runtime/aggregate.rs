@@ -135,6 +135,13 @@ pub trait Aggregator: Send {
     fn in_place(&mut self) -> Option<&mut dyn InPlace> {
         None
     }
+
+    /// Where to ask the sources feeding the window to find the members the
+    /// function reads (see [`crate::runtime::batch::Members`]), for one
+    /// whose factory [`asks_members`](AggregatorFactory::asks_members).
+    fn ask_members_at(&mut self, request: Arc<crate::runtime::batch::MemberRequest>) {
+        let _ = request;
+    }
 }
 
 /// A function computed by the host whose accumulators all have the size of
@@ -166,5 +173,12 @@ pub trait AggregatorFactory: Send + Sync {
     /// The Wasm module the aggregator runs, if any.
     fn module(&self) -> Option<ModuleRef<'_>> {
         None
+    }
+
+    /// Whether the function reads top-level members of the records that a
+    /// JSON source could find for it (see
+    /// [`OperatorFactory::asks_members`](crate::runtime::OperatorFactory::asks_members)).
+    fn asks_members(&self) -> bool {
+        false
     }
 }

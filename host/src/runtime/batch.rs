@@ -151,16 +151,45 @@ impl Members {
     /// Whether these are members `names` of every record of `batch` (a
     /// batch's own, or taken from it).
     pub fn describe(&self, batch: &Batch, names: &[Box<[u8]>]) -> bool {
-        *self.names == *names && Some(self.found.len()) == batch.len().checked_mul(2 * names.len())
+        *self.names == *names && self.fit(batch)
+    }
+
+    /// Whether these hold pairs for every record of `batch`, whatever the
+    /// names.
+    pub fn fit(&self, batch: &Batch) -> bool {
+        Some(self.found.len()) == batch.len().checked_mul(2 * self.names.len())
     }
 
     /// The pairs of record `i`, or `None` when its reader is to find its
     /// members itself ([`MEMBERS_UNREAD`]).
     #[inline]
     pub fn of_record(&self, i: usize) -> Option<&[u32]> {
-        let n = 2 * self.names.len();
-        let pairs = &self.found[i * n..(i + 1) * n];
+        let pairs = self.pairs(i);
         (pairs[..2] != [MEMBERS_UNREAD.0, MEMBERS_UNREAD.1]).then_some(pairs)
+    }
+
+    /// The pairs of record `i` as they are.
+    #[inline]
+    fn pairs(&self, i: usize) -> &[u32] {
+        let n = 2 * self.names.len();
+        &self.found[i * n..(i + 1) * n]
+    }
+
+    /// After record `i` of the batch these describe was copied to the end
+    /// of another batch, whose members are `to`: copies its pairs there
+    /// (they are places in the record's value, which the copy keeps). A
+    /// batch some of whose records came without pairs, or with pairs of
+    /// other names, has fewer pairs than [`Members::describe`] asks, so its
+    /// reader finds the members itself.
+    #[inline]
+    pub fn copy_record(&self, i: usize, to: &mut Option<Members>) {
+        let to = to.get_or_insert_with(|| Members {
+            names: self.names.clone(),
+            found: Vec::new(),
+        });
+        if Arc::ptr_eq(&to.names, &self.names) || to.names == self.names {
+            to.found.extend_from_slice(self.pairs(i));
+        }
     }
 }
 

@@ -725,29 +725,33 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 /// [`crate::runtime::batch::Members`]), and which sources are asked: by
 /// node, the request they share. An operator that
 /// [`asks_members`](crate::runtime::OperatorFactory::asks_members) gets one when every edge into it
-/// comes from a JSON source (checked or not) whose records all go to it; such a
-/// source gets the request of the operator it feeds.
+/// comes from a JSON source (checked or not; checked, for a key-by) whose
+/// records all go to it; such a source gets the request of the operator it
+/// feeds.
 fn member_requests(pipeline: &Pipeline) -> Vec<Option<Arc<MemberRequest>>> {
     let mut requests: Vec<Option<Arc<MemberRequest>>> = vec![None; pipeline.nodes.len()];
     // Whether the edge comes from a JSON source, all of whose records it
-    // takes as they are.
+    // takes as they are: whole batches, or, from a checked source that
+    // reads their keys for the router, the records of each key.
     let whole_from_json = |e: &crate::runtime::Edge| {
-        let json = matches!(
-            &pipeline.nodes[e.from].kind,
-            NodeKind::Source { factory, .. }
-                if matches!(factory.format(), Format::Json | Format::JsonUnchecked)
-        );
+        let format = match &pipeline.nodes[e.from].kind {
+            NodeKind::Source { factory, .. } => factory.format(),
+            _ => return false,
+        };
         let main_edges = pipeline
             .edges
             .iter()
             .filter(|o| o.from == e.from && o.port == MAIN_PORT)
             .count();
-        json && e.port == MAIN_PORT
+        e.port == MAIN_PORT
             && main_edges == 1
-            && matches!(
-                e.partitioning,
-                Partitioning::Forward | Partitioning::Rebalance
-            )
+            && match e.partitioning {
+                Partitioning::Forward | Partitioning::Rebalance => {
+                    matches!(format, Format::Json | Format::JsonUnchecked)
+                }
+                Partitioning::KeyHash { .. } => format == Format::Json,
+                Partitioning::Broadcast => false,
+            }
     };
     for (n, node) in pipeline.nodes.iter().enumerate() {
         let NodeKind::Operator(factory) = &node.kind else {

@@ -221,13 +221,19 @@ impl Router {
                 let mut parts: Vec<Batch> = (0..n)
                     .map(|_| Batch::with_capacity(batch.len() / n + 8, per_target))
                     .collect();
-                for record in batch.iter() {
+                // The members a source found go with each record.
+                let members = batch.members.as_ref().filter(|m| m.fit(&batch));
+                for (i, record) in batch.iter().enumerate() {
                     if self.keys_set
                         && let Some(k) = record.key()
                     {
                         let kg = keys::key_group(k, *max_parallelism);
                         let t = keys::subtask_for_key_group(kg, *max_parallelism, n as u32);
-                        parts[t as usize].push_record(record, None);
+                        let part = &mut parts[t as usize];
+                        part.push_record(record, None);
+                        if let Some(m) = members {
+                            m.copy_record(i, &mut part.members);
+                        }
                         continue;
                     }
                     match key.extract(record.value(), &mut self.key_buf) {
@@ -236,6 +242,9 @@ impl Router {
                             let t = keys::subtask_for_key_group(kg, *max_parallelism, n as u32)
                                 as usize;
                             parts[t].push_record(record, Some(&self.key_buf));
+                            if let Some(m) = members {
+                                m.copy_record(i, &mut parts[t].members);
+                            }
                         }
                         Err(reason) => {
                             let r = self.rejected.get_or_insert_with(|| Rejected {

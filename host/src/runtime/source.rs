@@ -428,12 +428,13 @@ impl SourceOutput {
     /// Makes the source find, as it reads each record, the members that
     /// the operator it feeds asks for through `request`, from the first
     /// batch that starts after the request (see [`Members`]). Only a JSON
-    /// source without a key of its own finds them: `false` (and nothing
-    /// changed) for the others. A checked one finds them in its check; an
-    /// unchecked one scans each record for them and its event time at once,
-    /// which moves that scan from the operator's thread to the source's.
+    /// source finds them: `false` (and nothing changed) for the others. A
+    /// checked one finds them in its check, beside the key it reads for a
+    /// router ([`SourceOutput::with_key`]); an unchecked one scans each
+    /// record for them and its event time at once, which moves that scan
+    /// from the operator's thread to the source's.
     pub fn with_members(&mut self, request: Arc<MemberRequest>) -> bool {
-        if !matches!(self.format, Format::Json | Format::JsonUnchecked) || self.key.is_some() {
+        if !matches!(self.format, Format::Json | Format::JsonUnchecked) {
             return false;
         }
         self.members = Some(request);
@@ -451,7 +452,10 @@ impl SourceOutput {
             return;
         };
         if self.format == Format::Json {
+            // The checker's pointers: the event time's, the key's, the
+            // members'.
             let mut pointers: Vec<Pointer> = self.event_time.iter().flatten().cloned().collect();
+            pointers.extend(self.key.iter().flat_map(|k| k.pointers().iter().cloned()));
             pointers.extend(names.iter().map(|n| Pointer::member(n)));
             if pointers.len() > 64 {
                 self.members = None;
@@ -750,7 +754,7 @@ impl SourceOutput {
                 let keyed = match &self.key {
                     None => Ok(false),
                     Some(key) => key
-                        .assemble(&found[field..], &mut self.key_buf)
+                        .assemble(&found[field..field + keys], &mut self.key_buf)
                         .map(|()| true)
                         .map_err(|reason| format!("key_by {}: {reason}", key.describe())),
                 };
@@ -1210,6 +1214,36 @@ mod tests {
             out.format = format;
             assert!(!out.with_key(&key));
         }
+    }
+
+    /// Beside the key it reads for its router, a checked source finds the
+    /// members the operator behind the router asks for.
+    #[test]
+    fn a_source_finds_the_members_beside_the_key() {
+        let (mut out, _) = output(true, false, 100);
+        let key = KeySelector::new(vec![Pointer::parse("/k").unwrap()]);
+        assert!(out.with_key(&key));
+        let request = Arc::new(MemberRequest::default());
+        assert!(out.with_members(request.clone()));
+        let names: Vec<Box<[u8]>> = vec![b"a"[..].into()];
+        request.ask(&names);
+        let s = out.add_split("f".into(), PositionKind::Line);
+        out.push(s, None, br#"{"k":"x","a":5}"#, 1).unwrap();
+        out.push(s, None, br#"{"ts":100,"a":"y\"","k":"z"}"#, 2)
+            .unwrap();
+        out.finish();
+        let b = out
+            .take_messages()
+            .find_map(|m| match m {
+                Message::Batch(b) => Some(b),
+                _ => None,
+            })
+            .expect("a batch");
+        let keys: Vec<_> = b.iter().map(|r| r.key().unwrap().to_vec()).collect();
+        assert_eq!(keys, [&br#""x""#[..], br#""z""#]);
+        let m = b.members.as_ref().expect("members");
+        assert!(m.describe(&b, &names));
+        assert_eq!(m.found, [13, 1, 14, 5 | MEMBER_ESCAPED]);
     }
 
     #[test]

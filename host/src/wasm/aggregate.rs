@@ -14,7 +14,7 @@ use super::{
 };
 use crate::error::{RuntimeError, WasmError};
 use crate::runtime::aggregate::{Aggregator, ByteList, WindowRef};
-use crate::runtime::batch::Span;
+use crate::runtime::batch::{MemberRequest, Span};
 use crate::runtime::{Batch, NodeInfo, NodeMetrics, Output};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -28,6 +28,9 @@ pub struct WasmAggregator {
     empty: Vec<u8>,
     lowering: Lowering,
     spans: Vec<wit::Span>,
+    /// Where to ask the sources feeding the window to find the members
+    /// the module projects, until asked.
+    members: Option<Arc<MemberRequest>>,
 }
 
 enum Call<T> {
@@ -49,6 +52,7 @@ impl WasmAggregator {
             empty: Vec::new(),
             lowering: Lowering::default(),
             spans: Vec::new(),
+            members: None,
         }
     }
 
@@ -131,13 +135,25 @@ impl WasmAggregator {
             data: &accs.data,
             spans: &self.spans,
         };
-        sandbox.store.data_mut().fields.locate(input, None);
+        // The members the window's sources found, copied with the records
+        // into its pending batch.
+        let by_source = input.members.clone();
+        sandbox.store.data_mut().fields.locate(input, by_source);
         let batch = self.lowering.batch(input);
         match guest
             .call_add(&mut sandbox.store, param, batch, targets)
             .await
         {
-            Ok(out) => Ok(Call::Done(out)),
+            Ok(out) => {
+                // The module projects after its first call.
+                let names = sandbox.store.data().fields.names();
+                if !names.is_empty()
+                    && let Some(request) = self.members.take()
+                {
+                    request.ask(names);
+                }
+                Ok(Call::Done(out))
+            }
             Err(e) => {
                 let d = sandbox.describe(&e);
                 self.live = None;
@@ -271,6 +287,10 @@ pub(super) fn replace(list: &mut ByteList, i: usize, bytes: &[u8]) {
 impl Aggregator for WasmAggregator {
     async fn open(&mut self) -> Result<(), RuntimeError> {
         Ok(self.start().await?)
+    }
+
+    fn ask_members_at(&mut self, request: Arc<MemberRequest>) {
+        self.members = Some(request);
     }
 
     fn empty(&self) -> &[u8] {

@@ -29,6 +29,8 @@ pub struct Projection {
     names: Vec<Box<[u8]>>,
     found: Vec<u32>,
     scratch: Vec<Option<Located>>,
+    /// Whether the log has said that members came with a batch.
+    told: bool,
 }
 
 impl Projection {
@@ -42,6 +44,10 @@ impl Projection {
             return;
         }
         if let Some(m) = by_source.filter(|m| m.describe(batch, &self.names)) {
+            if !self.told {
+                self.told = true;
+                tracing::debug!("a call's members come with its batch, as its source found them");
+            }
             self.found = m.found;
             return;
         }

@@ -228,6 +228,8 @@ impl Guest {
 pub struct GuestAggregator {
     guest: Guest,
     make: fn(&Guest, &Arc<crate::runtime::NodeInfo>) -> Box<dyn Aggregator>,
+    /// Whether its module can project (the aggregate world's `fields`).
+    projects: bool,
 }
 
 impl GuestAggregator {
@@ -242,6 +244,7 @@ impl GuestAggregator {
                     info.clone(),
                 ))
             },
+            projects: true,
         }
     }
 
@@ -256,6 +259,7 @@ impl GuestAggregator {
                     info.clone(),
                 ))
             },
+            projects: false,
         }
     }
 }
@@ -267,6 +271,10 @@ impl AggregatorFactory for GuestAggregator {
 
     fn module(&self) -> Option<crate::runtime::ModuleRef<'_>> {
         Some(self.guest.module_ref())
+    }
+
+    fn asks_members(&self) -> bool {
+        self.projects
     }
 }
 

@@ -30,7 +30,7 @@ pub mod plan;
 
 use crate::error::{RuntimeError, StateError, WasmError};
 use crate::json;
-use crate::runtime::batch::Span;
+use crate::runtime::batch::{Members, Span};
 use crate::runtime::operator::FIRST_SIDE_PORT;
 use crate::runtime::{
     Batch, ModuleRef, NodeMetrics, Operator, OperatorFactory, Origin, Output, RecordRef, Subtask,
@@ -339,8 +339,11 @@ impl WindowOperator {
         w.max_timestamp() <= self.watermark
     }
 
-    fn queue(&mut self, record: RecordRef<'_>, slot: u32) {
+    fn queue(&mut self, record: RecordRef<'_>, slot: u32, from: Option<(&Members, usize)>) {
         self.pending.push_record(record, None);
+        if let Some((m, i)) = from {
+            m.copy_record(i, &mut self.pending.members);
+        }
         let s = slot as usize;
         if self.slots.pending_gen[s] != self.generation {
             self.slots.pending_gen[s] = self.generation;
@@ -352,14 +355,18 @@ impl WindowOperator {
 
     /// Adds a record to slot `slot`'s accumulator: at once where the
     /// function works in place, else queued for the next batch.
+    ///
+    /// `from`: the members its source found in the record's batch, and
+    /// the record's index there, which go with a queued copy.
     fn add_to(
         &mut self,
         record: RecordRef<'_>,
         slot: u32,
+        from: Option<(&Members, usize)>,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         if !self.in_place {
-            self.queue(record, slot);
+            self.queue(record, slot, from);
             return Ok(());
         }
         let acc = self.slots.fixed_slot_mut(slot);
@@ -453,6 +460,7 @@ impl WindowOperator {
         record: RecordRef<'_>,
         ts: i64,
         key: &[u8],
+        from: Option<(&Members, usize)>,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         let last = Window {
@@ -497,7 +505,7 @@ impl WindowOperator {
                 slot
             }
         };
-        self.add_to(record, slot, out)?;
+        self.add_to(record, slot, from, out)?;
         if self.lateness() > 0 {
             // Windows that already fired but are within their lateness fire
             // again, with this record.
@@ -525,6 +533,7 @@ impl WindowOperator {
         record: RecordRef<'_>,
         ts: i64,
         key: &[u8],
+        from: Option<(&Members, usize)>,
         out: &mut Output,
     ) -> Result<(), RuntimeError> {
         let new = Window {
@@ -629,7 +638,7 @@ impl WindowOperator {
             }
             (survivor.slot, merged)
         };
-        self.add_to(record, slot, out)?;
+        self.add_to(record, slot, from, out)?;
         if self.fired(window) {
             // Within the allowed lateness: fire again with this record.
             self.flush(out).await?;
@@ -883,9 +892,15 @@ impl Operator for WindowOperator {
         Ok(())
     }
 
-    async fn process_batch(&mut self, batch: Batch, out: &mut Output) -> Result<(), RuntimeError> {
+    async fn process_batch(
+        &mut self,
+        mut batch: Batch,
+        out: &mut Output,
+    ) -> Result<(), RuntimeError> {
+        let members = batch.members.take().filter(|m| m.fit(&batch));
         for i in 0..batch.len() {
             let record = batch.get(i);
+            let from = members.as_ref().map(|m| (m, i));
             let (Some(ts), Some(key)) = (record.timestamp(), record.key()) else {
                 out.dead_letter(
                     record,
@@ -894,8 +909,10 @@ impl Operator for WindowOperator {
                 continue;
             };
             match self.settings.kind {
-                WindowKind::Aligned(a) => self.add_aligned(a, record, ts, key, out).await?,
-                WindowKind::Session { gap } => self.add_session(gap, record, ts, key, out).await?,
+                WindowKind::Aligned(a) => self.add_aligned(a, record, ts, key, from, out).await?,
+                WindowKind::Session { gap } => {
+                    self.add_session(gap, record, ts, key, from, out).await?
+                }
             }
         }
         if !self.late.is_empty() {
@@ -1056,12 +1073,20 @@ impl OperatorFactory for WindowFactory {
                 Some((b.clone(), subtask.info.uid.to_string(), subtask.index))
             }
         };
+        let mut aggregator = self.aggregator.create(subtask.info);
+        if let Some(request) = subtask.members {
+            aggregator.ask_members_at(request.clone());
+        }
         Box::new(WindowOperator::new(
             self.settings.clone(),
-            self.aggregator.create(subtask.info),
+            aggregator,
             backend,
             self.max_parallelism,
         ))
+    }
+
+    fn asks_members(&self) -> bool {
+        self.aggregator.asks_members()
     }
 
     fn module(&self) -> Option<ModuleRef<'_>> {
