@@ -79,15 +79,6 @@ impl Pointer {
         &self.text
     }
 
-    /// The name of the top-level member this pointer points to, if it
-    /// points to one.
-    pub fn top_member(&self) -> Option<&[u8]> {
-        match self.segments.as_slice() {
-            [name] => Some(name),
-            _ => None,
-        }
-    }
-
     /// The last segment as text: the natural output field name for a key
     /// taken from this pointer.
     pub fn last_name(&self) -> Option<&str> {

@@ -224,11 +224,6 @@ pub struct SourceOutput {
     member_names: Option<Arc<[Box<[u8]>]>>,
     /// The current record's pairs, as [`Members::found`] holds them.
     member_found: Vec<u32>,
-    /// An unchecked source's scan for the members: their names, then the
-    /// event time's member if it is a top-level one the operator does not
-    /// read; and where the event time's member is among them.
-    scan_names: Vec<Box<[u8]>>,
-    event_member: Option<usize>,
 }
 
 /// `found`, each member of the record `value` as its raw text and whether
@@ -256,6 +251,13 @@ fn member_pairs<'v>(
             None => out.extend_from_slice(&[MEMBER_ABSENT, 0]),
         }
     }
+}
+
+/// Each found value's text, and whether it is a string with escapes.
+fn escapes<'v>(found: &[Option<&'v [u8]>]) -> impl Iterator<Item = Option<(&'v [u8], bool)>> {
+    found
+        .iter()
+        .map(|f| f.map(|raw| (raw, raw.first() == Some(&b'"') && raw.contains(&b'\\'))))
 }
 
 /// `n` pairs of a record whose members its reader finds itself.
@@ -318,8 +320,6 @@ impl SourceOutput {
             members: None,
             member_names: None,
             member_found: Vec::new(),
-            scan_names: Vec::new(),
-            event_member: None,
         }
     }
 
@@ -445,35 +445,27 @@ impl SourceOutput {
     /// if they are new.
     #[inline]
     fn take_up_members(&mut self) {
-        if self.member_names.is_some() || self.members.is_none() || !self.batch.is_empty() {
-            return;
+        if self.member_names.is_none() && self.members.is_some() && self.batch.is_empty() {
+            self.take_up_asked_members();
         }
+    }
+
+    #[cold]
+    fn take_up_asked_members(&mut self) {
         let Some(names) = self.members.as_ref().and_then(|r| r.names()).cloned() else {
             return;
         };
-        if self.format == Format::Json {
-            // The checker's pointers: the event time's, the key's, the
-            // members'.
-            let mut pointers: Vec<Pointer> = self.event_time.iter().flatten().cloned().collect();
-            pointers.extend(self.key.iter().flat_map(|k| k.pointers().iter().cloned()));
-            pointers.extend(names.iter().map(|n| Pointer::member(n)));
-            if pointers.len() > 64 {
-                self.members = None;
-                return;
-            }
-            self.checker = json::Checker::new(pointers);
-        } else {
-            // One scan finds the event time too, when it is a member.
-            self.scan_names = names.to_vec();
-            let event = self.event_time.iter().flatten().next();
-            self.event_member = event.and_then(|p| p.top_member()).map(|name| {
-                let at = self.scan_names.iter().position(|n| **n == *name);
-                at.unwrap_or_else(|| {
-                    self.scan_names.push(name.into());
-                    self.scan_names.len() - 1
-                })
-            });
+        // The checker's pointers: the event time's, the key's, the
+        // members'. An unchecked source checks with it only where it finds
+        // members.
+        let mut pointers: Vec<Pointer> = self.event_time.iter().flatten().cloned().collect();
+        pointers.extend(self.key.iter().flat_map(|k| k.pointers().iter().cloned()));
+        pointers.extend(names.iter().map(|n| Pointer::member(n)));
+        if pointers.len() > 64 {
+            self.members = None;
+            return;
         }
+        self.checker = json::Checker::new(pointers);
         tracing::debug!(
             members = names.len(),
             "the source finds the members its operator reads as it reads records"
@@ -706,28 +698,30 @@ impl SourceOutput {
                 Err("the record has no timestamp to take the event time from".into())
             }
             (Format::Raw, _) => Ok(unkeyed(timestamp)),
+            (Format::JsonUnchecked, None | Some(None)) if self.member_names.is_none() => {
+                Ok(unkeyed(timestamp))
+            }
             // Up to the event time only: the reader checks the rest.
+            (Format::JsonUnchecked, Some(Some(p))) if self.member_names.is_none() => {
+                event_time(json::find_fast(value, p), p).map(unkeyed)
+            }
+            // Asked for members: one check finds them and the event time.
+            // A record it refuses is left to the reader, whose own scan
+            // says what is wrong with it.
             (Format::JsonUnchecked, event) => {
-                let mut event_raw = None;
-                if let Some(names) = &self.member_names {
-                    // A record the scan refuses is left to the reader, whose
-                    // own scan says what is wrong with it.
-                    let mut found = json::Slots::<_, 8>::new(None, self.scan_names.len());
-                    let found = found.slice();
-                    match json::find_members(value, &self.scan_names, found) {
-                        Ok(()) => {
-                            let pairs = found[..names.len()].iter().map(|m| {
-                                m.map(|m| (m.raw, m.text.is_none() && m.raw.first() == Some(&b'"')))
-                            });
-                            member_pairs(value, pairs, &mut self.member_found);
-                            event_raw = self.event_member.map(|i| found[i].map(|m| m.raw));
-                        }
-                        Err(_) => unread_pairs(names.len(), &mut self.member_found),
-                    }
+                let n = self.member_names.as_ref().map_or(0, |n| n.len());
+                let field = usize::from(matches!(event, Some(Some(_))));
+                let mut found = json::Slots::<_, 8>::new(None, field + n);
+                let found = found.slice();
+                let checked = self.checker.find(value, found).is_ok();
+                if checked {
+                    member_pairs(value, escapes(&found[field..]), &mut self.member_found);
+                } else {
+                    unread_pairs(n, &mut self.member_found);
                 }
-                let ts = match (event, event_raw) {
-                    (Some(Some(p)), Some(raw)) => event_time(Ok(raw), p)?,
-                    (Some(Some(p)), None) => event_time(json::find_fast(value, p), p)?,
+                let ts = match event {
+                    Some(Some(p)) if checked => event_time(Ok(found[0]), p)?,
+                    Some(Some(p)) => event_time(json::find_fast(value, p), p)?,
                     _ => timestamp,
                 };
                 Ok(unkeyed(ts))
@@ -742,10 +736,11 @@ impl SourceOutput {
                 let found = found.slice();
                 self.checker.find(value, found).map_err(|e| e.to_string())?;
                 if members > 0 {
-                    let found = found[field + keys..].iter().map(|f| {
-                        f.map(|raw| (raw, raw.first() == Some(&b'"') && raw.contains(&b'\\')))
-                    });
-                    member_pairs(value, found, &mut self.member_found);
+                    member_pairs(
+                        value,
+                        escapes(&found[field + keys..]),
+                        &mut self.member_found,
+                    );
                 }
                 let ts = match event {
                     Some(Some(p)) => event_time(Ok(found[0]), p)?,
